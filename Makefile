@@ -1,0 +1,38 @@
+# archc: `make demo` and `make test` do the whole set-up on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench lint setup system-deps docs clean
+
+setup: $(STAMP) system-deps
+
+# Reinstall only when the package metadata changes; pip picks a torch/torchvision pair that import together.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+# graphviz's `dot` (diagrams) and chromium (the HTML report's browser test), via apt when we may.
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: setup
+	$(VENV)/bin/archc train specs/alexnet_small.yaml --dataset digits --resize 64 --set image_size=64 --epochs 3 --out runs/demo
+
+test: setup
+	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check archc tests benchmarks examples
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+docs: setup
+	$(PY) -m archc.docs_gen
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,158 @@
+"""`archc check`, `archc build` and `archc export`: the compiler's own commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from archc.commands.common import add_spec_options, limits_of, load_spec, print_json
+from archc.errors import SpecError
+from archc.ops.base import fmt_shape
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    check = subparsers.add_parser("check", help="validate specs and infer shapes (no torch import)",
+                                  description="Validate specs and infer every shape statically. Exit 0 if all are valid, 1 otherwise.")
+    check.add_argument("specs", nargs="+", metavar="SPEC")
+    check.add_argument("--format", choices=["text", "json"], default="text")
+    add_spec_options(check)
+    check.set_defaults(handler=run_check)
+
+    build = subparsers.add_parser("build", help="compile a spec to an nn.Module and print its layers",
+                                  description="Compile a spec, print the per-layer table and totals, and verify once that a "
+                                              "real forward pass gives exactly the inferred shapes.")
+    build.add_argument("spec", metavar="SPEC")
+    build.add_argument("--format", choices=["table", "json"], default="table")
+    build.add_argument("--save", metavar="FILE", help="save the spec and initial weights (load with archc.load_model)")
+    build.add_argument("--init-from", metavar="PATH", help="load a state_dict (e.g. torchvision's pretrained weights)")
+    add_spec_options(build)
+    build.set_defaults(handler=run_build)
+
+    export = subparsers.add_parser("export", help="write a standalone PyTorch source file",
+                                   description="Write a readable PyTorch module that runs without archc and has the same state_dict keys.")
+    export.add_argument("spec", metavar="SPEC")
+    export.add_argument("--to", choices=["python"], default="python")
+    export.add_argument("-o", "--output", metavar="FILE", help="default: stdout")
+    add_spec_options(export)
+    export.set_defaults(handler=run_export)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from archc.expand import expand
+
+    failures = 0
+    results: list[dict[str, Any]] = []
+    for path in args.specs:
+        try:
+            graph = expand(load_spec(path, args), limits_of(args))
+        except SpecError as exc:
+            failures += 1
+            results.append({"spec": path, "ok": False, "error": str(exc), "line": exc.line, "col": exc.col})
+            if args.format == "text":
+                print(exc.render(), file=sys.stderr)
+            continue
+        out = graph.shape_of(graph.output)
+        results.append({"spec": path, "ok": True, "name": graph.name, "input": list(graph.input_shape),
+                        "output": list(out), "params": graph.total_params, "macs": graph.total_macs})
+        if args.format == "text":
+            print(f"{path}: ok  {fmt_shape(graph.input_shape)} -> {fmt_shape(out)}, "
+                  f"{graph.total_params:,} params, {graph.total_macs:,} MACs")
+    if args.format == "json":
+        print_json(results)
+    return 1 if failures else 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from archc.emit import build_module
+    from archc.expand import expand
+
+    spec = load_spec(args.spec, args)
+    graph = expand(spec, limits_of(args))
+    model = build_module(graph, spec.model.init)
+    if args.init_from:
+        from archc.weights import load_weights
+
+        load_weights(model, args.init_from)
+    verify(model)
+    if args.save:
+        save_model(model, spec, args.save)
+    if args.format == "json":
+        from archc.api import Analysis
+
+        analysis = Analysis(graph)
+        print_json({"spec": args.spec, **analysis.totals(), "layers": analysis.rows()})
+    else:
+        print_table(graph)
+    if args.save and args.format != "json":
+        print(f"saved {args.save}")
+    return 0
+
+
+def verify(model: Any) -> None:
+    """One real forward on zeros must reproduce every inferred shape; anything else is our bug."""
+    import torch
+
+    from archc.emit import count_tensors, probe_shapes
+
+    graph = model.archc_graph
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        shapes = probe_shapes(model, torch.zeros(1, *graph.input_shape))
+    model.train(was_training)
+    for node in graph:
+        if shapes.get(node.id) != node.shape:
+            raise RuntimeError(f"internal error: {node.id} inferred {node.shape} but ran as {shapes.get(node.id)}")
+    params, buffers = count_tensors(model)
+    if params != graph.total_params or buffers != graph.total_buffers:
+        raise RuntimeError(f"internal error: inferred {graph.total_params} params/{graph.total_buffers} buffers, "
+                           f"module has {params}/{buffers}")
+
+
+def save_model(model: Any, spec: Any, path: str) -> None:
+    import torch
+
+    from archc.atomic import atomic_write_bytes
+
+    import io
+
+    payload = {"archc_version": 1, "spec_text": spec.document.source.text, "spec_path": spec.path,
+               "overrides": spec.overrides, "input_shape": list(spec.input_shape), "state_dict": model.state_dict()}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def print_table(graph: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{graph.name}  input {fmt_shape(graph.input_shape)}", show_lines=False)
+    for col, justify in (("name", "left"), ("op", "left"), ("output", "right"), ("params", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for node in graph:
+        table.add_row(node.id, node.label, fmt_shape(node.shape), f"{node.params:,}" if node.params else "")
+    console = Console()
+    console.print(table)
+    console.print(f"params {graph.total_params:,}  buffers {graph.total_buffers:,}  MACs {graph.total_macs:,}  "
+                  f"output {fmt_shape(graph.shape_of(graph.output))}")
+    for head in graph.heads:
+        console.print(f"head {head.name}: {fmt_shape(graph.shape_of(head.node))}, loss weight {head.loss_weight}"
+                      + (", train only" if head.train_only else ""))
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from archc.expand import expand
+    from archc.export import export_python
+
+    spec = load_spec(args.spec, args)
+    graph = expand(spec, limits_of(args))
+    source = export_python(graph, spec.model.init, args.spec)
+    if args.output:
+        Path(args.output).write_text(source)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(source)
+    return 0

@@ -1,0 +1,416 @@
+"""Stage 3, expand: blocks, repeats, branches, references and parameters -> the IR graph.
+
+Expansion walks the layer lists once, in order. Each node's shape is inferred (stage 4, `infer`)
+as soon as it is created, so later expressions can read the shape flowing into them (`C`, `H`,
+`W`, `shape`) and a block can decide, say, whether its shortcut needs a projection.
+
+Naming follows nn.Sequential: every child module of a namespace takes the next index unless it
+has a `name:`; a named `seq` or a block call opens a child namespace; an unnamed branch list
+stays in its parent's namespace (so ResNet's conv1/bn1/... sit beside `downsample`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import ChainMap
+from dataclasses import dataclass, field
+from typing import Any
+
+from archc import ops
+from archc.errors import Pos, SpecError, did_you_mean
+from archc.infer import make_node
+from archc.ir import INPUT, Graph, Head, Node, ScopeInfo
+from archc.loader import LDict, LList, key_position, position_of
+from archc.ops.base import Shape, fmt_shape
+from archc.validate import LoadedSpec, render, resolve_params
+
+META_KEYS = ("name", "from", "when", "repeat", "head", "then", "doc")
+SEQ = "seq"
+NAME_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)$")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps that keep a hostile or mistaken spec from exhausting the machine."""
+
+    max_nodes: int = 20_000
+    max_repeat: int = 4_096
+    max_depth: int = 48
+
+
+@dataclass
+class Namespace:
+    """Where child modules are named: one per nn.Module container."""
+
+    path: str  # dotted prefix, "" at the top
+    counter: int = 0
+    modules: dict[str, Node] = field(default_factory=dict)
+
+    def child(self, name: str) -> str:
+        return f"{self.path}{name}"
+
+
+@dataclass
+class Scope:
+    """Lexical context of a layer list: its namespace, variables and visible node names."""
+
+    ns: Namespace
+    env: ChainMap[str, Any]
+    refs: ChainMap[str, str]
+    declared: ChainMap[str, Pos | None]
+    input_id: str
+    stack: tuple[str, ...]
+    depth: int
+
+
+@dataclass
+class Value:
+    """The tensor flowing along a list: which node made it."""
+
+    node: str
+    shape: Shape
+
+
+class Expander:
+    def __init__(self, spec: LoadedSpec, limits: Limits) -> None:
+        self.spec = spec
+        self.limits = limits
+        data = spec.document.data
+        self.blocks: LDict = data.get("blocks") or LDict()
+        self.graph = Graph(name=spec.name, input_shape=spec.input_shape, params_used=dict(spec.params))
+        self.ids: set[str] = {INPUT}
+
+    def run(self) -> Graph:
+        data = self.spec.document.data
+        scope = Scope(
+            ns=Namespace(""), env=ChainMap(dict(self.spec.params)), refs=ChainMap({}), declared=ChainMap({}),
+            input_id=INPUT, stack=(), depth=0,
+        )
+        out = self.seq(data["layers"], scope, Value(INPUT, self.spec.input_shape))
+        if out.node == INPUT:
+            raise SpecError("the network has no layers", position_of(data, "layers"))
+        self.graph.output = out.node
+        return self.graph
+
+    # lists and items ---------------------------------------------------------------------------
+    def seq(self, items: Any, scope: Scope, cur: Value) -> Value:
+        if not isinstance(items, LList):
+            raise SpecError("expected a list of layers", getattr(items, "pos", None))
+        declared: dict[str, Pos | None] = {}
+        for i, item in enumerate(items):
+            if isinstance(item, LDict) and isinstance(item.get("name"), str) and "$" not in item["name"]:
+                declared[item["name"]] = position_of(item, "name")
+            elif item is None:
+                raise SpecError("empty list item: write an op name such as '- relu'", position_of(items, i))
+        scope = Scope(scope.ns, scope.env, scope.refs, scope.declared.new_child(declared), scope.input_id, scope.stack, scope.depth)
+        for i, item in enumerate(items):
+            cur = self.item(item, position_of(items, i), scope, cur)
+        return cur
+
+    def item(self, raw: Any, pos: Pos | None, scope: Scope, cur: Value) -> Value:
+        kind, body, meta, kpos = self.split(raw, pos, scope)
+        env = self.env_for(scope, cur)
+        if "when" in meta:
+            cond = render(meta["when"], env, position_of(raw, "when"))
+            if not isinstance(cond, bool):
+                raise SpecError(f"'when' must be true or false, got {cond!r}", position_of(raw, "when"))
+            if not cond:
+                return cur
+        if "repeat" not in meta:
+            return self.single(kind, body, meta, raw, kpos, scope, cur)
+        count, var = self.repeat_spec(meta["repeat"], raw, env)
+        for i in range(count):
+            inner = Scope(scope.ns, scope.env.new_child({var: i}), scope.refs, scope.declared, scope.input_id, scope.stack, scope.depth)
+            cur = self.single(kind, body, meta, raw, kpos, inner, cur)
+        return cur
+
+    def split(self, raw: Any, pos: Pos | None, scope: Scope) -> tuple[str, Any, dict[str, Any], Pos | None]:
+        """An item -> (kind, body, meta keys, position of the kind)."""
+        if isinstance(raw, str):
+            kind = render(raw, self.env_for(scope, None), pos) if "$" in raw else raw
+            if not isinstance(kind, str):
+                raise SpecError(f"expected an op or block name, got {kind!r}", pos)
+            self.check_kind(kind, pos)
+            return kind, None, {}, pos
+        if not isinstance(raw, LDict):
+            raise SpecError(
+                f"a layer is an op name ('- relu') or a mapping ('- conv: {{out: 64, kernel: 3}}'), got {type(raw).__name__}", pos
+            )
+        meta = {k: v for k, v in raw.items() if k in META_KEYS}
+        kinds = [k for k in raw if k not in META_KEYS]
+        if not kinds:
+            raise SpecError(f"layer has no op (keys: {', '.join(raw)})", raw.pos or pos)
+        for k in kinds:
+            if not self.is_kind(k):
+                choices = [*META_KEYS, *ops.REGISTRY, *self.blocks, SEQ]
+                raise SpecError(f"unknown op, block or key '{k}'{did_you_mean(k, choices)}", key_position(raw, k))
+        if len(kinds) > 1:
+            raise SpecError(f"one op per list item, found {', '.join(kinds)}; put each on its own '- ' line", key_position(raw, kinds[1]))
+        return kinds[0], raw[kinds[0]], meta, key_position(raw, kinds[0])
+
+    def is_kind(self, name: str) -> bool:
+        return name == SEQ or name in self.blocks or ops.get(name) is not None
+
+    def check_kind(self, name: str, pos: Pos | None) -> None:
+        if not self.is_kind(name):
+            raise SpecError(f"unknown op or block '{name}'{did_you_mean(name, [*ops.REGISTRY, *self.blocks])}", pos)
+
+    def env_for(self, scope: Scope, cur: Value | None) -> ChainMap[str, Any]:
+        if cur is None:
+            return scope.env
+        shape = cur.shape
+        dyn: dict[str, Any] = {"C": shape[0], "shape": list(shape)}
+        if len(shape) >= 2:
+            dyn["H" if len(shape) >= 3 else "L"] = shape[1]
+        if len(shape) >= 3:
+            dyn["W"] = shape[-1]
+        return scope.env.new_child(dyn)
+
+    def repeat_spec(self, raw: Any, item: Any, env: Any) -> tuple[int, str]:
+        pos = position_of(item, "repeat")
+        var = "i"
+        if isinstance(raw, LDict):
+            unknown = [k for k in raw if k not in ("count", "var")]
+            if unknown:
+                raise SpecError(f"unknown key '{unknown[0]}' in repeat (use count and var)", key_position(raw, unknown[0]))
+            var = raw.get("var", "i")
+            if not isinstance(var, str) or not NAME_RE.match(var):
+                raise SpecError(f"repeat var must be an identifier, got {var!r}", position_of(raw, "var"))
+            raw = raw.get("count")
+        count = render(raw, env, pos)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise SpecError(f"repeat count must be a non-negative integer, got {count!r}", pos)
+        if count > self.limits.max_repeat:
+            raise SpecError(f"repeat count {count} exceeds the limit of {self.limits.max_repeat} (--max-repeat)", pos)
+        return count, var
+
+    # one item ------------------------------------------------------------------------------------
+    def single(self, kind: str, body: Any, meta: dict[str, Any], raw: Any, kpos: Pos | None, scope: Scope, cur: Value) -> Value:
+        env = self.env_for(scope, cur)
+        name = self.name_of(meta, raw, env)
+        if "from" in meta:
+            inputs = self.resolve(meta["from"], raw, scope)
+            flow = inputs[0] if len(inputs) == 1 else None
+        else:
+            inputs = [cur]
+            flow = cur
+        if kind == SEQ:
+            out = self.call_seq(body, name, kpos, scope, self.single_input(inputs, kind, kpos))
+        elif kind in self.blocks:
+            out = self.call_block(kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos), env)
+        else:
+            op = ops.get(kind)
+            assert op is not None
+            if op.multi_input and isinstance(body, LList):
+                out = self.branches(kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos))
+            else:
+                if not op.multi_input:
+                    self.single_input(inputs, kind, kpos)
+                out = self.op_node(kind, body, name, kpos, scope, inputs, env)
+        if "then" in meta:
+            then = meta["then"]
+            items = then if isinstance(then, LList) else [then]
+            for j, sub in enumerate(items):
+                out = self.item(sub, position_of(then, j) if isinstance(then, LList) else position_of(raw, "then"), scope, out)
+        if name is not None:
+            scope.refs.maps[0][name] = out.node
+        if "head" in meta:
+            self.add_head(meta["head"], name, raw, out)
+            return flow if flow is not None else cur
+        return out
+
+    def single_input(self, inputs: list[Value], kind: str, pos: Pos | None) -> Value:
+        if len(inputs) != 1:
+            raise SpecError(f"'{kind}' takes one input, but 'from' names {len(inputs)}", pos)
+        return inputs[0]
+
+    def name_of(self, meta: dict[str, Any], raw: Any, env: Any) -> str | None:
+        if "name" not in meta:
+            return None
+        pos = position_of(raw, "name")
+        name = render(meta["name"], env, pos)
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise SpecError(f"name must be an identifier (letters, digits, _), got {name!r}", pos)
+        if name == INPUT:
+            raise SpecError("'input' is reserved: it refers to the list's input", pos)
+        return name
+
+    def resolve(self, raw: Any, item: Any, scope: Scope) -> list[Value]:
+        pos = position_of(item, "from")
+        names = list(raw) if isinstance(raw, LList) else [raw]
+        if not names:
+            raise SpecError("'from' needs at least one node name", pos)
+        out = []
+        for j, name in enumerate(names):
+            npos = position_of(raw, j) if isinstance(raw, LList) else pos
+            if not isinstance(name, str):
+                raise SpecError(f"'from' takes node names, got {name!r} (references are by name, never by index)", npos)
+            if name == INPUT:
+                node_id = scope.input_id
+            elif name in scope.refs:
+                node_id = scope.refs[name]
+            elif name in scope.declared:
+                where = scope.declared[name]
+                at = f" (line {where.line})" if where else ""
+                raise SpecError(f"'{name}' is defined later{at}; 'from' must name an earlier node (no cycles)", npos)
+            else:
+                raise SpecError(f"unknown node '{name}'{did_you_mean(name, [*scope.refs, INPUT])}", npos)
+            out.append(Value(node_id, self.graph.shape_of(node_id)))
+        return out
+
+    def add_head(self, raw: Any, name: str | None, item: Any, out: Value) -> None:
+        pos = position_of(item, "head")
+        if name is None:
+            raise SpecError("an output head needs a name", pos)
+        if raw is True or raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise SpecError("head is true or a mapping {loss_weight: 0.3, train_only: true}", pos)
+        unknown = [k for k in raw if k not in ("loss_weight", "train_only")]
+        if unknown:
+            raise SpecError(f"unknown key '{unknown[0]}' in head{did_you_mean(unknown[0], ['loss_weight', 'train_only'])}", key_position(raw, unknown[0]))
+        weight = raw.get("loss_weight", 1.0)
+        train_only = raw.get("train_only", True)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
+            raise SpecError(f"loss_weight must be a non-negative number, got {weight!r}", position_of(raw, "loss_weight"))
+        if not isinstance(train_only, bool):
+            raise SpecError(f"train_only must be true or false, got {train_only!r}", position_of(raw, "train_only"))
+        if any(h.name == name for h in self.graph.heads):
+            raise SpecError(f"output head '{name}' is declared twice", pos)
+        self.graph.heads.append(Head(name, out.node, float(weight), train_only))
+
+    # structures ---------------------------------------------------------------------------------
+    def child_scope(self, scope: Scope, name: str | None, pos: Pos | None, kind: str, block: str | None,
+                    args: dict[str, Any], env: ChainMap[str, Any], refs: ChainMap[str, str], input_id: str,
+                    stack: tuple[str, ...]) -> Scope:
+        label = self.claim_name(scope.ns, name, pos, None)
+        path = scope.ns.child(label)
+        if scope.depth + 1 > self.limits.max_depth:
+            raise SpecError(f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos)
+        self.graph.scopes[path] = ScopeInfo(path, kind, block, args, pos)
+        return Scope(Namespace(path + "."), env, refs, ChainMap({}), input_id, stack, scope.depth + 1)
+
+    def call_seq(self, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value) -> Value:
+        child = self.child_scope(scope, name, pos, SEQ, None, {}, scope.env, scope.refs.new_child({}), cur.node, scope.stack)
+        child.declared = scope.declared
+        return self.seq(body, child, cur)
+
+    def call_block(self, block: str, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value, env: Any) -> Value:
+        if block in scope.stack:
+            chain = " -> ".join([*scope.stack[scope.stack.index(block):], block])
+            raise SpecError(f"block '{block}' calls itself ({chain}); blocks cannot be recursive", pos)
+        definition = self.blocks[block]
+        declared = definition.get("params") or LDict()
+        if not isinstance(declared, LDict):
+            declared = LDict()
+            declared.pos, declared.key_pos, declared.value_pos = None, {}, {}
+        if body is None:
+            given: dict[str, Any] = {}
+        elif isinstance(body, LDict):
+            given = {k: render(v, env, position_of(body, k)) for k, v in body.items()}
+            for k in body:
+                if k not in declared:
+                    raise SpecError(f"block '{block}' has no parameter '{k}'{did_you_mean(k, declared)}; it takes: {', '.join(declared) or 'nothing'}", key_position(body, k))
+        else:
+            raise SpecError(f"call a block with a mapping of arguments: '- {block}: {{...}}'", pos)
+        missing = [k for k, v in declared.items() if v is None and k not in given]
+        if missing:
+            raise SpecError(f"block '{block}' needs parameter '{missing[0]}'", pos)
+        args = resolve_params(declared, given, f"parameter of block '{block}'")
+        block_env = ChainMap(args, dict(self.spec.params))
+        stack = (*scope.stack, block)
+        layers = definition["layers"]
+        if definition.get("inline", False):
+            inner = Scope(scope.ns, block_env, ChainMap({}), ChainMap({}), cur.node, stack, scope.depth + 1)
+            if inner.depth > self.limits.max_depth:
+                raise SpecError(f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos)
+            return self.seq(layers, inner, cur)
+        inner = self.child_scope(scope, name, pos, "block", block, args, block_env, ChainMap({}), cur.node, stack)
+        return self.seq(layers, inner, cur)
+
+    def branches(self, kind: str, body: LList, name: str | None, pos: Pos | None, scope: Scope, cur: Value) -> Value:
+        outs: list[Value] = []
+        labels: list[str] = []
+        for j, branch in enumerate(body):
+            bpos = position_of(body, j)
+            if isinstance(branch, LList):
+                out = self.seq(branch, scope, cur) if branch else cur
+                labels.append(f"branch {j + 1}")
+            else:
+                out = self.item(branch, bpos, scope, cur)
+                bname = branch.get("name") if isinstance(branch, LDict) else None
+                labels.append(f"branch '{bname}'" if isinstance(bname, str) and "$" not in bname else f"branch {j + 1}")
+            outs.append(out)
+        return self.make(kind, None, name, pos, scope, outs, labels)
+
+    def op_node(self, kind: str, body: Any, name: str | None, pos: Pos | None, scope: Scope, inputs: list[Value], env: Any) -> Value:
+        op = ops.get(kind)
+        assert op is not None
+        if body is None:
+            args: dict[str, Any] = {}
+        elif isinstance(body, LDict):
+            args = {k: render(v, env, position_of(body, k)) for k, v in body.items()}
+        elif op.shorthand is not None:
+            args = {op.shorthand: render(body, env, pos)}
+        else:
+            raise SpecError(f"'{kind}' takes no arguments here; write '- {kind}'", pos)
+        labels = [f"'{self.display(v.node)}'" for v in inputs]
+        return self.make(kind, (args, body), name, pos, scope, inputs, labels)
+
+    def make(self, kind: str, args_raw: tuple[dict[str, Any], Any] | None, name: str | None, pos: Pos | None,
+             scope: Scope, inputs: list[Value], labels: list[str]) -> Value:
+        op = ops.get(kind)
+        assert op is not None
+        if len(self.graph.nodes) >= self.limits.max_nodes:
+            raise SpecError(f"the network has more than {self.limits.max_nodes:,} nodes (--max-nodes)", pos)
+        module = None
+        if op.is_module:
+            module = scope.ns.child(self.claim_name(scope.ns, name, pos, kind))
+            node_id = module
+        else:
+            node_id = scope.ns.child(name or op.name)
+        node_id = self.unique(node_id)
+        node = make_node(op, node_id, args_raw, [v.node for v in inputs], [v.shape for v in inputs], labels, module,
+                         scope.ns.path.rstrip("."), pos)
+        if module is not None:
+            previous = scope.ns.modules.get(module)
+            if previous is not None:
+                if previous.params or previous.buffers or previous.op != node.op or previous.args != node.args:
+                    at = f" (line {previous.pos.line})" if previous.pos else ""
+                    raise SpecError(f"name '{name}' is already used{at}; only identical parameter-free layers may share a name", pos)
+                node.shared = True
+            else:
+                scope.ns.modules[module] = node
+        self.graph.nodes[node_id] = node
+        self.ids.add(node_id)
+        return Value(node_id, node.shape)
+
+    def claim_name(self, ns: Namespace, name: str | None, pos: Pos | None, kind: str | None) -> str:
+        """The next index, or the explicit name; both advance the counter like nn.Sequential."""
+        label = name if name is not None else str(ns.counter)
+        ns.counter += 1
+        full = ns.child(label)
+        if kind is None and (full in ns.modules or full in self.graph.scopes):
+            raise SpecError(f"name '{label}' is already used in this block", pos)
+        if kind is not None and full in self.graph.scopes:
+            raise SpecError(f"name '{label}' is already used by a block or seq here", pos)
+        return label
+
+    def unique(self, node_id: str) -> str:
+        if node_id not in self.ids:
+            return node_id
+        n = 2
+        while f"{node_id}~{n}" in self.ids:
+            n += 1
+        return f"{node_id}~{n}"
+
+    def display(self, node_id: str) -> str:
+        return "input" if node_id == INPUT else node_id
+
+
+def expand(spec: LoadedSpec, limits: Limits | None = None) -> Graph:
+    """Expand a validated spec into its IR graph, inferring every shape on the way."""
+    return Expander(spec, limits or Limits()).run()
+
+
+__all__ = ["Limits", "expand", "fmt_shape"]

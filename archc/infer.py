@@ -1,0 +1,65 @@
+"""Stage 4, infer: validate an op's arguments, then compute its output shape, params and MACs.
+
+Pure Python over the op registry's rules: no tensors, no torch import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from archc.errors import Pos, SpecError, did_you_mean
+from archc.ir import Node
+from archc.loader import key_position, position_of
+from archc.ops.base import Args, Op, OpError, Shape
+
+
+def validate_args(op: Op, args: dict[str, Any], body: Any, pos: Pos | None) -> Args:
+    """The op's pydantic model over the rendered arguments, errors pointing at the argument."""
+    try:
+        return op.Args.model_validate(args)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = err["loc"][0] if err["loc"] else None
+        fields = list(op.Args.model_fields)
+        if err["type"] == "extra_forbidden":
+            where = key_position(body, key) if key is not None else pos
+            known = ", ".join(fields) or "none"
+            return _raise(f"unknown argument '{key}' for {op.name}{did_you_mean(str(key), fields)}; it takes: {known}", where or pos)
+        if err["type"] == "missing":
+            return _raise(f"{op.name} needs argument '{key}'", pos)
+        where = position_of(body, key) if key is not None and isinstance(body, dict) else pos
+        value = err.get("input")
+        msg = err["msg"][0].lower() + err["msg"][1:]
+        if err["type"] == "value_error" and msg.startswith("value error, "):
+            msg = msg[len("value error, ") :]
+        about = f"argument '{key}'" if key is not None else "arguments"
+        got = f", got {value!r}" if key is not None and not isinstance(value, dict) else ""
+        return _raise(f"{op.name} {about}: {msg}{got}", where or pos)
+
+
+def _raise(message: str, pos: Pos | None) -> Args:
+    raise SpecError(message, pos)
+
+
+def make_node(
+    op: Op, node_id: str, args_raw: tuple[dict[str, Any], Any] | None, inputs: list[str], shapes: list[Shape],
+    labels: list[str], module: str | None, scope: str, pos: Pos | None,
+) -> Node:
+    """Build a fully inferred IR node; shape problems become SpecErrors naming the layer."""
+    raw, body = args_raw if args_raw is not None else ({}, None)
+    args = validate_args(op, raw, body, pos)
+    try:
+        shape = op.infer(args, shapes, labels)
+        params = op.params(args, shapes, shape)
+        buffers = op.buffers(args, shapes, shape)
+        macs = op.macs(args, shapes, shape)
+        other = op.other_ops(args, shapes, shape)
+    except OpError as exc:
+        who = f"'{node_id}' ({op.name})" if module else op.name
+        raise SpecError(f"{who}: {exc}", pos) from None
+    return Node(
+        id=node_id, op=op.name, args=args, inputs=inputs, shape=shape, params=params, buffers=buffers, macs=macs,
+        other_ops=other, module=module, scope=scope, label=op.label(args), pos=pos,
+    )

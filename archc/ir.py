@@ -1,0 +1,130 @@
+"""The IR: a flat, topologically ordered graph of op nodes with static shapes and costs.
+
+Everything downstream (reports, diagrams, module emission, export) reads this and only this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from archc.errors import Pos
+from archc.ops.base import Args, Shape
+
+INPUT = "input"
+
+
+@dataclass
+class Node:
+    """One op application. `module` is the dotted attribute path of its nn.Module (None if functional)."""
+
+    id: str
+    op: str
+    args: Args
+    inputs: list[str]
+    shape: Shape
+    params: int
+    buffers: int
+    macs: int
+    other_ops: int
+    module: str | None
+    scope: str
+    label: str
+    pos: Pos | None = None
+    shared: bool = False  # reuses a parameter-free module declared earlier under the same name
+
+
+@dataclass(frozen=True)
+class ScopeInfo:
+    """A named group of nodes: a block call or a `seq`. Reports nest by these; diagrams cluster them."""
+
+    path: str
+    kind: str  # "block" or "seq"
+    block: str | None
+    args: dict[str, Any]
+    pos: Pos | None
+
+
+@dataclass(frozen=True)
+class Head:
+    """An extra output tapped from an inner node, e.g. GoogLeNet's auxiliary classifiers."""
+
+    name: str
+    node: str
+    loss_weight: float = 1.0
+    train_only: bool = True
+
+
+@dataclass
+class Graph:
+    name: str
+    input_shape: Shape
+    nodes: dict[str, Node] = field(default_factory=dict)
+    output: str = INPUT
+    heads: list[Head] = field(default_factory=list)
+    scopes: dict[str, ScopeInfo] = field(default_factory=dict)
+    params_used: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes.values())
+
+    def shape_of(self, node_id: str) -> Shape:
+        return self.input_shape if node_id == INPUT else self.nodes[node_id].shape
+
+    @cached_property
+    def consumers(self) -> dict[str, list[str]]:
+        """node id -> ids of the nodes that read it (outputs count as readers named '<output>')."""
+        users: dict[str, list[str]] = {INPUT: []}
+        for node in self:
+            users.setdefault(node.id, [])
+            for src in node.inputs:
+                users[src].append(node.id)
+        users[self.output].append("<output>")
+        for head in self.heads:
+            users[head.node].append("<output>")
+        return users
+
+    @property
+    def total_params(self) -> int:
+        return sum(n.params for n in self if not n.shared)
+
+    @property
+    def total_buffers(self) -> int:
+        return sum(n.buffers for n in self if not n.shared)
+
+    @property
+    def total_macs(self) -> int:
+        return self.macs(include_train_only=False)
+
+    def macs(self, include_train_only: bool = False) -> int:
+        """MACs of one forward; train-only heads are skipped unless asked (eval-mode convention)."""
+        skip = set() if include_train_only else self.train_only_nodes
+        return sum(n.macs for n in self if n.id not in skip)
+
+    @cached_property
+    def train_only_nodes(self) -> frozenset[str]:
+        """Nodes that only train-only heads need: eval-mode forward skips them."""
+        needed = self._ancestors([self.output] + [h.node for h in self.heads if not h.train_only])
+        return frozenset(n.id for n in self if n.id not in needed)
+
+    def _ancestors(self, roots: list[str]) -> set[str]:
+        seen: set[str] = set()
+        stack = list(roots)
+        while stack:
+            nid = stack.pop()
+            if nid in seen or nid == INPUT:
+                continue
+            seen.add(nid)
+            stack.extend(self.nodes[nid].inputs)
+        return seen
+
+    @property
+    def depth(self) -> int:
+        """Weighted layers (conv/linear) on the longest path: the 'depth' in ResNet-18's name."""
+        best: dict[str, int] = {INPUT: 0}
+        for node in self:
+            here = 1 if node.macs and node.op in ("conv", "linear", "conv_transpose") else 0
+            best[node.id] = here + max(best[i] for i in node.inputs)
+        return best[self.output]

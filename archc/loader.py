@@ -1,0 +1,197 @@
+"""Stage 1, load: YAML text -> plain Python values that remember their line and column.
+
+ruamel.yaml's round-trip loader gives positions; we copy its tree into `LDict`/`LList` (dict and list
+subclasses carrying positions) so later stages work with ordinary containers. The copy is also where
+hostile YAML is stopped: Python-object tags are refused, and an alias bomb hits the node budget
+before it can expand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archc.errors import Pos, Source, SpecError
+
+MAX_FILE_BYTES = 1_000_000
+MAX_YAML_NODES = 50_000
+
+
+class LDict(dict):
+    """A mapping from a spec, with the positions of itself, its keys and its values."""
+
+    pos: Pos | None
+    key_pos: dict[Any, Pos]
+    value_pos: dict[Any, Pos]
+
+
+class LList(list):
+    """A sequence from a spec, with the positions of itself and its items."""
+
+    pos: Pos | None
+    item_pos: list[Pos | None]
+
+
+def position_of(container: object, key: object | None = None) -> Pos | None:
+    """Best position for `container[key]` (or the container itself when key is None)."""
+    if key is not None:
+        if isinstance(container, LDict):
+            return container.value_pos.get(key) or container.key_pos.get(key) or container.pos
+        if isinstance(container, LList) and isinstance(key, int) and 0 <= key < len(container.item_pos):
+            return container.item_pos[key] or container.pos
+    return getattr(container, "pos", None)
+
+
+def key_position(container: object, key: object) -> Pos | None:
+    """Position of a mapping's key (where a misspelled key should be reported)."""
+    if isinstance(container, LDict):
+        return container.key_pos.get(key) or container.pos
+    return getattr(container, "pos", None)
+
+
+def locate(root: object, path: tuple[Any, ...]) -> Pos | None:
+    """Position of the deepest element of `path` reachable from `root` (for pydantic error locs)."""
+    best = getattr(root, "pos", None)
+    node = root
+    for step in path:
+        if isinstance(node, LDict) and step in node:
+            best = position_of(node, step) or best
+            node = node[step]
+        elif isinstance(node, LList) and isinstance(step, int) and 0 <= step < len(node):
+            best = position_of(node, step) or best
+            node = node[step]
+        else:
+            break
+    return best
+
+
+@dataclass
+class Document:
+    """A loaded spec file: its plain data with positions, and the source for error messages."""
+
+    data: LDict
+    source: Source
+
+
+_SAFE_TAGS = {
+    None, "", "?", "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null", "tag:yaml.org,2002:omap",
+}
+
+
+def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES) -> Document:
+    """Parse YAML text into a Document; every failure is a SpecError with a position."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    source = Source(path, text)
+    if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
+        raise SpecError(f"spec is larger than {MAX_FILE_BYTES:,} bytes", Pos(source, 1, 1))
+    yaml = YAML(typ="rt", pure=True)
+    try:
+        tree = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = Pos(source, mark.line + 1, mark.column + 1) if mark else Pos(source, 1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SpecError(f"YAML syntax error: {problem}", pos) from None
+    except (YAMLError, RecursionError, ValueError, TypeError) as exc:
+        raise SpecError(f"YAML error: {exc}".splitlines()[0], Pos(source, 1, 1)) from None
+    if tree is None:
+        raise SpecError("spec is empty", Pos(source, 1, 1))
+    budget = [max_nodes]
+    data = _convert(tree, source, budget, depth=0)
+    if not isinstance(data, LDict):
+        raise SpecError("a spec must be a YAML mapping (keys such as input:, layers:)", Pos(source, 1, 1))
+    return Document(data, source)
+
+
+def load_file(path: str | Path) -> Document:
+    """Read and parse a spec file, refusing oversized files before reading them whole."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SpecError(f"spec file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}", Pos(Source(str(path), ""), 1, 1))
+        text = p.read_text(encoding="utf-8")
+    except SpecError:
+        raise
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a UTF-8 text file") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return load_text(text, str(path))
+
+
+MAX_DEPTH = 200
+
+
+def _mark(source: Source, lc: Any) -> Pos | None:
+    return Pos(source, lc[0] + 1, lc[1] + 1) if lc else None
+
+
+def _tag_of(node: Any) -> str | None:
+    tag = getattr(node, "tag", None)
+    value = getattr(tag, "value", tag)
+    return value if isinstance(value, str) or value is None else str(value)
+
+
+def _convert(node: Any, source: Source, budget: list[int], depth: int, pos: Pos | None = None) -> Any:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise SpecError(
+            f"spec expands to more than {MAX_YAML_NODES:,} YAML nodes (an alias bomb?)", pos or Pos(source, 1, 1)
+        )
+    if depth > MAX_DEPTH:
+        raise SpecError(f"YAML nesting deeper than {MAX_DEPTH} levels", pos or Pos(source, 1, 1))
+    tag = _tag_of(node)
+    if tag not in _SAFE_TAGS or isinstance(node, TaggedScalar):
+        raise SpecError(f"YAML tag '{tag}' is not allowed in a spec (specs hold data, never objects)", pos or Pos(source, 1, 1))
+    if isinstance(node, CommentedMap):
+        out = LDict()
+        out.pos = _mark(source, (node.lc.line, node.lc.col))
+        out.key_pos, out.value_pos = {}, {}
+        for key in node:
+            kpos = _safe_lc(node.lc.key, key, source) or out.pos
+            vpos = _safe_lc(node.lc.value, key, source) or kpos
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise SpecError("mapping keys must be plain scalars", kpos)
+            skey = key if isinstance(key, str) else str(key).lower() if isinstance(key, bool) else str(key)
+            out.key_pos[skey] = kpos
+            out.value_pos[skey] = vpos
+            out[skey] = _convert(node[key], source, budget, depth + 1, vpos)
+        return out
+    if isinstance(node, CommentedSeq):
+        out_l = LList()
+        out_l.pos = _mark(source, (node.lc.line, node.lc.col))
+        out_l.item_pos = []
+        for i, item in enumerate(node):
+            ipos = _safe_lc(node.lc.item, i, source) or out_l.pos
+            out_l.item_pos.append(ipos)
+            out_l.append(_convert(item, source, budget, depth + 1, ipos))
+        return out_l
+    if node is None or isinstance(node, (bool, int, float, str)):
+        return _plain_scalar(node)
+    raise SpecError(f"unsupported YAML value of type {type(node).__name__}", pos or Pos(source, 1, 1))
+
+
+def _plain_scalar(value: Any) -> Any:
+    """ruamel's scalar subclasses (ScalarFloat, LiteralScalarString...) -> builtin types."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
+def _safe_lc(getter: Any, key: Any, source: Source) -> Pos | None:
+    try:
+        return _mark(source, getter(key))
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None

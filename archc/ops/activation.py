@@ -1,0 +1,123 @@
+"""Element-wise activations. Each is a tiny class; the shared rules live in `Activation`."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from archc.ops import register
+from archc.ops.base import Args, Call, NoArgs, Op, OpError, Shape, fmt_shape, numel
+
+
+class Activation(Op):
+    """Shape-preserving, parameter-free, one op per element."""
+
+    torch_class: ClassVar[str]
+
+    def other_ops(self, args: Args, inputs: list[Shape], out: Shape) -> int:
+        return numel(out)
+
+    def torch_kwargs(self, args: Args) -> dict[str, object]:
+        return {}
+
+    def emit(self, args: Args, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        kw = self.torch_kwargs(args)
+        if inplace:
+            kw["inplace"] = True
+        return Call(self.torch_class, (), kw)
+
+
+@register
+class ReLU(Activation):
+    name = "relu"
+    torch_class = "nn.ReLU"
+    inplace_capable = True
+    doc = "max(x, 0)."
+
+
+@register
+class ReLU6(Activation):
+    name = "relu6"
+    torch_class = "nn.ReLU6"
+    inplace_capable = True
+    doc = "min(max(x, 0), 6) (MobileNet)."
+
+
+class LeakyReLUArgs(Args):
+    negative_slope: float = 0.01
+
+
+@register
+class LeakyReLU(Activation):
+    name = "leaky_relu"
+    Args = LeakyReLUArgs
+    shorthand = "negative_slope"
+    torch_class = "nn.LeakyReLU"
+    inplace_capable = True
+    doc = "x if x > 0 else negative_slope * x."
+
+    def torch_kwargs(self, args: LeakyReLUArgs) -> dict[str, object]:
+        return {"negative_slope": args.negative_slope} if args.negative_slope != 0.01 else {}
+
+
+class GELUArgs(Args):
+    approximate: Literal["none", "tanh"] = "none"
+
+
+@register
+class GELU(Activation):
+    name = "gelu"
+    Args = GELUArgs
+    torch_class = "nn.GELU"
+    doc = "Gaussian error linear unit."
+
+    def torch_kwargs(self, args: GELUArgs) -> dict[str, object]:
+        return {"approximate": args.approximate} if args.approximate != "none" else {}
+
+
+@register
+class SiLU(Activation):
+    name = "silu"
+    aliases = ("swish",)
+    torch_class = "nn.SiLU"
+    doc = "x * sigmoid(x)."
+
+
+@register
+class Sigmoid(Activation):
+    name = "sigmoid"
+    torch_class = "nn.Sigmoid"
+    doc = "1 / (1 + exp(-x)) (LeNet's activation; SE gates)."
+
+
+@register
+class Tanh(Activation):
+    name = "tanh"
+    torch_class = "nn.Tanh"
+    doc = "Hyperbolic tangent."
+
+
+class SoftmaxArgs(Args):
+    dim: int = Field(0, description="dimension without the batch: 0 is channels/features")
+
+
+@register
+class Softmax(Activation):
+    name = "softmax"
+    Args = SoftmaxArgs
+    shorthand = "dim"
+    torch_class = "nn.Softmax"
+    doc = "Softmax over one dimension (channels/features by default)."
+
+    def infer(self, args: SoftmaxArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        if not -len(shape) <= args.dim < len(shape):
+            raise OpError(f"dim={args.dim} is out of range for a {fmt_shape(shape)} input")
+        return shape
+
+    def torch_kwargs(self, args: SoftmaxArgs) -> dict[str, object]:
+        return {"dim": args.dim + 1 if args.dim >= 0 else args.dim}
+
+
+__all__ = ["Activation", "NoArgs"]

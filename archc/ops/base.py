@@ -1,0 +1,136 @@
+"""The op contract: each op declares its arguments, shape rule, costs and emitter in one class.
+
+Shapes exclude the batch dimension: (C, H, W) for images, (F,) for flat features, (C, L) for
+sequences. Shape rules and costs are pure Python so that `archc check` never imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+Shape = tuple[int, ...]
+
+
+class OpError(Exception):
+    """A shape or argument problem found by an op; the compiler adds the position."""
+
+
+class Args(BaseModel):
+    """Base of every op's argument model: unknown arguments are errors, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+
+
+class NoArgs(Args):
+    pass
+
+
+@dataclass(frozen=True)
+class Call:
+    """A constructor or function call, used both to build the module and to print it as source.
+
+    `target` is a dotted name inside torch (e.g. "nn.Conv2d", "torch.cat").
+    """
+
+    target: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def source(self, inputs: Sequence[str] = ()) -> str:
+        parts = [*inputs, *(repr(a) for a in self.args)]
+        parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.target}({', '.join(parts)})"
+
+
+class Op:
+    """Base class. Subclasses set `name`, `Args`, and override the rules they need."""
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    Args: ClassVar[type[Args]] = NoArgs
+    doc: ClassVar[str] = ""
+    # The argument a scalar shorthand fills: `- conv: 64` means out=64.
+    shorthand: ClassVar[str | None] = None
+    # Merges take several inputs (branches or `from:` references); others exactly one.
+    multi_input: ClassVar[bool] = False
+    # Emitted as a child module (True) or as a function call inside forward (False).
+    is_module: ClassVar[bool] = True
+    # May run in place on its input (only done when the compiler proves it safe).
+    inplace_capable: ClassVar[bool] = False
+    # Produces a fresh tensor whose value its own backward does not need: in-place successors are safe.
+    fresh_output: ClassVar[bool] = False
+    # The kind of per-op initialisation rule that applies ("conv", "linear", "norm" or None).
+    init_kind: ClassVar[str | None] = None
+
+    def infer(self, args: Any, inputs: list[Shape], labels: list[str]) -> Shape:
+        """Output shape; raise OpError with a readable message on a mismatch."""
+        return self.one(inputs)
+
+    def params(self, args: Any, inputs: list[Shape], out: Shape) -> int:
+        return 0
+
+    def buffers(self, args: Any, inputs: list[Shape], out: Shape) -> int:
+        return 0
+
+    def macs(self, args: Any, inputs: list[Shape], out: Shape) -> int:
+        """Multiply-accumulates of conv/linear weights, bias excluded (torchvision's convention)."""
+        return 0
+
+    def other_ops(self, args: Any, inputs: list[Shape], out: Shape) -> int:
+        """Per-element work (norms, activations, pooling, merges, bias adds)."""
+        return 0
+
+    def emit(self, args: Any, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        raise NotImplementedError(f"op {self.name} has no emitter")
+
+    def label(self, args: Any) -> str:
+        """Short text for diagrams and tables, e.g. 'conv 3x3/2, 64'."""
+        return self.name
+
+    # helpers shared by subclasses
+    @staticmethod
+    def one(inputs: list[Shape]) -> Shape:
+        if len(inputs) != 1:
+            raise OpError(f"takes one input, got {len(inputs)}")
+        return inputs[0]
+
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
+def spatial(shape: Shape, what: str, min_rank: int = 2) -> tuple[int, Shape]:
+    """Split (C, *spatial) and check the rank, for conv/pool/norm ops."""
+    if len(shape) < min_rank:
+        raise OpError(f"{what} needs a (channels, ...spatial) input, got {fmt_shape(shape)}; is a flatten too early?")
+    if len(shape) > 4:
+        raise OpError(f"{what} supports up to 3 spatial dimensions, got {fmt_shape(shape)}")
+    return shape[0], shape[1:]
+
+
+def ntuple(value: int | Sequence[int], n: int, what: str) -> tuple[int, ...]:
+    """Broadcast an int to n dims, or check a list has n entries (kernel: [1, 7])."""
+    if isinstance(value, int):
+        return (value,) * n
+    values = tuple(value)
+    if len(values) != n:
+        raise OpError(f"{what} has {len(values)} values but the input has {n} spatial dimensions")
+    return values
+
+
+def dim_suffix(n_spatial: int) -> str:
+    return f"{n_spatial}d"
+
+
+def compact(values: tuple[int, ...]) -> int | tuple[int, ...]:
+    """(3, 3) -> 3 while (1, 7) stays: the form a person would write."""
+    return values[0] if len(set(values)) == 1 else tuple(values)

@@ -1,0 +1,110 @@
+"""Linear layers and the shape plumbing around them: flatten, dropout, identity."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from archc.ops import register
+from archc.ops.base import Args, Call, Op, OpError, Shape, fmt_shape, numel
+
+
+class LinearArgs(Args):
+    out: int = Field(gt=0, description="output features")
+    bias: bool = True
+
+
+@register
+class Linear(Op):
+    name = "linear"
+    aliases = ("fc", "dense")
+    Args = LinearArgs
+    shorthand = "out"
+    fresh_output = True
+    init_kind = "linear"
+    doc = "Fully connected layer on the last dimension; in_features is inferred."
+
+    def infer(self, args: LinearArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        if len(shape) > 2:
+            raise OpError(f"linear received a {fmt_shape(shape)} feature map; add '- flatten' before it")
+        return (*shape[:-1], args.out)
+
+    def params(self, args: LinearArgs, inputs: list[Shape], out: Shape) -> int:
+        return inputs[0][-1] * args.out + (args.out if args.bias else 0)
+
+    def macs(self, args: LinearArgs, inputs: list[Shape], out: Shape) -> int:
+        return numel(out) * inputs[0][-1]
+
+    def other_ops(self, args: LinearArgs, inputs: list[Shape], out: Shape) -> int:
+        return numel(out) if args.bias else 0
+
+    def emit(self, args: LinearArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        return Call("nn.Linear", (inputs[0][-1], args.out), {} if args.bias else {"bias": False})
+
+    def label(self, args: LinearArgs) -> str:
+        return f"linear {args.out}"
+
+
+class FlattenArgs(Args):
+    start: int = Field(0, ge=0, description="first dimension to flatten, without the batch")
+
+
+@register
+class Flatten(Op):
+    name = "flatten"
+    Args = FlattenArgs
+    doc = "Flatten (C, H, W) into (C*H*W,), keeping the batch."
+
+    def infer(self, args: FlattenArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        if args.start >= len(shape):
+            raise OpError(f"start={args.start} is out of range for a {fmt_shape(shape)} input")
+        return (*shape[: args.start], numel(shape[args.start :]))
+
+    def emit(self, args: FlattenArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        return Call("nn.Flatten", () if args.start == 0 else (args.start + 1,))
+
+
+class DropoutArgs(Args):
+    p: float = Field(0.5, ge=0, le=1, description="probability of zeroing an element")
+
+
+@register
+class Dropout(Op):
+    name = "dropout"
+    Args = DropoutArgs
+    shorthand = "p"
+    doc = "Zero random elements during training."
+
+    def emit(self, args: DropoutArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        return Call("nn.Dropout", () if args.p == 0.5 else (args.p,))
+
+    def label(self, args: DropoutArgs) -> str:
+        return f"dropout {args.p}"
+
+
+@register
+class Dropout2d(Op):
+    name = "dropout2d"
+    Args = DropoutArgs
+    shorthand = "p"
+    doc = "Zero whole channels during training."
+
+    def infer(self, args: DropoutArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        if len(shape) != 3:
+            raise OpError(f"dropout2d needs a (C, H, W) input, got {fmt_shape(shape)}")
+        return shape
+
+    def emit(self, args: DropoutArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        return Call("nn.Dropout2d", () if args.p == 0.5 else (args.p,))
+
+
+@register
+class Identity(Op):
+    name = "identity"
+    is_module = False
+    doc = "Pass the input through unchanged (an empty residual branch)."
+
+    def expression(self, args: Args, inputs: list[str]) -> str:
+        return inputs[0]

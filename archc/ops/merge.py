@@ -1,0 +1,95 @@
+"""Merges of several inputs: residual add, channel concat, gating multiply.
+
+Each is written either with branches (`add: [[...], [...]]`, the input flows into each branch) or
+with references (`{add: , from: [a, b]}`). The shape rules name the branches that disagree.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from archc.ops import register
+from archc.ops.base import Args, Op, OpError, Shape, fmt_shape, numel
+
+
+def _at_least_two(inputs: list[Shape], what: str) -> None:
+    if len(inputs) < 2:
+        raise OpError(f"{what} needs at least two inputs, got {len(inputs)}")
+
+
+class Merge(Op):
+    multi_input = True
+    is_module = False
+    fresh_output = True
+
+
+@register
+class Add(Merge):
+    name = "add"
+    doc = "Element-wise sum of equally shaped inputs (residual connections)."
+
+    def infer(self, args: Args, inputs: list[Shape], labels: list[str]) -> Shape:
+        _at_least_two(inputs, "add")
+        first = inputs[0]
+        for shape, label in zip(inputs[1:], labels[1:], strict=True):
+            if shape != first:
+                raise OpError(f"add: {label} yields {fmt_shape(shape)} but {labels[0]} yields {fmt_shape(first)}")
+        return first
+
+    def other_ops(self, args: Args, inputs: list[Shape], out: Shape) -> int:
+        return numel(out) * (len(inputs) - 1)
+
+    def expression(self, args: Args, inputs: list[str]) -> str:
+        return " + ".join(inputs)
+
+
+class ConcatArgs(Args):
+    dim: int = Field(0, ge=0, description="dimension without the batch: 0 is channels")
+
+
+@register
+class Concat(Merge):
+    name = "concat"
+    aliases = ("cat",)
+    Args = ConcatArgs
+    doc = "Concatenate inputs along channels (Inception, DenseNet, U-Net skips)."
+
+    def infer(self, args: ConcatArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        _at_least_two(inputs, "concat")
+        first = inputs[0]
+        if args.dim >= len(first):
+            raise OpError(f"dim={args.dim} is out of range for a {fmt_shape(first)} input")
+        rest0 = first[: args.dim] + first[args.dim + 1 :]
+        for shape, label in zip(inputs[1:], labels[1:], strict=True):
+            rest = shape[: args.dim] + shape[args.dim + 1 :]
+            if len(shape) != len(first) or rest != rest0:
+                raise OpError(f"concat: {label} yields {fmt_shape(rest)} but {labels[0]} yields {fmt_shape(rest0)}")
+        return (*first[: args.dim], sum(s[args.dim] for s in inputs), *first[args.dim + 1 :])
+
+    def expression(self, args: ConcatArgs, inputs: list[str]) -> str:
+        return f"torch.cat([{', '.join(inputs)}], {args.dim + 1})"
+
+
+@register
+class Multiply(Merge):
+    name = "multiply"
+    aliases = ("mul",)
+    doc = "Element-wise product with broadcasting, e.g. (C, H, W) x (C, 1, 1) for SE gates."
+
+    def infer(self, args: Args, inputs: list[Shape], labels: list[str]) -> Shape:
+        _at_least_two(inputs, "multiply")
+        out = list(inputs[0])
+        for shape, label in zip(inputs[1:], labels[1:], strict=True):
+            if len(shape) != len(out):
+                raise OpError(f"multiply: {label} yields {fmt_shape(shape)} but {labels[0]} yields {fmt_shape(inputs[0])}")
+            for i, (a, b) in enumerate(zip(out, shape, strict=True)):
+                if a != b and 1 not in (a, b):
+                    raise OpError(f"multiply: {label} yields {fmt_shape(shape)}, which does not broadcast with {fmt_shape(tuple(out))}")
+                out[i] = max(a, b)
+        return tuple(out)
+
+    def other_ops(self, args: Args, inputs: list[Shape], out: Shape) -> int:
+        return numel(out) * (len(inputs) - 1)
+
+    def expression(self, args: Args, inputs: list[str]) -> str:
+        return " * ".join(inputs)

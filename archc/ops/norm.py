@@ -1,0 +1,165 @@
+"""Normalisation layers: batch, layer, group and local response norm."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import Field
+
+from archc.ops import register
+from archc.ops.base import Args, Call, Op, OpError, Shape, fmt_shape, numel
+
+
+class BatchNormArgs(Args):
+    eps: float = Field(1e-5, gt=0)
+    momentum: float | None = Field(0.1, ge=0, le=1)
+    affine: bool = True
+    track_running_stats: bool = True
+
+
+@register
+class BatchNorm(Op):
+    name = "bn"
+    aliases = ("batchnorm",)
+    Args = BatchNormArgs
+    fresh_output = True
+    init_kind = "norm"
+    doc = "Batch normalisation over the channel (or feature) dimension; 1d/2d/3d from the input's rank."
+
+    def infer(self, args: BatchNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        if not 1 <= len(shape) <= 4:
+            raise OpError(f"bn needs a (features), (C, L), (C, H, W) or (C, D, H, W) input, got {fmt_shape(shape)}")
+        return shape
+
+    def params(self, args: BatchNormArgs, inputs: list[Shape], out: Shape) -> int:
+        return 2 * out[0] if args.affine else 0
+
+    def buffers(self, args: BatchNormArgs, inputs: list[Shape], out: Shape) -> int:
+        return 2 * out[0] + 1 if args.track_running_stats else 0
+
+    def other_ops(self, args: BatchNormArgs, inputs: list[Shape], out: Shape) -> int:
+        return 2 * numel(out)
+
+    def emit(self, args: BatchNormArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        dims = {1: 1, 2: 1, 3: 2, 4: 3}[len(out)]
+        kw: dict[str, object] = {}
+        if args.eps != 1e-5:
+            kw["eps"] = args.eps
+        if args.momentum != 0.1:
+            kw["momentum"] = args.momentum
+        if not args.affine:
+            kw["affine"] = False
+        if not args.track_running_stats:
+            kw["track_running_stats"] = False
+        return Call(f"nn.BatchNorm{dims}d", (out[0],), kw)
+
+
+class LayerNormArgs(Args):
+    dims: int = Field(1, ge=1, le=4, description="how many trailing dimensions to normalise over")
+    eps: float = Field(1e-5, gt=0)
+    elementwise_affine: bool = True
+    bias: bool = True
+
+
+@register
+class LayerNorm(Op):
+    name = "layernorm"
+    aliases = ("ln",)
+    Args = LayerNormArgs
+    fresh_output = True
+    init_kind = "norm"
+    doc = "Layer normalisation over the last `dims` dimensions."
+
+    def infer(self, args: LayerNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        if args.dims > len(shape):
+            raise OpError(f"dims={args.dims} but the input {fmt_shape(shape)} has only {len(shape)} dimensions")
+        return shape
+
+    def params(self, args: LayerNormArgs, inputs: list[Shape], out: Shape) -> int:
+        size = math.prod(out[-args.dims:])
+        if not args.elementwise_affine:
+            return 0
+        return size * (2 if args.bias else 1)
+
+    def other_ops(self, args: LayerNormArgs, inputs: list[Shape], out: Shape) -> int:
+        return 5 * numel(out)
+
+    def emit(self, args: LayerNormArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        kw: dict[str, object] = {}
+        if args.eps != 1e-5:
+            kw["eps"] = args.eps
+        if not args.elementwise_affine:
+            kw["elementwise_affine"] = False
+        if not args.bias:
+            kw["bias"] = False
+        return Call("nn.LayerNorm", (list(out[-args.dims:]),), kw)
+
+
+class GroupNormArgs(Args):
+    groups: int = Field(gt=0)
+    eps: float = Field(1e-5, gt=0)
+    affine: bool = True
+
+
+@register
+class GroupNorm(Op):
+    name = "groupnorm"
+    aliases = ("gn",)
+    Args = GroupNormArgs
+    shorthand = "groups"
+    fresh_output = True
+    init_kind = "norm"
+    doc = "Group normalisation: channels split into `groups`."
+
+    def infer(self, args: GroupNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        if len(shape) < 2:
+            raise OpError(f"groupnorm needs a (C, ...) input, got {fmt_shape(shape)}")
+        if shape[0] % args.groups:
+            raise OpError(f"groups={args.groups} does not divide the {shape[0]} input channels")
+        return shape
+
+    def params(self, args: GroupNormArgs, inputs: list[Shape], out: Shape) -> int:
+        return 2 * out[0] if args.affine else 0
+
+    def other_ops(self, args: GroupNormArgs, inputs: list[Shape], out: Shape) -> int:
+        return 5 * numel(out)
+
+    def emit(self, args: GroupNormArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        kw: dict[str, object] = {}
+        if args.eps != 1e-5:
+            kw["eps"] = args.eps
+        if not args.affine:
+            kw["affine"] = False
+        return Call("nn.GroupNorm", (args.groups, out[0]), kw)
+
+
+class LRNArgs(Args):
+    size: int = Field(5, gt=0)
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 1.0
+
+
+@register
+class LocalResponseNorm(Op):
+    name = "lrn"
+    aliases = ("local_response_norm",)
+    Args = LRNArgs
+    shorthand = "size"
+    fresh_output = True
+    doc = "Local response normalisation across channels (AlexNet, GoogLeNet v1)."
+
+    def infer(self, args: LRNArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        if len(shape) < 2:
+            raise OpError(f"lrn needs a (C, ...) input, got {fmt_shape(shape)}")
+        return shape
+
+    def other_ops(self, args: LRNArgs, inputs: list[Shape], out: Shape) -> int:
+        return (args.size + 3) * numel(out)
+
+    def emit(self, args: LRNArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        return Call("nn.LocalResponseNorm", (args.size,), {"alpha": args.alpha, "beta": args.beta, "k": args.k})

@@ -1,0 +1,190 @@
+"""Pooling: windowed max/avg (with ceil_mode), adaptive, and global pools."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import Field
+
+from archc.ops import register
+from archc.ops.base import Args, Call, Op, OpError, Shape, compact, fmt_shape, numel, ntuple, spatial
+
+IntOrList = int | list[int]
+
+
+class MaxPoolArgs(Args):
+    kernel: IntOrList
+    stride: IntOrList | None = Field(None, description="defaults to the kernel size")
+    padding: IntOrList = 0
+    dilation: IntOrList = 1
+    ceil_mode: bool = False
+
+
+class AvgPoolArgs(Args):
+    kernel: IntOrList
+    stride: IntOrList | None = Field(None, description="defaults to the kernel size")
+    padding: IntOrList = 0
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+
+
+def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling size rule, including its ceil_mode correction."""
+    span = size + 2 * p - d * (k - 1) - 1
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+class WindowPool(Op):
+    """Shared rule of max and avg pooling."""
+
+    kind = "pool"
+
+    def window(self, args: MaxPoolArgs | AvgPoolArgs, shape: Shape) -> tuple[tuple[int, ...], ...]:
+        _, sp = spatial(shape, self.name)
+        n = len(sp)
+        k = ntuple(args.kernel, n, "kernel")
+        s = ntuple(args.stride, n, "stride") if args.stride is not None else k
+        p = ntuple(args.padding, n, "padding")
+        d = ntuple(getattr(args, "dilation", 1), n, "dilation")
+        if any(v < 1 for v in (*k, *s, *d)) or any(v < 0 for v in p):
+            raise OpError("kernel, stride and dilation must be positive and padding >= 0")
+        if any(2 * pp > kk for pp, kk in zip(p, k, strict=True)):
+            raise OpError(f"padding {list(p)} must be at most half the kernel {list(k)} (PyTorch's rule)")
+        return k, s, p, d
+
+    def infer(self, args: MaxPoolArgs | AvgPoolArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        c, sp = spatial(shape, self.name)
+        k, s, p, d = self.window(args, shape)
+        out = tuple(
+            _pool_out(size, kk, ss, pp, dd, args.ceil_mode) for size, kk, ss, pp, dd in zip(sp, k, s, p, d, strict=True)
+        )
+        if any(o < 1 for o in out):
+            raise OpError(f"window {'x'.join(map(str, k))} does not fit the {fmt_shape(sp)} feature map it receives")
+        return (c, *out)
+
+    def other_ops(self, args: MaxPoolArgs | AvgPoolArgs, inputs: list[Shape], out: Shape) -> int:
+        k, _, _, _ = self.window(args, inputs[0])
+        return numel(out) * math.prod(k)
+
+    def common_kwargs(self, args: MaxPoolArgs | AvgPoolArgs, shape: Shape) -> dict[str, object]:
+        k, s, p, _ = self.window(args, shape)
+        kw: dict[str, object] = {"kernel_size": compact(k)}
+        if s != k:
+            kw["stride"] = compact(s)
+        if any(p):
+            kw["padding"] = compact(p)
+        if args.ceil_mode:
+            kw["ceil_mode"] = True
+        return kw
+
+    def label(self, args: MaxPoolArgs | AvgPoolArgs) -> str:
+        stride = args.stride if args.stride is not None else args.kernel
+        return f"{self.name} {args.kernel}/{stride}"
+
+
+@register
+class MaxPool(WindowPool):
+    name = "maxpool"
+    aliases = ("max_pool", "maxpool2d")
+    Args = MaxPoolArgs
+    shorthand = "kernel"
+    fresh_output = True
+    doc = "Max pooling; stride defaults to the kernel."
+
+    def emit(self, args: MaxPoolArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        kw = self.common_kwargs(args, inputs[0])
+        _, _, _, d = self.window(args, inputs[0])
+        if any(v != 1 for v in d):
+            kw["dilation"] = compact(d)
+        return Call(f"nn.MaxPool{len(out) - 1}d", (), kw)
+
+
+@register
+class AvgPool(WindowPool):
+    name = "avgpool"
+    aliases = ("avg_pool", "avgpool2d")
+    Args = AvgPoolArgs
+    shorthand = "kernel"
+    fresh_output = True
+    doc = "Average pooling; stride defaults to the kernel."
+
+    def emit(self, args: AvgPoolArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        kw = self.common_kwargs(args, inputs[0])
+        if not args.count_include_pad:
+            kw["count_include_pad"] = False
+        return Call(f"nn.AvgPool{len(out) - 1}d", (), kw)
+
+
+class AdaptiveArgs(Args):
+    output: IntOrList = Field(description="output size per spatial dimension")
+
+
+class AdaptivePool(Op):
+    Args = AdaptiveArgs
+    shorthand = "output"
+    torch_name: str
+
+    def infer(self, args: AdaptiveArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        c, sp = spatial(shape, self.name)
+        size = ntuple(args.output, len(sp), "output")
+        if any(v < 1 for v in size):
+            raise OpError(f"output size must be positive, got {list(size)}")
+        return (c, *size)
+
+    def other_ops(self, args: AdaptiveArgs, inputs: list[Shape], out: Shape) -> int:
+        return numel(inputs[0])
+
+    def emit(self, args: AdaptiveArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        return Call(f"nn.{self.torch_name}{len(out) - 1}d", (compact(out[1:]),))
+
+    def label(self, args: AdaptiveArgs) -> str:
+        return f"{self.name} -> {args.output}"
+
+
+@register
+class AdaptiveAvgPool(AdaptivePool):
+    name = "adaptive_avgpool"
+    torch_name = "AdaptiveAvgPool"
+    doc = "Average pooling to a fixed output size."
+
+
+@register
+class AdaptiveMaxPool(AdaptivePool):
+    name = "adaptive_maxpool"
+    torch_name = "AdaptiveMaxPool"
+    doc = "Max pooling to a fixed output size."
+
+
+class GlobalPool(Op):
+    torch_name: str
+
+    def infer(self, args: Args, inputs: list[Shape], labels: list[str]) -> Shape:
+        c, sp = spatial(self.one(inputs), self.name)
+        return (c, *(1 for _ in sp))
+
+    def other_ops(self, args: Args, inputs: list[Shape], out: Shape) -> int:
+        return numel(inputs[0])
+
+    def emit(self, args: Args, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        return Call(f"nn.{self.torch_name}{len(out) - 1}d", (1,))
+
+
+@register
+class GlobalAvgPool(GlobalPool):
+    name = "global_avgpool"
+    aliases = ("gap",)
+    torch_name = "AdaptiveAvgPool"
+    doc = "Average over all spatial positions: (C, H, W) -> (C, 1, 1)."
+
+
+@register
+class GlobalMaxPool(GlobalPool):
+    name = "global_maxpool"
+    torch_name = "AdaptiveMaxPool"
+    doc = "Max over all spatial positions: (C, H, W) -> (C, 1, 1)."
+

@@ -1,0 +1,58 @@
+"""Upsampling by a scale factor or to a size (U-Net decoders, FPNs)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import model_validator
+
+from archc.ops import register
+from archc.ops.base import Args, Call, Op, OpError, Shape, numel, ntuple, spatial
+
+
+class UpsampleArgs(Args):
+    scale: float | None = None
+    size: int | list[int] | None = None
+    mode: Literal["nearest", "bilinear", "bicubic", "linear", "trilinear"] = "nearest"
+    align_corners: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> UpsampleArgs:
+        if (self.scale is None) == (self.size is None):
+            raise ValueError("give exactly one of scale and size")
+        return self
+
+
+@register
+class Upsample(Op):
+    name = "upsample"
+    Args = UpsampleArgs
+    shorthand = "scale"
+    fresh_output = True
+    doc = "Resize feature maps by `scale` or to `size`."
+
+    def infer(self, args: UpsampleArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        c, sp = spatial(self.one(inputs), "upsample")
+        if args.size is not None:
+            out = ntuple(args.size, len(sp), "size")
+        else:
+            assert args.scale is not None
+            out = tuple(math.floor(s * args.scale) for s in sp)
+        if any(o < 1 for o in out):
+            raise OpError(f"output size {list(out)} must be positive")
+        return (c, *out)
+
+    def other_ops(self, args: UpsampleArgs, inputs: list[Shape], out: Shape) -> int:
+        return numel(out)
+
+    def emit(self, args: UpsampleArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        kw: dict[str, object] = {"size": tuple(out[1:])} if args.size is not None else {"scale_factor": args.scale}
+        if args.mode != "nearest":
+            kw["mode"] = args.mode
+        if args.align_corners is not None:
+            kw["align_corners"] = args.align_corners
+        return Call("nn.Upsample", (), kw)
+
+    def label(self, args: UpsampleArgs) -> str:
+        return f"upsample x{args.scale}" if args.scale is not None else f"upsample to {args.size}"

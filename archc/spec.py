@@ -1,0 +1,78 @@
+"""Stage 2, validate: the pydantic models of a spec file, the single source of truth for its keys.
+
+Layer lists are validated item by item by the expander (their keys are op and block names, known
+only at run time), so here they are `list[Any]`; everything else is typed. `archc schema` emits
+the JSON Schema of these models, with the layer grammar filled in from the op registry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from archc.train.config import TrainConfig
+
+Scalar = int | float | bool | str | None
+ParamValue = Scalar | list[Scalar]
+
+InitScheme = Literal[
+    "torch", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform",
+    "normal", "trunc_normal", "uniform", "zeros", "ones",
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+class InitRule(Strict):
+    """How to initialise the weights of one kind of layer; biases become `bias`."""
+
+    scheme: InitScheme = "torch"
+    mode: Literal["fan_in", "fan_out"] = "fan_in"
+    nonlinearity: Literal["relu", "leaky_relu", "linear", "sigmoid", "tanh", "selu"] = "leaky_relu"
+    a: float = Field(0.0, description="negative slope for kaiming with leaky_relu")
+    mean: float = 0.0
+    std: float = Field(0.01, gt=0)
+    low: float = -0.1
+    high: float = 0.1
+    gain: float = Field(1.0, gt=0)
+    bias: float | None = Field(0.0, description="constant for biases; null keeps torch's default")
+
+
+class InitSpec(Strict):
+    """Per-layer-kind initialisation. A bare scheme name is shorthand for {scheme: name}."""
+
+    conv: InitRule | InitScheme = "torch"
+    linear: InitRule | InitScheme = "torch"
+    norm: InitRule | InitScheme = "torch"
+
+    def rule(self, kind: str) -> InitRule:
+        value = getattr(self, kind)
+        return value if isinstance(value, InitRule) else InitRule(scheme=value)
+
+
+class BlockDef(Strict):
+    """A reusable, parameterised group of layers: `blocks: {BasicBlock: {params: ..., layers: ...}}`."""
+
+    params: dict[str, ParamValue] = Field(default_factory=dict, description="arguments with defaults; null means required")
+    layers: list[Any] = Field(min_length=1)
+    inline: bool = Field(False, description="splice the layers into the caller's namespace instead of a child module")
+    doc: str | None = None
+
+
+class SpecModel(Strict):
+    """A whole spec file."""
+
+    name: str | None = None
+    description: str | None = None
+    input: list[int | str] = Field(min_length=1, max_length=4, description="input shape without the batch, e.g. [3, 32, 32]")
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    blocks: dict[str, BlockDef] = Field(default_factory=dict)
+    layers: list[Any] = Field(min_length=1)
+    train: dict[str, Any] | None = Field(None, description="the trainer's defaults (see TrainConfig)")
+    init: InitSpec | None = None
+
+
+__all__ = ["BlockDef", "InitRule", "InitSpec", "SpecModel", "TrainConfig"]

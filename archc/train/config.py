@@ -1,0 +1,105 @@
+"""Training recipe: one pydantic model shared by the spec's `train:` section, the CLI flags and the API.
+
+Kept free of torch so that `archc check` can validate a spec's `train:` section without importing it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Optimizer = Literal["sgd", "adam", "adamw"]
+Schedule = Literal["none", "step", "multistep", "cosine", "onecycle"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+AmpDtype = Literal["auto", "bf16", "fp16"]
+LogMode = Literal["auto", "bar", "plain", "quiet"]
+
+# Fields that say how and where a run executes rather than what it computes: `--resume` accepts a
+# checkpoint whose recorded config differs from the current one only in these.
+RUNTIME_FIELDS = frozenset(
+    {"data_dir", "download", "out", "resume", "init_from", "device", "workers", "log", "nproc", "compile"}
+)
+
+
+class TrainConfig(BaseModel):
+    """Every knob of `archc train`; a spec's `train:` section sets defaults, flags override them."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
+
+    dataset: str = Field("synthetic", description="cifar10, cifar100, mnist, fashion_mnist, kmnist, digits, synthetic or imagefolder:PATH")
+    data_dir: str | None = Field(None, description="where datasets live (default ~/.cache/archc/data)")
+    download: bool = Field(True, description="download a missing torchvision dataset")
+    epochs: int = Field(10, ge=1, le=100_000)
+    batch_size: int = Field(128, ge=1, le=1_000_000, description="global batch size, split across --nproc processes")
+    eval_batch_size: int | None = Field(None, ge=1, description="defaults to 2 x batch_size")
+    optimizer: Optimizer = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(5e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Schedule = "cosine"
+    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75], description="multistep: fractions of training (<1) or epochs (>=1)")
+    step_size: int = Field(30, ge=1, description="step schedule: epochs between decays")
+    gamma: float = Field(0.1, gt=0, description="decay factor of step and multistep")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warmup from ~0 (onecycle: the ramp-up length, default 30%)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
+    aux_weight: float = Field(0.3, ge=0, description="loss weight of extra outputs of a plain nn.Module (specs weight each head)")
+    augment: bool | None = Field(None, description="None: the dataset's default (crop+flip for CIFAR, crop for MNIST-like)")
+    crop_padding: int | None = Field(None, ge=0, description="random-crop padding in pixels; None: the dataset's default")
+    hflip: bool | None = Field(None, description="random horizontal flips; None: the dataset's default")
+    resize: tuple[int, int] | None = None
+    amp: bool = False
+    amp_dtype: AmpDtype = Field("auto", description="auto: bf16 where supported, else fp16 on CUDA")
+    channels_last: bool = False
+    compile: bool = False
+    seed: int = Field(0, ge=0, lt=2**32)
+    deterministic: bool = False
+    workers: int | None = Field(None, ge=1, description="CPU threads for torch (default: the cores available, shared between processes)")
+    device: Device = "auto"
+    nproc: int = Field(1, ge=1, le=1024, description="processes for data-parallel training on this machine (torchrun)")
+    out: str | None = Field(None, description="run directory (default runs/NAME/TIMESTAMP)")
+    resume: bool = Field(False, description="continue from OUT/last.pt when it exists")
+    init_from: str | None = Field(None, description="initial weights: a state_dict or an archc checkpoint")
+    log: LogMode = Field("auto", description="auto: progress bars on a terminal, plain lines otherwise")
+    train_subset: int | None = Field(None, ge=1, description="use only the first N training images")
+    test_subset: int | None = Field(None, ge=1, description="use only the first N test images")
+    synthetic_size: tuple[int, int] = Field((2048, 512), description="synthetic: train and test image counts")
+    synthetic_shape: tuple[int, int, int] | None = Field(None, description="synthetic: C,H,W (default: the spec's input, else 3,32,32)")
+    synthetic_classes: int = Field(10, ge=2, le=100_000)
+
+    @field_validator("resize", mode="before")
+    @classmethod
+    def _square_resize(cls, value: object) -> object:
+        if isinstance(value, int):
+            return (value, value)
+        return value
+
+    @field_validator("resize", "synthetic_shape", "synthetic_size")
+    @classmethod
+    def _positive(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and any(v < 1 for v in value):
+            raise ValueError(f"must be positive, got {list(value)}")
+        return value
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones(cls, value: list[float]) -> list[float]:
+        if any(m <= 0 for m in value) or value != sorted(value):
+            raise ValueError(f"milestones must be positive and increasing, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs optimizer sgd with momentum > 0")
+        if self.batch_size % self.nproc:
+            raise ValueError(f"batch_size {self.batch_size} must be divisible by nproc {self.nproc}")
+        return self
+
+    def recipe_differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
+        """Fields that change what is computed (not RUNTIME_FIELDS) and differ: {name: (self, other)}."""
+        mine, theirs = self.model_dump(), other.model_dump()
+        return {k: (mine[k], theirs[k]) for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]}

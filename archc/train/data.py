@@ -1,0 +1,348 @@
+"""Datasets as whole uint8 tensors: every supported source parsed once into (N, C, H, W) images.
+
+Holding a dataset as one tensor is what lets augmentation run on batches on the training device
+(see augment.py) instead of per-sample PIL work in the hot loop.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from archc.train.config import TrainConfig
+from archc.train.errors import DataError
+
+TORCHVISION = ("cifar10", "cifar100", "mnist", "fashion_mnist", "kmnist")
+OFFLINE = ("digits", "synthetic", "imagefolder:PATH")
+KNOWN = (*TORCHVISION, "digits", "synthetic")
+# Augmentation defaults per dataset: (random-crop padding, horizontal flips). Digits are not
+# mirror-symmetric, so MNIST-like sets and digits get shifts only; Fashion-MNIST's clothes flip.
+AUGMENT_DEFAULTS: dict[str, tuple[int, bool]] = {
+    "cifar10": (4, True),
+    "cifar100": (4, True),
+    "mnist": (2, False),
+    "kmnist": (2, False),
+    "fashion_mnist": (2, True),
+    "digits": (1, False),
+}
+DIGITS_TEST_FRACTION = 0.2
+SPLIT_SEED = 0
+SYNTHETIC_SEED = 1234
+IMAGEFOLDER_TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A labelled train/test split held as uint8 image tensors, plus its augmentation defaults."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: tuple[str, ...]
+    crop_padding: int
+    hflip: bool
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one stored image."""
+        c, h, w = self.train_x.shape[1:]
+        return (int(c), int(h), int(w))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std of the training images in [0, 1]: the normalisation constants."""
+        c = self.train_x.shape[1]
+        total = torch.zeros(c, dtype=torch.float64)
+        squares = torch.zeros(c, dtype=torch.float64)
+        for chunk in self.train_x.split(4096):
+            values = chunk.to(torch.float64).div_(255.0)
+            total += values.sum(dim=(0, 2, 3))
+            squares += values.square().sum(dim=(0, 2, 3))
+        count = self.train_x.numel() / c
+        mean = total / count
+        std = (squares / count - mean.square()).clamp_min(1e-12).sqrt().clamp_min(1e-3)
+        return mean.float(), std.float()
+
+    def to(self, device: torch.device) -> ImageData:
+        return replace(
+            self,
+            train_x=self.train_x.to(device),
+            train_y=self.train_y.to(device),
+            test_x=self.test_x.to(device),
+            test_y=self.test_y.to(device),
+        )
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".cache" / "archc" / "data"
+
+
+def load_dataset(cfg: TrainConfig, default_shape: tuple[int, ...] | None = None) -> ImageData:
+    """The dataset cfg names, as uint8 tensors on the CPU, with cfg's subsets applied.
+
+    default_shape is the model's input (C, H, W): the shape synthetic data takes unless cfg says.
+    """
+    name = cfg.dataset
+    root = Path(cfg.data_dir).expanduser() if cfg.data_dir else default_data_dir()
+    if name in ("cifar10", "cifar100"):
+        data = _cifar(name, root, cfg.download)
+    elif name in ("mnist", "fashion_mnist", "kmnist"):
+        data = _mnist_like(name, root, cfg.download)
+    elif name == "digits":
+        data = _digits()
+    elif name == "synthetic":
+        data = _synthetic(cfg, default_shape)
+    elif name.startswith("imagefolder:"):
+        data = _imagefolder(Path(name.split(":", 1)[1]).expanduser(), cfg.resize)
+    else:
+        raise DataError(f"unknown dataset '{name}'; choose one of {', '.join(KNOWN)} or imagefolder:PATH")
+    if cfg.train_subset is not None:
+        data = replace(data, train_x=data.train_x[: cfg.train_subset], train_y=data.train_y[: cfg.train_subset])
+    if cfg.test_subset is not None:
+        data = replace(data, test_x=data.test_x[: cfg.test_subset], test_y=data.test_y[: cfg.test_subset])
+    return data
+
+
+def _missing(name: str, root: Path, why: str) -> DataError:
+    return DataError(
+        f"dataset {name} is not in {root} and {why}; copy it there or point --data-dir at a copy, "
+        f"or train offline on {', '.join(OFFLINE)}"
+    )
+
+
+def _fetch(name: str, root: Path, present: bool, download: bool) -> None:
+    """Download a torchvision dataset into root unless it is already there."""
+    if present:
+        return
+    if not download:
+        raise _missing(name, root, "downloading is off (--no-download)")
+    import torchvision.datasets as tvd
+
+    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "kmnist": tvd.KMNIST}[name]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        cls(str(root), train=True, download=True)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; torchvision raises RuntimeError on bad md5
+        raise _missing(name, root, f"downloading it failed ({exc})") from None
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """CIFAR's batches are pickles; allow only what numpy arrays need, so a planted file cannot run code."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _unpickle(path: Path) -> dict[str, Any]:
+    with path.open("rb") as f:
+        entry = _ArrayUnpickler(f, encoding="latin1").load()
+    if not isinstance(entry, dict):
+        raise pickle.UnpicklingError("not a dict")
+    return entry
+
+
+def _cifar(name: str, root: Path, download: bool) -> ImageData:
+    import numpy as np
+    import torchvision.datasets as tvd
+
+    cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+    base = root / cls.base_folder
+    files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    _fetch(name, root, all((base / f).is_file() for f in files), download)
+
+    def part(entries: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = [], []
+        for filename, _ in entries:
+            entry = _unpickle(base / filename)
+            images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+        return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
+
+    try:
+        train_x, train_y = part(cls.train_list)
+        test_x, test_y = part(cls.test_list)
+        classes = tuple(_unpickle(base / cls.meta["filename"])[cls.meta["key"]])
+    except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read {name} from {base}: {exc}; delete the folder to download it again") from None
+    pad, flip = AUGMENT_DEFAULTS[name]
+    return _checked(ImageData(name, train_x, train_y, test_x, test_y, classes, pad, flip))
+
+
+def _mnist_like(name: str, root: Path, download: bool) -> ImageData:
+    import torchvision.datasets as tvd
+
+    cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "kmnist": tvd.KMNIST}[name]
+    raw = root / cls.__name__ / "raw"
+    files = [os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
+    _fetch(name, root, all((raw / f).is_file() for f in files), download)
+    try:
+        train, test = cls(str(root), train=True), cls(str(root), train=False)
+    except (OSError, RuntimeError, ValueError, AssertionError) as exc:
+        raise DataError(f"cannot read {name} from {raw}: {exc}; delete the folder to download it again") from None
+    pad, flip = AUGMENT_DEFAULTS[name]
+    return _checked(
+        ImageData(
+            name,
+            train.data.unsqueeze(1).contiguous(),
+            train.targets.long(),
+            test.data.unsqueeze(1).contiguous(),
+            test.targets.long(),
+            tuple(train.classes),
+            pad,
+            flip,
+        )
+    )
+
+
+def _digits() -> ImageData:
+    """scikit-learn's bundled 8x8 digits (values 0..16) with a fixed stratified 80/20 split."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    labels = bunch.target.astype(np.int64)
+    idx_train, idx_test = train_test_split(
+        np.arange(len(labels)), test_size=DIGITS_TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels
+    )
+    pad, flip = AUGMENT_DEFAULTS["digits"]
+    return ImageData(
+        "digits",
+        torch.from_numpy(images[idx_train]),
+        torch.from_numpy(labels[idx_train]),
+        torch.from_numpy(images[idx_test]),
+        torch.from_numpy(labels[idx_test]),
+        tuple(str(d) for d in range(10)),
+        pad,
+        flip,
+    )
+
+
+def _synthetic(cfg: TrainConfig, default_shape: tuple[int, ...] | None) -> ImageData:
+    """Seeded images whose class sets a colour offset and a smooth mirror-symmetric pattern.
+
+    Both survive the default crop and flip, so a small CNN separates the classes; the same
+    sizes and shape always give the same images, whatever the training seed.
+    """
+    shape = cfg.synthetic_shape or (tuple(default_shape) if default_shape and len(default_shape) == 3 else (3, 32, 32))
+    c, h, w = (int(v) for v in shape)
+    k = cfg.synthetic_classes
+    n_train, n_test = cfg.synthetic_size
+    gen = torch.Generator().manual_seed(SYNTHETIC_SEED)
+    coarse = torch.randn(k, c, 3, 3, generator=gen)
+    pattern = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+    pattern = (pattern + pattern.flip(-1)) / 2
+    offset = torch.randn(k, c, 1, 1, generator=gen)
+    prototypes = 128.0 + 40.0 * pattern + 30.0 * offset
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.randperm(n, generator=gen) % k
+        images = torch.empty(n, c, h, w, dtype=torch.uint8)
+        for start in range(0, n, 4096):
+            y = labels[start : start + 4096]
+            noise = torch.randn(len(y), c, h, w, generator=gen)
+            images[start : start + 4096] = (prototypes[y] + 35.0 * noise).round_().clamp_(0, 255).to(torch.uint8)
+        return images, labels
+
+    train_x, train_y = make(n_train)
+    test_x, test_y = make(n_test)
+    return ImageData("synthetic", train_x, train_y, test_x, test_y, tuple(str(i) for i in range(k)), max(1, h // 8), True)
+
+
+def _imagefolder(root: Path, resize: tuple[int, int] | None) -> ImageData:
+    """torchvision's ImageFolder layout: ROOT/train/CLASS/* and ROOT/test|val/CLASS/*, or ROOT/CLASS/*
+    split 80/20 with a fixed seed. Images are decoded once here; `resize` applies while decoding."""
+    if not root.is_dir():
+        raise DataError(f"imagefolder: {root} is not a directory")
+    test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
+    if (root / "train").is_dir() and test_dir is not None:
+        classes, train_x, train_y = _read_folder(root / "train", resize)
+        test_classes, test_x, test_y = _read_folder(test_dir, resize)
+        unknown = sorted(set(test_classes) - set(classes))
+        if unknown:
+            raise DataError(f"imagefolder: {test_dir} has classes not in {root / 'train'}: {', '.join(unknown)}")
+        remap = torch.tensor([classes.index(c) for c in test_classes], dtype=torch.int64)
+        test_y = remap[test_y]
+    else:
+        classes, images, labels = _read_folder(root, resize)
+        if len(labels) < 2:
+            raise DataError(f"imagefolder: {root} needs at least 2 images to split into train and test")
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
+        n_test = max(1, round(IMAGEFOLDER_TEST_FRACTION * len(labels)))
+        train_x, train_y = images[order[n_test:]], labels[order[n_test:]]
+        test_x, test_y = images[order[:n_test]], labels[order[:n_test]]
+    if train_x.shape[1:] != test_x.shape[1:]:
+        raise DataError(f"imagefolder: train images are {_fmt(train_x)}, test images {_fmt(test_x)}; pass --resize H[,W]")
+    return _checked(ImageData(f"imagefolder:{root}", train_x, train_y, test_x, test_y, tuple(classes), max(1, train_x.shape[2] // 8), True))
+
+
+def _read_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.datasets import ImageFolder
+
+    try:
+        listing = ImageFolder(str(folder), loader=lambda p: p)
+    except (FileNotFoundError, OSError) as exc:
+        raise DataError(f"imagefolder: {exc}") from None
+    arrays, sizes, modes = [], set(), set()
+    for path, _ in listing.samples:
+        try:
+            with Image.open(path) as img:
+                modes.add("L" if img.mode in ("1", "L", "I;16", "I") else "RGB")
+                arrays.append(img.copy())
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"imagefolder: cannot read {path}: {exc}") from None
+    mode = "L" if modes == {"L"} else "RGB"
+    decoded = []
+    for img in arrays:
+        img = img.convert(mode)
+        if resize is not None:
+            img = img.resize((resize[1], resize[0]), Image.BILINEAR)
+        sizes.add(img.size)
+        decoded.append(np.asarray(img, dtype=np.uint8))
+    if len(sizes) > 1:
+        a, b = sorted(sizes)[:2]
+        raise DataError(f"imagefolder: images in {folder} differ in size ({a[1]}x{a[0]} and {b[1]}x{b[0]}); pass --resize H[,W]")
+    stacked = np.stack(decoded)
+    images = torch.from_numpy(stacked[:, None] if mode == "L" else stacked.transpose(0, 3, 1, 2).copy())
+    labels = torch.tensor([label for _, label in listing.samples], dtype=torch.int64)
+    return list(listing.classes), images, labels
+
+
+def _fmt(x: torch.Tensor) -> str:
+    return "x".join(str(int(d)) for d in x.shape[1:])
+
+
+def _checked(data: ImageData) -> ImageData:
+    """Labels outside the class list mean a foreign or corrupt file: say so here, not as a CUDA assert."""
+    for split, y in (("train", data.train_y), ("test", data.test_y)):
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= data.num_classes):
+            raise DataError(f"{data.name}: {split} labels span {int(y.min())}..{int(y.max())} but there are {data.num_classes} classes")
+    if len(data.train_y) == 0 or len(data.test_y) == 0:
+        raise DataError(f"{data.name}: empty {'train' if len(data.train_y) == 0 else 'test'} split")
+    return data

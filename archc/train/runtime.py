@@ -1,0 +1,87 @@
+"""The execution environment of a run: device, mixed precision, CPU threads and determinism.
+
+These are process-wide torch settings, so `runtime_settings` restores them when the run ends:
+a notebook that calls archc.train() keeps its own settings afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import torch
+
+from archc.train.config import TrainConfig
+from archc.train.errors import TrainError
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The torch device for --device (auto: CUDA, then MPS, then CPU); one GPU per local rank."""
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if name == "cuda":
+        raise TrainError("--device cuda: CUDA is not available on this machine; use --device cpu")
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = mps is not None and mps.is_available()
+    if name in ("auto", "mps") and mps_ok:
+        return torch.device("mps")
+    if name == "mps":
+        raise TrainError("--device mps: MPS is not available on this machine; use --device cpu")
+    return torch.device("cpu")
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, str | None]:
+    """The autocast dtype for cfg on device (None: full precision) and a note when --amp is declined."""
+    if not cfg.amp:
+        return None, None
+    if device.type == "cpu":
+        if cfg.amp_dtype == "fp16":
+            raise TrainError("--amp-dtype fp16 is for GPUs; on CPU use bf16 (or drop --amp)")
+        if cpu_supports_bf16():
+            return torch.bfloat16, None
+        return None, "--amp ignored: this CPU has no native bf16 (AVX512-BF16/AMX), training in fp32"
+    if device.type == "cuda":
+        bf16_ok = torch.cuda.is_bf16_supported()
+        if cfg.amp_dtype == "bf16" and not bf16_ok:
+            raise TrainError("--amp-dtype bf16: this GPU does not support bf16; use --amp-dtype fp16")
+        if cfg.amp_dtype == "fp16" or (cfg.amp_dtype == "auto" and not bf16_ok):
+            return torch.float16, None
+        return torch.bfloat16, None
+    return (torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16), None
+
+
+def default_threads(local_world_size: int) -> int:
+    """The cores this process may use, shared evenly between the processes on this machine."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, local_world_size))
+
+
+@contextlib.contextmanager
+def runtime_settings(cfg: TrainConfig, device: torch.device, local_world_size: int) -> Iterator[None]:
+    """Apply threads and determinism for the run; restore the previous process settings after."""
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    try:
+        torch.set_num_threads(cfg.workers or default_threads(local_world_size))
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+        elif device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn

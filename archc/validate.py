@@ -1,0 +1,189 @@
+"""Stage 2, validate: check a loaded document against the pydantic models, resolve parameters.
+
+The result, `LoadedSpec`, is what `archc.load()` returns: a typed spec with its parameters
+resolved (defaults, then overrides), its input shape and its training defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from archc import expr
+from archc.errors import Pos, SpecError, did_you_mean
+from archc.loader import Document, LDict, key_position, load_file, load_text, locate, position_of
+from archc.spec import SpecModel
+from archc.train.config import TrainConfig
+
+
+@dataclass
+class LoadedSpec:
+    """A validated spec with resolved parameters; compile it with `archc.build` or `archc.analyze`."""
+
+    model: SpecModel
+    document: Document
+    params: dict[str, Any]
+    overrides: dict[str, Any]
+    input_shape: tuple[int, ...]
+    train: TrainConfig | None
+    plugins: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.model.name or Path(self.document.source.path).stem
+
+    @property
+    def path(self) -> str:
+        return self.document.source.path
+
+    @property
+    def source_hash(self) -> str:
+        """sha256 of the spec text and the overrides: identifies exactly what was built."""
+        digest = hashlib.sha256(self.document.source.text.encode())
+        digest.update(json.dumps(self.overrides, sort_keys=True, default=str).encode())
+        return digest.hexdigest()
+
+
+def pydantic_error(exc: ValidationError, root: object, where: str = "") -> SpecError:
+    """Turn pydantic's first complaint into a positioned SpecError."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    prefix = f"{where}: " if where else ""
+    if kind == "extra_forbidden":
+        parent_path, key = loc[:-1], loc[-1]
+        parent = _walk(root, parent_path)
+        siblings = _known_keys(exc, parent_path)
+        return SpecError(f"{prefix}unknown key '{key}'{did_you_mean(str(key), siblings)}", key_position(parent, key) or locate(root, loc))
+    if kind == "missing":
+        dotted = ".".join(str(p) for p in loc)
+        hint = " (the input shape without the batch, e.g. input: [3, 32, 32])" if loc == ("input",) else ""
+        return SpecError(f"{prefix}missing required key '{dotted}'{hint}", locate(root, loc[:-1]))
+    dotted = ".".join(str(p) for p in loc if not str(p).startswith(("function-", "union[")))
+    value = err.get("input")
+    shown = f", got {value!r}" if not isinstance(value, (dict, list)) else ""
+    return SpecError(f"{prefix}{dotted}: {err['msg'].lower()}{shown}", locate(root, loc))
+
+
+def _walk(root: object, path: tuple[Any, ...]) -> object:
+    node = root
+    for step in path:
+        try:
+            node = node[step]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            break
+    return node
+
+
+def _known_keys(exc: ValidationError, parent_path: tuple[Any, ...]) -> list[str]:
+    model: Any = SpecModel
+    for step in parent_path:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or step not in fields:
+            return []
+        annotation = fields[step].annotation
+        model = next((a for a in getattr(annotation, "__args__", (annotation,)) if hasattr(a, "model_fields")), None)
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'k=v' from the command line; v is read as a YAML scalar (10, 0.5, true, relu)."""
+    if "=" not in text:
+        raise SpecError(f"--set expects key=value, got '{text}'")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    doc = load_text(f"value: {raw}" if raw.strip() else "value: null", "<--set>")
+    return key, doc.data["value"]
+
+
+def _check_override_type(name: str, default: Any, value: Any) -> Any:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool) != isinstance(value, bool):
+        raise SpecError(f"parameter '{name}' expects {type(default).__name__}, got {value!r}")
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(default, (int, float, str)) and not isinstance(value, type(default)):
+        raise SpecError(f"parameter '{name}' expects {type(default).__name__}, got {value!r}")
+    return value
+
+
+def resolve_params(declared: LDict, overrides: dict[str, Any], where: str = "parameter") -> dict[str, Any]:
+    """Defaults in order (a default may use earlier parameters), overrides replacing them."""
+    for key in overrides:
+        if key not in declared:
+            raise SpecError(f"unknown {where} '{key}'{did_you_mean(key, declared)}; known: {', '.join(declared) or 'none'}")
+    env: dict[str, Any] = {}
+    for key, default in declared.items():
+        if key in overrides:
+            env[key] = _check_override_type(key, default, overrides[key])
+        else:
+            env[key] = render(default, env, position_of(declared, key))
+    return env
+
+
+def render(value: Any, env: Any, pos: Pos | None) -> Any:
+    """Evaluate `${...}` inside a value, as a positioned SpecError on failure."""
+    try:
+        return expr.render(value, env)
+    except expr.ExprError as exc:
+        raise SpecError(exc.message, _shift(pos, value, exc.offset)) from None
+
+
+def _shift(pos: Pos | None, value: Any, offset: int) -> Pos | None:
+    """Point the caret at the offending character of a one-line expression when we can."""
+    if pos is None or not isinstance(value, str) or "${" not in value:
+        return pos
+    line = pos.source.line(pos.line) or ""
+    start = line.find(value, pos.col - 1)
+    if start < 0:
+        return pos
+    inner = value.find("${") + 2
+    return Pos(pos.source, pos.line, start + inner + offset + 1)
+
+
+def validate(document: Document, overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = ()) -> LoadedSpec:
+    """Validate a document and resolve its parameters and input shape."""
+    overrides = dict(overrides or {})
+    data = document.data
+    try:
+        model = SpecModel.model_validate(dict(data))
+    except ValidationError as exc:
+        raise pydantic_error(exc, data) from None
+    params_raw = data.get("params", LDict())
+    if not isinstance(params_raw, LDict):
+        params_raw = LDict()
+        params_raw.pos, params_raw.key_pos, params_raw.value_pos = None, {}, {}
+    params = resolve_params(params_raw, overrides)
+    input_raw = data["input"]
+    shape = render(list(input_raw), params, position_of(data, "input"))
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise SpecError(f"input must be positive integers (channels first, no batch), got {shape}", position_of(data, "input"))
+    train = None
+    if data.get("train") is not None:
+        train_raw = render(dict(data["train"]), params, position_of(data, "train"))
+        try:
+            train = TrainConfig.model_validate(train_raw)
+        except ValidationError as exc:
+            raise pydantic_error(exc, data["train"], "train") from None
+    return LoadedSpec(model, document, params, overrides, tuple(shape), train, plugins)
+
+
+def load(path_or_text: str | Path, overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = ()) -> LoadedSpec:
+    """Load and validate a spec from a path (or from YAML text when it contains a newline)."""
+    from archc import ops
+
+    for plugin in plugins:
+        ops.load_plugin(plugin)
+    if isinstance(path_or_text, str) and "\n" in path_or_text:
+        document = load_text(path_or_text)
+    else:
+        document = load_file(path_or_text)
+    return validate(document, overrides, plugins)
