@@ -27,10 +27,10 @@ def inplace_nodes(graph: Graph) -> set[str]:
     safe: set[str] = set()
     for node in graph:
         op = ops.get(node.op)
-        if op is None or not op.inplace_capable or len(node.inputs) != 1:
+        if op is None or not op.inplace_capable or not node.inputs:
             continue
-        src = node.inputs[0]
-        if src == INPUT:
+        src = node.inputs[0]  # the tensor an in-place op overwrites
+        if src == INPUT or src in node.inputs[1:]:
             continue
         producer = ops.get(graph.nodes[src].op)
         if producer is not None and producer.fresh_output and users[src] == [node.id]:
@@ -99,12 +99,12 @@ class ForwardWriter:
         bound: dict[str, str] = {}
         for i, node in enumerate(nodes):
             args = [names[s] for s in node.inputs]
-            lines.append(f"    {names[node.id]} = {self.call(node, args, bound, lines)}")
+            lines.append(f"    {names[node.id]} = {self.call(node, args, bound, lines, node.id in inplace)}")
             if mode == "probe":
                 lines.append(f"    record({node.id!r}, {names[node.id]})")
                 continue
             dead = [names[s] for s in dict.fromkeys(node.inputs) if last_use.get(s) == i and s not in keep and s != node.id]
-            if dead and node.id not in inplace:
+            if dead:
                 lines.append(f"    del {', '.join(dead)}")
         if mode == "probe":
             lines.append("    return None")
@@ -115,11 +115,13 @@ class ForwardWriter:
             lines.append(f"    return {names[graph.output]}")
         return "\n".join(lines) + "\n"
 
-    def call(self, node: Node, args: list[str], bound: dict[str, str], lines: list[str]) -> str:
+    def call(self, node: Node, args: list[str], bound: dict[str, str], lines: list[str], inplace: bool) -> str:
         if node.module is not None:
             return f"{self.module_expr(node.module, bound, lines)}({', '.join(args)})"
         op = ops.get(node.op)
         assert op is not None and hasattr(op, "expression"), f"functional op {node.op} needs expression()"
+        if inplace:
+            return op.inplace_expression(node.args, args)  # type: ignore[attr-defined]
         return op.expression(node.args, args)  # type: ignore[attr-defined]
 
 

@@ -190,10 +190,8 @@ class Expander:
         name = self.name_of(meta, raw, env)
         if "from" in meta:
             inputs = self.resolve(meta["from"], raw, scope)
-            flow = inputs[0] if len(inputs) == 1 else None
         else:
             inputs = [cur]
-            flow = cur
         if kind == SEQ:
             out = self.call_seq(body, name, kpos, scope, self.single_input(inputs, kind, kpos))
         elif kind in self.blocks:
@@ -216,7 +214,7 @@ class Expander:
             scope.refs.maps[0][name] = out.node
         if "head" in meta:
             self.add_head(meta["head"], name, raw, out)
-            return flow if flow is not None else cur
+            return cur  # a head is a side branch: the flow continues from the item before it
         return out
 
     def single_input(self, inputs: list[Value], kind: str, pos: Pos | None) -> Value:

@@ -26,6 +26,7 @@ class Merge(Op):
 @register
 class Add(Merge):
     name = "add"
+    inplace_capable = True
     doc = "Element-wise sum of equally shaped inputs (residual connections)."
 
     def infer(self, args: Args, inputs: list[Shape], labels: list[str]) -> Shape:
@@ -41,6 +42,10 @@ class Add(Merge):
 
     def expression(self, args: Args, inputs: list[str]) -> str:
         return " + ".join(inputs)
+
+    def inplace_expression(self, args: Args, inputs: list[str]) -> str:
+        """`out += identity`, as torchvision's blocks do: sums into the first input's storage."""
+        return "".join(f".add_({name})" for name in inputs[1:]).join([inputs[0], ""])
 
 
 class ConcatArgs(Args):

@@ -1,0 +1,302 @@
+"""`archc.train(spec_or_module, **config)`: one training run from Python, returning its result record.
+
+This module wires the pieces together in the order the guarantees need: configuration, the run
+lock, the dataset (so a missing dataset fails before any model work), the model and its fit to
+the data, then the loop; and it writes result.json, also for a run that diverged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from archc.train.config import TrainConfig
+from archc.train.errors import CheckpointError, DivergenceError, TrainError
+from archc.train.model import Source, resolve_source
+
+
+def train(spec_or_module: Any, *, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (), **config: Any) -> dict[str, Any]:
+    """Train a spec (path or loaded) or an nn.Module; keyword arguments are TrainConfig fields.
+
+    The spec's `train:` section gives the defaults and **config overrides it. A module is trained
+    in place. Returns the record also written to OUT/result.json; raises TrainError (a
+    DivergenceError when the loss blows up) or archc.errors.SpecError on bad input.
+    """
+    source = resolve_source(spec_or_module, spec_overrides, plugins)
+    cfg = resolve_config(source, config)
+    from archc.train.distributed import from_env
+
+    dist = from_env()
+    if cfg.nproc > 1 and not dist.active:
+        return _launch(source, cfg, config, plugins)
+    return _train(source, cfg, config, dist)
+
+
+def resolve_config(source: Source, overrides: dict[str, Any]) -> TrainConfig:
+    """The spec's `train:` section with overrides applied, validated as a whole."""
+    base = source.train_defaults.model_dump(exclude_unset=True) if source.train_defaults is not None else {}
+    unknown = [k for k in overrides if k not in TrainConfig.model_fields]
+    if unknown:
+        from archc.errors import did_you_mean
+
+        raise TrainError(f"unknown training option '{unknown[0]}'{did_you_mean(unknown[0], TrainConfig.model_fields)}")
+    try:
+        return TrainConfig.model_validate({**base, **overrides})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise TrainError(f"invalid training option {where}: {err['msg']}") from None
+
+
+def default_out(name: str) -> Path:
+    """runs/NAME/TIMESTAMP, made unique if two runs start within the same second."""
+    base = Path("runs") / name / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: tuple[str, ...]) -> dict[str, Any]:
+    """Re-run this training under torchrun with cfg.nproc processes and return rank 0's record."""
+    from archc.train.distributed import launch
+
+    if source.spec_path is None:
+        raise TrainError("nproc > 1 needs a spec file (a module cannot be sent to worker processes); launch your script with torchrun instead")
+    if cfg.resume and cfg.out is None:
+        raise TrainError("--resume needs --out: the run directory to continue")
+    out = Path(cfg.out) if cfg.out else default_out(source.name)
+    cli_args = [arg for key, value in source.spec_overrides.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+    cli_args += [arg for plugin in plugins for arg in ("--plugin", plugin)]
+    rc = launch(source.spec_path, cli_args, {**config, "out": str(out)}, cfg.nproc)
+    result = out / "result.json"
+    record = json.loads(result.read_text()) if result.is_file() else None
+    if rc == 0 and record is not None:
+        return record
+    if record is not None and record.get("status") == "diverged":
+        raise DivergenceError(record["error"])
+    raise TrainError(f"distributed training exited with code {rc}; see the messages above")
+
+
+def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -> dict[str, Any]:
+    from archc.train import distributed
+    from archc.train.checkpoint import load_checkpoint, remove_stale_temps
+    from archc.train.lock import RunLock
+    from archc.train.runtime import resolve_device, runtime_settings
+
+    wall_start = time.perf_counter()
+    if cfg.resume and cfg.out is None:
+        raise TrainError("--resume needs --out: the run directory to continue")
+    out = Path(cfg.out) if cfg.out else default_out(source.name)
+    device = resolve_device(cfg.device, dist.local_rank)
+    created_out = not out.exists()
+    try:
+        with contextlib.ExitStack() as stack:
+            if dist.main:
+                stack.enter_context(RunLock(out))
+            stack.enter_context(runtime_settings(cfg, device, dist.local_world))
+            stack.callback(distributed.shutdown, distributed.init(dist, device))
+            resume_state = None
+            if cfg.resume and (out / "last.pt").is_file():
+                resume_state = load_checkpoint(out / "last.pt")
+                _check_resumable(resume_state, source, cfg, out)
+            elif dist.main and (out / "last.pt").exists():
+                raise TrainError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
+            if dist.main:
+                remove_stale_temps(out)
+            run, info = _prepare(source, cfg, dist, device, out, resume_state)
+            try:
+                outcome = _fit(run, resume_state)
+            except DivergenceError as exc:
+                if dist.main:
+                    _record_failure(out, source, cfg, given, info, str(exc))
+                raise
+            finally:
+                run.reporter.close()
+            record = _record(source, cfg, given, info, outcome, device, dist, out, wall_start)
+            if dist.main:
+                from archc.train.metrics import write_result
+
+                write_result(out, record)
+                run.reporter.message(
+                    f"done: best test acc {record['best_test_acc']:.2%} (epoch {record['best_epoch']}), "
+                    f"final {record['final_test_acc']:.2%}, {record['images_per_s']:.0f} img/s; {out}"
+                )
+            return record
+    finally:
+        if created_out and dist.main:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only succeeds when the run wrote nothing: no empty directories from failed starts
+
+
+def _check_resumable(state: dict[str, Any], source: Source, cfg: TrainConfig, out: Path) -> None:
+    spec = state.get("spec") or {}
+    if spec.get("hash") != source.source_hash:
+        raise CheckpointError(f"{out / 'last.pt'} was trained from a different spec or --set overrides ({spec.get('name')}); use another --out")
+    try:
+        stored = TrainConfig.model_validate(state["config"])
+    except ValidationError:
+        raise CheckpointError(f"{out / 'last.pt'} holds an unreadable training config") from None
+    diff = cfg.recipe_differences(stored)
+    if diff:
+        shown = ", ".join(f"{k}={v[1]!r} (now {v[0]!r})" for k, v in list(diff.items())[:4])
+        raise CheckpointError(f"{out / 'last.pt'} was trained with {shown}; resume with the same settings or use another --out")
+
+
+def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path, resume_state: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """Dataset, model, transforms and reporter for the loop, checked against each other."""
+    import torch
+
+    from archc.train import distributed
+    from archc.train.augment import BatchPipeline
+    from archc.train.checkpoint import load_weights
+    from archc.train.data import load_dataset
+    from archc.train.loop import Run
+    from archc.train.model import check_fit, count_macs, count_params, head_weights
+    from archc.train.progress import make_reporter
+    from archc.train.runtime import amp_dtype
+
+    if dist.local_rank != 0:
+        distributed.barrier(dist)  # local rank 0 downloads first
+    data = load_dataset(cfg, source.input_shape)
+    if dist.active and dist.local_rank == 0:
+        distributed.barrier(dist)
+    torch.manual_seed(cfg.seed)
+    model = source.build()
+    if resume_state is not None:
+        norm = resume_state["normalization"]
+        mean, std = torch.tensor(norm["mean"]), torch.tensor(norm["std"])
+    else:
+        mean, std = data.channel_stats()
+    augment = cfg.augment if cfg.augment is not None else True
+    pad = (cfg.crop_padding if cfg.crop_padding is not None else data.crop_padding) if augment else 0
+    flip = (cfg.hflip if cfg.hflip is not None else data.hflip) if augment else False
+    pipeline = BatchPipeline(mean, std, crop_padding=pad, hflip=flip, resize=cfg.resize, channels_last=cfg.channels_last, device=device)
+    model.to(device)
+    data = data.to(device)
+    sample = pipeline.eval_batch(data.test_x[:2])
+    check_fit(source, model, sample, data.name, data.num_classes)
+    if cfg.init_from and resume_state is None:
+        load_weights(model, cfg.init_from)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    autocast, note = amp_dtype(cfg, device)
+    reporter = make_reporter(cfg.log, dist.main)
+    if note:
+        reporter.message(note)
+    input_shape = tuple(int(d) for d in sample.shape[1:])
+    info = {
+        "params": count_params(model),
+        "macs": count_macs(model, input_shape),
+        "dataset": {
+            "name": data.name,
+            "train_images": len(data.train_y),
+            "test_images": len(data.test_y),
+            "input_shape": list(input_shape),
+            "classes": data.num_classes,
+            "crop_padding": pad,
+            "hflip": flip,
+        },
+        "amp_dtype": str(autocast).removeprefix("torch.") if autocast is not None else None,
+    }
+    reporter.message(
+        f"training {source.name} ({info['params']:,} params) on {data.name}: {len(data.train_y)} train / "
+        f"{len(data.test_y)} test images {'x'.join(map(str, input_shape))}, {data.num_classes} classes; "
+        f"{device}{' x' + str(dist.world) if dist.active else ''}{', ' + info['amp_dtype'] if autocast else ''}; out {out}"
+    )
+    run = Run(
+        cfg=cfg,
+        model=model,
+        data=data,
+        pipeline=pipeline,
+        device=device,
+        autocast=autocast,
+        dist=dist,
+        out=out,
+        reporter=reporter,
+        head_weights=head_weights(model),
+        normalization={"mean": mean.tolist(), "std": std.tolist()},
+        spec_info={"name": source.name, "hash": source.source_hash},
+    )
+    return run, info
+
+
+def _fit(run: Any, resume_state: dict[str, Any] | None) -> Any:
+    from archc.train.loop import fit
+
+    return fit(run, resume_state)
+
+
+def _base_record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    from archc.train.metrics import library_versions
+
+    return {
+        "spec": {"name": source.name, "hash": source.source_hash, "path": source.spec_path},
+        "overrides": {"spec": source.spec_overrides, "train": _jsonable(given)},
+        "config": cfg.model_dump(mode="json"),
+        "seed": cfg.seed,
+        "params": info["params"],
+        "macs": info["macs"],
+        "dataset": info["dataset"],
+        "versions": library_versions(),
+    }
+
+
+def _record_failure(out: Path, source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any], error: str) -> None:
+    from archc.train.metrics import write_result
+
+    with contextlib.suppress(TrainError):
+        write_result(out, {"status": "diverged", "error": error, **_base_record(source, cfg, given, info)})
+
+
+def _record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any], outcome: Any, device: Any, dist: Any, out: Path, wall_start: float) -> dict[str, Any]:
+    from archc.train.metrics import peak_memory
+
+    last = outcome.history[-1]
+    memory, memory_kind = peak_memory(device)
+    return {
+        "status": "completed",
+        **_base_record(source, cfg, given, info),
+        "epochs_completed": last["epoch"],
+        "best_test_acc": outcome.best_test_acc,
+        "best_epoch": outcome.best_epoch,
+        "final_test_acc": last["test_acc"],
+        "final_test_loss": last["test_loss"],
+        "final_train_acc": last["train_acc"],
+        "final_train_loss": last["train_loss"],
+        "train_time_s": outcome.train_time_s,
+        "wall_time_s": time.perf_counter() - wall_start,
+        "images_per_s": outcome.images / outcome.train_time_s if outcome.train_time_s else 0.0,
+        "peak_memory_bytes": memory,
+        "peak_memory_kind": memory_kind,
+        "device": str(device),
+        "device_name": _device_name(device),
+        "amp_dtype": info["amp_dtype"],
+        "world_size": dist.world,
+        "resumed_from_epoch": outcome.resumed_from,
+        "out": str(out),
+    }
+
+
+def _device_name(device: Any) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(values, default=str))

@@ -1,0 +1,92 @@
+"""Data-parallel training: the process group under torchrun, and `--nproc N` launching torchrun.
+
+Every rank holds the whole dataset and the same per-epoch plan; rank r trains on slice r of each
+global batch, so N processes with batch B/N each see exactly the batches of one process with B.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from archc.train.errors import TrainError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the run (world 1 when not launched by torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def from_env() -> DistInfo:
+    """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    return DistInfo(
+        rank=int(os.environ["RANK"]),
+        world=world,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_world=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))),
+    )
+
+
+def init(info: DistInfo, device: torch.device) -> bool:
+    """Join the process group (nccl on CUDA, gloo otherwise); True if this call created it."""
+    if not info.active or dist.is_initialized():
+        return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def shutdown(created: bool) -> None:
+    if created and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    if info.active:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def barrier(info: DistInfo) -> None:
+    if info.active:
+        dist.barrier()
+
+
+def launch(spec_path: str, cli_args: list[str], config: dict[str, Any], nproc: int) -> int:
+    """Run `torchrun --standalone --nproc_per_node nproc -m archc.train ...` and return its exit code.
+
+    config holds the already-resolved flag values, passed whole so the workers need no re-parsing.
+    """
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "archc.train", spec_path, *cli_args, "--config-json", json.dumps(config),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    try:
+        return subprocess.run(command, env=env, check=False).returncode
+    except OSError as exc:
+        raise TrainError(f"cannot start torchrun: {exc}") from None

@@ -1,0 +1,126 @@
+"""Test-set evaluation: the confusion matrix every metric here derives from, per epoch and on demand.
+
+`archc evaluate` builds the model, loads a checkpoint and reports accuracy, per-class accuracy and
+the confusion matrix of the test split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archc.train.augment import BatchPipeline
+
+
+@dataclass
+class EvalResult:
+    """Confusion counts (rows: true class, columns: predicted) and the summed cross-entropy."""
+
+    confusion: torch.Tensor
+    loss_sum: float
+
+    @property
+    def count(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.confusion.diag().sum()) / max(1, self.count)
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(1, self.count)
+
+    def per_class(self) -> list[float | None]:
+        """Recall of each class; None for a class absent from the split."""
+        totals = self.confusion.sum(dim=1)
+        return [float(c) / float(t) if t else None for c, t in zip(self.confusion.diag(), totals, strict=True)]
+
+
+def eval_pass(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    pipeline: BatchPipeline,
+    batch_size: int,
+    num_classes: int,
+    autocast: torch.dtype | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(confusion matrix, summed loss) over images, as device tensors so ranks can all-reduce them."""
+    device = images.device
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    was_training = model.training
+    model.eval()
+    amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+    try:
+        with torch.no_grad(), amp:
+            for start in range(0, len(images), batch_size):
+                x = pipeline.eval_batch(images[start : start + batch_size])
+                y = labels[start : start + batch_size]
+                out = model(x)
+                logits = (out[0] if isinstance(out, (tuple, list)) else out).float()
+                loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+                confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
+    finally:
+        model.train(was_training)
+    return confusion.view(num_classes, num_classes), loss_sum
+
+
+def evaluate(
+    spec_or_module: Any, checkpoint: str, *, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (), **config: Any
+) -> dict[str, Any]:
+    """Accuracy, per-class accuracy and confusion matrix of a checkpoint on the test split.
+
+    Dataset settings default to those the checkpoint was trained with, then the spec's, then flags.
+    """
+    from pathlib import Path
+
+    from archc.train.api import resolve_config
+    from archc.train.checkpoint import FORMAT, extract_state_dict, load_weights, read_torch_file
+    from archc.train.data import load_dataset
+    from archc.train.model import check_fit, resolve_source
+    from archc.train.runtime import resolve_device
+
+    source = resolve_source(spec_or_module, spec_overrides, plugins)
+    stored = read_torch_file(Path(checkpoint))
+    extract_state_dict(stored, Path(checkpoint))  # fail on a weightless file before loading data
+    trained_with: dict[str, Any] = {}
+    normalization = None
+    if isinstance(stored, dict) and stored.get("format") == FORMAT and isinstance(stored.get("config"), dict):
+        keep = ("dataset", "resize", "synthetic_size", "synthetic_shape", "synthetic_classes", "test_subset", "data_dir")
+        trained_with = {k: v for k, v in stored["config"].items() if k in keep}
+        normalization = stored.get("normalization")
+    cfg = resolve_config(source, {**trained_with, **config})
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg, source.input_shape)
+    torch.manual_seed(cfg.seed)
+    model = source.build()
+    load_weights(model, checkpoint)
+    model.to(device)
+    if normalization is not None:  # the constants the model was trained with
+        mean, std = torch.tensor(normalization["mean"]), torch.tensor(normalization["std"])
+    else:
+        mean, std = data.channel_stats()
+    pipeline = BatchPipeline(mean, std, crop_padding=0, hflip=False, resize=cfg.resize, channels_last=False, device=device)
+    data = data.to(device)
+    check_fit(source, model, pipeline.eval_batch(data.test_x[:2]), data.name, data.num_classes)
+    batch = cfg.eval_batch_size or 2 * cfg.batch_size
+    confusion, loss_sum = eval_pass(model, data.test_x, data.test_y, pipeline, batch, data.num_classes, None)
+    result = EvalResult(confusion.cpu(), float(loss_sum))
+    return {
+        "spec": source.name,
+        "checkpoint": str(checkpoint),
+        "dataset": data.name,
+        "test_images": result.count,
+        "test_loss": result.loss,
+        "test_acc": result.accuracy,
+        "classes": list(data.classes),
+        "per_class_acc": result.per_class(),
+        "confusion": result.confusion.tolist(),
+    }

@@ -1,0 +1,241 @@
+"""The training loop: epochs of batched, augmented steps, evaluation, checkpoints and metrics.
+
+Every random choice of an epoch (sample order, crop offsets, flips) is drawn up front from a
+generator seeded by (seed, epoch). That makes an epoch a pure function of the checkpointed state,
+so --resume continues exactly, and lets data-parallel ranks agree on the global batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archc.train.augment import BatchPipeline
+from archc.train.checkpoint import rng_state, save_checkpoint, set_rng_state
+from archc.train.config import TrainConfig
+from archc.train.data import ImageData
+from archc.train.distributed import DistInfo, all_reduce_sum
+from archc.train.errors import DivergenceError, TrainError
+from archc.train.evaluate import EvalResult, eval_pass
+from archc.train.metrics import write_metrics
+from archc.train.progress import Reporter
+from archc.train.schedule import LrSchedule
+
+EPOCH_SEED_STRIDE = 1_000_003
+CUDA_SYNC_EVERY = 25  # steps between host syncs (loss check, progress) where kernels run async
+
+
+@dataclass
+class EpochPlan:
+    """Sample order, crop offsets and flip flags of one epoch, on the training device."""
+
+    order: torch.Tensor
+    offsets: torch.Tensor
+    flips: torch.Tensor
+
+    @classmethod
+    def draw(cls, n: int, seed: int, epoch: int, pipeline: BatchPipeline, device: torch.device) -> EpochPlan:
+        gen = torch.Generator().manual_seed(seed * EPOCH_SEED_STRIDE + epoch)
+        order = torch.randperm(n, generator=gen)
+        offsets, flips = pipeline.draw(n, gen)
+        return cls(order.to(device), offsets.to(device), flips.to(device))
+
+
+@dataclass
+class Run:
+    """Everything one training run needs, prepared by api.train."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    data: ImageData  # on the device
+    pipeline: BatchPipeline
+    device: torch.device
+    autocast: torch.dtype | None
+    dist: DistInfo
+    out: Path
+    reporter: Reporter
+    head_weights: list[float] | None
+    normalization: dict[str, list[float]]
+    spec_info: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """What the loop produced, for the result record."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_test_acc: float = -1.0
+    best_epoch: int = 0
+    train_time_s: float = 0.0
+    images: int = 0
+    resumed_from: int | None = None
+
+
+def make_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def objective(out: Any, y: torch.Tensor, weights: list[float] | None, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(main logits, loss): cross-entropy of the main output plus weighted extra-head losses."""
+    if not isinstance(out, (tuple, list)):
+        return out, F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+    main, extras = out[0], out[1:]
+    weights = [cfg.aux_weight] * len(extras) if weights is None else weights
+    if len(weights) != len(extras):
+        raise TrainError(f"the model returned {len(extras)} extra outputs in train mode but declares {len(weights)} heads")
+    loss = F.cross_entropy(main, y, label_smoothing=cfg.label_smoothing)
+    for w, extra in zip(weights, extras, strict=True):
+        if w:
+            loss = loss + w * F.cross_entropy(extra, y, label_smoothing=cfg.label_smoothing)
+    return main, loss
+
+
+def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
+    """Train run.model for the remaining epochs; return the per-epoch history and totals."""
+    cfg, dist, data, device = run.cfg, run.dist, run.data, run.device
+    global_batch = cfg.batch_size
+    if global_batch % dist.world:
+        raise TrainError(f"batch_size {global_batch} must be divisible by the {dist.world} processes")
+    local_batch = global_batch // dist.world
+    n_train = len(data.train_y)
+    if n_train < global_batch:
+        raise TrainError(f"the training set has {n_train} images, fewer than one batch of {global_batch}; lower --batch-size")
+    steps = n_train // global_batch  # the incomplete last batch is dropped: every step has the full batch
+    model = run.model
+    optimizer = make_optimizer(cfg, model.parameters())
+    schedule = LrSchedule(cfg, steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=run.autocast == torch.float16)
+    outcome = Outcome()
+    start_epoch = 0
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        schedule.load_state_dict(resume_state["scheduler"])
+        scaler.load_state_dict(resume_state["scaler"])
+        outcome.history = list(resume_state["history"])
+        outcome.best_test_acc = float(resume_state["best_test_acc"])
+        outcome.best_epoch = int(resume_state["best_epoch"])
+        outcome.train_time_s = float(resume_state["train_time_s"])
+        outcome.images = int(resume_state["images"])
+        start_epoch = outcome.resumed_from = int(resume_state["epoch"])
+        set_rng_state(resume_state["rng"])
+    step_model: nn.Module = model
+    if dist.active:
+        ids = [device.index] if device.type == "cuda" else None
+        step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if cfg.compile:
+        step_model = torch.compile(step_model)  # type: ignore[assignment]
+    amp = (lambda: torch.autocast(device.type, dtype=run.autocast)) if run.autocast is not None else contextlib.nullcontext
+    sync_every = CUDA_SYNC_EVERY if device.type == "cuda" else 1
+    eval_batch = cfg.eval_batch_size or 2 * local_batch
+    rank_slice = slice(dist.rank * local_batch, (dist.rank + 1) * local_batch)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        plan = EpochPlan.draw(n_train, cfg.seed, epoch, run.pipeline, device)
+        run.reporter.start_epoch(epoch + 1, cfg.epochs, steps)
+        model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        bad = torch.zeros((), dtype=torch.int64, device=device)
+        lr = schedule.lr()
+        started = time.perf_counter()
+        for step in range(steps):
+            base = step * global_batch
+            sl = slice(base + rank_slice.start, base + rank_slice.stop)
+            idx = plan.order[sl]
+            x = run.pipeline.train_batch(data.train_x.index_select(0, idx), plan.offsets[sl], plan.flips[sl])
+            y = data.train_y.index_select(0, idx)
+            lr = schedule.apply(optimizer.param_groups)
+            with amp():
+                main, loss = objective(step_model(x), y, run.head_weights, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            detached = loss.detach()
+            bad += (~torch.isfinite(detached)).long()
+            loss_sum += detached.double() * local_batch
+            correct += (main.detach().argmax(1) == y).sum()
+            if (step + 1) % sync_every == 0 or step + 1 == steps:
+                if int(all_reduce_sum(bad.clone(), dist)):
+                    _diverged(run, epoch, step, steps, float(detached), outcome)
+                seen = (step + 1) * local_batch
+                elapsed = time.perf_counter() - started
+                run.reporter.update(step + 1, float(loss_sum) / seen, int(correct) / seen, lr, seen * dist.world / max(elapsed, 1e-9))
+        train_time = time.perf_counter() - started
+        totals = all_reduce_sum(torch.stack([loss_sum, correct.double()]), dist)
+        images = steps * global_batch
+        confusion, test_loss_sum = eval_pass(
+            model, _shard(data.test_x, dist), _shard(data.test_y, dist), run.pipeline, eval_batch, data.num_classes, run.autocast
+        )
+        all_reduce_sum(confusion, dist)
+        all_reduce_sum(test_loss_sum, dist)
+        test = EvalResult(confusion.cpu(), float(test_loss_sum))
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": float(totals[0]) / images,
+            "train_acc": float(totals[1]) / images,
+            "test_loss": test.loss,
+            "test_acc": test.accuracy,
+            "lr": lr,
+            "epoch_time_s": train_time,
+            "images_per_s": images / train_time,
+        }
+        outcome.history.append(row)
+        outcome.train_time_s += train_time
+        outcome.images += images
+        improved = test.accuracy > outcome.best_test_acc
+        if improved:
+            outcome.best_test_acc, outcome.best_epoch = test.accuracy, epoch + 1
+        if dist.main:
+            state = {
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": schedule.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rng_state(),
+                "config": cfg.model_dump(mode="json"),
+                "history": outcome.history,
+                "best_test_acc": outcome.best_test_acc,
+                "best_epoch": outcome.best_epoch,
+                "train_time_s": outcome.train_time_s,
+                "images": outcome.images,
+                "normalization": run.normalization,
+                "spec": run.spec_info,
+            }
+            save_checkpoint(run.out / "last.pt", state)
+            if improved:
+                save_checkpoint(run.out / "best.pt", state)
+            write_metrics(run.out, outcome.history)
+            run.reporter.end_epoch(row, cfg.epochs)
+    return outcome
+
+
+def _shard(t: torch.Tensor, dist: DistInfo) -> torch.Tensor:
+    return t[dist.rank :: dist.world] if dist.active else t
+
+
+def _diverged(run: Run, epoch: int, step: int, steps: int, value: float, outcome: Outcome) -> None:
+    kept = run.out / "last.pt"
+    where = f"kept {kept} (epoch {outcome.history[-1]['epoch']})" if outcome.history else "no checkpoint was written yet"
+    shown = value if not math.isfinite(value) else "non-finite on another process"
+    raise DivergenceError(
+        f"training diverged: the loss is {shown} at epoch {epoch + 1}, step {step + 1}/{steps}; {where}; "
+        f"lower --lr, or add --warmup-epochs or --grad-clip"
+    )
