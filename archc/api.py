@@ -45,12 +45,19 @@ def compile_graph(spec: SpecLike, *, input_shape: tuple[int, ...] | None = None,
 
 
 def build(spec: SpecLike, *, input_shape: tuple[int, ...] | None = None, limits: Limits | None = None,
-          **overrides: Any) -> CompiledModel:
-    """Compile a spec to an nn.Module (initialised by the spec's `init:` rules)."""
+          force: bool = False, **overrides: Any) -> CompiledModel:
+    """Compile a spec to an nn.Module (initialised by the spec's `init:` rules).
+
+    Refuses (SpecError) a model whose weights and activations would not fit in available
+    memory unless `force=True`.
+    """
     from archc.emit import build_module
+    from archc.guard import check_fits
 
     loaded = _loaded(spec, overrides)
     graph = compile_graph(loaded, input_shape=input_shape, limits=limits)
+    if not force:
+        check_fits(graph)
     return build_module(graph, loaded.model.init)
 
 

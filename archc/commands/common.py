@@ -24,6 +24,7 @@ def add_spec_options(parser: argparse.ArgumentParser, input_override: bool = Tru
     group.add_argument("--max-nodes", type=int, default=Limits.max_nodes, help="refuse specs with more nodes (default %(default)s)")
     group.add_argument("--max-repeat", type=int, default=Limits.max_repeat, help="largest repeat count (default %(default)s)")
     group.add_argument("--max-depth", type=int, default=Limits.max_depth, help="deepest block nesting (default %(default)s)")
+    group.add_argument("--force", action="store_true", help="allocate even if the model looks too large for this machine's memory")
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

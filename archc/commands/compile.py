@@ -67,9 +67,12 @@ def run_check(args: argparse.Namespace) -> int:
 def run_build(args: argparse.Namespace) -> int:
     from archc.emit import build_module
     from archc.expand import expand
+    from archc.guard import check_fits
 
     spec = load_spec(args.spec, args)
     graph = expand(spec, limits_of(args))
+    if not args.force:
+        check_fits(graph)
     model = build_module(graph, spec.model.init)
     if args.init_from:
         from archc.weights import load_weights

@@ -66,6 +66,6 @@ def load_entry_point_plugins() -> None:
         ep.load()
 
 
-from archc.ops import activation, conv, linear, merge, norm, pool, resample  # noqa: E402, F401
+from archc.ops import activation, conv, linear, merge, norm, pool, resample, slicing  # noqa: E402, F401
 
 __all__ = ["REGISTRY", "Args", "Call", "Op", "OpError", "Shape", "canonical", "get", "load_plugin", "register"]

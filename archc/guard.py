@@ -1,0 +1,56 @@
+"""Refuse to allocate a model that static analysis says cannot fit in memory.
+
+A spec is untrusted input: `linear: 10000000` after a large feature map would ask for terabytes.
+We compare float32 weights plus one sample's activations against the memory available now,
+before any tensor exists. `--force` (or `force=True`) skips the check.
+"""
+
+from __future__ import annotations
+
+import os
+
+from archc.errors import SpecError
+from archc.ir import Graph
+from archc.ops.base import numel
+
+BYTES_PER_ELEMENT = 4  # float32, the dtype modules are created in
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to allocate now (MemAvailable on Linux), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def model_bytes(graph: Graph, batch: int = 1) -> tuple[int, int]:
+    """(weights and buffers, activations of one forward at `batch`) in float32 bytes."""
+    weights = (graph.total_params + graph.total_buffers) * BYTES_PER_ELEMENT
+    activations = sum(numel(n.shape) for n in graph) * batch * BYTES_PER_ELEMENT
+    return weights, activations
+
+
+def check_fits(graph: Graph, batch: int = 1, available: int | None = None) -> None:
+    """Raise SpecError when the model cannot be allocated here (`force` skips the call)."""
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    weights, activations = model_bytes(graph, batch)
+    if weights + activations > available:
+        raise SpecError(
+            f"'{graph.name}' needs about {_gb(weights)} of weights and {_gb(activations)} of activations "
+            f"(batch {batch}), but only {_gb(available)} of memory is available; refusing to allocate "
+            "(use --force to try anyway)"
+        )
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"

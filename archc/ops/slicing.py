@@ -1,0 +1,85 @@
+"""Parameter-free reshaping of feature maps: strided spatial subsampling and channel zero-padding.
+
+Together they write He et al.'s option-A shortcut (CIFAR ResNet-20/32/56) in a spec:
+`[{subsample: 2}, {pad_channels: {before: 8, after: 8}}]` is `F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8))`.
+Both are functions in `forward`, not modules, so they add no state_dict keys.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from archc.ops import register
+from archc.ops.base import Args, Op, OpError, Shape, fmt_shape, numel, ntuple, spatial
+
+IntOrList = int | list[int]
+
+
+class SubsampleArgs(Args):
+    stride: IntOrList = Field(description="keep every stride-th position per spatial dim, starting at 0")
+
+
+@register
+class Subsample(Op):
+    name = "subsample"
+    Args = SubsampleArgs
+    shorthand = "stride"
+    is_module = False
+    doc = "Strided spatial slice x[:, :, ::s, ::s] (option-A shortcut); output size ceil(size / s)."
+
+    def strides(self, args: SubsampleArgs, shape: Shape) -> tuple[int, ...]:
+        _, sp = spatial(shape, "subsample")
+        s = ntuple(args.stride, len(sp), "stride")
+        if any(v < 1 for v in s):
+            raise OpError(f"stride must be positive, got {list(s)}")
+        return s
+
+    def infer(self, args: SubsampleArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        c, sp = spatial(shape, "subsample")
+        s = self.strides(args, shape)
+        return (c, *(-(-size // ss) for size, ss in zip(sp, s, strict=True)))
+
+    def expression(self, args: SubsampleArgs, inputs: list[str]) -> str:
+        x = inputs[0]
+        if isinstance(args.stride, list):  # one stride per spatial dim: the rank is spelled out
+            return f"{x}[:, :, {', '.join(f'::{s}' for s in args.stride)}]"
+        # an int covers every spatial dim; the rank was checked by the shape rule
+        return f"{x}[(slice(None), slice(None)) + (slice(None, None, {args.stride}),) * ({x}.dim() - 2)]"
+
+    def label(self, args: SubsampleArgs) -> str:
+        return f"subsample /{args.stride}"
+
+
+class PadChannelsArgs(Args):
+    before: int = Field(0, ge=0, description="zero channels added in front")
+    after: int = Field(0, ge=0, description="zero channels added at the end")
+    value: float = Field(0.0, description="fill value")
+
+
+@register
+class PadChannels(Op):
+    name = "pad_channels"
+    Args = PadChannelsArgs
+    is_module = False
+    fresh_output = True
+    doc = "Add constant (zero) channels before and after the input's channels (option-A shortcut)."
+
+    def infer(self, args: PadChannelsArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        if not shape:
+            raise OpError(f"pad_channels needs a (C, ...) input, got {fmt_shape(shape)}")
+        return (shape[0] + args.before + args.after, *shape[1:])
+
+    def other_ops(self, args: PadChannelsArgs, inputs: list[Shape], out: Shape) -> int:
+        return numel(out)
+
+    def expression(self, args: PadChannelsArgs, inputs: list[str]) -> str:
+        x = inputs[0]
+        # F.pad lists pads from the last dim backwards: (0, 0) per trailing dim, then the channels.
+        pad = f"(0, 0) * ({x}.dim() - 2) + ({args.before}, {args.after})"
+        value = f", value={args.value!r}" if args.value != 0.0 else ""
+        return f"torch.nn.functional.pad({x}, {pad}{value})"
+
+    def label(self, args: PadChannelsArgs) -> str:
+        return f"pad channels +{args.before}/+{args.after}"
