@@ -52,9 +52,10 @@ class CompiledModel(nn.Module):
 def instantiate(target: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> nn.Module:
     """Construct `nn.X(...)` from an op's Call; only torch.nn classes are reachable."""
     prefix, _, attr = target.partition(".")
-    if prefix != "nn" or not attr.isidentifier():
+    cls = getattr(nn, attr, None) if prefix == "nn" and attr.isidentifier() else None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ValueError(f"op emitted an unsupported target {target!r}")
-    return getattr(nn, attr)(*args, **kwargs)
+    return cls(*args, **kwargs)
 
 
 def compile_function(source: str, name: str, filename: str) -> Any:

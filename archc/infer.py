@@ -20,7 +20,7 @@ def validate_args(op: Op, args: dict[str, Any], body: Any, pos: Pos | None) -> A
     try:
         return op.Args.model_validate(args)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        err = min(exc.errors(), key=lambda e: e["type"] == "missing")  # a misspelled key before the key it misses
         key = err["loc"][0] if err["loc"] else None
         fields = list(op.Args.model_fields)
         if err["type"] == "extra_forbidden":
@@ -58,7 +58,8 @@ def make_node(
         other = op.other_ops(args, shapes, shape)
     except OpError as exc:
         who = f"'{node_id}' ({op.name})" if module else op.name
-        raise SpecError(f"{who}: {exc}", pos) from None
+        text = str(exc)
+        raise SpecError(text if text.startswith(f"{who}:") else f"{who}: {text}", pos) from None
     return Node(
         id=node_id, op=op.name, args=args, inputs=inputs, shape=shape, params=params, buffers=buffers, macs=macs,
         other_ops=other, module=module, scope=scope, label=op.label(args), pos=pos,

@@ -50,6 +50,11 @@ def key_position(container: object, key: object) -> Pos | None:
     return getattr(container, "pos", None)
 
 
+def is_union_tag(step: object) -> bool:
+    """A union member's tag in a pydantic error loc ('InitRule', 'literal[...]'), not a key of the spec."""
+    return isinstance(step, str) and (step[:1].isupper() or step.startswith(("literal[", "union[", "function-")))
+
+
 def locate(root: object, path: tuple[Any, ...]) -> Pos | None:
     """Position of the deepest element of `path` reachable from `root` (for pydantic error locs)."""
     best = getattr(root, "pos", None)
@@ -61,6 +66,8 @@ def locate(root: object, path: tuple[Any, ...]) -> Pos | None:
         elif isinstance(node, LList) and isinstance(step, int) and 0 <= step < len(node):
             best = position_of(node, step) or best
             node = node[step]
+        elif is_union_tag(step):
+            continue
         else:
             break
     return best
@@ -94,8 +101,11 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
         tree = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        pos = Pos(source, mark.line + 1, mark.column + 1) if mark else Pos(source, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context_mark is not None and mark is not None and mark.line >= len(text.splitlines()):
+            # the problem is the end of the file (an unclosed bracket or quote): point where it opened
+            mark, problem = exc.context_mark, f"{problem} ({exc.context})" if exc.context else problem
+        pos = Pos(source, mark.line + 1, mark.column + 1) if mark else Pos(source, 1, 1)
         raise SpecError(f"YAML syntax error: {problem}", pos) from None
     except (YAMLError, RecursionError, ValueError, TypeError) as exc:
         raise SpecError(f"YAML error: {exc}".splitlines()[0], Pos(source, 1, 1)) from None

@@ -16,7 +16,16 @@ from pydantic import ValidationError
 
 from archc import expr
 from archc.errors import Pos, SpecError, did_you_mean
-from archc.loader import Document, LDict, key_position, load_file, load_text, locate, position_of
+from archc.loader import (
+    Document,
+    LDict,
+    is_union_tag,
+    key_position,
+    load_file,
+    load_text,
+    locate,
+    position_of,
+)
 from archc.spec import SpecModel
 from archc.train.config import TrainConfig
 
@@ -49,22 +58,22 @@ class LoadedSpec:
         return digest.hexdigest()
 
 
-def pydantic_error(exc: ValidationError, root: object, where: str = "") -> SpecError:
-    """Turn pydantic's first complaint into a positioned SpecError."""
-    err = exc.errors()[0]
+def pydantic_error(exc: ValidationError, root: object, where: str = "", model: Any = SpecModel) -> SpecError:
+    """Turn pydantic's first complaint into a positioned SpecError (a misspelled key before the key it misses)."""
+    err = min(exc.errors(), key=lambda e: e["type"] == "missing")
     loc = tuple(err["loc"])
     kind = err["type"]
     prefix = f"{where}: " if where else ""
     if kind == "extra_forbidden":
         parent_path, key = loc[:-1], loc[-1]
         parent = _walk(root, parent_path)
-        siblings = _known_keys(exc, parent_path)
+        siblings = _known_keys(model, parent_path)
         return SpecError(f"{prefix}unknown key '{key}'{did_you_mean(str(key), siblings)}", key_position(parent, key) or locate(root, loc))
     if kind == "missing":
         dotted = ".".join(str(p) for p in loc)
         hint = " (the input shape without the batch, e.g. input: [3, 32, 32])" if loc == ("input",) else ""
         return SpecError(f"{prefix}missing required key '{dotted}'{hint}", locate(root, loc[:-1]))
-    dotted = ".".join(str(p) for p in loc if not str(p).startswith(("function-", "union[")))
+    dotted = ".".join(str(p) for p in loc if not is_union_tag(p))
     value = err.get("input")
     shown = f", got {value!r}" if not isinstance(value, (dict, list)) else ""
     return SpecError(f"{prefix}{dotted}: {err['msg'].lower()}{shown}", locate(root, loc))
@@ -80,8 +89,7 @@ def _walk(root: object, path: tuple[Any, ...]) -> object:
     return node
 
 
-def _known_keys(exc: ValidationError, parent_path: tuple[Any, ...]) -> list[str]:
-    model: Any = SpecModel
+def _known_keys(model: Any, parent_path: tuple[Any, ...]) -> list[str]:
     for step in parent_path:
         fields = getattr(model, "model_fields", None)
         if fields is None or step not in fields:
@@ -172,7 +180,7 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
         try:
             train = TrainConfig.model_validate(train_raw)
         except ValidationError as exc:
-            raise pydantic_error(exc, data["train"], "train") from None
+            raise pydantic_error(exc, data["train"], "train", TrainConfig) from None
     return LoadedSpec(model, document, params, overrides, tuple(shape), train, plugins)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -45,6 +46,18 @@ class Call:
         parts = [*inputs, *(repr(a) for a in self.args)]
         parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"{self.target}({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class Window:
+    """How one output position reads its input along each spatial dim: the receptive-field rule's input.
+
+    `stride` is a Fraction so that upsampling (1/2) and adaptive pools (7/3) stay exact.
+    """
+
+    kernel: tuple[int, ...]
+    stride: tuple[Fraction, ...]
+    dilation: tuple[int, ...]
 
 
 class Op:
@@ -91,6 +104,14 @@ class Op:
     def label(self, args: Any) -> str:
         """Short text for diagrams and tables, e.g. 'conv 3x3/2, 64'."""
         return self.name
+
+    def receptive_window(self, args: Any, inputs: list[Shape], out: Shape) -> Window | None:
+        """The window this op slides over the spatial dims, for receptive fields (archc.receptive).
+
+        None (the default) means no declared window: archc.receptive then treats a shape-preserving op
+        as pointwise in space and one that drops the spatial dims as seeing the whole input.
+        """
+        return None
 
     # helpers shared by subclasses
     @staticmethod

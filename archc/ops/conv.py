@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Literal
 
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Call, Op, OpError, Shape, compact, fmt_shape, numel, ntuple, spatial
+from archc.ops.base import (
+    Args,
+    Call,
+    Op,
+    OpError,
+    Shape,
+    Window,
+    compact,
+    fmt_shape,
+    ntuple,
+    numel,
+    spatial,
+)
 
 IntOrList = int | list[int]
 
@@ -33,6 +46,15 @@ def _positive(values: tuple[int, ...], what: str, allow_zero: bool = False) -> N
 def _check_groups(c_in: int, out: int, groups: int) -> None:
     if c_in % groups or out % groups:
         raise OpError(f"groups={groups} must divide both input channels ({c_in}) and output channels ({out})")
+
+
+def _check_padding_mode(mode: str, sp: Shape, k: tuple[int, ...], p: tuple[int, ...], d: tuple[int, ...], same: bool) -> None:
+    """PyTorch pads reflect-mode by less than the size, circular-mode by at most the size."""
+    for size, kk, pp, dd in zip(sp, k, p, d, strict=True):
+        pad = -(-dd * (kk - 1) // 2) if same else pp
+        if (mode == "reflect" and pad >= size) or (mode == "circular" and pad > size):
+            rule = "smaller than" if mode == "reflect" else "at most"
+            raise OpError(f"padding {pad} in '{mode}' mode must be {rule} the {fmt_shape(sp)} feature map it receives")
 
 
 def _kxk(kernel: tuple[int, ...]) -> str:
@@ -86,6 +108,8 @@ class Conv(Op):
                     f"{list(p) if len(set(p)) > 1 else p[0]}) does not fit the {fmt_shape(sp)} feature map it receives"
                 )
             out.append(o)
+        if args.padding_mode != "zeros":
+            _check_padding_mode(args.padding_mode, sp, k, p, d, args.padding == "same")
         return (args.out, *out)
 
     def params(self, args: ConvArgs, inputs: list[Shape], out: Shape) -> int:
@@ -127,6 +151,10 @@ class Conv(Op):
         text = f"conv {_kxk(tuple(k))}" + (f"/{s}" if s != 1 else "") + f", {args.out}"
         return text + (f", g{args.groups}" if args.groups != 1 else "")
 
+    def receptive_window(self, args: ConvArgs, inputs: list[Shape], out: Shape) -> Window:
+        k, s, _, d = self.geometry(args, inputs[0])
+        return Window(k, tuple(Fraction(v) for v in s), d)
+
 
 class ConvTransposeArgs(Args):
     out: int = Field(gt=0)
@@ -166,6 +194,11 @@ class ConvTranspose(Op):
         k, s, p, op_, d = self._geom(args, shape)
         _positive(k, "kernel")
         _positive(s, "stride")
+        _positive(d, "dilation")
+        _positive(p, "padding", allow_zero=True)
+        _positive(op_, "output_padding", allow_zero=True)
+        if any(oo >= max(ss, dd) for oo, ss, dd in zip(op_, s, d, strict=True)):
+            raise OpError(f"output_padding {list(op_)} must be smaller than the stride or the dilation (PyTorch's rule)")
         _check_groups(c_in, args.out, args.groups)
         out = [(i - 1) * ss - 2 * pp + dd * (kk - 1) + oo + 1 for i, kk, ss, pp, oo, dd in zip(sp, k, s, p, op_, d, strict=True)]
         if any(o < 1 for o in out):
@@ -198,4 +231,10 @@ class ConvTranspose(Op):
 
     def label(self, args: ConvTransposeArgs) -> str:
         return f"deconv {args.kernel}/{args.stride}, {args.out}"
+
+    def receptive_window(self, args: ConvTransposeArgs, inputs: list[Shape], out: Shape) -> Window:
+        """An output position gathers at most floor((k-1)*d/s) + 1 neighbouring inputs; the stride is 1/s."""
+        k, s, _, _, d = self._geom(args, inputs[0])
+        span = tuple((kk - 1) * dd // ss + 1 for kk, ss, dd in zip(k, s, d, strict=True))
+        return Window(span, tuple(Fraction(1, ss) for ss in s), (1,) * len(k))
 

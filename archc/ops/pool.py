@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Call, Op, OpError, Shape, compact, fmt_shape, numel, ntuple, spatial
+from archc.ops.base import (
+    Args,
+    Call,
+    Op,
+    OpError,
+    Shape,
+    Window,
+    compact,
+    fmt_shape,
+    ntuple,
+    numel,
+    spatial,
+)
 
 IntOrList = int | list[int]
 
@@ -85,6 +98,10 @@ class WindowPool(Op):
         stride = args.stride if args.stride is not None else args.kernel
         return f"{self.name} {args.kernel}/{stride}"
 
+    def receptive_window(self, args: MaxPoolArgs | AvgPoolArgs, inputs: list[Shape], out: Shape) -> Window:
+        k, s, _, d = self.window(args, inputs[0])
+        return Window(k, tuple(Fraction(v) for v in s), d)
+
 
 @register
 class MaxPool(WindowPool):
@@ -145,6 +162,15 @@ class AdaptivePool(Op):
     def label(self, args: AdaptiveArgs) -> str:
         return f"{self.name} -> {args.output}"
 
+    def receptive_window(self, args: AdaptiveArgs, inputs: list[Shape], out: Shape) -> Window:
+        """PyTorch's bins run from floor(i*n/o) to ceil((i+1)*n/o): the widest bin is the kernel, n/o the stride.
+
+        The widest bin, ceil((n + o - gcd(n, o)) / o), is the width at the largest fractional start.
+        """
+        sizes = inputs[0][1:]
+        kernel = tuple(-(-(n + o - math.gcd(n, o)) // o) for n, o in zip(sizes, out[1:], strict=True))
+        return Window(kernel, tuple(Fraction(n, o) for n, o in zip(sizes, out[1:], strict=True)), (1,) * len(sizes))
+
 
 @register
 class AdaptiveAvgPool(AdaptivePool):
@@ -172,6 +198,11 @@ class GlobalPool(Op):
 
     def emit(self, args: Args, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
         return Call(f"nn.{self.torch_name}{len(out) - 1}d", (1,))
+
+    def receptive_window(self, args: Args, inputs: list[Shape], out: Shape) -> Window:
+        """One window over the whole feature map."""
+        sizes = inputs[0][1:]
+        return Window(tuple(sizes), tuple(Fraction(n) for n in sizes), (1,) * len(sizes))
 
 
 @register

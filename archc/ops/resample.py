@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from archc.ops import register
-from archc.ops.base import Args, Call, Op, OpError, Shape, numel, ntuple, spatial
+from archc.ops.base import Args, Call, Op, OpError, Shape, fmt_shape, ntuple, numel, spatial
 
 
 class UpsampleArgs(Args):
@@ -21,7 +21,12 @@ class UpsampleArgs(Args):
     def _one_of(self) -> UpsampleArgs:
         if (self.scale is None) == (self.size is None):
             raise ValueError("give exactly one of scale and size")
+        if self.align_corners is not None and self.mode == "nearest":
+            raise ValueError("align_corners needs an interpolating mode (linear, bilinear, bicubic, trilinear)")
         return self
+
+
+_MODE_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # nearest works for any rank
 
 
 @register
@@ -34,6 +39,9 @@ class Upsample(Op):
 
     def infer(self, args: UpsampleArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         c, sp = spatial(self.one(inputs), "upsample")
+        dims = _MODE_DIMS.get(args.mode)
+        if dims is not None and len(sp) != dims:
+            raise OpError(f"mode '{args.mode}' needs {dims} spatial dimension{'s' if dims > 1 else ''}, got {fmt_shape(sp)}")
         if args.size is not None:
             out = ntuple(args.size, len(sp), "size")
         else:

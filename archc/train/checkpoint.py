@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,11 @@ def read_torch_file(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"no such checkpoint: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols before failing properly
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():
+        if "unsupported global" in str(exc).lower():
             raise CheckpointError(
                 f"refusing to load {path}: it holds Python objects beyond tensors and plain data (loaded with weights_only=True)"
             ) from None

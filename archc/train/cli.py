@@ -160,8 +160,8 @@ def run_train(args: argparse.Namespace) -> int:
         record = train(args.spec, spec_overrides=_spec_overrides(args), plugins=tuple(args.plugins), **config)
     except TrainError as exc:
         return _fail(str(exc))
-    if os.environ.get("RANK", "0") != "0":
-        return 0
+    if os.environ.get("RANK", "0") != "0" or getattr(args, "config_json", None):
+        return 0  # only rank 0 reports, and not under `--nproc` (--config-json), whose launcher prints
     if getattr(args, "json", False):
         print(json.dumps(record, indent=2))
     else:

@@ -133,7 +133,13 @@ def _fetch(name: str, root: Path, present: bool, download: bool) -> None:
         root.mkdir(parents=True, exist_ok=True)
         cls(str(root), train=True, download=True)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; torchvision raises RuntimeError on bad md5
-        raise _missing(name, root, f"downloading it failed ({exc})") from None
+        raise _missing(name, root, f"downloading it failed ({_last_line(exc)})") from None
+
+
+def _last_line(exc: BaseException) -> str:
+    """The gist of a possibly multi-line error (torchvision lists every mirror it tried)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -147,6 +153,7 @@ class _ArrayUnpickler(pickle.Unpickler):
             ("numpy", "dtype"),
             ("numpy.core.multiarray", "scalar"),
             ("numpy._core.multiarray", "scalar"),
+            ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
         }
     )
 
@@ -186,7 +193,7 @@ def _cifar(name: str, root: Path, download: bool) -> ImageData:
         test_x, test_y = part(cls.test_list)
         classes = tuple(_unpickle(base / cls.meta["filename"])[cls.meta["key"]])
     except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read {name} from {base}: {exc}; delete the folder to download it again") from None
+        raise DataError(f"cannot read {name} from {base}: {_last_line(exc)}; delete the folder to download it again") from None
     pad, flip = AUGMENT_DEFAULTS[name]
     return _checked(ImageData(name, train_x, train_y, test_x, test_y, classes, pad, flip))
 
@@ -201,7 +208,7 @@ def _mnist_like(name: str, root: Path, download: bool) -> ImageData:
     try:
         train, test = cls(str(root), train=True), cls(str(root), train=False)
     except (OSError, RuntimeError, ValueError, AssertionError) as exc:
-        raise DataError(f"cannot read {name} from {raw}: {exc}; delete the folder to download it again") from None
+        raise DataError(f"cannot read {name} from {raw}: {_last_line(exc)}; delete the folder to download it again") from None
     pad, flip = AUGMENT_DEFAULTS[name]
     return _checked(
         ImageData(

@@ -147,5 +147,5 @@ def _hint(expected: tuple[int, ...], actual: tuple[int, ...]) -> str:
         h, w = expected[1:]
         hints.append(f"pass --resize {h}" if h == w else f"pass --resize {h},{w}")
     if expected[:1] != actual[:1]:
-        hints.append(f"--set in_channels={actual[0]} (if the spec has that parameter)")
+        hints.append(f"use --set in_channels={actual[0]} (if the spec has that parameter)")
     return " or ".join(hints) or "check the spec's input"

@@ -1,0 +1,57 @@
+"""`archc report`: the per-layer table of one spec, or a comparison table of several (no torch import)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+
+from archc.commands.common import add_spec_options, limits_of, load_spec
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from archc.memory import DTYPE_BYTES
+    from archc.report import FORMATS
+
+    parser = subparsers.add_parser(
+        "report", help="per-layer params, MACs, FLOPs, memory and receptive field; a comparison for several specs",
+        description="Static per-layer report of a spec as a block tree: output shapes, params, MACs, FLOPs, other "
+                    "ops, activation memory, receptive field and effective stride, with totals and a training-memory "
+                    "estimate. With several specs, one comparison table. No forward pass, no torch import.",
+    )
+    parser.add_argument("specs", nargs="+", metavar="SPEC")
+    parser.add_argument("--depth", type=positive_int, default=None, metavar="N",
+                        help="fold blocks nested deeper than N into one row with their totals (default: all levels)")
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--batch", type=positive_int, default=1, metavar="B",
+                        help="batch size for activation and training memory (default %(default)s)")
+    parser.add_argument("--dtype", choices=list(DTYPE_BYTES), default="float32",
+                        help="element type for memory figures (default %(default)s)")
+    add_spec_options(parser)
+    parser.set_defaults(handler=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from archc.expand import expand
+    from archc.report import compare, render, render_compare, report_rows, totals
+
+    graphs = [expand(load_spec(path, args), limits_of(args)) for path in args.specs]
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    if len(graphs) == 1:
+        graph = graphs[0]
+        text = render(report_rows(graph, args.depth, args.batch, args.dtype), totals(graph, args.batch, args.dtype),
+                      args.format, width)
+    else:
+        text = render_compare(compare(graphs, args.batch, args.dtype), args.format, args.batch, args.dtype, width)
+    sys.stdout.write(text)
+    return 0

@@ -1,0 +1,156 @@
+"""Plots of a set of runs, as PNG and SVG: learning curves, accuracy vs parameters, accuracy vs time.
+
+Rows are the groups of results.py (a model or grid point; the line or point is the mean over its
+seeds, the band or error bar one standard deviation). Figures are drawn with matplotlib's object
+API, so no pyplot state or GUI backend is touched, and SVGs are reproducible (fixed ids, no date).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from archc.experiments.grid import MODEL, format_value
+from archc.experiments.results import Group, RunResult, group_runs, label_columns
+
+PLOTS = ("curves", "acc_vs_params", "acc_vs_time")
+RC = {"svg.hashsalt": "archc", "svg.fonttype": "path", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
+LOG_SCALE_RATIO = 50.0  # a loss axis spanning more than this factor is drawn in log scale
+
+
+def group_name(group: Group, columns: list[str]) -> str:
+    """Legend text: the model name alone, else key=value pairs."""
+    parts = []
+    for key in columns:
+        value = group.label.get(key)
+        if value is None and key == MODEL and group.runs and group.runs[0].record:
+            value = group.runs[0].record["spec"]["name"]
+        parts.append(format_value(value) if key == MODEL else f"{key}={format_value(value)}")
+    return ", ".join(parts)
+
+
+def figures(runs: list[RunResult]) -> list[tuple[str, Any]]:
+    """(name, matplotlib Figure) for each plot in PLOTS; draw inside matplotlib.rc_context(RC)."""
+    groups = group_runs(runs)
+    columns = label_columns([g.label for g in groups])
+    names = [group_name(g, columns) for g in groups]
+    return [("curves", _curves(groups, names)), ("acc_vs_params", _acc_vs_params(groups, names)),
+            ("acc_vs_time", _acc_vs_time(groups, names))]
+
+
+def write_plots(runs: list[RunResult], dest: Path) -> list[Path]:
+    """Draw the figures into dest as NAME.png and NAME.svg; returns the files written."""
+    import matplotlib
+
+    files: list[Path] = []
+    with matplotlib.rc_context(RC):
+        for name, fig in figures(runs):
+            for suffix, options in ((".png", {"dpi": 120}), (".svg", {"metadata": {"Date": None}})):
+                path = dest / f"{name}{suffix}"
+                tmp = path.with_name(f".{path.name}.tmp")
+                fig.savefig(tmp, format=suffix[1:], bbox_inches="tight", **options)
+                tmp.replace(path)
+                files.append(path)
+    return files
+
+
+def svg_texts(runs: list[RunResult]) -> dict[str, str]:
+    """The figures as SVG text, for pages that inline them."""
+    import io
+
+    import matplotlib
+
+    texts = {}
+    with matplotlib.rc_context(RC):
+        for name, fig in figures(runs):
+            buffer = io.StringIO()
+            fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+            texts[name] = buffer.getvalue()
+    return texts
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _colour(i: int) -> Any:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if i < 10 else "tab20"]
+    return cmap(i % cmap.N)
+
+
+def _mean_curve(group: Group, key: str) -> tuple[list[int], list[float], list[float]]:
+    """(epochs, mean, std) over the group's runs, up to the epoch all of them reached."""
+    series = [[row[key] for row in r.history if isinstance(row.get(key), (int, float))] for r in group.runs if r.history]
+    series = [s for s in series if s]
+    if not series:
+        return [], [], []
+    n = min(len(s) for s in series)
+    means, stds = [], []
+    for e in range(n):
+        values = [s[e] for s in series]
+        mean = sum(values) / len(values)
+        means.append(mean)
+        stds.append(math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0)
+    return list(range(1, n + 1)), means, stds
+
+
+def _curves(groups: list[Group], names: list[str]) -> Any:
+    fig = _figure(10, 4.2)
+    acc_ax, loss_ax = fig.subplots(1, 2)
+    losses: list[float] = []
+    for i, (group, name) in enumerate(zip(groups, names, strict=True)):
+        style = "-" if any(r.status == "done" for r in group.runs) else "--"
+        for ax, key, scale in ((acc_ax, "test_acc", 100.0), (loss_ax, "train_loss", 1.0)):
+            epochs, mean, std = _mean_curve(group, key)
+            if not epochs:
+                continue
+            mean = [m * scale for m in mean]
+            std = [s * scale for s in std]
+            ax.plot(epochs, mean, style, color=_colour(i), label=name if ax is acc_ax else None, marker="." if len(epochs) < 30 else None)
+            if any(std):
+                ax.fill_between(epochs, [m - s for m, s in zip(mean, std, strict=True)],
+                                [m + s for m, s in zip(mean, std, strict=True)], color=_colour(i), alpha=0.15, linewidth=0)
+            if key == "train_loss":
+                losses += [m for m in mean if math.isfinite(m)]
+    acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    loss_ax.set(xlabel="epoch", ylabel="train loss", title="train loss")
+    if losses and min(losses) > 0 and max(losses) / min(losses) > LOG_SCALE_RATIO:
+        loss_ax.set_yscale("log")
+    if any(line.get_label() and not line.get_label().startswith("_") for line in acc_ax.get_lines()):
+        fig.legend(loc="outside right upper", fontsize=7, frameon=False)
+    else:
+        acc_ax.text(0.5, 0.5, "no finished epochs yet", ha="center", va="center", transform=acc_ax.transAxes)
+    return fig
+
+
+def _scatter(groups: list[Group], names: list[str], x_key: str, xlabel: str, title: str, log_x: bool) -> Any:
+    fig = _figure(6.4, 4.4)
+    ax = fig.subplots()
+    xs: list[float] = []
+    for i, (group, name) in enumerate(zip(groups, names, strict=True)):
+        x, y = group.stat(x_key), group.stat("test_acc")
+        if x.mean is None or y.mean is None:
+            continue
+        ax.errorbar([x.mean], [y.mean], xerr=[x.std] if x.std else None, yerr=[y.std] if y.std else None, fmt="o",
+                    color=_colour(i), capsize=3, label=name)
+        ax.annotate(name, (x.mean, y.mean), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        xs.append(x.mean)
+    ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
+    if not xs:
+        ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center", transform=ax.transAxes)
+    elif log_x and min(xs) > 0 and max(xs) / min(xs) > 10:
+        ax.set_xscale("log")
+    return fig
+
+
+def _acc_vs_params(groups: list[Group], names: list[str]) -> Any:
+    return _scatter(groups, names, "params_k", "parameters (thousands)", "test accuracy vs parameters", True)
+
+
+def _acc_vs_time(groups: list[Group], names: list[str]) -> Any:
+    return _scatter(groups, names, "train_time_s", "train time (s)", "test accuracy vs train time", True)

@@ -1,0 +1,315 @@
+"""Training-memory model: what one training step holds, statically, from the IR and torch's autograd rules.
+
+A step holds the parameters, buffers and optimizer state all the time; the forward adds the tensors
+autograd saves for the backward (and frees the rest at their last use, as archc's generated forward
+does); the backward frees the saved tensors layer by layer while activation gradients and parameter
+gradients appear; the optimizer step then runs with every gradient alive. We replay those three
+phases over the graph with byte counts and report the highest point, plus the components.
+
+No torch import: which tensors each op's backward keeps is written down here from torch's
+derivatives (derivatives.yaml), and checked against a measured CPU step in tests/test_memory.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from archc.codegen import inplace_nodes
+from archc.ir import INPUT, Graph, Node
+from archc.ops.base import numel
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+INDEX_BYTES = 8  # max-pool indices are int64 whatever the dtype
+MASK_BYTES = 1  # dropout masks are bool
+OPTIMIZERS = ("sgd", "adam")
+
+SaveRule = Literal["input", "output", "input_when_fresh", "none"]
+
+# What each op's backward keeps (torch's derivatives.yaml): its inputs, its output, or nothing.
+# "input_when_fresh": the input, but the output when the op ran in place (relu6 / leaky_relu save
+# `self` out of place and `result` in place). Ops not listed are assumed to keep their inputs.
+SAVES: dict[str, SaveRule] = {
+    "conv": "input", "conv_transpose": "input", "linear": "input",
+    "bn": "input", "layernorm": "input", "groupnorm": "input", "lrn": "input",
+    "relu": "output", "sigmoid": "output", "tanh": "output", "softmax": "output",
+    "relu6": "input_when_fresh", "leaky_relu": "input_when_fresh", "gelu": "input", "silu": "input",
+    "maxpool": "input", "adaptive_maxpool": "input", "global_maxpool": "input",
+    "avgpool": "input", "adaptive_avgpool": "input", "global_avgpool": "none",  # a global mean keeps only sizes
+    "multiply": "input",
+    "add": "none", "concat": "none", "flatten": "none", "identity": "none", "upsample": "none",
+    "dropout": "none", "dropout2d": "none", "subsample": "none", "pad_channels": "none",
+}
+# Ops whose output is a view of (or the same tensor as) their input: no new storage in forward,
+# and their backward hands the incoming gradient on without allocating.
+VIEWS = frozenset({"flatten", "identity", "subsample"})
+# Backward hands the output gradient (or views of it) to every input without allocating.
+PASS_THROUGH = frozenset({"add", "concat", "flatten", "identity"})
+
+
+@dataclass(frozen=True)
+class TrainingMemory:
+    """Bytes of one training step at a batch size and dtype; `peak` per optimizer is the estimate."""
+
+    batch: int
+    dtype: str
+    params: int
+    buffers: int
+    grads: int
+    optimizer_state: dict[str, int]
+    input: int
+    saved_activations: int
+    forward_activations: int
+    peak: dict[str, int]
+    phase: dict[str, str]  # which phase sets each optimizer's peak: forward, backward or step
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "batch": self.batch, "dtype": self.dtype, "params": self.params, "buffers": self.buffers,
+            "grads": self.grads, "optimizer_state": dict(self.optimizer_state), "input": self.input,
+            "saved_activations": self.saved_activations, "forward_activations": self.forward_activations,
+            "peak": dict(self.peak), "peak_phase": dict(self.phase),
+        }
+
+
+def dtype_bytes(dtype: str) -> int:
+    try:
+        return DTYPE_BYTES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_BYTES)}") from None
+
+
+def buffer_bytes(graph: Graph, dtype: str) -> int:
+    """BN running statistics in the dtype plus one int64 step counter per BN (num_batches_tracked)."""
+    size = dtype_bytes(dtype)
+    total = 0
+    for node in graph:
+        if node.shared or not node.buffers:
+            continue
+        counters = 1 if node.op == "bn" and node.buffers % 2 == 1 else 0
+        total += (node.buffers - counters) * size + counters * 8
+    return total
+
+
+def _extra_bytes(node: Node, batch: int, size: int) -> int:
+    """Side tensors a backward keeps besides activations: pool indices, dropout masks, norm statistics."""
+    out = numel(node.shape) * batch
+    if node.op in ("maxpool", "adaptive_maxpool", "global_maxpool"):
+        return out * INDEX_BYTES
+    if node.op == "dropout":
+        return out * MASK_BYTES
+    if node.op == "dropout2d":
+        return node.shape[0] * batch * size  # one noise value per sample and channel
+    if node.op == "bn":
+        return 2 * node.shape[0] * 4  # save_mean and save_invstd, float32
+    if node.op in ("layernorm", "groupnorm"):
+        return 2 * batch * 4 * (node.shape[0] if node.op == "groupnorm" else 1)
+    if node.op == "lrn":
+        return 3 * out * size  # the squared, padded and powered intermediates of F.local_response_norm
+    return 0
+
+
+@dataclass
+class _Replay:
+    """Byte bookkeeping of the step replay: live storages, their readers and savers, and the peak."""
+
+    graph: Graph
+    batch: int
+    size: int
+    nodes: list[Node]
+    storage: dict[str, str] = field(default_factory=dict)  # node id -> id of the node that allocated its memory
+    bytes_of: dict[str, int] = field(default_factory=dict)  # storage -> bytes
+    live: int = 0
+    peak: int = 0
+    peak_phase: str = "forward"
+
+    def out_bytes(self, node_id: str) -> int:
+        return numel(self.graph.shape_of(node_id)) * self.batch * self.size
+
+    def touch(self, phase: str, extra: int = 0) -> None:
+        if self.live + extra > self.peak:
+            self.peak, self.peak_phase = self.live + extra, phase
+
+
+def _requires_grad(nodes: Iterable[Node]) -> dict[str, bool]:
+    needs: dict[str, bool] = {INPUT: False}
+    for node in nodes:
+        needs[node.id] = bool(node.params) or any(needs[i] for i in node.inputs)
+    return needs
+
+
+def _saved_storages(node: Node, replay: _Replay, needs: dict[str, bool], inplace: set[str]) -> set[str]:
+    """Storages this node's backward keeps alive (none when no gradient flows through it)."""
+    if not needs[node.id]:
+        return set()
+    rule = SAVES.get(node.op, "input")
+    if rule == "none":
+        return set()
+    if rule == "output" or (rule == "input_when_fresh" and node.id in inplace):
+        return {replay.storage[node.id]}
+    if node.op == "multiply":  # each factor is kept for the other factor's gradient
+        return {replay.storage[i] for k, i in enumerate(node.inputs)
+                if any(needs[j] for m, j in enumerate(node.inputs) if m != k)}
+    return {replay.storage[i] for i in node.inputs}
+
+
+def replay_step(graph: Graph, batch: int, dtype: str) -> tuple[int, int, int, int, int, str]:
+    """(activation-side peak, saved at the end of forward, all forward outputs, input bytes, grads, phase).
+
+    The peak counts everything but parameters, buffers and optimizer state: the input batch,
+    activations, side tensors, activation gradients and parameter gradients (zeroed to None before
+    each step, as archc's trainer does).
+    """
+    size = dtype_bytes(dtype)
+    nodes = list(graph)  # training runs every head
+    inplace = inplace_nodes(graph)
+    needs = _requires_grad(nodes)
+    r = _Replay(graph, batch, size, nodes)
+    r.storage[INPUT] = INPUT
+    r.bytes_of[INPUT] = r.out_bytes(INPUT)
+    for node in nodes:
+        aliased = node.op in VIEWS or node.id in inplace
+        r.storage[node.id] = r.storage[node.inputs[0]] if aliased else node.id
+        if not aliased:
+            r.bytes_of[node.id] = r.out_bytes(node.id)
+    outputs = [graph.output, *(h.node for h in graph.heads)]
+    last_read: dict[str, int] = {}
+    for k, node in enumerate(nodes):
+        for i in node.inputs:
+            last_read[r.storage[i]] = k
+    for o in outputs:
+        last_read[r.storage[o]] = len(nodes)  # kept for the loss
+    saved_by: dict[str, set[str]] = {}
+    saves: dict[str, set[str]] = {}
+    for node in nodes:
+        saves[node.id] = _saved_storages(node, r, needs, inplace)
+        for s in saves[node.id]:
+            saved_by.setdefault(s, set()).add(node.id)
+    extras = {n.id: _extra_bytes(n, batch, size) if needs[n.id] else 0 for n in nodes}
+    forward_total = sum(r.bytes_of.values()) - r.bytes_of[INPUT]
+
+    # forward: allocate outputs, free what is neither read later nor saved
+    r.live = r.bytes_of[INPUT]
+    alive = {INPUT}
+    for k, node in enumerate(nodes):
+        sid = r.storage[node.id]
+        if sid not in alive:
+            alive.add(sid)
+            r.live += r.bytes_of[sid]
+        r.live += extras[node.id]
+        r.touch("forward")
+        for s in {r.storage[i] for i in node.inputs} | {sid}:
+            if s in alive and last_read.get(s, -1) <= k and not saved_by.get(s):
+                alive.discard(s)
+                r.live -= r.bytes_of[s]
+    loss_side = sum(r.out_bytes(o) for o in outputs)  # log_softmax results kept by cross-entropy
+    r.live += loss_side
+    r.touch("forward")
+    saved_end = sum(r.bytes_of[s] for s in alive if saved_by.get(s)) + sum(extras.values())
+
+    # backward: gradient buffers are refcounted so that add/concat/views share them without allocating
+    refs: dict[int, int] = {}
+    gbytes: dict[int, int] = {}
+    pending: dict[str, int] = {}
+    counter = iter(range(1 << 62))
+
+    def new_grad(nbytes: int) -> int:
+        gid = next(counter)
+        refs[gid], gbytes[gid] = 1, nbytes
+        r.live += nbytes
+        return gid
+
+    def drop(gid: int) -> None:
+        refs[gid] -= 1
+        if refs[gid] == 0:
+            r.live -= gbytes.pop(gid)
+            del refs[gid]
+
+    for o in outputs:
+        if o in pending:  # a head on the main output itself: the two loss gradients are summed
+            extra = new_grad(r.out_bytes(o))
+            r.touch("backward")
+            total = new_grad(r.out_bytes(o))
+            drop(pending[o])
+            drop(extra)
+            pending[o] = total
+        else:
+            pending[o] = new_grad(r.out_bytes(o))
+    r.live -= loss_side
+    r.touch("backward")
+    param_grads = 0
+    for node in reversed(nodes):
+        g = pending.pop(node.id, None)
+        if g is not None and needs[node.id]:
+            param_grads += node.params * size
+            r.live += node.params * size
+            for i in dict.fromkeys(node.inputs):
+                if not needs[i]:
+                    continue
+                if node.op in PASS_THROUGH:
+                    refs[g] += 1
+                    contribution = g
+                else:
+                    contribution = new_grad(r.out_bytes(i))
+                if i in pending:  # a second reader: the accumulated sum is a new tensor
+                    total = new_grad(r.out_bytes(i))
+                    r.touch("backward")
+                    drop(pending[i])
+                    drop(contribution)
+                    pending[i] = total
+                else:
+                    pending[i] = contribution
+            r.touch("backward")
+        r.live -= extras[node.id]
+        for s in saves[node.id]:
+            saved_by[s].discard(node.id)
+            if not saved_by[s] and s in alive:
+                alive.discard(s)
+                r.live -= r.bytes_of[s]
+        if g is not None:
+            drop(g)
+    return r.peak, saved_end, forward_total, r.bytes_of[INPUT], param_grads, r.peak_phase
+
+
+def largest_param_tensor(graph: Graph) -> int:
+    """Elements of the largest parameter tensor: a for-loop Adam step allocates two temporaries that size."""
+    best = 0
+    for node in graph:
+        if node.shared or not node.params:
+            continue
+        if node.op in ("conv", "conv_transpose", "linear"):
+            biggest = node.params - (node.shape[0] if getattr(node.args, "bias", False) else 0)
+        elif node.op in ("bn", "groupnorm") or (node.op == "layernorm" and getattr(node.args, "bias", False)):
+            biggest = node.params // 2  # weight and bias, equal sizes
+        else:
+            biggest = node.params
+        best = max(best, biggest)
+    return best
+
+
+def training_memory(graph: Graph, batch: int = 1, dtype: str = "float32", foreach: bool = False) -> TrainingMemory:
+    """The step's memory for SGD with momentum and for Adam, with the components it adds up from.
+
+    `foreach=True` models torch's multi-tensor optimizers (the default on CUDA), whose Adam step
+    allocates one temporary per parameter at once; the default models the CPU for-loop step.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    size = dtype_bytes(dtype)
+    params = graph.total_params * size
+    buffers = buffer_bytes(graph, dtype)
+    peak_act, saved, forward_total, input_bytes, grads, phase = replay_step(graph, batch, dtype)
+    state = {"sgd": params, "adam": 2 * params}
+    step_temp = {"sgd": 0, "adam": params if foreach else 2 * largest_param_tensor(graph) * size}
+    peak: dict[str, int] = {}
+    phases: dict[str, str] = {}
+    for name in OPTIMIZERS:
+        during_pass = params + buffers + state[name] + peak_act
+        during_step = params + buffers + state[name] + grads + step_temp[name] + input_bytes
+        peak[name] = max(during_pass, during_step)
+        phases[name] = phase if during_pass >= during_step else "step"
+    return TrainingMemory(batch, dtype, params, buffers, grads, state, input_bytes, saved, forward_total, peak, phases)
+
+
+__all__ = ["DTYPE_BYTES", "OPTIMIZERS", "TrainingMemory", "buffer_bytes", "dtype_bytes", "training_memory"]

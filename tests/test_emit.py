@@ -1,0 +1,204 @@
+"""The emitted nn.Module agrees with the static analysis, for every spec of this suite and the zoo.
+
+For each spec: every node's inferred shape is its runtime shape (train and eval mode), parameter
+and buffer counts match per module and in total, forward works in both modes, and the generated
+code's in-place ops and `del`s change nothing: a reference build without them gives the same
+outputs and gradients.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import archc.codegen
+import archc.emit
+from archc import api
+from archc.codegen import inplace_nodes
+from archc.emit import Block, CompiledModel, build_module, count_tensors, instantiate, probe_shapes
+from tests.conftest import TEST_SPECS, compile_and_verify, lang_specs, spec_id
+
+HEAVY_MACS = 10**8
+HEAVY_PARAMS = 2 * 10**7
+
+
+def _params(paths: list[Path]) -> list[object]:
+    """Zoo specs above ~0.5 GMACs or 20M parameters are slow on 2 CPU cores: those run under `slow`."""
+    out = []
+    for path in paths:
+        marks = []
+        try:
+            graph = api.compile_graph(path)
+            if graph.total_macs > HEAVY_MACS or graph.total_params > HEAVY_PARAMS:
+                marks.append(pytest.mark.slow)
+        except Exception:  # noqa: BLE001 - a broken spec fails inside its own test, with the message
+            pass
+        out.append(pytest.param(path, id=spec_id(path), marks=marks))
+    return out
+
+
+ALL_SPECS = _params(lang_specs())
+LANG = sorted(TEST_SPECS.glob("lang_*.yaml"))
+
+
+@pytest.mark.parametrize("path", ALL_SPECS)
+def test_static_shapes_params_and_buffers_equal_runtime(path: Path) -> None:
+    graph = api.compile_graph(path)
+    heavy = graph.total_macs > HEAVY_MACS or graph.total_params > HEAVY_PARAMS
+    model = compile_and_verify(path, backward=not heavy)
+    assert model.archc_graph.total_params == graph.total_params
+
+
+def _reference(spec: Path | str, monkeypatch: pytest.MonkeyPatch) -> CompiledModel:
+    """The same spec built with every in-place optimisation disabled."""
+    with monkeypatch.context() as m:
+        m.setattr(archc.codegen, "inplace_nodes", lambda graph: set())
+        m.setattr(archc.emit, "inplace_nodes", lambda graph: set())
+        return api.build(spec)
+
+
+def _outputs_and_grads(model: nn.Module, x: torch.Tensor, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    torch.manual_seed(seed)
+    x = x.clone().requires_grad_(True)
+    out = model(x)
+    outs = list(out) if isinstance(out, tuple) else [out]
+    loss = sum((o.float() * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs)
+    loss.backward()
+    grads = [x.grad] + [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+    return [o.detach() for o in outs], grads
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=spec_id(p)) for p in LANG])
+def test_inplace_ops_change_neither_outputs_nor_gradients(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = api.build(path)
+    reference = _reference(path, monkeypatch)
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(3, *model.archc_graph.input_shape)
+    for training in (True, False):
+        model.train(training)
+        reference.train(training)
+        out, grads = _outputs_and_grads(model, x, seed=1)
+        ref_out, ref_grads = _outputs_and_grads(reference, x, seed=1)
+        for a, b in zip([*out, *grads], [*ref_out, *ref_grads], strict=True):
+            torch.testing.assert_close(a, b)
+        model.zero_grad()
+        reference.zero_grad()
+    for key, value in reference.state_dict().items():  # same BN running statistics afterwards
+        torch.testing.assert_close(model.state_dict()[key], value)
+
+
+def test_inplace_is_used_where_safe_and_only_there() -> None:
+    graph = api.compile_graph(TEST_SPECS / "lang_resnet.yaml")
+    safe = inplace_nodes(graph)
+    assert "layer1.0.relu" in safe and "layer1.0.relu~2" in safe and "layer2.0.add" in safe
+    assert "relu" in safe  # after bn1
+    model = api.build(TEST_SPECS / "lang_resnet.yaml")
+    assert model.relu.inplace and model.get_submodule("layer1.0.relu").inplace
+
+
+def test_inplace_never_touches_the_input_or_a_tensor_read_twice(write_spec) -> None:
+    path = write_spec("""
+        input: [4, 6, 6]
+        layers:
+          - {relu: , name: r0}
+          - {conv: {out: 4, kernel: 1}, name: c1}
+          - {relu: , name: r1}
+          - {conv: {out: 4, kernel: 1}, name: c2}
+          - {relu: , name: r2, from: c2}
+          - {add: , from: [c2, r2], name: sum}
+          - {relu: , name: r3}
+          - {add: , from: [c1, c1], name: twice}
+    """)
+    graph = api.compile_graph(path)
+    safe = inplace_nodes(graph)
+    assert "r0" not in safe  # reads the caller's tensor
+    assert "r1" not in safe and "twice" not in safe  # c1 is read by r1 and (twice) by twice
+    assert "r2" not in safe and "sum" not in safe  # c2 is read by r2 and sum
+    assert "r3" in safe  # the sum is fresh and read once
+    model = compile_and_verify(path)
+    assert not model.r0.inplace and not model.r1.inplace and not model.r2.inplace and model.r3.inplace
+    x = torch.randn(2, 4, 6, 6)
+    before = x.clone()
+    model(x)
+    assert torch.equal(x, before)
+
+
+def test_generated_forward_is_straight_line() -> None:
+    model = api.build(TEST_SPECS / "lang_resnet.yaml")
+    code = model.code
+    body = code.splitlines()[1:]
+    assert code.startswith("def forward(self, x):")
+    assert not any(word in code for word in (" for ", "while ", " if ", "lambda"))
+    graph = model.archc_graph
+    assignments = [line for line in body if " = " in line and not line.strip().startswith("m_")]
+    assert len(assignments) == len(graph.nodes)
+    assert body[-1].strip() == "return fc"
+    assert "layer1_0_add = layer1_0_bn2.add_(relu)" in code  # torchvision's `out += identity`
+    assert any(line.strip().startswith("del ") for line in body)
+
+
+def test_probe_shapes_records_every_node() -> None:
+    model = api.build(TEST_SPECS / "lang_unet.yaml")
+    shapes = probe_shapes(model, torch.zeros(1, 1, 16, 16))
+    assert shapes == {n.id: n.shape for n in model.archc_graph}
+
+
+def test_count_tensors_counts_shared_modules_once() -> None:
+    model = api.build(TEST_SPECS / "lang_resnet.yaml")
+    params, buffers = count_tensors(model)
+    graph = model.archc_graph
+    assert params == graph.total_params and buffers == graph.total_buffers
+    assert graph.total_params == sum(n.params for n in graph if not n.shared)
+
+
+def test_compiled_model_structure() -> None:
+    model = api.build(TEST_SPECS / "lang_inception.yaml")
+    assert isinstance(model, CompiledModel) and type(model).__name__ == "LangInception"
+    assert "spec='lang_inception'" in repr(model)
+    inc = model.get_submodule("inc")
+    assert isinstance(inc, Block) and inc.block == "Inception" and "block=Inception" in repr(inc)
+    assert isinstance(model.get_submodule("inc.branch2"), Block) and model.get_submodule("inc.branch2").block is None
+    with pytest.raises(RuntimeError, match="run inside the compiled model"):
+        inc(torch.zeros(1, 16, 12, 12))
+    # two builds are independent modules of distinct classes with equal structure
+    other = api.build(TEST_SPECS / "lang_inception.yaml")
+    assert type(other) is not type(model) and list(other.state_dict()) == list(model.state_dict())
+
+
+def test_state_dict_round_trip_between_builds() -> None:
+    torch.manual_seed(0)
+    a = api.build(TEST_SPECS / "lang_densenet.yaml").eval()
+    b = api.build(TEST_SPECS / "lang_densenet.yaml").eval()
+    x = torch.randn(2, 3, 8, 8)
+    assert not torch.equal(a(x), b(x))
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(a(x), b(x))
+
+
+def test_deepcopy_and_device_moves_keep_working() -> None:
+    import copy
+
+    model = api.build(TEST_SPECS / "lang_aux.yaml")
+    clone = copy.deepcopy(model).eval()
+    model.eval()
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(clone(x), model(x))
+    half = copy.deepcopy(model).to(torch.float64)
+    assert half(x.double()).dtype == torch.float64
+
+
+def test_instantiate_only_reaches_torch_nn() -> None:
+    assert isinstance(instantiate("nn.ReLU", (), {}), nn.ReLU)
+    for target in ("os.system", "nn.__class__", "nn.init", "nn.functional", "torch.cat", "nn.ReLU.__init__", "nn.NoSuchLayer"):
+        with pytest.raises(ValueError, match="unsupported target"):
+            instantiate(target, (), {})
+
+
+def test_build_module_without_init_keeps_torch_defaults() -> None:
+    graph = api.compile_graph(TEST_SPECS / "lang_init.yaml")
+    torch.manual_seed(0)
+    model = build_module(graph, None)
+    assert model.conv.bias.unique().numel() == 32 and model.bn.weight.eq(1).all()

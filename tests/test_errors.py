@@ -1,0 +1,328 @@
+"""Every spec error is a positioned SpecError: `path:line:col: message`, the line, a caret, exit 1.
+
+Each case states the exact line and column, the token the caret must sit on and what the message
+must say; it is checked through the API, through `archc.cli.main` in-process and through a real
+`python -m archc check` subprocess (exit code 1, no traceback).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from archc import api
+from archc.cli import main
+from archc.errors import SpecError
+from tests.conftest import run_archc
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    text: str
+    line: int
+    col: int
+    token: str  # the source text the caret must point at
+    message: tuple[str, ...]  # regexes the message must match, in any order
+
+
+HEAD = "input: [3, 8, 8]\nlayers:\n"
+
+CASES = [
+    Case("yaml_unclosed_brace", HEAD + "  - conv: {out: 4, kernel: 3\n  - relu\n", 3, 11, "{out",
+         (r"^YAML syntax error: ", r"expected ',' or '\}'", r"flow mapping")),
+    Case("yaml_unclosed_quote", HEAD + "  - relu\n  - 'maxpool\n", 4, 5, "'maxpool", (r"^YAML syntax error: ", r"quoted scalar")),
+    Case("yaml_mapping_value", HEAD + "  - conv: out: 4\n", 3, 14, ": 4", (r"^YAML syntax error: mapping values are not allowed",)),
+    Case("yaml_tab", HEAD + "\t- relu\n", 3, 1, "\t", (r"^YAML syntax error: .*'\\t'",)),
+    Case("yaml_duplicate_key", HEAD + "  - relu\ninput: [1, 8, 8]\n", 4, 1, "input", (r"duplicate key \"input\"",)),
+    Case("unknown_op_bare", HEAD + "  - conv: {out: 4, kernel: 3}\n  - rleu\n", 4, 5, "rleu",
+         (r"^unknown op or block 'rleu' \(did you mean 'relu'\?\)$",)),
+    Case("unknown_op_mapping", HEAD + "  - {maxpol: 2, name: pool}\n", 3, 6, "maxpol",
+         (r"^unknown op, block or key 'maxpol' \(did you mean 'maxpool'\?\)$",)),
+    Case("unknown_argument", HEAD + "  - conv: {out: 4, kernel: 3, strid: 2}\n", 3, 31, "strid",
+         (r"^unknown argument 'strid' for conv \(did you mean 'stride'\?\); it takes: out, kernel, stride",)),
+    Case("misspelled_required_argument", HEAD + "  - conv: {out: 4, kernal: 3}\n", 3, 20, "kernal",
+         (r"^unknown argument 'kernal' for conv \(did you mean 'kernel'\?\)",)),
+    Case("misspelled_meta_key", HEAD + "  - conv: {out: 4, kernel: 3}\n    nmae: c1\n", 4, 5, "nmae",
+         (r"unknown op, block or key 'nmae' \(did you mean 'name'\?\)",)),
+    Case("wrong_type_channels", HEAD + "  - conv: {out: four, kernel: 3}\n", 3, 17, "four",
+         (r"^conv argument 'out': input should be a valid integer, got 'four'$",)),
+    Case("float_channels", HEAD + "  - linear: 2.5\n", 3, 5, "linear",
+         (r"^linear argument 'out': input should be a valid integer, got 2\.5$",)),
+    Case("zero_channels", HEAD + "  - conv: {out: 0, kernel: 3}\n", 3, 17, "0,",
+         (r"^conv argument 'out': input should be greater than 0, got 0$",)),
+    Case("negative_channels", HEAD + "  - conv: {out: -4, kernel: 3}\n", 3, 17, "-4",
+         (r"^conv argument 'out': input should be greater than 0, got -4$",)),
+    Case("zero_channels_from_param", "input: [3, 8, 8]\nparams: {width: 0}\nlayers:\n  - conv: {out: $width, kernel: 1}\n",
+         4, 17, "$width", (r"^conv argument 'out': input should be greater than 0, got 0$",)),
+    Case("zero_input_channels", "input: [0, 8, 8]\nlayers:\n  - relu\n", 1, 8, "[0",
+         (r"^input must be positive integers .*got \[0, 8, 8\]$",)),
+    Case("undefined_param", "input: [3, 8, 8]\nparams: {width: 8}\nlayers:\n  - conv: {out: $widht, kernel: 1}\n",
+         4, 17, "$widht", (r"^undefined name 'widht' \(did you mean 'width'\?\)$",)),
+    Case("undefined_param_in_expression", "input: [3, 8, 8]\nparams: {width: 8}\nlayers:\n  - conv: {out: \"${2 * widht}\", kernel: 1}\n",
+         4, 24, "widht", (r"^undefined name 'widht' \(did you mean 'width'\?\)$",)),
+    Case("undefined_block", "input: [3, 8, 8]\nblocks:\n  MyBlock:\n    params: {planes: null}\n    layers: [relu]\nlayers:\n  - MyBlok: {planes: 3}\n",
+         7, 5, "MyBlok", (r"^unknown op, block or key 'MyBlok' \(did you mean 'MyBlock'\?\)$",)),
+    Case("block_missing_param", "input: [3, 8, 8]\nblocks:\n  MyBlock:\n    params: {planes: null}\n    layers: [relu]\nlayers:\n  - relu\n  - MyBlock\n",
+         8, 5, "MyBlock", (r"^block 'MyBlock' needs parameter 'planes'$",)),
+    Case("block_unknown_param", "input: [3, 8, 8]\nblocks:\n  MyBlock:\n    params: {planes: null}\n    layers: [relu]\nlayers:\n  - MyBlock: {plane: 3}\n",
+         7, 15, "plane", (r"^block 'MyBlock' has no parameter 'plane' \(did you mean 'planes'\?\); it takes: planes$",)),
+    Case("add_mismatch", HEAD + "  - relu\n  - add:\n      - {conv: {out: 4, kernel: 3}, name: a}\n      - {conv: {out: 4, kernel: 1}, name: b}\n",
+         4, 5, "add", (r"^add: branch 'b' yields 4x8x8 but branch 'a' yields 4x6x6$",)),
+    Case("add_mismatch_identity", HEAD + "  - add:\n      - [{conv: {out: 4, kernel: 3, padding: 1}}]\n      - []\n",
+         3, 5, "add", (r"^add: branch 2 yields 3x8x8 but branch 1 yields 4x8x8$",)),
+    Case("add_mismatch_by_reference", HEAD + "  - {conv: {out: 4, kernel: 3}, name: c1}\n  - {conv: {out: 4, kernel: 3}, name: c2}\n  - {add: , from: [c1, c2]}\n",
+         5, 6, "add", (r"^add: 'c2' yields 4x4x4 but 'c1' yields 4x6x6$",)),
+    Case("concat_spatial_mismatch", HEAD + "  - concat:\n      - {conv: {out: 4, kernel: 3, stride: 2}, name: a}\n      - {conv: {out: 2, kernel: 1}, name: b}\n",
+         3, 5, "concat", (r"^concat: branch 'b' yields 8x8 but branch 'a' yields 3x3$",)),
+    Case("shrink_conv", HEAD + "  - {conv: {out: 4, kernel: 3}, name: c1}\n  - {maxpool: 2, name: p1}\n  - {conv: {out: 4, kernel: 5}, name: c2}\n",
+         5, 6, "conv", (r"^'c2' \(conv\): kernel 5x5 .*does not fit the 3x3 feature map it receives$",)),
+    Case("shrink_pool_repeat", HEAD + "  - {maxpool: 2, repeat: 4}\n", 3, 6, "maxpool",
+         (r"^'3' \(maxpool\): window 2x2 does not fit the 1x1 feature map it receives$",)),
+    Case("shrink_in_block", "input: [3, 4, 4]\nblocks:\n  Down:\n    layers:\n      - {conv: {out: 4, kernel: 3, stride: 2}, name: conv}\nlayers:\n  - {Down: , name: d1}\n  - {Down: , name: d2}\n",
+         5, 10, "conv", (r"^'d2\.conv' \(conv\): kernel 3x3 .*does not fit the 1x1 feature map",)),
+    Case("unknown_reference", HEAD + "  - {conv: {out: 4, kernel: 3}, name: stem}\n  - {concat: , from: [stem, stme]}\n", 4, 29, "stme",
+         (r"^unknown node 'stme' \(did you mean 'stem'\?\)$",)),
+    Case("later_reference_cycle", HEAD + "  - {conv: {out: 4, kernel: 3}, name: c1}\n  - {add: , from: [c1, c3], name: sum}\n  - {conv: {out: 4, kernel: 1}, name: c3}\n",
+         4, 24, "c3", (r"^'c3' is defined later \(line 5\); 'from' must name an earlier node \(no cycles\)$",)),
+    Case("self_reference", HEAD + "  - {conv: {out: 4, kernel: 3}, name: c1, from: c1}\n", 3, 49, "c1}",
+         (r"'c1' is defined later \(line 3\)",)),
+    Case("recursive_blocks", "input: [3, 8, 8]\nblocks:\n  A:\n    layers:\n      - relu\n      - B\n  B:\n    layers:\n      - A\nlayers:\n  - A\n",
+         9, 9, "A", (r"^block 'A' calls itself \(A -> B -> A\); blocks cannot be recursive$",)),
+    Case("self_recursive_block", "input: [3, 8, 8]\nblocks:\n  A:\n    layers:\n      - {A: , name: inner}\nlayers:\n  - A\n",
+         5, 10, "A:", (r"^block 'A' calls itself \(A -> A\)",)),
+    Case("missing_input", "name: x\nlayers:\n  - relu\n", 1, 1, "name",
+         (r"^missing required key 'input' \(the input shape without the batch",)),
+    Case("misspelled_top_level_key", "inptu: [3, 8, 8]\nlayers:\n  - relu\n", 1, 1, "inptu",
+         (r"^unknown key 'inptu' \(did you mean 'input'\?\)$",)),
+    Case("train_unknown_key", HEAD + "  - relu\ntrain:\n  epochs: 3\n  optimiser: sgd\n", 6, 3, "optimiser",
+         (r"^train: unknown key 'optimiser' \(did you mean 'optimizer'\?\)$",)),
+    Case("train_bad_value", HEAD + "  - relu\ntrain:\n  epochs: many\n", 5, 11, "many", (r"^train: epochs: input should be a valid integer",)),
+    Case("init_bad_scheme", HEAD + "  - relu\ninit:\n  conv: {scheme: kaiming}\n", 5, 18, "kaiming",
+         (r"^init\.conv\.scheme: input should be 'torch', 'kaiming_normal'", r"got 'kaiming'$")),
+    Case("when_not_bool", HEAD + "  - {relu: , when: 3}\n", 3, 20, "3}", (r"^'when' must be true or false, got 3$",)),
+    Case("flatten_too_early", HEAD + "  - flatten\n  - conv: {out: 4, kernel: 3}\n", 4, 5, "conv",
+         (r"conv needs a \(channels, \.\.\.spatial\) input, got 192; is a flatten too early\?$",)),
+    Case("linear_on_feature_map", HEAD + "  - linear: 4\n", 3, 5, "linear", (r"linear received a 3x8x8 feature map; add '- flatten' before it$",)),
+    Case("name_reused", HEAD + "  - {conv: {out: 4, kernel: 3}, name: a}\n  - {conv: {out: 4, kernel: 1}, name: a}\n", 4, 6, "conv",
+         (r"^name 'a' is already used \(line 3\); only identical parameter-free layers may share a name$",)),
+]
+IDS = [c.id for c in CASES]
+BY_ID = {c.id: c for c in CASES}
+
+
+def test_case_ids_unique() -> None:
+    assert len(set(IDS)) == len(IDS)
+
+
+def _error(path: Path) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        api.compile_graph(path)
+    return info.value
+
+
+def _check_message(case: Case, message: str) -> None:
+    for pattern in case.message:
+        assert re.search(pattern, message), f"{pattern!r} not in {message!r}"
+
+
+def _check_report(case: Case, path: Path, text: str) -> None:
+    """The rendered report: `error: path:line:col: message`, the source line, the caret under the token."""
+    assert "Traceback" not in text
+    lines = text.splitlines()
+    head = f"error: {path}:{case.line}:{case.col}: "
+    assert lines[0].startswith(head), (lines[0], head)
+    _check_message(case, lines[0][len(head):])
+    source_line = case.text.splitlines()[case.line - 1]
+    gutter = f"{case.line:>4} | "
+    assert lines[1] == gutter + source_line
+    assert lines[2] == " " * (len(gutter) + case.col - 1) + "^"
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_error_position_and_message(case: Case, write_spec) -> None:
+    path = write_spec(case.text)
+    err = _error(path)
+    assert (err.line, err.col) == (case.line, case.col), err.render()
+    assert err.pos is not None and err.pos.source.path == str(path)
+    source_line = case.text.splitlines()[case.line - 1]
+    assert source_line[case.col - 1:].startswith(case.token), f"caret at {source_line[case.col - 1:]!r}"
+    _check_message(case, err.message)
+    assert str(err) == f"{path}:{case.line}:{case.col}: {err.message}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_error_cli_in_process(case: Case, write_spec, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_spec(case.text)
+    assert main(["check", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    _check_report(case, path, captured.err)
+
+
+@pytest.fixture(scope="module")
+def subprocess_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One real `python -m archc check` over every case's file: case id -> its report on stderr."""
+    folder = tmp_path_factory.mktemp("cases")
+    paths = []
+    for case in CASES:
+        paths.append(folder / f"{case.id}.yaml")
+        paths[-1].write_text(case.text)
+    result = run_archc("check", *map(str, paths))
+    assert result.returncode == 1 and result.stdout == ""
+    assert "Traceback" not in result.stderr
+    reports: dict[str, str] = {}
+    for block in re.split(r"(?m)^(?=error: )", result.stderr):
+        if block:
+            path = block[len("error: "):].split(":", 1)[0]
+            reports[Path(path).stem] = block
+    assert sorted(reports) == sorted(IDS)
+    return reports
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_error_cli_subprocess(case: Case, subprocess_reports: dict[str, str]) -> None:
+    report = subprocess_reports[case.id]
+    path = Path(report[len("error: "):].split(":", 1)[0])
+    _check_report(case, path, report)
+
+
+@pytest.mark.parametrize("case_id", ["yaml_unclosed_brace", "add_mismatch", "later_reference_cycle", "missing_input"])
+def test_error_cli_subprocess_single_file_exit_code(case_id: str, write_spec) -> None:
+    case = BY_ID[case_id]
+    path = write_spec(case.text)
+    result = run_archc("check", str(path))
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    _check_report(case, path, result.stderr)
+
+
+def test_check_reports_every_bad_spec_and_continues(write_spec, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_spec(HEAD + "  - relu\n", "good.yaml")
+    bad1 = write_spec(BY_ID["unknown_op_bare"].text, "bad1.yaml")
+    bad2 = write_spec(BY_ID["unknown_argument"].text, "bad2.yaml")
+    assert main(["check", str(bad1), str(good), str(bad2)]) == 1
+    captured = capsys.readouterr()
+    assert f"error: {bad1}:4:5:" in captured.err and f"error: {bad2}:3:31:" in captured.err
+    assert f"{good}: ok" in captured.out
+
+
+def test_check_json_reports_positions(write_spec, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    bad = write_spec(BY_ID["unknown_argument"].text)
+    assert main(["check", "--format", "json", str(bad)]) == 1
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["ok"] is False and (result["line"], result["col"]) == (3, 31)
+    assert "unknown argument 'strid'" in result["error"]
+
+
+def test_build_and_export_report_spec_errors_without_traceback(write_spec, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_spec(BY_ID["add_mismatch"].text)
+    for command in ("build", "export"):
+        assert main([command, str(path)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}:4:5: add: branch 'b' yields 4x8x8") and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+OVERRIDE_SPEC = "input: [3, 8, 8]\nparams: {width: 8, bn: true}\nlayers:\n  - conv: {out: $width, kernel: 1}\n  - {bn: , when: $bn}\n"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"widht": 4}, r"^unknown parameter 'widht' \(did you mean 'width'\?\); known: width, bn$"),
+        ({"bn": 3}, r"^parameter 'bn' expects bool, got 3$"),
+        ({"width": "wide"}, r"^parameter 'width' expects int, got 'wide'$"),
+        ({"width": 2.5}, r"^parameter 'width' expects int, got 2\.5$"),
+        ({"width": True}, r"^parameter 'width' expects int, got True$"),
+    ],
+)
+def test_override_errors_api(overrides: dict[str, object], message: str, write_spec) -> None:
+    path = write_spec(OVERRIDE_SPEC)
+    with pytest.raises(SpecError, match=message):
+        api.load(path, **overrides)
+    with pytest.raises(SpecError, match=message):
+        api.compile_graph(path, **overrides)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("widht=4", "error: unknown parameter 'widht' (did you mean 'width'?)"),
+        ("bn=maybe", "error: parameter 'bn' expects bool, got 'maybe'"),
+        ("width=2.5", "error: parameter 'width' expects int, got 2.5"),
+        ("width", "error: --set expects key=value, got 'width'"),
+    ],
+)
+def test_override_errors_cli(setting: str, message: str, write_spec, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_spec(OVERRIDE_SPEC)
+    assert main(["check", str(path), "--set", setting]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "Traceback" not in err
+
+
+def test_override_error_cli_subprocess(write_spec) -> None:
+    path = write_spec(OVERRIDE_SPEC)
+    result = run_archc("check", str(path), "--set", "widht=4")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: unknown parameter 'widht' (did you mean 'width'?)")
+    assert "Traceback" not in result.stderr
+
+
+def test_override_that_breaks_geometry_is_positioned(write_spec) -> None:
+    path = write_spec(OVERRIDE_SPEC)
+    err = _error_with(path, width=0)
+    assert (err.line, err.col) == (4, 17) and "greater than 0" in err.message
+
+
+def _error_with(path: Path, **overrides: object) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        api.compile_graph(path, **overrides)
+    return info.value
+
+
+# --------------------------------------------------------------------------- files and odd inputs
+
+
+def test_missing_file_is_a_spec_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(SpecError, match="cannot read"):
+        api.load(path)
+    assert main(["check", str(path)]) == 1
+    assert capsys.readouterr().err.startswith(f"error: cannot read {path}")
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "pos"),
+    [
+        ("", "spec is empty", (1, 1)),
+        ("- relu\n- flatten\n", "a spec must be a YAML mapping", (1, 1)),
+        ("input: [3, 8, 8]\nlayers: []\n", "layers: list should have at least 1 item", (2, 9)),
+        ("input: [3, 8, 8]\nlayers:\n  -\n", "empty list item", (3, 4)),
+        ("input: [3, 8, 8]\nlayers:\n  - !!python/object:os.system relu\n", "YAML tag", (3, 5)),
+        ("input: [3, 8, 8]\nlayers:\n  - {relu: , repeat: -1}\n", "repeat count must be a non-negative integer, got -1", (3, 22)),
+        ("input: [3, 8, 8]\nlayers:\n  - {relu: , repeat: {count: 2, step: 1}}\n", "unknown key 'step' in repeat", (3, 33)),
+        ("input: [3, 8, 8]\nlayers:\n  - {relu: , name: 'a b'}\n", "name must be an identifier", (3, 20)),
+        ("input: [3, 8, 8]\nlayers:\n  - {relu: , name: input}\n", "'input' is reserved", (3, 20)),
+        ("input: [3, 8, 8]\nlayers:\n  - {relu: , maxpool: 2}\n", "one op per list item", (3, 14)),
+        ("input: [3, 8, 8]\nlayers:\n  - {relu: , head: true}\n", "an output head needs a name", (3, 20)),
+        ("input: [3, 8, 8]\nlayers:\n  - {relu: , from: [input, input]}\n", "'relu' takes one input, but 'from' names 2", (3, 6)),
+        ("input: [3, 8, 8]\nlayers:\n  - {conv: {out: 4, kernel: 3}, from: 0}\n", "references are by name", (3, 39)),
+        ("input: [3, 8, 8]\nlayers:\n  - 42\n", "a layer is an op name", (3, 5)),
+    ],
+)
+def test_odd_specs_are_positioned_errors(text: str, message: str, pos: tuple[int, int], write_spec) -> None:
+    err = _error(write_spec(text))
+    assert message in err.message
+    assert (err.line, err.col) == pos, err.render()
+
+
+def test_render_without_position_is_one_line() -> None:
+    assert SpecError("boom").render() == "error: boom"

@@ -1,0 +1,630 @@
+"""The spec language, feature by feature: each test builds a module and checks its structure,
+state_dict keys, shapes and (where wiring matters) its numbers against a hand-written forward."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import archc
+from archc import api
+from archc.cli import main
+from archc.errors import SpecError
+from archc.ir import INPUT
+from tests.conftest import TEST_SPECS, compile_and_verify
+
+
+def spec(name: str) -> Path:
+    return TEST_SPECS / f"lang_{name}.yaml"
+
+
+def node_inputs(graph, node_id: str) -> list[str]:
+    return graph.nodes[node_id].inputs
+
+
+class Capture:
+    """Forward hooks recording the input and output of named submodules (and whether they ran)."""
+
+    def __init__(self, model: nn.Module, *names: str) -> None:
+        self.inputs: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+        self.outputs: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+        for n in names:
+            model.get_submodule(n).register_forward_hook(self._hook(n))
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            self.inputs[name].append(args[0].detach().clone())
+            self.outputs[name].append(out.detach().clone())
+
+        return hook
+
+
+# --------------------------------------------------------------------------- sequential lists
+
+
+def test_sequential_list_and_bare_op_names(write_spec) -> None:
+    path = write_spec("""
+        input: [3, 8, 8]
+        blocks:
+          Stem:
+            params: {width: 6}
+            layers:
+              - conv: {out: $width, kernel: 3, padding: 1}
+              - relu
+        layers:
+          - Stem
+          - maxpool: 2
+          - relu
+          - flatten
+          - linear: 5
+          - dropout
+          - {linear: 2}
+    """)
+    model = compile_and_verify(path)
+    graph = model.archc_graph
+    assert [n.id for n in graph] == ["0.0", "0.1", "1", "2", "3", "4", "5", "6"]
+    assert [n.op for n in graph] == ["conv", "relu", "maxpool", "relu", "flatten", "linear", "dropout", "linear"]
+    assert all(graph.nodes[b].inputs == [a] for a, b in zip([INPUT, *graph.nodes][:-1], graph.nodes, strict=True))
+    assert list(model.state_dict()) == ["0.0.weight", "0.0.bias", "4.weight", "4.bias", "6.weight", "6.bias"]
+    assert isinstance(model.get_submodule("0.1"), nn.ReLU) and isinstance(model.get_submodule("5"), nn.Dropout)
+    assert model.get_submodule("5").p == 0.5  # a bare op name takes the default arguments
+    assert model.get_submodule("0.0").out_channels == 6  # a bare block name: the block's defaults
+    assert model.get_submodule("4").in_features == 6 * 4 * 4
+    assert graph.shape_of(graph.output) == (2,)
+
+
+def test_shorthands_fill_the_main_argument(write_spec) -> None:
+    path = write_spec("""
+        input: [4, 8, 8]
+        layers:
+          - maxpool: 2
+          - dropout: 0.25
+          - {gn: 2}
+          - {leaky_relu: 0.2}
+          - flatten
+          - linear: 7
+    """)
+    model = compile_and_verify(path)
+    assert model.get_submodule("0").kernel_size == 2 and model.get_submodule("0").stride == 2
+    assert model.get_submodule("1").p == 0.25
+    assert model.get_submodule("2").num_groups == 2
+    assert model.get_submodule("3").negative_slope == 0.2
+    assert model.get_submodule("5").out_features == 7
+
+
+# --------------------------------------------------------------------------- residual add
+
+
+def test_residual_identity_and_projection_shortcuts() -> None:
+    model = compile_and_verify(spec("resnet"))
+    graph = model.archc_graph
+    assert [n.id for n in graph if n.op == "add"] == ["layer1.0.add", "layer1.1.add", "layer2.0.add", "layer2.1.add"]
+    # identity shortcut: the block's input flows straight into the add
+    assert node_inputs(graph, "layer1.0.add") == ["layer1.0.bn2", "relu"]
+    assert node_inputs(graph, "layer2.1.add") == ["layer2.1.bn2", "layer2.0.relu~2"]
+    # projection shortcut only where the stride or the width changes (`when: ${stride != 1 or C != planes}`)
+    assert node_inputs(graph, "layer2.0.add") == ["layer2.0.bn2", "layer2.0.downsample.1"]
+    assert node_inputs(graph, "layer2.0.downsample.0") == ["layer1.1.relu~2"]
+    keys = list(model.state_dict())
+    assert [k for k in keys if "downsample" in k] == [
+        "layer2.0.downsample.0.weight", "layer2.0.downsample.1.weight", "layer2.0.downsample.1.bias",
+        "layer2.0.downsample.1.running_mean", "layer2.0.downsample.1.running_var", "layer2.0.downsample.1.num_batches_tracked",
+    ]
+    ds = model.get_submodule("layer2.0.downsample.0")
+    assert (ds.in_channels, ds.out_channels, ds.kernel_size, ds.stride) == (8, 16, (1, 1), (2, 2))
+    conv1 = model.get_submodule("layer2.0.conv1")
+    assert (conv1.stride, model.get_submodule("layer2.1.conv1").stride) == ((2, 2), (1, 1))  # ${2 if i == 0 else 1}
+    assert graph.shape_of("layer1.1.relu~2") == (8, 16, 16) and graph.shape_of("layer2.1.relu~2") == (16, 8, 8)
+
+
+def test_then_applies_after_the_merge_with_a_shared_relu() -> None:
+    model = compile_and_verify(spec("resnet"))
+    graph = model.archc_graph
+    then = graph.nodes["layer1.0.relu~2"]
+    assert then.inputs == ["layer1.0.add"] and then.module == "layer1.0.relu" and then.shared
+    assert graph.nodes["layer1.0.relu"].inputs == ["layer1.0.bn1"] and not graph.nodes["layer1.0.relu"].shared
+    # one nn.ReLU module serves both uses, like torchvision's BasicBlock
+    assert [name for name, _ in model.get_submodule("layer1.0").named_children()] == ["conv1", "bn1", "relu", "conv2", "bn2"]
+
+
+def test_residual_numbers_match_a_hand_written_block() -> None:
+    torch.manual_seed(0)
+    model = api.build(spec("resnet")).eval()
+    x = torch.randn(2, 3, 16, 16)
+    cap = Capture(model, "layer1", "layer2.0.conv1", "fc")
+    seen: dict[str, torch.Tensor] = {}
+    model.get_submodule("layer2.0.conv1").register_forward_pre_hook(lambda m, a: seen.setdefault("in", a[0].clone()))
+    model.get_submodule("layer2.1.conv1").register_forward_pre_hook(lambda m, a: seen.setdefault("out", a[0].clone()))
+    with torch.no_grad():
+        model(x)
+        b = model.get_submodule("layer2.0")
+        h = seen["in"]
+        main = b.bn2(b.conv2(torch.relu(b.bn1(b.conv1(h)))))
+        short = b.get_submodule("downsample.1")(b.get_submodule("downsample.0")(h))
+        expected = torch.relu(main + short)
+    assert cap.outputs["layer2.0.conv1"]
+    torch.testing.assert_close(seen["out"], expected)
+
+
+# --------------------------------------------------------------------------- concat, blocks
+
+
+def test_concat_of_four_branches_and_blocks_calling_blocks() -> None:
+    model = compile_and_verify(spec("inception"))
+    graph = model.archc_graph
+    cat = graph.nodes["inc.concat"]
+    assert cat.inputs == ["inc.branch1.relu", "inc.branch2.1.relu", "inc.branch4.1.relu", "stem.relu"]
+    assert cat.shape == (8 + 8 + 4 + 16, 12, 12)
+    assert graph.scopes["inc"].block == "Inception" and graph.scopes["inc.branch1"].block == "BasicConv2d"
+    assert graph.scopes["inc.branch2"].kind == "seq" and graph.scopes["inc.branch2.0"].block == "BasicConv2d"
+    # required and default block parameters: kernel/padding default to 1/0, bn eps passed through
+    b1 = model.get_submodule("inc.branch1.conv")
+    assert (b1.in_channels, b1.out_channels, b1.kernel_size, b1.padding) == (16, 8, (1, 1), (0, 0))
+    b2 = model.get_submodule("inc.branch2.1.conv")
+    assert (b2.in_channels, b2.out_channels, b2.kernel_size, b2.padding) == (4, 8, (3, 3), (1, 1))
+    assert model.get_submodule("inc.branch2.1.bn").eps == 0.001
+    pool = model.get_submodule("inc.branch4.0")
+    assert isinstance(pool, nn.MaxPool2d) and pool.ceil_mode and pool.stride == 1
+    assert model.get_submodule("stem.conv").out_channels == 32 // 2  # "${32 // ratio}"
+    assert model.get_submodule("fc").in_features == 36 * 2 * 2
+
+
+def test_concat_numbers_match_torch_cat() -> None:
+    torch.manual_seed(0)
+    model = api.build(spec("inception")).eval()
+    cap = Capture(model, "stem.relu", "inc.branch1.relu", "inc.branch2.1.relu", "inc.branch4.1.relu", "2")
+    with torch.no_grad():
+        model(torch.randn(2, 3, 12, 12))
+    parts = [cap.outputs[n][-1] for n in ("inc.branch1.relu", "inc.branch2.1.relu", "inc.branch4.1.relu", "stem.relu")]
+    torch.testing.assert_close(cap.inputs["2"][0], torch.cat(parts, 1))
+
+
+def test_block_sees_only_its_params_and_the_spec_params(write_spec) -> None:
+    path = write_spec("""
+        input: [3, 8, 8]
+        params: {base: 4}
+        blocks:
+          B:
+            params: {mult: 2}
+            layers:
+              - conv: {out: "${base * mult}", kernel: 1}
+        layers:
+          - {conv: {out: 5, kernel: 1}, name: outer}
+          - B: {mult: 3}
+          - B
+    """)
+    model = compile_and_verify(path)
+    assert model.get_submodule("1.0").out_channels == 12 and model.get_submodule("2.0").out_channels == 8
+    bad = write_spec("""
+        input: [3, 8, 8]
+        blocks:
+          B:
+            layers:
+              - {relu: , from: outer}
+        layers:
+          - {conv: {out: 5, kernel: 1}, name: outer}
+          - B
+    """, "bad.yaml")
+    with pytest.raises(SpecError, match="unknown node 'outer'") as info:
+        api.compile_graph(bad)
+    assert info.value.line == 5
+
+
+def test_block_argument_may_use_the_callers_shape(write_spec) -> None:
+    model = compile_and_verify(spec("seq1d"))
+    assert model.get_submodule("se.fc1").out_channels == 4 and model.get_submodule("se.fc2").out_channels == 8
+    graph = model.archc_graph
+    assert graph.nodes["se.multiply"].inputs == ["2", "se.gate"] and graph.nodes["se.gate"].shape == (8, 1)
+    assert isinstance(model.get_submodule("0"), nn.Conv1d) and isinstance(model.get_submodule("1"), nn.BatchNorm1d)
+    assert isinstance(model.get_submodule("9"), nn.BatchNorm1d) and model.get_submodule("9").num_features == 16
+
+
+def test_inline_blocks_number_like_torchvision_make_layers() -> None:
+    from torchvision.models.vgg import make_layers
+
+    cfg: list[int | str] = [8, "M", 16, "M", 32, 32, "M"]
+    for bn in (True, False):
+        model = compile_and_verify(spec("vgg"), bn=bn)
+        ours = {k[len("features."):]: v.shape for k, v in model.state_dict().items() if k.startswith("features.")}
+        theirs = {k: v.shape for k, v in make_layers(cfg, batch_norm=bn).state_dict().items()}
+        assert ours == theirs
+        assert [n for n, _ in model.features.named_children()] == [n for n, _ in make_layers(cfg, batch_norm=bn).named_children()]
+    assert list(model.classifier._modules) == ["0", "1", "2", "3"]
+    assert model.get_submodule("classifier.0").in_features == 32
+
+
+def test_repeat_with_index_and_var() -> None:
+    graph = api.compile_graph(spec("vgg"))
+    convs = [n for n in graph if n.op == "conv"]
+    # stage(n=1, 8), then repeat {count: 2, var: j}: stage(n=j+1, channels=8 * 2 ** (j + 1))
+    assert [n.shape[0] for n in convs] == [8, 16, 32, 32]
+
+
+def test_repeat_count_zero_and_interpolated_names(write_spec) -> None:
+    path = write_spec("""
+        input: [3, 8, 8]
+        params: {stages: 3, extra: 0}
+        layers:
+          - {conv: {out: "${4 * (i + 1)}", kernel: 1}, name: "stage${i + 1}", repeat: $stages}
+          - {relu: , repeat: $extra}
+          - {conv: {out: 2, kernel: 1}, name: "c_${j}", repeat: {count: 2, var: j}}
+    """)
+    model = compile_and_verify(path)
+    assert list(model._modules) == ["stage1", "stage2", "stage3", "c_0", "c_1"]
+    assert [model.get_submodule(f"stage{i}").out_channels for i in (1, 2, 3)] == [4, 8, 12]
+    assert model.c_0.in_channels == 12 and model.c_1.in_channels == 2
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+PARAM_SPEC = """
+    input: [3, 8, 8]
+    params:
+      planes: 4
+      ratio: 4
+      wide: ${planes * 2}
+      bn: true
+      act: relu
+    layers:
+      - conv: {out: "${planes * 4}", kernel: 3, padding: 1}
+      - {bn: , when: $bn}
+      - $act
+      - conv: {out: "${64 // ratio}", kernel: 1}
+      - {bn: , when: $bn}
+      - conv: {out: $wide, kernel: 1}
+      - flatten
+      - linear: 3
+"""
+
+
+def test_params_defaults_and_arithmetic(write_spec) -> None:
+    model = compile_and_verify(write_spec(PARAM_SPEC))
+    assert [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] == [16, 16, 8]
+    assert [m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)] == [3, 16, 16]
+    assert list(model._modules) == ["0", "1", "2", "3", "4", "5", "6", "7"]
+    loaded = api.load(write_spec(PARAM_SPEC))
+    assert loaded.params == {"planes": 4, "ratio": 4, "wide": 8, "bn": True, "act": "relu"}
+
+
+def test_overrides_from_the_api(write_spec) -> None:
+    path = write_spec(PARAM_SPEC)
+    model = compile_and_verify(path, bn=False, planes=2, ratio=8, act="gelu")
+    assert list(model._modules) == ["0", "1", "2", "3", "4", "5"]  # dropped layers take no index
+    assert [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] == [8, 8, 4]  # wide = planes * 2
+    assert isinstance(model.get_submodule("1"), nn.GELU)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert archc.build is api.build
+    assert list(archc.build(path, bn=False).state_dict()) == list(model.state_dict())
+    loaded = api.load(path, planes=2)
+    assert loaded.overrides == {"planes": 2} and loaded.params["wide"] == 4
+    # overrides on an already loaded spec apply on top of its own
+    assert api.compile_graph(loaded, bn=False).nodes["0"].shape == (8, 8, 8)
+    assert api.compile_graph(loaded, bn=False).shape_of("3") == (4, 8, 8)
+
+
+def test_overrides_from_the_cli(write_spec, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_spec(PARAM_SPEC)
+    assert main(["build", str(path), "--format", "json", "--set", "bn=false", "--set", "planes=2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["op"]) for r in report["layers"]] == [
+        ("0", "conv"), ("1", "relu"), ("2", "conv"), ("3", "conv"), ("4", "flatten"), ("5", "linear"),
+    ]
+    assert report["layers"][0]["shape"] == [8, 8, 8]
+    assert main(["check", str(path), "--set", "bn=false", "--set", "planes=2"]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: ok  3x8x8 -> 3, ")
+
+
+def test_override_float_accepts_int_and_list_params(write_spec) -> None:
+    path = write_spec("""
+        input: [3, 8, 8]
+        params: {p: 0.5, sizes: [2, 4]}
+        layers:
+          - dropout: $p
+          - conv: {out: "${max(sizes)}", kernel: 1}
+    """)
+    with pytest.raises(SpecError, match="parameter 'p' expects float"):
+        api.load(path, p="x")
+    loaded = api.load(path, p=1)
+    assert loaded.params["p"] == 1.0 and isinstance(loaded.params["p"], float)
+    model = compile_and_verify(path, p=0, sizes=[3, 9])
+    assert model.get_submodule("0").p == 0.0 and model.get_submodule("1").out_channels == 9
+
+
+def test_input_shape_from_params_and_override(write_spec) -> None:
+    path = write_spec("""
+        input: [$channels, $size, $size]
+        params: {channels: 1, size: 12}
+        layers:
+          - conv: {out: 4, kernel: 3}
+          - global_avgpool
+          - flatten
+          - linear: 2
+    """)
+    assert api.load(path).input_shape == (1, 12, 12)
+    model = compile_and_verify(path, channels=3, size=9)
+    assert model.get_submodule("0").in_channels == 3 and model.archc_graph.input_shape == (3, 9, 9)
+    assert api.compile_graph(path, input_shape=(2, 5, 5)).nodes["0"].shape == (4, 3, 3)
+
+
+# --------------------------------------------------------------------------- references
+
+
+def test_densenet_dense_connections_by_reference() -> None:
+    model = compile_and_verify(spec("densenet"))
+    graph = model.archc_graph
+    assert node_inputs(graph, "cat1") == ["conv0", "denselayer1.conv2"]
+    assert node_inputs(graph, "cat2") == ["conv0", "denselayer1.conv2", "denselayer2.conv2"]
+    assert node_inputs(graph, "concat") == ["conv0", "denselayer1.conv2", "denselayer2.conv2", "denselayer3.conv2"]
+    assert [graph.shape_of(n)[0] for n in ("cat1", "cat2", "concat")] == [12, 16, 20]
+    # a named block reads the previous item (the concat), as torchvision's _DenseBlock does
+    assert node_inputs(graph, "denselayer2.norm1") == ["cat1"]
+    assert model.get_submodule("denselayer3.norm1").num_features == 16 and model.norm5.num_features == 20
+    assert model.classifier.in_features == 20
+    torch.manual_seed(0)
+    model.eval()
+    cap = Capture(model, "conv0", "denselayer1.conv2", "denselayer2.conv2", "denselayer3.norm1")
+    with torch.no_grad():
+        model(torch.randn(2, 3, 8, 8))
+    expected = torch.cat([cap.outputs["conv0"][0], cap.outputs["denselayer1.conv2"][0], cap.outputs["denselayer2.conv2"][0]], 1)
+    torch.testing.assert_close(cap.inputs["denselayer3.norm1"][0], expected)
+
+
+def test_unet_long_skips_with_upsampling() -> None:
+    model = compile_and_verify(spec("unet"))
+    graph = model.archc_graph
+    assert node_inputs(graph, "cat2") == ["enc2.3", "up2"] and graph.shape_of("cat2") == (16, 8, 8)
+    assert node_inputs(graph, "up1") == ["dec2.3"] and graph.shape_of("up1") == (8, 16, 16)
+    assert node_inputs(graph, "cat1") == ["up1", "enc1.3"] and graph.shape_of("cat1") == (12, 16, 16)
+    assert graph.shape_of(graph.output) == (2, 16, 16)
+    assert isinstance(model.up2, nn.ConvTranspose2d) and model.up2.in_channels == 16
+    assert model.get_submodule("dec1.0").in_channels == 12
+    # the flow continues from the previous item even when it was referenced by name before
+    assert node_inputs(graph, "pool2") == ["enc2.3"] and node_inputs(graph, "dec1.0") == ["cat1"]
+    model.eval()
+    cap = Capture(model, "enc1.3", "dec2.3", "dec1.0")
+    with torch.no_grad():
+        model(torch.randn(2, 1, 16, 16))
+    up = nn.functional.interpolate(cap.outputs["dec2.3"][0], scale_factor=2, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(cap.inputs["dec1.0"][0], torch.cat([up, cap.outputs["enc1.3"][0]], 1))
+
+
+def test_aux_head_from_an_inner_node() -> None:
+    model = compile_and_verify(spec("aux"))
+    graph = model.archc_graph
+    assert [(h.name, h.node, h.loss_weight, h.train_only) for h in model.archc_heads] == [("aux1", "aux1.fc", 0.3, True)]
+    assert node_inputs(graph, "aux1.0") == ["pool1"]
+    assert node_inputs(graph, "conv2") == ["pool1"]  # the flow skips the head
+    assert graph.output == "fc"
+    x = torch.randn(2, 3, 16, 16)
+    cap = Capture(model, "aux1.fc", "fc")
+    model.train()
+    out = model(x)
+    assert isinstance(out, tuple) and [tuple(t.shape) for t in out] == [(2, 4), (2, 4)]
+    assert len(cap.outputs["aux1.fc"]) == 1
+    torch.testing.assert_close(out[1], cap.outputs["aux1.fc"][0])
+    model.eval()
+    out = model(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 4)
+    assert len(cap.outputs["aux1.fc"]) == 1, "eval mode must not compute a train-only head"
+    assert len(cap.outputs["fc"]) == 2
+    assert "aux1" in model.code.split("def _forward_eval")[0] and "aux1" not in model.code.split("def _forward_eval")[1]
+    assert graph.macs(include_train_only=True) - graph.total_macs == graph.nodes["aux1.fc"].macs
+
+
+def test_head_kept_in_eval_when_not_train_only(write_spec) -> None:
+    path = write_spec("""
+        input: [4]
+        layers:
+          - {linear: 8, name: trunk}
+          - {linear: 2, name: side, head: {loss_weight: 0.5, train_only: false}}
+          - {linear: 3, name: out}
+    """)
+    model = compile_and_verify(path)
+    model.eval()
+    out = model(torch.randn(2, 4))
+    assert isinstance(out, tuple) and [tuple(t.shape) for t in out] == [(2, 3), (2, 2)]
+    assert model.archc_graph.nodes["out"].inputs == ["trunk"]
+
+
+# --------------------------------------------------------------------------- naming
+
+
+def test_inferred_input_channels_and_features() -> None:
+    model = api.build(spec("resnet"))
+    assert model.conv1.in_channels == 3 and model.get_submodule("layer1.0.conv1").in_channels == 8
+    assert model.get_submodule("layer2.0.conv1").in_channels == 8 and model.get_submodule("layer2.1.conv1").in_channels == 16
+    assert model.get_submodule("layer2.0.bn1").num_features == 16
+    assert model.fc.in_features == 16 and model.fc.out_features == 10
+
+
+def test_stable_names_explicit_auto_and_shared(write_spec) -> None:
+    path = write_spec("""
+        input: [3, 8, 8]
+        layers:
+          - {conv: {out: 4, kernel: 3, padding: 1}, name: stem}
+          - {relu: , name: act}
+          - {conv: {out: 4, kernel: 3, padding: 1}}
+          - {relu: , name: act}
+          - seq: [{conv: {out: 4, kernel: 1}}, {relu: , name: act}]
+          - seq: [relu]
+            name: tail
+          - identity
+          - {maxpool: 2}
+    """)
+    model = compile_and_verify(path)
+    graph = model.archc_graph
+    assert list(model._modules) == ["stem", "act", "2", "4", "tail", "6"]  # names advance the index too
+    assert [n.id for n in graph] == ["stem", "act", "2", "act~2", "4.0", "4.act", "tail.0", "identity", "6"]
+    assert graph.nodes["act~2"].shared and graph.nodes["act~2"].module == "act"
+    assert not graph.nodes["4.act"].shared  # a child namespace has its own names
+    # building twice gives the same keys in the same order
+    assert list(api.build(path).state_dict()) == list(model.state_dict()) == ["stem.weight", "stem.bias", "2.weight", "2.bias", "4.0.weight", "4.0.bias"]
+
+
+def test_shared_name_needs_identical_arguments(write_spec) -> None:
+    path = write_spec("""
+        input: [3, 8, 8]
+        layers:
+          - {leaky_relu: 0.1, name: act}
+          - {leaky_relu: 0.2, name: act}
+    """)
+    with pytest.raises(SpecError, match="name 'act' is already used \\(line 3\\)") as info:
+        api.compile_graph(path)
+    assert (info.value.line, info.value.col) == (4, 6)
+
+
+# --------------------------------------------------------------------------- train and init
+
+
+def test_train_section_is_validated_and_may_use_params(write_spec) -> None:
+    path = write_spec("""
+        input: [3, 8, 8]
+        params: {n: 3}
+        layers: [relu]
+        train:
+          dataset: cifar10
+          epochs: ${n * 2}
+          optimizer: adamw
+          lr: 0.001
+    """)
+    loaded = api.load(path)
+    assert loaded.train is not None
+    assert (loaded.train.dataset, loaded.train.epochs, loaded.train.optimizer, loaded.train.lr) == ("cifar10", 6, "adamw", 0.001)
+    assert api.load(path, n=5).train.epochs == 10
+    assert api.load(write_spec("input: [3]\nlayers: [relu]\n", "plain.yaml")).train is None
+    bad = write_spec("input: [3]\nlayers: [relu]\ntrain:\n  optimizer: rmsprop\n", "bad.yaml")
+    with pytest.raises(SpecError, match="train: optimizer: input should be 'sgd', 'adam' or 'adamw'") as info:
+        api.load(bad)
+    assert (info.value.line, info.value.col) == (4, 14)
+
+
+def test_init_rules_are_applied() -> None:
+    torch.manual_seed(0)
+    model = api.build(spec("init"))
+    conv, bn, fc, out = model.conv, model.bn, model.fc, model.out
+    fan_out = 32 * 3 * 3
+    assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)  # kaiming_normal, fan_out, relu
+    assert abs(conv.weight.mean().item()) < 0.01
+    assert torch.equal(conv.bias, torch.full((32,), 0.5))
+    for layer in (fc, out):
+        assert layer.weight.std().item() == pytest.approx(0.02, rel=0.05 if layer is fc else 0.15)
+        assert torch.equal(layer.bias, torch.full_like(layer.bias, -1.0))
+    assert torch.equal(bn.weight, torch.zeros(32)) and torch.equal(bn.bias, torch.zeros(32))
+
+
+@pytest.mark.parametrize(
+    ("rule", "check"),
+    [
+        ("{scheme: xavier_uniform, gain: 2.0}", "xavier_uniform"),
+        ("{scheme: xavier_normal}", "xavier_normal"),
+        ("{scheme: kaiming_uniform, nonlinearity: relu}", "kaiming_uniform"),
+        ("zeros", "zeros"),
+        ("{scheme: ones, bias: null}", "ones"),
+        ("{scheme: uniform, low: -0.3, high: 0.1, bias: 2}", "uniform"),
+        ("{scheme: trunc_normal, std: 0.05}", "trunc_normal"),
+        ("torch", "torch"),
+    ],
+)
+def test_init_schemes(rule: str, check: str, write_spec) -> None:
+    path = write_spec(f"""
+        input: [64, 4, 4]
+        layers:
+          - {{conv: {{out: 64, kernel: 3}}, name: conv}}
+        init:
+          conv: {rule}
+    """)
+    torch.manual_seed(0)
+    model = api.build(path)
+    w, b = model.conv.weight.detach(), model.conv.bias.detach()
+    fan_in = fan_out = 64 * 9
+    if check == "xavier_uniform":
+        bound = 2.0 * (6 / (fan_in + fan_out)) ** 0.5
+        assert w.abs().max().item() <= bound and w.abs().max().item() > 0.95 * bound
+        assert w.std().item() == pytest.approx(bound / 3**0.5, rel=0.05)
+    elif check == "xavier_normal":
+        assert w.std().item() == pytest.approx((2 / (fan_in + fan_out)) ** 0.5, rel=0.05)
+    elif check == "kaiming_uniform":
+        bound = (6 / fan_in) ** 0.5
+        assert w.abs().max().item() <= bound and w.std().item() == pytest.approx(bound / 3**0.5, rel=0.05)
+    elif check == "zeros":
+        assert not w.any()
+    elif check == "ones":
+        assert torch.equal(w, torch.ones_like(w))
+        # bias: null keeps torch's default: uniform in +-1/sqrt(fan_in), not a constant
+        assert b.abs().max().item() <= 1 / fan_in**0.5 and b.unique().numel() == b.numel()
+    elif check == "uniform":
+        assert w.min().item() >= -0.3 and w.max().item() <= 0.1 and w.mean().item() == pytest.approx(-0.1, abs=0.01)
+        assert torch.equal(b, torch.full_like(b, 2.0))
+    elif check == "trunc_normal":
+        assert w.abs().max().item() <= 0.1 and w.std().item() == pytest.approx(0.05 * 0.88, rel=0.05)
+    if check in ("xavier_uniform", "xavier_normal", "kaiming_uniform", "zeros", "trunc_normal"):
+        assert not b.any()  # bias defaults to 0
+    if check == "torch":  # PyTorch's default: kaiming_uniform(a=sqrt(5)) -> bound 1/sqrt(fan_in)
+        assert w.abs().max().item() <= 1 / fan_in**0.5 and b.any()
+
+
+def test_init_with_fixed_seed_is_reproducible() -> None:
+    torch.manual_seed(123)
+    a = api.build(spec("init")).state_dict()
+    torch.manual_seed(123)
+    b = api.build(spec("init")).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def test_api_load_returns_a_validated_spec(tmp_path: Path) -> None:
+    loaded = api.load(spec("resnet"))
+    assert loaded.name == "lang_resnet" and loaded.input_shape == (3, 16, 16)
+    assert loaded.params == {"num_classes": 10, "base": 8} and loaded.overrides == {}
+    assert loaded.path == str(spec("resnet"))
+    assert len(loaded.source_hash) == 64 and api.load(spec("resnet"), base=4).source_hash != loaded.source_hash
+    text = spec("resnet").read_text()
+    from_text = api.load(text)
+    assert from_text.path == "<string>" and from_text.params == loaded.params
+    nameless = tmp_path / "my_net.yaml"
+    nameless.write_text("input: [3]\nlayers: [relu]\n")
+    assert api.load(nameless).name == "my_net"
+
+
+def test_api_build_accepts_a_loaded_spec_and_an_input_shape() -> None:
+    loaded = api.load(spec("resnet"))
+    model = api.build(loaded, num_classes=3)
+    assert model.fc.out_features == 3 and model.archc_graph.name == "lang_resnet"
+    assert type(model).__name__ == "LangResnet"
+    assert api.build(loaded).fc.out_features == 10  # the loaded spec is not modified by an override
+    small = api.build(spec("resnet"), input_shape=(3, 8, 8))
+    assert small.archc_graph.shape_of("layer2.1.relu~2") == (16, 4, 4)
+    assert small(torch.zeros(1, 3, 8, 8)).shape == (1, 10)
+
+
+def test_api_analyze_rows_and_totals() -> None:
+    analysis = api.analyze(spec("resnet"))
+    rows = analysis.rows()
+    graph = analysis.graph
+    assert [r["name"] for r in rows] == list(graph.nodes)
+    fc = rows[-1]
+    assert fc == {"name": "fc", "op": "linear", "label": "linear 10", "inputs": ["6"], "shape": [10], "params": 170,
+                  "buffers": 0, "macs": 160, "other_ops": 10, "module": "fc", "scope": "", "line": 32}
+    conv1 = rows[0]
+    assert conv1["params"] == 8 * 3 * 9 and conv1["macs"] == 8 * 3 * 9 * 16 * 16
+    totals = analysis.totals()
+    model = api.build(spec("resnet"))
+    assert totals["params"] == sum(p.numel() for p in model.parameters()) == sum(r["params"] for r in rows if not graph.nodes[r["name"]].shared)
+    assert totals["buffers"] == sum(b.numel() for b in model.buffers())
+    assert totals["macs"] == sum(r["macs"] for r in rows) and totals["flops"] == 2 * totals["macs"]
+    assert totals["input"] == [3, 16, 16] and totals["output"] == [10] and totals["nodes"] == len(rows)
+    assert totals["depth"] == 1 + 2 * 4 + 1  # conv1, 4 blocks of 2 convs, fc
+    assert api.analyze(spec("resnet"), num_classes=5).totals()["output"] == [5]
+
+
+def test_api_compile_graph_does_not_need_torch_modules() -> None:
+    graph = api.compile_graph(spec("unet"))
+    assert graph.total_params == sum(n.params for n in graph) and graph.output == "head"
+    assert all(isinstance(n.shape, tuple) for n in graph)

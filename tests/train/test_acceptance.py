@@ -1,0 +1,17 @@
+"""Acceptance: LeNet-5 on scikit-learn's digits with the spec's own recipe reaches 95% test accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from archc.train.api import train
+
+
+@pytest.mark.slow
+def test_lenet5_on_digits_reaches_95_percent(lenet5_spec: Path, tmp_path: Path) -> None:
+    record = train(lenet5_spec, out=str(tmp_path / "run"), log="quiet")  # no overrides: the spec's train: section
+    assert record["config"]["dataset"] == "digits" and record["config"]["deterministic"] and record["seed"] == 0
+    assert record["epochs_completed"] == record["config"]["epochs"]
+    assert record["final_test_acc"] >= 0.95, record["final_test_acc"]

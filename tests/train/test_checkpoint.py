@@ -1,0 +1,163 @@
+"""Checkpoints: atomic writes that survive interruption, and loads that refuse anything odd."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from archc.train import checkpoint as ck
+from archc.train.errors import CheckpointError
+from tests.train.conftest import tiny_cnn
+
+STATE = {k: 0 for k in ck.REQUIRED}
+
+
+def _state(epoch: int) -> dict[str, object]:
+    return {**STATE, "epoch": epoch, "model": tiny_cnn().state_dict()}
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    ck.save_checkpoint(tmp_path / "last.pt", _state(3))
+    loaded = ck.load_checkpoint(tmp_path / "last.pt")
+    assert loaded["epoch"] == 3 and loaded["format"] == ck.FORMAT
+    assert list(tmp_path.iterdir()) == [tmp_path / "last.pt"]
+
+
+def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.pt"
+    ck.save_checkpoint(path, _state(1))
+
+    def half_then_killed(obj: object, f: object) -> None:
+        f.write(b"PK\x03\x04 partial")  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ck.torch, "save", half_then_killed)
+    with pytest.raises(KeyboardInterrupt):
+        ck.save_checkpoint(path, _state(2))
+    monkeypatch.undo()
+    assert ck.load_checkpoint(path)["epoch"] == 1
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_disk_full_is_a_clear_error_and_keeps_the_previous(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.pt"
+    ck.save_checkpoint(path, _state(1))
+
+    def full(obj: object, f: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ck.torch, "save", full)
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*last.pt: No space left on device; the previous checkpoint is kept"):
+        ck.save_checkpoint(path, _state(2))
+    monkeypatch.undo()
+    assert ck.load_checkpoint(path)["epoch"] == 1
+
+
+WRITER = """
+import sys, torch
+from pathlib import Path
+from archc.train.checkpoint import save_checkpoint, REQUIRED
+path = Path(sys.argv[1])
+big = torch.randn(8_000_000)
+epoch = 0
+while True:
+    epoch += 1
+    save_checkpoint(path, {**{k: 0 for k in REQUIRED}, "epoch": epoch, "model": {"w": big}})
+    print(epoch, flush=True)
+"""
+
+
+def test_sigkill_during_writes_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # one complete checkpoint exists
+        time.sleep(0.15)  # now somewhere inside a later write
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert ck.load_checkpoint(path)["epoch"] >= 1
+    ck.remove_stale_temps(tmp_path)
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_foreign_files_are_refused(tmp_path: Path) -> None:
+    torch.save(tiny_cnn().state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="is not an archc training checkpoint"):
+        ck.load_checkpoint(tmp_path / "plain.pt")
+    torch.save({"format": ck.FORMAT, "version": 99}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="checkpoint version 99"):
+        ck.load_checkpoint(tmp_path / "future.pt")
+    torch.save({"format": ck.FORMAT, "version": ck.VERSION, "model": {}}, tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match="is incomplete: no optimizer"):
+        ck.load_checkpoint(tmp_path / "partial.pt")
+
+
+def test_corrupt_and_truncated_files_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "noise.pt").write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match="is not a readable torch file"):
+        ck.load_checkpoint(tmp_path / "noise.pt")
+    ck.save_checkpoint(tmp_path / "last.pt", _state(1))
+    data = (tmp_path / "last.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="is not a readable torch file"):
+        ck.load_checkpoint(tmp_path / "cut.pt")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        ck.load_checkpoint(tmp_path / "missing.pt")
+
+
+class Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (self.marker,))
+
+
+def test_pickle_payload_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    torch.save({"format": ck.FORMAT, "model": Payload(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refusing to load .*weights_only=True"):
+        ck.load_checkpoint(tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        ck.load_weights(tiny_cnn(), tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_load_weights_accepts_the_usual_containers(tmp_path: Path) -> None:
+    source = tiny_cnn()
+    wrapped = {f"module.{k}": v for k, v in source.state_dict().items()}
+    for i, obj in enumerate([source.state_dict(), {"net": source.state_dict(), "acc": 0.9}, wrapped, _state(1) | {"model": source.state_dict()}]):
+        torch.save(obj, tmp_path / f"{i}.pt")
+        target = tiny_cnn()
+        ck.load_weights(target, tmp_path / f"{i}.pt")
+        assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values(), strict=True))
+
+
+def test_load_weights_names_missing_unexpected_and_misshaped_keys(tmp_path: Path) -> None:
+    state = tiny_cnn(classes=5).state_dict()
+    del state["0.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError) as info:
+        ck.load_weights(tiny_cnn(), tmp_path / "w.pt")
+    message = str(info.value)
+    assert "missing: 0.bias" in message and "unexpected: extra.weight" in message
+    assert "shape mismatch: 4.weight [5, 128] vs model [4, 128]" in message and "\n" not in message
+
+
+def test_load_weights_needs_tensors(tmp_path: Path) -> None:
+    torch.save({"acc": 0.5}, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match="holds no model weights"):
+        ck.load_weights(nn.Linear(2, 2), tmp_path / "w.pt")

@@ -1,0 +1,75 @@
+"""The run lock: one trainer per output directory, with stale locks taken over by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archc.train.errors import LockError, TrainError
+from archc.train.lock import LOCK_NAME, RunLock, process_start_time
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _write_lock(directory: Path, **fields: object) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_NAME
+    path.write_text(json.dumps({"host": socket.gethostname(), "start": None, **fields}))
+    return path
+
+
+def test_second_lock_on_the_same_directory_refuses(tmp_path: Path) -> None:
+    with RunLock(tmp_path):
+        with pytest.raises(LockError, match=rf"in use by another archc train \(pid {os.getpid()}\)"):
+            RunLock(tmp_path).acquire()
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    _write_lock(tmp_path, pid=_dead_pid())
+    with RunLock(tmp_path):
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
+def test_reused_pid_with_another_start_time_is_stale(tmp_path: Path) -> None:
+    if process_start_time(os.getpid()) is None:
+        pytest.skip("no /proc to read start times from")
+    _write_lock(tmp_path, pid=os.getpid(), start="1")
+    with RunLock(tmp_path):
+        pass
+
+
+def test_live_owner_with_its_start_time_is_respected(tmp_path: Path) -> None:
+    _write_lock(tmp_path, pid=os.getppid(), start=process_start_time(os.getppid()))
+    with pytest.raises(LockError, match=f"pid {os.getppid()}"):
+        RunLock(tmp_path).acquire()
+
+
+def test_lock_from_another_host_is_never_judged_stale(tmp_path: Path) -> None:
+    path = _write_lock(tmp_path, pid=_dead_pid())
+    data = json.loads(path.read_text()) | {"host": "elsewhere"}
+    path.write_text(json.dumps(data))
+    with pytest.raises(LockError, match=f"on host elsewhere; if that run is gone, delete {path}"):
+        RunLock(tmp_path).acquire()
+
+
+def test_read_only_directory_is_a_clear_error(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    tmp_path.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        with pytest.raises(TrainError, match="cannot write to output directory"):
+            RunLock(tmp_path).acquire()
+    finally:
+        tmp_path.chmod(stat.S_IRWXU)
