@@ -48,11 +48,12 @@ def inplace_nodes(graph: Graph) -> set[str]:
 def variable_names(graph: Graph) -> dict[str, str]:
     """A readable, unique Python identifier per node id ('layer1.0.conv1' -> 'layer1_0_conv1')."""
     names = {INPUT: "x"}
-    taken = {"x", "self"}
+    taken = {"x", "self", "torch", "record"}  # the input, and the globals generated code calls
     for node in graph:
         base = re.sub(r"\W", "_", node.id)
-        if base[0].isdigit() or keyword.iskeyword(base):
-            base = f"v{base}" if base[0].isdigit() else f"{base}_"
+        if base[0].isdigit() or keyword.iskeyword(base) or base.startswith("m_"):
+            # 'm_' names the container locals of ForwardWriter.module_expr
+            base = f"v{base}" if base[0].isdigit() else f"v_{base}" if base.startswith("m_") else f"{base}_"
         name, n = base, 2
         while name in taken:
             name, n = f"{base}_{n}", n + 1

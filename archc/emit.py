@@ -15,7 +15,8 @@ from torch import nn
 
 from archc import ops
 from archc.codegen import ForwardWriter, forward_sources, inplace_nodes
-from archc.ir import Graph, Head, Node
+from archc.errors import SpecError
+from archc.ir import Graph, Head
 from archc.spec import InitRule, InitSpec
 
 _counter = itertools.count()
@@ -62,17 +63,33 @@ def compile_function(source: str, name: str, filename: str) -> Any:
     """Compile generated code (ours, from validated identifiers) and keep it visible to tracebacks."""
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace: dict[str, Any] = {"torch": torch}
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - archc's own generated code
+    exec(compile(source, filename, "exec"), namespace)
     return namespace[name]
+
+
+def check_module_names(graph: Graph) -> None:
+    """Module and block names must not shadow an attribute of the modules holding them.
+
+    `training`, `forward`, `code`, `block`, `_modules`... are legal spec names but would break
+    nn.Module (or the exported file), so they are reported at the name's position.
+    """
+    reserved = {*dir(CompiledModel), *dir(Block), *vars(Block(None)), "code", "archc_graph", "archc_heads"}
+    paths = {node.module: node.pos for node in graph if node.module is not None}
+    paths.update((path, info.pos) for path, info in graph.scopes.items())
+    for path, pos in paths.items():
+        leaf = path.rpartition(".")[2]
+        if leaf in reserved:
+            raise SpecError(f"name '{leaf}' is taken by an attribute of torch's nn.Module; choose another name", pos)
 
 
 def build_module(graph: Graph, init: InitSpec | None = None) -> CompiledModel:
     """Emit the nn.Module for a graph."""
+    check_module_names(graph)
     sources = forward_sources(graph)
     methods: dict[str, Any] = {}
     tag = next(_counter)
     for name, src in sources.items():
-        methods[name] = compile_function(src, name, f"<archc:{graph.name}:{name}:{tag}>")
+        methods[name] = compile_function(src, name, f"<archc:{_class_name(graph.name)}:{name}:{tag}>")
     cls = type(_class_name(graph.name), (CompiledModel,), methods)
     model: CompiledModel = cls()
     inplace = inplace_nodes(graph)
@@ -108,8 +125,12 @@ def _container(graph: Graph, containers: dict[str, nn.Module], path: str) -> nn.
 
 
 def _class_name(name: str) -> str:
-    words = "".join(ch if ch.isalnum() else " " for ch in name).split()
-    return "".join(w[:1].upper() + w[1:] for w in words) or "Model"
+    """A Python class name from a spec name ('resnet_18' -> 'Resnet18'); always a valid identifier."""
+    import keyword
+
+    words = "".join(ch if ch.isalnum() and f"_{ch}".isidentifier() else " " for ch in name).split()
+    text = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
+    return text if text.isidentifier() and not keyword.iskeyword(text) else f"Model{text}"
 
 
 @torch.no_grad()
@@ -145,7 +166,7 @@ def probe_shapes(model: CompiledModel, x: torch.Tensor) -> dict[str, tuple[int, 
     """Run the model once recording every node's runtime shape (batch dimension dropped)."""
     graph = model.archc_graph
     source = ForwardWriter(graph).write("probe", "_probe")
-    fn = compile_function(source, "_probe", f"<archc:{graph.name}:probe:{next(_counter)}>")
+    fn = compile_function(source, "_probe", f"<archc:{_class_name(graph.name)}:probe:{next(_counter)}>")
     shapes: dict[str, tuple[int, ...]] = {}
 
     def record(node_id: str, value: torch.Tensor) -> None:

@@ -93,9 +93,9 @@ class Expander:
         return self.graph
 
     # lists and items ---------------------------------------------------------------------------
-    def seq(self, items: Any, scope: Scope, cur: Value) -> Value:
+    def seq(self, items: Any, scope: Scope, cur: Value, pos: Pos | None = None) -> Value:
         if not isinstance(items, LList):
-            raise SpecError("expected a list of layers", getattr(items, "pos", None))
+            raise SpecError(f"expected a list of layers, got {type(items).__name__}", getattr(items, "pos", None) or pos)
         declared: dict[str, Pos | None] = {}
         for i, item in enumerate(items):
             if isinstance(item, LDict) and isinstance(item.get("name"), str) and "$" not in item["name"]:
@@ -188,10 +188,7 @@ class Expander:
     def single(self, kind: str, body: Any, meta: dict[str, Any], raw: Any, kpos: Pos | None, scope: Scope, cur: Value) -> Value:
         env = self.env_for(scope, cur)
         name = self.name_of(meta, raw, env)
-        if "from" in meta:
-            inputs = self.resolve(meta["from"], raw, scope)
-        else:
-            inputs = [cur]
+        inputs = self.resolve(meta["from"], raw, scope) if "from" in meta else [cur]
         if kind == SEQ:
             out = self.call_seq(body, name, kpos, scope, self.single_input(inputs, kind, kpos))
         elif kind in self.blocks:
@@ -291,7 +288,7 @@ class Expander:
     def call_seq(self, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value) -> Value:
         child = self.child_scope(scope, name, pos, SEQ, None, {}, scope.env, scope.refs.new_child({}), cur.node, scope.stack)
         child.declared = scope.declared
-        return self.seq(body, child, cur)
+        return self.seq(body, child, cur, pos)
 
     def call_block(self, block: str, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value, env: Any) -> Value:
         if block in scope.stack:
@@ -314,7 +311,7 @@ class Expander:
         missing = [k for k, v in declared.items() if v is None and k not in given]
         if missing:
             raise SpecError(f"block '{block}' needs parameter '{missing[0]}'", pos)
-        args = resolve_params(declared, given, f"parameter of block '{block}'")
+        args = resolve_params(declared, given, f"parameter of block '{block}'", body)
         block_env = ChainMap(args, dict(self.spec.params))
         stack = (*scope.stack, block)
         layers = definition["layers"]
@@ -375,7 +372,8 @@ class Expander:
             if previous is not None:
                 if previous.params or previous.buffers or previous.op != node.op or previous.args != node.args:
                     at = f" (line {previous.pos.line})" if previous.pos else ""
-                    raise SpecError(f"name '{name}' is already used{at}; only identical parameter-free layers may share a name", pos)
+                    label = module.rpartition(".")[2]
+                    raise SpecError(f"name '{label}' is already used{at}; only identical parameter-free layers may share a name", pos)
                 node.shared = True
             else:
                 scope.ns.modules[module] = node

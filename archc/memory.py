@@ -25,16 +25,18 @@ INDEX_BYTES = 8  # max-pool indices are int64 whatever the dtype
 MASK_BYTES = 1  # dropout masks are bool
 OPTIMIZERS = ("sgd", "adam")
 
-SaveRule = Literal["input", "output", "input_when_fresh", "none"]
+SaveRule = Literal["input", "output", "input_when_fresh", "clone_when_inplace", "none"]
 
 # What each op's backward keeps (torch's derivatives.yaml): its inputs, its output, or nothing.
-# "input_when_fresh": the input, but the output when the op ran in place (relu6 / leaky_relu save
-# `self` out of place and `result` in place). Ops not listed are assumed to keep their inputs.
+# "input_when_fresh": the input, but the output when the op ran in place (leaky_relu saves `self`
+# out of place and `result` in place). "clone_when_inplace": the input, and when the op ran in place
+# autograd first saves a copy of it (hardtanh_, behind ReLU6, needs the original values): a new
+# tensor. Ops not listed are assumed to keep their inputs.
 SAVES: dict[str, SaveRule] = {
     "conv": "input", "conv_transpose": "input", "linear": "input",
     "bn": "input", "layernorm": "input", "groupnorm": "input", "lrn": "input",
     "relu": "output", "sigmoid": "output", "tanh": "output", "softmax": "output",
-    "relu6": "input_when_fresh", "leaky_relu": "input_when_fresh", "gelu": "input", "silu": "input",
+    "relu6": "clone_when_inplace", "leaky_relu": "input_when_fresh", "gelu": "input", "silu": "input",
     "maxpool": "input", "adaptive_maxpool": "input", "global_maxpool": "input",
     "avgpool": "input", "adaptive_avgpool": "input", "global_avgpool": "none",  # a global mean keeps only sizes
     "multiply": "input",
@@ -92,9 +94,11 @@ def buffer_bytes(graph: Graph, dtype: str) -> int:
     return total
 
 
-def _extra_bytes(node: Node, batch: int, size: int) -> int:
-    """Side tensors a backward keeps besides activations: pool indices, dropout masks, norm statistics."""
+def _extra_bytes(node: Node, batch: int, size: int, inplace: set[str]) -> int:
+    """Side tensors a backward keeps besides activations: pool indices, dropout masks, norm statistics, clones."""
     out = numel(node.shape) * batch
+    if SAVES.get(node.op) == "clone_when_inplace" and node.id in inplace:
+        return out * size
     if node.op in ("maxpool", "adaptive_maxpool", "global_maxpool"):
         return out * INDEX_BYTES
     if node.op == "dropout":
@@ -144,7 +148,7 @@ def _saved_storages(node: Node, replay: _Replay, needs: dict[str, bool], inplace
     if not needs[node.id]:
         return set()
     rule = SAVES.get(node.op, "input")
-    if rule == "none":
+    if rule == "none" or (rule == "clone_when_inplace" and node.id in inplace):  # the clone is an extra
         return set()
     if rule == "output" or (rule == "input_when_fresh" and node.id in inplace):
         return {replay.storage[node.id]}
@@ -186,7 +190,7 @@ def replay_step(graph: Graph, batch: int, dtype: str) -> tuple[int, int, int, in
         saves[node.id] = _saved_storages(node, r, needs, inplace)
         for s in saves[node.id]:
             saved_by.setdefault(s, set()).add(node.id)
-    extras = {n.id: _extra_bytes(n, batch, size) if needs[n.id] else 0 for n in nodes}
+    extras = {n.id: _extra_bytes(n, batch, size, inplace) if needs[n.id] else 0 for n in nodes}
     forward_total = sum(r.bytes_of.values()) - r.bytes_of[INPUT]
 
     # forward: allocate outputs, free what is neither read later nor saved

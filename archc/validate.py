@@ -123,15 +123,21 @@ def _check_override_type(name: str, default: Any, value: Any) -> Any:
     return value
 
 
-def resolve_params(declared: LDict, overrides: dict[str, Any], where: str = "parameter") -> dict[str, Any]:
-    """Defaults in order (a default may use earlier parameters), overrides replacing them."""
+def resolve_params(declared: LDict, overrides: dict[str, Any], where: str = "parameter", given_at: Any = None) -> dict[str, Any]:
+    """Defaults in order (a default may use earlier parameters), overrides replacing them.
+
+    `given_at` is the mapping the overrides were written in (a block call's arguments), for positions.
+    """
     for key in overrides:
         if key not in declared:
             raise SpecError(f"unknown {where} '{key}'{did_you_mean(key, declared)}; known: {', '.join(declared) or 'none'}")
     env: dict[str, Any] = {}
     for key, default in declared.items():
         if key in overrides:
-            env[key] = _check_override_type(key, default, overrides[key])
+            try:
+                env[key] = _check_override_type(key, default, overrides[key])
+            except SpecError as exc:
+                raise SpecError(exc.message, position_of(given_at, key) if given_at is not None else None) from None
         else:
             env[key] = render(default, env, position_of(declared, key))
     return env

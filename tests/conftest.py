@@ -21,7 +21,8 @@ def lang_specs() -> list[Path]:
 
 
 def spec_id(path: Path) -> str:
-    return f"{path.parent.name}/{path.stem}"
+    """'tests/specs/lang_unet', 'specs/resnet18': a readable test id."""
+    return str(path.resolve().relative_to(REPO).with_suffix(""))
 
 
 @pytest.fixture

@@ -202,3 +202,18 @@ def test_build_module_without_init_keeps_torch_defaults() -> None:
     torch.manual_seed(0)
     model = build_module(graph, None)
     assert model.conv.bias.unique().numel() == 32 and model.bn.weight.eq(1).all()
+
+
+@pytest.mark.parametrize("name", ["torch", "record", "m_layer1", "x", "self", "m_"])
+def test_node_names_never_shadow_generated_code(name: str, write_spec) -> None:
+    """Nodes named like the globals and locals of the generated forward still work (torch.cat, probes)."""
+    path = write_spec(f"""
+        input: [3, 8, 8]
+        layers:
+          - {{conv: {{out: 4, kernel: 1}}, name: {name}}}
+          - {{concat: , from: [{name}, input]}}
+          - seq: [relu, {{conv: {{out: 2, kernel: 1}}}}]
+            name: layer1
+    """)
+    model = compile_and_verify(path)
+    assert model.archc_graph.shape_of(model.archc_graph.output) == (2, 8, 8)

@@ -326,3 +326,58 @@ def test_odd_specs_are_positioned_errors(text: str, message: str, pos: tuple[int
 
 def test_render_without_position_is_one_line() -> None:
     assert SpecError("boom").render() == "error: boom"
+
+
+# --------------------------------------------------------------------------- names that nn.Module owns
+
+
+@pytest.mark.parametrize(
+    ("layers", "name", "pos"),
+    [
+        ("  - {conv: {out: 4, kernel: 1}, name: training}\n", "training", (3, 6)),
+        ("  - {conv: {out: 4, kernel: 1}, name: forward}\n", "forward", (3, 6)),
+        ("  - {relu: , name: code}\n", "code", (3, 6)),
+        ("  - {relu: , name: archc_graph}\n", "archc_graph", (3, 6)),
+        ("  - {relu: , name: _modules}\n", "_modules", (3, 6)),
+        ("  - seq: [{relu: , name: block}]\n", "block", (3, 12)),
+        ("  - seq: [relu]\n    name: parameters\n", "parameters", (3, 5)),
+    ],
+)
+def test_names_taken_by_nn_module_are_positioned_errors(layers: str, name: str, pos: tuple[int, int], write_spec,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_spec(HEAD + layers)
+    api.compile_graph(path)  # statically fine: the clash is with torch's attributes
+    with pytest.raises(SpecError, match=f"name '{name}' is taken by an attribute of torch's nn.Module") as info:
+        api.build(path)
+    assert (info.value.line, info.value.col) == pos
+    for command in ("build", "export"):
+        assert main([command, str(path)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}:{pos[0]}:{pos[1]}: name '{name}'") and "Traceback" not in err
+
+
+def test_auto_index_colliding_with_an_explicit_numeric_name(write_spec) -> None:
+    path = write_spec(HEAD + "  - {conv: {out: 4, kernel: 1}, name: '1'}\n  - {conv: {out: 4, kernel: 1}}\n")
+    err = _error(path)
+    assert err.message == "name '1' is already used (line 3); only identical parameter-free layers may share a name"
+    assert (err.line, err.col) == (4, 6)
+
+
+def test_block_argument_of_the_wrong_type_is_positioned(write_spec) -> None:
+    path = write_spec("""
+        input: [3, 8, 8]
+        blocks:
+          B:
+            params: {stride: 1}
+            layers: [{conv: {out: 4, kernel: 1, stride: $stride}}]
+        layers:
+          - B: {stride: [2]}
+    """)
+    err = _error(path)
+    assert err.message == "parameter 'stride' expects int, got [2]"
+    assert (err.line, err.col) == (7, 17)
+
+
+def test_seq_that_is_not_a_list_is_positioned(write_spec) -> None:
+    err = _error(write_spec(HEAD + "  - relu\n  - seq: 0.5\n"))
+    assert err.message == "expected a list of layers, got float" and (err.line, err.col) == (4, 5)

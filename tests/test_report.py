@@ -27,7 +27,7 @@ ZOO = REPO / "specs"
 ACCEPTANCE_MACS = {"resnet18": 1_814_073_344, "alexnet": 714_188_480, "vgg16": 15_470_264_320, "googlenet": 1_498_376_192}
 FIXTURES = {"resnet18": "report_resnet18", "alexnet": "report_alexnet", "vgg16": "report_vgg16",
             "googlenet": "report_googlenet", "resnet50": "report_resnet50", "densenet121": "diagram_densenet"}
-HEAVY_MACS = 2 * 10**9
+HEAVY_MACS, HEAVY_PARAMS = 2 * 10**9, 2 * 10**7  # a real forward above these takes seconds on 2 cores: `slow`
 
 
 def zoo(name: str) -> Path:
@@ -48,8 +48,9 @@ def parity_specs() -> list[object]:
     out = []
     for path in paths:
         graph = compile_graph(path)
-        marks = [pytest.mark.slow] if graph.total_macs > HEAVY_MACS else []
-        out.append(pytest.param(path, id=f"{path.parent.name}/{path.stem}", marks=marks))
+        heavy = graph.total_macs > HEAVY_MACS or graph.total_params > HEAVY_PARAMS
+        out.append(pytest.param(path, id=str(path.relative_to(REPO).with_suffix("")),
+                                marks=[pytest.mark.slow] if heavy else []))
     return out
 
 

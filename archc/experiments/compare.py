@@ -35,20 +35,24 @@ def spec_variants(specs: list[str]) -> list[Variant]:
 def collect_runs(dirs: list[str | Path]) -> list[RunResult]:
     """Runs from run directories, sweep directories, or folders of run directories (e.g. runs/NAME)."""
     runs: list[RunResult] = []
+    loose: list[RunResult] = []  # runs outside any manifest, labelled by their differences
     for item in dirs:
         path = Path(item)
         if not path.is_dir():
             raise ExperimentError(f"no such directory: {path}")
         if (path / MANIFEST).is_file():
             runs += load_sweep(path)
-        elif is_run_dir(path):
-            runs.append(load_run(path, None, _run_name(path)))
+            continue
+        if is_run_dir(path):
+            found = [load_run(path, None, _run_name(path))]
         else:
             children = sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
             if not children:
                 raise ExperimentError(f"{path} is not a run directory (no result.json), a sweep (no {MANIFEST}) "
                                       "or a folder of runs")
-            runs += [load_run(p, None, _run_name(p)) for p in children]
+            found = [load_run(p, None, _run_name(p)) for p in children]
+        runs += found
+        loose += found
     seen: set[Path] = set()
     unique = []
     for run in runs:
@@ -56,16 +60,12 @@ def collect_runs(dirs: list[str | Path]) -> list[RunResult]:
         if key not in seen:
             seen.add(key)
             unique.append(run)
-    label_by_differences([r for r in unique if not _from_sweep(r)])
+    label_by_differences([r for r in loose if any(r is u for u in unique)])
     return unique
 
 
 def _run_name(path: Path) -> str:
     return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
-
-
-def _from_sweep(run: RunResult) -> bool:
-    return (run.dir.parent / MANIFEST).is_file()
 
 
 def label_by_differences(runs: list[RunResult]) -> None:

@@ -16,12 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archc.atomic import atomic_write_bytes
 from archc.errors import SpecError
 from archc.experiments.compare import collect_runs
 from archc.experiments.errors import ExperimentError
+from archc.experiments.files import write_file
 from archc.experiments.manifest import read_manifest
-from archc.experiments.results import RunResult, describe, group_label, group_runs, label_columns, table_rows
+from archc.experiments.results import (
+    RunResult,
+    describe,
+    group_label,
+    group_runs,
+    label_columns,
+    table_rows,
+)
 from archc.experiments.rundir import MANIFEST
 
 MAX_MODELS = 8  # distinct models drawn on one page; the rest are listed by name
@@ -73,7 +80,7 @@ def write_html_report(run_or_sweep_dir: Path, out_html: Path) -> Path:
         + "\n</body></html>\n"
     )
     out_html = Path(out_html)
-    atomic_write_bytes(out_html, page.encode())
+    write_file(out_html, page)
     return out_html
 
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from archc.atomic import atomic_write_bytes
 from archc.experiments.errors import ExperimentError
+from archc.experiments.files import write_file
 from archc.experiments.plan import SweepPlan
 from archc.experiments.rundir import MANIFEST, read_json
 
@@ -36,7 +36,7 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    write_file(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
 def new_manifest(plan: SweepPlan) -> dict[str, Any]:
@@ -102,11 +102,15 @@ def check_same_definition(old: dict[str, Any], new: dict[str, Any], out: Path) -
             raise ExperimentError(f"{out}: the spec of {', '.join(changed)} changed since this sweep started; "
                                   "its runs would mix two models; choose another --out")
         if isinstance(before, dict) and isinstance(after, dict):
-            shown = "; ".join(f"{k}: {_short(before.get(k, '(unset)'))} -> {_short(after.get(k, '(unset)'))}"
+            shown = "; ".join(f"{k}: {_shown(before, k)} -> {_shown(after, k)}"
                               for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k))
             raise ExperimentError(f"{out} holds a sweep with other {label} ({shown}); {advice}")
         raise ExperimentError(f"{out} holds a sweep with other {label} ({_short(before)}, now {_short(after)}); {advice}")
     raise ExperimentError(f"{out} holds a different sweep; choose another --out")
+
+
+def _shown(values: dict[str, Any], key: str) -> str:
+    return _short(values[key]) if key in values else "unset"
 
 
 def _short(value: Any, limit: int = 120) -> str:

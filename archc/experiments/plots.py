@@ -11,10 +11,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from archc.experiments.files import MODE
 from archc.experiments.grid import MODEL, format_value
 from archc.experiments.results import Group, RunResult, group_runs, label_columns
 
 PLOTS = ("curves", "acc_vs_params", "acc_vs_time")
+SVG_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}  # no dates or URLs
 RC = {"svg.hashsalt": "archc", "svg.fonttype": "path", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
 LOG_SCALE_RATIO = 50.0  # a loss axis spanning more than this factor is drawn in log scale
 
@@ -46,11 +48,12 @@ def write_plots(runs: list[RunResult], dest: Path) -> list[Path]:
     files: list[Path] = []
     with matplotlib.rc_context(RC):
         for name, fig in figures(runs):
-            for suffix, options in ((".png", {"dpi": 120}), (".svg", {"metadata": {"Date": None}})):
+            for suffix, options in ((".png", {"dpi": 120}), (".svg", {"metadata": SVG_METADATA})):
                 path = dest / f"{name}{suffix}"
                 tmp = path.with_name(f".{path.name}.tmp")
-                fig.savefig(tmp, format=suffix[1:], bbox_inches="tight", **options)
+                fig.savefig(tmp, format=suffix[1:], **options)
                 tmp.replace(path)
+                path.chmod(MODE)
                 files.append(path)
     return files
 
@@ -65,7 +68,7 @@ def svg_texts(runs: list[RunResult]) -> dict[str, str]:
     with matplotlib.rc_context(RC):
         for name, fig in figures(runs):
             buffer = io.StringIO()
-            fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+            fig.savefig(buffer, format="svg", metadata=SVG_METADATA)
             texts[name] = buffer.getvalue()
     return texts
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archc.atomic import atomic_write_bytes
 from archc.experiments.errors import ExperimentError
+from archc.experiments.files import write_file
 from archc.experiments.grid import MODEL, SEED, format_value
 from archc.experiments.manifest import read_manifest
 from archc.experiments.rundir import read_history, read_state
@@ -362,6 +362,5 @@ def write_all(runs: list[RunResult], dest: Path, title: str | None = None) -> li
     files = []
     for name, text in (("results.md", results_markdown(runs, title or default_title(runs), plots)),
                        ("results.csv", results_csv(runs)), ("runs.csv", runs_csv(runs))):
-        atomic_write_bytes(dest / name, text.encode())
-        files.append(dest / name)
+        files.append(write_file(dest / name, text))
     return files + plots

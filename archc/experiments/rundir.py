@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archc.atomic import atomic_write_bytes
+from archc.experiments.files import write_file
 
 RESULT = "result.json"
 FAILURE = "failure.json"
@@ -83,7 +83,7 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 def write_failure(run_dir: Path, error: str, exit_code: int | None = None) -> None:
     """Record why a run failed, next to whatever it had written so far."""
     record = {"status": "failed", "error": error, "exit_code": exit_code, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    atomic_write_bytes(run_dir / FAILURE, (json.dumps(record, indent=2) + "\n").encode())
+    write_file(run_dir / FAILURE, json.dumps(record, indent=2) + "\n")
 
 
 def set_aside(path: Path) -> Path | None:

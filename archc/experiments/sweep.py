@@ -24,9 +24,19 @@ from typing import Any
 from archc.experiments.errors import ExperimentError
 from archc.experiments.manifest import merge, read_manifest, write_manifest
 from archc.experiments.plan import SweepPlan
-from archc.experiments.rundir import FAILURE, RESULT, last_log_line, read_state, set_aside, write_failure
+from archc.experiments.rundir import (
+    FAILURE,
+    FINISHED,
+    RESULT,
+    last_log_line,
+    read_state,
+    set_aside,
+    write_failure,
+)
 
 STOP_GRACE_S = 15.0
+# Written after each sweep that trained something (or when missing): a rerun that only skips keeps them.
+RESULT_FILES = ("results.md", "results.csv", "runs.csv", "curves.png", "curves.svg")
 Echo = Callable[[str], None]
 
 
@@ -88,7 +98,7 @@ def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, ech
                 if entry["status"] == "running":
                     entry["status"] = read_state(out / entry["id"]).status
             write_manifest(out, manifest)
-        if write_results:
+        if write_results and (outcome.trained or not all((out / name).is_file() for name in RESULT_FILES)):
             from archc.experiments.results import load_sweep, write_all
 
             outcome.files = write_all(load_sweep(out), out)
@@ -102,9 +112,7 @@ def _select(manifest: dict[str, Any], out: Path, retry_failed: bool, outcome: Sw
         run_dir = out / entry["id"]
         state = read_state(run_dir)
         entry["status"], entry["error"] = state.status, state.error
-        if state.status in ("done", "diverged"):
-            outcome.skipped.append(entry["id"])
-        elif state.status == "failed" and not retry_failed:
+        if state.status in FINISHED or (state.status == "failed" and not retry_failed):
             outcome.skipped.append(entry["id"])
         else:
             todo.append(entry)
@@ -132,7 +140,7 @@ def _context() -> Any:
     """A fork server that has imported torch and the trainer once; spawn where there is none."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["archc.experiments.worker"])
+        ctx.set_forkserver_preload(["__main__", "archc.experiments.worker"])
         return ctx
     return mp.get_context("spawn")
 

@@ -14,9 +14,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import torch  # noqa: F401  (preloaded by the fork server)
+# Imported here so that the fork server pays for them once, not every run: torch, the trainer,
+# torch._dynamo (torch.optim imports it on first use), torchvision (for the result's versions) and
+# scikit-learn (the digits dataset).
+import sklearn.datasets
+import sklearn.model_selection  # noqa: F401
+import torch
+import torch._dynamo  # noqa: F401
+import torchvision  # noqa: F401
 
-import archc.api  # noqa: F401
+import archc.api
 import archc.emit  # noqa: F401
 from archc.errors import SpecError
 from archc.experiments.rundir import LOG, write_failure
@@ -27,6 +34,7 @@ from archc.train.data import load_dataset  # noqa: F401
 from archc.train.errors import DivergenceError, TrainError
 from archc.train.loop import fit  # noqa: F401
 from archc.train.metrics import library_versions  # noqa: F401
+from archc.validate import load
 
 EXIT_FAILED = 2
 EXIT_DIVERGED = 3
@@ -64,8 +72,6 @@ def run_job(job: dict[str, Any]) -> None:
 
 def _source(job: dict[str, Any]) -> Any:
     """The spec with the run's overrides and, when the sweep overrides it, its input shape."""
-    from archc.validate import load
-
     spec = load(job["spec"], job["set"], tuple(job["plugins"]))
     if job.get("input_shape"):
         spec.input_shape = tuple(job["input_shape"])

@@ -7,10 +7,12 @@ Both are functions in `forward`, not modules, so they add no state_dict keys.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Op, OpError, Shape, fmt_shape, numel, ntuple, spatial
+from archc.ops.base import Args, Op, OpError, Shape, Window, fmt_shape, ntuple, numel, spatial
 
 IntOrList = int | list[int]
 
@@ -39,6 +41,11 @@ class Subsample(Op):
         c, sp = spatial(shape, "subsample")
         s = self.strides(args, shape)
         return (c, *(-(-size // ss) for size, ss in zip(sp, s, strict=True)))
+
+    def receptive_window(self, args: SubsampleArgs, inputs: list[Shape], out: Shape) -> Window:
+        """A 1-wide window moving by the stride: the field keeps its size, the stride multiplies."""
+        s = self.strides(args, inputs[0])
+        return Window((1,) * len(s), tuple(Fraction(v) for v in s), (1,) * len(s))
 
     def expression(self, args: SubsampleArgs, inputs: list[str]) -> str:
         x = inputs[0]

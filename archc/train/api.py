@@ -77,7 +77,7 @@ def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: t
     out = Path(cfg.out) if cfg.out else default_out(source.name)
     cli_args = [arg for key, value in source.spec_overrides.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
     cli_args += [arg for plugin in plugins for arg in ("--plugin", plugin)]
-    rc = launch(source.spec_path, cli_args, {**config, "out": str(out)}, cfg.nproc)
+    rc = launch(source.spec_path, cli_args, {**_jsonable(config), "out": str(out)}, cfg.nproc)
     result = out / "result.json"
     record = json.loads(result.read_text()) if result.is_file() else None
     if rc == 0 and record is not None:
@@ -91,6 +91,7 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
     from archc.train import distributed
     from archc.train.checkpoint import load_checkpoint, remove_stale_temps
     from archc.train.lock import RunLock
+    from archc.train.loop import fit
     from archc.train.runtime import resolve_device, runtime_settings
 
     wall_start = time.perf_counter()
@@ -114,11 +115,19 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
             if dist.main:
                 remove_stale_temps(out)
             run, info = _prepare(source, cfg, dist, device, out, resume_state)
+            if resume_state is not None:
+                run.reporter.message(f"resuming {out / 'last.pt'} after epoch {resume_state['epoch']}")
+            elif cfg.resume:
+                run.reporter.message(f"--resume: no checkpoint in {out} yet, starting at epoch 1")
             try:
-                outcome = _fit(run, resume_state)
+                outcome = fit(run, resume_state)
             except DivergenceError as exc:
                 if dist.main:
                     _record_failure(out, source, cfg, given, info, str(exc))
+                raise
+            except RuntimeError as exc:
+                if _out_of_memory(exc):
+                    raise TrainError(f"out of memory on {device} at batch size {cfg.batch_size}; lower --batch-size or --resize") from None
                 raise
             finally:
                 run.reporter.close()
@@ -136,6 +145,13 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
         if created_out and dist.main:
             with contextlib.suppress(OSError):
                 out.rmdir()  # only succeeds when the run wrote nothing: no empty directories from failed starts
+
+
+def _out_of_memory(exc: RuntimeError) -> bool:
+    import torch
+
+    text = str(exc)
+    return isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in text or "not enough memory" in text
 
 
 def _check_resumable(state: dict[str, Any], source: Source, cfg: TrainConfig, out: Path) -> None:
@@ -173,8 +189,13 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
     torch.manual_seed(cfg.seed)
     model = source.build()
     if resume_state is not None:
-        norm = resume_state["normalization"]
-        mean, std = torch.tensor(norm["mean"]), torch.tensor(norm["std"])
+        try:
+            norm = resume_state["normalization"]
+            mean, std = torch.tensor(norm["mean"], dtype=torch.float32), torch.tensor(norm["std"], dtype=torch.float32)
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise CheckpointError(f"{out / 'last.pt'} is damaged: no usable normalization constants") from None
+        if mean.shape != (data.shape[0],) or std.shape != (data.shape[0],):
+            raise CheckpointError(f"{out / 'last.pt'} normalises {mean.numel()} channels, {data.name} has {data.shape[0]}")
     else:
         mean, std = data.channel_stats()
     augment = cfg.augment if cfg.augment is not None else True
@@ -228,12 +249,6 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
         spec_info={"name": source.name, "hash": source.source_hash},
     )
     return run, info
-
-
-def _fit(run: Any, resume_state: dict[str, Any] | None) -> Any:
-    from archc.train.loop import fit
-
-    return fit(run, resume_state)
 
 
 def _base_record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:

@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from archc.train.augment import BatchPipeline
-from archc.train.checkpoint import rng_state, save_checkpoint, set_rng_state
+from archc.train.checkpoint import check_compatible, rng_state, save_checkpoint, set_rng_state
 from archc.train.config import TrainConfig
 from archc.train.data import ImageData
 from archc.train.distributed import DistInfo, all_reduce_sum
-from archc.train.errors import DivergenceError, TrainError
+from archc.train.errors import CheckpointError, DivergenceError, TrainError
 from archc.train.evaluate import EvalResult, eval_pass
 from archc.train.metrics import write_metrics
 from archc.train.progress import Reporter
@@ -120,17 +120,7 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
     outcome = Outcome()
     start_epoch = 0
     if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        schedule.load_state_dict(resume_state["scheduler"])
-        scaler.load_state_dict(resume_state["scaler"])
-        outcome.history = list(resume_state["history"])
-        outcome.best_test_acc = float(resume_state["best_test_acc"])
-        outcome.best_epoch = int(resume_state["best_epoch"])
-        outcome.train_time_s = float(resume_state["train_time_s"])
-        outcome.images = int(resume_state["images"])
-        start_epoch = outcome.resumed_from = int(resume_state["epoch"])
-        set_rng_state(resume_state["rng"])
+        start_epoch = _restore(resume_state, run, optimizer, schedule, scaler, outcome)
     step_model: nn.Module = model
     if dist.active:
         ids = [device.index] if device.type == "cuda" else None
@@ -225,6 +215,32 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
             write_metrics(run.out, outcome.history)
             run.reporter.end_epoch(row, cfg.epochs)
     return outcome
+
+
+def _restore(
+    state: dict[str, Any], run: Run, optimizer: torch.optim.Optimizer, schedule: LrSchedule, scaler: torch.amp.GradScaler, outcome: Outcome
+) -> int:
+    """Load a checkpoint's states into this run; returns the epochs it completed."""
+    path = run.out / "last.pt"
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(f"{path} is damaged: its model entry is not a state_dict")
+    check_compatible(run.model, state["model"], path)
+    try:
+        run.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        outcome.history = [dict(row) for row in state["history"]]
+        outcome.best_test_acc = float(state["best_test_acc"])
+        outcome.best_epoch = int(state["best_epoch"])
+        outcome.train_time_s = float(state["train_time_s"])
+        outcome.images = int(state["images"])
+        outcome.resumed_from = int(state["epoch"])
+        set_rng_state(state["rng"])
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is damaged or from another run: {first}") from None
+    return outcome.resumed_from
 
 
 def _shard(t: torch.Tensor, dist: DistInfo) -> torch.Tensor:

@@ -40,13 +40,13 @@ class Source:
     def train_defaults(self) -> TrainConfig | None:
         return self.spec.train if self.spec is not None else None
 
-    def build(self, build_options: dict[str, Any] | None = None) -> nn.Module:
+    def build(self) -> nn.Module:
         """The module to train: compiled from the spec (under the caller's seed), or the given one."""
         if self.module is not None:
             return self.module
         from archc.api import build
 
-        return build(self.spec, **(build_options or {}))
+        return build(self.spec)
 
 
 def resolve_source(spec_or_module: Any, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = ()) -> Source:

@@ -191,7 +191,7 @@ def test_init_from_loads_weights_before_training(tmp_path: Path) -> None:
 def test_existing_run_needs_resume_and_resume_needs_the_same_recipe(tmp_path: Path) -> None:
     out = str(tmp_path / "run")
     done = train(_tiny(), **FAST, out=out)
-    with pytest.raises(TrainError, match="already holds a run .* pass --resume"):
+    with pytest.raises(TrainError, match=r"already holds a run .* pass --resume"):
         train(_tiny(), **FAST, out=out)
     with pytest.raises(CheckpointError, match=r"was trained with lr=0.05 \(now 0.1\)"):
         train(_tiny(), **FAST | {"lr": 0.1}, out=out, resume=True)
@@ -223,3 +223,39 @@ def test_evaluate_matches_the_final_epoch(tiny_spec: Path, tmp_path: Path) -> No
     confusion = torch.tensor(report["confusion"])
     assert confusion.shape == (4, 4) and int(confusion.sum()) == 64
     assert report["per_class_acc"] == pytest.approx((confusion.diag() / confusion.sum(1)).tolist())
+
+
+def test_compile_wraps_the_stepping_model_and_checkpoints_the_plain_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    compiled: list[nn.Module] = []
+
+    def fake_compile(module: nn.Module) -> nn.Module:  # inductor takes a minute on a small CPU; the plumbing is ours
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = _tiny()
+    train(model, **FAST | {"epochs": 1}, compile=True, out=str(tmp_path / "run"))
+    assert compiled == [model]
+    assert set(load_checkpoint(tmp_path / "run" / "last.pt")["model"]) == set(model.state_dict())
+
+
+def test_progress_bars_and_plain_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train(_tiny(), **FAST | {"epochs": 1, "log": "bar"}, out=str(tmp_path / "bar"))
+    bar = capsys.readouterr()
+    train(_tiny(), **FAST | {"epochs": 1, "log": "plain"}, out=str(tmp_path / "plain"))
+    plain = capsys.readouterr()
+    for captured in (bar, plain):
+        assert "epoch 1/1  train loss" in captured.err and "img/s" in captured.err and captured.out == ""
+    assert "training Sequential (740 params) on synthetic: 256 train / 64 test images 3x8x8" in plain.err
+
+
+def test_a_damaged_checkpoint_is_refused_on_resume(tmp_path: Path) -> None:
+    from archc.train.checkpoint import save_checkpoint
+
+    out = tmp_path / "run"
+    train(_tiny(), **FAST | {"epochs": 3}, out=str(out))
+    state = load_checkpoint(out / "last.pt")
+    for damage in ({"optimizer": {"state": {}, "param_groups": []}}, {"model": {"0.weight": torch.zeros(1)}}, {"history": 3}):
+        save_checkpoint(out / "last.pt", {k: v for k, v in state.items() if k not in ("format", "version")} | damage)
+        with pytest.raises(CheckpointError, match=r"last.pt (is damaged|do not fit)|weights in .*last.pt do not fit"):
+            train(_tiny(), **FAST | {"epochs": 3}, out=str(out), resume=True)

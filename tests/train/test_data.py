@@ -104,7 +104,7 @@ def test_truncated_cifar_file_is_a_clear_error(tmp_path: Path) -> None:
     write_cifar10(tmp_path)
     batch = tmp_path / "cifar-10-batches-py" / "test_batch"
     batch.write_bytes(batch.read_bytes()[:100])
-    with pytest.raises(DataError, match="cannot read cifar10 .* delete the folder"):
+    with pytest.raises(DataError, match=r"cannot read cifar10 .* delete the folder"):
         load_dataset(TrainConfig(dataset="cifar10", data_dir=str(tmp_path), download=False))
 
 
@@ -187,7 +187,7 @@ def test_imagefolder_single_folder_is_split_and_grayscale_stays_one_channel(tmp_
 def test_imagefolder_mixed_sizes_need_resize(tmp_path: Path) -> None:
     _png(tmp_path / "a" / "0.png", (5, 5), 0)
     _png(tmp_path / "b" / "1.png", (7, 5), 0)
-    with pytest.raises(DataError, match="differ in size .* pass --resize"):
+    with pytest.raises(DataError, match=r"differ in size .* pass --resize"):
         load_dataset(TrainConfig(dataset=f"imagefolder:{tmp_path}"))
     data = load_dataset(TrainConfig(dataset=f"imagefolder:{tmp_path}", resize=(4, 6)))
     assert data.shape == (3, 4, 6)

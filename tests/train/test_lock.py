@@ -30,9 +30,8 @@ def _write_lock(directory: Path, **fields: object) -> Path:
 
 
 def test_second_lock_on_the_same_directory_refuses(tmp_path: Path) -> None:
-    with RunLock(tmp_path):
-        with pytest.raises(LockError, match=rf"in use by another archc train \(pid {os.getpid()}\)"):
-            RunLock(tmp_path).acquire()
+    with RunLock(tmp_path), pytest.raises(LockError, match=rf"in use by another archc train \(pid {os.getpid()}\)"):
+        RunLock(tmp_path).acquire()
     assert not (tmp_path / LOCK_NAME).exists()
 
 

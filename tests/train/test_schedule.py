@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -25,7 +26,7 @@ def test_none_is_constant() -> None:
 def test_cosine_decays_every_iteration_to_near_zero() -> None:
     values = lrs(schedule="cosine")
     assert values[0] == 1.0 and values[50] == pytest.approx(0.5)
-    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(values))
     assert values[-1] < 1e-3
 
 

@@ -1,0 +1,199 @@
+"""`archc export --to python`: a standalone file that runs without archc and equals the built module.
+
+Each exported file is imported in a fresh `python -I` process, outside the repository, without
+PYTHONPATH and with `archc` made unimportable. There its state_dict keys and shapes must equal
+the built module's, and after loading the built module's weights its outputs (eval and train
+mode) must equal the built module's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from archc import api
+from archc.emit import _class_name
+from archc.export import export_python
+from tests.conftest import TEST_SPECS, clean_env, lang_specs, spec_id
+
+DRIVER = r'''
+import importlib.util
+import json
+import sys
+
+sys.modules["archc"] = None  # the exported code must not need archc: importing it now fails
+try:
+    import archc  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("archc is importable")
+
+import torch
+
+for case in json.load(open(sys.argv[1])):
+    spec = importlib.util.spec_from_file_location(case["module"], case["source"])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cls = getattr(module, case["cls"])
+    torch.manual_seed(0)
+    model = cls()
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(torch.load(case["state"], weights_only=True))
+    x = torch.load(case["input"], weights_only=True)
+    with torch.no_grad():
+        model.eval()
+        out_eval = model(x)
+        model.train()
+        torch.manual_seed(1)
+        out_train = model(x)
+    torch.save({"fresh": fresh, "keys": list(fresh), "eval": out_eval, "train": out_train,
+                "input_shape": list(cls.input_shape)}, case["result"])
+leaked = [m for m, v in sys.modules.items() if (m == "archc" or m.startswith("archc.")) and v is not None]
+assert not leaked, leaked
+print("done", len(json.load(open(sys.argv[1]))))
+'''
+
+HEAVY_MACS = 10**8
+HEAVY_PARAMS = 2 * 10**7
+
+
+def _heavy(path: Path) -> bool:
+    try:
+        graph = api.compile_graph(path)
+    except Exception:  # noqa: BLE001 - a broken spec fails in the shape tests, not here
+        return False
+    return graph.total_macs > HEAVY_MACS or graph.total_params > HEAVY_PARAMS
+
+
+SPECS = lang_specs()
+LIGHT = [p for p in SPECS if not _heavy(p)]
+HEAVY = [p for p in SPECS if p not in LIGHT]
+
+
+def _export_all(paths: list[Path], folder: Path) -> dict[str, dict[str, Any]]:
+    """Build, export and run every spec in one fresh interpreter; spec id -> built model and results."""
+    work = folder / "outside_repo"
+    work.mkdir()
+    cases, built = [], {}
+    for n, path in enumerate(paths):
+        loaded = api.load(path)
+        torch.manual_seed(n)
+        model = api.build(loaded)
+        graph = model.archc_graph
+        source = export_python(graph, loaded.model.init, str(path))
+        files = {k: work / f"case{n}.{k}" for k in ("py", "state", "input", "result")}
+        files["py"].write_text(source)
+        torch.save(model.state_dict(), files["state"])
+        x = torch.randn(2, *graph.input_shape)
+        torch.save(x, files["input"])
+        with torch.no_grad():
+            model.eval()
+            out_eval = model(x)
+            model.train()
+            torch.manual_seed(1)
+            out_train = model(x)
+        cases.append({"module": f"case{n}", "source": str(files["py"]), "cls": _class_name(graph.name),
+                      "state": str(files["state"]), "input": str(files["input"]), "result": str(files["result"])})
+        built[spec_id(path)] = {"model": model, "eval": out_eval, "train": out_train, "result": files["result"],
+                                "source": source}
+    (work / "cases.json").write_text(json.dumps(cases))
+    (work / "driver.py").write_text(DRIVER)
+    result = subprocess.run([sys.executable, "-I", str(work / "driver.py"), str(work / "cases.json")],
+                            capture_output=True, text=True, cwd=work, env=clean_env(), timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == f"done {len(paths)}"
+    for entry in built.values():
+        entry["exported"] = torch.load(entry["result"], weights_only=True)
+    return built
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    return _export_all(LIGHT, tmp_path_factory.mktemp("export"))
+
+
+def _check(entry: dict[str, Any]) -> None:
+    model, got = entry["model"], entry["exported"]
+    ours = model.state_dict()
+    assert got["keys"] == list(ours)  # same keys, same order
+    assert {k: v.shape for k, v in got["fresh"].items()} == {k: v.shape for k, v in ours.items()}
+    assert got["input_shape"] == list(model.archc_graph.input_shape)
+    for mode in ("eval", "train"):
+        mine, theirs = entry[mode], got[mode]
+        if isinstance(mine, tuple):
+            assert isinstance(theirs, tuple) and len(theirs) == len(mine)
+            for a, b in zip(mine, theirs, strict=True):
+                torch.testing.assert_close(b, a)
+        else:
+            torch.testing.assert_close(theirs, mine)
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=spec_id(p)) for p in LIGHT])
+def test_exported_file_equals_built_module(path: Path, exported: dict[str, dict[str, Any]]) -> None:
+    _check(exported[spec_id(path)])
+
+
+@pytest.mark.slow
+def test_exported_heavy_zoo_specs_equal_built_modules(tmp_path: Path) -> None:
+    if not HEAVY:
+        pytest.skip("no heavy specs")
+    for path in HEAVY:  # one at a time: some hold over 100M parameters
+        built = _export_all([path], tmp_path / path.stem)
+        _check(built[spec_id(path)])
+        built.clear()
+
+
+def test_exported_heads_and_init(exported: dict[str, dict[str, Any]]) -> None:
+    aux = exported["tests/specs/lang_aux"]
+    assert isinstance(aux["exported"]["train"], tuple) and len(aux["exported"]["train"]) == 2
+    assert isinstance(aux["exported"]["eval"], torch.Tensor)
+    assert "def _forward_train(self, x):" in aux["source"] and "def _forward_eval(self, x):" in aux["source"]
+    fresh = exported["tests/specs/lang_init"]["exported"]["fresh"]  # the spec's init: rules, applied by the file itself
+    assert torch.equal(fresh["conv.bias"], torch.full((32,), 0.5))
+    assert fresh["conv.weight"].std().item() == pytest.approx((2 / (32 * 9)) ** 0.5, rel=0.05)
+    assert torch.equal(fresh["bn.weight"], torch.zeros(32)) and torch.equal(fresh["bn.bias"], torch.zeros(32))
+    assert torch.equal(fresh["fc.bias"], torch.full((128,), -1.0))
+    assert fresh["fc.weight"].std().item() == pytest.approx(0.02, rel=0.05)
+
+
+def test_exported_source_is_readable() -> None:
+    loaded = api.load(TEST_SPECS / "lang_resnet.yaml")
+    source = export_python(api.compile_graph(loaded), loaded.model.init, "specs/x.yaml")
+    assert source.startswith('"""LangResnet: generated by archc from specs/x.yaml. Needs only PyTorch."""')
+    assert "self.conv1 = nn.Conv2d(3, 8, kernel_size=3, padding=1, bias=False)" in source
+    assert "m_layer2_0_downsample.add_module('0', nn.Conv2d(8, 16, kernel_size=1, stride=2, bias=False))" in source
+    assert "import archc" not in source and "from archc" not in source
+    assert "    def forward(self, x):" in source
+
+
+def test_exported_file_runs_as_a_script(tmp_path: Path) -> None:
+    loaded = api.load(TEST_SPECS / "lang_unet.yaml")
+    script = tmp_path / "unet.py"
+    script.write_text(export_python(api.compile_graph(loaded), loaded.model.init, "lang_unet.yaml"))
+    result = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, cwd=tmp_path,
+                            env=clean_env(), timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "torch.Size([1, 2, 16, 16])"
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [("3²d net", "C:\\Users\\new\\spec.yaml"), ("none", 'a"""b.yaml'), ("ünïcode-näme", "x'y\".yaml"), ("\x16\0", "plain.yaml")],
+)
+def test_odd_names_and_paths_give_valid_python(name: str, path: str, write_spec) -> None:
+    spec = write_spec(f"name: {json.dumps(name)}\ninput: [3]\nlayers: [relu]\n")
+    loaded = api.load(spec)
+    source = export_python(api.compile_graph(loaded), None, path)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "exported.py", "exec"), namespace)  # noqa: S102 - our own generated test input
+    cls = namespace[_class_name(name)]
+    assert cls.__name__.isidentifier()
+    assert cls()(torch.ones(1, 3)).shape == (1, 3)
+    assert api.build(loaded)(torch.ones(1, 3)).shape == (1, 3)

@@ -1,0 +1,498 @@
+"""The spec zoo (specs/*.yaml) and `archc zoo`.
+
+Every spec compiles; its static shapes, parameters, buffers and MACs equal what the emitted module
+does at runtime; its parameter count is the number written here (from torchvision's reference JSON,
+the seed reference models or the papers); its header states the same figures; one training step
+runs. Where a ground-truth PyTorch model exists, its state_dict loads strictly and the outputs agree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision.ops import SqueezeExcitation
+
+from archc import api
+from archc.cli import main
+from archc.commands.zoo import collect, default_specs_dir, header_line, human, render_markdown
+from archc.emit import count_tensors, probe_shapes
+from archc.errors import SpecError
+from archc.receptive import Field, deepest_field, receptive_fields
+from tests import reference_models as ref
+
+REPO = Path(__file__).resolve().parent.parent
+SPECS = REPO / "specs"
+SPEC_FILES = sorted(SPECS.glob("*.yaml"))
+NAMES = [p.stem for p in SPEC_FILES]
+
+# Default-parameter counts, written down from independent sources.
+EXPECTED_PARAMS = {
+    # torchvision (../shared/reference/torchvision_models.json, num_params)
+    "alexnet": 61_100_840,
+    "vgg11": 132_863_336,
+    "vgg11_bn": 132_868_840,
+    "vgg13": 133_047_848,
+    "vgg16": 138_357_544,
+    "vgg16_bn": 138_365_992,
+    "vgg19": 143_667_240,
+    "vgg19_bn": 143_678_248,
+    "googlenet": 6_624_904,
+    "inception_v3": 23_834_568,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "mobilenet_v2": 3_504_872,  # torchvision's own metadata (num_params)
+    # seeds (tests/reference_models.py, /tmp seed notes)
+    "lenet5": 61_706,
+    "lenet_d2l": 61_706,
+    "alexnet_d2l": 46_764_746,
+    "alexnet_small": 45_406_986,
+    "fmnist_net": 3_241_354,
+    "vgg11_d2l": 128_806_154,
+    "resnet_cifar": 195_738,
+    "vgg_bn_cifar": 207_002,
+    "inception_cifar": 107_596,
+    "googlenet_cifar": 5_986_394,
+    "inception_block_v3": 172_768,
+    "resnet18_d2l": 11_178_378,
+    # classics: He et al. 2016 option A (0.27M / 0.46M / 0.85M), DenseNet-BC-100 k=12 (0.8M), d2l NiN,
+    # and resnet20 + 3 x (49 + 162 + 580) SE parameters
+    "resnet20": 269_722,
+    "resnet32": 464_154,
+    "resnet56": 853_018,
+    "densenet_bc_cifar": 769_162,
+    "nin": 1_992_166,
+    "se_resnet20": 272_095,
+}
+IMAGENET = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "googlenet",
+            "inception_v3", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2"}
+OUTPUT_SHAPES = {name: (1000,) if name in IMAGENET else (10,) for name in EXPECTED_PARAMS}
+OUTPUT_SHAPES["inception_block_v3"] = (256, 35, 35)
+# A training step on these takes several seconds each (100M+ parameters or 224x224 ResNets).
+HEAVY = {"vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "vgg11_d2l", "resnet34", "resnet50",
+         "resnet101", "inception_v3"}
+
+# (spec, overrides, params): the documented switches of the specs.
+VARIANTS: list[tuple[str, dict[str, Any], int]] = [
+    ("googlenet", {"aux": True}, 13_004_888),  # the JSON's googlenet_aux
+    ("inception_v3", {"aux": True}, 27_161_264),  # torchvision aux_logits=True
+    ("googlenet_cifar", {"aux": True}, 10_337_134),
+    ("googlenet_cifar", {"conv_bias": False, "bn_eps": 0.001}, 5_979_178),
+    ("vgg11_d2l", {"ratio": 4}, 43_093_322),
+    ("vgg_bn_cifar", {"bn": False}, 206_170),
+    ("vgg11", {"bn": True}, 132_868_840),
+    ("vgg16_bn", {"bn": False}, 138_357_544),
+    ("vgg19", {"bn": True}, 143_678_248),
+    ("alexnet_small", {"image_size": 64}, 3_463_946),  # the `make demo` configuration
+    ("resnet50", {"width": 128}, 68_883_240),  # torchvision wide_resnet50_2
+    ("resnet18", {"num_classes": 10}, 11_689_512 - 512 * 990 - 990),
+    ("resnet20", {"n": 5}, 464_154),
+    ("resnet20", {"n": 9}, 853_018),
+]
+
+
+def spec_params(names: list[str]) -> list[Any]:
+    return [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in names]
+
+
+# ---------------------------------------------------------------------------------------------
+# every spec: static figures
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_spec_has_an_expected_count() -> None:
+    assert sorted(NAMES) == sorted(EXPECTED_PARAMS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compiles_with_the_expected_figures(name: str) -> None:
+    spec = api.load(SPECS / f"{name}.yaml")
+    graph = api.compile_graph(spec)
+    assert graph.name == name
+    assert graph.total_params == EXPECTED_PARAMS[name]
+    assert graph.shape_of(graph.output) == OUTPUT_SHAPES[name]
+    assert spec.model.description
+    assert not graph.heads  # aux heads are opt-in (aux=true), so default counts are the inference models
+
+
+MAC_UNITS = {"K": 10**3, "M": 10**6, "G": 10**9}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_header_states_what_it_compiles_to(name: str) -> None:
+    """The leading comment says what the spec reproduces, with its parameter count and MACs."""
+    text = (SPECS / f"{name}.yaml").read_text()
+    header = "\n".join(line for line in text.split("\nname:")[0].splitlines() if line.startswith("#"))
+    assert header, "a spec starts with a comment saying what it reproduces"
+    graph = api.compile_graph(SPECS / f"{name}.yaml")
+    params = re.search(r"([\d,]+) params", header)
+    assert params and int(params.group(1).replace(",", "")) == graph.total_params
+    macs = re.search(r"(\d+(?:\.(\d+))?) ([KMG])MACs", header)
+    assert macs, "the header states the MACs"
+    decimals = len(macs.group(2) or "")
+    assert round(graph.total_macs / MAC_UNITS[macs.group(3)], decimals) == float(macs.group(1))
+
+
+@pytest.mark.parametrize(("name", "overrides", "params"), VARIANTS, ids=lambda v: str(v))
+def test_documented_switches(name: str, overrides: dict[str, Any], params: int) -> None:
+    assert api.compile_graph(SPECS / f"{name}.yaml", **overrides).total_params == params
+
+
+@pytest.mark.parametrize(("plain", "bn"), [("vgg11", "vgg11_bn"), ("vgg16", "vgg16_bn"), ("vgg19", "vgg19_bn")])
+def test_vgg_bn_switch_gives_the_bn_spec(plain: str, bn: str) -> None:
+    """`--set bn=true` on vggN is vggN_bn node for node (same names, ops and shapes)."""
+    def nodes(name: str, **overrides: Any) -> list[tuple[str, str, tuple[int, ...]]]:
+        return [(n.id, n.op, n.shape) for n in api.compile_graph(SPECS / f"{name}.yaml", **overrides)]
+
+    assert nodes(plain, bn=True) == nodes(bn)
+    assert nodes(bn, bn=False) == nodes(plain)
+
+
+# ---------------------------------------------------------------------------------------------
+# every spec: the emitted module
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", spec_params(NAMES))
+def test_runtime_matches_static_and_trains(name: str) -> None:
+    torch.manual_seed(0)
+    model = api.build(SPECS / f"{name}.yaml")
+    graph = model.archc_graph
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        shapes = probe_shapes(model, torch.zeros(1, *graph.input_shape))
+    assert {n.id: shapes.get(n.id) for n in graph} == {n.id: n.shape for n in graph}
+    assert counter.get_total_flops() == 2 * graph.macs(include_train_only=True)
+    params, buffers = count_tensors(model)
+    assert params == graph.total_params == EXPECTED_PARAMS[name]
+    assert buffers == graph.total_buffers == sum(b.numel() for b in model.buffers())
+    model.train()
+    out = model(torch.randn(2, *graph.input_shape))
+    assert isinstance(out, torch.Tensor) and tuple(out.shape) == (2, *OUTPUT_SHAPES[name])
+    loss = out.float().square().mean()
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
+@pytest.mark.parametrize("name", ["googlenet_cifar", "googlenet"])
+def test_aux_heads_are_train_only_outputs(name: str) -> None:
+    model = api.build(SPECS / f"{name}.yaml", aux=True)
+    graph = model.archc_graph
+    assert [(h.name, h.loss_weight, h.train_only) for h in model.archc_heads] == [("aux1", 0.3, True), ("aux2", 0.3, True)]
+    # the heads read 4a and 4d; the main flow goes on from 5b past the head declarations
+    assert graph.nodes["avgpool"].inputs == ["inception5b.concat"]
+    assert graph.nodes["aux1.averagePool" if name == "googlenet_cifar" else "aux1.0"].inputs == ["inception4a.concat"]
+    assert graph.macs(include_train_only=True) > graph.total_macs == api.compile_graph(SPECS / f"{name}.yaml").total_macs
+    x = torch.randn(2, *graph.input_shape)
+    classes = OUTPUT_SHAPES[name][0]
+    outs = model.train()(x)
+    assert isinstance(outs, tuple) and [tuple(o.shape) for o in outs] == [(2, classes)] * 3
+    sum(o.square().mean() for o in outs).backward()
+    with torch.no_grad():
+        out = model.eval()(x)
+    assert isinstance(out, torch.Tensor) and tuple(out.shape) == (2, classes)
+
+
+def test_alexnet_small_compiles_for_the_demo_image_size() -> None:
+    """`make demo` trains alexnet_small at 64x64: the linear layer's input is inferred (256*3*3)."""
+    model = api.build(SPECS / "alexnet_small.yaml", image_size=64)
+    assert model.archc_graph.input_shape == (1, 64, 64)
+    assert model.get_submodule("12").in_features == 256 * 3 * 3
+    assert tuple(model(torch.randn(2, 1, 64, 64)).shape) == (2, 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# ground truth: the hand-written seed models and the classics
+# ---------------------------------------------------------------------------------------------
+
+
+def nin_d2l() -> nn.Sequential:
+    """d2l's NiN (section 7.3), verbatim apart from names."""
+    def nin_block(cin: int, cout: int, k: int, s: int, p: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, k, s, p), nn.ReLU(), nn.Conv2d(cout, cout, 1), nn.ReLU(),
+                             nn.Conv2d(cout, cout, 1), nn.ReLU())
+
+    return nn.Sequential(
+        nin_block(1, 96, 11, 4, 0), nn.MaxPool2d(3, stride=2), nin_block(96, 256, 5, 1, 2), nn.MaxPool2d(3, stride=2),
+        nin_block(256, 384, 3, 1, 1), nn.MaxPool2d(3, stride=2), nn.Dropout(0.5), nin_block(384, 10, 3, 1, 1),
+        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
+    )
+
+
+def densenet_bc_100() -> nn.Module:
+    """torchvision's DenseNet with the CIFAR stem (one 3x3 conv, no BN/ReLU/pool before block 1)."""
+    model = torchvision.models.DenseNet(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, bn_size=4,
+                                        num_classes=10)
+    model.features.conv0 = nn.Conv2d(3, 24, kernel_size=3, padding=1, bias=False)
+    model.features.norm0 = nn.Identity()
+    model.features.relu0 = nn.Identity()
+    model.features.pool0 = nn.Identity()
+    return model
+
+
+class SEBasicBlock(nn.Module):
+    """The option-A CIFAR basic block with torchvision's SqueezeExcitation on the residual branch."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.se = SqueezeExcitation(planes, planes // 16)
+        self.shortcut = ref.PadShortcut(in_planes, planes) if stride != 1 or in_planes != planes else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.se(self.bn2(self.conv2(out)))
+        return F.relu(out + self.shortcut(x))
+
+
+class SEResNet20(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        blocks = []
+        in_planes = 16
+        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks.append(nn.Sequential(*(SEBasicBlock(in_planes if i == 0 else planes, planes, stride if i == 0 else 1)
+                                          for i in range(3))))
+            in_planes = planes
+        self.layer1, self.layer2, self.layer3 = blocks
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        return self.linear(torch.flatten(F.avg_pool2d(out, out.size(3)), 1))
+
+
+# (spec, overrides, ground-truth builder, state_dict keys in the same order)
+GROUND_TRUTH: list[tuple[str, dict[str, Any], Callable[[], nn.Module], bool]] = [
+    ("lenet5", {}, ref.lenet5, True),
+    ("lenet_d2l", {}, ref.lenet_d2l, True),
+    ("alexnet_d2l", {}, ref.alexnet_d2l, True),
+    ("alexnet_small", {}, ref.alexnet_small, True),
+    ("fmnist_net", {}, ref.fmnist_net, True),
+    ("vgg11_d2l", {}, ref.vgg11_d2l, True),
+    ("vgg11_d2l", {"ratio": 4}, lambda: ref.vgg11_d2l(ratio=4), True),
+    ("resnet18_d2l", {}, ref.resnet18_d2l, False),  # d2l registers conv1, conv2, conv3, bn1, bn2
+    ("resnet_cifar", {}, ref.resnet_cifar, True),
+    ("vgg_bn_cifar", {}, ref.vgg_bn_cifar, True),
+    ("vgg_bn_cifar", {"bn": False}, lambda: ref.vgg_bn_cifar(batch_norm=False), True),
+    ("inception_cifar", {}, ref.inception_cifar, True),
+    ("googlenet_cifar", {}, ref.googlenet_cifar, True),
+    ("googlenet_cifar", {"aux": True}, lambda: ref.googlenet_cifar(aux_logits=True), True),
+    ("googlenet_cifar", {"conv_bias": False, "bn_eps": 0.001},
+     lambda: ref.googlenet_cifar(conv_bias=False, bn_eps=1e-3), True),
+    ("inception_block_v3", {}, ref.inception_block_v3, True),
+    ("resnet20", {}, ref.resnet20, True),
+    ("resnet32", {}, ref.resnet32, True),
+    ("resnet56", {}, ref.resnet56, True),
+    ("densenet_bc_cifar", {}, densenet_bc_100, True),
+    ("nin", {}, nin_d2l, True),
+    ("se_resnet20", {}, SEResNet20, True),
+]
+
+
+@torch.no_grad()
+def perturb_norms(model: nn.Module) -> None:
+    """Non-trivial BN statistics and affine terms, so that a wrong eps or a misplaced BN shows."""
+    gen = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.empty_like(m.running_mean).uniform_(-0.2, 0.2, generator=gen))
+            m.running_var.copy_(torch.empty_like(m.running_var).uniform_(0.5, 2.0, generator=gen))
+            m.weight.copy_(torch.empty_like(m.weight).uniform_(0.5, 1.5, generator=gen))
+            m.bias.copy_(torch.empty_like(m.bias).uniform_(-0.2, 0.2, generator=gen))
+
+
+@pytest.mark.parametrize(("name", "overrides", "builder", "ordered"), GROUND_TRUTH,
+                         ids=[f"{n}{''.join(f'-{k}={v}' for k, v in o.items())}" for n, o, _, _ in GROUND_TRUTH])
+def test_equals_the_ground_truth_model(name: str, overrides: dict[str, Any], builder: Callable[[], nn.Module],
+                                       ordered: bool) -> None:
+    """Same state_dict keys and shapes, same layer arguments, same eval outputs after a strict load."""
+    torch.manual_seed(0)
+    truth = builder().eval()
+    perturb_norms(truth)
+    model = api.build(SPECS / f"{name}.yaml", **overrides).eval()
+    theirs, ours = truth.state_dict(), model.state_dict()
+    assert (list(ours) == list(theirs)) if ordered else (sorted(ours) == sorted(theirs))
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+    model.load_state_dict(theirs, strict=True)
+    for path, module in truth.named_modules():
+        if list(module.parameters(recurse=False)) or list(module.buffers(recurse=False)):
+            mine = model.get_submodule(path)
+            assert (type(mine), mine.extra_repr()) == (type(module), module.extra_repr()), path
+    x = torch.randn(2, *model.archc_graph.input_shape)
+    with torch.no_grad():
+        a, b = model(x), truth(x)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * max(b.abs().max().item(), 1.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# the ops added for the zoo: subsample and pad_channels (option-A shortcut)
+# ---------------------------------------------------------------------------------------------
+
+SHORTCUT_SPEC = """
+input: {shape}
+layers:
+  - subsample: {stride}
+  - pad_channels: {{before: {before}, after: {after}}}
+"""
+
+
+@pytest.mark.parametrize(("shape", "stride", "expected"), [
+    ([16, 32, 32], 2, (16, 16, 16)),
+    ([16, 7, 7], 2, (16, 4, 4)),          # odd sizes keep the first position: ceil(7 / 2)
+    ([3, 5, 9], [1, 3], (3, 5, 3)),
+    ([4, 9], 2, (4, 5)),                   # (C, L) sequences
+    ([2, 5, 6, 7], 2, (2, 3, 3, 4)),       # volumes
+])
+def test_subsample_is_a_strided_slice(shape: list[int], stride: int | list[int], expected: tuple[int, ...]) -> None:
+    text = f"input: {shape}\nlayers:\n  - subsample: {stride}\n"
+    model = api.build(text)
+    assert model.archc_graph.shape_of(model.archc_graph.output) == expected
+    x = torch.randn(2, *shape)
+    steps = [stride] * (len(shape) - 1) if isinstance(stride, int) else stride
+    want = x[(slice(None), slice(None), *(slice(None, None, s) for s in steps))]
+    assert torch.equal(model(x), want)
+    assert list(model.state_dict()) == []
+
+
+@pytest.mark.parametrize("shape", [[16, 8, 8], [6], [4, 9]])
+def test_pad_channels_adds_zero_channels(shape: list[int]) -> None:
+    text = f"input: {shape}\nlayers:\n  - pad_channels: {{before: 2, after: 3}}\n"
+    model = api.build(text)
+    assert model.archc_graph.shape_of(model.archc_graph.output) == (shape[0] + 5, *shape[1:])
+    x = torch.randn(2, *shape)
+    out = model(x)
+    assert torch.equal(out[:, 2:-3], x)
+    assert not out[:, :2].any() and not out[:, -3:].any()
+
+
+def test_option_a_shortcut_equals_the_reference_lambda() -> None:
+    """`F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))`, as in He et al.'s CIFAR code."""
+    model = api.build(SHORTCUT_SPEC.format(shape=[16, 32, 32], stride=2, before=8, after=8))
+    x = torch.randn(2, 16, 32, 32)
+    assert torch.equal(model(x), F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8), "constant", 0.0))
+    assert torch.equal(model(x), ref.PadShortcut(16, 32)(x))
+
+
+def test_pad_channels_fill_value_and_static_costs() -> None:
+    model = api.build("input: [2, 3, 3]\nlayers:\n  - pad_channels: {after: 1, value: 1.5}\n")
+    assert torch.equal(model(torch.zeros(1, 2, 3, 3))[:, 2], torch.full((1, 3, 3), 1.5))
+    graph = model.archc_graph
+    assert (graph.total_params, graph.total_macs) == (0, 0)
+
+
+@pytest.mark.parametrize(("layer", "message"), [
+    ("subsample: 0", "stride must be positive"),
+    ("subsample: [2, 2, 2]", "has 3 values but the input has 2 spatial dimensions"),
+    ("pad_channels: {before: -1}", "greater than or equal to 0"),
+    ("pad_channels: {middle: 1}", "unknown argument 'middle'"),
+])
+def test_shortcut_op_errors(layer: str, message: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        api.compile_graph(f"input: [4, 8, 8]\nlayers:\n  - {layer}\n")
+
+
+def test_subsample_needs_a_spatial_input() -> None:
+    with pytest.raises(SpecError, match="subsample needs a"):
+        api.compile_graph("input: [16]\nlayers:\n  - subsample: 2\n")
+
+
+def test_subsample_keeps_the_receptive_field_known() -> None:
+    """A strided slice is a 1-wide window: ResNet-20's field is 3 + 12 + (2 + 20) + (4 + 40) = 81 at stride 4."""
+    graph = api.compile_graph(SPECS / "resnet20.yaml")
+    fields = receptive_fields(graph)
+    assert fields["layer2.0.subsample"] == Field((Fraction(15),) * 2, (Fraction(2),) * 2)  # layer1's 15, now every 2nd
+    deepest = deepest_field(graph, fields)
+    assert deepest is not None and deepest[1] == Field((Fraction(81),) * 2, (Fraction(4),) * 2)
+
+
+def test_option_a_resnets_have_no_shortcut_weights() -> None:
+    keys = api.build(SPECS / "resnet20.yaml").state_dict()
+    assert not [k for k in keys if "shortcut" in k or "downsample" in k]
+
+
+# ---------------------------------------------------------------------------------------------
+# archc zoo
+# ---------------------------------------------------------------------------------------------
+
+
+def test_zoo_json_lists_every_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["zoo", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in rows] == [p.name for p in SPEC_FILES]
+    for row in rows:
+        graph = api.compile_graph(SPECS / row["file"])
+        assert row["name"] == graph.name
+        assert row["params"] == EXPECTED_PARAMS[row["name"]]
+        assert row["macs"] == graph.total_macs
+        assert tuple(row["input"]) == graph.input_shape and tuple(row["output"]) == OUTPUT_SHAPES[row["name"]]
+        assert row["description"] == api.load(SPECS / row["file"]).model.description
+
+
+def test_zoo_table_has_a_row_per_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["zoo"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["name", "input", "params", "MACs"]
+    assert [line.split()[0] for line in lines[1:]] == NAMES
+    assert "resnet18            3x224x224   11,689,512  1.81G" in lines[1 + NAMES.index("resnet18")]
+
+
+def test_docs_zoo_md_is_the_commands_output() -> None:
+    entries, errors = collect(default_specs_dir())
+    assert not errors
+    assert (REPO / "docs" / "zoo.md").read_text() == render_markdown(entries), \
+        "regenerate with: archc zoo --format markdown > docs/zoo.md"
+
+
+def test_zoo_does_not_import_torch() -> None:
+    code = ("import sys, io, contextlib\nfrom archc.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    rc = main(['zoo', '--format', 'json'])\n"
+            "assert rc == 0, rc\nheavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'numpy'))\n"
+            "assert not heavy, heavy\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_zoo_reports_a_broken_spec_and_lists_the_rest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "good.yaml").write_text("# A one-layer net.\ninput: [3, 8, 8]\nlayers:\n  - {conv: {out: 4, kernel: 3}}\n")
+    (tmp_path / "bad.yaml").write_text("input: [3, 8, 8]\nlayers:\n  - {conv: {out: 4, kernel: 9}}\n")
+    assert main(["zoo", "--specs-dir", str(tmp_path), "--format", "json"]) == 1
+    out = capsys.readouterr()
+    rows = json.loads(out.out)
+    assert [(r["name"], r["params"], r["macs"], r["description"]) for r in rows] == [("good", 112, 3 * 4 * 9 * 36, "A one-layer net.")]
+    assert "bad.yaml:3" in out.err and "does not fit" in out.err
+
+
+def test_zoo_without_specs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["zoo", "--specs-dir", str(tmp_path / "nowhere")]) == 1
+    assert "no specs directory" in capsys.readouterr().err
+    assert main(["zoo", "--specs-dir", str(tmp_path)]) == 1
+    assert "no *.yaml specs" in capsys.readouterr().err
+
+
+def test_zoo_helpers() -> None:
+    assert default_specs_dir() == SPECS
+    assert [human(n) for n in (999, 417_000, 12_078_448, 1_814_073_344, 125_485_696)] == ["999", "417K", "12.1M", "1.81G", "125M"]
+    assert header_line("\n# first line\n# second\nname: x\n") == "first line"
+    assert header_line("name: x\n# late comment\n") == ""
