@@ -52,7 +52,10 @@ def key_position(container: object, key: object) -> Pos | None:
 
 def is_union_tag(step: object) -> bool:
     """A union member's tag in a pydantic error loc ('InitRule', 'literal[...]'), not a key of the spec."""
-    return isinstance(step, str) and (step[:1].isupper() or step.startswith(("literal[", "union[", "function-")))
+    return isinstance(step, str) and (
+        step[:1].isupper() or step in ("int", "float", "bool", "str", "none")
+        or step.startswith(("literal[", "union[", "function-", "list[", "dict[", "tuple["))
+    )
 
 
 def locate(root: object, path: tuple[Any, ...]) -> Pos | None:
@@ -91,14 +94,24 @@ _SAFE_TAGS = {
 def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES) -> Document:
     """Parse YAML text into a Document; every failure is a SpecError with a position."""
     from ruamel.yaml import YAML
+    from ruamel.yaml.composer import MaxDepthExceededError
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     source = Source(path, text)
     if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
         raise SpecError(f"spec is larger than {MAX_FILE_BYTES:,} bytes", Pos(source, 1, 1))
     yaml = YAML(typ="rt", pure=True)
+    yaml.Composer = _counting_composer()
+    yaml.max_depth = MAX_DEPTH
+    yaml.archc_nodes_left = max_nodes  # counted while parsing: a huge flat list stops early, bounded
     try:
         tree = yaml.load(text)
+    except _NodeLimit as exc:
+        raise SpecError(f"spec has more than {max_nodes:,} YAML nodes", Pos(source, exc.line + 1, exc.column + 1)) from None
+    except MaxDepthExceededError as exc:
+        mark = exc.problem_mark
+        pos = Pos(source, mark.line + 1, mark.column + 1) if mark else Pos(source, 1, 1)
+        raise SpecError(f"YAML nesting deeper than {MAX_DEPTH} levels", pos) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -111,7 +124,10 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
         raise SpecError(f"YAML error: {exc}".splitlines()[0], Pos(source, 1, 1)) from None
     if tree is None:
         raise SpecError("spec is empty", Pos(source, 1, 1))
-    budget = [max_nodes]
+    if _expanded_size(tree, {}, max_nodes, 0) > max_nodes:  # aliases: sized in O(distinct nodes), not copied
+        where = _overflow_pos(tree, max_nodes, source, Pos(source, 1, 1))
+        raise SpecError(f"spec expands to more than {max_nodes:,} YAML nodes (an alias bomb?)", where)
+    budget = [max_nodes, max_nodes]  # [left, limit]
     data = _convert(tree, source, budget, depth=0)
     if not isinstance(data, LDict):
         raise SpecError("a spec must be a YAML mapping (keys such as input:, layers:)", Pos(source, 1, 1))
@@ -138,6 +154,79 @@ def load_file(path: str | Path) -> Document:
 MAX_DEPTH = 200
 
 
+class _NodeLimit(Exception):
+    """Raised by the composer when a document has more nodes than the budget (before any is built)."""
+
+    def __init__(self, line: int, column: int) -> None:
+        super().__init__(line, column)
+        self.line, self.column = line, column
+
+
+_COMPOSER: list[type] = []
+
+
+def _counting_composer() -> type:
+    """ruamel's Composer, counting nodes (aliases once) against the loader's `archc_nodes_left`."""
+    if not _COMPOSER:
+        from ruamel.yaml.composer import Composer
+
+        class CountingComposer(Composer):  # type: ignore[misc]
+            def compose_node(self, parent: Any, index: Any) -> Any:
+                self.loader.archc_nodes_left -= 1
+                if self.loader.archc_nodes_left < 0:
+                    mark = self.parser.peek_event().start_mark
+                    raise _NodeLimit(mark.line, mark.column)
+                return super().compose_node(parent, index)
+
+        _COMPOSER.append(CountingComposer)
+    return _COMPOSER[0]
+
+
+def _children(node: Any, source: Source) -> list[tuple[Any, Pos | None]]:
+    """A parsed container's children in document order, with their positions (as `_convert` sees them)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(node, CommentedMap):
+        return [(node[k], _safe_lc(node.lc.value, k, source) or _safe_lc(node.lc.key, k, source)) for k in node]
+    if isinstance(node, CommentedSeq):
+        return [(item, _safe_lc(node.lc.item, i, source)) for i, item in enumerate(node)]
+    return []
+
+
+def _expanded_size(node: Any, memo: dict[int, int], cap: int, depth: int) -> int:
+    """Nodes of the tree with every alias expanded, counted once per distinct container (stops past cap)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if not isinstance(node, (CommentedMap, CommentedSeq)) or depth > MAX_DEPTH:
+        return 1
+    key = id(node)
+    if key not in memo:
+        total = 1
+        for child in (node[k] for k in node) if isinstance(node, CommentedMap) else node:
+            total += _expanded_size(child, memo, cap, depth + 1)
+            if total > cap:
+                break
+        memo[key] = total
+    return memo[key]
+
+
+def _overflow_pos(node: Any, left: int, source: Source, pos: Pos) -> Pos:
+    """Where converting in document order would run out of budget (the node `_convert` would report)."""
+    memo: dict[int, int] = {}
+    while True:
+        left -= 1
+        if left < 0:
+            return pos
+        for child, cpos in _children(node, source):
+            size = _expanded_size(child, memo, left, 0)
+            if size > left:
+                node, pos = child, cpos or pos
+                break
+            left -= size
+        else:
+            return pos
+
+
 def _mark(source: Source, lc: Any) -> Pos | None:
     return Pos(source, lc[0] + 1, lc[1] + 1) if lc else None
 
@@ -154,7 +243,7 @@ def _convert(node: Any, source: Source, budget: list[int], depth: int, pos: Pos 
     budget[0] -= 1
     if budget[0] < 0:
         raise SpecError(
-            f"spec expands to more than {MAX_YAML_NODES:,} YAML nodes (an alias bomb?)", pos or Pos(source, 1, 1)
+            f"spec expands to more than {budget[1]:,} YAML nodes (an alias bomb?)", pos or Pos(source, 1, 1)
         )
     if depth > MAX_DEPTH:
         raise SpecError(f"YAML nesting deeper than {MAX_DEPTH} levels", pos or Pos(source, 1, 1))

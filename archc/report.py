@@ -292,8 +292,8 @@ def footer(tot: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(rows: list[Row], tot: dict[str, Any], fmt: str, width: int | None = None) -> str:
-    """The report as text in one of FORMATS."""
+def render(rows: list[Row], tot: dict[str, Any], fmt: str, width: int | None = None, color: bool = False) -> str:
+    """The report as text in one of FORMATS; `width` and `color` apply to the table (a terminal's)."""
     if fmt == "json":
         return json.dumps({"totals": tot, "rows": [r.as_dict(tot["params"], tot["macs"]) for r in rows],
                            "conventions": CONVENTIONS}, indent=2) + "\n"
@@ -308,7 +308,8 @@ def render(rows: list[Row], tot: dict[str, Any], fmt: str, width: int | None = N
         return out.getvalue()
     if fmt == "markdown":
         title = f"## {tot['name']}: input {fmt_shape(tuple(tot['input']))}, batch {tot['batch']}, {tot['dtype']}\n"
-        lines = [title, "| " + " | ".join(COLUMNS) + " |", "| " + " | ".join("---" if i < 4 else "---:" for i in range(len(COLUMNS))) + " |"]
+        lines = [title, "| " + " | ".join(COLUMNS) + " |",
+                 "| " + " | ".join("---" if i < 4 else "---:" for i in range(len(COLUMNS))) + " |"]
         for r in rows:
             cells = [c.replace("|", "\\|") for c in _cells(r, tot, "\u00a0\u00a0")]
             if r.kind != "layer":
@@ -318,27 +319,57 @@ def render(rows: list[Row], tot: dict[str, Any], fmt: str, width: int | None = N
         lines += [f"- {line}" for line in footer(tot)]
         return "\n".join(lines) + "\n"
     if fmt == "table":
-        return _rich_table(rows, tot, width)
+        title = f"{tot['name']}  input {fmt_shape(tuple(tot['input']))}  batch {tot['batch']}  {tot['dtype']}"
+        styles = ["bold" if r.kind != "layer" else ("dim" if r.train_only else "") for r in rows]
+        body = [_cells(r, tot, "  ") for r in rows]
+        return text_table(title, list(COLUMNS), body, styles, footer(tot), width, color, left=4, optional=OPTIONAL)
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-def _rich_table(rows: list[Row], tot: dict[str, Any], width: int | None) -> str:
+# Columns a narrow terminal drops first, in this order (the hidden ones are named under the table).
+OPTIONAL = ("FLOPs", "% params", "non-train.", "other ops", "connected to", "stride", "act. mem")
+
+
+def text_table(title: str, columns: list[str], body: list[list[str]], styles: list[str], notes: list[str],
+               width: int | None, color: bool, left: int, optional: tuple[str, ...] = ()) -> str:
+    """A fixed-width table: the first `left` columns left-aligned, numbers right-aligned, two spaces apart.
+
+    Written by hand because rich's Table measures every cell (seconds for a 200-row ResNet-50); rich
+    only styles whole lines when `color` is set. Columns in `optional` are dropped while the table is
+    wider than `width`.
+    """
+    keep = list(range(len(columns)))
+    widths = [max([len(columns[i])] + [len(row[i]) for row in body]) for i in keep]
+
+    def total(idx: list[int]) -> int:
+        return sum(widths[i] for i in idx) + 2 * (len(idx) - 1)
+
+    hidden = []
+    for name in optional:
+        if width is None or total(keep) <= width:
+            break
+        i = columns.index(name)
+        keep.remove(i)
+        hidden.append(name)
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cells[i].ljust(widths[i]) if i < left else cells[i].rjust(widths[i]) for i in keep).rstrip()
+
+    lines = [(title, "bold"), (line(columns), "bold"), ("  ".join("─" * widths[i] for i in keep), "")]
+    lines += [(line(row), style) for row, style in zip(body, styles, strict=True)]
+    if hidden:
+        lines.append((f"(hidden to fit {width} columns: {', '.join(hidden)}; widen the terminal or use "
+                      "--format markdown/csv/json)", "dim"))
+    lines += [(note, "") for note in notes]
+    if not color:
+        return "\n".join(text for text, _ in lines) + "\n"
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"{tot['name']}  input {fmt_shape(tuple(tot['input']))}  batch {tot['batch']}  {tot['dtype']}",
-                  show_lines=False, pad_edge=False)
-    for i, col in enumerate(COLUMNS):
-        table.add_column(col, justify="left" if i < 4 else "right", no_wrap=i == 0)
-    for r in rows:
-        style = "bold" if r.kind != "layer" else ("dim" if r.train_only else "")
-        table.add_row(*(Text(c) for c in _cells(r, tot, "  ")), style=style)
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width or 240, force_terminal=False, color_system=None, soft_wrap=False)
-    console.print(table)
-    for line in footer(tot):
-        console.print(Text(line))
+    console = Console(file=buffer, force_terminal=True, width=max(len(t) for t, _ in lines) + 1, soft_wrap=True)
+    for text, style in lines:
+        console.print(Text(text, style=style or ""))
     return buffer.getvalue()
 
 
@@ -369,7 +400,8 @@ def _compare_cells(row: dict[str, Any]) -> list[str]:
             dims(row["receptive_field"]), dims(row["effective_stride"])]
 
 
-def render_compare(rows: list[dict[str, Any]], fmt: str, batch: int, dtype: str, width: int | None = None) -> str:
+def render_compare(rows: list[dict[str, Any]], fmt: str, batch: int, dtype: str, width: int | None = None,
+                   color: bool = False) -> str:
     """The comparison as text in one of FORMATS."""
     note = f"activations and training memory at batch {batch}, {dtype}; " + CONVENTIONS
     if fmt == "json":
@@ -387,20 +419,8 @@ def render_compare(rows: list[dict[str, Any]], fmt: str, batch: int, dtype: str,
         lines += ["| " + " | ".join(_compare_cells(r)) + " |" for r in rows]
         return "\n".join([*lines, "", note]) + "\n"
     if fmt == "table":
-        from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
-
-        table = Table(title="comparison", pad_edge=False)
-        for i, col in enumerate(COMPARE_COLUMNS):
-            table.add_column(col, justify="left" if i < 2 else "right")
-        for r in rows:
-            table.add_row(*(Text(c) for c in _compare_cells(r)))
-        buffer = io.StringIO()
-        console = Console(file=buffer, width=width or 240, force_terminal=False, color_system=None, soft_wrap=False)
-        console.print(table)
-        console.print(Text(note))
-        return buffer.getvalue()
+        return text_table("comparison", list(COMPARE_COLUMNS), [_compare_cells(r) for r in rows], [""] * len(rows),
+                          [note], width, color, left=2)
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 

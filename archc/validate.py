@@ -73,7 +73,7 @@ def pydantic_error(exc: ValidationError, root: object, where: str = "", model: A
         dotted = ".".join(str(p) for p in loc)
         hint = " (the input shape without the batch, e.g. input: [3, 32, 32])" if loc == ("input",) else ""
         return SpecError(f"{prefix}missing required key '{dotted}'{hint}", locate(root, loc[:-1]))
-    dotted = ".".join(str(p) for p in loc if not is_union_tag(p))
+    dotted = ".".join(_spec_path(root, loc))
     value = err.get("input")
     shown = f", got {value!r}" if not isinstance(value, (dict, list)) else ""
     return SpecError(f"{prefix}{dotted}: {err['msg'].lower()}{shown}", locate(root, loc))
@@ -89,12 +89,30 @@ def _walk(root: object, path: tuple[Any, ...]) -> object:
     return node
 
 
+def _spec_path(root: object, loc: tuple[Any, ...]) -> list[str]:
+    """pydantic's loc without its union tags ('int', 'InitRule'); keys present in the spec always stay."""
+    parts, node = [], root
+    for step in loc:
+        if isinstance(node, dict) and step in node or isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            parts.append(str(step))
+            node = node[step]  # type: ignore[index]
+        elif not is_union_tag(step):
+            parts.append(str(step))
+            node = None
+    return parts
+
+
 def _known_keys(model: Any, parent_path: tuple[Any, ...]) -> list[str]:
+    keyed = False  # the previous step was a dict field: this step is one of its keys
     for step in parent_path:
+        if keyed:
+            keyed = False
+            continue
         fields = getattr(model, "model_fields", None)
         if fields is None or step not in fields:
             return []
         annotation = fields[step].annotation
+        keyed = getattr(annotation, "__origin__", None) is dict
         model = next((a for a in getattr(annotation, "__args__", (annotation,)) if hasattr(a, "model_fields")), None)
         if model is None:
             return []
@@ -178,8 +196,9 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
     params = resolve_params(params_raw, overrides)
     input_raw = data["input"]
     shape = render(list(input_raw), params, position_of(data, "input"))
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-        raise SpecError(f"input must be positive integers (channels first, no batch), got {shape}", position_of(data, "input"))
+    bad = [i for i, d in enumerate(shape) if not (isinstance(d, int) and not isinstance(d, bool) and d > 0)]
+    if bad:
+        raise SpecError(f"input must be positive integers (channels first, no batch), got {shape}", position_of(input_raw, bad[0]))
     train = None
     if data.get("train") is not None:
         train_raw = render(dict(data["train"]), params, position_of(data, "train"))

@@ -15,7 +15,9 @@ interleaved (order alternating), each candidate trains the same number of images
   seed-ftz   seed-w0 with denormals flushed to zero, as the trainer does on CPUs
 
 (a) efficiency = compute time / trainer time (target >= 0.9); (b) trainer images/s / seed-loop
-images/s (target >= 1.5). Ratios are medians of per-round ratios.
+images/s (target >= 1.5). Ratios are medians of per-round ratios. CPU seconds (this process plus
+DataLoader workers) are recorded too: on a machine shared with other jobs they measure the work
+done better than wall time does.
 """
 
 from __future__ import annotations
@@ -65,6 +67,14 @@ class SeedDataset:
         from PIL import Image
 
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (DataLoader workers): work done, whatever the contention."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def main() -> int:
@@ -169,11 +179,14 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     trainer()  # warm-up: one-off imports (torch._dynamo on the first optimizer) and allocator growth
     times: dict[str, list[float]] = {name: [] for name in candidates}
+    cpu: dict[str, list[float]] = {name: [] for name in candidates}
     walls: list[float] = []
     for r in range(rounds):
         order = list(candidates) if r % 2 == 0 else list(candidates)[::-1]
         for name in order:
+            cpu_start = cpu_seconds()
             result = candidates[name]()
+            cpu[name].append(cpu_seconds() - cpu_start)
             if name.startswith("trainer"):
                 loop_time, wall = result  # type: ignore[misc]
                 times[name].append(loop_time)
@@ -200,6 +213,8 @@ def main() -> int:
         {"metric": "trainer vs seed loop, 0 workers, denormals flushed", "value": round(speedups["seed-ftz"], 2), "unit": "x", "target": "(info)"},
         {"metric": f"trainer --channels-last vs seed loop, {seed_workers} workers", "value": round(per_round(times[seed_name], times["trainer-cl"]), 2), "unit": "x", "target": "(info)"},
         {"metric": "trainer train-loop throughput", "value": round(ips["trainer"]), "unit": "img/s", "target": ""},
+        {"metric": "CPU seconds: compute / whole archc.train()", "value": round(per_round(cpu["compute"], cpu["trainer"]), 3), "unit": "", "target": "(info)"},
+        {"metric": f"CPU seconds: seed loop ({seed_workers} workers, incl. workers) / whole archc.train()", "value": round(per_round(cpu[seed_name], cpu["trainer"]), 2), "unit": "x", "target": "(info)"},
     ]
     for row in summary:
         print(f"{row['metric']}: {row['value']}{row['unit']} (target {row['target']})")
@@ -210,11 +225,13 @@ def main() -> int:
                   "train_images": n_train, "test_images": n_test, "rounds": rounds, "threads": threads,
                   "load_average_before": load_before, "load_average_after": load_after},
         "seconds": times,
+        "cpu_seconds": cpu,
         "trainer_wall_seconds": walls,
         "images_per_s": ips,
         "notes": "compute = forward+backward+step on pre-built batches; the trainer's loop time includes batched "
                  "augmentation, indexing, loss/accuracy bookkeeping and the NaN guard; its wall adds data synthesis, "
-                 "the shape check, per-epoch test evaluation, checkpoints and metrics files.",
+                 "the shape check, per-epoch test evaluation, checkpoints and metrics files. "
+                 f"Load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} CPUs.",
     })  # fmt: skip
     return 0
 

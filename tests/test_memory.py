@@ -1,7 +1,7 @@
 """The training-memory model against hand counts and against the measured peak of real CPU train steps.
 
 The measurement is the peak of torch's CPU allocator (the profiler's memory events: every tensor
-allocated and freed while building the model and running two SGD or Adam steps), which is what
+allocated and freed during a steady-state SGD or Adam step, plus the tensors alive before it), which is what
 the static estimate models: the same quantity as CUDA's max_memory_allocated, without the noise
 RSS carries (allocator caches, oneDNN scratchpads, library pages).
 """
@@ -21,44 +21,56 @@ TOLERANCE = 0.10  # the issue asks for 15%; the model is within 3% on every case
 
 
 def measure_step_peak(spec: Path | str, batch: int, optimizer: str, **build_args: Any) -> int:
-    """Peak bytes held by torch's CPU allocator while building the model and running two train steps."""
+    """Peak bytes held by torch's CPU allocator during one steady-state train step.
+
+    A first step allocates the optimizer state; gradients are then set to None as archc's trainer
+    does. The profiler sees only allocations made while it runs, so the tensors already alive
+    (parameters, buffers, optimizer state, the batch) are added to its peak.
+    """
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from archc.api import build
 
     torch.manual_seed(0)
+    model = build(spec, **build_args).train()
+    graph = model.archc_graph
+    x = torch.randn(batch, *graph.input_shape)
+    y = torch.randint(0, graph.shape_of(graph.output)[0], (batch,))
+    opt = (torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if optimizer == "sgd"
+           else torch.optim.Adam(model.parameters(), lr=1e-3))
+    weights = [1.0] + [h.loss_weight for h in graph.heads]
+
+    def step() -> None:
+        out = model(x)
+        outs = out if isinstance(out, tuple) else (out,)
+        loss = sum(w * torch.nn.functional.cross_entropy(o, y) for w, o in zip(weights, outs, strict=True))
+        loss.backward()
+        opt.step()
+
+    step()
+    opt.zero_grad(set_to_none=True)
+    tensors = [*model.parameters(), *model.buffers(), x, y]
+    tensors += [t for state in opt.state.values() for t in state.values() if isinstance(t, torch.Tensor)]
+    alive = sum(t.numel() * t.element_size() for t in tensors)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        model = build(spec, **build_args).train()
-        graph = model.archc_graph
-        x = torch.randn(batch, *graph.input_shape)
-        y = torch.randint(0, graph.shape_of(graph.output)[0], (batch,))
-        opt = (torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if optimizer == "sgd"
-               else torch.optim.Adam(model.parameters(), lr=1e-3))
-        weights = [1.0] + [h.loss_weight for h in graph.heads]
-        for _ in range(2):  # the second step runs with the optimizer state already allocated
-            opt.zero_grad(set_to_none=True)
-            out = model(x)
-            outs = out if isinstance(out, tuple) else (out,)
-            loss = sum(w * torch.nn.functional.cross_entropy(o, y) for w, o in zip(weights, outs, strict=True))
-            loss.backward()
-            opt.step()
-            del out, outs, loss
+        step()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     live = peak = 0
     for event in sorted(events, key=lambda e: e.start_ns()):
         live += event.nbytes()
         peak = max(peak, live)
-    return peak
+    return alive + peak
 
 
 CASES = [
-    pytest.param(REPO / "specs/resnet20.yaml", 64, {}, id="resnet20-cifar"),  # option-A shortcut: views and pads
-    pytest.param(REPO / "specs/se_resnet20.yaml", 32, {}, id="se_resnet20-cifar"),  # SE gates: multiply keeps both
-    pytest.param(REPO / "specs/mobilenet_v2.yaml", 8, {"image_size": 96}, id="mobilenet_v2-96px"),  # ReLU6 clones
-    pytest.param(TEST_SPECS / "report_googlenet.yaml", 4, {"aux": True, "input_shape": (3, 96, 96)},
+    pytest.param(REPO / "specs/resnet20.yaml", 32, {}, id="resnet20-cifar"),  # option-A shortcut: views and pads
+    pytest.param(REPO / "specs/se_resnet20.yaml", 16, {}, id="se_resnet20-cifar"),  # SE gates: multiply keeps both
+    pytest.param(REPO / "specs/mobilenet_v2.yaml", 4, {"image_size": 64}, id="mobilenet_v2-64px"),  # ReLU6 clones
+    pytest.param(TEST_SPECS / "report_googlenet.yaml", 2, {"aux": True, "input_shape": (3, 96, 96)},
                  id="googlenet-aux-96px"),
-    pytest.param(TEST_SPECS / "diagram_densenet.yaml", 4, {"input_shape": (3, 64, 64)}, id="densenet121-64px"),
+    pytest.param(TEST_SPECS / "diagram_densenet.yaml", 4, {"input_shape": (3, 64, 64)}, id="densenet121-64px",
+                 marks=pytest.mark.slow),
     pytest.param(TEST_SPECS / "report_resnet18.yaml", 8, {}, id="resnet18-224px", marks=pytest.mark.slow),
     pytest.param(TEST_SPECS / "report_alexnet.yaml", 8, {}, id="alexnet-224px", marks=pytest.mark.slow),
     pytest.param(TEST_SPECS / "report_resnet50.yaml", 4, {}, id="resnet50-224px", marks=pytest.mark.slow),

@@ -134,7 +134,6 @@ class Gen:
         return item, new
 
     def flat_item(self, shape: Shape, depth: int) -> tuple[Any, Shape]:
-        (f,) = shape
         kind = self.pick(["linear", "linear", "act", "bn", "dropout", "add", "concat", "repeat", "seq", "ln"])
         if kind == "linear":
             out = self.ints(1, 12)

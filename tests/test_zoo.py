@@ -30,6 +30,7 @@ from archc.cli import main
 from archc.commands.zoo import collect, default_specs_dir, header_line, human, render_markdown
 from archc.emit import count_tensors, probe_shapes
 from archc.errors import SpecError
+from archc.export import export_python
 from archc.receptive import Field, deepest_field, receptive_fields
 from tests import reference_models as ref
 
@@ -425,6 +426,18 @@ def test_subsample_keeps_the_receptive_field_known() -> None:
     assert fields["layer2.0.subsample"] == Field((Fraction(15),) * 2, (Fraction(2),) * 2)  # layer1's 15, now every 2nd
     deepest = deepest_field(graph, fields)
     assert deepest is not None and deepest[1] == Field((Fraction(81),) * 2, (Fraction(4),) * 2)
+
+
+def test_exported_resnet20_runs_without_archc() -> None:
+    """`archc export` writes the shortcut ops as plain torch code: same keys, same outputs."""
+    model = api.build(SPECS / "resnet20.yaml").eval()
+    namespace: dict[str, Any] = {}
+    exec(compile(export_python(model.archc_graph, None, "specs/resnet20.yaml"), "resnet20_export.py", "exec"), namespace)
+    standalone = namespace["Resnet20"]().eval()
+    standalone.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(standalone(x), model(x))
 
 
 def test_option_a_resnets_have_no_shortcut_weights() -> None:

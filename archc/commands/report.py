@@ -46,12 +46,14 @@ def run_report(args: argparse.Namespace) -> int:
     from archc.report import compare, render, render_compare, report_rows, totals
 
     graphs = [expand(load_spec(path, args), limits_of(args)) for path in args.specs]
-    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    tty = sys.stdout.isatty()
+    width = shutil.get_terminal_size().columns if tty else None  # a pipe or file gets every column
     if len(graphs) == 1:
         graph = graphs[0]
         text = render(report_rows(graph, args.depth, args.batch, args.dtype), totals(graph, args.batch, args.dtype),
-                      args.format, width)
+                      args.format, width, color=tty)
     else:
-        text = render_compare(compare(graphs, args.batch, args.dtype), args.format, args.batch, args.dtype, width)
+        text = render_compare(compare(graphs, args.batch, args.dtype), args.format, args.batch, args.dtype, width,
+                              color=tty)
     sys.stdout.write(text)
     return 0

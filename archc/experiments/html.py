@@ -53,7 +53,8 @@ class _Model:
     """A distinct model among the runs: its spec file, overrides and the input it trained on."""
 
     name: str
-    spec: str
+    spec: str  # a path that opens from here
+    shown: str  # the path as the runs recorded it
     overrides: dict[str, Any]
     input_shape: tuple[int, ...] | None
 
@@ -146,6 +147,7 @@ def _models(runs: list[RunResult], manifest: dict[str, Any] | None) -> list[_Mod
     """The distinct (spec, overrides, input) combinations of the runs, in order."""
     entries = {e["id"]: e for e in manifest["runs"]} if manifest else {}
     input_shape = manifest["definition"].get("input_shape") if manifest else None
+    root = Path(manifest["cwd"]) if manifest and manifest.get("cwd") else None
     models: dict[str, _Model] = {}
     for r in runs:
         rec = r.record or {}
@@ -158,10 +160,13 @@ def _models(runs: list[RunResult], manifest: dict[str, Any] | None) -> list[_Mod
             overrides = (entry or {}).get("set", {})
         shape = rec.get("dataset", {}).get("input_shape") or input_shape
         name = rec.get("spec", {}).get("name") or Path(spec).stem
+        shown = spec
+        if not Path(spec).is_file() and root is not None and (root / spec).is_file():
+            spec = str(root / spec)  # relative to where the sweep ran
         if overrides:
             name += " (" + ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()) + ")"
         key = json.dumps([spec, overrides, shape], sort_keys=True, default=str)
-        models.setdefault(key, _Model(name, spec, dict(overrides), tuple(shape) if shape else None))
+        models.setdefault(key, _Model(name, spec, shown, dict(overrides), tuple(shape) if shape else None))
     return list(models.values())
 
 
@@ -171,12 +176,12 @@ def _models_section(models: list[_Model], plugins: tuple[str, ...]) -> list[str]
     parts = ["<h2>Models</h2>"]
     for i, model in enumerate(models[:MAX_MODELS]):
         parts.append(f'<section class="model" id="model-{i}"><h3>{_e(model.name)}</h3>'
-                     f'<p class="note">{_e(model.spec)}'
+                     f'<p class="note">{_e(model.shown)}'
                      + (f", input {'x'.join(map(str, model.input_shape))}" if model.input_shape else "") + "</p>")
         try:
             graph = _graph(model, plugins)
         except (SpecError, OSError, ValueError) as exc:
-            parts.append(f'<p class="note">cannot compile {_e(model.spec)}: {_e(str(exc).splitlines()[0])}</p></section>')
+            parts.append(f'<p class="note">cannot compile {_e(model.shown)}: {_e(str(exc).splitlines()[0])}</p></section>')
             continue
         parts.append(_diagram(graph, f"diagram-{i}"))
         parts.append(_layer_table(graph))

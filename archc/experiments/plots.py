@@ -18,7 +18,8 @@ from archc.experiments.results import Group, RunResult, group_runs, label_column
 PLOTS = ("curves", "acc_vs_params", "acc_vs_time")
 SVG_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}  # no dates or URLs
 RC = {"svg.hashsalt": "archc", "svg.fonttype": "path", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
-LOG_SCALE_RATIO = 50.0  # a loss axis spanning more than this factor is drawn in log scale
+LOG_SCALE_RATIO = 50.0
+ANNOTATE_MAX = 6  # label points in place up to this many rows, else with a legend  # a loss axis spanning more than this factor is drawn in log scale
 
 
 def group_name(group: Group, columns: list[str]) -> str:
@@ -79,10 +80,11 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _colour(i: int) -> Any:
+def _colour(i: int, n: int) -> Any:
+    """Distinct colours for up to 20 rows (tab10, then tab20), cycling beyond."""
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10" if i < 10 else "tab20"]
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return cmap(i % cmap.N)
 
 
@@ -114,10 +116,10 @@ def _curves(groups: list[Group], names: list[str]) -> Any:
                 continue
             mean = [m * scale for m in mean]
             std = [s * scale for s in std]
-            ax.plot(epochs, mean, style, color=_colour(i), label=name if ax is acc_ax else None, marker="." if len(epochs) < 30 else None)
+            ax.plot(epochs, mean, style, color=_colour(i, len(groups)), label=name if ax is acc_ax else None, marker="." if len(epochs) < 30 else None)
             if any(std):
                 ax.fill_between(epochs, [m - s for m, s in zip(mean, std, strict=True)],
-                                [m + s for m, s in zip(mean, std, strict=True)], color=_colour(i), alpha=0.15, linewidth=0)
+                                [m + s for m, s in zip(mean, std, strict=True)], color=_colour(i, len(groups)), alpha=0.15, linewidth=0)
             if key == "train_loss":
                 losses += [m for m in mean if math.isfinite(m)]
     acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
@@ -132,21 +134,27 @@ def _curves(groups: list[Group], names: list[str]) -> Any:
 
 
 def _scatter(groups: list[Group], names: list[str], x_key: str, xlabel: str, title: str, log_x: bool) -> Any:
-    fig = _figure(6.4, 4.4)
+    fig = _figure(7.5, 4.4)
     ax = fig.subplots()
-    xs: list[float] = []
+    points: list[tuple[float, float, str]] = []
     for i, (group, name) in enumerate(zip(groups, names, strict=True)):
         x, y = group.stat(x_key), group.stat("test_acc")
         if x.mean is None or y.mean is None:
             continue
         ax.errorbar([x.mean], [y.mean], xerr=[x.std] if x.std else None, yerr=[y.std] if y.std else None, fmt="o",
-                    color=_colour(i), capsize=3, label=name)
-        ax.annotate(name, (x.mean, y.mean), textcoords="offset points", xytext=(5, 4), fontsize=7)
-        xs.append(x.mean)
+                    color=_colour(i, len(groups)), capsize=3, label=name)
+        points.append((x.mean, y.mean, name))
     ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
-    if not xs:
+    if not points:
         ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center", transform=ax.transAxes)
-    elif log_x and min(xs) > 0 and max(xs) / min(xs) > 10:
+        return fig
+    if len(points) <= ANNOTATE_MAX:
+        for x_value, y_value, name in points:
+            ax.annotate(name, (x_value, y_value), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    else:
+        fig.legend(loc="outside right upper", fontsize=7, frameon=False)
+    xs = [p[0] for p in points]
+    if log_x and min(xs) > 0 and max(xs) / min(xs) > 10:
         ax.set_xscale("log")
     return fig
 

@@ -200,12 +200,13 @@ def table_rows(runs: list[RunResult]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def markdown_table(header: list[str], rows: list[list[str]], numeric_from: int) -> str:
+def markdown_table(header: list[str], rows: list[list[str]], numeric: range) -> str:
+    """A GitHub markdown table; columns whose index is in `numeric` are right-aligned."""
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
     lines = ["| " + " | ".join(cell(h) for h in header) + " |",
-             "| " + " | ".join("---:" if i >= numeric_from else "---" for i in range(len(header))) + " |"]
+             "| " + " | ".join("---:" if i in numeric else "---" for i in range(len(header))) + " |"]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -219,7 +220,7 @@ def render(runs: list[RunResult], fmt: str, width: int | None = None) -> str:
     header, rows = table_rows(runs)
     first_metric = header.index("runs")
     if fmt == "markdown":
-        return markdown_table(header, rows, first_metric)
+        return markdown_table(header, rows, range(first_metric, len(header)))
     if fmt == "table":
         from rich.console import Console
         from rich.table import Table
@@ -331,12 +332,12 @@ def runs_markdown(runs: list[RunResult]) -> str:
         acc, loss, secs = r.metric("test_acc"), r.metric("train_loss"), r.metric("train_time_s")
         rows.append([r.id, r.status, "—" if acc is None else f"{acc:.2f}", "—" if loss is None else f"{loss:.4f}",
                      "—" if secs is None else f"{secs:.1f}", (r.error or "").splitlines()[0][:160] if r.error else ""])
-    return markdown_table(header, rows, 2)
+    return markdown_table(header, rows, range(2, 5))
 
 
 def results_markdown(runs: list[RunResult], title: str, plots: list[Path]) -> str:
     header, rows = table_rows(runs)
-    parts = [f"# {title}\n", markdown_table(header, rows, header.index("runs"))]
+    parts = [f"# {title}\n", markdown_table(header, rows, range(header.index("runs"), len(header)))]
     about = describe(runs)
     parts.append("\n".join(f"- {line}" for line in ([about] if about else []) + list(NOTES)) + "\n")
     names = {p.stem for p in plots if p.suffix == ".png"}

@@ -82,6 +82,7 @@ def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, ech
         raise ExperimentError(f"cannot create {out}: {exc.strerror or exc}") from None
     with RunLock(out):
         manifest = merge(read_manifest(out), plan)
+        manifest["cwd"] = os.getcwd()  # where relative spec paths in it are rooted
         outcome = SweepOutcome(out, manifest["runs"])
         todo = _select(manifest, out, retry_failed, outcome)
         write_manifest(out, manifest)
@@ -180,7 +181,7 @@ class _Scheduler:
         out = (self.plan.out / entry["id"]).resolve()
         config = {**entry["config"], "out": str(out), "resume": True, "log": "plain"}
         config.setdefault("workers", self.threads)
-        return {"id": entry["id"], "cwd": os.getcwd(), "spec": str(Path(entry["spec"]).resolve()), "set": entry["set"],
+        return {"id": entry["id"], "cwd": os.getcwd(), "spec": entry["spec"], "set": entry["set"],
                 "plugins": list(self.plan.plugins), "input_shape": self.plan.input_shape, "config": config}
 
     def _start(self, ctx: Any, entry: dict[str, Any]) -> None:
