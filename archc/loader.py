@@ -8,6 +8,7 @@ before it can expand.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,10 +116,15 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and problem.startswith("but "):  # ruamel splits one sentence in two
+            problem = f"{exc.context}, {problem}"
         if exc.context_mark is not None and mark is not None and mark.line >= len(text.splitlines()):
             # the problem is the end of the file (an unclosed bracket or quote): point where it opened
             mark, problem = exc.context_mark, f"{problem} ({exc.context})" if exc.context else problem
         pos = Pos(source, mark.line + 1, mark.column + 1) if mark else Pos(source, 1, 1)
+        lines = text.splitlines()
+        if lines and pos.line > len(lines):  # at the end of the file: point just past its last line
+            pos = Pos(source, len(lines), len(lines[-1]) + 1)
         raise SpecError(f"YAML syntax error: {problem}", pos) from None
     except (YAMLError, RecursionError, ValueError, TypeError) as exc:
         raise SpecError(f"YAML error: {exc}".splitlines()[0], Pos(source, 1, 1)) from None
@@ -228,7 +234,15 @@ def _overflow_pos(node: Any, left: int, source: Source, pos: Pos) -> Pos:
 
 
 def _mark(source: Source, lc: Any) -> Pos | None:
-    return Pos(source, lc[0] + 1, lc[1] + 1) if lc else None
+    """A ruamel (line, col) as a Pos; None past the last line (a null value at the end of the file)."""
+    if not lc or lc[0] >= _line_count(source.text):
+        return None
+    return Pos(source, lc[0] + 1, lc[1] + 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _line_count(text: str) -> int:
+    return len(text.splitlines())
 
 
 def _tag_of(node: Any) -> str | None:
@@ -248,6 +262,8 @@ def _convert(node: Any, source: Source, budget: list[int], depth: int, pos: Pos 
     if depth > MAX_DEPTH:
         raise SpecError(f"YAML nesting deeper than {MAX_DEPTH} levels", pos or Pos(source, 1, 1))
     tag = _tag_of(node)
+    if isinstance(node, TaggedScalar) and tag == "tag:yaml.org,2002:str":
+        return str(node.value)  # `!!str 12`: ruamel keeps only this standard tag as a wrapper
     if tag not in _SAFE_TAGS or isinstance(node, TaggedScalar):
         raise SpecError(f"YAML tag '{tag}' is not allowed in a spec (specs hold data, never objects)", pos or Pos(source, 1, 1))
     if isinstance(node, CommentedMap):

@@ -279,10 +279,8 @@ def footer(tot: dict[str, Any]) -> list[str]:
     ]
     rf = tot["receptive_field"]
     if rf is not None:
-        size = "x".join(map(str, dict.fromkeys(rf["size"])))
-        stride = "x".join(map(str, dict.fromkeys(rf["stride"])))
-        lines.append(f"receptive field: {size} px, effective stride {stride}, at {rf['node']}; depth {tot['depth']} "
-                     "weighted layers")
+        lines.append(f"receptive field: {dims(rf['size'])} px, effective stride {dims(rf['stride'])}, at {rf['node']}; "
+                     f"depth {tot['depth']} weighted layers")
     else:
         lines.append(f"receptive field: — (no spatial input); depth {tot['depth']} weighted layers")
     for head in tot["heads"]:
@@ -391,10 +389,14 @@ def compare(graphs: list[Graph], batch: int = 1, dtype: str = "float32") -> list
 COMPARE_COLUMNS = ("spec", "input", "params", "MACs", "FLOPs", "activations", "train mem (SGD)", "depth", "RF", "stride")
 
 
-def _compare_cells(row: dict[str, Any]) -> list[str]:
-    def dims(values: list[int | float] | None) -> str:
-        return "—" if values is None else "x".join(str(v) for v in dict.fromkeys(values))
+def dims(values: list[int | float] | None) -> str:
+    """[435, 435] -> '435', [1, 7] -> '1x7', [10.67, 10.67] -> '10.7'; None -> '—'."""
+    if values is None:
+        return "—"
+    return "x".join(str(v) if isinstance(v, int) else f"{v:.1f}" for v in dict.fromkeys(values))
 
+
+def _compare_cells(row: dict[str, Any]) -> list[str]:
     return [row["spec"], fmt_shape(tuple(row["input"])), f"{row['params']:,}", si(row["macs"]), si(row["flops"]),
             si(row["activation_memory"], "B"), si(row["training_memory_sgd"], "B"), str(row["depth"]),
             dims(row["receptive_field"]), dims(row["effective_stride"])]

@@ -130,14 +130,19 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def _check_override_type(name: str, default: Any, value: Any) -> Any:
+    """Catch the mistakes that matter (a string for a number, a number for a flag); a number's
+    default also admits a list, as kernel sizes do (3 or [1, 7])."""
     if default is None or value is None:
         return value
     if isinstance(default, bool) != isinstance(value, bool):
         raise SpecError(f"parameter '{name}' expects {type(default).__name__}, got {value!r}")
     if isinstance(default, float) and isinstance(value, int):
         return float(value)
-    if isinstance(default, (int, float, str)) and not isinstance(value, type(default)):
-        raise SpecError(f"parameter '{name}' expects {type(default).__name__}, got {value!r}")
+    number = (int, float)
+    if isinstance(default, number) and not isinstance(value, (*number, list)):
+        raise SpecError(f"parameter '{name}' expects a number, got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        raise SpecError(f"parameter '{name}' expects a string, got {value!r}")
     return value
 
 
@@ -153,7 +158,8 @@ def resolve_params(declared: LDict, overrides: dict[str, Any], where: str = "par
     for key, default in declared.items():
         if key in overrides:
             try:
-                env[key] = _check_override_type(key, default, overrides[key])
+                rendered = render(default, env, position_of(declared, key))
+                env[key] = _check_override_type(key, rendered, overrides[key])
             except SpecError as exc:
                 raise SpecError(exc.message, position_of(given_at, key) if given_at is not None else None) from None
         else:

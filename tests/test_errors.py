@@ -246,9 +246,9 @@ OVERRIDE_SPEC = "input: [3, 8, 8]\nparams: {width: 8, bn: true}\nlayers:\n  - co
     [
         ({"widht": 4}, r"^unknown parameter 'widht' \(did you mean 'width'\?\); known: width, bn$"),
         ({"bn": 3}, r"^parameter 'bn' expects bool, got 3$"),
-        ({"width": "wide"}, r"^parameter 'width' expects int, got 'wide'$"),
-        ({"width": 2.5}, r"^parameter 'width' expects int, got 2\.5$"),
+        ({"width": "wide"}, r"^parameter 'width' expects a number, got 'wide'$"),
         ({"width": True}, r"^parameter 'width' expects int, got True$"),
+        ({"width": None, "bn": "yes"}, r"^parameter 'bn' expects bool, got 'yes'$"),
     ],
 )
 def test_override_errors_api(overrides: dict[str, object], message: str, write_spec) -> None:
@@ -264,7 +264,8 @@ def test_override_errors_api(overrides: dict[str, object], message: str, write_s
     [
         ("widht=4", "error: unknown parameter 'widht' (did you mean 'width'?)"),
         ("bn=maybe", "error: parameter 'bn' expects bool, got 'maybe'"),
-        ("width=2.5", "error: parameter 'width' expects int, got 2.5"),
+        ("width=[4, 4]", "error: <path>:4:17: conv argument 'out': input should be a valid integer, got [4, 4]"),
+        ("width=2.5", "error: <path>:4:17: conv argument 'out': input should be a valid integer, got 2.5"),
         ("width", "error: --set expects key=value, got 'width'"),
     ],
 )
@@ -272,7 +273,7 @@ def test_override_errors_cli(setting: str, message: str, write_spec, capsys: pyt
     path = write_spec(OVERRIDE_SPEC)
     assert main(["check", str(path), "--set", setting]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(message) and "Traceback" not in err
+    assert err.startswith(message.replace("<path>", str(path))) and "Traceback" not in err
 
 
 def test_override_error_cli_subprocess(write_spec) -> None:
@@ -378,13 +379,29 @@ def test_block_argument_of_the_wrong_type_is_positioned(write_spec) -> None:
             params: {stride: 1}
             layers: [{conv: {out: 4, kernel: 1, stride: $stride}}]
         layers:
-          - B: {stride: [2]}
+          - B: {stride: two}
     """)
     err = _error(path)
-    assert err.message == "parameter 'stride' expects int, got [2]"
+    assert err.message == "parameter 'stride' expects a number, got 'two'"
     assert (err.line, err.col) == (7, 17)
 
 
 def test_seq_that_is_not_a_list_is_positioned(write_spec) -> None:
     err = _error(write_spec(HEAD + "  - relu\n  - seq: 0.5\n"))
     assert err.message == "expected a list of layers, got float" and (err.line, err.col) == (4, 5)
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "pos"),
+    [
+        ("input: [3]\nlayers: [relu]\n---\n", "expected a single document in the stream, but found another document", (3, 1)),
+        ("input: [3]\nlayers: [relu]\n...\n%YAML 1.2\n", "expected '<document start>'", (4, 10)),
+        ("input: [3]\nlayers: [relu\n", "(while parsing a flow sequence)", (2, 9)),
+    ],
+)
+def test_yaml_errors_at_the_end_of_the_file_point_into_it(text: str, message: str, pos: tuple[int, int], write_spec) -> None:
+    path = write_spec(text)
+    err = _error(path)
+    assert err.message.startswith("YAML syntax error: ") and message in err.message
+    assert (err.line, err.col) == pos
+    assert err.render().splitlines()[2].endswith("^")

@@ -114,7 +114,9 @@ def test_cli_reports_a_bad_grid_in_one_line_with_exit_1(tmp_path: Path) -> None:
                            "optimizer, batch_size, augment, or set.PARAM for a spec parameter")
     assert not (tmp_path / "s").exists()
     rc, _, err = run_cli("sweep", TINY, "--grid", "seed=1,2", "--seeds", "2", "--out", str(tmp_path / "s"))
-    assert rc == 1 and err.startswith("error: give the seeds either as --grid seed=... or as --seeds")
+    assert rc == 1 and err.startswith("error: give the seeds either as --grid seed=... or as --seeds/--seed, not both")
+    rc, _, err = run_cli("sweep", TINY, "--grid", "seed=1,2", "--seed", "3", "--out", str(tmp_path / "s"))
+    assert rc == 1 and "not both" in err
     rc, _, err = run_cli("compare", "--runs", str(tmp_path))
     assert rc == 1 and "is not a run directory" in err and "Traceback" not in err
 
@@ -142,6 +144,16 @@ def test_plan_is_the_cartesian_product_times_seeds(tmp_path: Path) -> None:
     run = plan.runs[3]
     assert run.set == {"bn": False} and run.config == {"epochs": 2, "optimizer": "sgd", "seed": 1}
     assert run.params == 1370 and plan.runs[0].params == 1386  # 16 BN parameters fewer
+
+
+def test_compare_notes_when_the_specs_recipes_differ(tmp_path: Path) -> None:
+    lenet = str(REPO / "specs" / "lenet_d2l.yaml")
+    plan = make_plan(tmp_path / "c", [Variant("tiny", TINY), Variant("lenet", lenet)], base_config={"epochs": 1})
+    assert len(plan.notes) == 1
+    assert plan.notes[0].startswith("lenet trains with a different recipe than tiny (dataset fashion_mnist vs digits, ")
+    assert "epochs" not in plan.notes[0]  # given for all, so the same
+    plan = make_plan(tmp_path / "c", [Variant("tiny", TINY), Variant("mlp", MLP)])
+    assert plan.notes == []
 
 
 def test_mean_and_sample_std_over_seeds(tmp_path: Path) -> None:
@@ -228,6 +240,20 @@ def test_rerun_with_another_recipe_is_refused(swept: tuple[Path, int, str, str])
     assert rc == 1
     assert err.strip().splitlines() == [f"error: {out} holds a sweep with other fixed training options (epochs: "
                                         "unset -> 2); rerun with the same options to resume it, or choose another --out"]
+
+
+def test_a_run_directory_from_another_experiment_is_not_taken_as_a_result(swept: tuple[Path, int, str, str],
+                                                                         tmp_path: Path) -> None:
+    import shutil
+
+    source = swept[0] / "optimizer=sgd,set.bn=true,seed=0"
+    shutil.copytree(source, tmp_path / "s" / source.name)
+    rc, _, err = run_cli("sweep", TINY, "--grid", "optimizer=sgd", "--grid", "set.bn=true", "--lr", "0.05",
+                         "--out", str(tmp_path / "s"))
+    assert rc == 1
+    assert err.strip() == (f"error: {tmp_path / 's' / source.name} holds a run that does not belong to this sweep: it was "
+                           "trained with lr=0.1 (this run: 0.05); move it away or choose another --out")
+    assert (tmp_path / "s" / source.name / "result.json").read_bytes() == (source / "result.json").read_bytes()
 
 
 def test_compare_runs_tabulates_existing_runs(swept: tuple[Path, int, str, str], tmp_path: Path) -> None:

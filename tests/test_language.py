@@ -223,16 +223,36 @@ def test_block_argument_may_use_the_callers_shape(write_spec) -> None:
     assert isinstance(model.get_submodule("9"), nn.BatchNorm1d) and model.get_submodule("9").num_features == 16
 
 
-def test_inline_blocks_number_like_torchvision_make_layers() -> None:
-    from torchvision.models.vgg import make_layers
+def make_layers(cfg: list[int | str], batch_norm: bool, in_channels: int = 3) -> nn.Sequential:
+    """torchvision.models.vgg.make_layers, verbatim in behaviour (importing torchvision costs seconds)."""
+    layers: list[nn.Module] = []
+    for v in cfg:
+        if v == "M":
+            layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
+        else:
+            conv = nn.Conv2d(in_channels, int(v), kernel_size=3, padding=1)
+            layers += [conv, nn.BatchNorm2d(int(v)), nn.ReLU(inplace=True)] if batch_norm else [conv, nn.ReLU(inplace=True)]
+            in_channels = int(v)
+    return nn.Sequential(*layers)
 
+
+def test_inline_blocks_number_like_torchvision_make_layers() -> None:
     cfg: list[int | str] = [8, "M", 16, "M", 32, 32, "M"]
     for bn in (True, False):
         model = compile_and_verify(spec("vgg"), bn=bn)
         ours = {k[len("features."):]: v.shape for k, v in model.state_dict().items() if k.startswith("features.")}
-        theirs = {k: v.shape for k, v in make_layers(cfg, batch_norm=bn).state_dict().items()}
-        assert ours == theirs
-        assert [n for n, _ in model.features.named_children()] == [n for n, _ in make_layers(cfg, batch_norm=bn).named_children()]
+        reference = make_layers(cfg, batch_norm=bn)
+        assert ours == {k: v.shape for k, v in reference.state_dict().items()}
+        assert [(n, type(m)) for n, m in model.features.named_children()] == [(n, type(m)) for n, m in reference.named_children()]
+        reference.load_state_dict({k[len("features."):]: v for k, v in model.state_dict().items() if k.startswith("features.")})
+        model.eval()
+        reference.eval()
+        last = f"features.{list(model.features._modules)[-1]}"  # a Block's own forward never runs: hook its last layer
+        cap = Capture(model, last)
+        x = torch.randn(2, 3, 16, 16)
+        with torch.no_grad():
+            model(x)
+            torch.testing.assert_close(cap.outputs[last][0], reference(x))
     assert list(model.classifier._modules) == ["0", "1", "2", "3"]
     assert model.get_submodule("classifier.0").in_features == 32
 
@@ -327,7 +347,7 @@ def test_override_float_accepts_int_and_list_params(write_spec) -> None:
           - dropout: $p
           - conv: {out: "${max(sizes)}", kernel: 1}
     """)
-    with pytest.raises(SpecError, match="parameter 'p' expects float"):
+    with pytest.raises(SpecError, match="parameter 'p' expects a number, got 'x'"):
         api.load(path, p="x")
     loaded = api.load(path, p=1)
     assert loaded.params["p"] == 1.0 and isinstance(loaded.params["p"], float)

@@ -391,3 +391,19 @@ def test_api_rejects_bad_depth_batch_and_dtype() -> None:
         totals(graph, dtype="int8")
     with pytest.raises(ValueError, match="format"):
         render(report_rows(graph), totals(graph), "html")
+
+
+def test_terminal_table_fits_its_width_and_colours_whole_lines() -> None:
+    import re
+
+    graph = compile_graph(fixture("resnet18"))
+    rows, tot = report_rows(graph, depth=2), totals(graph)
+    wide = render(rows, tot, "table")
+    assert "FLOPs" in wide.splitlines()[1] and "hidden" not in wide
+    narrow = render(rows, tot, "table", width=120)
+    table_lines = narrow.splitlines()[: len(rows) + 3]
+    assert max(len(line) for line in table_lines) <= 120
+    assert "hidden to fit 120 columns: FLOPs, % params" in narrow and "FLOPs" not in table_lines[1]
+    coloured = render(rows, tot, "table", color=True)
+    assert "\x1b[1m" in coloured  # block rows in bold
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured).splitlines() == wide.splitlines()

@@ -115,6 +115,12 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _os_error(exc: OSError) -> str:
+    """A failed read or write (disk full, permissions) as one line naming the file."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
 def _default_out(kind: str, names: list[str]) -> Path:
     from archc.experiments.grid import value_slug
 
@@ -141,6 +147,8 @@ def run_compare_command(args: argparse.Namespace) -> int:
             return _tabulate(args)
         except ExperimentError as exc:
             return _fail(str(exc))
+        except OSError as exc:
+            return _fail(_os_error(exc))
     if not args.specs:
         return _fail("compare needs spec files to train, or --runs DIR... for existing runs")
     try:
@@ -193,6 +201,8 @@ def _train_and_report(args: argparse.Namespace, variants: list[Any], axes: list[
         outcome = run_sweep(plan, jobs=args.jobs, retry_failed=args.retry_failed)
     except (ExperimentError, TrainError) as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        return _fail(_os_error(exc))
     except SpecError as exc:
         if exc.pos is not None:
             raise  # the CLI prints it with the offending line
@@ -225,17 +235,22 @@ def _print_plan(plan: Any) -> int:
 
 
 def run_html_command(args: argparse.Namespace) -> int:
+    return html_report(args.dir, args.output)
+
+
+def html_report(directory: str, output: str | None = None) -> int:
+    """Write the HTML page of a run or sweep directory and print its path; also behind `archc report --html`."""
     from archc.errors import SpecError
     from archc.experiments.errors import ExperimentError
     from archc.experiments.html import write_html_report
 
-    source = Path(args.dir)
-    target = Path(args.output) if args.output else source / "report.html"
+    source = Path(directory)
+    target = Path(output) if output else source / "report.html"
     try:
         written = write_html_report(source, target)
     except (ExperimentError, SpecError) as exc:
         return _fail(str(exc).splitlines()[0])
     except OSError as exc:
-        return _fail(f"cannot write {target}: {exc.strerror or exc}")
+        return _fail(_os_error(exc))
     print(written)
     return 0

@@ -56,10 +56,28 @@ class RunSpec:
     set: dict[str, Any]
     config: dict[str, Any]  # TrainConfig overrides on top of the spec's train: section
     params: int = 0
+    spec_hash: str = ""  # what the trainer records as spec.hash for this spec and overrides
+    recipe: dict[str, Any] = field(default_factory=dict)  # the full resolved training config
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "variant": self.variant, "values": _plain(self.values), "spec": self.spec,
-                "set": _plain(self.set), "config": _plain(self.config), "params": self.params}
+                "set": _plain(self.set), "config": _plain(self.config), "params": self.params,
+                "spec_hash": self.spec_hash}
+
+    def mismatch(self, record: dict[str, Any]) -> str | None:
+        """Why a result record found in this run's directory is not from this run, or None."""
+        spec = record.get("spec") or {}
+        if spec.get("hash") != self.spec_hash:
+            return f"it was trained from another spec or other --set values ({spec.get('name')}, {record.get('overrides', {}).get('spec')})"
+        try:
+            stored = TrainConfig.model_validate(record.get("config") or {})
+        except ValidationError:
+            return "its training config is unreadable"
+        diff = TrainConfig.model_validate(self.recipe).recipe_differences(stored)
+        if diff:
+            return "it was trained with " + ", ".join(f"{k}={format_value(v[1])} (this run: {format_value(v[0])})"
+                                                      for k, v in list(diff.items())[:3])
+        return None
 
 
 @dataclass
@@ -120,8 +138,8 @@ def make_plan(
     for key in base_config:
         check_train_key(key, "training option")
     seed_axis = next((a for a in axes if a.key == SEED), None)
-    if seed_axis is not None and seeds is not None:
-        raise ExperimentError("give the seeds either as --grid seed=... or as --seeds, not both")
+    if seed_axis is not None and (seeds is not None or SEED in base_config):
+        raise ExperimentError("give the seeds either as --grid seed=... or as --seeds/--seed, not both")
     if seed_axis is not None:
         seeds = [_seed(v) for v in seed_axis.values]
         axes = [a for a in axes if a.key != SEED]
@@ -151,7 +169,7 @@ def make_plan(
                 runs.append(RunSpec(run_id(values), variant.name, values, variant.spec, spec_set, config))
     _disambiguate(runs)
     for run in runs:
-        run.params = loader.check(run)
+        run.params, run.spec_hash, run.recipe = loader.check(run)
     plan = SweepPlan(Path(out), kind, list(variants), axes, list(seeds), base_config, base_set, tuple(plugins),
                      tuple(input_shape) if input_shape else None, spec_hashes, runs)
     plan.notes = _recipe_notes(plan, loader)
@@ -204,8 +222,8 @@ class _SpecCache:
         base = loaded.train.model_dump(exclude_unset=True) if loaded.train is not None else {}
         return TrainConfig.model_validate({**base, **overrides})
 
-    def check(self, run: RunSpec) -> int:
-        """Validate the run's spec, shapes and config; return its parameter count."""
+    def check(self, run: RunSpec) -> tuple[int, str, dict[str, Any]]:
+        """Validate the run's spec, shapes and config: (parameter count, spec hash, resolved config)."""
         from archc.api import compile_graph
 
         try:
@@ -214,14 +232,14 @@ class _SpecCache:
         except SpecError as exc:
             raise ExperimentError(f"run {run.id}: {str(exc).splitlines()[0]}") from None
         try:
-            self.config(run.spec, run.set, run.config)
+            config = self.config(run.spec, run.set, run.config)
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             message = str(err["msg"]).removeprefix("Value error, ")
             raise ExperimentError(f"run {run.id}: invalid training option {where}: {message}" if where
                                   else f"run {run.id}: invalid training options: {message}") from None
-        return int(graph.total_params)
+        return int(graph.total_params), loaded.source_hash, config.model_dump(mode="json")
 
 
 def _recipe_notes(plan: SweepPlan, loader: _SpecCache) -> list[str]:

@@ -122,6 +122,10 @@ def _curves(groups: list[Group], names: list[str]) -> Any:
                                 [m + s for m, s in zip(mean, std, strict=True)], color=_colour(i, len(groups)), alpha=0.15, linewidth=0)
             if key == "train_loss":
                 losses += [m for m in mean if math.isfinite(m)]
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (acc_ax, loss_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
     loss_ax.set(xlabel="epoch", ylabel="train loss", title="train loss")
     if losses and min(losses) > 0 and max(losses) / min(losses) > LOG_SCALE_RATIO:

@@ -25,13 +25,14 @@ FORMATS = ("table", "markdown", "csv", "json")
 # (key, column title, how a value is shown): the per-group figures, in table order.
 METRICS = (
     ("params_k", "params (k)", "{:.1f}"),
-    ("epochs", "epochs", "{:.0f}"),
+    ("epochs", "epochs", "{:.0f}"),  # shown without a spread: it is a setting, not a measurement
     ("train_loss", "train loss", "{:.4f}"),
     ("test_acc", "test acc (%)", "{:.2f}"),
     ("best_acc", "best acc (%)", "{:.2f}"),
     ("train_time_s", "train time (s)", "{:.1f}"),
     ("memory_mb", "peak mem (MB)", "{:.0f}"),
 )
+SETTINGS = ("params_k", "epochs")  # figures a row's runs share; shown once, not as mean ± std
 NOTES = (
     "test acc: test accuracy after the last epoch; best acc: the best epoch's; train loss: mean training loss "
     "of the last epoch",
@@ -113,9 +114,9 @@ class Group:
     runs: list[RunResult]
 
     def stat(self, key: str) -> Stat:
-        if key == "params_k":  # identical across seeds; shown for unfinished runs too
+        if key in SETTINGS:  # identical across seeds (params: shown for unfinished runs too)
             values = [v for r in self.runs if (v := r.metric(key)) is not None]
-            return Stat(values[0], None, 1) if values else Stat(None, None, 0)
+            return Stat(values[0], None, len(values)) if len(set(values)) == 1 else Stat.of(values)
         return Stat.of([v for r in self.runs if (v := r.metric(key)) is not None])
 
     def status_text(self) -> str:

@@ -84,7 +84,7 @@ def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, ech
         manifest = merge(read_manifest(out), plan)
         manifest["cwd"] = os.getcwd()  # where relative spec paths in it are rooted
         outcome = SweepOutcome(out, manifest["runs"])
-        todo = _select(manifest, out, retry_failed, outcome)
+        todo = _select(manifest, plan, retry_failed, outcome)
         write_manifest(out, manifest)
         if outcome.skipped:
             echo(f"{len(outcome.skipped)} of {len(manifest['runs'])} runs already finished; skipping them")
@@ -106,12 +106,21 @@ def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, ech
     return outcome
 
 
-def _select(manifest: dict[str, Any], out: Path, retry_failed: bool, outcome: SweepOutcome) -> list[dict[str, Any]]:
-    """Refresh every run's status from its directory; return the runs to train now, in order."""
+def _select(manifest: dict[str, Any], plan: SweepPlan, retry_failed: bool, outcome: SweepOutcome) -> list[dict[str, Any]]:
+    """Refresh every run's status from its directory; return the runs to train now, in order.
+
+    A finished run whose record shows another spec or recipe (a directory reused by hand) is
+    refused rather than counted as this sweep's result.
+    """
+    planned = {run.id: run for run in plan.runs}
     todo = []
     for entry in manifest["runs"]:
-        run_dir = out / entry["id"]
+        run_dir = plan.out / entry["id"]
         state = read_state(run_dir)
+        run = planned.get(entry["id"])
+        if run is not None and state.record is not None and (why := run.mismatch(state.record)):
+            raise ExperimentError(f"{run_dir} holds a run that does not belong to this sweep: {why}; move it away "
+                                  "or choose another --out")
         entry["status"], entry["error"] = state.status, state.error
         if state.status in FINISHED or (state.status == "failed" and not retry_failed):
             outcome.skipped.append(entry["id"])

@@ -1,0 +1,423 @@
+"""Fuzzing the compiler front end: the only exception that may escape is a positioned SpecError.
+
+Four generators feed `archc.api.compile_graph` (load, validate, expand, infer; no torch):
+
+* structured mutations of every zoo spec (specs/*.yaml): keys deleted or renamed, values replaced
+  by random scalars, lists, null, huge or non-finite numbers, expressions, items duplicated,
+  removed or swapped, values buried under deep nesting. The fast path mutates the loaded tree
+  directly (new values carry the position of what they replace, as the loader would give them)
+  and one case in eight goes through YAML text instead;
+* windows of zoo spec text with line and character edits (indentation, truncation, garbage);
+* token soup: lines of YAML syntax, anchors, aliases, tags and expressions in random order;
+* arbitrary Unicode text.
+
+The default run draws about 300 cases per test; `-m slow` runs 10,000 in all. Every SpecError
+must carry a line and column that exist in its source.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from archc import api, ops
+from archc.errors import Pos, SpecError
+from archc.loader import Document, LDict, LList, load_text
+from archc.validate import validate
+from tests.conftest import REPO
+
+ZOO = sorted((REPO / "specs").glob("*.yaml"))
+
+settings.register_profile(
+    "robustness-default", max_examples=300, deadline=None, derandomize=True, database=None,
+    suppress_health_check=list(HealthCheck), print_blob=True,
+)  # fmt: skip
+settings.register_profile(
+    "robustness-slow", max_examples=10_000, deadline=None, derandomize=False, database=None,
+    suppress_health_check=list(HealthCheck), print_blob=True,
+)  # fmt: skip
+DEFAULT = settings.get_profile("robustness-default")
+SLOW = settings.get_profile("robustness-slow")
+
+# Default run: 10 mutations per zoo spec (330), 300 text cases of each other kind. Slow run:
+# 150 per zoo spec (4,950) plus 2,000 + 2,000 + 1,050 text cases = 10,000.
+ZOO_CASES = {"default": 10, "slow": 150}
+TEXT_CASES = {"default": {"windows": 300, "soup": 300, "unicode": 300}, "slow": {"windows": 2_000, "soup": 2_000, "unicode": 1_050}}
+STATS: Counter[str] = Counter()
+
+
+def compile_or_positioned_error(text_or_doc: str | Document) -> str:
+    """'ok' or 'error'; any exception other than a positioned SpecError fails the case."""
+    try:
+        if isinstance(text_or_doc, Document):
+            api.compile_graph(validate(text_or_doc))
+        else:
+            api.compile_graph(api.load(text_or_doc if "\n" in text_or_doc else text_or_doc + "\n"))
+    except SpecError as exc:
+        assert exc.pos is not None and exc.line is not None and exc.col is not None, f"SpecError without a position: {exc!r}"
+        assert exc.line >= 1 and exc.col >= 1, exc.render()
+        assert exc.pos.source.line(exc.line) is not None or exc.line == 1, f"position outside the source: {exc.render()}"
+        event(f"error: {exc.message[:30]}")
+        STATS["error"] += 1
+        return "error"
+    STATS["ok"] += 1
+    return "ok"
+
+
+# --------------------------------------------------------------------------- values
+
+OP_NAMES = sorted(ops.REGISTRY)
+META = ["name", "from", "when", "repeat", "then", "head", "doc"]
+TOP = ["name", "description", "input", "params", "blocks", "layers", "train", "init"]
+ARGS = ["out", "kernel", "stride", "padding", "dilation", "groups", "bias", "dims", "p", "dim", "count", "var", "inline",
+        "params", "layers", "size", "scale", "mode", "loss_weight", "train_only", "scheme", "std", "epochs", "dataset"]
+VOCAB = sorted({*OP_NAMES, *META, *TOP, *ARGS, "seq", "input", "same", "valid", "relu", "C", "H", "W", "i", "planes"})
+EXPRESSIONS = [
+    "$C", "$H", "$i", "$planes", "$nope", "$$", "$", "${", "${}", "${}}", "${C // 0}", "${C % 0}", "${10 ** 100}", "${2 ** 64}",
+    "${C * 1e308 * 10}", "${'a' * 3}", "${shape[0]}", "${C.real}", "${len(shape)}", "${min()}", "${max([])}", "${sqrt(-1)}",
+    "${clamp(1, 5, 2)}", "${int('x')}", "${float('inf')}", "${round(1.5, 99)}", "${i if i else 'x'}", "${[C, H]}", "${null}",
+    "${true + 1}", "${C > 'a'}", "${-C}", "${not C}", "layer${i + 1}", "${C}x${H}", "${'${'}", "${\"}\"}", "${1,}",
+]
+EXPR_TOKENS = ["C", "H", "W", "i", "planes", "x", "1", "0", "-1", "2.5", "1e308", "10 ** 20", "+", "-", "*", "/", "//", "%", "**",
+               "(", ")", "[", "]", ",", "if", "else", "and", "or", "not", "==", "<", "min(", "max(", "abs(", "len(", "'s'", "true", "null"]
+
+
+def expressions() -> st.SearchStrategy[str]:
+    soup = st.lists(st.sampled_from(EXPR_TOKENS), min_size=1, max_size=8).map(lambda parts: "${" + " ".join(parts) + "}")
+    return st.one_of(st.sampled_from(EXPRESSIONS), soup)
+
+
+def scalars() -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.none(), st.booleans(), st.integers(-3, 300), st.integers(-(2**80), 2**80), st.sampled_from([0, 1, 2, -1, 10**18, 2**63]),
+        st.floats(allow_nan=True, allow_infinity=True), st.floats(-2, 2), st.text(max_size=12), st.sampled_from(VOCAB), expressions(),
+    )
+
+
+def values() -> st.SearchStrategy[Any]:
+    return st.recursive(
+        scalars(),
+        lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.sampled_from(VOCAB), kids, max_size=3),
+        max_leaves=8,
+    )
+
+
+# --------------------------------------------------------------------------- structured mutations
+
+
+def copy_tree(node: Any) -> Any:
+    """A deep copy of loaded data that keeps (shares) the immutable positions."""
+    if isinstance(node, LDict):
+        out = LDict((k, copy_tree(v)) for k, v in node.items())
+        out.pos, out.key_pos, out.value_pos = node.pos, dict(node.key_pos), dict(node.value_pos)
+        return out
+    if isinstance(node, LList):
+        out_l = LList(copy_tree(v) for v in node)
+        out_l.pos, out_l.item_pos = node.pos, list(node.item_pos)
+        return out_l
+    return node
+
+
+def placed(value: Any, pos: Pos | None) -> Any:
+    """A new value as the loader would return it if it were written at `pos`."""
+    if isinstance(value, dict):
+        out = LDict((str(k), placed(v, pos)) for k, v in value.items())
+        out.pos, out.key_pos, out.value_pos = pos, dict.fromkeys(out, pos), dict.fromkeys(out, pos)
+        return out
+    if isinstance(value, list):
+        out_l = LList(placed(v, pos) for v in value)
+        out_l.pos, out_l.item_pos = pos, [pos] * len(out_l)
+        return out_l
+    return value
+
+
+def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += paths(value, (*prefix, i))
+    return out
+
+
+def parent_of(root: Any, path: tuple[Any, ...]) -> Any:
+    for step in path[:-1]:
+        root = root[step]
+    return root
+
+
+def where(parent: Any, key: Any) -> Pos | None:
+    if isinstance(parent, LDict):
+        return parent.value_pos.get(key) or parent.key_pos.get(key) or parent.pos
+    if isinstance(parent, LList):
+        return parent.item_pos[key] if 0 <= key < len(parent.item_pos) else parent.pos
+    return None
+
+
+def set_item(parent: Any, key: Any, value: Any, pos: Pos | None) -> None:
+    parent[key] = placed(value, pos) if not isinstance(value, (LDict, LList)) else value
+    if isinstance(parent, LDict):
+        parent.key_pos.setdefault(key, pos)
+        parent.value_pos[key] = pos
+
+
+def insert_item(parent: LList, index: int, value: Any, pos: Pos | None) -> None:
+    parent.insert(index, value)
+    parent.item_pos.insert(index, pos)
+
+
+def delete(parent: Any, key: Any) -> None:
+    del parent[key]
+    if isinstance(parent, LDict):
+        parent.key_pos.pop(key, None)
+        parent.value_pos.pop(key, None)
+    else:
+        del parent.item_pos[key]
+
+
+def bury(value: Any, levels: list[str]) -> Any:
+    for kind in levels:
+        value = [value] if kind == "list" else {"seq": [value]} if kind == "seq" else {"add": [[value]]} if kind == "add" else {"x": value}
+    return value
+
+
+ACTIONS = ["delete", "rename", "replace", "replace", "replace", "duplicate", "remove_item", "swap", "bury", "meta", "from"]
+
+
+def mutate(draw: Callable[[st.SearchStrategy[Any]], Any], data: LDict) -> None:
+    """Apply one random mutation to the loaded tree in place."""
+    all_paths = paths(data)
+    path = all_paths[draw(st.integers(0, len(all_paths) - 1))]
+    parent, key = parent_of(data, path), path[-1]
+    pos = where(parent, key)
+    action = draw(st.sampled_from(ACTIONS))
+    event(f"mutation: {action}")
+    if action == "delete":
+        delete(parent, key)
+    elif action == "rename" and isinstance(parent, LDict):
+        new = draw(st.sampled_from(VOCAB) | st.text(max_size=8))
+        if new not in parent:
+            value = parent[key]
+            delete(parent, key)
+            set_item(parent, new, value, pos)
+    elif action == "duplicate" and isinstance(parent, LList):
+        insert_item(parent, key, copy_tree(parent[key]), pos)
+    elif action == "remove_item" and isinstance(parent, LList):
+        delete(parent, key)
+    elif action == "swap" and isinstance(parent, LList) and len(parent) > 1:
+        other = draw(st.integers(0, len(parent) - 1))
+        parent[key], parent[other] = parent[other], parent[key]
+    elif action == "bury":
+        levels = draw(st.lists(st.sampled_from(["list", "seq", "add", "map"]), min_size=1, max_size=70))
+        set_item(parent, key, placed(bury(copy_tree(parent[key]), levels), pos), pos)
+    elif action == "meta" and isinstance(parent, LDict):
+        set_item(parent, draw(st.sampled_from(META)), draw(values()), pos)
+    elif action == "from" and isinstance(parent, LDict):
+        names = [v for p in all_paths if p[-1] == "name" for v in [parent_of(data, p).get("name")] if isinstance(v, str)]
+        set_item(parent, "from", draw(st.sampled_from([*names, "input", "nope"]) | st.lists(st.sampled_from([*names, "input"]), max_size=3)), pos)
+    else:
+        set_item(parent, key, draw(values()), pos)
+
+
+def to_yaml(data: Any) -> str:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.width = 4096
+    buffer = io.StringIO()
+    yaml.dump(_plain(data), buffer)
+    return buffer.getvalue()
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+_DOCS: dict[Path, Document] = {}
+
+
+def zoo_document(path: Path) -> Document:
+    if path not in _DOCS:
+        _DOCS[path] = load_text(path.read_text(), str(path.relative_to(REPO)))
+    return _DOCS[path]
+
+
+def run_zoo_mutations(path: Path, config: settings) -> int:
+    original = zoo_document(path)
+    pristine = _plain(original.data)
+    count = 0
+
+    @config
+    @given(st.data())
+    def case(data: st.DataObject) -> None:
+        nonlocal count
+        count += 1
+        tree = copy_tree(original.data)
+        for _ in range(data.draw(st.integers(1, 3))):
+            mutate(data.draw, tree)
+        if data.draw(st.integers(0, 7)) == 0:  # through the real loader, from text
+            compile_or_positioned_error(to_yaml(tree))
+        else:
+            compile_or_positioned_error(Document(tree, original.source))
+
+    case()
+    assert _plain(original.data) == pristine, "compiling mutated a shared spec tree"
+    STATS["cases"] += count
+    return count
+
+
+@pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
+def test_zoo_mutations(path: Path) -> None:
+    assert run_zoo_mutations(path, settings(DEFAULT, max_examples=ZOO_CASES["default"])) >= ZOO_CASES["default"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
+def test_zoo_mutations_many(path: Path) -> None:
+    assert run_zoo_mutations(path, settings(SLOW, max_examples=ZOO_CASES["slow"])) >= ZOO_CASES["slow"]
+
+
+def test_every_zoo_spec_compiles_unmutated() -> None:
+    """The fuzz starts from valid specs, so its errors come from the mutations."""
+    assert len(ZOO) >= 30
+    for path in ZOO:
+        assert compile_or_positioned_error(zoo_document(path)) == "ok", path
+
+
+# --------------------------------------------------------------------------- raw text
+
+GARBAGE = ["{", "}", "[", "]", ",", ":", ": ", "- ", "-", "? ", "&a ", "*a", "*b", "&b ", "!!python/object:os.system ", "!t ", "!!str ",
+           "'", '"', "#", "|", ">", "%", "@", "`", "\t", "\\", "$", "${", "}", "---", "...", "<<: *a", "\ufeff", "\x00", "\x85", "\u2028"]
+
+
+@st.composite
+def zoo_windows(draw: Any) -> str:
+    """5 to 25 consecutive lines of a zoo spec, edited."""
+    text = ZOO[draw(st.integers(0, len(ZOO) - 1))].read_text()
+    lines = text.splitlines()
+    start = draw(st.integers(0, max(0, len(lines) - 5)))
+    lines = lines[start : start + draw(st.integers(5, 25))]
+    if start and draw(st.booleans()):  # a window from the middle: often with its input and layers re-attached
+        lines = ["input: [3, 32, 32]", "layers:", *lines]
+    for _ in range(draw(st.integers(1, 4))):
+        if not lines:
+            break
+        i = draw(st.integers(0, len(lines) - 1))
+        edit = draw(st.sampled_from(["delete", "duplicate", "indent", "dedent", "insert", "truncate", "swap", "char"]))
+        event(f"text edit: {edit}")
+        if edit == "delete":
+            del lines[i]
+        elif edit == "duplicate":
+            lines.insert(i, lines[i])
+        elif edit == "indent":
+            lines[i] = " " * draw(st.integers(1, 6)) + lines[i]
+        elif edit == "dedent":
+            lines[i] = lines[i].lstrip()
+        elif edit == "insert":
+            col = draw(st.integers(0, len(lines[i])))
+            lines[i] = lines[i][:col] + draw(st.sampled_from(GARBAGE)) + lines[i][col:]
+        elif edit == "truncate":
+            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
+            lines = lines[: i + 1]
+        elif edit == "swap":
+            j = draw(st.integers(0, len(lines) - 1))
+            lines[i], lines[j] = lines[j], lines[i]
+        elif lines[i]:
+            col = draw(st.integers(0, len(lines[i]) - 1))
+            lines[i] = lines[i][:col] + draw(st.characters()) + lines[i][col + 1 :]
+    return "\n".join(lines) + "\n"
+
+
+SOUP_KEYS = ["input", "layers", "params", "blocks", "train", "init", "name", "conv", "relu", "seq", "add", "concat", "repeat", "when",
+             "from", "then", "head", "out", "kernel", "B", "x", "<<", "? x"]
+SOUP_VALUES = ["[3, 8, 8]", "[1]", "[]", "{}", "relu", "[relu]", "[conv, relu]", "{out: 4, kernel: 3}", "3", "-1", "0", "1e400", ".nan",
+               "-.inf", "null", "~", "true", "yes", "0x1F", "0o17", "1_000", "'q'", '"d\\x00"', "&a [1, 2]", "*a", "&b {c: 1}", "*b",
+               "!!python/name:os.system", "!!binary aGk=", "!!set {a}", "!custom x", "!!str 1", "$C", "${C * 2}", "${10 ** 30}",
+               "${open('x')}", "|\n  block", ">\n  folded", "[[[[1]]]]", "{a: {b: {c: [*a]}}}", "2001-12-14", "- relu", ""]
+
+
+@st.composite
+def token_soup(draw: Any) -> str:
+    lines = []
+    for _ in range(draw(st.integers(1, 12))):
+        indent = " " * draw(st.sampled_from([0, 0, 2, 4, 1, 3, 6]))
+        shape = draw(st.sampled_from(["key", "key", "item", "item_map", "raw"]))
+        value = draw(st.sampled_from(SOUP_VALUES))
+        if shape == "key":
+            lines.append(f"{indent}{draw(st.sampled_from(SOUP_KEYS))}: {value}")
+        elif shape == "item":
+            lines.append(f"{indent}- {value}")
+        elif shape == "item_map":
+            lines.append(f"{indent}- {draw(st.sampled_from(SOUP_KEYS))}: {value}")
+        else:
+            lines.append(indent + "".join(draw(st.lists(st.sampled_from(GARBAGE + SOUP_VALUES), max_size=4))))
+    if draw(st.booleans()):
+        lines = ["input: [3, 8, 8]", "layers:", *lines]
+    return "\n".join(lines) + "\n"
+
+
+TEXTS: dict[str, Callable[[], st.SearchStrategy[str]]] = {
+    "windows": zoo_windows,
+    "soup": token_soup,
+    "unicode": lambda: st.text(max_size=200),
+}
+
+
+def run_text(kind: str, config: settings) -> int:
+    count = 0
+
+    @config
+    @given(TEXTS[kind]())
+    def case(text: str) -> None:
+        nonlocal count
+        count += 1
+        compile_or_positioned_error(text)
+
+    case()
+    STATS["cases"] += count
+    return count
+
+
+@pytest.mark.parametrize("kind", sorted(TEXTS))
+def test_raw_text(kind: str) -> None:
+    assert run_text(kind, settings(DEFAULT, max_examples=TEXT_CASES["default"][kind])) >= TEXT_CASES["default"][kind]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(TEXTS))
+def test_raw_text_many(kind: str) -> None:
+    assert run_text(kind, settings(SLOW, max_examples=TEXT_CASES["slow"][kind])) >= TEXT_CASES["slow"][kind]
+
+
+def test_slow_run_adds_up_to_ten_thousand_cases() -> None:
+    total = ZOO_CASES["slow"] * len(ZOO) + sum(TEXT_CASES["slow"].values())
+    assert total >= 10_000, total
+    assert math.isclose(sum(TEXT_CASES["default"].values()) / len(TEXT_CASES["default"]), 300)
+
+
+# --------------------------------------------------------------------------- escapes found by the fuzz, pinned
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "input: [3, 8, 8]\nlayers: [relu]\n",
+    ],
+)
+def test_regressions(text: str) -> None:
+    compile_or_positioned_error(text)
