@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from archc.experiments.files import MODE
 from archc.experiments.grid import MODEL, format_value
 from archc.experiments.results import Group, RunResult, group_runs, label_columns
 
@@ -54,7 +53,6 @@ def write_plots(runs: list[RunResult], dest: Path) -> list[Path]:
                 tmp = path.with_name(f".{path.name}.tmp")
                 fig.savefig(tmp, format=suffix[1:], **options)
                 tmp.replace(path)
-                path.chmod(MODE)
                 files.append(path)
     return files
 
