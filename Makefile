@@ -20,7 +20,7 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 demo: setup
-	$(VENV)/bin/archc train specs/alexnet_small.yaml --dataset digits --resize 64 --set image_size=64 --epochs 3 --out runs/demo
+	$(VENV)/bin/archc train specs/alexnet_small.yaml --dataset digits --resize 64 --set image_size=64 --epochs 3
 
 test: setup
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)

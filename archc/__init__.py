@@ -12,10 +12,13 @@ if TYPE_CHECKING:
 
 
 def train(spec_or_module: Any, **config: Any) -> dict[str, Any]:
-    """Train a spec (path, LoadedSpec) or an nn.Module with the common trainer; returns the result record."""
-    from archc.trainer.api import train as _train
+    """Train a spec (path or loaded) or an nn.Module with the common trainer; returns the result record.
 
-    return _train(spec_or_module, **config)
+    The trainer package is also named archc.train; it was imported above (archc.spec needs its
+    config), so this function, defined after it, is what `archc.train` means.
+    """
+    from archc.train.api import train as run
 
+    return run(spec_or_module, **config)
 
 __all__ = ["Analysis", "LoadedSpec", "SpecError", "analyze", "build", "compile_graph", "load", "train"]

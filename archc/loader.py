@@ -128,6 +128,8 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
         raise SpecError(f"YAML syntax error: {problem}", pos) from None
     except (YAMLError, RecursionError, ValueError, TypeError) as exc:
         raise SpecError(f"YAML error: {exc}".splitlines()[0], Pos(source, 1, 1)) from None
+    except Exception as exc:  # ruamel's own code trips on some odd documents (`<<: !!set {a}`)
+        raise SpecError(f"YAML error: the parser failed on this document ({type(exc).__name__})", Pos(source, 1, 1)) from None
     if tree is None:
         raise SpecError("spec is empty", Pos(source, 1, 1))
     if _expanded_size(tree, {}, max_nodes, 0) > max_nodes:  # aliases: sized in O(distinct nodes), not copied

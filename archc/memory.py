@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from archc.codegen import inplace_nodes
 from archc.ir import INPUT, Graph, Node
@@ -121,7 +121,6 @@ class _Replay:
     graph: Graph
     batch: int
     size: int
-    nodes: list[Node]
     storage: dict[str, str] = field(default_factory=dict)  # node id -> id of the node that allocated its memory
     bytes_of: dict[str, int] = field(default_factory=dict)  # storage -> bytes
     live: int = 0
@@ -131,9 +130,9 @@ class _Replay:
     def out_bytes(self, node_id: str) -> int:
         return numel(self.graph.shape_of(node_id)) * self.batch * self.size
 
-    def touch(self, phase: str, extra: int = 0) -> None:
-        if self.live + extra > self.peak:
-            self.peak, self.peak_phase = self.live + extra, phase
+    def touch(self, phase: str) -> None:
+        if self.live > self.peak:
+            self.peak, self.peak_phase = self.live, phase
 
 
 def _requires_grad(nodes: Iterable[Node]) -> dict[str, bool]:
@@ -158,18 +157,24 @@ def _saved_storages(node: Node, replay: _Replay, needs: dict[str, bool], inplace
     return {replay.storage[i] for i in node.inputs}
 
 
-def replay_step(graph: Graph, batch: int, dtype: str) -> tuple[int, int, int, int, int, str]:
-    """(activation-side peak, saved at the end of forward, all forward outputs, input bytes, grads, phase).
+class StepReplay(NamedTuple):
+    """Bytes of one replayed step, parameters, buffers and optimizer state left out."""
 
-    The peak counts everything but parameters, buffers and optimizer state: the input batch,
-    activations, side tensors, activation gradients and parameter gradients (zeroed to None before
-    each step, as archc's trainer does).
-    """
+    peak: int  # the highest point of forward and backward: batch, activations, side tensors, gradients
+    saved: int  # what autograd holds at the end of the forward (the batch and side tensors included)
+    forward: int  # every tensor the forward creates, none freed (in-place layers and views create none)
+    input: int  # the batch, held by the caller for the whole step
+    grads: int  # parameter gradients (set to None before each step, as archc's trainer does)
+    phase: str  # "forward" or "backward": where the peak is
+
+
+def replay_step(graph: Graph, batch: int, dtype: str) -> StepReplay:
+    """Replay a forward and a backward over the graph with byte counts (see the module docstring)."""
     size = dtype_bytes(dtype)
     nodes = list(graph)  # training runs every head
     inplace = inplace_nodes(graph)
     needs = _requires_grad(nodes)
-    r = _Replay(graph, batch, size, nodes)
+    r = _Replay(graph, batch, size)
     r.storage[INPUT] = INPUT
     r.bytes_of[INPUT] = r.out_bytes(INPUT)
     for node in nodes:
@@ -204,7 +209,7 @@ def replay_step(graph: Graph, batch: int, dtype: str) -> tuple[int, int, int, in
         r.live += extras[node.id]
         r.touch("forward")
         for s in {r.storage[i] for i in node.inputs} | {sid}:
-            if s in alive and last_read.get(s, -1) <= k and not saved_by.get(s):
+            if s != INPUT and s in alive and last_read.get(s, -1) <= k and not saved_by.get(s):
                 alive.discard(s)
                 r.live -= r.bytes_of[s]
     loss_side = sum(r.out_bytes(o) for o in outputs)  # log_softmax results kept by cross-entropy
@@ -246,8 +251,9 @@ def replay_step(graph: Graph, batch: int, dtype: str) -> tuple[int, int, int, in
     for node in reversed(nodes):
         g = pending.pop(node.id, None)
         if g is not None and needs[node.id]:
-            param_grads += node.params * size
-            r.live += node.params * size
+            pbytes = (0 if node.shared else node.params) * size
+            param_grads += pbytes
+            r.live += pbytes
             for i in dict.fromkeys(node.inputs):
                 if not needs[i]:
                     continue
@@ -268,12 +274,12 @@ def replay_step(graph: Graph, batch: int, dtype: str) -> tuple[int, int, int, in
         r.live -= extras[node.id]
         for s in saves[node.id]:
             saved_by[s].discard(node.id)
-            if not saved_by[s] and s in alive:
+            if not saved_by[s] and s in alive and s != INPUT:
                 alive.discard(s)
                 r.live -= r.bytes_of[s]
         if g is not None:
             drop(g)
-    return r.peak, saved_end, forward_total, r.bytes_of[INPUT], param_grads, r.peak_phase
+    return StepReplay(r.peak, saved_end, forward_total, r.bytes_of[INPUT], param_grads, r.peak_phase)
 
 
 def largest_param_tensor(graph: Graph) -> int:
@@ -303,7 +309,7 @@ def training_memory(graph: Graph, batch: int = 1, dtype: str = "float32", foreac
     size = dtype_bytes(dtype)
     params = graph.total_params * size
     buffers = buffer_bytes(graph, dtype)
-    peak_act, saved, forward_total, input_bytes, grads, phase = replay_step(graph, batch, dtype)
+    peak_act, saved, forward_total, input_bytes, grads, phase = replay_step(graph, batch, dtype)  # StepReplay
     state = {"sgd": params, "adam": 2 * params}
     step_temp = {"sgd": 0, "adam": params if foreach else 2 * largest_param_tensor(graph) * size}
     peak: dict[str, int] = {}
@@ -316,4 +322,5 @@ def training_memory(graph: Graph, batch: int = 1, dtype: str = "float32", foreac
     return TrainingMemory(batch, dtype, params, buffers, grads, state, input_bytes, saved, forward_total, peak, phases)
 
 
-__all__ = ["DTYPE_BYTES", "OPTIMIZERS", "TrainingMemory", "buffer_bytes", "dtype_bytes", "training_memory"]
+__all__ = ["DTYPE_BYTES", "OPTIMIZERS", "StepReplay", "TrainingMemory", "buffer_bytes", "dtype_bytes", "replay_step",
+           "training_memory"]

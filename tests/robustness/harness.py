@@ -149,7 +149,45 @@ def install(point: KillPoint) -> None:
         raise ValueError(f"unknown hook {point.hook}")
 
 
-def _child(argv: list[str], log: str, point: KillPoint | None, hold: str | None) -> None:
+def _after_epoch(epoch: int, action: str, arg: str) -> None:
+    """Once epoch `epoch`'s metrics are written: 'fill' the disk holding `arg`, or 'readonly' remount it."""
+    from archc.train import loop
+
+    original = loop.write_metrics
+
+    def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
+        original(out, history)
+        if len(history) != epoch:
+            return
+        if action == "fill":
+            fill_disk(Path(arg))
+        elif action == "readonly":
+            import subprocess
+
+            subprocess.run(["mount", "-o", "remount,bind,ro", arg], check=True)
+        else:
+            raise ValueError(action)
+
+    loop.write_metrics = write_metrics
+
+
+def fill_disk(path: Path) -> None:
+    """Write zeros to `path` until the file system is full."""
+    chunk = b"\0" * 4096
+    with path.open("wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(chunk)
+        except OSError:
+            pass
+        try:
+            while True:
+                fh.write(b"\0")
+        except OSError:
+            pass
+
+
+def _child(argv: list[str], log: str, point: KillPoint | None, hold: str | None, after: tuple[int, str, str] | None = None) -> None:
     """Body of a child: `archc <argv>` with output in `log`; exits with its return code."""
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -160,6 +198,8 @@ def _child(argv: list[str], log: str, point: KillPoint | None, hold: str | None)
         install(point)
     if hold is not None:
         _hold_after_first_epoch(Path(hold))
+    if after is not None:
+        _after_epoch(*after)
     from archc.cli import main
 
     try:
@@ -197,7 +237,7 @@ def context() -> Any:
     """The forkserver context, started once per test process with torch and the trainer imported."""
     if not _CONTEXT:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", "archc.cli", "archc.train.cli", "archc.train.api", "archc.train.loop",
+        ctx.set_forkserver_preload(["torch", "torch._dynamo", "torch.optim", "archc.cli", "archc.train.cli", "archc.train.api", "archc.train.loop",
                                     "archc.train.data", "archc.train.augment", "archc.emit", "tests.robustness.harness"])  # fmt: skip
         _CONTEXT.append(ctx)
     return _CONTEXT[0]
@@ -228,9 +268,14 @@ class Child:
         return int(self.process.pid)
 
 
-def start(argv: list[str], log: Path, point: KillPoint | None = None, hold: Path | None = None) -> Child:
-    """Start `archc <argv>` in a child process (see module docstring)."""
-    proc = context().Process(target=_child, args=(argv, str(log), point, str(hold) if hold else None), daemon=True)
+def start(argv: list[str], log: Path, point: KillPoint | None = None, hold: Path | None = None,
+          after: tuple[int, str, str] | None = None) -> Child:
+    """Start `archc <argv>` in a child process (see module docstring).
+
+    `hold`: pause after epoch 1 until that file exists. `after`: (epoch, 'fill' | 'readonly', path)
+    to fill a disk or remount a bind mount read-only once that epoch is on disk.
+    """
+    proc = context().Process(target=_child, args=(argv, str(log), point, str(hold) if hold else None, after), daemon=True)
     proc.start()
     return Child(proc, log)
 
@@ -239,8 +284,9 @@ def train_argv(out: Path, *extra: str, spec: Path = TINY) -> list[str]:
     return ["train", str(spec), "--out", str(out), *extra]
 
 
-def run(argv: list[str], log: Path, point: KillPoint | None = None, timeout: float = 300) -> tuple[int, str]:
-    child = start(argv, log, point)
+def run(argv: list[str], log: Path, point: KillPoint | None = None, timeout: float = 300,
+        after: tuple[int, str, str] | None = None) -> tuple[int, str]:
+    child = start(argv, log, point, after=after)
     rc = child.wait(timeout)
     return rc, child.output()
 

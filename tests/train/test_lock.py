@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from archc.train import lock
 from archc.train.errors import LockError, TrainError
 from archc.train.lock import LOCK_NAME, RunLock, process_start_time
 
@@ -63,12 +64,14 @@ def test_lock_from_another_host_is_never_judged_stale(tmp_path: Path) -> None:
         RunLock(tmp_path).acquire()
 
 
-def test_read_only_directory_is_a_clear_error(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions")
-    tmp_path.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    try:
-        with pytest.raises(TrainError, match="cannot write to output directory"):
-            RunLock(tmp_path).acquire()
-    finally:
-        tmp_path.chmod(stat.S_IRWXU)
+def test_read_only_directory_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(lock.os, "open", refuse)  # root ignores chmod, so simulate what the kernel says
+    with pytest.raises(TrainError, match=f"cannot write to output directory {tmp_path}: Permission denied"):
+        RunLock(tmp_path).acquire()
+    monkeypatch.undo()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(TrainError, match=r"cannot create output directory .*file"):
+        RunLock(tmp_path / "file").acquire()
