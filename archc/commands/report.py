@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "ops, activation memory, receptive field and effective stride, with totals and a training-memory "
                     "estimate. With several specs, one comparison table. No forward pass, no torch import.",
     )
-    parser.add_argument("specs", nargs="+", metavar="SPEC")
+    parser.add_argument("specs", nargs="*", metavar="SPEC")
+    parser.add_argument("--html", metavar="DIR", help="one self-contained HTML page for a run or sweep directory")
+    parser.add_argument("-o", "--output", metavar="FILE", help="with --html: the page (default DIR/report.html)")
     parser.add_argument("--depth", type=positive_int, default=None, metavar="N",
                         help="fold blocks nested deeper than N into one row with their totals (default: all levels)")
     parser.add_argument("--format", choices=FORMATS, default="table")
@@ -44,6 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_report(args: argparse.Namespace) -> int:
     from archc.expand import expand
     from archc.report import compare, render, render_compare, report_rows, totals
+
+    if args.html:
+        from archc.commands.experiments import html_report
+
+        return html_report(args.html, args.output)
+    if not args.specs:
+        print("error: give spec files, or --html DIR", file=sys.stderr)
+        return 1
 
     graphs = [expand(load_spec(path, args), limits_of(args)) for path in args.specs]
     tty = sys.stdout.isatty()

@@ -39,8 +39,7 @@ class ReLU(Activation):
 @register
 class ReLU6(Activation):
     name = "relu6"
-    torch_class = "nn.ReLU6"
-    inplace_capable = True
+    torch_class = "nn.ReLU6"  # not in place: PyTorch copies the input for an in-place hardtanh anyway
     doc = "min(max(x, 0), 6) (MobileNet)."
 
 
