@@ -65,6 +65,8 @@ def spec_json_schema() -> dict[str, Any]:
         block["properties"]["layers"] = {"$ref": "#/$defs/LayerList", "minItems": 1}
     train = TrainConfig.model_json_schema()
     defs.update(train.pop("$defs", {}))
+    # TrainConfig turns `resize: 32` into (32, 32) before validation; the schema must admit it too.
+    train["properties"]["resize"] = {"anyOf": [{"type": "integer", "minimum": 1}, train["properties"]["resize"]]}
     defs["TrainConfig"] = _with_expressions(train)
     root["properties"]["train"] = {"anyOf": [{"$ref": "#/$defs/TrainConfig"}, {"type": "null"}]}
     root["title"] = "archc spec"
