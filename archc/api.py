@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from archc.expand import Limits, expand
 from archc.ir import Graph
-from archc.validate import LoadedSpec, load as _load
+from archc.validate import LoadedSpec
+from archc.validate import load as _load
 
 if TYPE_CHECKING:
     from archc.emit import CompiledModel

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 # The CLI process is ours: skip pydantic's plugin scan (30 ms of importlib.metadata per run).
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-from archc import __version__  # noqa: E402
-from archc.errors import SpecError  # noqa: E402
+from archc import __version__
+from archc.errors import SpecError
 
 # Modules that define `register(subparsers)`; each adds one or more subcommands.
 COMMAND_MODULES = (

@@ -64,10 +64,7 @@ def locate(root: object, path: tuple[Any, ...]) -> Pos | None:
     best = getattr(root, "pos", None)
     node = root
     for step in path:
-        if isinstance(node, LDict) and step in node:
-            best = position_of(node, step) or best
-            node = node[step]
-        elif isinstance(node, LList) and isinstance(step, int) and 0 <= step < len(node):
+        if (isinstance(node, LDict) and step in node) or (isinstance(node, LList) and isinstance(step, int) and 0 <= step < len(node)):
             best = position_of(node, step) or best
             node = node[step]
         elif is_union_tag(step):

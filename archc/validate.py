@@ -93,7 +93,7 @@ def _spec_path(root: object, loc: tuple[Any, ...]) -> list[str]:
     """pydantic's loc without its union tags ('int', 'InitRule'); keys present in the spec always stay."""
     parts, node = [], root
     for step in loc:
-        if isinstance(node, dict) and step in node or isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+        if (isinstance(node, dict) and step in node) or (isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)):
             parts.append(str(step))
             node = node[step]  # type: ignore[index]
         elif not is_union_tag(step):

@@ -39,7 +39,7 @@ def runtime_overhead(rounds: int, batches: list[int], device: str) -> list[dict[
                 if mode == "eval":
                     model.eval()
 
-                    def step(model: torch.nn.Module = model) -> None:
+                    def step(model: torch.nn.Module = model, x: torch.Tensor = x) -> None:
                         with torch.inference_mode():
                             model(x)
                         sync()
@@ -47,7 +47,8 @@ def runtime_overhead(rounds: int, batches: list[int], device: str) -> list[dict[
                     model.train()
                     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
-                    def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
+                    def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt,
+                             x: torch.Tensor = x, y: torch.Tensor = y) -> None:
                         opt.zero_grad(set_to_none=True)
                         torch.nn.functional.cross_entropy(model(x), y).backward()
                         opt.step()

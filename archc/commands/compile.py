@@ -115,11 +115,11 @@ def verify(model: Any) -> None:
 
 
 def save_model(model: Any, spec: Any, path: str) -> None:
+    import io
+
     import torch
 
     from archc.atomic import atomic_write_bytes
-
-    import io
 
     payload = {"archc_version": 1, "spec_text": spec.document.source.text, "spec_path": spec.path,
                "overrides": spec.overrides, "input_shape": list(spec.input_shape), "state_dict": model.state_dict()}

@@ -72,7 +72,7 @@ class Conv(Op):
     doc = "Convolution; 1d/2d/3d follows the input's rank. Input channels are inferred."
 
     def geometry(self, args: ConvArgs, shape: Shape) -> tuple[tuple[int, ...], ...]:
-        c_in, sp = spatial(shape, "conv")
+        _, sp = spatial(shape, "conv")
         n = len(sp)
         k = ntuple(args.kernel, n, "kernel")
         s = ntuple(args.stride, n, "stride")
