@@ -16,8 +16,27 @@ from archc.ops.base import numel
 BYTES_PER_ELEMENT = 4  # float32, the dtype modules are created in
 
 
+# (limit, usage) files of the memory cgroup a container runs in: v2, then v1
+CGROUP_FILES = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
 def available_memory() -> int | None:
-    """Bytes of memory available to allocate now (MemAvailable on Linux), or None if unknown."""
+    """Bytes of memory available to allocate now, or None if unknown.
+
+    MemAvailable on Linux (else the free pages), capped by the headroom under a container's
+    memory limit: inside a container /proc/meminfo describes the whole host.
+    """
+    system = _system_available()
+    headroom = cgroup_headroom()
+    if system is None or headroom is None:
+        return headroom if system is None else system
+    return min(system, headroom)
+
+
+def _system_available() -> int | None:
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -29,6 +48,22 @@ def available_memory() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def cgroup_headroom() -> int | None:
+    """Bytes left under this process's cgroup memory limit, or None when there is no limit."""
+    for limit_file, usage_file in CGROUP_FILES:
+        try:
+            with open(limit_file) as fh:
+                limit = fh.read().strip()
+            with open(usage_file) as fh:
+                usage = int(fh.read())
+            if limit == "max" or int(limit) >= 1 << 60:  # v1 writes "no limit" as a huge number
+                return None
+            return max(0, int(limit) - usage)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def model_bytes(graph: Graph, batch: int = 1) -> tuple[int, int]:

@@ -146,11 +146,15 @@ def load_file(path: str | Path) -> Document:
         size = p.stat().st_size
         if size > MAX_FILE_BYTES:
             raise SpecError(f"spec file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}", Pos(Source(str(path), ""), 1, 1))
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
+        text = data.decode("utf-8")
     except SpecError:
         raise
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a UTF-8 text file") from None
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8", "replace")  # point at the first bad byte
+        line, col = before.count("\n") + 1, len(before) - before.rfind("\n")
+        where = Pos(Source(str(path), data.decode("utf-8", "replace")), line, col)
+        raise SpecError(f"not a UTF-8 text file (byte 0x{data[exc.start]:02x})", where) from None
     except OSError as exc:
         raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from None
     return load_text(text, str(path))

@@ -6,6 +6,7 @@ so a crash or a full disk at any moment leaves the previous checkpoint intact an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import warnings
@@ -38,7 +39,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only directory refuses even this; the error below says why
+            tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}; the previous checkpoint is kept") from None
         raise

@@ -84,6 +84,7 @@ def evaluate(
     from archc.train.api import resolve_config
     from archc.train.checkpoint import FORMAT, extract_state_dict, load_weights, read_torch_file
     from archc.train.data import load_dataset
+    from archc.train.errors import CheckpointError
     from archc.train.model import check_fit, resolve_source
     from archc.train.runtime import resolve_device
 
@@ -104,7 +105,13 @@ def evaluate(
     load_weights(model, checkpoint)
     model.to(device)
     if normalization is not None:  # the constants the model was trained with
-        mean, std = torch.tensor(normalization["mean"]), torch.tensor(normalization["std"])
+        try:
+            mean = torch.tensor(normalization["mean"], dtype=torch.float32)
+            std = torch.tensor(normalization["std"], dtype=torch.float32)
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise CheckpointError(f"{checkpoint} is damaged: no usable normalization constants") from None
+        if mean.shape != (data.shape[0],) or std.shape != (data.shape[0],):
+            raise CheckpointError(f"{checkpoint} is damaged: it normalises {mean.numel()} channels, {data.name} has {data.shape[0]}")
     else:
         mean, std = data.channel_stats()
     pipeline = BatchPipeline(mean, std, crop_padding=0, hflip=False, resize=cfg.resize, channels_last=False, device=device)

@@ -7,6 +7,7 @@ started at another time (PID reuse); a lock from another host is never judged st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ from types import TracebackType
 from archc.train.errors import LockError, TrainError
 
 LOCK_NAME = "archc.lock"
+FRESH_S = 5.0  # an unreadable lock younger than this may still be being written by its creator
 
 
 def process_start_time(pid: int) -> str | None:
@@ -61,10 +63,15 @@ class RunLock:
         record = json.dumps(
             {"pid": os.getpid(), "start": process_start_time(os.getpid()), "host": socket.gethostname(), "created": time.time()}
         )
-        for _ in range(3):
+        # An empty lock is judged stale only after FRESH_S (its writer may be mid-write), so keep
+        # trying a little longer than that: a run killed while creating its lock can be resumed at once.
+        deadline = time.monotonic() + FRESH_S + 2
+        while True:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
+                if time.monotonic() > deadline:
+                    break
                 self._take_over_if_stale()
                 continue
             except OSError as exc:
@@ -86,7 +93,7 @@ class RunLock:
             owner = {}
         pid, host, start = owner.get("pid"), owner.get("host"), owner.get("start")
         if not isinstance(pid, int):
-            if time.time() - before.st_mtime < 5:  # being written right now by its creator
+            if time.time() - before.st_mtime < FRESH_S:  # being written right now by its creator
                 time.sleep(0.2)
                 return
             stale = True  # unreadable and not fresh: a lock whose writer died mid-write
@@ -98,7 +105,8 @@ class RunLock:
             stale = not pid_alive(pid) or (start is not None and process_start_time(pid) not in (None, start))
         if not stale:
             raise LockError(
-                f"{self.path.parent} is in use by another archc train (pid {pid}); wait for it, stop it, or choose another --out"
+                f"{self.path.parent} is in use by another archc train (pid {pid}); wait for it, stop it, or choose another --out "
+                f"(lock file {self.path})"
             )
         try:
             if os.stat(self.path).st_ino == before.st_ino:  # still the stale file we judged, not a new lock
@@ -108,5 +116,7 @@ class RunLock:
 
     def release(self) -> None:
         if self.held:
-            self.path.unlink(missing_ok=True)
             self.held = False
+            # a directory gone read-only keeps the lock: stale once this process exits, then taken over
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)

@@ -121,6 +121,8 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
     start_epoch = 0
     if resume_state is not None:
         start_epoch = _restore(resume_state, run, optimizer, schedule, scaler, outcome)
+        if dist.main:  # a kill between a checkpoint and its metrics left them an epoch behind
+            write_metrics(run.out, outcome.history)
     step_model: nn.Module = model
     if dist.active:
         ids = [device.index] if device.type == "cuda" else None

@@ -6,6 +6,7 @@ kill and --resume they hold exactly one row per completed epoch.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -31,7 +32,8 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise TrainError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 

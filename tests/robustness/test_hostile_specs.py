@@ -282,3 +282,17 @@ def test_archc_check_subprocess_reports_every_hostile_spec(tmp_path: Path) -> No
     for path in paths:
         assert re.search(rf"^error: {re.escape(path)}:\d+:\d+: ", result.stderr, re.MULTILINE), path
     assert not marker.exists()
+
+
+def test_set_overrides_are_data_too(tmp_path: Path, write_spec, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--set` values go through the same loader: no tags, no alias bombs; expressions in them stay inert text."""
+    marker = tmp_path / "pwned"
+    path = write_spec("params: {n: 4, label: x}\n" + HEAD + "  - {conv: {out: $n, kernel: 1}, name: $label}\n")
+    assert main(["check", str(path), "--set", f"n=!!python/object/apply:pathlib.Path.touch [{marker}]"]) == 1
+    assert "YAML tag" in capsys.readouterr().err and not marker.exists()
+    bomb = "[" + ", ".join(f"&a{i} [" + ", ".join([f"*a{i - 1}" if i else "1"] * 9) + "]" for i in range(10)) + "]"
+    assert main(["check", str(path), "--set", f"n={bomb}"]) == 1
+    assert "an alias bomb?" in capsys.readouterr().err
+    inert = "${__import__('pathlib').Path('" + str(marker) + "').touch()}"
+    exc = spec_error(api.compile_graph, path, label=inert)
+    assert "name must be an identifier" in exc.message and not marker.exists()

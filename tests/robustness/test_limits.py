@@ -175,11 +175,19 @@ def test_file_size_cap_refuses_before_reading(tmp_path: Path, monkeypatch: pytes
     with path.open("wb") as fh:
         fh.truncate(10 * 1024**3)  # a sparse 10 GiB file: reading it would take the machine down
     monkeypatch.setattr(Path, "read_text", lambda *a, **k: pytest.fail("read an oversized spec"))
+    monkeypatch.setattr(Path, "read_bytes", lambda *a, **k: pytest.fail("read an oversized spec"))
     exc = spec_error(api.load, path)
     assert exc.message == f"spec file is {10 * 1024**3:,} bytes; the limit is 1,000,000" and (exc.line, exc.col) == (1, 1)
     monkeypatch.undo()
     assert main(["check", str(path)]) == 1
     assert capsys.readouterr().err.startswith(f"error: {path}:1:1: spec file is 10,737,418,240 bytes")
+
+
+def test_a_file_that_is_not_utf8_is_a_positioned_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(HEAD.encode() + "  - {relu: , doc: caf\u00e9}\n".encode("latin-1"))
+    exc = spec_error(api.load, path)
+    assert exc.message == "not a UTF-8 text file (byte 0xe9)" and (exc.line, exc.col) == (3, 22), exc.render()
 
 
 def test_file_size_cap_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -353,3 +361,20 @@ def test_train_refuses_a_model_that_cannot_fit(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert rc == 1 and "refusing to allocate" in err and "Traceback" not in err
     assert not out.exists()  # no lock, no half-made run directory left behind
+
+
+@pytest.mark.parametrize(
+    ("limit", "usage", "expected"),
+    [("1073741824\n", "268435456\n", 768 * MB), ("max\n", "5\n", None), ("9223372036854771712\n", "5\n", None), ("100\n", "200\n", 0)],
+    ids=["limited", "v2_unlimited", "v1_unlimited", "over_the_limit"],
+)
+def test_a_container_memory_limit_caps_the_guard(limit: str, usage: str, expected: int | None, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Inside a container /proc/meminfo shows the host; the cgroup limit is what the model may use."""
+    (tmp_path / "max").write_text(limit)
+    (tmp_path / "current").write_text(usage)
+    monkeypatch.setattr(guard, "CGROUP_FILES", ((str(tmp_path / "missing"), str(tmp_path / "missing")),
+                                                (str(tmp_path / "max"), str(tmp_path / "current"))))  # fmt: skip
+    assert guard.cgroup_headroom() == expected
+    monkeypatch.setattr(guard, "_system_available", lambda: 64 * 1024 * MB)
+    assert guard.available_memory() == (64 * 1024 * MB if expected is None else expected)

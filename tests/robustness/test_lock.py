@@ -1,0 +1,94 @@
+"""Two trainers, one output directory: the second refuses (naming the lock and the owner's PID)
+and writes nothing; a lock left by a dead process is taken over."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from archc.cli import main
+from archc.train.lock import LOCK_NAME
+from tests.conftest import REPO, clean_env
+from tests.robustness import harness as h
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forkserver children and /proc are Linux's")
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
+
+
+def _wait_for(path: Path, child: h.Child, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert child.process.is_alive(), child.output()
+        assert time.monotonic() < deadline, f"{path} never appeared:\n{child.output()}"
+        time.sleep(0.05)
+
+
+def test_second_train_on_the_same_out_refuses_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, release = tmp_path / "run", tmp_path / "release"
+    first = h.start(h.train_argv(out), tmp_path / "first.log", hold=release)
+    try:
+        _wait_for(tmp_path / "run.holding", first)  # epoch 1 is on disk and the first run holds the lock
+        before = _snapshot(out)
+        assert json.loads(before[LOCK_NAME])["pid"] == first.pid
+        expected = f"error: {out} is in use by another archc train (pid {first.pid}); wait for it, stop it, or choose another --out " \
+                   f"(lock file {out / LOCK_NAME})"  # fmt: skip
+
+        # a second `archc train` process, as a user would start it
+        second = subprocess.run([sys.executable, "-m", "archc", "train", str(h.TINY), "--out", str(out)],
+                                cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        assert second.returncode == 1 and expected in second.stderr and "Traceback" not in second.stderr, second.stderr
+        # --resume does not get past the lock either
+        assert main(h.train_argv(out, "--resume", "--log", "quiet")) == 1
+        assert expected in capsys.readouterr().err
+        assert _snapshot(out) == before, "the refused run touched the directory"
+    finally:
+        release.touch()
+    assert first.wait() == 0, first.output()
+    h.check_completed(out, None)
+
+
+def test_a_dead_owners_lock_is_taken_over(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    killed = h.start(h.train_argv(out), tmp_path / "killed.log", h.KillPoint("step 12", "step", nth=12))
+    assert killed.wait() == -signal.SIGKILL
+    lock = json.loads((out / LOCK_NAME).read_text())
+    assert lock["pid"] == killed.pid  # the lock outlived its owner
+    rc, output = h.run(h.train_argv(out, "--resume"), tmp_path / "resume.log")
+    assert rc == 0, output
+    h.check_completed(out, None)
+
+
+def test_an_empty_lock_from_a_writer_killed_mid_write_is_taken_over(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("")
+    old = time.time() - 60
+    os.utime(out / LOCK_NAME, (old, old))
+    rc, output = h.run(h.train_argv(out), tmp_path / "run.log")
+    assert rc == 0, output
+    h.check_completed(out, None)
+
+
+def test_a_live_owner_on_this_host_is_never_overridden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A lock naming a live process (this test's parent) with its true start time is respected."""
+    from archc.train.lock import process_start_time
+
+    out = tmp_path / "run"
+    out.mkdir()
+    owner = {"pid": os.getppid(), "start": process_start_time(os.getppid()), "host": socket.gethostname(), "created": time.time()}
+    (out / LOCK_NAME).write_text(json.dumps(owner))
+    assert main(h.train_argv(out, "--log", "quiet")) == 1
+    err = capsys.readouterr().err
+    assert f"in use by another archc train (pid {os.getppid()})" in err and str(out / LOCK_NAME) in err
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
