@@ -405,3 +405,30 @@ def test_yaml_errors_at_the_end_of_the_file_point_into_it(text: str, message: st
     assert err.message.startswith("YAML syntax error: ") and message in err.message
     assert (err.line, err.col) == pos
     assert err.render().splitlines()[2].endswith("^")
+
+
+def test_dilated_pool_window_that_sees_only_padding_is_an_error(write_spec) -> None:
+    """PyTorch would return -inf there and write out of bounds in backward (found by test_properties)."""
+    path = write_spec(HEAD.replace("[3, 8, 8]", "[1, 3]") + "  - global_avgpool\n"
+                      "  - {maxpool: {kernel: 2, padding: 1, dilation: 2, ceil_mode: true}, name: pool}\n")
+    err = _error(path)
+    assert err.message == ("'pool' (maxpool): window 2 with dilation 2 and padding 1 has output positions that see "
+                           "only padding of the 1 feature map it receives")
+    assert (err.line, err.col) == (4, 6)
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ("{conv_transpose: {out: 4, kernel: 3, output_padding: 1}}", "output_padding [1, 1] must be smaller than the stride or the dilation"),
+        ("{conv: {out: 4, kernel: 3, padding: 8, padding_mode: reflect}}", "padding 8 in 'reflect' mode must be smaller than the 8x8 feature map"),
+        ("{conv: {out: 4, kernel: 3, padding: 9, padding_mode: circular}}", "padding 9 in 'circular' mode must be at most the 8x8 feature map"),
+        ("{upsample: {scale: 2, mode: trilinear}}", "mode 'trilinear' needs 3 spatial dimensions, got 8x8"),
+        ("{upsample: {scale: 2, align_corners: true}}", "align_corners needs an interpolating mode"),
+        ("{conv_transpose: {out: 4, kernel: 3, padding: -1}}", "padding must be >= 0, got [-1, -1]"),
+    ],
+)
+def test_geometry_pytorch_rejects_is_rejected_statically(layer: str, message: str, write_spec) -> None:
+    """Each of these compiled before and then failed inside PyTorch at the first forward."""
+    err = _error(write_spec(HEAD + f"  - {layer}\n"))
+    assert message in err.message and (err.line, err.col) == (3, 6)

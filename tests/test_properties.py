@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import zlib
 from collections import Counter
 from typing import Any
 
@@ -423,7 +424,7 @@ def check_compiled(spec: Any, monkeypatch: pytest.MonkeyPatch | None = None) -> 
             out = out if isinstance(out, torch.Tensor) else out[0]
             (out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
             results.append((out.detach(), xi.grad))
-        torch.testing.assert_close(results[0], results[1])
+        torch.testing.assert_close(results[0], results[1], equal_nan=True)
 
 
 def compile_or_spec_error(text: str) -> Any:
@@ -458,7 +459,8 @@ def run_generated(config: settings, monkeypatch: pytest.MonkeyPatch) -> Counter[
             return
         stats["valid"] += 1
         event("valid")
-        check_compiled(result[0], monkeypatch if stats["valid"] % 3 == 0 else None)
+        # every third spec (by content, so that replays agree) is also checked against a no-in-place build
+        check_compiled(result[0], monkeypatch if zlib.crc32(text.encode()) % 3 == 0 else None)
 
     check()
     return stats

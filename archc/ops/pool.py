@@ -77,6 +77,12 @@ class WindowPool(Op):
         )
         if any(o < 1 for o in out):
             raise OpError(f"window {'x'.join(map(str, k))} does not fit the {fmt_shape(sp)} feature map it receives")
+        for size, kk, ss, pp, dd, oo in zip(sp, k, s, p, d, out, strict=True):
+            # a dilated window can straddle the input and see only padding: PyTorch then returns -inf
+            # and an out-of-range index that corrupts memory in backward
+            if dd > 1 and any(not any(0 <= i * ss - pp + j * dd < size for j in range(kk)) for i in range(oo)):
+                raise OpError(f"window {'x'.join(map(str, k))} with dilation {dd} and padding {pp} has output "
+                              f"positions that see only padding of the {fmt_shape(sp)} feature map it receives")
         return (c, *out)
 
     def other_ops(self, args: MaxPoolArgs | AvgPoolArgs, inputs: list[Shape], out: Shape) -> int:

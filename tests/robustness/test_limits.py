@@ -8,6 +8,8 @@ memory. Defaults are the documented ones; the flags (`--max-repeat`, `--max-node
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 from archc import api, guard, loader
 from archc.cli import main
@@ -80,8 +83,8 @@ def test_alias_bomb_is_rejected_in_under_a_second_with_bounded_memory(make: Call
 
 def test_alias_budget_is_exact() -> None:
     """Aliases count as the nodes they expand to: a document just inside the budget loads."""
-    text = laughs_seq(levels=3, width=9)  # 1 + 3 keys + 3 lists of 9 + 9 + 81... expanded: a few hundred nodes
-    size = loader._expanded_size(__import__("ruamel.yaml", fromlist=["YAML"]).YAML(typ="rt", pure=True).load(text), {}, 10**9, 0)
+    text = laughs_seq(levels=3, width=9)  # a few hundred nodes once expanded
+    size = loader._expanded_size(YAML(typ="rt", pure=True).load(text), {}, 10**9, 0)
     assert loader.load_text(text, max_nodes=size).data["input"]
     with pytest.raises(SpecError, match=f"more than {size - 1:,} YAML nodes"):
         loader.load_text(text, max_nodes=size - 1)
@@ -211,9 +214,6 @@ def test_default_file_cap_in_memory_text() -> None:
 def _cli(tmp_path: Path, text: str, *flags: str) -> tuple[int, str]:
     path = tmp_path / "spec.yaml"
     path.write_text(text)
-    import contextlib
-    import io
-
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = main(["check", str(path), *flags])
