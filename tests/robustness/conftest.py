@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,15 @@ def spec_error(fn: Any, *args: Any, **kwargs: Any) -> SpecError:
     except SpecError as exc:
         return exc
     raise AssertionError(f"{getattr(fn, '__name__', fn)} accepted the input")
+
+
+def note(line: str) -> None:
+    """Print a figure for the report (seen with -s) and append it to $ARCHC_ROBUSTNESS_LOG if set.
+
+    pytest-xdist swallows workers' output, so the log file is how a parallel run's figures are kept.
+    """
+    print(line)
+    target = os.environ.get("ARCHC_ROBUSTNESS_LOG")
+    if target:
+        with open(target, "a") as fh:
+            fh.write(line + "\n")

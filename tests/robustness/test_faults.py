@@ -27,6 +27,7 @@ import pytest
 
 from tests.conftest import REPO, clean_env
 from tests.robustness import harness as h
+from tests.robustness.conftest import note
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forkserver children and /proc are Linux's")
 
@@ -68,7 +69,7 @@ def test_sigkill_at_a_point_then_resume(point: h.KillPoint, reference: tuple[Pat
     record = resume_to_completion(out, reference[0], tmp_path / "resume.log")
     if epoch:
         assert record["resumed_from_epoch"] == epoch
-    print(f"kill point '{point.name}': checkpoint at epoch {epoch}, resumed and completed")
+    note(f"kill point '{point.name}': checkpoint at epoch {epoch}, resumed and completed")
 
 
 # --------------------------------------------------------------------------- kills at random times
@@ -103,7 +104,7 @@ def random_kills(count: int, seed: int, reference: tuple[Path, float], base: Pat
         out = base / f"run{run_no}"
     resume_to_completion(out, reference[0], base / "final.log")
     stats["completed_runs"] += 1
-    print(f"random kills (seed {seed}): {stats}")
+    note(f"random kills (seed {seed}): {stats}")
     return stats
 
 
@@ -141,6 +142,7 @@ def test_real_archc_train_process_killed_and_resumed(reference: tuple[Path, floa
     assert result.returncode == 0, result.stderr
     record = h.check_completed(out, None, epochs=30)
     assert record["resumed_from_epoch"] == epoch
+    note(f"real archc train process killed at epoch {epoch + 1} of 30, resumed and completed")
 
 
 # --------------------------------------------------------------------------- full and read-only disks

@@ -34,6 +34,7 @@ from archc.errors import Pos, SpecError
 from archc.loader import Document, LDict, LList, load_text
 from archc.validate import validate
 from tests.conftest import REPO
+from tests.robustness.conftest import note
 
 ZOO = sorted((REPO / "specs").glob("*.yaml"))
 
@@ -287,7 +288,7 @@ def run_zoo_mutations(path: Path, config: settings) -> int:
 def report(what: str, count: int, before: Counter[str]) -> None:
     """One line per test (shown with -s): cases run, and how many compiled or failed cleanly."""
     STATS["cases"] += count
-    print(f"fuzz {what}: {count} cases, {STATS['ok'] - before['ok']} compiled, {STATS['error'] - before['error']} positioned SpecErrors")
+    note(f"fuzz {what}: {count} cases, {STATS['ok'] - before['ok']} compiled, {STATS['error'] - before['error']} positioned SpecErrors")
 
 
 @pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
