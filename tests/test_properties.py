@@ -29,6 +29,7 @@ import archc.emit
 from archc import api
 from archc.emit import count_tensors, probe_shapes
 from archc.errors import SpecError
+from tests.conftest import campaign_size
 
 Shape = tuple[int, ...]
 
@@ -441,7 +442,7 @@ def compile_or_spec_error(text: str) -> Any:
 
 GENERATED = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
 MUTATED = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
-SLOW = {"max_examples": 1500, "deadline": None, "derandomize": False, "suppress_health_check": list(HealthCheck), "database": None}
+SLOW = {"max_examples": campaign_size(1500, floor=60), "deadline": None, "derandomize": False, "suppress_health_check": list(HealthCheck), "database": None}
 
 
 def run_generated(config: settings, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -570,7 +571,7 @@ def test_mutated_specs_compile_or_raise_positioned_spec_errors() -> None:
 
 @pytest.mark.slow
 def test_mutated_specs_many() -> None:
-    stats = run_mutated(settings(**{**SLOW, "max_examples": 2000}), build=True)
+    stats = run_mutated(settings(**{**SLOW, "max_examples": campaign_size(2000, floor=200)}), build=True)
     assert stats["error"] > 0 and stats["compiled"] > 0, stats
 
 

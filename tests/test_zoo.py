@@ -181,6 +181,10 @@ def test_runtime_matches_static_and_trains(name: str) -> None:
     params, buffers = count_tensors(model)
     assert params == graph.total_params == EXPECTED_PARAMS[name]
     assert buffers == graph.total_buffers == sum(b.numel() for b in model.buffers())
+    for node in graph:
+        if node.module is not None and not node.shared:
+            sub = model.get_submodule(node.module)
+            assert count_tensors(sub) == (node.params, node.buffers), node.id
     model.train()
     out = model(torch.randn(2, *graph.input_shape))
     assert isinstance(out, torch.Tensor) and tuple(out.shape) == (2, *OUTPUT_SHAPES[name])

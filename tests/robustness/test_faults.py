@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, clean_env
+from tests.conftest import REPO, campaign_size, clean_env
 from tests.robustness import harness as h
 from tests.robustness.conftest import note
 
@@ -116,8 +116,9 @@ def test_random_sigkills_never_lose_a_run(reference: tuple[Path, float], tmp_pat
 @pytest.mark.slow
 def test_many_random_sigkills_never_lose_a_run(reference: tuple[Path, float], tmp_path: Path) -> None:
     seed = random.SystemRandom().randrange(2**32)
-    stats = random_kills(40, seed=seed, reference=reference, base=tmp_path)
-    assert stats["kills"] == 40, seed
+    kills = campaign_size(40, floor=10)
+    stats = random_kills(kills, seed=seed, reference=reference, base=tmp_path)
+    assert stats["kills"] == kills, seed
 
 
 @pytest.mark.slow
