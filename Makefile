@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: demo test bench lint setup system-deps docs clean
 
@@ -20,7 +21,7 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 demo: setup
-	$(VENV)/bin/archc train specs/alexnet_small.yaml --dataset digits --resize 64 --set image_size=64 --epochs 3
+	$(VENV)/bin/archc train specs/alexnet_small.yaml --dataset digits --resize 64 --set image_size=64 --epochs 3 $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -58,11 +56,6 @@ def _plain(value):
 def test_zoo_specs_validate_against_schema(validator, path: Path) -> None:
     data = _plain(load_file(path).data)
     errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(data)]
-    resize = (data.get("train") or {}).get("resize")
-    if errors and isinstance(resize, int) and not validator.is_valid({"input": [1], "layers": ["relu"], "train": {"resize": 32}}):
-        # Known gap: TrainConfig.resize accepts an int (a square size) through a "before" validator,
-        # but its JSON Schema says [H, W] or null only. Passes once the schema allows an integer.
-        pytest.xfail("schema gap: train.resize as an int is accepted by archc but not by archc.schema.json")
     assert not errors, "\n".join(errors[:5])
 
 
@@ -95,45 +88,3 @@ def test_api_tour_runs() -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "5 largest layers" in result.stdout and "epoch 1" in result.stdout
-
-
-# Documented commands: every `archc ...` line of a ```bash block in README.md and docs/cli.md.
-# Only the quick, offline ones run; these are skipped, because they train, download data or need
-# runs that the docs assume exist: train, sweep, compare, evaluate, html (and `make ...` lines,
-# which are not archc commands at all).
-DOC_FILES = ("README.md", "docs/cli.md")
-QUICK = {"check", "build", "report", "diagram", "export", "zoo", "ops", "schema"}
-SKIPPED = {"train", "sweep", "compare", "evaluate", "html"}
-OUTPUT_FLAGS = {"-o", "--output", "--save"}
-
-
-def documented_commands() -> list[tuple[str, list[str]]]:
-    found = []
-    for name in DOC_FILES:
-        text = (REPO / name).read_text()
-        for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
-            for line in block.splitlines():
-                words = shlex.split(line, comments=True)
-                if len(words) >= 2 and words[0] == "archc":
-                    found.append((name, words[1:]))
-    return found
-
-
-def test_docs_have_commands() -> None:
-    commands = {argv[0] for _, argv in documented_commands()}
-    assert commands >= QUICK, f"docs/cli.md lacks examples for {sorted(QUICK - commands)}"
-    assert commands <= QUICK | SKIPPED, f"unclassified commands in the docs: {sorted(commands - QUICK - SKIPPED)}"
-
-
-@pytest.mark.parametrize("source,argv", [c for c in documented_commands() if c[1][0] in QUICK],
-                         ids=lambda v: " ".join(v) if isinstance(v, list) else v)
-def test_readme_and_docs_commands(tmp_path: Path, source: str, argv: list[str]) -> None:
-    """Run a documented command from the repository root, its output files redirected into tmp_path."""
-    args = list(argv)
-    for i, word in enumerate(args[:-1]):
-        if word in OUTPUT_FLAGS:
-            args[i + 1] = str(tmp_path / Path(args[i + 1]).name)
-    if args[0] == "diagram" and not OUTPUT_FLAGS & set(args):
-        args += ["-o", str(tmp_path / "diagram.svg")]     # the default writes into the current directory
-    result = subprocess.run([*ARCHC, *args], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"{source}: archc {' '.join(argv)}\n{result.stdout[-2000:]}{result.stderr[-2000:]}"

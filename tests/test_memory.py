@@ -77,8 +77,13 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("spec", "batch", "build_args"), CASES)
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+# Every case with both optimizers, except ResNet-50 with Adam: its optimizer state is the same
+# per-parameter rule that ResNet-18 and AlexNet check, at twice the suite's time.
+STEPS = [pytest.param(*case.values, optimizer, id=f"{optimizer}-{case.id}", marks=case.marks)
+         for case in CASES for optimizer in ("sgd", "adam") if (case.id, optimizer) != ("resnet50-224px", "adam")]
+
+
+@pytest.mark.parametrize(("spec", "batch", "build_args", "optimizer"), STEPS)
 def test_estimate_matches_a_measured_cpu_train_step(spec: Path, batch: int, build_args: dict[str, Any],
                                                     optimizer: str) -> None:
     if not spec.exists():

@@ -84,11 +84,11 @@ def test_flops_equal_flop_counter_mode_and_params_equal_torchvision(path: Path) 
 
     graph = compile_graph(path)
     tot = totals(graph)
-    torch.manual_seed(0)
-    model = build(path).eval()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.randn(1, *graph.input_shape))
+    with torch.device("meta"):  # FLOPs and shapes need no values: nothing is initialised or computed
+        model = build(path).eval()
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(torch.empty(1, *graph.input_shape))
     assert counter.get_total_flops() == tot["flops"]
 
     name = torchvision_name(path)

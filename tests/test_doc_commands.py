@@ -1,0 +1,199 @@
+"""Every command and code example shown in README.md and docs/ runs: docs that rot are defects.
+
+A document's examples run in the order they appear, in one scratch directory holding copies of
+specs/, examples/ and docs/, so later examples see what earlier ones wrote (a run, then
+`archc evaluate` of its checkpoint; a sweep, then `archc compare --runs` and `archc html` of it):
+
+* every line of a ```bash / ```sh block is a command (synopses with placeholders use ```text);
+* every ```python block runs as a script;
+* every ```yaml block parses, and one that is a whole spec (`input` and `layers`) compiles;
+  every ```json block parses.
+
+Training commands run for real with every documented flag, shrunk by appending
+`--train-subset/--test-subset/--batch-size/--epochs` (argparse keeps the last value) and pointed
+at small datasets written here in the real on-disk formats (`--data-dir`; nothing is downloaded).
+`make demo` runs through make with the same caps (DEMO_ARGS); `make test` is the command that runs
+this suite, so it is only checked to be what CI runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ruamel.yaml import YAML
+
+from archc import api
+from archc.loader import load_text
+from tests.conftest import REPO, clean_env
+from tests.fake_datasets import write_cifar10, write_fashion_mnist, write_idx
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+SHELL = {"bash", "sh"}
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
+TRAINING = {"train", "sweep", "compare"}
+CAPS = ["--train-subset", "24", "--test-subset", "16", "--batch-size", "8", "--epochs", "1"]
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Example:
+    doc: Path
+    line: int
+    kind: str  # "shell", "python", "yaml" or "json"
+    text: str
+
+    def where(self) -> str:
+        return f"{self.doc.relative_to(REPO)}:{self.line}"
+
+
+def examples(doc: Path) -> list[Example]:
+    """The document's fenced examples in order; a shell block yields one Example per command."""
+    text = doc.read_text()
+    found = []
+    for match in FENCE.finditer(text):
+        lang, body = match.group(1), match.group(2)
+        first = text.count("\n", 0, match.start(2)) + 1
+        if lang in SHELL:
+            found += [Example(doc, first + offset, "shell", command) for offset, command in shell_commands(body)]
+        elif lang in {"python", "yaml", "json"}:
+            found.append(Example(doc, first, lang, body))
+    return found
+
+
+def shell_commands(body: str) -> list[tuple[int, str]]:
+    """(line offset, command) for each command of a shell block; `\\` continues a line."""
+    commands, pending, start = [], "", 0
+    for offset, line in enumerate(body.splitlines()):
+        if not pending:
+            start = offset
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        command = (pending + line).strip()
+        pending = ""
+        if command and not command.startswith("#"):
+            commands.append((start, command))
+    return commands
+
+
+def is_training(words: list[str]) -> bool:
+    if words[:1] == ["torchrun"]:
+        return "train" in words
+    return len(words) > 1 and words[0] == "archc" and words[1] in TRAINING and "--runs" not in words
+
+
+def write_datasets(root: Path) -> None:
+    """CIFAR-10, MNIST and Fashion-MNIST in torchvision's layouts, a few dozen images each."""
+    write_cifar10(root, per_batch=8)
+    write_fashion_mnist(root)
+    rng = np.random.default_rng(1)
+    raw = root / "MNIST" / "raw"
+    write_idx(raw, "train", rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), np.arange(64) % 10)
+    write_idx(raw, "t10k", rng.integers(0, 256, (32, 28, 28), dtype=np.uint8), np.arange(32) % 10)
+
+
+def scratch_directory(tmp: Path) -> Path:
+    work = tmp / "work"
+    for folder in ("specs", "examples", "docs"):
+        shutil.copytree(REPO / folder, work / folder)
+    write_datasets(tmp / "data")
+    return work
+
+
+def run_shell(example: Example, work: Path, data: Path) -> subprocess.CompletedProcess[str]:
+    words = shlex.split(example.text, comments=True)
+    caps = [*CAPS, "--data-dir", str(data), "--no-download"] if is_training(words) else []
+    if words[0] == "make":
+        return run_make(example, words, caps, work)
+    if words[0] == "archc":
+        argv = [sys.executable, "-m", "archc", *words[1:], *caps]
+    elif words[0] == "python":
+        argv = [sys.executable, *words[1:]]
+    elif words[0] == "torchrun":
+        argv = [str(VENV_BIN / "torchrun"), *words[1:], *caps]
+    else:
+        pytest.fail(f"{example.where()}: no runner for `{words[0]}` commands; add one to {Path(__file__).name}")
+    return subprocess.run(argv, cwd=work, env=clean_env(PATH=f"{VENV_BIN}:{clean_env()['PATH']}"),
+                          capture_output=True, text=True, timeout=600)
+
+
+def run_make(example: Example, words: list[str], caps: list[str], work: Path) -> subprocess.CompletedProcess[str]:
+    target = words[1:]
+    if target == ["test"]:
+        ci = (REPO / ".ci" / "run").read_text()
+        assert re.search(r"^make test$", ci, re.M), ".ci/run must run the README's test command"
+        return subprocess.CompletedProcess(words, 0, "", "")
+    if target != ["demo"]:
+        pytest.fail(f"{example.where()}: no runner for `make {' '.join(target)}`")
+    if Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
+        pytest.skip("`make demo` is checked from the repository's .venv (run the suite with `make test`)")
+    demo_args = shlex.join([*caps, "--dataset", "digits", "--out", str(work / "runs" / "demo"), "--log", "plain"])
+    return subprocess.run(["make", "--no-print-directory", "demo", f"DEMO_ARGS={demo_args}"], cwd=REPO,
+                          env=clean_env(), capture_output=True, text=True, timeout=600)
+
+
+def run_python(example: Example, work: Path) -> subprocess.CompletedProcess[str]:
+    script = work / f"example_{example.doc.stem}_{example.line}.py"
+    script.write_text(example.text)
+    return subprocess.run([sys.executable, str(script)], cwd=work, env=clean_env(), capture_output=True,
+                          text=True, timeout=600)
+
+
+def check_data(example: Example) -> None:
+    if example.kind == "json":
+        json.loads(example.text)
+        return
+    data = YAML(typ="safe").load(example.text)
+    if isinstance(data, dict) and "input" in data and "layers" in data:
+        api.compile_graph(load_text(example.text, path=example.where()))
+
+
+def doc_param(doc: Path) -> object:
+    heavy = any(e.kind == "python" or (e.kind == "shell" and is_training(shlex.split(e.text, comments=True)))
+                for e in examples(doc))
+    return pytest.param(doc, id=str(doc.relative_to(REPO)), marks=[pytest.mark.slow] if heavy else [])
+
+
+@pytest.mark.parametrize("doc", [doc_param(d) for d in DOCS if examples(d)])
+def test_documented_examples_run(doc: Path, tmp_path: Path) -> None:
+    work = scratch_directory(tmp_path)
+    for example in examples(doc):
+        if example.kind in {"yaml", "json"}:
+            check_data(example)
+            continue
+        result = run_shell(example, work, tmp_path / "data") if example.kind == "shell" else run_python(example, work)
+        assert result.returncode == 0, (
+            f"{example.where()}: exit {result.returncode}\n{example.text}\n"
+            f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
+        )
+
+
+def test_every_command_has_an_example_in_the_cli_reference() -> None:
+    from archc.cli import make_parser
+
+    parser = make_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)
+    shown = {shlex.split(e.text)[1] for e in examples(REPO / "docs" / "cli.md") if e.kind == "shell"
+             and e.text.startswith("archc ")}
+    assert commands <= shown, f"docs/cli.md has no example of: {sorted(commands - shown)}"
+
+
+def test_docs_name_only_files_that_exist() -> None:
+    """Paths of this repository quoted in the docs (`archc/x.py`, `specs/y.yaml`, ...) exist."""
+    pattern = re.compile(r"(?<![\w/.-])((?:archc|specs|tests|examples|benchmarks|docs|scripts)/[\w./-]*\w)")
+    missing = []
+    for doc in DOCS:
+        for n, line in enumerate(doc.read_text().splitlines(), 1):
+            for path in pattern.findall(line):
+                if not (REPO / path).exists() and not (doc.parent / path).exists():
+                    missing.append(f"{doc.relative_to(REPO)}:{n}: {path}")
+    assert not missing, "\n".join(missing)
