@@ -11,8 +11,7 @@ import torchvision
 
 from archc import api
 from archc.cli import main
-from archc.errors import SpecError
-from archc.weights import load_weights, mismatch_report, read_state_dict
+from archc.weights import WeightsError, load_weights, mismatch_report, read_state_dict
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
@@ -83,19 +82,19 @@ def test_missing_keys_are_listed_with_counts(resnet18_file: tuple[Path, torch.nn
     path, theirs = resnet18_file
     ours = api.build(SPECS / "resnet34.yaml")
     missing = [k for k in ours.state_dict() if k not in theirs.state_dict()]
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(WeightsError) as info:
         load_weights(ours, path)
     message = str(info.value)
-    assert f"{len(missing)} keys missing from the file: " + ", ".join(missing[:10]) + f", and {len(missing) - 10} more" in message
-    assert "unexpected" not in message and "different shape" not in message
+    assert f"missing {len(missing)}: " + ", ".join(missing[:10]) + f" (+{len(missing) - 10} more)" in message
+    assert "unexpected" not in message and "shape mismatch" not in message
 
 
 def test_shape_mismatch_names_both_shapes(resnet18_file: tuple[Path, torch.nn.Module]) -> None:
     path, _ = resnet18_file
     ours = api.build(SPECS / "resnet18.yaml", num_classes=10)
     before = {k: v.clone() for k, v in ours.state_dict().items()}
-    with pytest.raises(SpecError, match=re.escape(
-            "2 keys with a different shape: fc.weight (file [1000, 512], model [10, 512]), fc.bias (file [1000], model [10])")):
+    with pytest.raises(WeightsError, match=re.escape(
+            "shape mismatch 2: fc.weight [1000, 512] vs model [10, 512], fc.bias [1000] vs model [10]")):
         load_weights(ours, path)
     assert all(torch.equal(before[k], v) for k, v in ours.state_dict().items()), "a failed load changes nothing"
 
@@ -105,12 +104,10 @@ def test_unexpected_and_missing_together(tmp_path: Path) -> None:
     state["layer3.fc4.weight"] = torch.zeros(2, 2)
     del state["layer1.conv1.bias"]
     torch.save(state, tmp_path / "w.pt")
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(WeightsError) as info:
         load_weights(lenet(), tmp_path / "w.pt")
-    assert str(info.value).splitlines()[1:] == [
-        "  1 key missing from the file: layer1.conv1.bias",
-        "  1 key unexpected in the file: layer3.fc4.weight",
-    ]
+    assert str(info.value) == (f"weights in {tmp_path / 'w.pt'} do not fit the model: "
+                               "missing 1: layer1.conv1.bias; unexpected 1: layer3.fc4.weight")
 
 
 def test_mismatch_report_is_empty_when_it_fits() -> None:
@@ -120,10 +117,10 @@ def test_mismatch_report_is_empty_when_it_fits() -> None:
 
 @pytest.mark.parametrize(("content", "message"), [
     (None, "no such file"),
-    (b"this is not a torch file", "is not a readable PyTorch file"),
-    ([1, 2, 3], "holds no state_dict"),
-    ({"epoch": 3}, "holds no state_dict"),
-    ({"state_dict": {"a": 1}}, "holds no state_dict"),
+    (b"this is not a torch file", "is not a readable torch file"),
+    ([1, 2, 3], "holds no model weights"),
+    ({"epoch": 3}, "holds no model weights"),
+    ({"state_dict": {"a": 1}}, "holds no model weights"),
     ({"w": NotATensor()}, "refusing to load"),
 ])
 def test_unreadable_files(tmp_path: Path, content: object, message: str) -> None:
@@ -132,7 +129,7 @@ def test_unreadable_files(tmp_path: Path, content: object, message: str) -> None
         path.write_bytes(content)
     elif content is not None:
         torch.save(content, path)
-    with pytest.raises(SpecError, match=re.escape(message)):
+    with pytest.raises(WeightsError, match=re.escape(message)):
         read_state_dict(path)
 
 
@@ -141,4 +138,4 @@ def test_cli_reports_a_mismatch_and_exits_1(resnet18_file: tuple[Path, torch.nn.
     path, _ = resnet18_file
     assert main(["build", str(SPECS / "resnet18.yaml"), "--set", "num_classes=10", "--init-from", str(path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: --init-from: the weights in") and "fc.weight (file [1000, 512], model [10, 512])" in err
+    assert err.startswith("error: --init-from: weights in") and "fc.weight [1000, 512] vs model [10, 512]" in err

@@ -75,9 +75,12 @@ def run_build(args: argparse.Namespace) -> int:
         check_fits(graph)
     model = build_module(graph, spec.model.init)
     if args.init_from:
-        from archc.weights import load_weights
+        from archc.weights import WeightsError, load_weights
 
-        load_weights(model, args.init_from)
+        try:
+            load_weights(model, args.init_from)
+        except WeightsError as exc:
+            raise SpecError(f"--init-from: {exc}") from None
     verify(model)
     if args.save:
         save_model(model, spec, args.save)

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, validated `weights_only` reads, and weights loading for --init-from.
+"""Checkpoints: atomic writes and validated reads (through archc.weights, `weights_only=True`).
 
 A checkpoint is written to a temporary file in the same directory and renamed over the old one,
 so a crash or a full disk at any moment leaves the previous checkpoint intact and loadable.
@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
-import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from archc import weights
 from archc.train.errors import CheckpointError
+from archc.weights import WeightsError
 
 FORMAT = "archc-checkpoint"
 VERSION = 1
@@ -24,7 +25,6 @@ REQUIRED = (
     "model", "optimizer", "scheduler", "scaler", "rng", "epoch", "config", "history", "best_test_acc", "best_epoch",
     "train_time_s", "images", "normalization", "spec",
 )  # fmt: skip
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # added by DistributedDataParallel and torch.compile
 TEMP_MARK = ".tmp-"
 
 
@@ -66,23 +66,35 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_torch_file(path: Path) -> Any:
-    """torch.load with weights_only=True, every failure turned into a one-line CheckpointError."""
-    if not path.is_file():
-        raise CheckpointError(f"no such checkpoint: {path}")
+@contextlib.contextmanager
+def checkpoint_errors() -> Iterator[None]:
+    """Report archc.weights' problems as CheckpointError, the trainer's error for every file it reads."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about pickle protocols before failing properly
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "unsupported global" in str(exc).lower():
-            raise CheckpointError(
-                f"refusing to load {path}: it holds Python objects beyond tensors and plain data (loaded with weights_only=True)"
-            ) from None
-        raise CheckpointError(f"{path} is not a readable torch file (corrupt or truncated)") from None
-    except Exception as exc:  # arbitrary bytes make torch.load raise nearly any exception type
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable torch file (corrupt or truncated: {first})") from None
+        yield
+    except WeightsError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def read_torch_file(path: Path) -> Any:
+    """archc.weights.read_torch_file (weights_only=True) for the trainer."""
+    with checkpoint_errors():
+        return weights.read_torch_file(path)
+
+
+def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    with checkpoint_errors():
+        return weights.extract_state_dict(obj, path)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """archc.weights.load_weights for --init-from and evaluate: strict, every mismatch named."""
+    with checkpoint_errors():
+        weights.load_weights(model, path)
+
+
+def check_compatible(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    with checkpoint_errors():
+        weights.check_fits(model, state, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -96,52 +108,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path} is incomplete: no {', '.join(missing)}")
     return obj
-
-
-def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """The model weights inside a state_dict file, an archc checkpoint or a {'model'|'state_dict'|'net': ...} dict."""
-    if isinstance(obj, dict) and not _is_state_dict(obj):
-        for key in ("model", "state_dict", "net"):
-            if key in obj and isinstance(obj[key], dict) and _is_state_dict(obj[key]):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not _is_state_dict(obj):
-        raise CheckpointError(f"{path} holds no model weights (expected a state_dict of tensors)")
-    for prefix in WRAPPER_PREFIXES:
-        if all(k.startswith(prefix) for k in obj):
-            obj = {k[len(prefix) :]: v for k, v in obj.items()}
-    return obj
-
-
-def _is_state_dict(obj: dict[Any, Any]) -> bool:
-    return bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-
-
-def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load weights into model, or raise one line naming missing, unexpected and mis-shaped keys."""
-    path = Path(path)
-    state = extract_state_dict(read_torch_file(path), path)
-    check_compatible(model, state, path)
-    model.load_state_dict(state)
-
-
-def check_compatible(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [
-        f"{k} {list(state[k].shape)} vs model {list(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape
-    ]
-    problems = [
-        f"{label}: {_some(keys)}" for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)) if keys
-    ]
-    if problems:
-        raise CheckpointError(f"weights in {path} do not fit the model: {'; '.join(problems)}")
-
-
-def _some(items: list[str], limit: int = 5) -> str:
-    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
 
 
 def rng_state() -> dict[str, Any]:

@@ -97,7 +97,7 @@ CASES: dict[str, tuple[Maker, str, str | None, str | None]] = {
     "incomplete": (lambda r, m: _torch_bytes({k: v for k, v in _state(r).items() if k != "optimizer"}), "is incomplete: no optimizer",
                    None, None),
     "wrong_shapes_same_spec": (lambda r, m: _tampered(r, model={**_state(r)["model"], "0.weight": torch.zeros(2, 2)}),
-                               r"do not fit the model: shape mismatch: 0\.weight", "do not fit the model", "do not fit the model"),
+                               r"do not fit the model: shape mismatch 1: 0\.weight", "do not fit the model", "do not fit the model"),
     "damaged_history": (lambda r, m: _tampered(r, history="not a list"), "is damaged", None, None),
     "damaged_normalization": (lambda r, m: _tampered(r, normalization={"mean": "x", "std": None}), "is damaged", "is damaged", None),
 }
