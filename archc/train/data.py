@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,6 @@ import torch
 from archc.train.config import TrainConfig
 from archc.train.errors import DataError
 
-TORCHVISION = ("cifar10", "cifar100", "mnist", "fashion_mnist", "kmnist")
-OFFLINE = ("digits", "synthetic", "imagefolder:PATH")
-KNOWN = (*TORCHVISION, "digits", "synthetic")
 # Augmentation defaults per dataset: (random-crop padding, horizontal flips). Digits are not
 # mirror-symmetric, so MNIST-like sets and digits get shifts only; Fashion-MNIST's clothes flip.
 AUGMENT_DEFAULTS: dict[str, tuple[int, bool]] = {
@@ -87,25 +85,65 @@ def default_data_dir() -> Path:
     return Path.home() / ".cache" / "archc" / "data"
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a dataset loader is asked for."""
+
+    name: str  # as given: "cifar10", or "imagefolder:PATH" for a loader registered as "imagefolder:"
+    cfg: TrainConfig
+    root: Path  # the data directory, where downloads go
+    default_shape: tuple[int, ...] | None  # the model's input (C, H, W), for sources of any shape
+
+    @property
+    def argument(self) -> str:
+        """The part after ':' (imagefolder's PATH), or ''."""
+        return self.name.split(":", 1)[1] if ":" in self.name else ""
+
+
+Loader = Callable[[Request], ImageData]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    loader: Loader
+    offline: bool  # needs no download
+
+
+DATASETS: dict[str, Dataset] = {}
+
+
+def dataset(*names: str, offline: bool = False) -> Callable[[Loader], Loader]:
+    """Register a loader under `names` (a name ending in ':' takes an argument, e.g. 'imagefolder:').
+
+    A plugin module (`--plugin`) can register its own datasets the same way.
+    """
+
+    def register(loader: Loader) -> Loader:
+        for name in names:
+            DATASETS[name] = Dataset(loader, offline)
+        return loader
+
+    return register
+
+
+def dataset_names(offline_only: bool = False) -> list[str]:
+    """The registered names as users type them ('imagefolder:PATH')."""
+    return [n + "PATH" if n.endswith(":") else n for n, d in DATASETS.items() if d.offline or not offline_only]
+
+
 def load_dataset(cfg: TrainConfig, default_shape: tuple[int, ...] | None = None) -> ImageData:
     """The dataset cfg names, as uint8 tensors on the CPU, with cfg's subsets applied.
 
     default_shape is the model's input (C, H, W): the shape synthetic data takes unless cfg says.
     """
     name = cfg.dataset
+    entry = DATASETS.get(name.split(":", 1)[0] + ":" if ":" in name else name)
+    if entry is None:
+        from archc.errors import did_you_mean
+
+        raise DataError(f"unknown dataset '{name}'{did_you_mean(name, dataset_names())}; choose one of {', '.join(dataset_names())}")
     root = Path(cfg.data_dir).expanduser() if cfg.data_dir else default_data_dir()
-    if name in ("cifar10", "cifar100"):
-        data = _cifar(name, root, cfg.download)
-    elif name in ("mnist", "fashion_mnist", "kmnist"):
-        data = _mnist_like(name, root, cfg.download)
-    elif name == "digits":
-        data = _digits()
-    elif name == "synthetic":
-        data = _synthetic(cfg, default_shape)
-    elif name.startswith("imagefolder:"):
-        data = _imagefolder(Path(name.split(":", 1)[1]).expanduser(), cfg.resize)
-    else:
-        raise DataError(f"unknown dataset '{name}'; choose one of {', '.join(KNOWN)} or imagefolder:PATH")
+    data = entry.loader(Request(name, cfg, root, default_shape))
     if cfg.train_subset is not None:
         data = replace(data, train_x=data.train_x[: cfg.train_subset], train_y=data.train_y[: cfg.train_subset])
     if cfg.test_subset is not None:
@@ -116,7 +154,7 @@ def load_dataset(cfg: TrainConfig, default_shape: tuple[int, ...] | None = None)
 def _missing(name: str, root: Path, why: str) -> DataError:
     return DataError(
         f"dataset {name} is not in {root} and {why}; copy it there or point --data-dir at a copy, "
-        f"or train offline on {', '.join(OFFLINE)}"
+        f"or train offline on {', '.join(dataset_names(offline_only=True))}"
     )
 
 
@@ -171,10 +209,12 @@ def _unpickle(path: Path) -> dict[str, Any]:
     return entry
 
 
-def _cifar(name: str, root: Path, download: bool) -> ImageData:
+@dataset("cifar10", "cifar100")
+def _cifar(request: Request) -> ImageData:
     import numpy as np
     import torchvision.datasets as tvd
 
+    name, root, download = request.name, request.root, request.cfg.download
     cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
     base = root / cls.base_folder
     files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
@@ -198,9 +238,11 @@ def _cifar(name: str, root: Path, download: bool) -> ImageData:
     return _checked(ImageData(name, train_x, train_y, test_x, test_y, classes, pad, flip))
 
 
-def _mnist_like(name: str, root: Path, download: bool) -> ImageData:
+@dataset("mnist", "fashion_mnist", "kmnist")
+def _mnist_like(request: Request) -> ImageData:
     import torchvision.datasets as tvd
 
+    name, root, download = request.name, request.root, request.cfg.download
     cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "kmnist": tvd.KMNIST}[name]
     raw = root / cls.__name__ / "raw"
     files = [os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
@@ -224,7 +266,8 @@ def _mnist_like(name: str, root: Path, download: bool) -> ImageData:
     )
 
 
-def _digits() -> ImageData:
+@dataset("digits", offline=True)
+def _digits(request: Request) -> ImageData:
     """scikit-learn's bundled 8x8 digits (values 0..16) with a fixed stratified 80/20 split."""
     import numpy as np
     from sklearn.datasets import load_digits
@@ -249,12 +292,14 @@ def _digits() -> ImageData:
     )
 
 
-def _synthetic(cfg: TrainConfig, default_shape: tuple[int, ...] | None) -> ImageData:
+@dataset("synthetic", offline=True)
+def _synthetic(request: Request) -> ImageData:
     """Seeded images whose class sets a colour offset and a smooth mirror-symmetric pattern.
 
     Both survive the default crop and flip, so a small CNN separates the classes; the same
     sizes and shape always give the same images, whatever the training seed.
     """
+    cfg, default_shape = request.cfg, request.default_shape
     shape = cfg.synthetic_shape or (tuple(default_shape) if default_shape and len(default_shape) == 3 else (3, 32, 32))
     c, h, w = (int(v) for v in shape)
     k = cfg.synthetic_classes
@@ -280,9 +325,11 @@ def _synthetic(cfg: TrainConfig, default_shape: tuple[int, ...] | None) -> Image
     return ImageData("synthetic", train_x, train_y, test_x, test_y, tuple(str(i) for i in range(k)), max(1, h // 8), True)
 
 
-def _imagefolder(root: Path, resize: tuple[int, int] | None) -> ImageData:
+@dataset("imagefolder:", offline=True)
+def _imagefolder(request: Request) -> ImageData:
     """torchvision's ImageFolder layout: ROOT/train/CLASS/* and ROOT/test|val/CLASS/*, or ROOT/CLASS/*
-    split 80/20 with a fixed seed. Images are decoded once here; `resize` applies while decoding."""
+    split 80/20 with a fixed seed. Images are decoded once here; --resize applies while decoding."""
+    root, resize = Path(request.argument).expanduser(), request.cfg.resize
     if not root.is_dir():
         raise DataError(f"imagefolder: {root} is not a directory")
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)

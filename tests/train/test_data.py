@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from archc.train import data as data_module
 from archc.train.config import TrainConfig
 from archc.train.data import load_dataset
 from archc.train.errors import DataError
@@ -88,8 +89,26 @@ def test_no_download_says_so(tmp_path: Path) -> None:
 
 
 def test_unknown_dataset_lists_the_choices() -> None:
-    with pytest.raises(DataError, match="unknown dataset 'cifar11'; choose one of cifar10, cifar100"):
+    with pytest.raises(DataError, match=r"unknown dataset 'cifar11' \(did you mean 'cifar10'\?\); choose one of cifar10, cifar100, .*imagefolder:PATH"):
         load_dataset(TrainConfig(dataset="cifar11"))
+
+
+def test_a_registered_dataset_loads_by_name_with_its_argument(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a plugin module does: register a loader; names ending in ':' take an argument."""
+    monkeypatch.setattr(data_module, "DATASETS", dict(data_module.DATASETS))
+    seen = []
+
+    @data_module.dataset("stripes:", offline=True)
+    def stripes(request: data_module.Request) -> data_module.ImageData:
+        seen.append((request.argument, request.default_shape))
+        n = int(request.argument)
+        x = torch.zeros(n, 1, 4, 4, dtype=torch.uint8)
+        y = torch.arange(n) % 2
+        return data_module.ImageData("stripes", x, y, x[:2], y[:2], ("a", "b"), 1, False)
+
+    data = load_dataset(TrainConfig(dataset="stripes:6", train_subset=4), default_shape=(1, 4, 4))
+    assert seen == [("6", (1, 4, 4))] and data.train_x.shape == (4, 1, 4, 4) and data.num_classes == 2
+    assert "stripes:PATH" in data_module.dataset_names(offline_only=True)
 
 
 def test_digits_split_is_fixed_and_stratified() -> None:
