@@ -33,6 +33,7 @@ from archc.experiments.rundir import (
     set_aside,
     write_failure,
 )
+from archc.train.config import default_threads
 
 STOP_GRACE_S = 15.0
 # Written after each sweep that trained something (or when missing): a rerun that only skips keeps them.
@@ -57,15 +58,6 @@ class SweepOutcome:
 
 def echo_stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def default_jobs_threads(jobs: int) -> int:
-    """Torch threads per child: the cores this process may use, shared between the J children."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, jobs))
 
 
 def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, echo: Echo = echo_stderr,
@@ -168,7 +160,7 @@ class _Scheduler:
     def __init__(self, plan: SweepPlan, manifest: dict[str, Any], todo: list[dict[str, Any]], jobs: int, echo: Echo,
                  outcome: SweepOutcome) -> None:
         self.plan, self.manifest, self.todo, self.jobs, self.echo, self.outcome = plan, manifest, todo, jobs, echo, outcome
-        self.threads = default_jobs_threads(jobs)
+        self.threads = default_threads(jobs)
         self.active: dict[Any, tuple[dict[str, Any], Any, float]] = {}
         self.total = len(todo)
         self.started = 0

@@ -5,6 +5,7 @@ Kept free of torch so that `archc check` can validate a spec's `train:` section 
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -57,7 +58,7 @@ class TrainConfig(BaseModel):
     compile: bool = False
     seed: int = Field(0, ge=0, lt=2**32)
     deterministic: bool = False
-    workers: int | None = Field(None, ge=1, description="CPU threads for torch (default: the cores available, shared between processes)")
+    workers: int | None = Field(None, ge=1, description="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores available shared between processes)")
     device: Device = "auto"
     nproc: int = Field(1, ge=1, le=1024, description="processes for data-parallel training on this machine (torchrun)")
     out: str | None = Field(None, description="run directory (default runs/NAME/TIMESTAMP)")
@@ -103,3 +104,16 @@ class TrainConfig(BaseModel):
         """Fields that change what is computed (not RUNTIME_FIELDS) and differ: {name: (self, other)}."""
         mine, theirs = self.model_dump(), other.model_dump()
         return {k: (mine[k], theirs[k]) for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]}
+
+
+def default_threads(processes: int) -> int:
+    """Torch threads per process: OMP_NUM_THREADS when set (the usual way to pin them), else the
+    cores this process may use shared evenly between the `processes` running on this machine."""
+    pinned = os.environ.get("OMP_NUM_THREADS", "")
+    if pinned.isdigit() and int(pinned) > 0:
+        return int(pinned)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, processes))

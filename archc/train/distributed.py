@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from archc.train.config import default_threads
 from archc.train.errors import TrainError
 
 
@@ -85,7 +86,7 @@ def launch(spec_path: str, cli_args: list[str], config: dict[str, Any], nproc: i
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
         "-m", "archc.train", spec_path, *cli_args, "--config-json", json.dumps(config),
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {**os.environ, "OMP_NUM_THREADS": str(default_threads(nproc))}  # torchrun would set 1
     try:
         return subprocess.run(command, env=env, check=False).returncode
     except OSError as exc:

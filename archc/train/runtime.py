@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
-from archc.train.config import TrainConfig
+from archc.train.config import TrainConfig, default_threads
 from archc.train.errors import TrainError
 
 
@@ -54,15 +54,6 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | Non
             return torch.float16, None
         return torch.bfloat16, None
     return (torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16), None
-
-
-def default_threads(local_world_size: int) -> int:
-    """The cores this process may use, shared evenly between the processes on this machine."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, local_world_size))
 
 
 @contextlib.contextmanager

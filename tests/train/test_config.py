@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from archc.train.api import resolve_config
-from archc.train.config import TrainConfig
+from archc.train.config import TrainConfig, default_threads
 from archc.train.errors import TrainError
 from archc.train.model import resolve_source
 from tests.train.conftest import tiny_cnn
@@ -64,3 +65,11 @@ def test_config_stays_torch_free() -> None:
     code = "import sys, archc.train.config, archc.train.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_default_threads_follow_omp_num_threads_then_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads(1) == default_threads(4) == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7}, raising=False)
+    assert (default_threads(1), default_threads(2), default_threads(3), default_threads(16)) == (8, 4, 2, 1)
