@@ -42,10 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2, help="parallel trainings (default %(default)s: one per core)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one epoch, one seed, 128 training images")
     args = parser.parse_args(argv)
+    recipe = {**RECIPE, "train_subset": 128} if args.quick else RECIPE
+    epochs, seeds = (1, 1) if args.quick else (args.epochs, args.seeds)
     os.chdir(REPO)
-    outcome = sweep(variants=VARIANTS, out=args.runs, seeds=args.seeds, jobs=args.jobs, input_shape=INPUT,
-                    epochs=args.epochs, **RECIPE)
+    outcome = sweep(variants=VARIANTS, out=args.runs, seeds=seeds, jobs=args.jobs, input_shape=INPUT,
+                    epochs=epochs, **recipe)
     docs = Path(args.docs)
     files = write_results([args.runs], docs, title="Seed 000 at small scale: ResNet, VGG-BN, Inception and ablations on digits")
     files.append(write_html_report(Path(args.runs), docs / "report.html"))

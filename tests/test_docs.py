@@ -88,3 +88,43 @@ def test_api_tour_runs() -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "5 largest layers" in result.stdout and "epoch 1" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["seed000_comparison.py", "seed004_grid.py"])
+def test_seed_reproduction_scripts_run(tmp_path: Path, script: str) -> None:
+    """The scripts behind docs/experiments.md, as a one-epoch smoke run into tmp_path."""
+    runs, docs = tmp_path / "runs", tmp_path / "docs"
+    result = subprocess.run([sys.executable, str(REPO / "examples" / script), "--quick", "--runs", str(runs), "--docs", str(docs)],
+                            env=_env(OMP_NUM_THREADS="1"), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert {"results.md", "results.csv", "curves.png", "report.html"} <= {p.name for p in docs.iterdir()}
+    assert "| " in (docs / "results.md").read_text()
+
+
+def _install_metadata(site: Path, entry_points: str) -> None:
+    """What `pip install examples/plugin_op` leaves for importlib.metadata: a dist-info with entry points."""
+    info = site / "archc_scale_op-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: archc-scale-op\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_plugin_package_entry_point_registers_the_op(tmp_path: Path) -> None:
+    import tomllib
+
+    project = tomllib.loads((PLUGIN_DIR / "pyproject.toml").read_text())
+    group = project["project"]["entry-points"]["archc.ops"]
+    _install_metadata(tmp_path, "[archc.ops]\n" + "".join(f"{k} = {v}\n" for k, v in group.items()))
+    env = _env(PYTHONPATH=f"{tmp_path}:{PLUGIN_DIR}")
+    result = subprocess.run([*ARCHC, "check", str(PLUGIN_DIR / "scaled.yaml")], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_broken_installed_plugin_is_a_clear_error(tmp_path: Path) -> None:
+    _install_metadata(tmp_path, "[archc.ops]\nscale = archc_no_such_module\n")
+    result = subprocess.run([*ARCHC, "check", str(PLUGIN_DIR / "scaled.yaml")], env=_env(PYTHONPATH=str(tmp_path)),
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot load op plugin 'archc_no_such_module' (archc.ops entry point of archc-scale-op)" in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 
+from archc.errors import SpecError
 from archc.ops.base import Args, Call, Op, OpError, Shape
 
 REGISTRY: dict[str, Op] = {}
@@ -45,10 +46,8 @@ def load_plugin(module: str) -> None:
     """Import a user-named plugin module; its @register decorators add its ops."""
     try:
         importlib.import_module(module)
-    except ImportError as exc:
-        from archc.errors import SpecError
-
-        raise SpecError(f"cannot import plugin '{module}': {exc}") from None
+    except Exception as exc:  # ImportError, or a bug in the plugin: a clear error either way
+        raise SpecError(f"cannot import plugin '{module}': {type(exc).__name__}: {exc}") from None
 
 
 _entry_points_loaded = False
@@ -63,7 +62,11 @@ def load_entry_point_plugins() -> None:
         return
     _entry_points_loaded = True
     for ep in entry_points(group="archc.ops"):
-        ep.load()
+        try:
+            ep.load()
+        except Exception as exc:  # an installed plugin's bug must not become a traceback here
+            dist = ep.dist.name if ep.dist else "an installed package"
+            raise SpecError(f"cannot load op plugin '{ep.value}' (archc.ops entry point of {dist}): {exc}") from None
 
 
 from archc.ops import activation, conv, linear, merge, norm, pool, resample, slicing  # noqa: E402, F401

@@ -1,10 +1,15 @@
 """A custom-op plugin for archc: `scale`, multiply by a constant (docs/design.md, "Adding an op").
 
-Load it by name, never by a spec:
+A spec never loads code; the op is there when the user asks for it, either by name:
 
     PYTHONPATH=examples/plugin_op archc check examples/plugin_op/scaled.yaml --plugin archc_scale_op
 
-or from Python: `archc.load("examples/plugin_op/scaled.yaml", plugins=["archc_scale_op"])`.
+(from Python: `archc.load("examples/plugin_op/scaled.yaml", plugins=["archc_scale_op"])`), or by
+installing this folder as a package, whose `archc.ops` entry point (pyproject.toml) archc loads
+when a spec names an op it does not know:
+
+    pip install examples/plugin_op
+    archc check examples/plugin_op/scaled.yaml
 """
 
 from __future__ import annotations
