@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test bench lint setup system-deps docs clean
+.PHONY: demo test fuzz bench lint setup system-deps docs clean
 
 setup: $(STAMP) system-deps
 
@@ -25,6 +25,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+# The whole randomized campaign (10,000 fuzz cases, 3,500 property cases, 40 random kills);
+# `make test` runs a fifth of it.
+fuzz: setup
+	ARCHC_FUZZ_SCALE=1 $(PY) -m pytest -n 2 -q -m slow tests/robustness tests/test_properties.py
 
 lint: setup
 	$(VENV)/bin/ruff check archc tests benchmarks examples

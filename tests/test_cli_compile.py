@@ -210,3 +210,18 @@ def test_cli_entry_point_runs_check_and_build_json() -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["output"] == [4] and math.prod(report["input"]) == 3 * 16 * 16
+
+
+def test_command_table_names_the_module_of_every_command() -> None:
+    """`archc X` imports only COMMANDS[X]'s module: that module must define X, and the table every command."""
+    import argparse
+
+    from archc.cli import COMMANDS, make_parser
+
+    def commands(parser: argparse.ArgumentParser) -> list[str]:
+        (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return list(action.choices)
+
+    assert commands(make_parser()) == list(COMMANDS)
+    for command, module in COMMANDS.items():
+        assert set(commands(make_parser(command))) == {c for c, m in COMMANDS.items() if m == module}

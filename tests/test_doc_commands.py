@@ -193,13 +193,11 @@ def test_documented_examples_run(doc: Path, tmp_path: Path) -> None:
 
 
 def test_every_command_has_an_example_in_the_cli_reference() -> None:
-    from archc.cli import make_parser
+    from archc.cli import COMMANDS
 
-    parser = make_parser()
-    commands = set(parser._subparsers._group_actions[0].choices)
     shown = {shlex.split(e.text)[1] for e in examples(REPO / "docs" / "cli.md") if e.kind == "shell"
              and e.text.startswith("archc ")}
-    assert commands <= shown, f"docs/cli.md has no example of: {sorted(commands - shown)}"
+    assert set(COMMANDS) <= shown, f"docs/cli.md has no example of: {sorted(set(COMMANDS) - shown)}"
 
 
 def test_docs_name_only_files_that_exist() -> None:
