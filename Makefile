@@ -29,7 +29,9 @@ test: setup
 # The whole randomized campaign (10,000 fuzz cases, 3,500 property cases, 40 random kills);
 # `make test` runs a fifth of it.
 fuzz: setup
-	ARCHC_FUZZ_SCALE=1 $(PY) -m pytest -n 2 -q -m slow tests/robustness tests/test_properties.py
+	@rm -f fuzz-report.txt
+	ARCHC_FUZZ_SCALE=1 ARCHC_ROBUSTNESS_LOG=fuzz-report.txt $(PY) -m pytest -n 2 -q -m slow tests/robustness tests/test_properties.py
+	@echo "figures (fuzz-report.txt):" && cat fuzz-report.txt
 
 lint: setup
 	$(VENV)/bin/ruff check archc tests benchmarks examples

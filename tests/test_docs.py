@@ -128,3 +128,11 @@ def test_a_broken_installed_plugin_is_a_clear_error(tmp_path: Path) -> None:
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot load op plugin 'archc_no_such_module' (archc.ops entry point of archc-scale-op)" in result.stderr
+
+
+def test_op_argument_types_read_like_python() -> None:
+    from archc.commands.docs import describe_ops
+
+    rows = {row["name"]: {a["name"]: a["type"] for a in row["args"]} for row in describe_ops()}
+    assert rows["conv"]["padding"] == "int | list[int] | 'same' | 'valid'"
+    assert (rows["conv"]["bias"], rows["bn"]["momentum"], rows["maxpool"]["stride"]) == ("bool", "float | null", "int | list[int] | null")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from archc import ops
 
@@ -38,10 +39,19 @@ def describe_ops() -> list[dict[str, Any]]:
 
 
 def _type_name(annotation: Any) -> str:
-    text = str(annotation).replace("typing.", "")
-    for long, short in (("<class '", ""), ("'>", ""), ("NoneType", "null"), ("Literal", "one of")):
-        text = text.replace(long, short)
-    return text
+    """A reader's type: `int | list[int] | 'same' | 'valid'`, `float | null`."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (Union, UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin in (list, tuple):
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]" if args else origin.__name__
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def ops_markdown(rows: list[dict[str, Any]]) -> str:
