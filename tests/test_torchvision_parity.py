@@ -22,7 +22,11 @@ from archc.emit import CompiledModel, build_module
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
-REFERENCE = json.loads((REPO.parent / "shared" / "reference" / "torchvision_models.json").read_text())["models"]
+# torchvision's parameter counts, FLOPs and state_dict keys/shapes, as handed to the project in
+# ../shared/reference/; a copy lives here so that a clean clone tests against the same figures.
+REFERENCE_FILE = REPO / "tests" / "data" / "torchvision_models.json"
+SHARED_REFERENCE = REPO.parent / "shared" / "reference" / "torchvision_models.json"
+REFERENCE = json.loads(REFERENCE_FILE.read_text())["models"]
 
 # JSON entry -> (spec file, spec parameters that select it)
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -216,3 +220,8 @@ def test_num_classes_changes_only_the_classifier(case: str) -> None:
     changed = [k for k in base if base[k].shape != small[k].shape]
     assert changed and all(k.endswith((".weight", ".bias")) for k in changed) and len(changed) == 2
     assert all(small[k].shape[0] == 10 for k in changed)
+
+
+@pytest.mark.skipif(not SHARED_REFERENCE.is_file(), reason="no ../shared/reference beside this checkout")
+def test_the_copied_reference_is_the_shared_one() -> None:
+    assert REFERENCE_FILE.read_bytes() == SHARED_REFERENCE.read_bytes()

@@ -41,7 +41,7 @@ NAMES = [p.stem for p in SPEC_FILES]
 
 # Default-parameter counts, written down from independent sources.
 EXPECTED_PARAMS = {
-    # torchvision (../shared/reference/torchvision_models.json, num_params)
+    # torchvision (tests/data/torchvision_models.json, num_params)
     "alexnet": 61_100_840,
     "vgg11": 132_863_336,
     "vgg11_bn": 132_868_840,
