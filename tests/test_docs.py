@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,16 +12,11 @@ import pytest
 from archc.docs_gen import SCHEMA_FILE, SPEC_LANGUAGE, between_markers, op_tables
 from archc.loader import load_file
 from archc.schema import spec_json_schema
+from tests.conftest import clean_env
 
 REPO = Path(__file__).resolve().parent.parent
 ARCHC = [sys.executable, "-m", "archc"]
 PLUGIN_DIR = REPO / "examples" / "plugin_op"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(extra)
-    return env
 
 
 def test_op_tables_are_current() -> None:
@@ -74,7 +68,7 @@ def test_schema_rejects_misspelled_op_argument(validator) -> None:
 
 def test_plugin_example() -> None:
     spec = str(PLUGIN_DIR / "scaled.yaml")
-    env = _env(PYTHONPATH=str(PLUGIN_DIR))
+    env = clean_env(PYTHONPATH=str(PLUGIN_DIR))
     ok = subprocess.run([*ARCHC, "check", spec, "--plugin", "archc_scale_op"], env=env, cwd=REPO,
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -84,7 +78,7 @@ def test_plugin_example() -> None:
 
 
 def test_api_tour_runs() -> None:
-    result = subprocess.run([sys.executable, str(REPO / "examples" / "api_tour.py")], env=_env(), cwd=REPO,
+    result = subprocess.run([sys.executable, str(REPO / "examples" / "api_tour.py")], env=clean_env(), cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "5 largest layers" in result.stdout and "epoch 1" in result.stdout
@@ -96,7 +90,7 @@ def test_seed_reproduction_scripts_run(tmp_path: Path, script: str) -> None:
     """The scripts behind docs/experiments.md, as a one-epoch smoke run into tmp_path."""
     runs, docs = tmp_path / "runs", tmp_path / "docs"
     result = subprocess.run([sys.executable, str(REPO / "examples" / script), "--quick", "--runs", str(runs), "--docs", str(docs)],
-                            env=_env(OMP_NUM_THREADS="1"), cwd=REPO, capture_output=True, text=True, timeout=600)
+                            env=clean_env(OMP_NUM_THREADS="1"), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert {"results.md", "results.csv", "curves.png", "report.html"} <= {p.name for p in docs.iterdir()}
     assert "| " in (docs / "results.md").read_text()
@@ -116,7 +110,7 @@ def test_plugin_package_entry_point_registers_the_op(tmp_path: Path) -> None:
     project = tomllib.loads((PLUGIN_DIR / "pyproject.toml").read_text())
     group = project["project"]["entry-points"]["archc.ops"]
     _install_metadata(tmp_path, "[archc.ops]\n" + "".join(f"{k} = {v}\n" for k, v in group.items()))
-    env = _env(PYTHONPATH=f"{tmp_path}:{PLUGIN_DIR}")
+    env = clean_env(PYTHONPATH=f"{tmp_path}:{PLUGIN_DIR}")
     result = subprocess.run([*ARCHC, "check", str(PLUGIN_DIR / "scaled.yaml")], env=env, cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -124,7 +118,7 @@ def test_plugin_package_entry_point_registers_the_op(tmp_path: Path) -> None:
 
 def test_a_broken_installed_plugin_is_a_clear_error(tmp_path: Path) -> None:
     _install_metadata(tmp_path, "[archc.ops]\nscale = archc_no_such_module\n")
-    result = subprocess.run([*ARCHC, "check", str(PLUGIN_DIR / "scaled.yaml")], env=_env(PYTHONPATH=str(tmp_path)),
+    result = subprocess.run([*ARCHC, "check", str(PLUGIN_DIR / "scaled.yaml")], env=clean_env(PYTHONPATH=str(tmp_path)),
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot load op plugin 'archc_no_such_module' (archc.ops entry point of archc-scale-op)" in result.stderr
