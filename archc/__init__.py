@@ -12,12 +12,8 @@ if TYPE_CHECKING:
 
 
 def train(spec_or_module: Any, **config: Any) -> dict[str, Any]:
-    """Train a spec (path or loaded) or an nn.Module with the common trainer; returns the result record.
-
-    The trainer package is also named archc.train; it was imported above (archc.spec needs its
-    config), so this function, defined after it, is what `archc.train` means.
-    """
-    from archc.train.api import train as run
+    """Train a spec (path or loaded) or an nn.Module with the common trainer (archc.trainer)."""
+    from archc.trainer.api import train as run
 
     return run(spec_or_module, **config)
 

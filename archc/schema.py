@@ -11,7 +11,7 @@ from typing import Any
 from archc import ops
 from archc.expand import META_KEYS
 from archc.spec import SpecModel
-from archc.train.config import TrainConfig
+from archc.train_config import TrainConfig
 
 EXPRESSION = {"type": "string", "pattern": r"^\s*\$", "description": "an archc expression: ${...} or $name"}
 

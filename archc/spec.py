@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from archc.train.config import TrainConfig
+from archc.train_config import TrainConfig
 
 Scalar = int | float | bool | str | None
 ParamValue = Scalar | list[Scalar]

@@ -27,7 +27,7 @@ from archc.loader import (
     position_of,
 )
 from archc.spec import SpecModel
-from archc.train.config import TrainConfig
+from archc.train_config import TrainConfig
 
 
 @dataclass

@@ -88,10 +88,10 @@ def main() -> int:
     from torch.utils.data import DataLoader
     from torchvision import transforms
 
-    from archc.train.api import train
-    from archc.train.config import TrainConfig
-    from archc.train.data import load_dataset
-    from archc.train.runtime import default_threads
+    from archc.train_config import TrainConfig
+    from archc.trainer.api import train
+    from archc.trainer.data import load_dataset
+    from archc.trainer.runtime import default_threads
 
     threads = args.threads or default_threads(1)
     torch.set_num_threads(threads)

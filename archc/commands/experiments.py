@@ -83,8 +83,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _train_actions() -> list[argparse.Action]:
     """The option actions of `archc train` that set TrainConfig fields a sweep does not manage."""
     from archc.experiments.grid import MANAGED
-    from archc.train.cli import register
-    from archc.train.config import TrainConfig
+    from archc.train_config import TrainConfig
+    from archc.trainer.cli import register
 
     subparsers = argparse.ArgumentParser(add_help=False).add_subparsers()
     register(subparsers)
@@ -105,7 +105,7 @@ def _positive(text: str) -> int:
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     """Only the training flags given: everything else keeps each spec's train: section."""
-    from archc.train.config import TrainConfig
+    from archc.train_config import TrainConfig
 
     return {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields}
 
@@ -184,7 +184,7 @@ def _train_and_report(args: argparse.Namespace, variants: list[Any], axes: list[
     from archc.experiments import _seed_list, make_plan, run_sweep
     from archc.experiments.errors import ExperimentError
     from archc.experiments.results import load_sweep
-    from archc.train.errors import TrainError
+    from archc.trainer.errors import TrainError
     from archc.validate import parse_override
 
     config = _config(args)

@@ -15,7 +15,7 @@ from typing import Any
 
 from archc.errors import SpecError, did_you_mean
 from archc.experiments.errors import ExperimentError
-from archc.train.config import TrainConfig
+from archc.train_config import TrainConfig
 
 SPEC_PREFIX = "set."
 SEED = "seed"

@@ -29,7 +29,7 @@ from archc.experiments.grid import (
     product,
     run_id,
 )
-from archc.train.config import RUNTIME_FIELDS, TrainConfig
+from archc.train_config import RUNTIME_FIELDS, TrainConfig
 
 
 @dataclass(frozen=True)

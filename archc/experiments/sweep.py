@@ -33,7 +33,7 @@ from archc.experiments.rundir import (
     set_aside,
     write_failure,
 )
-from archc.train.config import default_threads
+from archc.train_config import default_threads
 
 STOP_GRACE_S = 15.0
 # Written after each sweep that trained something (or when missing): a rerun that only skips keeps them.
@@ -63,7 +63,7 @@ def echo_stderr(text: str) -> None:
 def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, echo: Echo = echo_stderr,
               write_results: bool = True) -> SweepOutcome:
     """Run every unfinished run of plan under plan.out, then write results.md, results.csv and plots."""
-    from archc.train.lock import RunLock
+    from archc.trainer.lock import RunLock
 
     if jobs < 1:
         raise ExperimentError(f"--jobs must be at least 1, got {jobs}")

@@ -27,13 +27,13 @@ import archc.api
 import archc.emit  # noqa: F401
 from archc.errors import SpecError
 from archc.experiments.rundir import LOG, write_failure
-from archc.train.api import train
-from archc.train.augment import BatchPipeline  # noqa: F401
-from archc.train.checkpoint import save_checkpoint  # noqa: F401
-from archc.train.data import load_dataset  # noqa: F401
-from archc.train.errors import DivergenceError, TrainError
-from archc.train.loop import fit  # noqa: F401
-from archc.train.metrics import library_versions  # noqa: F401
+from archc.trainer.api import train
+from archc.trainer.augment import BatchPipeline  # noqa: F401
+from archc.trainer.checkpoint import save_checkpoint  # noqa: F401
+from archc.trainer.data import load_dataset  # noqa: F401
+from archc.trainer.errors import DivergenceError, TrainError
+from archc.trainer.loop import fit  # noqa: F401
+from archc.trainer.metrics import library_versions  # noqa: F401
 from archc.validate import load
 
 EXIT_FAILED = 2

@@ -76,8 +76,8 @@ def _target_of(path: Any) -> str:
 
 def install(point: KillPoint) -> None:
     """Patch the trainer (in this child only) so that it kills itself at `point`."""
-    from archc.train import checkpoint, lock
-    from archc.train.augment import BatchPipeline
+    from archc.trainer import checkpoint, lock
+    from archc.trainer.augment import BatchPipeline
 
     fired = {"n": 0}
 
@@ -151,7 +151,7 @@ def install(point: KillPoint) -> None:
 
 def _after_epoch(epoch: int, action: str, arg: str) -> None:
     """Once epoch `epoch`'s metrics are written: 'fill' the disk holding `arg`, or 'readonly' remount it."""
-    from archc.train import loop
+    from archc.trainer import loop
 
     original = loop.write_metrics
 
@@ -213,7 +213,7 @@ def _child(argv: list[str], log: str, point: KillPoint | None, hold: str | None,
 
 def _hold_after_first_epoch(release: Path) -> None:
     """Pause after epoch 1's metrics (lock held, files written) until `release` exists."""
-    from archc.train import loop
+    from archc.trainer import loop
 
     original = loop.write_metrics
 
@@ -237,8 +237,8 @@ def context() -> Any:
     """The forkserver context, started once per test process with torch and the trainer imported."""
     if not _CONTEXT:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", "torch._dynamo", "torch.optim", "archc.cli", "archc.train.cli", "archc.train.api", "archc.train.loop",
-                                    "archc.train.data", "archc.train.augment", "archc.emit", "tests.robustness.harness"])  # fmt: skip
+        ctx.set_forkserver_preload(["torch", "torch._dynamo", "torch.optim", "archc.cli", "archc.trainer.cli", "archc.trainer.api", "archc.trainer.loop",
+                                    "archc.trainer.data", "archc.trainer.augment", "archc.emit", "tests.robustness.harness"])  # fmt: skip
         _CONTEXT.append(ctx)
     return _CONTEXT[0]
 
@@ -308,7 +308,7 @@ def check_interrupted(out: Path, epochs: int = EPOCHS) -> int:
     at most one epoch behind it (they are written right after it); result.json exists only
     for a finished run.
     """
-    from archc.train.checkpoint import load_checkpoint
+    from archc.trainer.checkpoint import load_checkpoint
 
     names = {p.name for p in out.iterdir()} if out.exists() else set()
     stray = {n for n in names - RUN_FILES if ".tmp-" not in n}
@@ -333,7 +333,7 @@ def check_interrupted(out: Path, epochs: int = EPOCHS) -> int:
 
 def read_metrics(out: Path) -> dict[str, list[dict[str, Any]]]:
     """The rows of metrics.csv and metrics.jsonl that exist; every line must be whole."""
-    from archc.train.metrics import COLUMNS
+    from archc.trainer.metrics import COLUMNS
 
     rows: dict[str, list[dict[str, Any]]] = {}
     csv_path, jsonl_path = out / "metrics.csv", out / "metrics.jsonl"
@@ -353,7 +353,7 @@ def read_metrics(out: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def assert_rows_match(kind: str, rows: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
-    from archc.train.metrics import COLUMNS
+    from archc.trainer.metrics import COLUMNS
 
     for row, ref in zip(rows, history, strict=False):
         for key in COLUMNS:
@@ -368,7 +368,7 @@ def check_completed(out: Path, reference: Path | None, epochs: int = EPOCHS) -> 
     reference run's exact final weights (deterministic training, so a resumed run loses nothing)."""
     import torch
 
-    from archc.train.checkpoint import load_checkpoint
+    from archc.trainer.checkpoint import load_checkpoint
 
     record = json.loads((out / "result.json").read_text())
     assert record["status"] == "completed" and record["epochs_completed"] == epochs

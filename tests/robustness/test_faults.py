@@ -230,7 +230,7 @@ def test_read_only_output_directory_from_the_start(bind_mount: Path, tmp_path: P
 
 def _failing_writes(monkeypatch: pytest.MonkeyPatch, target: str, code: int, after_epoch: int, where: str) -> None:
     """From epoch `after_epoch + 1` on, writing `target` fails with errno `code` at `where` (write | fsync | open)."""
-    from archc.train import checkpoint, loop, metrics
+    from archc.trainer import checkpoint, loop, metrics
 
     state = {"armed": False}
     original_metrics = loop.write_metrics

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from archc.cli import main
-from archc.train.lock import LOCK_NAME
+from archc.trainer.lock import LOCK_NAME
 from tests.conftest import REPO, clean_env
 from tests.robustness import harness as h
 
@@ -82,7 +82,7 @@ def test_an_empty_lock_from_a_writer_killed_mid_write_is_taken_over(tmp_path: Pa
 
 def test_a_live_owner_on_this_host_is_never_overridden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A lock naming a live process (this test's parent) with its true start time is respected."""
-    from archc.train.lock import process_start_time
+    from archc.trainer.lock import process_start_time
 
     out = tmp_path / "run"
     out.mkdir()

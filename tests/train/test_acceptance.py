@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from archc.train.api import train
+from archc.trainer.api import train
 
 
 @pytest.mark.slow

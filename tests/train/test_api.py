@@ -11,15 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archc.train.api import train
-from archc.train.checkpoint import load_checkpoint
-from archc.train.config import TrainConfig
-from archc.train.errors import CheckpointError, DataError, DivergenceError, LockError, TrainError
-from archc.train.evaluate import evaluate
-from archc.train.lock import RunLock
-from archc.train.loop import objective
-from archc.train.metrics import COLUMNS
-from archc.train.model import head_weights
+from archc.train_config import TrainConfig
+from archc.trainer.api import train
+from archc.trainer.checkpoint import load_checkpoint
+from archc.trainer.errors import CheckpointError, DataError, DivergenceError, LockError, TrainError
+from archc.trainer.evaluate import evaluate
+from archc.trainer.lock import RunLock
+from archc.trainer.loop import objective
+from archc.trainer.metrics import COLUMNS
+from archc.trainer.model import head_weights
 from tests.train.conftest import FAST, spec_file, tiny_cnn
 
 
@@ -172,7 +172,7 @@ def test_optimizers_and_schedules_train(tmp_path: Path, recipe: dict[str, object
 
 
 def test_amp_on_cpu_uses_bf16_only_where_supported(tmp_path: Path) -> None:
-    from archc.train.runtime import cpu_supports_bf16
+    from archc.trainer.runtime import cpu_supports_bf16
 
     record = train(_tiny(), **FAST | {"epochs": 1}, amp=True, out=str(tmp_path / "run"))
     assert record["amp_dtype"] == ("bfloat16" if cpu_supports_bf16() else None)
@@ -250,7 +250,7 @@ def test_progress_bars_and_plain_lines(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_a_damaged_checkpoint_is_refused_on_resume(tmp_path: Path) -> None:
-    from archc.train.checkpoint import save_checkpoint
+    from archc.trainer.checkpoint import save_checkpoint
 
     out = tmp_path / "run"
     train(_tiny(), **FAST | {"epochs": 3}, out=str(out))

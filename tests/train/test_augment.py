@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from archc.train.augment import BatchPipeline, random_crop
+from archc.trainer.augment import BatchPipeline, random_crop
 
 
 def _pipeline(**kw: object) -> BatchPipeline:

@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from archc.train import checkpoint as ck
-from archc.train.errors import CheckpointError
+from archc.trainer import checkpoint as ck
+from archc.trainer.errors import CheckpointError
 from tests.train.conftest import tiny_cnn
 
 STATE = {k: 0 for k in ck.REQUIRED}
@@ -65,7 +65,7 @@ def test_disk_full_is_a_clear_error_and_keeps_the_previous(tmp_path: Path, monke
 WRITER = """
 import sys, torch
 from pathlib import Path
-from archc.train.checkpoint import save_checkpoint, REQUIRED
+from archc.trainer.checkpoint import save_checkpoint, REQUIRED
 path = Path(sys.argv[1])
 big = torch.randn(8_000_000)
 epoch = 0

@@ -9,10 +9,10 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from archc.train.api import resolve_config
-from archc.train.config import TrainConfig, default_threads
-from archc.train.errors import TrainError
-from archc.train.model import resolve_source
+from archc.train_config import TrainConfig, default_threads
+from archc.trainer.api import resolve_config
+from archc.trainer.errors import TrainError
+from archc.trainer.model import resolve_source
 from tests.train.conftest import tiny_cnn
 
 
@@ -62,7 +62,7 @@ def test_recipe_differences_ignore_runtime_fields() -> None:
 
 
 def test_config_stays_torch_free() -> None:
-    code = "import sys, archc.train.config, archc.train.cli; print('torch' in sys.modules)"
+    code = "import sys, archc.train_config, archc.trainer.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

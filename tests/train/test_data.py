@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from archc.train import data as data_module
-from archc.train.config import TrainConfig
-from archc.train.data import load_dataset
-from archc.train.errors import DataError
+from archc.train_config import TrainConfig
+from archc.trainer import data as data_module
+from archc.trainer.data import load_dataset
+from archc.trainer.errors import DataError
 from tests.fake_datasets import write_cifar10, write_cifar100, write_idx
 
 

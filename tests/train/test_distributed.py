@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from archc.train.api import train
+from archc.trainer.api import train
 from tests.conftest import REPO, clean_env, run_archc
 from tests.train.conftest import FAST, tiny_cnn
 
@@ -20,7 +20,7 @@ WORKER = """
 import os, sys, torch
 from pathlib import Path
 from torch import nn
-from archc.train.api import train
+from archc.trainer.api import train
 
 out = Path(sys.argv[1])
 torch.manual_seed(0)

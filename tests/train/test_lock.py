@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from archc.train import lock
-from archc.train.errors import LockError, TrainError
-from archc.train.lock import LOCK_NAME, RunLock, process_start_time
+from archc.trainer import lock
+from archc.trainer.errors import LockError, TrainError
+from archc.trainer.lock import LOCK_NAME, RunLock, process_start_time
 
 
 def _dead_pid() -> int:

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from archc.train.api import train
-from archc.train.augment import BatchPipeline
-from archc.train.checkpoint import load_checkpoint
+from archc.trainer.api import train
+from archc.trainer.augment import BatchPipeline
+from archc.trainer.checkpoint import load_checkpoint
 from tests.conftest import REPO, clean_env, run_archc
 from tests.train.conftest import FAST, spec_file, weights_of
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from archc.train.config import TrainConfig
-from archc.train.schedule import LrSchedule
+from archc.train_config import TrainConfig
+from archc.trainer.schedule import LrSchedule
 
 STEPS = 10  # iterations per epoch
 

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from archc.train.config import default_threads
-from archc.train.errors import TrainError
+from archc.train_config import default_threads
+from archc.trainer.errors import TrainError
 
 
 @dataclass(frozen=True)
@@ -78,13 +78,13 @@ def barrier(info: DistInfo) -> None:
 
 
 def launch(spec_path: str, cli_args: list[str], config: dict[str, Any], nproc: int) -> int:
-    """Run `torchrun --standalone --nproc_per_node nproc -m archc.train ...` and return its exit code.
+    """Run `torchrun --standalone --nproc_per_node nproc -m archc.trainer ...` and return its exit code.
 
     config holds the already-resolved flag values, passed whole so the workers need no re-parsing.
     """
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "archc.train", spec_path, *cli_args, "--config-json", json.dumps(config),
+        "-m", "archc.trainer", spec_path, *cli_args, "--config-json", json.dumps(config),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(default_threads(nproc))}  # torchrun would set 1
     try:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import torch
 
-from archc.train.config import TrainConfig, default_threads
-from archc.train.errors import TrainError
+from archc.train_config import TrainConfig, default_threads
+from archc.trainer.errors import TrainError
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

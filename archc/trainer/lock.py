@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from archc.train.errors import LockError, TrainError
+from archc.trainer.errors import LockError, TrainError
 
 LOCK_NAME = "archc.lock"
 FRESH_S = 5.0  # an unreadable lock younger than this may still be being written by its creator

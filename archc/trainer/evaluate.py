@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archc.train.augment import BatchPipeline
+from archc.trainer.augment import BatchPipeline
 
 
 @dataclass
@@ -81,12 +81,12 @@ def evaluate(
     """
     from pathlib import Path
 
-    from archc.train.api import resolve_config
-    from archc.train.checkpoint import FORMAT, extract_state_dict, load_weights, read_torch_file
-    from archc.train.data import load_dataset
-    from archc.train.errors import CheckpointError
-    from archc.train.model import check_fit, resolve_source
-    from archc.train.runtime import resolve_device
+    from archc.trainer.api import resolve_config
+    from archc.trainer.checkpoint import FORMAT, extract_state_dict, load_weights, read_torch_file
+    from archc.trainer.data import load_dataset
+    from archc.trainer.errors import CheckpointError
+    from archc.trainer.model import check_fit, resolve_source
+    from archc.trainer.runtime import resolve_device
 
     source = resolve_source(spec_or_module, spec_overrides, plugins)
     stored = read_torch_file(Path(checkpoint))

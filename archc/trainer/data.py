@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from archc.train.config import TrainConfig
-from archc.train.errors import DataError
+from archc.train_config import TrainConfig
+from archc.trainer.errors import DataError
 
 # Augmentation defaults per dataset: (random-crop padding, horizontal flips). Digits are not
 # mirror-symmetric, so MNIST-like sets and digits get shifts only; Fashion-MNIST's clothes flip.

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from archc.train.config import TrainConfig
-from archc.train.errors import DataError
+from archc.train_config import TrainConfig
+from archc.trainer.errors import DataError
 
 
 @dataclass

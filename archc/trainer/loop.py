@@ -18,16 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archc.train.augment import BatchPipeline
-from archc.train.checkpoint import check_compatible, rng_state, save_checkpoint, set_rng_state
-from archc.train.config import TrainConfig
-from archc.train.data import ImageData
-from archc.train.distributed import DistInfo, all_reduce_sum
-from archc.train.errors import CheckpointError, DivergenceError, TrainError
-from archc.train.evaluate import EvalResult, eval_pass
-from archc.train.metrics import write_metrics
-from archc.train.progress import Reporter
-from archc.train.schedule import LrSchedule
+from archc.train_config import TrainConfig
+from archc.trainer.augment import BatchPipeline
+from archc.trainer.checkpoint import check_compatible, rng_state, save_checkpoint, set_rng_state
+from archc.trainer.data import ImageData
+from archc.trainer.distributed import DistInfo, all_reduce_sum
+from archc.trainer.errors import CheckpointError, DivergenceError, TrainError
+from archc.trainer.evaluate import EvalResult, eval_pass
+from archc.trainer.metrics import write_metrics
+from archc.trainer.progress import Reporter
+from archc.trainer.schedule import LrSchedule
 
 EPOCH_SEED_STRIDE = 1_000_003
 CUDA_SYNC_EVERY = 25  # steps between host syncs (loss check, progress) where kernels run async

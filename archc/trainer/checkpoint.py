@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from archc import weights
-from archc.train.errors import CheckpointError
+from archc.trainer.errors import CheckpointError
 from archc.weights import WeightsError
 
 FORMAT = "archc-checkpoint"

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from archc.train.config import TrainConfig
+from archc.train_config import TrainConfig
 
 
 def _ints(count: int | None, what: str) -> Callable[[str], tuple[int, ...]]:
@@ -150,8 +150,8 @@ def _fail(message: str) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from archc.train.api import train
-    from archc.train.errors import TrainError
+    from archc.trainer.api import train
+    from archc.trainer.errors import TrainError
 
     config = _config_of(args)
     if getattr(args, "config_json", None):
@@ -181,8 +181,8 @@ def result_row(record: dict[str, Any]) -> str:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from archc.train.errors import TrainError
-    from archc.train.evaluate import evaluate
+    from archc.trainer.errors import TrainError
+    from archc.trainer.evaluate import evaluate
 
     config = _config_of(args)
     try:

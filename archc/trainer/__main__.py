@@ -1,14 +1,14 @@
-"""`python -m archc.train SPEC [flags]`: `archc train` on its own, what `--nproc` runs under torchrun."""
+"""`python -m archc.trainer SPEC [flags]`: `archc train` on its own, what `--nproc` runs under torchrun."""
 
 import argparse
 import sys
 
 from archc.errors import SpecError
-from archc.train.cli import register
+from archc.trainer.cli import register
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m archc.train")
+    parser = argparse.ArgumentParser(prog="python -m archc.trainer")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["train", *sys.argv[1:]])
     try:

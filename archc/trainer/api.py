@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archc.train.config import TrainConfig
-from archc.train.errors import CheckpointError, DivergenceError, TrainError
-from archc.train.model import Source, resolve_source
+from archc.train_config import TrainConfig
+from archc.trainer.errors import CheckpointError, DivergenceError, TrainError
+from archc.trainer.model import Source, resolve_source
 
 
 def train(spec_or_module: Any, *, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (), **config: Any) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def train(spec_or_module: Any, *, spec_overrides: dict[str, Any] | None = None, 
     """
     source = resolve_source(spec_or_module, spec_overrides, plugins)
     cfg = resolve_config(source, config)
-    from archc.train.distributed import from_env
+    from archc.trainer.distributed import from_env
 
     dist = from_env()
     if cfg.nproc > 1 and not dist.active:
@@ -68,7 +68,7 @@ def default_out(name: str) -> Path:
 
 def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: tuple[str, ...]) -> dict[str, Any]:
     """Re-run this training under torchrun with cfg.nproc processes and return rank 0's record."""
-    from archc.train.distributed import launch
+    from archc.trainer.distributed import launch
 
     if source.spec_path is None:
         raise TrainError("nproc > 1 needs a spec file (a module cannot be sent to worker processes); launch your script with torchrun instead")
@@ -88,11 +88,11 @@ def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: t
 
 
 def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -> dict[str, Any]:
-    from archc.train import distributed
-    from archc.train.checkpoint import load_checkpoint, remove_stale_temps
-    from archc.train.lock import RunLock
-    from archc.train.loop import fit
-    from archc.train.runtime import resolve_device, runtime_settings
+    from archc.trainer import distributed
+    from archc.trainer.checkpoint import load_checkpoint, remove_stale_temps
+    from archc.trainer.lock import RunLock
+    from archc.trainer.loop import fit
+    from archc.trainer.runtime import resolve_device, runtime_settings
 
     wall_start = time.perf_counter()
     if cfg.resume and cfg.out is None:
@@ -133,7 +133,7 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
                 run.reporter.close()
             record = _record(source, cfg, given, info, outcome, device, dist, out, wall_start)
             if dist.main:
-                from archc.train.metrics import write_result
+                from archc.trainer.metrics import write_result
 
                 write_result(out, record)
                 run.reporter.message(
@@ -172,14 +172,14 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
     """Dataset, model, transforms and reporter for the loop, checked against each other."""
     import torch
 
-    from archc.train import distributed
-    from archc.train.augment import BatchPipeline
-    from archc.train.checkpoint import load_weights
-    from archc.train.data import load_dataset
-    from archc.train.loop import Run
-    from archc.train.model import check_fit, count_macs, count_params, head_weights
-    from archc.train.progress import make_reporter
-    from archc.train.runtime import amp_dtype
+    from archc.trainer import distributed
+    from archc.trainer.augment import BatchPipeline
+    from archc.trainer.checkpoint import load_weights
+    from archc.trainer.data import load_dataset
+    from archc.trainer.loop import Run
+    from archc.trainer.model import check_fit, count_macs, count_params, head_weights
+    from archc.trainer.progress import make_reporter
+    from archc.trainer.runtime import amp_dtype
 
     if dist.local_rank != 0:
         distributed.barrier(dist)  # local rank 0 downloads first
@@ -252,7 +252,7 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
 
 
 def _base_record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
-    from archc.train.metrics import library_versions
+    from archc.trainer.metrics import library_versions
 
     return {
         "spec": {"name": source.name, "hash": source.source_hash, "path": source.spec_path},
@@ -267,14 +267,14 @@ def _base_record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: 
 
 
 def _record_failure(out: Path, source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any], error: str) -> None:
-    from archc.train.metrics import write_result
+    from archc.trainer.metrics import write_result
 
     with contextlib.suppress(TrainError):
         write_result(out, {"status": "diverged", "error": error, **_base_record(source, cfg, given, info)})
 
 
 def _record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any], outcome: Any, device: Any, dist: Any, out: Path, wall_start: float) -> dict[str, Any]:
-    from archc.train.metrics import peak_memory
+    from archc.trainer.metrics import peak_memory
 
     last = outcome.history[-1]
     memory, memory_kind = peak_memory(device)

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from archc.train.errors import TrainError
+from archc.trainer.errors import TrainError
 
 COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s", "images_per_s")
 
