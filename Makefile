@@ -35,6 +35,7 @@ fuzz: setup
 
 lint: setup
 	$(VENV)/bin/ruff check archc tests benchmarks examples
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) benchmarks/run.py
