@@ -1,0 +1,64 @@
+"""Size limits and value helpers shared by the operators, functions and the compiler."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from archc.expr.errors import Fail
+
+MAX_EXPR_CHARS = 1000
+"""Longest expression text accepted; bounds parse time and AST size."""
+
+MAX_INT = 10**18
+"""Largest absolute int any operation may produce; keeps big-int arithmetic cheap."""
+
+MAX_STR = 10_000  # longest string an expression may build (and most interpolation growth)
+MAX_LIST = 10_000  # longest list an expression may build
+MAX_POW_EXP = 64  # largest |exponent| for ``**``
+MAX_DEPTH = 100  # deepest expression nesting; keeps the closure recursion far from the limit
+
+
+def tname(value: object) -> str:
+    """Type name as a spec author would think of it (YAML-ish)."""
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def is_num(value: object) -> bool:
+    return isinstance(value, (int, float))
+
+
+def num_result(value: object) -> object:
+    """Check a numeric result against the size limits."""
+    if isinstance(value, int):
+        if value > MAX_INT or value < -MAX_INT:
+            raise Fail(f"integer result too large (limit is {MAX_INT:.0e} in absolute value)")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise Fail("float overflow (result is not finite)")
+    elif isinstance(value, complex):
+        raise Fail("complex result is not allowed")
+    return value
+
+
+_PLAIN_TYPES = frozenset({int, float, bool, str, list, type(None)})
+
+
+def import_value(value: object) -> object:
+    """Normalise an env value: tuples become lists, numpy-style scalars plain numbers."""
+    if type(value) in _PLAIN_TYPES:
+        return value
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def require_nums(sym: str, a: object, b: object) -> None:
+    if not (is_num(a) and is_num(b)):
+        raise Fail(f"unsupported operand types for {sym}: '{tname(a)}' and '{tname(b)}'")
