@@ -109,20 +109,45 @@ class Expander:
 
     def item(self, raw: Any, pos: Pos | None, scope: Scope, cur: Value) -> Value:
         kind, body, meta, kpos = self.split(raw, pos, scope)
-        env = self.env_for(scope, cur)
-        if "when" in meta:
-            cond = render(meta["when"], env, position_of(raw, "when"))
-            if not isinstance(cond, bool):
-                raise SpecError(f"'when' must be true or false, got {cond!r}", position_of(raw, "when"))
-            if not cond:
-                return cur
+        if "when" in meta and not self.when_holds(meta, raw, scope, cur):
+            return cur
         if "repeat" not in meta:
             return self.single(kind, body, meta, raw, kpos, scope, cur)
+        env = self.env_for(scope, self.flow_in(meta, raw, scope, cur))
         count, var = self.repeat_spec(meta["repeat"], raw, env)
         for i in range(count):
             inner = Scope(scope.ns, scope.env.new_child({var: i}), scope.refs, scope.declared, scope.input_id, scope.stack, scope.depth)
             cur = self.single(kind, body, meta, raw, kpos, inner, cur)
         return cur
+
+    def flow_in(self, meta: dict[str, Any], raw: Any, scope: Scope, cur: Value) -> Value:
+        """What an item reads: the node its `from:` names first, else the previous item's output.
+
+        The shape variables (`C`, `H`, `W`, `L`, `shape`) of an item are this value's shape.
+        """
+        return self.resolve(meta["from"], raw, scope)[0] if "from" in meta else cur
+
+    def when_holds(self, meta: dict[str, Any], raw: Any, scope: Scope, cur: Value) -> bool:
+        """Evaluate `when:` over the shape the item reads (its `from:` node's, when it has one).
+
+        An unresolvable `from:` is reported only when the item is kept: a dropped item may name a
+        node that was dropped too (a projection shortcut read by a merge that is also dropped).
+        """
+        wpos = position_of(raw, "when")
+        try:
+            flow = self.flow_in(meta, raw, scope, cur)
+        except SpecError:
+            try:  # without the shape variables: a condition that reads them cannot drop the item here
+                dropped = render(meta["when"], scope.env, wpos) is False
+            except SpecError:
+                dropped = False
+            if dropped:
+                return False
+            raise
+        cond = render(meta["when"], self.env_for(scope, flow), wpos)
+        if not isinstance(cond, bool):
+            raise SpecError(f"'when' must be true or false, got {cond!r}", wpos)
+        return cond
 
     def split(self, raw: Any, pos: Pos | None, scope: Scope) -> tuple[str, Any, dict[str, Any], Pos | None]:
         """An item -> (kind, body, meta keys, position of the kind)."""
@@ -186,9 +211,9 @@ class Expander:
 
     # one item ------------------------------------------------------------------------------------
     def single(self, kind: str, body: Any, meta: dict[str, Any], raw: Any, kpos: Pos | None, scope: Scope, cur: Value) -> Value:
-        env = self.env_for(scope, cur)
-        name = self.name_of(meta, raw, env)
         inputs = self.resolve(meta["from"], raw, scope) if "from" in meta else [cur]
+        env = self.env_for(scope, inputs[0])  # the shape variables describe what the item reads
+        name = self.name_of(meta, raw, env)
         if kind == SEQ:
             out = self.call_seq(body, name, kpos, scope, self.single_input(inputs, kind, kpos))
         elif kind in self.blocks:

@@ -648,3 +648,66 @@ def test_api_compile_graph_does_not_need_torch_modules() -> None:
     graph = api.compile_graph(spec("unet"))
     assert graph.total_params == sum(n.params for n in graph) and graph.output == "head"
     assert all(isinstance(n.shape, tuple) for n in graph)
+
+
+# --------------------------------------------------------------------------- shape variables and from:
+
+
+def test_from_sets_the_shape_variables_of_the_item(write_spec) -> None:
+    """`C` in an item with `from:` is the referenced node's channels, not the previous item's."""
+    path = write_spec("""
+        input: [8, 6, 6]
+        layers:
+          - {conv: {out: 2, kernel: 1}, name: squeeze}
+          - {conv: {out: $C, kernel: 3, padding: 1}, from: input, name: full}
+          - {conv: {out: "${C * 2}", kernel: 1}, from: squeeze, name: wide}
+    """)
+    model = compile_and_verify(path)
+    assert (model.full.in_channels, model.full.out_channels) == (8, 8)
+    assert (model.wide.in_channels, model.wide.out_channels) == (2, 4)
+
+
+def test_from_sets_the_shape_variables_of_when_name_and_repeat(write_spec) -> None:
+    path = write_spec("""
+        input: [8, 6, 6]
+        layers:
+          - {conv: {out: 2, kernel: 1}, name: squeeze}
+          - {conv: {out: 3, kernel: 1}, from: input, when: "${C == 8}", name: "kept_${C}"}
+          - {conv: {out: 3, kernel: 1}, from: squeeze, when: "${C == 8}", name: dropped}
+          - {relu: , from: input, repeat: "${C // 4}"}
+    """)
+    graph = api.compile_graph(path)
+    assert "kept_8" in graph.nodes and "dropped" not in graph.nodes
+    assert [n.op for n in graph].count("relu") == 2
+
+
+def test_from_with_several_nodes_reads_the_shape_of_the_first(write_spec) -> None:
+    path = write_spec("""
+        input: [8, 6, 6]
+        layers:
+          - {conv: {out: 2, kernel: 1}, name: a}
+          - {conv: {out: 5, kernel: 1}, from: input, name: b}
+          - {concat: , from: [b, a], when: "${C == 5}", name: cat}
+          - {conv: {out: $C, kernel: 1}, name: fuse}
+    """)
+    model = compile_and_verify(path)
+    assert model.fuse.in_channels == 7 and model.fuse.out_channels == 7
+    assert "cat" in model.archc_graph.nodes
+
+
+def test_dropped_item_may_name_a_dropped_node(write_spec) -> None:
+    path = write_spec("""
+        input: [8, 6, 6]
+        params: {proj: false}
+        layers:
+          - {conv: {out: 8, kernel: 1}, name: proj, when: $proj}
+          - {relu: , from: proj, when: $proj}
+          - {relu: , from: proj, when: "${proj and C == 8}"}
+          - tanh
+    """)
+    graph = api.compile_graph(path)
+    assert [n.op for n in graph] == ["tanh"]
+    kept = path.read_text().replace("proj: false", "proj: true")
+    path.write_text(kept.replace("{conv: {out: 8, kernel: 1}, name: proj, when: $proj}", "relu"))
+    with pytest.raises(SpecError, match="unknown node 'proj'"):
+        api.compile_graph(path)
