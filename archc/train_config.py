@@ -6,6 +6,7 @@ Kept free of torch so that `archc check` can validate a spec's `train:` section 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -16,11 +17,12 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 AmpDtype = Literal["auto", "bf16", "fp16"]
 LogMode = Literal["auto", "bar", "plain", "quiet"]
 
-# Fields that say how and where a run executes rather than what it computes: `--resume` accepts a
-# checkpoint whose recorded config differs from the current one only in these.
-RUNTIME_FIELDS = frozenset(
-    {"data_dir", "download", "out", "resume", "init_from", "device", "workers", "log", "nproc", "compile"}
-)
+# The trust split. A spec is untrusted input: its `train:` section may describe the model's recipe
+# (what is computed), never where files are read or written, which processes start or how much of
+# the machine is used. Fields marked RUNNER are given only by the person running archc (flags, the
+# Python API); a spec carrying one is refused with a positioned error. The mark lives on the field,
+# so the spec check, the JSON schema and the docs all read it from here.
+RUNNER: dict[str, Any] = {"runner_only": True}
 
 
 class TrainConfig(BaseModel):
@@ -29,8 +31,8 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
     dataset: str = Field("synthetic", description="cifar10, cifar100, mnist, fashion_mnist, kmnist, digits, synthetic or imagefolder:PATH")
-    data_dir: str | None = Field(None, description="where datasets live (default ~/.cache/archc/data)")
-    download: bool = Field(True, description="download a missing torchvision dataset")
+    data_dir: str | None = Field(None, description="where datasets live (default ~/.cache/archc/data)", json_schema_extra=RUNNER)
+    download: bool = Field(True, description="download a missing torchvision dataset", json_schema_extra=RUNNER)
     epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(128, ge=1, le=1_000_000, description="global batch size, split across --nproc processes")
     eval_batch_size: int | None = Field(None, ge=1, description="defaults to 2 x batch_size")
@@ -55,16 +57,16 @@ class TrainConfig(BaseModel):
     amp: bool = False
     amp_dtype: AmpDtype = Field("auto", description="auto: bf16 where supported, else fp16 on CUDA")
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = Field(False, json_schema_extra=RUNNER)
     seed: int = Field(0, ge=0, lt=2**32)
     deterministic: bool = False
-    workers: int | None = Field(None, ge=1, description="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores available shared between processes)")
-    device: Device = "auto"
-    nproc: int = Field(1, ge=1, le=1024, description="processes for data-parallel training on this machine (torchrun)")
-    out: str | None = Field(None, description="run directory (default runs/NAME/TIMESTAMP)")
-    resume: bool = Field(False, description="continue from OUT/last.pt when it exists")
-    init_from: str | None = Field(None, description="initial weights: a state_dict or an archc checkpoint")
-    log: LogMode = Field("auto", description="auto: progress bars on a terminal, plain lines otherwise")
+    workers: int | None = Field(None, ge=1, description="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores available shared between processes)", json_schema_extra=RUNNER)
+    device: Device = Field("auto", json_schema_extra=RUNNER)
+    nproc: int = Field(1, ge=1, le=1024, description="processes for data-parallel training on this machine (torchrun)", json_schema_extra=RUNNER)
+    out: str | None = Field(None, description="run directory (default runs/NAME/TIMESTAMP)", json_schema_extra=RUNNER)
+    resume: bool = Field(False, description="continue from OUT/last.pt when it exists", json_schema_extra=RUNNER)
+    init_from: str | None = Field(None, description="initial weights: a state_dict or an archc checkpoint", json_schema_extra=RUNNER)
+    log: LogMode = Field("auto", description="auto: progress bars on a terminal, plain lines otherwise", json_schema_extra=RUNNER)
     train_subset: int | None = Field(None, ge=1, description="use only the first N training images")
     test_subset: int | None = Field(None, ge=1, description="use only the first N test images")
     synthetic_size: tuple[int, int] = Field((2048, 512), description="synthetic: train and test image counts")
@@ -101,9 +103,36 @@ class TrainConfig(BaseModel):
         return self
 
     def recipe_differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
-        """Fields that change what is computed (not RUNTIME_FIELDS) and differ: {name: (self, other)}."""
+        """Fields that change what is computed (not runner-only) and differ: {name: (self, other)}."""
         mine, theirs = self.model_dump(), other.model_dump()
         return {k: (mine[k], theirs[k]) for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]}
+
+
+# Runner-only fields, read from their RUNNER mark: they say how and where a run executes, so they
+# are refused in a spec, and `--resume` accepts a checkpoint whose config differs only in them.
+RUNTIME_FIELDS = frozenset(
+    name for name, field in TrainConfig.model_fields.items()
+    if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("runner_only")
+)  # fmt: skip
+
+
+def runner_setting_in_spec(section: Mapping[str, object]) -> tuple[str, str] | None:
+    """The first setting of a spec's `train:` that only the person running archc may give, as
+    (key, message), or None. A spec may name a dataset, never a path (`imagefolder:PATH`)."""
+    for key, value in section.items():
+        if key in RUNTIME_FIELDS:
+            flag = "--" + str(key).replace("_", "-")
+            return str(key), (
+                f"train: '{key}' is for the person running archc ({flag} or the Python API), not for a spec: "
+                "a spec describes the model and its recipe, never paths, processes or machine resources"
+            )
+        if key == "dataset" and isinstance(value, str) and ":" in value:
+            kind = value.split(":", 1)[0]
+            return "dataset", (
+                f"train: dataset '{kind}:...' names a path, which only the person running archc gives "
+                f"(--dataset {kind}:PATH or the Python API); a spec may name a built-in dataset"
+            )
+    return None
 
 
 def default_threads(processes: int) -> int:

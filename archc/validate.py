@@ -27,7 +27,7 @@ from archc.loader import (
     position_of,
 )
 from archc.spec import SpecModel
-from archc.train_config import TrainConfig
+from archc.train_config import TrainConfig, runner_setting_in_spec
 
 
 @dataclass
@@ -208,6 +208,9 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
     train = None
     if data.get("train") is not None:
         train_raw = render(dict(data["train"]), params, position_of(data, "train"))
+        refused = runner_setting_in_spec(train_raw)
+        if refused is not None:
+            raise SpecError(refused[1], key_position(data["train"], refused[0]))
         try:
             train = TrainConfig.model_validate(train_raw)
         except ValidationError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from archc.guard import available_memory
 from archc.train_config import TrainConfig
 from archc.trainer.errors import DataError
 
@@ -304,6 +305,10 @@ def _synthetic(request: Request) -> ImageData:
     c, h, w = (int(v) for v in shape)
     k = cfg.synthetic_classes
     n_train, n_test = cfg.synthetic_size
+    need, available = (n_train + n_test) * c * h * w, available_memory()  # uint8 images
+    if available is not None and need > available // 2:
+        raise DataError(f"synthetic data of {n_train + n_test:,} images {c}x{h}x{w} needs {need / 1e9:.1f} GB, "
+                        f"more than half of the {available / 1e9:.1f} GB available; lower synthetic_size")
     gen = torch.Generator().manual_seed(SYNTHETIC_SEED)
     coarse = torch.randn(k, c, 3, 3, generator=gen)
     pattern = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)

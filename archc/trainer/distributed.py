@@ -78,15 +78,23 @@ def barrier(info: DistInfo) -> None:
 
 
 def launch(spec_path: str, cli_args: list[str], config: dict[str, Any], nproc: int) -> int:
-    """Run `torchrun --standalone --nproc_per_node nproc -m archc.trainer ...` and return its exit code.
+    """Run `torchrun --standalone --nproc_per_node nproc` over `python -P -m archc.trainer ...`; return its exit code.
 
     config holds the already-resolved flag values, passed whole so the workers need no re-parsing.
+    `-P` (and PYTHONSAFEPATH for any Python they start) keeps the working directory off sys.path
+    in the launcher and in every worker: `-m` would otherwise put it first, and a `pydantic.py`
+    lying beside a spec would run inside the workers.
     """
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "archc.trainer", spec_path, *cli_args, "--config-json", json.dumps(config),
+        sys.executable, "-P", "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "--no-python", sys.executable, "-P", "-m", "archc.trainer",
+        spec_path, *cli_args, "--config-json", json.dumps(config),
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(default_threads(nproc))}  # torchrun would set 1
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(default_threads(nproc)),  # torchrun would set 1
+        "PYTHONSAFEPATH": "1",
+    }
     try:
         return subprocess.run(command, env=env, check=False).returncode
     except OSError as exc:

@@ -281,7 +281,8 @@ def start(argv: list[str], log: Path, point: KillPoint | None = None, hold: Path
 
 
 def train_argv(out: Path, *extra: str, spec: Path = TINY) -> list[str]:
-    return ["train", str(spec), "--out", str(out), *extra]
+    """`archc train` on one CPU thread (a spec may not choose threads: the runner's flag does)."""
+    return ["train", str(spec), "--out", str(out), "--workers", "1", *extra]
 
 
 def run(argv: list[str], log: Path, point: KillPoint | None = None, timeout: float = 300,

@@ -125,7 +125,7 @@ def test_many_random_sigkills_never_lose_a_run(reference: tuple[Path, float], tm
 def test_real_archc_train_process_killed_and_resumed(reference: tuple[Path, float], tmp_path: Path) -> None:
     """The same through `python -m archc train` processes, as a user runs them."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "archc", "train", str(h.TINY), "--out", str(out), "--log", "plain", "--epochs", "30"]
+    cmd = [sys.executable, "-m", "archc", "train", str(h.TINY), "--out", str(out), "--workers", "1", "--log", "plain", "--epochs", "30"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

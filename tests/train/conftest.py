@@ -42,8 +42,6 @@ train:
   batch_size: 32
   epochs: 2
   lr: 0.05
-  log: plain
-  workers: 1
 """
 
 # LeNet-5 (ReLU, max-pool, 28x28 input) with the recipe the acceptance test trains on digits.
@@ -95,6 +93,12 @@ def spec_file(directory: Path, text: str, name: str) -> Path:
     path = directory / f"{name}.yaml"
     path.write_text(textwrap.dedent(text).lstrip("\n"))
     return path
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One torch thread per training run, as the specs' `workers: 1` did (a spec may not choose threads)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
