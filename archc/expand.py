@@ -114,9 +114,8 @@ class Expander:
         if "repeat" not in meta:
             return self.single(kind, body, meta, raw, kpos, scope, cur)
         env = self.env_for(scope, self.flow_in(meta, raw, scope, cur))
-        count, var = self.repeat_spec(meta["repeat"], raw, env)
-        for i in range(count):
-            inner = Scope(scope.ns, scope.env.new_child({var: i}), scope.refs, scope.declared, scope.input_id, scope.stack, scope.depth)
+        for bound in self.repeat_spec(meta["repeat"], raw, env):
+            inner = Scope(scope.ns, scope.env.new_child(bound), scope.refs, scope.declared, scope.input_id, scope.stack, scope.depth)
             cur = self.single(kind, body, meta, raw, kpos, inner, cur)
         return cur
 
@@ -181,33 +180,66 @@ class Expander:
             raise SpecError(f"unknown op or block '{name}'{did_you_mean(name, [*ops.REGISTRY, *self.blocks])}", pos)
 
     def env_for(self, scope: Scope, cur: Value | None) -> ChainMap[str, Any]:
-        if cur is None:
-            return scope.env
+        return scope.env if cur is None else self.with_shape(scope.env, cur)
+
+    @staticmethod
+    def with_shape(env: ChainMap[str, Any], cur: Value) -> ChainMap[str, Any]:
+        """`env` plus the shape variables of the value an item reads."""
         shape = cur.shape
         dyn: dict[str, Any] = {"C": shape[0], "shape": list(shape)}
         if len(shape) >= 2:
             dyn["H" if len(shape) >= 3 else "L"] = shape[1]
         if len(shape) >= 3:
             dyn["W"] = shape[-1]
-        return scope.env.new_child(dyn)
+        return env.new_child(dyn)
 
-    def repeat_spec(self, raw: Any, item: Any, env: Any) -> tuple[int, str]:
+    def repeat_spec(self, raw: Any, item: Any, env: Any) -> list[dict[str, Any]]:
+        """The variables of each repetition: `repeat: 3`, `repeat: {count: 3, var: j}`, or one per
+        element of a list (`repeat: $stages`, `repeat: {each: $stages, as: stage, var: j}`)."""
         pos = position_of(item, "repeat")
-        var = "i"
+        var, element = "i", "item"
         if isinstance(raw, LDict):
-            unknown = [k for k in raw if k not in ("count", "var")]
+            allowed = ("each", "as", "var") if "each" in raw else ("count", "var")
+            unknown = [k for k in raw if k not in allowed]
             if unknown:
-                raise SpecError(f"unknown key '{unknown[0]}' in repeat (use count and var)", key_position(raw, unknown[0]))
-            var = raw.get("var", "i")
-            if not isinstance(var, str) or not NAME_RE.match(var):
-                raise SpecError(f"repeat var must be an identifier, got {var!r}", position_of(raw, "var"))
-            raw = raw.get("count")
-        count = render(raw, env, pos)
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise SpecError(f"repeat count must be a non-negative integer, got {count!r}", pos)
-        if count > self.limits.max_repeat:
-            raise SpecError(f"repeat count {count} exceeds the limit of {self.limits.max_repeat} (--max-repeat)", pos)
-        return count, var
+                known = "count and var, or each, as and var"
+                raise SpecError(f"unknown key '{unknown[0]}' in repeat{did_you_mean(unknown[0], allowed)} (use {known})",
+                                key_position(raw, unknown[0]))
+            var = self.repeat_name(raw, "var", "i")
+            element = self.repeat_name(raw, "as", "item")
+            if "each" in raw:
+                pos = position_of(raw, "each")
+            raw = raw.get("each", raw.get("count"))
+        value = render(raw, env, pos)
+        if isinstance(value, list):
+            if not value:
+                raise SpecError("repeat over an empty list; to drop the item, use 'when:'", pos)
+            if len(value) > self.limits.max_repeat:
+                raise SpecError(f"repeat over {len(value)} elements exceeds the limit of {self.limits.max_repeat} (--max-repeat)", pos)
+            return [self.element_vars(elem, element, var, i) for i, elem in enumerate(value)]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            hint = "; to drop the item, write 'when: false' (or 'when: ${n > 0}')" if value == 0 else ""
+            raise SpecError(f"repeat count must be a positive integer or a list, got {value!r}{hint}", pos)
+        if value > self.limits.max_repeat:
+            raise SpecError(f"repeat count {value} exceeds the limit of {self.limits.max_repeat} (--max-repeat)", pos)
+        return [{var: i} for i in range(value)]
+
+    @staticmethod
+    def repeat_name(raw: LDict, key: str, default: str) -> str:
+        name = raw.get(key, default)
+        if not isinstance(name, str) or not NAME_RE.match(name) or name[0].isdigit():
+            raise SpecError(f"repeat {key} must be an identifier, got {name!r}", position_of(raw, key))
+        return name
+
+    @staticmethod
+    def element_vars(elem: Any, element: str, var: str, i: int) -> dict[str, Any]:
+        """One repetition over a list: the index, the element, and a mapping element's keys as variables."""
+        bound: dict[str, Any] = {}
+        if isinstance(elem, dict):
+            bound.update({k: v for k, v in elem.items() if isinstance(k, str) and NAME_RE.match(k) and not k[0].isdigit()})
+        bound[element] = elem
+        bound[var] = i
+        return bound
 
     # one item ------------------------------------------------------------------------------------
     def single(self, kind: str, body: Any, meta: dict[str, Any], raw: Any, kpos: Pos | None, scope: Scope, cur: Value) -> Value:
@@ -336,7 +368,8 @@ class Expander:
         missing = [k for k, v in declared.items() if v is None and k not in given]
         if missing:
             raise SpecError(f"block '{block}' needs parameter '{missing[0]}'", pos)
-        args = resolve_params(declared, given, f"parameter of block '{block}'", body)
+        lexical = self.with_shape(ChainMap(dict(self.spec.params)), cur)  # what defaults may read
+        args = resolve_params(declared, given, f"parameter of block '{block}'", body, lexical)
         block_env = ChainMap(args, dict(self.spec.params))
         stack = (*scope.stack, block)
         layers = definition["layers"]

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from archc.train_config import TrainConfig
 
 Scalar = int | float | bool | str | None
-ParamValue = Scalar | list[Scalar]
+# lists and mappings may nest: stage tables such as [{planes: 64, blocks: 3}, ...]
+ParamValue = Scalar | list[Any] | dict[str, Any]
 
 InitScheme = Literal[
     "torch", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import ChainMap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,24 +148,28 @@ def _check_override_type(name: str, default: Any, value: Any) -> Any:
     return value
 
 
-def resolve_params(declared: LDict, overrides: dict[str, Any], where: str = "parameter", given_at: Any = None) -> dict[str, Any]:
+def resolve_params(declared: LDict, overrides: dict[str, Any], where: str = "parameter", given_at: Any = None,
+                   outer: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Defaults in order (a default may use earlier parameters), overrides replacing them.
 
-    `given_at` is the mapping the overrides were written in (a block call's arguments), for positions.
+    `given_at` is the mapping the overrides were written in (a block call's arguments), for positions;
+    `outer` the names defaults may read besides earlier parameters (a block's: the spec parameters
+    and the shape of its input).
     """
     for key in overrides:
         if key not in declared:
             raise SpecError(f"unknown {where} '{key}'{did_you_mean(key, declared)}; known: {', '.join(declared) or 'none'}")
     env: dict[str, Any] = {}
+    visible = ChainMap(env, dict(outer or {}))
     for key, default in declared.items():
         if key in overrides:
             try:
-                rendered = render(default, env, position_of(declared, key))
+                rendered = render(default, visible, position_of(declared, key))
                 env[key] = _check_override_type(key, rendered, overrides[key])
             except SpecError as exc:
                 raise SpecError(exc.message, position_of(given_at, key) if given_at is not None else None) from None
         else:
-            env[key] = render(default, env, position_of(declared, key))
+            env[key] = render(default, visible, position_of(declared, key))
     return env
 
 

@@ -315,7 +315,7 @@ def test_missing_file_is_a_spec_error(tmp_path: Path, capsys: pytest.CaptureFixt
         ("input: [3, 8, 8]\nlayers: []\n", "layers: list should have at least 1 item", (2, 9)),
         ("input: [3, 8, 8]\nlayers:\n  -\n", "empty list item", (3, 4)),
         ("input: [3, 8, 8]\nlayers:\n  - !!python/object:os.system relu\n", "YAML tag", (3, 5)),
-        ("input: [3, 8, 8]\nlayers:\n  - {relu: , repeat: -1}\n", "repeat count must be a non-negative integer, got -1", (3, 22)),
+        ("input: [3, 8, 8]\nlayers:\n  - {relu: , repeat: -1}\n", "repeat count must be a positive integer or a list, got -1", (3, 22)),
         ("input: [3, 8, 8]\nlayers:\n  - {relu: , repeat: {count: 2, step: 1}}\n", "unknown key 'step' in repeat", (3, 33)),
         ("input: [3, 8, 8]\nlayers:\n  - {relu: , name: 'a b'}\n", "name must be an identifier", (3, 20)),
         ("input: [3, 8, 8]\nlayers:\n  - {relu: , name: input}\n", "'input' is reserved", (3, 20)),

@@ -273,8 +273,6 @@ def test_function_errors(text: str, needle: str) -> None:
         ("x.__class__", "attribute"),
         ("name.upper()", "attribute"),
         ("(1).real", "attribute"),
-        ("sizes[0]", "subscript"),
-        ("sizes[0:2]", "subscript"),
         ("lambda: 1", "lambda"),
         ("(lambda: 1)()", "lambda"),
         ("[i for i in sizes]", "comprehension"),
@@ -569,3 +567,46 @@ def test_int_arithmetic_matches_python(tree: object) -> None:
     result = evaluate(text, {})
     assert result == expected
     assert type(result) is int
+
+
+# --------------------------------------------------------------------------- indexing
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${sizes[0]}", 1),
+        ("${sizes[-1]}", 3),
+        ("${sizes[i]}", 2),
+        ("${sizes[:i]}", [1]),
+        ("${sum(sizes[:i + 1])}", 3),
+        ("${sizes[::-1]}", [3, 2, 1]),
+        ("${stages[1]['planes'] * 2}", 256),
+        ("${len(stages)}", 2),
+        ("${name[0]}", "r"),
+    ],
+)
+def test_indexing_lists_and_mappings(text: str, expected: object) -> None:
+    env = {"sizes": [1, 2, 3], "i": 1, "name": "res", "stages": [{"planes": 64}, {"planes": 128}]}
+    assert render(text, env) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("${sizes[3]}", "index 3 is out of range for a list of length 3"),
+        ("${sizes[1.0]}", "a list index must be an integer, got 'float'"),
+        ("${sizes['a']}", "a list index must be an integer, got 'str'"),
+        ("${stages[0]['width']}", "key 'width' is not in the mapping (keys: 'planes')"),
+        ("${stages[0][0]}", "a mapping is indexed by a key name, got 'int'"),
+        ("${i[0]}", "'int' cannot be indexed"),
+        ("${sizes[::0]}", "slice step cannot be zero"),
+        ("${sizes[:'a']}", "slice bounds must be integers"),
+        ("${sum(name)}", "sum() needs a list of numbers"),
+    ],
+)
+def test_indexing_errors(text: str, needle: str) -> None:
+    env = {"sizes": [1, 2, 3], "i": 1, "name": "res", "stages": [{"planes": 64}]}
+    with pytest.raises(ExprError) as info:
+        render(text, env)
+    assert needle in info.value.message

@@ -264,19 +264,117 @@ def test_repeat_with_index_and_var() -> None:
     assert [n.shape[0] for n in convs] == [8, 16, 32, 32]
 
 
-def test_repeat_count_zero_and_interpolated_names(write_spec) -> None:
+def test_repeat_with_interpolated_names_and_zero_dropped_by_when(write_spec) -> None:
     path = write_spec("""
         input: [3, 8, 8]
         params: {stages: 3, extra: 0}
         layers:
           - {conv: {out: "${4 * (i + 1)}", kernel: 1}, name: "stage${i + 1}", repeat: $stages}
-          - {relu: , repeat: $extra}
+          - {relu: , repeat: $extra, when: "${extra > 0}"}
           - {conv: {out: 2, kernel: 1}, name: "c_${j}", repeat: {count: 2, var: j}}
     """)
     model = compile_and_verify(path)
     assert list(model._modules) == ["stage1", "stage2", "stage3", "c_0", "c_1"]
     assert [model.get_submodule(f"stage{i}").out_channels for i in (1, 2, 3)] == [4, 8, 12]
     assert model.c_0.in_channels == 12 and model.c_1.in_channels == 2
+    assert "relu" not in [n.op for n in model.archc_graph]
+
+
+@pytest.mark.parametrize("count", ["0", "$extra", "[]", "{count: 0}", "{each: []}"])
+def test_repeat_zero_is_an_error_that_suggests_when(count: str, write_spec) -> None:
+    path = write_spec(f"""
+        input: [3, 8, 8]
+        params: {{extra: 0}}
+        layers:
+          - {{relu: , repeat: {count}}}
+    """)
+    with pytest.raises(SpecError, match=r"repeat (count must be a positive integer|over an empty list).*'?when") as info:
+        api.compile_graph(path)
+    assert info.value.line == 4
+
+
+def test_index_list_parameters_in_a_family_table(write_spec) -> None:
+    """`${depths[i]}`: one spec, a table of stage depths and widths (as ConvNeXt and Swin write them)."""
+    path = write_spec("""
+        input: [3, 16, 16]
+        params:
+          depths: [1, 2, 1]
+          widths: [4, 8, 16]
+        layers:
+          - seq:
+              - {conv: {out: "${widths[s]}", kernel: 3, padding: 1, stride: "${1 if s == 0 else 2}"}}
+              - {conv: {out: "${widths[s]}", kernel: 3, padding: 1}, repeat: "${depths[s]}"}
+            name: "stage${s}"
+            repeat: {count: "${len(depths)}", var: s}
+          - global_avgpool
+          - flatten
+          - {linear: "${widths[-1] // 2}", name: fc}
+    """)
+    model = compile_and_verify(path)
+    assert list(model._modules) == ["stage0", "stage1", "stage2", "3", "4", "fc"]
+    assert [len(list(model.get_submodule(f"stage{s}").children())) for s in range(3)] == [2, 3, 2]
+    assert model.get_submodule("stage2.0").out_channels == 16 and model.fc.out_features == 8
+
+
+STAGE_TABLE_SPEC = """
+    input: [6, 16, 16]
+    params:
+      stages:
+        - {planes: 4, blocks: 1, stride: 1}
+        - {planes: 8, blocks: 2, stride: 2}
+      width_per_group: 64
+      groups: 1
+    blocks:
+      Block:
+        params:
+          planes: null
+          stride: 1
+          width: ${int(planes * (width_per_group / 64)) * groups}
+          project: ${stride != 1 or C != planes}
+        layers:
+          - add:
+              - - {conv: {out: $width, kernel: 3, stride: $stride, padding: 1, groups: $groups}, name: conv1}
+                - {conv: {out: $planes, kernel: 3, padding: 1}, name: conv2}
+              - {conv: {out: $planes, kernel: 1, stride: $stride}, name: downsample, when: $project}
+    layers:
+      - seq:
+          - {Block: {planes: $planes, stride: "${stride if i == 0 else 1}"}, repeat: $blocks}
+        name: "layer${s + 1}"
+        repeat: {each: $stages, as: stage, var: s}
+"""
+
+
+def test_repeat_over_a_stage_table_binds_each_element(write_spec) -> None:
+    """`repeat: {each: $stages}`: one repetition per element; a mapping's keys become variables."""
+    model = compile_and_verify(write_spec(STAGE_TABLE_SPEC))
+    assert list(model._modules) == ["layer1", "layer2"]
+    assert list(model.layer1._modules) == ["0"] and list(model.layer2._modules) == ["0", "1"]
+    assert model.get_submodule("layer2.0.conv1").stride == (2, 2)
+    assert model.get_submodule("layer2.1.conv1").stride == (1, 1)
+    assert hasattr(model.get_submodule("layer2.0"), "downsample")
+    assert hasattr(model.get_submodule("layer1.0"), "downsample")  # C = 6 != planes = 4
+    assert not hasattr(model.get_submodule("layer2.1"), "downsample")
+
+
+def test_block_defaults_see_spec_parameters_and_the_input_shape(write_spec) -> None:
+    """ResNeXt's width from the spec's width_per_group and groups; a projection from the input's C."""
+    path = write_spec(STAGE_TABLE_SPEC, "resnext.yaml")
+    model = compile_and_verify(path, width_per_group=128, groups=2)
+    assert model.get_submodule("layer1.0.conv1").out_channels == 4 * 2 * 2
+    assert model.get_submodule("layer1.0.conv1").groups == 2
+    assert model.get_submodule("layer2.1.conv1").out_channels == 8 * 2 * 2
+
+
+def test_repeat_over_a_list_binds_item_and_index(write_spec) -> None:
+    path = write_spec("""
+        input: [3, 8, 8]
+        layers:
+          - {conv: {out: $item, kernel: 1}, name: "c${i}_${item}", repeat: [4, 6]}
+          - {conv: {out: "${w * 2}", kernel: 1}, name: "d${j}", repeat: {each: [1, 3], as: w, var: j}}
+    """)
+    model = compile_and_verify(path)
+    assert list(model._modules) == ["c0_4", "c1_6", "d0", "d1"]
+    assert [m.out_channels for m in model.children()] == [4, 6, 2, 6]
 
 
 # --------------------------------------------------------------------------- parameters

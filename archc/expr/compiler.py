@@ -22,7 +22,7 @@ from archc.expr.operators import (
     unary_neg,
     unary_pos,
 )
-from archc.expr.values import MAX_DEPTH, MAX_EXPR_CHARS, MAX_INT, import_value, tname
+from archc.expr.values import MAX_DEPTH, MAX_EXPR_CHARS, MAX_INT, import_value, index_into, tname
 
 CONST_NAMES: dict[str, object] = {
     "true": True,
@@ -38,8 +38,6 @@ Fn = Callable[[Env], object]
 
 
 _REJECTED: dict[type[ast.AST], str] = {
-    ast.Subscript: "subscripts / indexing (x[...]) are not allowed",
-    ast.Slice: "slices are not allowed",
     ast.Lambda: "lambda expressions are not allowed",
     ast.ListComp: "list comprehensions are not allowed",
     ast.SetComp: "set comprehensions are not allowed",
@@ -247,6 +245,32 @@ class _Compiler:
             return True
 
         return compare
+
+    def c_Subscript(self, node: ast.Subscript) -> Fn:
+        """`depths[i]`, `depths[-1]`, `stage['planes']`, `depths[:s]`: elements of a list, string or mapping."""
+        container, key = self.compile(node.value), self.compile(node.slice)
+        off = self.offset(node)
+
+        def subscript(env: Env) -> object:
+            value, index = container(env), key(env)
+            return _guarded(off, lambda: import_value(index_into(value, index)))
+
+        return subscript
+
+    def c_Slice(self, node: ast.Slice) -> Fn:
+        bounds = [self.compile(b) if b is not None else None for b in (node.lower, node.upper, node.step)]
+        off = self.offset(node)
+
+        def make(env: Env) -> object:
+            values = [b(env) if b is not None else None for b in bounds]
+            for v in values:
+                if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                    raise ExprError(f"slice bounds must be integers, got '{tname(v)}'", off)
+            if values[2] == 0:
+                raise ExprError("slice step cannot be zero", off)
+            return slice(*values)
+
+        return make
 
     def c_IfExp(self, node: ast.IfExp) -> Fn:
         test, body, orelse = (self.compile(n) for n in (node.test, node.body, node.orelse))

@@ -212,6 +212,12 @@ def _fn_clamp(x: object, lo: object, hi: object) -> object:
     return min(max(nx, nlo), nhi)
 
 
+def _fn_sum(items: object) -> object:
+    if not isinstance(items, list) or not all(is_num(x) for x in items):
+        raise Fail(f"sum() needs a list of numbers, got '{tname(items)}'")
+    return num_result(sum(items))  # type: ignore[arg-type]
+
+
 # name -> (implementation, min positional args, max positional args or None for unbounded)
 FUNCTIONS: dict[str, tuple[Callable[..., object], int, int | None]] = {
     "min": (_fn_minmax(min, "min"), 1, None),
@@ -226,5 +232,6 @@ FUNCTIONS: dict[str, tuple[Callable[..., object], int, int | None]] = {
     "floor": (_fn_floor, 1, 1),
     "sqrt": (_fn_sqrt, 1, 1),
     "clamp": (_fn_clamp, 3, 3),
+    "sum": (_fn_sum, 1, 1),
 }
 ALLOWED_FUNCS = ", ".join(sorted(FUNCTIONS))

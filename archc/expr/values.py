@@ -62,3 +62,23 @@ def import_value(value: object) -> object:
 def require_nums(sym: str, a: object, b: object) -> None:
     if not (is_num(a) and is_num(b)):
         raise Fail(f"unsupported operand types for {sym}: '{tname(a)}' and '{tname(b)}'")
+
+
+def index_into(value: object, index: object) -> object:
+    """`value[index]` for the containers a spec holds: lists and strings by int or slice, mappings by key."""
+    if isinstance(value, (list, str)):
+        if isinstance(index, slice):
+            return value[index]  # no bigger than the value itself
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise Fail(f"a {tname(value)} index must be an integer, got '{tname(index)}'")
+        if not -len(value) <= index < len(value):
+            raise Fail(f"index {index} is out of range for a {tname(value)} of length {len(value)}")
+        return value[index]
+    if isinstance(value, dict):
+        if not isinstance(index, str):
+            raise Fail(f"a mapping is indexed by a key name, got '{tname(index)}'")
+        if index not in value:
+            keys = ", ".join(repr(k) for k in value) or "none"
+            raise Fail(f"key {index!r} is not in the mapping (keys: {keys})")
+        return value[index]
+    raise Fail(f"a '{tname(value)}' cannot be indexed (only lists, strings and mappings)")

@@ -88,7 +88,8 @@ EXPR_CASES = [
     ("generator", "max(x for x in [1, 2])", r"generator expressions .* are not allowed"),
     ("walrus", "(x := 3)", r"walrus operator"),
     ("fstring", "f'{C}'", r"f-strings are not allowed"),
-    ("subscript", "shape[0]", r"subscripts / indexing .* are not allowed"),
+    ("subscript_of_a_number", "C[0]", r"'int' cannot be indexed"),
+    ("subscript_out_of_range", "shape[10 ** 9]", r"index 1000000000 is out of range"),
     ("dict_literal", "{'a': 1}", r"dict literals are not allowed"),
     ("untaken_branch", f"1 if true else {TOUCH}", r"not allowed"),  # checked before anything runs
     ("keyword_argument", "max(1, 2, key=abs)", r"keyword arguments .* are not allowed"),
