@@ -102,8 +102,7 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
     created_out = not out.exists()
     try:
         with contextlib.ExitStack() as stack:
-            if dist.main:
-                stack.enter_context(RunLock(out))
+            lock = stack.enter_context(RunLock(out)) if dist.main else None
             stack.enter_context(runtime_settings(cfg, device, dist.local_world))
             stack.callback(distributed.shutdown, distributed.init(dist, device))
             resume_state = None
@@ -112,8 +111,8 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
                 _check_resumable(resume_state, source, cfg, out)
             elif dist.main and (out / "last.pt").exists():
                 raise TrainError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
-            if dist.main:
-                remove_stale_temps(out)
+            if lock is not None:
+                remove_stale_temps(out, lock.previous.get("token"))
             run, info = _prepare(source, cfg, dist, device, out, resume_state)
             if resume_state is not None:
                 run.reporter.message(f"resuming {out / 'last.pt'} after epoch {resume_state['epoch']}")

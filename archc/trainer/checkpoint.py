@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from archc import weights
+from archc.atomic import remove_temps, temp_path
 from archc.trainer.errors import CheckpointError
 from archc.weights import WeightsError
 
@@ -25,12 +26,11 @@ REQUIRED = (
     "model", "optimizer", "scheduler", "scaler", "rng", "epoch", "config", "history", "best_test_acc", "best_epoch",
     "train_time_s", "images", "normalization", "spec",
 )  # fmt: skip
-TEMP_MARK = ".tmp-"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write state to path atomically; on failure the previous file at path is untouched."""
-    tmp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+    tmp = temp_path(path)
     try:
         with tmp.open("wb") as f:
             torch.save({"format": FORMAT, "version": VERSION, **state}, f)
@@ -46,10 +46,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
-def remove_stale_temps(directory: Path) -> None:
-    """Delete temporary checkpoint files a killed run left behind (call while holding the run lock)."""
-    for tmp in directory.glob(f".*{TEMP_MARK}*"):
-        tmp.unlink(missing_ok=True)
+def remove_stale_temps(directory: Path, token: object) -> None:
+    """Delete the temporary files a killed run left behind: only those named with its token, which
+    its run lock recorded (call while holding the lock), never a user's file that looks alike."""
+    remove_temps(directory, token)
 
 
 def _fsync_dir(directory: Path) -> None:

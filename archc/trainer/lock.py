@@ -1,44 +1,30 @@
 """The run-directory lock: two trainers writing the same OUT would corrupt each other's checkpoints.
 
-The lock is a file created with O_EXCL that records the owner's PID, its start time and host. It
-is stale, and taken over, when that PID no longer runs on this host or now belongs to a process
-started at another time (PID reuse); a lock from another host is never judged stale.
+The lock is the kernel's: an exclusive `flock` on OUT/archc.lock, held while the run lasts and
+released by the kernel when the process ends however it ends (kill -9 included), so there is no
+staleness to guess from PIDs or start times. The file's content is only information: the
+holder's PID and host for the error message, and its temp-file token (archc.atomic) so that the
+next run removes exactly the temporary files a killed run left, never a user's file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
 
+from archc.atomic import process_token
 from archc.trainer.errors import LockError, TrainError
 
 LOCK_NAME = "archc.lock"
-FRESH_S = 5.0  # an unreadable lock younger than this may still be being written by its creator
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of pid (clock ticks since boot, from /proc), or None where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses; fields after its ')' are fixed.
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+MAX_RECORD = 4096  # bytes of the lock file read for the message; a planted huge file is not read whole
 
 
 class RunLock:
@@ -46,7 +32,8 @@ class RunLock:
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / LOCK_NAME
-        self.held = False
+        self.fd: int | None = None
+        self.previous: dict[str, object] = {}  # what the last holder wrote: its token names its temp files
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -55,68 +42,87 @@ class RunLock:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.release()
 
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
     def acquire(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TrainError(f"cannot create output directory {self.path.parent}: {exc.strerror or exc}") from None
-        record = json.dumps(
-            {"pid": os.getpid(), "start": process_start_time(os.getpid()), "host": socket.gethostname(), "created": time.time()}
-        )
-        # An empty lock is judged stale only after FRESH_S (its writer may be mid-write), so keep
-        # trying a little longer than that: a run killed while creating its lock can be resumed at once.
-        deadline = time.monotonic() + FRESH_S + 2
         while True:
+            fd = self._open()
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if time.monotonic() > deadline:
-                    break
-                self._take_over_if_stale()
-                continue
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
-                raise TrainError(f"cannot write to output directory {self.path.parent}: {exc.strerror or exc}") from None
-            with os.fdopen(fd, "w") as f:
-                f.write(record)
-            self.held = True
-            return
-        raise LockError(f"could not take the lock {self.path}; another run keeps creating it")
+                owner = _read_record(fd)
+                os.close(fd)
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    raise LockError(self._busy_message(owner)) from None
+                raise TrainError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+            # The previous holder may have removed the file between our open and our lock: then we
+            # locked an orphan inode, and must lock the file now at the path instead.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path, follow_symlinks=False).st_ino
+            except OSError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # never truncate a planted link to another file
+            os.close(fd)
+            raise TrainError(f"cannot use {self.path} as the run lock: it is not a plain file of its own")
+        self.fd = fd
+        self.previous = _read_record(fd)
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "token": process_token(), "created": time.time()}
+        try:  # written through a short-lived descriptor: the held one is read-only, so a remount read-only works
+            writer = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.write(writer, json.dumps(record).encode())
+            finally:
+                os.close(writer)
+        except OSError as exc:
+            self.release()
+            raise TrainError(f"cannot write to output directory {self.path.parent}: {exc.strerror or exc}") from None
 
-    def _take_over_if_stale(self) -> None:
-        """Remove the existing lock if its owner is gone; otherwise refuse with the owner's PID."""
+    def _open(self) -> int:
         try:
-            before = os.stat(self.path)
-            owner = json.loads(self.path.read_text() or "{}")
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError):
-            owner = {}
-        pid, host, start = owner.get("pid"), owner.get("host"), owner.get("start")
-        if not isinstance(pid, int):
-            if time.time() - before.st_mtime < FRESH_S:  # being written right now by its creator
-                time.sleep(0.2)
-                return
-            stale = True  # unreadable and not fresh: a lock whose writer died mid-write
-        elif host != socket.gethostname():
-            raise LockError(
-                f"{self.path.parent} is in use by pid {pid} on host {host}; if that run is gone, delete {self.path}"
-            )
-        else:
-            stale = not pid_alive(pid) or (start is not None and process_start_time(pid) not in (None, start))
-        if not stale:
-            raise LockError(
-                f"{self.path.parent} is in use by another archc train (pid {pid}); wait for it, stop it, or choose another --out "
-                f"(lock file {self.path})"
-            )
-        try:
-            if os.stat(self.path).st_ino == before.st_ino:  # still the stale file we judged, not a new lock
-                self.path.unlink()
-        except FileNotFoundError:
-            pass
+            return os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except IsADirectoryError:
+            raise TrainError(f"cannot use {self.path} as the run lock: it is a directory") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise TrainError(f"cannot use {self.path} as the run lock: it is a symbolic link") from None
+            raise TrainError(f"cannot write to output directory {self.path.parent}: {exc.strerror or exc}") from None
+
+    def _busy_message(self, owner: dict[str, object]) -> str:
+        pid, host = owner.get("pid"), owner.get("host")
+        who = f"pid {pid}" if isinstance(pid, int) and 0 < pid < 2**31 else "another process"
+        if isinstance(host, str) and host != socket.gethostname() and len(host) <= 255:
+            who += f" on host {host}"
+        return (
+            f"{self.path.parent} is in use by another archc train ({who}); wait for it, stop it, or choose another --out "
+            f"(lock file {self.path})"
+        )
 
     def release(self) -> None:
-        if self.held:
-            self.held = False
-            # a directory gone read-only keeps the lock: stale once this process exits, then taken over
-            with contextlib.suppress(OSError):
-                self.path.unlink(missing_ok=True)
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        # Remove the file while still holding the lock (a waiter that opened it re-checks the inode);
+        # a directory gone read-only keeps it, which is harmless: only the kernel's lock counts.
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(fd)
+
+
+def _read_record(fd: int) -> dict[str, object]:
+    """The JSON a holder wrote, or {} for an empty, huge or garbled file (never an error)."""
+    try:
+        data = os.pread(fd, MAX_RECORD + 1, 0)
+        record = json.loads(data) if 0 < len(data) <= MAX_RECORD else {}
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return record if isinstance(record, dict) else {}

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from archc.atomic import temp_path
 from archc.trainer.errors import TrainError
 
 COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s", "images_per_s")
@@ -27,7 +28,7 @@ COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "e
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write text via a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)  # named with this process's token: a later run removes it if we are killed
     try:
         tmp.write_text(text)
         os.replace(tmp, path)

@@ -137,14 +137,14 @@ def install(point: KillPoint) -> None:
 
         os.replace = replace
     elif point.hook == "lock_write":
-        original_fdopen = lock.os.fdopen
+        original_write = lock.os.write
 
-        def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        def write(fd: int, *args: Any, **kwargs: Any) -> Any:
             if hit():
                 _die()
-            return original_fdopen(fd, *args, **kwargs)
+            return original_write(fd, *args, **kwargs)
 
-        lock.os.fdopen = fdopen  # the lock exists (O_EXCL) but is still empty
+        lock.os.write = write  # the lock is held and the file truncated, but still empty
     else:
         raise ValueError(f"unknown hook {point.hook}")
 

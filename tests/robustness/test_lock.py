@@ -80,15 +80,76 @@ def test_an_empty_lock_from_a_writer_killed_mid_write_is_taken_over(tmp_path: Pa
     h.check_completed(out, None)
 
 
-def test_a_live_owner_on_this_host_is_never_overridden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A lock naming a live process (this test's parent) with its true start time is respected."""
-    from archc.trainer.lock import process_start_time
+def test_a_live_owner_is_never_overridden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Whoever holds the kernel's lock on the file keeps it, whatever the file says."""
+    import fcntl
 
     out = tmp_path / "run"
     out.mkdir()
-    owner = {"pid": os.getppid(), "start": process_start_time(os.getppid()), "host": socket.gethostname(), "created": time.time()}
-    (out / LOCK_NAME).write_text(json.dumps(owner))
+    with open(out / LOCK_NAME, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+        held.flush()
+        assert main(h.train_argv(out, "--log", "quiet")) == 1
+        err = capsys.readouterr().err
+        assert f"in use by another archc train (pid {os.getpid()})" in err and str(out / LOCK_NAME) in err
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"pid": 99999999999999999999}', '{"pid": -1, "host": "' + "h" * 5000 + '"}', "[1, 2]", "x" * 100_000, "\x00\xff"],
+)
+def test_a_garbled_lock_left_by_nobody_is_taken_over(tmp_path: Path, content: str) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_NAME).write_text(content)
+    rc, output = h.run(h.train_argv(out, "--epochs", "1"), tmp_path / "run.log")
+    assert rc == 0, output
+
+
+def test_a_garbled_lock_of_a_live_owner_gives_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / LOCK_NAME, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write('{"pid": 99999999999999999999}')
+        held.flush()
+        assert main(h.train_argv(out, "--log", "quiet")) == 1
+    err = capsys.readouterr().err
+    assert "in use by another archc train (another process)" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["directory", "symlink", "hardlink"])
+def test_a_lock_path_that_is_not_a_plain_file_is_one_line(tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    if kind == "directory":
+        (out / LOCK_NAME).mkdir()
+    elif kind == "symlink":
+        (out / LOCK_NAME).symlink_to(victim)
+    else:
+        os.link(victim, out / LOCK_NAME)
     assert main(h.train_argv(out, "--log", "quiet")) == 1
     err = capsys.readouterr().err
-    assert f"in use by another archc train (pid {os.getppid()})" in err and str(out / LOCK_NAME) in err
-    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    assert f"cannot use {out / LOCK_NAME} as the run lock" in err and "Traceback" not in err, err
+    assert victim.read_text() == "keep me"
+
+
+def test_stale_temp_cleanup_removes_only_what_a_killed_run_left(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    killed = h.start(h.train_argv(out), tmp_path / "killed.log", h.KillPoint("last.pt half written", "save_mid", "last.pt", 2))
+    assert killed.wait() == -signal.SIGKILL
+    left = [p.name for p in out.iterdir() if ".tmp-" in p.name]
+    assert left, "the kill point should leave a temporary file"
+    lookalikes = [".last.pt.tmp-1", ".notes.tmp-x", ".metrics.csv.tmp-42"]
+    for name in lookalikes:
+        (out / name).write_text("a user's file")
+    rc, output = h.run(h.train_argv(out, "--resume"), tmp_path / "resume.log")
+    assert rc == 0, output
+    remaining = sorted(p.name for p in out.iterdir() if ".tmp-" in p.name)
+    assert remaining == sorted(lookalikes)

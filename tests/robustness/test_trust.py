@@ -115,3 +115,22 @@ def test_synthetic_data_that_cannot_fit_is_refused_before_allocating(monkeypatch
     cfg = TrainConfig(synthetic_size=(20_000_000, 64), synthetic_shape=(3, 8, 8))
     with pytest.raises(TrainError, match=r"synthetic data of 20,000,064 images 3x8x8 needs 3.8 GB"):
         data.load_dataset(cfg)
+
+
+def test_atomic_writes_never_touch_the_process_umask(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Setting the umask is process-wide (a race with other threads): the kernel applies it instead."""
+    import os
+
+    from archc.atomic import atomic_write_bytes
+
+    mask = os.umask(0o027)
+    os.umask(mask | 0o027)
+    try:
+        monkeypatch.setattr(os, "umask", lambda *a: pytest.fail("os.umask called"))
+        atomic_write_bytes(tmp_path / "r.json", b"{}")
+    finally:
+        monkeypatch.undo()
+        os.umask(mask)
+    assert (tmp_path / "r.json").read_bytes() == b"{}"
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~(mask | 0o027)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]

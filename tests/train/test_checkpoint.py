@@ -65,8 +65,10 @@ def test_disk_full_is_a_clear_error_and_keeps_the_previous(tmp_path: Path, monke
 WRITER = """
 import sys, torch
 from pathlib import Path
+from archc.atomic import process_token
 from archc.trainer.checkpoint import save_checkpoint, REQUIRED
 path = Path(sys.argv[1])
+print(process_token(), flush=True)
 big = torch.randn(8_000_000)
 epoch = 0
 while True:
@@ -81,6 +83,7 @@ def test_sigkill_during_writes_leaves_a_loadable_checkpoint(tmp_path: Path) -> N
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
+        token = proc.stdout.readline().strip()  # the writer's temp-file token, as its run lock records it
         proc.stdout.readline()  # one complete checkpoint exists
         time.sleep(0.15)  # now somewhere inside a later write
         proc.send_signal(signal.SIGKILL)
@@ -88,8 +91,9 @@ def test_sigkill_during_writes_leaves_a_loadable_checkpoint(tmp_path: Path) -> N
     finally:
         proc.kill()
     assert ck.load_checkpoint(path)["epoch"] >= 1
-    ck.remove_stale_temps(tmp_path)
-    assert list(tmp_path.iterdir()) == [path]
+    (tmp_path / ".last.pt.tmp-123").write_text("a user's file that only looks like a temp file")
+    ck.remove_stale_temps(tmp_path, token)
+    assert sorted(tmp_path.iterdir()) == [tmp_path / ".last.pt.tmp-123", path]
 
 
 def test_foreign_files_are_refused(tmp_path: Path) -> None:
