@@ -33,7 +33,7 @@ def _loaded(spec: SpecLike, overrides: dict[str, Any]) -> LoadedSpec:
 def _load_with(spec: LoadedSpec, overrides: dict[str, Any]) -> LoadedSpec:
     from archc.validate import validate
 
-    return validate(spec.document, {**spec.overrides, **overrides}, spec.plugins)
+    return validate(spec.document, {**spec.overrides, **overrides}, spec.plugins, spec.variant)
 
 
 def compile_graph(spec: SpecLike, *, input_shape: tuple[int, ...] | None = None, limits: Limits | None = None,

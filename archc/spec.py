@@ -74,6 +74,9 @@ class SpecModel(Strict):
     layers: list[Any] = Field(min_length=1)
     train: dict[str, Any] | None = Field(None, description="the trainer's defaults (see TrainConfig)")
     init: InitSpec | None = None
+    variants: dict[str, dict[str, ParamValue]] = Field(
+        default_factory=dict,
+        description="named parameter sets of a family spec: archc.load('resnet152') loads this file with them")
 
 
 __all__ = ["BlockDef", "InitRule", "InitSpec", "SpecModel", "TrainConfig"]

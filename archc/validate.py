@@ -43,10 +43,11 @@ class LoadedSpec:
     input_shape: tuple[int, ...]
     train: TrainConfig | None
     plugins: tuple[str, ...] = field(default=())
+    variant: str | None = None  # the zoo name this spec was loaded by, when a family's variant
 
     @property
     def name(self) -> str:
-        return self.model.name or Path(self.document.source.path).stem
+        return self.variant or self.model.name or Path(self.document.source.path).stem
 
     @property
     def path(self) -> str:
@@ -193,7 +194,8 @@ def _shift(pos: Pos | None, value: Any, offset: int) -> Pos | None:
     return Pos(pos.source, pos.line, start + inner + offset + 1)
 
 
-def validate(document: Document, overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = ()) -> LoadedSpec:
+def validate(document: Document, overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (),
+             variant: str | None = None) -> LoadedSpec:
     """Validate a document and resolve its parameters and input shape."""
     overrides = dict(overrides or {})
     data = document.data
@@ -205,6 +207,7 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
     if not isinstance(params_raw, LDict):
         params_raw = LDict()
         params_raw.pos, params_raw.key_pos, params_raw.value_pos = None, {}, {}
+    _check_variants(data.get("variants"), params_raw)
     params = resolve_params(params_raw, overrides)
     input_raw = data["input"]
     shape = render(list(input_raw), params, position_of(data, "input"))
@@ -221,17 +224,32 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
             train = TrainConfig.model_validate(train_raw)
         except ValidationError as exc:
             raise pydantic_error(exc, data["train"], "train", TrainConfig) from None
-    return LoadedSpec(model, document, params, overrides, tuple(shape), train, plugins)
+    return LoadedSpec(model, document, params, overrides, tuple(shape), train, plugins, variant)
+
+
+def _check_variants(variants: Any, declared: LDict) -> None:
+    """Every parameter a variant sets is declared in `params:` (a typo would select nothing)."""
+    for table in (variants or {}).values():
+        for key in table or {}:
+            if key not in declared:
+                raise SpecError(f"variant sets unknown parameter '{key}'{did_you_mean(key, declared)}",
+                                key_position(table, key))
 
 
 def load(path_or_text: str | Path, overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = ()) -> LoadedSpec:
-    """Load and validate a spec from a path (or from YAML text when it contains a newline)."""
-    from archc import ops
+    """Load and validate a spec from a path, a zoo name (`resnet152`, see archc.zoo) or YAML text
+    (when it contains a newline)."""
+    from archc import ops, zoo
 
     for plugin in plugins:
         ops.load_plugin(plugin)
     if isinstance(path_or_text, str) and "\n" in path_or_text:
         document = load_text(path_or_text)
+    elif zoo.is_name(path_or_text):
+        found = zoo.resolve(str(path_or_text))
+        # the variant's values become overrides, so a run records everything needed to rebuild it
+        overrides = {**found.params, **(overrides or {})}
+        return validate(load_file(found.path), overrides, plugins, found.name if found.family else None)
     else:
         document = load_file(path_or_text)
     return validate(document, overrides, plugins)

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import SqueezeExcitation
 
-from archc import api
+from archc import api, zoo
 from archc.cli import main
 from archc.commands.zoo import collect, default_specs_dir, header_line, human, render_markdown
 from archc.emit import count_tensors, probe_shapes
@@ -57,6 +57,12 @@ EXPECTED_PARAMS = {
     "resnet50": 25_557_032,
     "resnet101": 44_549_160,
     "mobilenet_v2": 3_504_872,  # torchvision's own metadata (num_params)
+    # family specs at their defaults (their variants: tests/test_torchvision_zoo.py)
+    "resnet": 25_557_032,  # ResNet-50
+    "vgg": 138_357_544,  # VGG-16
+    "densenet": 7_978_856,  # DenseNet-121
+    "squeezenet": 1_248_424,  # SqueezeNet 1.0
+    "mnasnet": 4_383_312,  # MNASNet 1.0
     # seeds (tests/reference_models.py, /tmp seed notes)
     "lenet5": 61_706,
     "lenet_d2l": 61_706,
@@ -80,12 +86,13 @@ EXPECTED_PARAMS = {
     "se_resnet20": 272_095,
 }
 IMAGENET = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "googlenet",
-            "inception_v3", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2"}
+            "inception_v3", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
+            "resnet", "vgg", "densenet", "squeezenet", "mnasnet"}
 OUTPUT_SHAPES = {name: (1000,) if name in IMAGENET else (10,) for name in EXPECTED_PARAMS}
 OUTPUT_SHAPES["inception_block_v3"] = (256, 35, 35)
 # A training step on these takes several seconds each (100M+ parameters or 224x224 ResNets).
 HEAVY = {"vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "vgg11_d2l", "resnet34", "resnet50",
-         "resnet101", "inception_v3"}
+         "resnet101", "inception_v3", "resnet", "vgg", "densenet", "squeezenet"}
 
 # (spec, overrides, params): the documented switches of the specs.
 VARIANTS: list[tuple[str, dict[str, Any], int]] = [
@@ -457,24 +464,34 @@ def test_option_a_resnets_have_no_shortcut_weights() -> None:
 
 
 def test_zoo_json_lists_every_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    """One row per zoo name: each spec file, and each variant of a family spec (which takes the name
+    over a stand-alone file of the same stem); torchvision's published figures beside its models."""
     assert main(["zoo", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["file"] for r in rows] == [p.name for p in SPEC_FILES]
+    assert [r["name"] for r in rows] == zoo.names()
+    assert set(NAMES) <= set(zoo.names())
+    published = zoo.published()
     for row in rows:
-        graph = api.compile_graph(SPECS / row["file"])
-        assert row["name"] == graph.name
-        assert row["params"] == EXPECTED_PARAMS[row["name"]]
-        assert row["macs"] == graph.total_macs
-        assert tuple(row["input"]) == graph.input_shape and tuple(row["output"]) == OUTPUT_SHAPES[row["name"]]
-        assert row["description"] == api.load(SPECS / row["file"]).model.description
+        graph = api.compile_graph(row["name"])
+        assert row["file"] == Path(api.load(row["name"]).path).name
+        assert (row["params"], row["macs"]) == (graph.total_params, graph.total_macs)
+        assert tuple(row["input"]) == graph.input_shape
+        if row["name"] in published:
+            assert row["torchvision"] == {k: published[row["name"]][k] for k in ("num_params", "gmacs")}
+            assert row["params"] == row["torchvision"]["num_params"]
+        else:
+            assert row["torchvision"] is None
+            assert row["params"] == EXPECTED_PARAMS[row["name"]]
+            assert tuple(row["output"]) == OUTPUT_SHAPES[row["name"]]
 
 
 def test_zoo_table_has_a_row_per_spec(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["zoo"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["name", "input", "params", "MACs"]
-    assert [line.split()[0] for line in lines[1:]] == NAMES
-    assert "resnet18            3x224x224   11,689,512  1.81G" in lines[1 + NAMES.index("resnet18")]
+    assert [line.split()[0] for line in lines[1:]] == zoo.names()
+    row = lines[1 + zoo.names().index("resnet18")]
+    assert "resnet18            3x224x224   11,689,512  1.81G   11,689,512     1.814" in row
 
 
 def test_docs_zoo_md_is_the_commands_output() -> None:
@@ -511,7 +528,50 @@ def test_zoo_without_specs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_zoo_helpers() -> None:
-    assert default_specs_dir() == SPECS
+    assert default_specs_dir().resolve() == SPECS  # archc/specs, the package data, links to specs/
     assert [human(n) for n in (999, 417_000, 12_078_448, 1_814_073_344, 125_485_696)] == ["999", "417K", "12.1M", "1.81G", "125M"]
     assert header_line("\n# first line\n# second\nname: x\n") == "first line"
     assert header_line("name: x\n# late comment\n") == ""
+
+
+def test_models_load_by_name_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "resnet152", "squeezenet1_1", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["params"]) for r in rows] == [("resnet152", 60_192_808), ("squeezenet1_1", 1_235_496)]
+    assert main(["check", "resnt152"]) == 1
+    assert "no spec file or zoo model named 'resnt152' (did you mean 'resnet152'?)" in capsys.readouterr().err
+
+
+def test_a_variant_setting_an_undeclared_parameter_is_a_positioned_error(write_spec: Callable[..., Path]) -> None:
+    path = write_spec("""
+        input: [3, 8, 8]
+        params: {width: 4}
+        variants:
+          small: {widht: 2}
+        layers:
+          - conv: {out: $width, kernel: 3}
+        """)
+    with pytest.raises(SpecError, match="variant sets unknown parameter 'widht' \\(did you mean 'width'\\?\\)") as err:
+        api.load(path)
+    assert (err.value.line, err.value.col) == (4, 11)
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_zoo(tmp_path: Path) -> None:
+    """A non-editable install has the specs and torchvision's figures as package data."""
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+                   check=True, capture_output=True, timeout=600)
+    (wheel,) = tmp_path.glob("archc-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"archc/specs/{p.name}" for p in SPEC_FILES} <= names
+    assert "archc/data/torchvision_published.json" in names
+
+
+def test_the_published_figures_are_torchvision_s() -> None:
+    classifiers = torchvision.models.list_models(module=torchvision.models)
+    assert sorted(zoo.published()) == sorted(classifiers) and len(classifiers) == 80
+    for name, figures in zoo.published().items():
+        weights = next(iter(torchvision.models.get_model_weights(name)))
+        assert figures == {"num_params": weights.meta["num_params"], "gmacs": weights.meta["_ops"], "weights": str(weights)}

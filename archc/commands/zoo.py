@@ -1,7 +1,9 @@
-"""`archc zoo`: list the shipped specs with input shape, parameters and MACs, all computed statically.
+"""`archc zoo`: list the zoo's models with input shape, parameters and MACs, all computed statically.
 
-Every figure comes from shape inference over the spec (no torch import, well under a second per spec),
-so the listing is always what the specs compile to. `--format markdown` writes docs/zoo.md.
+One row per zoo name (a spec file, or a variant of a family spec: archc.zoo), beside torchvision's
+published figures where the name is a torchvision classifier. Every figure comes from shape
+inference (no torch import), so the listing is always what the specs compile to.
+`--format markdown` writes docs/zoo.md.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from archc.commands.common import print_json
 from archc.errors import SpecError
@@ -18,7 +21,7 @@ from archc.ops.base import fmt_shape
 
 @dataclass
 class ZooEntry:
-    """One spec, compiled with its default parameters."""
+    """One zoo model, compiled with its default (or its variant's) parameters."""
 
     name: str
     file: str
@@ -27,13 +30,14 @@ class ZooEntry:
     params: int
     macs: int
     description: str
+    torchvision: dict[str, Any] | None = None  # published num_params and gmacs of the same name
 
 
 def default_specs_dir() -> Path:
-    """The repository's `specs/`, beside the archc package."""
-    import archc
+    """The specs shipped with the package (the repository's `specs/` in a checkout)."""
+    from archc.zoo import specs_dir
 
-    return Path(archc.__file__).resolve().parents[1] / "specs"
+    return specs_dir()
 
 
 def header_line(text: str) -> str:
@@ -47,24 +51,40 @@ def header_line(text: str) -> str:
 
 
 def collect(specs_dir: Path) -> tuple[list[ZooEntry], list[SpecError]]:
-    """Compile every *.yaml in specs_dir (sorted by file name); failures are returned, not raised."""
+    """Compile every zoo name of specs_dir (sorted by name); failures are returned, not raised."""
     from archc.expand import expand
-    from archc.validate import load
+    from archc.loader import load_file
+    from archc.validate import validate
+    from archc.zoo import published, registry
 
+    reference = published()
     entries: list[ZooEntry] = []
     errors: list[SpecError] = []
-    for path in sorted(specs_dir.glob("*.yaml")):
+    try:
+        models = registry(specs_dir)
+    except SpecError as exc:
+        return [], [exc]
+    for model in models.values():
         try:
-            spec = load(path)
+            spec = validate(load_file(model.path), model.params, variant=model.name if model.family else None)
             graph = expand(spec)
         except SpecError as exc:
             errors.append(exc)
             continue
         description = spec.model.description or header_line(spec.document.source.text)
-        entries.append(ZooEntry(name=graph.name, file=path.name, input=list(graph.input_shape),
+        tv = reference.get(model.name)
+        entries.append(ZooEntry(name=graph.name, file=model.path.name, input=list(graph.input_shape),
                                 output=list(graph.shape_of(graph.output)), params=graph.total_params,
-                                macs=graph.total_macs, description=description))
+                                macs=graph.total_macs, description=description,
+                                torchvision={"num_params": tv["num_params"], "gmacs": tv["gmacs"]} if tv else None))
     return entries, errors
+
+
+def reference_cells(entry: ZooEntry) -> tuple[str, str]:
+    """torchvision's published params and GMACs, or '-' for a model torchvision does not have."""
+    if entry.torchvision is None:
+        return "-", "-"
+    return f"{entry.torchvision['num_params']:,}", f"{entry.torchvision['gmacs']:.3f}"
 
 
 def human(n: int) -> str:
@@ -78,31 +98,44 @@ def human(n: int) -> str:
 
 
 def render_table(entries: list[ZooEntry]) -> str:
-    rows = [("name", "input", "params", "MACs", "description")]
-    rows += [(e.name, fmt_shape(tuple(e.input)), f"{e.params:,}", human(e.macs), e.description) for e in entries]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    rows = [("name", "input", "params", "MACs", "tv_params", "tv_GMACs", "description")]
+    rows += [(e.name, fmt_shape(tuple(e.input)), f"{e.params:,}", human(e.macs), *reference_cells(e), e.description)
+             for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = []
     for row in rows:
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]), row[3].rjust(widths[3]), row[4]]
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]),
+                 *(cell.rjust(width) for cell, width in zip(row[2:6], widths[2:6], strict=True)), row[6]]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines) + "\n"
 
 
 def render_markdown(entries: list[ZooEntry]) -> str:
+    from archc.zoo import published
+
     lines = [
         "# The spec zoo",
         "",
-        "Every spec shipped in `specs/`, compiled with its default parameters. Generated by",
-        "`archc zoo --format markdown` (shapes, parameters and MACs come from static inference; MACs are",
-        "multiply-accumulates of conv and linear weights for one image in eval mode, so train-only heads are",
-        "not counted). Do not edit by hand: a test checks this file against the command's output.",
+        "Every model of the zoo by name: a spec shipped in `specs/`, or a variant of a family spec",
+        "(`resnet152` is `specs/resnet.yaml` with its `variants:` entry), so `archc build resnet152` and",
+        "`archc.load(\"resnet152\")` work from any directory. Generated by `archc zoo --format markdown`",
+        "(shapes, parameters and MACs come from static inference; MACs are multiply-accumulates of conv and",
+        "linear weights for one image in eval mode, so train-only heads are not counted), beside torchvision's",
+        "published figures (its weights' `num_params` and `_ops`) for the models torchvision has. Do not edit",
+        "by hand: a test checks this file against the command's output.",
         "",
-        "| spec | input | params | MACs | description |",
-        "| --- | --- | ---: | ---: | --- |",
+        "| model | spec | input | params | GMACs | torchvision params | torchvision GMACs | description |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for e in entries:
         description = e.description.replace("|", "\\|")
-        lines.append(f"| [{e.name}](../specs/{e.file}) | {fmt_shape(tuple(e.input))} | {e.params:,} | {human(e.macs)} | {description} |")
+        tv_params, tv_gmacs = reference_cells(e)
+        lines.append(f"| {e.name} | [{e.file}](../specs/{e.file}) | {fmt_shape(tuple(e.input))} | {e.params:,} | "
+                     f"{e.macs / 1e9:.3f} | {tv_params} | {tv_gmacs} | {description} |")
+    missing = sorted(set(published()) - {e.name for e in entries})
+    if missing:
+        lines += ["", f"torchvision classifiers not in the zoo yet ({len(missing)}): "
+                      + ", ".join(f"`{name}`" for name in missing) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,106 @@
+"""Every torchvision classifier the zoo names, against torchvision itself.
+
+For each name: `archc.load(name)` works; state_dict keys and shapes equal torchvision's in order
+(both built on the meta device: no memory, no init); parameters equal the weights' published
+`num_params` and GMACs their `_ops`, and 2 x MACs equals FlopCounterMode on torchvision's model.
+For the smallest model of each family a real forward at a small resolution loads torchvision's
+state_dict strictly (BN statistics randomised) and computes the same outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from archc import api, zoo
+from archc.emit import build_module
+from tests.test_torchvision_parity import assert_close_outputs, assert_same_layers, perturb_norms
+
+# The torchvision names the zoo covers; the rest of torchvision's 80 need ops still to come.
+COVERED = [
+    "alexnet",
+    "densenet121", "densenet161", "densenet169", "densenet201",
+    "googlenet", "inception_v3",
+    "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
+    "mobilenet_v2",
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+    "squeezenet1_0", "squeezenet1_1",
+    "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+    "wide_resnet50_2", "wide_resnet101_2",
+]  # fmt: skip
+# Constructor arguments giving the architecture of the published weights (GoogLeNet's drop the
+# aux heads, Inception v3's keep its one); init_weights=False skips a slow init that meta ignores.
+TORCHVISION_KWARGS: dict[str, dict[str, Any]] = {
+    "googlenet": {"aux_logits": False, "init_weights": False},
+    "inception_v3": {"init_weights": False},
+}
+# A real forward for the smallest model of each family not checked in test_torchvision_parity,
+# at the smallest resolution where it proves the same thing: name -> image size.
+FORWARD = {
+    "resnext50_32x4d": 64,
+    "wide_resnet50_2": 64,
+    "squeezenet1_0": 64,
+    "squeezenet1_1": 64,
+    "densenet121": 64,
+    "mnasnet0_5": 64,
+    "vgg11": 32,
+}
+
+
+def torchvision_model(name: str) -> nn.Module:
+    return torchvision.models.get_model(name, **TORCHVISION_KWARGS.get(name, {}))
+
+
+def published(name: str) -> dict[str, Any]:
+    """The metadata of the name's first weights (available without a download)."""
+    return next(iter(torchvision.models.get_model_weights(name))).meta
+
+
+def test_the_covered_names_are_torchvision_classifiers_in_the_zoo() -> None:
+    classifiers = set(torchvision.models.list_models(module=torchvision.models))
+    assert set(COVERED) <= classifiers
+    assert set(COVERED) <= set(zoo.names())
+
+
+@pytest.mark.parametrize("name", COVERED)
+def test_keys_shapes_params_and_macs_equal_torchvision(name: str) -> None:
+    graph = api.compile_graph(name)
+    assert graph.name == name
+    with torch.device("meta"):
+        ours = build_module(graph, None)
+        theirs = torchvision_model(name).eval()
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]
+    meta = published(name)
+    assert graph.total_params == meta["num_params"]
+    assert round(graph.total_macs / 1e9, 3) == meta["_ops"]
+    with FlopCounterMode(display=False) as counter:
+        theirs(torch.zeros(1, *graph.input_shape, device="meta"))
+    assert counter.get_total_flops() == 2 * graph.total_macs
+
+
+@pytest.mark.parametrize("name", list(FORWARD))
+def test_loads_torchvision_weights_and_computes_the_same(name: str) -> None:
+    size = FORWARD[name]
+    torch.manual_seed(0)
+    theirs = torchvision_model(name).eval()
+    perturb_norms(theirs)
+    ours = build_module(api.compile_graph(name, image_size=size), None).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert_same_layers(ours, theirs)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        assert_close_outputs(ours(x), theirs(x))
+
+
+def test_a_variant_is_its_family_spec_with_the_variants_parameters() -> None:
+    spec = api.load("resnext101_32x8d", num_classes=10)
+    assert spec.name == "resnext101_32x8d"
+    assert spec.path.endswith("resnet.yaml")
+    assert spec.overrides == {"blocks3": 23, "groups": 32, "width": 8, "num_classes": 10}
+    assert api.load(spec.path).name == "resnet"  # by path: the family's defaults (ResNet-50)
