@@ -42,12 +42,15 @@ SAVES: dict[str, SaveRule] = {
     "multiply": "input",
     "add": "none", "concat": "none", "flatten": "none", "identity": "none", "upsample": "none",
     "dropout": "none", "dropout2d": "none", "subsample": "none", "pad_channels": "none",
+    "hardswish": "input", "hardsigmoid": "input", "mish": "input", "mean": "none",
+    "reshape": "none", "unflatten": "none", "permute": "none", "transpose": "none", "slice": "none",
+    "select": "none", "roll": "none", "channel_shuffle": "none", "pad": "none",
 }
 # Ops whose output is a view of (or the same tensor as) their input: no new storage in forward,
 # and their backward hands the incoming gradient on without allocating.
-VIEWS = frozenset({"flatten", "identity", "subsample"})
+VIEWS = frozenset({"flatten", "identity", "subsample", "reshape", "unflatten", "permute", "transpose", "slice", "select"})
 # Backward hands the output gradient (or views of it) to every input without allocating.
-PASS_THROUGH = frozenset({"add", "concat", "flatten", "identity"})
+PASS_THROUGH = frozenset({"add", "concat", "flatten", "identity", "reshape", "unflatten", "permute", "transpose"})
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,27 @@ class SiLU(Activation):
 
 
 @register
+class Hardswish(Activation):
+    name = "hardswish"
+    torch_class = "nn.Hardswish"
+    doc = "x * relu6(x + 3) / 6 (MobileNetV3); not swish."
+
+
+@register
+class Hardsigmoid(Activation):
+    name = "hardsigmoid"
+    torch_class = "nn.Hardsigmoid"
+    doc = "relu6(x + 3) / 6 (MobileNetV3's SE gate); not sigmoid."
+
+
+@register
+class Mish(Activation):
+    name = "mish"
+    torch_class = "nn.Mish"
+    doc = "x * tanh(softplus(x))."
+
+
+@register
 class Sigmoid(Activation):
     name = "sigmoid"
     torch_class = "nn.Sigmoid"

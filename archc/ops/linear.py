@@ -46,23 +46,33 @@ class Linear(Op):
 
 
 class FlattenArgs(Args):
-    start: int = Field(0, ge=0, description="first dimension to flatten, without the batch")
+    start: int = Field(0, description="first dimension to flatten, without the batch (negative: from the end)")
+    end: int = Field(-1, description="last dimension to flatten")
 
 
 @register
 class Flatten(Op):
     name = "flatten"
     Args = FlattenArgs
-    doc = "Flatten (C, H, W) into (C*H*W,), keeping the batch."
+    doc = "Flatten dimensions start..end into one, keeping the batch: (C, H, W) -> (C*H*W,) by default."
 
     def infer(self, args: FlattenArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
-        if args.start >= len(shape):
-            raise OpError(f"start={args.start} is out of range for a {fmt_shape(shape)} input")
-        return (*shape[: args.start], numel(shape[args.start :]))
+        rank = len(shape)
+        for what, d in (("start", args.start), ("end", args.end)):
+            if not -rank <= d < rank:
+                raise OpError(f"{what}={d} is out of range for a {fmt_shape(shape)} input")
+        start, end = args.start % rank, args.end % rank
+        if start > end:
+            raise OpError(f"start={args.start} comes after end={args.end} for a {fmt_shape(shape)} input")
+        return (*shape[:start], numel(shape[start : end + 1]), *shape[end + 1 :])
 
     def emit(self, args: FlattenArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
-        return Call("nn.Flatten", () if args.start == 0 else (args.start + 1,))
+        rank = len(inputs[0])
+        start, end = args.start % rank + 1, args.end % rank + 1
+        if end == rank:
+            return Call("nn.Flatten", () if start == 1 else (start,))
+        return Call("nn.Flatten", (start, end))
 
 
 class DropoutArgs(Args):

@@ -49,7 +49,7 @@ class Add(Merge):
 
 
 class ConcatArgs(Args):
-    dim: int = Field(0, ge=0, description="dimension without the batch: 0 is channels")
+    dim: int = Field(0, description="dimension without the batch: 0 is channels, -1 the last")
 
 
 @register
@@ -62,17 +62,18 @@ class Concat(Merge):
     def infer(self, args: ConcatArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         _at_least_two(inputs, "concat")
         first = inputs[0]
-        if args.dim >= len(first):
+        if not -len(first) <= args.dim < len(first):
             raise OpError(f"dim={args.dim} is out of range for a {fmt_shape(first)} input")
-        rest0 = first[: args.dim] + first[args.dim + 1 :]
+        d = args.dim % len(first)
+        rest0 = first[:d] + first[d + 1 :]
         for shape, label in zip(inputs[1:], labels[1:], strict=True):
-            rest = shape[: args.dim] + shape[args.dim + 1 :]
+            rest = shape[:d] + shape[d + 1 :]
             if len(shape) != len(first) or rest != rest0:
                 raise OpError(f"concat: {label} yields {fmt_shape(rest)} but {labels[0]} yields {fmt_shape(rest0)}")
-        return (*first[: args.dim], sum(s[args.dim] for s in inputs), *first[args.dim + 1 :])
+        return (*first[:d], sum(s[d] for s in inputs), *first[d + 1 :])
 
     def expression(self, args: ConcatArgs, inputs: list[str]) -> str:
-        return f"torch.cat([{', '.join(inputs)}], {args.dim + 1})"
+        return f"torch.cat([{', '.join(inputs)}], {args.dim + 1 if args.dim >= 0 else args.dim})"
 
 
 @register

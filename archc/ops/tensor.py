@@ -1,0 +1,341 @@
+"""Tensor manipulation: reshape, unflatten, permute, transpose, slice, select, roll, channel
+shuffle, spatial pad and mean, the plumbing of ShuffleNet, ConvNeXt, ViT and Swin.
+
+Dimensions are counted without the batch (0 is the first dimension after it) and may be negative
+(-1 is the last), as everywhere in a spec. Each op is a function call in `forward`: it owns no
+module, adds no state_dict key and takes no index in nn.Sequential numbering.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field
+
+from archc.ops import register
+from archc.ops.base import Args, Op, OpError, Shape, fmt_shape, numel
+
+IntOrList = int | list[int]
+
+
+def axis(dim: int, shape: Shape, what: str = "dim") -> int:
+    """`dim` as an index into `shape` (negative counts from the end), or an OpError."""
+    rank = len(shape)
+    if not -rank <= dim < rank:
+        raise OpError(f"{what}={dim} is out of range for a {fmt_shape(shape)} input (dimensions 0..{rank - 1} "
+                      f"or -{rank}..-1, without the batch)")
+    return dim % rank
+
+
+def axes(dims: IntOrList, shape: Shape, what: str = "dim") -> tuple[int, ...]:
+    """Several dims, each once."""
+    values = tuple(axis(d, shape, what) for d in ([dims] if isinstance(dims, int) else dims))
+    if len(set(values)) != len(values):
+        raise OpError(f"{what} names a dimension twice: {dims}")
+    return values
+
+
+def batch_index(x: str, dim: int, index: str) -> str:
+    """`x[:, :, index]`: `index` at dimension `dim` (without the batch) of `x`."""
+    return f"{x}[{', '.join([':'] * (dim + 1) + [index])}]"
+
+
+class Functional(Op):
+    """A parameter-free function of one tensor, written into `forward`."""
+
+    is_module = False
+
+
+class ReshapeArgs(Args):
+    shape: list[int] = Field(min_length=1, description="the new shape without the batch; one entry may be -1")
+
+
+@register
+class Reshape(Functional):
+    name = "reshape"
+    aliases = ("view",)
+    Args = ReshapeArgs
+    shorthand = "shape"
+    doc = "Reshape without the batch, e.g. (768, 14, 14) -> (768, 196); one entry may be -1 (inferred)."
+
+    def infer(self, args: ReshapeArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        total = numel(shape)
+        unknown = [i for i, d in enumerate(args.shape) if d == -1]
+        if len(unknown) > 1 or any(d == 0 or d < -1 for d in args.shape):
+            raise OpError(f"shape {args.shape} must be positive sizes with at most one -1")
+        known = math.prod(d for d in args.shape if d != -1)
+        if unknown and total % known == 0:
+            out = list(args.shape)
+            out[unknown[0]] = total // known
+            return tuple(out)
+        if known != total or unknown:
+            raise OpError(f"cannot reshape {fmt_shape(shape)} ({total:,} elements) to {args.shape}")
+        return tuple(args.shape)
+
+    def expression(self, args: ReshapeArgs, inputs: list[str]) -> str:
+        x = inputs[0]
+        return f"{x}.reshape({x}.shape[0], {', '.join(str(d) for d in args.shape)})"
+
+    def label(self, args: ReshapeArgs) -> str:
+        return f"reshape {fmt_shape(tuple(args.shape))}"
+
+
+class UnflattenArgs(Args):
+    dim: int = Field(description="the dimension to split, without the batch")
+    sizes: list[int] = Field(min_length=1, description="its new sizes; one entry may be -1")
+
+
+@register
+class Unflatten(Functional):
+    name = "unflatten"
+    Args = UnflattenArgs
+    doc = "Split one dimension into several, e.g. (C, H*W) -> (C, H, W) with dim 1, sizes [H, W]."
+
+    def infer(self, args: UnflattenArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        d = axis(args.dim, shape)
+        part = Reshape().infer(ReshapeArgs(shape=args.sizes), [(shape[d],)], labels)
+        return (*shape[:d], *part, *shape[d + 1 :])
+
+    def expression(self, args: UnflattenArgs, inputs: list[str]) -> str:
+        return f"{inputs[0]}.unflatten({args.dim + 1 if args.dim >= 0 else args.dim}, {tuple(args.sizes)!r})"
+
+
+class PermuteArgs(Args):
+    dims: list[int] = Field(min_length=1, description="the input dimensions in their new order, without the batch")
+
+
+@register
+class Permute(Functional):
+    name = "permute"
+    Args = PermuteArgs
+    shorthand = "dims"
+    doc = "Reorder dimensions, e.g. [1, 2, 0]: (C, H, W) -> (H, W, C) channels-last."
+
+    def infer(self, args: PermuteArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        order = axes(args.dims, shape, "dims")
+        if len(order) != len(shape):
+            raise OpError(f"dims {args.dims} must name each of the {len(shape)} dimensions of a {fmt_shape(shape)} input")
+        return tuple(shape[d] for d in order)
+
+    def expression(self, args: PermuteArgs, inputs: list[str]) -> str:
+        rank = len(args.dims)
+        return f"{inputs[0]}.permute(0, {', '.join(str(d % rank + 1) for d in args.dims)})"
+
+    def label(self, args: PermuteArgs) -> str:
+        return f"permute {args.dims}"
+
+
+class TransposeArgs(Args):
+    dim0: int = Field(description="a dimension without the batch")
+    dim1: int = Field(description="the dimension it swaps with")
+
+
+@register
+class Transpose(Functional):
+    name = "transpose"
+    Args = TransposeArgs
+    doc = "Swap two dimensions, e.g. (C, L) -> (L, C) with dim0 0, dim1 1."
+
+    def infer(self, args: TransposeArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        a, b = axis(args.dim0, shape, "dim0"), axis(args.dim1, shape, "dim1")
+        out = list(shape)
+        out[a], out[b] = shape[b], shape[a]
+        return tuple(out)
+
+    def expression(self, args: TransposeArgs, inputs: list[str]) -> str:
+        def at(d: int) -> int:
+            return d + 1 if d >= 0 else d
+
+        return f"{inputs[0]}.transpose({at(args.dim0)}, {at(args.dim1)})"
+
+
+class SliceArgs(Args):
+    dim: int = Field(0, description="the dimension to slice, without the batch (0: channels)")
+    start: int = Field(0, description="first index (negative counts from the end)")
+    end: int | None = Field(None, description="one past the last index; null: to the end")
+    step: int = Field(1, gt=0)
+
+
+@register
+class Slice(Functional):
+    name = "slice"
+    aliases = ("narrow",)
+    Args = SliceArgs
+    doc = "x[start:end:step] along one dimension, e.g. the first half of the channels (ShuffleNetV2)."
+
+    def infer(self, args: SliceArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        d = axis(args.dim, shape)
+        size = len(range(*slice(args.start, args.end, args.step).indices(shape[d])))
+        if size == 0:
+            raise OpError(f"slice {args.start}:{args.end} of dimension {d} (size {shape[d]}) is empty")
+        return (*shape[:d], size, *shape[d + 1 :])
+
+    def expression(self, args: SliceArgs, inputs: list[str]) -> str:
+        text = f"{args.start or ''}:{'' if args.end is None else args.end}" + (f":{args.step}" if args.step != 1 else "")
+        # a negative dim counts from the end: index from the end with an ellipsis
+        if args.dim < 0:
+            return f"{inputs[0]}[..., {text}{', :' * (-args.dim - 1)}]"
+        return batch_index(inputs[0], args.dim, text)
+
+    def label(self, args: SliceArgs) -> str:
+        return f"slice dim {args.dim} [{args.start}:{'' if args.end is None else args.end}]"
+
+
+class SelectArgs(Args):
+    dim: int = Field(0, description="the dimension to index, without the batch")
+    index: int = Field(0, description="the position to keep (negative counts from the end)")
+
+
+@register
+class Select(Functional):
+    name = "select"
+    aliases = ("index",)
+    Args = SelectArgs
+    doc = "Take one position along a dimension and drop that dimension, e.g. ViT's class token x[:, 0]."
+
+    def infer(self, args: SelectArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        d = axis(args.dim, shape)
+        if not -shape[d] <= args.index < shape[d]:
+            raise OpError(f"index {args.index} is out of range for dimension {d} of size {shape[d]}")
+        return shape[:d] + shape[d + 1 :]
+
+    def expression(self, args: SelectArgs, inputs: list[str]) -> str:
+        d = args.dim + 1 if args.dim >= 0 else args.dim
+        return f"{inputs[0]}.select({d}, {args.index})"
+
+
+class RollArgs(Args):
+    shifts: IntOrList = Field(description="positions to shift by, one per dim")
+    dims: IntOrList = Field(description="the dimensions to roll, without the batch")
+
+
+@register
+class Roll(Functional):
+    name = "roll"
+    Args = RollArgs
+    fresh_output = True
+    doc = "Cyclic shift along dimensions (Swin's shifted windows), torch.roll."
+
+    def infer(self, args: RollArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        dims = axes(args.dims, shape, "dims")
+        shifts = [args.shifts] if isinstance(args.shifts, int) else args.shifts
+        if len(shifts) != len(dims):
+            raise OpError(f"{len(shifts)} shifts for {len(dims)} dims")
+        return shape
+
+    def expression(self, args: RollArgs, inputs: list[str]) -> str:
+        def batched(d: int) -> int:
+            return d + 1 if d >= 0 else d
+
+        dims = [args.dims] if isinstance(args.dims, int) else args.dims
+        shifts = [args.shifts] if isinstance(args.shifts, int) else args.shifts
+        return f"torch.roll({inputs[0]}, shifts={tuple(shifts)!r}, dims={tuple(batched(d) for d in dims)!r})"
+
+
+class ChannelShuffleArgs(Args):
+    groups: int = Field(gt=0, description="channel groups to interleave")
+
+
+@register
+class ChannelShuffle(Functional):
+    name = "channel_shuffle"
+    Args = ChannelShuffleArgs
+    shorthand = "groups"
+    fresh_output = True
+    doc = "Interleave the channels of `groups` groups (ShuffleNet): (g, C/g) -> (C/g, g)."
+
+    def infer(self, args: ChannelShuffleArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        if len(shape) < 2:
+            raise OpError(f"channel_shuffle needs a (C, ...spatial) input, got {fmt_shape(shape)}")
+        if shape[0] % args.groups:
+            raise OpError(f"groups={args.groups} does not divide the {shape[0]} channels")
+        return shape
+
+    def expression(self, args: ChannelShuffleArgs, inputs: list[str]) -> str:
+        return f"torch.nn.functional.channel_shuffle({inputs[0]}, {args.groups})"
+
+
+class PadArgs(Args):
+    padding: IntOrList = Field(description="an int for every side, or [left, right, top, bottom, ...] "
+                                           "(torch's F.pad order: last dimension first)")
+    mode: Literal["constant", "reflect", "replicate", "circular"] = "constant"
+    value: float = Field(0.0, description="fill value of constant padding")
+
+
+@register
+class Pad(Functional):
+    name = "pad"
+    Args = PadArgs
+    shorthand = "padding"
+    fresh_output = True
+    doc = "Pad the spatial dimensions of a (C, ...spatial) input (zeros, a constant, reflect, replicate, circular)."
+
+    def pads(self, args: PadArgs, shape: Shape) -> list[int]:
+        if len(shape) < 2:
+            raise OpError(f"pad needs a (C, ...spatial) input, got {fmt_shape(shape)}")
+        n = len(shape) - 1
+        pads = [args.padding] * (2 * n) if isinstance(args.padding, int) else list(args.padding)
+        if not pads or len(pads) % 2 or len(pads) > 2 * n:
+            raise OpError(f"padding {args.padding} must be an int or pairs for up to {n} spatial dimensions")
+        if args.mode != "constant" and args.value != 0.0:
+            raise OpError(f"value is the fill of constant padding, not of mode '{args.mode}'")
+        if args.mode != "constant" and len(pads) != 2 * n:
+            raise OpError(f"mode '{args.mode}' pads every spatial dimension: give an int or {2 * n} values")
+        return pads
+
+    def infer(self, args: PadArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        out = list(shape)
+        for k, (lo, hi) in enumerate(zip(*[iter(self.pads(args, shape))] * 2, strict=True)):
+            d = len(shape) - 1 - k
+            if args.mode == "reflect" and max(lo, hi) >= shape[d]:
+                raise OpError(f"reflect padding {max(lo, hi)} must be smaller than the size {shape[d]} it reflects")
+            out[d] = shape[d] + lo + hi
+            if out[d] < 1:
+                raise OpError(f"padding {args.padding} leaves dimension {d} empty")
+        return tuple(out)
+
+    def expression(self, args: PadArgs, inputs: list[str]) -> str:
+        x = inputs[0]
+        pads = f"({args.padding},) * (2 * ({x}.dim() - 2))" if isinstance(args.padding, int) else repr(tuple(args.padding))
+        extra = f", mode={args.mode!r}" if args.mode != "constant" else ""
+        extra += f", value={args.value!r}" if args.value != 0.0 else ""
+        return f"torch.nn.functional.pad({x}, {pads}{extra})"
+
+
+class MeanArgs(Args):
+    dim: IntOrList = Field(description="the dimension(s) to average over, without the batch")
+    keepdim: bool = False
+
+
+@register
+class Mean(Functional):
+    name = "mean"
+    Args = MeanArgs
+    shorthand = "dim"
+    fresh_output = True
+    doc = "Average over dimensions, e.g. [1, 2] for a (C, H, W) map (MNASNet's x.mean([2, 3]))."
+
+    def infer(self, args: MeanArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        dims = axes(args.dim, shape)
+        if args.keepdim:
+            return tuple(1 if i in dims else s for i, s in enumerate(shape))
+        return tuple(s for i, s in enumerate(shape) if i not in dims)
+
+    def other_ops(self, args: MeanArgs, inputs: list[Shape], out: Shape) -> int:
+        return numel(inputs[0])
+
+    def expression(self, args: MeanArgs, inputs: list[str]) -> str:
+        dims = [args.dim] if isinstance(args.dim, int) else args.dim
+        batched = tuple(d + 1 if d >= 0 else d for d in dims)
+        return f"{inputs[0]}.mean({batched!r}{', keepdim=True' if args.keepdim else ''})"
