@@ -29,14 +29,39 @@ class Pos:
         return f"{self.source.path}:{self.line}:{self.col}"
 
 
+MAX_ERRORS = 20
+"""The most errors one run reports; a compiler's cap, so a broken file does not flood the terminal."""
+
+
 class SpecError(Exception):
-    """A problem in a spec. The only exception archc lets escape for bad input."""
+    """A problem in a spec. The only exception archc lets escape for bad input.
+
+    One SpecError may carry several independent problems of a file (`diagnostics`, in file order,
+    itself first): its own message, position and `str()` are the first problem's, so callers that
+    handle one error keep working, and `render()` reports them all.
+    """
 
     def __init__(self, message: str, pos: Pos | None = None, notes: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.pos = pos
         self.notes = notes
+        self.diagnostics: tuple[SpecError, ...] = (self,)
+        self.truncated = False  # more problems were found than MAX_ERRORS
+
+    @classmethod
+    def several(cls, errors: list[SpecError], truncated: bool = False) -> SpecError:
+        """One SpecError reporting every problem: duplicates dropped, sorted by position."""
+        unique: dict[tuple[str, str], SpecError] = {}  # a block's mistake once, not once per call
+        for err in errors:
+            for diag in err.diagnostics:
+                unique.setdefault((str(diag.pos), diag.message), diag)
+        ordered = sorted(unique.values(), key=lambda d: (d.pos.line, d.pos.col) if d.pos else (1 << 30, 0))
+        first = ordered[0]
+        out = cls(first.message, first.pos, first.notes)
+        out.diagnostics = (out, *ordered[1:])
+        out.truncated = truncated or any(e.truncated for e in errors)
+        return out
 
     @property
     def line(self) -> int | None:
@@ -50,7 +75,15 @@ class SpecError(Exception):
         return f"{self.pos}: {self.message}" if self.pos else self.message
 
     def render(self) -> str:
-        """The full report: location, message, the source line with a caret, then notes."""
+        """The full report: each problem's location, message, source line with a caret and notes."""
+        reports = [self.render_one()] + [d.render_one() for d in self.diagnostics[1:]]
+        if len(reports) > 1 or self.truncated:
+            more = f" (stopped after the first {len(reports)})" if self.truncated else ""
+            reports.append(f"{len(reports)} errors{more}")
+        return "\n".join(reports)
+
+    def render_one(self) -> str:
+        """This problem alone: location, message, the source line with a caret, then notes."""
         out = [f"error: {self}"]
         if self.pos is not None:
             text = self.pos.source.line(self.pos.line)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archc import ops
-from archc.errors import Pos, SpecError, did_you_mean
-from archc.infer import make_node
+from archc.errors import MAX_ERRORS, Pos, SpecError, did_you_mean
+from archc.infer import ShapeError, make_node
 from archc.ir import INPUT, Graph, Head, Node, ScopeInfo
 from archc.loader import LDict, LList, key_position, position_of
 from archc.ops.base import Shape, fmt_shape
@@ -65,10 +65,29 @@ class Scope:
 
 @dataclass
 class Value:
-    """The tensor flowing along a list: which node made it."""
+    """The tensor flowing along a list: which node made it.
+
+    `tainted`: an earlier error changed what flows here, so a shape mismatch downstream may be only
+    its consequence and is not reported.
+    """
 
     node: str
     shape: Shape
+    tainted: bool = False
+
+
+class LimitError(SpecError):
+    """A resource limit: expansion stops at once instead of reporting further problems."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One level of the call-site chain an error inside a block or repeat is reported with."""
+
+    what: str  # "block" or "repeat"
+    label: str  # the block's name, or the repeat variable
+    pos: Pos | None
+    detail: str  # the block call's arguments, or the repeat index
 
 
 class Expander:
@@ -79,6 +98,9 @@ class Expander:
         self.blocks: LDict = data.get("blocks") or LDict()
         self.graph = Graph(name=spec.name, input_shape=spec.input_shape, params_used=dict(spec.params))
         self.ids: set[str] = {INPUT}
+        self.errors: list[SpecError] = []
+        self.frames: list[Frame] = []
+        self.tainted: set[str] = set()  # nodes a failed item's name was left pointing to
 
     def run(self) -> Graph:
         data = self.spec.document.data
@@ -87,6 +109,8 @@ class Expander:
             input_id=INPUT, stack=(), depth=0,
         )
         out = self.seq(data["layers"], scope, Value(INPUT, self.spec.input_shape))
+        if self.errors:
+            raise SpecError.several(self.errors)
         if out.node == INPUT:
             raise SpecError("the network has no layers", position_of(data, "layers"))
         self.graph.output = out.node
@@ -104,8 +128,49 @@ class Expander:
                 raise SpecError("empty list item: write an op name such as '- relu'", position_of(items, i))
         scope = Scope(scope.ns, scope.env, scope.refs, scope.declared.new_child(declared), scope.input_id, scope.stack, scope.depth)
         for i, item in enumerate(items):
-            cur = self.item(item, position_of(items, i), scope, cur)
+            try:
+                cur = self.item(item, position_of(items, i), scope, cur)
+            except SpecError as exc:
+                cur = self.recover(exc, item, scope, cur)
         return cur
+
+    def recover(self, exc: SpecError, item: Any, scope: Scope, cur: Value) -> Value:
+        """Record an item's error and go on from its input, like a compiler, to report every
+        independent error at once; a shape mismatch fed by an earlier error is not reported."""
+        if not getattr(exc, "chained", False):
+            exc.notes = (*exc.notes, *self.call_notes())
+            exc.chained = True  # type: ignore[attr-defined]
+        if isinstance(exc, LimitError) or exc.truncated or len(exc.diagnostics) > 1:
+            raise exc
+        if not (isinstance(exc, ShapeError) and getattr(exc, "cascade", False)):
+            self.errors.append(exc)
+            if len(self.errors) >= MAX_ERRORS:
+                raise SpecError.several(self.errors, truncated=True)
+        name = item.get("name") if isinstance(item, LDict) else None
+        if isinstance(name, str) and NAME_RE.match(name) and name not in scope.refs.maps[0]:
+            scope.refs.maps[0][name] = cur.node  # later references to it are not errors of their own
+            self.tainted.add(cur.node)
+        return Value(cur.node, cur.shape, tainted=True)
+
+    def call_notes(self) -> list[str]:
+        """'in block 'B' called at x.yaml:40:7 with planes=64, repeat index 2', innermost first."""
+        notes: list[str] = []
+        frames = self.frames
+        k = len(frames) - 1
+        while k >= 0:
+            frame = frames[k]
+            if frame.what == "block":
+                text = f"in block '{frame.label}' called at {frame.pos or 'the spec'}"
+                if frame.detail:
+                    text += f" with {frame.detail}"
+                if k > 0 and frames[k - 1].what == "repeat" and frames[k - 1].pos == frame.pos:
+                    k -= 1
+                    text += f", {frames[k].detail}"
+                notes.append(text)
+            else:
+                notes.append(f"in {frame.detail} of the item at {frame.pos or 'the spec'}")
+            k -= 1
+        return notes
 
     def item(self, raw: Any, pos: Pos | None, scope: Scope, cur: Value) -> Value:
         kind, body, meta, kpos = self.split(raw, pos, scope)
@@ -114,9 +179,20 @@ class Expander:
         if "repeat" not in meta:
             return self.single(kind, body, meta, raw, kpos, scope, cur)
         env = self.env_for(scope, self.flow_in(meta, raw, scope, cur))
+        var = meta["repeat"].get("var", "i") if isinstance(meta["repeat"], LDict) else "i"
         for bound in self.repeat_spec(meta["repeat"], raw, env):
             inner = Scope(scope.ns, scope.env.new_child(bound), scope.refs, scope.declared, scope.input_id, scope.stack, scope.depth)
-            cur = self.single(kind, body, meta, raw, kpos, inner, cur)
+            index = bound[var] if isinstance(var, str) and var in bound else 0
+            self.frames.append(Frame("repeat", var, kpos, f"repeat index {int(index)}"))
+            try:
+                cur = self.single(kind, body, meta, raw, kpos, inner, cur)
+            except SpecError as exc:
+                if not getattr(exc, "chained", False):
+                    exc.notes = (*exc.notes, *self.call_notes())
+                    exc.chained = True  # type: ignore[attr-defined]
+                raise
+            finally:
+                self.frames.pop()
         return cur
 
     def flow_in(self, meta: dict[str, Any], raw: Any, scope: Scope, cur: Value) -> Value:
@@ -307,7 +383,7 @@ class Expander:
                 raise SpecError(f"'{name}' is defined later{at}; 'from' must name an earlier node (no cycles)", npos)
             else:
                 raise SpecError(f"unknown node '{name}'{did_you_mean(name, [*scope.refs, INPUT])}", npos)
-            out.append(Value(node_id, self.graph.shape_of(node_id)))
+            out.append(Value(node_id, self.graph.shape_of(node_id), node_id in self.tainted))
         return out
 
     def add_head(self, raw: Any, name: str | None, item: Any, out: Value) -> None:
@@ -338,7 +414,7 @@ class Expander:
         label = self.claim_name(scope.ns, name, pos, None)
         path = scope.ns.child(label)
         if scope.depth + 1 > self.limits.max_depth:
-            raise SpecError(f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos)
+            raise LimitError(f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos)
         self.graph.scopes[path] = ScopeInfo(path, kind, block, args, pos)
         return Scope(Namespace(path + "."), env, refs, ChainMap({}), input_id, stack, scope.depth + 1)
 
@@ -350,7 +426,7 @@ class Expander:
     def call_block(self, block: str, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value, env: Any) -> Value:
         if block in scope.stack:
             chain = " -> ".join([*scope.stack[scope.stack.index(block):], block])
-            raise SpecError(f"block '{block}' calls itself ({chain}); blocks cannot be recursive", pos)
+            raise LimitError(f"block '{block}' calls itself ({chain}); blocks cannot be recursive", pos)
         definition = self.blocks[block]
         declared = definition.get("params") or LDict()
         if not isinstance(declared, LDict):
@@ -376,10 +452,15 @@ class Expander:
         if definition.get("inline", False):
             inner = Scope(scope.ns, block_env, ChainMap({}), ChainMap({}), cur.node, stack, scope.depth + 1)
             if inner.depth > self.limits.max_depth:
-                raise SpecError(f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos)
+                raise LimitError(f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos)
+        else:
+            inner = self.child_scope(scope, name, pos, "block", block, args, block_env, ChainMap({}), cur.node, stack)
+        shown = ", ".join(f"{k}={_show(v)}" for k, v in given.items())
+        self.frames.append(Frame("block", block, pos, shown))
+        try:
             return self.seq(layers, inner, cur)
-        inner = self.child_scope(scope, name, pos, "block", block, args, block_env, ChainMap({}), cur.node, stack)
-        return self.seq(layers, inner, cur)
+        finally:
+            self.frames.pop()
 
     def branches(self, kind: str, body: LList, name: str | None, pos: Pos | None, scope: Scope, cur: Value) -> Value:
         outs: list[Value] = []
@@ -415,7 +496,7 @@ class Expander:
         op = ops.get(kind)
         assert op is not None
         if len(self.graph.nodes) >= self.limits.max_nodes:
-            raise SpecError(f"the network has more than {self.limits.max_nodes:,} nodes (--max-nodes)", pos)
+            raise LimitError(f"the network has more than {self.limits.max_nodes:,} nodes (--max-nodes)", pos)
         module = None
         if op.is_module:
             module = scope.ns.child(self.claim_name(scope.ns, name, pos, kind))
@@ -423,8 +504,13 @@ class Expander:
         else:
             node_id = scope.ns.child(name or op.name)
         node_id = self.unique(node_id)
-        node = make_node(op, node_id, args_raw, [v.node for v in inputs], [v.shape for v in inputs], labels, module,
-                         scope.ns.path.rstrip("."), pos)
+        tainted = any(v.tainted for v in inputs)
+        try:
+            node = make_node(op, node_id, args_raw, [v.node for v in inputs], [v.shape for v in inputs], labels, module,
+                             scope.ns.path.rstrip("."), pos)
+        except ShapeError as exc:
+            exc.cascade = tainted  # type: ignore[attr-defined]
+            raise
         if module is not None:
             previous = scope.ns.modules.get(module)
             if previous is not None:
@@ -437,7 +523,7 @@ class Expander:
                 scope.ns.modules[module] = node
         self.graph.nodes[node_id] = node
         self.ids.add(node_id)
-        return Value(node_id, node.shape)
+        return Value(node_id, node.shape, tainted)
 
     def claim_name(self, ns: Namespace, name: str | None, pos: Pos | None, kind: str | None) -> str:
         """The next index, or the explicit name; both advance the counter like nn.Sequential."""
@@ -460,6 +546,16 @@ class Expander:
 
     def display(self, node_id: str) -> str:
         return "input" if node_id == INPUT else node_id
+
+
+def _show(value: Any) -> str:
+    """A block argument as the user would write it: 2, 0.5, true, [1, 2], relu."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if NAME_RE.match(value) else repr(value)
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def expand(spec: LoadedSpec, limits: Limits | None = None) -> Graph:

@@ -15,6 +15,10 @@ from archc.loader import key_position, position_of
 from archc.ops.base import Args, Op, OpError, Shape
 
 
+class ShapeError(SpecError):
+    """An op's shape rule refused its inputs: after an earlier error, possibly only its consequence."""
+
+
 def validate_args(op: Op, args: dict[str, Any], body: Any, pos: Pos | None) -> Args:
     """The op's pydantic model over the rendered arguments, errors pointing at the argument."""
     try:
@@ -59,7 +63,7 @@ def make_node(
     except OpError as exc:
         who = f"'{node_id}' ({op.name})" if module else op.name
         text = str(exc)
-        raise SpecError(text if text.startswith(f"{who}:") else f"{who}: {text}", pos) from None
+        raise ShapeError(text if text.startswith(f"{who}:") else f"{who}: {text}", pos) from None
     return Node(
         id=node_id, op=op.name, args=args, inputs=inputs, shape=shape, params=params, buffers=buffers, macs=macs,
         other_ops=other, module=module, scope=scope, label=op.label(args), pos=pos,

@@ -9,6 +9,7 @@ before it can expand.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,12 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
         pos = Pos(source, mark.line + 1, mark.column + 1) if mark else Pos(source, 1, 1)
         raise SpecError(f"YAML nesting deeper than {MAX_DEPTH} levels", pos) from None
     except MarkedYAMLError as exc:
+        advice = yaml_advice(exc, text.splitlines())
+        if advice is not None:
+            message, (line, col) = advice
+            raw = " ".join(p for p in (exc.context, exc.problem) if p)
+            raise SpecError(f"YAML syntax error: {message}", Pos(source, line + 1, col + 1),
+                            (f"the YAML parser said: {raw}",)) from None
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.context and problem.startswith("but "):  # ruamel splits one sentence in two
@@ -137,6 +144,51 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
     if not isinstance(data, LDict):
         raise SpecError("a spec must be a YAML mapping (keys such as input:, layers:)", Pos(source, 1, 1))
     return Document(data, source)
+
+
+_FLOW_CLOSE = re.compile(r"expected ',' or '([\]}])', but got (.*)$")
+
+
+def yaml_advice(exc: Any, lines: list[str]) -> tuple[str, tuple[int, int]] | None:
+    """ruamel's message for the usual YAML slips as plain advice, at the place to fix (0-based
+    line and column): tabs, lines indented unlike their siblings, unclosed brackets and quotes,
+    unquoted `${...}` inside brackets, a second `: ` on a line, duplicate keys. None: no advice."""
+    problem, context = exc.problem or "", exc.context or ""
+    at, opened = exc.problem_mark, exc.context_mark
+    if at is None:
+        return None
+    here = (at.line, at.column)
+    if "'\\t'" in problem:
+        return "a tab character; YAML indents with spaces only: replace the tab with spaces", here
+    if problem.startswith("expected <block end>"):
+        where = f"line {opened.line + 1}, column {opened.column + 1}" if opened is not None else "the lines above"
+        kind = "list" if "collection" in context else "mapping"  # ruamel calls a block sequence a collection
+        return (f"this line is indented differently from the rest of its {kind} (which starts at {where}); "
+                "YAML nests by indentation: align it with its siblings"), here
+    closing = _FLOW_CLOSE.match(problem)
+    if closing and opened is not None:
+        closer, got = closing.group(1), closing.group(2)
+        line = lines[at.line] if at.line < len(lines) else ""
+        if got == "'{'" and at.column > 0 and line[at.column - 1 : at.column] == "$":
+            return "an expression inside [...] or {...} must be quoted: write \"${...}\"", (at.line, at.column - 1)
+        opener = "[" if closer == "]" else "{"
+        if got == "'<stream end>'" or at.line != opened.line:
+            what = "list" if opener == "[" else "mapping"
+            return f"this '{opener}' is never closed: add '{closer}' where the {what} ends", (opened.line, opened.column)
+        return f"expected ',' or '{closer}' here: separate the entries with ', '", here
+    if "quoted scalar" in context and opened is not None:
+        return "this quote is never closed: add the closing quote", (opened.line, opened.column)
+    if problem.startswith("mapping values are not allowed"):
+        return ("unexpected ': ' here: a nested mapping goes in braces on one line ('conv: {out: 4, kernel: 3}') "
+                "or on its own, further indented lines; a space after ':' ends a key"), here
+    duplicate = re.match(r'found duplicate key "([^"]*)"', problem)
+    if duplicate:
+        key = duplicate.group(1)
+        first = next((n for n in range(opened.line if opened else 0, at.line)
+                      if lines[n][:at.column].strip() in ("", "-") and lines[n][at.column:].startswith(f"{key}:")), None)
+        also = f" (first at line {first + 1})" if first is not None else ""
+        return f"key '{key}' appears twice in this mapping{also}; each key may appear once", here
+    return None
 
 
 def load_file(path: str | Path) -> Document:

@@ -62,11 +62,31 @@ class LoadedSpec:
 
 
 def pydantic_error(exc: ValidationError, root: object, where: str = "", model: Any = SpecModel) -> SpecError:
-    """Turn pydantic's first complaint into a positioned SpecError (a misspelled key before the key it misses)."""
-    err = min(exc.errors(), key=lambda e: e["type"] == "missing")
+    """Every complaint of pydantic as one positioned SpecError: one report per place in the spec
+    (whichever member of a union complained), and a misspelled key rather than the key it misses."""
+    errors = exc.errors()
+    misspelled = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+    reports: list[SpecError] = []
+    member: dict[tuple[Any, ...], Any] = {}  # a union's place -> the member whose complaints are shown
+    seen: set[tuple[Any, ...]] = set()
+    for err in errors:
+        loc = tuple(err["loc"])
+        if err["type"] == "missing" and loc[:-1] in misspelled:
+            continue
+        tag = next((k for k, step in enumerate(loc) if is_union_tag(step)), len(loc))
+        if tag < len(loc) and member.setdefault(loc[:tag], loc[tag]) != loc[tag]:
+            continue
+        plain = tuple(step for step in loc if not is_union_tag(step))
+        if plain in seen:
+            continue
+        seen.add(plain)
+        reports.append(_pydantic_report(err, root, prefix=f"{where}: " if where else "", model=model))
+    return SpecError.several(reports)
+
+
+def _pydantic_report(err: Any, root: object, prefix: str, model: Any) -> SpecError:
     loc = tuple(err["loc"])
     kind = err["type"]
-    prefix = f"{where}: " if where else ""
     if kind == "extra_forbidden":
         parent_path, key = loc[:-1], loc[-1]
         parent = _walk(root, parent_path)
@@ -202,28 +222,37 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
     try:
         model = SpecModel.model_validate(dict(data))
     except ValidationError as exc:
-        raise pydantic_error(exc, data) from None
+        errors = [pydantic_error(exc, data)]
+        if isinstance(data.get("train"), LDict) and isinstance(data.get("params", {}), dict):
+            try:  # the training section is independent of the model's keys: report its errors too
+                _train_config(data["train"], resolve_params(data.get("params") or LDict(), overrides), position_of(data, "train"))
+            except SpecError as train_exc:
+                errors.append(train_exc)
+        raise SpecError.several(errors) from None
     params_raw = data.get("params", LDict())
     if not isinstance(params_raw, LDict):
         params_raw = LDict()
         params_raw.pos, params_raw.key_pos, params_raw.value_pos = None, {}, {}
     _check_variants(data.get("variants"), params_raw)
     params = resolve_params(params_raw, overrides)
+    errors: list[SpecError] = []  # the input shape and the train section are checked independently
     input_raw = data["input"]
-    shape = render(list(input_raw), params, position_of(data, "input"))
-    bad = [i for i, d in enumerate(shape) if not (isinstance(d, int) and not isinstance(d, bool) and d > 0)]
-    if bad:
-        raise SpecError(f"input must be positive integers (channels first, no batch), got {shape}", position_of(input_raw, bad[0]))
+    shape: list[Any] = []
+    try:
+        shape = render(list(input_raw), params, position_of(data, "input"))
+        bad = [i for i, d in enumerate(shape) if not (isinstance(d, int) and not isinstance(d, bool) and d > 0)]
+        if bad:
+            raise SpecError(f"input must be positive integers (channels first, no batch), got {shape}", position_of(input_raw, bad[0]))
+    except SpecError as exc:
+        errors.append(exc)
     train = None
     if data.get("train") is not None:
-        train_raw = render(dict(data["train"]), params, position_of(data, "train"))
-        refused = runner_setting_in_spec(train_raw)
-        if refused is not None:
-            raise SpecError(refused[1], key_position(data["train"], refused[0]))
         try:
-            train = TrainConfig.model_validate(train_raw)
-        except ValidationError as exc:
-            raise pydantic_error(exc, data["train"], "train", TrainConfig) from None
+            train = _train_config(data["train"], params, position_of(data, "train"))
+        except SpecError as exc:
+            errors.append(exc)
+    if errors:
+        raise SpecError.several(errors)
     return LoadedSpec(model, document, params, overrides, tuple(shape), train, plugins, variant)
 
 
@@ -234,6 +263,17 @@ def _check_variants(variants: Any, declared: LDict) -> None:
             if key not in declared:
                 raise SpecError(f"variant sets unknown parameter '{key}'{did_you_mean(key, declared)}",
                                 key_position(table, key))
+
+
+def _train_config(raw: Any, params: dict[str, Any], pos: Pos | None) -> TrainConfig:
+    train_raw = render(dict(raw), params, pos)
+    refused = runner_setting_in_spec(train_raw)
+    if refused is not None:
+        raise SpecError(refused[1], key_position(raw, refused[0]))
+    try:
+        return TrainConfig.model_validate(train_raw)
+    except ValidationError as exc:
+        raise pydantic_error(exc, raw, "train", TrainConfig) from None
 
 
 def load(path_or_text: str | Path, overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = ()) -> LoadedSpec:

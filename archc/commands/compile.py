@@ -49,7 +49,9 @@ def run_check(args: argparse.Namespace) -> int:
             graph = expand(load_spec(path, args), limits_of(args))
         except SpecError as exc:
             failures += 1
-            results.append({"spec": path, "ok": False, "error": str(exc), "line": exc.line, "col": exc.col})
+            results.append({"spec": path, "ok": False, "error": str(exc), "line": exc.line, "col": exc.col,
+                            "errors": [{"message": d.message, "line": d.line, "col": d.col, "notes": list(d.notes)}
+                                       for d in exc.diagnostics]})
             if args.format == "text":
                 print(exc.render(), file=sys.stderr)
             continue
