@@ -30,6 +30,7 @@ COVERED = [
     "mobilenet_v2",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
     "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
     "squeezenet1_0", "squeezenet1_1",
     "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
     "wide_resnet50_2", "wide_resnet101_2",
@@ -49,6 +50,7 @@ FORWARD = {
     "squeezenet1_1": 64,
     "densenet121": 64,
     "mnasnet0_5": 64,
+    "shufflenet_v2_x0_5": 64,
     "vgg11": 32,
 }
 

@@ -63,6 +63,7 @@ EXPECTED_PARAMS = {
     "densenet": 7_978_856,  # DenseNet-121
     "squeezenet": 1_248_424,  # SqueezeNet 1.0
     "mnasnet": 4_383_312,  # MNASNet 1.0
+    "shufflenet_v2": 2_278_604,  # ShuffleNetV2 x1.0
     # seeds (tests/reference_models.py, /tmp seed notes)
     "lenet5": 61_706,
     "lenet_d2l": 61_706,
@@ -87,7 +88,7 @@ EXPECTED_PARAMS = {
 }
 IMAGENET = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "googlenet",
             "inception_v3", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
-            "resnet", "vgg", "densenet", "squeezenet", "mnasnet"}
+            "resnet", "vgg", "densenet", "squeezenet", "mnasnet", "shufflenet_v2"}
 OUTPUT_SHAPES = {name: (1000,) if name in IMAGENET else (10,) for name in EXPECTED_PARAMS}
 OUTPUT_SHAPES["inception_block_v3"] = (256, 35, 35)
 # A training step on these takes several seconds each (100M+ parameters or 224x224 ResNets).
