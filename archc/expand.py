@@ -11,6 +11,7 @@ stays in its parent's namespace (so ResNet's conv1/bn1/... sit beside `downsampl
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import ChainMap
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from archc.infer import ShapeError, make_node
 from archc.ir import INPUT, Graph, Head, Node, ScopeInfo
 from archc.loader import LDict, LList, key_position, position_of
 from archc.ops.base import Shape, fmt_shape
+from archc.suggest import PYTORCH_ARGS, suggest_op
 from archc.validate import LoadedSpec, render, resolve_params
 
 META_KEYS = ("name", "from", "when", "repeat", "head", "then", "doc")
@@ -242,8 +244,8 @@ class Expander:
             raise SpecError(f"layer has no op (keys: {', '.join(raw)})", raw.pos or pos)
         for k in kinds:
             if not self.is_kind(k):
-                choices = [*META_KEYS, *ops.REGISTRY, *self.blocks, SEQ]
-                raise SpecError(f"unknown op, block or key '{k}'{did_you_mean(k, choices)}", key_position(raw, k))
+                raise SpecError(f"unknown op, block or key '{k}'{self.misplaced_argument(k, kinds) or self.hint(k, META_KEYS)}",
+                                key_position(raw, k))
         if len(kinds) > 1:
             raise SpecError(f"one op per list item, found {', '.join(kinds)}; put each on its own '- ' line", key_position(raw, kinds[1]))
         return kinds[0], raw[kinds[0]], meta, key_position(raw, kinds[0])
@@ -253,7 +255,25 @@ class Expander:
 
     def check_kind(self, name: str, pos: Pos | None) -> None:
         if not self.is_kind(name):
-            raise SpecError(f"unknown op or block '{name}'{did_you_mean(name, [*ops.REGISTRY, *self.blocks])}", pos)
+            raise SpecError(f"unknown op or block '{name}'{self.hint(name)}", pos)
+
+    def hint(self, name: str, keys: tuple[str, ...] = ()) -> str:
+        """Did-you-mean for an op or block name that never steers to a different function silently."""
+        return suggest_op(name, ops.REGISTRY, [*self.blocks, SEQ, *keys])
+
+    def misplaced_argument(self, key: str, kinds: list[str]) -> str:
+        """' (conv takes 'kernel': put it inside conv's mapping)' when `key` is an argument of the item's op."""
+        op = next((ops.get(k) for k in kinds if ops.get(k) is not None), None)
+        if op is None:
+            return ""
+        fields = list(op.Args.model_fields)
+        named = key if key in fields else PYTORCH_ARGS.get(key) if PYTORCH_ARGS.get(key) in fields else None
+        if named is None:
+            close = difflib.get_close_matches(key, fields, n=1, cutoff=0.75)
+            named = close[0] if close else None
+        if named is None:
+            return ""
+        return f" ({op.name} takes '{named}': write it inside {op.name}'s mapping, '{op.name}: {{{named}: ...}}')"
 
     def env_for(self, scope: Scope, cur: Value | None) -> ChainMap[str, Any]:
         return scope.env if cur is None else self.with_shape(scope.env, cur)

@@ -9,10 +9,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archc.errors import Pos, SpecError, did_you_mean
+from archc.errors import Pos, SpecError
 from archc.ir import Node
 from archc.loader import key_position, position_of
 from archc.ops.base import Args, Op, OpError, Shape
+from archc.suggest import suggest_argument
 
 
 class ShapeError(SpecError):
@@ -30,7 +31,8 @@ def validate_args(op: Op, args: dict[str, Any], body: Any, pos: Pos | None) -> A
         if err["type"] == "extra_forbidden":
             where = key_position(body, key) if key is not None else pos
             known = ", ".join(fields) or "none"
-            return _raise(f"unknown argument '{key}' for {op.name}{did_you_mean(str(key), fields)}; it takes: {known}", where or pos)
+            return _raise(f"unknown argument '{key}' for {op.name}{suggest_argument(str(key), op.name, fields)}; it takes: {known}",
+                          where or pos)
         if err["type"] == "missing":
             return _raise(f"{op.name} needs argument '{key}'", pos)
         where = position_of(body, key) if key is not None and isinstance(body, dict) else pos

@@ -566,3 +566,62 @@ def test_check_json_lists_every_error(write_spec, capsys: pytest.CaptureFixture[
     report = json.loads(capsys.readouterr().out)[0]
     assert [(e["line"], e["col"]) for e in report["errors"]] == [(7, 41), (10, 17), (11, 5), (14, 20)]
     assert report["errors"][0]["notes"][0].startswith("in block 'Bottleneck' called at")
+
+
+# --------------------------------------------------------------------------- did-you-mean keeps meaning
+
+
+@pytest.mark.parametrize(
+    ("typed", "hint"),
+    [
+        ("rleu", "(did you mean 'relu'?)"),
+        ("sigmoyd", "(did you mean 'sigmoid'?)"),
+        ("hardswich", "(did you mean 'hardswish'?)"),
+        ("Conv2d", "(did you mean 'conv2d'? op names are lower case)"),
+        ("BatchNorm2d", "(did you mean 'batchnorm'? op names are lower case)"),
+        ("AdaptiveAvgPool2d", "(did you mean 'adaptive_avgpool'? op names are lower case)"),
+        ("Dropout2d", "(did you mean 'dropout2d'? op names are lower case)"),
+        ("hardtanh", "(PyTorch has it, archc does not; the closest op, 'tanh', is a different function)"),
+        ("selu", "(PyTorch has it, archc does not; the closest op, 'silu', is a different function)"),
+        ("prelu", "(PyTorch has it, archc does not; the closest op, 'relu', is a different function)"),
+        ("logsigmoid", "(PyTorch has it, archc does not; the closest op, 'sigmoid', is a different function)"),
+        ("softplus", "(PyTorch has it, archc does not: a plugin can add it)"),
+        ("superrelu", "(the closest op, 'relu', is a different function)"),
+        ("maxpooling", "(the closest op is 'maxpool': not a spelling slip, so check it computes what you mean)"),
+    ],
+)
+def test_unknown_op_hint_never_steers_to_another_function_silently(typed: str, hint: str, write_spec) -> None:
+    err = _error(write_spec(HEAD + f"  - {typed}\n"))
+    assert err.message == f"unknown op or block '{typed}' {hint}"
+
+
+def test_no_registered_op_is_suggested_for_another_as_a_typo() -> None:
+    """Take each registered op (plugins included) away: its name must not plainly suggest a different op."""
+    from archc import ops
+    from archc.suggest import suggest_op
+
+    for name, op in ops.REGISTRY.items():
+        others = [n for n, other in ops.REGISTRY.items() if type(other) is not type(op)]
+        assert not suggest_op(name, others).startswith(" (did you mean"), name
+
+
+@pytest.mark.parametrize(
+    ("layer", "hint"),
+    [
+        ("conv: {out: 4, kernel_size: 3}", "(PyTorch's 'kernel_size' is 'kernel' here)"),
+        ("conv: {out_channels: 4, kernel: 3}", "(PyTorch's 'out_channels' is 'out' here)"),
+        ("conv: {in_channels: 3, out: 4, kernel: 3}", "(archc infers in_channels from the input: leave it out)"),
+        ("{flatten: }\n  - linear: {in_features: 192, out: 2}", "(archc infers in_features from the input: leave it out)"),
+        ("relu: {inplace: true}", "(archc runs a layer in place itself when that is safe: leave it out)"),
+    ],
+)
+def test_pytorch_argument_names_are_translated(layer: str, hint: str, write_spec) -> None:
+    err = _error(write_spec(HEAD + f"  - {layer}\n"))
+    assert err.message.startswith("unknown argument '") and hint in err.message
+
+
+def test_an_argument_beside_the_op_is_pointed_inside_it(write_spec) -> None:
+    err = _error(write_spec(HEAD + "  - {maxpool: 2, stride: 2}\n"))
+    assert err.message == ("unknown op, block or key 'stride' (maxpool takes 'stride': write it inside maxpool's "
+                           "mapping, 'maxpool: {stride: ...}')")
+    assert (err.line, err.col) == (3, 18)
