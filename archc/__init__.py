@@ -5,10 +5,17 @@ __version__ = "0.1.0"
 from typing import TYPE_CHECKING, Any
 
 from archc.api import Analysis, analyze, build, compile_graph, load
-from archc.errors import SpecError
+from archc.errors import ArchcError, SpecError
 
 if TYPE_CHECKING:
     from archc.validate import LoadedSpec
+
+
+def load_model(path: Any, *, plugins: tuple[str, ...] = ()) -> Any:
+    """Rebuild a model saved by `archc build --save FILE` (spec and weights), in eval mode."""
+    from archc.saved import load_model as rebuild
+
+    return rebuild(path, plugins=plugins)
 
 
 def train(spec_or_module: Any, **config: Any) -> dict[str, Any]:
@@ -17,4 +24,5 @@ def train(spec_or_module: Any, **config: Any) -> dict[str, Any]:
 
     return run(spec_or_module, **config)
 
-__all__ = ["Analysis", "LoadedSpec", "SpecError", "analyze", "build", "compile_graph", "load", "train"]
+__all__ = ["Analysis", "ArchcError", "LoadedSpec", "SpecError", "analyze", "build", "compile_graph", "load", "load_model",
+           "train"]

@@ -15,11 +15,14 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from archc.errors import ArchcError
 from archc.ir import INPUT, Graph, Node
 from archc.ops.base import fmt_shape
 from archc.report import scope_chain, si
 
-FORMATS = ("svg", "png", "pdf", "dot")
+FORMATS = ("svg", "png", "jpg", "pdf", "dot")
+# file suffixes and the format each names
+SUFFIXES = {"svg": "svg", "png": "png", "jpg": "jpg", "jpeg": "jpg", "pdf": "pdf", "dot": "dot", "gv": "dot"}
 RANKDIRS = ("TB", "LR")
 DOT_TIMEOUT_S = 120
 INSTALL_HINT = (
@@ -39,7 +42,7 @@ MERGE_GLYPHS = {"add": "+", "multiply": "×", "concat": "concat"}
 BLOCK_FILL = "#e6f2e6"
 
 
-class DiagramError(Exception):
+class DiagramError(ArchcError):
     """Rendering failed for a reason the user can act on (dot missing, timed out, or crashed)."""
 
 

@@ -1,8 +1,26 @@
-"""SpecError: every problem with a user's spec, reported like a compiler does (path:line:col)."""
+"""The errors archc reports to its users, and the one way they are printed.
+
+`ArchcError` is the root of every error caused by bad input or an unusable environment (never a
+bug in archc): `SpecError` (a spec, reported like a compiler does, path:line:col), and the
+trainer's, experiments', weights' and diagrams' errors. `archc.cli.main` catches it once and
+prints `render()`; anything else escaping is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+
+class ArchcError(Exception):
+    """Bad input or an unusable environment, explained in a message the user can act on."""
+
+    def render(self) -> str:
+        """What the CLI prints: `error: ` and the message."""
+        return f"error: {self}"
 
 
 @dataclass(frozen=True)
@@ -33,7 +51,7 @@ MAX_ERRORS = 20
 """The most errors one run reports; a compiler's cap, so a broken file does not flood the terminal."""
 
 
-class SpecError(Exception):
+class SpecError(ArchcError):
     """A problem in a spec. The only exception archc lets escape for bad input.
 
     One SpecError may carry several independent problems of a file (`diagnostics`, in file order,
@@ -101,3 +119,38 @@ def did_you_mean(name: str, choices: object) -> str:
 
     matches = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)  # type: ignore[union-attr]
     return f" (did you mean '{matches[0]}'?)" if matches else ""
+
+
+@dataclass(frozen=True)
+class Complaint:
+    """One of pydantic's complaints about a value, in words fit to show a user."""
+
+    kind: str  # pydantic's error type: "extra_forbidden", "missing", "greater_than", ...
+    loc: tuple[Any, ...]
+    message: str  # e.g. "input should be greater than 0"; no "Value error, " prefix
+    value: Any
+
+    @property
+    def where(self) -> str:
+        return ".".join(str(part) for part in self.loc)
+
+
+def complaints(exc: ValidationError) -> list[Complaint]:
+    """Every complaint of a ValidationError, in pydantic's order (the one function that reads
+    pydantic's errors for messages)."""
+    found = []
+    for err in exc.errors():
+        message = str(err["msg"]).removeprefix("Value error, ")
+        found.append(Complaint(err["type"], tuple(err["loc"]), message[:1].lower() + message[1:], err.get("input")))
+    return found
+
+
+def complaint(exc: ValidationError) -> Complaint:
+    """The most useful complaint: a misspelled key before the key it leaves missing."""
+    return min(complaints(exc), key=lambda c: c.kind == "missing")
+
+
+def option_error_message(exc: ValidationError, what: str = "training option") -> str:
+    """'invalid training option lr: input should be greater than 0'."""
+    found = complaint(exc)
+    return f"invalid {what} {found.where}: {found.message}" if found.where else f"invalid {what}s: {found.message}"

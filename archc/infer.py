@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archc.errors import Pos, SpecError
+from archc.errors import Pos, SpecError, complaint
 from archc.ir import Node
 from archc.loader import key_position, position_of
 from archc.ops.base import Args, Op, OpError, Shape
@@ -25,21 +25,19 @@ def validate_args(op: Op, args: dict[str, Any], body: Any, pos: Pos | None) -> A
     try:
         return op.Args.model_validate(args)
     except ValidationError as exc:
-        err = min(exc.errors(), key=lambda e: e["type"] == "missing")  # a misspelled key before the key it misses
-        key = err["loc"][0] if err["loc"] else None
+        found = complaint(exc)
+        key = found.loc[0] if found.loc else None
         fields = list(op.Args.model_fields)
-        if err["type"] == "extra_forbidden":
+        if found.kind == "extra_forbidden":
             where = key_position(body, key) if key is not None else pos
             known = ", ".join(fields) or "none"
             return _raise(f"unknown argument '{key}' for {op.name}{suggest_argument(str(key), op.name, fields)}; it takes: {known}",
                           where or pos)
-        if err["type"] == "missing":
+        if found.kind == "missing":
             return _raise(f"{op.name} needs argument '{key}'", pos)
         where = position_of(body, key) if key is not None and isinstance(body, dict) else pos
-        value = err.get("input")
-        msg = err["msg"][0].lower() + err["msg"][1:]
-        if err["type"] == "value_error" and msg.startswith("value error, "):
-            msg = msg[len("value error, ") :]
+        value = found.value
+        msg = found.message
         about = f"argument '{key}'" if key is not None else "arguments"
         got = f", got {value!r}" if key is not None and not isinstance(value, dict) else ""
         return _raise(f"{op.name} {about}: {msg}{got}", where or pos)

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from archc import expr
-from archc.errors import Pos, SpecError, did_you_mean
+from archc.errors import Complaint, Pos, SpecError, complaints, did_you_mean
 from archc.loader import (
     Document,
     LDict,
@@ -64,14 +64,14 @@ class LoadedSpec:
 def pydantic_error(exc: ValidationError, root: object, where: str = "", model: Any = SpecModel) -> SpecError:
     """Every complaint of pydantic as one positioned SpecError: one report per place in the spec
     (whichever member of a union complained), and a misspelled key rather than the key it misses."""
-    errors = exc.errors()
-    misspelled = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+    errors = complaints(exc)
+    misspelled = {e.loc[:-1] for e in errors if e.kind == "extra_forbidden"}
     reports: list[SpecError] = []
     member: dict[tuple[Any, ...], Any] = {}  # a union's place -> the member whose complaints are shown
     seen: set[tuple[Any, ...]] = set()
     for err in errors:
-        loc = tuple(err["loc"])
-        if err["type"] == "missing" and loc[:-1] in misspelled:
+        loc = err.loc
+        if err.kind == "missing" and loc[:-1] in misspelled:
             continue
         tag = next((k for k, step in enumerate(loc) if is_union_tag(step)), len(loc))
         if tag < len(loc) and member.setdefault(loc[:tag], loc[tag]) != loc[tag]:
@@ -84,9 +84,8 @@ def pydantic_error(exc: ValidationError, root: object, where: str = "", model: A
     return SpecError.several(reports)
 
 
-def _pydantic_report(err: Any, root: object, prefix: str, model: Any) -> SpecError:
-    loc = tuple(err["loc"])
-    kind = err["type"]
+def _pydantic_report(err: Complaint, root: object, prefix: str, model: Any) -> SpecError:
+    loc, kind = err.loc, err.kind
     if kind == "extra_forbidden":
         parent_path, key = loc[:-1], loc[-1]
         parent = _walk(root, parent_path)
@@ -97,9 +96,9 @@ def _pydantic_report(err: Any, root: object, prefix: str, model: Any) -> SpecErr
         hint = " (the input shape without the batch, e.g. input: [3, 32, 32])" if loc == ("input",) else ""
         return SpecError(f"{prefix}missing required key '{dotted}'{hint}", locate(root, loc[:-1]))
     dotted = ".".join(_spec_path(root, loc))
-    value = err.get("input")
+    value = err.value
     shown = f", got {value!r}" if not isinstance(value, (dict, list)) else ""
-    return SpecError(f"{prefix}{dotted}: {err['msg'].lower()}{shown}", locate(root, loc))
+    return SpecError(f"{prefix}{dotted}: {err.message}{shown}", locate(root, loc))
 
 
 def _walk(root: object, path: tuple[Any, ...]) -> object:

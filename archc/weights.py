@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from archc.errors import ArchcError
+
 # Dicts that wrap a state_dict: trainer checkpoints ("model"), `archc build --save` ("state_dict"),
 # and the common {"net": ...} of hand-written training scripts.
 WRAPPER_KEYS = ("model", "state_dict", "net")
@@ -26,7 +28,7 @@ MODULE_PREFIXES = ("module.", "_orig_mod.")
 SHOWN = 10  # keys listed per kind of mismatch
 
 
-class WeightsError(Exception):
+class WeightsError(ArchcError):
     """A weights file that cannot be read, holds no state_dict, or does not fit the model."""
 
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from archc.commands.common import add_spec_options, limits_of, load_spec, print_json
+from archc.commands.common import (
+    add_format_option,
+    add_output_option,
+    add_spec_options,
+    emit_text,
+    limits_of,
+    load_spec,
+    print_json,
+    write_output,
+)
 from archc.errors import SpecError
 from archc.ops.base import fmt_shape
 
@@ -16,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = subparsers.add_parser("check", help="validate specs and infer shapes (no torch import)",
                                   description="Validate specs and infer every shape statically. Exit 0 if all are valid, 1 otherwise.")
     check.add_argument("specs", nargs="+", metavar="SPEC")
-    check.add_argument("--format", choices=["text", "json"], default="text")
+    add_format_option(check, ["text", "json"])
     add_spec_options(check)
     check.set_defaults(handler=run_check)
 
@@ -24,17 +32,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   description="Compile a spec, print the per-layer table and totals, and verify once that a "
                                               "real forward pass gives exactly the inferred shapes.")
     build.add_argument("spec", metavar="SPEC")
-    build.add_argument("--format", choices=["table", "json"], default="table")
-    build.add_argument("--save", metavar="FILE", help="save the spec and initial weights (load with archc.load_model)")
+    add_format_option(build, ["table", "json"])
+    build.add_argument("--save", metavar="FILE",
+                       help="save the spec, its overrides and the weights in one file; rebuild it with archc.load_model(FILE)")
     build.add_argument("--init-from", metavar="PATH", help="load a state_dict (e.g. torchvision's pretrained weights)")
-    add_spec_options(build)
+    add_spec_options(build, force=True)
     build.set_defaults(handler=run_build)
 
     export = subparsers.add_parser("export", help="write a standalone PyTorch source file",
                                    description="Write a readable PyTorch module that runs without archc and has the same state_dict keys.")
     export.add_argument("spec", metavar="SPEC")
     export.add_argument("--to", choices=["python"], default="python")
-    export.add_argument("-o", "--output", metavar="FILE", help="default: stdout")
+    add_output_option(export, "write to FILE (missing folders are created) instead of stdout")
     add_spec_options(export)
     export.set_defaults(handler=run_export)
 
@@ -82,7 +91,7 @@ def run_build(args: argparse.Namespace) -> int:
         try:
             load_weights(model, args.init_from)
         except WeightsError as exc:
-            raise SpecError(f"--init-from: {exc}") from None
+            raise WeightsError(f"--init-from: {exc}") from None
     verify(model)
     if args.save:
         save_model(model, spec, args.save)
@@ -120,17 +129,9 @@ def verify(model: Any) -> None:
 
 
 def save_model(model: Any, spec: Any, path: str) -> None:
-    import io
+    from archc.saved import model_bytes
 
-    import torch
-
-    from archc.atomic import atomic_write_bytes
-
-    payload = {"archc_version": 1, "spec_text": spec.document.source.text, "spec_path": spec.path,
-               "overrides": spec.overrides, "input_shape": list(spec.input_shape), "state_dict": model.state_dict()}
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    write_output(path, model_bytes(model, spec))
 
 
 def print_table(graph: Any) -> None:
@@ -158,9 +159,5 @@ def run_export(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args)
     graph = expand(spec, limits_of(args))
     source = export_python(graph, spec.model.init, args.spec)
-    if args.output:
-        Path(args.output).write_text(source)
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(source)
+    emit_text(source, args.output)
     return 0

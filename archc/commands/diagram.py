@@ -6,9 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from archc.commands.common import add_spec_options, limits_of, load_spec
-from archc.commands.report import positive_int
-from archc.errors import SpecError
+from archc.commands.common import (
+    add_format_option,
+    add_spec_options,
+    limits_of,
+    load_spec,
+    output_file,
+    positive_int,
+)
+from archc.diagram import DiagramError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("spec", metavar="SPEC")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="output file (default: the spec's name with the format's suffix, in the current directory)")
-    parser.add_argument("--format", choices=FORMATS, default=None,
-                        help="svg, png, pdf or dot (default: from the -o suffix, else svg)")
+    add_format_option(parser, FORMATS, default=None,
+                      help="svg, png, jpg, pdf or dot (default: from the -o suffix, else svg)")
     parser.add_argument("--depth", type=positive_int, default=None, metavar="N",
                         help="fold blocks nested deeper than N into one node (default: draw every layer)")
     parser.add_argument("--rankdir", choices=RANKDIRS, default="TB", help="top-to-bottom or left-to-right")
@@ -33,22 +39,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def output_path(spec: str, output: str | None, fmt: str | None) -> tuple[Path, str]:
-    """(file, format): the format follows --format, else the -o suffix, else svg; the file defaults to the spec's stem."""
-    from archc.diagram import FORMATS
+    """(file, format): --format, else the -o suffix, else svg; the file defaults to the spec's stem.
+    A suffix that names no format we write, or another format than --format, is refused: a .jpg
+    must hold a JPEG."""
+    from archc.diagram import FORMATS, SUFFIXES
 
+    if output is None:
+        fmt = fmt or "svg"
+        return Path(f"{Path(spec).stem}.{fmt}"), fmt
+    path = Path(output)
+    suffix = path.suffix.lstrip(".").lower()
+    named = SUFFIXES.get(suffix)
     if fmt is None:
-        suffix = Path(output).suffix.lstrip(".").lower() if output else ""
-        fmt = suffix if suffix in FORMATS else "svg"
-    path = Path(output) if output else Path(f"{Path(spec).stem}.{fmt}")
+        if named is None:
+            raise DiagramError(f"cannot tell which format to write to {path}: name it .{', .'.join(SUFFIXES)} "
+                               "or pass --format")
+        return path, named
+    if suffix and named != fmt:
+        raise DiagramError(f"--format {fmt} does not match the file name {path} (a .{suffix} file); "
+                           f"name it .{fmt} or drop --format")
+    assert fmt in FORMATS
     return path, fmt
 
 
 def run_diagram(args: argparse.Namespace) -> int:
-    from archc.diagram import DiagramError, GraphvizNotFound, render
+    from archc.diagram import GraphvizNotFound, render
     from archc.expand import expand
 
     graph = expand(load_spec(args.spec, args), limits_of(args))
     path, fmt = output_path(args.spec, args.output, args.format)
+    path = output_file(path)
     try:
         written = render(graph, path, fmt, args.depth, args.rankdir)
     except GraphvizNotFound as exc:
@@ -58,9 +78,5 @@ def run_diagram(args: argparse.Namespace) -> int:
 
         print(f"hint: {INSTALL_HINT}; then run `dot -T{fmt} {exc.dot_path} -o {path}`", file=sys.stderr)
         return 0
-    except DiagramError as exc:
-        raise SpecError(str(exc)) from None
-    except OSError as exc:
-        raise SpecError(f"cannot write {path}: {exc.strerror or exc}") from None
     print(f"wrote {written}", file=sys.stderr)
     return 0

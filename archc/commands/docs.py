@@ -8,19 +8,19 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from archc import ops
+from archc.commands.common import add_format_option, add_output_option, add_plugin_option, emit_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("ops", help="list every op with its arguments",
                               description="List the registered ops (including loaded plugins) and their arguments.")
-    p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
-    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
-                   help="import a module that registers extra ops first (repeatable)")
+    add_format_option(p, ["table", "markdown", "json"])
+    add_plugin_option(p)
     p.set_defaults(handler=run_ops)
     s = subparsers.add_parser("schema", help="print the JSON Schema of a spec file",
                               description="Print the JSON Schema of archc spec files, for editors (VS Code's YAML extension).")
-    s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    s.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE")
+    add_output_option(s, "write to FILE (missing folders are created) instead of stdout")
+    add_plugin_option(s)
     s.set_defaults(handler=run_schema)
 
 
@@ -91,15 +91,10 @@ def run_ops(args: argparse.Namespace) -> int:
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from archc.schema import spec_json_schema
 
     for plugin in args.plugins:
         ops.load_plugin(plugin)
     text = json.dumps(spec_json_schema(), indent=2) + "\n"
-    if args.output:
-        Path(args.output).write_text(text)
-    else:
-        print(text, end="")
+    emit_text(text, args.output)
     return 0

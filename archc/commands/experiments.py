@@ -1,7 +1,7 @@
 """`archc sweep`, `archc compare` and `archc html`: experiments from the command line.
 
-The training flags are those of `archc train` (shared, not copied by hand, so the two never
-drift apart), minus the ones a sweep manages itself (--out per run, --resume, --log).
+The training flags are those of `archc train` (both generated from TrainConfig's fields, so the
+two never drift apart), minus the ones a sweep manages itself (--out per run, --resume, --log).
 """
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archc.commands.common import parse_shape
+from archc.commands.common import (
+    add_format_option,
+    add_output_option,
+    add_spec_options,
+    positive_int,
+)
+from archc.experiments.errors import ExperimentError
 
 MAX_DEFAULT_NAME = 80
 
@@ -52,73 +58,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "diagram and per-layer table; everything inline, no external resources.",
     )
     page.add_argument("dir", metavar="DIR", help="a run directory, a sweep directory or a folder of runs")
-    page.add_argument("-o", "--output", metavar="FILE", help="default: DIR/report.html")
+    add_output_option(page, "the page (default DIR/report.html)")
     page.set_defaults(handler=run_html_command)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
+    from archc.experiments.grid import MANAGED
     from archc.experiments.results import FORMATS
+    from archc.trainer.cli import add_config_flags
 
     exp = parser.add_argument_group("experiment")
-    exp.add_argument("--seeds", type=_positive, metavar="K", help="train each point with K seeds (--seed, --seed+1, ...)")
-    exp.add_argument("--jobs", type=_positive, default=1, metavar="J",
+    exp.add_argument("--seeds", type=positive_int, metavar="K", help="train each point with K seeds (--seed, --seed+1, ...)")
+    exp.add_argument("--jobs", type=positive_int, default=1, metavar="J",
                      help="trainings in parallel processes, each with cores/J torch threads (default 1)")
     exp.add_argument("--out", dest="sweep_out", metavar="DIR",
                      help="sweep directory (default runs/sweep/SPEC or runs/compare/A+B); the same DIR resumes")
     exp.add_argument("--retry-failed", action="store_true", help="train runs that failed before again")
     exp.add_argument("--dry-run", action="store_true", help="check everything and list the runs, train nothing")
-    exp.add_argument("--format", choices=FORMATS, default="table", help="how to print the results (default table)")
-    spec = parser.add_argument_group("spec")
-    spec.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a spec parameter for every run (repeatable)")
-    spec.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
-                      help="import a module that registers extra ops (repeatable)")
-    spec.add_argument("--input", dest="input_shape", type=parse_shape, metavar="C,H,W",
-                      help="override the specs' input shape, e.g. 1,32,32 to train a 3-channel spec on grey images")
-    train = parser.add_argument_group("training options (as for archc train; shared by every run)")
-    for action in _train_actions():
-        train._add_action(action)
-
-
-def _train_actions() -> list[argparse.Action]:
-    """The option actions of `archc train` that set TrainConfig fields a sweep does not manage."""
-    from archc.experiments.grid import MANAGED
-    from archc.train_config import TrainConfig
-    from archc.trainer.cli import register
-
-    subparsers = argparse.ArgumentParser(add_help=False).add_subparsers()
-    register(subparsers)
-    train = subparsers.choices["train"]
-    return [a for a in train._actions
-            if a.option_strings and a.dest in TrainConfig.model_fields and a.dest not in MANAGED]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    add_format_option(exp, FORMATS, help="how to print the results (default table)")
+    add_spec_options(parser, limits=False)
+    add_config_flags(parser, exclude=MANAGED)
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     """Only the training flags given: everything else keeps each spec's train: section."""
-    from archc.train_config import TrainConfig
+    from archc.trainer.cli import config_of
 
-    return {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields}
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
-
-
-def _os_error(exc: OSError) -> str:
-    """A failed read or write (disk full, permissions) as one line naming the file."""
-    where = f"{exc.filename}: " if exc.filename else ""
-    return f"{where}{exc.strerror or exc}"
+    return config_of(args)
 
 
 def _default_out(kind: str, names: list[str]) -> Path:
@@ -138,24 +104,14 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 def run_compare_command(args: argparse.Namespace) -> int:
     from archc.experiments.compare import spec_variants
-    from archc.experiments.errors import ExperimentError
 
     if args.runs and args.specs:
-        return _fail("give spec files to train or --runs DIR... to tabulate existing runs, not both")
+        raise ExperimentError("give spec files to train or --runs DIR... to tabulate existing runs, not both")
     if args.runs:
-        try:
-            return _tabulate(args)
-        except ExperimentError as exc:
-            return _fail(str(exc))
-        except OSError as exc:
-            return _fail(_os_error(exc))
+        return _tabulate(args)
     if not args.specs:
-        return _fail("compare needs spec files to train, or --runs DIR... for existing runs")
-    try:
-        variants = spec_variants(args.specs)
-    except ExperimentError as exc:
-        return _fail(str(exc))
-    return _train_and_report(args, variants, [], "compare")
+        raise ExperimentError("compare needs spec files to train, or --runs DIR... for existing runs")
+    return _train_and_report(args, spec_variants(args.specs), [], "compare")
 
 
 def _tabulate(args: argparse.Namespace) -> int:
@@ -180,33 +136,21 @@ def _print_results(runs: list[Any], fmt: str) -> None:
 
 
 def _train_and_report(args: argparse.Namespace, variants: list[Any], axes: list[Any], kind: str) -> int:
-    from archc.errors import SpecError
     from archc.experiments import _seed_list, make_plan, run_sweep
-    from archc.experiments.errors import ExperimentError
     from archc.experiments.results import load_sweep
-    from archc.trainer.errors import TrainError
     from archc.validate import parse_override
 
     config = _config(args)
-    try:
-        spec_set = dict(parse_override(item) for item in args.overrides)
-        seeds = _seed_list(args.seeds, config)
-        out = Path(args.sweep_out) if args.sweep_out else _default_out(kind, [v.name for v in variants])
-        plan = make_plan(out, variants, axes, seeds, config, spec_set, tuple(args.plugins), args.input_shape,
-                         "compare" if len(variants) > 1 else "sweep")
-        for note in plan.notes:
-            print(f"note: {note}", file=sys.stderr)
-        if args.dry_run:
-            return _print_plan(plan)
-        outcome = run_sweep(plan, jobs=args.jobs, retry_failed=args.retry_failed)
-    except (ExperimentError, TrainError) as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        return _fail(_os_error(exc))
-    except SpecError as exc:
-        if exc.pos is not None:
-            raise  # the CLI prints it with the offending line
-        return _fail(exc.message)
+    spec_set = dict(parse_override(item) for item in args.overrides)
+    seeds = _seed_list(args.seeds, config)
+    out = Path(args.sweep_out) if args.sweep_out else _default_out(kind, [v.name for v in variants])
+    plan = make_plan(out, variants, axes, seeds, config, spec_set, tuple(args.plugins), args.input_shape,
+                     "compare" if len(variants) > 1 else "sweep")
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.dry_run:
+        return _print_plan(plan)
+    outcome = run_sweep(plan, jobs=args.jobs, retry_failed=args.retry_failed)
     _print_results(load_sweep(out), args.format)
     if outcome.files:
         print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'runs.csv'} and plots in {out}", file=sys.stderr)
@@ -216,10 +160,10 @@ def _train_and_report(args: argparse.Namespace, variants: list[Any], axes: list[
     unfinished = [r["id"] for r in outcome.runs if r["status"] in ("partial", "pending", "running")]
     if failed:
         shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
-        return _fail(f"{len(failed)} of {len(outcome.runs)} runs failed ({shown}); errors in {out / 'sweep.json'} and "
-                     "each run's train.log; rerun with --retry-failed")
+        raise ExperimentError(f"{len(failed)} of {len(outcome.runs)} runs failed ({shown}); errors in "
+                              f"{out / 'sweep.json'} and each run's train.log; rerun with --retry-failed")
     if unfinished:
-        return _fail(f"{len(unfinished)} runs did not finish; run the same command again to resume them")
+        raise ExperimentError(f"{len(unfinished)} runs did not finish; run the same command again to resume them")
     return 0
 
 
@@ -235,22 +179,9 @@ def _print_plan(plan: Any) -> int:
 
 
 def run_html_command(args: argparse.Namespace) -> int:
-    return html_report(args.dir, args.output)
-
-
-def html_report(directory: str, output: str | None = None) -> int:
-    """Write the HTML page of a run or sweep directory and print its path; also behind `archc report --html`."""
-    from archc.errors import SpecError
-    from archc.experiments.errors import ExperimentError
+    """Write the HTML page of a run or sweep directory and print its path."""
     from archc.experiments.html import write_html_report
 
-    source = Path(directory)
-    target = Path(output) if output else source / "report.html"
-    try:
-        written = write_html_report(source, target)
-    except (ExperimentError, SpecError) as exc:
-        return _fail(str(exc).splitlines()[0])
-    except OSError as exc:
-        return _fail(_os_error(exc))
-    print(written)
+    source = Path(args.dir)
+    print(write_html_report(source, Path(args.output) if args.output else source / "report.html"))
     return 0

@@ -6,17 +6,15 @@ import argparse
 import shutil
 import sys
 
-from archc.commands.common import add_spec_options, limits_of, load_spec
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+from archc.commands.common import (
+    add_format_option,
+    add_output_option,
+    add_spec_options,
+    emit_text,
+    limits_of,
+    load_spec,
+    positive_int,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,11 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("specs", nargs="*", metavar="SPEC")
     parser.add_argument("--html", metavar="DIR", help="one self-contained HTML page for a run or sweep directory")
-    parser.add_argument("-o", "--output", metavar="FILE", help="with --html: the page (default DIR/report.html)")
+    add_output_option(parser, "write the report to FILE (any --format; with --html, the page: default DIR/report.html)")
     parser.add_argument("--depth", type=positive_int, default=None, metavar="N",
                         help="fold blocks nested deeper than N into one row with their totals (default: all levels)")
-    parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--batch", type=positive_int, default=1, metavar="B",
+    add_format_option(parser, FORMATS)
+    parser.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
                         help="batch size for activation and training memory (default %(default)s)")
     parser.add_argument("--dtype", choices=list(DTYPE_BYTES), default="float32",
                         help="element type for memory figures (default %(default)s)")
@@ -44,26 +42,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from archc.errors import ArchcError
     from archc.expand import expand
     from archc.report import compare, render, render_compare, report_rows, totals
 
     if args.html:
-        from archc.commands.experiments import html_report
+        from pathlib import Path
 
-        return html_report(args.html, args.output)
+        from archc.experiments.html import write_html_report
+
+        source = Path(args.html)
+        print(write_html_report(source, Path(args.output) if args.output else source / "report.html"))
+        return 0
     if not args.specs:
-        print("error: give spec files, or --html DIR", file=sys.stderr)
-        return 1
+        raise ArchcError("give spec files, or --html DIR")
 
     graphs = [expand(load_spec(path, args), limits_of(args)) for path in args.specs]
-    tty = sys.stdout.isatty()
+    tty = sys.stdout.isatty() and not args.output
     width = shutil.get_terminal_size().columns if tty else None  # a pipe or file gets every column
     if len(graphs) == 1:
         graph = graphs[0]
-        text = render(report_rows(graph, args.depth, args.batch, args.dtype), totals(graph, args.batch, args.dtype),
-                      args.format, width, color=tty)
+        text = render(report_rows(graph, args.depth, args.batch_size, args.dtype),
+                      totals(graph, args.batch_size, args.dtype), args.format, width, color=tty)
     else:
-        text = render_compare(compare(graphs, args.batch, args.dtype), args.format, args.batch, args.dtype, width,
-                              color=tty)
-    sys.stdout.write(text)
+        text = render_compare(compare(graphs, args.batch_size, args.dtype), args.format, args.batch_size, args.dtype,
+                              width, color=tty)
+    emit_text(text, args.output)
     return 0

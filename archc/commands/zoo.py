@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from archc.commands.common import print_json
+from archc.commands.common import add_format_option, print_json
 from archc.errors import SpecError
 from archc.ops.base import fmt_shape
 
@@ -145,7 +145,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             "computed statically from the specs.")
     zoo.add_argument("--specs-dir", metavar="DIR", type=Path, default=None,
                      help="directory of *.yaml specs (default: the repository's specs/)")
-    zoo.add_argument("--format", choices=["table", "json", "markdown"], default="table")
+    add_format_option(zoo, ["table", "json", "markdown"])
     zoo.set_defaults(handler=run_zoo)
 
 

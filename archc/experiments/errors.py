@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from archc.errors import ArchcError
 
-class ExperimentError(Exception):
+
+class ExperimentError(ArchcError):
     """Bad grid, run directory or sweep state; the CLI prints it as `error: ...` and exits 1."""

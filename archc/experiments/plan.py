@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archc.errors import SpecError
+from archc.errors import SpecError, option_error_message
 from archc.experiments.errors import ExperimentError
 from archc.experiments.grid import (
     MODEL,
@@ -234,11 +234,7 @@ class _SpecCache:
         try:
             config = self.config(run.spec, run.set, run.config)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            message = str(err["msg"]).removeprefix("Value error, ")
-            raise ExperimentError(f"run {run.id}: invalid training option {where}: {message}" if where
-                                  else f"run {run.id}: invalid training options: {message}") from None
+            raise ExperimentError(f"run {run.id}: {option_error_message(exc)}") from None
         return int(graph.total_params), loaded.source_hash, config.model_dump(mode="json")
 
 

@@ -50,10 +50,9 @@ def resolve_config(source: Source, overrides: dict[str, Any]) -> TrainConfig:
     try:
         return TrainConfig.model_validate({**base, **overrides})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        message = str(err["msg"]).removeprefix("Value error, ")
-        raise TrainError(f"invalid training option {where}: {message}" if where else f"invalid training options: {message}") from None
+        from archc.errors import option_error_message
+
+        raise TrainError(option_error_message(exc)) from None
 
 
 def default_out(name: str) -> Path:

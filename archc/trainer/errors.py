@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from archc.errors import ArchcError
 
-class TrainError(Exception):
+
+class TrainError(ArchcError):
     """Bad input or an unusable environment for training; never a bug in archc."""
 
 

@@ -51,7 +51,7 @@ def test_unknown_option_gets_a_suggestion() -> None:
 
 
 def test_invalid_value_is_one_line() -> None:
-    with pytest.raises(TrainError, match=r"^invalid training option lr: Input should be greater than 0$"):
+    with pytest.raises(TrainError, match=r"^invalid training option lr: input should be greater than 0$"):
         resolve_config(resolve_source(tiny_cnn()), {"lr": -1})
 
 

@@ -1,0 +1,92 @@
+"""`archc train` and `archc evaluate`: TrainConfig's fields as flags over the spec's `train:` section."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from archc.commands.common import add_format_option, add_spec_options, overrides_of
+from archc.trainer.cli import add_config_flags, config_of
+
+# What `archc evaluate` may change about the data; the rest of the recipe is the checkpoint's.
+EVALUATE_FIELDS = ("dataset", "data_dir", "download", "resize", "test_subset", "eval_batch_size", "device")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `train` and `evaluate` subcommands."""
+    train = subparsers.add_parser(
+        "train",
+        help="train a spec on a dataset (the spec's train: section gives the defaults)",
+        description="Train a spec. Defaults come from the spec's `train:` section; flags override it. Writes OUT/metrics.csv, "
+        "OUT/metrics.jsonl, OUT/last.pt, OUT/best.pt and OUT/result.json, and prints the result row. "
+        "Multi-machine: torchrun --nnodes M --nproc_per_node N ... -m archc train SPEC ...",
+    )
+    train.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    add_config_flags(train)
+    add_spec_options(train, input_shape=False, limits=False)
+    add_format_option(train, ["text", "json"], help="json: print the whole result record")
+    train.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
+    train.add_argument("--config-json", help=argparse.SUPPRESS)
+    train.set_defaults(handler=run_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="test accuracy, per-class accuracy and confusion matrix of a checkpoint",
+        description="Evaluate a checkpoint on the test split. Dataset settings default to those it was trained with.",
+    )
+    evaluate.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    evaluate.add_argument("--checkpoint", required=True, metavar="PATH", help="best.pt, last.pt or a state_dict file")
+    add_config_flags(evaluate, EVALUATE_FIELDS, flags={"eval_batch_size": "--batch-size"})
+    add_spec_options(evaluate, input_shape=False, limits=False)
+    add_format_option(evaluate, ["text", "json"], help="json: print the whole report")
+    evaluate.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
+    evaluate.set_defaults(handler=run_evaluate)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from archc.trainer.api import train
+
+    config = config_of(args)
+    if args.config_json:
+        config = {**json.loads(args.config_json), **config}
+    record = train(args.spec, spec_overrides=overrides_of(args), plugins=tuple(args.plugins), **config)
+    if os.environ.get("RANK", "0") != "0" or args.config_json:
+        return 0  # only rank 0 reports, and not under `--nproc` (--config-json), whose launcher prints
+    print(json.dumps(record, indent=2) if args.format == "json" else result_row(record))
+    return 0
+
+
+def result_row(record: dict[str, Any]) -> str:
+    """One line summarising a finished run, as `make demo` and sweeps print it."""
+    from archc.report import si
+
+    macs = "?" if record["macs"] is None else si(record["macs"])
+    return (
+        f"{record['spec']['name']}  {record['dataset']['name']}  epochs {record['epochs_completed']}  "
+        f"best {record['best_test_acc']:.2%} (epoch {record['best_epoch']})  final {record['final_test_acc']:.2%}  "
+        f"params {si(record['params'])}  MACs {macs}  {record['images_per_s']:.0f} img/s  "
+        f"{record['train_time_s']:.1f}s train  {record['out']}"
+    )
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from archc.trainer.evaluate import evaluate
+
+    report = evaluate(args.spec, args.checkpoint, spec_overrides=overrides_of(args), plugins=tuple(args.plugins),
+                      **config_of(args))
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['spec']} on {report['dataset']} ({report['test_images']} test images): "
+          f"accuracy {report['test_acc']:.2%}, loss {report['test_loss']:.4f}")
+    width = max(len(c) for c in report["classes"])
+    print("per-class accuracy:")
+    for name, acc in zip(report["classes"], report["per_class_acc"], strict=True):
+        print(f"  {name:<{width}}  {'-' if acc is None else f'{acc:.2%}'}")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    cell = max(len(str(v)) for row in report["confusion"] for v in row)
+    for name, row in zip(report["classes"], report["confusion"], strict=True):
+        print(f"  {name:<{width}}  " + " ".join(f"{v:>{cell}}" for v in row))
+    return 0
