@@ -207,7 +207,9 @@ def test_cli_default_name_suffix_format_and_depth(tmp_path: Path) -> None:
     (["--depth", "0"], "expected a positive integer"),
     (["--format", "gif"], "invalid choice"),
     (["--rankdir", "BT"], "invalid choice"),
-    (["-o", "/no/such/dir/x.dot", "--format", "dot"], "cannot write /no/such/dir/x.dot"),
+    (["-o", "tests/specs/report_alexnet.yaml/x.dot", "--format", "dot"], "report_alexnet.yaml is not a directory"),
+    (["-o", "r.jpg", "--format", "svg"], "--format svg does not match the file name r.jpg"),
+    (["-o", "r.gif"], "cannot tell which format to write to r.gif"),
 ])
 def test_cli_bad_arguments_are_clear_errors(args: list[str], message: str) -> None:
     done = run_archc("diagram", "tests/specs/report_alexnet.yaml", *args)

@@ -334,7 +334,7 @@ def test_report_never_imports_torch(fmt: str) -> None:
 
 
 def test_cli_report_formats_and_comparison() -> None:
-    out = run_archc("report", "tests/specs/report_resnet18.yaml", "--format", "json", "--batch", "8", "--dtype", "bfloat16")
+    out = run_archc("report", "tests/specs/report_resnet18.yaml", "--format", "json", "--batch-size", "8", "--dtype", "bfloat16")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["totals"]["batch"] == 8 and data["totals"]["dtype"] == "bfloat16"
@@ -358,7 +358,7 @@ def test_cli_overrides_and_input_shape_reach_the_report() -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--depth", "0"], "expected a positive integer"),
-    (["--batch", "x"], "expected a positive integer"),
+    (["--batch-size", "x"], "expected a positive integer"),
     (["--dtype", "int8"], "invalid choice"),
     (["--format", "html"], "invalid choice"),
     (["--set", "nope=1"], "nope"),
