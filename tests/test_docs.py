@@ -85,8 +85,8 @@ def test_api_tour_runs() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["seed000_comparison.py", "seed004_grid.py"])
-def test_seed_reproduction_scripts_run(tmp_path: Path, script: str) -> None:
+@pytest.mark.parametrize("script", ["compare_small_cnns.py", "lenet_hyperparameter_grid.py"])
+def test_experiment_scripts_run(tmp_path: Path, script: str) -> None:
     """The scripts behind docs/experiments.md, as a one-epoch smoke run into tmp_path."""
     runs, docs = tmp_path / "runs", tmp_path / "docs"
     result = subprocess.run([sys.executable, str(REPO / "examples" / script), "--quick", "--runs", str(runs), "--docs", str(docs)],
@@ -130,3 +130,21 @@ def test_op_argument_types_read_like_python() -> None:
     rows = {row["name"]: {a["name"]: a["type"] for a in row["args"]} for row in describe_ops()}
     assert rows["conv"]["padding"] == "int | list[int] | 'same' | 'valid'"
     assert (rows["conv"]["bias"], rows["bn"]["momentum"], rows["maxpool"]["stride"]) == ("bool", "float | null", "int | list[int] | null")
+
+
+def test_sources_are_named_by_what_they_are() -> None:
+    """Docs, specs, examples and the package cite their source posts by subject, never as 'seed 00N'."""
+    import re
+
+    pattern = re.compile(r"seed[ _-]?00[0-4]", re.I)
+    roots = [REPO / "README.md", REPO / "docs", REPO / "examples", REPO / "specs", REPO / "archc"]
+    files = [p for root in roots for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()]
+    offenders = []
+    for path in files:
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, OSError):
+            continue
+        if pattern.search(text) or pattern.search(path.name):
+            offenders.append(str(path.relative_to(REPO)))
+    assert offenders == []
