@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
-from archc.api import Analysis, analyze, build, compile_graph, load
+from archc.api import Analysis, analyze, build, compile_graph, load, summary
 from archc.errors import ArchcError, SpecError
 
 if TYPE_CHECKING:
@@ -25,4 +25,4 @@ def train(spec_or_module: Any, **config: Any) -> dict[str, Any]:
     return run(spec_or_module, **config)
 
 __all__ = ["Analysis", "ArchcError", "LoadedSpec", "SpecError", "analyze", "build", "compile_graph", "load", "load_model",
-           "train"]
+           "summary", "train"]

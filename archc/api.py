@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,11 +63,41 @@ def build(spec: SpecLike, *, input_shape: tuple[int, ...] | None = None, limits:
     return build_module(graph, loaded.model.init)
 
 
-@dataclass
+@dataclass(repr=False)
 class Analysis:
-    """Per-node static analysis of a spec: rows for a table, and totals."""
+    """Static analysis of a spec: per-node rows and totals as data, and the per-layer report of
+    `archc report` when printed (`print(analysis)`, or as HTML in a notebook); `repr` is one line.
+
+    `depth` folds deeper blocks, `columns` picks the table's columns (archc.report.COLUMN_NAMES),
+    `batch_size` and `dtype` set the memory figures.
+    """
 
     graph: Graph
+    depth: int | None = None
+    columns: tuple[str, ...] | None = None
+    batch_size: int = 1
+    dtype: str = "float32"
+
+    def __repr__(self) -> str:
+        from archc.ops.base import fmt_shape
+        from archc.report import si
+
+        g = self.graph
+        return (f"<Analysis {g.name}: {fmt_shape(g.input_shape)} -> {fmt_shape(g.shape_of(g.output))}, "
+                f"{si(g.total_params)} params, {si(g.total_macs)} MACs, {len(g.nodes)} nodes>")
+
+    def __str__(self) -> str:
+        return self.render("table")
+
+    def _repr_html_(self) -> str:
+        return self.render("html")
+
+    def render(self, fmt: str = "table", width: int | None = None) -> str:
+        """The per-layer report in one of archc.report.FORMATS (table, markdown, csv, json, html)."""
+        from archc.report import render, report_rows, totals
+
+        rows = report_rows(self.graph, self.depth, self.batch_size, self.dtype)
+        return render(rows, totals(self.graph, self.batch_size, self.dtype), fmt, width, columns=self.columns)
 
     def rows(self) -> list[dict[str, Any]]:
         return [
@@ -87,3 +118,24 @@ class Analysis:
 def analyze(spec: SpecLike, **overrides: Any) -> Analysis:
     """Static per-node table (shapes, params, MACs) of a spec; no forward pass, no torch."""
     return Analysis(compile_graph(spec, **overrides))
+
+
+def summary(spec_or_model: Any, *, depth: int | None = None, columns: Sequence[str] | None = None,
+            batch_size: int = 1, dtype: str = "float32", input_shape: tuple[int, ...] | None = None,
+            **overrides: Any) -> Analysis:
+    """The per-layer report of a spec (path, YAML text, loaded spec) or of a model archc built:
+    `print(archc.summary(...))` shows the table, as torchinfo's `summary` does, with no forward pass."""
+    from archc.report import columns as pick_columns
+
+    graph = getattr(spec_or_model, "archc_graph", None)
+    if graph is None:
+        if not isinstance(spec_or_model, (str, Path, LoadedSpec)):
+            from archc.errors import ArchcError
+
+            raise ArchcError(f"summary() reads archc's static analysis: give a spec or a model built by archc, not a "
+                             f"{type(spec_or_model).__name__} (for any nn.Module, torchinfo.summary runs a forward)")
+        graph = compile_graph(spec_or_model, input_shape=input_shape, **overrides)
+    chosen = tuple(c.name for c in pick_columns(columns)) if columns else None
+    analysis = Analysis(graph, depth, chosen, batch_size, dtype)
+    analysis.render("json")  # bad depth, batch size or dtype fail here, not when printed
+    return analysis

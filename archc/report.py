@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +21,10 @@ from archc.memory import VIEWS, buffer_bytes, dtype_bytes, training_memory
 from archc.ops.base import Shape, fmt_shape, numel
 from archc.receptive import Field, deepest_field, receptive_fields
 
-FORMATS = ("table", "markdown", "csv", "json")
 CONVENTIONS = (
     "MACs = multiply-accumulates of conv and linear weights, bias excluded (torchvision's published GFLOPS); "
     "FLOPs = 2 x MACs (torch.utils.flop_counter.FlopCounterMode); per-element work (norms, activations, "
-    "pooling, adds, biases) is counted apart as 'other ops'; k, M, G, T are powers of 1000 (MB = 10^6 bytes); "
+    "pooling, adds, biases) is counted apart as 'other ops'; K, M, G, T are powers of 1000 (MB = 10^6 bytes); "
     "receptive fields are theoretical, in input pixels, and may exceed the input."
 )
 
@@ -62,17 +62,8 @@ class Row:
         return self.kind != "layer" and not self.collapsed
 
     def as_dict(self, total_params: int, total_macs: int) -> dict[str, Any]:
-        return {
-            "name": self.name, "level": self.level, "kind": self.kind, "op": self.op, "collapsed": self.collapsed,
-            "layers": self.layers, "inputs": [display(i) for i in self.inputs],
-            "connected_to": [display(i) for i in self.connected], "output": list(self.shape),
-            "params": self.params, "trainable": self.params, "non_trainable": self.buffers,
-            "params_pct": pct(self.params, total_params), "macs": self.macs, "flops": self.flops,
-            "macs_pct": pct(self.macs, total_macs), "other_ops": self.other_ops,
-            "activation_bytes": self.activation_bytes, "storage": self.storage,
-            "receptive_field": field_size(self.rf), "effective_stride": field_stride(self.rf),
-            "train_only": self.train_only,
-        }
+        """Every column's datum (what CSV and JSON carry), percentages of the given totals."""
+        return {c.name: c.value(self, {"params": total_params, "macs": total_macs}) for c in COLUMNS}
 
 
 def display(node_id: str) -> str:
@@ -92,13 +83,14 @@ def field_stride(f: Field | None) -> list[int | float] | None:
 
 
 def si(value: float, unit: str = "") -> str:
-    """Decimal prefixes, three significant digits: 1814073344 -> '1.81 G'."""
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+    """The one number format of archc's output: decimal prefixes, three significant digits, no
+    space: 1814073344 -> '1.81G', 417000 -> '417K', si(46758048, 'B') -> '46.8MB'."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
         if abs(value) >= factor:
             scaled = value / factor
             digits = 2 if scaled < 10 else 1 if scaled < 100 else 0
-            return f"{scaled:.{digits}f} {prefix}{unit}"
-    return f"{value:g} {unit}".rstrip() if unit else f"{value:g}"
+            return f"{scaled:.{digits}f}{prefix}{unit}"
+    return f"{value:g}{unit}"
 
 
 def scope_chain(scope: str) -> list[str]:
@@ -137,10 +129,9 @@ class _Context:
 
 
 def _leaf(node: Node) -> str:
-    """The name a layer has in its block: its module's attribute name, marked when a module is reused."""
-    if node.module is None:
-        return node.id.rsplit(".", 1)[-1]
-    return node.module.rsplit(".", 1)[-1] + (" (reused)" if node.shared else "")
+    """The name a layer has in its block: the last part of its node id, the one name a node has
+    everywhere (a module used again reads `relu~2`, as in the diagram and the JSON)."""
+    return node.id.rsplit(".", 1)[-1]
 
 
 def _layer_row(ctx: _Context, node: Node, level: int) -> Row:
@@ -236,28 +227,213 @@ def totals(graph: Graph, batch: int = 1, dtype: str = "float32") -> dict[str, An
 
 
 # rendering ---------------------------------------------------------------------------------------
-COLUMNS = ("layer", "op", "connected to", "output", "params", "non-train.", "% params", "MACs", "FLOPs",
-           "% MACs", "other ops", "act. mem", "RF", "stride")
+# A report is data (rows, totals) apart from its presentation: each column says once what it holds,
+# what its header is and how a cell reads; each format has one renderer that draws any columns.
+# Adding a column is one entry in COLUMNS.
 
 
-def _cells(row: Row, tot: dict[str, Any], indent: str) -> list[str]:
+@dataclass(frozen=True)
+class Column:
+    """One column: `name` keys it in CSV/JSON and --columns, `header` titles it in tables,
+    `value` is the datum, `text` how a table shows it, `numeric` aligns it right."""
+
+    name: str
+    header: str
+    value: Callable[[Any, dict[str, Any]], Any]
+    text: Callable[[Any, dict[str, Any]], str]
+    numeric: bool = True
+
+
+def _count(n: int) -> str:
+    return f"{n:,}" if n else ""
+
+
+def _layer_name(row: Row, tot: dict[str, Any]) -> str:
+    """The tree's indented leaf in a terminal; renderers that collapse spaces use the full path."""
     mark = " †" if row.train_only else ""
-    name = indent * row.level + row.leaf + mark
-    op = row.op + (f" ({row.layers} layers)" if row.collapsed else "")
-    mem = si(row.activation_bytes, "B") if row.activation_bytes else (row.storage if row.kind == "layer" else "")
-    return [
-        name, op, ", ".join(display(c) for c in row.connected), fmt_shape(row.shape),
-        f"{row.params:,}" if row.params else "", f"{row.buffers:,}" if row.buffers else "",
-        f"{pct(row.params, tot['params']):.1f}%" if row.params else "",
-        si(row.macs) if row.macs else "", si(row.flops) if row.macs else "",
-        f"{pct(row.macs, tot['macs']):.1f}%" if row.macs and not row.train_only else "",
-        si(row.other_ops) if row.other_ops else "", mem,
-        row.rf.size_text() if row.rf else "—", row.rf.stride_text() if row.rf else "—",
-    ]
+    return ("  " * row.level + row.leaf if tot.get("_tree", True) else row.name) + mark
+
+
+def _op(row: Row, tot: dict[str, Any]) -> str:
+    return row.op + (f" ({row.layers} layers)" if row.collapsed else "")
+
+
+def _memory(row: Row, tot: dict[str, Any]) -> str:
+    if row.activation_bytes:
+        return si(row.activation_bytes, "B")
+    return row.storage if row.kind == "layer" else ""
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("name", "layer", lambda r, t: r.name, _layer_name, numeric=False),
+    Column("level", "level", lambda r, t: r.level, lambda r, t: str(r.level)),
+    Column("kind", "kind", lambda r, t: r.kind, lambda r, t: r.kind, numeric=False),
+    Column("op", "op", lambda r, t: r.op, _op, numeric=False),
+    Column("collapsed", "folded", lambda r, t: r.collapsed, lambda r, t: "yes" if r.collapsed else "", numeric=False),
+    Column("layers", "layers", lambda r, t: r.layers, lambda r, t: str(r.layers)),
+    Column("inputs", "inputs", lambda r, t: [display(i) for i in r.inputs],
+           lambda r, t: ", ".join(display(i) for i in r.inputs), numeric=False),
+    Column("connected_to", "connected to", lambda r, t: [display(i) for i in r.connected],
+           lambda r, t: ", ".join(display(i) for i in r.connected), numeric=False),
+    Column("output", "output", lambda r, t: list(r.shape), lambda r, t: fmt_shape(r.shape)),
+    Column("params", "params", lambda r, t: r.params, lambda r, t: _count(r.params)),
+    Column("trainable", "trainable", lambda r, t: r.params, lambda r, t: _count(r.params)),
+    Column("non_trainable", "non-train.", lambda r, t: r.buffers, lambda r, t: _count(r.buffers)),
+    Column("params_pct", "% params", lambda r, t: pct(r.params, t["params"]),
+           lambda r, t: f"{pct(r.params, t['params']):.1f}%" if r.params else ""),
+    Column("macs", "MACs", lambda r, t: r.macs, lambda r, t: si(r.macs) if r.macs else ""),
+    Column("flops", "FLOPs", lambda r, t: r.flops, lambda r, t: si(r.flops) if r.macs else ""),
+    Column("macs_pct", "% MACs", lambda r, t: pct(r.macs, t["macs"]),
+           lambda r, t: f"{pct(r.macs, t['macs']):.1f}%" if r.macs and not r.train_only else ""),
+    Column("other_ops", "other ops", lambda r, t: r.other_ops, lambda r, t: si(r.other_ops) if r.other_ops else ""),
+    Column("activation_bytes", "act. mem", lambda r, t: r.activation_bytes, _memory),
+    Column("storage", "storage", lambda r, t: r.storage, lambda r, t: r.storage, numeric=False),
+    Column("receptive_field", "RF", lambda r, t: field_size(r.rf), lambda r, t: r.rf.size_text() if r.rf else "—"),
+    Column("effective_stride", "stride", lambda r, t: field_stride(r.rf),
+           lambda r, t: r.rf.stride_text() if r.rf else "—"),
+    Column("train_only", "train only", lambda r, t: r.train_only, lambda r, t: "yes" if r.train_only else "",
+           numeric=False),
+)
+COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+# What tables show unless --columns says otherwise; CSV and JSON carry every column.
+DEFAULT_COLUMNS = ("name", "op", "connected_to", "output", "params", "non_trainable", "params_pct", "macs", "flops",
+                   "macs_pct", "other_ops", "activation_bytes", "receptive_field", "effective_stride")
+# Columns a narrow terminal drops first, in this order (the hidden ones are named under the table).
+OPTIONAL = ("flops", "params_pct", "non_trainable", "other_ops", "connected_to", "effective_stride", "activation_bytes")
+CONVENTIONS_NOTE = "MACs count conv and linear weights; see docs/report.md for every convention"
+
+
+def columns(names: Sequence[str] | None = None) -> list[Column]:
+    """The columns called `names` (None: the default table), in the order given."""
+    by_name = {c.name: c for c in COLUMNS}
+    unknown = [n for n in names or () if n not in by_name]
+    if unknown:
+        from archc.errors import ArchcError, did_you_mean
+
+        raise ArchcError(f"unknown column '{unknown[0]}'{did_you_mean(unknown[0], by_name)}; "
+                         f"columns: {', '.join(by_name)}")
+    return [by_name[n] for n in (names or DEFAULT_COLUMNS)]
+
+
+@dataclass
+class Table:
+    """What every renderer draws: a title, columns over rows, emphasis per row, notes below, and the
+    JSON document (rows plus whatever the table's kind adds)."""
+
+    title: str
+    columns: list[Column]
+    rows: list[Any]
+    context: dict[str, Any]
+    strong: list[bool]  # blocks in bold
+    faint: list[bool]  # train-only rows dimmed
+    notes: list[str]
+    document: dict[str, Any]
+    rows_key: str = "rows"
+    optional: tuple[str, ...] = ()
+    width: int | None = None
+    color: bool = False
+
+    def cells(self, tree: bool = True) -> list[list[str]]:
+        context = {**self.context, "_tree": tree}
+        return [[c.text(row, context) for c in self.columns] for row in self.rows]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [{c.name: c.value(row, self.context) for c in self.columns} for row in self.rows]
+
+
+def render_json(table: Table) -> str:
+    return json.dumps({**table.document, table.rows_key: table.records()}, indent=2) + "\n"
+
+
+def render_csv(table: Table) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, [c.name for c in table.columns], lineterminator="\n")
+    writer.writeheader()
+    for record in table.records():
+        writer.writerow({k: ("x".join(map(str, v)) if isinstance(v, list) else v) for k, v in record.items()})
+    return out.getvalue()
+
+
+def render_markdown(table: Table) -> str:
+    """A GitHub table; layer names are full paths, since markdown collapses indentation."""
+    lines = [f"## {table.title}\n", "| " + " | ".join(c.header for c in table.columns) + " |",
+             "| " + " | ".join("---:" if c.numeric else "---" for c in table.columns) + " |"]
+    for cells, strong in zip(table.cells(tree=False), table.strong, strict=True):
+        cells = [cell.replace("|", "\\|") for cell in cells]
+        if strong and cells:
+            cells[0] = f"**{cells[0]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", *(f"- {note}" for note in table.notes)]) + "\n"
+
+
+def render_html(table: Table) -> str:
+    """An HTML table (no page around it); block rows carry class="block", numbers class="num"."""
+    from html import escape
+
+    head = "".join(f"<th>{escape(c.header)}</th>" for c in table.columns)
+    body = []
+    for cells, strong in zip(table.cells(tree=False), table.strong, strict=True):
+        tds = "".join(f'<td class="num">{escape(v)}</td>' if c.numeric else f"<td>{escape(v)}</td>"
+                      for c, v in zip(table.columns, cells, strict=True))
+        body.append(("<tr class=\"block\">" if strong else "<tr>") + tds + "</tr>")
+    notes = "".join(f'<p class="note">{escape(note)}</p>' for note in table.notes)
+    return (f'<table class="layers"><caption>{escape(table.title)}</caption><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>{notes}\n")
+
+
+def render_table(table: Table) -> str:
+    """A fixed-width table for a terminal: text left, numbers right, two spaces apart.
+
+    Written by hand because rich's Table measures every cell (seconds for a 200-row ResNet-50); rich
+    only styles whole lines when `color` is set. Columns in `optional` are dropped while the table is
+    wider than `width`.
+    """
+    cols, body = table.columns, table.cells()
+    keep = list(range(len(cols)))
+    widths = [max([len(cols[i].header)] + [len(row[i]) for row in body]) for i in keep]
+
+    def total(idx: list[int]) -> int:
+        return sum(widths[i] for i in idx) + 2 * (len(idx) - 1)
+
+    hidden = []
+    names = [c.name for c in cols]
+    for name in table.optional:
+        if table.width is None or total(keep) <= table.width:
+            break
+        if name in names and names.index(name) in keep:
+            keep.remove(names.index(name))
+            hidden.append(cols[names.index(name)].header)
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cells[i].rjust(widths[i]) if cols[i].numeric else cells[i].ljust(widths[i]) for i in keep).rstrip()
+
+    styles = ["bold" if s else "dim" if f else "" for s, f in zip(table.strong, table.faint, strict=True)]
+    lines = [(table.title, "bold"), (line([c.header for c in cols]), "bold"), ("  ".join("─" * widths[i] for i in keep), "")]
+    lines += [(line(row), style) for row, style in zip(body, styles, strict=True)]
+    if hidden:
+        lines.append((f"(hidden to fit {table.width} columns: {', '.join(hidden)}; widen the terminal, pick "
+                      "--columns or use --format markdown/csv/json)", "dim"))
+    lines += [(note, "") for note in table.notes]
+    if not table.color:
+        return "\n".join(text for text, _ in lines) + "\n"
+    from rich.console import Console
+    from rich.text import Text
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=max(len(t) for t, _ in lines) + 1, soft_wrap=True)
+    for text, style in lines:
+        console.print(Text(text, style=style or ""))
+    return buffer.getvalue()
+
+
+RENDERERS: dict[str, Callable[[Table], str]] = {
+    "table": render_table, "markdown": render_markdown, "csv": render_csv, "json": render_json, "html": render_html,
+}
+FORMATS = tuple(RENDERERS)
 
 
 def footer(tot: dict[str, Any]) -> list[str]:
-    """The totals, one line each, followed by the conventions."""
+    """The totals, one line each."""
     mem = tot["training_memory"]
     batch, dtype = tot["batch"], tot["dtype"]
     lines = [
@@ -286,89 +462,26 @@ def footer(tot: dict[str, Any]) -> list[str]:
     for head in tot["heads"]:
         lines.append(f"head {head['name']}: {fmt_shape(tuple(head['shape']))}, loss weight {head['loss_weight']}"
                      + (", train only" if head["train_only"] else ""))
-    lines.append("conventions: " + CONVENTIONS)
+    lines.append(CONVENTIONS_NOTE)
     return lines
 
 
-def render(rows: list[Row], tot: dict[str, Any], fmt: str, width: int | None = None, color: bool = False) -> str:
-    """The report as text in one of FORMATS; `width` and `color` apply to the table (a terminal's)."""
-    if fmt == "json":
-        return json.dumps({"totals": tot, "rows": [r.as_dict(tot["params"], tot["macs"]) for r in rows],
-                           "conventions": CONVENTIONS}, indent=2) + "\n"
-    if fmt == "csv":
-        out = io.StringIO()
-        keys = list(rows[0].as_dict(1, 1)) if rows else ["name"]
-        writer = csv.DictWriter(out, keys, lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            d = r.as_dict(tot["params"], tot["macs"])
-            writer.writerow({k: ("x".join(map(str, v)) if isinstance(v, list) else v) for k, v in d.items()})
-        return out.getvalue()
-    if fmt == "markdown":
-        title = f"## {tot['name']}: input {fmt_shape(tuple(tot['input']))}, batch {tot['batch']}, {tot['dtype']}\n"
-        lines = [title, "| " + " | ".join(COLUMNS) + " |",
-                 "| " + " | ".join("---" if i < 4 else "---:" for i in range(len(COLUMNS))) + " |"]
-        for r in rows:
-            cells = [c.replace("|", "\\|") for c in _cells(r, tot, "\u00a0\u00a0")]
-            if r.kind != "layer":
-                cells[0] = f"**{cells[0].strip()}**".join(["\u00a0\u00a0" * r.level, ""])
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-        lines += [f"- {line}" for line in footer(tot)]
-        return "\n".join(lines) + "\n"
-    if fmt == "table":
-        title = f"{tot['name']}  input {fmt_shape(tuple(tot['input']))}  batch {tot['batch']}  {tot['dtype']}"
-        styles = ["bold" if r.kind != "layer" else ("dim" if r.train_only else "") for r in rows]
-        body = [_cells(r, tot, "  ") for r in rows]
-        return text_table(title, list(COLUMNS), body, styles, footer(tot), width, color, left=4, optional=OPTIONAL)
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+def layer_table(rows: list[Row], tot: dict[str, Any], names: Sequence[str] | None = None, *, fmt: str = "table",
+                width: int | None = None, color: bool = False) -> Table:
+    """The per-layer table of a report: the default columns in tables, all of them in CSV/JSON."""
+    chosen = columns(names if names or fmt in ("table", "markdown", "html") else [c.name for c in COLUMNS])
+    title = f"{tot['name']}: input {fmt_shape(tuple(tot['input']))}, batch {tot['batch']}, {tot['dtype']}"
+    return Table(title, chosen, rows, tot, [r.kind != "layer" for r in rows], [r.train_only for r in rows],
+                 footer(tot), {"totals": tot, "conventions": CONVENTIONS}, optional=OPTIONAL, width=width, color=color)
 
 
-# Columns a narrow terminal drops first, in this order (the hidden ones are named under the table).
-OPTIONAL = ("FLOPs", "% params", "non-train.", "other ops", "connected to", "stride", "act. mem")
-
-
-def text_table(title: str, columns: list[str], body: list[list[str]], styles: list[str], notes: list[str],
-               width: int | None, color: bool, left: int, optional: tuple[str, ...] = ()) -> str:
-    """A fixed-width table: the first `left` columns left-aligned, numbers right-aligned, two spaces apart.
-
-    Written by hand because rich's Table measures every cell (seconds for a 200-row ResNet-50); rich
-    only styles whole lines when `color` is set. Columns in `optional` are dropped while the table is
-    wider than `width`.
-    """
-    keep = list(range(len(columns)))
-    widths = [max([len(columns[i])] + [len(row[i]) for row in body]) for i in keep]
-
-    def total(idx: list[int]) -> int:
-        return sum(widths[i] for i in idx) + 2 * (len(idx) - 1)
-
-    hidden = []
-    for name in optional:
-        if width is None or total(keep) <= width:
-            break
-        i = columns.index(name)
-        keep.remove(i)
-        hidden.append(name)
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(cells[i].ljust(widths[i]) if i < left else cells[i].rjust(widths[i]) for i in keep).rstrip()
-
-    lines = [(title, "bold"), (line(columns), "bold"), ("  ".join("─" * widths[i] for i in keep), "")]
-    lines += [(line(row), style) for row, style in zip(body, styles, strict=True)]
-    if hidden:
-        lines.append((f"(hidden to fit {width} columns: {', '.join(hidden)}; widen the terminal or use "
-                      "--format markdown/csv/json)", "dim"))
-    lines += [(note, "") for note in notes]
-    if not color:
-        return "\n".join(text for text, _ in lines) + "\n"
-    from rich.console import Console
-    from rich.text import Text
-
-    buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=True, width=max(len(t) for t, _ in lines) + 1, soft_wrap=True)
-    for text, style in lines:
-        console.print(Text(text, style=style or ""))
-    return buffer.getvalue()
+def render(rows: list[Row], tot: dict[str, Any], fmt: str, width: int | None = None, color: bool = False,
+           columns: Sequence[str] | None = None) -> str:
+    """The report in one of FORMATS; `width` and `color` apply to the terminal table, `columns`
+    picks and orders the columns (default: the usual table; CSV and JSON carry every column)."""
+    if fmt not in RENDERERS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return RENDERERS[fmt](layer_table(rows, tot, columns, fmt=fmt, width=width, color=color))
 
 
 def compare(graphs: list[Graph], batch: int = 1, dtype: str = "float32") -> list[dict[str, Any]]:
@@ -386,9 +499,6 @@ def compare(graphs: list[Graph], batch: int = 1, dtype: str = "float32") -> list
     return rows
 
 
-COMPARE_COLUMNS = ("spec", "input", "params", "MACs", "FLOPs", "activations", "train mem (SGD)", "depth", "RF", "stride")
-
-
 def dims(values: list[int | float] | None) -> str:
     """[435, 435] -> '435', [1, 7] -> '1x7', [10.67, 10.67] -> '10.7'; None -> '—'."""
     if values is None:
@@ -396,34 +506,35 @@ def dims(values: list[int | float] | None) -> str:
     return "x".join(str(v) if isinstance(v, int) else f"{v:.1f}" for v in dict.fromkeys(values))
 
 
-def _compare_cells(row: dict[str, Any]) -> list[str]:
-    return [row["spec"], fmt_shape(tuple(row["input"])), f"{row['params']:,}", si(row["macs"]), si(row["flops"]),
-            si(row["activation_memory"], "B"), si(row["training_memory_sgd"], "B"), str(row["depth"]),
-            dims(row["receptive_field"]), dims(row["effective_stride"])]
+def _key(name: str) -> Callable[[Any, dict[str, Any]], Any]:
+    return lambda row, _: row[name]
+
+
+COMPARE_COLUMNS: tuple[Column, ...] = (
+    Column("spec", "spec", _key("spec"), lambda r, t: r["spec"], numeric=False),
+    Column("input", "input", _key("input"), lambda r, t: fmt_shape(tuple(r["input"])), numeric=False),
+    Column("params", "params", _key("params"), lambda r, t: f"{r['params']:,}"),
+    Column("macs", "MACs", _key("macs"), lambda r, t: si(r["macs"])),
+    Column("flops", "FLOPs", _key("flops"), lambda r, t: si(r["flops"])),
+    Column("activation_memory", "activations", _key("activation_memory"), lambda r, t: si(r["activation_memory"], "B")),
+    Column("training_memory_sgd", "train mem (SGD)", _key("training_memory_sgd"),
+           lambda r, t: si(r["training_memory_sgd"], "B")),
+    Column("depth", "depth", _key("depth"), lambda r, t: str(r["depth"])),
+    Column("receptive_field", "RF", _key("receptive_field"), lambda r, t: dims(r["receptive_field"])),
+    Column("effective_stride", "stride", _key("effective_stride"), lambda r, t: dims(r["effective_stride"])),
+)
 
 
 def render_compare(rows: list[dict[str, Any]], fmt: str, batch: int, dtype: str, width: int | None = None,
                    color: bool = False) -> str:
-    """The comparison as text in one of FORMATS."""
-    note = f"activations and training memory at batch {batch}, {dtype}; " + CONVENTIONS
-    if fmt == "json":
-        return json.dumps({"batch": batch, "dtype": dtype, "specs": rows, "conventions": CONVENTIONS}, indent=2) + "\n"
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("x".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
-        return out.getvalue()
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(COMPARE_COLUMNS) + " |",
-                 "| " + " | ".join("---" if i < 2 else "---:" for i in range(len(COMPARE_COLUMNS))) + " |"]
-        lines += ["| " + " | ".join(_compare_cells(r)) + " |" for r in rows]
-        return "\n".join([*lines, "", note]) + "\n"
-    if fmt == "table":
-        return text_table("comparison", list(COMPARE_COLUMNS), [_compare_cells(r) for r in rows], [""] * len(rows),
-                          [note], width, color, left=2)
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    """The comparison in one of FORMATS."""
+    if fmt not in RENDERERS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    note = f"activations and training memory at batch {batch}, {dtype}; {CONVENTIONS_NOTE}"
+    table = Table("comparison", list(COMPARE_COLUMNS), rows, {}, [False] * len(rows), [False] * len(rows), [note],
+                  {"batch": batch, "dtype": dtype, "conventions": CONVENTIONS}, rows_key="specs", width=width, color=color)
+    return RENDERERS[fmt](table)
 
 
-__all__ = ["CONVENTIONS", "FORMATS", "Row", "compare", "footer", "render", "render_compare", "report_rows", "si", "totals"]
+__all__ = ["COLUMNS", "CONVENTIONS", "FORMATS", "Column", "Row", "Table", "columns", "compare", "footer", "layer_table",
+           "render", "render_compare", "report_rows", "si", "totals"]

@@ -76,10 +76,11 @@ def test_build_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["build", str(AUX)]) == 0
     out = capsys.readouterr().out
     graph = api.compile_graph(AUX)
-    assert f"params {graph.total_params:,}" in out and f"MACs {graph.total_macs:,}" in out
+    assert f"params: {graph.total_params:,}" in out and f"MACs: {graph.total_macs:,}" in out
     assert "head aux1: 4, loss weight 0.3, train only" in out
-    for node in graph:
-        assert node.id in out
+    assert out == run_archc("report", str(AUX)).stdout  # one per-layer table, one look
+    for node in graph:  # every layer, by its name in its block
+        assert node.id.rsplit(".", 1)[-1] in out
 
 
 def test_build_verifies_runtime_shapes(write_spec, monkeypatch: pytest.MonkeyPatch) -> None:

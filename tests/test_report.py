@@ -173,7 +173,7 @@ def test_levels_follow_block_nesting_and_blocks_name_their_type() -> None:
     assert rows["layer1"].level == 0 and rows["layer1.0"].level == 1 and rows["layer1.0.conv1"].level == 2
     assert rows["layer2.0.downsample"].level == 2 and rows["layer2.0.downsample.0"].level == 3
     assert rows["layer1.0"].op == "BasicBlock planes=64 stride=1" and rows["layer1.0"].kind == "block"
-    assert rows["layer1.0.relu~2"].leaf == "relu (reused)"
+    assert rows["layer1.0.relu~2"].leaf == "relu~2"
 
 
 def test_connected_to_names_merge_inputs_and_non_sequential_reads() -> None:
@@ -292,7 +292,7 @@ def test_table_footer_states_the_conventions_and_totals() -> None:
     graph = compile_graph(fixture("resnet18"))
     text = render(report_rows(graph, depth=1), totals(graph, batch=2), "table")
     assert "1,814,073,344" in text and "3,628,146,688" in text and "11,689,512" in text
-    assert "bias excluded" in text and "FlopCounterMode" in text and "FLOPs = 2 x MACs" in text
+    assert "see docs/report.md for every convention" in text and "bias excluded" not in text  # stated once, in the docs
     assert "SGD with momentum" in text and "Adam" in text and "435 px" in text
     assert "layer4" in text and "BasicBlock" not in text  # folded at depth 1
 
@@ -303,7 +303,8 @@ def test_markdown_csv_and_json_carry_the_same_rows() -> None:
     tot = totals(graph)
     md = render(rows, tot, "markdown")
     table = [line for line in md.splitlines() if line.startswith("|")]
-    assert len(table) == len(rows) + 2 and "**inception3a**" in md and "- conventions: " in md
+    assert len(table) == len(rows) + 2 and "**inception3a**" in md and "| **inception3a.branch2** |" in md  # full paths
+    assert "- MACs count conv and linear weights" in md and "FlopCounterMode" not in md
     parsed = list(csv.DictReader(io.StringIO(render(rows, tot, "csv"))))
     assert [p["name"] for p in parsed] == [r.name for r in rows]
     assert int(parsed[0]["params"]) == rows[0].params
@@ -315,8 +316,8 @@ def test_markdown_csv_and_json_carry_the_same_rows() -> None:
 
 
 def test_si_prefixes_are_decimal() -> None:
-    assert si(1_814_073_344) == "1.81 G" and si(11_689_512) == "11.7 M" and si(999) == "999"
-    assert si(46_758_048, "B") == "46.8 MB" and si(1500, "B") == "1.50 kB" and si(0) == "0"
+    assert si(1_814_073_344) == "1.81G" and si(11_689_512) == "11.7M" and si(416_520) == "417K" and si(999) == "999"
+    assert si(46_758_048, "B") == "46.8MB" and si(1500, "B") == "1.50KB" and si(0) == "0"
 
 
 @pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "json"])
@@ -360,7 +361,8 @@ def test_cli_overrides_and_input_shape_reach_the_report() -> None:
     (["--depth", "0"], "expected a positive integer"),
     (["--batch-size", "x"], "expected a positive integer"),
     (["--dtype", "int8"], "invalid choice"),
-    (["--format", "html"], "invalid choice"),
+    (["--format", "svg"], "invalid choice"),
+    (["--columns", "name,nope"], "unknown column 'nope'"),
     (["--set", "nope=1"], "nope"),
 ])
 def test_cli_bad_arguments_are_clear_errors(args: list[str], message: str) -> None:
@@ -390,7 +392,7 @@ def test_api_rejects_bad_depth_batch_and_dtype() -> None:
     with pytest.raises(ValueError, match="dtype"):
         totals(graph, dtype="int8")
     with pytest.raises(ValueError, match="format"):
-        render(report_rows(graph), totals(graph), "html")
+        render(report_rows(graph), totals(graph), "svg")
 
 
 def test_terminal_table_fits_its_width_and_colours_whole_lines() -> None:

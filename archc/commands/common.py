@@ -80,6 +80,15 @@ def add_format_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                         help=help or f"output format (default {default})")
 
 
+def add_columns_option(parser: argparse.ArgumentParser) -> None:
+    """--columns for commands that print the per-layer table (report, build)."""
+    from archc.report import COLUMN_NAMES, DEFAULT_COLUMNS
+
+    parser.add_argument("--columns", type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+                        metavar="A,B,...", help=f"the table's columns, in order (default {','.join(DEFAULT_COLUMNS)}; "
+                        f"any of {', '.join(COLUMN_NAMES)})")
+
+
 def add_output_option(parser: argparse.ArgumentParser, help: str = "write to FILE instead of stdout") -> None:
     parser.add_argument("-o", "--output", metavar="FILE", help=help)
 

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from archc.commands.common import (
+    add_columns_option,
     add_format_option,
     add_output_option,
     add_spec_options,
@@ -33,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                               "real forward pass gives exactly the inferred shapes.")
     build.add_argument("spec", metavar="SPEC")
     add_format_option(build, ["table", "json"])
+    add_columns_option(build)
     build.add_argument("--save", metavar="FILE",
                        help="save the spec, its overrides and the weights in one file; rebuild it with archc.load_model(FILE)")
     build.add_argument("--init-from", metavar="PATH", help="load a state_dict (e.g. torchvision's pretrained weights)")
@@ -101,7 +103,7 @@ def run_build(args: argparse.Namespace) -> int:
         analysis = Analysis(graph)
         print_json({"spec": args.spec, **analysis.totals(), "layers": analysis.rows()})
     else:
-        print_table(graph)
+        print_table(graph, args.columns)
     if args.save and args.format != "json":
         print(f"saved {args.save}")
     return 0
@@ -134,22 +136,15 @@ def save_model(model: Any, spec: Any, path: str) -> None:
     write_output(path, model_bytes(model, spec))
 
 
-def print_table(graph: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def print_table(graph: Any, columns: list[str] | None) -> None:
+    """The per-layer table of `archc report`, every layer: one table, one look."""
+    import shutil
 
-    table = Table(title=f"{graph.name}  input {fmt_shape(graph.input_shape)}", show_lines=False)
-    for col, justify in (("name", "left"), ("op", "left"), ("output", "right"), ("params", "right")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for node in graph:
-        table.add_row(node.id, node.label, fmt_shape(node.shape), f"{node.params:,}" if node.params else "")
-    console = Console()
-    console.print(table)
-    console.print(f"params {graph.total_params:,}  buffers {graph.total_buffers:,}  MACs {graph.total_macs:,}  "
-                  f"output {fmt_shape(graph.shape_of(graph.output))}")
-    for head in graph.heads:
-        console.print(f"head {head.name}: {fmt_shape(graph.shape_of(head.node))}, loss weight {head.loss_weight}"
-                      + (", train only" if head.train_only else ""))
+    from archc.report import render, report_rows, totals
+
+    tty = sys.stdout.isatty()
+    width = shutil.get_terminal_size().columns if tty else None
+    sys.stdout.write(render(report_rows(graph), totals(graph), "table", width, color=tty, columns=columns))
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import shutil
 import sys
 
 from archc.commands.common import (
+    add_columns_option,
     add_format_option,
     add_output_option,
     add_spec_options,
@@ -33,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--depth", type=positive_int, default=None, metavar="N",
                         help="fold blocks nested deeper than N into one row with their totals (default: all levels)")
     add_format_option(parser, FORMATS)
+    add_columns_option(parser)
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
                         help="batch size for activation and training memory (default %(default)s)")
     parser.add_argument("--dtype", choices=list(DTYPE_BYTES), default="float32",
@@ -63,7 +65,7 @@ def run_report(args: argparse.Namespace) -> int:
     if len(graphs) == 1:
         graph = graphs[0]
         text = render(report_rows(graph, args.depth, args.batch_size, args.dtype),
-                      totals(graph, args.batch_size, args.dtype), args.format, width, color=tty)
+                      totals(graph, args.batch_size, args.dtype), args.format, width, color=tty, columns=args.columns)
     else:
         text = render_compare(compare(graphs, args.batch_size, args.dtype), args.format, args.batch_size, args.dtype,
                               width, color=tty)

@@ -216,26 +216,17 @@ def _diagram(graph: Any, prefix: str) -> str:
 
 
 def _layer_table(graph: Any) -> str:
-    """The per-layer rows of archc.report at TABLE_DEPTH, blocks in bold."""
+    """The per-layer table of archc.report at TABLE_DEPTH, drawn by its HTML renderer."""
     from archc.ops.base import fmt_shape
-    from archc.report import report_rows, si, totals
+    from archc.report import layer_table, render_html, report_rows, si, totals
 
     tot = totals(graph)
-    header = ["layer", "op", "output", "params", "% params", "MACs", "% MACs"]
-    rows = []
-    for row in report_rows(graph, TABLE_DEPTH):
-        d = row.as_dict(tot["params"], tot["macs"])
-        cls = ' class="block"' if row.kind != "layer" else ""
-        name = "\u00a0\u00a0" * row.level + row.leaf + (f" ({row.layers} layers)" if row.collapsed else "")
-        cells = [name, row.op, fmt_shape(row.shape), f"{row.params:,}" if row.params else "",
-                 f"{d['params_pct']:.1f}" if row.params else "", si(row.macs) if row.macs else "",
-                 f"{d['macs_pct']:.1f}" if row.macs else ""]
-        rows.append(f"<tr{cls}>" + "".join(f'<td class="num">{_e(c)}</td>' if i >= 3 else f"<td>{_e(c)}</td>"
-                                            for i, c in enumerate(cells)) + "</tr>")
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    caption = f"{tot['params']:,} parameters, {si(tot['macs'])} MACs per image at input {fmt_shape(tuple(tot['input']))}"
-    return (f'<table class="layers"><caption>{_e(caption)}</caption><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    table = layer_table(report_rows(graph, TABLE_DEPTH), tot, ["name", "op", "output", "params", "params_pct", "macs",
+                                                               "macs_pct"], fmt="html")
+    table.title = (f"{tot['params']:,} parameters, {si(tot['macs'])} MACs per image at input "
+                   f"{fmt_shape(tuple(tot['input']))}")
+    table.notes = []  # the page states the run's figures; the conventions are in docs/report.md
+    return render_html(table)
 
 
 _ID = re.compile(r'\bid="([^"]+)"')
