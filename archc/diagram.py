@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from archc import ops
 from archc.errors import ArchcError
 from archc.ir import INPUT, Graph, Node
 from archc.ops.base import fmt_shape
@@ -30,14 +31,6 @@ INSTALL_HINT = (
     "(macOS), `conda install graphviz`, or see https://graphviz.org/download/"
 )
 
-# fill colours by op family; anything else is white
-COLOURS = {
-    "conv": "#dbe8f6", "conv_transpose": "#dbe8f6", "linear": "#e4dcf2",
-    "bn": "#f3f3f3", "layernorm": "#f3f3f3", "groupnorm": "#f3f3f3", "lrn": "#f3f3f3",
-    "maxpool": "#fde9d4", "avgpool": "#fde9d4", "adaptive_avgpool": "#fde9d4", "adaptive_maxpool": "#fde9d4",
-    "global_avgpool": "#fde9d4", "global_maxpool": "#fde9d4", "upsample": "#fde9d4",
-    "dropout": "#ffffff", "dropout2d": "#ffffff",
-}
 MERGE_GLYPHS = {"add": "+", "multiply": "×", "concat": "concat"}
 BLOCK_FILL = "#e6f2e6"
 
@@ -219,7 +212,8 @@ def _element_line(graph: Graph, el: Element, node_id: str, indent: str) -> str:
         shape = "circle" if node.op != "concat" else "box"
         return (f'{indent}{node_id} [label={_node_label(node)}, shape={shape}, style="filled", fillcolor="#ffffff", '
                 f'width=0.3, height=0.3, fixedsize={"true" if shape == "circle" else "false"}];')
-    fill = COLOURS.get(node.op, "#ffffff")
+    op = ops.get(node.op)
+    fill = op.colour if op is not None else "#ffffff"  # each op's family colour, declared on its class
     return f'{indent}{node_id} [label={_node_label(node)}, fillcolor="{fill}"];'
 
 

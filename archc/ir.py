@@ -122,9 +122,12 @@ class Graph:
 
     @property
     def depth(self) -> int:
-        """Weighted layers (conv/linear) on the longest path: the 'depth' in ResNet-18's name."""
+        """Weighted layers (conv/linear: `Op.weighted`) on the longest path: the 'depth' in ResNet-18's name."""
+        from archc import ops  # the registry imports every op module: only when depth is asked for
+
         best: dict[str, int] = {INPUT: 0}
         for node in self:
-            here = 1 if node.macs and node.op in ("conv", "linear", "conv_transpose") else 0
+            op = ops.get(node.op)
+            here = 1 if node.macs and op is not None and op.weighted else 0
             best[node.id] = here + max(best[i] for i in node.inputs)
         return best[self.output]

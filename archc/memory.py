@@ -6,52 +6,24 @@ does); the backward frees the saved tensors layer by layer while activation grad
 gradients appear; the optimizer step then runs with every gradient alive. We replay those three
 phases over the graph with byte counts and report the highest point, plus the components.
 
-No torch import: which tensors each op's backward keeps is written down here from torch's
-derivatives (derivatives.yaml), and checked against a measured CPU step in tests/test_memory.py.
+No torch import: which tensors each op's backward keeps is declared on the op's class
+(`Op.autograd`, from torch's derivatives.yaml), and checked against a measured CPU step in
+tests/test_memory.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
+from archc import ops
 from archc.codegen import inplace_nodes
 from archc.ir import INPUT, Graph, Node
-from archc.ops.base import numel
+from archc.ops.base import Autograd, Op, numel
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-INDEX_BYTES = 8  # max-pool indices are int64 whatever the dtype
-MASK_BYTES = 1  # dropout masks are bool
 OPTIMIZERS = ("sgd", "adam")
-
-SaveRule = Literal["input", "output", "input_when_fresh", "clone_when_inplace", "none"]
-
-# What each op's backward keeps (torch's derivatives.yaml): its inputs, its output, or nothing.
-# "input_when_fresh": the input, but the output when the op ran in place (leaky_relu saves `self`
-# out of place and `result` in place). "clone_when_inplace": the input, and when the op ran in place
-# autograd first saves a copy of it (hardtanh_, behind ReLU6, needs the original values): a new
-# tensor. Ops not listed are assumed to keep their inputs.
-SAVES: dict[str, SaveRule] = {
-    "conv": "input", "conv_transpose": "input", "linear": "input",
-    "bn": "input", "layernorm": "input", "groupnorm": "input", "lrn": "input",
-    "relu": "output", "sigmoid": "output", "tanh": "output", "softmax": "output",
-    "relu6": "clone_when_inplace", "leaky_relu": "input_when_fresh", "gelu": "input", "silu": "input",
-    "maxpool": "input", "adaptive_maxpool": "input", "global_maxpool": "input",
-    "avgpool": "input", "adaptive_avgpool": "input", "global_avgpool": "none",  # a global mean keeps only sizes
-    "multiply": "input",
-    "add": "none", "concat": "none", "flatten": "none", "identity": "none", "upsample": "none",
-    "dropout": "none", "dropout2d": "none", "subsample": "none", "pad_channels": "none",
-    "hardswish": "input", "hardsigmoid": "input", "mish": "input", "mean": "none",
-    "reshape": "none", "unflatten": "none", "permute": "none", "transpose": "none", "slice": "none",
-    "select": "none", "roll": "none", "channel_shuffle": "none", "pad": "none",
-}
-# Ops whose output is a view of (or the same tensor as) their input: no new storage in forward,
-# and their backward hands the incoming gradient on without allocating.
-VIEWS = frozenset({"flatten", "identity", "subsample", "reshape", "unflatten", "permute", "transpose", "slice", "select"})
-# Backward hands the output gradient (or views of it) to every input without allocating.
-PASS_THROUGH = frozenset({"add", "concat", "flatten", "identity", "reshape", "unflatten", "permute", "transpose"})
-
 
 @dataclass(frozen=True)
 class TrainingMemory:
@@ -92,29 +64,33 @@ def buffer_bytes(graph: Graph, dtype: str) -> int:
     for node in graph:
         if node.shared or not node.buffers:
             continue
-        counters = 1 if node.op == "bn" and node.buffers % 2 == 1 else 0
+        counters = _op(node).int64_buffers(node.args)
         total += (node.buffers - counters) * size + counters * 8
     return total
 
 
+def _op(node: Node) -> Op:
+    op = ops.get(node.op)
+    if op is None:
+        raise ValueError(f"node '{node.id}' has an unregistered op '{node.op}'")
+    return op
+
+
+def _autograd(node: Node) -> Autograd:
+    return _op(node).autograd
+
+
+def is_view(node: Node) -> bool:
+    """The node's output is a view of its input: it allocates no storage of its own."""
+    return _autograd(node).view
+
+
 def _extra_bytes(node: Node, batch: int, size: int, inplace: set[str]) -> int:
     """Side tensors a backward keeps besides activations: pool indices, dropout masks, norm statistics, clones."""
-    out = numel(node.shape) * batch
-    if SAVES.get(node.op) == "clone_when_inplace" and node.id in inplace:
-        return out * size
-    if node.op in ("maxpool", "adaptive_maxpool", "global_maxpool"):
-        return out * INDEX_BYTES
-    if node.op == "dropout":
-        return out * MASK_BYTES
-    if node.op == "dropout2d":
-        return node.shape[0] * batch * size  # one noise value per sample and channel
-    if node.op == "bn":
-        return 2 * node.shape[0] * 4  # save_mean and save_invstd, float32
-    if node.op in ("layernorm", "groupnorm"):
-        return 2 * batch * 4 * (node.shape[0] if node.op == "groupnorm" else 1)
-    if node.op == "lrn":
-        return 3 * out * size  # the squared, padded and powered intermediates of F.local_response_norm
-    return 0
+    rule = _autograd(node)
+    if rule.saves == "clone_when_inplace" and node.id in inplace:
+        return numel(node.shape) * batch * size
+    return sum(side.bytes(node.shape, batch, size) for side in rule.side)
 
 
 @dataclass
@@ -149,12 +125,12 @@ def _saved_storages(node: Node, replay: _Replay, needs: dict[str, bool], inplace
     """Storages this node's backward keeps alive (none when no gradient flows through it)."""
     if not needs[node.id]:
         return set()
-    rule = SAVES.get(node.op, "input")
+    rule = _autograd(node).saves
     if rule == "none" or (rule == "clone_when_inplace" and node.id in inplace):  # the clone is an extra
         return set()
     if rule == "output" or (rule == "input_when_fresh" and node.id in inplace):
         return {replay.storage[node.id]}
-    if node.op == "multiply":  # each factor is kept for the other factor's gradient
+    if rule == "each_other":  # each factor is kept for the other factors' gradients
         return {replay.storage[i] for k, i in enumerate(node.inputs)
                 if any(needs[j] for m, j in enumerate(node.inputs) if m != k)}
     return {replay.storage[i] for i in node.inputs}
@@ -181,7 +157,7 @@ def replay_step(graph: Graph, batch: int, dtype: str) -> StepReplay:
     r.storage[INPUT] = INPUT
     r.bytes_of[INPUT] = r.out_bytes(INPUT)
     for node in nodes:
-        aliased = node.op in VIEWS or node.id in inplace
+        aliased = _autograd(node).view or node.id in inplace
         r.storage[node.id] = r.storage[node.inputs[0]] if aliased else node.id
         if not aliased:
             r.bytes_of[node.id] = r.out_bytes(node.id)
@@ -260,7 +236,7 @@ def replay_step(graph: Graph, batch: int, dtype: str) -> StepReplay:
             for i in dict.fromkeys(node.inputs):
                 if not needs[i]:
                     continue
-                if node.op in PASS_THROUGH:
+                if _autograd(node).pass_through:
                     refs[g] += 1
                     contribution = g
                 else:
@@ -291,13 +267,7 @@ def largest_param_tensor(graph: Graph) -> int:
     for node in graph:
         if node.shared or not node.params:
             continue
-        if node.op in ("conv", "conv_transpose", "linear"):
-            biggest = node.params - (node.shape[0] if getattr(node.args, "bias", False) else 0)
-        elif node.op in ("bn", "groupnorm") or (node.op == "layernorm" and getattr(node.args, "bias", False)):
-            biggest = node.params // 2  # weight and bias, equal sizes
-        else:
-            biggest = node.params
-        best = max(best, biggest)
+        best = max(best, _op(node).largest_param_tensor(node.args, node.params, node.shape))
     return best
 
 
@@ -325,5 +295,5 @@ def training_memory(graph: Graph, batch: int = 1, dtype: str = "float32", foreac
     return TrainingMemory(batch, dtype, params, buffers, grads, state, input_bytes, saved, forward_total, peak, phases)
 
 
-__all__ = ["DTYPE_BYTES", "OPTIMIZERS", "StepReplay", "TrainingMemory", "buffer_bytes", "dtype_bytes", "replay_step",
-           "training_memory"]
+__all__ = ["DTYPE_BYTES", "OPTIMIZERS", "StepReplay", "TrainingMemory", "buffer_bytes", "dtype_bytes", "is_view",
+           "replay_step", "training_memory"]

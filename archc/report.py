@@ -17,7 +17,7 @@ from typing import Any
 
 from archc.codegen import inplace_nodes
 from archc.ir import INPUT, Graph, Node
-from archc.memory import VIEWS, buffer_bytes, dtype_bytes, training_memory
+from archc.memory import buffer_bytes, dtype_bytes, is_view, training_memory
 from archc.ops.base import Shape, fmt_shape, numel
 from archc.receptive import Field, deepest_field, receptive_fields
 
@@ -120,7 +120,7 @@ class _Context:
     fields: dict[str, Field | None]
 
     def storage(self, node: Node) -> str:
-        if node.op in VIEWS:
+        if is_view(node):
             return "view"
         return "in place" if node.id in self.inplace else "new"
 
@@ -207,7 +207,7 @@ def totals(graph: Graph, batch: int = 1, dtype: str = "float32") -> dict[str, An
     fields = receptive_fields(graph)
     deepest = deepest_field(graph, fields)
     memory = training_memory(graph, batch, dtype)
-    activations = sum(numel(n.shape) for n in graph if n.op not in VIEWS and n.id not in inplace) * batch * size
+    activations = sum(numel(n.shape) for n in graph if not is_view(n) and n.id not in inplace) * batch * size
     return {
         "name": graph.name, "input": list(graph.input_shape), "output": list(graph.shape_of(graph.output)),
         "batch": batch, "dtype": dtype,

@@ -7,11 +7,14 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Call, NoArgs, Op, OpError, Shape, fmt_shape, numel
+from archc.ops.base import Args, Autograd, Call, NoArgs, Op, OpError, Shape, fmt_shape, numel
 
 
 class Activation(Op):
     """Shape-preserving, parameter-free, one op per element."""
+
+    colour = "#ffffff"
+    weighted = False
 
     torch_class: ClassVar[str]
 
@@ -31,6 +34,7 @@ class Activation(Op):
 @register
 class ReLU(Activation):
     name = "relu"
+    autograd = Autograd(saves="output")
     torch_class = "nn.ReLU"
     inplace_capable = True
     doc = "max(x, 0)."
@@ -39,6 +43,7 @@ class ReLU(Activation):
 @register
 class ReLU6(Activation):
     name = "relu6"
+    autograd = Autograd(saves="clone_when_inplace")
     torch_class = "nn.ReLU6"  # not in place: PyTorch copies the input for an in-place hardtanh anyway
     doc = "min(max(x, 0), 6) (MobileNet)."
 
@@ -50,6 +55,7 @@ class LeakyReLUArgs(Args):
 @register
 class LeakyReLU(Activation):
     name = "leaky_relu"
+    autograd = Autograd(saves="input_when_fresh")
     Args = LeakyReLUArgs
     shorthand = "negative_slope"
     torch_class = "nn.LeakyReLU"
@@ -67,6 +73,7 @@ class GELUArgs(Args):
 @register
 class GELU(Activation):
     name = "gelu"
+    autograd = Autograd(saves="input")
     Args = GELUArgs
     torch_class = "nn.GELU"
     doc = "Gaussian error linear unit."
@@ -78,6 +85,7 @@ class GELU(Activation):
 @register
 class SiLU(Activation):
     name = "silu"
+    autograd = Autograd(saves="input")
     aliases = ("swish",)
     torch_class = "nn.SiLU"
     doc = "x * sigmoid(x)."
@@ -86,6 +94,7 @@ class SiLU(Activation):
 @register
 class Hardswish(Activation):
     name = "hardswish"
+    autograd = Autograd(saves="input")
     torch_class = "nn.Hardswish"
     doc = "x * relu6(x + 3) / 6 (MobileNetV3); not swish."
 
@@ -93,6 +102,7 @@ class Hardswish(Activation):
 @register
 class Hardsigmoid(Activation):
     name = "hardsigmoid"
+    autograd = Autograd(saves="input")
     torch_class = "nn.Hardsigmoid"
     doc = "relu6(x + 3) / 6 (MobileNetV3's SE gate); not sigmoid."
 
@@ -100,6 +110,7 @@ class Hardsigmoid(Activation):
 @register
 class Mish(Activation):
     name = "mish"
+    autograd = Autograd(saves="input")
     torch_class = "nn.Mish"
     doc = "x * tanh(softplus(x))."
 
@@ -107,6 +118,7 @@ class Mish(Activation):
 @register
 class Sigmoid(Activation):
     name = "sigmoid"
+    autograd = Autograd(saves="output")
     torch_class = "nn.Sigmoid"
     doc = "1 / (1 + exp(-x)) (LeNet's activation; SE gates)."
 
@@ -114,6 +126,7 @@ class Sigmoid(Activation):
 @register
 class Tanh(Activation):
     name = "tanh"
+    autograd = Autograd(saves="output")
     torch_class = "nn.Tanh"
     doc = "Hyperbolic tangent."
 
@@ -125,6 +138,7 @@ class SoftmaxArgs(Args):
 @register
 class Softmax(Activation):
     name = "softmax"
+    autograd = Autograd(saves="output")
     Args = SoftmaxArgs
     shorthand = "dim"
     torch_class = "nn.Softmax"

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -60,6 +60,52 @@ class Window:
     dilation: tuple[int, ...]
 
 
+SaveRule = Literal["input", "output", "input_when_fresh", "clone_when_inplace", "each_other", "none"]
+
+
+@dataclass(frozen=True)
+class Side:
+    """A tensor a backward keeps besides activations: pool indices, a dropout mask, norm statistics.
+
+    `count` tensors, each of one element per output element ("output"), per channel ("channel"),
+    per sample ("sample") or per sample and channel ("sample_channel"), of `nbytes` bytes each
+    (None: the activation dtype's size).
+    """
+
+    count: int
+    per: Literal["output", "channel", "sample", "sample_channel"]
+    nbytes: int | None = None
+
+    def bytes(self, out: Shape, batch: int, size: int) -> int:
+        elements = {"output": math.prod(out) * batch, "channel": out[0], "sample": batch,
+                    "sample_channel": out[0] * batch}[self.per]
+        return self.count * elements * (size if self.nbytes is None else self.nbytes)
+
+
+@dataclass(frozen=True)
+class Autograd:
+    """What one training step holds for an op besides its output (archc.memory), from torch's
+    derivatives.yaml.
+
+    `saves`: what the backward keeps: its inputs, its output, or nothing; "input_when_fresh" the
+    input, but the output when the op ran in place (leaky_relu); "clone_when_inplace" the input, and
+    when run in place a copy of it autograd makes first (hardtanh_ behind ReLU6): a new tensor;
+    "each_other" each input, for the other inputs' gradients (multiply).
+    `view`: the output is a view of (or the same tensor as) the input: no new storage.
+    `pass_through`: the backward hands the output gradient (or views of it) to every input without
+    allocating. `side`: the side tensors the backward keeps.
+    """
+
+    saves: SaveRule = "input"
+    view: bool = False
+    pass_through: bool = False
+    side: tuple[Side, ...] = ()
+
+
+# The per-op facts every op class declares itself (tests/test_op_facts.py checks each registered op).
+DECLARED_FACTS = ("autograd", "colour", "weighted")
+
+
 class Op:
     """Base class. Subclasses set `name`, `Args`, and override the rules they need."""
 
@@ -79,6 +125,15 @@ class Op:
     fresh_output: ClassVar[bool] = False
     # The kind of per-op initialisation rule that applies ("conv", "linear", "norm" or None).
     init_kind: ClassVar[str | None] = None
+    # The facts below are declared by every op class (DECLARED_FACTS; a test checks each registered
+    # op, plugins included); the defaults only keep an undeclared third-party op usable.
+    # What a training step keeps for this op's backward (archc.memory).
+    autograd: ClassVar[Autograd] = Autograd()
+    # The diagram's fill colour for the op's family (archc.diagram), e.g. "#dbe8f6" for convolutions.
+    colour: ClassVar[str] = "#ffffff"
+    # A weighted layer (conv, linear): counts toward the network's depth, the 18 of ResNet-18
+    # (archc.ir.Graph.depth).
+    weighted: ClassVar[bool] = False
 
     def infer(self, args: Any, inputs: list[Shape], labels: list[str]) -> Shape:
         """Output shape; raise OpError with a readable message on a mismatch."""
@@ -96,6 +151,14 @@ class Op:
 
     def other_ops(self, args: Any, inputs: list[Shape], out: Shape) -> int:
         """Per-element work (norms, activations, pooling, merges, bias adds)."""
+        return 0
+
+    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+        """Elements of the op's largest parameter tensor (a for-loop Adam step allocates two that size)."""
+        return params
+
+    def int64_buffers(self, args: Any) -> int:
+        """How many of the op's buffer elements are int64 counters (BatchNorm's num_batches_tracked)."""
         return 0
 
     def emit(self, args: Any, inputs: list[Shape], out: Shape, inplace: bool) -> Call:

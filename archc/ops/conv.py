@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from archc.ops import register
 from archc.ops.base import (
     Args,
+    Autograd,
     Call,
     Op,
     OpError,
@@ -64,12 +65,18 @@ def _kxk(kernel: tuple[int, ...]) -> str:
 @register
 class Conv(Op):
     name = "conv"
+    autograd = Autograd(saves="input")
+    colour = "#dbe8f6"
+    weighted = True
     aliases = ("conv2d",)
     Args = ConvArgs
     shorthand = "out"
     fresh_output = True
     init_kind = "conv"
     doc = "Convolution; 1d/2d/3d follows the input's rank. Input channels are inferred."
+
+    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+        return params - (out[0] if args.bias else 0)  # the weight
 
     def geometry(self, args: ConvArgs, shape: Shape) -> tuple[tuple[int, ...], ...]:
         _, sp = spatial(shape, "conv")
@@ -170,12 +177,18 @@ class ConvTransposeArgs(Args):
 @register
 class ConvTranspose(Op):
     name = "conv_transpose"
+    autograd = Autograd(saves="input")
+    colour = "#dbe8f6"
+    weighted = True
     aliases = ("deconv",)
     Args = ConvTransposeArgs
     shorthand = "out"
     fresh_output = True
     init_kind = "conv"
     doc = "Transposed convolution (learned upsampling), e.g. U-Net's up-convolutions."
+
+    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+        return params - (out[0] if args.bias else 0)  # the weight
 
     def _geom(self, args: ConvTransposeArgs, shape: Shape) -> tuple[tuple[int, ...], ...]:
         _, sp = spatial(shape, "conv_transpose")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Call, Op, OpError, Shape, fmt_shape, numel
+from archc.ops.base import Args, Autograd, Call, Op, OpError, Shape, Side, fmt_shape, numel
 
 
 class LinearArgs(Args):
@@ -16,12 +18,18 @@ class LinearArgs(Args):
 @register
 class Linear(Op):
     name = "linear"
+    autograd = Autograd(saves="input")
+    colour = "#e4dcf2"
+    weighted = True
     aliases = ("fc", "dense")
     Args = LinearArgs
     shorthand = "out"
     fresh_output = True
     init_kind = "linear"
     doc = "Fully connected layer on the last dimension; in_features is inferred."
+
+    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+        return params - (out[-1] if args.bias else 0)  # the weight
 
     def infer(self, args: LinearArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
@@ -53,6 +61,9 @@ class FlattenArgs(Args):
 @register
 class Flatten(Op):
     name = "flatten"
+    autograd = Autograd(saves="none", view=True, pass_through=True)
+    colour = "#ffffff"
+    weighted = False
     Args = FlattenArgs
     doc = "Flatten dimensions start..end into one, keeping the batch: (C, H, W) -> (C*H*W,) by default."
 
@@ -82,6 +93,9 @@ class DropoutArgs(Args):
 @register
 class Dropout(Op):
     name = "dropout"
+    autograd = Autograd(saves="none", side=(Side(1, "output", nbytes=1),))  # the bool mask
+    colour = "#ffffff"
+    weighted = False
     Args = DropoutArgs
     shorthand = "p"
     doc = "Zero random elements during training."
@@ -96,6 +110,9 @@ class Dropout(Op):
 @register
 class Dropout2d(Op):
     name = "dropout2d"
+    autograd = Autograd(saves="none", side=(Side(1, "sample_channel"),))  # one noise value per sample and channel
+    colour = "#ffffff"
+    weighted = False
     Args = DropoutArgs
     shorthand = "p"
     doc = "Zero whole channels during training."
@@ -113,6 +130,9 @@ class Dropout2d(Op):
 @register
 class Identity(Op):
     name = "identity"
+    autograd = Autograd(saves="none", view=True, pass_through=True)
+    colour = "#ffffff"
+    weighted = False
     is_module = False
     doc = "Pass the input through unchanged (an empty residual branch)."
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Op, OpError, Shape, fmt_shape, numel
+from archc.ops.base import Args, Autograd, Op, OpError, Shape, fmt_shape, numel
 
 
 def _at_least_two(inputs: list[Shape], what: str) -> None:
@@ -18,6 +18,8 @@ def _at_least_two(inputs: list[Shape], what: str) -> None:
 
 
 class Merge(Op):
+    colour = "#ffffff"
+    weighted = False
     multi_input = True
     is_module = False
     fresh_output = True
@@ -26,6 +28,7 @@ class Merge(Op):
 @register
 class Add(Merge):
     name = "add"
+    autograd = Autograd(saves="none", pass_through=True)
     inplace_capable = True
     doc = "Element-wise sum of equally shaped inputs (residual connections)."
 
@@ -55,6 +58,7 @@ class ConcatArgs(Args):
 @register
 class Concat(Merge):
     name = "concat"
+    autograd = Autograd(saves="none", pass_through=True)
     aliases = ("cat",)
     Args = ConcatArgs
     doc = "Concatenate inputs along channels (Inception, DenseNet, U-Net skips)."
@@ -79,6 +83,7 @@ class Concat(Merge):
 @register
 class Multiply(Merge):
     name = "multiply"
+    autograd = Autograd(saves="each_other")
     aliases = ("mul",)
     doc = "Element-wise product with broadcasting, e.g. (C, H, W) x (C, 1, 1) for SE gates."
 

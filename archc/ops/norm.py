@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Call, Op, OpError, Shape, fmt_shape, numel
+from archc.ops.base import Args, Autograd, Call, Op, OpError, Shape, Side, fmt_shape, numel
 
 
 class BatchNormArgs(Args):
@@ -20,11 +21,20 @@ class BatchNormArgs(Args):
 @register
 class BatchNorm(Op):
     name = "bn"
+    autograd = Autograd(saves="input", side=(Side(2, "channel", nbytes=4),))  # save_mean, save_invstd in float32
+    colour = "#f3f3f3"
+    weighted = False
     aliases = ("batchnorm",)
     Args = BatchNormArgs
     fresh_output = True
     init_kind = "norm"
     doc = "Batch normalisation over the channel (or feature) dimension; 1d/2d/3d from the input's rank."
+
+    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+        return params // 2  # weight and bias, equal sizes
+
+    def int64_buffers(self, args: Any) -> int:
+        return 1 if args.track_running_stats else 0  # num_batches_tracked
 
     def infer(self, args: BatchNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
@@ -65,11 +75,17 @@ class LayerNormArgs(Args):
 @register
 class LayerNorm(Op):
     name = "layernorm"
+    autograd = Autograd(saves="input", side=(Side(2, "sample", nbytes=4),))  # mean and rstd
+    colour = "#f3f3f3"
+    weighted = False
     aliases = ("ln",)
     Args = LayerNormArgs
     fresh_output = True
     init_kind = "norm"
     doc = "Layer normalisation over the last `dims` dimensions."
+
+    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+        return params // 2 if args.bias else params  # weight and bias, equal sizes
 
     def infer(self, args: LayerNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
@@ -106,12 +122,18 @@ class GroupNormArgs(Args):
 @register
 class GroupNorm(Op):
     name = "groupnorm"
+    autograd = Autograd(saves="input", side=(Side(2, "sample_channel", nbytes=4),))  # mean and rstd
+    colour = "#f3f3f3"
+    weighted = False
     aliases = ("gn",)
     Args = GroupNormArgs
     shorthand = "groups"
     fresh_output = True
     init_kind = "norm"
     doc = "Group normalisation: channels split into `groups`."
+
+    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+        return params // 2  # weight and bias, equal sizes
 
     def infer(self, args: GroupNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
@@ -146,6 +168,9 @@ class LRNArgs(Args):
 @register
 class LocalResponseNorm(Op):
     name = "lrn"
+    autograd = Autograd(saves="input", side=(Side(3, "output"),))  # F.local_response_norm's squared, padded, powered intermediates
+    colour = "#f3f3f3"
+    weighted = False
     aliases = ("local_response_norm",)
     Args = LRNArgs
     shorthand = "size"

@@ -10,10 +10,12 @@ from pydantic import Field
 from archc.ops import register
 from archc.ops.base import (
     Args,
+    Autograd,
     Call,
     Op,
     OpError,
     Shape,
+    Side,
     Window,
     compact,
     fmt_shape,
@@ -52,6 +54,9 @@ def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int
 
 class WindowPool(Op):
     """Shared rule of max and avg pooling."""
+
+    colour = "#fde9d4"
+    weighted = False
 
     kind = "pool"
 
@@ -112,6 +117,7 @@ class WindowPool(Op):
 @register
 class MaxPool(WindowPool):
     name = "maxpool"
+    autograd = Autograd(saves="input", side=(Side(1, "output", nbytes=8),))  # int64 indices
     aliases = ("max_pool", "maxpool2d")
     Args = MaxPoolArgs
     shorthand = "kernel"
@@ -129,6 +135,7 @@ class MaxPool(WindowPool):
 @register
 class AvgPool(WindowPool):
     name = "avgpool"
+    autograd = Autograd(saves="input")
     aliases = ("avg_pool", "avgpool2d")
     Args = AvgPoolArgs
     shorthand = "kernel"
@@ -147,6 +154,8 @@ class AdaptiveArgs(Args):
 
 
 class AdaptivePool(Op):
+    colour = "#fde9d4"
+    weighted = False
     Args = AdaptiveArgs
     shorthand = "output"
     torch_name: str
@@ -181,6 +190,7 @@ class AdaptivePool(Op):
 @register
 class AdaptiveAvgPool(AdaptivePool):
     name = "adaptive_avgpool"
+    autograd = Autograd(saves="input")
     torch_name = "AdaptiveAvgPool"
     doc = "Average pooling to a fixed output size."
 
@@ -188,11 +198,14 @@ class AdaptiveAvgPool(AdaptivePool):
 @register
 class AdaptiveMaxPool(AdaptivePool):
     name = "adaptive_maxpool"
+    autograd = Autograd(saves="input", side=(Side(1, "output", nbytes=8),))  # int64 indices
     torch_name = "AdaptiveMaxPool"
     doc = "Max pooling to a fixed output size."
 
 
 class GlobalPool(Op):
+    colour = "#fde9d4"
+    weighted = False
     torch_name: str
 
     def infer(self, args: Args, inputs: list[Shape], labels: list[str]) -> Shape:
@@ -214,6 +227,7 @@ class GlobalPool(Op):
 @register
 class GlobalAvgPool(GlobalPool):
     name = "global_avgpool"
+    autograd = Autograd(saves="none")  # a global mean keeps only sizes
     aliases = ("gap",)
     torch_name = "AdaptiveAvgPool"
     doc = "Average over all spatial positions: (C, H, W) -> (C, 1, 1)."
@@ -222,6 +236,7 @@ class GlobalAvgPool(GlobalPool):
 @register
 class GlobalMaxPool(GlobalPool):
     name = "global_maxpool"
+    autograd = Autograd(saves="input", side=(Side(1, "output", nbytes=8),))  # int64 indices
     torch_name = "AdaptiveMaxPool"
     doc = "Max over all spatial positions: (C, H, W) -> (C, 1, 1)."
 

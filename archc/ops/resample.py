@@ -8,7 +8,18 @@ from typing import Literal
 from pydantic import model_validator
 
 from archc.ops import register
-from archc.ops.base import Args, Call, Op, OpError, Shape, fmt_shape, ntuple, numel, spatial
+from archc.ops.base import (
+    Args,
+    Autograd,
+    Call,
+    Op,
+    OpError,
+    Shape,
+    fmt_shape,
+    ntuple,
+    numel,
+    spatial,
+)
 
 
 class UpsampleArgs(Args):
@@ -32,6 +43,9 @@ _MODE_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # neare
 @register
 class Upsample(Op):
     name = "upsample"
+    autograd = Autograd(saves="none")
+    colour = "#fde9d4"
+    weighted = False
     Args = UpsampleArgs
     shorthand = "scale"
     fresh_output = True

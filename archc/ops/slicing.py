@@ -12,7 +12,18 @@ from fractions import Fraction
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Op, OpError, Shape, Window, fmt_shape, ntuple, numel, spatial
+from archc.ops.base import (
+    Args,
+    Autograd,
+    Op,
+    OpError,
+    Shape,
+    Window,
+    fmt_shape,
+    ntuple,
+    numel,
+    spatial,
+)
 
 IntOrList = int | list[int]
 
@@ -24,6 +35,9 @@ class SubsampleArgs(Args):
 @register
 class Subsample(Op):
     name = "subsample"
+    autograd = Autograd(saves="none", view=True)
+    colour = "#ffffff"
+    weighted = False
     Args = SubsampleArgs
     shorthand = "stride"
     is_module = False
@@ -67,6 +81,9 @@ class PadChannelsArgs(Args):
 @register
 class PadChannels(Op):
     name = "pad_channels"
+    autograd = Autograd(saves="none")
+    colour = "#ffffff"
+    weighted = False
     Args = PadChannelsArgs
     is_module = False
     fresh_output = True

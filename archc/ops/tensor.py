@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Op, OpError, Shape, fmt_shape, numel
+from archc.ops.base import Args, Autograd, Op, OpError, Shape, fmt_shape, numel
 
 IntOrList = int | list[int]
 
@@ -44,6 +44,9 @@ def batch_index(x: str, dim: int, index: str) -> str:
 class Functional(Op):
     """A parameter-free function of one tensor, written into `forward`."""
 
+    colour = "#ffffff"
+    weighted = False
+
     is_module = False
 
 
@@ -54,6 +57,7 @@ class ReshapeArgs(Args):
 @register
 class Reshape(Functional):
     name = "reshape"
+    autograd = Autograd(saves="none", view=True, pass_through=True)
     aliases = ("view",)
     Args = ReshapeArgs
     shorthand = "shape"
@@ -90,6 +94,7 @@ class UnflattenArgs(Args):
 @register
 class Unflatten(Functional):
     name = "unflatten"
+    autograd = Autograd(saves="none", view=True, pass_through=True)
     Args = UnflattenArgs
     doc = "Split one dimension into several, e.g. (C, H*W) -> (C, H, W) with dim 1, sizes [H, W]."
 
@@ -110,6 +115,7 @@ class PermuteArgs(Args):
 @register
 class Permute(Functional):
     name = "permute"
+    autograd = Autograd(saves="none", view=True, pass_through=True)
     Args = PermuteArgs
     shorthand = "dims"
     doc = "Reorder dimensions, e.g. [1, 2, 0]: (C, H, W) -> (H, W, C) channels-last."
@@ -137,6 +143,7 @@ class TransposeArgs(Args):
 @register
 class Transpose(Functional):
     name = "transpose"
+    autograd = Autograd(saves="none", view=True, pass_through=True)
     Args = TransposeArgs
     doc = "Swap two dimensions, e.g. (C, L) -> (L, C) with dim0 0, dim1 1."
 
@@ -164,6 +171,7 @@ class SliceArgs(Args):
 @register
 class Slice(Functional):
     name = "slice"
+    autograd = Autograd(saves="none", view=True)
     aliases = ("narrow",)
     Args = SliceArgs
     doc = "x[start:end:step] along one dimension, e.g. the first half of the channels (ShuffleNetV2)."
@@ -195,6 +203,7 @@ class SelectArgs(Args):
 @register
 class Select(Functional):
     name = "select"
+    autograd = Autograd(saves="none", view=True)
     aliases = ("index",)
     Args = SelectArgs
     doc = "Take one position along a dimension and drop that dimension, e.g. ViT's class token x[:, 0]."
@@ -219,6 +228,7 @@ class RollArgs(Args):
 @register
 class Roll(Functional):
     name = "roll"
+    autograd = Autograd(saves="none")
     Args = RollArgs
     fresh_output = True
     doc = "Cyclic shift along dimensions (Swin's shifted windows), torch.roll."
@@ -247,6 +257,7 @@ class ChannelShuffleArgs(Args):
 @register
 class ChannelShuffle(Functional):
     name = "channel_shuffle"
+    autograd = Autograd(saves="none")
     Args = ChannelShuffleArgs
     shorthand = "groups"
     fresh_output = True
@@ -274,6 +285,7 @@ class PadArgs(Args):
 @register
 class Pad(Functional):
     name = "pad"
+    autograd = Autograd(saves="none")
     Args = PadArgs
     shorthand = "padding"
     fresh_output = True
@@ -320,6 +332,7 @@ class MeanArgs(Args):
 @register
 class Mean(Functional):
     name = "mean"
+    autograd = Autograd(saves="none")
     Args = MeanArgs
     shorthand = "dim"
     fresh_output = True

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Op, numel
+from archc.ops.base import Args, Autograd, Op, numel
 
 
 class ScaleArgs(Args):
@@ -31,6 +31,9 @@ class Scale(Op):
     shorthand = "factor"        # `- scale: 2.0`
     is_module = False           # a function call in forward, not a child module
     doc = "Multiply by a constant."
+    autograd = Autograd(saves="none")  # training memory: x * c keeps nothing for its backward
+    colour = "#ffffff"          # diagram fill
+    weighted = False            # not a weighted layer: does not count toward depth
 
     def other_ops(self, args, inputs, out):      # per-element work for reports
         return numel(out)
