@@ -103,6 +103,7 @@ class Expander:
         self.errors: list[SpecError] = []
         self.frames: list[Frame] = []
         self.tainted: set[str] = set()  # nodes a failed item's name was left pointing to
+        self.head_order: dict[str, int] = {}  # head -> its place among the outputs after the main one
 
     def run(self) -> Graph:
         data = self.spec.document.data
@@ -116,6 +117,7 @@ class Expander:
         if out.node == INPUT:
             raise SpecError("the network has no layers", position_of(data, "layers"))
         self.graph.output = out.node
+        self.graph.heads.sort(key=lambda h: self.head_order[h.name])  # stable: declaration order otherwise
         return self.graph
 
     # lists and items ---------------------------------------------------------------------------
@@ -414,9 +416,14 @@ class Expander:
             raw = {}
         if not isinstance(raw, dict):
             raise SpecError("head is true or a mapping {loss_weight: 0.3, train_only: true}", pos)
-        unknown = [k for k in raw if k not in ("loss_weight", "train_only")]
+        keys = ["loss_weight", "train_only", "order"]
+        unknown = [k for k in raw if k not in keys]
         if unknown:
-            raise SpecError(f"unknown key '{unknown[0]}' in head{did_you_mean(unknown[0], ['loss_weight', 'train_only'])}", key_position(raw, unknown[0]))
+            raise SpecError(f"unknown key '{unknown[0]}' in head{did_you_mean(unknown[0], keys)}", key_position(raw, unknown[0]))
+        order = raw.get("order", len(self.graph.heads) + 1)
+        if not isinstance(order, int) or isinstance(order, bool) or order < 1:
+            raise SpecError(f"order must be a positive integer (1: the first output after the main one), got {order!r}",
+                            position_of(raw, "order"))
         weight = raw.get("loss_weight", 1.0)
         train_only = raw.get("train_only", True)
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
@@ -426,6 +433,7 @@ class Expander:
         if any(h.name == name for h in self.graph.heads):
             raise SpecError(f"output head '{name}' is declared twice", pos)
         self.graph.heads.append(Head(name, out.node, float(weight), train_only))
+        self.head_order[name] = order
 
     # structures ---------------------------------------------------------------------------------
     def child_scope(self, scope: Scope, name: str | None, pos: Pos | None, kind: str, block: str | None,

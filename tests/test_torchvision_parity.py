@@ -142,16 +142,16 @@ def test_flop_counter_equals_static_macs(spec: str, case: str) -> None:
 
 
 def test_googlenet_aux_heads_train_like_torchvision() -> None:
-    """Training mode with aux=true: the same three outputs (ours in declaration order: main, aux1,
-    aux2; torchvision's is (main, aux2, aux1)), dropout masks included, given the same seed."""
+    """Training mode with aux=true: the same three outputs in torchvision's order (main, aux2, aux1;
+    the spec declares aux1 first and orders the outputs with `order:`), dropout masks included."""
     torch.manual_seed(0)
     theirs = torchvision.models.googlenet(aux_logits=True, init_weights=True).train()
     ours = compiled("googlenet", {"aux": True}).train()
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    assert [(h.name, h.loss_weight, h.train_only) for h in ours.archc_heads] == [("aux1", 0.3, True), ("aux2", 0.3, True)]
+    assert [(h.name, h.loss_weight, h.train_only) for h in ours.archc_heads] == [("aux2", 0.3, True), ("aux1", 0.3, True)]
     x = torch.randn(2, 3, 224, 224)
     torch.manual_seed(1)
-    main, aux1, aux2 = ours(x)
+    main, aux2, aux1 = ours(x)
     torch.manual_seed(1)
     ref = theirs(x)
     for a, b in ((main, ref.logits), (aux1, ref.aux_logits1), (aux2, ref.aux_logits2)):

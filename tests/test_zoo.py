@@ -63,6 +63,7 @@ EXPECTED_PARAMS = {
     "densenet": 7_978_856,  # DenseNet-121
     "squeezenet": 1_248_424,  # SqueezeNet 1.0
     "mnasnet": 4_383_312,  # MNASNet 1.0
+    "googlenet_paper": 5_979_642,  # the GoogLeNet-CIFAR post's first GoogLeNet (tests/test_googlenet_fidelity.py)
     "shufflenet_v2": 2_278_604,  # ShuffleNetV2 x1.0
     # seeds (tests/reference_models.py, /tmp seed notes)
     "lenet5": 61_706,
@@ -101,6 +102,8 @@ VARIANTS: list[tuple[str, dict[str, Any], int]] = [
     ("inception_v3", {"aux": True}, 27_161_264),  # torchvision aux_logits=True
     ("googlenet_cifar", {"aux": True}, 10_337_134),
     ("googlenet_cifar", {"conv_bias": False, "bn_eps": 0.001}, 5_979_178),
+    ("googlenet_cifar", {"bn": False}, 5_971_962),
+    ("googlenet_paper", {"aux": True}, 10_329_870),
     ("vgg11_d2l", {"ratio": 4}, 43_093_322),
     ("vgg_bn_cifar", {"bn": False}, 206_170),
     ("vgg11", {"bn": True}, 132_868_840),
@@ -208,7 +211,9 @@ def test_runtime_matches_static_and_trains(name: str) -> None:
 def test_aux_heads_are_train_only_outputs(name: str) -> None:
     model = api.build(SPECS / f"{name}.yaml", aux=True)
     graph = model.archc_graph
-    assert [(h.name, h.loss_weight, h.train_only) for h in model.archc_heads] == [("aux1", 0.3, True), ("aux2", 0.3, True)]
+    # outputs in torchvision's and the post's order (main, aux2, aux1); aux1's modules come first
+    assert [(h.name, h.loss_weight, h.train_only) for h in model.archc_heads] == [("aux2", 0.3, True), ("aux1", 0.3, True)]
+    assert list(dict.fromkeys(k.split(".")[0] for k in model.state_dict() if k.startswith("aux"))) == ["aux1", "aux2"]
     # the heads read 4a and 4d; the main flow goes on from 5b past the head declarations
     assert graph.nodes["avgpool"].inputs == ["inception5b.concat"]
     assert graph.nodes["aux1.averagePool" if name == "googlenet_cifar" else "aux1.0"].inputs == ["inception4a.concat"]
