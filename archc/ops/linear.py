@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -105,6 +105,42 @@ class Dropout(Op):
 
     def label(self, args: DropoutArgs) -> str:
         return f"dropout {args.p}"
+
+
+class StochasticDepthArgs(Args):
+    p: float = Field(ge=0, le=1, description="probability of dropping a sample's (row) or the batch's branch; "
+                                              "an expression of the block index gives torchvision's linear schedule")
+    mode: Literal["row", "batch"] = Field("row", description="row: per sample; batch: the whole batch at once")
+
+
+@register
+class StochasticDepth(Op):
+    name = "stochastic_depth"
+    autograd = Autograd(saves="none", side=(Side(1, "sample"),))  # the per-sample noise the product keeps
+    colour = "#ffffff"
+    weighted = False
+    Args = StochasticDepthArgs
+    shorthand = "p"
+    is_module = False
+    doc = ("Drop a residual branch during training (Huang et al. 2016), scaling survivors by 1/(1-p): "
+           "torchvision.ops.stochastic_depth, the same random draws; the identity in eval mode.")
+
+    def expression(self, args: StochasticDepthArgs, inputs: list[str]) -> str:
+        x = inputs[0]
+        if args.p == 0.0:
+            return x
+        survival = 1.0 - args.p
+        size = f"({x}.shape[0],) + (1,) * ({x}.dim() - 1)" if args.mode == "row" else f"(1,) * {x}.dim()"
+        noise = f"{x}.new_empty({size}).bernoulli_({survival!r})"
+        if survival > 0.0:
+            noise += f".div_({survival!r})"
+        return f"({x} * {noise} if self.training else {x})"
+
+    def other_ops(self, args: StochasticDepthArgs, inputs: list[Shape], out: Shape) -> int:
+        return numel(out) if args.p > 0 else 0
+
+    def label(self, args: StochasticDepthArgs) -> str:
+        return f"stochastic depth {args.p:.3g} ({args.mode})"
 
 
 @register
