@@ -293,7 +293,8 @@ class Expander:
 
     def repeat_spec(self, raw: Any, item: Any, env: Any) -> list[dict[str, Any]]:
         """The variables of each repetition: `repeat: 3`, `repeat: {count: 3, var: j}`, or one per
-        element of a list (`repeat: $stages`, `repeat: {each: $stages, as: stage, var: j}`)."""
+        element of a list (`repeat: $stages`, `repeat: {each: $stages, as: stage, var: j}`) or entry
+        of a mapping (the same, plus `key`, the entry's name)."""
         pos = position_of(item, "repeat")
         var, element = "i", "item"
         if isinstance(raw, LDict):
@@ -309,6 +310,13 @@ class Expander:
                 pos = position_of(raw, "each")
             raw = raw.get("each", raw.get("count"))
         value = render(raw, env, pos)
+        if isinstance(value, dict):  # a table keyed by name: one repetition per entry, `key` its name
+            entries = [(k, v) for k, v in value.items()]
+            if not entries:
+                raise SpecError("repeat over an empty mapping; to drop the item, use 'when:'", pos)
+            if len(entries) > self.limits.max_repeat:
+                raise SpecError(f"repeat over {len(entries)} entries exceeds the limit of {self.limits.max_repeat} (--max-repeat)", pos)
+            return [{**self.element_vars(v, element, var, i), "key": k} for i, (k, v) in enumerate(entries)]
         if isinstance(value, list):
             if not value:
                 raise SpecError("repeat over an empty list; to drop the item, use 'when:'", pos)

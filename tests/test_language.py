@@ -809,3 +809,17 @@ def test_dropped_item_may_name_a_dropped_node(write_spec) -> None:
     path.write_text(kept.replace("{conv: {out: 8, kernel: 1}, name: proj, when: $proj}", "relu"))
     with pytest.raises(SpecError, match="unknown node 'proj'"):
         api.compile_graph(path)
+
+
+def test_repeat_over_a_mapping_binds_key_and_value(write_spec) -> None:
+    path = write_spec("""
+        input: [3, 8, 8]
+        params:
+          stages: {stem: {width: 4}, body: {width: 6}}
+        layers:
+          - {conv: {out: $width, kernel: 1}, name: "${key}_${i}", repeat: $stages}
+          - {conv: {out: "${item['width'] * 2}", kernel: 1}, name: "x_${key}", repeat: {each: $stages, as: item}}
+    """)
+    model = compile_and_verify(path)
+    assert list(model._modules) == ["stem_0", "body_1", "x_stem", "x_body"]
+    assert [m.out_channels for m in model.children()] == [4, 6, 8, 12]
