@@ -222,11 +222,7 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
         model = SpecModel.model_validate(dict(data))
     except ValidationError as exc:
         errors = [pydantic_error(exc, data)]
-        if isinstance(data.get("train"), LDict) and isinstance(data.get("params", {}), dict):
-            try:  # the training section is independent of the model's keys: report its errors too
-                _train_config(data["train"], resolve_params(data.get("params") or LDict(), overrides), position_of(data, "train"))
-            except SpecError as train_exc:
-                errors.append(train_exc)
+        errors += _independent_errors(document, exc, overrides, plugins)
         raise SpecError.several(errors) from None
     params_raw = data.get("params", LDict())
     if not isinstance(params_raw, LDict):
@@ -244,6 +240,7 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
             raise SpecError(f"input must be positive integers (channels first, no batch), got {shape}", position_of(input_raw, bad[0]))
     except SpecError as exc:
         errors.append(exc)
+    input_ok = not errors
     train = None
     if data.get("train") is not None:
         try:
@@ -251,8 +248,48 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
         except SpecError as exc:
             errors.append(exc)
     if errors:
+        if input_ok:  # only the train section failed: the network's own errors too
+            errors += _network_errors(LoadedSpec(model, document, params, overrides, tuple(shape), None, plugins))
         raise SpecError.several(errors)
     return LoadedSpec(model, document, params, overrides, tuple(shape), train, plugins, variant)
+
+
+NETWORK_KEYS = ("input", "params", "blocks", "layers", "variants")
+
+
+def _independent_errors(document: Document, exc: ValidationError, overrides: dict[str, Any],
+                        plugins: tuple[str, ...]) -> list[SpecError]:
+    """When pydantic refused only keys the network does not depend on (a misspelled top-level key,
+    `init`, `train`), the errors of the train section and of the network itself, reported with them."""
+    data = document.data
+    if any(err["loc"] and err["loc"][0] in NETWORK_KEYS for err in exc.errors()):
+        return []
+    try:
+        params = resolve_params(data.get("params") or LDict(), overrides)
+        shape = render(list(data["input"]), params, position_of(data, "input"))
+    except (SpecError, TypeError, KeyError):
+        return []
+    errors: list[SpecError] = []
+    if isinstance(data.get("train"), LDict) and not any(err["loc"][:1] == ("train",) for err in exc.errors()):
+        try:
+            _train_config(data["train"], params, position_of(data, "train"))
+        except SpecError as train_exc:
+            errors.append(train_exc)
+    if all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        model = SpecModel.model_construct(name=data.get("name") if isinstance(data.get("name"), str) else None)
+        errors += _network_errors(LoadedSpec(model, document, params, overrides, tuple(shape), None, plugins))
+    return errors
+
+
+def _network_errors(spec: LoadedSpec) -> list[SpecError]:
+    """The expansion's errors of a spec whose other sections failed: every error of a file at once."""
+    from archc.expand import expand
+
+    try:
+        expand(spec)
+    except SpecError as exc:
+        return [exc]
+    return []
 
 
 def _check_variants(variants: Any, declared: LDict) -> None:

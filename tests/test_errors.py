@@ -625,3 +625,20 @@ def test_an_argument_beside_the_op_is_pointed_inside_it(write_spec) -> None:
     assert err.message == ("unknown op, block or key 'stride' (maxpool takes 'stride': write it inside maxpool's "
                            "mapping, 'maxpool: {stride: ...}')")
     assert (err.line, err.col) == (3, 18)
+
+
+def test_section_errors_and_network_errors_are_reported_together(write_spec) -> None:
+    text = """\
+input: [3, 8, 8]
+nmae: net
+layers:
+  - conv: {out: 4, kernal: 3}
+  - rleu
+train: {epochs: many}
+"""
+    err = _error(write_spec(text))
+    assert [d.line for d in err.diagnostics] == [2, 4, 5, 6]
+    err = _error(write_spec(text.replace("nmae", "name"), "named.yaml"))
+    assert [d.line for d in err.diagnostics] == [4, 5, 6]
+    err = _error(write_spec(text.replace("layers:", "layerz:"), "broken.yaml"))
+    assert [d.line for d in err.diagnostics] == [2, 3]  # without its layers, the network is not checked
