@@ -102,6 +102,7 @@ class Expander:
         self.ids: set[str] = {INPUT}
         self.errors: list[SpecError] = []
         self.frames: list[Frame] = []
+        self.annotated: set[int] = set()  # ids of errors that already carry their call-site chain
         self.tainted: set[str] = set()  # nodes a failed item's name was left pointing to
         self.head_order: dict[str, int] = {}  # head -> its place among the outputs after the main one
 
@@ -141,12 +142,10 @@ class Expander:
     def recover(self, exc: SpecError, item: Any, scope: Scope, cur: Value) -> Value:
         """Record an item's error and go on from its input, like a compiler, to report every
         independent error at once; a shape mismatch fed by an earlier error is not reported."""
-        if not getattr(exc, "chained", False):
-            exc.notes = (*exc.notes, *self.call_notes())
-            exc.chained = True  # type: ignore[attr-defined]
+        self.annotate(exc)
         if isinstance(exc, LimitError) or exc.truncated or len(exc.diagnostics) > 1:
             raise exc
-        if not (isinstance(exc, ShapeError) and getattr(exc, "cascade", False)):
+        if not (isinstance(exc, ShapeError) and exc.cascade):
             self.errors.append(exc)
             if len(self.errors) >= MAX_ERRORS:
                 raise SpecError.several(self.errors, truncated=True)
@@ -155,6 +154,12 @@ class Expander:
             scope.refs.maps[0][name] = cur.node  # later references to it are not errors of their own
             self.tainted.add(cur.node)
         return Value(cur.node, cur.shape, tainted=True)
+
+    def annotate(self, exc: SpecError) -> None:
+        """Add the call-site chain to an error, once: where it was raised, the frames are still current."""
+        if id(exc) not in self.annotated:
+            self.annotated.add(id(exc))
+            exc.notes = (*exc.notes, *self.call_notes())
 
     def call_notes(self) -> list[str]:
         """'in block 'B' called at x.yaml:40:7 with planes=64, repeat index 2', innermost first."""
@@ -191,9 +196,7 @@ class Expander:
             try:
                 cur = self.single(kind, body, meta, raw, kpos, inner, cur)
             except SpecError as exc:
-                if not getattr(exc, "chained", False):
-                    exc.notes = (*exc.notes, *self.call_notes())
-                    exc.chained = True  # type: ignore[attr-defined]
+                self.annotate(exc)
                 raise
             finally:
                 self.frames.pop()
@@ -412,7 +415,11 @@ class Expander:
                 at = f" (line {where.line})" if where else ""
                 raise SpecError(f"'{name}' is defined later{at}; 'from' must name an earlier node (no cycles)", npos)
             else:
-                raise SpecError(f"unknown node '{name}'{did_you_mean(name, [*scope.refs, INPUT])}", npos)
+                hint = did_you_mean(name, [*scope.refs, INPUT])
+                outside = any(node == name or node.endswith(f".{name}") for node in self.graph.nodes)
+                if not hint and scope.stack and outside:
+                    hint = f" in block '{scope.stack[-1]}': a block body sees only its own names and 'input'"
+                raise SpecError(f"unknown node '{name}'{hint}", npos)
             out.append(Value(node_id, self.graph.shape_of(node_id), node_id in self.tainted))
         return out
 
@@ -545,7 +552,7 @@ class Expander:
             node = make_node(op, node_id, args_raw, [v.node for v in inputs], [v.shape for v in inputs], labels, module,
                              scope.ns.path.rstrip("."), pos)
         except ShapeError as exc:
-            exc.cascade = tainted  # type: ignore[attr-defined]
+            exc.cascade = tainted
             raise
         if module is not None:
             previous = scope.ns.modules.get(module)

@@ -19,6 +19,8 @@ from archc.suggest import suggest_argument
 class ShapeError(SpecError):
     """An op's shape rule refused its inputs: after an earlier error, possibly only its consequence."""
 
+    cascade = False  # set by the expander when an input was changed by an earlier error
+
 
 def validate_args(op: Op, args: dict[str, Any], body: Any, pos: Pos | None) -> Args:
     """The op's pydantic model over the rendered arguments, errors pointing at the argument."""

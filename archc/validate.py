@@ -221,9 +221,7 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
     try:
         model = SpecModel.model_validate(dict(data))
     except ValidationError as exc:
-        errors = [pydantic_error(exc, data)]
-        errors += _independent_errors(document, exc, overrides, plugins)
-        raise SpecError.several(errors) from None
+        raise SpecError.several([pydantic_error(exc, data), *_independent_errors(document, exc, overrides, plugins)]) from None
     params_raw = data.get("params", LDict())
     if not isinstance(params_raw, LDict):
         params_raw = LDict()
@@ -276,7 +274,8 @@ def _independent_errors(document: Document, exc: ValidationError, overrides: dic
         except SpecError as train_exc:
             errors.append(train_exc)
     if all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-        model = SpecModel.model_construct(name=data.get("name") if isinstance(data.get("name"), str) else None)
+        name = data.get("name") if isinstance(data.get("name"), str) else None
+        model = SpecModel.model_construct(name=name, input=list(shape), layers=list(data["layers"]))
         errors += _network_errors(LoadedSpec(model, document, params, overrides, tuple(shape), None, plugins))
     return errors
 

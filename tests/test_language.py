@@ -212,6 +212,7 @@ def test_block_sees_only_its_params_and_the_spec_params(write_spec) -> None:
     with pytest.raises(SpecError, match="unknown node 'outer'") as info:
         api.compile_graph(bad)
     assert info.value.line == 5
+    assert info.value.message == "unknown node 'outer' in block 'B': a block body sees only its own names and 'input'"
 
 
 def test_block_argument_may_use_the_callers_shape(write_spec) -> None:
