@@ -1,8 +1,10 @@
 """Graphviz diagrams of a compiled spec: ops as nodes, tensor shapes on edges, blocks as clusters.
 
-`to_dot` writes the DOT text itself (deterministic, no torch, no graphviz import); `render` pipes it
-through the `dot` program. Blocks nested deeper than `depth` fold into one node with their totals,
-and consecutive identical folded blocks (same structure and shapes, chained) become one "xN" node.
+`diagram` builds the graph with the graphviz package (deterministic, no torch); `render` runs the
+`dot` program on its source under a timeout (the package's own pipe() has none, and a spec is
+untrusted input). Blocks nested deeper than `depth` fold into one node with their totals, and
+consecutive identical folded blocks (same structure and shapes, chained) become one "xN" node;
+`fit_depth` picks the deepest fold that keeps a diagram readable.
 Edges from an op's first input get a high weight, so the main path stays straight and residual
 skips bend around it; parallel branches share a source and so land side by side on one rank.
 """
@@ -15,6 +17,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import graphviz
+
 from archc import ops
 from archc.errors import ArchcError
 from archc.ir import INPUT, Graph, Node
@@ -26,6 +30,8 @@ FORMATS = ("svg", "png", "jpg", "pdf", "dot")
 SUFFIXES = {"svg": "svg", "png": "png", "jpg": "jpg", "jpeg": "jpg", "pdf": "pdf", "dot": "dot", "gv": "dot"}
 RANKDIRS = ("TB", "LR")
 DOT_TIMEOUT_S = 120
+# The most boxes `fit_depth` lets a diagram have: about two screens of a top-to-bottom layout.
+MAX_BOXES = 60
 INSTALL_HINT = (
     "install graphviz to render diagrams: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` "
     "(macOS), `conda install graphviz`, or see https://graphviz.org/download/"
@@ -176,72 +182,89 @@ def _cluster_label(graph: Graph, path: str) -> str:
     return f"<<b>{esc(path)}</b> {esc(_block_title(graph, path))}>"
 
 
-def to_dot(graph: Graph, depth: int | None = None, rankdir: str = "TB") -> str:
-    """The DOT text of the diagram."""
+def fit_depth(graph: Graph, max_boxes: int = MAX_BOXES) -> int | None:
+    """The deepest fold (None: every layer) whose diagram has at most `max_boxes` boxes; depth 1
+    when even that is more. Full-depth ResNet-50 is 175 boxes (14121 px tall); at depth 2 it is
+    22, one stage per row of blocks."""
+    deepest = max((len(scope_chain(n.scope)) for n in graph), default=0)
+    for depth in [None, *range(deepest, 0, -1)]:
+        order, _ = elements(graph, depth)
+        if len(order) <= max_boxes:
+            return depth
+    return 1
+
+
+def diagram(graph: Graph, depth: int | None = None, rankdir: str = "TB", dpi: int | None = None) -> graphviz.Digraph:
+    """The diagram as a graphviz.Digraph: boxes nested in block clusters, edges labelled with shapes."""
     if rankdir not in RANKDIRS:
         raise ValueError(f"rankdir must be one of {', '.join(RANKDIRS)}, got {rankdir!r}")
+    if dpi is not None and dpi < 1:
+        raise ValueError(f"dpi must be positive, got {dpi}")
     order, owner = elements(graph, depth)
     ids = {id(el): f"n{k}" for k, el in enumerate(order)}
-    out = [
-        f"digraph {_quote(graph.name)} {{",
-        f'  graph [rankdir={rankdir}, fontname="Helvetica", fontsize=11, nodesep=0.3, ranksep=0.32, '
-        f'ordering=out, newrank=true, labelloc=t, label=<<b>{esc(graph.name)}</b>  input {esc(fmt_shape(graph.input_shape))}>];',
-        '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica", fontsize=10, '
-        'margin="0.12,0.05", height=0.3, penwidth=0.8];',
-        '  edge [fontname="Helvetica", fontsize=8, fontcolor="#444444", arrowsize=0.6, penwidth=0.8];',
-        f'  input [label=<<b>input</b><br/>{esc(fmt_shape(graph.input_shape))}>, shape=box, style="rounded,filled", '
-        'fillcolor="#fff7c2"];',
-    ]
-    body = _clusters(graph, order, ids)
-    out.extend(body)
-    out.extend(_edges(graph, order, owner, ids))
-    out.append("}")
-    return "\n".join(out) + "\n"
+    attrs = {"rankdir": rankdir, "fontname": "Helvetica", "fontsize": "11", "nodesep": "0.3", "ranksep": "0.32",
+             "ordering": "out", "newrank": "true", "labelloc": "t",
+             "label": f"<<b>{esc(graph.name)}</b>  input {esc(fmt_shape(graph.input_shape))}>"}
+    if dpi is not None:
+        attrs["dpi"] = str(dpi)
+    dot = graphviz.Digraph(graph.name, graph_attr=attrs,
+                           node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "#ffffff",
+                                      "fontname": "Helvetica", "fontsize": "10", "margin": "0.12,0.05",
+                                      "height": "0.3", "penwidth": "0.8"},
+                           edge_attr={"fontname": "Helvetica", "fontsize": "8", "fontcolor": "#444444",
+                                      "arrowsize": "0.6", "penwidth": "0.8"})
+    dot.node("input", label=f"<<b>input</b><br/>{esc(fmt_shape(graph.input_shape))}>", fillcolor="#fff7c2")
+    _clusters(dot, graph, order, ids)
+    _edges(dot, graph, order, owner, ids)
+    return dot
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def to_dot(graph: Graph, depth: int | None = None, rankdir: str = "TB", dpi: int | None = None) -> str:
+    """The DOT source of the diagram."""
+    return str(diagram(graph, depth, rankdir, dpi).source)
 
 
-def _element_line(graph: Graph, el: Element, node_id: str, indent: str) -> str:
+def _add_element(target: graphviz.Digraph, graph: Graph, el: Element, node_id: str) -> None:
     if el.folded:
-        extra = ', peripheries=2' if el.count > 1 else ''
-        return f'{indent}{node_id} [label={_folded_label(graph, el)}, fillcolor="{BLOCK_FILL}"{extra}];'
+        extra = {"peripheries": "2"} if el.count > 1 else {}
+        target.node(node_id, label=_folded_label(graph, el), fillcolor=BLOCK_FILL, **extra)
+        return
     node = el.members[0]
     if node.op in MERGE_GLYPHS and node.module is None:
         shape = "circle" if node.op != "concat" else "box"
-        return (f'{indent}{node_id} [label={_node_label(node)}, shape={shape}, style="filled", fillcolor="#ffffff", '
-                f'width=0.3, height=0.3, fixedsize={"true" if shape == "circle" else "false"}];')
+        target.node(node_id, label=_node_label(node), shape=shape, style="filled", fillcolor="#ffffff", width="0.3",
+                    height="0.3", fixedsize="true" if shape == "circle" else "false")
+        return
     op = ops.get(node.op)
     fill = op.colour if op is not None else "#ffffff"  # each op's family colour, declared on its class
-    return f'{indent}{node_id} [label={_node_label(node)}, fillcolor="{fill}"];'
+    target.node(node_id, label=_node_label(node), fillcolor=fill)
 
 
-def _clusters(graph: Graph, order: list[Element], ids: dict[int, str]) -> list[str]:
-    """Elements nested in their clusters, in order; clusters open and close as the scope chain changes."""
-    lines: list[str] = []
-    open_chain: list[str] = []
+def _clusters(dot: graphviz.Digraph, graph: Graph, order: list[Element], ids: dict[int, str]) -> None:
+    """Elements nested in their clusters, in order; a cluster is attached to its parent when it closes."""
+    stack: list[tuple[str, graphviz.Digraph]] = []
     counter = 0
+
+    def close() -> None:
+        _, child = stack.pop()
+        (stack[-1][1] if stack else dot).subgraph(child)
+
     for el in order:
         chain = scope_chain(el.parent)
         keep = 0
-        while keep < min(len(chain), len(open_chain)) and chain[keep] == open_chain[keep]:
+        while keep < min(len(chain), len(stack)) and chain[keep] == stack[keep][0]:
             keep += 1
-        for _ in range(len(open_chain) - keep):
-            lines.append("  " * len(open_chain) + "}")
-            open_chain.pop()
+        while len(stack) > keep:
+            close()
         for path in chain[keep:]:
-            indent = "  " * (len(open_chain) + 1)
-            lines.append(f"{indent}subgraph cluster_{counter} {{")
-            lines.append(f'{indent}  label={_cluster_label(graph, path)}; style="rounded,dashed"; color="#888888"; '
-                         f'fontsize=10; labeljust=l; margin=10;')
+            cluster = graphviz.Digraph(f"cluster_{counter}")
+            cluster.attr(label=_cluster_label(graph, path), style="rounded,dashed", color="#888888", fontsize="10",
+                         labeljust="l", margin="10")
             counter += 1
-            open_chain.append(path)
-        lines.append(_element_line(graph, el, ids[id(el)], "  " * (len(open_chain) + 1)))
-    while open_chain:
-        lines.append("  " * len(open_chain) + "}")
-        open_chain.pop()
-    return lines
+            stack.append((path, cluster))
+        _add_element(stack[-1][1] if stack else dot, graph, el, ids[id(el)])
+    while stack:
+        close()
 
 
 def skip_inputs(graph: Graph) -> set[tuple[str, str]]:
@@ -278,7 +301,8 @@ def _weight(graph: Graph, node: Node, k: int, skips: set[tuple[str, str]]) -> in
     return 2 if node.op == "add" and k > 0 else 10
 
 
-def _edges(graph: Graph, order: list[Element], owner: dict[str, Element], ids: dict[int, str]) -> list[str]:
+def _edges(dot: graphviz.Digraph, graph: Graph, order: list[Element], owner: dict[str, Element],
+           ids: dict[int, str]) -> None:
     """One edge per tensor and box it enters, heaviest first so that `ordering=out` puts the main path first."""
     def name_of(node_id: str) -> str:
         return "input" if node_id == INPUT else ids[id(owner[node_id])]
@@ -293,38 +317,33 @@ def _edges(graph: Graph, order: list[Element], owner: dict[str, Element], ids: d
                 key = (name_of(src), ids[id(el)], src)
                 edges[key] = max(edges.get(key, 0), _weight(graph, node, k, skips))
     labelled: set[str] = set()
-    ranked = sorted(edges.items(), key=lambda item: -item[1])
-    lines = [_edge_line(graph, a, b, src, weight, labelled) for (a, b, src), weight in ranked]
+    for (tail, head, src), weight in sorted(edges.items(), key=lambda item: -item[1]):
+        attrs = {"weight": str(weight)}
+        if src not in labelled:  # each tensor's shape once, on its heaviest edge
+            labelled.add(src)
+            attrs["label"] = f" {fmt_shape(graph.shape_of(src))}"
+        if weight == 1:
+            attrs["color"] = "#777777"
+        dot.edge(tail, head, **attrs)
     outputs = [("output", graph.output, "output", False, 1.0)] + [
         (f"head_{k}", h.node, h.name, h.train_only, h.loss_weight) for k, h in enumerate(graph.heads)
     ]
-    for dot_id, node_id, title, train_only, weight in outputs:
+    for dot_id, node_id, title, train_only, loss_weight in outputs:
         note = ""
         if dot_id != "output":
-            note = f'<br/><font point-size="9" color="#555555">loss ×{weight:g}{", train only" if train_only else ""}</font>'
-        lines.append(f'  {dot_id} [label=<<b>{esc(title)}</b><br/>{esc(fmt_shape(graph.shape_of(node_id)))}{note}>, '
-                     'fillcolor="#fff7c2"];')
-        lines.append(f"  {name_of(node_id)} -> {dot_id} [weight={10 if dot_id == 'output' else 1}];")
-    return lines
-
-
-def _edge_line(graph: Graph, src_name: str, dst_name: str, src: str, weight: int, labelled: set[str]) -> str:
-    attrs = [f"weight={weight}"]
-    if src not in labelled:  # each tensor's shape once, on its heaviest edge
-        labelled.add(src)
-        attrs.append(f'label=" {esc(fmt_shape(graph.shape_of(src)))}"')
-    if weight == 1:
-        attrs.append('color="#777777"')
-    return f"  {src_name} -> {dst_name} [{', '.join(attrs)}];"
+            note = f'<br/><font point-size="9" color="#555555">loss ×{loss_weight:g}{", train only" if train_only else ""}</font>'
+        dot.node(dot_id, label=f"<<b>{esc(title)}</b><br/>{esc(fmt_shape(graph.shape_of(node_id)))}{note}>",
+                 fillcolor="#fff7c2")
+        dot.edge(name_of(node_id), dot_id, weight="10" if dot_id == "output" else "1")
 
 
 def render(graph: Graph, path: str | Path, fmt: str = "svg", depth: int | None = None, rankdir: str = "TB",
-           timeout: float = DOT_TIMEOUT_S) -> Path:
+           timeout: float = DOT_TIMEOUT_S, dpi: int | None = None) -> Path:
     """Write the diagram to `path` in `fmt`; raises GraphvizNotFound (after writing the .dot) without `dot`."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     path = Path(path)
-    text = to_dot(graph, depth, rankdir)
+    text = to_dot(graph, depth, rankdir, dpi)
     if fmt == "dot":
         path.write_text(text)
         return path
@@ -347,4 +366,5 @@ def render(graph: Graph, path: str | Path, fmt: str = "svg", depth: int | None =
     return path
 
 
-__all__ = ["FORMATS", "RANKDIRS", "DiagramError", "GraphvizNotFound", "elements", "render", "to_dot"]
+__all__ = ["FORMATS", "RANKDIRS", "DiagramError", "GraphvizNotFound", "diagram", "elements", "fit_depth", "render",
+           "to_dot"]

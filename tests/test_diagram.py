@@ -103,7 +103,7 @@ def test_blocks_that_differ_in_shape_are_not_merged() -> None:
 def test_edges_carry_shapes_and_skips_are_light() -> None:
     graph = compile_graph(TEST_SPECS / "report_resnet18.yaml")
     text = to_dot(graph)
-    assert ' label=" 64x56x56"' in text and ' label=" 3x224x224"' in text
+    assert 'label=" 64x56x56"' in text and 'label=" 3x224x224"' in text
     skips = skip_inputs(graph)
     assert ("maxpool", "layer1.0.add") in skips and ("layer1.0.bn2", "layer1.0.add") not in skips
     assert ("layer1.1.relu~2", "layer2.0.add") not in skips  # a projection shortcut is a parallel branch
@@ -200,7 +200,7 @@ def test_cli_default_name_suffix_format_and_depth(tmp_path: Path) -> None:
     png = run_archc("diagram", str(spec), "-o", str(tmp_path / "r.png"), "--rankdir", "LR", cwd=tmp_path)
     assert png.returncode == 0 and (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     dot = run_archc("diagram", str(spec), "--format", "dot", "-o", str(tmp_path / "r.gv"))
-    assert dot.returncode == 0 and (tmp_path / "r.gv").read_text().startswith('digraph "resnet18"')
+    assert dot.returncode == 0 and (tmp_path / "r.gv").read_text().startswith("digraph resnet18 {")
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -232,3 +232,49 @@ def test_dot_failures_and_timeouts_are_diagram_errors(tmp_path: Path, monkeypatc
     _fake_dot(tmp_path, f"exec {sleep} 5")
     with pytest.raises(DiagramError, match=r"longer than 0\.5 s"):
         render(graph, tmp_path / "a.svg", timeout=0.5)
+
+
+def test_the_graph_is_built_with_the_graphviz_package() -> None:
+    import graphviz
+
+    from archc.diagram import diagram
+
+    graph = compile_graph(TEST_SPECS / "report_resnet18.yaml")
+    built = diagram(graph, depth=2, dpi=150)
+    assert isinstance(built, graphviz.Digraph) and built.source == to_dot(graph, depth=2, dpi=150)
+    assert "dpi=150" in built.source and "subgraph cluster_0 {" in built.source
+
+
+def test_fit_depth_folds_big_networks_and_keeps_small_ones_whole() -> None:
+    from archc.diagram import MAX_BOXES, fit_depth
+
+    small = compile_graph(REPO / "specs" / "lenet5.yaml")
+    assert fit_depth(small) is None  # every layer fits
+    for name in ("resnet50", "inception_v3"):
+        graph = compile_graph(REPO / "specs" / f"{name}.yaml")
+        depth = fit_depth(graph)
+        assert depth is not None and len(elements(graph, depth)[0]) <= MAX_BOXES
+        deeper = None if depth + 1 > max(len(n.scope.split(".")) for n in graph if n.scope) else depth + 1
+        assert len(elements(graph, deeper)[0]) > MAX_BOXES  # the deepest level that fits
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    import struct
+
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])
+    return width, height
+
+
+@needs_dot
+def test_default_diagrams_are_readable_and_depth_and_dpi_override(tmp_path: Path) -> None:
+    for name in ("resnet50", "inception_v3"):  # 493x14121 and 2906x16153 px when drawn at full depth
+        done = run_archc("diagram", str(REPO / "specs" / f"{name}.yaml"), "-o", str(tmp_path / f"{name}.png"))
+        assert done.returncode == 0, done.stderr
+        width, height = _png_size(tmp_path / f"{name}.png")
+        assert width <= 1200 and height <= 3000, (name, width, height)
+    sharp = run_archc("diagram", str(REPO / "specs" / "resnet50.yaml"), "--dpi", "192", "-o", str(tmp_path / "sharp.png"))
+    assert sharp.returncode == 0 and _png_size(tmp_path / "sharp.png")[1] > 1.8 * _png_size(tmp_path / "resnet50.png")[1]
+    full = run_archc("diagram", str(TEST_SPECS / "report_resnet18.yaml"), "--depth", "all", "--format", "dot",
+                     "-o", str(tmp_path / "full.dot"))
+    boxes = re.findall(r"^\s*n\d+ \[", (tmp_path / "full.dot").read_text(), re.M)
+    assert full.returncode == 0 and len(boxes) == len(compile_graph(TEST_SPECS / "report_resnet18.yaml").nodes)

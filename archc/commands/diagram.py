@@ -18,24 +18,32 @@ from archc.diagram import DiagramError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from archc.diagram import FORMATS, RANKDIRS
+    from archc.diagram import FORMATS, MAX_BOXES, RANKDIRS
 
     parser = subparsers.add_parser(
         "diagram", help="graphviz diagram with shapes on the edges",
         description="Draw a spec: ops and key arguments as nodes, tensor shapes (C x H x W) on edges, blocks as "
-                    "clusters. Blocks deeper than --depth fold into one node with their totals; chained identical "
-                    "folded blocks show once as 'xN'. Without graphviz's `dot`, writes the .dot file and exits 0.",
+                    "clusters. Blocks deeper than --depth fold into one node with their totals (by default as deep as keeps "
+                    "the picture readable); chained identical folded blocks show once as 'xN'. Without graphviz's `dot`, writes the .dot file and exits 0.",
     )
     parser.add_argument("spec", metavar="SPEC")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="output file (default: the spec's name with the format's suffix, in the current directory)")
     add_format_option(parser, FORMATS, default=None,
                       help="svg, png, jpg, pdf or dot (default: from the -o suffix, else svg)")
-    parser.add_argument("--depth", type=positive_int, default=None, metavar="N",
-                        help="fold blocks nested deeper than N into one node (default: draw every layer)")
+    parser.add_argument("--depth", type=_depth, default="auto", metavar="N|all",
+                        help="fold blocks nested deeper than N into one node; all: draw every layer (default: the "
+                             f"deepest level that keeps the diagram within {MAX_BOXES} boxes)")
+    parser.add_argument("--dpi", type=positive_int, default=None, metavar="DPI",
+                        help="resolution of png and jpg output (graphviz's default 96)")
     parser.add_argument("--rankdir", choices=RANKDIRS, default="TB", help="top-to-bottom or left-to-right")
     add_spec_options(parser)
     parser.set_defaults(handler=run_diagram)
+
+
+def _depth(text: str) -> int | str | None:
+    """N, 'all' (None: every layer) or 'auto' (fit_depth)."""
+    return None if text == "all" else text if text == "auto" else positive_int(text)
 
 
 def output_path(spec: str, output: str | None, fmt: str | None) -> tuple[Path, str]:
@@ -63,14 +71,15 @@ def output_path(spec: str, output: str | None, fmt: str | None) -> tuple[Path, s
 
 
 def run_diagram(args: argparse.Namespace) -> int:
-    from archc.diagram import GraphvizNotFound, render
+    from archc.diagram import GraphvizNotFound, fit_depth, render
     from archc.expand import expand
 
     graph = expand(load_spec(args.spec, args), limits_of(args))
     path, fmt = output_path(args.spec, args.output, args.format)
     path = output_file(path)
     try:
-        written = render(graph, path, fmt, args.depth, args.rankdir)
+        depth = fit_depth(graph) if args.depth == "auto" else args.depth
+        written = render(graph, path, fmt, depth, args.rankdir, dpi=args.dpi)
     except GraphvizNotFound as exc:
         print(f"warning: graphviz's `dot` is not installed, so no {fmt} was rendered; wrote {exc.dot_path}",
               file=sys.stderr)

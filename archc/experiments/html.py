@@ -32,7 +32,6 @@ from archc.experiments.results import (
 from archc.experiments.rundir import MANIFEST
 
 MAX_MODELS = 8  # distinct models drawn on one page; the rest are listed by name
-DIAGRAM_FULL_NODES = 80  # larger graphs are drawn with blocks folded (depth 1)
 TABLE_DEPTH = 2
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222}
@@ -200,9 +199,9 @@ def _graph(model: _Model, plugins: tuple[str, ...]) -> Any:
 
 def _diagram(graph: Any, prefix: str) -> str:
     """The graphviz diagram as inline SVG, or a note saying why there is none."""
-    from archc.diagram import DiagramError, GraphvizNotFound, render
+    from archc.diagram import DiagramError, GraphvizNotFound, fit_depth, render
 
-    depth = None if len(graph.nodes) <= DIAGRAM_FULL_NODES else 1
+    depth = fit_depth(graph)
     with tempfile.TemporaryDirectory(prefix="archc-html-") as tmp:
         path = Path(tmp) / "diagram.svg"
         try:
