@@ -84,7 +84,7 @@ def test_run_page_and_cli(sweep_dir: Path, tmp_path: Path) -> None:
     assert rc == 0, err.getvalue()
     assert out.getvalue().strip() == str(tmp_path / "run.html")
     page = Page((tmp_path / "run.html").read_text())
-    assert page.run_rows == [f"sweep/{RUN_IDS[0]}"] and page.svgs == 4  # a loose run: named PARENT/DIR
+    assert page.run_rows == [f"sweep/{RUN_IDS[0]}"] and page.svgs == 2  # loose run: PARENT/DIR; diagram and curves
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(["html", str(tmp_path)])
     assert rc == 1

@@ -66,7 +66,8 @@ def write_html_report(run_or_sweep_dir: Path, out_html: Path) -> Path:
         raise ExperimentError(f"{source} holds no runs")
     manifest = read_manifest(source) if (source / MANIFEST).is_file() else None
     plugins = tuple(manifest["definition"].get("plugins", ())) if manifest else ()
-    title = f"{'Sweep' if manifest else 'Runs' if len(runs) > 1 else 'Run'} {source.resolve().name}"
+    kind = {"sweep": "Sweep", "compare": "Comparison"}.get(manifest.get("kind", "sweep")) if manifest else None
+    title = f"{kind or ('Runs' if len(runs) > 1 else 'Run')} {source.resolve().name}"
     body = [f"<h1>{_e(title)}</h1>", f'<p class="note">{_e(describe(runs))}</p>' if describe(runs) else "",
             f'<p class="note">{_e(_counts(runs))}; generated {_e(time.strftime("%Y-%m-%d %H:%M"))} from {_e(str(source))}</p>']
     body += ["<h2>Results</h2>", _results_table(runs), _runs_table(runs)]

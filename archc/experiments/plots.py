@@ -17,8 +17,9 @@ from archc.experiments.results import Group, RunResult, group_runs, label_column
 PLOTS = ("curves", "acc_vs_params", "acc_vs_time")
 SVG_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}  # no dates or URLs
 RC = {"svg.hashsalt": "archc", "svg.fonttype": "path", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
-LOG_SCALE_RATIO = 50.0
-ANNOTATE_MAX = 6  # label points in place up to this many rows, else with a legend  # a loss axis spanning more than this factor is drawn in log scale
+LOG_SCALE_RATIO = 50.0  # a loss axis spanning more than this factor is drawn in log scale
+ANNOTATE_MAX = 6  # label points in place up to this many rows, else with a legend
+FEW_EPOCHS = 12  # curves this short get one x tick per epoch
 
 
 def group_name(group: Group, columns: list[str]) -> str:
@@ -33,12 +34,17 @@ def group_name(group: Group, columns: list[str]) -> str:
 
 
 def figures(runs: list[RunResult]) -> list[tuple[str, Any]]:
-    """(name, matplotlib Figure) for each plot in PLOTS; draw inside matplotlib.rc_context(RC)."""
+    """(name, matplotlib Figure) for the plots in PLOTS that say something; draw inside
+    matplotlib.rc_context(RC). The trade-off scatters need two finished points: a single run's
+    page shows its curves only."""
     groups = group_runs(runs)
     columns = label_columns([g.label for g in groups])
     names = [group_name(g, columns) for g in groups]
-    return [("curves", _curves(groups, names)), ("acc_vs_params", _acc_vs_params(groups, names)),
-            ("acc_vs_time", _acc_vs_time(groups, names))]
+    plots = [("curves", _curves(groups, names))]
+    finished = [g for g in groups if g.stat("test_acc").mean is not None]
+    if len(finished) >= 2:
+        plots += [("acc_vs_params", _acc_vs_params(groups, names)), ("acc_vs_time", _acc_vs_time(groups, names))]
+    return plots
 
 
 def write_plots(runs: list[RunResult], dest: Path) -> list[Path]:
@@ -47,7 +53,11 @@ def write_plots(runs: list[RunResult], dest: Path) -> list[Path]:
 
     files: list[Path] = []
     with matplotlib.rc_context(RC):
-        for name, fig in figures(runs):
+        drawn = figures(runs)
+        for stale in set(PLOTS) - {name for name, _ in drawn}:  # from an earlier write with more results
+            for suffix in (".png", ".svg"):
+                (dest / f"{stale}{suffix}").unlink(missing_ok=True)
+        for name, fig in drawn:
             for suffix, options in ((".png", {"dpi": 120}), (".svg", {"metadata": SVG_METADATA})):
                 path = dest / f"{name}{suffix}"
                 tmp = path.with_name(f".{path.name}.tmp")
@@ -122,8 +132,13 @@ def _curves(groups: list[Group], names: list[str]) -> Any:
                 losses += [m for m in mean if math.isfinite(m)]
     from matplotlib.ticker import MaxNLocator
 
+    epochs_drawn = max((len(line.get_xdata()) for ax in (acc_ax, loss_ax) for line in ax.get_lines()), default=0)
     for ax in (acc_ax, loss_ax):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if 0 < epochs_drawn <= FEW_EPOCHS:  # one tick per epoch, the points not on the frame's edge
+            ax.set_xticks(range(1, epochs_drawn + 1))
+            ax.set_xlim(0.5, epochs_drawn + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
     loss_ax.set(xlabel="epoch", ylabel="train loss", title="train loss")
     if losses and min(losses) > 0 and max(losses) / min(losses) > LOG_SCALE_RATIO:
