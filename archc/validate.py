@@ -260,7 +260,7 @@ def _independent_errors(document: Document, exc: ValidationError, overrides: dic
     """When pydantic refused only keys the network does not depend on (a misspelled top-level key,
     `init`, `train`), the errors of the train section and of the network itself, reported with them."""
     data = document.data
-    if any(err["loc"] and err["loc"][0] in NETWORK_KEYS for err in exc.errors()):
+    if any(err.loc and err.loc[0] in NETWORK_KEYS for err in complaints(exc)):
         return []
     try:
         params = resolve_params(data.get("params") or LDict(), overrides)
@@ -268,7 +268,7 @@ def _independent_errors(document: Document, exc: ValidationError, overrides: dic
     except (SpecError, TypeError, KeyError):
         return []
     errors: list[SpecError] = []
-    if isinstance(data.get("train"), LDict) and not any(err["loc"][:1] == ("train",) for err in exc.errors()):
+    if isinstance(data.get("train"), LDict) and not any(err.loc[:1] == ("train",) for err in complaints(exc)):
         try:
             _train_config(data["train"], params, position_of(data, "train"))
         except SpecError as train_exc:
