@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["none", "step", "multistep", "cosine", "onecycle"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
-AmpDtype = Literal["auto", "bf16", "fp16"]
+AmpDtype = Literal["auto", "bfloat16", "float16"]
+# torch's names, as `archc report --dtype` spells them; the short names are accepted too.
+DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16"}
 LogMode = Literal["auto", "bar", "plain", "quiet"]
 
 # The trust split. A spec is untrusted input: its `train:` section may describe the model's recipe
@@ -55,7 +57,7 @@ class TrainConfig(BaseModel):
     hflip: bool | None = Field(None, description="random horizontal flips; default: the dataset's")
     resize: tuple[int, int] | None = Field(None, description="resize images on the device: H (square) or H,W")
     amp: bool = Field(False, description="mixed precision (autocast)")
-    amp_dtype: AmpDtype = Field("auto", description="auto: bf16 where supported, else fp16 on CUDA")
+    amp_dtype: AmpDtype = Field("auto", description="autocast dtype; auto: bfloat16 where supported, else float16 on CUDA")
     channels_last: bool = Field(False, description="channels-last memory format")
     compile: bool = Field(False, description="torch.compile the model", json_schema_extra=RUNNER)
     seed: int = Field(0, ge=0, lt=2**32, description="random seed of initialisation, data order and augmentation")
@@ -72,6 +74,11 @@ class TrainConfig(BaseModel):
     synthetic_size: tuple[int, int] = Field((2048, 512), description="synthetic: train and test image counts")
     synthetic_shape: tuple[int, int, int] | None = Field(None, description="synthetic: C,H,W (default: the spec's input, else 3,32,32)")
     synthetic_classes: int = Field(10, ge=2, le=100_000, description="synthetic: number of classes")
+
+    @field_validator("amp_dtype", mode="before")
+    @classmethod
+    def _dtype_alias(cls, value: object) -> object:
+        return DTYPE_ALIASES.get(value, value) if isinstance(value, str) else value
 
     @field_validator("resize", mode="before")
     @classmethod

@@ -224,3 +224,11 @@ def test_diagram_writes_the_format_its_suffix_names(tmp_path: Path) -> None:
     assert (tmp_path / "r.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG, not SVG text
     done = run_archc("diagram", str(SMALL), "-o", str(tmp_path / "r.gif"))
     assert done.returncode == 1 and "cannot tell which format to write" in _one_line_error(done.stderr)
+
+
+def test_one_vocabulary_for_dtypes() -> None:
+    """report --dtype and train --amp-dtype name dtypes as torch does; a spec's old short names still read."""
+    amp = next(a for a in _subparser("train")._actions if "--amp-dtype" in a.option_strings)
+    memory = next(a for a in _subparser("report")._actions if "--dtype" in a.option_strings)
+    assert set(amp.choices) - {"auto"} <= set(memory.choices) == {"float32", "bfloat16", "float16"}
+    assert TrainConfig(amp_dtype="bf16").amp_dtype == "bfloat16" and TrainConfig(amp_dtype="fp16").amp_dtype == "float16"

@@ -41,19 +41,19 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | Non
     if not cfg.amp:
         return None, None
     if device.type == "cpu":
-        if cfg.amp_dtype == "fp16":
-            raise TrainError("--amp-dtype fp16 is for GPUs; on CPU use bf16 (or drop --amp)")
+        if cfg.amp_dtype == "float16":
+            raise TrainError("--amp-dtype float16 is for GPUs; on CPU use bfloat16 (or drop --amp)")
         if cpu_supports_bf16():
             return torch.bfloat16, None
         return None, "--amp ignored: this CPU has no native bf16 (AVX512-BF16/AMX), training in fp32"
     if device.type == "cuda":
         bf16_ok = torch.cuda.is_bf16_supported()
-        if cfg.amp_dtype == "bf16" and not bf16_ok:
-            raise TrainError("--amp-dtype bf16: this GPU does not support bf16; use --amp-dtype fp16")
-        if cfg.amp_dtype == "fp16" or (cfg.amp_dtype == "auto" and not bf16_ok):
+        if cfg.amp_dtype == "bfloat16" and not bf16_ok:
+            raise TrainError("--amp-dtype bfloat16: this GPU does not support it; use --amp-dtype float16")
+        if cfg.amp_dtype == "float16" or (cfg.amp_dtype == "auto" and not bf16_ok):
             return torch.float16, None
         return torch.bfloat16, None
-    return (torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16), None
+    return (torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16), None
 
 
 @contextlib.contextmanager

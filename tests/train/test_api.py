@@ -176,7 +176,7 @@ def test_amp_on_cpu_uses_bf16_only_where_supported(tmp_path: Path) -> None:
 
     record = train(_tiny(), **FAST | {"epochs": 1}, amp=True, out=str(tmp_path / "run"))
     assert record["amp_dtype"] == ("bfloat16" if cpu_supports_bf16() else None)
-    with pytest.raises(TrainError, match="--amp-dtype fp16 is for GPUs"):
+    with pytest.raises(TrainError, match="--amp-dtype float16 is for GPUs"):
         train(_tiny(), **FAST, amp=True, amp_dtype="fp16", out=str(tmp_path / "run2"))
 
 
