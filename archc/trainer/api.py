@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import time
 from datetime import datetime
@@ -88,7 +89,7 @@ def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: t
 
 def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -> dict[str, Any]:
     from archc.trainer import distributed
-    from archc.trainer.checkpoint import load_checkpoint, remove_stale_temps
+    from archc.trainer.checkpoint import RUN_FILES, load_checkpoint, remove_stale_temps
     from archc.trainer.lock import RunLock
     from archc.trainer.loop import fit
     from archc.trainer.runtime import resolve_device, runtime_settings
@@ -108,8 +109,8 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
             if cfg.resume and (out / "last.pt").is_file():
                 resume_state = load_checkpoint(out / "last.pt")
                 _check_resumable(resume_state, source, cfg, out)
-            elif dist.main and (out / "last.pt").exists():
-                raise TrainError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
+            elif dist.main and (found := [name for name in RUN_FILES if os.path.lexists(out / name)]):
+                raise TrainError(f"{out} already holds a run ({', '.join(found)}); pass --resume to continue it or choose another --out")
             if lock is not None:
                 remove_stale_temps(out, lock.previous.get("token"))
             run, info = _prepare(source, cfg, dist, device, out, resume_state)

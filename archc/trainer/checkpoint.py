@@ -26,6 +26,8 @@ REQUIRED = (
     "model", "optimizer", "scheduler", "scaler", "rng", "epoch", "config", "history", "best_test_acc", "best_epoch",
     "train_time_s", "images", "normalization", "spec",
 )  # fmt: skip
+# Files a run writes in its directory: a new run (no --resume) refuses a directory holding any of them.
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "metrics.jsonl", "result.json")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -134,3 +134,18 @@ def test_atomic_writes_never_touch_the_process_umask(monkeypatch: pytest.MonkeyP
     assert (tmp_path / "r.json").read_bytes() == b"{}"
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~(mask | 0o027)
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+@pytest.mark.parametrize("found", ["result.json", "metrics.csv", "best.pt"])
+def test_a_new_run_never_writes_over_another_runs_files(tmp_path: Path, found: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from archc.cli import main
+    from tests.robustness import harness as h
+
+    out = tmp_path / "someone_elses"
+    out.mkdir()
+    (out / found).write_text("not yours")
+    (out / ".notes.tmp-1").write_text("not yours either")
+    assert main(h.train_argv(out, "--log", "quiet")) == 1
+    assert f"{out} already holds a run ({found}); pass --resume" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted([found, ".notes.tmp-1"])
+    assert (out / found).read_text() == "not yours"
