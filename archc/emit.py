@@ -73,7 +73,8 @@ def check_module_names(graph: Graph) -> None:
     `training`, `forward`, `code`, `block`, `_modules`... are legal spec names but would break
     nn.Module (or the exported file), so they are reported at the name's position.
     """
-    reserved = {*dir(CompiledModel), *dir(Block), *vars(Block(None)), "code", "archc_graph", "archc_heads"}
+    reserved = {*dir(CompiledModel), *dir(Block), *vars(Block(None)), "code", "archc_graph", "archc_heads",
+                "_forward_train", "_forward_eval"}  # the generated methods of a model with train-only heads
     paths = {node.module: node.pos for node in graph if node.module is not None}
     paths.update((path, info.pos) for path, info in graph.scopes.items())
     for path, pos in paths.items():

@@ -14,10 +14,11 @@ from __future__ import annotations
 import difflib
 import re
 from collections import ChainMap
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from archc import ops
+from archc import expr, ops
 from archc.errors import MAX_ERRORS, Pos, SpecError, did_you_mean
 from archc.infer import ShapeError, make_node
 from archc.ir import INPUT, Graph, Head, Node, ScopeInfo
@@ -38,6 +39,16 @@ class Limits:
     max_nodes: int = 20_000
     max_repeat: int = 4_096
     max_depth: int = 48
+
+    @property
+    def max_steps(self) -> int:
+        """Items visited while expanding (dropped `when: false` items and empty lists included):
+        work that leaves no node must be bounded too. Scales with --max-nodes."""
+        return 8 * self.max_nodes
+
+
+MAX_NAME = 128  # characters in one layer, seq or block name
+MAX_ID_CHARS = 16_000_000  # characters in all generated node and module paths together
 
 
 @dataclass
@@ -105,6 +116,9 @@ class Expander:
         self.annotated: set[int] = set()  # ids of errors that already carry their call-site chain
         self.tainted: set[str] = set()  # nodes a failed item's name was left pointing to
         self.head_order: dict[str, int] = {}  # head -> its place among the outputs after the main one
+        self.steps = 0  # items and lists visited, see Limits.max_steps
+        self.id_chars = 0  # characters of generated paths, see MAX_ID_CHARS
+        self.suffixes: dict[str, int] = {}  # next free ~N of each repeated node id
 
     def run(self) -> Graph:
         data = self.spec.document.data
@@ -112,7 +126,8 @@ class Expander:
             ns=Namespace(""), env=ChainMap(dict(self.spec.params)), refs=ChainMap({}), declared=ChainMap({}),
             input_id=INPUT, stack=(), depth=0,
         )
-        out = self.seq(data["layers"], scope, Value(INPUT, self.spec.input_shape))
+        with expr.work_budget():
+            out = self.seq(data["layers"], scope, Value(INPUT, self.spec.input_shape))
         if self.errors:
             raise SpecError.several(self.errors)
         if out.node == INPUT:
@@ -122,7 +137,20 @@ class Expander:
         return self.graph
 
     # lists and items ---------------------------------------------------------------------------
+    def step(self, pos: Pos | None) -> None:
+        """Count one visit; every item and list counts, whether or not it makes a node."""
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise LimitError(f"expanding the spec visits more than {self.limits.max_steps:,} items and lists "
+                            "(repeats of empty or dropped items count too; --max-nodes raises this)", pos)
+
+    def charge_path(self, path: str, pos: Pos | None) -> None:
+        self.id_chars += len(path)
+        if self.id_chars > MAX_ID_CHARS:
+            raise LimitError(f"the generated layer names add up to more than {MAX_ID_CHARS:,} characters", pos)
+
     def seq(self, items: Any, scope: Scope, cur: Value, pos: Pos | None = None) -> Value:
+        self.step(getattr(items, "pos", None) or pos)
         if not isinstance(items, LList):
             raise SpecError(f"expected a list of layers, got {type(items).__name__}", getattr(items, "pos", None) or pos)
         declared: dict[str, Pos | None] = {}
@@ -182,6 +210,7 @@ class Expander:
         return notes
 
     def item(self, raw: Any, pos: Pos | None, scope: Scope, cur: Value) -> Value:
+        self.step(pos)
         kind, body, meta, kpos = self.split(raw, pos, scope)
         if "when" in meta and not self.when_holds(meta, raw, scope, cur):
             return cur
@@ -190,6 +219,7 @@ class Expander:
         env = self.env_for(scope, self.flow_in(meta, raw, scope, cur))
         var = meta["repeat"].get("var", "i") if isinstance(meta["repeat"], LDict) else "i"
         for bound in self.repeat_spec(meta["repeat"], raw, env):
+            self.step(pos)
             inner = Scope(scope.ns, scope.env.new_child(bound), scope.refs, scope.declared, scope.input_id, scope.stack, scope.depth)
             index = bound[var] if isinstance(var, str) and var in bound else 0
             self.frames.append(Frame("repeat", var, kpos, f"repeat index {int(index)}"))
@@ -294,7 +324,7 @@ class Expander:
             dyn["W"] = shape[-1]
         return env.new_child(dyn)
 
-    def repeat_spec(self, raw: Any, item: Any, env: Any) -> list[dict[str, Any]]:
+    def repeat_spec(self, raw: Any, item: Any, env: Any) -> Iterable[dict[str, Any]]:
         """The variables of each repetition: `repeat: 3`, `repeat: {count: 3, var: j}`, or one per
         element of a list (`repeat: $stages`, `repeat: {each: $stages, as: stage, var: j}`) or entry
         of a mapping (the same, plus `key`, the entry's name)."""
@@ -331,7 +361,7 @@ class Expander:
             raise SpecError(f"repeat count must be a positive integer or a list, got {value!r}{hint}", pos)
         if value > self.limits.max_repeat:
             raise SpecError(f"repeat count {value} exceeds the limit of {self.limits.max_repeat} (--max-repeat)", pos)
-        return [{var: i} for i in range(value)]
+        return ({var: i} for i in range(value))  # lazily: --max-repeat may be astronomical, the node cap is not
 
     @staticmethod
     def repeat_name(raw: LDict, key: str, default: str) -> str:
@@ -390,6 +420,8 @@ class Expander:
             return None
         pos = position_of(raw, "name")
         name = render(meta["name"], env, pos)
+        if isinstance(name, str) and len(name) > MAX_NAME:
+            raise SpecError(f"name is {len(name):,} characters long; the limit is {MAX_NAME}", pos)
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise SpecError(f"name must be an identifier (letters, digits, _), got {name!r}", pos)
         if name == INPUT:
@@ -458,6 +490,7 @@ class Expander:
         path = scope.ns.child(label)
         if scope.depth + 1 > self.limits.max_depth:
             raise LimitError(f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos)
+        self.charge_path(path, pos)
         self.graph.scopes[path] = ScopeInfo(path, kind, block, args, pos)
         return Scope(Namespace(path + "."), env, refs, ChainMap({}), input_id, stack, scope.depth + 1)
 
@@ -547,6 +580,7 @@ class Expander:
         else:
             node_id = scope.ns.child(name or op.name)
         node_id = self.unique(node_id)
+        self.charge_path(node_id, pos)
         tainted = any(v.tainted for v in inputs)
         try:
             node = make_node(op, node_id, args_raw, [v.node for v in inputs], [v.shape for v in inputs], labels, module,
@@ -582,9 +616,10 @@ class Expander:
     def unique(self, node_id: str) -> str:
         if node_id not in self.ids:
             return node_id
-        n = 2
+        n = self.suffixes.get(node_id, 2)  # resumes where the last search stopped: O(1), not O(uses)
         while f"{node_id}~{n}" in self.ids:
             n += 1
+        self.suffixes[node_id] = n + 1
         return f"{node_id}~{n}"
 
     def display(self, node_id: str) -> str:

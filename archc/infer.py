@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from archc.errors import Pos, SpecError, complaint
 from archc.ir import Node
 from archc.loader import key_position, position_of
-from archc.ops.base import Args, Op, OpError, Shape
+from archc.ops.base import MAX_COUNT, MAX_DIM, Args, Op, OpError, Shape, fmt_shape, numel
 from archc.suggest import suggest_argument
 
 
@@ -62,6 +62,11 @@ def make_node(
         buffers = op.buffers(args, shapes, shape)
         macs = op.macs(args, shapes, shape)
         other = op.other_ops(args, shapes, shape)
+        if any(d > MAX_DIM for d in shape) or max(numel(shape), params, buffers, macs, other) > MAX_COUNT:
+            raise OpError(f"output {fmt_shape(shape) if all(d <= MAX_DIM for d in shape) else 'shape'} or its "
+                          f"counts are too large (a dimension over 2^40 or a count over 2^62)")
+    except OverflowError as exc:  # e.g. a finite but huge scale: no shape to report
+        raise SpecError(f"{op.name}: arguments give an output too large to represent ({exc})", pos) from None
     except OpError as exc:
         who = f"'{node_id}' ({op.name})" if module else op.name
         text = str(exc)

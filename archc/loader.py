@@ -106,7 +106,7 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
     try:
         tree = yaml.load(text)
     except _NodeLimit as exc:
-        raise SpecError(f"spec has more than {max_nodes:,} YAML nodes", Pos(source, exc.line + 1, exc.column + 1)) from None
+        raise SpecError(exc.message or f"spec has more than {max_nodes:,} YAML nodes", Pos(source, exc.line + 1, exc.column + 1)) from None
     except MaxDepthExceededError as exc:
         mark = exc.problem_mark
         pos = Pos(source, mark.line + 1, mark.column + 1) if mark else Pos(source, 1, 1)
@@ -213,14 +213,16 @@ def load_file(path: str | Path) -> Document:
 
 
 MAX_DEPTH = 200
+MAX_NUMBER_CHARS = 100  # longest plain number literal: Python refuses ints past 4,300 digits, floats overflow
+_NUMBER = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?|[-+]?0[xXoObB][0-9a-fA-F_]+")
 
 
 class _NodeLimit(Exception):
     """Raised by the composer when a document has more nodes than the budget (before any is built)."""
 
-    def __init__(self, line: int, column: int) -> None:
+    def __init__(self, line: int, column: int, message: str = "") -> None:
         super().__init__(line, column)
-        self.line, self.column = line, column
+        self.line, self.column, self.message = line, column, message
 
 
 _COMPOSER: list[type] = []
@@ -237,6 +239,12 @@ def _counting_composer() -> type:
                 if self.loader.archc_nodes_left < 0:
                     mark = self.parser.peek_event().start_mark
                     raise _NodeLimit(mark.line, mark.column)
+                event = self.parser.peek_event()
+                value = getattr(event, "value", None)
+                if (isinstance(value, str) and len(value) > MAX_NUMBER_CHARS and getattr(event, "style", "'") is None
+                        and _NUMBER.fullmatch(value)):
+                    mark = event.start_mark
+                    raise _NodeLimit(mark.line, mark.column, f"number literal of {len(value):,} characters; the limit is {MAX_NUMBER_CHARS}")
                 return super().compose_node(parent, index)
 
         _COMPOSER.append(CountingComposer)

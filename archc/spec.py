@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from archc.train_config import TrainConfig
 
@@ -41,6 +41,14 @@ class InitRule(Strict):
     gain: float = Field(1.0, gt=0)
     bias: float | None = Field(0.0, description="constant for biases; null keeps torch's default")
 
+    model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> InitRule:
+        if self.scheme == "uniform" and not self.low < self.high:
+            raise ValueError(f"uniform needs low < high, got low {self.low} and high {self.high}")
+        return self
+
 
 class InitSpec(Strict):
     """Per-layer-kind initialisation. A bare scheme name is shorthand for {scheme: name}."""
@@ -48,6 +56,15 @@ class InitSpec(Strict):
     conv: InitRule | InitScheme = "torch"
     linear: InitRule | InitScheme = "torch"
     norm: InitRule | InitScheme = "torch"
+
+    @field_validator("norm")
+    @classmethod
+    def _norm_has_no_fan(cls, value: InitRule | str) -> InitRule | str:
+        scheme = value.scheme if isinstance(value, InitRule) else value
+        if scheme.startswith(("kaiming", "xavier")):
+            raise ValueError(f"{scheme} needs a fan-in, which the 1-D weights of norm layers lack; "
+                             "use normal, trunc_normal, uniform, ones, zeros or torch")
+        return value
 
     def rule(self, kind: str) -> InitRule:
         value = getattr(self, kind)

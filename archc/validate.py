@@ -28,6 +28,7 @@ from archc.loader import (
     locate,
     position_of,
 )
+from archc.ops.base import MAX_DIM
 from archc.spec import SpecModel
 from archc.train_config import TrainConfig, runner_setting_in_spec
 
@@ -233,9 +234,10 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
     shape: list[Any] = []
     try:
         shape = render(list(input_raw), params, position_of(data, "input"))
-        bad = [i for i, d in enumerate(shape) if not (isinstance(d, int) and not isinstance(d, bool) and d > 0)]
+        bad = [i for i, d in enumerate(shape) if not (isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_DIM)]
         if bad:
-            raise SpecError(f"input must be positive integers (channels first, no batch), got {shape}", position_of(input_raw, bad[0]))
+            raise SpecError(f"input must be positive integers of at most 2^40 (channels first, no batch), got {shape}",
+                            position_of(input_raw, bad[0]))
     except SpecError as exc:
         errors.append(exc)
     input_ok = not errors

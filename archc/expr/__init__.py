@@ -13,6 +13,6 @@ other exception, so callers can attach spec locations to one error type.
 from archc.expr.compiler import evaluate, names_in
 from archc.expr.errors import ExprError
 from archc.expr.template import render
-from archc.expr.values import MAX_EXPR_CHARS, MAX_INT
+from archc.expr.values import MAX_EXPR_CHARS, MAX_INT, MAX_VALUE, MAX_WORK, work_budget
 
-__all__ = ["MAX_EXPR_CHARS", "MAX_INT", "ExprError", "evaluate", "names_in", "render"]
+__all__ = ["MAX_EXPR_CHARS", "MAX_INT", "MAX_VALUE", "MAX_WORK", "ExprError", "evaluate", "names_in", "render", "work_budget"]

@@ -22,7 +22,16 @@ from archc.expr.operators import (
     unary_neg,
     unary_pos,
 )
-from archc.expr.values import MAX_DEPTH, MAX_EXPR_CHARS, MAX_INT, import_value, index_into, tname
+from archc.expr.values import (
+    MAX_DEPTH,
+    MAX_EXPR_CHARS,
+    MAX_INT,
+    bounded,
+    import_value,
+    index_into,
+    tname,
+    value_size,
+)
 
 CONST_NAMES: dict[str, object] = {
     "true": True,
@@ -233,6 +242,8 @@ class _Compiler:
             a = first(env)
             for (sym, fn), comp in steps:
                 b = comp(env)
+                if isinstance(a, (list, dict, str)) and isinstance(b, (list, dict, str)):
+                    value_size(a), value_size(b)  # comparing containers costs their size: charged to the budget
                 try:
                     ok = bool(fn(a, b))
                 except TypeError:
@@ -278,7 +289,13 @@ class _Compiler:
 
     def c_List(self, node: ast.List) -> Fn:
         items = [self.compile(e) for e in node.elts]
-        return lambda env: [f(env) for f in items]
+        off = self.offset(node)
+
+        def build(env: Env) -> object:
+            value = [f(env) for f in items]
+            return _guarded(off, lambda: bounded(value))  # `[d, d, d]` must not multiply a large d unseen
+
+        return build
 
     c_Tuple = c_List  # tuples evaluate to lists, like YAML sequences
 

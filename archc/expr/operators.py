@@ -12,10 +12,13 @@ from archc.expr.values import (
     MAX_LIST,
     MAX_POW_EXP,
     MAX_STR,
+    bounded,
+    charge,
     is_num,
     num_result,
     require_nums,
     tname,
+    value_size,
 )
 
 
@@ -29,7 +32,7 @@ def _op_add(a: object, b: object) -> object:
     if isinstance(a, list) and isinstance(b, list):
         if len(a) + len(b) > MAX_LIST:
             raise Fail(f"list result too long (limit is {MAX_LIST} elements)")
-        return a + b
+        return bounded(a + b)
     raise Fail(f"unsupported operand types for +: '{tname(a)}' and '{tname(b)}'")
 
 
@@ -135,6 +138,8 @@ def _fn_minmax(pick: Callable[..., object], fname: str) -> Callable[..., object]
                 raise Fail(f"{fname}() with one argument needs a list, got '{tname(items)}'")
             if not items:
                 raise Fail(f"{fname}() of an empty list")
+        if isinstance(items, list):
+            value_size(items)  # comparing the elements costs their size: charged to the budget
         try:
             return pick(items)
         except TypeError:
@@ -213,6 +218,8 @@ def _fn_clamp(x: object, lo: object, hi: object) -> object:
 
 
 def _fn_sum(items: object) -> object:
+    if isinstance(items, list):
+        charge(len(items))
     if not isinstance(items, list) or not all(is_num(x) for x in items):
         raise Fail(f"sum() needs a list of numbers, got '{tname(items)}'")
     return num_result(sum(items))  # type: ignore[arg-type]

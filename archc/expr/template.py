@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from archc.expr.compiler import Env, evaluate
 from archc.expr.errors import ExprError
-from archc.expr.values import MAX_STR
+from archc.expr.values import MAX_STR, MAX_VALUE, value_size
 
 
 def _find_close(s: str, start: int) -> int:
@@ -73,25 +73,46 @@ def _to_text(value: object) -> str:
         return "true"
     if value is False:
         return "false"
+    if value_size(value, MAX_STR) > MAX_STR:  # before str(): a nested list would print far more than it weighs
+        raise ExprError(f"value too large to interpolate into a string (limit is {MAX_STR} characters)")
     return str(value)
 
 
-def _render_str(value: str, env: Env) -> object:
+class _Budget:
+    """Units (see MAX_VALUE) that the expressions of one `render` call have produced so far: a list
+    of many `${big}` scalars must not add up to more than one expression may produce."""
+
+    def __init__(self) -> None:
+        self.used = 0
+
+    def charge(self, value: object) -> object:
+        self.used += value_size(value, MAX_VALUE)
+        if self.used > MAX_VALUE:
+            raise ExprError(f"rendered values too large (limit is {MAX_VALUE:,} elements and characters in one value)")
+        return value
+
+
+def _render_str(value: str, env: Env, budget: _Budget) -> object:
     if "$" not in value:
         return value
     stripped = value.strip()
     if len(stripped) > 1 and stripped[0] == "$" and stripped[1:].isidentifier():
-        return evaluate(stripped[1:], env)  # '$name' shorthand
+        return budget.charge(evaluate(stripped[1:], env))  # '$name' shorthand
     parts = _segments(value)
     exprs = [text for is_expr, text in parts if is_expr]
     if not exprs:
         return "".join(text for _, text in parts)
     if len(exprs) == 1 and all(is_expr or not text.strip() for is_expr, text in parts):
-        return evaluate(exprs[0], env)  # '${expr}' alone keeps its native type
-    out = "".join(_to_text(evaluate(text, env)) if is_expr else text for is_expr, text in parts)
-    if len(out) > MAX_STR and len(out) > len(value):
-        raise ExprError(f"interpolated string too long (limit is {MAX_STR} characters)")
-    return out
+        return budget.charge(evaluate(exprs[0], env))  # '${expr}' alone keeps its native type
+    pieces: list[str] = []
+    total = 0
+    for is_expr, text in parts:
+        piece = _to_text(evaluate(text, env)) if is_expr else text
+        total += len(piece)
+        if total > MAX_STR and total > len(value):  # checked as it grows, not after joining
+            raise ExprError(f"interpolated string too long (limit is {MAX_STR} characters)")
+        pieces.append(piece)
+    return budget.charge("".join(pieces))
 
 
 def render(value: object, env: Mapping[str, object]) -> object:
@@ -105,11 +126,18 @@ def render(value: object, env: Mapping[str, object]) -> object:
     - ``'$$'`` escapes a literal ``'$'``; a ``'$'`` before anything else is kept as is;
     - lists are rendered element-wise and dicts value-wise into new containers; any other
       value is returned unchanged.
+
+    What the expressions of one call produce is bounded as a whole (MAX_VALUE), nested contents
+    included, so rendering can never build a value that is expensive to print or compare.
     """
+    return _render(value, env, _Budget())
+
+
+def _render(value: object, env: Env, budget: _Budget) -> object:
     if isinstance(value, str):
-        return _render_str(value, env)
+        return _render_str(value, env, budget)
     if isinstance(value, list):
-        return [render(v, env) for v in value]
+        return [_render(v, env, budget) for v in value]
     if isinstance(value, dict):
-        return {k: render(v, env) for k, v in value.items()}
+        return {k: _render(v, env, budget) for k, v in value.items()}
     return value

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+from collections.abc import Iterator
+from contextvars import ContextVar
 
-from archc.expr.errors import Fail
+from archc.expr.errors import ExprError, Fail
 
 MAX_EXPR_CHARS = 1000
 """Longest expression text accepted; bounds parse time and AST size."""
@@ -15,8 +18,72 @@ MAX_INT = 10**18
 
 MAX_STR = 10_000  # longest string an expression may build (and most interpolation growth)
 MAX_LIST = 10_000  # longest list an expression may build
+MAX_VALUE = 100_000  # largest value an expression may produce: one unit per scalar and container,
+# plus a string's characters, nested contents included (so nesting cannot multiply it unseen)
+MAX_WORK = 5_000_000  # units of values walked, built or compared while one spec expands (see work_budget)
 MAX_POW_EXP = 64  # largest |exponent| for ``**``
 MAX_DEPTH = 100  # deepest expression nesting; keeps the closure recursion far from the limit
+
+
+class _Meter:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+
+_METER: ContextVar[_Meter | None] = ContextVar("archc_expr_meter", default=None)
+
+
+@contextlib.contextmanager
+def work_budget(limit: int = MAX_WORK) -> Iterator[None]:
+    """Bound the total work of every expression evaluated inside: each value one builds, renders or
+    compares is bounded alone (MAX_VALUE), and this bounds how often that may happen."""
+    token = _METER.set(_Meter(limit))
+    try:
+        yield
+    finally:
+        _METER.reset(token)
+
+
+def charge(units: int) -> None:
+    """Count `units` of work against the current work_budget (none outside one)."""
+    meter = _METER.get()
+    if meter is not None:
+        meter.left -= units
+        if meter.left < 0:
+            raise ExprError(
+                f"the spec's expressions do too much work (more than {meter.limit:,} elements and characters "
+                "built, rendered or compared while expanding it)"
+            )
+
+
+def value_size(value: object, limit: int = MAX_VALUE) -> int:
+    """Units in `value` (see MAX_VALUE), counted iteratively; stops early once past `limit`.
+
+    Shared sub-lists count every time they appear: that is what rendering or comparing costs.
+    The walk itself is charged to the current work_budget.
+    """
+    total, stack = 0, [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        total += 1
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                total += len(key) if isinstance(key, str) else 1
+                stack.append(inner)
+    charge(total)
+    return total
+
+
+def bounded(value: object) -> object:
+    """`value` if it is within MAX_VALUE, else a failure: checked before anything renders or compares it."""
+    if value_size(value) > MAX_VALUE:
+        raise Fail(f"value too large (limit is {MAX_VALUE:,} elements and characters, nested contents included)")
+    return value
 
 
 def tname(value: object) -> str:

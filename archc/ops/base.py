@@ -21,10 +21,16 @@ class OpError(Exception):
     """A shape or argument problem found by an op; the compiler adds the position."""
 
 
+MAX_DIM = 2**40  # largest size of one dimension any shape may have (input or inferred)
+MAX_COUNT = 2**62  # largest element, parameter or operation count of one layer (int64 with room to sum)
+
+
 class Args(BaseModel):
     """Base of every op's argument model: unknown arguments are errors, never ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+    # allow_inf_nan=False: every float argument of every op is finite, refused here with a position
+    # before any shape rule, report or emitter sees a nan or inf
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True, allow_inf_nan=False)
 
 
 class NoArgs(Args):

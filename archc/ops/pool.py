@@ -85,7 +85,7 @@ class WindowPool(Op):
         for size, kk, ss, pp, dd, oo in zip(sp, k, s, p, d, out, strict=True):
             # a dilated window can straddle the input and see only padding: PyTorch then returns -inf
             # and an out-of-range index that corrupts memory in backward
-            if dd > 1 and any(not any(0 <= i * ss - pp + j * dd < size for j in range(kk)) for i in range(oo)):
+            if dd > 1 and _sees_only_padding(size, kk, ss, pp, dd, oo):
                 raise OpError(f"window {'x'.join(map(str, k))} with dilation {dd} and padding {pp} has output "
                               f"positions that see only padding of the {fmt_shape(sp)} feature map it receives")
         return (c, *out)
@@ -240,3 +240,22 @@ class GlobalMaxPool(GlobalPool):
     torch_name = "AdaptiveMaxPool"
     doc = "Max over all spatial positions: (C, H, W) -> (C, 1, 1)."
 
+
+MAX_WINDOW_CHECK = 1_000_000  # windows examined by _sees_only_padding before it gives up with an error
+
+
+def _sees_only_padding(size: int, k: int, s: int, p: int, d: int, out: int) -> bool:
+    """Whether some output window of a dilated pooling sees only padding, without visiting every
+    output position (a feature map may have 10^9 of them).
+
+    Window i starts at a = i*s - p with taps a, a+d, ..., a+(k-1)d. One starting inside the input
+    sees it. One starting right of it (the last, if any) sees nothing. One starting left of it
+    (i < p/s) sees the input iff its first tap at or right of 0, at a mod d, lies inside and is
+    still a tap of the window; the residues repeat with period d/gcd(s, d), so that many suffice.
+    """
+    if (out - 1) * s - p >= size:
+        return True
+    left = min(out, -(-p // s), d // math.gcd(s, d))
+    if left > MAX_WINDOW_CHECK:
+        raise OpError(f"kernel {k} with dilation {d} and padding {p} is too large to check against a feature map of {size}")
+    return any((a := i * s - p) + (k - 1) * d < 0 or a % d >= size for i in range(left))
