@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from archc import guard
 from archc.errors import ArchcError
 
 # Dicts that wrap a state_dict: trainer checkpoints ("model"), `archc build --save` ("state_dict"),
@@ -26,6 +28,7 @@ WRAPPER_KEYS = ("model", "state_dict", "net")
 # Prefixes added by DistributedDataParallel and torch.compile; stripped when every key has one.
 MODULE_PREFIXES = ("module.", "_orig_mod.")
 SHOWN = 10  # keys listed per kind of mismatch
+MAX_MEMBERS = 1_000_000  # archive members of a plausible torch file (one per tensor storage)
 
 
 class WeightsError(ArchcError):
@@ -37,6 +40,7 @@ def read_torch_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"no such file: {path}")
+    check_archive_sizes(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols before failing properly
@@ -50,6 +54,40 @@ def read_torch_file(path: str | Path) -> Any:
     except Exception as exc:  # arbitrary bytes make torch.load raise nearly any exception type
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{path} is not a readable torch file (corrupt or truncated: {first})") from None
+
+
+def check_archive_sizes(path: Path, available: int | None = None) -> None:
+    """Refuse a torch zip archive whose members would inflate past what is on disk or in memory,
+    reading only its directory. torch.save stores members uncompressed, so a compressed member (a
+    zip bomb) is refused at once; the total declared size must fit in half the available memory."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # not a zip archive: torch.load names the problem (legacy format or junk)
+    if len(members) > MAX_MEMBERS:
+        raise WeightsError(f"{path} is not a plausible torch file: {len(members):,} archive members")
+    compressed = next((m for m in members if m.compress_type != zipfile.ZIP_STORED), None)
+    if compressed is not None:
+        raise WeightsError(f"{path} is not a torch file: member {compressed.filename!r} is compressed "
+                           f"({compressed.compress_size:,} bytes inflating to {compressed.file_size:,}); torch.save never compresses")
+    declared = sum(m.file_size for m in members)
+    available = guard.available_memory() if available is None else available
+    if available is not None and declared > available // 2:
+        raise WeightsError(f"{path} declares {declared / 1e9:.1f} GB of data, more than half of the "
+                           f"{available / 1e9:.1f} GB of memory available")
+
+
+def check_tensors(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Weights must be ordinary tensors with data: sparse, meta and complex tensors would load
+    wrongly (complex silently loses its imaginary part) or not at all."""
+    for key, value in state.items():
+        if value.layout != torch.strided:
+            raise WeightsError(f"{path}: {key} is a {str(value.layout).removeprefix('torch.')} tensor; weights must be dense")
+        if value.is_meta:
+            raise WeightsError(f"{path}: {key} is a meta tensor (a shape without data); weights must hold values")
+        if value.is_complex():
+            raise WeightsError(f"{path}: {key} is complex-valued ({str(value.dtype).removeprefix('torch.')}); weights must be real")
 
 
 def extract_state_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
@@ -106,9 +144,10 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 
 def check_fits(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path) -> None:
     """Raise a WeightsError naming every key of `state` (read from `path`) that does not fit `model`."""
+    check_tensors(state, path)
     problems = mismatch_report(model.state_dict(), state)
     if problems:
         raise WeightsError(f"weights in {path} do not fit the model: {'; '.join(problems)}")
 
 
-__all__ = ["WeightsError", "check_fits", "extract_state_dict", "load_weights", "mismatch_report", "read_state_dict", "read_torch_file"]
+__all__ = ["WeightsError", "check_archive_sizes", "check_fits", "check_tensors", "extract_state_dict", "load_weights", "mismatch_report", "read_state_dict", "read_torch_file"]

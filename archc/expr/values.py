@@ -39,10 +39,12 @@ def work_budget(limit: int = MAX_WORK) -> Iterator[None]:
     """Bound the total work of every expression evaluated inside: each value one builds, renders or
     compares is bounded alone (MAX_VALUE), and this bounds how often that may happen."""
     token = _METER.set(_Meter(limit))
+    _SIZES.clear()
     try:
         yield
     finally:
         _METER.reset(token)
+        _SIZES.clear()
 
 
 def charge(units: int) -> None:
@@ -57,15 +59,27 @@ def charge(units: int) -> None:
             )
 
 
+# Sizes of containers already measured, keyed by id with the object kept alive (so the id cannot be
+# reused): spec values are never mutated once built, and a stage table referenced by every layer
+# or compared in every repetition must not be walked again each time. Cleared per work_budget.
+_SIZES: dict[int, tuple[object, int]] = {}
+_MAX_CACHED = 20_000
+
+
 def value_size(value: object, limit: int = MAX_VALUE) -> int:
     """Units in `value` (see MAX_VALUE), counted iteratively; stops early once past `limit`.
 
     Shared sub-lists count every time they appear: that is what rendering or comparing costs.
-    The walk itself is charged to the current work_budget.
+    The size is charged to the current work_budget: it is the work of whatever is done with it.
     """
     total, stack = 0, [value]
     while stack and total <= limit:
         item = stack.pop()
+        if isinstance(item, (list, dict)):
+            known = _SIZES.get(id(item))
+            if known is not None and known[0] is item:
+                total += known[1]
+                continue
         total += 1
         if isinstance(item, str):
             total += len(item)
@@ -75,6 +89,10 @@ def value_size(value: object, limit: int = MAX_VALUE) -> int:
             for key, inner in item.items():
                 total += len(key) if isinstance(key, str) else 1
                 stack.append(inner)
+    if not stack and isinstance(value, (list, dict)) and total > 64:  # complete, and worth remembering
+        if len(_SIZES) >= _MAX_CACHED:
+            _SIZES.clear()
+        _SIZES[id(value)] = (value, total)
     charge(total)
     return total
 

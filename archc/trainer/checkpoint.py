@@ -7,6 +7,7 @@ so a crash or a full disk at any moment leaves the previous checkpoint intact an
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +111,77 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path} is incomplete: no {', '.join(missing)}")
     return obj
+
+
+def check_training_state(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Everything --resume reads, checked before any of it is loaded: a checkpoint with the right
+    spec hash can still be hand-edited or crafted, and must fail here with one line, not mid-epoch."""
+    from archc.trainer.metrics import COLUMNS
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path} is damaged or crafted: {what}")
+
+    epoch, history = state["epoch"], state["history"]
+    if not _is_int(epoch) or epoch < 0:
+        raise bad(f"epoch {epoch!r} is not a count of finished epochs")
+    if not isinstance(history, list) or len(history) != epoch:
+        raise bad(f"its history has {len(history) if isinstance(history, list) else 'no'} rows for {epoch} finished epochs")
+    for i, row in enumerate(history):
+        if not isinstance(row, dict) or any(not _is_number(row.get(c)) for c in COLUMNS) or row["epoch"] != i + 1:
+            missing = [c for c in COLUMNS if not isinstance(row, dict) or not _is_number(row.get(c))]
+            raise bad(f"history row {i + 1} lacks numeric {', '.join(missing) or 'epoch number'}")
+    for key, low, high in (("best_epoch", 0, epoch), ("images", 0, None)):
+        if not _is_int(state[key]) or state[key] < low or (high is not None and state[key] > high):
+            raise bad(f"{key} {state[key]!r} is out of range")
+    for key in ("best_test_acc", "train_time_s"):
+        if not _is_number(state[key]) or not math.isfinite(state[key]) or state[key] < 0:
+            raise bad(f"{key} {state[key]!r} is not a finite non-negative number")
+    _check_optimizer(state["optimizer"], model, optimizer, bad)
+
+
+def _check_optimizer(saved: Any, model: nn.Module, optimizer: torch.optim.Optimizer, bad: Any) -> None:
+    """The saved optimizer matches this one: same groups and hyperparameter types, buffers shaped like the parameters."""
+    fresh = optimizer.state_dict()
+    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or not isinstance(saved.get("param_groups"), list):
+        raise bad("its optimizer state is not an optimizer state_dict")
+    if len(saved["param_groups"]) != len(fresh["param_groups"]):
+        raise bad("its optimizer has a different number of parameter groups")
+    for group, like in zip(saved["param_groups"], fresh["param_groups"], strict=True):
+        if not isinstance(group, dict) or group.get("params") != like["params"]:
+            raise bad("its optimizer's parameter groups do not match the model")
+        for key, value in like.items():
+            got = group.get(key)
+            if isinstance(value, bool) or value is None:
+                ok = type(got) is type(value)
+            elif _is_number(value):
+                ok = _is_number(got) and math.isfinite(got)
+            elif isinstance(value, (tuple, list)):
+                ok = isinstance(got, (tuple, list)) and len(got) == len(value) and all(_is_number(v) and math.isfinite(v) for v in got)
+            else:
+                ok = type(got) is type(value)
+            if not ok:
+                raise bad(f"optimizer setting {key} is {got!r}")
+    shapes = {i: p.shape for i, p in enumerate(model.parameters())}
+    for index, entry in saved["state"].items():
+        if index not in shapes or not isinstance(entry, dict):
+            raise bad(f"its optimizer holds state for parameter {index!r}, which the model lacks")
+        for name, value in entry.items():
+            if value is None:  # SGD without momentum keeps momentum_buffer None
+                continue
+            if not isinstance(value, torch.Tensor) or value.layout != torch.strided or value.is_meta or value.is_complex():
+                if name == "step" and _is_number(value):
+                    continue
+                raise bad(f"optimizer state {name} of parameter {index} is not a real dense tensor")
+            if name != "step" and value.shape != shapes[index]:
+                raise bad(f"optimizer state {name} of parameter {index} is {list(value.shape)}, the parameter {list(shapes[index])}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def rng_state() -> dict[str, Any]:

@@ -20,7 +20,13 @@ from torch import nn
 
 from archc.train_config import TrainConfig
 from archc.trainer.augment import BatchPipeline
-from archc.trainer.checkpoint import check_compatible, rng_state, save_checkpoint, set_rng_state
+from archc.trainer.checkpoint import (
+    check_compatible,
+    check_training_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from archc.trainer.data import ImageData
 from archc.trainer.distributed import DistInfo, all_reduce_sum
 from archc.trainer.errors import CheckpointError, DivergenceError, TrainError
@@ -227,6 +233,7 @@ def _restore(
     if not isinstance(state["model"], dict):
         raise CheckpointError(f"{path} is damaged: its model entry is not a state_dict")
     check_compatible(run.model, state["model"], path)
+    check_training_state(state, run.model, optimizer, path)
     try:
         run.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -100,7 +100,45 @@ CASES: dict[str, tuple[Maker, str, str | None, str | None]] = {
                                r"do not fit the model: shape mismatch 1: 0\.weight", "do not fit the model", "do not fit the model"),
     "damaged_history": (lambda r, m: _tampered(r, history="not a list"), "is damaged", None, None),
     "damaged_normalization": (lambda r, m: _tampered(r, normalization={"mean": "x", "std": None}), "is damaged", "is damaged", None),
+    # crafted with the right spec hash: each must be refused before anything is loaded or trained
+    "history_rows_missing_columns": (lambda r, m: _tampered(r, history=[{"epoch": i + 1} for i in range(h.EPOCHS)]),
+                                     "damaged or crafted: history row 1 lacks numeric train_loss", None, None),
+    "finished_with_empty_history": (lambda r, m: _tampered(r, history=[]), r"history has 0 rows for 3 finished epochs", None, None),
+    "negative_epoch": (lambda r, m: _tampered(r, epoch=-5), r"epoch -5 is not a count", None, None),
+    "optimizer_buffer_wrong_shape": (lambda r, m: _tampered(r, optimizer=_optimizer(r, buffer=torch.zeros(1))),
+                                     r"optimizer state momentum_buffer of parameter 0 is \[1\]", None, None),
+    "weight_decay_lots": (lambda r, m: _tampered(r, optimizer=_optimizer(r, weight_decay="lots")),
+                          "optimizer setting weight_decay is 'lots'", None, None),
+    "complex_weights": (lambda r, m: _tampered(r, model=_model(r, lambda w: w.to(torch.complex64))), "is complex-valued",
+                        "is complex-valued", "is complex-valued"),
+    "sparse_weights": (lambda r, m: _tampered(r, model=_model(r, lambda w: w.to_sparse())), "weights must be dense",
+                       "weights must be dense", "weights must be dense"),
+    "meta_weights": (lambda r, m: _tampered(r, model=_model(r, lambda w: w.to("meta"))), "meta tensor|" + READABLE,
+                     "meta tensor|" + READABLE, "meta tensor|" + READABLE),
+    "zip_bomb": (lambda r, m: _zip_bomb(), "is not a torch file: member .* is compressed", "is compressed", "is compressed"),
 }
+
+
+def _optimizer(runs: dict[str, Path], buffer: torch.Tensor | None = None, **group: Any) -> dict[str, Any]:
+    saved = _state(runs)["optimizer"]
+    saved["param_groups"][0].update(group)
+    if buffer is not None:
+        saved["state"][0]["momentum_buffer"] = buffer
+    return saved
+
+
+def _model(runs: dict[str, Path], change: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+    model = _state(runs)["model"]
+    return {**model, "0.weight": change(model["0.weight"])}
+
+
+def _zip_bomb() -> bytes:
+    """A torch-style archive whose data.pkl inflates from ~50 kB to 50 MB (the attack used 2 GB)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", b"\0" * 50_000_000)
+        zf.writestr("archive/version", "3\n")
+    return buffer.getvalue()
 
 
 def _error_line(err: str) -> str:

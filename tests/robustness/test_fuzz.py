@@ -18,9 +18,13 @@ must carry a line and column that exist in its source.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import time
+import tracemalloc
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +53,69 @@ settings.register_profile(
 DEFAULT = settings.get_profile("robustness-default")
 SLOW = settings.get_profile("robustness-slow")
 
-# Default run: 10 mutations per zoo spec (330), 300 text cases of each other kind. Full slow
-# campaign: 150 per zoo spec (4,950) plus 2,000 + 2,000 + 1,050 text cases = 10,000.
+# Default run: 10 mutations per zoo spec, 300 text cases of each other kind, 40 bombs. Full slow
+# campaign: 150 per zoo spec plus 2,000 + 2,000 + 1,050 text cases and 1,000 bombs.
 ZOO_CASES = {"default": 10, "slow": campaign_size(150, floor=10)}
 TEXT_CASES = {
-    "default": {"windows": 300, "soup": 300, "unicode": 300},
-    "slow": {kind: campaign_size(n, floor=300) for kind, n in {"windows": 2_000, "soup": 2_000, "unicode": 1_050}.items()},
+    "default": {"bombs": 40, "windows": 300, "soup": 300, "unicode": 300},
+    "slow": {kind: campaign_size(n, floor=300) for kind, n in {"bombs": 1_000, "windows": 2_000, "soup": 2_000, "unicode": 1_050}.items()},
 }
 STATS: Counter[str] = Counter()
 
 
+# The budget of one case (issue: any spec <= 1 MB is checked or refused in < 2 s and < 500 MB).
+# Time is measured with tracemalloc on, which slows Python allocation-heavy code by up to ~3x, and
+# on a shared machine: ARCHC_FUZZ_TIME_SLACK (default 3) multiplies the 2 s. Memory is the peak
+# Python allocation of the case above what was allocated before it.
+CASE_SECONDS = 2.0 * float(os.environ.get("ARCHC_FUZZ_TIME_SLACK", "3"))
+CASE_BYTES = 500 * 1024 * 1024
+WORST: dict[str, tuple[float, str]] = {"time": (0.0, ""), "memory": (0.0, "")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def campaign_figures() -> Iterator[None]:
+    """One line for docs/security.md: cases measured, escapes (a failed case stops the run), the worst case."""
+    yield
+    if STATS["measured"]:
+        note(f"fuzz campaign: {STATS['measured']} cases measured, 0 escapes; slowest {WORST['time'][0]:.2f} s "
+             f"({WORST['time'][1]}); largest peak {WORST['memory'][0] / 1e6:.1f} MB ({WORST['memory'][1]})")
+
+
+def _describe(text_or_doc: str | Document) -> str:
+    text = text_or_doc if isinstance(text_or_doc, str) else f"<mutated {text_or_doc.source.path}>"
+    return text[:80].replace("\n", "\\n") + (f"... ({len(text):,} chars)" if len(text) > 80 else "")
+
+
+@contextlib.contextmanager
+def measured(text_or_doc: str | Document) -> Iterator[None]:
+    """Time and peak memory of one case, recorded in WORST; a case over either budget fails."""
+    if not tracemalloc.is_tracing():
+        tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1] - base
+        STATS["measured"] += 1
+        if elapsed > WORST["time"][0]:
+            WORST["time"] = (elapsed, _describe(text_or_doc))
+        if peak > WORST["memory"][0]:
+            WORST["memory"] = (peak, _describe(text_or_doc))
+    assert elapsed < CASE_SECONDS, f"case took {elapsed:.2f} s (budget {CASE_SECONDS:.0f} s): {_describe(text_or_doc)}"
+    assert peak < CASE_BYTES, f"case peaked at {peak / 1e6:.0f} MB (budget 500 MB): {_describe(text_or_doc)}"
+
+
 def compile_or_positioned_error(text_or_doc: str | Document) -> str:
-    """'ok' or 'error'; any exception other than a positioned SpecError fails the case."""
+    """'ok' or 'error'; any exception other than a positioned SpecError fails the case, and so
+    does a case over its time or memory budget."""
+    with measured(text_or_doc):
+        return _compile_or_positioned_error(text_or_doc)
+
+
+def _compile_or_positioned_error(text_or_doc: str | Document) -> str:
     try:
         if isinstance(text_or_doc, Document):
             api.compile_graph(validate(text_or_doc))
@@ -291,7 +346,8 @@ def run_zoo_mutations(path: Path, config: settings) -> int:
 def report(what: str, count: int, before: Counter[str]) -> None:
     """One line per test (shown with -s): cases run, and how many compiled or failed cleanly."""
     STATS["cases"] += count
-    note(f"fuzz {what}: {count} cases, {STATS['ok'] - before['ok']} compiled, {STATS['error'] - before['error']} positioned SpecErrors")
+    note(f"fuzz {what}: {count} cases, {STATS['ok'] - before['ok']} compiled, {STATS['error'] - before['error']} positioned SpecErrors; "
+         f"so far slowest {WORST['time'][0]:.2f} s, largest peak {WORST['memory'][0] / 1e6:.1f} MB")
 
 
 @pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
@@ -384,7 +440,50 @@ def token_soup(draw: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _listing(name: str, n: int) -> str:
+    return '"${[' + ", ".join([name] * n) + ']}"'
+
+
+@st.composite
+def bombs(draw: Any) -> str:
+    """The attack classes of the second security round, with random sizes: values that nest,
+    work that makes no nodes, long names, huge feature maps and numbers. Each must end, in budget,
+    in a compiled graph or a positioned error."""
+    kind = draw(st.sampled_from(["nested", "compare", "empty", "dropped", "names", "pool", "numbers", "interpolate"]))
+    head = "name: b\ninput: [3, 8, 8]\n"
+    if kind in ("nested", "compare", "interpolate"):
+        width, levels = draw(st.integers(2, 400)), draw(st.integers(1, 5))
+        params = "  p0: [" + ", ".join(["1"] * width) + "]\n"
+        params += "".join(f"  p{i}: {_listing(f'p{i - 1}', width)}\n" for i in range(1, levels))
+        last = f"p{levels - 1}"
+        use = {
+            "nested": f"  - {{relu: , name: \"x${{{last}}}\"}}\n",
+            "compare": f'  - seq: [{{relu: , when: "${{{last} == {last}}}"}}]\n    repeat: {draw(st.integers(1, 4096))}\n',
+            "interpolate": f"  - {{relu: , name: \"{'${' + last + '}' * draw(st.integers(1, 50))}\"}}\n",
+        }[kind]
+        return "name: b\ninput: [3, 8, 8]\nparams:\n" + params + "layers:\n" + use
+    if kind in ("empty", "dropped"):
+        inner = "[]" if kind == "empty" else "[{relu: , when: false}]"
+        body = f"{{seq: {inner}, repeat: {draw(st.integers(1, 4096))}}}"
+        for _ in range(draw(st.integers(1, 4))):
+            body = f"{{seq: [{body}], repeat: {draw(st.integers(1, 4096))}}}"
+        return head + f"layers:\n  - {body}\n  - relu\n"
+    if kind == "names":
+        name = draw(st.sampled_from(["a", "_", "Z9"])) * draw(st.integers(1, 300_000))
+        body = f"{{relu: , repeat: {draw(st.integers(1, 4096))}}}"
+        for _ in range(draw(st.integers(1, 48))):
+            body = f"{{seq: [{body}], name: {name}}}"
+        return head + f"layers:\n  - {body}\n"
+    if kind == "pool":
+        size = draw(st.integers(1, 10**12))
+        k, d, s = draw(st.integers(1, 10**9)), draw(st.integers(1, 10**9)), draw(st.integers(1, 10**9))
+        return f"name: b\ninput: [1, {size}]\nlayers:\n  - maxpool: {{kernel: {k}, stride: {s}, dilation: {d}, padding: {k // 2}}}\n"
+    digits = draw(st.integers(1, 6000))
+    return head + f"layers:\n  - linear: {'9' * digits}\n"
+
+
 TEXTS: dict[str, Callable[[], st.SearchStrategy[str]]] = {
+    "bombs": bombs,
     "windows": zoo_windows,
     "soup": token_soup,
     "unicode": lambda: st.text(max_size=200),
