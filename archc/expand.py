@@ -173,7 +173,8 @@ class Expander:
         self.annotate(exc)
         if isinstance(exc, LimitError) or exc.truncated or len(exc.diagnostics) > 1:
             raise exc
-        if not (isinstance(exc, ShapeError) and exc.cascade):
+        seen = {(str(e.pos), e.message) for e in self.errors}  # a block's mistake once, not once per call
+        if not (isinstance(exc, ShapeError) and exc.cascade) and (str(exc.pos), exc.message) not in seen:
             self.errors.append(exc)
             if len(self.errors) >= MAX_ERRORS:
                 raise SpecError.several(self.errors, truncated=True)

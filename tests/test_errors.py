@@ -642,3 +642,17 @@ train: {epochs: many}
     assert [d.line for d in err.diagnostics] == [4, 5, 6]
     err = _error(write_spec(text.replace("layers:", "layerz:"), "broken.yaml"))
     assert [d.line for d in err.diagnostics] == [2, 3]  # without its layers, the network is not checked
+
+
+def test_a_mistake_in_a_block_called_many_times_is_reported_once(write_spec) -> None:
+    path = write_spec("""\
+input: [3, 8, 8]
+blocks:
+  B:
+    layers: [{conv: {out: 4, kernal: 3}}]
+layers:
+  - {B: , repeat: 40}
+  - rleu
+""")
+    err = _error(path)
+    assert [d.line for d in err.diagnostics] == [4, 7] and not err.truncated
