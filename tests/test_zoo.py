@@ -26,10 +26,11 @@ from torchvision.ops import SqueezeExcitation
 
 from archc import api, zoo
 from archc.cli import main
-from archc.commands.zoo import collect, default_specs_dir, header_line, human, render_markdown
+from archc.commands.zoo import collect, default_specs_dir, header_line, render_markdown
 from archc.emit import count_tensors, probe_shapes
 from archc.errors import SpecError
 from archc.export import export_python
+from archc.report import si
 from tests import reference_models as ref
 
 REPO = Path(__file__).resolve().parent.parent
@@ -457,7 +458,7 @@ def test_zoo_without_specs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_zoo_helpers() -> None:
     assert default_specs_dir().resolve() == SPECS  # archc/specs, the package data, links to specs/
-    assert [human(n) for n in (999, 417_000, 12_078_448, 1_814_073_344, 125_485_696)] == ["999", "417K", "12.1M", "1.81G", "125M"]
+    assert [si(n) for n in (999, 417_000, 12_078_448, 1_814_073_344, 125_485_696)] == ["999", "417K", "12.1M", "1.81G", "125M"]
     assert header_line("\n# first line\n# second\nname: x\n") == "first line"
     assert header_line("name: x\n# late comment\n") == ""
 

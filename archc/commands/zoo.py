@@ -17,6 +17,7 @@ from typing import Any
 from archc.commands.common import add_format_option, print_json
 from archc.errors import SpecError
 from archc.ops.base import fmt_shape
+from archc.report import si
 
 
 @dataclass
@@ -87,19 +88,9 @@ def reference_cells(entry: ZooEntry) -> tuple[str, str]:
     return f"{entry.torchvision['num_params']:,}", f"{entry.torchvision['gmacs']:.3f}"
 
 
-def human(n: int) -> str:
-    """1814073344 -> '1.81G', 12078448 -> '12.1M': three significant digits, for MACs."""
-    for unit, scale in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
-        if n >= scale:
-            value = n / scale
-            decimals = 2 if value < 10 else 1 if value < 100 else 0
-            return f"{value:.{decimals}f}{unit}"
-    return str(n)
-
-
 def render_table(entries: list[ZooEntry]) -> str:
     rows = [("name", "input", "params", "MACs", "tv_params", "tv_GMACs", "description")]
-    rows += [(e.name, fmt_shape(tuple(e.input)), f"{e.params:,}", human(e.macs), *reference_cells(e), e.description)
+    rows += [(e.name, fmt_shape(tuple(e.input)), f"{e.params:,}", si(e.macs), *reference_cells(e), e.description)
              for e in entries]
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = []
