@@ -18,6 +18,22 @@ AmpDtype = Literal["auto", "bfloat16", "float16"]
 # torch's names, as `archc report --dtype` spells them; the short names are accepted too.
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16"}
 LogMode = Literal["auto", "bar", "plain", "quiet"]
+DataPath = Literal["auto", "memory", "stream"]
+Recipe = Literal["imagenet"]
+
+# Named recipes: defaults for the fields a user does not set (lr scales with the batch size).
+# "imagenet" is torchvision's reference recipe for ResNet (references/classification/train.py:
+# SGD lr 0.1 per 256 images, momentum 0.9, weight decay 1e-4, 90 epochs, lr / 10 every 30), with
+# RandomResizedCrop + flip for training and Resize 256 + CenterCrop 224 for evaluation (those two
+# in archc/trainer/stream.py, where the images are transformed).
+RECIPES: dict[str, dict[str, Any]] = {
+    "imagenet": {
+        "epochs": 90, "batch_size": 256, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4,
+        "schedule": "step", "step_size": 30, "gamma": 0.1,
+    },
+}  # fmt: skip
+RECIPE_BASE_LR = 0.1  # per 256 images
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30, "t": 2**40, "tb": 2**40}
 
 # The trust split. A spec is untrusted input: its `train:` section may describe the model's recipe
 # (what is computed), never where files are read or written, which processes start or how much of
@@ -56,15 +72,23 @@ class TrainConfig(BaseModel):
     crop_padding: int | None = Field(None, ge=0, description="random-crop padding in pixels; default: the dataset's")
     hflip: bool | None = Field(None, description="random horizontal flips; default: the dataset's")
     resize: tuple[int, int] | None = Field(None, description="resize images on the device: H (square) or H,W")
+    recipe: Recipe | None = Field(None, description="a named recipe: its settings are the defaults of those not given (imagenet)")
+    data_path: DataPath = Field("auto", description="memory: decode the dataset once into RAM; stream: decode in loader workers; auto: memory when it fits --memory-limit", json_schema_extra=RUNNER)
+    memory_limit: int | None = Field(None, ge=1, description="bytes the decoded dataset may take in memory (suffixes K, M, G; default half the available memory)", json_schema_extra=RUNNER)
+    loader_workers: int | None = Field(None, ge=0, le=256, description="streaming: DataLoader worker processes (default: cores / processes, at most 8)", json_schema_extra=RUNNER)
+    checkpoint_every: int | None = Field(None, ge=1, description="also write last.pt every N steps, so --resume continues mid-epoch", json_schema_extra=RUNNER)
     amp: bool = Field(False, description="mixed precision (autocast)")
     amp_dtype: AmpDtype = Field("auto", description="autocast dtype; auto: bfloat16 where supported, else float16 on CUDA")
-    channels_last: bool = Field(False, description="channels-last memory format")
+    channels_last: bool | None = Field(None, description="channels-last memory format; default: measured at start-up (contiguous under --deterministic)")
     compile: bool = Field(False, description="torch.compile the model", json_schema_extra=RUNNER)
     seed: int = Field(0, ge=0, lt=2**32, description="random seed of initialisation, data order and augmentation")
     deterministic: bool = Field(False, description="deterministic algorithms only")
     workers: int | None = Field(None, ge=1, description="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores available shared between processes)", json_schema_extra=RUNNER)
     device: Device = Field("auto", description="auto: CUDA, then MPS, then CPU", json_schema_extra=RUNNER)
     nproc: int = Field(1, ge=1, le=1024, description="processes for data-parallel training on this machine (torchrun)", json_schema_extra=RUNNER)
+    nnodes: int = Field(1, ge=1, le=100_000, description="machines in the run (torchrun's c10d rendezvous at --rdzv-endpoint)", json_schema_extra=RUNNER)
+    node_rank: int | None = Field(None, ge=0, description="this machine's place among --nnodes (optional with c10d: assigned on arrival)", json_schema_extra=RUNNER)
+    rdzv_endpoint: str | None = Field(None, pattern=r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$", description="HOST:PORT of the rendezvous, the same on every machine", json_schema_extra=RUNNER)
     out: str | None = Field(None, description="run directory (default runs/NAME/TIMESTAMP)", json_schema_extra=RUNNER)
     resume: bool = Field(False, description="continue from OUT/last.pt when it exists", json_schema_extra=RUNNER)
     init_from: str | None = Field(None, description="initial weights: a state_dict or an archc checkpoint", json_schema_extra=RUNNER)
@@ -79,6 +103,31 @@ class TrainConfig(BaseModel):
     @classmethod
     def _dtype_alias(cls, value: object) -> object:
         return DTYPE_ALIASES.get(value, value) if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_defaults(cls, values: Any) -> Any:
+        """A named recipe fills the fields not given; its lr is 0.1 per 256 images of the batch."""
+        if not isinstance(values, dict) or values.get("recipe") not in RECIPES:
+            return values
+        filled = {**RECIPES[values["recipe"]], **values}
+        if "lr" not in values:
+            filled["lr"] = RECIPE_BASE_LR * int(filled["batch_size"]) / 256
+        return filled
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _bytes(cls, value: object) -> object:
+        """'512M', '2GB', '1.5g' or a number of bytes."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower().replace(" ", "")
+        number = text.rstrip("kmgtb")
+        unit = text[len(number) :]
+        try:
+            return int(float(number) * _UNITS[unit])
+        except (ValueError, KeyError):
+            raise ValueError(f"expected bytes such as 512M or 2G, got {value!r}") from None
 
     @field_validator("resize", mode="before")
     @classmethod
@@ -105,8 +154,12 @@ class TrainConfig(BaseModel):
     def _consistent(self) -> TrainConfig:
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer sgd with momentum > 0")
-        if self.batch_size % self.nproc:
-            raise ValueError(f"batch_size {self.batch_size} must be divisible by nproc {self.nproc}")
+        if self.batch_size % (self.nproc * self.nnodes):
+            raise ValueError(f"batch_size {self.batch_size} must be divisible by nproc x nnodes = {self.nproc * self.nnodes}")
+        if self.nnodes > 1 and self.rdzv_endpoint is None:
+            raise ValueError("nnodes > 1 needs rdzv_endpoint HOST:PORT, the same on every machine")
+        if self.node_rank is not None and self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} must be below nnodes {self.nnodes}")
         return self
 
     def recipe_differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:

@@ -54,3 +54,25 @@ def write_fashion_mnist(root: Path, train: int = 64, test: int = 32) -> None:
     raw = root / "FashionMNIST" / "raw"
     write_idx(raw, "train", rng.integers(0, 256, (train, 28, 28), dtype=np.uint8), np.arange(train) % 10)
     write_idx(raw, "t10k", rng.integers(0, 256, (test, 28, 28), dtype=np.uint8), np.arange(test) % 10)
+
+
+def write_imagefolder(
+    root: Path, classes: int = 3, train: int = 8, val: int = 4, size: tuple[int, int] = (16, 16), seed: int = 0
+) -> None:
+    """An ImageNet-layout folder: root/train/CLASS/* and root/val/CLASS/*, JPEG and PNG alternating.
+
+    Class k's images are a noisy colour of its own, so a small model separates the classes.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for split, count in (("train", train), ("val", val)):
+        for k in range(classes):
+            folder = root / split / f"n{k:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            colour = np.array([(60 * k) % 256, (255 - 70 * k) % 256, (30 + 90 * k) % 256], dtype=np.float64)
+            for i in range(count):
+                pixels = np.clip(colour + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+                ext = "JPEG" if i % 2 == 0 else "png"
+                Image.fromarray(pixels).save(folder / f"{split}_{k}_{i}.{ext}", format="JPEG" if ext == "JPEG" else "PNG")

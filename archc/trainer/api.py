@@ -115,7 +115,9 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
                 remove_stale_temps(out, lock.previous.get("token"))
             run, info = _prepare(source, cfg, dist, device, out, resume_state)
             if resume_state is not None:
-                run.reporter.message(f"resuming {out / 'last.pt'} after epoch {resume_state['epoch']}")
+                step = resume_state.get("step") or 0
+                where = f"at epoch {resume_state['epoch'] + 1}, step {step + 1}" if step else f"after epoch {resume_state['epoch']}"
+                run.reporter.message(f"resuming {out / 'last.pt'} {where}")
             elif cfg.resume:
                 run.reporter.message(f"--resume: no checkpoint in {out} yet, starting at epoch 1")
             try:
@@ -130,6 +132,7 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
                 raise
             finally:
                 run.reporter.close()
+                run.feed.close()
             record = _record(source, cfg, given, info, outcome, device, dist, out, wall_start)
             if dist.main:
                 from archc.trainer.metrics import write_result
@@ -172,45 +175,47 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
     import torch
 
     from archc.trainer import distributed
-    from archc.trainer.augment import BatchPipeline
     from archc.trainer.checkpoint import load_weights
-    from archc.trainer.data import load_dataset
+    from archc.trainer.feed import open_feed
     from archc.trainer.loop import Run
     from archc.trainer.model import check_fit, count_macs, count_params, head_weights
     from archc.trainer.progress import make_reporter
-    from archc.trainer.runtime import amp_dtype
+    from archc.trainer.runtime import amp_dtype, choose_memory_format
 
-    if dist.local_rank != 0:
-        distributed.barrier(dist)  # local rank 0 downloads first
-    data = load_dataset(cfg, source.input_shape)
-    if dist.active and dist.local_rank == 0:
-        distributed.barrier(dist)
-    torch.manual_seed(cfg.seed)
-    model = source.build()
+    constants = None
     if resume_state is not None:
         try:
             norm = resume_state["normalization"]
-            mean, std = torch.tensor(norm["mean"], dtype=torch.float32), torch.tensor(norm["std"], dtype=torch.float32)
+            constants = (torch.tensor(norm["mean"], dtype=torch.float32), torch.tensor(norm["std"], dtype=torch.float32))
         except (KeyError, TypeError, ValueError, RuntimeError):
             raise CheckpointError(f"{out / 'last.pt'} is damaged: no usable normalization constants") from None
-        if mean.shape != (data.shape[0],) or std.shape != (data.shape[0],):
-            raise CheckpointError(f"{out / 'last.pt'} normalises {mean.numel()} channels, {data.name} has {data.shape[0]}")
-    else:
-        mean, std = data.channel_stats()
-    augment = cfg.augment if cfg.augment is not None else True
-    pad = (cfg.crop_padding if cfg.crop_padding is not None else data.crop_padding) if augment else 0
-    flip = (cfg.hflip if cfg.hflip is not None else data.hflip) if augment else False
-    pipeline = BatchPipeline(mean, std, crop_padding=pad, hflip=flip, resize=cfg.resize, channels_last=cfg.channels_last, device=device)
+    if dist.local_rank != 0:
+        distributed.barrier(dist)  # local rank 0 downloads first
+    stored_path = resume_state.get("data_path") if resume_state is not None else None
+    feed = open_feed(cfg, source.input_shape, dist, device, constants, stored_path=stored_path)
+    if dist.active and dist.local_rank == 0:
+        distributed.barrier(dist)
+    mean, std = feed.mean, feed.std
+    if mean.shape != (feed.channels,) or std.shape != (feed.channels,):
+        raise CheckpointError(f"{out / 'last.pt'} normalises {mean.numel()} channels, {feed.name} has {feed.channels}")
+    torch.manual_seed(cfg.seed)
+    model = source.build()
     model.to(device)
-    data = data.to(device)
-    sample = pipeline.eval_batch(data.test_x[:2])
-    check_fit(source, model, sample, data.name, data.num_classes)
+    sample = feed.sample()
+    check_fit(source, model, sample, feed.name, feed.num_classes)
     if cfg.init_from and resume_state is None:
         load_weights(model, cfg.init_from)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    autocast, note = amp_dtype(cfg, device)
     reporter = make_reporter(cfg.log, dist.main)
+    stored_format = resume_state.get("memory_format") if resume_state is not None else None
+    memory_format, why = choose_memory_format(cfg, model, feed, dist, stored_format)
+    if memory_format == "channels_last":
+        model.to(memory_format=torch.channels_last)
+    feed.pipeline.channels_last = memory_format == "channels_last"
+    if why:
+        reporter.message(why)
+    if feed.note:
+        reporter.message(feed.note)
+    autocast, note = amp_dtype(cfg, device)
     if note:
         reporter.message(note)
     input_shape = tuple(int(d) for d in sample.shape[1:])
@@ -218,26 +223,27 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
         "params": count_params(model),
         "macs": count_macs(model, input_shape),
         "dataset": {
-            "name": data.name,
-            "train_images": len(data.train_y),
-            "test_images": len(data.test_y),
+            "name": feed.name,
+            "train_images": feed.train_images,
+            "test_images": feed.test_images,
             "input_shape": list(input_shape),
-            "classes": data.num_classes,
-            "crop_padding": pad,
-            "hflip": flip,
+            "classes": feed.num_classes,
+            "crop_padding": feed.crop_padding,
+            "hflip": feed.hflip,
+            "data_path": feed.path,
         },
+        "memory_format": memory_format,
         "amp_dtype": str(autocast).removeprefix("torch.") if autocast is not None else None,
     }
     reporter.message(
-        f"training {source.name} ({info['params']:,} params) on {data.name}: {len(data.train_y)} train / "
-        f"{len(data.test_y)} test images {'x'.join(map(str, input_shape))}, {data.num_classes} classes; "
+        f"training {source.name} ({info['params']:,} params) on {feed.name}: {feed.train_images} train / "
+        f"{feed.test_images} test images {'x'.join(map(str, input_shape))}, {feed.num_classes} classes, {feed.path}; "
         f"{device}{' x' + str(dist.world) if dist.active else ''}{', ' + info['amp_dtype'] if autocast else ''}; out {out}"
     )
     run = Run(
         cfg=cfg,
         model=model,
-        data=data,
-        pipeline=pipeline,
+        feed=feed,
         device=device,
         autocast=autocast,
         dist=dist,
@@ -246,6 +252,7 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
         head_weights=head_weights(model),
         normalization={"mean": mean.tolist(), "std": std.tolist()},
         spec_info={"name": source.name, "hash": source.source_hash},
+        memory_format=memory_format,
     )
     return run, info
 
@@ -295,10 +302,21 @@ def _record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[
         "device": str(device),
         "device_name": _device_name(device),
         "amp_dtype": info["amp_dtype"],
+        "memory_format": info["memory_format"],
+        "peak_loader_workers_rss_bytes": _children_peak_rss(),
         "world_size": dist.world,
         "resumed_from_epoch": outcome.resumed_from,
         "out": str(out),
     }
+
+
+def _children_peak_rss() -> int:
+    """The largest peak resident set of this process's finished children (loader workers)."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
 def _device_name(device: Any) -> str:

@@ -121,6 +121,10 @@ def dataset(*names: str, offline: bool = False) -> Callable[[Loader], Loader]:
 
     def register(loader: Loader) -> Loader:
         for name in names:
+            existing = DATASETS.get(name)
+            if existing is not None and existing.loader is not loader:
+                raise ValueError(f"dataset name '{name}' is already registered by {existing.loader.__module__}.{existing.loader.__qualname__}")
+        for name in names:
             DATASETS[name] = Dataset(loader, offline)
         return loader
 
@@ -335,11 +339,9 @@ def _imagefolder(request: Request) -> ImageData:
     """torchvision's ImageFolder layout: ROOT/train/CLASS/* and ROOT/test|val/CLASS/*, or ROOT/CLASS/*
     split 80/20 with a fixed seed. Images are decoded once here; --resize applies while decoding."""
     root, resize = Path(request.argument).expanduser(), request.cfg.resize
-    if not root.is_dir():
-        raise DataError(f"imagefolder: {root} is not a directory")
-    test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
-    if (root / "train").is_dir() and test_dir is not None:
-        classes, train_x, train_y = _read_folder(root / "train", resize)
+    train_dir, test_dir = folder_splits(root)
+    if test_dir is not None:
+        classes, train_x, train_y = _read_folder(train_dir, resize)
         test_classes, test_x, test_y = _read_folder(test_dir, resize)
         unknown = sorted(set(test_classes) - set(classes))
         if unknown:
@@ -359,38 +361,66 @@ def _imagefolder(request: Request) -> ImageData:
     return _checked(ImageData(f"imagefolder:{root}", train_x, train_y, test_x, test_y, tuple(classes), max(1, train_x.shape[2] // 8), True))
 
 
-def _read_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.datasets import ImageFolder
+def list_folder(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """torchvision ImageFolder's listing of folder/CLASS/*: sorted class names and (path, label) pairs."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
     try:
-        listing = ImageFolder(str(folder), loader=lambda p: p)
+        classes, class_to_idx = find_classes(str(folder))
+        samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     except (FileNotFoundError, OSError) as exc:
         raise DataError(f"imagefolder: {exc}") from None
-    arrays, sizes, modes = [], set(), set()
-    for path, _ in listing.samples:
-        try:
+    if not samples:
+        raise DataError(f"imagefolder: no images in {folder} (looked for {', '.join(IMG_EXTENSIONS)} files in CLASS folders)")
+    return classes, samples
+
+
+def folder_splits(root: Path) -> tuple[Path, Path | None]:
+    """(train folder, test folder): ROOT/train with ROOT/test or ROOT/val, else (ROOT, None) to split."""
+    if not root.is_dir():
+        raise DataError(f"imagefolder: {root} is not a directory")
+    test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
+    if (root / "train").is_dir() and test_dir is not None:
+        return root / "train", test_dir
+    return root, None
+
+
+def _read_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Decode every image of folder/CLASS/* into one preallocated uint8 array.
+
+    A first pass reads only the headers (mode and size), so the pixels are held once: the peak
+    is the decoded dataset, not a list of PIL images plus their converted copies.
+    """
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    classes, samples = list_folder(folder)
+    modes, sizes = set(), set()
+    try:
+        for path, _ in samples:
             with Image.open(path) as img:
                 modes.add("L" if img.mode in ("1", "L", "I;16", "I") else "RGB")
-                arrays.append(img.copy())
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"imagefolder: cannot read {path}: {exc}") from None
-    mode = "L" if modes == {"L"} else "RGB"
-    decoded = []
-    for img in arrays:
-        img = img.convert(mode)
-        if resize is not None:
-            img = img.resize((resize[1], resize[0]), Image.BILINEAR)
-        sizes.add(img.size)
-        decoded.append(np.asarray(img, dtype=np.uint8))
-    if len(sizes) > 1:
+                sizes.add(img.size)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"imagefolder: cannot read {path}: {exc}") from None
+    if resize is None and len(sizes) > 1:
         a, b = sorted(sizes)[:2]
         raise DataError(f"imagefolder: images in {folder} differ in size ({a[1]}x{a[0]} and {b[1]}x{b[0]}); pass --resize H[,W]")
-    stacked = np.stack(decoded)
-    images = torch.from_numpy(stacked[:, None] if mode == "L" else stacked.transpose(0, 3, 1, 2).copy())
-    labels = torch.tensor([label for _, label in listing.samples], dtype=torch.int64)
-    return list(listing.classes), images, labels
+    mode = "L" if modes == {"L"} else "RGB"
+    w, h = (resize[1], resize[0]) if resize is not None else next(iter(sizes))
+    images = np.empty((len(samples), h, w) if mode == "L" else (len(samples), h, w, 3), dtype=np.uint8)
+    for i, (path, _) in enumerate(samples):
+        try:
+            with Image.open(path) as img:
+                img = img.convert(mode)
+                if resize is not None and img.size != (w, h):
+                    img = img.resize((w, h), Image.BILINEAR)
+                images[i] = np.asarray(img, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DataError(f"imagefolder: cannot read {path}: {exc}") from None
+    tensor = torch.from_numpy(images[:, None] if mode == "L" else images.transpose(0, 3, 1, 2).copy())
+    labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    return classes, tensor, labels
 
 
 def _fmt(x: torch.Tensor) -> str:

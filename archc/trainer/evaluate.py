@@ -7,14 +7,13 @@ the confusion matrix of the test split.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from archc.trainer.augment import BatchPipeline
 
 
 @dataclass
@@ -42,17 +41,14 @@ class EvalResult:
         return [float(c) / float(t) if t else None for c, t in zip(self.confusion.diag(), totals, strict=True)]
 
 
-def eval_pass(
+def eval_batches(
     model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    pipeline: BatchPipeline,
-    batch_size: int,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     num_classes: int,
     autocast: torch.dtype | None,
+    device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(confusion matrix, summed loss) over images, as device tensors so ranks can all-reduce them."""
-    device = images.device
+    """(confusion matrix, summed loss) over normalised (x, y) batches, as device tensors."""
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     was_training = model.training
@@ -60,9 +56,7 @@ def eval_pass(
     amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
     try:
         with torch.no_grad(), amp:
-            for start in range(0, len(images), batch_size):
-                x = pipeline.eval_batch(images[start : start + batch_size])
-                y = labels[start : start + batch_size]
+            for x, y in batches:
                 out = model(x)
                 logits = (out[0] if isinstance(out, (tuple, list)) else out).float()
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
@@ -83,8 +77,9 @@ def evaluate(
 
     from archc.trainer.api import resolve_config
     from archc.trainer.checkpoint import FORMAT, extract_state_dict, load_weights, read_torch_file
-    from archc.trainer.data import load_dataset
+    from archc.trainer.distributed import DistInfo
     from archc.trainer.errors import CheckpointError
+    from archc.trainer.feed import open_feed
     from archc.trainer.model import check_fit, resolve_source
     from archc.trainer.runtime import resolve_device
 
@@ -94,40 +89,41 @@ def evaluate(
     trained_with: dict[str, Any] = {}
     normalization = None
     if isinstance(stored, dict) and stored.get("format") == FORMAT and isinstance(stored.get("config"), dict):
-        keep = ("dataset", "resize", "synthetic_size", "synthetic_shape", "synthetic_classes", "test_subset", "data_dir")
+        keep = ("dataset", "resize", "synthetic_size", "synthetic_shape", "synthetic_classes", "test_subset", "data_dir", "recipe")
         trained_with = {k: v for k, v in stored["config"].items() if k in keep}
         normalization = stored.get("normalization")
     cfg = resolve_config(source, {**trained_with, **config})
     device = resolve_device(cfg.device)
-    data = load_dataset(cfg, source.input_shape)
-    torch.manual_seed(cfg.seed)
-    model = source.build()
-    load_weights(model, checkpoint)
-    model.to(device)
+    constants = None
     if normalization is not None:  # the constants the model was trained with
         try:
-            mean = torch.tensor(normalization["mean"], dtype=torch.float32)
-            std = torch.tensor(normalization["std"], dtype=torch.float32)
+            constants = (torch.tensor(normalization["mean"], dtype=torch.float32), torch.tensor(normalization["std"], dtype=torch.float32))
         except (KeyError, TypeError, ValueError, RuntimeError):
             raise CheckpointError(f"{checkpoint} is damaged: no usable normalization constants") from None
-        if mean.shape != (data.shape[0],) or std.shape != (data.shape[0],):
-            raise CheckpointError(f"{checkpoint} is damaged: it normalises {mean.numel()} channels, {data.name} has {data.shape[0]}")
-    else:
-        mean, std = data.channel_stats()
-    pipeline = BatchPipeline(mean, std, crop_padding=0, hflip=False, resize=cfg.resize, channels_last=False, device=device)
-    data = data.to(device)
-    check_fit(source, model, pipeline.eval_batch(data.test_x[:2]), data.name, data.num_classes)
-    batch = cfg.eval_batch_size or 2 * cfg.batch_size
-    confusion, loss_sum = eval_pass(model, data.test_x, data.test_y, pipeline, batch, data.num_classes, None)
+    # Weights not trained by archc on this folder (a state_dict, torchvision's) are scored on all of
+    # a folder without train/ and val/ subfolders, e.g. ImageNet's val folder.
+    feed = open_feed(cfg, source.input_shape, DistInfo(), device, constants, whole_test=not trained_with, augment_train=False)
+    try:
+        if constants is not None and (constants[0].shape != (feed.channels,) or constants[1].shape != (feed.channels,)):
+            raise CheckpointError(f"{checkpoint} is damaged: it normalises {constants[0].numel()} channels, {feed.name} has {feed.channels}")
+        torch.manual_seed(cfg.seed)
+        model = source.build()
+        load_weights(model, checkpoint)
+        model.to(device)
+        check_fit(source, model, feed.sample(), feed.name, feed.num_classes)
+        batch = cfg.eval_batch_size or 2 * cfg.batch_size
+        confusion, loss_sum = eval_batches(model, feed.test_batches(batch), feed.num_classes, None, device)
+    finally:
+        feed.close()
     result = EvalResult(confusion.cpu(), float(loss_sum))
     return {
         "spec": source.name,
         "checkpoint": str(checkpoint),
-        "dataset": data.name,
+        "dataset": feed.name,
         "test_images": result.count,
         "test_loss": result.loss,
         "test_acc": result.accuracy,
-        "classes": list(data.classes),
+        "classes": list(feed.classes),
         "per_class_acc": result.per_class(),
         "confusion": result.confusion.tolist(),
     }

@@ -1,8 +1,9 @@
 """The training loop: epochs of batched, augmented steps, evaluation, checkpoints and metrics.
 
-Every random choice of an epoch (sample order, crop offsets, flips) is drawn up front from a
-generator seeded by (seed, epoch). That makes an epoch a pure function of the checkpointed state,
-so --resume continues exactly, and lets data-parallel ranks agree on the global batches.
+Every random choice of an epoch (sample order, crop offsets, flips) is a function of (seed, epoch)
+(and the sample, on the streaming path; see feed.py). That makes an epoch, and any step of it, a
+pure function of the checkpointed state, so --resume continues exactly, from an epoch's end or
+(with --checkpoint-every) from its middle, and data-parallel ranks agree on the global batches.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from archc.train_config import TrainConfig
-from archc.trainer.augment import BatchPipeline
 from archc.trainer.checkpoint import (
     check_compatible,
     check_training_state,
@@ -27,32 +27,15 @@ from archc.trainer.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from archc.trainer.data import ImageData
 from archc.trainer.distributed import DistInfo, all_reduce_sum
 from archc.trainer.errors import CheckpointError, DivergenceError, TrainError
-from archc.trainer.evaluate import EvalResult, eval_pass
+from archc.trainer.evaluate import EvalResult, eval_batches
+from archc.trainer.feed import Feed
 from archc.trainer.metrics import write_metrics
 from archc.trainer.progress import Reporter
 from archc.trainer.schedule import LrSchedule
 
-EPOCH_SEED_STRIDE = 1_000_003
 CUDA_SYNC_EVERY = 25  # steps between host syncs (loss check, progress) where kernels run async
-
-
-@dataclass
-class EpochPlan:
-    """Sample order, crop offsets and flip flags of one epoch, on the training device."""
-
-    order: torch.Tensor
-    offsets: torch.Tensor
-    flips: torch.Tensor
-
-    @classmethod
-    def draw(cls, n: int, seed: int, epoch: int, pipeline: BatchPipeline, device: torch.device) -> EpochPlan:
-        gen = torch.Generator().manual_seed(seed * EPOCH_SEED_STRIDE + epoch)
-        order = torch.randperm(n, generator=gen)
-        offsets, flips = pipeline.draw(n, gen)
-        return cls(order.to(device), offsets.to(device), flips.to(device))
 
 
 @dataclass
@@ -61,8 +44,7 @@ class Run:
 
     cfg: TrainConfig
     model: nn.Module
-    data: ImageData  # on the device
-    pipeline: BatchPipeline
+    feed: Feed
     device: torch.device
     autocast: torch.dtype | None
     dist: DistInfo
@@ -71,6 +53,7 @@ class Run:
     head_weights: list[float] | None
     normalization: dict[str, list[float]]
     spec_info: dict[str, Any]
+    memory_format: str = "contiguous"
 
 
 @dataclass
@@ -109,24 +92,22 @@ def objective(out: Any, y: torch.Tensor, weights: list[float] | None, cfg: Train
 
 
 def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
-    """Train run.model for the remaining epochs; return the per-epoch history and totals."""
-    cfg, dist, data, device = run.cfg, run.dist, run.data, run.device
+    """Train run.model for the remaining epochs (and steps); return the per-epoch history and totals."""
+    cfg, dist, feed, device = run.cfg, run.dist, run.feed, run.device
     global_batch = cfg.batch_size
     if global_batch % dist.world:
         raise TrainError(f"batch_size {global_batch} must be divisible by the {dist.world} processes")
     local_batch = global_batch // dist.world
-    n_train = len(data.train_y)
-    if n_train < global_batch:
-        raise TrainError(f"the training set has {n_train} images, fewer than one batch of {global_batch}; lower --batch-size")
-    steps = n_train // global_batch  # the incomplete last batch is dropped: every step has the full batch
+    steps = feed.steps(global_batch)
     model = run.model
     optimizer = make_optimizer(cfg, model.parameters())
     schedule = LrSchedule(cfg, steps)
     scaler = torch.amp.GradScaler(device.type, enabled=run.autocast == torch.float16)
     outcome = Outcome()
-    start_epoch = 0
+    start_epoch, start_step, partial = 0, 0, None
     if resume_state is not None:
         start_epoch = _restore(resume_state, run, optimizer, schedule, scaler, outcome)
+        start_step, partial = _mid_epoch(resume_state, steps)
         if dist.main:  # a kill between a checkpoint and its metrics left them an epoch behind
             write_metrics(run.out, outcome.history)
     step_model: nn.Module = model
@@ -138,23 +119,47 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
     amp = (lambda: torch.autocast(device.type, dtype=run.autocast)) if run.autocast is not None else contextlib.nullcontext
     sync_every = CUDA_SYNC_EVERY if device.type == "cuda" else 1
     eval_batch = cfg.eval_batch_size or 2 * local_batch
-    rank_slice = slice(dist.rank * local_batch, (dist.rank + 1) * local_batch)
+
+    def state(epoch: int, step: int, sums: dict[str, float] | None) -> dict[str, Any]:
+        """The checkpoint after `epoch` whole epochs and `step` steps of the next one."""
+        return {
+            "epoch": epoch,
+            "step": step,
+            "partial": sums,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_state(),
+            "config": cfg.model_dump(mode="json"),
+            "history": outcome.history,
+            "best_test_acc": outcome.best_test_acc,
+            "best_epoch": outcome.best_epoch,
+            "train_time_s": outcome.train_time_s,
+            "images": outcome.images,
+            "normalization": run.normalization,
+            "spec": run.spec_info,
+            "data_path": feed.path,
+            "memory_format": run.memory_format,
+        }
 
     for epoch in range(start_epoch, cfg.epochs):
-        plan = EpochPlan.draw(n_train, cfg.seed, epoch, run.pipeline, device)
+        first = epoch == start_epoch and start_step > 0
+        begin = start_step if first else 0
         run.reporter.start_epoch(epoch + 1, cfg.epochs, steps)
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         bad = torch.zeros((), dtype=torch.int64, device=device)
+        earlier_time = 0.0
+        if first and partial is not None and dist.main:  # the sums of the steps before the checkpoint
+            loss_sum += float(partial["loss_sum"])
+            correct += int(partial["correct"])
+        if first and partial is not None:
+            earlier_time = float(partial["train_time_s"])
         lr = schedule.lr()
         started = time.perf_counter()
-        for step in range(steps):
-            base = step * global_batch
-            sl = slice(base + rank_slice.start, base + rank_slice.stop)
-            idx = plan.order[sl]
-            x = run.pipeline.train_batch(data.train_x.index_select(0, idx), plan.offsets[sl], plan.flips[sl])
-            y = data.train_y.index_select(0, idx)
+        for step, (x, y) in enumerate(feed.train_batches(epoch, begin, cfg.seed, global_batch), start=begin):
             lr = schedule.apply(optimizer.param_groups)
             with amp():
                 main, loss = objective(step_model(x), y, run.head_weights, cfg)
@@ -172,15 +177,18 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
             if (step + 1) % sync_every == 0 or step + 1 == steps:
                 if int(all_reduce_sum(bad.clone(), dist)):
                     _diverged(run, epoch, step, steps, float(detached), outcome)
-                seen = (step + 1) * local_batch
+                seen = (step + 1 - begin) * local_batch
                 elapsed = time.perf_counter() - started
-                run.reporter.update(step + 1, float(loss_sum) / seen, int(correct) / seen, lr, seen * dist.world / max(elapsed, 1e-9))
-        train_time = time.perf_counter() - started
+                run.reporter.update(step + 1, float(loss_sum) / max(1, seen), int(correct) / max(1, seen), lr, seen * dist.world / max(elapsed, 1e-9))
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
+                sums = all_reduce_sum(torch.stack([loss_sum, correct.double()]), dist)
+                if dist.main:
+                    done = {"loss_sum": float(sums[0]), "correct": int(sums[1]), "train_time_s": earlier_time + time.perf_counter() - started}
+                    save_checkpoint(run.out / "last.pt", state(epoch, step + 1, done))
+        train_time = earlier_time + time.perf_counter() - started
         totals = all_reduce_sum(torch.stack([loss_sum, correct.double()]), dist)
         images = steps * global_batch
-        confusion, test_loss_sum = eval_pass(
-            model, _shard(data.test_x, dist), _shard(data.test_y, dist), run.pipeline, eval_batch, data.num_classes, run.autocast
-        )
+        confusion, test_loss_sum = eval_batches(model, feed.test_batches(eval_batch), feed.num_classes, run.autocast, device)
         all_reduce_sum(confusion, dist)
         all_reduce_sum(test_loss_sum, dist)
         test = EvalResult(confusion.cpu(), float(test_loss_sum))
@@ -201,28 +209,21 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
         if improved:
             outcome.best_test_acc, outcome.best_epoch = test.accuracy, epoch + 1
         if dist.main:
-            state = {
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": schedule.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": rng_state(),
-                "config": cfg.model_dump(mode="json"),
-                "history": outcome.history,
-                "best_test_acc": outcome.best_test_acc,
-                "best_epoch": outcome.best_epoch,
-                "train_time_s": outcome.train_time_s,
-                "images": outcome.images,
-                "normalization": run.normalization,
-                "spec": run.spec_info,
-            }
-            save_checkpoint(run.out / "last.pt", state)
+            checkpoint = state(epoch + 1, 0, None)
+            save_checkpoint(run.out / "last.pt", checkpoint)
             if improved:
-                save_checkpoint(run.out / "best.pt", state)
+                save_checkpoint(run.out / "best.pt", checkpoint)
             write_metrics(run.out, outcome.history)
             run.reporter.end_epoch(row, cfg.epochs)
     return outcome
+
+
+def _mid_epoch(state: dict[str, Any], steps: int) -> tuple[int, dict[str, Any] | None]:
+    """(steps already trained in the checkpoint's unfinished epoch, their loss/accuracy sums)."""
+    step, partial = state.get("step", 0), state.get("partial")
+    if not isinstance(step, int) or not 0 <= step < steps or (step and not isinstance(partial, dict)):
+        raise CheckpointError(f"the checkpoint's position (step {step} of {steps}) does not fit this dataset and batch size")
+    return step, partial
 
 
 def _restore(
@@ -250,10 +251,6 @@ def _restore(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is damaged or from another run: {first}") from None
     return outcome.resumed_from
-
-
-def _shard(t: torch.Tensor, dist: DistInfo) -> torch.Tensor:
-    return t[dist.rank :: dist.world] if dist.active else t
 
 
 def _diverged(run: Run, epoch: int, step: int, steps: int, value: float, outcome: Outcome) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -84,3 +85,69 @@ def runtime_settings(cfg: TrainConfig, device: torch.device, local_world_size: i
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
+
+
+MEMORY_FORMAT_TRIALS = 3  # timed forward+backward passes per format, after one warm-up each
+TRIAL_BATCH = 64
+CHANNELS_LAST_MARGIN = 0.95  # channels_last must be 5% faster: a tie is noise, and contiguous converts nothing
+
+
+def choose_memory_format(cfg: TrainConfig, model: torch.nn.Module, feed: Any, dist: Any, stored: str | None) -> tuple[str, str]:
+    """("channels_last" or "contiguous", a line for the run log).
+
+    --channels-last/--no-channels-last decide; a resumed run keeps its checkpoint's choice; under
+    --deterministic it is contiguous (a timing must not choose the numbers); otherwise a short trial
+    times forward+backward of a copy of the model in both formats (rank 0's choice for every rank);
+    channels_last wins only when clearly faster.
+    """
+    if cfg.channels_last is not None:
+        return ("channels_last" if cfg.channels_last else "contiguous"), ""
+    if stored in ("channels_last", "contiguous"):
+        return stored, ""  # type: ignore[return-value]
+    if cfg.deterministic:
+        return "contiguous", "memory format: contiguous (--deterministic: no timed trial)"
+    if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        return "contiguous", ""
+    sample = feed.sample()
+    batch = min(TRIAL_BATCH, max(1, cfg.batch_size // max(1, dist.world)))
+    seconds = {"contiguous": 0.0, "channels_last": 0.0}
+    if dist.main:
+        seconds = _time_formats(model, sample, batch)
+    faster = torch.tensor([1.0 if seconds["channels_last"] < CHANNELS_LAST_MARGIN * seconds["contiguous"] else 0.0], device=sample.device)
+    if dist.active:
+        from torch import distributed as torch_distributed
+
+        torch_distributed.broadcast(faster, src=0)
+    choice = "channels_last" if float(faster) > 0 else "contiguous"
+    shown = ", ".join(f"{name} {1000 * t:.1f} ms" for name, t in seconds.items()) if dist.main else ""
+    return choice, f"memory format: {choice} (measured a forward+backward of {batch} images: {shown}; --channels-last or --no-channels-last to choose)"
+
+
+def _time_formats(model: torch.nn.Module, sample: torch.Tensor, batch: int) -> dict[str, float]:
+    """The best time of MEMORY_FORMAT_TRIALS passes per format, interleaved, on a throwaway copy."""
+    import copy
+    import time
+
+    gen = torch.Generator(device=sample.device).manual_seed(0)
+    x = torch.randn((batch, *sample.shape[1:]), generator=gen, device=sample.device)
+    best = {"contiguous": float("inf"), "channels_last": float("inf")}
+    devices = [sample.device] if sample.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # dropout in the trial draws nothing from the run's RNG
+        trial = {name: copy.deepcopy(model) for name in best}
+        trial["channels_last"].to(memory_format=torch.channels_last)
+        inputs = {"contiguous": x, "channels_last": x.contiguous(memory_format=torch.channels_last)}
+        trial_model: torch.nn.Module
+        for round_ in range(MEMORY_FORMAT_TRIALS + 1):
+            for name, trial_model in trial.items():
+                trial_model.train()
+                if sample.device.type == "cuda":
+                    torch.cuda.synchronize(sample.device)
+                start = time.perf_counter()
+                out = trial_model(inputs[name])
+                logits = out[0] if isinstance(out, (tuple, list)) else out
+                logits.float().sum().backward()
+                if sample.device.type == "cuda":
+                    torch.cuda.synchronize(sample.device)
+                if round_:
+                    best[name] = min(best[name], time.perf_counter() - start)
+    return best
