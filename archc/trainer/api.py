@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archc.train_config import TrainConfig
+from archc.train_config import RECIPES, TrainConfig
 from archc.trainer.errors import CheckpointError, DivergenceError, TrainError
 from archc.trainer.model import Source, resolve_source
 
@@ -35,7 +35,7 @@ def train(spec_or_module: Any, *, spec_overrides: dict[str, Any] | None = None, 
     from archc.trainer.distributed import from_env
 
     dist = from_env()
-    if cfg.nproc > 1 and not dist.active:
+    if (cfg.nproc > 1 or cfg.nnodes > 1) and not dist.active:
         return _launch(source, cfg, config, plugins)
     return _train(source, cfg, config, dist)
 
@@ -43,6 +43,9 @@ def train(spec_or_module: Any, *, spec_overrides: dict[str, Any] | None = None, 
 def resolve_config(source: Source, overrides: dict[str, Any]) -> TrainConfig:
     """The spec's `train:` section with overrides applied, validated as a whole."""
     base = source.train_defaults.model_dump(exclude_unset=True) if source.train_defaults is not None else {}
+    recipe = RECIPES.get(str(overrides.get("recipe")))
+    if recipe is not None:  # a recipe named by a flag outranks the spec's defaults, not other flags
+        base = {k: v for k, v in base.items() if k not in recipe and k != "lr"}
     unknown = [k for k in overrides if k not in TrainConfig.model_fields]
     if unknown:
         from archc.errors import did_you_mean
@@ -71,17 +74,21 @@ def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: t
     from archc.trainer.distributed import launch
 
     if source.spec_path is None:
-        raise TrainError("nproc > 1 needs a spec file (a module cannot be sent to worker processes); launch your script with torchrun instead")
+        raise TrainError("nproc or nnodes > 1 needs a spec file (a module cannot be sent to worker processes); launch your script with torchrun instead")
     if cfg.resume and cfg.out is None:
         raise TrainError("--resume needs --out: the run directory to continue")
+    if cfg.nnodes > 1 and cfg.out is None:
+        raise TrainError("--nnodes needs --out: one run directory that every machine names alike (on a shared file system)")
     out = Path(cfg.out) if cfg.out else default_out(source.name)
     cli_args = [arg for key, value in source.spec_overrides.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
     cli_args += [arg for plugin in plugins for arg in ("--plugin", plugin)]
-    rc = launch(source.spec_path, cli_args, {**_jsonable(config), "out": str(out)}, cfg.nproc)
+    rc = launch(source.spec_path, cli_args, {**_jsonable(config), "out": str(out)}, cfg)
     result = out / "result.json"
     record = json.loads(result.read_text()) if result.is_file() else None
     if rc == 0 and record is not None:
         return record
+    if rc == 0 and cfg.nnodes > 1:  # rank 0 ran on another machine and wrote the record there
+        return {"status": "completed", "out": str(out), "elsewhere": True}
     if record is not None and record.get("status") == "diverged":
         raise DivergenceError(record["error"])
     raise TrainError(f"distributed training exited with code {rc}; see the messages above")

@@ -1,7 +1,7 @@
 """Batched image transforms on the training device: random crop with padding, horizontal flip,
 normalisation and resize, applied to whole uint8 batches so no per-sample Python runs per step.
 
-Random draws come from the caller (one tensor per epoch, see loop.EpochPlan), which keeps them a
+Random draws come from the caller (one tensor per epoch, see feed.EpochPlan), which keeps them a
 pure function of (seed, epoch) and identical across data-parallel ranks.
 """
 

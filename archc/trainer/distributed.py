@@ -6,6 +6,7 @@ global batch, so N processes with batch B/N each see exactly the batches of one 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from archc.train_config import default_threads
+from archc.train_config import TrainConfig, default_threads
 from archc.trainer.errors import TrainError
 
 
@@ -77,8 +78,9 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def launch(spec_path: str, cli_args: list[str], config: dict[str, Any], nproc: int) -> int:
-    """Run `torchrun --standalone --nproc_per_node nproc` over `python -P -m archc.trainer ...`; return its exit code.
+def launch(spec_path: str, cli_args: list[str], config: dict[str, Any], cfg: TrainConfig) -> int:
+    """Run `torchrun --nproc_per_node N` over `python -P -m archc.trainer ...` (standalone on one
+    machine, a c10d rendezvous at cfg.rdzv_endpoint across cfg.nnodes); return its exit code.
 
     config holds the already-resolved flag values, passed whole so the workers need no re-parsing.
     `-P` (and PYTHONSAFEPATH for any Python they start) keeps the working directory off sys.path
@@ -86,16 +88,28 @@ def launch(spec_path: str, cli_args: list[str], config: dict[str, Any], nproc: i
     lying beside a spec would run inside the workers.
     """
     command = [
-        sys.executable, "-P", "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        sys.executable, "-P", "-m", "torch.distributed.run", f"--nproc_per_node={cfg.nproc}", *rendezvous_args(cfg, config),
         "--no-python", sys.executable, "-P", "-m", "archc.trainer",
         spec_path, *cli_args, "--config-json", json.dumps(config),
     ]  # fmt: skip
     env = {
         **os.environ,
-        "OMP_NUM_THREADS": str(default_threads(nproc)),  # torchrun would set 1
+        "OMP_NUM_THREADS": str(default_threads(cfg.nproc)),  # torchrun would set 1
         "PYTHONSAFEPATH": "1",
     }
     try:
         return subprocess.run(command, env=env, check=False).returncode
     except OSError as exc:
         raise TrainError(f"cannot start torchrun: {exc}") from None
+
+
+def rendezvous_args(cfg: TrainConfig, config: dict[str, Any]) -> list[str]:
+    """torchrun's rendezvous flags: --standalone on one machine; across machines c10d at the
+    endpoint, with a run id every machine derives alike from the run directory."""
+    if cfg.nnodes == 1:
+        return ["--standalone"]
+    run_id = "archc-" + hashlib.sha256(str(config.get("out", "")).encode()).hexdigest()[:16]
+    args = [f"--nnodes={cfg.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={cfg.rdzv_endpoint}", f"--rdzv-id={run_id}"]
+    if cfg.node_rank is not None:
+        args.append(f"--node-rank={cfg.node_rank}")
+    return args

@@ -147,10 +147,10 @@ def _choose_path(cfg: TrainConfig, dist: DistInfo, device: torch.device, stored:
         raise DataError(f"--data-path stream reads image folders (imagefolder:PATH); {cfg.dataset} is held in memory")
     if wanted == "memory" and cfg.recipe == "imagenet":
         raise DataError("--recipe imagenet crops each image at random (RandomResizedCrop) in loader workers; use --data-path stream or auto")
-    if wanted in ("memory", "stream"):
-        return wanted, ""  # type: ignore[return-value]
     if cfg.recipe == "imagenet":
         return "stream", "streaming: the imagenet recipe transforms each image in loader workers"
+    if wanted in ("memory", "stream"):
+        return wanted, ""  # type: ignore[return-value]
     if not folder:
         return "memory", ""
     from archc.trainer.stream import decoded_bytes, list_imagefolder, memory_budget

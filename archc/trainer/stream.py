@@ -1,6 +1,6 @@
 """Streaming data: image files decoded in DataLoader worker processes, for datasets beyond memory.
 
-Each worker reads a file, decodes it (torchvision.io, PIL for formats it lacks) and applies a
+Each worker reads a file, decodes it with PIL (as torchvision's ImageFolder does) and applies a
 torchvision.transforms.v2 pipeline to the uint8 image; batches travel as uint8 (pinned on CUDA) and
 are normalised on the training device like the in-memory path's. Every sample's random draws come
 from a seed that is a function of (seed, epoch, sample index) alone, and the sampler (torch's
@@ -56,21 +56,16 @@ class ImageFiles(torch.utils.data.Dataset):
 
 
 def decode(path: str, channels: int) -> torch.Tensor:
-    """A uint8 (C, H, W) image: torchvision.io for JPEG/PNG/WebP/GIF, PIL for the other formats."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
-    try:
-        return decode_image(read_file(path), mode=ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY)
-    except RuntimeError:
-        pass
+    """A uint8 (C, H, W) image, decoded by PIL as torchvision's ImageFolder loader does."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
+            array = np.array(img.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"imagefolder: cannot read {path}: {exc}") from None
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous() if channels == 3 else torch.from_numpy(array)[None].contiguous()
+    tensor = torch.from_numpy(array)
+    return tensor.permute(2, 0, 1) if channels == 3 else tensor[None]
 
 
 class EpochSampler(DistributedSampler):

@@ -179,3 +179,25 @@ def test_channel_stats_match_a_direct_computation() -> None:
     x = data.train_x.double() / 255
     assert torch.allclose(mean.double(), x.mean(dim=(0, 2, 3)), atol=1e-6)
     assert torch.allclose(std.double(), x.transpose(0, 1).reshape(3, -1).std(dim=1, unbiased=False), atol=1e-5)
+
+
+def test_a_dataset_name_cannot_be_registered_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with ops: a plugin reusing a name would silently replace a dataset."""
+    monkeypatch.setattr(data_module, "DATASETS", dict(data_module.DATASETS))
+
+    def other(request: data_module.Request) -> data_module.ImageData:
+        raise AssertionError("never loaded")
+
+    with pytest.raises(ValueError, match=r"dataset name 'digits' is already registered by archc\.trainer\.data\._digits"):
+        data_module.dataset("mine", "digits")(other)
+    assert "mine" not in data_module.DATASETS  # refused whole: no half-registered names
+    data_module.dataset("imagefolder:", offline=True)(data_module.DATASETS["imagefolder:"].loader)  # the same loader again is fine
+
+
+def test_imagefolder_in_memory_decodes_jpeg_and_png_into_one_array(tmp_path: Path) -> None:
+    from tests.fake_datasets import write_imagefolder
+
+    write_imagefolder(tmp_path, classes=2, train=3, val=2, size=(6, 5))
+    data = load_dataset(TrainConfig(dataset=f"imagefolder:{tmp_path}"))
+    assert data.train_x.shape == (6, 3, 6, 5) and data.test_x.shape == (4, 3, 6, 5) and data.train_x.is_contiguous()
+    assert data.classes == ("n00000000", "n00000001") and data.test_y.tolist() == [0, 0, 1, 1]

@@ -1,0 +1,252 @@
+"""The streaming data path: choice by memory budget, exact mid-epoch resume, the imagenet recipe,
+bounded memory, and data-parallel agreement with one process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from archc.train_config import TrainConfig
+from archc.trainer.api import train
+from archc.trainer.checkpoint import load_checkpoint
+from archc.trainer.distributed import DistInfo
+from archc.trainer.errors import DataError, TrainError
+from archc.trainer.evaluate import evaluate
+from archc.trainer.runtime import choose_memory_format
+from archc.trainer.stream import EpochSampler, ImageFiles, StreamFeed, list_imagefolder
+from tests.conftest import REPO, clean_env, run_archc
+from tests.fake_datasets import write_imagefolder
+from tests.train.conftest import spec_file, weights_of
+
+QUICK = {"epochs": 2, "batch_size": 8, "lr": 0.05, "log": "quiet", "workers": 1, "loader_workers": 0, "resize": (8, 8)}
+
+STREAM_SPEC = """
+name: streamer
+input: [3, 8, 8]
+layers:
+  - conv: {out: 8, kernel: 3, padding: 1}
+  - relu
+  - dropout: 0.2
+  - maxpool: 2
+  - flatten
+  - linear: 3
+train:
+  batch_size: 8
+  epochs: 3
+  lr: 0.05
+  deterministic: true
+  workers: 1
+"""
+
+
+def _cnn(classes: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Dropout(0.2), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128, classes)
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "imagenet"
+    write_imagefolder(root, classes=3, train=8, val=4, size=(12, 12))
+    return root
+
+
+def test_auto_streams_a_folder_over_the_memory_limit_and_keeps_one_that_fits_in_memory(folder: Path, tmp_path: Path) -> None:
+    streamed = train(_cnn(), dataset=f"imagefolder:{folder}", memory_limit="1K", out=str(tmp_path / "s"), **QUICK)
+    held = train(_cnn(), dataset=f"imagefolder:{folder}", memory_limit="1G", out=str(tmp_path / "m"), **QUICK)
+    assert streamed["dataset"]["data_path"] == "stream" and held["dataset"]["data_path"] == "memory"
+    for record in (streamed, held):
+        assert record["dataset"]["train_images"] == 24 and record["dataset"]["test_images"] == 12
+        assert record["dataset"]["input_shape"] == [3, 8, 8] and record["epochs_completed"] == 2
+    assert streamed["final_test_acc"] > 0.6  # the colours separate the classes on both paths
+    assert held["final_test_acc"] > 0.6
+
+
+def test_streaming_is_for_image_folders_and_the_imagenet_recipe_needs_it(folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"--data-path stream reads image folders"):
+        train(_cnn(), dataset="digits", data_path="stream", out=str(tmp_path / "a"), **QUICK)
+    with pytest.raises(DataError, match=r"imagenet crops each image at random .* --data-path stream or auto"):
+        train(_cnn(), dataset=f"imagefolder:{folder}", recipe="imagenet", data_path="memory", out=str(tmp_path / "b"), **QUICK)
+
+
+def test_sampler_ranks_split_each_global_batch_and_resume_skips_trained_samples() -> None:
+    n, batch = 50, 8
+    one = list(EpochSampler(n, 0, 1, seed=3).__iter__())
+    ranks = [list(EpochSampler(n, r, 2, seed=3)) for r in range(2)]
+    for step in range(n // batch):  # global batch `step` of 2 ranks x 4 = that of one process x 8
+        merged = {i for r in ranks for i in r[step * 4 : step * 4 + 4]}
+        assert merged == {i for i in one[step * batch : (step + 1) * batch]}
+    assert dict(one)[one[0][0]] == dict(ranks[0] + ranks[1])[one[0][0]]  # a sample's seed is the same anywhere
+    later = EpochSampler(n, 0, 1, seed=3)
+    later.set_position(0, 16)
+    assert list(later) == one[16:] and len(later) == n - 16
+    later.set_position(1, 0)
+    assert [i for i, _ in later] != [i for i, _ in one]  # another epoch, another order
+
+
+def test_a_sample_is_decoded_and_augmented_identically_from_its_seed(folder: Path) -> None:
+    from torchvision.transforms import v2
+
+    listing = list_imagefolder(str(folder))
+    files = ImageFiles(listing.train, 3, v2.Compose([v2.RandomResizedCrop((6, 6), antialias=True), v2.RandomHorizontalFlip()]))
+    a, b, c = files[(5, 123)], files[(5, 123)], files[(5, 124)]
+    assert a[0].dtype == torch.uint8 and a[0].shape == (3, 6, 6) and a[1] == listing.train[5][1]
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[0], c[0])
+
+
+def test_a_broken_image_is_one_line_naming_the_file(folder: Path, tmp_path: Path) -> None:
+    bad = next((folder / "train").rglob("*.png"))
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"^imagefolder: cannot read .*\.png: "):
+        train(_cnn(), dataset=f"imagefolder:{folder}", data_path="stream", out=str(tmp_path / "r"), **QUICK | {"loader_workers": 1})
+
+
+def test_mid_epoch_resume_on_the_streaming_path_equals_an_uninterrupted_run(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = QUICK | {"epochs": 2, "deterministic": True, "data_path": "stream", "checkpoint_every": 1, "dataset": f"imagefolder:{folder}"}
+    train(_cnn(), **recipe, out=str(tmp_path / "ref"))
+    original = StreamFeed.train_batches
+    calls = 0
+
+    def interrupted(self: StreamFeed, *args: object):  # type: ignore[no-untyped-def]
+        for batch in original(self, *args):  # type: ignore[arg-type]
+            nonlocal calls
+            calls += 1
+            if calls == 5:  # epoch 2 of 2, step 2 of 3: after the step-1 checkpoint of epoch 2
+                raise KeyboardInterrupt
+            yield batch
+
+    monkeypatch.setattr(StreamFeed, "train_batches", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cnn(), **recipe, out=str(tmp_path / "run"))
+    monkeypatch.undo()
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert (state["epoch"], state["step"]) == (1, 1)
+    record = train(_cnn(), **recipe, out=str(tmp_path / "run"), resume=True)
+    ref, got = weights_of(tmp_path / "ref" / "last.pt"), weights_of(tmp_path / "run" / "last.pt")
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    reference = json.loads((tmp_path / "ref" / "result.json").read_text())
+    assert record["final_train_loss"] == pytest.approx(reference["final_train_loss"], rel=1e-9)
+    assert record["final_train_acc"] == reference["final_train_acc"]
+
+
+def test_the_imagenet_recipe_sets_torchvisions_reference_hyperparameters() -> None:
+    cfg = TrainConfig(recipe="imagenet")
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay) == (90, 256, 0.1, 0.9, 1e-4)
+    assert (cfg.schedule, cfg.step_size, cfg.gamma, cfg.data_path) == ("step", 30, 0.1, "stream")
+    assert TrainConfig(recipe="imagenet", batch_size=1024).lr == pytest.approx(0.4)  # 0.1 per 256 images
+    assert TrainConfig(recipe="imagenet", batch_size=1024, lr=0.2, epochs=5).model_dump()["lr"] == 0.2  # given values win
+    assert TrainConfig(recipe="imagenet", memory_limit="1.5G").memory_limit == 1536 * 2**20
+
+
+def test_imagenet_recipe_trains_and_evaluates_with_its_crops(tmp_path: Path) -> None:
+    root = tmp_path / "inet"
+    write_imagefolder(root, classes=3, train=6, val=3, size=(20, 24))
+    spec = spec_file(tmp_path, STREAM_SPEC, "streamer")
+    out = tmp_path / "run"
+    result = run_archc("train", str(spec), "--recipe", "imagenet", "--dataset", f"imagefolder:{root}", "--epochs", "1",
+                       "--batch-size", "8", "--loader-workers", "1", "--out", str(out), "--json", timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(result.stdout)
+    assert record["config"]["lr"] == pytest.approx(0.1 * 8 / 256) and record["config"]["schedule"] == "step"
+    assert record["dataset"]["data_path"] == "stream" and record["dataset"]["input_shape"] == [3, 8, 8]
+    assert "imagenet recipe" in result.stderr
+    state = load_checkpoint(out / "last.pt")
+    assert state["normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])  # ImageNet's constants
+    # Plain weights on the val folder alone: every image is a test image, through Resize 9 + CenterCrop 8.
+    torch.save(state["model"], tmp_path / "weights.pt")
+    report = evaluate(spec, str(tmp_path / "weights.pt"), dataset=f"imagefolder:{root / 'val'}", recipe="imagenet", device="cpu", loader_workers=0)
+    assert report["test_images"] == 9 and report["classes"] == ["n00000000", "n00000001", "n00000002"]
+    checkpoint_report = evaluate(spec, str(out / "last.pt"), device="cpu", loader_workers=0)  # the recipe and folder it was trained on
+    assert checkpoint_report["test_images"] == 9 and checkpoint_report["dataset"] == f"imagefolder:{root}"
+
+
+def test_memory_format_is_measured_reported_and_kept_on_resume(tmp_path: Path) -> None:
+    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8), "synthetic_classes": 3, "log": "quiet", "workers": 1, "batch_size": 16, "epochs": 1}
+    measured = train(_cnn(), **recipe, out=str(tmp_path / "a"))
+    assert measured["memory_format"] in ("channels_last", "contiguous")
+    assert train(_cnn(), **recipe, deterministic=True, out=str(tmp_path / "b"))["memory_format"] == "contiguous"
+    assert train(_cnn(), **recipe, channels_last=True, out=str(tmp_path / "c"))["memory_format"] == "channels_last"
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["memory_format"] == measured["memory_format"]
+    no_feed = None  # a resumed run keeps its checkpoint's choice: no trial, nothing measured
+    assert choose_memory_format(TrainConfig(), _cnn(), no_feed, DistInfo(), "channels_last") == ("channels_last", "")
+    assert choose_memory_format(TrainConfig(channels_last=False), _cnn(), no_feed, DistInfo(), "channels_last")[0] == "contiguous"
+
+
+def test_the_trial_line_is_in_the_run_log(tiny_spec: Path, tmp_path: Path) -> None:
+    result = run_archc("train", str(tiny_spec), "--epochs", "1", "--out", str(tmp_path / "r"), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "memory format: " in result.stderr and "measured a forward+backward" in result.stderr
+
+
+def test_nnodes_needs_an_endpoint_and_a_run_directory(tiny_spec: Path) -> None:
+    with pytest.raises(TrainError, match=r"nnodes > 1 needs rdzv_endpoint"):
+        train(tiny_spec, nnodes=2)
+    with pytest.raises(TrainError, match=r"--nnodes needs --out"):
+        train(tiny_spec, nnodes=2, rdzv_endpoint="127.0.0.1:29400")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    root = tmp_path / "inet"
+    write_imagefolder(root, classes=3, train=32, val=4, size=(16, 16))
+    spec = spec_file(tmp_path, STREAM_SPEC, "streamer")
+    flags = ["--dataset", f"imagefolder:{root}", "--data-path", "stream", "--loader-workers", "2", "--checkpoint-every", "1"]
+    reference = run_archc("train", str(spec), *flags, "--out", str(tmp_path / "ref"), timeout=300)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archc", "train", str(spec), *flags, "--out", str(run), "--log", "plain"],
+        stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=REPO, env=clean_env(), start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (run / "last.pt").is_file() and load_checkpoint(run / "last.pt")["epoch"] >= 1 and load_checkpoint(run / "last.pt")["step"]:
+                break  # in the middle of epoch 2
+            time.sleep(0.05)
+        import os
+
+        os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its loader workers at once
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    state = load_checkpoint(run / "last.pt")
+    assert state["step"] > 0 and state["epoch"] < 3, "the kill came after the run ended"
+    result = run_archc("train", str(spec), *flags, "--out", str(run), "--resume", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming" in result.stderr and ", step " in result.stderr
+    ref, got = weights_of(tmp_path / "ref" / "last.pt"), weights_of(run / "last.pt")
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.slow
+def test_streaming_peak_memory_does_not_grow_with_the_number_of_images(tmp_path: Path) -> None:
+    """A folder whose decoded size is over the run's memory limit trains and evaluates one epoch;
+    four times the images leave the peak resident memory (trainer and workers) where it was."""
+    spec = spec_file(tmp_path, STREAM_SPEC, "streamer")
+    peaks = {}
+    for count in (60, 240):  # per class, 3 classes of 96x96 RGB: 5.0 MiB and 19.9 MiB decoded
+        root = tmp_path / f"inet{count}"
+        write_imagefolder(root, classes=3, train=count, val=count // 4, size=(96, 96))
+        result = run_archc("train", str(spec), "--dataset", f"imagefolder:{root}", "--memory-limit", "4M", "--epochs", "1",
+                           "--batch-size", "32", "--loader-workers", "2", "--out", str(tmp_path / f"run{count}"),
+                           "--json", timeout=600)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        record = json.loads(result.stdout)
+        assert record["dataset"]["data_path"] == "stream" and "over the memory budget of 4.0 MiB" in result.stderr
+        assert record["epochs_completed"] == 1 and record["dataset"]["test_images"] == 3 * (count // 4)
+        peaks[count] = (record["peak_memory_bytes"], record["peak_loader_workers_rss_bytes"])
+    decoded_growth = 3 * 180 * 96 * 96 * 3 * 1.25  # the extra train and test pixels
+    for small, large in zip(peaks[60], peaks[240], strict=True):
+        assert large - small < decoded_growth / 3, (peaks, decoded_growth)
