@@ -35,7 +35,6 @@ train:
   epochs: 3
   lr: 0.05
   deterministic: true
-  workers: 1
 """
 
 
