@@ -111,14 +111,21 @@ def choose_memory_format(cfg: TrainConfig, model: torch.nn.Module, feed: Any, di
     sample = feed.sample()
     batch = min(TRIAL_BATCH, max(1, cfg.batch_size // max(1, dist.world)))
     seconds = {"contiguous": 0.0, "channels_last": 0.0}
+    declined = ""
     if dist.main:
-        seconds = _time_formats(model, sample, batch)
+        try:
+            seconds = _time_formats(model, sample, batch)
+        except RuntimeError as exc:  # e.g. `.view` on an activation that channels_last made non-contiguous
+            seconds = {"contiguous": 0.0, "channels_last": float("inf")}
+            declined = f"memory format: contiguous (channels_last fails in this model: {str(exc).splitlines()[0][:120]})"
     faster = torch.tensor([1.0 if seconds["channels_last"] < CHANNELS_LAST_MARGIN * seconds["contiguous"] else 0.0], device=sample.device)
     if dist.active:
         from torch import distributed as torch_distributed
 
         torch_distributed.broadcast(faster, src=0)
     choice = "channels_last" if float(faster) > 0 else "contiguous"
+    if declined:
+        return choice, declined
     shown = ", ".join(f"{name} {1000 * t:.1f} ms" for name, t in seconds.items()) if dist.main else ""
     return choice, f"memory format: {choice} (measured a forward+backward of {batch} images: {shown}; --channels-last or --no-channels-last to choose)"
 

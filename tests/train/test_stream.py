@@ -249,3 +249,27 @@ def test_streaming_peak_memory_does_not_grow_with_the_number_of_images(tmp_path:
     decoded_growth = 3 * 180 * 96 * 96 * 3 * 1.25  # the extra train and test pixels
     for small, large in zip(peaks[60], peaks[240], strict=True):
         assert large - small < decoded_growth / 3, (peaks, decoded_growth)
+
+
+class _Viewer(nn.Module):
+    """Calls .view on an activation: fine when contiguous, an error under channels_last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.fc(y.view(y.shape[0], -1))
+
+
+class _Sample:
+    def sample(self) -> torch.Tensor:
+        return torch.zeros(2, 3, 8, 8)
+
+
+def test_the_trial_declines_channels_last_for_a_model_it_breaks() -> None:
+    choice, line = choose_memory_format(TrainConfig(batch_size=4), _Viewer(), _Sample(), DistInfo(), None)
+    assert choice == "contiguous" and "channels_last fails in this model" in line
+    choice, line = choose_memory_format(TrainConfig(batch_size=4), _cnn(), _Sample(), DistInfo(), None)
+    assert choice in ("contiguous", "channels_last") and "measured a forward+backward of 4 images" in line
