@@ -1,7 +1,8 @@
 """Streaming data: image files decoded in DataLoader worker processes, for datasets beyond memory.
 
-Each worker reads a file, decodes it with PIL (as torchvision's ImageFolder does) and applies a
-torchvision.transforms.v2 pipeline to the uint8 image; batches travel as uint8 (pinned on CUDA) and
+Each worker reads a file, decodes it with PIL and applies a torchvision.transforms.v2 pipeline to
+the PIL image (as torchvision's ImageFolder and its reference scripts do, so evaluation matches
+torchvision's published figures); batches travel as uint8 (pinned on CUDA) and
 are normalised on the training device like the in-memory path's. Every sample's random draws come
 from a seed that is a function of (seed, epoch, sample index) alone, and the sampler (torch's
 DistributedSampler) can start anywhere in an epoch: so a run resumed mid-epoch, or split over any
@@ -51,21 +52,34 @@ class ImageFiles(torch.utils.data.Dataset):
         """key = (index, seed): the seed makes this sample's augmentation reproducible anywhere."""
         index, seed = key
         image = decode(os.fsdecode(self.paths[index]), self.channels)
-        torch.manual_seed(seed)
-        return self.transform(image), int(self.labels[index])
+        return seeded(self.transform, image, seed), int(self.labels[index])
 
 
-def decode(path: str, channels: int) -> torch.Tensor:
-    """A uint8 (C, H, W) image, decoded by PIL as torchvision's ImageFolder loader does."""
+def seeded(transform: Any, image: Any, seed: int) -> torch.Tensor:
+    """transform(image) with torch's generator seeded by `seed` (transforms.v2 draws from it), as a
+    uint8 (C, H, W) tensor. In the main process (no loader workers) the run's RNG state is kept."""
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    generator = torch.default_generator  # torch.manual_seed would also queue a lazy CUDA seed: 100x slower
+    saved = generator.get_state() if torch.utils.data.get_worker_info() is None else None
+    generator.manual_seed(seed)
+    try:
+        out = transform(image)
+    finally:
+        if saved is not None:
+            generator.set_state(saved)
+    return pil_to_tensor(out)
+
+
+def decode(path: str, channels: int) -> Any:
+    """The image as a PIL image in RGB or L, as torchvision's ImageFolder loader opens it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            array = np.array(img.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
+            return img.convert("RGB" if channels == 3 else "L")
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"imagefolder: cannot read {path}: {exc}") from None
-    tensor = torch.from_numpy(array)
-    return tensor.permute(2, 0, 1) if channels == 3 else tensor[None]
 
 
 class EpochSampler(DistributedSampler):
