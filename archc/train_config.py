@@ -74,7 +74,7 @@ class TrainConfig(BaseModel):
     resize: tuple[int, int] | None = Field(None, description="resize images on the device: H (square) or H,W")
     recipe: Recipe | None = Field(None, description="a named recipe: its settings are the defaults of those not given (imagenet)")
     data_path: DataPath = Field("auto", description="memory: decode the dataset once into RAM; stream: decode in loader workers; auto: memory when it fits --memory-limit", json_schema_extra=RUNNER)
-    memory_limit: int | None = Field(None, ge=1, description="bytes the decoded dataset may take in memory (suffixes K, M, G; default half the available memory)", json_schema_extra=RUNNER)
+    memory_limit: int | str | None = Field(None, ge=1, description="bytes the decoded dataset may take in memory (suffixes K, M, G; default half the available memory)", json_schema_extra=RUNNER)
     loader_workers: int | None = Field(None, ge=0, le=256, description="streaming: DataLoader worker processes (default: cores / processes, at most 8)", json_schema_extra=RUNNER)
     checkpoint_every: int | None = Field(None, ge=1, description="also write last.pt every N steps, so --resume continues mid-epoch", json_schema_extra=RUNNER)
     amp: bool = Field(False, description="mixed precision (autocast)")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 from archc.commands.common import add_format_option, add_spec_options, overrides_of
 from archc.trainer.cli import add_config_flags, config_of
 
 # What `archc evaluate` may change about the data; the rest of the recipe is the checkpoint's.
-EVALUATE_FIELDS = ("dataset", "data_dir", "download", "resize", "test_subset", "eval_batch_size", "device")
+EVALUATE_FIELDS = ("dataset", "data_dir", "download", "resize", "recipe", "data_path", "memory_limit", "loader_workers",
+                   "test_subset", "eval_batch_size", "device")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a spec on a dataset (the spec's train: section gives the defaults)",
         description="Train a spec. Defaults come from the spec's `train:` section; flags override it. Writes OUT/metrics.csv, "
         "OUT/metrics.jsonl, OUT/last.pt, OUT/best.pt and OUT/result.json, and prints the result row. "
-        "Multi-machine: torchrun --nnodes M --nproc_per_node N ... -m archc train SPEC ...",
+        "Multi-machine: the same command on each machine with --nnodes M --rdzv-endpoint HOST:PORT --out SHARED_DIR.",
     )
     train.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
     add_config_flags(train)
@@ -54,6 +56,9 @@ def run_train(args: argparse.Namespace) -> int:
     record = train(args.spec, spec_overrides=overrides_of(args), plugins=tuple(args.plugins), **config)
     if os.environ.get("RANK", "0") != "0" or args.config_json:
         return 0  # only rank 0 reports, and not under `--nproc` (--config-json), whose launcher prints
+    if record.get("elsewhere"):
+        print(f"this machine's processes finished; rank 0 wrote {record['out']}/result.json on its machine", file=sys.stderr)
+        return 0
     print(json.dumps(record, indent=2) if args.format == "json" else result_row(record))
     return 0
 
