@@ -41,6 +41,7 @@ _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 
 # Python API); a spec carrying one is refused with a positioned error. The mark lives on the field,
 # so the spec check, the JSON schema and the docs all read it from here.
 RUNNER: dict[str, Any] = {"runner_only": True}
+MAX_IMAGE_SIDE = 16_384  # largest resize / synthetic image side (and channel count)
 
 
 class TrainConfig(BaseModel):
@@ -141,6 +142,13 @@ class TrainConfig(BaseModel):
     def _positive(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
         if value is not None and any(v < 1 for v in value):
             raise ValueError(f"must be positive, got {list(value)}")
+        return value
+
+    @field_validator("resize", "synthetic_shape")
+    @classmethod
+    def _image_sized(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and any(v > MAX_IMAGE_SIDE for v in value):  # a recipe may not ask for terabyte images
+            raise ValueError(f"sizes are at most {MAX_IMAGE_SIDE}, got {list(value)}")
         return value
 
     @field_validator("milestones")

@@ -6,6 +6,7 @@ test_fuzz.py's budget cases)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -215,3 +216,15 @@ def test_no_float_field_of_any_op_accepts_a_non_finite_value() -> None:
 def test_memory_guard_of_an_absurd_model_is_an_error_not_an_overflow() -> None:
     exc = spec_error(api.build, "name: t\ninput: [1, 1099511627776]\nlayers:\n  - linear: 1099511627776\n")
     assert exc.line == 4
+
+
+def test_archive_sizes_are_checked_from_the_zip_directory(tmp_path: Path) -> None:
+    import torch
+
+    from archc.weights import WeightsError, check_archive_sizes
+
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.zeros(100_000)}, path)
+    check_archive_sizes(path, available=10**9)
+    with pytest.raises(WeightsError, match=r"declares 0\.0 GB of data, more than half of the 0\.0 GB"):
+        check_archive_sizes(path, available=100_000)

@@ -149,3 +149,10 @@ def test_a_new_run_never_writes_over_another_runs_files(tmp_path: Path, found: s
     assert f"{out} already holds a run ({found}); pass --resume" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == sorted([found, ".notes.tmp-1"])
     assert (out / found).read_text() == "not yours"
+
+
+@pytest.mark.parametrize("setting", ["resize: 100000", "synthetic_shape: [3, 100000, 100000]"])
+def test_a_recipe_cannot_ask_for_huge_images(setting: str) -> None:
+    text = HEAD + f"  {setting}\n"
+    exc = spec_error(load, text)
+    assert exc.line == 8 and "sizes are at most 16384" in str(exc), exc.render()
