@@ -63,8 +63,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if command is not None and command not in COMMANDS:
         parser = argparse.ArgumentParser(prog="archc")
         parser.print_usage(sys.stderr)
-        print(f"archc: error: unknown command '{command}'{did_you_mean(command, COMMANDS)}; "
-              f"`archc --help` lists the commands", file=sys.stderr)
+        print(
+            f"archc: error: unknown command '{command}'{did_you_mean(command, COMMANDS)}; "
+            f"`archc --help` lists the commands",
+            file=sys.stderr,
+        )
         raise SystemExit(USAGE_ERROR)
     parser = make_parser(command)
     args, extra = parser.parse_known_args(argv)

@@ -25,9 +25,16 @@ def model_bytes(model: Any, spec: LoadedSpec) -> bytes:
     """The file `archc build --save` writes: everything load_model needs, weights last."""
     import torch
 
-    payload = {"format": FORMAT, "archc_version": VERSION, "spec_text": spec.document.source.text,
-               "spec_path": spec.path, "overrides": spec.overrides, "plugins": list(spec.plugins),
-               "input_shape": list(spec.input_shape), "state_dict": model.state_dict()}
+    payload = {
+        "format": FORMAT,
+        "archc_version": VERSION,
+        "spec_text": spec.document.source.text,
+        "spec_path": spec.path,
+        "overrides": spec.overrides,
+        "plugins": list(spec.plugins),
+        "input_shape": list(spec.input_shape),
+        "state_dict": model.state_dict(),
+    }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return buffer.getvalue()
@@ -51,7 +58,9 @@ def load_model(path: str | Path, *, plugins: tuple[str, ...] = ()) -> CompiledMo
     except WeightsError as exc:
         raise SavedModelError(str(exc)) from None
     if not isinstance(stored, dict) or "spec_text" not in stored or "state_dict" not in stored:
-        raise SavedModelError(f"{path}: not a model saved by `archc build --save` (no spec text and weights in it)")
+        raise SavedModelError(
+            f"{path}: not a model saved by `archc build --save` (no spec text and weights in it)"
+        )
     for plugin in plugins:
         ops.load_plugin(plugin)
     document = load_text(stored["spec_text"], str(stored.get("spec_path") or path))

@@ -37,7 +37,11 @@ def test_a_single_run_draws_its_curves_with_one_tick_per_epoch(one_run: Path) ->
 
 def test_a_single_run_page_has_no_trade_off_plots(one_run: Path, tmp_path: Path) -> None:
     page = write_html_report(one_run, tmp_path / "page.html").read_text()
-    assert 'id="plot-curves"' in page and 'id="plot-acc_vs_params"' not in page and "<h1>Sweep " in page
+    assert (
+        'id="plot-curves"' in page
+        and 'id="plot-acc_vs_params"' not in page
+        and "<h1>Sweep " in page
+    )
 
 
 def test_a_comparison_page_is_titled_as_one(tmp_path: Path) -> None:

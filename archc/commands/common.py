@@ -39,57 +39,117 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def add_spec_options(parser: argparse.ArgumentParser, *, input_shape: bool = True, limits: bool = True,
-                     force: bool = False) -> None:
+def add_spec_options(
+    parser: argparse.ArgumentParser,
+    *,
+    input_shape: bool = True,
+    limits: bool = True,
+    force: bool = False,
+) -> None:
     """--set and --plugin; --input unless the command takes its shape elsewhere; the expansion
     limits; --force only for commands that allocate the model."""
     group = parser.add_argument_group("spec")
-    group.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a spec parameter (repeatable), e.g. --set num_classes=10 --set bn=false")
-    group.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
-                       help="import a Python module that registers extra ops (repeatable)")
+    group.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec parameter (repeatable), e.g. --set num_classes=10 --set bn=false",
+    )
+    group.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a Python module that registers extra ops (repeatable)",
+    )
     if input_shape:
-        group.add_argument("--input", dest="input_shape", metavar="C,H,W", type=parse_shape,
-                           help="override the spec's input shape, e.g. 1,28,28")
+        group.add_argument(
+            "--input",
+            dest="input_shape",
+            metavar="C,H,W",
+            type=parse_shape,
+            help="override the spec's input shape, e.g. 1,28,28",
+        )
     if limits:
         add_limit_options(parser)
     if force:
-        parser.add_argument("--force", action="store_true",
-                            help="allocate even if the model looks too large for this machine's memory")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="allocate even if the model looks too large for this machine's memory",
+        )
 
 
 def add_plugin_option(parser: argparse.ArgumentParser) -> None:
     """--plugin alone, for commands that list ops rather than compile a spec."""
-    parser.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
-                        help="import a Python module that registers extra ops first (repeatable)")
+    parser.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a Python module that registers extra ops first (repeatable)",
+    )
 
 
 def add_limit_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits")
-    group.add_argument("--max-nodes", type=int, default=Limits.max_nodes, help="refuse specs with more nodes (default %(default)s)")
-    group.add_argument("--max-repeat", type=int, default=Limits.max_repeat, help="largest repeat count (default %(default)s)")
-    group.add_argument("--max-depth", type=int, default=Limits.max_depth, help="deepest block nesting (default %(default)s)")
+    group.add_argument(
+        "--max-nodes",
+        type=int,
+        default=Limits.max_nodes,
+        help="refuse specs with more nodes (default %(default)s)",
+    )
+    group.add_argument(
+        "--max-repeat",
+        type=int,
+        default=Limits.max_repeat,
+        help="largest repeat count (default %(default)s)",
+    )
+    group.add_argument(
+        "--max-depth",
+        type=int,
+        default=Limits.max_depth,
+        help="deepest block nesting (default %(default)s)",
+    )
 
 
-def add_format_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, choices: Sequence[str],
-                      default: str | None = "", help: str | None = None) -> None:
+def add_format_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    choices: Sequence[str],
+    default: str | None = "",
+    help: str | None = None,
+) -> None:
     """--format, the one way to ask any command for json (or markdown, csv, ...); the default is the
     first choice, or None for a command that infers the format (diagram: from the file name)."""
     default = choices[0] if default == "" else default
-    parser.add_argument("--format", choices=list(choices), default=default,
-                        help=help or f"output format (default {default})")
+    parser.add_argument(
+        "--format",
+        choices=list(choices),
+        default=default,
+        help=help or f"output format (default {default})",
+    )
 
 
 def add_columns_option(parser: argparse.ArgumentParser) -> None:
     """--columns for commands that print the per-layer table (report, build)."""
     from archc.report import COLUMN_NAMES, DEFAULT_COLUMNS
 
-    parser.add_argument("--columns", type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
-                        metavar="A,B,...", help=f"the table's columns, in order (default {','.join(DEFAULT_COLUMNS)}; "
-                        f"any of {', '.join(COLUMN_NAMES)})")
+    parser.add_argument(
+        "--columns",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        metavar="A,B,...",
+        help=f"the table's columns, in order (default {','.join(DEFAULT_COLUMNS)}; "
+        f"any of {', '.join(COLUMN_NAMES)})",
+    )
 
 
-def add_output_option(parser: argparse.ArgumentParser, help: str = "write to FILE instead of stdout") -> None:
+def add_output_option(
+    parser: argparse.ArgumentParser, help: str = "write to FILE instead of stdout"
+) -> None:
     parser.add_argument("-o", "--output", metavar="FILE", help=help)
 
 
@@ -116,7 +176,9 @@ def output_file(path: str | Path) -> Path:
     a path that names a folder, or sits under a file, is refused in one line."""
     target = Path(path)
     if target.is_dir():
-        raise SpecError(f"cannot write {target}: it is a directory; give a file name, e.g. {target / 'out'}")
+        raise SpecError(
+            f"cannot write {target}: it is a directory; give a file name, e.g. {target / 'out'}"
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

@@ -26,14 +26,20 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, fields: Iterable[str] | None = None,
-                     exclude: Iterable[str] = (), flags: Mapping[str, str] | None = None) -> None:
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    fields: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+    flags: Mapping[str, str] | None = None,
+) -> None:
     """Add a flag for each TrainConfig field (all of them unless `fields` names some), in two groups:
     the recipe (what is computed) and the execution (how and where it runs). `flags` renames a
     field's flag (evaluate's --batch-size sets eval_batch_size)."""
     names = list(TrainConfig.model_fields) if fields is None else list(fields)
     skip, renamed = set(exclude), dict(flags or {})
-    recipe = parser.add_argument_group("training recipe (defaults: the spec's train: section, else shown)")
+    recipe = parser.add_argument_group(
+        "training recipe (defaults: the spec's train: section, else shown)"
+    )
     execution = parser.add_argument_group("execution")
     for name in names:
         if name in skip:
@@ -53,8 +59,17 @@ def add_field_flag(group: argparse._ArgumentGroup, name: str, info: FieldInfo, f
         group.add_argument(flag, choices=[str(c) for c in get_args(kind)], **common)
     elif get_origin(kind) in (tuple, list):
         items = [a for a in get_args(kind) if a is not Ellipsis]
-        metavar = ",".join(["X"] * len(items)) if get_origin(kind) is tuple and len(set(items)) == 1 else "X,..."
-        group.add_argument(flag, type=_comma_list(items[0] if items else str, get_origin(kind) is list), metavar=metavar, **common)
+        metavar = (
+            ",".join(["X"] * len(items))
+            if get_origin(kind) is tuple and len(set(items)) == 1
+            else "X,..."
+        )
+        group.add_argument(
+            flag,
+            type=_comma_list(items[0] if items else str, get_origin(kind) is list),
+            metavar=metavar,
+            **common,
+        )
     elif kind in (int, float):
         group.add_argument(flag, type=_number(kind), metavar="N" if kind is int else "X", **common)
     else:
@@ -78,7 +93,11 @@ def _help(info: FieldInfo) -> str:
     text = info.description or ""
     default = info.get_default(call_default_factory=True)
     if default is not None and not isinstance(default, bool):
-        shown = ",".join(str(v) for v in default) if isinstance(default, (tuple, list)) else str(default)
+        shown = (
+            ",".join(str(v) for v in default)
+            if isinstance(default, (tuple, list))
+            else str(default)
+        )
         text = f"{text} (default {shown})" if text else f"default {shown}"
     return text.replace("%", "%%")
 
@@ -88,7 +107,9 @@ def _number(kind: type) -> Callable[[str], Any]:
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
 
     return parse
 
@@ -100,9 +121,19 @@ def _comma_list(item: Any, as_list: bool) -> Callable[[str], Any]:
 
     def parse(text: str) -> Any:
         try:
-            values = [convert(v) for v in text.replace("x", ",").split(",")] if convert is not str else text.split(",")
+            values = (
+                [convert(v) for v in text.replace("x", ",").split(",")]
+                if convert is not str
+                else text.split(",")
+            )
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {NUMBERS.get(item, 'values')}, got {text!r}") from None
-        return values[0] if len(values) == 1 and not as_list else (values if as_list else tuple(values))
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {NUMBERS.get(item, 'values')}, got {text!r}"
+            ) from None
+        return (
+            values[0]
+            if len(values) == 1 and not as_list
+            else (values if as_list else tuple(values))
+        )
 
     return parse
