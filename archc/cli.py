@@ -61,7 +61,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         make_parser().print_help()  # bare `archc`: the list of commands
         raise SystemExit(USAGE_ERROR)
     if command is not None and command not in COMMANDS:
-        parser = argparse.ArgumentParser(prog="archc")
+        parser = argparse.ArgumentParser(prog="archc", usage="%(prog)s [-h] [--version] COMMAND ...")
         parser.print_usage(sys.stderr)
         print(
             f"archc: error: unknown command '{command}'{did_you_mean(command, COMMANDS)}; "
