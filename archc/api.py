@@ -60,7 +60,7 @@ def build(spec: SpecLike, *, input_shape: tuple[int, ...] | None = None, limits:
     graph = compile_graph(loaded, input_shape=input_shape, limits=limits)
     if not force:
         check_fits(graph)
-    return build_module(graph, loaded.model.init)
+    return build_module(graph, loaded.model.init, str(loaded.path))
 
 
 @dataclass(repr=False)

@@ -1,134 +1,620 @@
-"""Straight-line forward code from the IR: one statement per node, no interpreter loop.
+"""One Python source per spec: what `archc.build` executes and `archc export --to python` writes.
 
-Shared by the in-memory module (`emit`) and the standalone export. In-place activations are used
-only where provably safe, and each intermediate is deleted after its last reader so peak memory
-matches a hand-written forward.
+As in torch.fx, the generated source is the model: every block call and named seq is a class (one
+per spec block, its varying arguments as constructor parameters, like torchvision's BasicBlock),
+scopes whose layers run one after another are nn.Sequential, and the root class ends its
+`__init__` with the spec's `init:` rules. Forward code is straight-line, one statement per node,
+with the output shape as a comment; in-place activations are used only where the IR proves them
+safe, and each intermediate is deleted after its last reader so peak memory matches hand-written
+code.
+
+An op contributes code through its class: `emit()` returns a `Call` (a constructor such as
+`nn.Conv2d(...)`, whose module the source imports), or a functional op returns `expression()`;
+an op whose module class is not importable ships it as `Op.module_source`, which is pasted into the
+file once.
 """
 
 from __future__ import annotations
 
-import keyword
+import importlib
+import inspect
+import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 from archc import ops
-from archc.ir import INPUT, Graph, Node
+from archc.ir import INPUT, Graph, Node, ScopeInfo
+from archc.names import is_plain_attribute
+from archc.ops.base import Call, Shape, fmt_shape
+from archc.spec import InitSpec
 
-Mode = str  # "train", "eval" or "probe"
+INDENT = "    "
+LINE = 100
+# Names the generated code uses itself: locals and classes never take them.
+GLOBALS = frozenset({"self", "torch", "nn", "Any", "record", "m"})
+TARGET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
-def inplace_nodes(graph: Graph) -> set[str]:
-    """Nodes whose op may safely overwrite its input.
+# ---------------------------------------------------------------------------------------------
+# the scope tree: the IR's nodes grouped by the module that runs them
+@dataclass(eq=False)
+class Scope:
+    """One module of the model: the root, a block call or a named seq."""
 
-    Safe when the input is a fresh tensor made by an op whose backward does not need its own
-    output, and nothing else reads it. A shared module must be safe at every use.
-    """
-    users = graph.consumers
-    safe: set[str] = set()
+    path: str
+    info: ScopeInfo | None
+    items: list[Node | Scope] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)  # every node inside, in order
+    inputs: list[str] = field(default_factory=list)  # node ids it reads from outside
+    outputs: list[str] = field(default_factory=list)  # its node ids read outside
+    in_channels: int = 0  # channels of its first input: a name for a varying constructor argument
+    group: ClassGroup | None = None  # None: written inline as nn.Sequential(...)
+
+    @property
+    def leaf(self) -> str:
+        return self.path.rpartition(".")[2]
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.path}." if self.path else ""
+
+    def walk(self) -> Iterator[Scope]:
+        """This scope and every scope below it, children first."""
+        for item in self.items:
+            if isinstance(item, Scope):
+                yield from item.walk()
+        yield self
+
+    def child_name(self, item: Node | Scope) -> str:
+        return item.leaf if isinstance(item, Scope) else item.module.rpartition(".")[2]  # type: ignore[union-attr]
+
+    @property
+    def children(self) -> list[Node | Scope]:
+        """Items that are child modules of this one (functional nodes and reuses are not)."""
+        return [it for it in self.items if isinstance(it, Scope) or (it.module is not None and not it.shared)]
+
+    @property
+    def sequential(self) -> bool:
+        """Its children run one after another, each on the previous one's output: an nn.Sequential."""
+        if len(self.inputs) != 1 or len(self.outputs) != 1 or len(self.children) != len(self.items) or not self.items:
+            return False
+        if any(isinstance(it, Scope) and it.info is not None and it.info.checkpoint for it in self.items):
+            return False  # its forward checkpoints a child
+        prev = self.inputs[0]
+        for item in self.items:
+            if isinstance(item, Scope):
+                if item.inputs != [prev] or len(item.outputs) != 1:
+                    return False
+                prev = item.outputs[0]
+            else:
+                if item.inputs != [prev]:
+                    return False
+                prev = item.id
+        return prev == self.outputs[0]
+
+
+def scope_tree(graph: Graph) -> Scope:
+    """Group the graph's nodes by scope. Scopes are contiguous runs of nodes (expansion order)."""
+    root = Scope("", None)
+    stack = [root]
+    closed: set[str] = set()
     for node in graph:
-        op = ops.get(node.op)
-        if op is None or not op.inplace_capable or not node.inputs:
-            continue
-        src = node.inputs[0]  # the tensor an in-place op overwrites
-        if src == INPUT or src in node.inputs[1:]:
-            continue
-        producer = ops.get(graph.nodes[src].op)
-        if producer is not None and producer.fresh_output and users[src] == [node.id]:
-            safe.add(node.id)
-    by_module: dict[str, list[str]] = {}
-    for node in graph:
-        if node.module:
-            by_module.setdefault(node.module, []).append(node.id)
-    for uses in by_module.values():
-        if not all(u in safe for u in uses):
-            safe.difference_update(uses)
-    return safe
+        chain = _scope_chain(node.scope, graph)
+        while stack[-1].path and stack[-1].path not in chain:
+            closed.add(stack.pop().path)
+        for path in chain[chain.index(stack[-1].path) + 1 if stack[-1].path else 0:]:
+            if path in closed:
+                raise RuntimeError(f"internal error: scope {path} is not contiguous")
+            child = Scope(path, graph.scopes[path])
+            stack[-1].items.append(child)
+            stack.append(child)
+        stack[-1].items.append(node)
+    readers = graph.consumers
+    for scope in root.walk():
+        scope.nodes = [n for it in scope.items for n in ([it] if isinstance(it, Node) else it.nodes)]
+        inside = {n.id for n in scope.nodes}
+        scope.inputs = list(dict.fromkeys(s for n in scope.nodes for s in n.inputs if s not in inside))
+        scope.outputs = [n.id for n in scope.nodes if any(r not in inside for r in readers[n.id])] or [scope.nodes[-1].id]
+        shape = graph.shape_of(scope.inputs[0]) if scope.inputs else ()
+        scope.in_channels = shape[0] if shape else 0
+    return root
 
 
-def variable_names(graph: Graph) -> dict[str, str]:
-    """A readable, unique Python identifier per node id ('layer1.0.conv1' -> 'layer1_0_conv1')."""
-    names = {INPUT: "x"}
-    taken = {"x", "self", "torch", "record"}  # the input, and the globals generated code calls
-    for node in graph:
-        base = re.sub(r"\W", "_", node.id)
-        if base[0].isdigit() or keyword.iskeyword(base) or base.startswith("m_"):
-            # 'm_' names the container locals of ForwardWriter.module_expr
-            base = f"v{base}" if base[0].isdigit() else f"v_{base}" if base.startswith("m_") else f"{base}_"
-        name, n = base, 2
-        while name in taken:
-            name, n = f"{base}_{n}", n + 1
-        taken.add(name)
-        names[node.id] = name
-    return names
+def _scope_chain(path: str, graph: Graph) -> list[str]:
+    """'layer1.0' -> ['layer1', 'layer1.0']: the scopes enclosing a namespace path."""
+    if not path:
+        return []
+    parts = path.split(".")
+    chain = [".".join(parts[: i + 1]) for i in range(len(parts))]
+    return [p for p in chain if p in graph.scopes]
 
 
+# ---------------------------------------------------------------------------------------------
+# constructor expressions with holes: what varies between calls of one block becomes a parameter
 @dataclass
-class ForwardWriter:
-    """Writes `def NAME(self, x): ...` for one mode."""
+class Hole:
+    hint: str  # a parameter name if this value varies between calls
+    value: Any
 
-    graph: Graph
 
-    def module_expr(self, path: str, bound: dict[str, str], lines: list[str]) -> str:
-        """`self.conv1`, with containers bound to locals on first use (`m_layer1_0 = ...`)."""
-        parts = path.split(".")
-        expr = "self"
-        for i, part in enumerate(parts):
-            prefix = ".".join(parts[: i + 1])
-            if prefix in bound:
-                expr = bound[prefix]
+@dataclass(eq=False)
+class Expr:
+    """How one child module is constructed: a leaf `Call`, an inline nn.Sequential, or a block class."""
+
+    call: Call | None = None
+    seq: list[tuple[str, Expr]] | None = None
+    scope: Scope | None = None
+
+    def skeleton(self) -> Any:
+        if self.call is not None:
+            return ("call", self.call.target, len(self.call.args), tuple(self.call.kwargs))
+        if self.seq is not None:
+            return ("seq", tuple((name, e.skeleton()) for name, e in self.seq))
+        assert self.scope is not None and self.scope.group is not None
+        return ("class", id(self.scope.group))
+
+    def holes(self, field_name: str) -> list[Hole]:
+        if self.call is not None:
+            names = _argument_names(self.call.target)
+            out = [Hole(f"{field_name}_{names[i] if i < len(names) else f'arg{i}'}", v) for i, v in enumerate(self.call.args)]
+            return out + [Hole(f"{field_name}_{k}", v) for k, v in self.call.kwargs.items()]
+        if self.seq is not None:
+            return [h for name, e in self.seq for h in e.holes(f"{field_name}_{name}")]
+        assert self.scope is not None and self.scope.group is not None
+        group = self.scope.group
+        values = group.arguments(self.scope)
+        return [Hole(name, value) for name, value in zip(group.param_names(), values, strict=True)]
+
+    def render(self, fill: Iterator[str], indent: int) -> str:
+        if self.call is not None:
+            parts = [next(fill) for _ in self.call.args] + [f"{k}={next(fill)}" for k in self.call.kwargs]
+            return f"{self.call.target}({', '.join(parts)})"
+        if self.seq is not None:
+            parts = [e.render(fill, indent + 1) for _, e in self.seq]
+            flat = f"nn.Sequential({', '.join(parts)})"
+            if len(flat) + indent * 4 + 20 <= LINE or len(parts) < 2:
+                return flat
+            pad = INDENT * (indent + 1)
+            return "nn.Sequential(\n" + "".join(f"{pad}{p},\n" for p in parts) + INDENT * indent + ")"
+        assert self.scope is not None and self.scope.group is not None
+        group = self.scope.group
+        return f"{group.name}({', '.join(next(fill) for _ in group.param_names())})"
+
+
+def _argument_names(target: str) -> list[str]:
+    """Positional parameter names of a constructor (`nn.Conv2d` -> in_channels, out_channels, ...)."""
+    cls = _resolve(target)
+    if cls is None:
+        return []
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _resolve(target: str) -> Any:
+    module_name, _, attr = target.rpartition(".")
+    if module_name == "nn":
+        module_name = "torch.nn"
+    try:
+        return getattr(importlib.import_module(module_name), attr, None) if module_name else None
+    except ImportError:
+        return None
+
+
+def literal(value: Any) -> str:
+    """Python source for a constructor argument; only plain data can appear in generated code."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    if isinstance(value, tuple):
+        return f"({', '.join(literal(v) for v in value)}{',' if len(value) == 1 else ''})"
+    if isinstance(value, list):
+        return f"[{', '.join(literal(v) for v in value)}]"
+    raise ValueError(f"op emitted an argument that is not plain data: {value!r}")
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else (type(value), value)
+
+
+# ---------------------------------------------------------------------------------------------
+# classes
+@dataclass(eq=False)
+class ClassGroup:
+    """The calls of one spec block (or one seq) that share a structure: one generated class."""
+
+    base: str
+    sequential: bool
+    instances: list[Scope]
+    fields: Callable[[Scope], list[tuple[str, Expr]]]
+    name: str = ""
+    _params: list[tuple[str, list[int]]] | None = None  # (name, hole positions)
+    _constants: dict[int, Any] = field(default_factory=dict)
+
+    def holes(self, scope: Scope) -> list[Hole]:
+        return [h for name, expr in self.fields(scope) for h in expr.holes(_local(name, "m"))]
+
+    def _resolve_params(self) -> list[tuple[str, list[int]]]:
+        if self._params is not None:
+            return self._params
+        per_instance = [self.holes(s) for s in self.instances]
+        count = len(per_instance[0])
+        candidates = [_candidates(s) for s in self.instances]
+        params: list[tuple[str, list[int]]] = []
+        by_values: dict[Any, int] = {}
+        taken = set(GLOBALS)
+        for i in range(count):
+            values = tuple(_frozen(holes[i].value) for holes in per_instance)
+            if len(set(values)) == 1:
+                self._constants[i] = per_instance[0][i].value
                 continue
-            expr = f"{expr}.{part}" if part.isidentifier() and not keyword.iskeyword(part) else f"getattr({expr}, {part!r})"
-            if i < len(parts) - 1:
-                local = "m_" + re.sub(r"\W", "_", prefix)
-                lines.append(f"    {local} = {expr}")
-                bound[prefix] = expr = local
-        return expr
+            if values in by_values:
+                params[by_values[values]][1].append(i)
+                continue
+            name = next((n for n in candidates[0] if tuple(_frozen(c.get(n)) for c in candidates) == values), None)
+            name = _unique(_local(name or per_instance[0][i].hint, "arg"), taken)
+            by_values[values] = len(params)
+            params.append((name, [i]))
+        self._params = params
+        return params
 
-    def write(self, mode: Mode, func_name: str = "forward") -> str:
+    def param_names(self) -> list[str]:
+        return [name for name, _ in self._resolve_params()]
+
+    def arguments(self, scope: Scope) -> list[Any]:
+        holes = self.holes(scope)
+        return [holes[positions[0]].value for _, positions in self._resolve_params()]
+
+    def fill(self) -> Iterator[str]:
+        """Parameter names or literals, hole by hole, in the order fields render them."""
+        params = self._resolve_params()
+        by_position = {i: name for name, positions in params for i in positions}
+        for i in range(len(self._constants) + sum(len(p) for _, p in params)):
+            yield by_position[i] if i in by_position else literal(self._constants[i])
+
+
+def _candidates(scope: Scope) -> dict[str, Any]:
+    """Names a varying value may take: the block's arguments, then its input's channel count."""
+    out: dict[str, Any] = dict(scope.info.args) if scope.info else {}
+    out.setdefault("in_channels", scope.in_channels)
+    return out
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    out, n = name, 2
+    while out in taken:
+        out, n = f"{name}_{n}", n + 1
+    taken.add(out)
+    return out
+
+
+def _local(text: str, fallback: str) -> str:
+    """A readable ASCII identifier from a spec name ('layer1.0.relu~2' -> 'layer1_0_relu_2')."""
+    base = re.sub(r"[^A-Za-z0-9_]", "_", text).strip("_")
+    if not base:
+        return fallback
+    if base[0].isdigit():
+        base = f"{fallback}_{base}"
+    return base if is_plain_attribute(base) and base not in GLOBALS else f"{base}_"
+
+
+def class_name(name: str) -> str:
+    """A Python class name from a spec name ('resnet_18' -> 'Resnet18'); always a valid identifier."""
+    words = re.sub(r"[^A-Za-z0-9]", " ", name).split()
+    text = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
+    return text if is_plain_attribute(text) and text[0].isalpha() else f"Model{text}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the writer
+class SourceWriter:
+    """Writes the module source of one graph."""
+
+    def __init__(self, graph: Graph, init: InitSpec | None, origin: str) -> None:
+        self.graph = graph
+        self.init = init
+        self.origin = origin
+        self.root = scope_tree(graph)
+        self.inplace = graph.inplace_nodes
+        self.calls: dict[str, Call] = {}
+        self.helpers: dict[str, str] = {}
+        for node in graph:
+            if node.module is not None and not node.shared:
+                op = ops.get(node.op)
+                assert op is not None
+                call = op.emit(node.args, [graph.shape_of(i) for i in node.inputs], node.shape, node.id in self.inplace)
+                if not TARGET_RE.match(call.target):
+                    raise ValueError(f"op {node.op} emitted an unsupported target {call.target!r}")
+                self.calls[node.id] = call
+                helper = getattr(op, "module_source", None)
+                if helper:
+                    self.helpers[call.target] = helper
+        self.groups: list[ClassGroup] = []
+        self.root_name = class_name(graph.name)
+        self.taken_classes = {*GLOBALS, self.root_name, *self.helpers}
+        self._group_scopes()
+
+    # grouping -----------------------------------------------------------------------------------
+    def _group_scopes(self) -> None:
+        by_key: dict[Any, ClassGroup] = {}
+        variants: dict[str, list[ClassGroup]] = {}
+        for scope in self.root.walk():
+            if scope is self.root:
+                continue
+            info = scope.info
+            assert info is not None
+            sequential = scope.sequential
+            names = [scope.child_name(it) for it in scope.children]
+            if info.block is None and sequential and names == [str(i) for i in range(len(names))]:
+                continue  # inline nn.Sequential(...)
+            base = class_name(info.block or scope.leaf)
+            fields = self.fields(scope)
+            key = (base, sequential, tuple((n, e.skeleton()) for n, e in fields),
+                   None if sequential else self.forward_code(scope, "forward"))
+            group = by_key.get(key)
+            if group is None:
+                group = by_key[key] = ClassGroup(base, sequential, [], self.fields)
+                variants.setdefault(base, []).append(group)
+                self.groups.append(group)
+            group.instances.append(scope)
+            scope.group = group
+        for base, groups in variants.items():
+            first = {n for n, _ in self.fields(groups[0].instances[0])}
+            for k, group in enumerate(groups):
+                extra = [n for n, _ in self.fields(group.instances[0]) if n not in first] if k else []
+                group.name = _unique(base + "".join(class_name(n) for n in extra), self.taken_classes)
+
+    def fields(self, scope: Scope) -> list[tuple[str, Expr]]:
+        out = []
+        for item in scope.children:
+            if isinstance(item, Scope):
+                expr = Expr(scope=item) if item.group is not None else Expr(seq=self.fields(item))
+            else:
+                expr = Expr(call=self.calls[item.id])
+            out.append((scope.child_name(item), expr))
+        return out
+
+    # forward code -------------------------------------------------------------------------------
+    def forward_code(self, scope: Scope, name: str, mode: str = "train", comments: bool = False) -> str:
+        """`def NAME(self, x): ...` running one scope's items (without comments: a grouping key)."""
         graph = self.graph
-        names = variable_names(graph)
         skip = graph.train_only_nodes if mode == "eval" else frozenset()
-        nodes = [n for n in graph if n.id not in skip]
-        heads = [h for h in graph.heads if mode != "eval" or not h.train_only]
-        inplace = inplace_nodes(graph) if mode != "probe" else set()
-        keep = {graph.output, *(h.node for h in heads)}
-        last_use: dict[str, int] = {}
-        for i, node in enumerate(nodes):
-            for src in node.inputs:
-                last_use[src] = i
-        lines = [f"def {func_name}(self, x):"]
-        bound: dict[str, str] = {}
-        for i, node in enumerate(nodes):
-            args = [names[s] for s in node.inputs]
-            lines.append(f"    {names[node.id]} = {self.call(node, args, bound, lines, node.id in inplace)}")
-            if mode == "probe":
-                lines.append(f"    record({node.id!r}, {names[node.id]})")
-                continue
-            dead = [names[s] for s in dict.fromkeys(node.inputs) if last_use.get(s) == i and s not in keep and s != node.id]
-            if dead:
-                lines.append(f"    del {', '.join(dead)}")
-        if mode == "probe":
-            lines.append("    return None")
-        elif heads:
-            outs = ", ".join(names[n] for n in [graph.output, *(h.node for h in heads)])
-            lines.append(f"    return ({outs})")
+        items = [it for it in scope.items if not _skipped(it, skip)]
+        local: dict[str, str] = {}
+        taken = set(GLOBALS)
+        params = []
+        for i, src in enumerate(scope.inputs):
+            local[src] = _unique("x" if i == 0 else f"x{i}", taken)
+            params.append(local[src])
+        if scope is self.root:
+            heads = [h for h in graph.heads if mode != "eval" or not h.train_only]
+            returns = [graph.output, *(h.node for h in heads)]
         else:
-            lines.append(f"    return {names[graph.output]}")
-        return "\n".join(lines) + "\n"
+            returns = scope.outputs
+        last_use: dict[str, int] = {}
+        for i, item in enumerate(items):
+            for src in item.inputs:
+                last_use[src] = i
+        lines = [f"def {name}(self, {', '.join(params)}):"]
+        for i, item in enumerate(items):
+            if isinstance(item, Scope):
+                outs = item.outputs
+                for out in outs:
+                    text = item.leaf if len(outs) == 1 else out[len(scope.prefix):]
+                    local[out] = _unique(_local(text, "block"), taken)
+                args = ", ".join(local[s] for s in item.inputs)
+                target = ", ".join(local[o] for o in outs)
+                access = _access("self", item.leaf)
+                if item.info is not None and item.info.checkpoint:
+                    lines.append(f"{INDENT}if self.training and not torch.jit.is_scripting():")
+                    lines.append(f"{INDENT * 2}{target} = torch.utils.checkpoint.checkpoint({access}, {args}, use_reentrant=False)")
+                    lines.append(f"{INDENT}else:")
+                    lines.append(f"{INDENT * 2}{target} = {access}({args})" + self._comment(scope, item, comments))
+                else:
+                    lines.append(f"{INDENT}{target} = {access}({args})" + self._comment(scope, item, comments))
+            else:
+                local[item.id] = _unique(_local(item.id[len(scope.prefix):], item.op), taken)
+                expr = self.node_expr(item, [local[s] for s in item.inputs], lambda path: _access("self", path.rpartition(".")[2]))
+                lines.append(f"{INDENT}{local[item.id]} = {expr}" + self._comment(scope, item, comments))
+            keep = set(returns)
+            dead = [local[s] for s in dict.fromkeys(item.inputs) if last_use.get(s) == i and s not in keep]
+            if dead:
+                lines.append(f"{INDENT}del {', '.join(dead)}")
+        values = [local[r] for r in returns]
+        lines.append(f"{INDENT}return {values[0]}" if len(values) == 1 else f"{INDENT}return ({', '.join(values)})")
+        return "\n".join(lines)
 
-    def call(self, node: Node, args: list[str], bound: dict[str, str], lines: list[str], inplace: bool) -> str:
+    def node_expr(self, node: Node, args: list[str], access: Callable[[str], str]) -> str:
+        """The expression computing one node from its inputs' variables."""
         if node.module is not None:
-            return f"{self.module_expr(node.module, bound, lines)}({', '.join(args)})"
+            return f"{access(node.module)}({', '.join(args)})"
         op = ops.get(node.op)
         assert op is not None and hasattr(op, "expression"), f"functional op {node.op} needs expression()"
-        if inplace:
+        if node.id in self.inplace:
             return op.inplace_expression(node.args, args)  # type: ignore[attr-defined]
         return op.expression(node.args, args)  # type: ignore[attr-defined]
 
+    def _comment(self, scope: Scope, item: Node | Scope, comments: bool) -> str:
+        if not comments:
+            return ""
+        shapes = self._shape_text(scope, item)
+        return f"  # {shapes}" if shapes else ""
 
-def forward_sources(graph: Graph) -> dict[str, str]:
-    """Source of every forward variant the module needs, keyed by method name."""
-    writer = ForwardWriter(graph)
-    if any(h.train_only for h in graph.heads):
-        return {"_forward_train": writer.write("train", "_forward_train"), "_forward_eval": writer.write("eval", "_forward_eval")}
-    return {"forward": writer.write("eval", "forward")}
+    def _shape_text(self, scope: Scope, item: Node | Scope) -> str:
+        """The output shape of an item (of the class's first call; its docstring says so if others differ)."""
+        ids = item.outputs if isinstance(item, Scope) else [item.id]
+        return ", ".join(fmt_shape(self.graph.shape_of(i)) for i in ids)
+
+    # the file -----------------------------------------------------------------------------------
+    def class_source(self, group: ClassGroup) -> list[str]:
+        scope = group.instances[0]
+        base = "nn.Sequential" if group.sequential else "nn.Module"
+        doc = self._doc(group)
+        params = group.param_names()
+        lines = [f"class {group.name}({base}):", f'{INDENT}"""{doc}"""', ""]
+        lines.append(f"{INDENT}def __init__(self{''.join(f', {p}' for p in params)}):")
+        lines += self.field_lines(scope, group.fill(), group.sequential)
+        if not group.sequential:
+            lines.append("")
+            lines += _indent(self.forward_code(scope, "forward", comments=True).splitlines())
+        return lines
+
+    def _doc(self, group: ClassGroup) -> str:
+        scope = group.instances[0]
+        info = scope.info
+        assert info is not None
+        what = f"spec block {info.block}" if info.block else f"seq {scope.path}"
+        calls = len(group.instances)
+        where = ", ".join(s.path for s in group.instances[:3]) + (", ..." if calls > 3 else "")
+        varies = any(self._shapes(s) != self._shapes(scope) for s in group.instances)
+        note = f" Shapes in comments are those of {scope.path}." if varies else ""
+        return _doc_text(f"The {what}: {where}.{note}")
+
+    def _shapes(self, scope: Scope) -> list[Shape]:
+        return [self.graph.shape_of(n.id) for n in scope.nodes]
+
+    def root_source(self) -> list[str]:
+        root = self.root
+        graph = self.graph
+        two_modes = any(h.train_only for h in graph.heads)
+        sequential = root.sequential and not graph.heads and bool(root.items)
+        base = "nn.Sequential" if sequential else "nn.Module"
+        lines = [f"class {self.root_name}({base}):", f'{INDENT}"""{_doc_text(graph.name)}: input {fmt_shape(graph.input_shape)}."""', "",
+                 f"{INDENT}def __init__(self):"]
+        fields = self.fields(root)
+        fill = (literal(h.value) for name, expr in fields for h in expr.holes(name))
+        lines += self.field_lines(root, fill, sequential)
+        lines += self.init_lines()
+        if sequential:
+            return lines
+        if two_modes:
+            for mode in ("train", "eval"):
+                lines.append("")
+                lines += _indent(self.forward_code(root, f"_forward_{mode}", mode, comments=True).splitlines())
+            lines += ["", f"{INDENT}def forward(self, x) -> Any:",
+                      f"{INDENT * 2}if self.training:", f"{INDENT * 3}return self._forward_train(x)",
+                      f"{INDENT * 2}return self._forward_eval(x)"]
+        else:
+            lines.append("")
+            lines += _indent(self.forward_code(root, "forward", comments=True).splitlines())
+        return lines
+
+    def field_lines(self, scope: Scope, fill: Iterator[str], sequential: bool) -> list[str]:
+        """`super().__init__()` and one line per child module, with its output shape as a comment."""
+        fields = self.fields(scope)
+        names = [name for name, _ in fields]
+        if sequential and names == [str(i) for i in range(len(names))]:
+            lines = [f"{INDENT * 2}super().__init__("]
+            for item, (_, expr) in zip(scope.children, fields, strict=True):
+                lines.append(f"{INDENT * 3}{expr.render(fill, 3)},{self._comment(scope, item, True)}")
+            return [*lines, f"{INDENT * 2})"]
+        lines = [f"{INDENT * 2}super().__init__()"]
+        for item, (name, expr) in zip(scope.children, fields, strict=True):
+            lines.append(f"{INDENT * 2}{_assign(name, expr.render(fill, 2))}{self._comment(scope, item, sequential)}")
+        return lines
+
+    def init_lines(self) -> list[str]:
+        """The spec's `init:` rules as torchvision writes them: a loop over self.modules()."""
+        if self.init is None:
+            return []
+        out: list[str] = []
+        for kind in ("conv", "linear", "norm"):
+            rule = self.init.rule(kind)
+            nodes = [n for n in self.graph if n.id in self.calls and getattr(ops.get(n.op), "init_kind", None) == kind]
+            if rule.scheme == "torch" or not nodes:
+                continue
+            targets = sorted({self.calls[n.id].target for n in nodes})
+            classes = targets[0] if len(targets) == 1 else f"({', '.join(targets)})"
+            guard = "" if all(n.params for n in nodes) else " and m.weight is not None"
+            out.append(f"{INDENT * 3}if isinstance(m, {classes}){guard}:")
+            out.append(f"{INDENT * 4}{rule.weight_source('m.weight')}")
+            if rule.bias is not None:
+                out.append(f"{INDENT * 4}if m.bias is not None:")
+                out.append(f"{INDENT * 5}nn.init.constant_(m.bias, {literal(rule.bias)})")
+        return [f"{INDENT * 2}for m in self.modules():", *out] if out else []
+
+    def imports(self, body: str) -> list[str]:
+        modules = {"torch"}
+        for call in self.calls.values():
+            head = call.target.rpartition(".")[0]
+            if head and head != "nn":
+                modules.add(head)
+        lines = [f"import {m}" for m in sorted(modules)]
+        if "torch.utils.checkpoint.checkpoint(" in body:
+            lines.append("import torch.utils.checkpoint")
+        lines.append("from torch import nn")
+        if "-> Any" in body:
+            lines.insert(0, "from typing import Any\n")
+        return lines
+
+    def write(self) -> str:
+        blocks = [[*self.helpers.values()]] if self.helpers else []
+        for group in self.groups:
+            blocks.append(self.class_source(group))
+        blocks.append(self.root_source())
+        body = "\n\n\n".join("\n".join(b) for b in blocks)
+        shape = ", ".join(str(d) for d in self.graph.input_shape)
+        head = f'"""{self.root_name}: generated by archc from {_doc_text(self.origin)}. Needs only PyTorch."""'
+        main = (f'if __name__ == "__main__":\n{INDENT}model = {self.root_name}().eval()\n'
+                f"{INDENT}print(model(torch.zeros(1, {shape})).shape)")
+        return f"{head}\n\n" + "\n".join(self.imports(body)) + f"\n\n\n{body}\n\n\n{main}\n"
+
+
+def _skipped(item: Node | Scope, skip: frozenset[str]) -> bool:
+    if isinstance(item, Scope):
+        return bool(item.outputs) and all(o in skip for o in item.outputs)
+    return item.id in skip
+
+
+def _access(owner: str, name: str) -> str:
+    return f"{owner}.{name}" if is_plain_attribute(name) and name not in GLOBALS else f"getattr({owner}, {name!r})"
+
+
+def _assign(name: str, expr: str) -> str:
+    return f"self.{name} = {expr}" if is_plain_attribute(name) else f"self.add_module({name!r}, {expr})"
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return [INDENT + line if line else line for line in lines]
+
+
+def _doc_text(text: str) -> str:
+    """Any text, escaped so that it cannot end a docstring or form an escape sequence."""
+    return repr(text)[1:-1].replace('"', '\\"')
+
+
+def module_source(graph: Graph, init: InitSpec | None, origin: str) -> str:
+    """The one source of a spec's model: `archc.build` runs it, `archc export --to python` writes it."""
+    return SourceWriter(graph, init, origin).write()
+
+
+def probe_source(graph: Graph) -> str:
+    """`def _probe(self, x)`: every node in order, recording each output's shape (build verification).
+
+    It calls the model's own leaf modules and the same node expressions as the module source, laid
+    out flat so that every intermediate, inside blocks too, is seen.
+    """
+    writer = SourceWriter.__new__(SourceWriter)
+    writer.graph, writer.inplace = graph, frozenset()
+    local = {INPUT: "x"}
+    lines = ["def _probe(self, x):"]
+    for i, node in enumerate(graph):
+        local[node.id] = f"v{i}"
+        expr = writer.node_expr(node, [local[s] for s in node.inputs], _path_access)
+        lines += [f"{INDENT}v{i} = {expr}", f"{INDENT}record({node.id!r}, v{i})"]
+    return "\n".join(lines) + "\n"
+
+
+def _path_access(path: str) -> str:
+    expr = "self"
+    for part in path.split("."):
+        expr = _access(expr, part)
+    return expr
+
+
+__all__ = ["class_name", "literal", "module_source", "probe_source", "scope_tree"]

@@ -23,11 +23,12 @@ from archc.errors import MAX_ERRORS, Pos, SpecError, did_you_mean
 from archc.infer import ShapeError, make_node
 from archc.ir import INPUT, Graph, Head, Node, ScopeInfo
 from archc.loader import LDict, LList, key_position, position_of
+from archc.names import name_problem
 from archc.ops.base import Shape, fmt_shape
 from archc.suggest import PYTORCH_ARGS, suggest_op
 from archc.validate import LoadedSpec, render, resolve_params
 
-META_KEYS = ("name", "from", "when", "repeat", "head", "then", "doc")
+META_KEYS = ("name", "from", "when", "repeat", "head", "then", "doc", "checkpoint")
 SEQ = "seq"
 NAME_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)$")
 
@@ -179,7 +180,7 @@ class Expander:
             if len(self.errors) >= MAX_ERRORS:
                 raise SpecError.several(self.errors, truncated=True)
         name = item.get("name") if isinstance(item, LDict) else None
-        if isinstance(name, str) and NAME_RE.match(name) and name not in scope.refs.maps[0]:
+        if isinstance(name, str) and "$" not in name and name_problem(name, False) is None and name not in scope.refs.maps[0]:
             scope.refs.maps[0][name] = cur.node  # later references to it are not errors of their own
             self.tainted.add(cur.node)
         return Value(cur.node, cur.shape, tainted=True)
@@ -385,11 +386,12 @@ class Expander:
     def single(self, kind: str, body: Any, meta: dict[str, Any], raw: Any, kpos: Pos | None, scope: Scope, cur: Value) -> Value:
         inputs = self.resolve(meta["from"], raw, scope) if "from" in meta else [cur]
         env = self.env_for(scope, inputs[0])  # the shape variables describe what the item reads
-        name = self.name_of(meta, raw, env)
+        name = self.name_of(meta, raw, env, top_level=scope.ns.path == "")
+        checkpoint = self.checkpoint_of(meta, raw, env, kind)
         if kind == SEQ:
-            out = self.call_seq(body, name, kpos, scope, self.single_input(inputs, kind, kpos))
+            out = self.call_seq(body, name, kpos, scope, self.single_input(inputs, kind, kpos), checkpoint)
         elif kind in self.blocks:
-            out = self.call_block(kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos), env)
+            out = self.call_block(kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos), env, checkpoint)
         else:
             op = ops.get(kind)
             assert op is not None
@@ -411,22 +413,34 @@ class Expander:
             return cur  # a head is a side branch: the flow continues from the item before it
         return out
 
+    def checkpoint_of(self, meta: dict[str, Any], raw: Any, env: Any, kind: str) -> bool:
+        """`checkpoint: true` recomputes a block call's or seq's activations in backward."""
+        if "checkpoint" not in meta:
+            return False
+        pos = position_of(raw, "checkpoint")
+        value = render(meta["checkpoint"], env, pos)
+        if not isinstance(value, bool):
+            raise SpecError(f"'checkpoint' must be true or false, got {value!r}", pos)
+        inline = kind in self.blocks and isinstance(self.blocks[kind], LDict) and self.blocks[kind].get("inline", False)
+        if value and ((kind != SEQ and kind not in self.blocks) or inline):
+            raise SpecError(f"'checkpoint' applies to a block call or a seq (a module of its own), not to '{kind}'", pos)
+        return value
+
     def single_input(self, inputs: list[Value], kind: str, pos: Pos | None) -> Value:
         if len(inputs) != 1:
             raise SpecError(f"'{kind}' takes one input, but 'from' names {len(inputs)}", pos)
         return inputs[0]
 
-    def name_of(self, meta: dict[str, Any], raw: Any, env: Any) -> str | None:
+    def name_of(self, meta: dict[str, Any], raw: Any, env: Any, top_level: bool) -> str | None:
         if "name" not in meta:
             return None
         pos = position_of(raw, "name")
         name = render(meta["name"], env, pos)
         if isinstance(name, str) and len(name) > MAX_NAME:
             raise SpecError(f"name is {len(name):,} characters long; the limit is {MAX_NAME}", pos)
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise SpecError(f"name must be an identifier (letters, digits, _), got {name!r}", pos)
-        if name == INPUT:
-            raise SpecError("'input' is reserved: it refers to the list's input", pos)
+        problem = name_problem(name, top_level)
+        if problem is not None:
+            raise SpecError(problem, pos)
         return name
 
     def resolve(self, raw: Any, item: Any, scope: Scope) -> list[Value]:
@@ -486,21 +500,23 @@ class Expander:
     # structures ---------------------------------------------------------------------------------
     def child_scope(self, scope: Scope, name: str | None, pos: Pos | None, kind: str, block: str | None,
                     args: dict[str, Any], env: ChainMap[str, Any], refs: ChainMap[str, str], input_id: str,
-                    stack: tuple[str, ...]) -> Scope:
+                    stack: tuple[str, ...], checkpoint: bool = False) -> Scope:
         label = self.claim_name(scope.ns, name, pos, None)
         path = scope.ns.child(label)
         if scope.depth + 1 > self.limits.max_depth:
             raise LimitError(f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos)
         self.charge_path(path, pos)
-        self.graph.scopes[path] = ScopeInfo(path, kind, block, args, pos)
+        self.graph.scopes[path] = ScopeInfo(path, kind, block, args, pos, checkpoint)
         return Scope(Namespace(path + "."), env, refs, ChainMap({}), input_id, stack, scope.depth + 1)
 
-    def call_seq(self, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value) -> Value:
-        child = self.child_scope(scope, name, pos, SEQ, None, {}, scope.env, scope.refs.new_child({}), cur.node, scope.stack)
+    def call_seq(self, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value, checkpoint: bool = False) -> Value:
+        child = self.child_scope(scope, name, pos, SEQ, None, {}, scope.env, scope.refs.new_child({}), cur.node, scope.stack,
+                                 checkpoint)
         child.declared = scope.declared
         return self.seq(body, child, cur, pos)
 
-    def call_block(self, block: str, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value, env: Any) -> Value:
+    def call_block(self, block: str, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value, env: Any,
+                   checkpoint: bool = False) -> Value:
         if block in scope.stack:
             chain = " -> ".join([*scope.stack[scope.stack.index(block):], block])
             raise LimitError(f"block '{block}' calls itself ({chain}); blocks cannot be recursive", pos)
@@ -531,7 +547,7 @@ class Expander:
             if inner.depth > self.limits.max_depth:
                 raise LimitError(f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos)
         else:
-            inner = self.child_scope(scope, name, pos, "block", block, args, block_env, ChainMap({}), cur.node, stack)
+            inner = self.child_scope(scope, name, pos, "block", block, args, block_env, ChainMap({}), cur.node, stack, checkpoint)
         shown = ", ".join(f"{k}={_show(v)}" for k, v in given.items())
         self.frames.append(Frame("block", block, pos, shown))
         try:

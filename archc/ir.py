@@ -45,6 +45,7 @@ class ScopeInfo:
     block: str | None
     args: dict[str, Any]
     pos: Pos | None
+    checkpoint: bool = False  # recompute its activations in backward (torch.utils.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,38 @@ class Graph:
             seen.add(nid)
             stack.extend(self.nodes[nid].inputs)
         return seen
+
+    @cached_property
+    def inplace_nodes(self) -> frozenset[str]:
+        """Nodes whose op may safely overwrite its input.
+
+        Safe when the input is a fresh tensor made by an op whose backward does not need its own
+        output, in the same module (a block never writes into the tensor its caller passed, so it
+        can be called alone or checkpointed), and nothing else reads it. A shared module must be
+        safe at every use.
+        """
+        from archc import ops
+
+        users = self.consumers
+        safe: set[str] = set()
+        for node in self:
+            op = ops.get(node.op)
+            if op is None or not op.inplace_capable or not node.inputs:
+                continue
+            src = node.inputs[0]  # the tensor an in-place op overwrites
+            if src == INPUT or src in node.inputs[1:] or self.nodes[src].scope != node.scope:
+                continue
+            producer = ops.get(self.nodes[src].op)
+            if producer is not None and producer.fresh_output and users[src] == [node.id]:
+                safe.add(node.id)
+        by_module: dict[str, list[str]] = {}
+        for node in self:
+            if node.module:
+                by_module.setdefault(node.module, []).append(node.id)
+        for uses in by_module.values():
+            if not all(u in safe for u in uses):
+                safe.difference_update(uses)
+        return frozenset(safe)
 
     @property
     def depth(self) -> int:

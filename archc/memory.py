@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from archc import ops
-from archc.codegen import inplace_nodes
 from archc.ir import INPUT, Graph, Node
 from archc.ops.base import Autograd, Op, numel
 
@@ -151,7 +150,7 @@ def replay_step(graph: Graph, batch: int, dtype: str) -> StepReplay:
     """Replay a forward and a backward over the graph with byte counts (see the module docstring)."""
     size = dtype_bytes(dtype)
     nodes = list(graph)  # training runs every head
-    inplace = inplace_nodes(graph)
+    inplace = graph.inplace_nodes
     needs = _requires_grad(nodes)
     r = _Replay(graph, batch, size)
     r.storage[INPUT] = INPUT

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from archc.codegen import inplace_nodes
 from archc.ir import INPUT, Graph, Node
 from archc.memory import buffer_bytes, dtype_bytes, is_view, training_memory
 from archc.ops.base import Shape, fmt_shape, numel
@@ -169,7 +168,7 @@ def _scope_row(ctx: _Context, path: str, level: int, members: list[Node]) -> Row
 def report_rows(graph: Graph, depth: int | None = None, batch: int = 1, dtype: str = "float32") -> list[Row]:
     """The rows of the tree in graph order; blocks nested deeper than `depth` fold into their parent's row."""
     _check(depth, batch, dtype)
-    ctx = _Context(graph, batch, dtype_bytes(dtype), inplace_nodes(graph), receptive_fields(graph))
+    ctx = _Context(graph, batch, dtype_bytes(dtype), graph.inplace_nodes, receptive_fields(graph))
     members: dict[str, list[Node]] = {}
     for node in graph:
         for path in scope_chain(node.scope):
@@ -203,7 +202,7 @@ def totals(graph: Graph, batch: int = 1, dtype: str = "float32") -> dict[str, An
     """Whole-model figures at a batch size and dtype; memory in bytes."""
     _check(None, batch, dtype)
     size = dtype_bytes(dtype)
-    inplace = inplace_nodes(graph)
+    inplace = graph.inplace_nodes
     fields = receptive_fields(graph)
     deepest = deepest_field(graph, fields)
     memory = training_memory(graph, batch, dtype)

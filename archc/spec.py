@@ -49,6 +49,24 @@ class InitRule(Strict):
             raise ValueError(f"uniform needs low < high, got low {self.low} and high {self.high}")
         return self
 
+    def weight_source(self, tensor: str) -> str:
+        """The `nn.init` call of this rule on a weight, as Python source (the generated model runs it)."""
+        kaiming = "".join(f", {k}={v!r}" for k, v, default in (("a", self.a, 0.0), ("mode", self.mode, "fan_in"),
+                          ("nonlinearity", self.nonlinearity, "leaky_relu")) if v != default)
+        calls = {
+            "kaiming_normal": f"kaiming_normal_({tensor}{kaiming})",
+            "kaiming_uniform": f"kaiming_uniform_({tensor}{kaiming})",
+            "xavier_normal": f"xavier_normal_({tensor}, gain={self.gain!r})",
+            "xavier_uniform": f"xavier_uniform_({tensor}, gain={self.gain!r})",
+            "normal": f"normal_({tensor}, mean={self.mean!r}, std={self.std!r})",
+            "trunc_normal": f"trunc_normal_({tensor}, mean={self.mean!r}, std={self.std!r}, a={-2 * self.std!r}, b={2 * self.std!r})",
+            "uniform": f"uniform_({tensor}, {self.low!r}, {self.high!r})",
+            "zeros": f"zeros_({tensor})",
+            "ones": f"ones_({tensor})",
+            "torch": "",
+        }
+        return f"nn.init.{calls[self.scheme]}" if calls[self.scheme] else ""
+
 
 class InitSpec(Strict):
     """Per-layer-kind initialisation. A bare scheme name is shorthand for {scheme: name}."""

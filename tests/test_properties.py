@@ -24,11 +24,10 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import archc.codegen
-import archc.emit
 from archc import api
 from archc.emit import count_tensors, probe_shapes
 from archc.errors import SpecError
+from archc.ir import Graph
 from tests.conftest import campaign_size
 
 Shape = tuple[int, ...]
@@ -386,8 +385,7 @@ def to_yaml(data: Any) -> str:
 
 def _no_inplace(monkeypatch: pytest.MonkeyPatch, spec: Any) -> Any:
     with monkeypatch.context() as m:
-        m.setattr(archc.codegen, "inplace_nodes", lambda graph: set())
-        m.setattr(archc.emit, "inplace_nodes", lambda graph: set())
+        m.setattr(Graph, "inplace_nodes", property(lambda graph: frozenset()))
         return api.build(spec)
 
 

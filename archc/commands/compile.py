@@ -86,7 +86,7 @@ def run_build(args: argparse.Namespace) -> int:
     graph = expand(spec, limits_of(args))
     if not args.force:
         check_fits(graph)
-    model = build_module(graph, spec.model.init)
+    model = build_module(graph, spec.model.init, args.spec)
     if args.init_from:
         from archc.weights import WeightsError, load_weights
 
