@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from archc.codegen import class_name, module_source, probe_source
-from archc.ir import Graph, Head
+from archc.ir import Graph
 from archc.spec import InitSpec
 
 _counter = itertools.count()
@@ -25,13 +25,11 @@ _counter = itertools.count()
 class CompiledModel(nn.Module):
     """What archc.build returns: the generated root class, with the IR and output heads attached.
 
-    A mixin without methods, so that no layer name clashes with it; the attributes are set on
-    the instance (names reserved at the top level: archc.names.MODEL_ATTRIBUTES).
+    A mixin without methods or annotations (TorchScript would try to type them), so that no layer
+    name clashes with it. The instance carries `archc_graph` (the IR), `archc_heads` (the output
+    heads, for the trainer) and `code` (the source it runs); archc.names reserves these names at
+    the top level.
     """
-
-    archc_graph: Graph
-    archc_heads: list[Head]
-    code: str
 
 
 def execute(source: str, filename: str) -> dict[str, Any]:

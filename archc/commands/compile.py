@@ -14,6 +14,7 @@ from archc.commands.common import (
     emit_text,
     limits_of,
     load_spec,
+    output_file,
     print_json,
     write_output,
 )
@@ -41,12 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_spec_options(build, force=True)
     build.set_defaults(handler=run_build)
 
-    export = subparsers.add_parser("export", help="write a standalone PyTorch source file",
-                                   description="Write a readable PyTorch module that runs without archc and has the same state_dict keys.")
+    export = subparsers.add_parser("export", help="write the model's PyTorch source, or a TorchScript/ONNX/torch.export file",
+                                   description="Write the model as the readable PyTorch source archc.build runs (python: needs "
+                                               "only torch, same state_dict keys), or as a deployable artifact (torchscript, "
+                                               "onnx, exported-program) verified against the eager model.")
     export.add_argument("spec", metavar="SPEC")
-    export.add_argument("--to", choices=["python"], default="python")
-    add_output_option(export, "write to FILE (missing folders are created) instead of stdout")
-    add_spec_options(export)
+    export.add_argument("--to", choices=["python", "torchscript", "onnx", "exported-program"], default="python")
+    add_output_option(export, "write to FILE (missing folders are created); default: stdout for python, "
+                              "NAME.pt / NAME.onnx / NAME.pt2 in the current directory for the others")
+    export.add_argument("--init-from", metavar="PATH", help="load a state_dict first (deployable formats)")
+    add_format_option(export, ["text", "json"])
+    add_spec_options(export, force=True)
     export.set_defaults(handler=run_export)
 
 
@@ -149,10 +155,32 @@ def print_table(graph: Any, columns: list[str] | None) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from archc.expand import expand
-    from archc.export import export_python
 
     spec = load_spec(args.spec, args)
     graph = expand(spec, limits_of(args))
-    source = export_python(graph, spec.model.init, args.spec)
-    emit_text(source, args.output)
+    if args.to == "python":
+        from archc.export import export_python
+
+        emit_text(export_python(graph, spec.model.init, args.spec), args.output)
+        return 0
+    from archc.deploy import SUFFIX, export_artifact
+    from archc.emit import build_module
+    from archc.guard import check_fits
+
+    if not args.force:
+        check_fits(graph)
+    model = build_module(graph, spec.model.init, args.spec)
+    if args.init_from:
+        from archc.weights import WeightsError, load_weights
+
+        try:
+            load_weights(model, args.init_from)
+        except WeightsError as exc:
+            raise WeightsError(f"--init-from: {exc}") from None
+    output = output_file(args.output or f"{graph.name}{SUFFIX[args.to]}")
+    report = export_artifact(model, args.to, output)
+    if args.format == "json":
+        print_json(report)
+    else:
+        print(f"wrote {output} ({args.to}, outputs equal the eager model's on a batch of 3)", file=sys.stderr)
     return 0

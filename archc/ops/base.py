@@ -170,6 +170,17 @@ class Op:
     def emit(self, args: Any, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
         raise NotImplementedError(f"op {self.name} has no emitter")
 
+    def source(self, args: Any, inputs: list[str], shapes: list[Shape], inplace: bool) -> str:
+        """Forward code of a functional op (`is_module = False`) on its inputs' variable names.
+
+        Defaults to the op's `expression(args, inputs)` (`inplace_expression` where the compiler
+        proved in-place safe); override it when the code depends on the input shapes. The code must
+        be TorchScript-compatible, as the generated model is scripted and exported.
+        """
+        if inplace:
+            return self.inplace_expression(args, inputs)  # type: ignore[attr-defined, no-any-return]
+        return self.expression(args, inputs)  # type: ignore[attr-defined, no-any-return]
+
     def label(self, args: Any) -> str:
         """Short text for diagrams and tables, e.g. 'conv 3x3/2, 64'."""
         return self.name

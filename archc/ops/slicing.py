@@ -61,12 +61,9 @@ class Subsample(Op):
         s = self.strides(args, inputs[0])
         return Window((1,) * len(s), tuple(Fraction(v) for v in s), (1,) * len(s))
 
-    def expression(self, args: SubsampleArgs, inputs: list[str]) -> str:
-        x = inputs[0]
-        if isinstance(args.stride, list):  # one stride per spatial dim: the rank is spelled out
-            return f"{x}[:, :, {', '.join(f'::{s}' for s in args.stride)}]"
-        # an int covers every spatial dim; the rank was checked by the shape rule
-        return f"{x}[(slice(None), slice(None)) + (slice(None, None, {args.stride}),) * ({x}.dim() - 2)]"
+    def source(self, args: SubsampleArgs, inputs: list[str], shapes: list[Shape], inplace: bool) -> str:
+        """`x[:, :, ::2, ::2]`: one step per spatial dim of the (statically known) input."""
+        return f"{inputs[0]}[:, :, {', '.join(f'::{s}' for s in self.strides(args, shapes[0]))}]"
 
     def label(self, args: SubsampleArgs) -> str:
         return f"subsample /{args.stride}"
@@ -98,12 +95,11 @@ class PadChannels(Op):
     def other_ops(self, args: PadChannelsArgs, inputs: list[Shape], out: Shape) -> int:
         return numel(out)
 
-    def expression(self, args: PadChannelsArgs, inputs: list[str]) -> str:
-        x = inputs[0]
+    def source(self, args: PadChannelsArgs, inputs: list[str], shapes: list[Shape], inplace: bool) -> str:
         # F.pad lists pads from the last dim backwards: (0, 0) per trailing dim, then the channels.
-        pad = f"(0, 0) * ({x}.dim() - 2) + ({args.before}, {args.after})"
+        pad = [0, 0] * (len(shapes[0]) - 1) + [args.before, args.after]
         value = f", value={args.value!r}" if args.value != 0.0 else ""
-        return f"torch.nn.functional.pad({x}, {pad}{value})"
+        return f"torch.nn.functional.pad({inputs[0]}, {pad}{value})"
 
     def label(self, args: PadChannelsArgs) -> str:
         return f"pad channels +{args.before}/+{args.after}"

@@ -165,13 +165,13 @@ def test_generated_forward_only_reads_its_locals_self_and_torch() -> None:
     allowed = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.arguments, ast.arg, ast.Assign, ast.Delete, ast.Return,
                ast.Name, ast.Load, ast.Store, ast.Del, ast.Call, ast.Attribute, ast.Constant, ast.BinOp, ast.Add, ast.Tuple,
                ast.List, ast.Import, ast.ImportFrom, ast.alias, ast.Expr, ast.If, ast.Compare, ast.Eq, ast.For,
-               ast.keyword, ast.IsNot, ast.UnaryOp, ast.USub)
+               ast.keyword, ast.IsNot, ast.UnaryOp, ast.USub, ast.Subscript)
     tree = ast.parse(model.code)
     defined = {t.id for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.For))
                for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
     defined |= {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
     defined |= {a.arg for node in ast.walk(tree) if isinstance(node, ast.arguments) for a in node.args}
-    defined |= {"torch", "nn", "getattr", "super", "isinstance", "print", "__name__"}
+    defined |= {"torch", "nn", "OrderedDict", "getattr", "super", "isinstance", "print", "slice", "list", "__name__"}
     for node in ast.walk(tree):
         assert isinstance(node, allowed), f"{type(node).__name__} in generated code:\n{model.code}"
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
