@@ -1,0 +1,156 @@
+"""The zoo through the one build path: exported sources, TorchScript, torch.export, ONNX, torch.compile.
+
+Cheap checks run on every zoo spec (source generation, ruff, scripting on the meta device); the
+ones that build real weights run on the light specs and, marked slow, on the whole zoo.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from archc import api
+from archc.cli import main
+from archc.codegen import class_name
+from archc.deploy import FORMATS, ExportError, export_artifact
+from archc.emit import execute
+from archc.export import export_python
+from tests.conftest import TEST_SPECS
+
+REPO = Path(__file__).resolve().parent.parent
+ZOO = sorted((REPO / "specs").glob("*.yaml"))
+HEAVY = 10**8  # MACs: the big ImageNet models are built with real weights only in slow tests
+
+
+def _zoo(heavy_slow: bool) -> list[object]:
+    out = []
+    for path in ZOO:
+        heavy = api.compile_graph(path).total_macs > HEAVY
+        marks = [pytest.mark.slow] if heavy and heavy_slow else []
+        out.append(pytest.param(path, id=path.stem, marks=marks))
+    return out
+
+
+def test_exported_zoo_sources_are_ruff_clean(tmp_path: Path) -> None:
+    for path in ZOO:
+        loaded = api.load(path)
+        (tmp_path / f"{path.stem}.py").write_text(export_python(api.compile_graph(loaded), loaded.model.init, str(path)))
+    rules = "E,F,W,I,B,UP,SIM,RUF"  # the project's own selection; long lines are allowed as in the project
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--select", rules, "--ignore", "E501",
+                             str(tmp_path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_exported_googlenet_reads_like_torchvision_s() -> None:
+    reference = importlib.import_module("torchvision.models.googlenet")
+    loaded = api.load(REPO / "specs/googlenet.yaml", aux=True)
+    source = export_python(api.compile_graph(loaded), loaded.model.init, "specs/googlenet.yaml")
+    assert len(source.splitlines()) <= 1.5 * len(Path(reference.__file__).read_text().splitlines())
+    assert "class Inception(nn.Module):" in source and "class InceptionAux(" in source
+    assert "self.inception4a = Inception(480, 192, 96, 208, 16, 48, 64)" in source
+    assert "getattr(" not in source and not re.search(r"\bm_\w+ = ", source)  # no synthetic container locals
+
+
+@pytest.mark.parametrize("path", _zoo(heavy_slow=True))
+def test_build_and_export_give_identical_tensors_under_one_seed(path: Path) -> None:
+    loaded = api.load(path)
+    torch.manual_seed(0)
+    built = api.build(loaded, force=True)
+    source = export_python(built.archc_graph, loaded.model.init, str(path))
+    assert source == built.code.replace(str(loaded.path), str(path))
+    torch.manual_seed(0)
+    exported = execute(source, f"{path.stem}_export.py")[class_name(built.archc_graph.name)]()
+    ours, theirs = built.state_dict(), exported.state_dict()
+    assert list(ours) == list(theirs)
+    for key, value in ours.items():
+        assert torch.equal(value, theirs[key]), key
+
+
+@pytest.mark.parametrize("path", _zoo(heavy_slow=False))
+def test_every_zoo_spec_is_scriptable(path: Path) -> None:
+    with torch.device("meta"):
+        model = api.build(path, force=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(model)
+    assert "forward" in scripted.code
+
+
+@pytest.mark.parametrize("spec", ["lenet5", "resnet20", "googlenet_cifar"])
+def test_scripted_model_computes_the_eager_outputs(spec: str) -> None:
+    model = api.build(REPO / "specs" / f"{spec}.yaml").eval()
+    x = torch.randn(2, *model.archc_graph.input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(model)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x))
+    model.train()
+    scripted.train()
+    torch.manual_seed(0)
+    want = model(x)
+    torch.manual_seed(0)
+    got = scripted(x)
+    assert isinstance(got, tuple) == isinstance(want, tuple)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_deployable_exports_round_trip(fmt: str, tmp_path: Path) -> None:
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript")
+    model = api.build(TEST_SPECS / "lang_resnet.yaml")
+    report = export_artifact(model, fmt, tmp_path / f"net.{fmt}")
+    assert report["verified"] and (tmp_path / f"net.{fmt}").stat().st_size > 1000
+
+
+def test_export_command_writes_verified_artifacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "deep" / "lenet.pt2"
+    assert main(["export", str(REPO / "specs/lenet5.yaml"), "--to", "exported-program", "-o", str(out)]) == 0
+    assert out.exists() and "outputs equal the eager model's" in capsys.readouterr().err
+    program = torch.export.load(str(out))
+    assert program.module()(torch.randn(5, 1, 32, 32)).shape == (5, 10)
+
+
+def test_unexportable_models_are_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = api.build(TEST_SPECS / "lang_resnet.yaml")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Unsupported: data-dependent control flow\nlong trace")
+
+    monkeypatch.setattr(torch.export, "export", refuse)
+    with pytest.raises(ExportError, match="cannot export lang_resnet to exported-program: RuntimeError: Unsupported"):
+        export_artifact(model, "exported-program", tmp_path / "x.pt2")
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    with pytest.raises(ExportError, match=r"pip install 'archc\[onnx\]'"):
+        export_artifact(model, "onnx", tmp_path / "x.onnx")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in ZOO if p.stem in
+                                  ("resnet18", "googlenet", "inception_v3", "mobilenet_v2", "densenet_bc_cifar", "vgg11_bn")],
+                         ids=lambda p: p.stem)
+def test_torch_compile_has_no_graph_breaks(path: Path) -> None:
+    import torch._dynamo
+
+    model = api.build(path).eval()
+    x = torch.randn(1, *model.archc_graph.input_shape)
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(model)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", _zoo(heavy_slow=False))
+@pytest.mark.parametrize("fmt", ["exported-program", "onnx"])
+def test_every_zoo_spec_exports(path: Path, fmt: str, tmp_path: Path) -> None:
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript")
+    model = api.build(path, force=True)
+    assert export_artifact(model, fmt, tmp_path / f"model.{fmt}")["verified"]
