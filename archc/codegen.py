@@ -146,6 +146,13 @@ def _scope_chain(path: str, graph: Graph) -> list[str]:
 class Hole:
     hint: str  # a parameter name if this value varies between calls
     value: Any
+    default: Any = inspect.Parameter.empty  # the constructor's default: a constant equal to it is omitted
+
+    def constant_text(self) -> str | None:
+        """The literal, or None where it equals the default (`nn.Conv2d(..., stride=1)` -> no `stride`)."""
+        if self.default is not inspect.Parameter.empty and _frozen(self.value) == _frozen(self.default):
+            return None
+        return literal(self.value)
 
 
 @dataclass(eq=False)
@@ -155,6 +162,7 @@ class Expr:
     call: Call | None = None
     seq: list[tuple[str, Expr]] | None = None
     scope: Scope | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)  # of the call's keyword arguments
 
     def skeleton(self) -> Any:
         if self.call is not None:
@@ -168,7 +176,8 @@ class Expr:
         if self.call is not None:
             names = _argument_names(self.call.target)
             out = [Hole(f"{field_name}_{names[i] if i < len(names) else f'arg{i}'}", v) for i, v in enumerate(self.call.args)]
-            return out + [Hole(f"{field_name}_{k}", v) for k, v in self.call.kwargs.items()]
+            return out + [Hole(f"{field_name}_{k}", v, self.defaults.get(k, inspect.Parameter.empty))
+                          for k, v in self.call.kwargs.items()]
         if self.seq is not None:
             return [h for name, e in self.seq for h in e.holes(f"{field_name}_{name}")]
         assert self.scope is not None and self.scope.group is not None
@@ -176,9 +185,10 @@ class Expr:
         values = group.arguments(self.scope)
         return [Hole(name, value) for name, value in zip(group.param_names(), values, strict=True)]
 
-    def render(self, fill: Iterator[str], indent: int) -> str:
+    def render(self, fill: Iterator[str | None], indent: int) -> str:
         if self.call is not None:
-            parts = [next(fill) for _ in self.call.args] + [f"{k}={next(fill)}" for k in self.call.kwargs]
+            parts = [str(next(fill)) for _ in self.call.args]
+            parts += [f"{k}={text}" for k in self.call.kwargs if (text := next(fill)) is not None]
             return f"{self.call.target}({', '.join(parts)})"
         if self.seq is not None:
             parts = [e.render(fill, indent + 1) for _, e in self.seq]
@@ -202,6 +212,16 @@ def _argument_names(target: str) -> list[str]:
     except (TypeError, ValueError):
         return []
     return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _signature(target: str) -> dict[str, Any]:
+    """Constructor parameters (positional-or-keyword and keyword-only) -> default, in order."""
+    cls = _resolve(target)
+    try:
+        params = inspect.signature(cls).parameters.values() if cls is not None else []
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def _resolve(target: str) -> Any:
@@ -260,7 +280,7 @@ class ClassGroup:
         for i in range(count):
             values = tuple(_frozen(holes[i].value) for holes in per_instance)
             if len(set(values)) == 1:
-                self._constants[i] = per_instance[0][i].value
+                self._constants[i] = per_instance[0][i]
                 continue
             if values in by_values:
                 params[by_values[values]][1].append(i)
@@ -279,12 +299,12 @@ class ClassGroup:
         holes = self.holes(scope)
         return [holes[positions[0]].value for _, positions in self._resolve_params()]
 
-    def fill(self) -> Iterator[str]:
-        """Parameter names or literals, hole by hole, in the order fields render them."""
+    def fill(self) -> Iterator[str | None]:
+        """Parameter names or literals (None: a default, omitted), hole by hole, in render order."""
         params = self._resolve_params()
         by_position = {i: name for name, positions in params for i in positions}
         for i in range(len(self._constants) + sum(len(p) for _, p in params)):
-            yield by_position[i] if i in by_position else literal(self._constants[i])
+            yield by_position[i] if i in by_position else self._constants[i].constant_text()
 
 
 def _candidates(scope: Scope) -> dict[str, Any]:
@@ -343,10 +363,42 @@ class SourceWriter:
                 helper = getattr(op, "module_source", None)
                 if helper:
                     self.helpers[call.target] = helper
+        self.defaults = self._normalise_calls()
         self.groups: list[ClassGroup] = []
         self.root_name = class_name(graph.name)
         self.taken_classes = {*GLOBALS, self.root_name, *self.helpers}
         self._group_scopes()
+
+    def _normalise_calls(self) -> dict[str, dict[str, Any]]:
+        """Spell every call of one constructor with the same arguments, filling in defaults.
+
+        Ops leave out arguments at their default (`nn.Conv2d(..., kernel_size=1)`); filled in, calls
+        that differ only in such values share one class, the varying value a parameter. Returns the
+        defaults per target, so that a constant equal to its default is left out again when written.
+        """
+        by_target: dict[str, list[str]] = {}
+        for node_id, call in self.calls.items():
+            by_target.setdefault(call.target, []).append(node_id)
+        defaults: dict[str, dict[str, Any]] = {}
+        for target, node_ids in by_target.items():
+            signature = _signature(target)
+            order = {name: i for i, name in enumerate(signature)}
+            keys = sorted(dict.fromkeys(k for n in node_ids for k in self.calls[n].kwargs), key=lambda k: order.get(k, len(order)))
+            known = {k: signature[k] for k in keys if signature.get(k, inspect.Parameter.empty) is not inspect.Parameter.empty}
+            positional = [d for d in signature.values()]
+            width = max(len(self.calls[n].args) for n in node_ids)
+            defaults[target] = known
+            for n in node_ids:
+                call = self.calls[n]
+                args = call.args
+                if len(args) < width and all(positional[i] is not inspect.Parameter.empty for i in range(len(args), width)
+                                             if i < len(positional)) and width <= len(positional):
+                    args = (*args, *positional[len(args):width])
+                if all(k in call.kwargs or k in known for k in keys):
+                    self.calls[n] = Call(target, args, {k: call.kwargs[k] if k in call.kwargs else known[k] for k in keys})
+                elif args is not call.args:
+                    self.calls[n] = Call(target, args, call.kwargs)
+        return defaults
 
     # grouping -----------------------------------------------------------------------------------
     def _group_scopes(self) -> None:
@@ -384,7 +436,8 @@ class SourceWriter:
             if isinstance(item, Scope):
                 expr = Expr(scope=item) if item.group is not None else Expr(seq=self.fields(item))
             else:
-                expr = Expr(call=self.calls[item.id])
+                call = self.calls[item.id]
+                expr = Expr(call=call, defaults=self.defaults.get(call.target, {}))
             out.append((scope.child_name(item), expr))
         return out
 
@@ -494,7 +547,7 @@ class SourceWriter:
         lines = [f"class {self.root_name}({base}):", f'{INDENT}"""{_doc_text(graph.name)}: input {fmt_shape(graph.input_shape)}."""', "",
                  f"{INDENT}def __init__(self):"]
         fields = self.fields(root)
-        fill = (literal(h.value) for name, expr in fields for h in expr.holes(name))
+        fill = (h.constant_text() for name, expr in fields for h in expr.holes(name))
         lines += self.field_lines(root, fill, sequential)
         lines += self.init_lines()
         if sequential:
