@@ -183,7 +183,8 @@ class Expr:
         assert self.scope is not None and self.scope.group is not None
         group = self.scope.group
         values = group.arguments(self.scope)
-        return [Hole(name, value) for name, value in zip(group.param_names(), values, strict=True)]
+        return [Hole(name, value, group.defaults.get(name, inspect.Parameter.empty))
+                for name, value in zip(group.param_names(), values, strict=True)]
 
     def render(self, fill: Iterator[str | None], indent: int) -> str:
         if self.call is not None:
@@ -199,7 +200,14 @@ class Expr:
             return "nn.Sequential(\n" + "".join(f"{pad}{p},\n" for p in parts) + INDENT * indent + ")"
         assert self.scope is not None and self.scope.group is not None
         group = self.scope.group
-        return f"{group.name}({', '.join(next(fill) for _ in group.param_names())})"
+        parts = []
+        for name in group.param_names():
+            text = next(fill)
+            if name not in group.defaults:
+                parts.append(str(text))
+            elif text is not None:
+                parts.append(f"{name}={text}")
+        return f"{group.name}({', '.join(parts)})"
 
 
 def _argument_names(target: str) -> list[str]:
@@ -263,6 +271,7 @@ class ClassGroup:
     fields: Callable[[Scope], list[tuple[str, Expr]]]
     name: str = ""
     _params: list[tuple[str, list[int]]] | None = None  # (name, hole positions)
+    defaults: dict[str, Any] = field(default_factory=dict)  # parameter -> default (the block's own)
     _constants: dict[int, Any] = field(default_factory=dict)
 
     def holes(self, scope: Scope) -> list[Hole]:
@@ -285,12 +294,21 @@ class ClassGroup:
             if values in by_values:
                 params[by_values[values]][1].append(i)
                 continue
-            name = next((n for n in candidates[0] if tuple(_frozen(c.get(n)) for c in candidates) == values), None)
-            name = _unique(_local(name or per_instance[0][i].hint, "arg"), taken)
+            arg = next((n for n in candidates[0] if tuple(_frozen(c.get(n)) for c in candidates) == values), None)
+            name = _unique(_local(arg or per_instance[0][i].hint, "arg"), taken)
+            info = self.instances[0].info
+            if arg is not None and info is not None and arg in info.defaults and name == arg:
+                self.defaults[name] = info.defaults[arg]
             by_values[values] = len(params)
             params.append((name, [i]))
+        params.sort(key=lambda p: p[0] in self.defaults)  # parameters with defaults last, as Python wants
         self._params = params
         return params
+
+    def signature(self) -> str:
+        """`in_channels, out, kernel=1, stride=1`: the constructor's parameters."""
+        self._resolve_params()
+        return ", ".join(f"{n}={literal(self.defaults[n])}" if n in self.defaults else n for n in self.param_names())
 
     def param_names(self) -> list[str]:
         return [name for name, _ in self._resolve_params()]
@@ -515,9 +533,9 @@ class SourceWriter:
         scope = group.instances[0]
         base = "Sequential" if group.sequential else "nn.Module"
         doc = self._doc(group)
-        params = group.param_names()
+        signature = group.signature()
         lines = [f"class {group.name}({base}):", f'{INDENT}"""{doc}"""', ""]
-        lines.append(f"{INDENT}def __init__(self{''.join(f', {p}' for p in params)}):")
+        lines.append(f"{INDENT}def __init__(self{', ' + signature if signature else ''}):")
         lines += self.field_lines(scope, group.fill(), group.sequential)
         if not group.sequential:
             lines.append("")

@@ -15,7 +15,7 @@ import difflib
 import re
 from collections import ChainMap
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from archc import expr, ops
@@ -548,6 +548,8 @@ class Expander:
                 raise LimitError(f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos)
         else:
             inner = self.child_scope(scope, name, pos, "block", block, args, block_env, ChainMap({}), cur.node, stack, checkpoint)
+            literal = {k: v for k, v in declared.items() if v is not None and not (isinstance(v, str) and "$" in v)}
+            self.graph.scopes[inner.ns.path.rstrip(".")] = replace(self.graph.scopes[inner.ns.path.rstrip(".")], defaults=literal)
         shown = ", ".join(f"{k}={_show(v)}" for k, v in given.items())
         self.frames.append(Frame("block", block, pos, shown))
         try:

@@ -46,6 +46,7 @@ class ScopeInfo:
     args: dict[str, Any]
     pos: Pos | None
     checkpoint: bool = False  # recompute its activations in backward (torch.utils.checkpoint)
+    defaults: dict[str, Any] = field(default_factory=dict)  # the block's parameters with literal defaults
 
 
 @dataclass(frozen=True)
