@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from archc.errors import SpecError
 from archc.expand import Limits, expand
 from archc.ir import Graph
 from archc.validate import LoadedSpec
@@ -37,13 +40,33 @@ def _load_with(spec: LoadedSpec, overrides: dict[str, Any]) -> LoadedSpec:
     return validate(spec.document, {**spec.overrides, **overrides}, spec.plugins, spec.variant)
 
 
+def with_input(spec: LoadedSpec, input_shape: tuple[int, ...] | list[int] | None) -> LoadedSpec:
+    """A copy of `spec` that takes `input_shape` (what `--input` does); refuses a change of rank.
+
+    `--input 1,28` on an image spec would silently compile a 1-D network: an input override may
+    change sizes and channels, never the kind of network.
+    """
+    if input_shape is None:
+        return spec
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) != len(spec.input_shape) or any(d < 1 for d in shape):
+        given, declared = ",".join(map(str, shape)), ",".join(map(str, spec.input_shape))
+        raise SpecError(f"--input {given} does not fit {spec.name}: it takes {len(spec.input_shape)} positive sizes "
+                        f"like its input {declared}; an input override changes sizes, not the number of dimensions")
+    return dataclasses.replace(spec, input_shape=shape)
+
+
+def fingerprint(spec: LoadedSpec, input_shape: tuple[int, ...] | list[int] | None = None) -> str:
+    """What a run records as its spec hash: the spec text, its overrides and an `--input` override."""
+    if input_shape is None:
+        return spec.source_hash
+    return hashlib.sha256(f"{spec.source_hash}:input={list(input_shape)}".encode()).hexdigest()
+
+
 def compile_graph(spec: SpecLike, *, input_shape: tuple[int, ...] | None = None, limits: Limits | None = None,
                   **overrides: Any) -> Graph:
     """Validate, expand and infer: the static IR graph, without importing torch."""
-    loaded = _loaded(spec, overrides)
-    if input_shape is not None:
-        loaded.input_shape = tuple(input_shape)
-    return expand(loaded, limits)
+    return expand(with_input(_loaded(spec, overrides), input_shape), limits)
 
 
 def build(spec: SpecLike, *, input_shape: tuple[int, ...] | None = None, limits: Limits | None = None,

@@ -25,6 +25,7 @@ COMMANDS = {
     "export": "archc.commands.compile",
     "train": "archc.commands.train",
     "evaluate": "archc.commands.train",
+    "predict": "archc.commands.predict",
     "report": "archc.commands.report",
     "diagram": "archc.commands.diagram",
     "zoo": "archc.commands.zoo",

@@ -92,7 +92,11 @@ class TrainConfig(BaseModel):
     rdzv_endpoint: str | None = Field(None, pattern=r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$", description="HOST:PORT of the rendezvous, the same on every machine", json_schema_extra=RUNNER)
     out: str | None = Field(None, description="run directory (default runs/NAME/TIMESTAMP)", json_schema_extra=RUNNER)
     resume: bool = Field(False, description="continue from OUT/last.pt when it exists", json_schema_extra=RUNNER)
-    init_from: str | None = Field(None, description="initial weights: a state_dict or an archc checkpoint", json_schema_extra=RUNNER)
+    init_from: str | None = Field(None, description="initial weights: a state_dict, an archc checkpoint or torchvision:NAME (published weights)", json_schema_extra=RUNNER)
+    pretrained: bool = Field(False, description="start from torchvision's published weights for this spec")
+    val_split: float = Field(0.1, ge=0, lt=1, description="fraction of the training set held out (stratified, fixed seed) to choose best.pt and stop early; 0: none, best.pt is the last epoch")
+    patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better validation accuracy")
+    tensorboard: bool = Field(True, description="log every epoch's metrics for TensorBoard in OUT/tensorboard", json_schema_extra=RUNNER)
     log: LogMode = Field("auto", description="auto: progress bars on a terminal, plain lines otherwise", json_schema_extra=RUNNER)
     train_subset: int | None = Field(None, ge=1, description="use only the first N training images")
     test_subset: int | None = Field(None, ge=1, description="use only the first N test images")
@@ -168,6 +172,10 @@ class TrainConfig(BaseModel):
             raise ValueError("nnodes > 1 needs rdzv_endpoint HOST:PORT, the same on every machine")
         if self.node_rank is not None and self.node_rank >= self.nnodes:
             raise ValueError(f"node_rank {self.node_rank} must be below nnodes {self.nnodes}")
+        if self.patience is not None and self.val_split == 0:
+            raise ValueError("patience needs a validation split (val_split > 0) to watch")
+        if self.pretrained and self.init_from is not None:
+            raise ValueError("give either pretrained or init_from, not both")
         return self
 
     def recipe_differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:

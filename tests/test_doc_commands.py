@@ -97,7 +97,7 @@ def is_training(words: list[str]) -> bool:
 
 def train_images(words: list[str]) -> int:
     batches = [int(v) for w in words if w.startswith(("batch_size=", "batch-size=")) for v in w.split("=", 1)[1].split(",")]
-    return max([TRAIN_IMAGES, *batches])
+    return 2 * max([TRAIN_IMAGES, *batches])  # a whole batch left after the validation split
 
 
 def write_datasets(root: Path) -> None:

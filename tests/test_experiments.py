@@ -272,28 +272,46 @@ def test_compare_runs_tabulates_existing_runs(swept: tuple[Path, int, str, str],
 
 # failures, divergence, crashes and interruptions --------------------------------------------------
 def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    # batch_size 1000 exceeds the training split: a failure only the trainer finds (the plan cannot)
     out = tmp_path / "s"
-    args = ("sweep", TINY, "--grid", "set.num_classes=10,5", "--grid", "lr=0.1,1e10", "--out", str(out), "--format", "csv")
+    args = ("sweep", TINY, "--grid", "batch_size=64,1000", "--grid", "lr=0.1,1e10", "--out", str(out), "--format", "csv")
     rc, stdout, err = run_cli(*args)
     assert rc == 1
-    assert err.strip().splitlines()[-1].startswith("error: 2 of 4 runs failed (set.num_classes=5,lr=0.1,seed=0, "
-                                                   "set.num_classes=5,lr=10000000000.0,seed=0)")
-    assert statuses(out) == {"set.num_classes=10,lr=0.1,seed=0": "done", "set.num_classes=10,lr=10000000000.0,seed=0": "diverged",
-                             "set.num_classes=5,lr=0.1,seed=0": "failed", "set.num_classes=5,lr=10000000000.0,seed=0": "failed"}
-    failed = out / "set.num_classes=5,lr=0.1,seed=0"
+    assert err.strip().splitlines()[-1].startswith("error: 2 of 4 runs failed (batch_size=1000,lr=0.1,seed=0, "
+                                                   "batch_size=1000,lr=10000000000.0,seed=0)")
+    assert statuses(out) == {"batch_size=64,lr=0.1,seed=0": "done", "batch_size=64,lr=10000000000.0,seed=0": "diverged",
+                             "batch_size=1000,lr=0.1,seed=0": "failed", "batch_size=1000,lr=10000000000.0,seed=0": "failed"}
+    failed = out / "batch_size=1000,lr=0.1,seed=0"
     error = json.loads((failed / "failure.json").read_text())["error"]
-    assert error == "exp_tiny outputs 5 classes but digits has 10; use --set num_classes=10"
-    assert {r["id"]: r["error"] for r in manifest(out)["runs"]}["set.num_classes=5,lr=0.1,seed=0"] == error
-    assert "training diverged" in {r["id"]: r["error"] for r in manifest(out)["runs"]}["set.num_classes=10,lr=10000000000.0,seed=0"]
+    assert error.startswith("the training set has ") and error.endswith("fewer than one batch of 1000; lower --batch-size")
+    assert {r["id"]: r["error"] for r in manifest(out)["runs"]}["batch_size=1000,lr=0.1,seed=0"] == error
+    assert "training diverged" in {r["id"]: r["error"] for r in manifest(out)["runs"]}["batch_size=64,lr=10000000000.0,seed=0"]
     runs = {r["id"]: r for r in read_csv(out / "runs.csv")}
-    assert runs["set.num_classes=5,lr=0.1,seed=0"]["error"] == error
-    assert {r["set.num_classes"]: r["runs"] for r in read_csv_text(stdout) if r["lr"] == "0.1"} == {"10": "1", "5": "1"}
+    assert runs["batch_size=1000,lr=0.1,seed=0"]["error"] == error
+    assert {r["batch_size"]: r["runs"] for r in read_csv_text(stdout) if r["lr"] == "0.1"} == {"64": "1", "1000": "1"}
     # A rerun leaves failed runs alone unless asked; --retry-failed trains them again, keeping the old record.
     rc, _, err = run_cli(*args)
     assert rc == 1 and "4 of 4 runs already finished" in err
     rc, _, err = run_cli(*args, "--retry-failed")
     assert rc == 1 and "2 of 4 runs already finished" in err
     assert (failed / "failure.1.json").is_file() and (failed / "failure.json").is_file()
+
+
+def test_dry_run_finds_a_dataset_that_does_not_fit_before_anything_trains(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    # lenet_d2l takes 1x28x28, digits are 1x8x8: found by the plan, with the fix that works
+    rc, _, err = run_cli("compare", "specs/lenet_d2l.yaml", TINY, "--dataset", "digits", "--dry-run", "--out", str(out))
+    assert rc == 1 and err.strip() == ("error: run lenet_d2l,seed=0: lenet_d2l takes input 1x28x28 but digits gives "
+                                       "1x8x8; pass --resize 28")
+    rc, _, err = run_cli("sweep", TINY, "--grid", "set.num_classes=10,5", "--dry-run", "--out", str(out))
+    assert rc == 1 and err.strip() == ("error: run set.num_classes=5,seed=0: exp_tiny outputs 5 classes but digits has 10; "
+                                       "pass --set num_classes=10")
+    rc, _, err = run_cli("sweep", "specs/resnet20.yaml", "--dataset", "cifar100", "--input", "3,16,16", "--resize", "16",
+                         "--dry-run", "--out", str(out))
+    assert rc == 1 and err.strip().endswith("resnet20 outputs 10 classes but cifar100 has 100; pass --set num_classes=100")
+    rc, text, err = run_cli("sweep", "specs/resnet20.yaml", "--dataset", "digits", "--input", "1,8,8", "--dry-run", "--out", str(out))
+    assert rc == 0 and "1 runs in" in text, err
+    assert not out.exists()  # nothing trained, nothing written
 
 
 def test_a_crashed_training_process_is_a_failed_run_not_a_crashed_sweep(tmp_path: Path) -> None:

@@ -163,12 +163,10 @@ def limits_of(args: argparse.Namespace) -> Limits:
 
 def load_spec(path: str, args: argparse.Namespace) -> Any:
     """Load a spec with the command's --set/--plugin/--input applied."""
+    from archc.api import with_input
     from archc.validate import load
 
-    spec = load(path, overrides_of(args), tuple(args.plugins))
-    if getattr(args, "input_shape", None):
-        spec.input_shape = args.input_shape
-    return spec
+    return with_input(load(path, overrides_of(args), tuple(args.plugins)), getattr(args, "input_shape", None))
 
 
 def output_file(path: str | Path) -> Path:

@@ -27,21 +27,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
     add_config_flags(train)
-    add_spec_options(train, input_shape=False, limits=False)
+    add_spec_options(train, limits=False)
     add_format_option(train, ["text", "json"], help="json: print the whole result record")
     train.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
+    train.add_argument("--pages", action=argparse.BooleanOptionalAction, default=True,
+                       help="write the model's diagram (diagram.svg), per-layer report (report.md) and the run's HTML "
+                            "page (report.html) into OUT at the end, and say where they are (default on)")
     train.add_argument("--config-json", help=argparse.SUPPRESS)
     train.set_defaults(handler=run_train)
 
     evaluate = subparsers.add_parser(
         "evaluate",
         help="test accuracy, per-class accuracy and confusion matrix of a checkpoint",
-        description="Evaluate a checkpoint on the test split. Dataset settings default to those it was trained with.",
+        description="Evaluate a checkpoint on the test split. The model is rebuilt as it was trained (the checkpoint "
+                    "records the spec, --set and --input); dataset settings default to those it was trained with.",
     )
-    evaluate.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    evaluate.add_argument("spec", metavar="SPEC", nargs="?", default=None,
+                          help="spec file (YAML); default: the spec the checkpoint was trained from, which it carries")
     evaluate.add_argument("--checkpoint", required=True, metavar="PATH", help="best.pt, last.pt or a state_dict file")
     add_config_flags(evaluate, EVALUATE_FIELDS, flags={"eval_batch_size": "--batch-size"})
-    add_spec_options(evaluate, input_shape=False, limits=False)
+    add_spec_options(evaluate, limits=False)
     add_format_option(evaluate, ["text", "json"], help="json: print the whole report")
     evaluate.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
     evaluate.set_defaults(handler=run_evaluate)
@@ -53,14 +58,33 @@ def run_train(args: argparse.Namespace) -> int:
     config = config_of(args)
     if args.config_json:
         config = {**json.loads(args.config_json), **config}
-    record = train(args.spec, spec_overrides=overrides_of(args), plugins=tuple(args.plugins), **config)
+    record = train(args.spec, spec_overrides=overrides_of(args), plugins=tuple(args.plugins),
+                   input_shape=args.input_shape, **config)
     if os.environ.get("RANK", "0") != "0" or args.config_json:
         return 0  # only rank 0 reports, and not under `--nproc` (--config-json), whose launcher prints
     if record.get("elsewhere"):
         print(f"this machine's processes finished; rank 0 wrote {record['out']}/result.json on its machine", file=sys.stderr)
         return 0
     print(json.dumps(record, indent=2) if args.format == "json" else result_row(record))
+    if args.pages:
+        _tell_pages(record)
     return 0
+
+
+def _tell_pages(record: dict[str, Any]) -> None:
+    """Write the run's pages and say where everything is (on stderr: stdout is the result row)."""
+    from archc.trainer.pages import write_pages
+
+    written, notes = write_pages(record)
+    out = record["out"]
+    lines = [f"  {kind:<10} {path}" for kind, path in written]
+    lines.append(f"  {'checkpoint':<10} {out}/best.pt  (archc evaluate --checkpoint {out}/best.pt; "
+                 f"archc predict - --checkpoint {out}/best.pt IMAGE)")
+    tensorboard = f"; tensorboard --logdir {out}" if record["config"]["tensorboard"] else ""
+    lines.append(f"  {'metrics':<10} {out}/metrics.csv{tensorboard}")
+    print(f"the run is in {out}:\n" + "\n".join(lines), file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def result_row(record: dict[str, Any]) -> str:
@@ -70,22 +94,33 @@ def result_row(record: dict[str, Any]) -> str:
     macs = "?" if record["macs"] is None else si(record["macs"])
     return (
         f"{record['spec']['name']}  {record['dataset']['name']}  epochs {record['epochs_completed']}  "
-        f"best {record['best_test_acc']:.2%} (epoch {record['best_epoch']})  final {record['final_test_acc']:.2%}  "
+        f"best epoch {record['best_epoch']}: {_best(record)}  final test {record['final_test_acc']:.2%}  "
         f"params {si(record['params'])}  MACs {macs}  {record['images_per_s']:.0f} img/s  "
         f"{record['train_time_s']:.1f}s train  {record['out']}"
     )
+
+
+def _best(record: dict[str, Any]) -> str:
+    """The chosen epoch's validation (if any) and test accuracy, top-5 where recorded."""
+    parts = []
+    for split in ("val", "test"):
+        if record.get(f"best_{split}_acc") is not None:
+            top5 = record.get(f"best_{split}_top5")
+            parts.append(f"{split} {record[f'best_{split}_acc']:.2%}" + (f" (top-5 {top5:.2%})" if top5 is not None else ""))
+    return ", ".join(parts)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from archc.trainer.evaluate import evaluate
 
     report = evaluate(args.spec, args.checkpoint, spec_overrides=overrides_of(args), plugins=tuple(args.plugins),
-                      **config_of(args))
+                      input_shape=args.input_shape, **config_of(args))
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0
+    top5 = f", top-5 {report['test_top5']:.2%}" if report["test_top5"] is not None else ""
     print(f"{report['spec']} on {report['dataset']} ({report['test_images']} test images): "
-          f"accuracy {report['test_acc']:.2%}, loss {report['test_loss']:.4f}")
+          f"accuracy {report['test_acc']:.2%}{top5}, loss {report['test_loss']:.4f}")
     width = max(len(c) for c in report["classes"])
     print("per-class accuracy:")
     for name, acc in zip(report["classes"], report["per_class_acc"], strict=True):

@@ -224,7 +224,7 @@ class _SpecCache:
 
     def check(self, run: RunSpec) -> tuple[int, str, dict[str, Any]]:
         """Validate the run's spec, shapes and config: (parameter count, spec hash, resolved config)."""
-        from archc.api import compile_graph
+        from archc.api import compile_graph, fingerprint
 
         try:
             loaded = self.load(run.spec, run.set)
@@ -235,7 +235,25 @@ class _SpecCache:
             config = self.config(run.spec, run.set, run.config)
         except ValidationError as exc:
             raise ExperimentError(f"run {run.id}: {option_error_message(exc)}") from None
-        return int(graph.total_params), loaded.source_hash, config.model_dump(mode="json")
+        problem = _misfit(loaded, graph, config, self.input_shape)
+        if problem:
+            raise ExperimentError(f"run {run.id}: {problem}")
+        return int(graph.total_params), fingerprint(loaded, self.input_shape), config.model_dump(mode="json")
+
+
+def _misfit(loaded: Any, graph: Any, config: TrainConfig, input_shape: tuple[int, ...] | None) -> str | None:
+    """Why the run's model cannot train on its dataset (input shape or class count), or None: the
+    trainer's own check, made before anything trains."""
+    from archc.api import with_input
+    from archc.trainer.fit import dataset_input, mismatch
+
+    given, classes = dataset_input(config, tuple(graph.input_shape))
+    if given is not None and tuple(given) != tuple(graph.input_shape):
+        return mismatch(with_input(loaded, input_shape), given, config.dataset)
+    out = graph.shape_of(graph.output)
+    if classes is not None and len(out) == 1 and out[0] != classes:
+        return f"{graph.name} outputs {out[0]} classes but {config.dataset} has {classes}; pass --set num_classes={classes}"
+    return None
 
 
 def _recipe_notes(plan: SweepPlan, loader: _SpecCache) -> list[str]:

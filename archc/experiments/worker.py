@@ -7,6 +7,7 @@ its run and the peak-memory figure of each run is its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -20,7 +21,7 @@ from typing import Any
 import sklearn.datasets
 import sklearn.model_selection  # noqa: F401
 import torch
-import torch._dynamo  # noqa: F401
+import torch._dynamo
 import torchvision  # noqa: F401
 
 import archc.api
@@ -34,7 +35,10 @@ from archc.trainer.data import load_dataset  # noqa: F401
 from archc.trainer.errors import DivergenceError, TrainError
 from archc.trainer.loop import fit  # noqa: F401
 from archc.trainer.metrics import library_versions  # noqa: F401
-from archc.validate import load
+from archc.validate import load  # noqa: F401
+
+with contextlib.suppress(ImportError):  # TensorBoard logging, an optional package
+    import torch.utils.tensorboard  # noqa: F401
 
 EXIT_FAILED = 2
 EXIT_DIVERGED = 3
@@ -49,7 +53,7 @@ def run_job(job: dict[str, Any]) -> None:
     _redirect_output(out / LOG)
     print(f"=== archc sweep run {job['id']} (pid {os.getpid()}, {time.strftime('%Y-%m-%d %H:%M:%S')}) ===", flush=True)
     try:
-        train(_source(job), **job["config"])
+        train(job["spec"], spec_overrides=job["set"], plugins=tuple(job["plugins"]), input_shape=job.get("input_shape"), **job["config"])
     except DivergenceError as exc:  # the trainer recorded it in result.json
         print(f"diverged: {exc}", flush=True)
         sys.exit(EXIT_DIVERGED)
@@ -68,14 +72,6 @@ def run_job(job: dict[str, Any]) -> None:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-
-
-def _source(job: dict[str, Any]) -> Any:
-    """The spec with the run's overrides and, when the sweep overrides it, its input shape."""
-    spec = load(job["spec"], job["set"], tuple(job["plugins"]))
-    if job.get("input_shape"):
-        spec.input_shape = tuple(job["input_shape"])
-    return spec
 
 
 def _redirect_output(path: Path) -> None:

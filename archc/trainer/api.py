@@ -22,15 +22,40 @@ from archc.train_config import RECIPES, TrainConfig
 from archc.trainer.errors import CheckpointError, DivergenceError, TrainError
 from archc.trainer.model import Source, resolve_source
 
+TORCHVISION_PREFIX = "torchvision:"
 
-def train(spec_or_module: Any, *, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (), **config: Any) -> dict[str, Any]:
+
+class TrainResult(dict):  # type: ignore[type-arg]
+    """What `archc.train` returns: the result record (this dict, as in OUT/result.json) plus the
+    trained `model` (after its last epoch) and the per-epoch `history` (the rows of metrics.csv)."""
+
+    def __init__(self, record: dict[str, Any], model: Any, history: list[dict[str, Any]]) -> None:
+        super().__init__(record)
+        self.model = model
+        self.history = history
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __repr__(self) -> str:
+        from archc.commands.train import result_row
+
+        return f"TrainResult({result_row(self)})" if self.get("status") == "completed" and "spec" in self else f"TrainResult({self.get('status')})"
+
+
+def train(
+    spec_or_module: Any, *, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (),
+    input_shape: tuple[int, ...] | list[int] | None = None, **config: Any,
+) -> TrainResult:
     """Train a spec (path or loaded) or an nn.Module; keyword arguments are TrainConfig fields.
 
-    The spec's `train:` section gives the defaults and **config overrides it. A module is trained
-    in place. Returns the record also written to OUT/result.json; raises TrainError (a
+    The spec's `train:` section gives the defaults and **config overrides it; spec_overrides and
+    input_shape are `--set` and `--input`. A module is trained in place. Returns a TrainResult (the
+    record also written to OUT/result.json, with .model and .history); raises TrainError (a
     DivergenceError when the loss blows up) or archc.errors.SpecError on bad input.
     """
-    source = resolve_source(spec_or_module, spec_overrides, plugins)
+    source = resolve_source(spec_or_module, spec_overrides, plugins, input_shape)
     cfg = resolve_config(source, config)
     from archc.trainer.distributed import from_env
 
@@ -69,7 +94,7 @@ def default_out(name: str) -> Path:
     return out
 
 
-def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: tuple[str, ...]) -> dict[str, Any]:
+def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: tuple[str, ...]) -> TrainResult:
     """Re-run this training under torchrun with cfg.nproc processes and return rank 0's record."""
     from archc.trainer.distributed import launch
 
@@ -82,19 +107,25 @@ def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: t
     out = Path(cfg.out) if cfg.out else default_out(source.name)
     cli_args = [arg for key, value in source.spec_overrides.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
     cli_args += [arg for plugin in plugins for arg in ("--plugin", plugin)]
+    if source.input_override:
+        cli_args += ["--input", ",".join(map(str, source.input_override))]
     rc = launch(source.spec_path, cli_args, {**_jsonable(config), "out": str(out)}, cfg)
     result = out / "result.json"
     record = json.loads(result.read_text()) if result.is_file() else None
     if rc == 0 and record is not None:
-        return record
+        from archc.trainer.checkpoint import load_checkpoint, load_weights
+
+        model = source.build()
+        load_weights(model, out / "last.pt")  # the workers' model after the last epoch
+        return TrainResult(record, model, load_checkpoint(out / "last.pt")["history"])
     if rc == 0 and cfg.nnodes > 1:  # rank 0 ran on another machine and wrote the record there
-        return {"status": "completed", "out": str(out), "elsewhere": True}
+        return TrainResult({"status": "completed", "out": str(out), "elsewhere": True}, None, [])
     if record is not None and record.get("status") == "diverged":
         raise DivergenceError(record["error"])
     raise TrainError(f"distributed training exited with code {rc}; see the messages above")
 
 
-def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -> dict[str, Any]:
+def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -> TrainResult:
     from archc.trainer import distributed
     from archc.trainer.checkpoint import RUN_FILES, load_checkpoint, remove_stale_temps
     from archc.trainer.lock import RunLock
@@ -145,11 +176,10 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
                 from archc.trainer.metrics import write_result
 
                 write_result(out, record)
-                run.reporter.message(
-                    f"done: best test acc {record['best_test_acc']:.2%} (epoch {record['best_epoch']}), "
-                    f"final {record['final_test_acc']:.2%}, {record['images_per_s']:.0f} img/s; {out}"
-                )
-            return record
+                chosen = (f"best validation acc {record['best_val_acc']:.2%} at epoch {record['best_epoch']} (test {record['best_test_acc']:.2%})"
+                          if record["best_val_acc"] is not None else f"test acc {record['best_test_acc']:.2%} (no validation split: best.pt is the last epoch)")
+                run.reporter.message(f"done: {chosen}, final test {record['final_test_acc']:.2%}, {record['images_per_s']:.0f} img/s; {out}")
+            return TrainResult(record, run.model, [dict(row) for row in outcome.history])
     finally:
         if created_out and dist.main:
             with contextlib.suppress(OSError):
@@ -210,9 +240,22 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
     model.to(device)
     sample = feed.sample()
     check_fit(source, model, sample, feed.name, feed.num_classes)
-    if cfg.init_from and resume_state is None:
-        load_weights(model, cfg.init_from)
+    init_note = None
+    if resume_state is None and (cfg.init_from or cfg.pretrained):
+        if cfg.pretrained or cfg.init_from.startswith(TORCHVISION_PREFIX):  # type: ignore[union-attr]
+            from archc.pretrained import load_pretrained
+            from archc.trainer.checkpoint import checkpoint_errors
+
+            name = None if cfg.pretrained else cfg.init_from.removeprefix(TORCHVISION_PREFIX)  # type: ignore[union-attr]
+            with checkpoint_errors():
+                init_note = load_pretrained(model, source.name, name)
+        else:
+            load_weights(model, cfg.init_from)
     reporter = make_reporter(cfg.log, dist.main)
+    if init_note:
+        reporter.message(init_note)
+    if cfg.val_split > 0 and not feed.val_images:
+        reporter.message("note: no validation split on the streaming path: best.pt is the last epoch")
     stored_format = resume_state.get("memory_format") if resume_state is not None else None
     memory_format, why = choose_memory_format(cfg, model, feed, dist, stored_format)
     if memory_format == "channels_last":
@@ -232,6 +275,7 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
         "dataset": {
             "name": feed.name,
             "train_images": feed.train_images,
+            "val_images": feed.val_images,
             "test_images": feed.test_images,
             "input_shape": list(input_shape),
             "classes": feed.num_classes,
@@ -244,7 +288,7 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
     }
     reporter.message(
         f"training {source.name} ({info['params']:,} params) on {feed.name}: {feed.train_images} train / "
-        f"{feed.test_images} test images {'x'.join(map(str, input_shape))}, {feed.num_classes} classes, {feed.path}; "
+        f"{feed.val_images} validation / {feed.test_images} test images {'x'.join(map(str, input_shape))}, {feed.num_classes} classes, {feed.path}; "
         f"{device}{' x' + str(dist.world) if dist.active else ''}{', ' + info['amp_dtype'] if autocast else ''}; out {out}"
     )
     run = Run(
@@ -258,10 +302,20 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
         reporter=reporter,
         head_weights=head_weights(model),
         normalization={"mean": mean.tolist(), "std": std.tolist()},
-        spec_info={"name": source.name, "hash": source.source_hash},
+        spec_info=source.describe(),
         memory_format=memory_format,
+        dataset_info=_dataset_info(feed, cfg, input_shape),
     )
     return run, info
+
+
+def _dataset_info(feed: Any, cfg: TrainConfig, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """What `archc predict` needs to prepare an image as the training images were: the class names,
+    the stored image shape and the --resize applied to it (streamed images come at the model's size)."""
+    data = getattr(feed, "data", None)
+    stored = list(data.shape) if data is not None else list(input_shape)
+    return {"name": feed.name, "classes": list(feed.classes), "image_shape": stored,
+            "resize": list(cfg.resize) if cfg.resize and data is not None else None}
 
 
 def _base_record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
@@ -269,7 +323,8 @@ def _base_record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: 
 
     return {
         "spec": {"name": source.name, "hash": source.source_hash, "path": source.spec_path},
-        "overrides": {"spec": source.spec_overrides, "train": _jsonable(given)},
+        "overrides": {"spec": source.spec_overrides, "input": list(source.input_override) if source.input_override else None,
+                      "train": _jsonable(given)},
         "config": cfg.model_dump(mode="json"),
         "seed": cfg.seed,
         "params": info["params"],
@@ -290,13 +345,17 @@ def _record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[
     from archc.trainer.metrics import peak_memory
 
     last = outcome.history[-1]
+    best_row = next((row for row in outcome.history if row["epoch"] == outcome.best_epoch), {})
     memory, memory_kind = peak_memory(device)
     return {
         "status": "completed",
         **_base_record(source, cfg, given, info),
         "epochs_completed": last["epoch"],
-        "best_test_acc": outcome.best_test_acc,
+        "stopped_early": outcome.stopped_early,
         "best_epoch": outcome.best_epoch,
+        "best_val_acc": outcome.best_val_acc,
+        "best_test_acc": outcome.best_test_acc,
+        **{f"best_{k}": best_row[k] for k in ("val_top5", "test_top5") if k in best_row},
         "final_test_acc": last["test_acc"],
         "final_test_loss": last["test_loss"],
         "final_train_acc": last["train_acc"],

@@ -116,7 +116,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def check_training_state(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> None:
     """Everything --resume reads, checked before any of it is loaded: a checkpoint with the right
     spec hash can still be hand-edited or crafted, and must fail here with one line, not mid-epoch."""
-    from archc.trainer.metrics import COLUMNS
+    from archc.trainer.metrics import ALWAYS, COLUMNS
 
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"{path} is damaged or crafted: {what}")
@@ -127,8 +127,9 @@ def check_training_state(state: dict[str, Any], model: nn.Module, optimizer: tor
     if not isinstance(history, list) or len(history) != epoch:
         raise bad(f"its history has {len(history) if isinstance(history, list) else 'no'} rows for {epoch} finished epochs")
     for i, row in enumerate(history):
-        if not isinstance(row, dict) or any(not _is_number(row.get(c)) for c in COLUMNS) or row["epoch"] != i + 1:
-            missing = [c for c in COLUMNS if not isinstance(row, dict) or not _is_number(row.get(c))]
+        present = [c for c in COLUMNS if c in ALWAYS or (isinstance(row, dict) and c in row)]
+        if not isinstance(row, dict) or any(not _is_number(row.get(c)) for c in present) or row["epoch"] != i + 1:
+            missing = [c for c in present if not isinstance(row, dict) or not _is_number(row.get(c))]
             raise bad(f"history row {i + 1} lacks numeric {', '.join(missing) or 'epoch number'}")
     for key, low, high in (("best_epoch", 0, epoch), ("images", 0, None)):
         if not _is_int(state[key]) or state[key] < low or (high is not None and state[key] > high):

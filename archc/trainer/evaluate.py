@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+TOP5_MIN_CLASSES = 10
 
 @dataclass
 class EvalResult:
@@ -22,6 +23,12 @@ class EvalResult:
 
     confusion: torch.Tensor
     loss_sum: float
+    top5_correct: int = 0
+
+    @property
+    def top5(self) -> float | None:
+        """Top-5 accuracy, reported only where there are more than 10 classes (else None)."""
+        return self.top5_correct / max(1, self.count) if self.confusion.shape[0] > TOP5_MIN_CLASSES else None
 
     @property
     def count(self) -> int:
@@ -47,10 +54,12 @@ def eval_batches(
     num_classes: int,
     autocast: torch.dtype | None,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(confusion matrix, summed loss) over normalised (x, y) batches, as device tensors."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(confusion matrix, summed loss, top-5 hits) over normalised (x, y) batches, as device tensors."""
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    top5 = torch.zeros((), dtype=torch.int64, device=device)
+    k = min(5, num_classes)
     was_training = model.training
     model.eval()
     amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
@@ -61,17 +70,21 @@ def eval_batches(
                 logits = (out[0] if isinstance(out, (tuple, list)) else out).float()
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
                 confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
+                top5 += (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
     finally:
         model.train(was_training)
-    return confusion.view(num_classes, num_classes), loss_sum
+    return confusion.view(num_classes, num_classes), loss_sum, top5
 
 
 def evaluate(
-    spec_or_module: Any, checkpoint: str, *, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (), **config: Any
+    spec_or_module: Any, checkpoint: str, *, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (),
+    input_shape: tuple[int, ...] | list[int] | None = None, **config: Any,
 ) -> dict[str, Any]:
     """Accuracy, per-class accuracy and confusion matrix of a checkpoint on the test split.
 
-    Dataset settings default to those the checkpoint was trained with, then the spec's, then flags.
+    The model is rebuilt as it was trained (the checkpoint's recorded --set and --input; spec_or_module
+    None: also its recorded spec). Dataset settings default to those the checkpoint was trained with,
+    then the spec's, then flags.
     """
     from pathlib import Path
 
@@ -80,12 +93,15 @@ def evaluate(
     from archc.trainer.distributed import DistInfo
     from archc.trainer.errors import CheckpointError
     from archc.trainer.feed import open_feed
-    from archc.trainer.model import check_fit, resolve_source
+    from archc.trainer.model import check_fit, checkpoint_source, resolve_source
     from archc.trainer.runtime import resolve_device
 
-    source = resolve_source(spec_or_module, spec_overrides, plugins)
     stored = read_torch_file(Path(checkpoint))
     extract_state_dict(stored, Path(checkpoint))  # fail on a weightless file before loading data
+    if isinstance(spec_or_module, nn.Module):
+        source = resolve_source(spec_or_module, spec_overrides, plugins, input_shape)
+    else:
+        source = checkpoint_source(spec_or_module, stored, checkpoint, spec_overrides, plugins, input_shape)
     trained_with: dict[str, Any] = {}
     normalization = None
     if isinstance(stored, dict) and stored.get("format") == FORMAT and isinstance(stored.get("config"), dict):
@@ -112,10 +128,10 @@ def evaluate(
         model.to(device)
         check_fit(source, model, feed.sample(), feed.name, feed.num_classes)
         batch = cfg.eval_batch_size or 2 * cfg.batch_size
-        confusion, loss_sum = eval_batches(model, feed.test_batches(batch), feed.num_classes, None, device)
+        confusion, loss_sum, top5 = eval_batches(model, feed.test_batches(batch), feed.num_classes, None, device)
     finally:
         feed.close()
-    result = EvalResult(confusion.cpu(), float(loss_sum))
+    result = EvalResult(confusion.cpu(), float(loss_sum), int(top5))
     return {
         "spec": source.name,
         "checkpoint": str(checkpoint),
@@ -123,6 +139,7 @@ def evaluate(
         "test_images": result.count,
         "test_loss": result.loss,
         "test_acc": result.accuracy,
+        "test_top5": result.top5,
         "classes": list(feed.classes),
         "per_class_acc": result.per_class(),
         "confusion": result.confusion.tolist(),

@@ -43,6 +43,7 @@ class Feed:
     dist: DistInfo
     channels: int
     note: str = ""  # why this path, for the run log
+    val_images: int = 0  # the validation split held out of the training images (--val-split)
 
     @property
     def num_classes(self) -> int:
@@ -59,6 +60,10 @@ class Feed:
 
     def test_batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         raise NotImplementedError
+
+    def val_batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of the validation split (empty without one)."""
+        return iter(())
 
     def sample(self) -> torch.Tensor:
         """Two normalised test images: what the model's fit to the data is checked with."""
@@ -89,6 +94,8 @@ class MemoryFeed(Feed):
     """The dataset as uint8 tensors on the device; each step gathers, crops and flips a whole batch."""
 
     data: ImageData | None = None
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
 
     def train_batches(self, epoch: int, start_step: int, seed: int, global_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self.data is not None
@@ -104,6 +111,15 @@ class MemoryFeed(Feed):
     def test_batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self.data is not None
         x, y = self.data.test_x, self.data.test_y
+        if self.dist.active:
+            x, y = x[self.dist.rank :: self.dist.world], y[self.dist.rank :: self.dist.world]
+        for start in range(0, len(y), batch):
+            yield self.pipeline.eval_batch(x[start : start + batch]), y[start : start + batch]
+
+    def val_batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.val_x is None or self.val_y is None:
+            return
+        x, y = self.val_x, self.val_y
         if self.dist.active:
             x, y = x[self.dist.rank :: self.dist.world], y[self.dist.rank :: self.dist.world]
         for start in range(0, len(y), batch):
@@ -187,6 +203,11 @@ def _open_memory(
     augment_train: bool,
 ) -> MemoryFeed:
     data = load_dataset(cfg, input_shape)
+    val_x = val_y = None
+    if augment_train and cfg.val_split > 0:  # training, not `archc evaluate`
+        from archc.trainer.validation import hold_out
+
+        data, val_x, val_y = hold_out(data, cfg.val_split)
     mean, std = normalization if normalization is not None else data.channel_stats()
     pad, flip = augmentation(cfg, data.crop_padding, data.hflip) if augment_train else (0, False)
     pipeline = BatchPipeline(mean, std, crop_padding=pad, hflip=flip, resize=cfg.resize, channels_last=bool(cfg.channels_last), device=device)
@@ -205,4 +226,7 @@ def _open_memory(
         dist=dist,
         channels=data.shape[0],
         data=data.to(device),
+        val_images=0 if val_y is None else len(val_y),
+        val_x=None if val_x is None else val_x.to(device),
+        val_y=None if val_y is None else val_y.to(device),
     )

@@ -54,6 +54,7 @@ class Run:
     normalization: dict[str, list[float]]
     spec_info: dict[str, Any]
     memory_format: str = "contiguous"
+    dataset_info: dict[str, Any] = field(default_factory=dict)  # name, classes, stored image shape: for predict
 
 
 @dataclass
@@ -61,8 +62,10 @@ class Outcome:
     """What the loop produced, for the result record."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
-    best_test_acc: float = -1.0
+    best_val_acc: float | None = None  # None without a validation split: best.pt is then the last epoch
+    best_test_acc: float = -1.0  # test accuracy of the best epoch (reported, never used to choose)
     best_epoch: int = 0
+    stopped_early: bool = False
     train_time_s: float = 0.0
     images: int = 0
     resumed_from: int | None = None
@@ -134,16 +137,21 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
             "config": cfg.model_dump(mode="json"),
             "history": outcome.history,
             "best_test_acc": outcome.best_test_acc,
+            "best_val_acc": outcome.best_val_acc,
             "best_epoch": outcome.best_epoch,
             "train_time_s": outcome.train_time_s,
             "images": outcome.images,
             "normalization": run.normalization,
             "spec": run.spec_info,
+            "dataset": run.dataset_info,
             "data_path": feed.path,
             "memory_format": run.memory_format,
         }
 
+    tensorboard = _tensorboard(run, outcome.history) if dist.main and cfg.tensorboard else None
     for epoch in range(start_epoch, cfg.epochs):
+        if _patience_exhausted(cfg, outcome, epoch):
+            break
         first = epoch == start_epoch and start_step > 0
         begin = start_step if first else 0
         run.reporter.start_epoch(epoch + 1, cfg.epochs, steps)
@@ -188,25 +196,23 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
         train_time = earlier_time + time.perf_counter() - started
         totals = all_reduce_sum(torch.stack([loss_sum, correct.double()]), dist)
         images = steps * global_batch
-        confusion, test_loss_sum = eval_batches(model, feed.test_batches(eval_batch), feed.num_classes, run.autocast, device)
-        all_reduce_sum(confusion, dist)
-        all_reduce_sum(test_loss_sum, dist)
-        test = EvalResult(confusion.cpu(), float(test_loss_sum))
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": float(totals[0]) / images,
-            "train_acc": float(totals[1]) / images,
-            "test_loss": test.loss,
-            "test_acc": test.accuracy,
-            "lr": lr,
-            "epoch_time_s": train_time,
-            "images_per_s": images / train_time,
-        }
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(totals[0]) / images, "train_acc": float(totals[1]) / images}
+        val = _evaluate(run, feed.val_batches(eval_batch)) if feed.val_images else None
+        test = _evaluate(run, feed.test_batches(eval_batch))
+        for split, result in (("val", val), ("test", test)):
+            if result is not None:
+                row |= {f"{split}_loss": result.loss, f"{split}_acc": result.accuracy}
+                if result.top5 is not None:
+                    row[f"{split}_top5"] = result.top5
+        row |= {"lr": lr, "epoch_time_s": train_time, "images_per_s": images / train_time}
         outcome.history.append(row)
         outcome.train_time_s += train_time
         outcome.images += images
-        improved = test.accuracy > outcome.best_test_acc
+        # best.pt is chosen on validation accuracy (the first epoch reaching the best), never on test;
+        # without a validation split every epoch replaces it, so it is the last
+        improved = val is None or outcome.best_val_acc is None or val.accuracy > outcome.best_val_acc
         if improved:
+            outcome.best_val_acc = val.accuracy if val is not None else None
             outcome.best_test_acc, outcome.best_epoch = test.accuracy, epoch + 1
         if dist.main:
             checkpoint = state(epoch + 1, 0, None)
@@ -214,8 +220,34 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
             if improved:
                 save_checkpoint(run.out / "best.pt", checkpoint)
             write_metrics(run.out, outcome.history)
+            if tensorboard is not None:
+                tensorboard.epoch(row)
             run.reporter.end_epoch(row, cfg.epochs)
+    if tensorboard is not None:
+        tensorboard.close()
+    if _patience_exhausted(cfg, outcome, len(outcome.history)) and len(outcome.history) < cfg.epochs:
+        outcome.stopped_early = True
+        run.reporter.message(f"early stop: no better validation accuracy for {cfg.patience} epochs after epoch {outcome.best_epoch}")
     return outcome
+
+
+def _evaluate(run: Run, batches: Any) -> EvalResult:
+    """One split's metrics, summed over the data-parallel ranks."""
+    confusion, loss_sum, top5 = eval_batches(run.model, batches, run.feed.num_classes, run.autocast, run.device)
+    for t in (confusion, loss_sum, top5):
+        all_reduce_sum(t, run.dist)
+    return EvalResult(confusion.cpu(), float(loss_sum), int(top5))
+
+
+def _patience_exhausted(cfg: TrainConfig, outcome: Outcome, epochs_done: int) -> bool:
+    """Early stopping: `patience` epochs have passed since the best validation accuracy."""
+    return cfg.patience is not None and outcome.best_epoch > 0 and epochs_done - outcome.best_epoch >= cfg.patience
+
+
+def _tensorboard(run: Run, history: list[dict[str, Any]]) -> Any:
+    from archc.trainer.tensorboard import TensorBoardLog
+
+    return TensorBoardLog.open(run.out, history, run.reporter)
 
 
 def _mid_epoch(state: dict[str, Any], steps: int) -> tuple[int, dict[str, Any] | None]:
@@ -242,6 +274,8 @@ def _restore(
         scaler.load_state_dict(state["scaler"])
         outcome.history = [dict(row) for row in state["history"]]
         outcome.best_test_acc = float(state["best_test_acc"])
+        best_val = state.get("best_val_acc")
+        outcome.best_val_acc = None if best_val is None else float(best_val)
         outcome.best_epoch = int(state["best_epoch"])
         outcome.train_time_s = float(state["train_time_s"])
         outcome.images = int(state["images"])

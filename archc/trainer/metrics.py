@@ -23,7 +23,14 @@ import torch
 from archc.atomic import temp_path
 from archc.trainer.errors import TrainError
 
-COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s", "images_per_s")
+# Every per-epoch column in file order; a run writes those its rows have (val_* with a validation
+# split, *_top5 where there are more than 10 classes).
+COLUMNS = (
+    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "test_loss", "test_acc", "test_top5",
+    "lr", "epoch_time_s", "images_per_s",
+)  # fmt: skip
+# Those every epoch has; the others only where they apply.
+ALWAYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s", "images_per_s")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -40,13 +47,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
     """(Re)write OUT/metrics.csv and OUT/metrics.jsonl from the per-epoch history."""
+    columns = [k for k in COLUMNS if any(k in row for row in history)]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({k: _csv_value(row[k]) for k in COLUMNS})
+        writer.writerow({k: _csv_value(row.get(k)) for k in columns})
     atomic_write_text(out / "metrics.csv", buffer.getvalue())
-    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps({k: row[k] for k in COLUMNS}) + "\n" for row in history))
+    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps({k: row[k] for k in columns if k in row}) + "\n" for row in history))
 
 
 def _csv_value(value: Any) -> Any:

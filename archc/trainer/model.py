@@ -7,6 +7,7 @@ dependency on it to two calls and a few attributes.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from torch import nn
 
 from archc.train_config import TrainConfig
 from archc.trainer.errors import DataError
+from archc.trainer.fit import hint
 
 
 @dataclass
@@ -28,6 +30,19 @@ class Source:
     module: nn.Module | None = None
     spec_path: str | None = None
     spec_overrides: dict[str, Any] = field(default_factory=dict)
+    input_override: tuple[int, ...] | None = None  # --input, recorded with the run
+    plugins: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint records to rebuild exactly this model without the command line
+        (`archc evaluate` and `archc predict`): the spec's text, --set, --input and plugins."""
+        info: dict[str, Any] = {"name": self.name, "hash": self.source_hash}
+        if self.spec is not None:
+            overrides = json.loads(json.dumps(self.spec_overrides, default=str))
+            info |= {"path": self.spec_path, "overrides": overrides, "plugins": list(self.plugins),
+                     "input_shape": list(self.input_override) if self.input_override else None,
+                     "text": self.spec.document.source.text}
+        return info
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
@@ -49,12 +64,19 @@ class Source:
         return build(self.spec)
 
 
-def resolve_source(spec_or_module: Any, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = ()) -> Source:
-    """Load a spec path (or accept a loaded spec or an nn.Module) without building anything."""
+def resolve_source(
+    spec_or_module: Any, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (),
+    input_shape: tuple[int, ...] | list[int] | None = None,
+) -> Source:
+    """Load a spec path (or accept a loaded spec or an nn.Module) without building anything.
+
+    input_shape is `--input`: the spec compiled for another input (same rank), e.g. 1,28,28.
+    """
     overrides = dict(spec_overrides or {})
+    shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
     if isinstance(spec_or_module, nn.Module):
-        if overrides:
-            raise DataError("spec overrides (--set) need a spec, not an nn.Module")
+        if overrides or shape:
+            raise DataError("spec overrides (--set, --input) need a spec, not an nn.Module")
         graph = getattr(spec_or_module, "archc_graph", None)
         name = graph.name if graph is not None else type(spec_or_module).__name__
         fingerprint = hashlib.sha256(repr(spec_or_module).encode()).hexdigest()
@@ -63,15 +85,49 @@ def resolve_source(spec_or_module: Any, spec_overrides: dict[str, Any] | None = 
         from archc.validate import load
 
         spec = load(spec_or_module, overrides, tuple(plugins))
-        return Source(spec.name, spec.source_hash, spec=spec, spec_path=str(spec_or_module), spec_overrides=overrides)
+        return _spec_source(spec, str(spec_or_module), shape)
     if hasattr(spec_or_module, "input_shape") and hasattr(spec_or_module, "source_hash"):
         if overrides:
             from archc.validate import validate
 
             spec_or_module = validate(spec_or_module.document, {**spec_or_module.overrides, **overrides}, spec_or_module.plugins)
-        spec = spec_or_module
-        return Source(spec.name, spec.source_hash, spec=spec, spec_path=spec.path, spec_overrides=dict(spec.overrides))
+        return _spec_source(spec_or_module, spec_or_module.path, shape)
     raise TypeError(f"train() takes a spec path, a loaded spec or an nn.Module, not {type(spec_or_module).__name__}")
+
+
+def checkpoint_source(
+    spec: Any, stored: Any, checkpoint: str | Path, spec_overrides: dict[str, Any] | None = None,
+    plugins: tuple[str, ...] = (), input_shape: tuple[int, ...] | list[int] | None = None,
+) -> Source:
+    """The model a checkpoint was trained as: the `--set` and `--input` it recorded (flags given
+    again override them), compiled from `spec` or, when spec is None, from the spec text the
+    checkpoint carries. Plugins are code, so they are never imported because a file names them."""
+    from archc.trainer.errors import CheckpointError
+
+    info = stored.get("spec") if isinstance(stored, dict) and isinstance(stored.get("spec"), dict) else {}
+    overrides = {**(info.get("overrides") or {}), **(spec_overrides or {})}
+    shape = input_shape if input_shape is not None else info.get("input_shape")
+    missing = [p for p in info.get("plugins") or [] if p not in plugins]
+    if missing:
+        raise CheckpointError(f"{checkpoint} was trained with --plugin {' --plugin '.join(missing)}; pass it again to load the model")
+    if spec is not None:
+        return resolve_source(spec, overrides, plugins, shape)
+    text = info.get("text")
+    if not isinstance(text, str):
+        raise CheckpointError(f"{checkpoint} does not carry its spec (a plain state_dict or an older checkpoint): give the spec file")
+    from archc.validate import load
+
+    source = resolve_source(load(text, overrides, plugins), None, plugins, shape)
+    source.spec_path = info.get("path")
+    return source
+
+
+def _spec_source(spec: Any, path: str, input_shape: tuple[int, ...] | None) -> Source:
+    from archc.api import fingerprint, with_input
+
+    spec = with_input(spec, input_shape)
+    return Source(spec.name, fingerprint(spec, input_shape), spec=spec, spec_path=path, spec_overrides=dict(spec.overrides),
+                  input_override=input_shape, plugins=tuple(spec.plugins))
 
 
 def head_weights(model: nn.Module) -> list[float] | None:
@@ -118,7 +174,8 @@ def check_fit(source: Source, model: nn.Module, sample: torch.Tensor, dataset: s
     actual = tuple(int(d) for d in sample.shape[1:])
     expected = source.input_shape
     if expected is not None and tuple(expected) != actual:
-        raise DataError(f"{source.name} takes input {_fmt(expected)} but {dataset} gives {_fmt(actual)}; {_hint(expected, actual)}")
+        advice = hint(source.spec, actual) if source.spec is not None else "check the model's input"
+        raise DataError(f"{source.name} takes input {_fmt(expected)} but {dataset} gives {_fmt(actual)}; {advice}")
     was_training = model.training
     model.eval()
     try:
@@ -126,7 +183,8 @@ def check_fit(source: Source, model: nn.Module, sample: torch.Tensor, dataset: s
             out = model(sample)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{source.name} cannot take {dataset} images of shape {_fmt(actual)} ({first}); try --resize H[,W] or --set in_channels=C") from None
+        advice = hint(source.spec, actual) if source.spec is not None else f"make the module take {_fmt(actual)} or pass --resize H[,W]"
+        raise DataError(f"{source.name} cannot take {dataset} images of shape {_fmt(actual)} ({first}); {advice}") from None
     finally:
         model.train(was_training)
     main = out[0] if isinstance(out, (tuple, list)) else out
@@ -139,13 +197,3 @@ def check_fit(source: Source, model: nn.Module, sample: torch.Tensor, dataset: s
 
 def _fmt(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
-
-
-def _hint(expected: tuple[int, ...], actual: tuple[int, ...]) -> str:
-    hints = []
-    if len(expected) == 3 and expected[1:] != actual[1:]:
-        h, w = expected[1:]
-        hints.append(f"pass --resize {h}" if h == w else f"pass --resize {h},{w}")
-    if expected[:1] != actual[:1]:
-        hints.append(f"use --set in_channels={actual[0]} (if the spec has that parameter)")
-    return " or ".join(hints) or "check the spec's input"

@@ -31,11 +31,12 @@ class Reporter:
 
 
 def format_row(row: dict[str, Any], epochs: int) -> str:
-    return (
-        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}  "
-        f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}  lr {row['lr']:.3g}  "
-        f"{row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f}s"
+    splits = "".join(
+        f"{split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_acc']:.2%}"
+        + (f" top5 {row[f'{split}_top5']:.2%}" if f"{split}_top5" in row else "") + "  "
+        for split in ("train", "val", "test") if f"{split}_loss" in row
     )
+    return f"epoch {row['epoch']}/{epochs}  {splits}lr {row['lr']:.3g}  {row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f}s"
 
 
 class QuietReporter(Reporter):

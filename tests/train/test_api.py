@@ -41,11 +41,12 @@ def test_a_run_writes_metrics_checkpoints_and_result(tmp_path: Path) -> None:
     assert record["overrides"]["train"]["lr"] == 0.05 and record["dataset"]["input_shape"] == [3, 8, 8]
     assert json.loads((out / "result.json").read_text()) == record
     rows = list(csv.DictReader((out / "metrics.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == [1, 2] and tuple(rows[0]) == COLUMNS
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and tuple(rows[0]) == tuple(c for c in COLUMNS if "top5" not in c)
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2] and lines[1]["test_acc"] == record["final_test_acc"]
+    assert record.history == lines and record.model is model  # archc.train's result: the row, the model, the history
     assert load_checkpoint(out / "last.pt")["epoch"] == 2 and (out / "best.pt").is_file()
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "metrics.csv", "metrics.jsonl", "result.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "metrics.csv", "metrics.jsonl", "result.json", "tensorboard"]
 
 
 def test_spec_path_trains_with_its_train_section(tiny_spec: Path, tmp_path: Path) -> None:
@@ -84,7 +85,7 @@ def test_nan_loss_stops_within_the_epoch_and_keeps_the_last_good_checkpoint(tmp_
     torch.manual_seed(0)
     model = Exploding(after=10)  # 8 steps per epoch: the 11th forward is epoch 2, step 3
     with pytest.raises(DivergenceError, match=r"loss is nan at epoch 2, step 3/8; kept .*last.pt \(epoch 1\)"):
-        train(model, **FAST | {"epochs": 3}, out=str(out))
+        train(model, **FAST | {"epochs": 3, "val_split": 0}, out=str(out))
     assert model.calls == 11  # stopped right there, not at the end of the epoch
     state = load_checkpoint(out / "last.pt")
     assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["model"].values())
@@ -95,11 +96,11 @@ def test_nan_loss_stops_within_the_epoch_and_keeps_the_last_good_checkpoint(tmp_
 
 def test_shape_mismatch_is_caught_before_training(tiny_spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    with pytest.raises(DataError, match=r"tiny takes input 3x8x8 but synthetic gives 1x8x8; use --set in_channels=1"):
+    with pytest.raises(DataError, match=r"tiny takes input 3x8x8 but synthetic gives 1x8x8; pass --input 1,8,8"):
         train(tiny_spec, out=str(out), synthetic_shape=(1, 8, 8))
     with pytest.raises(DataError, match=r"tiny takes input 3x8x8 but synthetic gives 3x12x12; pass --resize 8"):
         train(tiny_spec, out=str(out), synthetic_shape=(3, 12, 12))
-    with pytest.raises(DataError, match=r"Sequential cannot take synthetic images of shape 1x8x8 .*--set in_channels"):
+    with pytest.raises(DataError, match=r"Sequential cannot take synthetic images of shape 1x8x8 .*make the module take 1x8x8 or pass --resize"):
         train(_tiny(), **FAST | {"synthetic_shape": (1, 8, 8)}, out=str(out))
     with pytest.raises(DataError, match=r"tiny outputs 4 classes but synthetic has 6; use --set num_classes=6"):
         train(tiny_spec, out=str(out), synthetic_classes=6)
@@ -246,7 +247,7 @@ def test_progress_bars_and_plain_lines(tmp_path: Path, capsys: pytest.CaptureFix
     plain = capsys.readouterr()
     for captured in (bar, plain):
         assert "epoch 1/1  train loss" in captured.err and "img/s" in captured.err and captured.out == ""
-    assert "training Sequential (740 params) on synthetic: 256 train / 64 test images 3x8x8" in plain.err
+    assert "training Sequential (740 params) on synthetic: 230 train / 26 validation / 64 test images 3x8x8" in plain.err
 
 
 def test_a_damaged_checkpoint_is_refused_on_resume(tmp_path: Path) -> None:
