@@ -254,8 +254,6 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
     reporter = make_reporter(cfg.log, dist.main)
     if init_note:
         reporter.message(init_note)
-    if cfg.val_split > 0 and not feed.val_images:
-        reporter.message("note: no validation split on the streaming path: best.pt is the last epoch")
     stored_format = resume_state.get("memory_format") if resume_state is not None else None
     memory_format, why = choose_memory_format(cfg, model, feed, dist, stored_format)
     if memory_format == "channels_last":

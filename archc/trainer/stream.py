@@ -281,9 +281,11 @@ class StreamFeed(Feed):
 
     train_files: ImageFiles | None = None
     test_files: ImageFiles | None = None
+    val_files: ImageFiles | None = None
     workers: int = 0
     _train_loader: DataLoader | None = None
     _test_loader: DataLoader | None = None
+    _val_loader: DataLoader | None = None
     _global_batch: int = 0
 
     def train_batches(self, epoch: int, start_step: int, seed: int, global_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -307,7 +309,18 @@ class StreamFeed(Feed):
         if self._test_loader is None or self._test_loader.batch_size != batch:
             shard = [(i, 0) for i in range(self.dist.rank, len(self.test_files), self.dist.world)]
             self._test_loader = make_loader(self.test_files, shard, batch, self.workers, self.device, drop_last=False)
-        batches = iter(self._test_loader)
+        return self._eval_batches(self._test_loader)
+
+    def val_batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.val_files is None:
+            return iter(())
+        if self._val_loader is None or self._val_loader.batch_size != batch:
+            shard = [(i, 0) for i in range(self.dist.rank, len(self.val_files), self.dist.world)]
+            self._val_loader = make_loader(self.val_files, shard, batch, self.workers, self.device, drop_last=False)
+        return self._eval_batches(self._val_loader)
+
+    def _eval_batches(self, loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches = iter(loader)
         while True:
             try:
                 x, y = self._next(batches)
@@ -321,7 +334,7 @@ class StreamFeed(Feed):
         return self.pipeline.eval_batch(images.to(self.device))
 
     def close(self) -> None:
-        self._train_loader = self._test_loader = None  # persistent workers exit with their iterators
+        self._train_loader = self._test_loader = self._val_loader = None  # persistent workers exit with their iterators
 
     @staticmethod
     def _next(batches: Iterator[Any]) -> Any:
@@ -353,6 +366,12 @@ def open_stream(
         test = test[: cfg.test_subset]
     if not test or (not train and not whole_test):
         raise DataError(f"{listing.name}: empty {'train' if not train else 'test'} split")
+    val: list[tuple[str, int]] = []
+    if augment_train and cfg.val_split > 0 and train:  # training, not `archc evaluate`
+        from archc.trainer.validation import split_indices
+
+        keep, held = split_indices(torch.tensor([label for _, label in train]), len(listing.classes), cfg.val_split, listing.name)
+        train, val = [train[i] for i in keep.tolist()], [train[i] for i in held.tolist()]
     channels, first, _ = header_stats(train or test)
     if cfg.resize is not None:
         size = cfg.resize
@@ -365,6 +384,7 @@ def open_stream(
         pad = 0
     train_files = ImageFiles(train, channels, train_transform(cfg, size, pad, flip))
     test_files = ImageFiles(test, channels, eval_transform(cfg, size))
+    val_files = ImageFiles(val, channels, eval_transform(cfg, size)) if val else None
     if normalization is not None:
         mean, std = normalization
     elif cfg.recipe == "imagenet" and channels == 3:
@@ -388,5 +408,7 @@ def open_stream(
         channels=channels,
         train_files=train_files,
         test_files=test_files,
+        val_files=val_files,
+        val_images=len(val),
         workers=loader_workers(cfg, dist.local_world),
     )
