@@ -361,6 +361,12 @@ def _imagefolder(request: Request) -> ImageData:
     return _checked(ImageData(f"imagefolder:{root}", train_x, train_y, test_x, test_y, tuple(classes), max(1, train_x.shape[2] // 8), True))
 
 
+@dataset("shards:", offline=True)
+def _shards(request: Request) -> ImageData:
+    """Tar shards (archc/trainer/shards.py) are always streamed: feed.open_feed reads them."""
+    raise DataError(f"{request.name}: shards are read as a stream; use --data-path stream or auto")
+
+
 def list_folder(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     """torchvision ImageFolder's listing of folder/CLASS/*: sorted class names and (path, label) pairs."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset

@@ -146,7 +146,11 @@ def open_feed(
     normalization: the checkpoint's constants, else computed (or the recipe's).
     """
     path, note = _choose_path(cfg, dist, device, stored_path, whole_test)
-    if path == "stream":
+    if cfg.dataset.startswith("shards:"):
+        from archc.trainer.shards import open_shards
+
+        feed: Feed = open_shards(cfg, input_shape, dist, device, normalization, augment_train=augment_train)
+    elif path == "stream":
         from archc.trainer.stream import open_stream
 
         feed = open_stream(cfg, input_shape, dist, device, normalization, whole_test=whole_test, augment_train=augment_train)
@@ -159,8 +163,12 @@ def open_feed(
 def _choose_path(cfg: TrainConfig, dist: DistInfo, device: torch.device, stored: str | None, whole_test: bool) -> tuple[Path_, str]:
     folder = cfg.dataset.startswith("imagefolder:")
     wanted = cfg.data_path if cfg.data_path != "auto" or stored is None else stored
+    if cfg.dataset.startswith("shards:"):
+        if cfg.data_path == "memory":
+            raise DataError("shards are read as a stream (--data-path stream or auto); for memory, train on the image folder")
+        return "stream", f"streaming {cfg.dataset} (tar shards)"
     if wanted == "stream" and not folder:
-        raise DataError(f"--data-path stream reads image folders (imagefolder:PATH); {cfg.dataset} is held in memory")
+        raise DataError(f"--data-path stream reads image folders (imagefolder:PATH) and shards:PATH; {cfg.dataset} is held in memory")
     if wanted == "memory" and cfg.recipe == "imagenet":
         raise DataError("--recipe imagenet crops each image at random (RandomResizedCrop) in loader workers; use --data-path stream or auto")
     if cfg.recipe == "imagenet":

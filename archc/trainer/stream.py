@@ -11,6 +11,7 @@ number of processes and workers, sees exactly the images an uninterrupted run wo
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -80,6 +81,17 @@ def decode(path: str, channels: int) -> Any:
             return img.convert("RGB" if channels == 3 else "L")
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"imagefolder: cannot read {path}: {exc}") from None
+
+
+def decode_bytes(data: bytes, channels: int | None, name: str) -> Any:
+    """An image file's bytes as a PIL image (in RGB or L, or as stored when channels is None)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.convert("RGB" if channels == 3 else "L") if channels else img.copy()
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"shards: cannot decode sample {name}: {exc}") from None
 
 
 class EpochSampler(DistributedSampler):

@@ -1,0 +1,385 @@
+"""Tar shards in the WebDataset layout: a dataset for network storage, read front to back.
+
+A shard is a plain tar file; a sample is consecutive members sharing a key: `KEY.jpg` (or .png,
+.jpeg, ...: the image file's bytes as stored) and `KEY.cls` (the class index as text). That is the
+layout of the `webdataset` package (its ShardWriter writes it, its WebDataset reads these shards).
+`index.json` beside the shards names the classes and each shard's sample count, which is what
+lets every process know the epoch's length before reading anything.
+
+    python -m archc.trainer.shards FOLDER OUT [--shard-size N]   # imagefolder -> OUT/{train,val}-*.tar
+
+`--dataset shards:OUT` then trains on them (always streaming). Per epoch the train shards are
+shuffled (by seed and epoch) and dealt to the processes; each process reads its shards in order
+through a seeded shuffle buffer. Its DataLoader workers all read that one stream and each decodes
+only the batches it owns (batch k: worker k mod workers), so the batches, and a resumed run's
+(positions already trained are skipped, not decoded), do not depend on the number of workers.
+Members are read from the tar stream, never extracted: names in a shard cannot reach the disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from archc.train_config import TrainConfig
+from archc.trainer.errors import DataError
+from archc.trainer.feed import Feed
+
+INDEX = "index.json"
+FORMAT = "archc-shards"
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp")
+MAX_MEMBER_BYTES = 64 * 2**20  # a sample's image; larger is a damaged or hostile shard
+SHUFFLE_BUFFER = 256
+EPOCH_SEED_STRIDE = 1_000_003
+DEFAULT_SHARD_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Shard:
+    path: Path
+    count: int
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    root: Path
+    classes: tuple[str, ...]
+    train: tuple[Shard, ...]
+    val: tuple[Shard, ...]
+
+
+def read_index(root: Path) -> ShardIndex:
+    """ROOT/index.json, checked: plain file names inside ROOT, non-negative counts."""
+    path = root / INDEX
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"shards: cannot read {path}: {exc}; write shards with `python -m archc.trainer.shards FOLDER {root}`") from None
+    try:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not an {FORMAT} index")
+        classes = tuple(str(c) for c in data["classes"])
+        splits = {}
+        for split in ("train", "val"):
+            shards = []
+            for entry in data[split]:
+                name, count = str(entry["name"]), int(entry["count"])
+                if Path(name).name != name or name in ("", ".", "..") or count < 0:
+                    raise ValueError(f"bad shard entry {entry!r}")
+                shards.append(Shard(root / name, count))
+            splits[split] = tuple(shards)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"shards: {path} is damaged: {exc}") from None
+    if len(classes) < 2:
+        raise DataError(f"shards: {path} names {len(classes)} classes; need at least 2")
+    return ShardIndex(root, classes, splits["train"], splits["val"])
+
+
+def samples(shard: Path, num_classes: int) -> Iterator[tuple[str, bytes, int]]:
+    """(key, image bytes, label) of each sample of a shard, read as a stream (no seeking)."""
+    key, image, label = None, None, None
+    try:
+        with tarfile.open(shard, "r|") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                base = member.name.rsplit("/", 1)[-1]
+                stem, _, ext = base.partition(".")
+                member_key = member.name[: len(member.name) - len(base)] + stem
+                if member_key != key:
+                    if key is not None:
+                        yield _complete(shard, key, image, label)
+                    key, image, label = member_key, None, None
+                if member.size > MAX_MEMBER_BYTES:
+                    raise DataError(f"shards: {shard}: {member.name} is {member.size} bytes, over {MAX_MEMBER_BYTES}")
+                handle = tar.extractfile(member)
+                data = handle.read() if handle is not None else b""
+                if ext.lower() in IMAGE_EXTENSIONS:
+                    image = data
+                elif ext.lower() == "cls":
+                    label = int(data.strip())
+                    if not 0 <= label < num_classes:
+                        raise DataError(f"shards: {shard}: {member.name} is class {label}, outside 0..{num_classes - 1}")
+            if key is not None:
+                yield _complete(shard, key, image, label)
+    except (OSError, tarfile.TarError, ValueError, EOFError) as exc:
+        raise DataError(f"shards: cannot read {shard}: {exc}") from None
+
+
+def _complete(shard: Path, key: str, image: bytes | None, label: int | None) -> tuple[str, bytes, int]:
+    if image is None or label is None:
+        raise DataError(f"shards: {shard}: sample {key} lacks its {'image' if image is None else '.cls label'}")
+    return key, image, label
+
+
+def steps_per_epoch(shards: tuple[Shard, ...], world: int, local_batch: int) -> int:
+    """Steps every process can take whatever shards the epoch deals it: each gets at least
+    len(shards) // world of them, so at least the samples of that many smallest shards."""
+    if len(shards) < world:
+        raise DataError(f"shards: {len(shards)} train shards for {world} processes; write smaller shards (--shard-size)")
+    guaranteed = sum(sorted(s.count for s in shards)[: len(shards) // world])
+    return guaranteed // local_batch
+
+
+class ShardStream(IterableDataset):
+    """One process's training samples of an epoch, transformed, for DataLoader workers."""
+
+    def __init__(self, index: ShardIndex, transform: Any, channels: int, rank: int, world: int, seed: int, local_batch: int) -> None:
+        self.index, self.transform, self.channels = index, transform, channels
+        self.rank, self.world, self.seed, self.local_batch = rank, world, seed, local_batch
+        self.epoch, self.start_step = 0, 0
+        self.steps = steps_per_epoch(index.train, world, local_batch)
+
+    def ordered(self) -> Iterator[tuple[int, str, bytes, int]]:
+        """(position, key, bytes, label) of this process's epoch, through the shuffle buffer."""
+        gen = torch.Generator().manual_seed((self.seed * EPOCH_SEED_STRIDE + self.epoch) * 1009 + 17)
+        order = torch.randperm(len(self.index.train), generator=gen).tolist()
+        mine = [self.index.train[i] for i in order[self.rank :: self.world]]
+        buffer_gen = torch.Generator().manual_seed((self.seed * EPOCH_SEED_STRIDE + self.epoch) * 1009 + self.rank)
+        buffer: list[tuple[str, bytes, int]] = []
+        position, total = 0, self.steps * self.local_batch
+
+        def drawn() -> tuple[str, bytes, int]:
+            pick = int(torch.randint(len(buffer), (1,), generator=buffer_gen))
+            buffer[pick], buffer[-1] = buffer[-1], buffer[pick]
+            return buffer.pop()
+
+        for shard in mine:
+            for sample in samples(shard.path, len(self.index.classes)):
+                buffer.append(sample)
+                if len(buffer) >= SHUFFLE_BUFFER:
+                    yield (position, *drawn())
+                    position += 1
+                    if position == total:
+                        return
+        while buffer and position < total:
+            yield (position, *drawn())
+            position += 1
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        from archc.trainer.stream import decode_bytes, seeded
+
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        first = self.start_step * self.local_batch
+        for position, key, data, label in self.ordered():
+            if position < first or ((position // self.local_batch) - self.start_step) % workers != worker:
+                continue  # trained before the checkpoint, or another worker's batch
+            image = decode_bytes(data, self.channels, key)
+            seed = (((self.seed * EPOCH_SEED_STRIDE + self.epoch) << 32) + zlib.crc32(key.encode())) % 2**63
+            yield seeded(self.transform, image, seed), label
+
+
+class ShardEval(IterableDataset):
+    """The val shards, sample p to process p mod world and, within it, to one worker."""
+
+    def __init__(self, index: ShardIndex, transform: Any, channels: int, rank: int, world: int, limit: int | None) -> None:
+        self.index, self.transform, self.channels = index, transform, channels
+        self.rank, self.world, self.limit = rank, world, limit
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        from archc.trainer.stream import decode_bytes, seeded
+
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        position = 0
+        for shard in self.index.val:
+            for key, data, label in samples(shard.path, len(self.index.classes)):
+                if self.limit is not None and position >= self.limit:
+                    return
+                if position % self.world == self.rank and (position // self.world) % workers == worker:
+                    yield seeded(self.transform, decode_bytes(data, self.channels, key), 0), label
+                position += 1
+
+
+@dataclass
+class ShardFeed(Feed):
+    """Tar shards streamed through DataLoader workers (fresh each epoch: they read from the start)."""
+
+    stream: ShardStream | None = None
+    evaluation: ShardEval | None = None
+    workers: int = 0
+
+    def train_batches(self, epoch: int, start_step: int, seed: int, global_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        assert self.stream is not None
+        self.stream.epoch, self.stream.start_step = epoch, start_step
+        loader = self._loader(self.stream, global_batch // self.dist.world)
+        for x, y in self._batches(loader):
+            yield self.pipeline.eval_batch(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)
+
+    def steps(self, global_batch: int) -> int:
+        assert self.stream is not None
+        if self.stream.steps == 0:
+            raise DataError(f"{self.name}: fewer training samples per process than one batch of {global_batch // self.dist.world}; lower --batch-size")
+        return self.stream.steps
+
+    def test_batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        assert self.evaluation is not None
+        for x, y in self._batches(self._loader(self.evaluation, batch)):
+            yield self.pipeline.eval_batch(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)
+
+    def sample(self) -> torch.Tensor:
+        assert self.evaluation is not None
+        images = []
+        for image, _ in ShardEval(self.evaluation.index, self.evaluation.transform, self.channels, 0, 1, 2):
+            images.append(image)
+        return self.pipeline.eval_batch(torch.stack(images).to(self.device))
+
+    def _loader(self, dataset: IterableDataset, batch: int) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch, num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                          prefetch_factor=4 if self.workers else None,
+                          generator=torch.Generator().manual_seed(0))  # its seed draw leaves the run's RNG alone; fmt: skip
+
+    @staticmethod
+    def _batches(loader: DataLoader) -> Iterator[Any]:
+        from archc.trainer.stream import without_worker_traceback
+
+        batches = iter(loader)
+        while True:
+            try:
+                yield next(batches)
+            except StopIteration:
+                return
+            except DataError as exc:
+                raise without_worker_traceback(exc) from None
+
+
+def open_shards(
+    cfg: TrainConfig, input_shape: tuple[int, ...] | None, dist: Any, device: torch.device,
+    normalization: tuple[torch.Tensor, torch.Tensor] | None, *, augment_train: bool = True,
+) -> ShardFeed:  # fmt: skip
+    from archc.trainer.augment import BatchPipeline
+    from archc.trainer.feed import augmentation
+    from archc.trainer.stream import (
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        decode_bytes,
+        eval_transform,
+        loader_workers,
+        seeded,
+        train_transform,
+    )
+
+    index = read_index(Path(cfg.dataset.split(":", 1)[1]).expanduser())
+    if not index.train or not index.val:
+        raise DataError(f"shards: {index.root / INDEX} lists no {'train' if not index.train else 'val'} shards")
+    first_shard = next(s for s in (*index.train, *index.val) if s.count)
+    key, data, _ = next(samples(first_shard.path, len(index.classes)))
+    first = decode_bytes(data, None, key)
+    channels = 1 if first.mode in ("1", "L", "I;16", "I") else 3
+    if cfg.resize is not None:
+        size = cfg.resize
+    elif input_shape is not None and len(input_shape) == 3:
+        size = (int(input_shape[1]), int(input_shape[2]))
+    else:
+        size = (first.size[1], first.size[0])
+    pad, flip = augmentation(cfg, max(1, size[0] // 8), True) if augment_train else (0, False)
+    if cfg.recipe == "imagenet":
+        pad = 0
+    local = cfg.batch_size // dist.world
+    stream = ShardStream(index, train_transform(cfg, size, pad, flip), channels, dist.rank, dist.world, cfg.seed, local)
+    if cfg.train_subset is not None:  # the first train_subset images of each epoch's stream
+        stream.steps = min(stream.steps, cfg.train_subset // cfg.batch_size)
+    test_images = sum(s.count for s in index.val) if cfg.test_subset is None else min(cfg.test_subset, sum(s.count for s in index.val))
+    evaluation = ShardEval(index, eval_transform(cfg, size), channels, dist.rank, dist.world, test_images)
+    if normalization is not None:
+        mean, std = normalization
+    elif cfg.recipe == "imagenet" and channels == 3:
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    else:  # estimated on the first 256 samples of the first train shard
+        values = []
+        for i, (k, d, _) in enumerate(samples(index.train[0].path, len(index.classes))):
+            if i == 256:
+                break
+            values.append(seeded(eval_transform(cfg, size), decode_bytes(d, channels, k), 0).to(torch.float64).div_(255).flatten(1))
+        pixels = torch.cat(values, dim=1)
+        mean, std = pixels.mean(1).float(), pixels.std(1, unbiased=False).clamp_min(1e-3).float()
+    pipeline = BatchPipeline(mean, std, crop_padding=0, hflip=False, resize=None, channels_last=bool(cfg.channels_last), device=device)
+    return ShardFeed(
+        path="stream",
+        name=f"shards:{index.root}",
+        classes=index.classes,
+        train_images=stream.steps * cfg.batch_size,
+        test_images=test_images,
+        crop_padding=pad,
+        hflip=flip,
+        mean=mean,
+        std=std,
+        pipeline=pipeline,
+        device=device,
+        dist=dist,
+        channels=channels,
+        stream=stream,
+        evaluation=evaluation,
+        workers=loader_workers(cfg, dist.local_world),
+    )
+
+
+def write_shards(folder: Path, out: Path, shard_size: int = DEFAULT_SHARD_SIZE, seed: int = 0) -> dict[str, Any]:
+    """Write imagefolder FOLDER's splits as OUT/train-NNNNNN.tar and OUT/val-NNNNNN.tar plus
+    OUT/index.json; train samples shuffled once (by seed) so that each shard mixes the classes."""
+    from archc.trainer.stream import list_imagefolder
+
+    listing = list_imagefolder(str(folder))
+    out.mkdir(parents=True, exist_ok=True)
+    index: dict[str, Any] = {"format": FORMAT, "version": 1, "classes": list(listing.classes), "train": [], "val": []}
+    order = torch.randperm(len(listing.train), generator=torch.Generator().manual_seed(seed)).tolist()
+    for split, items in (("train", [listing.train[i] for i in order]), ("val", listing.test)):
+        for number, start in enumerate(range(0, len(items), shard_size)):
+            chunk = items[start : start + shard_size]
+            name = f"{split}-{number:06d}.tar"
+            temporary = out / f".{name}.partial"
+            with tarfile.open(temporary, "w", format=tarfile.PAX_FORMAT) as tar:
+                for offset, (path, label) in enumerate(chunk):
+                    key = f"{split}{start + offset:09d}"
+                    ext = Path(path).suffix.lower().lstrip(".") or "jpg"
+                    _add(tar, f"{key}.{ext}", Path(path).read_bytes())
+                    _add(tar, f"{key}.cls", str(label).encode())
+            os.replace(temporary, out / name)
+            index[split].append({"name": name, "count": len(chunk)})
+    temporary = out / f".{INDEX}.partial"
+    temporary.write_text(json.dumps(index, indent=1) + "\n")
+    os.replace(temporary, out / INDEX)
+    return index
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o444, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m archc.trainer.shards", description="Write an image folder as WebDataset-layout tar shards for `--dataset shards:OUT`.")
+    parser.add_argument("folder", type=Path, help="imagefolder root: FOLDER/train/CLASS/* and FOLDER/val/CLASS/* (or FOLDER/CLASS/*, split 80/20)")
+    parser.add_argument("out", type=Path, help="directory for the shards and index.json")
+    parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, metavar="N", help="samples per shard")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the one-off shuffle of the train samples")
+    args = parser.parse_args(argv)
+    if args.shard_size < 1:
+        parser.error("--shard-size must be positive")
+    try:
+        index = write_shards(args.folder, args.out, args.shard_size, args.seed)
+    except (DataError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    counts = {split: sum(e["count"] for e in index[split]) for split in ("train", "val")}
+    print(f"{args.out}: {len(index['train'])} train shards ({counts['train']} images), {len(index['val'])} val shards "
+          f"({counts['val']} images), {len(index['classes'])} classes")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
