@@ -36,7 +36,7 @@ def runtime_overhead(rounds: int, device: str) -> list[dict[str, object]]:
         ("ResNet-18 CIFAR", resnet18_cifar_handwritten, ROOT / "benchmarks/specs/resnet18_cifar.yaml", (3, 32, 32),
          [(1, "eval"), (1, "train"), (32, "eval"), (32, "train")], rounds),
         ("torchvision ResNet-50 224", torchvision.models.resnet50, ROOT / "specs/resnet50.yaml", (3, 224, 224),
-         [(1, "eval"), (8, "train")], max(3, rounds // 3)),
+         [(1, "eval"), (8, "train")], max(5, rounds // 2)),
     ]
     rows = []
     for name, make_reference, spec, shape, runs, case_rounds in cases:
