@@ -9,7 +9,10 @@ state_dict strictly (BN statistics randomised) and computes the same outputs.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 import torch
@@ -25,9 +28,15 @@ from tests.test_torchvision_parity import assert_close_outputs, assert_same_laye
 COVERED = [
     "alexnet",
     "densenet121", "densenet161", "densenet169", "densenet201",
+    "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+    "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+    "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l",
     "googlenet", "inception_v3",
     "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
-    "mobilenet_v2",
+    "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
+    "regnet_x_400mf", "regnet_x_800mf", "regnet_x_1_6gf", "regnet_x_3_2gf", "regnet_x_8gf", "regnet_x_16gf",
+    "regnet_x_32gf", "regnet_y_400mf", "regnet_y_800mf", "regnet_y_1_6gf", "regnet_y_3_2gf", "regnet_y_8gf",
+    "regnet_y_16gf", "regnet_y_32gf", "regnet_y_128gf",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
     "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
     "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
@@ -51,12 +60,32 @@ FORWARD = {
     "densenet121": 64,
     "mnasnet0_5": 64,
     "shufflenet_v2_x0_5": 64,
+    "mobilenet_v3_small": 64,
+    "efficientnet_b0": 64,
+    "efficientnet_v2_s": 64,
+    "regnet_x_400mf": 64,
+    "regnet_y_400mf": 64,
     "vgg11": 32,
 }
 
 
 def torchvision_model(name: str) -> nn.Module:
     return torchvision.models.get_model(name, **TORCHVISION_KWARGS.get(name, {}))
+
+
+@contextlib.contextmanager
+def meta_device() -> Iterator[None]:
+    """torch.device("meta"), except for RegNet's width computation (which needs real tensors)."""
+    from torchvision.models.regnet import BlockParams
+
+    widths = BlockParams.from_init_params.__func__  # type: ignore[attr-defined]
+
+    def on_cpu(cls: type, *args: Any, **kwargs: Any) -> Any:
+        with torch.device("cpu"):
+            return widths(cls, *args, **kwargs)
+
+    with mock.patch.object(BlockParams, "from_init_params", classmethod(on_cpu)), torch.device("meta"):
+        yield
 
 
 def published(name: str) -> dict[str, Any]:
@@ -74,7 +103,7 @@ def test_the_covered_names_are_torchvision_classifiers_in_the_zoo() -> None:
 def test_keys_shapes_params_and_macs_equal_torchvision(name: str) -> None:
     graph = api.compile_graph(name)
     assert graph.name == name
-    with torch.device("meta"):
+    with meta_device():
         ours = build_module(graph, None)
         theirs = torchvision_model(name).eval()
     assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]

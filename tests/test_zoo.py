@@ -64,6 +64,10 @@ EXPECTED_PARAMS = {
     "mnasnet": 4_383_312,  # MNASNet 1.0
     "googlenet_paper": 5_979_642,  # the GoogLeNet-CIFAR post's first GoogLeNet (tests/test_googlenet_fidelity.py)
     "shufflenet_v2": 2_278_604,  # ShuffleNetV2 x1.0
+    "mobilenet_v3": 5_483_032,  # MobileNetV3-Large
+    "efficientnet": 5_288_548,  # EfficientNet-B0
+    "efficientnet_v2": 21_458_488,  # EfficientNetV2-S
+    "regnet": 4_344_144,  # RegNetY-400MF
     # seeds (tests/reference_models.py, /tmp seed notes)
     "lenet5": 61_706,
     "lenet_d2l": 61_706,
@@ -88,12 +92,14 @@ EXPECTED_PARAMS = {
 }
 IMAGENET = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "googlenet",
             "inception_v3", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
-            "resnet", "vgg", "densenet", "squeezenet", "mnasnet", "shufflenet_v2"}
+            "resnet", "vgg", "densenet", "squeezenet", "mnasnet", "shufflenet_v2", "mobilenet_v3", "efficientnet",
+            "efficientnet_v2", "regnet"}
 OUTPUT_SHAPES = {name: (1000,) if name in IMAGENET else (10,) for name in EXPECTED_PARAMS}
 OUTPUT_SHAPES["inception_block_v3"] = (256, 35, 35)
 # A training step on these takes several seconds each (100M+ parameters or 224x224 ResNets).
 HEAVY = {"vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "vgg11_d2l", "resnet34", "resnet50",
-         "resnet101", "inception_v3", "resnet", "vgg", "densenet", "squeezenet"}
+         "resnet101", "inception_v3", "resnet", "vgg", "densenet", "squeezenet", "efficientnet", "efficientnet_v2",
+         "regnet"}
 
 # (spec, overrides, params): the documented switches of the specs.
 VARIANTS: list[tuple[str, dict[str, Any], int]] = [
