@@ -75,7 +75,7 @@ def main() -> int:
         root = Path(tmp) / "imagenet"
         write_folder(root, per_class)
         (root / "val").symlink_to(root / "train")
-        cfg = TrainConfig(dataset=f"imagefolder:{root}", recipe="imagenet", loader_workers=workers, resize=(CROP, CROP), batch_size=BATCH)
+        cfg = TrainConfig(dataset=f"imagefolder:{root}", recipe="imagenet", loader_workers=workers, resize=(CROP, CROP), batch_size=BATCH, val_split=0)
         feed = open_stream(cfg, None, DistInfo(), cpu, None)
         steps = feed.steps(BATCH)
         images = steps * BATCH
@@ -94,7 +94,7 @@ def main() -> int:
                 assert x.dtype == torch.float32 and x.shape[1:] == (3, CROP, CROP)
                 seen += len(x)
             epoch["archc"] += 1
-            assert seen == images
+            assert seen == images, (seen, images)
             return time.perf_counter() - start
 
         def reference() -> float:
@@ -103,7 +103,7 @@ def main() -> int:
             for x, _ in reference_loader:
                 assert x.dtype == torch.float32 and x.shape[1:] == (3, CROP, CROP)
                 seen += len(x)
-            assert seen == images
+            assert seen == images, (seen, images)
             return time.perf_counter() - start
 
         candidates = {"archc": archc, "reference": reference}

@@ -22,14 +22,14 @@ from archc.trainer.errors import DataError, TrainError
 
 EPOCH_SEED_STRIDE = 1_000_003
 
-Path_ = Literal["memory", "stream"]
+PathTaken = Literal["memory", "stream"]
 
 
 @dataclass
 class Feed:
     """What the loop needs of a dataset, whichever path holds it."""
 
-    path: Path_
+    path: PathTaken
     name: str
     classes: tuple[str, ...]
     train_images: int
@@ -160,7 +160,7 @@ def open_feed(
     return feed
 
 
-def _choose_path(cfg: TrainConfig, dist: DistInfo, device: torch.device, stored: str | None, whole_test: bool) -> tuple[Path_, str]:
+def _choose_path(cfg: TrainConfig, dist: DistInfo, device: torch.device, stored: str | None, whole_test: bool) -> tuple[PathTaken, str]:
     folder = cfg.dataset.startswith("imagefolder:")
     wanted = cfg.data_path if cfg.data_path != "auto" or stored is None else stored
     if cfg.dataset.startswith("shards:"):

@@ -35,14 +35,13 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from archc.train_config import TrainConfig
 from archc.trainer.errors import DataError
-from archc.trainer.feed import Feed
+from archc.trainer.feed import EPOCH_SEED_STRIDE, Feed
 
 INDEX = "index.json"
 FORMAT = "archc-shards"
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp")
 MAX_MEMBER_BYTES = 64 * 2**20  # a sample's image; larger is a damaged or hostile shard
 SHUFFLE_BUFFER = 256
-EPOCH_SEED_STRIDE = 1_000_003
 DEFAULT_SHARD_SIZE = 1000
 
 
@@ -144,10 +143,10 @@ class ShardStream(IterableDataset):
 
     def ordered(self) -> Iterator[tuple[int, str, bytes, int]]:
         """(position, key, bytes, label) of this process's epoch, through the shuffle buffer."""
-        gen = torch.Generator().manual_seed((self.seed * EPOCH_SEED_STRIDE + self.epoch) * 1009 + 17)
+        gen = torch.Generator().manual_seed((self.seed * EPOCH_SEED_STRIDE + self.epoch) * 1009)
         order = torch.randperm(len(self.index.train), generator=gen).tolist()
         mine = [self.index.train[i] for i in order[self.rank :: self.world]]
-        buffer_gen = torch.Generator().manual_seed((self.seed * EPOCH_SEED_STRIDE + self.epoch) * 1009 + self.rank)
+        buffer_gen = torch.Generator().manual_seed((self.seed * EPOCH_SEED_STRIDE + self.epoch) * 1009 + 1 + self.rank)
         buffer: list[tuple[str, bytes, int]] = []
         position, total = 0, self.steps * self.local_batch
 

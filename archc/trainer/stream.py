@@ -25,13 +25,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 from archc.train_config import TrainConfig, default_threads
 from archc.trainer.data import IMAGEFOLDER_TEST_FRACTION, SPLIT_SEED, folder_splits, list_folder
 from archc.trainer.errors import DataError
-from archc.trainer.feed import Feed
+from archc.trainer.feed import EPOCH_SEED_STRIDE, Feed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 EVAL_CROP_FRACTION = 224 / 256  # Resize 256, CenterCrop 224: torchvision's evaluation of ImageNet models
 SAMPLE_SEED_STRIDE = 10_000_019
-EPOCH_SEED_STRIDE = 1_000_003
 STATS_SAMPLE = 256  # images that estimate the normalisation constants when no recipe gives them
 HEADER_SAMPLE = 64  # images whose headers estimate the decoded size of a folder
 MAX_LOADER_WORKERS = 8
