@@ -135,3 +135,19 @@ def test_a_variant_is_its_family_spec_with_the_variants_parameters() -> None:
     assert spec.path.endswith("resnet.yaml")
     assert spec.overrides == {"blocks3": 23, "groups": 32, "width": 8, "num_classes": 10}
     assert api.load(spec.path).name == "resnet"  # by path: the family's defaults (ResNet-50)
+
+
+# stand-alone files that a family's variant now names (kept for the paths docs and users cite)
+SHADOWED = ["resnet18", "resnet34", "resnet50", "resnet101", "vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn",
+            "vgg19", "vgg19_bn"]
+
+
+@pytest.mark.parametrize("name", SHADOWED)
+def test_a_stand_alone_file_is_the_same_model_as_its_family_variant(name: str) -> None:
+    """specs/resnet18.yaml and `resnet18` (resnet.yaml's variant): node for node the same graph."""
+    def nodes(spec: Any) -> list[tuple[Any, ...]]:
+        return [(n.id, n.op, n.args, n.shape, n.params, n.module) for n in api.compile_graph(spec)]
+
+    path = zoo.specs_dir() / f"{name}.yaml"
+    assert zoo.resolve(name).family is not None and path.is_file()
+    assert nodes(path) == nodes(name)
