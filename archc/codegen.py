@@ -82,7 +82,7 @@ class Scope:
     @property
     def children(self) -> list[Node | Scope]:
         """Items that are child modules of this one (functional nodes and reuses are not)."""
-        return [it for it in self.items if isinstance(it, Scope) or (it.module is not None and not it.shared)]
+        return [it for it in self.items if _is_child(it)]
 
     @property
     def sequential(self) -> bool:
@@ -183,8 +183,10 @@ class Expr:
         assert self.scope is not None and self.scope.group is not None
         group = self.scope.group
         values = group.arguments(self.scope)
-        return [Hole(name, value, group.defaults.get(name, inspect.Parameter.empty))
-                for name, value in zip(group.param_names(), values, strict=True)]
+        holes = [Hole(name, value, group.defaults.get(name, inspect.Parameter.empty))
+                 for name, value in zip(group.param_names(), values, strict=True)]
+        present = dict(group.fields(self.scope))
+        return holes + [h for name in group.optional if name in present for h in present[name].holes(f"{field_name}_{name}")]
 
     def render(self, fill: Iterator[str | None], indent: int) -> str:
         if self.call is not None:
@@ -207,6 +209,8 @@ class Expr:
                 parts.append(str(text))
             elif text is not None:
                 parts.append(f"{name}={text}")
+        present = dict(group.fields(self.scope))
+        parts += [f"{name}={present[name].render(fill, indent + 1)}" for name in group.optional if name in present]
         return f"{group.name}({', '.join(parts)})"
 
 
@@ -272,10 +276,11 @@ class ClassGroup:
     name: str = ""
     _params: list[tuple[str, list[int]]] | None = None  # (name, hole positions)
     defaults: dict[str, Any] = field(default_factory=dict)  # parameter -> default (the block's own)
+    optional: tuple[str, ...] = ()  # child modules some calls lack: passed in, None when absent
     _constants: dict[int, Any] = field(default_factory=dict)
 
     def holes(self, scope: Scope) -> list[Hole]:
-        return [h for name, expr in self.fields(scope) for h in expr.holes(_local(name, "m"))]
+        return [h for name, expr in self.fields(scope) if name not in self.optional for h in expr.holes(_local(name, "m"))]
 
     def _resolve_params(self) -> list[tuple[str, list[int]]]:
         if self._params is not None:
@@ -308,7 +313,8 @@ class ClassGroup:
     def signature(self) -> str:
         """`in_channels, out, kernel=1, stride=1`: the constructor's parameters."""
         self._resolve_params()
-        return ", ".join(f"{n}={literal(self.defaults[n])}" if n in self.defaults else n for n in self.param_names())
+        names = [f"{n}={literal(self.defaults[n])}" if n in self.defaults else n for n in self.param_names()]
+        return ", ".join([*names, *(f"{n}=None" for n in self.optional)])
 
     def param_names(self) -> list[str]:
         return [name for name, _ in self._resolve_params()]
@@ -443,10 +449,41 @@ class SourceWriter:
             group.instances.append(scope)
             scope.group = group
         for base, groups in variants.items():
+            self._merge_optional(groups)
             first = {n for n, _ in self.fields(groups[0].instances[0])}
             for k, group in enumerate(groups):
                 extra = [n for n, _ in self.fields(group.instances[0]) if n not in first] if k else []
                 group.name = _unique(base + "".join(class_name(n) for n in extra), self.taken_classes)
+
+    def _merge_optional(self, groups: list[ClassGroup]) -> None:
+        """Fold a variant that only lacks some child modules into the one that has them.
+
+        `BasicBlock` without and with `downsample` become one class whose `downsample` is an
+        optional constructor argument, as in torchvision, when the forward of the smaller variant
+        is exactly the larger one's with those modules' outputs replaced by their inputs.
+        """
+        for small in sorted(groups, key=lambda g: len(g.instances[0].children)):
+            for big in groups:
+                if big is small or big.sequential or small.sequential or small not in groups:
+                    continue
+                scope, other = big.instances[0], small.instances[0]
+                names = [n for n, _ in self.fields(scope)]
+                mine = [n for n, _ in self.fields(other)]
+                extra = tuple(n for n in names if n not in mine)
+                if not extra or [n for n in names if n in mine] != mine or (big.optional and big.optional != extra):
+                    continue
+                children = {scope.child_name(it): it for it in scope.children}
+                if not all(_optional_child(n, children[n]) for n in extra):
+                    continue
+                if self.forward_code(scope, "forward", absent=frozenset(extra)) != self.forward_code(other, "forward"):
+                    continue
+                big.optional = extra
+                big.instances += small.instances
+                for instance in small.instances:
+                    instance.group = big
+                groups.remove(small)
+                self.groups.remove(small)
+                break
 
     def fields(self, scope: Scope) -> list[tuple[str, Expr]]:
         out = []
@@ -460,11 +497,29 @@ class SourceWriter:
         return out
 
     # forward code -------------------------------------------------------------------------------
-    def forward_code(self, scope: Scope, name: str, mode: str = "train", comments: bool = False) -> str:
-        """`def NAME(self, x): ...` running one scope's items (without comments: a grouping key)."""
+    def forward_code(self, scope: Scope, name: str, mode: str = "train", comments: bool = False,
+                     absent: frozenset[str] = frozenset(), optional: frozenset[str] = frozenset()) -> str:
+        """`def NAME(self, x): ...` running one scope's items (without comments: a grouping key).
+
+        `absent` child modules are left out, their output being their input (what a call of the
+        block without them computes); `optional` ones run only when present (`if self.downsample
+        is not None`), as in torchvision's BasicBlock.
+        """
         graph = self.graph
         skip = graph.train_only_nodes if mode == "eval" else frozenset()
-        items = [it for it in scope.items if not _skipped(it, skip)]
+        alias: dict[str, str] = {}
+        items = []
+        for it in scope.items:
+            if _skipped(it, skip):
+                continue
+            if absent and _is_child(it) and scope.child_name(it) in absent:
+                alias[it.outputs[0] if isinstance(it, Scope) else it.id] = alias.get(it.inputs[0], it.inputs[0])
+                continue
+            items.append(it)
+
+        def sources(item: Node | Scope) -> list[str]:
+            return [alias.get(s, s) for s in item.inputs]
+
         local: dict[str, str] = {}
         taken = set(GLOBALS)
         params = []
@@ -476,33 +531,37 @@ class SourceWriter:
             returns = [graph.output, *(h.node for h in heads)]
         else:
             returns = scope.outputs
+        returns = [alias.get(r, r) for r in returns]
         last_use: dict[str, int] = {}
         for i, item in enumerate(items):
-            for src in item.inputs:
+            for src in sources(item):
                 last_use[src] = i
         lines = [f"def {name}(self, {', '.join(params)}):"]
         for i, item in enumerate(items):
+            inputs = sources(item)
             if isinstance(item, Scope):
                 outs = item.outputs
                 for out in outs:
                     text = item.leaf if len(outs) == 1 else out[len(scope.prefix):]
                     local[out] = _unique(_local(text, "block"), taken)
-                args = ", ".join(local[s] for s in item.inputs)
+                args = ", ".join(local[s] for s in inputs)
                 target = ", ".join(local[o] for o in outs)
                 access = _access("self", item.leaf)
-                if item.info is not None and item.info.checkpoint:
-                    lines.append(f"{INDENT}if self.training and not torch.jit.is_scripting():")
-                    lines.append(f"{INDENT * 2}{target} = torch.utils.checkpoint.checkpoint({access}, {args}, use_reentrant=False)")
-                    lines.append(f"{INDENT}else:")
-                    lines.append(f"{INDENT * 2}{target} = {access}({args})" + self._comment(scope, item, comments))
-                else:
-                    lines.append(f"{INDENT}{target} = {access}({args})" + self._comment(scope, item, comments))
+                call = f"{access}({args})"
+                if item.info is not None and item.info.checkpoint:  # TorchScript drops the checkpoint
+                    checkpointed = f"torch.utils.checkpoint.checkpoint({access}, {args}, use_reentrant=False)"
+                    call = f"{checkpointed} if self.training and not torch.jit.is_scripting() else {call}"
+                elif item.leaf in optional:
+                    call = f"{call} if {access} is not None else {args}"
+                lines.append(f"{INDENT}{target} = {call}" + self._comment(scope, item, comments))
             else:
                 local[item.id] = _unique(_local(item.id[len(scope.prefix):], item.op), taken)
-                expr = self.node_expr(item, [local[s] for s in item.inputs], lambda path: _access("self", path.rpartition(".")[2]))
+                expr = self.node_expr(item, [local[s] for s in inputs], lambda path: _access("self", path.rpartition(".")[2]))
+                if item.module is not None and scope.child_name(item) in optional:
+                    expr = f"{expr} if {_access('self', scope.child_name(item))} is not None else {local[inputs[0]]}"
                 lines.append(f"{INDENT}{local[item.id]} = {expr}" + self._comment(scope, item, comments))
             keep = set(returns)
-            dead = [local[s] for s in dict.fromkeys(item.inputs) if last_use.get(s) == i and s not in keep]
+            dead = [local[s] for s in dict.fromkeys(inputs) if last_use.get(s) == i and s not in keep]
             if dead:
                 lines.append(f"{INDENT}del {', '.join(dead)}")
         values = [local[r] for r in returns]
@@ -536,10 +595,10 @@ class SourceWriter:
         signature = group.signature()
         lines = [f"class {group.name}({base}):", f'{INDENT}"""{doc}"""', ""]
         lines.append(f"{INDENT}def __init__(self{', ' + signature if signature else ''}):")
-        lines += self.field_lines(scope, group.fill(), group.sequential)
+        lines += self.field_lines(scope, group.fill(), group.sequential, group.optional)
         if not group.sequential:
             lines.append("")
-            lines += _indent(self.forward_code(scope, "forward", comments=True).splitlines())
+            lines += _indent(self.forward_code(scope, "forward", comments=True, optional=frozenset(group.optional)).splitlines())
         return lines
 
     def _doc(self, group: ClassGroup) -> str:
@@ -582,7 +641,8 @@ class SourceWriter:
             lines += _indent(self.forward_code(root, "forward", comments=True).splitlines())
         return lines
 
-    def field_lines(self, scope: Scope, fill: Iterator[str], sequential: bool) -> list[str]:
+    def field_lines(self, scope: Scope, fill: Iterator[str | None], sequential: bool,
+                    optional: tuple[str, ...] = ()) -> list[str]:
         """`super().__init__()` and one line per child module, with its output shape as a comment."""
         fields = self.fields(scope)
         names = [name for name, _ in fields]
@@ -593,7 +653,8 @@ class SourceWriter:
             return [*lines, f"{INDENT * 2})"]
         lines = [f"{INDENT * 2}super().__init__()"]
         for item, (name, expr) in zip(scope.children, fields, strict=True):
-            lines.append(f"{INDENT * 2}{_assign(name, expr.render(fill, 2))}{self._comment(scope, item, sequential)}")
+            value = name if name in optional else expr.render(fill, 2)
+            lines.append(f"{INDENT * 2}{_assign(name, value)}{self._comment(scope, item, sequential)}")
         return lines
 
     def init_lines(self) -> list[str]:
@@ -643,6 +704,18 @@ class SourceWriter:
         main = (f'if __name__ == "__main__":\n{INDENT}model = {self.root_name}().eval()\n'
                 f"{INDENT}print(model(torch.zeros(1, {shape})).shape)")
         return f"{head}\n\n" + "\n".join(self.imports(body)) + f"\n\n\n{body}\n\n\n{main}\n"
+
+
+def _optional_child(name: str, item: Node | Scope) -> bool:
+    """A child module that can be left out (None): one input, one output, a plain attribute name."""
+    if not is_plain_attribute(name) or name in GLOBALS or len(item.inputs) != 1:
+        return False
+    return not isinstance(item, Scope) or (len(item.outputs) == 1 and not (item.info is not None and item.info.checkpoint))
+
+
+def _is_child(item: Node | Scope) -> bool:
+    """A child module of its scope (not a functional node, nor a reuse of an earlier module)."""
+    return isinstance(item, Scope) or (item.module is not None and not item.shared)
 
 
 def _skipped(item: Node | Scope, skip: frozenset[str]) -> bool:

@@ -125,7 +125,7 @@ def test_generated_forward_is_straight_line() -> None:
     assert not any(word in code for word in (" for x", "while ", "lambda", "m_layer"))
     forwards = code.split("def forward(self, x):")[1:]
     assert forwards and all(body.split("\n\n")[0].strip().splitlines()[-1].strip().startswith("return ") for body in forwards)
-    assert "add = bn2.add_(x)" in code  # torchvision's `out += identity`, inside the block's own forward
+    assert "add = bn2.add_(downsample)" in code and "if self.downsample is not None else x" in code  # torchvision-style
     assert any(line.strip().startswith("del ") for line in code.splitlines())
 
 

@@ -51,7 +51,8 @@ def test_hook_on_the_last_block_fires_with_torchvision_s_tensor(resnet18: tuple[
 def test_submodules_index_slice_call_and_replace_like_torchvision(resnet18: tuple[nn.Module, nn.Module]) -> None:
     ours, theirs = resnet18
     assert len(ours.layer1) == 2 and type(ours.layer4[-1]).__name__ == "BasicBlock"
-    assert [type(b).__name__ for b in ours.layer2] == ["BasicBlockDownsample", "BasicBlock"]
+    assert [type(b).__name__ for b in ours.layer2] == ["BasicBlock", "BasicBlock"]  # downsample: optional
+    assert ours.layer1[0].downsample is None and isinstance(ours.layer2[0].downsample, nn.Sequential)
     assert isinstance(ours.layer2[:1], nn.Sequential) and len(ours.layer2[:1]) == 1
     x = torch.randn(2, 64, 16, 16)
     with torch.no_grad():
