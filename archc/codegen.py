@@ -91,6 +91,8 @@ class Scope:
             return False
         if any(isinstance(it, Scope) and it.info is not None and it.info.checkpoint for it in self.items):
             return False  # its forward checkpoints a child
+        if any(isinstance(it, Node) and _owns_tensor(it) for it in self.items):
+            return False  # its forward reads a learned tensor of its own
         prev = self.inputs[0]
         for item in self.items:
             if isinstance(item, Scope):
@@ -102,6 +104,11 @@ class Scope:
                     return False
                 prev = item.id
         return prev == self.outputs[0]
+
+
+def _owns_tensor(node: Node) -> bool:
+    """The node is a learned tensor (nn.Parameter attribute), not a child module."""
+    return bool(getattr(ops.get(node.op), "owns_tensor", False))
 
 
 def scope_tree(graph: Graph) -> Scope:
@@ -570,11 +577,14 @@ class SourceWriter:
 
     def node_expr(self, node: Node, args: list[str], access: Callable[[str], str]) -> str:
         """The expression computing one node from its inputs' variables."""
-        if node.module is not None:
-            return f"{access(node.module)}({', '.join(args)})"
         op = ops.get(node.op)
         assert op is not None
-        return op.source(node.args, args, [self.graph.shape_of(i) for i in node.inputs], node.id in self.inplace)
+        shapes = [self.graph.shape_of(i) for i in node.inputs]
+        if node.module is not None and op.owns_tensor:
+            return op.source(node.args, [access(node.module), *args], shapes, False)
+        if node.module is not None:
+            return f"{access(node.module)}({', '.join(args)})"
+        return op.source(node.args, args, shapes, node.id in self.inplace)
 
     def _comment(self, scope: Scope, item: Node | Scope, comments: bool) -> str:
         if not comments:
@@ -654,7 +664,12 @@ class SourceWriter:
         lines = [f"{INDENT * 2}super().__init__()"]
         for item, (name, expr) in zip(scope.children, fields, strict=True):
             value = name if name in optional else expr.render(fill, 2)
-            lines.append(f"{INDENT * 2}{_assign(name, value)}{self._comment(scope, item, sequential)}")
+            if isinstance(item, Node) and _owns_tensor(item):
+                assign = (f"self.{name} = nn.Parameter({value})" if is_plain_attribute(name)
+                          else f"self.register_parameter({name!r}, nn.Parameter({value}))")
+            else:
+                assign = _assign(name, value)
+            lines.append(f"{INDENT * 2}{assign}{self._comment(scope, item, sequential)}")
         return lines
 
     def init_lines(self) -> list[str]:
@@ -710,6 +725,8 @@ def _optional_child(name: str, item: Node | Scope) -> bool:
     """A child module that can be left out (None): one input, one output, a plain attribute name."""
     if not is_plain_attribute(name) or name in GLOBALS or len(item.inputs) != 1:
         return False
+    if isinstance(item, Node):
+        return not _owns_tensor(item)  # a learned tensor is always there
     return not isinstance(item, Scope) or (len(item.outputs) == 1 and not (item.info is not None and item.info.checkpoint))
 
 

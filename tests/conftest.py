@@ -58,7 +58,7 @@ def compile_and_verify(spec: Any, *, batch: int = 2, seed: int = 0, **overrides:
     """
     import torch
 
-    from archc import api
+    from archc import api, ops
     from archc.emit import count_tensors, probe_shapes
 
     torch.manual_seed(seed)
@@ -88,7 +88,9 @@ def compile_and_verify(spec: Any, *, batch: int = 2, seed: int = 0, **overrides:
     assert params == graph.total_params == sum(p.numel() for p in model.parameters())
     assert buffers == graph.total_buffers == sum(b.numel() for b in model.buffers())
     for node in graph:
-        if node.module is not None and not node.shared:
+        if node.module is not None and not node.shared and getattr(ops.get(node.op), "owns_tensor", False):
+            assert model.get_parameter(node.module).numel() == node.params, node.id
+        elif node.module is not None and not node.shared:
             sub = model.get_submodule(node.module)
             assert sum(p.numel() for p in sub.parameters()) == node.params, node.id
             assert sum(b.numel() for b in sub.buffers()) == node.buffers, node.id

@@ -69,6 +69,17 @@ def load_entry_point_plugins() -> None:
             raise SpecError(f"cannot load op plugin '{ep.value}' (archc.ops entry point of {dist}): {exc}") from None
 
 
-from archc.ops import activation, conv, linear, merge, norm, pool, resample, slicing, tensor  # noqa: E402, F401
+from archc.ops import (  # noqa: E402, F401
+    activation,
+    conv,
+    linear,
+    merge,
+    norm,
+    parameter,
+    pool,
+    resample,
+    slicing,
+    tensor,
+)
 
 __all__ = ["REGISTRY", "Args", "Call", "Op", "OpError", "Shape", "canonical", "get", "load_plugin", "register"]

@@ -125,6 +125,10 @@ class Op:
     multi_input: ClassVar[bool] = False
     # Emitted as a child module (True) or as a function call inside forward (False).
     is_module: ClassVar[bool] = True
+    # Owns one learned tensor instead of a child module: the enclosing module holds it as an
+    # nn.Parameter named after the node (`class_token`, `layer_scale`); `emit()` gives the Call that
+    # creates its first value and `source()` receives the attribute (`self.layer_scale`) as inputs[0].
+    owns_tensor: ClassVar[bool] = False
     # May run in place on its input (only done when the compiler proves it safe).
     inplace_capable: ClassVar[bool] = False
     # Produces a fresh tensor whose value its own backward does not need: in-place successors are safe.
