@@ -28,7 +28,8 @@ SPECS = Path(__file__).resolve().parent / "specs"
 TINY = SPECS / "tiny.yaml"
 EPOCHS = 3  # tiny.yaml's train.epochs
 STEPS = 8  # 256 images / batch 32
-RUN_FILES = {"last.pt", "best.pt", "metrics.csv", "metrics.jsonl", "result.json", "archc.lock"}
+RUN_FILES = {"last.pt", "best.pt", "metrics.csv", "metrics.jsonl", "result.json", "archc.lock",
+             "tensorboard", "diagram.svg", "report.md", "report.html"}  # the last four: TensorBoard log, `archc train`'s pages
 
 
 @dataclass(frozen=True)
