@@ -54,7 +54,10 @@ def export_artifact(model: nn.Module, fmt: str, path: str | Path, verify: bool =
         with torch.no_grad():
             want = _tensors(model(probe))
         got = run(probe)
-        if len(got) != len(want) or not all(torch.allclose(g, w, rtol=1e-4, atol=1e-4) for g, w in zip(got, want, strict=False)):
+        # float32 kernels differ in summation order: tolerances scale with the output's magnitude
+        # (an untrained deep model's logits can be large)
+        if len(got) != len(want) or not all(torch.allclose(g, w, rtol=1e-4, atol=1e-4 * max(1.0, w.abs().max().item()))
+                                            for g, w in zip(got, want, strict=False)):
             diff = max(((g - w).abs().max().item() for g, w in zip(got, want, strict=False)), default=float("nan"))
             raise ExportError(f"{fmt} export of {graph.name} differs from the eager model (max abs diff {diff:.3g})")
         report.update(verified=True, checked_with="onnxruntime" if fmt == "onnx" else fmt)
