@@ -78,8 +78,8 @@ def is_typo(name: str, candidate: str) -> bool:
 
 
 # Where PyTorch's 1d/2d/3d suffix changes what a layer computes (Dropout2d zeroes whole channels),
-# rather than only the rank archc reads from the input.
-RANK_SUFFIX_MATTERS = frozenset({"dropout", "alphadropout", "featurealphadropout"})
+# rather than only the rank archc reads from the input (torchvision's LayerNorm2d normalises channels).
+RANK_SUFFIX_MATTERS = frozenset({"dropout", "alphadropout", "featurealphadropout", "layernorm"})
 
 
 def _pytorch_key(name: str) -> str:

@@ -123,7 +123,7 @@ CASES = [
     Case("when_not_bool", HEAD + "  - {relu: , when: 3}\n", 3, 20, "3}", (r"^'when' must be true or false, got 3$",)),
     Case("flatten_too_early", HEAD + "  - flatten\n  - conv: {out: 4, kernel: 3}\n", 4, 5, "conv",
          (r"conv needs a \(channels, \.\.\.spatial\) input, got 192; is a flatten too early\?$",)),
-    Case("linear_on_feature_map", HEAD + "  - linear: 4\n", 3, 5, "linear", (r"linear received a 3x8x8 feature map; add '- flatten' before it$",)),
+    Case("linear_on_feature_map", HEAD + "  - linear: 4\n", 3, 5, "linear", (r"linear received a 3x8x8 feature map; for a classifier add '- flatten' before it, for an MLP on a channels-last \(H, W, C\) map write 'channels_last: true'$",)),
     Case("name_reused", HEAD + "  - {conv: {out: 4, kernel: 3}, name: a}\n  - {conv: {out: 4, kernel: 1}, name: a}\n", 4, 6, "conv",
          (r"^name 'a' is already used \(line 3\); only identical parameter-free layers may share a name$",)),
 ]

@@ -13,6 +13,8 @@ from archc.ops.base import Args, Autograd, Call, Op, OpError, Shape, Side, fmt_s
 class LinearArgs(Args):
     out: int = Field(gt=0, description="output features")
     bias: bool = True
+    channels_last: bool = Field(False, description="allow an input of rank 3 or more, transformed on its last "
+                                                   "dimension as nn.Linear does (ConvNeXt's MLP on (H, W, C))")
 
 
 @register
@@ -26,15 +28,17 @@ class Linear(Op):
     shorthand = "out"
     fresh_output = True
     init_kind = "linear"
-    doc = "Fully connected layer on the last dimension; in_features is inferred."
+    doc = ("Fully connected layer on the last dimension; in_features is inferred. A feature map needs "
+           "'channels_last: true' (it is then applied at every position, as nn.Linear does).")
 
     def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
         return params - (out[-1] if args.bias else 0)  # the weight
 
     def infer(self, args: LinearArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
-        if len(shape) > 2:
-            raise OpError(f"linear received a {fmt_shape(shape)} feature map; add '- flatten' before it")
+        if len(shape) > 2 and not args.channels_last:
+            raise OpError(f"linear received a {fmt_shape(shape)} feature map; for a classifier add '- flatten' before "
+                          f"it, for an MLP on a channels-last (H, W, C) map write 'channels_last: true'")
         return (*shape[:-1], args.out)
 
     def params(self, args: LinearArgs, inputs: list[Shape], out: Shape) -> int:

@@ -66,7 +66,8 @@ class BatchNorm(Op):
 
 
 class LayerNormArgs(Args):
-    dims: int = Field(1, ge=1, le=4, description="how many trailing dimensions to normalise over")
+    dims: int | None = Field(None, ge=1, le=4, description="how many trailing dimensions to normalise over: "
+                                                           "1 on (D,) and (L, D) inputs; required on a feature map")
     eps: float = Field(1e-5, gt=0)
     elementwise_affine: bool = True
     bias: bool = True
@@ -82,19 +83,33 @@ class LayerNorm(Op):
     Args = LayerNormArgs
     fresh_output = True
     init_kind = "norm"
-    doc = "Layer normalisation over the last `dims` dimensions."
+    doc = ("Layer normalisation over the last `dims` dimensions: the features of a (D,) or (L, D) input, "
+           "the channels of a channels-last (H, W, C) map with `dims: 1` (ConvNeXt's block); `layernorm2d` "
+           "for the channels of a (C, H, W) map.")
 
     def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
         return params // 2 if args.bias else params  # weight and bias, equal sizes
 
+    @staticmethod
+    def dims(args: LayerNormArgs, shape: Shape) -> int:
+        """The trailing dims normalised over; a feature map must say (the last dim would be its width)."""
+        if args.dims is not None:
+            return args.dims
+        if len(shape) > 2:
+            raise OpError(f"layernorm on a {fmt_shape(shape)} input would normalise over its last dimension only; "
+                          f"say which: 'dims: 1' for a channels-last (H, W, C) map, 'dims: {len(shape)}' for the whole "
+                          f"sample, or 'layernorm2d' for the channels of a (C, H, W) map")
+        return 1
+
     def infer(self, args: LayerNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
-        if args.dims > len(shape):
-            raise OpError(f"dims={args.dims} but the input {fmt_shape(shape)} has only {len(shape)} dimensions")
+        dims = self.dims(args, shape)
+        if dims > len(shape):
+            raise OpError(f"dims={dims} but the input {fmt_shape(shape)} has only {len(shape)} dimensions")
         return shape
 
     def params(self, args: LayerNormArgs, inputs: list[Shape], out: Shape) -> int:
-        size = math.prod(out[-args.dims:])
+        size = math.prod(out[-self.dims(args, out):])
         if not args.elementwise_affine:
             return 0
         return size * (2 if args.bias else 1)
@@ -110,7 +125,59 @@ class LayerNorm(Op):
             kw["elementwise_affine"] = False
         if not args.bias:
             kw["bias"] = False
-        return Call("nn.LayerNorm", (list(out[-args.dims:]),), kw)
+        return Call("nn.LayerNorm", (list(out[-self.dims(args, out):]),), kw)
+
+
+class LayerNorm2dArgs(Args):
+    eps: float = Field(1e-5, gt=0)
+    elementwise_affine: bool = True
+
+
+LAYERNORM2D_SOURCE = '''class LayerNorm2d(nn.LayerNorm):
+    """torchvision's LayerNorm2d: nn.LayerNorm over the channels of an (N, C, H, W) map."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)'''
+
+
+@register
+class LayerNorm2d(Op):
+    name = "layernorm2d"
+    autograd = Autograd(saves="input", side=(Side(2, "sample", nbytes=4),))  # mean and rstd (per position)
+    colour = "#f3f3f3"
+    weighted = False
+    Args = LayerNorm2dArgs
+    fresh_output = True
+    init_kind = "norm"
+    module_source = LAYERNORM2D_SOURCE
+    doc = ("Layer normalisation over the channels of a (C, H, W) map at each position: torchvision's "
+           "LayerNorm2d (ConvNeXt's stem, downsampling and head), keys weight and bias.")
+
+    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+        return params // 2
+
+    def infer(self, args: LayerNorm2dArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        if len(shape) != 3:
+            raise OpError(f"layernorm2d needs a (C, H, W) map, got {fmt_shape(shape)}; for the last dimension of "
+                          f"(L, D) or (H, W, C) input use 'layernorm'")
+        return shape
+
+    def params(self, args: LayerNorm2dArgs, inputs: list[Shape], out: Shape) -> int:
+        return 2 * out[0] if args.elementwise_affine else 0
+
+    def other_ops(self, args: LayerNorm2dArgs, inputs: list[Shape], out: Shape) -> int:
+        return 5 * numel(out)
+
+    def emit(self, args: LayerNorm2dArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        kw: dict[str, object] = {}
+        if args.eps != 1e-5:
+            kw["eps"] = args.eps
+        if not args.elementwise_affine:
+            kw["elementwise_affine"] = False
+        return Call("LayerNorm2d", (out[0],), kw)
 
 
 class GroupNormArgs(Args):

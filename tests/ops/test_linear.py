@@ -47,3 +47,10 @@ def test_stochastic_depth_probability_is_checked() -> None:
     with pytest.raises(SpecError, match="less than or equal to 1") as err:
         api.compile_graph("input: [4]\nlayers:\n  - stochastic_depth: 1.5\n")
     assert err.value.line == 3
+
+
+def test_linear_on_a_channels_last_map_is_nn_linear_on_the_last_dimension() -> None:
+    from tests.ops.conftest import check_op
+
+    check_op("linear: {out: 6, channels_last: true}", [3, 4, 5],
+             lambda m, x: torch.nn.functional.linear(x, m.weight, m.bias), exact=False)
