@@ -10,7 +10,6 @@ from torchvision.models.convnext import LayerNorm2d
 
 from archc import api
 from archc.errors import SpecError
-
 from tests.ops.conftest import Reference, check_op, layer_of
 
 CASES: list[tuple[str, list[int], Reference]] = [
