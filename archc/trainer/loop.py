@@ -136,7 +136,7 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
             "rng": rng_state(),
             "config": cfg.model_dump(mode="json"),
             "history": outcome.history,
-            "best_test_acc": outcome.best_test_acc,
+            "best_test_acc": max(outcome.best_test_acc, 0.0),  # -1 (none yet) in a step checkpoint of epoch 1
             "best_val_acc": outcome.best_val_acc,
             "best_epoch": outcome.best_epoch,
             "train_time_s": outcome.train_time_s,

@@ -274,3 +274,32 @@ def test_the_trial_declines_channels_last_for_a_model_it_breaks() -> None:
     assert choice == "contiguous" and "channels_last fails in this model" in line
     choice, line = choose_memory_format(TrainConfig(batch_size=4), _cnn(), _Sample(), DistInfo(), None)
     assert choice in ("contiguous", "channels_last") and "measured a forward+backward of 4 images" in line
+
+
+def test_a_step_checkpoint_of_the_first_epoch_resumes_exactly_on_the_memory_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before any evaluation (no best accuracy yet), and with the batched in-memory augmentation."""
+    from archc.trainer.feed import MemoryFeed
+
+    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8), "synthetic_classes": 3,
+              "batch_size": 16, "epochs": 2, "lr": 0.05, "log": "quiet", "workers": 1, "deterministic": True, "checkpoint_every": 1}  # fmt: skip
+    train(_cnn(), **recipe, out=str(tmp_path / "ref"))
+    original = MemoryFeed.train_batches
+    calls = 0
+
+    def interrupted(self: MemoryFeed, *args: object):  # type: ignore[no-untyped-def]
+        for batch in original(self, *args):  # type: ignore[arg-type]
+            nonlocal calls
+            calls += 1
+            if calls == 3:  # epoch 1, step 3: after its step-2 checkpoint
+                raise KeyboardInterrupt
+            yield batch
+
+    monkeypatch.setattr(MemoryFeed, "train_batches", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cnn(), **recipe, out=str(tmp_path / "run"))
+    monkeypatch.undo()
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert (state["epoch"], state["step"], state["history"]) == (0, 2, [])
+    train(_cnn(), **recipe, out=str(tmp_path / "run"), resume=True)
+    ref, got = weights_of(tmp_path / "ref" / "last.pt"), weights_of(tmp_path / "run" / "last.pt")
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
