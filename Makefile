@@ -33,7 +33,7 @@ test: setup
 # `make test` runs a fifth of it.
 fuzz: setup
 	@rm -f fuzz-report.txt
-	ARCHC_FUZZ_SCALE=1 ARCHC_ROBUSTNESS_LOG=fuzz-report.txt $(PY) -m pytest -n 2 -q -m slow tests/robustness tests/test_properties.py
+	ARCHC_FUZZ_SCALE=1 ARCHC_FUZZ_BUDGET=1 ARCHC_ROBUSTNESS_LOG=fuzz-report.txt $(PY) -m pytest -n 2 -q -m slow tests/robustness tests/test_properties.py
 	@echo "figures (fuzz-report.txt):" && cat fuzz-report.txt
 
 lint: setup
