@@ -199,7 +199,7 @@ def test_generated_method_names_are_refused_as_layer_names(name: str) -> None:
     text = (f"name: t\ninput: [3, 8, 8]\nlayers:\n  - {{conv: {{out: 4, kernel: 3}}, name: {name}}}\n  - {{flatten: , name: f}}\n"
             "  - {linear: 2, name: aux, from: f, head: {train_only: true, loss_weight: 0.3}}\n  - {linear: 3, from: f}\n")
     exc = spec_error(api.build, text)
-    assert (exc.line, exc.col) == (4, 6) and f"name '{name}' is taken" in exc.message
+    assert exc.line == 4 and name in exc.message, exc.render()
 
 
 def test_no_float_field_of_any_op_accepts_a_non_finite_value() -> None:

@@ -74,7 +74,7 @@ def test_workers_are_started_with_a_safe_import_path(monkeypatch: pytest.MonkeyP
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(distributed.subprocess, "run", fake_run)
-    assert distributed.launch("spec.yaml", [], {"epochs": 1}, 2) == 0
+    assert distributed.launch("spec.yaml", [], {"epochs": 1}, TrainConfig(nproc=2)) == 0
     command = seen["command"]
     # the launcher and every worker run `python -P -m ...`: -P keeps the working directory off sys.path
     assert command[:4] == [sys.executable, "-P", "-m", "torch.distributed.run"]
