@@ -172,13 +172,15 @@ class Expander:
         """Record an item's error and go on from its input, like a compiler, to report every
         independent error at once; a shape mismatch fed by an earlier error is not reported."""
         self.annotate(exc)
-        if isinstance(exc, LimitError) or exc.truncated or len(exc.diagnostics) > 1:
+        if isinstance(exc, LimitError) or exc.truncated:
             raise exc
-        seen = {(str(e.pos), e.message) for e in self.errors}  # a block's mistake once, not once per call
-        if not (isinstance(exc, ShapeError) and exc.cascade) and (str(exc.pos), exc.message) not in seen:
-            self.errors.append(exc)
-            if len(self.errors) >= MAX_ERRORS:
-                raise SpecError.several(self.errors, truncated=True)
+        if not (isinstance(exc, ShapeError) and exc.cascade):
+            for diag in exc.diagnostics:  # an op's several bad arguments are several errors
+                seen = {(str(e.pos), e.message) for e in self.errors}  # a block's mistake once, not per call
+                if (str(diag.pos), diag.message) not in seen:
+                    self.errors.append(diag)
+                if len(self.errors) >= MAX_ERRORS:
+                    raise SpecError.several(self.errors, truncated=True)
         name = item.get("name") if isinstance(item, LDict) else None
         if isinstance(name, str) and "$" not in name and name_problem(name, False) is None and name not in scope.refs.maps[0]:
             scope.refs.maps[0][name] = cur.node  # later references to it are not errors of their own
@@ -189,7 +191,9 @@ class Expander:
         """Add the call-site chain to an error, once: where it was raised, the frames are still current."""
         if id(exc) not in self.annotated:
             self.annotated.add(id(exc))
-            exc.notes = (*exc.notes, *self.call_notes())
+            notes = tuple(self.call_notes())
+            for diag in exc.diagnostics:
+                diag.notes = (*diag.notes, *notes)
 
     def call_notes(self) -> list[str]:
         """'in block 'B' called at x.yaml:40:7 with planes=64, repeat index 2', innermost first."""

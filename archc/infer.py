@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archc.errors import Pos, SpecError, complaint
+from archc.errors import Complaint, Pos, SpecError, complaints
 from archc.ir import Node
 from archc.loader import key_position, position_of
 from archc.ops.base import MAX_COUNT, MAX_DIM, Args, Op, OpError, Shape, fmt_shape, numel
@@ -23,30 +23,31 @@ class ShapeError(SpecError):
 
 
 def validate_args(op: Op, args: dict[str, Any], body: Any, pos: Pos | None) -> Args:
-    """The op's pydantic model over the rendered arguments, errors pointing at the argument."""
+    """The op's pydantic model over the rendered arguments; every bad argument is reported, each
+    pointing at itself (a misspelled key rather than the required key it leaves missing)."""
     try:
         return op.Args.model_validate(args)
     except ValidationError as exc:
-        found = complaint(exc)
-        key = found.loc[0] if found.loc else None
-        fields = list(op.Args.model_fields)
-        if found.kind == "extra_forbidden":
-            where = key_position(body, key) if key is not None else pos
-            known = ", ".join(fields) or "none"
-            return _raise(f"unknown argument '{key}' for {op.name}{suggest_argument(str(key), op.name, fields)}; it takes: {known}",
-                          where or pos)
-        if found.kind == "missing":
-            return _raise(f"{op.name} needs argument '{key}'", pos)
-        where = position_of(body, key) if key is not None and isinstance(body, dict) else pos
-        value = found.value
-        msg = found.message
-        about = f"argument '{key}'" if key is not None else "arguments"
-        got = f", got {value!r}" if key is not None and not isinstance(value, dict) else ""
-        return _raise(f"{op.name} {about}: {msg}{got}", where or pos)
+        found = complaints(exc)
+        misspelled = any(c.kind == "extra_forbidden" for c in found)
+        reports = [_argument_error(op, c, body, pos) for c in found if not (c.kind == "missing" and misspelled)]
+        raise SpecError.several(reports) from None
 
 
-def _raise(message: str, pos: Pos | None) -> Args:
-    raise SpecError(message, pos)
+def _argument_error(op: Op, found: Complaint, body: Any, pos: Pos | None) -> SpecError:
+    key = found.loc[0] if found.loc else None
+    fields = list(op.Args.model_fields)
+    if found.kind == "extra_forbidden":
+        where = key_position(body, key) if key is not None else pos
+        known = ", ".join(fields) or "none"
+        return SpecError(f"unknown argument '{key}' for {op.name}{suggest_argument(str(key), op.name, fields)}; "
+                         f"it takes: {known}", where or pos)
+    if found.kind == "missing":
+        return SpecError(f"{op.name} needs argument '{key}'", pos)
+    where = position_of(body, key) if key is not None and isinstance(body, dict) else pos
+    about = f"argument '{key}'" if key is not None else "arguments"
+    got = f", got {found.value!r}" if key is not None and not isinstance(found.value, dict) else ""
+    return SpecError(f"{op.name} {about}: {found.message}{got}", where or pos)
 
 
 def make_node(

@@ -655,3 +655,14 @@ layers:
 """)
     err = _error(path)
     assert [d.line for d in err.diagnostics] == [4, 7] and not err.truncated
+
+
+def test_every_bad_argument_of_an_op_is_reported(write_spec) -> None:
+    err = _error(write_spec(HEAD + "  - conv: {out: 0, kernal: 3, strid: 2}\n  - conv: {out: 4}\n"))
+    found = [(d.line, d.col, d.message.split(" (")[0].split(";")[0]) for d in err.diagnostics]
+    assert found == [
+        (3, 17, "conv argument 'out': input should be greater than 0, got 0"),
+        (3, 20, "unknown argument 'kernal' for conv"),  # not also "needs argument 'kernel'": the misspelling explains it
+        (3, 31, "unknown argument 'strid' for conv"),
+        (4, 5, "conv needs argument 'kernel'"),
+    ]
