@@ -96,12 +96,18 @@ class LimitError(SpecError):
 
 @dataclass(frozen=True)
 class Frame:
-    """One level of the call-site chain an error inside a block or repeat is reported with."""
+    """One level of the call-site chain an error inside a block or repeat is reported with; its
+    text is made only when an error needs it (a repeat pushes one frame per repetition)."""
 
     what: str  # "block" or "repeat"
     label: str  # the block's name, or the repeat variable
     pos: Pos | None
-    detail: str  # the block call's arguments, or the repeat index
+    detail: Any  # the block call's arguments (a mapping), or the repeat index
+
+    def text(self) -> str:
+        if self.what == "repeat":
+            return f"repeat index {int(self.detail)}"
+        return ", ".join(f"{k}={_show(v)}" for k, v in self.detail.items())
 
 
 class Expander:
@@ -205,13 +211,13 @@ class Expander:
             if frame.what == "block":
                 text = f"in block '{frame.label}' called at {frame.pos or 'the spec'}"
                 if frame.detail:
-                    text += f" with {frame.detail}"
+                    text += f" with {frame.text()}"
                 if k > 0 and frames[k - 1].what == "repeat" and frames[k - 1].pos == frame.pos:
                     k -= 1
-                    text += f", {frames[k].detail}"
+                    text += f", {frames[k].text()}"
                 notes.append(text)
             else:
-                notes.append(f"in {frame.detail} of the item at {frame.pos or 'the spec'}")
+                notes.append(f"in {frame.text()} of the item at {frame.pos or 'the spec'}")
             k -= 1
         return notes
 
@@ -228,7 +234,7 @@ class Expander:
             self.step(pos)
             inner = Scope(scope.ns, scope.env.new_child(bound), scope.refs, scope.declared, scope.input_id, scope.stack, scope.depth)
             index = bound[var] if isinstance(var, str) and var in bound else 0
-            self.frames.append(Frame("repeat", var, kpos, f"repeat index {int(index)}"))
+            self.frames.append(Frame("repeat", var, kpos, index))
             try:
                 cur = self.single(kind, body, meta, raw, kpos, inner, cur)
             except SpecError as exc:
@@ -554,8 +560,7 @@ class Expander:
             inner = self.child_scope(scope, name, pos, "block", block, args, block_env, ChainMap({}), cur.node, stack, checkpoint)
             literal = {k: v for k, v in declared.items() if v is not None and not (isinstance(v, str) and "$" in v)}
             self.graph.scopes[inner.ns.path.rstrip(".")] = replace(self.graph.scopes[inner.ns.path.rstrip(".")], defaults=literal)
-        shown = ", ".join(f"{k}={_show(v)}" for k, v in given.items())
-        self.frames.append(Frame("block", block, pos, shown))
+        self.frames.append(Frame("block", block, pos, given))
         try:
             return self.seq(layers, inner, cur)
         finally:
