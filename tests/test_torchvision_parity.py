@@ -8,6 +8,7 @@ models give the same outputs in eval mode. That is what makes `--init-from torch
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,16 +80,27 @@ def perturb_norms(model: nn.Module, seed: int = 0) -> None:
             m.running_var.copy_(torch.empty_like(m.running_var).uniform_(0.5, 2.0, generator=gen))
             m.weight.copy_(torch.empty_like(m.weight).uniform_(0.5, 1.5, generator=gen))
             m.bias.copy_(torch.empty_like(m.bias).uniform_(-0.2, 0.2, generator=gen))
+        if isinstance(m, nn.LayerNorm):  # LayerNorm2d too
+            m.weight.copy_(torch.empty_like(m.weight).uniform_(0.5, 1.5, generator=gen))
+            m.bias.copy_(torch.empty_like(m.bias).uniform_(-0.2, 0.2, generator=gen))
+        scale = getattr(m, "layer_scale", None)
+        if isinstance(scale, nn.Parameter):  # ConvNeXt's 1e-6 would hide its blocks' output
+            scale.copy_(torch.empty_like(scale).uniform_(0.5, 1.0, generator=gen))
 
 
 def assert_same_layers(ours: nn.Module, theirs: nn.Module) -> None:
-    """Every torchvision layer that owns tensors exists in ours with the same class and arguments."""
+    """Every torchvision layer that owns tensors exists in ours with the same class and arguments
+    (a class torchvision defines itself, LayerNorm2d or CNBlock, is a generated class of its name, or
+    of its name with a suffix where calls of one block differ in their forward: CNBlock_2)."""
     for name, module in theirs.named_modules():
         own = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
         if not own:
             continue
         mine = ours.get_submodule(name)
-        assert type(mine) is type(module), name
+        if type(module).__module__.startswith("torchvision."):
+            assert re.fullmatch(rf"{type(module).__name__}(_\d+)?", type(mine).__name__), name
+        else:
+            assert type(mine) is type(module), name
         assert mine.extra_repr() == module.extra_repr(), name
 
 

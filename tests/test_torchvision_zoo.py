@@ -27,6 +27,7 @@ from tests.test_torchvision_parity import assert_close_outputs, assert_same_laye
 # The torchvision names the zoo covers; the rest of torchvision's 80 need ops still to come.
 COVERED = [
     "alexnet",
+    "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
     "densenet121", "densenet161", "densenet169", "densenet201",
     "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
     "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
@@ -66,6 +67,7 @@ FORWARD = {
     "regnet_x_400mf": 64,
     "regnet_y_400mf": 64,
     "vgg11": 32,
+    "convnext_tiny": 32,
 }
 
 
@@ -127,6 +129,22 @@ def test_loads_torchvision_weights_and_computes_the_same(name: str) -> None:
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         assert_close_outputs(ours(x), theirs(x))
+
+
+def test_convnext_trains_as_torchvisions_same_stochastic_depth_draws() -> None:
+    """Training mode: the per-block stochastic depth (torchvision's linear rule) draws alike."""
+    torch.manual_seed(0)
+    theirs = torchvision_model("convnext_tiny").train()
+    perturb_norms(theirs)
+    ours = build_module(api.compile_graph("convnext_tiny", image_size=32), None).train()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(4, 3, 32, 32)
+    torch.manual_seed(1)
+    mine = ours(x)
+    torch.manual_seed(1)
+    assert_close_outputs(mine, theirs(x))
+    torch.manual_seed(2)
+    assert not torch.equal(ours(x), mine)  # the draws are live in training
 
 
 def test_a_variant_is_its_family_spec_with_the_variants_parameters() -> None:
