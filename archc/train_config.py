@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -217,8 +218,51 @@ def default_threads(processes: int) -> int:
     pinned = os.environ.get("OMP_NUM_THREADS", "")
     if pinned.isdigit() and int(pinned) > 0:
         return int(pinned)
+    return max(1, machine_cpus() // max(1, processes))
+
+
+# (quota, period) files of the CPU cgroup a container runs in: v2 holds both in one file, then v1
+_CPU_QUOTA_FILES = (("/sys/fs/cgroup/cpu.max", None), ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+
+
+def machine_cpus() -> int:
+    """CPUs this process may use: its affinity mask, lowered by a cgroup CPU quota (containers)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    return max(1, cores // max(1, processes))
+    quota = cgroup_cpu_quota()
+    return max(1, min(cores, quota)) if quota is not None else max(1, cores)
+
+
+def cgroup_cpu_quota() -> int | None:
+    """Whole CPUs a cgroup CPU quota allows (rounded up), or None when there is no quota."""
+    for quota_file, period_file in _CPU_QUOTA_FILES:
+        try:
+            fields = Path(quota_file).read_text().split()
+            if period_file is not None:
+                fields.append(Path(period_file).read_text().strip())
+        except OSError:
+            continue
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit() and int(fields[1]) > 0:
+            return max(1, -(-int(fields[0]) // int(fields[1])))
+        return None  # "max" (v2) or -1 (v1): no quota
+    return None
+
+
+def cap_to_machine(cfg: TrainConfig) -> tuple[TrainConfig, list[str]]:
+    """cfg with its process and thread counts lowered to the CPUs this machine gives the run, and a
+    one-line note per lowered count: more threads or processes than cores only slow a run down
+    (64 threads on 2 cores train 50x slower). Raises ValueError when the lowered config is invalid."""
+    cpus = machine_cpus()
+    nproc = min(cfg.nproc, cpus)
+    limits = {"nproc": cpus, "workers": max(1, cpus // nproc), "loader_workers": cpus}
+    changes = {name: limit for name, limit in limits.items() if (getattr(cfg, name) or 0) > limit}
+    notes = [
+        f"note: --{name.replace('_', '-')} {getattr(cfg, name)} lowered to {limit}: this machine gives archc "
+        f"{cpus} CPU{'s' if cpus != 1 else ''} (affinity and cgroup quota)"
+        for name, limit in changes.items()
+    ]
+    if not changes:
+        return cfg, notes
+    return TrainConfig.model_validate({**cfg.model_dump(exclude_unset=True), **changes}), notes

@@ -33,7 +33,7 @@ from archc.experiments.rundir import (
     set_aside,
     write_failure,
 )
-from archc.train_config import default_threads
+from archc.train_config import default_threads, machine_cpus
 
 STOP_GRACE_S = 15.0
 # Written after each sweep that trained something (or when missing): a rerun that only skips keeps them.
@@ -67,6 +67,10 @@ def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, ech
 
     if jobs < 1:
         raise ExperimentError(f"--jobs must be at least 1, got {jobs}")
+    cpus = machine_cpus()
+    if jobs > cpus:  # more training processes than cores only slow every run down
+        echo(f"note: --jobs {jobs} lowered to {cpus}: this machine gives archc {cpus} CPU{'s' if cpus != 1 else ''} (affinity and cgroup quota)")
+        jobs = cpus
     out = plan.out
     try:
         out.mkdir(parents=True, exist_ok=True)

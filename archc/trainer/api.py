@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archc.train_config import RECIPES, TrainConfig
+from archc.train_config import RECIPES, TrainConfig, cap_to_machine
 from archc.trainer.errors import CheckpointError, DivergenceError, TrainError
 from archc.trainer.model import Source, resolve_source
 
@@ -77,11 +78,15 @@ def resolve_config(source: Source, overrides: dict[str, Any]) -> TrainConfig:
 
         raise TrainError(f"unknown training option '{unknown[0]}'{did_you_mean(unknown[0], TrainConfig.model_fields)}")
     try:
-        return TrainConfig.model_validate({**base, **overrides})
+        cfg, notes = cap_to_machine(TrainConfig.model_validate({**base, **overrides}))
     except ValidationError as exc:
         from archc.errors import option_error_message
 
         raise TrainError(option_error_message(exc)) from None
+    if os.environ.get("RANK", "0") == "0":  # torchrun's workers get the lowered counts: one note
+        for note in notes:
+            print(note, file=sys.stderr, flush=True)
+    return cfg
 
 
 def default_out(name: str) -> Path:
@@ -109,7 +114,8 @@ def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: t
     cli_args += [arg for plugin in plugins for arg in ("--plugin", plugin)]
     if source.input_override:
         cli_args += ["--input", ",".join(map(str, source.input_override))]
-    rc = launch(source.spec_path, cli_args, {**_jsonable(config), "out": str(out)}, cfg)
+    capped = {key: getattr(cfg, key) for key in ("nproc", "workers", "loader_workers") if key in config}
+    rc = launch(source.spec_path, cli_args, {**_jsonable(config), **capped, "out": str(out)}, cfg)
     result = out / "result.json"
     record = json.loads(result.read_text()) if result.is_file() else None
     if rc == 0 and record is not None:

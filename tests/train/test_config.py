@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from archc.train_config import TrainConfig, default_threads
+from archc import train_config
+from archc.train_config import TrainConfig, cap_to_machine, default_threads, machine_cpus
 from archc.trainer.api import resolve_config
 from archc.trainer.errors import TrainError
 from archc.trainer.model import resolve_source
@@ -73,3 +75,42 @@ def test_default_threads_follow_omp_num_threads_then_share_the_cores(monkeypatch
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7}, raising=False)
     assert (default_threads(1), default_threads(2), default_threads(3), default_threads(16)) == (8, 4, 2, 1)
+
+
+def test_counts_are_capped_to_the_cpus_the_machine_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(train_config, "cgroup_cpu_quota", lambda: None)
+    assert machine_cpus() == 4
+    cfg, notes = cap_to_machine(TrainConfig(workers=64, nproc=64, loader_workers=200, batch_size=128))
+    assert (cfg.nproc, cfg.workers, cfg.loader_workers) == (4, 1, 4)
+    assert notes[0] == "note: --nproc 64 lowered to 4: this machine gives archc 4 CPUs (affinity and cgroup quota)"
+    assert [n.split()[1] for n in notes] == ["--nproc", "--workers", "--loader-workers"]
+    within = TrainConfig(workers=2, nproc=2)
+    assert cap_to_machine(within) == (within, [])
+    assert cap_to_machine(TrainConfig(workers=9))[0].workers == 4  # one process: every CPU
+    monkeypatch.setattr(train_config, "cgroup_cpu_quota", lambda: 2)  # a container's quota lowers it
+    assert machine_cpus() == 2 and cap_to_machine(TrainConfig(workers=9))[0].workers == 2
+    with pytest.raises(ValueError, match="divisible by nproc"):  # lowered to 2 processes, 9 images do not split
+        cap_to_machine(TrainConfig(nproc=3, batch_size=9))
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"cpu.max": "max 100000\n"}, None), ({"cpu.max": "150000 100000\n"}, 2), ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3), ({}, None),
+])  # fmt: skip
+def test_cgroup_cpu_quota_v2_then_v1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str], expected: int | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    quota_files = tuple((str(tmp_path / q), p and str(tmp_path / p)) for q, p in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")))
+    monkeypatch.setattr(train_config, "_CPU_QUOTA_FILES", quota_files)
+    assert train_config.cgroup_cpu_quota() == expected
+
+
+def test_train_notes_the_lowered_thread_count(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(train_config, "machine_cpus", lambda: 2)
+    monkeypatch.delenv("RANK", raising=False)
+    source = resolve_source("archc/specs/lenet5.yaml", None, (), None)
+    assert resolve_config(source, {"workers": 64}).workers == 2
+    assert "note: --workers 64 lowered to 2: this machine gives archc 2 CPUs" in capsys.readouterr().err
