@@ -6,7 +6,10 @@ so after a kill and --resume it holds each completed epoch once.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +26,14 @@ TAGS = {
 
 
 class TensorBoardLog:
-    """One SummaryWriter in OUT/tensorboard; a scalar per metric, the step being the epoch."""
+    """One SummaryWriter in OUT/tensorboard; a scalar per metric, the step being the epoch.
 
-    def __init__(self, writer: Any) -> None:
-        self.writer = writer
+    The log is a convenience: a disk that refuses it (full, read-only) turns it off with a note and
+    never stops the run, whose checkpoints and metrics report their own write errors."""
+
+    def __init__(self, writer: Any, reporter: Reporter) -> None:
+        self.writer: Any = writer
+        self.reporter = reporter
 
     @classmethod
     def open(cls, out: Path, history: list[dict[str, Any]], reporter: Reporter) -> TensorBoardLog | None:
@@ -38,18 +45,46 @@ class TensorBoardLog:
             return None
         directory = out / DIRNAME
         shutil.rmtree(directory, ignore_errors=True)
-        log = cls(SummaryWriter(log_dir=str(directory)))
+        _quiet_writer_thread(reporter)
+        try:
+            log = cls(SummaryWriter(log_dir=str(directory)), reporter)
+        except OSError as exc:
+            reporter.message(f"note: TensorBoard logging is off: {exc.strerror or exc}")
+            return None
         for row in history:
             log.epoch(row, flush=False)
-        log.writer.flush()
+        log.epoch({}, flush=True)
         return log
 
     def epoch(self, row: dict[str, Any], flush: bool = True) -> None:
-        for key, tag in TAGS.items():
-            if key in row:
-                self.writer.add_scalar(tag, row[key], global_step=row["epoch"])
-        if flush:
-            self.writer.flush()
+        if self.writer is None:
+            return
+        try:
+            for key, tag in TAGS.items():
+                if key in row:
+                    self.writer.add_scalar(tag, row[key], global_step=row["epoch"])
+            if flush:
+                self.writer.flush()
+        except OSError as exc:
+            self.reporter.message(f"note: TensorBoard logging is off: {exc.strerror or exc}")
+            self.writer = None
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            with contextlib.suppress(OSError):
+                self.writer.close()
+        threading.excepthook = threading.__excepthook__
+
+
+def _quiet_writer_thread(reporter: Reporter) -> None:
+    """TensorBoard writes events from a thread of its own; a write the disk refuses there becomes a
+    note instead of a thread traceback (the run's own writes report the disk's state)."""
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
+        if isinstance(args.exc_value, OSError) and any("tensorboard" in frame.filename for frame in frames):
+            reporter.message(f"note: TensorBoard logging is off: {args.exc_value.strerror or args.exc_value}")
+            return
+        threading.__excepthook__(args)
+
+    threading.excepthook = hook

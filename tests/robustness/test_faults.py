@@ -200,7 +200,7 @@ def test_disk_full_during_a_checkpoint_write(small_disk: Path, reference: tuple[
     assert f"error: cannot write checkpoint {out / 'last.pt'}: No space left on device; the previous checkpoint is kept" in output
     assert "Traceback" not in output
     assert h.check_interrupted(out) == 1
-    assert {p.name for p in out.iterdir()} == {"last.pt", "best.pt", "metrics.csv", "metrics.jsonl"}  # no temp file, no lock
+    assert {p.name for p in out.iterdir()} == {"last.pt", "best.pt", "metrics.csv", "metrics.jsonl", "tensorboard"}  # no temp file, no lock
     filler.unlink()
     resume_to_completion(out, reference[0], tmp_path / "resume.log")
 
