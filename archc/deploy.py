@@ -11,13 +11,16 @@ import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from archc.atomic import atomic_write_bytes
 from archc.errors import SpecError
+
+if TYPE_CHECKING:
+    from archc.emit import CompiledModel
 
 FORMATS = ("torchscript", "onnx", "exported-program")
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx", "exported-program": ".pt2"}
@@ -28,14 +31,14 @@ class ExportError(SpecError):
     """The model cannot be exported to the requested format (PyTorch's reason included)."""
 
 
-def export_artifact(model: nn.Module, fmt: str, path: str | Path, verify: bool = True) -> dict[str, Any]:
+def export_artifact(model: CompiledModel, fmt: str, path: str | Path, verify: bool = True) -> dict[str, Any]:
     """Write `model` (eval mode) as `fmt` to `path`; returns what was checked against eager."""
     writers: dict[str, Callable[[nn.Module, torch.Tensor, Path], Runner]] = {
         "torchscript": _torchscript, "onnx": _onnx, "exported-program": _exported_program,
     }
     if fmt not in writers:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    graph = model.archc_graph  # type: ignore[attr-defined]
+    graph = model.archc_graph
     model = model.eval()
     torch.manual_seed(0)
     x = torch.randn(2, *graph.input_shape)

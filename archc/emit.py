@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import itertools
 import linecache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from archc.codegen import class_name, module_source, probe_source
-from archc.ir import Graph
+from archc.ir import Graph, Head
 from archc.spec import InitSpec
 
 _counter = itertools.count()
@@ -30,6 +30,11 @@ class CompiledModel(nn.Module):
     heads, for the trainer) and `code` (the source it runs); archc.names reserves these names at
     the top level.
     """
+
+    if TYPE_CHECKING:  # declared for the type checker only: at run time the class stays bare
+        archc_graph: Graph
+        archc_heads: list[Head]
+        code: str
 
 
 def execute(source: str, filename: str) -> dict[str, Any]:

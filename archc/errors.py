@@ -8,6 +8,7 @@ prints `render()`; anything else escaping is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -113,11 +114,11 @@ class SpecError(ArchcError):
         return "\n".join(out)
 
 
-def did_you_mean(name: str, choices: object) -> str:
+def did_you_mean(name: str, choices: Iterable[object]) -> str:
     """' (did you mean 'x'?)' when a close match exists, else ''."""
     import difflib
 
-    matches = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)  # type: ignore[union-attr]
+    matches = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{matches[0]}'?)" if matches else ""
 
 

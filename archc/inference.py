@@ -199,7 +199,7 @@ def _from_checkpoint(spec: str | None, checkpoint: Path, overrides: dict[str, An
         from PIL import Image
 
         if image.size != (width, height):
-            image = image.resize((width, height), Image.BILINEAR)
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
         pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
         pixels = pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)
         return pipeline.eval_batch(pixels.unsqueeze(0))[0]

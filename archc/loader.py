@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archc.errors import Pos, Source, SpecError
+
+if TYPE_CHECKING:
+    from ruamel.yaml import YAML
 
 MAX_FILE_BYTES = 1_000_000
 MAX_YAML_NODES = 50_000
@@ -24,8 +28,8 @@ class LDict(dict):
     """A mapping from a spec, with the positions of itself, its keys and its values."""
 
     pos: Pos | None
-    key_pos: dict[Any, Pos]
-    value_pos: dict[Any, Pos]
+    key_pos: dict[Any, Pos | None]
+    value_pos: dict[Any, Pos | None]
 
 
 class LList(list):
@@ -92,17 +96,13 @@ _SAFE_TAGS = {
 
 def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES) -> Document:
     """Parse YAML text into a Document; every failure is a SpecError with a position."""
-    from ruamel.yaml import YAML
     from ruamel.yaml.composer import MaxDepthExceededError
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     source = Source(path, text)
     if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
         raise SpecError(f"spec is larger than {MAX_FILE_BYTES:,} bytes", Pos(source, 1, 1))
-    yaml = YAML(typ="rt", pure=True)
-    yaml.Composer = _counting_composer()
-    yaml.max_depth = MAX_DEPTH
-    yaml.archc_nodes_left = max_nodes  # counted while parsing: a huge flat list stops early, bounded
+    yaml = _counting_yaml(max_nodes)
     try:
         tree = yaml.load(text)
     except _NodeLimit as exc:
@@ -225,15 +225,17 @@ class _NodeLimit(Exception):
         self.line, self.column, self.message = line, column, message
 
 
-_COMPOSER: list[type] = []
+_LOADER: list[Callable[[int], YAML]] = []
 
 
-def _counting_composer() -> type:
-    """ruamel's Composer, counting nodes (aliases once) against the loader's `archc_nodes_left`."""
-    if not _COMPOSER:
+def _counting_yaml(max_nodes: int) -> YAML:
+    """ruamel's pure round-trip loader whose Composer counts nodes (aliases once) against the
+    loader's `archc_nodes_left`: a huge flat list stops early, bounded."""
+    if not _LOADER:
+        from ruamel.yaml import YAML
         from ruamel.yaml.composer import Composer
 
-        class CountingComposer(Composer):  # type: ignore[misc]
+        class CountingComposer(Composer):
             def compose_node(self, parent: Any, index: Any) -> Any:
                 self.loader.archc_nodes_left -= 1
                 if self.loader.archc_nodes_left < 0:
@@ -247,8 +249,15 @@ def _counting_composer() -> type:
                     raise _NodeLimit(mark.line, mark.column, f"number literal of {len(value):,} characters; the limit is {MAX_NUMBER_CHARS}")
                 return super().compose_node(parent, index)
 
-        _COMPOSER.append(CountingComposer)
-    return _COMPOSER[0]
+        class CountingYAML(YAML):
+            def __init__(self, max_nodes: int) -> None:
+                super().__init__(typ="rt", pure=True)
+                self.Composer = CountingComposer
+                self.max_depth = MAX_DEPTH
+                self.archc_nodes_left = max_nodes
+
+        _LOADER.append(CountingYAML)
+    return _LOADER[0](max_nodes)
 
 
 def _children(node: Any, source: Source) -> list[tuple[Any, Pos | None]]:

@@ -84,7 +84,7 @@ def is_view(node: Node) -> bool:
     return _autograd(node).view
 
 
-def _extra_bytes(node: Node, batch: int, size: int, inplace: set[str]) -> int:
+def _extra_bytes(node: Node, batch: int, size: int, inplace: frozenset[str]) -> int:
     """Side tensors a backward keeps besides activations: pool indices, dropout masks, norm statistics, clones."""
     rule = _autograd(node)
     if rule.saves == "clone_when_inplace" and node.id in inplace:
@@ -120,7 +120,7 @@ def _requires_grad(nodes: Iterable[Node]) -> dict[str, bool]:
     return needs
 
 
-def _saved_storages(node: Node, replay: _Replay, needs: dict[str, bool], inplace: set[str]) -> set[str]:
+def _saved_storages(node: Node, replay: _Replay, needs: dict[str, bool], inplace: frozenset[str]) -> set[str]:
     """Storages this node's backward keeps alive (none when no gradient flows through it)."""
     if not needs[node.id]:
         return set()

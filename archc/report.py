@@ -115,7 +115,7 @@ class _Context:
     graph: Graph
     batch: int
     size: int
-    inplace: set[str]
+    inplace: frozenset[str]
     fields: dict[str, Field | None]
 
     def storage(self, node: Node) -> str:

@@ -118,7 +118,7 @@ def _spec_path(root: object, loc: tuple[Any, ...]) -> list[str]:
     for step in loc:
         if (isinstance(node, dict) and step in node) or (isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)):
             parts.append(str(step))
-            node = node[step]  # type: ignore[index]
+            node = node[step]
         elif not is_union_tag(step):
             parts.append(str(step))
             node = None

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archc.experiments.grid import MODEL, format_value
 from archc.experiments.results import Group, RunResult, group_runs, label_columns
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 PLOTS = ("curves", "acc_vs_params", "acc_vs_time")
 SVG_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}  # no dates or URLs
-RC = {"svg.hashsalt": "archc", "svg.fonttype": "path", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
+RC: dict[RcKeyType, Any] = {"svg.hashsalt": "archc", "svg.fonttype": "path", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
 LOG_SCALE_RATIO = 50.0  # a loss axis spanning more than this factor is drawn in log scale
 ANNOTATE_MAX = 6  # label points in place up to this many rows, else with a legend
 FEW_EPOCHS = 12  # curves this short get one x tick per epoch

@@ -131,7 +131,7 @@ class _Compiler:
     def compile(self, node: ast.AST) -> Fn:
         method = getattr(self, "c_" + type(node).__name__, None)
         if method is not None:
-            return method(node)  # type: ignore[no-any-return]
+            return method(node)
         if type(node) in _REJECTED:
             self.fail(node, _REJECTED[type(node)])
         self.fail(node, f"{type(node).__name__} expressions are not allowed")

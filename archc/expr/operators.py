@@ -222,7 +222,7 @@ def _fn_sum(items: object) -> object:
         charge(len(items))
     if not isinstance(items, list) or not all(is_num(x) for x in items):
         raise Fail(f"sum() needs a list of numbers, got '{tname(items)}'")
-    return num_result(sum(items))  # type: ignore[arg-type]
+    return num_result(sum(items))
 
 
 # name -> (implementation, min positional args, max positional args or None for unbounded)

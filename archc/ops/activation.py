@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -21,7 +21,8 @@ class Activation(Op):
     def other_ops(self, args: Args, inputs: list[Shape], out: Shape) -> int:
         return numel(out)
 
-    def torch_kwargs(self, args: Args) -> dict[str, object]:
+    def torch_kwargs(self, args: Any) -> dict[str, object]:
+        """The nn class's keyword arguments that differ from its defaults (`args` is the op's own Args)."""
         return {}
 
     def emit(self, args: Args, inputs: list[Shape], out: Shape, inplace: bool) -> Call:

@@ -182,8 +182,16 @@ class Op:
         be TorchScript-compatible, as the generated model is scripted and exported.
         """
         if inplace:
-            return self.inplace_expression(args, inputs)  # type: ignore[attr-defined, no-any-return]
-        return self.expression(args, inputs)  # type: ignore[attr-defined, no-any-return]
+            return self.inplace_expression(args, inputs)
+        return self.expression(args, inputs)
+
+    def expression(self, args: Any, inputs: list[str]) -> str:
+        """A functional op's forward expression on its inputs' variable names (the default `source`)."""
+        raise NotImplementedError(f"op {self.name} has no expression")
+
+    def inplace_expression(self, args: Any, inputs: list[str]) -> str:
+        """`expression` writing into its first input, for ops with `inplace_capable = True`."""
+        raise NotImplementedError(f"op {self.name} has no in-place expression")
 
     def label(self, args: Any) -> str:
         """Short text for diagrams and tables, e.g. 'conv 3x3/2, 64'."""

@@ -26,7 +26,7 @@ from archc.trainer.model import Source, resolve_source
 TORCHVISION_PREFIX = "torchvision:"
 
 
-class TrainResult(dict):  # type: ignore[type-arg]
+class TrainResult(dict[str, Any]):
     """What `archc.train` returns: the result record (this dict, as in OUT/result.json) plus the
     trained `model` (after its last epoch) and the per-epoch `history` (the rows of metrics.csv)."""
 
@@ -247,16 +247,17 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
     sample = feed.sample()
     check_fit(source, model, sample, feed.name, feed.num_classes)
     init_note = None
-    if resume_state is None and (cfg.init_from or cfg.pretrained):
-        if cfg.pretrained or cfg.init_from.startswith(TORCHVISION_PREFIX):  # type: ignore[union-attr]
+    init_from = cfg.init_from or ""
+    if resume_state is None and (init_from or cfg.pretrained):
+        if cfg.pretrained or init_from.startswith(TORCHVISION_PREFIX):
             from archc.pretrained import load_pretrained
             from archc.trainer.checkpoint import checkpoint_errors
 
-            name = None if cfg.pretrained else cfg.init_from.removeprefix(TORCHVISION_PREFIX)  # type: ignore[union-attr]
+            name = None if cfg.pretrained else init_from.removeprefix(TORCHVISION_PREFIX)
             with checkpoint_errors():
                 init_note = load_pretrained(model, source.name, name)
         else:
-            load_weights(model, cfg.init_from)
+            load_weights(model, init_from)
     reporter = make_reporter(cfg.log, dist.main)
     if init_note:
         reporter.message(init_note)
@@ -273,7 +274,7 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
     if note:
         reporter.message(note)
     input_shape = tuple(int(d) for d in sample.shape[1:])
-    info = {
+    info: dict[str, Any] = {
         "params": count_params(model),
         "macs": count_macs(model, input_shape),
         "dataset": {
@@ -349,7 +350,7 @@ def _record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[
     from archc.trainer.metrics import peak_memory
 
     last = outcome.history[-1]
-    best_row = next((row for row in outcome.history if row["epoch"] == outcome.best_epoch), {})
+    best_row: dict[str, Any] = next((row for row in outcome.history if row["epoch"] == outcome.best_epoch), {})
     memory, memory_kind = peak_memory(device)
     return {
         "status": "completed",

@@ -420,7 +420,7 @@ def _read_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[list[str
             with Image.open(path) as img:
                 img = img.convert(mode)
                 if resize is not None and img.size != (w, h):
-                    img = img.resize((w, h), Image.BILINEAR)
+                    img = img.resize((w, h), Image.Resampling.BILINEAR)
                 images[i] = np.asarray(img, dtype=np.uint8)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise DataError(f"imagefolder: cannot read {path}: {exc}") from None

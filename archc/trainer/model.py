@@ -104,7 +104,8 @@ def checkpoint_source(
     checkpoint carries. Plugins are code, so they are never imported because a file names them."""
     from archc.trainer.errors import CheckpointError
 
-    info = stored.get("spec") if isinstance(stored, dict) and isinstance(stored.get("spec"), dict) else {}
+    recorded = stored.get("spec") if isinstance(stored, dict) else None
+    info: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     overrides = {**(info.get("overrides") or {}), **(spec_overrides or {})}
     shape = input_shape if input_shape is not None else info.get("input_shape")
     missing = [p for p in info.get("plugins") or [] if p not in plugins]

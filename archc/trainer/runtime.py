@@ -103,7 +103,7 @@ def choose_memory_format(cfg: TrainConfig, model: torch.nn.Module, feed: Any, di
     if cfg.channels_last is not None:
         return ("channels_last" if cfg.channels_last else "contiguous"), ""
     if stored in ("channels_last", "contiguous"):
-        return stored, ""  # type: ignore[return-value]
+        return stored, ""
     if cfg.deterministic:
         return "contiguous", "memory format: contiguous (--deterministic: no timed trial)"
     if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):

@@ -98,14 +98,17 @@ class EpochSampler(DistributedSampler):
     yielding (index, sample seed) and able to skip the samples of steps already trained."""
 
     def __init__(self, n: int, rank: int, world: int, seed: int) -> None:
-        super().__init__(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        super().__init__(
+            range(n),  # type: ignore[arg-type]  # stub wants a Dataset; the sampler only takes len()
+            num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True,
+        )
         self.skip = 0
 
     def set_position(self, epoch: int, skip: int) -> None:
         self.set_epoch(epoch)
         self.skip = skip
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         base = (self.seed * EPOCH_SEED_STRIDE + self.epoch) * SAMPLE_SEED_STRIDE
         for index in list(super().__iter__())[self.skip :]:
             yield index, (base + index) % 2**63
@@ -208,7 +211,7 @@ def memory_budget(cfg: TrainConfig, device: torch.device, processes: int) -> int
     """--memory-limit, else half the available memory shared by this machine's processes (each
     holds its copy); on a GPU also half its free memory, where the in-memory path moves the data."""
     if cfg.memory_limit is not None:
-        return cfg.memory_limit
+        return int(cfg.memory_limit)  # TrainConfig's validator has turned '512M' into bytes
     budget = available_memory() // (2 * max(1, processes))
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -251,9 +254,9 @@ def make_loader(
     files: ImageFiles, sampler: Iterable[tuple[int, int]], batch: int, workers: int, device: torch.device, drop_last: bool
 ) -> DataLoader:
     return DataLoader(
-        files,  # type: ignore[arg-type]
+        files,
         batch_size=batch,
-        sampler=sampler,  # type: ignore[arg-type]
+        sampler=sampler,
         num_workers=workers,
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
@@ -303,8 +306,8 @@ class StreamFeed(Feed):
         assert self.train_files is not None
         local = global_batch // self.dist.world
         if self._train_loader is None or self._global_batch != global_batch:
-            sampler = EpochSampler(len(self.train_files), self.dist.rank, self.dist.world, seed)
-            self._train_loader = make_loader(self.train_files, sampler, local, self.workers, self.device, drop_last=True)
+            self._train_loader = make_loader(self.train_files, EpochSampler(len(self.train_files), self.dist.rank, self.dist.world, seed),
+                                             local, self.workers, self.device, drop_last=True)
             self._global_batch = global_batch
         sampler = self._train_loader.sampler
         assert isinstance(sampler, EpochSampler)
