@@ -114,7 +114,7 @@ def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: t
     cli_args += [arg for plugin in plugins for arg in ("--plugin", plugin)]
     if source.input_override:
         cli_args += ["--input", ",".join(map(str, source.input_override))]
-    capped = {key: getattr(cfg, key) for key in ("nproc", "workers", "loader_workers") if key in config}
+    capped: dict[str, Any] = {key: getattr(cfg, key) for key in ("nproc", "workers", "loader_workers") if key in config}
     rc = launch(source.spec_path, cli_args, {**_jsonable(config), **capped, "out": str(out)}, cfg)
     result = out / "result.json"
     record = json.loads(result.read_text()) if result.is_file() else None
