@@ -91,8 +91,8 @@ class Scope:
             return False
         if any(isinstance(it, Scope) and it.info is not None and it.info.checkpoint for it in self.items):
             return False  # its forward checkpoints a child
-        if any(isinstance(it, Node) and _owns_tensor(it) for it in self.items):
-            return False  # its forward reads a learned tensor of its own
+        if any(isinstance(it, Node) and (_owns_tensor(it) or _module_call(it)) for it in self.items):
+            return False  # its forward reads a learned tensor of its own, or calls a child specially
         prev = self.inputs[0]
         for item in self.items:
             if isinstance(item, Scope):
@@ -109,6 +109,11 @@ class Scope:
 def _owns_tensor(node: Node) -> bool:
     """The node is a learned tensor (nn.Parameter attribute), not a child module."""
     return bool(getattr(ops.get(node.op), "owns_tensor", False))
+
+
+def _module_call(node: Node) -> str | None:
+    """The op's template for calling its module (`Op.module_call`), None for `module(x)`."""
+    return getattr(ops.get(node.op), "module_call", None)
 
 
 def scope_tree(graph: Graph) -> Scope:
@@ -582,6 +587,8 @@ class SourceWriter:
         shapes = [self.graph.shape_of(i) for i in node.inputs]
         if node.module is not None and op.owns_tensor:
             return op.source(node.args, [access(node.module), *args], shapes, False)
+        if node.module is not None and _module_call(node) and len(args) == 1:
+            return str(_module_call(node)).format(module=access(node.module), x=args[0])
         if node.module is not None:
             return f"{access(node.module)}({', '.join(args)})"
         return op.source(node.args, args, shapes, node.id in self.inplace)

@@ -43,6 +43,7 @@ COVERED = [
     "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
     "squeezenet1_0", "squeezenet1_1",
     "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+    "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14",
     "wide_resnet50_2", "wide_resnet101_2",
 ]  # fmt: skip
 # Constructor arguments giving the architecture of the published weights (GoogLeNet's drop the
@@ -50,6 +51,7 @@ COVERED = [
 TORCHVISION_KWARGS: dict[str, dict[str, Any]] = {
     "googlenet": {"aux_logits": False, "init_weights": False},
     "inception_v3": {"init_weights": False},
+    "vit_h_14": {"image_size": 518},  # the resolution of its published weights (and of the variant)
 }
 # A real forward for the smallest model of each family not checked in test_torchvision_parity,
 # at the smallest resolution where it proves the same thing: name -> image size.
@@ -129,6 +131,23 @@ def test_loads_torchvision_weights_and_computes_the_same(name: str) -> None:
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         assert_close_outputs(ours(x), theirs(x))
+
+
+def test_vit_loads_torchvisions_weights_and_computes_the_same() -> None:
+    """ViT-B/16 at 32x32 (4 patches and the class token), learned tensors and norms randomised."""
+    torch.manual_seed(0)
+    theirs = torchvision.models.vit_b_16(image_size=32).eval()
+    perturb_norms(theirs)
+    with torch.no_grad():
+        theirs.class_token.normal_()
+        theirs.encoder.pos_embedding.normal_()
+    ours = build_module(api.compile_graph("vit_b_16", image_size=32), None).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert_same_layers(ours, theirs)
+    x = torch.randn(2, 3, 32, 32)
+    assert_close_outputs(ours(x), theirs(x))  # with grad: MultiheadAttention's general path
+    with torch.no_grad():
+        assert_close_outputs(ours(x), theirs(x))  # without: its fused fast path
 
 
 def test_convnext_trains_as_torchvisions_same_stochastic_depth_draws() -> None:

@@ -71,6 +71,7 @@ def load_entry_point_plugins() -> None:
 
 from archc.ops import (  # noqa: E402, F401
     activation,
+    attention,
     conv,
     linear,
     merge,

@@ -129,6 +129,9 @@ class Op:
     # nn.Parameter named after the node (`class_token`, `layer_scale`); `emit()` gives the Call that
     # creates its first value and `source()` receives the attribute (`self.layer_scale`) as inputs[0].
     owns_tensor: ClassVar[bool] = False
+    # How forward calls the op's module when not plainly `module(x)`: a template over `{module}` and
+    # `{x}` (nn.MultiheadAttention: query, key and value, first of its outputs); never in nn.Sequential.
+    module_call: ClassVar[str | None] = None
     # May run in place on its input (only done when the compiler proves it safe).
     inplace_capable: ClassVar[bool] = False
     # Produces a fresh tensor whose value its own backward does not need: in-place successors are safe.
