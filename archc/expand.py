@@ -44,8 +44,13 @@ class Limits:
     @property
     def max_steps(self) -> int:
         """Items visited while expanding (dropped `when: false` items and empty lists included):
-        work that leaves no node must be bounded too. Scales with --max-nodes."""
-        return 8 * self.max_nodes
+        work that leaves no node must be bounded too. Scales with --max-nodes.
+
+        The zoo visits at most 2.4 items and lists per node (MobileNetV3) and a tree of blocks
+        that each call two others about 5, so 6 per node leaves a spec at the node cap room; a
+        visit that makes no node costs about 3 us, so a spec that spends the whole budget on empty
+        repeats takes about 0.35 CPU-seconds, not much more than one at the node cap."""
+        return 6 * self.max_nodes
 
 
 MAX_NAME = 128  # characters in one layer, seq or block name
@@ -124,6 +129,7 @@ class Expander:
         self.tainted: set[str] = set()  # nodes a failed item's name was left pointing to
         self.head_order: dict[str, int] = {}  # head -> its place among the outputs after the main one
         self.steps = 0  # items and lists visited, see Limits.max_steps
+        self.max_steps = limits.max_steps
         self.id_chars = 0  # characters of generated paths, see MAX_ID_CHARS
         self.suffixes: dict[str, int] = {}  # next free ~N of each repeated node id
 
@@ -147,8 +153,8 @@ class Expander:
     def step(self, pos: Pos | None) -> None:
         """Count one visit; every item and list counts, whether or not it makes a node."""
         self.steps += 1
-        if self.steps > self.limits.max_steps:
-            raise LimitError(f"expanding the spec visits more than {self.limits.max_steps:,} items and lists "
+        if self.steps > self.max_steps:
+            raise LimitError(f"expanding the spec visits more than {self.max_steps:,} items and lists "
                             "(repeats of empty or dropped items count too; --max-nodes raises this)", pos)
 
     def charge_path(self, path: str, pos: Pos | None) -> None:

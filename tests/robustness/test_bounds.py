@@ -91,7 +91,7 @@ WORK["when_false_blocks"] = (
 def test_expansion_work_is_budgeted_even_when_it_makes_no_node(text: str) -> None:
     exc = spec_error(api.compile_graph, text)
     assert_positioned(exc, text)
-    assert "visits more than 160,000 items and lists" in exc.message, exc.render()
+    assert "visits more than 120,000 items and lists" in exc.message, exc.render()
 
 
 def test_the_work_budget_follows_max_nodes() -> None:
