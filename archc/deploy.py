@@ -72,7 +72,7 @@ def _torchscript(model: nn.Module, x: torch.Tensor, path: Path) -> Runner:
     buffer = io.BytesIO()
     torch.jit.save(scripted, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-    loaded = torch.jit.load(str(path))
+    loaded = torch.jit.load(io.BytesIO(buffer.getvalue()))  # the bytes just written, never a user's file
     return lambda t: _no_grad(loaded, t)
 
 
@@ -82,7 +82,7 @@ def _exported_program(model: nn.Module, x: torch.Tensor, path: Path) -> Runner:
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-    loaded = torch.export.load(str(path)).module()
+    loaded = torch.export.load(io.BytesIO(buffer.getvalue())).module()
     return lambda t: _no_grad(loaded, t)
 
 

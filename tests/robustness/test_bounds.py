@@ -166,7 +166,7 @@ POSITIONED = {
     "upsample_huge": (HEAD + "  - upsample: 1.0e300\n", "too large"),
     "leaky_relu_nan": (HEAD + "  - leaky_relu: .nan\n", "finite"),
     "lrn_alpha_inf": (HEAD + "  - lrn: {size: 2, alpha: .inf}\n", "finite"),
-    "pad_channels_nan": (HEAD + "  - pad_channels: {out: 8, value: .nan}\n", "finite"),
+    "pad_channels_nan": (HEAD + "  - pad_channels: {after: 8, value: .nan}\n", "finite"),
     "bn_eps_inf": (HEAD + "  - bn: {eps: .inf}\n", "finite"),
     "dropout_nan": (HEAD + "  - dropout: .nan\n", "finite"),
     "expression_nan": (HEAD + "  - leaky_relu: \"${float('nan')}\"\n", "not finite"),
