@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2, help="parallel trainings (default %(default)s: one per core)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: one epoch, one seed, 128 training images")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one epoch, one seed, 256 images (a tenth held out for validation)")
     args = parser.parse_args(argv)
-    recipe = {**RECIPE, "train_subset": 128} if args.quick else RECIPE
+    recipe = {**RECIPE, "train_subset": 256} if args.quick else RECIPE
     epochs, seeds = (1, 1) if args.quick else (args.epochs, args.seeds)
     os.chdir(REPO)
     outcome = sweep(SPEC, GRID, out=args.runs, seeds=seeds, jobs=args.jobs, epochs=epochs, **recipe)
