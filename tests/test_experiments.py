@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib
 import io
 import json
 import os
@@ -402,3 +403,25 @@ def test_dry_run_lists_the_runs_and_trains_nothing(tmp_path: Path) -> None:
     assert stdout.splitlines()[0] == f"4 runs in {tmp_path / 's'}:"
     assert "batch_size=64,seed=1" in stdout and "1,386 params  pending" in stdout
     assert not (tmp_path / "s").exists()
+
+
+def test_jobs_are_capped_to_the_cpus_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[int] = []
+
+    class Recorder:  # stands in for the scheduler: records how many parallel runs it was given
+        def __init__(self, plan: Any, manifest: Any, todo: Any, jobs: int, echo: Any, outcome: Any) -> None:
+            started.append(jobs)
+
+        def run(self) -> None:
+            pass
+
+    sweep_module = importlib.import_module("archc.experiments.sweep")  # the package exports a function of this name
+
+    monkeypatch.setattr(sweep_module, "machine_cpus", lambda: 2)
+    monkeypatch.setattr(sweep_module, "_Scheduler", Recorder)
+    plan = make_plan(tmp_path / "s", [Variant("exp_tiny", TINY)], grid_axes(["lr=0.1,0.2"]))
+    lines: list[str] = []
+    sweep_module.run_sweep(plan, jobs=64, echo=lines.append, write_results=False)
+    sweep_module.run_sweep(plan, jobs=2, echo=lines.append, write_results=False)
+    assert started == [2, 2]
+    assert lines == ["note: --jobs 64 lowered to 2: this machine gives archc 2 CPUs (affinity and cgroup quota)"]
