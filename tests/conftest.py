@@ -58,7 +58,7 @@ def compile_and_verify(spec: Any, *, batch: int = 2, seed: int = 0, **overrides:
     """
     import torch
 
-    from archc import api, ops
+    from archc import api
     from archc.emit import count_tensors, probe_shapes
 
     torch.manual_seed(seed)
@@ -87,13 +87,7 @@ def compile_and_verify(spec: Any, *, batch: int = 2, seed: int = 0, **overrides:
     params, buffers = count_tensors(model)
     assert params == graph.total_params == sum(p.numel() for p in model.parameters())
     assert buffers == graph.total_buffers == sum(b.numel() for b in model.buffers())
-    for node in graph:
-        if node.module is not None and not node.shared and getattr(ops.get(node.op), "owns_tensor", False):
-            assert model.get_parameter(node.module).numel() == node.params, node.id
-        elif node.module is not None and not node.shared:
-            sub = model.get_submodule(node.module)
-            assert sum(p.numel() for p in sub.parameters()) == node.params, node.id
-            assert sum(b.numel() for b in sub.buffers()) == node.buffers, node.id
+    assert_node_tensor_counts(model, graph)
     return model
 
 
@@ -110,3 +104,18 @@ def run_archc(*args: str, cwd: Path | None = None, timeout: float = 120) -> subp
         [sys.executable, "-m", "archc", *args], capture_output=True, text=True, cwd=cwd or REPO,
         env=clean_env(), timeout=timeout, check=False,
     )
+
+
+def assert_node_tensor_counts(model: Any, graph: Any) -> None:
+    """Each node's static parameter and buffer counts equal its module's (or its learned tensor's)."""
+    from archc import ops
+
+    for node in graph:
+        if node.module is None or node.shared:
+            continue
+        if getattr(ops.get(node.op), "owns_tensor", False):
+            assert (model.get_parameter(node.module).numel(), 0) == (node.params, node.buffers), node.id
+        else:
+            sub = model.get_submodule(node.module)
+            assert sum(p.numel() for p in sub.parameters()) == node.params, node.id
+            assert sum(b.numel() for b in sub.buffers()) == node.buffers, node.id

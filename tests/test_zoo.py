@@ -32,6 +32,7 @@ from archc.errors import SpecError
 from archc.export import export_python
 from archc.report import si
 from tests import reference_models as ref
+from tests.conftest import assert_node_tensor_counts
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
@@ -196,15 +197,13 @@ def test_runtime_matches_static_and_trains(name: str) -> None:
         shapes = probe_shapes(model, torch.zeros(1, *graph.input_shape))
     assert {n.id: shapes.get(n.id) for n in graph} == {n.id: n.shape for n in graph}
     with torch.device("meta"), FlopCounterMode(display=False) as counter:  # counting needs no values
-        api.build(SPECS / f"{name}.yaml").eval()(torch.empty(1, *graph.input_shape))
+        # .to("meta"): torch.normal (a learned tensor's init) ignores the device context
+        api.build(SPECS / f"{name}.yaml").to("meta").eval()(torch.empty(1, *graph.input_shape))
     assert counter.get_total_flops() == 2 * graph.macs(include_train_only=True)
     params, buffers = count_tensors(model)
     assert params == graph.total_params == EXPECTED_PARAMS[name]
     assert buffers == graph.total_buffers == sum(b.numel() for b in model.buffers())
-    for node in graph:
-        if node.module is not None and not node.shared:
-            sub = model.get_submodule(node.module)
-            assert count_tensors(sub) == (node.params, node.buffers), node.id
+    assert_node_tensor_counts(model, graph)
     model.train()
     out = model(torch.randn(2, *graph.input_shape))
     assert isinstance(out, torch.Tensor) and tuple(out.shape) == (2, *OUTPUT_SHAPES[name])

@@ -283,7 +283,9 @@ def start(argv: list[str], log: Path, point: KillPoint | None = None, hold: Path
 
 def train_argv(out: Path, *extra: str, spec: Path = TINY) -> list[str]:
     """`archc train` on one CPU thread (a spec may not choose threads: the runner's flag does)."""
-    return ["train", str(spec), "--out", str(out), "--workers", "1", *extra]
+    # The memory format is pinned: a start-up trial could choose differently for the reference run
+    # and for a run restarted from scratch, and the comparison is bitwise.
+    return ["train", str(spec), "--out", str(out), "--workers", "1", "--no-channels-last", *extra]
 
 
 def run(argv: list[str], log: Path, point: KillPoint | None = None, timeout: float = 300,
