@@ -29,6 +29,7 @@ from archc.experiments import Variant, grid_axes, make_plan, sweep
 from archc.experiments.errors import ExperimentError
 from archc.experiments.grid import parse_axis, run_id, split_values
 from archc.experiments.results import RunResult, Stat, render, results_csv, table_rows
+from tests.conftest import clean_env
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = str(REPO / "tests" / "specs" / "exp_tiny.yaml")
@@ -344,7 +345,10 @@ def test_an_interrupted_sweep_resumes_and_trains_only_what_is_missing(tmp_path: 
     grid = {"lr": [0.05, 0.1, 0.2]}
     argv = [sys.executable, "-m", "archc", "sweep", TINY, "--grid", "lr=0.05,0.1,0.2", "--epochs", "4",
             "--train-subset", "1400", "--out", str(out)]
-    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    # As a user's shell starts it: a clean environment (nothing an earlier test left in os.environ)
+    # and SIGINT at its default disposition.
+    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
+                            env=clean_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline and proc.poll() is None:
