@@ -144,7 +144,7 @@ def _pretrained(spec: str, overrides: dict[str, Any] | None, input_shape: tuple[
                 plugins: tuple[str, ...]) -> Predictor:
     import torch
 
-    from archc.pretrained import load_pretrained, published
+    from archc.pretrained import load_pretrained, preprocessing, published
     from archc.trainer.model import resolve_source
 
     source = resolve_source(spec, overrides, plugins, input_shape)
@@ -152,15 +152,8 @@ def _pretrained(spec: str, overrides: dict[str, Any] | None, input_shape: tuple[
     torch.manual_seed(0)
     model = source.build()
     load_pretrained(model, source.name)
-    size = source.input_shape[1:] if source.input_shape else None
-    options: dict[str, Any] = {}
-    if entry.normalization is not None:
-        options |= {"mean": entry.normalization[0], "std": entry.normalization[1]}
-    if size is not None and len(size) == 2 and size[0] == size[1]:
-        crop = weights.transforms().crop_size[0]
-        if size[0] != crop:  # the spec built for another input size: crop to it, resize in proportion
-            options |= {"crop_size": size[0], "resize_size": round(size[0] * 256 / 224)}
-    return Predictor(model, weights.transforms(**options), list(weights.meta["categories"]), "RGB", None)
+    transforms = preprocessing(entry, weights, source.input_shape)
+    return Predictor(model, transforms, list(weights.meta["categories"]), "RGB", None)
 
 
 def _from_checkpoint(spec: str | None, checkpoint: Path, overrides: dict[str, Any] | None,

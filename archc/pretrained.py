@@ -84,6 +84,21 @@ def published(spec_name: str, torchvision_name: str | None = None) -> tuple[Publ
     return entry, weights
 
 
+def preprocessing(entry: Published, weights: Any, input_shape: tuple[int, ...] | None) -> Any:
+    """torchvision's evaluation transforms for these weights (`weights.transforms()`: Resize,
+    CenterCrop, normalise), with the quirks of the spec: [-1, 1] inputs for GoogLeNet and Inception
+    v3, and a crop of the spec's input size (resize in proportion) when it was built for another."""
+    options: dict[str, Any] = {}
+    if entry.normalization is not None:
+        options |= {"mean": entry.normalization[0], "std": entry.normalization[1]}
+    size = input_shape[1:] if input_shape else None
+    if size is not None and len(size) == 2 and size[0] == size[1]:
+        crop = weights.transforms().crop_size[0]
+        if size[0] != crop:  # the spec built for another input size: crop to it, resize in proportion
+            options |= {"crop_size": size[0], "resize_size": round(size[0] * 256 / 224)}
+    return weights.transforms(**options)
+
+
 def cache_path(weights: Any) -> Path:
     """Where torch.hub keeps (or looks for) this weights file: $TORCH_HOME/hub/checkpoints/FILE."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name

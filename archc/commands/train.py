@@ -14,6 +14,7 @@ from archc.trainer.cli import add_config_flags, config_of
 # What `archc evaluate` may change about the data; the rest of the recipe is the checkpoint's.
 EVALUATE_FIELDS = ("dataset", "data_dir", "download", "resize", "recipe", "data_path", "memory_limit", "loader_workers",
                    "test_subset", "eval_batch_size", "device")
+TABLE_CLASSES = 20  # above it, text output summarises per-class accuracy instead of tabulating it
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,13 +39,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     evaluate = subparsers.add_parser(
         "evaluate",
-        help="test accuracy, per-class accuracy and confusion matrix of a checkpoint",
+        help="test accuracy, per-class accuracy and confusion matrix of a checkpoint or of published weights",
         description="Evaluate a checkpoint on the test split. The model is rebuilt as it was trained (the checkpoint "
-                    "records the spec, --set and --input); dataset settings default to those it was trained with.",
+                    "records the spec, --set and --input); dataset settings default to those it was trained with. "
+                    "With --pretrained, torchvision's published weights for a zoo spec are scored as torchvision scores "
+                    "them (the weights' own Resize/CenterCrop/normalisation, ImageFolder's class order), "
+                    "e.g. on ImageNet's val folder: archc evaluate resnet50 --pretrained --dataset imagefolder:VAL",
     )
     evaluate.add_argument("spec", metavar="SPEC", nargs="?", default=None,
-                          help="spec file (YAML); default: the spec the checkpoint was trained from, which it carries")
-    evaluate.add_argument("--checkpoint", required=True, metavar="PATH", help="best.pt, last.pt or a state_dict file")
+                          help="spec file (YAML) or zoo name; default: the spec the checkpoint was trained from, which it carries")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="PATH", help="best.pt, last.pt or a state_dict file")
+    source.add_argument("--pretrained", action="store_true", help="torchvision's published weights for this zoo spec")
     add_config_flags(evaluate, EVALUATE_FIELDS, flags={"eval_batch_size": "--batch-size"})
     add_spec_options(evaluate, limits=False)
     add_format_option(evaluate, ["text", "json"], help="json: print the whole report")
@@ -113,17 +119,26 @@ def _best(record: dict[str, Any]) -> str:
 def run_evaluate(args: argparse.Namespace) -> int:
     from archc.trainer.evaluate import evaluate
 
-    report = evaluate(args.spec, args.checkpoint, spec_overrides=overrides_of(args), plugins=tuple(args.plugins),
-                      input_shape=args.input_shape, **config_of(args))
+    config = {k: v for k, v in config_of(args).items() if k in EVALUATE_FIELDS}  # --pretrained is the weights' source
+    report = evaluate(args.spec, args.checkpoint, pretrained=args.pretrained, spec_overrides=overrides_of(args),
+                      plugins=tuple(args.plugins), input_shape=args.input_shape, **config)
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0
     top5 = f", top-5 {report['test_top5']:.2%}" if report["test_top5"] is not None else ""
     print(f"{report['spec']} on {report['dataset']} ({report['test_images']} test images): "
           f"accuracy {report['test_acc']:.2%}{top5}, loss {report['test_loss']:.4f}")
+    if "preprocessing" in report:
+        print(f"weights: {report['checkpoint']}; preprocessing: {report['preprocessing']}")
     width = max(len(c) for c in report["classes"])
+    scored = [(acc, name) for name, acc in zip(report["classes"], report["per_class_acc"], strict=True)]
+    if len(scored) > TABLE_CLASSES:  # ImageNet: 1000 rows and a 1000x1000 matrix are for --format json
+        worst = sorted((acc, name) for acc, name in scored if acc is not None)[:5]
+        print("lowest per-class accuracy: " + ", ".join(f"{name} {acc:.2%}" for acc, name in worst))
+        print(f"per-class accuracy and the {len(scored)}x{len(scored)} confusion matrix: --format json")
+        return 0
     print("per-class accuracy:")
-    for name, acc in zip(report["classes"], report["per_class_acc"], strict=True):
+    for acc, name in scored:
         print(f"  {name:<{width}}  {'-' if acc is None else f'{acc:.2%}'}")
     print("confusion matrix (rows: true class, columns: predicted):")
     cell = max(len(str(v)) for row in report["confusion"] for v in row)

@@ -29,9 +29,8 @@ class BatchPipeline:
         self.hflip = hflip
         self.resize = resize
         self.channels_last = channels_last
-        # x / 255 normalised as (x / 255 - mean) / std == x * scale - shift, one fused pass.
-        self.scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1).to(device)
-        self.shift = (mean / std).view(1, -1, 1, 1).to(device)
+        self.mean = mean.float().view(1, -1, 1, 1).to(device)
+        self.std = std.float().view(1, -1, 1, 1).to(device)
 
     def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Crop offsets (n, 2) in [0, 2 * padding] and flip flags (n,) for n consecutive samples."""
@@ -51,7 +50,9 @@ class BatchPipeline:
         return self._finish(x)
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
-        out = x.float().mul_(self.scale).sub_(self.shift)
+        # torchvision's arithmetic (ToDtype(scale=True), Normalize): the very tensors its reference
+        # evaluation feeds a model, bit for bit; a fused x * scale - shift differs in the last bit
+        out = x.float().div_(255.0).sub_(self.mean).div_(self.std)
         if self.resize is not None and tuple(out.shape[2:]) != self.resize:
             shrinking = self.resize[0] < out.shape[2] or self.resize[1] < out.shape[3]
             out = F.interpolate(out, size=self.resize, mode="bilinear", align_corners=False, antialias=shrinking)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -19,6 +19,9 @@ from archc.trainer.augment import BatchPipeline
 from archc.trainer.data import ImageData, load_dataset
 from archc.trainer.distributed import DistInfo
 from archc.trainer.errors import DataError, TrainError
+
+if TYPE_CHECKING:
+    from archc.trainer.stream import EvalPreset
 
 EPOCH_SEED_STRIDE = 1_000_003
 
@@ -140,33 +143,46 @@ def open_feed(
     stored_path: str | None = None,
     whole_test: bool = False,
     augment_train: bool = True,
+    preset: EvalPreset | None = None,
 ) -> Feed:
     """The feed for cfg's dataset on the path cfg (or, resuming with `auto`, the checkpoint) asks for.
 
     normalization: the checkpoint's constants, else computed (or the recipe's).
+    preset: published weights' evaluation preprocessing (`archc evaluate --pretrained`), streamed.
     """
-    path, note = _choose_path(cfg, dist, device, stored_path, whole_test)
+    path, note = _choose_path(cfg, dist, device, stored_path, whole_test, preset)
     if cfg.dataset.startswith("shards:"):
         from archc.trainer.shards import open_shards
 
-        feed: Feed = open_shards(cfg, input_shape, dist, device, normalization, augment_train=augment_train)
+        feed: Feed = open_shards(cfg, input_shape, dist, device, normalization, augment_train=augment_train, preset=preset)
     elif path == "stream":
         from archc.trainer.stream import open_stream
 
-        feed = open_stream(cfg, input_shape, dist, device, normalization, whole_test=whole_test, augment_train=augment_train)
+        feed = open_stream(cfg, input_shape, dist, device, normalization, whole_test=whole_test, augment_train=augment_train,
+                           preset=preset)
     else:
         feed = _open_memory(cfg, input_shape, dist, device, normalization, augment_train)
     feed.note = note
     return feed
 
 
-def _choose_path(cfg: TrainConfig, dist: DistInfo, device: torch.device, stored: str | None, whole_test: bool) -> tuple[PathTaken, str]:
+def _choose_path(
+    cfg: TrainConfig, dist: DistInfo, device: torch.device, stored: str | None, whole_test: bool, preset: EvalPreset | None
+) -> tuple[PathTaken, str]:
     folder = cfg.dataset.startswith("imagefolder:")
     wanted = cfg.data_path if cfg.data_path != "auto" or stored is None else stored
     if cfg.dataset.startswith("shards:"):
         if cfg.data_path == "memory":
             raise DataError("shards are read as a stream (--data-path stream or auto); for memory, train on the image folder")
         return "stream", f"streaming {cfg.dataset} (tar shards)"
+    if preset is not None:
+        if not folder:
+            raise DataError(f"published ImageNet weights are evaluated on an ImageNet-layout folder (imagefolder:VAL, "
+                            f"VAL/CLASS/*.JPEG) or shards:DIR, not {cfg.dataset}")
+        if cfg.data_path == "memory":
+            raise DataError("--pretrained evaluation resizes and crops each image in loader workers, as torchvision "
+                            "does; use --data-path stream or auto")
+        return "stream", f"streaming {cfg.dataset}: the weights' evaluation preprocessing ({preset.describe()})"
     if wanted == "stream" and not folder:
         raise DataError(f"--data-path stream reads image folders (imagefolder:PATH) and shards:PATH; {cfg.dataset} is held in memory")
     if wanted == "memory" and cfg.recipe == "imagenet":

@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -36,6 +36,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from archc.train_config import TrainConfig
 from archc.trainer.errors import DataError
 from archc.trainer.feed import EPOCH_SEED_STRIDE, Feed
+
+if TYPE_CHECKING:
+    from archc.trainer.stream import EvalPreset
 
 INDEX = "index.json"
 FORMAT = "archc-shards"
@@ -257,7 +260,7 @@ class ShardFeed(Feed):
 
 def open_shards(
     cfg: TrainConfig, input_shape: tuple[int, ...] | None, dist: Any, device: torch.device,
-    normalization: tuple[torch.Tensor, torch.Tensor] | None, *, augment_train: bool = True,
+    normalization: tuple[torch.Tensor, torch.Tensor] | None, *, augment_train: bool = True, preset: EvalPreset | None = None,
 ) -> ShardFeed:  # fmt: skip
     from archc.trainer.augment import BatchPipeline
     from archc.trainer.feed import augmentation
@@ -277,8 +280,10 @@ def open_shards(
     first_shard = next(s for s in (*index.train, *index.val) if s.count)
     key, data, _ = next(samples(first_shard.path, len(index.classes)))
     first = decode_bytes(data, None, key)
-    channels = 1 if first.mode in ("1", "L", "I;16", "I") else 3
-    if cfg.resize is not None:
+    channels = 1 if first.mode in ("1", "L", "I;16", "I") and preset is None else 3
+    if preset is not None:
+        size = (preset.crop, preset.crop)
+    elif cfg.resize is not None:
         size = cfg.resize
     elif input_shape is not None and len(input_shape) == 3:
         size = (int(input_shape[1]), int(input_shape[2]))
@@ -292,9 +297,12 @@ def open_shards(
     if cfg.train_subset is not None:  # the first train_subset images of each epoch's stream
         stream.steps = min(stream.steps, cfg.train_subset // cfg.batch_size)
     test_images = sum(s.count for s in index.val) if cfg.test_subset is None else min(cfg.test_subset, sum(s.count for s in index.val))
-    evaluation = ShardEval(index, eval_transform(cfg, size), channels, dist.rank, dist.world, test_images)
+    evaluation_transform = preset.transform() if preset is not None else eval_transform(cfg, size)
+    evaluation = ShardEval(index, evaluation_transform, channels, dist.rank, dist.world, test_images)
     if normalization is not None:
         mean, std = normalization
+    elif preset is not None:
+        mean, std = preset.normalization()
     elif cfg.recipe == "imagenet" and channels == 3:
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     else:  # estimated on the first 256 samples of the first train shard

@@ -241,6 +241,39 @@ def train_transform(cfg: TrainConfig, size: tuple[int, int], crop_padding: int, 
     return v2.Compose(steps)
 
 
+@dataclass(frozen=True)
+class EvalPreset:
+    """The evaluation preprocessing published weights were scored with (torchvision's
+    `weights.transforms()`: Resize, CenterCrop, normalise), split as the streaming path runs it:
+    resize and crop per image in loader workers, normalisation of uint8 batches on the device.
+    The arithmetic is torchvision's own, so the model sees exactly the tensors torchvision's
+    reference evaluation gives it."""
+
+    resize: int
+    crop: int
+    interpolation: str  # torchvision InterpolationMode's value: "bilinear", "bicubic", ...
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def of(cls, transforms: Any) -> EvalPreset:
+        """From a torchvision ImageClassification preset (what `weights.transforms()` returns)."""
+        return cls(int(transforms.resize_size[0]), int(transforms.crop_size[0]), transforms.interpolation.value,
+                   tuple(float(m) for m in transforms.mean), tuple(float(s) for s in transforms.std))
+
+    def transform(self) -> Any:
+        from torchvision.transforms import InterpolationMode, v2
+
+        return v2.Compose([v2.Resize(self.resize, interpolation=InterpolationMode(self.interpolation), antialias=True),
+                           v2.CenterCrop(self.crop)])
+
+    def normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.tensor(self.mean), torch.tensor(self.std)
+
+    def describe(self) -> str:
+        return f"Resize {self.resize} ({self.interpolation}), CenterCrop {self.crop}, mean {list(self.mean)}, std {list(self.std)}"
+
+
 def eval_transform(cfg: TrainConfig, size: tuple[int, int]) -> Any:
     """Evaluation transforms: the imagenet recipe's Resize(size / 0.875) + CenterCrop, else Resize."""
     from torchvision.transforms import v2
@@ -367,8 +400,12 @@ def open_stream(
     *,
     whole_test: bool = False,
     augment_train: bool = True,
+    preset: EvalPreset | None = None,
 ) -> StreamFeed:
-    """The streaming feed of `imagefolder:PATH`: file lists now, pixels in the workers."""
+    """The streaming feed of `imagefolder:PATH`: file lists now, pixels in the workers.
+
+    preset: published weights' evaluation preprocessing, in place of the recipe's (RGB images, as
+    torchvision's ImageFolder loads them)."""
     from archc.trainer.augment import BatchPipeline
     from archc.trainer.feed import augmentation
 
@@ -387,7 +424,9 @@ def open_stream(
         keep, held = split_indices(torch.tensor([label for _, label in train]), len(listing.classes), cfg.val_split, listing.name)
         train, val = [train[i] for i in keep.tolist()], [train[i] for i in held.tolist()]
     channels, first, _ = header_stats(train or test)
-    if cfg.resize is not None:
+    if preset is not None:
+        channels, size = 3, (preset.crop, preset.crop)
+    elif cfg.resize is not None:
         size = cfg.resize
     elif input_shape is not None and len(input_shape) == 3:
         size = (int(input_shape[1]), int(input_shape[2]))
@@ -397,10 +436,13 @@ def open_stream(
     if cfg.recipe == "imagenet":
         pad = 0
     train_files = ImageFiles(train, channels, train_transform(cfg, size, pad, flip))
-    test_files = ImageFiles(test, channels, eval_transform(cfg, size))
-    val_files = ImageFiles(val, channels, eval_transform(cfg, size)) if val else None
+    evaluation = preset.transform() if preset is not None else eval_transform(cfg, size)
+    test_files = ImageFiles(test, channels, evaluation)
+    val_files = ImageFiles(val, channels, evaluation) if val else None
     if normalization is not None:
         mean, std = normalization
+    elif preset is not None:
+        mean, std = preset.normalization()
     elif cfg.recipe == "imagenet" and channels == 3:
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     else:

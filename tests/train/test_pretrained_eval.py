@@ -1,0 +1,121 @@
+"""`archc evaluate SPEC --pretrained --dataset imagefolder:VAL` scores torchvision's published weights
+as torchvision does, so it reproduces their published top-1/top-5 on a user's ImageNet copy.
+
+Offline proof of the mechanics: on a generated ImageNet-layout val folder (1000 class folders, a few
+images of assorted sizes and modes), archc feeds the model exactly the tensors torchvision's
+reference evaluation (ImageFolder + weights.transforms() + DataLoader) produces, in ImageFolder's
+class order, and reports the top-1/top-5 of a hand-written torchvision evaluation loop. The weights
+file is generated and placed where torch.hub looks (as tests/train/test_predict.py does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision.datasets import ImageFolder
+
+import archc.trainer.evaluate as evaluate_module
+from archc.trainer.evaluate import evaluate
+from tests.conftest import run_archc
+
+CLASSES = 1000
+# (class index, (width, height), PIL mode, file format): larger and smaller than the 232-pixel
+# resize, portrait and landscape, grey, palette, RGBA and CMYK files, as ImageNet's val set has
+IMAGES = [
+    (0, (300, 225), "RGB", "JPEG"), (0, (180, 240), "L", "JPEG"), (1, (500, 375), "RGB", "JPEG"),
+    (1, (232, 232), "RGBA", "PNG"), (2, (150, 100), "P", "PNG"), (2, (333, 500), "CMYK", "JPEG"),
+    (3, (240, 320), "RGB", "PNG"), (CLASSES - 1, (256, 300), "RGB", "JPEG"),
+]  # fmt: skip
+CONTENDERS = [0, 1, 2, 3, 4, 5, CLASSES - 1]  # classes the head may predict: top-1 and top-5 both vary
+
+
+def imagenet_val(root: Path) -> Path:
+    """ImageNet's val layout: VAL/nXXXXXXXX/*.JPEG for 1000 sorted synset-like folders."""
+    rng = np.random.default_rng(0)
+    folders = [root / f"n{1440764 + 7919 * k:08d}" for k in range(CLASSES)]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    for i, (label, (w, h), mode, fmt) in enumerate(IMAGES):
+        gradient = np.linspace(0, 255, w)[None, :, None] * np.linspace(0.2, 1, h)[:, None, None]
+        pixels = np.clip(gradient + rng.normal(0, 40, (h, w, 3)), 0, 255).astype(np.uint8)
+        image = Image.fromarray(pixels).convert(mode)
+        image.save(folders[label] / f"ILSVRC2012_val_{i:08d}.{'JPEG' if fmt == 'JPEG' else 'png'}", format=fmt)
+    return root
+
+
+def place_resnet50(torch_home: Path) -> torchvision.models.Weights:
+    """Seeded random ResNet-50 weights as torchvision's DEFAULT file, the head narrowed to CONTENDERS."""
+    torch.manual_seed(3)
+    weights = torchvision.models.ResNet50_Weights.DEFAULT
+    model = torchvision.models.resnet50()
+    with torch.no_grad():
+        others = torch.ones(CLASSES, dtype=torch.bool)
+        others[CONTENDERS] = False
+        model.fc.weight[others] = 0
+        model.fc.bias[others] = -1e4
+    target = torch_home / "hub" / "checkpoints" / Path(urlparse(weights.url).path).name
+    target.parent.mkdir(parents=True)
+    torch.save(model.state_dict(), target)
+    return weights
+
+
+def reference_evaluation(val: Path, weights: torchvision.models.Weights) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """torchvision's reference loop: ImageFolder, the weights' transforms, its own ResNet-50.
+    Returns (images, labels, top-1 hits, top-5 hits)."""
+    model = torchvision.models.resnet50(weights=weights).eval()
+    loader = DataLoader(ImageFolder(str(val), transform=weights.transforms(), allow_empty=True), batch_size=4)
+    images, labels, top1, top5 = [], [], 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            logits = model(x)
+            top1 += int((logits.argmax(1) == y).sum())
+            top5 += int((logits.topk(5).indices == y[:, None]).any(1).sum())
+            images.append(x)
+            labels.append(y)
+    return torch.cat(images), torch.cat(labels), top1, top5
+
+
+def test_pretrained_evaluation_feeds_torchvisions_tensors_and_gives_its_top1_top5(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    weights = place_resnet50(tmp_path / "torch")
+    val = imagenet_val(tmp_path / "val")
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    eval_batches = evaluate_module.eval_batches
+
+    def spy(model, batches, *args):  # type: ignore[no-untyped-def]
+        kept = [(x.clone(), y.clone()) for x, y in batches]
+        seen.extend(kept)
+        return eval_batches(model, kept, *args)
+
+    monkeypatch.setattr(evaluate_module, "eval_batches", spy)
+    report = evaluate("resnet50", pretrained=True, dataset=f"imagefolder:{val}", eval_batch_size=4, loader_workers=0, device="cpu")
+    images, labels, top1, top5 = reference_evaluation(val, weights)
+    assert report["classes"] == ImageFolder(str(val), allow_empty=True).classes  # ImageFolder's class order
+    assert torch.equal(torch.cat([y for _, y in seen]), labels)
+    assert torch.equal(torch.cat([x for x, _ in seen]), images)  # bit for bit: resize 232, crop 224, normalise
+    assert report["preprocessing"].startswith("Resize 232 (bilinear), CenterCrop 224")
+    assert report["test_images"] == len(IMAGES) and report["checkpoint"] == f"torchvision:{weights}"
+    assert (report["test_acc"], report["test_top5"]) == (top1 / len(IMAGES), top5 / len(IMAGES))
+    assert 0 < top1 < top5 < len(IMAGES)  # the figures discriminate: neither none nor all
+
+
+def test_pretrained_evaluation_refuses_a_folder_that_is_not_imagenets_val(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "four"
+    for k in range(4):
+        (folder / f"c{k}").mkdir(parents=True)
+        Image.new("RGB", (40, 30)).save(folder / f"c{k}" / "a.png")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    result = run_archc("evaluate", "resnet50", "--pretrained", "--dataset", f"imagefolder:{folder}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "has 4 class folders, but torchvision's ResNet50_Weights.IMAGENET1K_V2 predicts 1000 ImageNet classes" in result.stderr
+    result = run_archc("evaluate", "resnet50", "--dataset", f"imagefolder:{folder}")
+    assert result.returncode == 2 and "one of the arguments --checkpoint --pretrained is required" in result.stderr
