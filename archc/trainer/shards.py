@@ -1,10 +1,12 @@
-"""Tar shards in the WebDataset layout: a dataset for network storage, read front to back.
+"""Tar shards in the WebDataset format: a dataset for network storage, read front to back.
 
-A shard is a plain tar file; a sample is consecutive members sharing a key: `KEY.jpg` (or .png,
-.jpeg, ...: the image file's bytes as stored) and `KEY.cls` (the class index as text). That is the
-layout of the `webdataset` package (its ShardWriter writes it, its WebDataset reads these shards).
-`index.json` beside the shards names the classes and each shard's sample count, which is what
-lets every process know the epoch's length before reading anything.
+A shard is a tar file (plain or compressed, as `webdataset` reads them); a sample is consecutive
+members sharing a key (`webdataset`'s rule: the name up to the first dot of its last component):
+`KEY.jpg` (or .png, .jpeg, ...: the image file's bytes as stored) and `KEY.cls` (the class index as
+text). The shards are written with the `webdataset` package's TarWriter, so `webdataset.WebDataset`
+reads them, and shards it wrote read here. `index.json` beside the shards names the classes and
+each shard's sample count, which is what lets every process know the epoch's length before
+reading anything.
 
     python -m archc.trainer.shards FOLDER OUT [--shard-size N]   # imagefolder -> OUT/{train,val}-*.tar
 
@@ -13,13 +15,15 @@ shuffled (by seed and epoch) and dealt to the processes; each process reads its 
 through a seeded shuffle buffer. Its DataLoader workers all read that one stream and each decodes
 only the batches it owns (batch k: worker k mod workers), so the batches, and a resumed run's
 (positions already trained are skipped, not decoded), do not depend on the number of workers.
-Members are read from the tar stream, never extracted: names in a shard cannot reach the disk.
+That positional stream is archc's own, on `tarfile` with webdataset's naming rules: webdataset's
+pipeline (`WebDataset(...).shuffle(...)`) cannot restart exactly mid-epoch, and it reads members
+of any size, where a member over 64 MiB here is a damaged or hostile shard. Members are read from
+the tar stream, never extracted: names in a shard cannot reach the disk.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -91,21 +95,24 @@ def read_index(root: Path) -> ShardIndex:
 
 def samples(shard: Path, num_classes: int) -> Iterator[tuple[str, bytes, int]]:
     """(key, image bytes, label) of each sample of a shard, read as a stream (no seeking)."""
+    from webdataset.tariterators import base_plus_ext, meta_prefix, meta_suffix
+
     key, image, label = None, None, None
     try:
-        with tarfile.open(shard, "r|") as tar:
+        with tarfile.open(shard, "r|*") as tar:
             for member in tar:
-                if not member.isfile():
+                name = member.name
+                if not member.isfile() or ("/" not in name and name.startswith(meta_prefix) and name.endswith(meta_suffix)):
+                    continue  # as webdataset: directories, links and __meta__ files are no samples' fields
+                member_key, ext = base_plus_ext(name)
+                if member_key is None:
                     continue
-                base = member.name.rsplit("/", 1)[-1]
-                stem, _, ext = base.partition(".")
-                member_key = member.name[: len(member.name) - len(base)] + stem
                 if member_key != key:
                     if key is not None:
                         yield _complete(shard, key, image, label)
                     key, image, label = member_key, None, None
                 if member.size > MAX_MEMBER_BYTES:
-                    raise DataError(f"shards: {shard}: {member.name} is {member.size} bytes, over {MAX_MEMBER_BYTES}")
+                    raise DataError(f"shards: {shard}: {name} is {member.size} bytes, over {MAX_MEMBER_BYTES}")
                 handle = tar.extractfile(member)
                 data = handle.read() if handle is not None else b""
                 if ext.lower() in IMAGE_EXTENSIONS:
@@ -113,7 +120,7 @@ def samples(shard: Path, num_classes: int) -> Iterator[tuple[str, bytes, int]]:
                 elif ext.lower() == "cls":
                     label = int(data.strip())
                     if not 0 <= label < num_classes:
-                        raise DataError(f"shards: {shard}: {member.name} is class {label}, outside 0..{num_classes - 1}")
+                        raise DataError(f"shards: {shard}: {name} is class {label}, outside 0..{num_classes - 1}")
             if key is not None:
                 yield _complete(shard, key, image, label)
     except (OSError, tarfile.TarError, ValueError, EOFError) as exc:
@@ -336,7 +343,11 @@ def open_shards(
 
 def write_shards(folder: Path, out: Path, shard_size: int = DEFAULT_SHARD_SIZE, seed: int = 0) -> dict[str, Any]:
     """Write imagefolder FOLDER's splits as OUT/train-NNNNNN.tar and OUT/val-NNNNNN.tar plus
-    OUT/index.json; train samples shuffled once (by seed) so that each shard mixes the classes."""
+    OUT/index.json; train samples shuffled once (by seed) so that each shard mixes the classes.
+    Each shard is written by webdataset's TarWriter (fixed mtime: the same folder gives the same
+    bytes) under a temporary name, then renamed: an interrupted run leaves no partial shard."""
+    from webdataset import TarWriter
+
     from archc.trainer.stream import list_imagefolder
 
     listing = list_imagefolder(str(folder))
@@ -348,24 +359,16 @@ def write_shards(folder: Path, out: Path, shard_size: int = DEFAULT_SHARD_SIZE, 
             chunk = items[start : start + shard_size]
             name = f"{split}-{number:06d}.tar"
             temporary = out / f".{name}.partial"
-            with tarfile.open(temporary, "w", format=tarfile.PAX_FORMAT) as tar:
+            with open(temporary, "wb") as stream, TarWriter(stream, mtime=0, format="PAX_FORMAT") as tar:
                 for offset, (path, label) in enumerate(chunk):
-                    key = f"{split}{start + offset:09d}"
                     ext = Path(path).suffix.lower().lstrip(".") or "jpg"
-                    _add(tar, f"{key}.{ext}", Path(path).read_bytes())
-                    _add(tar, f"{key}.cls", str(label).encode())
+                    tar.write({"__key__": f"{split}{start + offset:09d}", ext: Path(path).read_bytes(), "cls": label})
             os.replace(temporary, out / name)
             index[split].append({"name": name, "count": len(chunk)})
     temporary = out / f".{INDEX}.partial"
     temporary.write_text(json.dumps(index, indent=1) + "\n")
     os.replace(temporary, out / INDEX)
     return index
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = len(data), 0o444, 0
-    tar.addfile(info, io.BytesIO(data))
 
 
 def main(argv: list[str] | None = None) -> int:
