@@ -714,7 +714,7 @@ class SourceWriter:
         return [*stdlib, "", *lines] if stdlib else lines
 
     def write(self) -> str:
-        blocks = [[*self.helpers.values()]] if self.helpers else []
+        blocks = [[*dict.fromkeys(self.helpers.values())]] if self.helpers else []  # one op may ship several
         for group in self.groups:
             blocks.append(self.class_source(group))
         blocks.append(self.root_source())

@@ -42,6 +42,7 @@ COVERED = [
     "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
     "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
     "squeezenet1_0", "squeezenet1_1",
+    "swin_t", "swin_s", "swin_b",
     "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
     "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14",
     "wide_resnet50_2", "wide_resnet101_2",
@@ -188,3 +189,34 @@ def test_a_stand_alone_file_is_the_same_model_as_its_family_variant(name: str) -
     path = zoo.specs_dir() / f"{name}.yaml"
     assert zoo.resolve(name).family is not None and path.is_file()
     assert nodes(path) == nodes(name)
+
+
+@pytest.mark.slow  # two 28M-parameter models built and initialised: seconds
+@pytest.mark.parametrize(("name", "size"), [("swin_t", 32), ("swin_v2_t", 48)])
+def test_swin_loads_torchvisions_weights_and_computes_the_same(name: str, size: int) -> None:
+    """At the smallest size where the first stage's windows shift, are masked and padded (8x8 in
+    7x7 windows, 12x12 in 8x8 windows); position biases, logit scales (some above the clamp at
+    log 100) and norms randomised. In training the stochastic depth draws (torchvision's linear
+    rule) are torchvision's, and live."""
+    torch.manual_seed(0)
+    theirs = torchvision_model(name).eval()
+    perturb_norms(theirs)
+    with torch.no_grad():
+        for module in theirs.modules():
+            if isinstance(module, torchvision.models.swin_transformer.ShiftedWindowAttention):
+                getattr(module, "relative_position_bias_table", torch.empty(0)).normal_()
+                getattr(module, "logit_scale", torch.empty(0)).uniform_(0.0, 5.0)
+    ours = build_module(api.compile_graph(name, image_size=size), None).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert_same_layers(ours, theirs)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        assert_close_outputs(ours(x), theirs(x))
+        ours.train()
+        theirs.train()
+        torch.manual_seed(1)
+        mine = ours(x)
+        torch.manual_seed(1)
+        assert_close_outputs(mine, theirs(x))
+        torch.manual_seed(2)
+        assert not torch.equal(ours(x), mine)

@@ -81,6 +81,7 @@ from archc.ops import (  # noqa: E402, F401
     resample,
     slicing,
     tensor,
+    window_attention,
 )
 
 __all__ = ["REGISTRY", "Args", "Call", "Op", "OpError", "Shape", "canonical", "get", "load_plugin", "register"]

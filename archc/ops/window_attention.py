@@ -1,0 +1,378 @@
+"""Swin Transformer's two layers on a channels-last (H, W, C) map: shifted-window multi-head
+self-attention with relative position bias (v1: a learned bias table; v2: cosine attention, a
+learned logit scale and the continuous position bias MLP) and patch merging (v1: norm, then the
+2x2 -> 1 reduction; v2: the reduction, then norm).
+
+Both are modules of generated source (`module_source`, pasted into the exported file) whose
+state_dict keys, buffers included, are torchvision's, so its Swin weights load strictly. MACs count
+what FlopCounterMode counts: the q/k/v and output projections, both attention products on the
+padded windows, and (v2) the position-bias MLP, run once per forward.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import Field
+
+from archc.ops import register
+from archc.ops.base import Args, Autograd, Call, Op, OpError, Shape, Side, fmt_shape, numel
+
+IntOrPair = int | list[int]
+CPB_HIDDEN = 512  # width of torchvision's continuous position bias MLP (Swin V2)
+
+WINDOW_ATTENTION_SOURCE = f'''def shifted_window_attention(
+    x: torch.Tensor,
+    qkv_weight: torch.Tensor,
+    qkv_bias: torch.Tensor | None,
+    proj_weight: torch.Tensor,
+    proj_bias: torch.Tensor | None,
+    position_bias: torch.Tensor,
+    window_size: list[int],
+    shift_size: list[int],
+    num_heads: int,
+    attention_dropout: float,
+    dropout: float,
+    training: bool,
+    logit_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """torchvision's shifted_window_attention: multi-head self-attention inside the (shifted)
+    windows of an (N, H, W, C) map, padded to whole windows; cosine attention given a logit scale."""
+    b, h, w, c = x.shape
+    pad_r = (window_size[1] - w % window_size[1]) % window_size[1]
+    pad_b = (window_size[0] - h % window_size[0]) % window_size[0]
+    x = nn.functional.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+    _, pad_h, pad_w, _ = x.shape
+    shift_size = shift_size.copy()
+    if window_size[0] >= pad_h:  # a window as large as the map: nothing to shift
+        shift_size[0] = 0
+    if window_size[1] >= pad_w:
+        shift_size[1] = 0
+    if sum(shift_size) > 0:
+        x = torch.roll(x, shifts=(-shift_size[0], -shift_size[1]), dims=(1, 2))
+    num_windows = (pad_h // window_size[0]) * (pad_w // window_size[1])
+    x = x.view(b, pad_h // window_size[0], window_size[0], pad_w // window_size[1], window_size[1], c)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(b * num_windows, window_size[0] * window_size[1], c)
+    if logit_scale is not None and qkv_bias is not None:
+        qkv_bias = qkv_bias.clone()
+        length = qkv_bias.numel() // 3
+        qkv_bias[length : 2 * length].zero_()
+    qkv = nn.functional.linear(x, qkv_weight, qkv_bias)
+    qkv = qkv.reshape(x.size(0), x.size(1), 3, num_heads, c // num_heads).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    if logit_scale is not None:
+        attn = nn.functional.normalize(q, dim=-1) @ nn.functional.normalize(k, dim=-1).transpose(-2, -1)
+        attn = attn * torch.clamp(logit_scale, max={math.log(100.0)!r}).exp()
+    else:
+        q = q * (c // num_heads) ** -0.5
+        attn = q.matmul(k.transpose(-2, -1))
+    attn = attn + position_bias
+    if sum(shift_size) > 0:
+        mask = x.new_zeros((pad_h, pad_w))
+        h_slices = ((0, -window_size[0]), (-window_size[0], -shift_size[0]), (-shift_size[0], pad_h))
+        w_slices = ((0, -window_size[1]), (-window_size[1], -shift_size[1]), (-shift_size[1], pad_w))
+        count = 0
+        for hs in h_slices:
+            for ws in w_slices:
+                mask[hs[0] : hs[1], ws[0] : ws[1]] = count
+                count += 1
+        mask = mask.view(pad_h // window_size[0], window_size[0], pad_w // window_size[1], window_size[1])
+        mask = mask.permute(0, 2, 1, 3).reshape(num_windows, window_size[0] * window_size[1])
+        mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+        mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+        attn = attn.view(x.size(0) // num_windows, num_windows, num_heads, x.size(1), x.size(1))
+        attn = attn + mask.unsqueeze(1).unsqueeze(0)
+        attn = attn.view(-1, num_heads, x.size(1), x.size(1))
+    attn = nn.functional.softmax(attn, dim=-1)
+    attn = nn.functional.dropout(attn, p=attention_dropout, training=training)
+    x = attn.matmul(v).transpose(1, 2).reshape(x.size(0), x.size(1), c)
+    x = nn.functional.linear(x, proj_weight, proj_bias)
+    x = nn.functional.dropout(x, p=dropout, training=training)
+    x = x.view(b, pad_h // window_size[0], pad_w // window_size[1], window_size[0], window_size[1], c)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, pad_h, pad_w, c)
+    if sum(shift_size) > 0:
+        x = torch.roll(x, shifts=(shift_size[0], shift_size[1]), dims=(1, 2))
+    return x[:, :h, :w, :].contiguous()
+
+
+def relative_position_index(window_size: list[int]) -> torch.Tensor:
+    """For each pair of positions in a window, the row of their offset in a (2Wh-1)(2Ww-1) table."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window_size[0]), torch.arange(window_size[1]),
+                                        indexing="ij")).flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+    relative[:, :, 0] += window_size[0] - 1
+    relative[:, :, 1] += window_size[1] - 1
+    relative[:, :, 0] *= 2 * window_size[1] - 1
+    return relative.sum(-1).flatten()
+
+
+class ShiftedWindowAttention(nn.Module):
+    """torchvision's ShiftedWindowAttention (Swin V1): window attention with a learned relative
+    position bias table; the same keys, so its weights load."""
+
+    def __init__(self, dim: int, window_size: list[int], shift_size: list[int], num_heads: int,
+                 qkv_bias: bool = True, proj_bias: bool = True, attention_dropout: float = 0.0,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.num_heads = num_heads
+        self.attention_dropout = attention_dropout
+        self.dropout = dropout
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        table = torch.zeros((2 * window_size[0] - 1) * (2 * window_size[1] - 1), num_heads)
+        self.relative_position_bias_table = nn.Parameter(nn.init.trunc_normal_(table, std=0.02))
+        self.register_buffer("relative_position_index", relative_position_index(window_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.window_size[0] * self.window_size[1]
+        bias = self.relative_position_bias_table[self.relative_position_index]
+        bias = bias.view(n, n, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+        return shifted_window_attention(x, self.qkv.weight, self.qkv.bias, self.proj.weight, self.proj.bias,
+                                        bias, self.window_size, self.shift_size, self.num_heads,
+                                        self.attention_dropout, self.dropout, self.training)
+
+
+class ShiftedWindowAttentionV2(nn.Module):
+    """torchvision's ShiftedWindowAttentionV2 (Swin V2): cosine window attention with a learned
+    logit scale and a continuous position bias from an MLP over log-spaced offsets."""
+
+    def __init__(self, dim: int, window_size: list[int], shift_size: list[int], num_heads: int,
+                 qkv_bias: bool = True, proj_bias: bool = True, attention_dropout: float = 0.0,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.num_heads = num_heads
+        self.attention_dropout = attention_dropout
+        self.dropout = dropout
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.logit_scale = nn.Parameter(torch.log(10 * torch.ones((num_heads, 1, 1))))
+        self.cpb_mlp = nn.Sequential(nn.Linear(2, {CPB_HIDDEN}), nn.ReLU(inplace=True),
+                                     nn.Linear({CPB_HIDDEN}, num_heads, bias=False))
+        offsets = [torch.arange(-(size - 1), size, dtype=torch.float32) for size in window_size]
+        table = torch.stack(torch.meshgrid(offsets[0], offsets[1], indexing="ij"))
+        table = table.permute(1, 2, 0).contiguous().unsqueeze(0)
+        table[:, :, :, 0] /= window_size[0] - 1
+        table[:, :, :, 1] /= window_size[1] - 1
+        table *= 8
+        table = torch.sign(table) * torch.log2(torch.abs(table) + 1.0) / 3.0
+        self.register_buffer("relative_coords_table", table)
+        self.register_buffer("relative_position_index", relative_position_index(window_size))
+        if qkv_bias:
+            with torch.no_grad():
+                self.qkv.bias[dim : 2 * dim].zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.window_size[0] * self.window_size[1]
+        bias = self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads)
+        bias = bias[self.relative_position_index].view(n, n, -1).permute(2, 0, 1).contiguous()
+        bias = 16 * torch.sigmoid(bias.unsqueeze(0))
+        return shifted_window_attention(x, self.qkv.weight, self.qkv.bias, self.proj.weight, self.proj.bias,
+                                        bias, self.window_size, self.shift_size, self.num_heads,
+                                        self.attention_dropout, self.dropout, self.training,
+                                        self.logit_scale)'''
+
+PATCH_MERGING_SOURCE = '''def patch_merging_pad(x: torch.Tensor) -> torch.Tensor:
+    """Each 2x2 patch of an (N, H, W, C) map, odd sizes padded, as one position of 4C channels."""
+    h, w = x.shape[-3], x.shape[-2]
+    x = nn.functional.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+    return torch.cat([x[..., 0::2, 0::2, :], x[..., 1::2, 0::2, :], x[..., 0::2, 1::2, :],
+                      x[..., 1::2, 1::2, :]], -1)
+
+
+class PatchMerging(nn.Module):
+    """torchvision's PatchMerging (Swin V1): LayerNorm over the 4C channels, then the reduction."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reduction(self.norm(patch_merging_pad(x)))
+
+
+class PatchMergingV2(nn.Module):
+    """torchvision's PatchMergingV2 (Swin V2): the reduction, then LayerNorm over the 2C channels."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(2 * dim, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.reduction(patch_merging_pad(x)))'''
+
+
+def channels_last(op: str, shape: Shape) -> Shape:
+    """The (H, W, C) input of a Swin layer, or an OpError saying how to get one."""
+    if len(shape) != 3:
+        raise OpError(f"{op} needs a channels-last (H, W, C) map, got {fmt_shape(shape)}; a (C, H, W) map "
+                      f"becomes one with 'permute: [1, 2, 0]'")
+    return shape
+
+
+def pair(value: IntOrPair, what: str) -> tuple[int, int]:
+    """An int for both spatial dims, or [height, width]."""
+    values = (value, value) if isinstance(value, int) else tuple(value)
+    if len(values) != 2:
+        raise OpError(f"{what} takes an int or [height, width], got {value}")
+    return values  # type: ignore[return-value]
+
+
+class WindowAttentionArgs(Args):
+    heads: int = Field(gt=0, description="attention heads; they split the channels C")
+    window: IntOrPair = Field(description="window size, an int or [height, width] (Swin-T: 7, Swin V2-T: 8)")
+    shift: IntOrPair = Field(0, description="cyclic shift of the windows, an int or [height, width], each below "
+                                            "the window (Swin's odd blocks: window // 2); ignored along a "
+                                            "dimension where one window covers the padded map")
+    version: Literal[1, 2] = Field(1, description="1: scaled dot-product attention with a learned relative "
+                                                  "position bias table (Swin); 2: cosine attention with a "
+                                                  "learned logit scale and the continuous position bias MLP "
+                                                  "(Swin V2)")
+    qkv_bias: bool = Field(True, description="bias of the q/k/v projection (v2 zeroes and ignores its k part)")
+    proj_bias: bool = Field(True, description="bias of the output projection")
+    attention_dropout: float = Field(0.0, ge=0, le=1, description="dropout on the attention weights (training)")
+    dropout: float = Field(0.0, ge=0, le=1, description="dropout on the output (training)")
+
+
+class Windows:
+    """The static facts of one window attention: window, effective shift and padded map size."""
+
+    def __init__(self, args: WindowAttentionArgs, shape: Shape) -> None:
+        height, width, channels = channels_last("shifted_window_attention", shape)
+        self.window = pair(args.window, "window")
+        shift = pair(args.shift, "shift")
+        if min(self.window) < 1:
+            raise OpError(f"window {list(self.window)} must be at least 1 in each dimension")
+        if args.version == 2 and min(self.window) < 2:
+            raise OpError(f"version 2 needs a window of at least 2 in each dimension (its position bias "
+                          f"normalises offsets by window - 1), got {list(self.window)}")
+        if any(not 0 <= s < w for s, w in zip(shift, self.window, strict=True)):
+            raise OpError(f"shift {list(shift)} must lie in 0 .. window - 1 for window {list(self.window)}")
+        if channels % args.heads:
+            raise OpError(f"heads={args.heads} does not divide the {channels} channels")
+        self.padded = tuple(-(-size // w) * w for size, w in zip((height, width), self.window, strict=True))
+        self.shift = tuple(0 if w >= p else s for s, w, p in zip(shift, self.window, self.padded, strict=True))
+        self.tokens = self.padded[0] * self.padded[1]  # positions attended, padding included
+        self.size = self.window[0] * self.window[1]  # positions per window
+        self.offsets = (2 * self.window[0] - 1) * (2 * self.window[1] - 1)  # rows of the bias table
+
+
+@register
+class ShiftedWindowAttentionOp(Op):
+    name = "shifted_window_attention"
+    aliases = ("window_attention", "swin_attention")
+    Args = WindowAttentionArgs
+    # the input, q/k/v, the attention weights (about as large as the output for Swin's windows), the
+    # attention output before the projection
+    autograd = Autograd(saves="input", side=(Side(5, "output"),))
+    colour = "#e4dcf2"
+    weighted = False  # its projections are inside: torchvision's init (the spec's linear rule) reaches them
+    fresh_output = True
+    module_source = WINDOW_ATTENTION_SOURCE
+    doc = ("Shifted-window multi-head self-attention on a channels-last (H, W, C) map with relative "
+           "position bias: torchvision's ShiftedWindowAttention (version 1) or ShiftedWindowAttentionV2 "
+           "(version 2, cosine attention), the same keys and buffers; the map is padded to whole windows.")
+
+    def infer(self, args: WindowAttentionArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        shape = self.one(inputs)
+        Windows(args, shape)
+        return shape
+
+    def params(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
+        c, win = out[2], Windows(args, out)
+        projections = 4 * c * c + (3 * c if args.qkv_bias else 0) + (c if args.proj_bias else 0)
+        if args.version == 1:
+            return projections + win.offsets * args.heads
+        return projections + args.heads + 3 * CPB_HIDDEN + CPB_HIDDEN * args.heads
+
+    def buffers(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
+        win = Windows(args, out)
+        index = win.size * win.size
+        return index if args.version == 1 else index + 2 * win.offsets  # v2: relative_coords_table
+
+    def int64_buffers(self, args: WindowAttentionArgs) -> int:
+        window = pair(args.window, "window")
+        return (window[0] * window[1]) ** 2  # relative_position_index
+
+    def macs(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
+        """q/k/v and output projections (4 T C^2) and the products Q K^T and A V (2 T N C) over the T
+        padded positions in windows of N; v2 adds its position-bias MLP, run once per forward."""
+        c, win = out[2], Windows(args, out)
+        attention = 4 * win.tokens * c * c + 2 * win.tokens * win.size * c
+        if args.version == 1:
+            return attention
+        return attention + win.offsets * (2 * CPB_HIDDEN + CPB_HIDDEN * args.heads)
+
+    def other_ops(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
+        win = Windows(args, out)
+        scores = args.heads * win.tokens * win.size
+        return 4 * win.tokens * out[2] + 3 * scores  # biases; scale, position bias and softmax per score
+
+    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+        return 3 * out[2] * out[2]  # qkv.weight
+
+    def emit(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        win = Windows(args, out)
+        kw: dict[str, object] = {}
+        for key, default in (("qkv_bias", True), ("proj_bias", True), ("attention_dropout", 0.0), ("dropout", 0.0)):
+            if getattr(args, key) != default:
+                kw[key] = getattr(args, key)
+        target = "ShiftedWindowAttention" if args.version == 1 else "ShiftedWindowAttentionV2"
+        return Call(target, (out[2], list(win.window), list(pair(args.shift, "shift")), args.heads), kw)
+
+    def label(self, args: WindowAttentionArgs) -> str:
+        shift = pair(args.shift, "shift")
+        shifted = f", shift {'x'.join(map(str, shift))}" if any(shift) else ""
+        window = "x".join(map(str, pair(args.window, "window")))
+        return f"window attention{' v2' if args.version == 2 else ''} {window}, {args.heads} heads{shifted}"
+
+
+class PatchMergingArgs(Args):
+    norm: Literal["before", "after"] = Field("before", description="LayerNorm before the reduction, over 4C "
+                                                                   "(Swin), or after it, over 2C (Swin V2)")
+    eps: float = Field(1e-5, gt=0, description="the LayerNorm's eps")
+
+
+@register
+class PatchMergingOp(Op):
+    name = "patch_merging"
+    Args = PatchMergingArgs
+    autograd = Autograd(saves="input", side=(Side(2, "output"), Side(2, "sample", nbytes=4)))
+    colour = "#dbe8f6"
+    weighted = False
+    fresh_output = True
+    module_source = PATCH_MERGING_SOURCE
+    doc = ("Swin's downsampling of a channels-last (H, W, C) map: each 2x2 patch (odd sizes padded) "
+           "concatenated to 4C channels, LayerNorm and a bias-free linear reduction to 2C: torchvision's "
+           "PatchMerging (norm before) or PatchMergingV2 (norm after), keys reduction.weight, norm.*.")
+
+    def infer(self, args: PatchMergingArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        height, width, channels = channels_last("patch_merging", self.one(inputs))
+        return (-(-height // 2), -(-width // 2), 2 * channels)
+
+    def params(self, args: PatchMergingArgs, inputs: list[Shape], out: Shape) -> int:
+        c = inputs[0][2]
+        return 8 * c * c + 2 * (2 * c if args.norm == "after" else 4 * c)
+
+    def macs(self, args: PatchMergingArgs, inputs: list[Shape], out: Shape) -> int:
+        return numel(out) * 4 * inputs[0][2]
+
+    def other_ops(self, args: PatchMergingArgs, inputs: list[Shape], out: Shape) -> int:
+        normalised = numel(out) * (1 if args.norm == "after" else 2)
+        return 5 * normalised
+
+    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+        return 2 * out[2] * out[2]  # reduction.weight
+
+    def emit(self, args: PatchMergingArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+        kw: dict[str, object] = {"eps": args.eps} if args.eps != 1e-5 else {}
+        return Call("PatchMergingV2" if args.norm == "after" else "PatchMerging", (inputs[0][2],), kw)
+
+    def label(self, args: PatchMergingArgs) -> str:
+        return f"patch merging (norm {args.norm})"
