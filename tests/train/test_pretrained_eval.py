@@ -22,7 +22,12 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 import archc.trainer.evaluate as evaluate_module
+from archc.pretrained import names, preprocessing, published
+from archc.train_config import TrainConfig
+from archc.trainer.distributed import DistInfo
 from archc.trainer.evaluate import evaluate
+from archc.trainer.feed import open_feed
+from archc.trainer.stream import EvalPreset
 from tests.conftest import run_archc
 
 CLASSES = 1000
@@ -106,6 +111,28 @@ def test_pretrained_evaluation_feeds_torchvisions_tensors_and_gives_its_top1_top
     assert report["test_images"] == len(IMAGES) and report["checkpoint"] == f"torchvision:{weights}"
     assert (report["test_acc"], report["test_top5"]) == (top1 / len(IMAGES), top5 / len(IMAGES))
     assert 0 < top1 < top5 < len(IMAGES)  # the figures discriminate: neither none nor all
+
+
+def test_every_published_preprocessing_gives_torchvisions_tensors(tmp_path: Path) -> None:
+    """Each distinct weights.transforms() of the zoo's published weights (sizes 224-600, bilinear
+    and bicubic, ImageNet's or [-1, 1] constants), as archc's streaming feed applies it."""
+    folder = tmp_path / "val"
+    for label, (w, h), mode, fmt in IMAGES[:4]:
+        (folder / f"c{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.random.default_rng(label).integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode).save(
+            folder / f"c{label}" / f"{w}x{h}.{fmt.lower()}", format=fmt)
+    presets = {}
+    for name in names():
+        entry, weights = published(name)
+        presets.setdefault(EvalPreset.of(preprocessing(entry, weights, None)), preprocessing(entry, weights, None))
+    assert len(presets) >= 15 and {p.interpolation for p in presets} == {"bilinear", "bicubic"}
+    cfg = TrainConfig(dataset=f"imagefolder:{folder}", loader_workers=0)
+    for preset, transforms in presets.items():
+        feed = open_feed(cfg, None, DistInfo(), torch.device("cpu"), None, whole_test=True, augment_train=False, preset=preset)
+        x, y = next(feed.test_batches(len(IMAGES)))
+        reference = ImageFolder(str(folder), transform=transforms)
+        assert torch.equal(y, torch.tensor([label for _, label in reference.samples]))
+        assert torch.equal(x, torch.stack([image for image, _ in reference])), preset.describe()
 
 
 def test_pretrained_evaluation_refuses_a_folder_that_is_not_imagenets_val(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
