@@ -146,3 +146,31 @@ def test_pretrained_evaluation_refuses_a_folder_that_is_not_imagenets_val(tmp_pa
     assert "has 4 class folders, but torchvision's ResNet50_Weights.IMAGENET1K_V2 predicts 1000 ImageNet classes" in result.stderr
     result = run_archc("evaluate", "resnet50", "--dataset", f"imagefolder:{folder}")
     assert result.returncode == 2 and "one of the arguments --checkpoint --pretrained is required" in result.stderr
+
+
+def test_the_text_report_of_1000_classes_summarises_instead_of_tabulating(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from archc.cli import main
+
+    classes = [f"n{k:08d}" for k in range(CLASSES)]
+    per_class = [1.0] * CLASSES
+    per_class[7], per_class[3] = 0.25, 0.5
+    report = {"spec": "resnet50", "checkpoint": "torchvision:ResNet50_Weights.IMAGENET1K_V2", "dataset": "imagefolder:VAL",
+              "test_images": 2000, "test_loss": 1.0, "test_acc": 0.8086, "test_top5": 0.9543, "classes": classes,
+              "per_class_acc": per_class, "confusion": [], "preprocessing": "Resize 232 (bilinear), CenterCrop 224"}  # fmt: skip
+    seen = {}
+
+    def fake(spec, checkpoint, **kwargs):  # type: ignore[no-untyped-def]
+        seen.update(kwargs, spec=spec, checkpoint=checkpoint)
+        return report
+
+    monkeypatch.setattr(evaluate_module, "evaluate", fake)
+    assert main(["evaluate", "resnet50", "--pretrained", "--dataset", "imagefolder:VAL", "--batch-size", "50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert seen == {"spec": "resnet50", "checkpoint": None, "pretrained": True, "spec_overrides": {}, "plugins": (),
+                    "input_shape": None, "dataset": "imagefolder:VAL", "eval_batch_size": 50}  # fmt: skip
+    assert lines[0] == "resnet50 on imagefolder:VAL (2000 test images): accuracy 80.86%, top-5 95.43%, loss 1.0000"
+    assert lines[1] == "weights: torchvision:ResNet50_Weights.IMAGENET1K_V2; preprocessing: Resize 232 (bilinear), CenterCrop 224"
+    assert lines[2].startswith("lowest per-class accuracy: n00000007 25.00%, n00000003 50.00%, n00000000 100.00%")
+    assert lines[3] == "per-class accuracy and the 1000x1000 confusion matrix: --format json" and len(lines) == 4
