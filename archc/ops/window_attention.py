@@ -12,7 +12,7 @@ padded windows, and (v2) the position-bias MLP, run once per forward.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -230,10 +230,6 @@ class WindowAttentionArgs(Args):
     shift: IntOrPair = Field(0, description="cyclic shift of the windows, an int or [height, width], each below "
                                             "the window (Swin's odd blocks: window // 2); ignored along a "
                                             "dimension where one window covers the padded map")
-    version: Literal[1, 2] = Field(1, description="1: scaled dot-product attention with a learned relative "
-                                                  "position bias table (Swin); 2: cosine attention with a "
-                                                  "learned logit scale and the continuous position bias MLP "
-                                                  "(Swin V2)")
     qkv_bias: bool = Field(True, description="bias of the q/k/v projection (v2 zeroes and ignores its k part)")
     proj_bias: bool = Field(True, description="bias of the output projection")
     attention_dropout: float = Field(0.0, ge=0, le=1, description="dropout on the attention weights (training)")
@@ -243,15 +239,14 @@ class WindowAttentionArgs(Args):
 class Windows:
     """The static facts of one window attention: window, effective shift and padded map size."""
 
-    def __init__(self, args: WindowAttentionArgs, shape: Shape) -> None:
-        height, width, channels = channels_last("shifted_window_attention", shape)
+    def __init__(self, op: str, args: WindowAttentionArgs, shape: Shape, min_window: int = 1) -> None:
+        height, width, channels = channels_last(op, shape)
         self.window = pair(args.window, "window")
         shift = pair(args.shift, "shift")
-        if min(self.window) < 1:
-            raise OpError(f"window {list(self.window)} must be at least 1 in each dimension")
-        if args.version == 2 and min(self.window) < 2:
-            raise OpError(f"version 2 needs a window of at least 2 in each dimension (its position bias "
-                          f"normalises offsets by window - 1), got {list(self.window)}")
+        if min(self.window) < min_window:
+            why = " (its position bias divides offsets by window - 1)" if min_window > 1 else ""
+            raise OpError(f"{op} needs a window of at least {min_window} in each dimension{why}, "
+                          f"got {list(self.window)}")
         if any(not 0 <= s < w for s, w in zip(shift, self.window, strict=True)):
             raise OpError(f"shift {list(shift)} must lie in 0 .. window - 1 for window {list(self.window)}")
         if channels % args.heads:
@@ -263,38 +258,31 @@ class Windows:
         self.offsets = (2 * self.window[0] - 1) * (2 * self.window[1] - 1)  # rows of the bias table
 
 
-@register
-class ShiftedWindowAttentionOp(Op):
-    name = "shifted_window_attention"
-    aliases = ("window_attention", "swin_attention")
+class WindowAttention(Op):
+    """The shared rules of both versions: shape, projections, attention products, emitter."""
+
     Args = WindowAttentionArgs
-    # the input, q/k/v, the attention weights (about as large as the output for Swin's windows), the
-    # attention output before the projection
-    autograd = Autograd(saves="input", side=(Side(5, "output"),))
     colour = "#e4dcf2"
     weighted = False  # its projections are inside: torchvision's init (the spec's linear rule) reaches them
     fresh_output = True
     module_source = WINDOW_ATTENTION_SOURCE
-    doc = ("Shifted-window multi-head self-attention on a channels-last (H, W, C) map with relative "
-           "position bias: torchvision's ShiftedWindowAttention (version 1) or ShiftedWindowAttentionV2 "
-           "(version 2, cosine attention), the same keys and buffers; the map is padded to whole windows.")
+    target: ClassVar[str]
+    min_window: ClassVar[int] = 1
+
+    def windows(self, args: WindowAttentionArgs, shape: Shape) -> Windows:
+        return Windows(self.name, args, shape, self.min_window)
 
     def infer(self, args: WindowAttentionArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
-        Windows(args, shape)
+        self.windows(args, shape)
         return shape
 
-    def params(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
-        c, win = out[2], Windows(args, out)
-        projections = 4 * c * c + (3 * c if args.qkv_bias else 0) + (c if args.proj_bias else 0)
-        if args.version == 1:
-            return projections + win.offsets * args.heads
-        return projections + args.heads + 3 * CPB_HIDDEN + CPB_HIDDEN * args.heads
+    def projections(self, args: WindowAttentionArgs, c: int) -> int:
+        return 4 * c * c + (3 * c if args.qkv_bias else 0) + (c if args.proj_bias else 0)
 
     def buffers(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
-        win = Windows(args, out)
-        index = win.size * win.size
-        return index if args.version == 1 else index + 2 * win.offsets  # v2: relative_coords_table
+        win = self.windows(args, out)
+        return win.size * win.size  # relative_position_index
 
     def int64_buffers(self, args: WindowAttentionArgs) -> int:
         window = pair(args.window, "window")
@@ -302,15 +290,12 @@ class ShiftedWindowAttentionOp(Op):
 
     def macs(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
         """q/k/v and output projections (4 T C^2) and the products Q K^T and A V (2 T N C) over the T
-        padded positions in windows of N; v2 adds its position-bias MLP, run once per forward."""
-        c, win = out[2], Windows(args, out)
-        attention = 4 * win.tokens * c * c + 2 * win.tokens * win.size * c
-        if args.version == 1:
-            return attention
-        return attention + win.offsets * (2 * CPB_HIDDEN + CPB_HIDDEN * args.heads)
+        padded positions in windows of N."""
+        c, win = out[2], self.windows(args, out)
+        return 4 * win.tokens * c * c + 2 * win.tokens * win.size * c
 
     def other_ops(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
-        win = Windows(args, out)
+        win = self.windows(args, out)
         scores = args.heads * win.tokens * win.size
         return 4 * win.tokens * out[2] + 3 * scores  # biases; scale, position bias and softmax per score
 
@@ -318,19 +303,61 @@ class ShiftedWindowAttentionOp(Op):
         return 3 * out[2] * out[2]  # qkv.weight
 
     def emit(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
-        win = Windows(args, out)
+        win = self.windows(args, out)
         kw: dict[str, object] = {}
         for key, default in (("qkv_bias", True), ("proj_bias", True), ("attention_dropout", 0.0), ("dropout", 0.0)):
             if getattr(args, key) != default:
                 kw[key] = getattr(args, key)
-        target = "ShiftedWindowAttention" if args.version == 1 else "ShiftedWindowAttentionV2"
-        return Call(target, (out[2], list(win.window), list(pair(args.shift, "shift")), args.heads), kw)
+        return Call(self.target, (out[2], list(win.window), list(pair(args.shift, "shift")), args.heads), kw)
 
     def label(self, args: WindowAttentionArgs) -> str:
         shift = pair(args.shift, "shift")
         shifted = f", shift {'x'.join(map(str, shift))}" if any(shift) else ""
         window = "x".join(map(str, pair(args.window, "window")))
-        return f"window attention{' v2' if args.version == 2 else ''} {window}, {args.heads} heads{shifted}"
+        return f"{self.name.replace('_', ' ')} {window}, {args.heads} heads{shifted}"
+
+
+@register
+class ShiftedWindowAttentionOp(WindowAttention):
+    name = "shifted_window_attention"
+    aliases = ("window_attention", "swin_attention")
+    target = "ShiftedWindowAttention"
+    # the input, the windows, q/k/v, the scaled q, the softmax output (the scores of a 7x7 window with
+    # Swin's heads are about 1.5 outputs) and the attention output before the projection: within 4% of
+    # a measured CPU step of swin_t, 7% where the windows pad the map
+    autograd = Autograd(saves="input", side=(Side(6, "output"),))
+    doc = ("Shifted-window multi-head self-attention on a channels-last (H, W, C) map with a learned "
+           "relative position bias table: torchvision's ShiftedWindowAttention (Swin), the same keys and "
+           "buffers; the map is padded to whole windows, shifted windows are masked.")
+
+    def params(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
+        return self.projections(args, out[2]) + self.windows(args, out).offsets * args.heads
+
+
+@register
+class ShiftedWindowAttentionV2Op(WindowAttention):
+    name = "shifted_window_attention_v2"
+    aliases = ("window_attention_v2", "swin_attention_v2")
+    target = "ShiftedWindowAttentionV2"
+    min_window = 2
+    # as v1, plus the normalised q and k and the scores both before and after the softmax: within 2%
+    # of a measured CPU step of swin_v2_t, more where the windows pad the map
+    autograd = Autograd(saves="input", side=(Side(10, "output"),))
+    doc = ("Shifted-window cosine attention on a channels-last (H, W, C) map with a learned logit scale "
+           "per head and the continuous position bias MLP (cpb_mlp): torchvision's "
+           "ShiftedWindowAttentionV2 (Swin V2), the same keys and buffers.")
+
+    def params(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
+        return self.projections(args, out[2]) + args.heads + 3 * CPB_HIDDEN + CPB_HIDDEN * args.heads
+
+    def buffers(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
+        return super().buffers(args, inputs, out) + 2 * self.windows(args, out).offsets  # relative_coords_table
+
+    def macs(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
+        """v1's, plus the position-bias MLP over the (2Wh-1)(2Ww-1) offsets, run once per forward
+        (FlopCounterMode and torchvision's published GMACs count it once per image at batch 1)."""
+        offsets = self.windows(args, out).offsets
+        return super().macs(args, inputs, out) + offsets * (2 * CPB_HIDDEN + CPB_HIDDEN * args.heads)
 
 
 class PatchMergingArgs(Args):

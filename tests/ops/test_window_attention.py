@@ -35,7 +35,8 @@ def flops(model: torch.nn.Module, x: torch.Tensor) -> int:
 @pytest.mark.parametrize(("h", "w", "c", "heads", "window", "shift"), WINDOWS)
 def test_window_attention_is_torchvisions(version: int, h: int, w: int, c: int, heads: int, window: list[int],
                                           shift: list[int]) -> None:
-    item = f"{{shifted_window_attention: {{heads: {heads}, window: {window}, shift: {shift}, version: {version}}}}}"
+    op = "shifted_window_attention" if version == 1 else "shifted_window_attention_v2"
+    item = f"{{{op}: {{heads: {heads}, window: {window}, shift: {shift}}}}}"
     model = compile_and_verify(f"input: [{h}, {w}, {c}]\nlayers:\n  - {item}\n").eval()
     layer = (tv.ShiftedWindowAttention if version == 1 else tv.ShiftedWindowAttentionV2)(c, window, shift, heads)
     mine = model.get_submodule("0")
@@ -67,7 +68,7 @@ MIXED = """
 input: [8, 8, 8]
 layers:
   - {shifted_window_attention: {heads: 2, window: 4, shift: 2}}
-  - {shifted_window_attention: {heads: 2, window: 4, shift: 2, version: 2, qkv_bias: false}}
+  - {shifted_window_attention_v2: {heads: 2, window: 4, shift: 2, qkv_bias: false}}
   - {patch_merging: {norm: before}}
   - {patch_merging: {norm: after, eps: 1.0e-6}}
 """
@@ -99,9 +100,9 @@ def test_exported_source_needs_only_torch_and_scripts(tmp_path) -> None:  # type
     ([8, 8, 12], "{shifted_window_attention: {heads: 5, window: 4}}", "heads=5 does not divide the 12 channels"),
     ([8, 8, 12], "{shifted_window_attention: {heads: 3, window: 4, shift: 4}}", "shift \\[4, 4\\] must lie in 0 .. window"),
     ([8, 8, 12], "{shifted_window_attention: {heads: 3, window: [4, 4, 4]}}", "window takes an int or \\[height, width\\]"),
-    ([8, 8, 12], "{shifted_window_attention: {heads: 3, window: 0}}", "window \\[0, 0\\] must be at least 1"),
-    ([8, 8, 12], "{shifted_window_attention: {heads: 3, window: 1, version: 2}}", "version 2 needs a window of at least 2"),
-    ([8, 8, 12], "{shifted_window_attention: {heads: 3, window: 4, version: 3}}", "version"),
+    ([8, 8, 12], "{shifted_window_attention: {heads: 3, window: 0}}", "needs a window of at least 1 in each"),
+    ([8, 8, 12], "{shifted_window_attention_v2: {heads: 3, window: [4, 1]}}", "needs a window of at least 2 in each"),
+    ([8, 8, 12], "{shifted_window_attention: {heads: 3, window: 4, version: 2}}", "version"),
 ])
 def test_bad_layouts_and_arguments_are_positioned_errors(shape: list[int], item: str, message: str) -> None:
     spec = f"input: {shape}\nlayers:\n  - {item}\n"
