@@ -81,8 +81,16 @@ class Scope:
 
     @property
     def children(self) -> list[Node | Scope]:
-        """Items that are child modules of this one (functional nodes and reuses are not)."""
-        return [it for it in self.items if _is_child(it)]
+        """Items that are child modules of this one (functional nodes and reuses are not), in the
+        block's `module_order` where it has one (the others keep their places)."""
+        children = [it for it in self.items if _is_child(it)]
+        order = self.info.module_order if self.info is not None else ()
+        if order:
+            slots = [k for k, it in enumerate(children) if self.child_name(it) in order]
+            listed = sorted((children[k] for k in slots), key=lambda it: order.index(self.child_name(it)))
+            for k, item in zip(slots, listed, strict=True):
+                children[k] = item
+        return children
 
     @property
     def sequential(self) -> bool:
@@ -91,6 +99,8 @@ class Scope:
             return False
         if any(isinstance(it, Scope) and it.info is not None and it.info.checkpoint for it in self.items):
             return False  # its forward checkpoints a child
+        if self.info is not None and self.info.module_order:
+            return False  # declared in another order than they run
         if any(isinstance(it, Node) and (_owns_tensor(it) or _module_call(it)) for it in self.items):
             return False  # its forward reads a learned tensor of its own, or calls a child specially
         prev = self.inputs[0]

@@ -568,9 +568,27 @@ class Expander:
             self.graph.scopes[inner.ns.path.rstrip(".")] = replace(self.graph.scopes[inner.ns.path.rstrip(".")], defaults=literal)
         self.frames.append(Frame("block", block, pos, given))
         try:
-            return self.seq(layers, inner, cur)
+            out = self.seq(layers, inner, cur)
         finally:
             self.frames.pop()
+        if definition.get("module_order"):
+            self.order_modules(definition, inner, block)
+        return out
+
+    def order_modules(self, definition: LDict, inner: Scope, block: str) -> None:
+        """A block's `module_order`: each name one of its child modules, once."""
+        order = definition["module_order"]
+        pos = position_of(definition, "module_order")
+        if definition.get("inline", False):
+            raise SpecError(f"block '{block}' is inline: it has no modules of its own to order", pos)
+        path = inner.ns.path.rstrip(".")
+        children = {n.rpartition(".")[2] for n in [*inner.ns.modules, *self.graph.scopes] if n.rpartition(".")[0] == path}
+        for j, name in enumerate(order):
+            if name not in children or order.index(name) != j:
+                problem = "is named twice" if name in children else f"is not a child module of block '{block}'"
+                raise SpecError(f"module_order: '{name}' {problem}{did_you_mean(str(name), children)}",
+                                position_of(order, j) or pos)
+        self.graph.scopes[path] = replace(self.graph.scopes[path], module_order=tuple(order))
 
     def branches(self, kind: str, body: LList, name: str | None, pos: Pos | None, scope: Scope, cur: Value) -> Value:
         outs: list[Value] = []

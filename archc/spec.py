@@ -95,6 +95,11 @@ class BlockDef(Strict):
     params: dict[str, ParamValue] = Field(default_factory=dict, description="arguments with defaults; null means required")
     layers: list[Any] = Field(min_length=1)
     inline: bool = Field(False, description="splice the layers into the caller's namespace instead of a child module")
+    module_order: list[str] = Field(
+        default_factory=list,
+        description="child modules in the order the block declares them (its state_dict order) where that "
+                    "differs from the order they run: [norm1, attn, norm2, mlp] for a post-norm block; "
+                    "the others keep their places")
     doc: str | None = None
 
 
