@@ -57,13 +57,13 @@ def dtype_bytes(dtype: str) -> int:
 
 
 def buffer_bytes(graph: Graph, dtype: str) -> int:
-    """BN running statistics in the dtype plus one int64 step counter per BN (num_batches_tracked)."""
+    """Buffers in the dtype, but int64 ones (BN's num_batches_tracked, index buffers) at 8 bytes."""
     size = dtype_bytes(dtype)
     total = 0
     for node in graph:
         if node.shared or not node.buffers:
             continue
-        counters = _op(node).int64_buffers(node.args)
+        counters = _op(node).int64_buffers(node.args, node.buffers)
         total += (node.buffers - counters) * size + counters * 8
     return total
 

@@ -33,6 +33,7 @@ COVERED = [
     "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
     "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l",
     "googlenet", "inception_v3",
+    "maxvit_t",
     "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
     "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
     "regnet_x_400mf", "regnet_x_800mf", "regnet_x_1_6gf", "regnet_x_3_2gf", "regnet_x_8gf", "regnet_x_16gf",
@@ -165,6 +166,76 @@ def test_convnext_trains_as_torchvisions_same_stochastic_depth_draws() -> None:
     assert_close_outputs(mine, theirs(x))
     torch.manual_seed(2)
     assert not torch.equal(ours(x), mine)  # the draws are live in training
+
+
+# A MaxViT small enough for every test run: stages of 16x16 down to 2x2 maps, partition size 2
+# (window and grid attention both non-trivial in the first stages), as spec overrides and as
+# torchvision's own MaxVit constructor arguments.
+SMALL_MAXVIT = {"stem_channels": 16, "block_channels": [16, 32, 48, 64],
+                "block_layers": [1, 2, 1, 1], "head_dim": 8, "partition_size": 2}
+
+
+def small_maxvits() -> tuple[nn.Module, nn.Module]:
+    """(ours, torchvision's) at 64x64, torchvision's weights loaded strictly into ours, BN
+    statistics, norms and relative position bias tables randomised."""
+    from torchvision.models.maxvit import MaxVit
+
+    torch.manual_seed(0)
+    theirs = MaxVit(input_size=(64, 64), stochastic_depth_prob=0.2, **SMALL_MAXVIT)
+    perturb_norms(theirs)
+    with torch.no_grad():
+        for name, table in theirs.named_parameters():
+            if name.endswith("relative_position_bias_table"):
+                table.normal_()
+    ours = build_module(api.compile_graph("maxvit_t", image_size=64, **SMALL_MAXVIT), None)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert_same_layers(ours, theirs)
+    return ours, theirs
+
+
+def test_maxvit_computes_torchvisions_outputs_and_stochastic_depth_draws() -> None:
+    """Eval outputs equal; in training the per-layer stochastic depth (torchvision's linspace
+    schedule, shared by a layer's MBConv and both attentions) draws alike and is live."""
+    ours, theirs = small_maxvits()
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        assert_close_outputs(ours.eval()(x), theirs.eval()(x))
+    ours.train()
+    theirs.train()
+    torch.manual_seed(1)
+    mine = ours(x)
+    torch.manual_seed(1)
+    assert_close_outputs(mine, theirs(x))
+    torch.manual_seed(2)
+    assert not torch.equal(ours(x), mine)
+
+
+def test_maxvit_stochastic_depth_follows_torchvisions_schedule() -> None:
+    """MBConv, window and grid attention of each layer drop with linspace(0, 0.2, 11)[layer]."""
+    import numpy as np
+
+    graph = api.compile_graph("maxvit_t")
+    probabilities = [n.args.p for n in graph if n.op == "stochastic_depth"]
+    schedule = np.linspace(0, 0.2, 11)
+    assert len(probabilities) == 5 * 11  # MBConv's, and two per attention layer
+    assert probabilities == pytest.approx([p for p in schedule for _ in range(5)], abs=1e-15)
+
+
+@pytest.mark.slow
+def test_maxvit_t_computes_torchvisions_outputs_at_224() -> None:
+    """MaxViT-T itself at its only resolution (every stage's map divisible by 7)."""
+    torch.manual_seed(0)
+    theirs = torchvision_model("maxvit_t").eval()
+    perturb_norms(theirs)
+    with torch.no_grad():
+        for name, table in theirs.named_parameters():
+            if name.endswith("relative_position_bias_table"):
+                table.normal_()
+    ours = build_module(api.compile_graph("maxvit_t"), None).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert_close_outputs(ours(x), theirs(x))
 
 
 def test_a_variant_is_its_family_spec_with_the_variants_parameters() -> None:

@@ -73,6 +73,7 @@ EXPECTED_PARAMS = {
     "vit": 86_567_656,  # ViT-B/16
     "swin": 28_288_354,  # Swin-T
     "swin_v2": 28_351_570,  # Swin V2-T
+    "maxvit": 30_919_624,  # MaxViT-T
     # seeds (tests/reference_models.py, /tmp seed notes)
     "lenet5": 61_706,
     "lenet_d2l": 61_706,
@@ -98,13 +99,13 @@ EXPECTED_PARAMS = {
 IMAGENET = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "googlenet",
             "inception_v3", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
             "resnet", "vgg", "densenet", "squeezenet", "mnasnet", "shufflenet_v2", "mobilenet_v3", "efficientnet",
-            "efficientnet_v2", "regnet", "convnext", "vit", "swin", "swin_v2"}
+            "efficientnet_v2", "regnet", "convnext", "vit", "swin", "swin_v2", "maxvit"}
 OUTPUT_SHAPES = {name: (1000,) if name in IMAGENET else (10,) for name in EXPECTED_PARAMS}
 OUTPUT_SHAPES["inception_block_v3"] = (256, 35, 35)
 # A training step on these takes several seconds each (100M+ parameters or 224x224 ResNets).
 HEAVY = {"vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "vgg11_d2l", "resnet34", "resnet50",
          "resnet101", "inception_v3", "resnet", "vgg", "densenet", "squeezenet", "efficientnet", "efficientnet_v2",
-         "regnet", "convnext", "vit", "swin", "swin_v2"}
+         "regnet", "convnext", "vit", "swin", "swin_v2", "maxvit"}
 
 # (spec, overrides, params): the documented switches of the specs.
 VARIANTS: list[tuple[str, dict[str, Any], int]] = [

@@ -77,6 +77,7 @@ from archc.ops import (  # noqa: E402, F401
     merge,
     norm,
     parameter,
+    partition_attention,
     pool,
     resample,
     slicing,

@@ -170,8 +170,9 @@ class Op:
         """Elements of the op's largest parameter tensor (a for-loop Adam step allocates two that size)."""
         return params
 
-    def int64_buffers(self, args: Any) -> int:
-        """How many of the op's buffer elements are int64 counters (BatchNorm's num_batches_tracked)."""
+    def int64_buffers(self, args: Any, buffers: int) -> int:
+        """How many of the op's `buffers` elements are int64 (BatchNorm's num_batches_tracked counter,
+        MaxViT's relative_position_index)."""
         return 0
 
     def emit(self, args: Any, inputs: list[Shape], out: Shape, inplace: bool) -> Call:

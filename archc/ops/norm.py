@@ -33,7 +33,7 @@ class BatchNorm(Op):
     def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
         return params // 2  # weight and bias, equal sizes
 
-    def int64_buffers(self, args: Any) -> int:
+    def int64_buffers(self, args: Any, buffers: int) -> int:
         return 1 if args.track_running_stats else 0  # num_batches_tracked
 
     def infer(self, args: BatchNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:

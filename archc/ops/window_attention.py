@@ -284,7 +284,7 @@ class WindowAttention(Op):
         win = self.windows(args, out)
         return win.size * win.size  # relative_position_index
 
-    def int64_buffers(self, args: WindowAttentionArgs) -> int:
+    def int64_buffers(self, args: WindowAttentionArgs, buffers: int) -> int:
         window = pair(args.window, "window")
         return (window[0] * window[1]) ** 2  # relative_position_index
 

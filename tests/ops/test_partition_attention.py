@@ -1,0 +1,151 @@
+"""The ops of archc/ops/partition_attention.py (partition, unpartition, relative_attention) against
+torchvision's MaxViT modules: static shapes, parameters, buffers and MACs equal runtime (MACs
+equal FlopCounterMode / 2, attention products included), torchvision's keys and values, and
+positioned errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision.models.maxvit import (
+    RelativePositionalMultiHeadAttention,
+    SwapAxes,
+    WindowDepartition,
+    WindowPartition,
+)
+
+from archc import api
+from archc.errors import SpecError
+from archc.memory import buffer_bytes
+from tests.conftest import compile_and_verify
+
+
+def torchvision_partition(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """PartitionAttentionLayer's partition: grid mode partitions by H / size and swaps the axes."""
+    if mode == "window":
+        return WindowPartition()(x, size)
+    return SwapAxes(-2, -3)(WindowPartition()(x, x.shape[2] // size))
+
+
+def torchvision_departition(x: torch.Tensor, size: int, mode: str, height: int) -> torch.Tensor:
+    if mode == "window":
+        return WindowDepartition()(x, size, height // size, height // size)
+    return WindowDepartition()(SwapAxes(-2, -3)(x), height // size, size, size)
+
+
+def pair(shape: list[int], mode: str, size: int, height: int, width: int) -> str:
+    """A spec cutting a map into groups and putting it back."""
+    return (f"input: {shape}\nlayers:\n"
+            f"  - {{partition: {{size: {size}, mode: {mode}}}, name: cut}}\n"
+            f"  - unpartition: {{size: {size}, mode: {mode}, height: {height}, width: {width}}}\n")
+
+
+@pytest.mark.parametrize("mode", ["window", "grid"])
+@pytest.mark.parametrize(("channels", "height", "size"),
+                         [(4, 6, 2), (3, 6, 3), (2, 8, 2), (5, 4, 4)])
+def test_partition_and_unpartition_are_torchvisions(mode: str, channels: int, height: int,
+                                                     size: int) -> None:
+    groups, tokens = height * height // size**2, size * size
+    cut = compile_and_verify(f"input: [{channels}, {height}, {height}]\nlayers:\n"
+                             f"  - {{partition: {{size: {size}, mode: {mode}}}}}\n")
+    join = compile_and_verify(f"input: [{groups}, {tokens}, {channels}]\nlayers:\n"
+                              f"  - unpartition: {{size: {size}, mode: {mode}, height: {height}, "
+                              f"width: {height}}}\n")
+    assert cut.archc_graph.shape_of(cut.archc_graph.output) == (groups, tokens, channels)
+    assert cut.archc_graph.total_params == cut.archc_graph.total_macs == 0
+    x = torch.randn(2, channels, height, height)
+    tokens_of_x = torchvision_partition(x, size, mode)
+    assert torch.equal(cut(x), tokens_of_x)
+    assert torch.equal(join(tokens_of_x), torchvision_departition(tokens_of_x, size, mode, height))
+    assert torch.equal(join(cut(x)), x)
+
+
+@pytest.mark.parametrize("mode", ["window", "grid"])
+def test_a_non_square_map_round_trips(mode: str) -> None:
+    """Grid mode on H != W: a size x size grid with steps H/size and W/size (torchvision's grid
+    attention assumes square maps)."""
+    model = compile_and_verify(pair([3, 4, 6], mode, 2, 4, 6))
+    assert model.archc_graph.nodes["cut"].shape == (6, 4, 3)
+    x = torch.randn(2, 3, 4, 6)
+    assert torch.equal(model(x), x)
+
+
+@pytest.mark.parametrize(("groups", "size", "dim", "head_dim"),
+                         [(4, 2, 8, 4), (1, 3, 12, 4), (2, 7, 16, 16)])
+def test_relative_attention_is_torchvisions(groups: int, size: int, dim: int,
+                                            head_dim: int) -> None:
+    model = compile_and_verify(f"input: [{groups}, {size * size}, {dim}]\nlayers:\n"
+                               f"  - {{relative_attention: {head_dim}, name: attn}}\n")
+    theirs = RelativePositionalMultiHeadAttention(dim, head_dim, size * size)
+    ours = model.attn
+    assert [(k, v.shape, v.dtype) for k, v in ours.state_dict().items()] == \
+        [(k, v.shape, v.dtype) for k, v in theirs.state_dict().items()]
+    assert torch.equal(ours.relative_position_index, theirs.relative_position_index)
+    with torch.no_grad():
+        theirs.relative_position_bias_table.normal_()  # a wrong index or head order shows
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, groups, size * size, dim)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = model(x)
+    graph = model.archc_graph
+    assert counter.get_total_flops() == 2 * len(x) * graph.total_macs
+    torch.testing.assert_close(out, theirs(x))
+    heads = dim // head_dim
+    assert graph.total_params == sum(p.numel() for p in theirs.parameters()) == \
+        4 * dim * dim + 4 * dim + (2 * size - 1) ** 2 * heads
+    assert graph.total_buffers == size**4
+    assert buffer_bytes(graph, "float32") == size**4 * 8  # the index is int64
+
+
+def test_relative_attention_trains_its_bias_table() -> None:
+    model = compile_and_verify("input: [2, 4, 8]\nlayers:\n"
+                               "  - {relative_attention: 4, name: attn}\n")
+    model(torch.randn(2, 2, 4, 8)).square().sum().backward()
+    grad = model.attn.relative_position_bias_table.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+UNPARTITION = "unpartition: {size: 2, height: 6, width: 6}"
+
+
+@pytest.mark.parametrize(("shape", "item", "message"), [
+    ([8, 6, 6], "partition: 4", "partition size 4 does not divide the 6x6 map"),
+    ([8, 6, 9], "partition: {size: 3, mode: grid}", None),
+    ([8, 36], "partition: 2", "partition needs a \\(C, H, W\\) map, got 8x36"),
+    ([8, 4, 8], UNPARTITION, "8 groups of 4 tokens do not make a 6x6 map"),
+    ([9, 9, 8], UNPARTITION, "groups of 9 tokens were not cut with partition size 2"),
+    ([9, 4, 8], "unpartition: {size: 4, height: 6, width: 6}", "size 4 does not divide the 6x6"),
+    ([9, 4, 8], UNPARTITION, None),
+    ([4, 8], "relative_attention: 4",
+     "needs \\(G, P, D\\) token groups, got 4x8; a \\(C, H, W\\) map becomes them with"),
+    ([2, 6, 8], "relative_attention: 4", "needs square windows: 6 tokens per group is not size x"),
+    ([2, 4, 10], "relative_attention: 4", "head_dim=4 does not divide the token dimension D=10"),
+])
+def test_bad_shapes_are_positioned_errors(shape: list[int], item: str, message: str | None) -> None:
+    spec = f"input: {shape}\nlayers:\n  - {item}\n"
+    if message is None:  # the shape is fine: it compiles
+        api.compile_graph(spec)
+        return
+    with pytest.raises(SpecError, match=message) as info:
+        api.compile_graph(spec)
+    assert ":3:" in str(info.value)
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("{partition: {size: 2, mode: diagonal}}", "mode"),
+    ("{partition: {size: 0}}", "size"),
+    ("{relative_attention: {head_dim: 0}}", "head_dim"),
+    ("{unpartition: {size: 2, height: 4}}", "width"),
+])
+def test_bad_arguments_are_positioned_errors(item: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message) as info:
+        api.compile_graph(f"input: [4, 4, 4]\nlayers:\n  - {item}\n")
+    assert ":3:" in str(info.value)
+
+
+def test_maxvit_spec_names_the_stage_a_bad_input_size_breaks() -> None:
+    """224 x k only: at 64 the first stage's 16x16 map does not split into 7x7 windows."""
+    with pytest.raises(SpecError, match="partition size 7 does not divide the 16x16 map") as info:
+        api.compile_graph("maxvit_t", image_size=64)
+    assert "maxvit.yaml:" in str(info.value)
