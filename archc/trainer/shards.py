@@ -282,8 +282,8 @@ def open_shards(
     )
 
     index = read_index(Path(cfg.dataset.split(":", 1)[1]).expanduser())
-    if not index.train or not index.val:
-        raise DataError(f"shards: {index.root / INDEX} lists no {'train' if not index.train else 'val'} shards")
+    if not index.val or (augment_train and not index.train):  # evaluation needs only the val shards
+        raise DataError(f"shards: {index.root / INDEX} lists no {'val' if not index.val else 'train'} shards")
     first_shard = next(s for s in (*index.train, *index.val) if s.count)
     key, data, _ = next(samples(first_shard.path, len(index.classes)))
     first = decode_bytes(data, None, key)
@@ -300,8 +300,10 @@ def open_shards(
     if cfg.recipe == "imagenet":
         pad = 0
     local = cfg.batch_size // dist.world
-    stream = ShardStream(index, train_transform(cfg, size, pad, flip), channels, dist.rank, dist.world, cfg.seed, local)
-    if cfg.train_subset is not None:  # the first train_subset images of each epoch's stream
+    stream = None
+    if index.train:
+        stream = ShardStream(index, train_transform(cfg, size, pad, flip), channels, dist.rank, dist.world, cfg.seed, local)
+    if stream is not None and cfg.train_subset is not None:  # the first train_subset images of each epoch's stream
         stream.steps = min(stream.steps, cfg.train_subset // cfg.batch_size)
     test_images = sum(s.count for s in index.val) if cfg.test_subset is None else min(cfg.test_subset, sum(s.count for s in index.val))
     evaluation_transform = preset.transform() if preset is not None else eval_transform(cfg, size)
@@ -312,9 +314,9 @@ def open_shards(
         mean, std = preset.normalization()
     elif cfg.recipe == "imagenet" and channels == 3:
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-    else:  # estimated on the first 256 samples of the first train shard
+    else:  # estimated on the first 256 samples of the first train (else val) shard
         values = []
-        for i, (k, d, _) in enumerate(samples(index.train[0].path, len(index.classes))):
+        for i, (k, d, _) in enumerate(samples((index.train or index.val)[0].path, len(index.classes))):
             if i == 256:
                 break
             values.append(seeded(eval_transform(cfg, size), decode_bytes(d, channels, k), 0).to(torch.float64).div_(255).flatten(1))
@@ -325,7 +327,7 @@ def open_shards(
         path="stream",
         name=f"shards:{index.root}",
         classes=index.classes,
-        train_images=stream.steps * cfg.batch_size,
+        train_images=stream.steps * cfg.batch_size if stream is not None else 0,
         test_images=test_images,
         crop_padding=pad,
         hflip=flip,

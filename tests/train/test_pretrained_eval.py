@@ -135,6 +135,30 @@ def test_every_published_preprocessing_gives_torchvisions_tensors(tmp_path: Path
         assert torch.equal(x, torch.stack([image for image, _ in reference])), preset.describe()
 
 
+def test_val_shards_give_the_same_tensors_as_the_val_folder(tmp_path: Path) -> None:
+    """ImageNet's val split as webdataset shards (no train shards: evaluation needs none)."""
+    import json
+
+    from webdataset import TarWriter
+
+    val = imagenet_val(tmp_path / "val")
+    reference = ImageFolder(str(val), transform=torchvision.models.ResNet50_Weights.DEFAULT.transforms(), allow_empty=True)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    with TarWriter(str(shards / "val-000000.tar")) as sink:
+        for i, (path, label) in enumerate(reference.samples):
+            sink.write({"__key__": f"val{i:09d}", Path(path).suffix.lower()[1:]: Path(path).read_bytes(), "cls": label})
+    index = {"format": "archc-shards", "classes": reference.classes, "train": [], "val": [{"name": "val-000000.tar", "count": len(IMAGES)}]}
+    (shards / "index.json").write_text(json.dumps(index))
+    entry, weights = published("resnet50")
+    preset = EvalPreset.of(preprocessing(entry, weights, (3, 224, 224)))
+    cfg = TrainConfig(dataset=f"shards:{shards}", loader_workers=0)
+    feed = open_feed(cfg, (3, 224, 224), DistInfo(), torch.device("cpu"), None, whole_test=True, augment_train=False, preset=preset)
+    x, y = next(feed.test_batches(len(IMAGES)))
+    assert feed.num_classes == CLASSES and torch.equal(y, torch.tensor(reference.targets))
+    assert torch.equal(x, torch.stack([image for image, _ in reference]))
+
+
 def test_pretrained_evaluation_refuses_a_folder_that_is_not_imagenets_val(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "four"
     for k in range(4):
