@@ -94,7 +94,7 @@ def preprocessing(entry: Published, weights: Any, input_shape: tuple[int, ...] |
     size = input_shape[1:] if input_shape else None
     if size is not None and len(size) == 2 and size[0] == size[1]:
         crop = weights.transforms().crop_size[0]
-        if size[0] != crop:  # the spec built for another input size: crop to it, resize in proportion
+        if size[0] != crop:  # a spec built for another input size: crop to it, resize in proportion
             options |= {"crop_size": size[0], "resize_size": round(size[0] * 256 / 224)}
     return weights.transforms(**options)
 

@@ -39,18 +39,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     evaluate = subparsers.add_parser(
         "evaluate",
-        help="test accuracy, per-class accuracy and confusion matrix of a checkpoint or of published weights",
-        description="Evaluate a checkpoint on the test split. The model is rebuilt as it was trained (the checkpoint "
-                    "records the spec, --set and --input); dataset settings default to those it was trained with. "
-                    "With --pretrained, torchvision's published weights for a zoo spec are scored as torchvision scores "
-                    "them (the weights' own Resize/CenterCrop/normalisation, ImageFolder's class order), "
-                    "e.g. on ImageNet's val folder: archc evaluate resnet50 --pretrained --dataset imagefolder:VAL",
+        help="test accuracy, per-class accuracy and confusion matrix of a checkpoint or of "
+        "published weights",
+        description="Evaluate a checkpoint on the test split. The model is rebuilt as it was trained "
+        "(the checkpoint records the spec, --set and --input); dataset settings default to those it "
+        "was trained with. With --pretrained, torchvision's published weights for a zoo spec are "
+        "scored as torchvision scores them (the weights' own Resize/CenterCrop/normalisation, "
+        "ImageFolder's class order), e.g. on ImageNet's val folder: "
+        "archc evaluate resnet50 --pretrained --dataset imagefolder:VAL",
     )
-    evaluate.add_argument("spec", metavar="SPEC", nargs="?", default=None,
-                          help="spec file (YAML) or zoo name; default: the spec the checkpoint was trained from, which it carries")
+    evaluate.add_argument(
+        "spec", metavar="SPEC", nargs="?", default=None,
+        help="spec file (YAML) or zoo name; default: the spec the checkpoint was trained from, "
+        "which it carries",
+    )  # fmt: skip
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", metavar="PATH", help="best.pt, last.pt or a state_dict file")
-    source.add_argument("--pretrained", action="store_true", help="torchvision's published weights for this zoo spec")
+    source.add_argument("--pretrained", action="store_true",
+                        help="torchvision's published weights for this zoo spec")  # fmt: skip
     add_config_flags(evaluate, EVALUATE_FIELDS, flags={"eval_batch_size": "--batch-size"})
     add_spec_options(evaluate, limits=False)
     add_format_option(evaluate, ["text", "json"], help="json: print the whole report")
@@ -119,9 +125,11 @@ def _best(record: dict[str, Any]) -> str:
 def run_evaluate(args: argparse.Namespace) -> int:
     from archc.trainer.evaluate import evaluate
 
-    config = {k: v for k, v in config_of(args).items() if k in EVALUATE_FIELDS}  # --pretrained is the weights' source
-    report = evaluate(args.spec, args.checkpoint, pretrained=args.pretrained, spec_overrides=overrides_of(args),
-                      plugins=tuple(args.plugins), input_shape=args.input_shape, **config)
+    # the data settings only: TrainConfig's `pretrained` (start training from) is not evaluate's
+    config = {k: v for k, v in config_of(args).items() if k in EVALUATE_FIELDS}
+    report = evaluate(args.spec, args.checkpoint, pretrained=args.pretrained,
+                      spec_overrides=overrides_of(args), plugins=tuple(args.plugins),
+                      input_shape=args.input_shape, **config)  # fmt: skip
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0
@@ -131,11 +139,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if "preprocessing" in report:
         print(f"weights: {report['checkpoint']}; preprocessing: {report['preprocessing']}")
     width = max(len(c) for c in report["classes"])
-    scored = [(acc, name) for name, acc in zip(report["classes"], report["per_class_acc"], strict=True)]
-    if len(scored) > TABLE_CLASSES:  # ImageNet: 1000 rows and a 1000x1000 matrix are for --format json
+    scored = list(zip(report["per_class_acc"], report["classes"], strict=True))
+    if len(scored) > TABLE_CLASSES:  # ImageNet: 1000 rows, a 1000x1000 matrix: for --format json
         worst = sorted((acc, name) for acc, name in scored if acc is not None)[:5]
-        print("lowest per-class accuracy: " + ", ".join(f"{name} {acc:.2%}" for acc, name in worst))
-        print(f"per-class accuracy and the {len(scored)}x{len(scored)} confusion matrix: --format json")
+        print("lowest per-class accuracy: " + ", ".join(f"{n} {acc:.2%}" for acc, n in worst))
+        n = len(scored)
+        print(f"per-class accuracy and the {n}x{n} confusion matrix: --format json")
         return 0
     print("per-class accuracy:")
     for acc, name in scored:

@@ -78,31 +78,45 @@ def eval_batches(
 
 
 def evaluate(
-    spec_or_module: Any, checkpoint: str | None = None, *, pretrained: bool = False, spec_overrides: dict[str, Any] | None = None,
-    plugins: tuple[str, ...] = (), input_shape: tuple[int, ...] | list[int] | None = None, **config: Any,
+    spec_or_module: Any,
+    checkpoint: str | None = None,
+    *,
+    pretrained: bool = False,
+    spec_overrides: dict[str, Any] | None = None,
+    plugins: tuple[str, ...] = (),
+    input_shape: tuple[int, ...] | list[int] | None = None,
+    **config: Any,
 ) -> dict[str, Any]:
     """Accuracy (top-5 above 10 classes), per-class accuracy and confusion matrix on the test split,
     of a checkpoint or, with pretrained=True, of torchvision's published weights for a zoo spec.
 
-    A checkpoint's model is rebuilt as it was trained (the checkpoint's recorded --set and --input;
-    spec_or_module None: also its recorded spec). Dataset settings default to those the checkpoint was
-    trained with, then the spec's, then flags. Published weights are scored as torchvision scores them
-    (`weights.transforms()`, ImageFolder's class order) on an ImageNet-layout val folder, e.g.
+    A checkpoint's model is rebuilt as it was trained (the checkpoint's recorded --set and
+    --input; spec_or_module None: also its recorded spec). Dataset settings default to those the
+    checkpoint was trained with, then the spec's, then flags. Published weights are scored as
+    torchvision scores them (`weights.transforms()`, ImageFolder's class order) on an
+    ImageNet-layout val folder, e.g.
     evaluate("resnet50", pretrained=True, dataset="imagefolder:/data/imagenet/val").
     """
     from archc.trainer.errors import TrainError
 
     if pretrained == (checkpoint is not None):
-        raise TrainError("give a checkpoint (--checkpoint FILE) or --pretrained (torchvision's published weights), one of them")
+        raise TrainError("give a checkpoint (--checkpoint FILE) or --pretrained (torchvision's "
+                         "published weights), one of them")
     if pretrained:
         return _evaluate_pretrained(spec_or_module, spec_overrides, plugins, input_shape, config)
     assert checkpoint is not None
-    return _evaluate_checkpoint(spec_or_module, checkpoint, spec_overrides, plugins, input_shape, config)
+    return _evaluate_checkpoint(
+        spec_or_module, checkpoint, spec_overrides, plugins, input_shape, config
+    )
 
 
 def _evaluate_checkpoint(
-    spec_or_module: Any, checkpoint: str, spec_overrides: dict[str, Any] | None, plugins: tuple[str, ...],
-    input_shape: tuple[int, ...] | list[int] | None, config: dict[str, Any],
+    spec_or_module: Any,
+    checkpoint: str,
+    spec_overrides: dict[str, Any] | None,
+    plugins: tuple[str, ...],
+    input_shape: tuple[int, ...] | list[int] | None,
+    config: dict[str, Any],
 ) -> dict[str, Any]:
     from archc.trainer.api import resolve_config
     from archc.trainer.checkpoint import FORMAT, extract_state_dict, load_weights, read_torch_file
@@ -143,13 +157,17 @@ def _evaluate_checkpoint(
         load_weights(model, checkpoint)
         model.to(device)
         check_fit(source, model, feed.sample(), feed.name, feed.num_classes)
-        return _report(source.name, str(checkpoint), model, feed, cfg.eval_batch_size or 2 * cfg.batch_size, device)
+        batch = cfg.eval_batch_size or 2 * cfg.batch_size
+        return _report(source.name, str(checkpoint), model, feed, batch, device)
     finally:
         feed.close()
 
 
 def _evaluate_pretrained(
-    spec: Any, spec_overrides: dict[str, Any] | None, plugins: tuple[str, ...], input_shape: tuple[int, ...] | list[int] | None,
+    spec: Any,
+    spec_overrides: dict[str, Any] | None,
+    plugins: tuple[str, ...],
+    input_shape: tuple[int, ...] | list[int] | None,
     config: dict[str, Any],
 ) -> dict[str, Any]:
     """torchvision's published weights for a zoo spec, scored with their own preprocessing."""
@@ -169,26 +187,37 @@ def _evaluate_pretrained(
     preset = EvalPreset.of(preprocessing(entry, weights, source.input_shape))
     cfg = resolve_config(source, config)
     device = resolve_device(cfg.device)
-    feed = open_feed(cfg, source.input_shape, DistInfo(), device, None, whole_test=True, augment_train=False, preset=preset)
+    feed = open_feed(
+        cfg, source.input_shape, DistInfo(), device, None, whole_test=True, augment_train=False,
+        preset=preset,
+    )
     try:
         categories = len(weights.meta["categories"])
         if feed.num_classes != categories:
-            raise DataError(f"{feed.name} has {feed.num_classes} class folders, but torchvision's {weights} predicts {categories} "
-                            f"ImageNet classes, numbered in the sorted order of the {categories} class folders of ImageNet's "
-                            f"val split (n01440764 ... n15075141): evaluate on that folder")
+            raise DataError(
+                f"{feed.name} has {feed.num_classes} class folders, but torchvision's {weights} "
+                f"predicts {categories} ImageNet classes, numbered in the sorted order of the "
+                f"{categories} class folders of ImageNet's val split (n01440764 ... n15075141): "
+                f"evaluate on that folder"
+            )
         torch.manual_seed(cfg.seed)
         model = source.build()
         load_pretrained(model, source.name)
         model.to(device)
         check_fit(source, model, feed.sample(), feed.name, feed.num_classes)
-        report = _report(source.name, f"torchvision:{weights}", model, feed, cfg.eval_batch_size or 2 * cfg.batch_size, device)
+        batch = cfg.eval_batch_size or 2 * cfg.batch_size
+        report = _report(source.name, f"torchvision:{weights}", model, feed, batch, device)
     finally:
         feed.close()
     return report | {"preprocessing": preset.describe()}
 
 
-def _report(name: str, weights: str, model: nn.Module, feed: Any, batch: int, device: torch.device) -> dict[str, Any]:
-    confusion, loss_sum, top5 = eval_batches(model, feed.test_batches(batch), feed.num_classes, None, device)
+def _report(
+    name: str, weights: str, model: nn.Module, feed: Any, batch: int, device: torch.device
+) -> dict[str, Any]:
+    """The evaluation report of `model` on the feed's test split."""
+    batches = feed.test_batches(batch)
+    confusion, loss_sum, top5 = eval_batches(model, batches, feed.num_classes, None, device)
     result = EvalResult(confusion.cpu(), float(loss_sum), int(top5))
     return {
         "spec": name,

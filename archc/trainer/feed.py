@@ -154,12 +154,13 @@ def open_feed(
     if cfg.dataset.startswith("shards:"):
         from archc.trainer.shards import open_shards
 
-        feed: Feed = open_shards(cfg, input_shape, dist, device, normalization, augment_train=augment_train, preset=preset)
+        feed: Feed = open_shards(cfg, input_shape, dist, device, normalization,
+                                 augment_train=augment_train, preset=preset)  # fmt: skip
     elif path == "stream":
         from archc.trainer.stream import open_stream
 
-        feed = open_stream(cfg, input_shape, dist, device, normalization, whole_test=whole_test, augment_train=augment_train,
-                           preset=preset)
+        feed = open_stream(cfg, input_shape, dist, device, normalization, whole_test=whole_test,
+                           augment_train=augment_train, preset=preset)  # fmt: skip
     else:
         feed = _open_memory(cfg, input_shape, dist, device, normalization, augment_train)
     feed.note = note
@@ -167,7 +168,12 @@ def open_feed(
 
 
 def _choose_path(
-    cfg: TrainConfig, dist: DistInfo, device: torch.device, stored: str | None, whole_test: bool, preset: EvalPreset | None
+    cfg: TrainConfig,
+    dist: DistInfo,
+    device: torch.device,
+    stored: str | None,
+    whole_test: bool,
+    preset: EvalPreset | None,
 ) -> tuple[PathTaken, str]:
     folder = cfg.dataset.startswith("imagefolder:")
     wanted = cfg.data_path if cfg.data_path != "auto" or stored is None else stored
@@ -177,12 +183,13 @@ def _choose_path(
         return "stream", f"streaming {cfg.dataset} (tar shards)"
     if preset is not None:
         if not folder:
-            raise DataError(f"published ImageNet weights are evaluated on an ImageNet-layout folder (imagefolder:VAL, "
-                            f"VAL/CLASS/*.JPEG) or shards:DIR, not {cfg.dataset}")
+            raise DataError(f"published ImageNet weights are evaluated on an ImageNet-layout folder "
+                            f"(imagefolder:VAL, VAL/CLASS/*.JPEG) or shards:DIR, not {cfg.dataset}")
         if cfg.data_path == "memory":
-            raise DataError("--pretrained evaluation resizes and crops each image in loader workers, as torchvision "
-                            "does; use --data-path stream or auto")
-        return "stream", f"streaming {cfg.dataset}: the weights' evaluation preprocessing ({preset.describe()})"
+            raise DataError("--pretrained evaluation resizes and crops each image in loader workers, "
+                            "as torchvision does; use --data-path stream or auto")
+        described = preset.describe()
+        return "stream", f"streaming {cfg.dataset}: the weights' evaluation preprocessing ({described})"
     if wanted == "stream" and not folder:
         raise DataError(f"--data-path stream reads image folders (imagefolder:PATH) and shards:PATH; {cfg.dataset} is held in memory")
     if wanted == "memory" and cfg.recipe == "imagenet":

@@ -102,8 +102,9 @@ def samples(shard: Path, num_classes: int) -> Iterator[tuple[str, bytes, int]]:
         with tarfile.open(shard, "r|*") as tar:
             for member in tar:
                 name = member.name
-                if not member.isfile() or ("/" not in name and name.startswith(meta_prefix) and name.endswith(meta_suffix)):
-                    continue  # as webdataset: directories, links and __meta__ files are no samples' fields
+                meta = "/" not in name and name.startswith(meta_prefix) and name.endswith(meta_suffix)
+                if not member.isfile() or meta:
+                    continue  # as webdataset: directories, links and __meta__ files are no fields
                 member_key, ext = base_plus_ext(name)
                 if member_key is None:
                     continue
@@ -112,7 +113,8 @@ def samples(shard: Path, num_classes: int) -> Iterator[tuple[str, bytes, int]]:
                         yield _complete(shard, key, image, label)
                     key, image, label = member_key, None, None
                 if member.size > MAX_MEMBER_BYTES:
-                    raise DataError(f"shards: {shard}: {name} is {member.size} bytes, over {MAX_MEMBER_BYTES}")
+                    raise DataError(f"shards: {shard}: {name} is {member.size} bytes, "
+                                    f"over {MAX_MEMBER_BYTES}")
                 handle = tar.extractfile(member)
                 data = handle.read() if handle is not None else b""
                 if ext.lower() in IMAGE_EXTENSIONS:
@@ -120,7 +122,8 @@ def samples(shard: Path, num_classes: int) -> Iterator[tuple[str, bytes, int]]:
                 elif ext.lower() == "cls":
                     label = int(data.strip())
                     if not 0 <= label < num_classes:
-                        raise DataError(f"shards: {shard}: {name} is class {label}, outside 0..{num_classes - 1}")
+                        raise DataError(f"shards: {shard}: {name} is class {label}, "
+                                        f"outside 0..{num_classes - 1}")
             if key is not None:
                 yield _complete(shard, key, image, label)
     except (OSError, tarfile.TarError, ValueError, EOFError) as exc:
@@ -267,7 +270,8 @@ class ShardFeed(Feed):
 
 def open_shards(
     cfg: TrainConfig, input_shape: tuple[int, ...] | None, dist: Any, device: torch.device,
-    normalization: tuple[torch.Tensor, torch.Tensor] | None, *, augment_train: bool = True, preset: EvalPreset | None = None,
+    normalization: tuple[torch.Tensor, torch.Tensor] | None, *, augment_train: bool = True,
+    preset: EvalPreset | None = None,
 ) -> ShardFeed:  # fmt: skip
     from archc.trainer.augment import BatchPipeline
     from archc.trainer.feed import augmentation
@@ -283,7 +287,8 @@ def open_shards(
 
     index = read_index(Path(cfg.dataset.split(":", 1)[1]).expanduser())
     if not index.val or (augment_train and not index.train):  # evaluation needs only the val shards
-        raise DataError(f"shards: {index.root / INDEX} lists no {'val' if not index.val else 'train'} shards")
+        missing = "val" if not index.val else "train"
+        raise DataError(f"shards: {index.root / INDEX} lists no {missing} shards")
     first_shard = next(s for s in (*index.train, *index.val) if s.count)
     key, data, _ = next(samples(first_shard.path, len(index.classes)))
     first = decode_bytes(data, None, key)
@@ -302,12 +307,14 @@ def open_shards(
     local = cfg.batch_size // dist.world
     stream = None
     if index.train:
-        stream = ShardStream(index, train_transform(cfg, size, pad, flip), channels, dist.rank, dist.world, cfg.seed, local)
-    if stream is not None and cfg.train_subset is not None:  # the first train_subset images of each epoch's stream
+        transform = train_transform(cfg, size, pad, flip)
+        stream = ShardStream(index, transform, channels, dist.rank, dist.world, cfg.seed, local)
+    if stream is not None and cfg.train_subset is not None:  # the first train_subset images of each epoch
         stream.steps = min(stream.steps, cfg.train_subset // cfg.batch_size)
     test_images = sum(s.count for s in index.val) if cfg.test_subset is None else min(cfg.test_subset, sum(s.count for s in index.val))
     evaluation_transform = preset.transform() if preset is not None else eval_transform(cfg, size)
-    evaluation = ShardEval(index, evaluation_transform, channels, dist.rank, dist.world, test_images)
+    evaluation = ShardEval(index, evaluation_transform, channels, dist.rank, dist.world,
+                           test_images)  # fmt: skip
     if normalization is not None:
         mean, std = normalization
     elif preset is not None:
@@ -316,7 +323,8 @@ def open_shards(
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     else:  # estimated on the first 256 samples of the first train (else val) shard
         values = []
-        for i, (k, d, _) in enumerate(samples((index.train or index.val)[0].path, len(index.classes))):
+        first_path = (index.train or index.val)[0].path
+        for i, (k, d, _) in enumerate(samples(first_path, len(index.classes))):
             if i == 256:
                 break
             values.append(seeded(eval_transform(cfg, size), decode_bytes(d, channels, k), 0).to(torch.float64).div_(255).flatten(1))
@@ -361,10 +369,11 @@ def write_shards(folder: Path, out: Path, shard_size: int = DEFAULT_SHARD_SIZE, 
             chunk = items[start : start + shard_size]
             name = f"{split}-{number:06d}.tar"
             temporary = out / f".{name}.partial"
-            with open(temporary, "wb") as stream, TarWriter(stream, mtime=0, format="PAX_FORMAT") as tar:
+            with open(temporary, "wb") as file, TarWriter(file, mtime=0, format="PAX_FORMAT") as tar:
                 for offset, (path, label) in enumerate(chunk):
                     ext = Path(path).suffix.lower().lstrip(".") or "jpg"
-                    tar.write({"__key__": f"{split}{start + offset:09d}", ext: Path(path).read_bytes(), "cls": label})
+                    key = f"{split}{start + offset:09d}"
+                    tar.write({"__key__": key, ext: Path(path).read_bytes(), "cls": label})
             os.replace(temporary, out / name)
             index[split].append({"name": name, "count": len(chunk)})
     temporary = out / f".{INDEX}.partial"

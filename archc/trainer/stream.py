@@ -258,20 +258,26 @@ class EvalPreset:
     @classmethod
     def of(cls, transforms: Any) -> EvalPreset:
         """From a torchvision ImageClassification preset (what `weights.transforms()` returns)."""
-        return cls(int(transforms.resize_size[0]), int(transforms.crop_size[0]), transforms.interpolation.value,
-                   tuple(float(m) for m in transforms.mean), tuple(float(s) for s in transforms.std))
+        return cls(
+            resize=int(transforms.resize_size[0]),
+            crop=int(transforms.crop_size[0]),
+            interpolation=transforms.interpolation.value,
+            mean=tuple(float(m) for m in transforms.mean),
+            std=tuple(float(s) for s in transforms.std),
+        )
 
     def transform(self) -> Any:
         from torchvision.transforms import InterpolationMode, v2
 
-        return v2.Compose([v2.Resize(self.resize, interpolation=InterpolationMode(self.interpolation), antialias=True),
-                           v2.CenterCrop(self.crop)])
+        mode = InterpolationMode(self.interpolation)
+        return v2.Compose([v2.Resize(self.resize, interpolation=mode, antialias=True), v2.CenterCrop(self.crop)])
 
     def normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.tensor(self.mean), torch.tensor(self.std)
 
     def describe(self) -> str:
-        return f"Resize {self.resize} ({self.interpolation}), CenterCrop {self.crop}, mean {list(self.mean)}, std {list(self.std)}"
+        return (f"Resize {self.resize} ({self.interpolation}), CenterCrop {self.crop}, "
+                f"mean {list(self.mean)}, std {list(self.std)}")
 
 
 def eval_transform(cfg: TrainConfig, size: tuple[int, int]) -> Any:

@@ -1,5 +1,5 @@
-"""`archc evaluate SPEC --pretrained --dataset imagefolder:VAL` scores torchvision's published weights
-as torchvision does, so it reproduces their published top-1/top-5 on a user's ImageNet copy.
+"""`archc evaluate SPEC --pretrained --dataset imagefolder:VAL` scores torchvision's published
+weights as torchvision does, so it reproduces their published top-1/top-5 on a user's ImageNet.
 
 Offline proof of the mechanics: on a generated ImageNet-layout val folder (1000 class folders, a few
 images of assorted sizes and modes), archc feeds the model exactly the tensors torchvision's
@@ -10,7 +10,9 @@ file is generated and placed where torch.hub looks (as tests/train/test_predict.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -26,7 +28,7 @@ from archc.pretrained import names, preprocessing, published
 from archc.train_config import TrainConfig
 from archc.trainer.distributed import DistInfo
 from archc.trainer.evaluate import evaluate
-from archc.trainer.feed import open_feed
+from archc.trainer.feed import Feed, open_feed
 from archc.trainer.stream import EvalPreset
 from tests.conftest import run_archc
 
@@ -38,7 +40,8 @@ IMAGES = [
     (1, (232, 232), "RGBA", "PNG"), (2, (150, 100), "P", "PNG"), (2, (333, 500), "CMYK", "JPEG"),
     (3, (240, 320), "RGB", "PNG"), (CLASSES - 1, (256, 300), "RGB", "JPEG"),
 ]  # fmt: skip
-CONTENDERS = [0, 1, 2, 3, 4, 5, CLASSES - 1]  # classes the head may predict: top-1 and top-5 both vary
+CONTENDERS = [0, 1, 2, 3, 4, 5, CLASSES - 1]  # the classes the head may predict: top-1, top-5 vary
+CPU = torch.device("cpu")
 
 
 def imagenet_val(root: Path) -> Path:
@@ -50,13 +53,14 @@ def imagenet_val(root: Path) -> Path:
     for i, (label, (w, h), mode, fmt) in enumerate(IMAGES):
         gradient = np.linspace(0, 255, w)[None, :, None] * np.linspace(0.2, 1, h)[:, None, None]
         pixels = np.clip(gradient + rng.normal(0, 40, (h, w, 3)), 0, 255).astype(np.uint8)
-        image = Image.fromarray(pixels).convert(mode)
-        image.save(folders[label] / f"ILSVRC2012_val_{i:08d}.{'JPEG' if fmt == 'JPEG' else 'png'}", format=fmt)
+        name = f"ILSVRC2012_val_{i:08d}.{'JPEG' if fmt == 'JPEG' else 'png'}"
+        Image.fromarray(pixels).convert(mode).save(folders[label] / name, format=fmt)
     return root
 
 
-def place_resnet50(torch_home: Path) -> torchvision.models.Weights:
-    """Seeded random ResNet-50 weights as torchvision's DEFAULT file, the head narrowed to CONTENDERS."""
+def place_resnet50(torch_home: Path) -> Any:
+    """Seeded random ResNet-50 weights as torchvision's DEFAULT file, the head narrowed to
+    CONTENDERS."""
     torch.manual_seed(3)
     weights = torchvision.models.ResNet50_Weights.DEFAULT
     model = torchvision.models.resnet50()
@@ -71,20 +75,27 @@ def place_resnet50(torch_home: Path) -> torchvision.models.Weights:
     return weights
 
 
-def reference_evaluation(val: Path, weights: torchvision.models.Weights) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+def reference_evaluation(val: Path, weights: Any) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """torchvision's reference loop: ImageFolder, the weights' transforms, its own ResNet-50.
     Returns (images, labels, top-1 hits, top-5 hits)."""
     model = torchvision.models.resnet50(weights=weights).eval()
-    loader = DataLoader(ImageFolder(str(val), transform=weights.transforms(), allow_empty=True), batch_size=4)
+    dataset = ImageFolder(str(val), transform=weights.transforms(), allow_empty=True)
     images, labels, top1, top5 = [], [], 0, 0
     with torch.no_grad():
-        for x, y in loader:
+        for x, y in DataLoader(dataset, batch_size=4):
             logits = model(x)
             top1 += int((logits.argmax(1) == y).sum())
             top5 += int((logits.topk(5).indices == y[:, None]).any(1).sum())
             images.append(x)
             labels.append(y)
     return torch.cat(images), torch.cat(labels), top1, top5
+
+
+def evaluation_feed(dataset: str, preset: EvalPreset) -> Feed:
+    """The feed `archc evaluate --pretrained` opens, for the given preprocessing."""
+    cfg = TrainConfig(dataset=dataset, loader_workers=0)
+    return open_feed(cfg, (3, preset.crop, preset.crop), DistInfo(), CPU, None, whole_test=True,
+                     augment_train=False, preset=preset)  # fmt: skip
 
 
 def test_pretrained_evaluation_feeds_torchvisions_tensors_and_gives_its_top1_top5(
@@ -102,14 +113,17 @@ def test_pretrained_evaluation_feeds_torchvisions_tensors_and_gives_its_top1_top
         return eval_batches(model, kept, *args)
 
     monkeypatch.setattr(evaluate_module, "eval_batches", spy)
-    report = evaluate("resnet50", pretrained=True, dataset=f"imagefolder:{val}", eval_batch_size=4, loader_workers=0, device="cpu")
+    report = evaluate("resnet50", pretrained=True, dataset=f"imagefolder:{val}", eval_batch_size=4,
+                      loader_workers=0, device="cpu")  # fmt: skip
     images, labels, top1, top5 = reference_evaluation(val, weights)
-    assert report["classes"] == ImageFolder(str(val), allow_empty=True).classes  # ImageFolder's class order
+    assert report["classes"] == ImageFolder(str(val), allow_empty=True).classes
     assert torch.equal(torch.cat([y for _, y in seen]), labels)
-    assert torch.equal(torch.cat([x for x, _ in seen]), images)  # bit for bit: resize 232, crop 224, normalise
+    # bit for bit: Resize 232, CenterCrop 224, normalise
+    assert torch.equal(torch.cat([x for x, _ in seen]), images)
     assert report["preprocessing"].startswith("Resize 232 (bilinear), CenterCrop 224")
-    assert report["test_images"] == len(IMAGES) and report["checkpoint"] == f"torchvision:{weights}"
-    assert (report["test_acc"], report["test_top5"]) == (top1 / len(IMAGES), top5 / len(IMAGES))
+    assert report["test_images"] == len(IMAGES)
+    assert report["checkpoint"] == f"torchvision:{weights}"
+    assert report["test_acc"] == top1 / len(IMAGES) and report["test_top5"] == top5 / len(IMAGES)
     assert 0 < top1 < top5 < len(IMAGES)  # the figures discriminate: neither none nor all
 
 
@@ -119,47 +133,48 @@ def test_every_published_preprocessing_gives_torchvisions_tensors(tmp_path: Path
     folder = tmp_path / "val"
     for label, (w, h), mode, fmt in IMAGES[:4]:
         (folder / f"c{label}").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.random.default_rng(label).integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode).save(
-            folder / f"c{label}" / f"{w}x{h}.{fmt.lower()}", format=fmt)
+        pixels = np.random.default_rng(label).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels).convert(mode)
+        image.save(folder / f"c{label}" / f"{w}x{h}.{fmt}", format=fmt)
     presets = {}
     for name in names():
-        entry, weights = published(name)
-        presets.setdefault(EvalPreset.of(preprocessing(entry, weights, None)), preprocessing(entry, weights, None))
+        transforms = preprocessing(*published(name), None)
+        presets.setdefault(EvalPreset.of(transforms), transforms)
     assert len(presets) >= 15 and {p.interpolation for p in presets} == {"bilinear", "bicubic"}
-    cfg = TrainConfig(dataset=f"imagefolder:{folder}", loader_workers=0)
     for preset, transforms in presets.items():
-        feed = open_feed(cfg, None, DistInfo(), torch.device("cpu"), None, whole_test=True, augment_train=False, preset=preset)
-        x, y = next(feed.test_batches(len(IMAGES)))
+        x, y = next(evaluation_feed(f"imagefolder:{folder}", preset).test_batches(len(IMAGES)))
         reference = ImageFolder(str(folder), transform=transforms)
-        assert torch.equal(y, torch.tensor([label for _, label in reference.samples]))
+        assert torch.equal(y, torch.tensor(reference.targets))
         assert torch.equal(x, torch.stack([image for image, _ in reference])), preset.describe()
 
 
 def test_val_shards_give_the_same_tensors_as_the_val_folder(tmp_path: Path) -> None:
     """ImageNet's val split as webdataset shards (no train shards: evaluation needs none)."""
-    import json
-
     from webdataset import TarWriter
 
     val = imagenet_val(tmp_path / "val")
-    reference = ImageFolder(str(val), transform=torchvision.models.ResNet50_Weights.DEFAULT.transforms(), allow_empty=True)
+    transforms = torchvision.models.ResNet50_Weights.DEFAULT.transforms()
+    reference = ImageFolder(str(val), transform=transforms, allow_empty=True)
     shards = tmp_path / "shards"
     shards.mkdir()
     with TarWriter(str(shards / "val-000000.tar")) as sink:
         for i, (path, label) in enumerate(reference.samples):
-            sink.write({"__key__": f"val{i:09d}", Path(path).suffix.lower()[1:]: Path(path).read_bytes(), "cls": label})
-    index = {"format": "archc-shards", "classes": reference.classes, "train": [], "val": [{"name": "val-000000.tar", "count": len(IMAGES)}]}
-    (shards / "index.json").write_text(json.dumps(index))
-    entry, weights = published("resnet50")
-    preset = EvalPreset.of(preprocessing(entry, weights, (3, 224, 224)))
-    cfg = TrainConfig(dataset=f"shards:{shards}", loader_workers=0)
-    feed = open_feed(cfg, (3, 224, 224), DistInfo(), torch.device("cpu"), None, whole_test=True, augment_train=False, preset=preset)
+            image = {Path(path).suffix.lower()[1:]: Path(path).read_bytes()}
+            sink.write({"__key__": f"val{i:09d}", "cls": label, **image})
+    (shards / "index.json").write_text(json.dumps({
+        "format": "archc-shards", "classes": reference.classes, "train": [],
+        "val": [{"name": "val-000000.tar", "count": len(IMAGES)}],
+    }))  # fmt: skip
+    preset = EvalPreset.of(preprocessing(*published("resnet50"), (3, 224, 224)))
+    feed = evaluation_feed(f"shards:{shards}", preset)
     x, y = next(feed.test_batches(len(IMAGES)))
     assert feed.num_classes == CLASSES and torch.equal(y, torch.tensor(reference.targets))
     assert torch.equal(x, torch.stack([image for image, _ in reference]))
 
 
-def test_pretrained_evaluation_refuses_a_folder_that_is_not_imagenets_val(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_evaluation_refuses_a_folder_that_is_not_imagenets_val(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "four"
     for k in range(4):
         (folder / f"c{k}").mkdir(parents=True)
@@ -167,9 +182,11 @@ def test_pretrained_evaluation_refuses_a_folder_that_is_not_imagenets_val(tmp_pa
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     result = run_archc("evaluate", "resnet50", "--pretrained", "--dataset", f"imagefolder:{folder}")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert "has 4 class folders, but torchvision's ResNet50_Weights.IMAGENET1K_V2 predicts 1000 ImageNet classes" in result.stderr
+    assert ("has 4 class folders, but torchvision's ResNet50_Weights.IMAGENET1K_V2 predicts 1000 "
+            "ImageNet classes") in result.stderr  # fmt: skip
     result = run_archc("evaluate", "resnet50", "--dataset", f"imagefolder:{folder}")
-    assert result.returncode == 2 and "one of the arguments --checkpoint --pretrained is required" in result.stderr
+    assert result.returncode == 2
+    assert "one of the arguments --checkpoint --pretrained is required" in result.stderr
 
 
 def test_the_text_report_of_1000_classes_summarises_instead_of_tabulating(
@@ -177,12 +194,16 @@ def test_the_text_report_of_1000_classes_summarises_instead_of_tabulating(
 ) -> None:
     from archc.cli import main
 
-    classes = [f"n{k:08d}" for k in range(CLASSES)]
     per_class = [1.0] * CLASSES
     per_class[7], per_class[3] = 0.25, 0.5
-    report = {"spec": "resnet50", "checkpoint": "torchvision:ResNet50_Weights.IMAGENET1K_V2", "dataset": "imagefolder:VAL",
-              "test_images": 2000, "test_loss": 1.0, "test_acc": 0.8086, "test_top5": 0.9543, "classes": classes,
-              "per_class_acc": per_class, "confusion": [], "preprocessing": "Resize 232 (bilinear), CenterCrop 224"}  # fmt: skip
+    weights = "torchvision:ResNet50_Weights.IMAGENET1K_V2"
+    report = {
+        "spec": "resnet50", "checkpoint": weights, "dataset": "imagefolder:VAL",
+        "test_images": 2000,
+        "test_loss": 1.0, "test_acc": 0.8086, "test_top5": 0.9543,
+        "classes": [f"n{k:08d}" for k in range(CLASSES)], "per_class_acc": per_class,
+        "confusion": [], "preprocessing": "Resize 232 (bilinear), CenterCrop 224",
+    }  # fmt: skip
     seen = {}
 
     def fake(spec, checkpoint, **kwargs):  # type: ignore[no-untyped-def]
@@ -190,11 +211,19 @@ def test_the_text_report_of_1000_classes_summarises_instead_of_tabulating(
         return report
 
     monkeypatch.setattr(evaluate_module, "evaluate", fake)
-    assert main(["evaluate", "resnet50", "--pretrained", "--dataset", "imagefolder:VAL", "--batch-size", "50"]) == 0
+    args = ["evaluate", "resnet50", "--pretrained", "--dataset", "imagefolder:VAL", "--batch-size",
+            "50"]
+    assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert seen == {"spec": "resnet50", "checkpoint": None, "pretrained": True, "spec_overrides": {}, "plugins": (),
-                    "input_shape": None, "dataset": "imagefolder:VAL", "eval_batch_size": 50}  # fmt: skip
-    assert lines[0] == "resnet50 on imagefolder:VAL (2000 test images): accuracy 80.86%, top-5 95.43%, loss 1.0000"
-    assert lines[1] == "weights: torchvision:ResNet50_Weights.IMAGENET1K_V2; preprocessing: Resize 232 (bilinear), CenterCrop 224"
-    assert lines[2].startswith("lowest per-class accuracy: n00000007 25.00%, n00000003 50.00%, n00000000 100.00%")
-    assert lines[3] == "per-class accuracy and the 1000x1000 confusion matrix: --format json" and len(lines) == 4
+    assert seen == {
+        "spec": "resnet50", "checkpoint": None, "pretrained": True, "spec_overrides": {},
+        "plugins": (), "input_shape": None, "dataset": "imagefolder:VAL", "eval_batch_size": 50,
+    }  # fmt: skip
+    assert lines == [
+        "resnet50 on imagefolder:VAL (2000 test images): accuracy 80.86%, top-5 95.43%, "
+        "loss 1.0000",
+        f"weights: {weights}; preprocessing: Resize 232 (bilinear), CenterCrop 224",
+        "lowest per-class accuracy: n00000007 25.00%, n00000003 50.00%, n00000000 100.00%, "
+        "n00000001 100.00%, n00000002 100.00%",
+        "per-class accuracy and the 1000x1000 confusion matrix: --format json",
+    ]

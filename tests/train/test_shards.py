@@ -41,38 +41,51 @@ def test_the_writer_makes_webdataset_layout_shards_and_an_index(shards: Path) ->
     assert [e["count"] for e in index["train"]] == [10, 10, 10, 10, 8] and [e["count"] for e in index["val"]] == [10, 2]
     with tarfile.open(shards / "train-000000.tar") as tar:
         names = tar.getnames()
-        assert names[0] == "train000000000.cls" and names[1].startswith("train000000000.")  # a sample's fields, sorted
+        # a sample's fields, in webdataset's (sorted) order
+        assert names[0] == "train000000000.cls" and names[1].startswith("train000000000.")
         assert len(names) == 20 and all(n.rsplit(".", 1)[1] in ("jpeg", "png", "cls") for n in names)
         labels = {int(tar.extractfile(n).read()) for n in names if n.endswith(".cls")}  # type: ignore[union-attr]
     assert len(labels) > 1  # the one-off shuffle mixes the classes within a shard
 
 
-def test_webdataset_reads_archcs_shards_and_archc_reads_webdatasets(shards: Path, tmp_path: Path) -> None:
+def test_webdataset_reads_archcs_shards_and_archc_reads_webdatasets(
+    shards: Path, tmp_path: Path
+) -> None:
     import webdataset as wds
 
+    def read(paths: list[Path]) -> list[dict[str, object]]:
+        urls = [str(p) for p in paths]
+        return list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))
+
     index = read_index(shards)
-    folder = {path.read_bytes(): int(path.parent.name[-1]) for path in (tmp_path / "folder").rglob("*.*")}
+    files = (tmp_path / "folder").rglob("*.*")
+    folder = {path.read_bytes(): int(path.parent.name[-1]) for path in files}
     ours = [sample for shard in (*index.train, *index.val) for sample in samples(shard.path, 3)]
-    theirs = list(wds.WebDataset([str(s.path) for s in (*index.train, *index.val)], shardshuffle=False, empty_check=False))
-    assert [(key, data, label) for key, data, label in ours] == [
-        (t["__key__"], next(v for k, v in t.items() if k in ("jpeg", "png")), int(t["cls"])) for t in theirs
+    theirs = read([s.path for s in (*index.train, *index.val)])
+    image = ("jpeg", "png")
+    assert ours == [
+        (t["__key__"], next(v for k, v in t.items() if k in image), int(t["cls"]))  # type: ignore[call-overload]
+        for t in theirs
     ]
-    assert sorted((data, label) for _, data, label in ours) == sorted(folder.items())  # every file once, its class
+    # every file once, with its class
+    assert sorted((data, label) for _, data, label in ours) == sorted(folder.items())
     # shards written by webdataset itself (gzip-compressed, keys in folders), listed in an index.json
     written = tmp_path / "theirs"
     written.mkdir()
+    chosen = sorted(folder.items())[:6]
     with wds.ShardWriter(str(written / "part-%03d.tar.gz"), maxcount=4, verbose=0) as sink:
-        for i, (data, label) in enumerate(sorted(folder.items())[:6]):
-            sink.write({"__key__": f"set{i % 2}/img{i:03d}", "cls": label, "png" if data[:4] == b"\x89PNG" else "jpg": data})
+        for i, (data, label) in enumerate(chosen):
+            field = "png" if data[:4] == b"\x89PNG" else "jpg"
+            sink.write({"__key__": f"set{i % 2}/img{i:03d}", "cls": label, field: data})
     (written / "index.json").write_text(json.dumps({
         "format": "archc-shards", "classes": ["a", "b", "c"], "val": [],
         "train": [{"name": "part-000.tar.gz", "count": 4}, {"name": "part-001.tar.gz", "count": 2}],
     }))  # fmt: skip
     parts = read_index(written).train
     ours = [sample for shard in parts for sample in samples(shard.path, 3)]
-    theirs = list(wds.WebDataset([str(s.path) for s in parts], shardshuffle=False, empty_check=False))
-    assert [key for key, _, _ in ours] == [t["__key__"] for t in theirs] == [f"set{i % 2}/img{i:03d}" for i in range(6)]
-    assert [(data, label) for _, data, label in ours] == sorted(folder.items())[:6]
+    keys = [f"set{i % 2}/img{i:03d}" for i in range(6)]
+    assert [key for key, _, _ in ours] == [t["__key__"] for t in read([s.path for s in parts])] == keys
+    assert [(data, label) for _, data, label in ours] == chosen
 
 
 def test_training_on_shards_does_not_depend_on_the_number_of_loader_workers(shards: Path, tmp_path: Path) -> None:
