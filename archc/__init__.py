@@ -8,9 +8,9 @@ from archc.api import Analysis, analyze, build, compile_graph, load, summary
 from archc.errors import ArchcError, SpecError
 
 if TYPE_CHECKING:
+    from archc.compiler.validate import LoadedSpec
     from archc.inference import Prediction
     from archc.trainer.api import TrainResult
-    from archc.validate import LoadedSpec
 
 
 def load_model(path: Any, *, plugins: tuple[str, ...] = ()) -> Any:

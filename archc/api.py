@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from archc.compiler.expand import Limits, expand
+from archc.compiler.ir import Graph
+from archc.compiler.validate import LoadedSpec
+from archc.compiler.validate import load as _load
 from archc.errors import SpecError
-from archc.expand import Limits, expand
-from archc.ir import Graph
-from archc.validate import LoadedSpec
-from archc.validate import load as _load
 
 if TYPE_CHECKING:
-    from archc.emit import CompiledModel
+    from archc.compiler.emit import CompiledModel
 
 SpecLike = LoadedSpec | str | Path
 
@@ -35,7 +35,7 @@ def _loaded(spec: SpecLike, overrides: dict[str, Any]) -> LoadedSpec:
 
 
 def _load_with(spec: LoadedSpec, overrides: dict[str, Any]) -> LoadedSpec:
-    from archc.validate import validate
+    from archc.compiler.validate import validate
 
     return validate(spec.document, {**spec.overrides, **overrides}, spec.plugins, spec.variant)
 
@@ -76,8 +76,8 @@ def build(spec: SpecLike, *, input_shape: tuple[int, ...] | None = None, limits:
     Refuses (SpecError) a model whose weights and activations would not fit in available
     memory unless `force=True`.
     """
-    from archc.emit import build_module
-    from archc.guard import check_fits
+    from archc.compiler.emit import build_module
+    from archc.compiler.guard import check_fits
 
     loaded = _loaded(spec, overrides)
     graph = compile_graph(loaded, input_shape=input_shape, limits=limits)
@@ -91,7 +91,7 @@ class Analysis:
     """Static analysis of a spec: per-node rows and totals as data, and the per-layer report of
     `archc report` when printed (`print(analysis)`, or as HTML in a notebook); `repr` is one line.
 
-    `depth` folds deeper blocks, `columns` picks the table's columns (archc.report.COLUMN_NAMES),
+    `depth` folds deeper blocks, `columns` picks the table's columns (archc.analysis.report.COLUMN_NAMES),
     `batch_size` and `dtype` set the memory figures.
     """
 
@@ -102,8 +102,8 @@ class Analysis:
     dtype: str = "float32"
 
     def __repr__(self) -> str:
+        from archc.analysis.report import si
         from archc.ops.base import fmt_shape
-        from archc.report import si
 
         g = self.graph
         return (f"<Analysis {g.name}: {fmt_shape(g.input_shape)} -> {fmt_shape(g.shape_of(g.output))}, "
@@ -116,8 +116,8 @@ class Analysis:
         return self.render("html")
 
     def render(self, fmt: str = "table", width: int | None = None) -> str:
-        """The per-layer report in one of archc.report.FORMATS (table, markdown, csv, json, html)."""
-        from archc.report import render, report_rows, totals
+        """The per-layer report in one of archc.analysis.report.FORMATS (table, markdown, csv, json, html)."""
+        from archc.analysis.report import render, report_rows, totals
 
         rows = report_rows(self.graph, self.depth, self.batch_size, self.dtype)
         return render(rows, totals(self.graph, self.batch_size, self.dtype), fmt, width, columns=self.columns)
@@ -148,7 +148,7 @@ def summary(spec_or_model: Any, *, depth: int | None = None, columns: Sequence[s
             **overrides: Any) -> Analysis:
     """The per-layer report of a spec (path, YAML text, loaded spec) or of a model archc built:
     `print(archc.summary(...))` shows the table, as torchinfo's `summary` does, with no forward pass."""
-    from archc.report import columns as pick_columns
+    from archc.analysis.report import columns as pick_columns
 
     graph = getattr(spec_or_model, "archc_graph", None)
     if graph is None:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from archc.errors import ArchcError
 
 if TYPE_CHECKING:
-    from archc.emit import CompiledModel
-    from archc.validate import LoadedSpec
+    from archc.compiler.emit import CompiledModel
+    from archc.compiler.validate import LoadedSpec
 
 FORMAT = "archc-model"
 VERSION = 1
@@ -49,8 +49,8 @@ def load_model(path: str | Path, *, plugins: tuple[str, ...] = ()) -> CompiledMo
     """
     from archc import ops
     from archc.api import build
-    from archc.loader import load_text
-    from archc.validate import validate
+    from archc.compiler.loader import load_text
+    from archc.compiler.validate import validate
     from archc.weights import WeightsError, read_torch_file
 
     try:

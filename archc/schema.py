@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from archc import ops
-from archc.expand import META_KEYS
-from archc.spec import SpecModel
-from archc.train_config import TrainConfig
+from archc.compiler.expand import META_KEYS
+from archc.compiler.spec import SpecModel
+from archc.compiler.train_config import TrainConfig
 
 EXPRESSION = {"type": "string", "pattern": r"^\s*\$", "description": "an archc expression: ${...} or $name"}
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archc import guard
+from archc.compiler import guard
 from archc.errors import ArchcError
 
 # Dicts that wrap a state_dict: trainer checkpoints ("model"), `archc build --save` ("state_dict"),

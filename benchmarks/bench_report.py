@@ -32,8 +32,8 @@ def report_vs_torchinfo(rounds: int) -> dict[str, float]:
     import torch
     import torchinfo
 
+    from archc.analysis.report import render, report_rows, totals
     from archc.api import build, compile_graph
-    from archc.report import render, report_rows, totals
 
     def static() -> None:
         graph = compile_graph(SPEC)
@@ -58,8 +58,8 @@ def report_vs_torchinfo(rounds: int) -> dict[str, float]:
 
 
 def memory_errors(cases: list[tuple[str, int, dict[str, object]]]) -> list[dict[str, object]]:
+    from archc.analysis.memory import training_memory
     from archc.api import compile_graph
-    from archc.memory import training_memory
     from tests.test_memory import measure_step_peak
 
     rows = []

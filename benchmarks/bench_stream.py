@@ -63,7 +63,7 @@ def main() -> int:
     from torchvision import datasets
     from torchvision.transforms import v2
 
-    from archc.train_config import TrainConfig
+    from archc.compiler.train_config import TrainConfig
     from archc.trainer.distributed import DistInfo
     from archc.trainer.stream import IMAGENET_MEAN, IMAGENET_STD, open_stream
 

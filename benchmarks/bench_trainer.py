@@ -90,7 +90,7 @@ def main() -> int:
     from torch.utils.data import DataLoader
     from torchvision import transforms
 
-    from archc.train_config import TrainConfig
+    from archc.compiler.train_config import TrainConfig
     from archc.trainer.api import train
     from archc.trainer.data import load_dataset
     from archc.trainer.runtime import default_threads

@@ -59,7 +59,7 @@ def compile_and_verify(spec: Any, *, batch: int = 2, seed: int = 0, **overrides:
     import torch
 
     from archc import api
-    from archc.emit import count_tensors, probe_shapes
+    from archc.compiler.emit import count_tensors, probe_shapes
 
     torch.manual_seed(seed)
     model = api.build(spec, **overrides)

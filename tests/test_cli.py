@@ -14,7 +14,7 @@ import pytest
 
 from archc import errors as archc_errors
 from archc.cli import COMMANDS, make_parser
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 from tests.conftest import REPO, TEST_SPECS, run_archc
 
 LENET = REPO / "specs" / "lenet5.yaml"
@@ -186,7 +186,7 @@ def test_train_flags_reach_the_config(tmp_path: Path) -> None:
 
 # one error layer ----------------------------------------------------------------------------------
 def test_every_user_error_is_an_archc_error() -> None:
-    from archc.diagram import DiagramError
+    from archc.analysis.diagram import DiagramError
     from archc.experiments.errors import ExperimentError
     from archc.trainer.errors import TrainError
     from archc.weights import WeightsError

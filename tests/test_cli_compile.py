@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import archc
-import archc.expand
+import archc.compiler.expand
 from archc import api
 from archc.cli import main
 from archc.commands.compile import verify
@@ -86,14 +86,14 @@ def test_build_table(capsys: pytest.CaptureFixture[str]) -> None:
 def test_build_verifies_runtime_shapes(write_spec, monkeypatch: pytest.MonkeyPatch) -> None:
     """`archc build` runs the module once: a wrong inferred shape is an internal error, not a pass."""
     path = write_spec(SMALL)
-    real = archc.expand.expand
+    real = archc.compiler.expand.expand
 
     def lying(spec, limits=None):
         graph = real(spec, limits)
         graph.nodes["pool"].shape = (4, 2, 2)
         return graph
 
-    monkeypatch.setattr(archc.expand, "expand", lying)
+    monkeypatch.setattr(archc.compiler.expand, "expand", lying)
     with pytest.raises(RuntimeError, match=r"internal error: pool inferred \(4, 2, 2\) but ran as \(4, 3, 3\)"):
         main(["build", str(path)])
 

@@ -18,10 +18,10 @@ import torch
 
 from archc import api
 from archc.cli import main
-from archc.codegen import class_name
-from archc.deploy import FORMATS, ExportError, export_artifact
-from archc.emit import execute
-from archc.export import export_python
+from archc.compiler.codegen import class_name
+from archc.compiler.deploy import FORMATS, ExportError, export_artifact
+from archc.compiler.emit import execute
+from archc.compiler.export import export_python
 from tests.conftest import TEST_SPECS
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,8 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from archc.analysis.diagram import (
+    DiagramError,
+    GraphvizNotFound,
+    elements,
+    render,
+    skip_inputs,
+    to_dot,
+)
 from archc.api import compile_graph
-from archc.diagram import DiagramError, GraphvizNotFound, elements, render, skip_inputs, to_dot
 from archc.ops.base import fmt_shape
 from tests.conftest import REPO, TEST_SPECS, clean_env, run_archc
 
@@ -237,7 +244,7 @@ def test_dot_failures_and_timeouts_are_diagram_errors(tmp_path: Path, monkeypatc
 def test_the_graph_is_built_with_the_graphviz_package() -> None:
     import graphviz
 
-    from archc.diagram import diagram
+    from archc.analysis.diagram import diagram
 
     graph = compile_graph(TEST_SPECS / "report_resnet18.yaml")
     built = diagram(graph, depth=2, dpi=150)
@@ -246,7 +253,7 @@ def test_the_graph_is_built_with_the_graphviz_package() -> None:
 
 
 def test_fit_depth_folds_big_networks_and_keeps_small_ones_whole() -> None:
-    from archc.diagram import MAX_BOXES, fit_depth
+    from archc.analysis.diagram import MAX_BOXES, fit_depth
 
     small = compile_graph(REPO / "specs" / "lenet5.yaml")
     assert fit_depth(small) is None  # every layer fits

@@ -32,8 +32,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from archc import api
-from archc.loader import load_text
-from archc.validate import validate
+from archc.compiler.loader import load_text
+from archc.compiler.validate import validate
 from tests.conftest import REPO, clean_env
 from tests.fake_datasets import write_cifar10, write_fashion_mnist, write_idx
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from archc.compiler.loader import load_file
 from archc.docs_gen import SCHEMA_FILE, SPEC_LANGUAGE, between_markers, op_tables
-from archc.loader import load_file
 from archc.schema import spec_json_schema
 from tests.conftest import clean_env
 

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from archc import api
-from archc.codegen import literal, module_source
-from archc.emit import CompiledModel, build_module, count_tensors, probe_shapes
-from archc.ir import Graph
+from archc.compiler.codegen import literal, module_source
+from archc.compiler.emit import CompiledModel, build_module, count_tensors, probe_shapes
+from archc.compiler.ir import Graph
 from tests.conftest import TEST_SPECS, compile_and_verify, lang_specs, spec_id
 
 HEAVY_MACS = 10**8

@@ -597,7 +597,7 @@ def test_unknown_op_hint_never_steers_to_another_function_silently(typed: str, h
 def test_no_registered_op_is_suggested_for_another_as_a_typo() -> None:
     """Take each registered op (plugins included) away: its name must not plainly suggest a different op."""
     from archc import ops
-    from archc.suggest import suggest_op
+    from archc.compiler.suggest import suggest_op
 
     for name, op in ops.REGISTRY.items():
         others = [n for n, other in ops.REGISTRY.items() if type(other) is not type(op)]

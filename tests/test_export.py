@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from archc import api
-from archc.codegen import class_name
-from archc.export import export_python
+from archc.compiler.codegen import class_name
+from archc.compiler.export import export_python
 from tests.conftest import TEST_SPECS, clean_env, lang_specs, spec_id
 
 DRIVER = r'''

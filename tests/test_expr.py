@@ -1,4 +1,4 @@
-"""Tests for archc.expr, the safe ``${...}`` expression evaluator."""
+"""Tests for archc.compiler.expr, the safe ``${...}`` expression evaluator."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archc.expr import MAX_EXPR_CHARS, MAX_INT, ExprError, evaluate, names_in, render
+from archc.compiler.expr import MAX_EXPR_CHARS, MAX_INT, ExprError, evaluate, names_in, render
 
 ENV: dict[str, object] = {
     "planes": 64,

@@ -13,8 +13,8 @@ from torch import nn
 import archc
 from archc import api
 from archc.cli import main
+from archc.compiler.ir import INPUT
 from archc.errors import SpecError
-from archc.ir import INPUT
 from tests.conftest import TEST_SPECS, compile_and_verify
 
 

@@ -17,8 +17,8 @@ import torchvision
 from torch import nn
 
 from archc import api
-from archc.emit import execute
-from archc.names import MODULE_ATTRIBUTES
+from archc.compiler.emit import execute
+from archc.compiler.names import MODULE_ATTRIBUTES
 from tests.conftest import compile_and_verify
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -175,7 +175,7 @@ layers:
 
 def test_any_name_add_module_accepts_compiles_exports_and_round_trips(write_spec, tmp_path: Path) -> None:
     from archc.cli import main
-    from archc.export import export_python
+    from archc.compiler.export import export_python
 
     path = write_spec(NAMES)
     assert main(["check", str(path)]) == 0

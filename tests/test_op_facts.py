@@ -65,17 +65,17 @@ def test_no_stage_keeps_a_table_of_op_names() -> None:
     names = sorted(ops.canonical(), key=len, reverse=True)
     alternatives = "|".join(map(re.escape, names))
     quoted = re.compile(rf"""["']({alternatives})["']""")
-    for module in ("memory.py", "ir.py"):
+    for module in ("analysis/memory.py", "compiler/ir.py"):
         text = (REPO / "archc" / module).read_text()
         assert not quoted.findall(text), f"archc/{module} names ops: {sorted(set(quoted.findall(text)))}"
-    diagram = (REPO / "archc" / "diagram.py").read_text()
+    diagram = (REPO / "archc" / "analysis" / "diagram.py").read_text()
     assert "#dbe8f6" not in diagram and ".colour" in diagram
 
 
 def test_a_plugin_op_without_declarations_still_works_with_the_defaults(write_spec) -> None:
     """The defaults keep a third-party op usable (saves its input, white, not weighted)."""
     from archc import api
-    from archc.memory import training_memory
+    from archc.analysis.memory import training_memory
 
     @ops.register
     class Undeclared(Op):

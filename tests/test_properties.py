@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from archc import api
-from archc.emit import count_tensors, probe_shapes
+from archc.compiler.emit import count_tensors, probe_shapes
+from archc.compiler.ir import Graph
 from archc.errors import SpecError
-from archc.ir import Graph
 from tests.conftest import campaign_size
 
 Shape = tuple[int, ...]

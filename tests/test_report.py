@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from archc.analysis.report import CONVENTIONS, render, report_rows, si, totals
 from archc.api import compile_graph
-from archc.report import CONVENTIONS, render, report_rows, si, totals
 from tests.conftest import REPO, TEST_SPECS, clean_env, run_archc
 
 ZOO = REPO / "specs"

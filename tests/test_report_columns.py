@@ -1,4 +1,4 @@
-"""Report columns as data (archc.report.COLUMNS) drawn by one renderer per format; archc.summary."""
+"""Report columns as data (archc.analysis.report.COLUMNS) drawn by one renderer per format; archc.summary."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import pytest
 
 import archc
-from archc import report
+from archc.analysis import report
 from archc.api import compile_graph
 from tests.conftest import REPO, TEST_SPECS, run_archc
 

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archc import api
-from archc.emit import CompiledModel, build_module
+from archc.compiler.emit import CompiledModel, build_module
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"

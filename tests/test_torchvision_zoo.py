@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archc import api, zoo
-from archc.emit import build_module
+from archc.compiler.emit import build_module
 from tests.test_torchvision_parity import assert_close_outputs, assert_same_layers, perturb_norms
 
 # The torchvision names the zoo covers: every classifier of torchvision.models.

@@ -25,12 +25,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import SqueezeExcitation
 
 from archc import api, zoo
+from archc.analysis.report import si
 from archc.cli import main
 from archc.commands.zoo import collect, default_specs_dir, header_line, render_markdown
-from archc.emit import count_tensors, probe_shapes
+from archc.compiler.emit import count_tensors, probe_shapes
+from archc.compiler.export import export_python
 from archc.errors import SpecError
-from archc.export import export_python
-from archc.report import si
 from tests import reference_models as ref
 from tests.conftest import assert_node_tensor_counts
 

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from archc.compiler.expand import Limits
+from archc.compiler.validate import parse_override
 from archc.errors import SpecError
-from archc.expand import Limits
-from archc.validate import parse_override
 
 
 def positive_int(text: str) -> int:
@@ -136,7 +136,7 @@ def add_format_option(
 
 def add_columns_option(parser: argparse.ArgumentParser) -> None:
     """--columns for commands that print the per-layer table (report, build)."""
-    from archc.report import COLUMN_NAMES, DEFAULT_COLUMNS
+    from archc.analysis.report import COLUMN_NAMES, DEFAULT_COLUMNS
 
     parser.add_argument(
         "--columns",
@@ -164,7 +164,7 @@ def limits_of(args: argparse.Namespace) -> Limits:
 def load_spec(path: str, args: argparse.Namespace) -> Any:
     """Load a spec with the command's --set/--plugin/--input applied."""
     from archc.api import with_input
-    from archc.validate import load
+    from archc.compiler.validate import load
 
     return with_input(load(path, overrides_of(args), tuple(args.plugins)), getattr(args, "input_shape", None))
 

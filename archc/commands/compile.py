@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from archc.expand import expand
+    from archc.compiler.expand import expand
 
     failures = 0
     results: list[dict[str, Any]] = []
@@ -84,9 +84,9 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from archc.emit import build_module
-    from archc.expand import expand
-    from archc.guard import check_fits
+    from archc.compiler.emit import build_module
+    from archc.compiler.expand import expand
+    from archc.compiler.guard import check_fits
 
     spec = load_spec(args.spec, args)
     graph = expand(spec, limits_of(args))
@@ -119,7 +119,7 @@ def verify(model: Any) -> None:
     """One real forward on zeros must reproduce every inferred shape; anything else is our bug."""
     import torch
 
-    from archc.emit import count_tensors, probe_shapes
+    from archc.compiler.emit import count_tensors, probe_shapes
 
     graph = model.archc_graph
     was_training = model.training
@@ -146,7 +146,7 @@ def print_table(graph: Any, columns: list[str] | None) -> None:
     """The per-layer table of `archc report`, every layer: one table, one look."""
     import shutil
 
-    from archc.report import render, report_rows, totals
+    from archc.analysis.report import render, report_rows, totals
 
     tty = sys.stdout.isatty()
     width = shutil.get_terminal_size().columns if tty else None
@@ -154,18 +154,18 @@ def print_table(graph: Any, columns: list[str] | None) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from archc.expand import expand
+    from archc.compiler.expand import expand
 
     spec = load_spec(args.spec, args)
     graph = expand(spec, limits_of(args))
     if args.to == "python":
-        from archc.export import export_python
+        from archc.compiler.export import export_python
 
         emit_text(export_python(graph, spec.model.init, args.spec), args.output)
         return 0
-    from archc.deploy import SUFFIX, export_artifact
-    from archc.emit import build_module
-    from archc.guard import check_fits
+    from archc.compiler.deploy import SUFFIX, export_artifact
+    from archc.compiler.emit import build_module
+    from archc.compiler.guard import check_fits
 
     if not args.force:
         check_fits(graph)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from archc.analysis.diagram import DiagramError
 from archc.commands.common import (
     add_format_option,
     add_spec_options,
@@ -14,11 +15,10 @@ from archc.commands.common import (
     output_file,
     positive_int,
 )
-from archc.diagram import DiagramError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from archc.diagram import FORMATS, MAX_BOXES, RANKDIRS
+    from archc.analysis.diagram import FORMATS, MAX_BOXES, RANKDIRS
 
     parser = subparsers.add_parser(
         "diagram", help="graphviz diagram with shapes on the edges",
@@ -50,7 +50,7 @@ def output_path(spec: str, output: str | None, fmt: str | None) -> tuple[Path, s
     """(file, format): --format, else the -o suffix, else svg; the file defaults to the spec's stem.
     A suffix that names no format we write, or another format than --format, is refused: a .jpg
     must hold a JPEG."""
-    from archc.diagram import FORMATS, SUFFIXES
+    from archc.analysis.diagram import FORMATS, SUFFIXES
 
     if output is None:
         fmt = fmt or "svg"
@@ -71,8 +71,8 @@ def output_path(spec: str, output: str | None, fmt: str | None) -> tuple[Path, s
 
 
 def run_diagram(args: argparse.Namespace) -> int:
-    from archc.diagram import GraphvizNotFound, fit_depth, render
-    from archc.expand import expand
+    from archc.analysis.diagram import GraphvizNotFound, fit_depth, render
+    from archc.compiler.expand import expand
 
     graph = expand(load_spec(args.spec, args), limits_of(args))
     path, fmt = output_path(args.spec, args.output, args.format)
@@ -83,7 +83,7 @@ def run_diagram(args: argparse.Namespace) -> int:
     except GraphvizNotFound as exc:
         print(f"warning: graphviz's `dot` is not installed, so no {fmt} was rendered; wrote {exc.dot_path}",
               file=sys.stderr)
-        from archc.diagram import INSTALL_HINT
+        from archc.analysis.diagram import INSTALL_HINT
 
         print(f"hint: {INSTALL_HINT}; then run `dot -T{fmt} {exc.dot_path} -o {path}`", file=sys.stderr)
         return 0

@@ -136,9 +136,9 @@ def _print_results(runs: list[Any], fmt: str) -> None:
 
 
 def _train_and_report(args: argparse.Namespace, variants: list[Any], axes: list[Any], kind: str) -> int:
+    from archc.compiler.validate import parse_override
     from archc.experiments import _seed_list, make_plan, run_sweep
     from archc.experiments.results import load_sweep
-    from archc.validate import parse_override
 
     config = _config(args)
     spec_set = dict(parse_override(item) for item in args.overrides)

@@ -19,8 +19,8 @@ from archc.commands.common import (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from archc.memory import DTYPE_BYTES
-    from archc.report import FORMATS
+    from archc.analysis.memory import DTYPE_BYTES
+    from archc.analysis.report import FORMATS
 
     parser = subparsers.add_parser(
         "report", help="per-layer params, MACs, FLOPs, memory and receptive field; a comparison for several specs",
@@ -44,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from archc.analysis.report import compare, render, render_compare, report_rows, totals
+    from archc.compiler.expand import expand
     from archc.errors import ArchcError
-    from archc.expand import expand
-    from archc.report import compare, render, render_compare, report_rows, totals
 
     if args.html:
         from pathlib import Path

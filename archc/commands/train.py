@@ -101,7 +101,7 @@ def _tell_pages(record: dict[str, Any]) -> None:
 
 def result_row(record: dict[str, Any]) -> str:
     """One line summarising a finished run, as `make demo` and sweeps print it."""
-    from archc.report import si
+    from archc.analysis.report import si
 
     macs = "?" if record["macs"] is None else si(record["macs"])
     return (

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from archc.analysis.report import si
 from archc.commands.common import add_format_option, print_json
 from archc.errors import SpecError
 from archc.ops.base import fmt_shape
-from archc.report import si
 
 
 @dataclass
@@ -53,9 +53,9 @@ def header_line(text: str) -> str:
 
 def collect(specs_dir: Path) -> tuple[list[ZooEntry], list[SpecError]]:
     """Compile every zoo name of specs_dir (sorted by name); failures are returned, not raised."""
-    from archc.expand import expand
-    from archc.loader import load_file
-    from archc.validate import validate
+    from archc.compiler.expand import expand
+    from archc.compiler.loader import load_file
+    from archc.compiler.validate import validate
     from archc.zoo import published, registry
 
     reference = published()

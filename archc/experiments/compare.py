@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from archc.compiler.train_config import RUNTIME_FIELDS
 from archc.experiments.errors import ExperimentError
 from archc.experiments.grid import MODEL, SEED, SPEC_PREFIX
 from archc.experiments.plan import Variant
 from archc.experiments.results import RunResult, load_run, load_sweep
 from archc.experiments.rundir import MANIFEST, is_run_dir
-from archc.train_config import RUNTIME_FIELDS
 
 
 def spec_variants(specs: list[str]) -> list[Variant]:

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from archc.compiler.train_config import TrainConfig
 from archc.errors import SpecError, did_you_mean
 from archc.experiments.errors import ExperimentError
-from archc.train_config import TrainConfig
 
 SPEC_PREFIX = "set."
 SEED = "seed"
@@ -77,7 +77,7 @@ def split_values(raw: str) -> list[str]:
 
 def parse_scalar(raw: str) -> Any:
     """A YAML scalar (or flow list) as plain JSON data."""
-    from archc.validate import parse_override
+    from archc.compiler.validate import parse_override
 
     try:
         value = parse_override(f"value={raw}")[1]

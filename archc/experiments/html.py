@@ -1,6 +1,6 @@
 """One self-contained HTML page for a run or a sweep: diagram, per-layer table, curves, results.
 
-Everything is inline (SVG diagram from archc.diagram, SVG plots, CSS), with no script and no
+Everything is inline (SVG diagram from archc.analysis.diagram, SVG plots, CSS), with no script and no
 external resource, so the file can be mailed, archived or opened offline. IDs inside each inline
 SVG get a unique prefix, so several SVGs on one page cannot capture each other's references.
 """
@@ -193,14 +193,14 @@ def _models_section(models: list[_Model], plugins: tuple[str, ...]) -> list[str]
 
 def _graph(model: _Model, plugins: tuple[str, ...]) -> Any:
     from archc.api import compile_graph
-    from archc.validate import load
+    from archc.compiler.validate import load
 
     return compile_graph(load(model.spec, model.overrides, plugins), input_shape=model.input_shape)
 
 
 def _diagram(graph: Any, prefix: str) -> str:
     """The graphviz diagram as inline SVG, or a note saying why there is none."""
-    from archc.diagram import DiagramError, GraphvizNotFound, fit_depth, render
+    from archc.analysis.diagram import DiagramError, GraphvizNotFound, fit_depth, render
 
     depth = fit_depth(graph)
     with tempfile.TemporaryDirectory(prefix="archc-html-") as tmp:
@@ -216,9 +216,9 @@ def _diagram(graph: Any, prefix: str) -> str:
 
 
 def _layer_table(graph: Any) -> str:
-    """The per-layer table of archc.report at TABLE_DEPTH, drawn by its HTML renderer."""
+    """The per-layer table of archc.analysis.report at TABLE_DEPTH, drawn by its HTML renderer."""
+    from archc.analysis.report import layer_table, render_html, report_rows, si, totals
     from archc.ops.base import fmt_shape
-    from archc.report import layer_table, render_html, report_rows, si, totals
 
     tot = totals(graph)
     table = layer_table(report_rows(graph, TABLE_DEPTH), tot, ["name", "op", "output", "params", "params_pct", "macs",

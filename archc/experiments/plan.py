@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from archc.compiler.train_config import RUNTIME_FIELDS, TrainConfig
 from archc.errors import SpecError, option_error_message
 from archc.experiments.errors import ExperimentError
 from archc.experiments.grid import (
@@ -29,7 +30,6 @@ from archc.experiments.grid import (
     product,
     run_id,
 )
-from archc.train_config import RUNTIME_FIELDS, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ class _SpecCache:
         self.loaded: dict[str, Any] = {}
 
     def load(self, spec: str, spec_set: dict[str, Any]) -> Any:
-        from archc.validate import load
+        from archc.compiler.validate import load
 
         key = json.dumps([spec, _plain(spec_set)], sort_keys=True)
         if key not in self.loaded:

@@ -21,6 +21,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
+from archc.compiler.train_config import default_threads, machine_cpus
 from archc.experiments.errors import ExperimentError
 from archc.experiments.manifest import merge, read_manifest, write_manifest
 from archc.experiments.plan import SweepPlan
@@ -33,7 +34,6 @@ from archc.experiments.rundir import (
     set_aside,
     write_failure,
 )
-from archc.train_config import default_threads, machine_cpus
 
 STOP_GRACE_S = 15.0
 # Written after each sweep that trained something (or when missing): a rerun that only skips keeps them.

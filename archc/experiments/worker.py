@@ -25,7 +25,8 @@ import torch._dynamo
 import torchvision  # noqa: F401
 
 import archc.api
-import archc.emit  # noqa: F401
+import archc.compiler.emit  # noqa: F401
+from archc.compiler.validate import load  # noqa: F401
 from archc.errors import SpecError
 from archc.experiments.rundir import LOG, write_failure
 from archc.trainer.api import train
@@ -35,7 +36,6 @@ from archc.trainer.data import load_dataset  # noqa: F401
 from archc.trainer.errors import DivergenceError, TrainError
 from archc.trainer.loop import fit  # noqa: F401
 from archc.trainer.metrics import library_versions  # noqa: F401
-from archc.validate import load  # noqa: F401
 
 with contextlib.suppress(ImportError):  # TensorBoard logging, an optional package
     import torch.utils.tensorboard  # noqa: F401

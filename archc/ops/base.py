@@ -90,7 +90,7 @@ class Side:
 
 @dataclass(frozen=True)
 class Autograd:
-    """What one training step holds for an op besides its output (archc.memory), from torch's
+    """What one training step holds for an op besides its output (archc.analysis.memory), from torch's
     derivatives.yaml.
 
     `saves`: what the backward keeps: its inputs, its output, or nothing; "input_when_fresh" the
@@ -140,12 +140,12 @@ class Op:
     init_kind: ClassVar[str | None] = None
     # The facts below are declared by every op class (DECLARED_FACTS; a test checks each registered
     # op, plugins included); the defaults only keep an undeclared third-party op usable.
-    # What a training step keeps for this op's backward (archc.memory).
+    # What a training step keeps for this op's backward (archc.analysis.memory).
     autograd: ClassVar[Autograd] = Autograd()
-    # The diagram's fill colour for the op's family (archc.diagram), e.g. "#dbe8f6" for convolutions.
+    # The diagram's fill colour for the op's family (archc.analysis.diagram), e.g. "#dbe8f6" for convolutions.
     colour: ClassVar[str] = "#ffffff"
     # A weighted layer (conv, linear): counts toward the network's depth, the 18 of ResNet-18
-    # (archc.ir.Graph.depth).
+    # (archc.compiler.ir.Graph.depth).
     weighted: ClassVar[bool] = False
 
     def infer(self, args: Any, inputs: list[Shape], labels: list[str]) -> Shape:
@@ -202,9 +202,9 @@ class Op:
         return self.name
 
     def receptive_window(self, args: Any, inputs: list[Shape], out: Shape) -> Window | None:
-        """The window this op slides over the spatial dims, for receptive fields (archc.receptive).
+        """The window this op slides over the spatial dims, for receptive fields (archc.analysis.receptive).
 
-        None (the default) means no declared window: archc.receptive then treats a shape-preserving op
+        None (the default) means no declared window: archc.analysis.receptive then treats a shape-preserving op
         as pointwise in space and one that drops the spatial dims as seeing the whole input.
         """
         return None

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archc.train_config import RECIPES, TrainConfig, cap_to_machine
+from archc.compiler.train_config import RECIPES, TrainConfig, cap_to_machine
 from archc.trainer.errors import CheckpointError, DivergenceError, TrainError
 from archc.trainer.model import Source, resolve_source
 

@@ -17,7 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
-from archc.train_config import RUNTIME_FIELDS, TrainConfig
+from archc.compiler.train_config import RUNTIME_FIELDS, TrainConfig
 
 NUMBERS: dict[type, str] = {int: "integers", float: "numbers"}
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from archc.guard import available_memory
-from archc.train_config import TrainConfig
+from archc.compiler.guard import available_memory
+from archc.compiler.train_config import TrainConfig
 from archc.trainer.errors import DataError
 
 # Augmentation defaults per dataset: (random-crop padding, horizontal flips). Digits are not

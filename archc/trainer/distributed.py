@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from archc.train_config import TrainConfig, default_threads
+from archc.compiler.train_config import TrainConfig, default_threads
 from archc.trainer.errors import TrainError
 
 

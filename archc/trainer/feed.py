@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 from archc.trainer.augment import BatchPipeline
 from archc.trainer.data import ImageData, load_dataset
 from archc.trainer.distributed import DistInfo

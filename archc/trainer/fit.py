@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 
 KNOWN: dict[str, tuple[tuple[int, int, int], int]] = {
     "cifar10": ((3, 32, 32), 10),

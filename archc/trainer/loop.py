@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 from archc.trainer.checkpoint import (
     check_compatible,
     check_training_state,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 from archc.trainer.errors import DataError
 from archc.trainer.fit import hint
 
@@ -26,7 +26,7 @@ class Source:
 
     name: str
     source_hash: str
-    spec: Any = None  # archc.validate.LoadedSpec
+    spec: Any = None  # archc.compiler.validate.LoadedSpec
     module: nn.Module | None = None
     spec_path: str | None = None
     spec_overrides: dict[str, Any] = field(default_factory=dict)
@@ -82,13 +82,13 @@ def resolve_source(
         fingerprint = hashlib.sha256(repr(spec_or_module).encode()).hexdigest()
         return Source(name=name, source_hash=f"module:{fingerprint}", module=spec_or_module)
     if isinstance(spec_or_module, (str, Path)):
-        from archc.validate import load
+        from archc.compiler.validate import load
 
         spec = load(spec_or_module, overrides, tuple(plugins))
         return _spec_source(spec, str(spec_or_module), shape)
     if hasattr(spec_or_module, "input_shape") and hasattr(spec_or_module, "source_hash"):
         if overrides:
-            from archc.validate import validate
+            from archc.compiler.validate import validate
 
             spec_or_module = validate(spec_or_module.document, {**spec_or_module.overrides, **overrides}, spec_or_module.plugins)
         return _spec_source(spec_or_module, spec_or_module.path, shape)
@@ -116,7 +116,7 @@ def checkpoint_source(
     text = info.get("text")
     if not isinstance(text, str):
         raise CheckpointError(f"{checkpoint} does not carry its spec (a plain state_dict or an older checkpoint): give the spec file")
-    from archc.validate import load
+    from archc.compiler.validate import load
 
     source = resolve_source(load(text, overrides, plugins), None, plugins, shape)
     source.spec_path = info.get("path")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from archc.train_config import LogMode
+from archc.compiler.train_config import LogMode
 
 
 class Reporter:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from archc.train_config import TrainConfig, default_threads
+from archc.compiler.train_config import TrainConfig, default_threads
 from archc.trainer.errors import TrainError
 
 

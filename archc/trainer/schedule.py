@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 
 ONECYCLE_DIV = 25.0  # onecycle starts at lr / 25 ...
 ONECYCLE_FINAL_DIV = 1e4  # ... and ends at lr / (25 * 1e4), torch's OneCycleLR defaults

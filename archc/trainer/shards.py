@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 from archc.trainer.errors import DataError
 from archc.trainer.feed import EPOCH_SEED_STRIDE, Feed
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from archc.train_config import TrainConfig, default_threads
+from archc.compiler.train_config import TrainConfig, default_threads
 from archc.trainer.data import IMAGEFOLDER_TEST_FRACTION, SPLIT_SEED, folder_splits, list_folder
 from archc.trainer.errors import DataError
 from archc.trainer.feed import EPOCH_SEED_STRIDE, Feed

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from archc import api
+from archc.analysis.receptive import Field, deepest_field, receptive_fields
 from archc.errors import SpecError
-from archc.receptive import Field, deepest_field, receptive_fields
 from tests import reference_models as ref
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from archc import api
+from archc.compiler.export import export_python
 from archc.errors import SpecError
-from archc.export import export_python
 from tests.conftest import compile_and_verify
 
 Ref = Callable[[torch.Tensor], torch.Tensor]

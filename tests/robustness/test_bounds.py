@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from archc import api, expr
+from archc import api
+from archc.compiler import expr
 from archc.ops.pool import _pool_out, _sees_only_padding
 from tests.robustness.conftest import assert_positioned, spec_error
 

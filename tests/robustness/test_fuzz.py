@@ -35,9 +35,9 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from archc import api, ops
+from archc.compiler.loader import Document, LDict, LList, load_text
+from archc.compiler.validate import validate
 from archc.errors import Pos, SpecError
-from archc.loader import Document, LDict, LList, load_text
-from archc.validate import validate
 from tests.conftest import REPO, campaign_size
 from tests.robustness.conftest import note
 

@@ -23,10 +23,11 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from archc import api, guard, loader
+from archc import api
 from archc.cli import main
+from archc.compiler import guard, loader
+from archc.compiler.expand import Limits
 from archc.errors import SpecError
-from archc.expand import Limits
 from tests.conftest import REPO, clean_env
 from tests.robustness.conftest import assert_positioned, spec_error, yaml_str
 
@@ -103,7 +104,7 @@ BOMB_PROBE = """
 import json, resource, sys, time
 from pathlib import Path
 from archc.errors import SpecError
-from archc.loader import load_text
+from archc.compiler.loader import load_text
 load_text(Path(sys.argv[1]).read_text(), "warm-up.yaml")
 report = {"baseline_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 for name in sys.argv[2:]:
@@ -327,9 +328,9 @@ HUGE = textwrap.dedent("""\
 
 
 def test_model_too_big_for_memory_is_refused_before_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
-    import archc.emit
+    import archc.compiler.emit
 
-    monkeypatch.setattr(archc.emit, "build_module", lambda *a, **k: pytest.fail("allocated a model that cannot fit"))
+    monkeypatch.setattr(archc.compiler.emit, "build_module", lambda *a, **k: pytest.fail("allocated a model that cannot fit"))
     exc = spec_error(api.build, HUGE)
     assert "needs about 2621.5 GB of weights" in exc.message and "refusing to allocate (use --force to try anyway)" in exc.message
     assert "the largest layer is 'fc' (655,370,000,000 params)" in exc.message

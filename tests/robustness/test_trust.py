@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from archc import load
-from archc.train_config import RUNTIME_FIELDS, TrainConfig
+from archc.compiler.train_config import RUNTIME_FIELDS, TrainConfig
 from tests.conftest import clean_env, run_archc
 from tests.robustness.conftest import assert_positioned, spec_error
 

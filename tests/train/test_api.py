@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 from archc.trainer.api import train
 from archc.trainer.checkpoint import load_checkpoint
 from archc.trainer.errors import CheckpointError, DataError, DivergenceError, LockError, TrainError

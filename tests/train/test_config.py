@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from archc import train_config
-from archc.train_config import TrainConfig, cap_to_machine, default_threads, machine_cpus
+from archc.compiler import train_config
+from archc.compiler.train_config import TrainConfig, cap_to_machine, default_threads, machine_cpus
 from archc.trainer.api import resolve_config
 from archc.trainer.errors import TrainError
 from archc.trainer.model import resolve_source
@@ -64,7 +64,7 @@ def test_recipe_differences_ignore_runtime_fields() -> None:
 
 
 def test_config_stays_torch_free() -> None:
-    code = "import sys, archc.train_config, archc.trainer.cli; print('torch' in sys.modules)"
+    code = "import sys, archc.compiler.train_config, archc.trainer.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 from archc.trainer import data as data_module
 from archc.trainer.data import load_dataset
 from archc.trainer.errors import DataError

@@ -14,8 +14,8 @@ from PIL import Image
 
 import archc
 from archc import zoo
+from archc.compiler.train_config import TrainConfig
 from archc.pretrained import DENSENET_KEYS, cache_path, load_pretrained, names, published
-from archc.train_config import TrainConfig
 from archc.trainer.data import load_dataset
 from archc.trainer.evaluate import evaluate
 from archc.weights import WeightsError

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 from archc.trainer.schedule import LrSchedule
 
 STEPS = 10  # iterations per epoch

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import archc
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 from archc.trainer.api import train
 from archc.trainer.checkpoint import load_checkpoint
 from archc.trainer.data import load_dataset

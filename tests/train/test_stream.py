@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 from archc.trainer.api import train
 from archc.trainer.checkpoint import load_checkpoint
 from archc.trainer.distributed import DistInfo

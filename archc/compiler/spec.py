@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from archc.train_config import TrainConfig
+from archc.compiler.train_config import TrainConfig
 
 Scalar = int | float | bool | str | None
 # lists and mappings may nest: stage tables such as [{planes: 64, blocks: 3}, ...]

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archc import ops
-from archc.ir import INPUT, Graph, Node, ScopeInfo
-from archc.names import is_plain_attribute
+from archc.compiler.ir import INPUT, Graph, Node, ScopeInfo
+from archc.compiler.names import is_plain_attribute
+from archc.compiler.spec import InitSpec
 from archc.ops.base import Call, Shape, fmt_shape
-from archc.spec import InitSpec
 
 INDENT = "    "
 LINE = 100

@@ -6,8 +6,8 @@ import ast
 import math
 from collections.abc import Callable
 
-from archc.expr.errors import Fail
-from archc.expr.values import (
+from archc.compiler.expr.errors import Fail
+from archc.compiler.expr.values import (
     MAX_INT,
     MAX_LIST,
     MAX_POW_EXP,

@@ -10,9 +10,9 @@ number or string that grows too large -- is reported as :class:`ExprError`, neve
 other exception, so callers can attach spec locations to one error type.
 """
 
-from archc.expr.compiler import evaluate, names_in
-from archc.expr.errors import ExprError
-from archc.expr.template import render
-from archc.expr.values import MAX_EXPR_CHARS, MAX_INT, MAX_VALUE, MAX_WORK, work_budget
+from archc.compiler.expr.compiler import evaluate, names_in
+from archc.compiler.expr.errors import ExprError
+from archc.compiler.expr.template import render
+from archc.compiler.expr.values import MAX_EXPR_CHARS, MAX_INT, MAX_VALUE, MAX_WORK, work_budget
 
 __all__ = ["MAX_EXPR_CHARS", "MAX_INT", "MAX_VALUE", "MAX_WORK", "ExprError", "evaluate", "names_in", "render", "work_budget"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from archc import ops
-from archc.ir import INPUT, Graph, Node
+from archc.compiler.ir import INPUT, Graph, Node
 from archc.ops.base import Autograd, Op, numel
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}

@@ -1,4 +1,4 @@
-"""Stage 5, emit: the IR -> an nn.Module, by executing the one generated source (archc.codegen).
+"""Stage 5, emit: the IR -> an nn.Module, by executing the one generated source (archc.compiler.codegen).
 
 What `archc.build` returns is an instance of the source's root class (the very code
 `archc export --to python` writes, exposed as `model.code`), with the IR attached for reports
@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from archc.codegen import class_name, module_source, probe_source
-from archc.ir import Graph, Head
-from archc.spec import InitSpec
+from archc.compiler.codegen import class_name, module_source, probe_source
+from archc.compiler.ir import Graph, Head
+from archc.compiler.spec import InitSpec
 
 _counter = itertools.count()
 
@@ -27,7 +27,7 @@ class CompiledModel(nn.Module):
 
     A mixin without methods or annotations (TorchScript would try to type them), so that no layer
     name clashes with it. The instance carries `archc_graph` (the IR), `archc_heads` (the output
-    heads, for the trainer) and `code` (the source it runs); archc.names reserves these names at
+    heads, for the trainer) and `code` (the source it runs); archc.compiler.names reserves these names at
     the top level.
     """
 

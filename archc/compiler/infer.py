@@ -9,11 +9,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from archc.compiler.ir import Node
+from archc.compiler.loader import key_position, position_of
+from archc.compiler.suggest import suggest_argument
 from archc.errors import Complaint, Pos, SpecError, complaints
-from archc.ir import Node
-from archc.loader import key_position, position_of
 from archc.ops.base import MAX_COUNT, MAX_DIM, Args, Op, OpError, Shape, fmt_shape, numel
-from archc.suggest import suggest_argument
 
 
 class ShapeError(SpecError):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from archc.codegen import module_source
-from archc.ir import Graph
-from archc.spec import InitSpec
+from archc.compiler.codegen import module_source
+from archc.compiler.ir import Graph
+from archc.compiler.spec import InitSpec
 
 
 def export_python(graph: Graph, init: InitSpec | None, source_path: str) -> str:

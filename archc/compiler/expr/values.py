@@ -8,7 +8,7 @@ import numbers
 from collections.abc import Iterator
 from contextvars import ContextVar
 
-from archc.expr.errors import ExprError, Fail
+from archc.compiler.expr.errors import ExprError, Fail
 
 MAX_EXPR_CHARS = 1000
 """Longest expression text accepted; bounds parse time and AST size."""

@@ -16,9 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archc import expr
-from archc.errors import Complaint, Pos, SpecError, complaints, did_you_mean
-from archc.loader import (
+from archc.compiler import expr
+from archc.compiler.loader import (
     Document,
     LDict,
     is_union_tag,
@@ -28,9 +27,10 @@ from archc.loader import (
     locate,
     position_of,
 )
+from archc.compiler.spec import SpecModel
+from archc.compiler.train_config import TrainConfig, runner_setting_in_spec
+from archc.errors import Complaint, Pos, SpecError, complaints, did_you_mean
 from archc.ops.base import MAX_DIM
-from archc.spec import SpecModel
-from archc.train_config import TrainConfig, runner_setting_in_spec
 
 
 @dataclass
@@ -284,7 +284,7 @@ def _independent_errors(document: Document, exc: ValidationError, overrides: dic
 
 def _network_errors(spec: LoadedSpec) -> list[SpecError]:
     """The expansion's errors of a spec whose other sections failed: every error of a file at once."""
-    from archc.expand import expand
+    from archc.compiler.expand import expand
 
     try:
         expand(spec)

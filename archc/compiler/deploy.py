@@ -20,7 +20,7 @@ from archc.atomic import atomic_write_bytes
 from archc.errors import SpecError
 
 if TYPE_CHECKING:
-    from archc.emit import CompiledModel
+    from archc.compiler.emit import CompiledModel
 
 FORMATS = ("torchscript", "onnx", "exported-program")
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx", "exported-program": ".pt2"}

@@ -18,15 +18,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from archc import expr, ops
+from archc import ops
+from archc.compiler import expr
+from archc.compiler.infer import ShapeError, make_node
+from archc.compiler.ir import INPUT, Graph, Head, Node, ScopeInfo
+from archc.compiler.loader import LDict, LList, key_position, position_of
+from archc.compiler.names import name_problem
+from archc.compiler.suggest import PYTORCH_ARGS, suggest_op
+from archc.compiler.validate import LoadedSpec, render, resolve_params
 from archc.errors import MAX_ERRORS, Pos, SpecError, did_you_mean
-from archc.infer import ShapeError, make_node
-from archc.ir import INPUT, Graph, Head, Node, ScopeInfo
-from archc.loader import LDict, LList, key_position, position_of
-from archc.names import name_problem
 from archc.ops.base import Shape, fmt_shape
-from archc.suggest import PYTORCH_ARGS, suggest_op
-from archc.validate import LoadedSpec, render, resolve_params
 
 META_KEYS = ("name", "from", "when", "repeat", "head", "then", "doc", "checkpoint")
 SEQ = "seq"

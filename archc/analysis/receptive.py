@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from archc import ops
-from archc.ir import INPUT, Graph, Node
+from archc.compiler.ir import INPUT, Graph, Node
 from archc.ops.base import Window
 
 

@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from archc.ir import INPUT, Graph, Node
-from archc.memory import buffer_bytes, dtype_bytes, is_view, training_memory
+from archc.analysis.memory import buffer_bytes, dtype_bytes, is_view, training_memory
+from archc.analysis.receptive import Field, deepest_field, receptive_fields
+from archc.compiler.ir import INPUT, Graph, Node
 from archc.ops.base import Shape, fmt_shape, numel
-from archc.receptive import Field, deepest_field, receptive_fields
 
 CONVENTIONS = (
     "MACs = multiply-accumulates of conv and linear weights, bias excluded (torchvision's published GFLOPS); "

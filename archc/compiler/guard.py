@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
+from archc.compiler.ir import Graph
 from archc.errors import SpecError
-from archc.ir import Graph
 from archc.ops.base import numel
 
 BYTES_PER_ELEMENT = 4  # float32, the dtype modules are created in

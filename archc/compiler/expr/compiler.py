@@ -11,8 +11,8 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import NoReturn
 
-from archc.expr.errors import ExprError, Fail
-from archc.expr.operators import (
+from archc.compiler.expr.errors import ExprError, Fail
+from archc.compiler.expr.operators import (
     ALLOWED_FUNCS,
     BAD_BINOPS,
     BAD_CMPOPS,
@@ -22,7 +22,7 @@ from archc.expr.operators import (
     unary_neg,
     unary_pos,
 )
-from archc.expr.values import (
+from archc.compiler.expr.values import (
     MAX_DEPTH,
     MAX_EXPR_CHARS,
     MAX_INT,

@@ -20,10 +20,10 @@ from pathlib import Path
 import graphviz
 
 from archc import ops
+from archc.analysis.report import scope_chain, si
+from archc.compiler.ir import INPUT, Graph, Node
 from archc.errors import ArchcError
-from archc.ir import INPUT, Graph, Node
 from archc.ops.base import fmt_shape
-from archc.report import scope_chain, si
 
 FORMATS = ("svg", "png", "jpg", "pdf", "dot")
 # file suffixes and the format each names

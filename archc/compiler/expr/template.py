@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
-from archc.expr.compiler import Env, evaluate
-from archc.expr.errors import ExprError
-from archc.expr.values import MAX_STR, MAX_VALUE, value_size
+from archc.compiler.expr.compiler import Env, evaluate
+from archc.compiler.expr.errors import ExprError
+from archc.compiler.expr.values import MAX_STR, MAX_VALUE, value_size
 
 
 def _find_close(s: str, start: int) -> int:
