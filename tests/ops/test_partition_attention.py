@@ -16,8 +16,8 @@ from torchvision.models.maxvit import (
 )
 
 from archc import api
+from archc.analysis.memory import buffer_bytes
 from archc.errors import SpecError
-from archc.memory import buffer_bytes
 from tests.conftest import compile_and_verify
 
 

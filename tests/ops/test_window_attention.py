@@ -15,9 +15,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models import swin_transformer as tv
 
 from archc import api
-from archc.codegen import class_name
+from archc.compiler.codegen import class_name
+from archc.compiler.export import export_python
 from archc.errors import SpecError
-from archc.export import export_python
 from tests.conftest import compile_and_verify
 
 # (H, W, C, heads, window, shift): shifted and masked; padded to whole windows and not square;

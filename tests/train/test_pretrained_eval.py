@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 import archc.trainer.evaluate as evaluate_module
+from archc.compiler.train_config import TrainConfig
 from archc.pretrained import names, preprocessing, published
-from archc.train_config import TrainConfig
 from archc.trainer.distributed import DistInfo
 from archc.trainer.evaluate import evaluate
 from archc.trainer.feed import Feed, open_feed
