@@ -11,6 +11,8 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models import swin_transformer as tv
 
@@ -62,6 +64,31 @@ def test_patch_merging_is_torchvisions(norm: str, reference: type, h: int, w: in
     with torch.no_grad():
         torch.testing.assert_close(model(x), layer.eval()(x))
     assert flops(model, x) == 2 * len(x) * model.archc_graph.total_macs
+
+
+@st.composite
+def swin_layers(draw: st.DrawFn) -> tuple[list[int], str]:
+    """A small channels-last map and one Swin layer with any legal arguments."""
+    heads = draw(st.integers(1, 3))
+    shape = [draw(st.integers(1, 9)), draw(st.integers(1, 9)), heads * draw(st.integers(1, 3))]
+    if draw(st.booleans()):
+        norm = draw(st.sampled_from(["before", "after"]))
+        return shape, f"{{patch_merging: {{norm: {norm}}}}}"
+    op = draw(st.sampled_from(["shifted_window_attention", "shifted_window_attention_v2"]))
+    low = 2 if op.endswith("v2") else 1
+    window = [draw(st.integers(low, 6)), draw(st.integers(low, 6))]
+    shift = [draw(st.integers(0, w - 1)) for w in window]
+    bias = draw(st.booleans())
+    return shape, f"{{{op}: {{heads: {heads}, window: {window}, shift: {shift}, qkv_bias: {str(bias).lower()}}}}}"
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(swin_layers())
+def test_static_shapes_params_and_macs_equal_runtime(case: tuple[list[int], str]) -> None:
+    """Any map size against any window (padded, shifted or not), either version, either merging."""
+    shape, item = case
+    model = compile_and_verify(f"input: {shape}\nlayers:\n  - {item}\n")
+    assert flops(model, torch.randn(1, *shape)) == 2 * model.archc_graph.total_macs
 
 
 MIXED = """
