@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from archc.compiler.ir import Graph
+from archc import ops
+from archc.compiler.ir import Graph, Node
 from archc.errors import SpecError
 from archc.ops.base import numel
 
@@ -66,11 +67,21 @@ def cgroup_headroom() -> int | None:
     return None
 
 
+def workspace(graph: Graph, node: Node) -> int:
+    """Elements one sample's forward of the node allocates for a moment besides its output."""
+    op = ops.get(node.op)
+    if op is None:
+        return 0
+    return op.workspace(node.args, [graph.shape_of(i) for i in node.inputs], node.shape)
+
+
 def model_bytes(graph: Graph, batch: int = 1) -> tuple[int, int]:
-    """(weights and buffers, activations of one forward at `batch`) in float32 bytes."""
+    """(weights and buffers, activations of one forward at `batch`) in float32 bytes: every
+    node's output, plus the largest transient workspace of one op (attention scores)."""
     weights = (graph.total_params + graph.total_buffers) * BYTES_PER_ELEMENT
-    activations = sum(numel(n.shape) for n in graph) * batch * BYTES_PER_ELEMENT
-    return weights, activations
+    outputs = sum(numel(n.shape) for n in graph)
+    transient = max((workspace(graph, n) for n in graph), default=0)
+    return weights, (outputs + transient) * batch * BYTES_PER_ELEMENT
 
 
 def check_fits(graph: Graph, batch: int = 1, available: int | None = None) -> None:
@@ -81,7 +92,8 @@ def check_fits(graph: Graph, batch: int = 1, available: int | None = None) -> No
     weights, activations = model_bytes(graph, batch)
     if weights + activations > available:
         # point at the layer that costs the most, so the error has a line to fix
-        largest = max(graph, key=lambda n: n.params + n.buffers + numel(n.shape) * batch, default=None)
+        largest = max(graph, key=lambda n: n.params + n.buffers
+                      + (numel(n.shape) + workspace(graph, n)) * batch, default=None)
         where = f"; the largest layer is '{largest.id}' ({largest.params:,} params)" if largest is not None else ""
         raise SpecError(
             f"'{graph.name}' needs about {_gb(weights)} of weights and {_gb(activations)} of activations "

@@ -55,6 +55,11 @@ class SelfAttention(Op):
     def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
         return 3 * out[1] * out[1]  # in_proj_weight
 
+    def workspace(self, args: SelfAttentionArgs, inputs: list[Shape], out: Shape) -> int:
+        """q, k, v and the heads' output (4 L D), the scores and probabilities (2 heads L^2)."""
+        length = out[0]
+        return 4 * numel(out) + 2 * args.heads * length * length
+
     def emit(self, args: SelfAttentionArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
         kw: dict[str, object] = {"dropout": args.dropout} if args.dropout else {}
         return Call("nn.MultiheadAttention", (out[1], args.heads), {**kw, "batch_first": True})

@@ -166,6 +166,12 @@ class Op:
         """Per-element work (norms, activations, pooling, merges, bias adds)."""
         return 0
 
+    def workspace(self, args: Any, inputs: list[Shape], out: Shape) -> int:
+        """Elements of the transient tensors one forward of the op allocates besides its output
+        (attention scores and probabilities, L^2 per head): the memory guard counts them, so that
+        a spec whose outputs are small cannot exhaust memory inside one op."""
+        return 0
+
     def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
         """Elements of the op's largest parameter tensor (a for-loop Adam step allocates two that size)."""
         return params

@@ -247,6 +247,12 @@ class RelativeAttention(Op):
     def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
         return 3 * out[2] * out[2]  # to_qkv.weight
 
+    def workspace(self, args: RelativeAttentionArgs, inputs: list[Shape], out: Shape) -> int:
+        """q, k, v (3 outputs' worth), the merged heads (1), and the scores, biased scores and
+        probabilities, G heads P^2 each, alive together in forward."""
+        groups, tokens, _ = out
+        return 4 * numel(out) + 3 * groups * self.heads(args, out) * tokens * tokens
+
     def emit(self, args: RelativeAttentionArgs, inputs: list[Shape], out: Shape,
              inplace: bool) -> Call:
         return Call("RelativePositionalMultiHeadAttention", (out[2], args.head_dim, out[1]))

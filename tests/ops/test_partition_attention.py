@@ -149,3 +149,20 @@ def test_maxvit_spec_names_the_stage_a_bad_input_size_breaks() -> None:
     with pytest.raises(SpecError, match="partition size 7 does not divide the 16x16 map") as info:
         api.compile_graph("maxvit_t", image_size=64)
     assert "maxvit.yaml:" in str(info.value)
+
+
+@pytest.mark.parametrize(("spec", "layer"), [
+    ("input: [4096, 1024, 64]\nlayers:\n  - {relative_attention: 1, name: attn}\n", "attn"),
+    ("input: [65536, 64]\nlayers:\n  - {self_attention: 64, name: attn}\n", "attn"),
+])
+def test_attention_scores_count_toward_the_memory_guard(spec: str, layer: str) -> None:
+    """Small outputs, terabytes of scores (heads x L^2) inside the op: refused before a tensor
+    exists, pointing at the attention layer, rather than failing (or swapping) in forward."""
+    from archc.compiler.guard import check_fits, model_bytes
+
+    graph = api.compile_graph(spec)
+    weights, activations = model_bytes(graph)
+    assert weights < 10**9 < 10**12 < activations
+    with pytest.raises(SpecError, match=f"the largest layer is '{layer}'") as info:
+        check_fits(graph, available=64 * 10**9)
+    assert info.value.line == 3
