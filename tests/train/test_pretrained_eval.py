@@ -148,6 +148,24 @@ def test_every_published_preprocessing_gives_torchvisions_tensors(tmp_path: Path
         assert torch.equal(x, torch.stack([image for image, _ in reference])), preset.describe()
 
 
+def test_the_imagenet_recipe_evaluates_as_torchvision_evaluates_v1_weights(tmp_path: Path) -> None:
+    """`--checkpoint FILE --recipe imagenet` (a state_dict such as ResNet-50's IMAGENET1K_V1):
+    the recipe's Resize 256, CenterCrop 224 and constants are those weights' transforms()."""
+    folder = tmp_path / "val"
+    for label, (w, h), mode, fmt in IMAGES:
+        (folder / f"c{label:03d}").mkdir(parents=True, exist_ok=True)
+        pixels = np.random.default_rng(label).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels).convert(mode)
+        image.save(folder / f"c{label:03d}" / f"{w}x{h}.{fmt}", format=fmt)
+    cfg = TrainConfig(dataset=f"imagefolder:{folder}", recipe="imagenet", loader_workers=0)
+    feed = open_feed(cfg, (3, 224, 224), DistInfo(), CPU, None, whole_test=True, augment_train=False)
+    x, y = next(feed.test_batches(len(IMAGES)))
+    transforms = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.transforms()
+    reference = ImageFolder(str(folder), transform=transforms)
+    assert torch.equal(y, torch.tensor(reference.targets))
+    assert torch.equal(x, torch.stack([image for image, _ in reference]))
+
+
 def test_val_shards_give_the_same_tensors_as_the_val_folder(tmp_path: Path) -> None:
     """ImageNet's val split as webdataset shards (no train shards: evaluation needs none)."""
     from webdataset import TarWriter
