@@ -98,6 +98,7 @@ def evaluation_feed(dataset: str, preset: EvalPreset) -> Feed:
                      augment_train=False, preset=preset)  # fmt: skip
 
 
+@pytest.mark.slow  # two ResNet-50 evaluations; the quick loop has the tensor tests below
 def test_pretrained_evaluation_feeds_torchvisions_tensors_and_gives_its_top1_top5(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -158,7 +159,8 @@ def test_the_imagenet_recipe_evaluates_as_torchvision_evaluates_v1_weights(tmp_p
         image = Image.fromarray(pixels).convert(mode)
         image.save(folder / f"c{label:03d}" / f"{w}x{h}.{fmt}", format=fmt)
     cfg = TrainConfig(dataset=f"imagefolder:{folder}", recipe="imagenet", loader_workers=0)
-    feed = open_feed(cfg, (3, 224, 224), DistInfo(), CPU, None, whole_test=True, augment_train=False)
+    feed = open_feed(cfg, (3, 224, 224), DistInfo(), CPU, None, whole_test=True,
+                     augment_train=False)  # fmt: skip
     x, y = next(feed.test_batches(len(IMAGES)))
     transforms = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.transforms()
     reference = ImageFolder(str(folder), transform=transforms)
