@@ -235,9 +235,14 @@ class RelativeAttention(Op):
         return buffers  # relative_position_index is int64
 
     def macs(self, args: RelativeAttentionArgs, inputs: list[Shape], out: Shape) -> int:
-        """to_qkv and merge (4 G P D^2), the attention products Q K^T and A V (2 G P^2 D)."""
+        """to_qkv and merge (4 G P D^2), the attention products Q K^T and A V (G P^2 D each).
+
+        A product that contracts a dimension of size 1 (head_dim 1 for Q K^T, one token for A V)
+        is an element-wise multiply in torch's einsum, not a matrix product: FlopCounterMode, and
+        so torchvision's published figures, leave it out, and so does this count."""
         groups, tokens, d = out
-        return 4 * groups * tokens * d * d + 2 * groups * tokens * tokens * d
+        product = groups * tokens * tokens * d
+        return 4 * groups * tokens * d * d + product * ((args.head_dim > 1) + (tokens > 1))
 
     def other_ops(self, args: RelativeAttentionArgs, inputs: list[Shape], out: Shape) -> int:
         groups, tokens, _ = out

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.maxvit import (
     RelativePositionalMultiHeadAttention,
@@ -72,7 +74,8 @@ def test_a_non_square_map_round_trips(mode: str) -> None:
 
 
 @pytest.mark.parametrize(("groups", "size", "dim", "head_dim"),
-                         [(4, 2, 8, 4), (1, 3, 12, 4), (2, 7, 16, 16)])
+                         [(4, 2, 8, 4), (1, 3, 12, 4), (2, 7, 16, 16),
+                          (3, 1, 4, 1), (2, 2, 4, 1)])  # one token, one feature per head
 def test_relative_attention_is_torchvisions(groups: int, size: int, dim: int,
                                             head_dim: int) -> None:
     model = compile_and_verify(f"input: [{groups}, {size * size}, {dim}]\nlayers:\n"
@@ -166,3 +169,33 @@ def test_attention_scores_count_toward_the_memory_guard(spec: str, layer: str) -
     with pytest.raises(SpecError, match=f"the largest layer is '{layer}'") as info:
         check_fits(graph, available=64 * 10**9)
     assert info.value.line == 3
+
+
+@st.composite
+def partition_attention_layers(draw: st.DrawFn) -> tuple[list[int], str]:
+    """A small (C, H, W) map whose sides the partition divides, cut in either mode, attention
+    with any head split, and put back."""
+    size = draw(st.integers(1, 3))
+    head_dim = draw(st.integers(1, 3))
+    shape = [head_dim * draw(st.integers(1, 3)), size * draw(st.integers(1, 3)),
+             size * draw(st.integers(1, 3))]
+    mode = draw(st.sampled_from(["window", "grid"]))
+    return shape, (f"  - {{partition: {{size: {size}, mode: {mode}}}}}\n"
+                   f"  - relative_attention: {head_dim}\n"
+                   f"  - unpartition: {{size: {size}, mode: {mode}, height: {shape[1]}, "
+                   f"width: {shape[2]}}}\n")
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(partition_attention_layers())
+def test_static_shapes_params_and_macs_equal_runtime(case: tuple[list[int], str]) -> None:
+    """Any map the partition divides, either mode, any head split: shapes, parameters, buffers
+    (compile_and_verify) and MACs (FlopCounterMode) equal runtime, and the map comes back."""
+    shape, items = case
+    model = compile_and_verify(f"input: {shape}\nlayers:\n{items}").eval()
+    x = torch.randn(1, *shape)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = model(x)
+    assert counter.get_total_flops() == 2 * model.archc_graph.total_macs
+    assert out.shape == x.shape
