@@ -186,14 +186,23 @@ def _is_number(value: object) -> TypeGuard[int | float]:
 
 
 def rng_state() -> dict[str, Any]:
-    """The global torch RNG states (CPU and every CUDA device) for exact resumption."""
+    """The torch RNG states of this process (CPU and its own CUDA device) for exact resumption.
+
+    Every data-parallel rank seeds alike and draws alike, so rank 0's states are every rank's.
+    Only the process's current device is read: reading every device's state (get_rng_state_all)
+    would open a CUDA context, hundreds of MB, on each GPU of the machine from rank 0.
+    """
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore rng_state() into this process: the CUDA state into its own (current) device."""
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, (list, tuple)):  # older checkpoints: every device as rank 0 saw it
+        cuda = cuda[0] if cuda else None  # rank 0 trained on device 0: the state that advanced
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)

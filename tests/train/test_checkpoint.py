@@ -168,3 +168,42 @@ def test_load_weights_needs_tensors(tmp_path: Path) -> None:
     torch.save({"acc": 0.5}, tmp_path / "w.pt")
     with pytest.raises(CheckpointError, match="holds no model weights"):
         ck.load_weights(nn.Linear(2, 2), tmp_path / "w.pt")
+
+
+class _FakeCuda:
+    """torch.cuda on a machine with 8 GPUs, this process on device 3 (a rank's own GPU)."""
+
+    def __init__(self) -> None:
+        self.touched: list[str] = []
+        self.restored: list[torch.Tensor] = []
+
+    def is_available(self) -> bool:
+        return True
+
+    def is_initialized(self) -> bool:
+        return True
+
+    def get_rng_state(self, device: str = "cuda") -> torch.Tensor:
+        self.touched.append(f"get {device}")
+        return torch.tensor([3], dtype=torch.uint8)
+
+    def get_rng_state_all(self) -> list[torch.Tensor]:
+        self.touched.append("get all")  # opens a context on every GPU: must not happen
+        return [torch.tensor([d], dtype=torch.uint8) for d in range(8)]
+
+    def set_rng_state(self, state: torch.Tensor, device: str = "cuda") -> None:
+        self.restored.append(state)
+
+
+def test_cuda_rng_is_this_processs_own_device_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU here: torch.cuda's RNG calls are stood in for. A rank saves and restores the state of
+    its own device (ranks seed and draw alike), never every device's; an older checkpoint's list
+    of every device's states gives device 0's, the one rank 0 trained on."""
+    fake = _FakeCuda()
+    monkeypatch.setattr(torch, "cuda", fake)
+    state = ck.rng_state()
+    assert fake.touched == ["get cuda"] and state["cuda"].tolist() == [3]
+    ck.set_rng_state(state)
+    every_device = [torch.tensor([d], dtype=torch.uint8) for d in range(8)]
+    ck.set_rng_state({"torch": state["torch"], "cuda": every_device})
+    assert [int(s) for s in fake.restored] == [3, 0]
