@@ -121,6 +121,12 @@ def _owns_tensor(node: Node) -> bool:
     return bool(getattr(ops.get(node.op), "owns_tensor", False))
 
 
+def _init_source(node: Node, tensor: str) -> str | None:
+    """The in-place init statement of a learned tensor (`Op.init_source`), None for other nodes."""
+    op = ops.get(node.op)
+    return op.init_source(node.args, tensor) if op is not None and op.owns_tensor else None
+
+
 def _module_call(node: Node) -> str | None:
     """The op's template for calling its module (`Op.module_call`), None for `module(x)`."""
     return getattr(ops.get(node.op), "module_call", None)
@@ -185,10 +191,11 @@ class Expr:
     seq: list[tuple[str, Expr]] | None = None
     scope: Scope | None = None
     defaults: dict[str, Any] = field(default_factory=dict)  # of the call's keyword arguments
+    init: str | None = None  # a learned tensor's in-place init (Op.init_source), written after it
 
     def skeleton(self) -> Any:
         if self.call is not None:
-            return ("call", self.call.target, len(self.call.args), tuple(self.call.kwargs))
+            return ("call", self.call.target, len(self.call.args), tuple(self.call.kwargs), self.init)
         if self.seq is not None:
             return ("seq", tuple((name, e.skeleton()) for name, e in self.seq))
         assert self.scope is not None and self.scope.group is not None
@@ -514,7 +521,7 @@ class SourceWriter:
                 expr = Expr(scope=item) if item.group is not None else Expr(seq=self.fields(item))
             else:
                 call = self.calls[item.id]
-                expr = Expr(call=call, defaults=self.defaults.get(call.target, {}))
+                expr = Expr(call=call, defaults=self.defaults.get(call.target, {}), init=_init_source(item, "x"))
             out.append((scope.child_name(item), expr))
         return out
 
@@ -687,6 +694,9 @@ class SourceWriter:
             else:
                 assign = _assign(name, value)
             lines.append(f"{INDENT * 2}{assign}{self._comment(scope, item, sequential)}")
+            init = _init_source(item, _access("self", name)) if isinstance(item, Node) else None
+            if init:
+                lines.append(f"{INDENT * 2}{init}")
         return lines
 
     def init_lines(self) -> list[str]:

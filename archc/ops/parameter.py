@@ -24,10 +24,16 @@ class ParameterArgs(Args):
         "add", description="add (position embedding), multiply (layer scale) or concat in front along `dim` "
                            "(class token, expanded over the batch)")
     dim: int = Field(0, description="concat: dimension without the batch")
-    init: Literal["zeros", "ones", "constant", "normal"] = Field("zeros", description="initial values")
+    init: Literal["zeros", "ones", "constant", "normal", "trunc_normal"] = Field(
+        "zeros", description="initial values; trunc_normal is nn.init.trunc_normal_ (timm's and torchvision's "
+                             "Swin/MaxViT tables: std 0.02 cut at the absolute bounds a and b)")
     value: float = Field(0.0, description="init: constant: the value (ConvNeXt's layer scale 1e-6)")
-    mean: float = Field(0.0, description="init: normal: the mean")
-    std: float = Field(1.0, gt=0, description="init: normal: the standard deviation (ViT's position embedding 0.02)")
+    mean: float = Field(0.0, description="init: normal and trunc_normal: the mean")
+    std: float = Field(1.0, gt=0, description="init: normal and trunc_normal: the standard deviation "
+                                              "(ViT's position embedding 0.02)")
+    a: float = Field(-2.0, description="init: trunc_normal: the lower cut, an absolute value as in "
+                                       "nn.init.trunc_normal_ (not a multiple of std)")
+    b: float = Field(2.0, description="init: trunc_normal: the upper cut, an absolute value")
 
 
 @register
@@ -47,6 +53,8 @@ class Parameter(Op):
         shape = tuple(args.shape)
         if any(d <= 0 for d in shape):
             raise OpError(f"parameter shape {args.shape} has a size below 1")
+        if args.init == "trunc_normal" and not args.a < args.b:
+            raise OpError(f"trunc_normal needs a < b, got a {args.a} and b {args.b}")
         if len(shape) > len(x) + 1 or (len(shape) == len(x) + 1 and shape[0] != 1):
             raise OpError(f"a {fmt_shape(shape)} parameter does not fit a {fmt_shape(x)} input: it may have one "
                           f"more (batch) dimension than the input, of size 1")
@@ -74,13 +82,27 @@ class Parameter(Op):
         return 0 if args.use == "concat" else numel(out)
 
     def emit(self, args: ParameterArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
-        """The tensor's first value; the enclosing module wraps it in nn.Parameter."""
+        """The tensor's first value; the enclosing module wraps it in nn.Parameter. Random inits start
+        from torch.empty and are filled in place by `init_source` (torchvision's Swin writes
+        `nn.init.trunc_normal_(self.table, std=0.02)` so): every factory call honours a
+        `torch.device("meta")` context, which torch.normal(mean, std, size) does not."""
         size = tuple(args.shape)
-        if args.init == "normal":
-            return Call("torch.normal", (args.mean, args.std, size))
+        if args.init in ("normal", "trunc_normal"):
+            return Call("torch.empty", (size,))
         if args.init == "constant":
             return Call("torch.full", (size, args.value))
         return Call(f"torch.{args.init}", (size,))
+
+    def init_source(self, args: ParameterArgs, tensor: str) -> str | None:
+        """The in-place init of the held tensor (`tensor` is its attribute), or None when `emit`'s
+        value is the initial one."""
+        spread = ", ".join(f"{k}={v!r}" for k, v, default in (("mean", args.mean, 0.0), ("std", args.std, 1.0))
+                           if v != default)
+        if args.init == "normal":
+            return f"nn.init.normal_({tensor}{', ' + spread if spread else ''})"
+        if args.init == "trunc_normal":
+            return f"nn.init.trunc_normal_({tensor}{', ' + spread if spread else ''}, a={args.a!r}, b={args.b!r})"
+        return None
 
     def source(self, args: ParameterArgs, inputs: list[str], shapes: list[Shape], inplace: bool) -> str:
         tensor, x = inputs

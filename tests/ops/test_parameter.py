@@ -65,11 +65,42 @@ def test_parameters_sit_where_torchvision_keeps_them_and_compute_the_torch_expre
     ("{parameter: {shape: [3, 4], use: concat}}", "concat needs a parameter of the input's rank"),
     ("{parameter: {shape: [1, 8, 1, 4], use: concat, dim: 0}}", "differ in another dimension"),
     ("{parameter: {shape: [8, 1, 1], init: normal, std: 0}}", "std"),
+    ("{parameter: {shape: [8, 1, 1], init: trunc_normal, a: 1.0, b: -1.0}}", "trunc_normal needs a < b"),
 ])
 def test_a_parameter_that_does_not_fit_is_a_positioned_error(item: str, message: str) -> None:
     with pytest.raises(SpecError, match=message) as info:
         api.build(f"input: [8, 4, 4]\nlayers:\n  - {item}\n")
     assert ":3:" in str(info.value)
+
+
+INITS = ["zeros", "ones", "constant, value: 0.5", "normal, mean: 1.0, std: 0.02",
+         "trunc_normal, std: 0.02, a: -0.03, b: 0.03"]
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_every_init_builds_on_the_meta_device(init: str) -> None:
+    """Each init kind's code honours a `torch.device("meta")` context: nothing is allocated (a
+    build under it is how the zoo's giants are counted)."""
+    spec = f"input: [4, 6]\nlayers:\n  - {{parameter: {{shape: [1, 4, 6], init: {init}}}, name: p}}\n"
+    with torch.device("meta"):
+        model = api.build(spec)
+        out = model(torch.empty(2, 4, 6))
+    assert model.p.is_meta and out.is_meta
+
+
+def test_random_inits_are_torch_s_in_place_fills_with_their_bounds() -> None:
+    """normal is ViT's `torch.empty(...)` filled by normal_ (the same draws as torchvision's
+    pos_embedding for one seed); trunc_normal is nn.init.trunc_normal_ with absolute bounds."""
+    spec = ("input: [50, 40]\nlayers:\n"
+            "  - {parameter: {shape: [1, 50, 40], init: normal, std: 0.02}, name: pos}\n"
+            "  - {parameter: {shape: [50, 40], init: trunc_normal, std: 1.0, a: -0.5, b: 0.25}, name: table}\n")
+    torch.manual_seed(3)
+    model = api.build(spec)
+    torch.manual_seed(3)
+    assert torch.equal(model.pos, torch.empty(1, 50, 40).normal_(std=0.02))
+    assert -0.5 <= model.table.min().item() < -0.45 and 0.2 < model.table.max().item() <= 0.25
+    assert "nn.init.trunc_normal_(self.table, a=-0.5, b=0.25)" in model.code
+    assert "torch.normal(" not in model.code
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
