@@ -27,8 +27,7 @@ MODE_DOC = ("window: each size x size block of neighbours is a group (block atte
 
 
 def _cells(mode: str, size: int, height: int, width: int) -> tuple[int, int, int, int]:
-    """How each spatial dim splits, outer x inner: window (H/s, s, W/s, s), grid (s, H/s, s, W/s).
-    """
+    """Each spatial dim split outer x inner: window (H/s, s, W/s, s), grid (s, H/s, s, W/s)."""
     if mode == "window":
         return height // size, size, width // size, size
     return size, height // size, size, width // size
