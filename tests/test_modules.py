@@ -200,3 +200,98 @@ def test_any_name_add_module_accepts_compiles_exports_and_round_trips(write_spec
 def test_the_reserved_names_are_torch_s_module_attributes() -> None:
     live = set(dir(nn.Sequential)) | set(dir(nn.Module)) | set(vars(nn.Sequential()))
     assert live <= MODULE_ATTRIBUTES | {"__firstlineno__", "__static_attributes__"}
+
+
+CONTAINERS = """
+name: containers
+input: [4, 8, 8]
+blocks:
+  Unit:
+    params: {c: 4}
+    layers:
+      - add:
+          - [{conv: {out: $c, kernel: 3, padding: 1}, name: conv}, {bn: , name: bn}]
+          - []
+        then: {relu: , name: relu}
+layers:
+  - {Unit: , name: block}
+  - seq: [{conv: {out: 4, kernel: 1}}, bn, relu]
+    name: features
+  - add:
+      - {seq: [{conv: {out: 4, kernel: 1}}, bn], name: branch}
+      - [{conv: {out: 4, kernel: 1}, name: side}]
+  - {Unit: , repeat: 3, name: stage}
+  - {conv: {out: 4, kernel: 1}, repeat: 2, name: convs, then: relu}
+  - global_avgpool
+  - flatten
+  - {linear: 3, name: fc}
+"""
+# path -> runs in sequence (behaves like nn.Sequential)
+CONTAINER_KINDS = {"block": False, "features": True, "branch": True, "stage": True, "stage.2": False,
+                   "convs": True}
+
+
+class _Counted(nn.Module):
+    """Wraps a module and counts its calls: the parent's forward must call what its attribute holds."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.inner(x)
+
+
+def test_every_named_container_is_a_module(write_spec) -> None:
+    """A block call, a named seq, a named seq as a branch and a named repeat (of a block or an op)
+    are each a real module: hooks fire, it runs alone, it can be replaced, and those that run in
+    sequence index, slice and iterate like nn.Sequential. Unnamed branch lists stay in the parent."""
+    torch.manual_seed(0)
+    model = compile_and_verify(write_spec(CONTAINERS)).eval()
+    keys = set(model.state_dict())
+    assert {"side.weight", "stage.2.conv.weight", "convs.2.weight", "branch.1.running_mean"} <= keys
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        want = model(x)
+    for path, sequential in CONTAINER_KINDS.items():
+        module = model.get_submodule(path)
+        seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+        handle = module.register_forward_hook(lambda m, i, o, seen=seen: seen.append((i[0], o)))
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), want)
+            assert len(seen) == 1, path  # the hook fired, once
+            torch.testing.assert_close(module(seen[0][0]), seen[0][1])  # runs alone on its input
+        handle.remove()
+        assert isinstance(module, nn.Sequential) == sequential, path
+        if sequential:
+            assert len(module) == len(list(module)) >= 2 and module[-1] is list(module)[-1]
+            assert isinstance(module[:1], nn.Sequential) and len(module[:1]) == 1
+            with torch.no_grad():
+                torch.testing.assert_close(module[:](seen[0][0]), seen[0][1])
+        parent_path, _, leaf = path.rpartition(".")
+        parent = model.get_submodule(parent_path)
+        counted = _Counted(module)
+        setattr(parent, leaf, counted) if not leaf.isdigit() else parent.__setitem__(int(leaf), counted)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), want)  # the replacement is what runs
+        assert counted.calls == 1, path
+        setattr(parent, leaf, nn.Identity()) if not leaf.isdigit() else parent.__setitem__(int(leaf), nn.Identity())
+        with torch.no_grad():
+            assert not torch.allclose(model(x), want), path
+        setattr(parent, leaf, module) if not leaf.isdigit() else parent.__setitem__(int(leaf), module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.testing.assert_close(torch.jit.script(model)(x), want)
+
+
+def test_a_repeat_named_with_its_variable_names_each_repetition(write_spec) -> None:
+    model = api.build(write_spec("""
+        input: [4, 8, 8]
+        layers:
+          - {conv: {out: 4, kernel: 1}, name: "c${i}", repeat: 2}
+          - {conv: {out: 4, kernel: 1}, name: pair, repeat: 2}
+    """))
+    assert list(model.state_dict()) == ["c0.weight", "c0.bias", "c1.weight", "c1.bias", "pair.0.weight",
+                                        "pair.0.bias", "pair.1.weight", "pair.1.bias"]

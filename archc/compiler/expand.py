@@ -235,7 +235,25 @@ class Expander:
             return cur
         if "repeat" not in meta:
             return self.single(kind, body, meta, raw, kpos, scope, cur)
-        env = self.env_for(scope, self.flow_in(meta, raw, scope, cur))
+        flow = self.flow_in(meta, raw, scope, cur)
+        env = self.env_for(scope, flow)
+        if isinstance(meta.get("name"), str) and "$" not in meta["name"] and "head" not in meta:
+            # a literal name names the repetitions together: one module (an nn.Sequential), its
+            # repetitions indexed 0..n-1 inside, as torchvision's `layer1 = nn.Sequential(*blocks)`
+            name = self.name_of(meta, raw, env, top_level=scope.ns.path == "")
+            assert name is not None
+            container = self.child_scope(scope, name, kpos, SEQ, None, {}, scope.env, scope.refs.new_child({}),
+                                         flow.node, scope.stack)
+            container.declared = scope.declared
+            out = self.repetitions(kind, body, {k: v for k, v in meta.items() if k != "name"}, raw, pos, kpos,
+                                   container, cur, env)
+            scope.refs.maps[0][name] = out.node
+            return out
+        return self.repetitions(kind, body, meta, raw, pos, kpos, scope, cur, env)
+
+    def repetitions(self, kind: str, body: Any, meta: dict[str, Any], raw: Any, pos: Pos | None,
+                    kpos: Pos | None, scope: Scope, cur: Value, env: Any) -> Value:
+        """The item applied once per repetition, each on the previous one's output."""
         var = meta["repeat"].get("var", "i") if isinstance(meta["repeat"], LDict) else "i"
         for bound in self.repeat_spec(meta["repeat"], raw, env):
             self.step(pos)
