@@ -30,7 +30,8 @@ def train(spec_or_module: Any, **config: Any) -> "TrainResult":
 
 
 def predict(spec: Any, images: Any, **options: Any) -> "list[Prediction]":
-    """Top-k classes of images from a training checkpoint or torchvision's weights (archc.predict)."""
+    """Top-k classes of images from a training checkpoint or
+    torchvision's weights (archc.predict)."""
     from archc.inference import predict as run
 
     return run(spec, images, **options)

@@ -51,13 +51,15 @@ def with_input(spec: LoadedSpec, input_shape: tuple[int, ...] | list[int] | None
     shape = tuple(int(d) for d in input_shape)
     if len(shape) != len(spec.input_shape) or any(d < 1 for d in shape):
         given, declared = ",".join(map(str, shape)), ",".join(map(str, spec.input_shape))
-        raise SpecError(f"--input {given} does not fit {spec.name}: it takes {len(spec.input_shape)} positive sizes "
-                        f"like its input {declared}; an input override changes sizes, not the number of dimensions")
+        raise SpecError(f"--input {given} does not fit {spec.name}: it takes "
+                        f"{len(spec.input_shape)} positive sizes like its input {declared}; "
+                        "an input override changes sizes, not the number of dimensions")
     return dataclasses.replace(spec, input_shape=shape)
 
 
 def fingerprint(spec: LoadedSpec, input_shape: tuple[int, ...] | list[int] | None = None) -> str:
-    """What a run records as its spec hash: the spec text, its overrides and an `--input` override."""
+    """What a run records as its spec hash: the spec text, its
+    overrides and an `--input` override."""
     if input_shape is None:
         return spec.source_hash
     return hashlib.sha256(f"{spec.source_hash}:input={list(input_shape)}".encode()).hexdigest()
@@ -91,8 +93,8 @@ class Analysis:
     """Static analysis of a spec: per-node rows and totals as data, and the per-layer report of
     `archc report` when printed (`print(analysis)`, or as HTML in a notebook); `repr` is one line.
 
-    `depth` folds deeper blocks, `columns` picks the table's columns (archc.analysis.report.COLUMN_NAMES),
-    `batch_size` and `dtype` set the memory figures.
+    `depth` folds deeper blocks, `columns` picks the table's columns
+    (archc.analysis.report.COLUMN_NAMES), `batch_size` and `dtype` set the memory figures.
     """
 
     graph: Graph
@@ -116,7 +118,8 @@ class Analysis:
         return self.render("html")
 
     def render(self, fmt: str = "table", width: int | None = None) -> str:
-        """The per-layer report in one of archc.analysis.report.FORMATS (table, markdown, csv, json, html)."""
+        """The per-layer report in one of archc.analysis.report.FORMATS
+        (table, markdown, csv, json, html)."""
         from archc.analysis.report import render, report_rows, totals
 
         rows = report_rows(self.graph, self.depth, self.batch_size, self.dtype)
@@ -147,7 +150,8 @@ def summary(spec_or_model: Any, *, depth: int | None = None, columns: Sequence[s
             batch_size: int = 1, dtype: str = "float32", input_shape: tuple[int, ...] | None = None,
             **overrides: Any) -> Analysis:
     """The per-layer report of a spec (path, YAML text, loaded spec) or of a model archc built:
-    `print(archc.summary(...))` shows the table, as torchinfo's `summary` does, with no forward pass."""
+    `print(archc.summary(...))` shows the table, as torchinfo's `summary`
+    does, with no forward pass."""
     from archc.analysis.report import columns as pick_columns
 
     graph = getattr(spec_or_model, "archc_graph", None)
@@ -155,8 +159,9 @@ def summary(spec_or_model: Any, *, depth: int | None = None, columns: Sequence[s
         if not isinstance(spec_or_model, (str, Path, LoadedSpec)):
             from archc.errors import ArchcError
 
-            raise ArchcError(f"summary() reads archc's static analysis: give a spec or a model built by archc, not a "
-                             f"{type(spec_or_model).__name__} (for any nn.Module, torchinfo.summary runs a forward)")
+            raise ArchcError("summary() reads archc's static analysis: give a spec or a "
+                             f"model built by archc, not a {type(spec_or_model).__name__} "
+                             "(for any nn.Module, torchinfo.summary runs a forward)")
         graph = compile_graph(spec_or_model, input_shape=input_shape, **overrides)
     chosen = tuple(c.name for c in pick_columns(columns)) if columns else None
     analysis = Analysis(graph, depth, chosen, batch_size, dtype)

@@ -44,7 +44,8 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     a sixth of its run time."""
     parser = argparse.ArgumentParser(
         prog="archc",
-        description="Compile declarative YAML architecture specs into PyTorch modules; report, diagram and train them.",
+        description=("Compile declarative YAML architecture specs into "
+                     "PyTorch modules; report, diagram and train them."),
         epilog="`archc COMMAND --help` describes a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"archc {__version__}")
@@ -56,7 +57,8 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    """Parse a command line; mistakes exit with status 2 after the usage of the command they concern."""
+    """Parse a command line; mistakes exit with status 2 after the
+    usage of the command they concern."""
     command = next((word for word in argv if not word.startswith("-")), None)
     if command is None and not {"-h", "--help", "--version"} & set(argv):
         make_parser().print_help()  # bare `archc`: the list of commands

@@ -34,7 +34,8 @@ def schema_text() -> str:
 
 
 def between_markers(text: str) -> str:
-    """The text between the ops markers (exclusive, without the newlines right after/before them)."""
+    """The text between the ops markers (exclusive, without the
+    newlines right after/before them)."""
     start = text.index(BEGIN) + len(BEGIN)
     end = text.index(END, start)
     return text[start:end].strip("\n") + "\n"

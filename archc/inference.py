@@ -1,4 +1,5 @@
-"""Inference behind `archc predict` and `archc.predict`: the top-k classes of images, with class names.
+"""Inference behind `archc predict` and `archc.predict`: the top-k
+classes of images, with class names.
 
 Two sources of a model: a training checkpoint of archc (which records the spec, `--set`, `--input`,
 the normalisation constants, the image size and the dataset's class names), or torchvision's
@@ -92,7 +93,8 @@ def load_predictor(
     from archc.trainer.runtime import resolve_device
 
     if pretrained == (checkpoint is not None):
-        raise PredictError("give --checkpoint FILE (a trained run) or --pretrained (torchvision's weights), one of them")
+        raise PredictError("give --checkpoint FILE (a trained run) or "
+                           "--pretrained (torchvision's weights), one of them")
     if spec is not None:
         spec = spec_path(spec)
     try:
@@ -169,8 +171,9 @@ def _from_checkpoint(spec: str | None, checkpoint: Path, overrides: dict[str, An
     info = stored.get("dataset") if isinstance(stored, dict) and stored.get("format") == FORMAT else None
     norm = stored.get("normalization") if isinstance(stored, dict) else None
     if not isinstance(info, dict) or not isinstance(norm, dict) or "classes" not in info or "image_shape" not in info:
-        raise PredictError(f"{checkpoint} holds weights only: predict needs a training checkpoint of archc (best.pt or "
-                           "last.pt), which records the class names and preprocessing, or --pretrained")
+        raise PredictError(f"{checkpoint} holds weights only: predict needs a training "
+                           "checkpoint of archc (best.pt or last.pt), which records "
+                           "the class names and preprocessing, or --pretrained")
     source = checkpoint_source(spec, stored, checkpoint, overrides, plugins, input_shape)
     torch.manual_seed(0)
     model = source.build()
@@ -187,7 +190,8 @@ def _from_checkpoint(spec: str | None, checkpoint: Path, overrides: dict[str, An
                              device=torch.device("cpu"))
 
     def preprocess(image: Any) -> torch.Tensor:
-        """As the training images: the dataset's stored size and channels, then its normalisation."""
+        """As the training images: the dataset's stored size and
+        channels, then its normalisation."""
         import numpy as np
         from PIL import Image
 

@@ -28,7 +28,8 @@ class Published:
     """A zoo spec's torchvision counterpart and how its published weights are used."""
 
     model: str  # the name torchvision.models.get_model_weights takes
-    # Heads torchvision's builder drops when the model is built without them (GoogLeNet's aux1/aux2).
+    # Heads torchvision's builder drops when the model is built
+    # without them (GoogLeNet's aux1/aux2).
     optional_heads: tuple[str, ...] = ()
     # GoogLeNet and Inception v3 weights were trained on inputs scaled to [-1, 1]: torchvision
     # converts ImageNet-normalised inputs inside the model (transform_input), the specs do not.
@@ -71,7 +72,8 @@ def published(spec_name: str, torchvision_name: str | None = None) -> tuple[Publ
     if torchvision_name is None:
         entry = entry_of(spec_name)
         if entry is None:
-            raise WeightsError(f"{spec_name} has no published torchvision weights; the zoo models that have: {', '.join(names())}")
+            raise WeightsError(f"{spec_name} has no published torchvision weights; "
+                               f"the zoo models that have: {', '.join(names())}")
     else:
         entry = QUIRKS.get(torchvision_name, Published(torchvision_name))
     try:
@@ -111,7 +113,8 @@ def state_dict(weights: Any) -> dict[str, torch.Tensor]:
         return weights.get_state_dict(progress=False, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
         if target.is_file():
-            raise WeightsError(f"{target} is not a readable weights file ({_first_line(exc)}); delete it to download again") from None
+            raise WeightsError(f"{target} is not a readable weights file "
+                               f"({_first_line(exc)}); delete it to download again") from None
         raise WeightsError(f"cannot download {weights.url} ({_first_line(exc)}); on a machine without internet, "
                            f"place that file at {target}") from None
 

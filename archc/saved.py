@@ -1,5 +1,6 @@
 """A built model in one file (`archc build --save FILE`): the spec text, its overrides, input shape
-and plugins, and the weights; `load_model(FILE)` rebuilds exactly that model without the spec file."""
+and plugins, and the weights; `load_model(FILE)` rebuilds exactly that
+model without the spec file."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def spec_json_schema() -> dict[str, Any]:
                                                  "additionalProperties": False}]},
         "doc": {"type": "string"},
         "checkpoint": {"anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/Expression"}],
-                       "description": "recompute a block call's or seq's activations in backward (less memory)"},
+                       "description": ("recompute a block call's or seq's activations in backward (less memory)")},
         "seq": {"$ref": "#/$defs/LayerList"},
     }
     assert set(META_KEYS) <= set(item_props)

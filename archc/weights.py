@@ -1,5 +1,5 @@
-"""Reading saved weights safely and loading them into a model: `archc build --init-from`, the trainer's
-`--init-from`, `--resume` and `archc evaluate` all come through here.
+"""Reading saved weights safely and loading them into a model: `archc build --init-from`, the
+trainer's `--init-from`, `--resume` and `archc evaluate` all come through here.
 
 Every read uses `torch.load(weights_only=True)`, so a planted pickle cannot run code. A file that
 does not fit is reported in full (missing, unexpected and mis-shaped keys) instead of PyTorch's
@@ -48,7 +48,8 @@ def read_torch_file(path: str | Path) -> Any:
     except pickle.UnpicklingError as exc:
         if "unsupported global" in str(exc).lower():
             raise WeightsError(
-                f"refusing to load {path}: it holds Python objects beyond tensors and plain data (loaded with weights_only=True)"
+                f"refusing to load {path}: it holds Python objects beyond "
+                "tensors and plain data (loaded with weights_only=True)"
             ) from None
         raise WeightsError(f"{path} is not a readable torch file (corrupt or truncated)") from None
     except Exception as exc:  # arbitrary bytes make torch.load raise nearly any exception type
@@ -69,8 +70,9 @@ def check_archive_sizes(path: Path, available: int | None = None) -> None:
         raise WeightsError(f"{path} is not a plausible torch file: {len(members):,} archive members")
     compressed = next((m for m in members if m.compress_type != zipfile.ZIP_STORED), None)
     if compressed is not None:
-        raise WeightsError(f"{path} is not a torch file: member {compressed.filename!r} is compressed "
-                           f"({compressed.compress_size:,} bytes inflating to {compressed.file_size:,}); torch.save never compresses")
+        raise WeightsError(f"{path} is not a torch file: member {compressed.filename!r} "
+                           f"is compressed ({compressed.compress_size:,} bytes inflating "
+                           f"to {compressed.file_size:,}); torch.save never compresses")
     declared = sum(m.file_size for m in members)
     available = guard.available_memory() if available is None else available
     if available is not None and declared > available // 2:
@@ -83,11 +85,13 @@ def check_tensors(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
     wrongly (complex silently loses its imaginary part) or not at all."""
     for key, value in state.items():
         if value.layout != torch.strided:
-            raise WeightsError(f"{path}: {key} is a {str(value.layout).removeprefix('torch.')} tensor; weights must be dense")
+            raise WeightsError(f"{path}: {key} is a {str(value.layout).removeprefix('torch.')} "
+                               "tensor; weights must be dense")
         if value.is_meta:
             raise WeightsError(f"{path}: {key} is a meta tensor (a shape without data); weights must hold values")
         if value.is_complex():
-            raise WeightsError(f"{path}: {key} is complex-valued ({str(value.dtype).removeprefix('torch.')}); weights must be real")
+            raise WeightsError(f"{path}: {key} is complex-valued "
+                               f"({str(value.dtype).removeprefix('torch.')}); weights must be real")
 
 
 def extract_state_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
@@ -118,7 +122,8 @@ def _is_state_dict(obj: Mapping[Any, Any]) -> bool:
 
 
 def mismatch_report(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> list[str]:
-    """One entry per kind of problem (missing, unexpected, shape mismatch); empty when state fits."""
+    """One entry per kind of problem (missing, unexpected, shape
+    mismatch); empty when state fits."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} {list(state[k].shape)} vs model {list(own[k].shape)}"
@@ -133,7 +138,8 @@ def _some(items: list[str]) -> str:
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load the weights at `path` into `model` strictly, or raise a WeightsError naming every mismatch.
+    """Load the weights at `path` into `model` strictly, or raise a
+    WeightsError naming every mismatch.
 
     A failed load leaves the model untouched.
     """
@@ -143,7 +149,8 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 
 
 def check_fits(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path) -> None:
-    """Raise a WeightsError naming every key of `state` (read from `path`) that does not fit `model`."""
+    """Raise a WeightsError naming every key of `state` (read from
+    `path`) that does not fit `model`."""
     check_tensors(state, path)
     problems = mismatch_report(model.state_dict(), state)
     if problems:

@@ -51,14 +51,16 @@ def _registry(directory: Path) -> dict[str, ZooModel]:
         models[path.stem] = ZooModel(path.stem, path)
         for name, params in _variant_table(path).items():
             if name in variants:
-                raise SpecError(f"zoo model '{name}' is a variant of both {variants[name].path.name} and {path.name}")
+                raise SpecError(f"zoo model '{name}' is a variant of both "
+                                f"{variants[name].path.name} and {path.name}")
             variants[name] = ZooModel(name, path, params, path.stem)
     models.update(variants)
     return dict(sorted(models.items()))
 
 
 def _variant_table(path: Path) -> dict[str, dict[str, Any]]:
-    """The `variants:` table of a spec file, read without the full loader (a fast pre-check first)."""
+    """The `variants:` table of a spec file, read without the full
+    loader (a fast pre-check first)."""
     text = path.read_text(encoding="utf-8")
     if "\nvariants:" not in text:
         return {}

@@ -33,8 +33,8 @@ DOT_TIMEOUT_S = 120
 # The most boxes `fit_depth` lets a diagram have: about two screens of a top-to-bottom layout.
 MAX_BOXES = 60
 INSTALL_HINT = (
-    "install graphviz to render diagrams: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` "
-    "(macOS), `conda install graphviz`, or see https://graphviz.org/download/"
+    "install graphviz to render diagrams: `apt-get install graphviz` (Debian/Ubuntu), `brew "
+    "install graphviz` (macOS), `conda install graphviz`, or see https://graphviz.org/download/"
 )
 
 MERGE_GLYPHS = {"add": "+", "multiply": "×", "concat": "concat"}
@@ -55,7 +55,8 @@ class GraphvizNotFound(DiagramError):
 
 @dataclass
 class Element:
-    """A box in the picture: one node, or a folded block (possibly several identical ones, `count`)."""
+    """A box in the picture: one node, or a folded block (possibly
+    several identical ones, `count`)."""
 
     key: str  # node id or scope path of the first block
     members: list[Node]
@@ -77,7 +78,8 @@ def esc(text: str) -> str:
 
 
 def _signature(graph: Graph, path: str, members: list[Node]) -> tuple[object, ...]:
-    """What makes two folded blocks identical: kind, block and arguments, and every member's op, args and shapes."""
+    """What makes two folded blocks identical: kind, block and arguments, and
+    every member's op, args and shapes."""
     info = graph.scopes.get(path)
     head = (info.kind, info.block, tuple(sorted((k, repr(v)) for k, v in info.args.items()))) if info else ("seq",)
     inside = {n.id for n in members}
@@ -195,7 +197,8 @@ def fit_depth(graph: Graph, max_boxes: int = MAX_BOXES) -> int | None:
 
 
 def diagram(graph: Graph, depth: int | None = None, rankdir: str = "TB", dpi: int | None = None) -> graphviz.Digraph:
-    """The diagram as a graphviz.Digraph: boxes nested in block clusters, edges labelled with shapes."""
+    """The diagram as a graphviz.Digraph: boxes nested in block
+    clusters, edges labelled with shapes."""
     if rankdir not in RANKDIRS:
         raise ValueError(f"rankdir must be one of {', '.join(RANKDIRS)}, got {rankdir!r}")
     if dpi is not None and dpi < 1:
@@ -241,7 +244,8 @@ def _add_element(target: graphviz.Digraph, graph: Graph, el: Element, node_id: s
 
 
 def _clusters(dot: graphviz.Digraph, graph: Graph, order: list[Element], ids: dict[int, str]) -> None:
-    """Elements nested in their clusters, in order; a cluster is attached to its parent when it closes."""
+    """Elements nested in their clusters, in order; a cluster is
+    attached to its parent when it closes."""
     stack: list[tuple[str, graphviz.Digraph]] = []
     counter = 0
 
@@ -268,7 +272,8 @@ def _clusters(dot: graphviz.Digraph, graph: Graph, order: list[Element], ids: di
 
 
 def skip_inputs(graph: Graph) -> set[tuple[str, str]]:
-    """(source, merge) pairs where the source is an ancestor of another input: residual and U-Net skips.
+    """(source, merge) pairs where the source is an ancestor of another
+    input: residual and U-Net skips.
 
     Inception branches are not skips (no branch output feeds another), so they keep equal weights.
     """
@@ -291,9 +296,11 @@ def skip_inputs(graph: Graph) -> set[tuple[str, str]]:
 
 
 def _weight(graph: Graph, node: Node, k: int, skips: set[tuple[str, str]]) -> int:
-    """Edge weight: heavy on the main path, light on skips and side heads, even across concat branches.
+    """Edge weight: heavy on the main path, light on skips and side
+    heads, even across concat branches.
 
-    A residual add's first input is its main path; its other inputs (projection shortcuts) pull less.
+    A residual add's first input is its main path; its other inputs
+    (projection shortcuts) pull less.
     """
     src = node.inputs[k]
     if (src, node.id) in skips or (node.id in graph.train_only_nodes and src not in graph.train_only_nodes):
@@ -303,7 +310,8 @@ def _weight(graph: Graph, node: Node, k: int, skips: set[tuple[str, str]]) -> in
 
 def _edges(dot: graphviz.Digraph, graph: Graph, order: list[Element], owner: dict[str, Element],
            ids: dict[int, str]) -> None:
-    """One edge per tensor and box it enters, heaviest first so that `ordering=out` puts the main path first."""
+    """One edge per tensor and box it enters, heaviest first so that
+    `ordering=out` puts the main path first."""
     def name_of(node_id: str) -> str:
         return "input" if node_id == INPUT else ids[id(owner[node_id])]
 
@@ -331,7 +339,8 @@ def _edges(dot: graphviz.Digraph, graph: Graph, order: list[Element], owner: dic
     for dot_id, node_id, title, train_only, loss_weight in outputs:
         note = ""
         if dot_id != "output":
-            note = f'<br/><font point-size="9" color="#555555">loss ×{loss_weight:g}{", train only" if train_only else ""}</font>'
+            note = ('<br/><font point-size="9" color="#555555">loss '
+                    f'×{loss_weight:g}{", train only" if train_only else ""}</font>')
         dot.node(dot_id, label=f"<<b>{esc(title)}</b><br/>{esc(fmt_shape(graph.shape_of(node_id)))}{note}>",
                  fillcolor="#fff7c2")
         dot.edge(name_of(node_id), dot_id, weight="10" if dot_id == "output" else "1")
@@ -339,7 +348,8 @@ def _edges(dot: graphviz.Digraph, graph: Graph, order: list[Element], owner: dic
 
 def render(graph: Graph, path: str | Path, fmt: str = "svg", depth: int | None = None, rankdir: str = "TB",
            timeout: float = DOT_TIMEOUT_S, dpi: int | None = None) -> Path:
-    """Write the diagram to `path` in `fmt`; raises GraphvizNotFound (after writing the .dot) without `dot`."""
+    """Write the diagram to `path` in `fmt`; raises GraphvizNotFound (after
+    writing the .dot) without `dot`."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     path = Path(path)

@@ -1,4 +1,5 @@
-"""Training-memory model: what one training step holds, statically, from the IR and torch's autograd rules.
+"""Training-memory model: what one training step holds, statically, from the
+IR and torch's autograd rules.
 
 A step holds the parameters, buffers and optimizer state all the time; the forward adds the tensors
 autograd saves for the backward (and frees the rest at their last use, as archc's generated forward
@@ -26,7 +27,8 @@ OPTIMIZERS = ("sgd", "adam")
 
 @dataclass(frozen=True)
 class TrainingMemory:
-    """Bytes of one training step at a batch size and dtype; `peak` per optimizer is the estimate."""
+    """Bytes of one training step at a batch size and dtype; `peak`
+    per optimizer is the estimate."""
 
     batch: int
     dtype: str
@@ -85,7 +87,8 @@ def is_view(node: Node) -> bool:
 
 
 def _extra_bytes(node: Node, batch: int, size: int, inplace: frozenset[str]) -> int:
-    """Side tensors a backward keeps besides activations: pool indices, dropout masks, norm statistics, clones."""
+    """Side tensors a backward keeps besides activations: pool indices, dropout
+    masks, norm statistics, clones."""
     rule = _autograd(node)
     if rule.saves == "clone_when_inplace" and node.id in inplace:
         return numel(node.shape) * batch * size
@@ -94,7 +97,8 @@ def _extra_bytes(node: Node, batch: int, size: int, inplace: frozenset[str]) -> 
 
 @dataclass
 class _Replay:
-    """Byte bookkeeping of the step replay: live storages, their readers and savers, and the peak."""
+    """Byte bookkeeping of the step replay: live storages, their
+    readers and savers, and the peak."""
 
     graph: Graph
     batch: int
@@ -138,7 +142,8 @@ def _saved_storages(node: Node, replay: _Replay, needs: dict[str, bool], inplace
 class StepReplay(NamedTuple):
     """Bytes of one replayed step, parameters, buffers and optimizer state left out."""
 
-    peak: int  # the highest point of forward and backward: batch, activations, side tensors, gradients
+    # the highest point of forward and backward: batch, activations, side tensors, gradients
+    peak: int
     saved: int  # what autograd holds at the end of the forward (the batch and side tensors included)
     forward: int  # every tensor the forward creates, none freed (in-place layers and views create none)
     input: int  # the batch, held by the caller for the whole step
@@ -147,7 +152,8 @@ class StepReplay(NamedTuple):
 
 
 def replay_step(graph: Graph, batch: int, dtype: str) -> StepReplay:
-    """Replay a forward and a backward over the graph with byte counts (see the module docstring)."""
+    """Replay a forward and a backward over the graph with byte
+    counts (see the module docstring)."""
     size = dtype_bytes(dtype)
     nodes = list(graph)  # training runs every head
     inplace = graph.inplace_nodes
@@ -195,7 +201,8 @@ def replay_step(graph: Graph, batch: int, dtype: str) -> StepReplay:
     r.touch("forward")
     saved_end = sum(r.bytes_of[s] for s in alive if saved_by.get(s)) + sum(extras.values())
 
-    # backward: gradient buffers are refcounted so that add/concat/views share them without allocating
+    # backward: gradient buffers are refcounted so that
+    # add/concat/views share them without allocating
     refs: dict[int, int] = {}
     gbytes: dict[int, int] = {}
     pending: dict[str, int] = {}
@@ -261,7 +268,8 @@ def replay_step(graph: Graph, batch: int, dtype: str) -> StepReplay:
 
 
 def largest_param_tensor(graph: Graph) -> int:
-    """Elements of the largest parameter tensor: a for-loop Adam step allocates two temporaries that size."""
+    """Elements of the largest parameter tensor: a for-loop Adam step
+    allocates two temporaries that size."""
     best = 0
     for node in graph:
         if node.shared or not node.params:

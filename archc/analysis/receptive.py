@@ -20,7 +20,8 @@ from archc.ops.base import Window
 
 @dataclass(frozen=True)
 class Field:
-    """The input region one output position depends on (`size`) and the step between neighbours (`stride`)."""
+    """The input region one output position depends on (`size`) and the step
+    between neighbours (`stride`)."""
 
     size: tuple[Fraction, ...]
     stride: tuple[Fraction, ...]

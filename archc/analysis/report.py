@@ -1,4 +1,5 @@
-"""Per-layer report of a compiled spec: a block tree of params, MACs, FLOPs, memory and receptive fields.
+"""Per-layer report of a compiled spec: a block tree of params, MACs,
+FLOPs, memory and receptive fields.
 
 Everything is read from the static IR (no forward pass, no torch import), so a report of ResNet-50
 takes milliseconds. `report_rows` gives the rows at a tree depth, `totals` the whole-model figures,
@@ -21,10 +22,11 @@ from archc.compiler.ir import INPUT, Graph, Node
 from archc.ops.base import Shape, fmt_shape, numel
 
 CONVENTIONS = (
-    "MACs = multiply-accumulates of conv and linear weights, bias excluded (torchvision's published GFLOPS); "
-    "FLOPs = 2 x MACs (torch.utils.flop_counter.FlopCounterMode); per-element work (norms, activations, "
-    "pooling, adds, biases) is counted apart as 'other ops'; K, M, G, T are powers of 1000 (MB = 10^6 bytes); "
-    "receptive fields are theoretical, in input pixels, and may exceed the input."
+    "MACs = multiply-accumulates of conv and linear weights, bias excluded (torchvision's "
+    "published GFLOPS); FLOPs = 2 x MACs (torch.utils.flop_counter.FlopCounterMode); "
+    "per-element work (norms, activations, pooling, adds, biases) is counted apart as "
+    "'other ops'; K, M, G, T are powers of 1000 (MB = 10^6 bytes); receptive fields are "
+    "theoretical, in input pixels, and may exceed the input."
 )
 
 
@@ -166,7 +168,8 @@ def _scope_row(ctx: _Context, path: str, level: int, members: list[Node]) -> Row
 
 
 def report_rows(graph: Graph, depth: int | None = None, batch: int = 1, dtype: str = "float32") -> list[Row]:
-    """The rows of the tree in graph order; blocks nested deeper than `depth` fold into their parent's row."""
+    """The rows of the tree in graph order; blocks nested deeper than
+    `depth` fold into their parent's row."""
     _check(depth, batch, dtype)
     ctx = _Context(graph, batch, dtype_bytes(dtype), graph.inplace_nodes, receptive_fields(graph))
     members: dict[str, list[Node]] = {}
@@ -384,8 +387,8 @@ def render_table(table: Table) -> str:
     """A fixed-width table for a terminal: text left, numbers right, two spaces apart.
 
     Written by hand because rich's Table measures every cell (seconds for a 200-row ResNet-50); rich
-    only styles whole lines when `color` is set. Columns in `optional` are dropped while the table is
-    wider than `width`.
+    only styles whole lines when `color` is set. Columns in `optional` are dropped while
+    the table is wider than `width`.
     """
     cols, body = table.columns, table.cells()
     keep = list(range(len(cols)))
@@ -410,8 +413,8 @@ def render_table(table: Table) -> str:
     lines = [(table.title, "bold"), (line([c.header for c in cols]), "bold"), ("  ".join("─" * widths[i] for i in keep), "")]
     lines += [(line(row), style) for row, style in zip(body, styles, strict=True)]
     if hidden:
-        lines.append((f"(hidden to fit {table.width} columns: {', '.join(hidden)}; widen the terminal, pick "
-                      "--columns or use --format markdown/csv/json)", "dim"))
+        lines.append((f"(hidden to fit {table.width} columns: {', '.join(hidden)}; widen "
+                      "the terminal, pick --columns or use --format markdown/csv/json)", "dim"))
     lines += [(note, "") for note in table.notes]
     if not table.color:
         return "\n".join(text for text, _ in lines) + "\n"
@@ -445,21 +448,24 @@ def footer(tot: dict[str, Any]) -> list[str]:
         lines.append(f"MACs with the train-only heads (†): {tot['macs_with_train_heads']:,} "
                      f"({si(tot['macs_with_train_heads'])}); eval forwards skip them")
     lines += [
-        f"parameter memory: {si(tot['param_memory'], 'B')} ({dtype}, buffers included); forward activations: "
-        f"{si(tot['forward_activation_memory'], 'B')} at batch {batch}",
+        f"parameter memory: {si(tot['param_memory'], 'B')} ({dtype}, buffers included); "
+        f"forward activations: {si(tot['forward_activation_memory'], 'B')} at batch {batch}",
         f"training step at batch {batch}, {dtype} (estimated peak): SGD with momentum "
-        f"{si(mem['peak']['sgd'], 'B')}, Adam {si(mem['peak']['adam'], 'B')}; from params {si(mem['params'], 'B')}, "
-        f"grads {si(mem['grads'], 'B')}, optimizer state {si(mem['optimizer_state']['sgd'], 'B')} (SGD) / "
-        f"{si(mem['optimizer_state']['adam'], 'B')} (Adam), saved activations {si(mem['saved_activations'], 'B')}",
+        f"{si(mem['peak']['sgd'], 'B')}, Adam {si(mem['peak']['adam'], 'B')}; from "
+        f"params {si(mem['params'], 'B')}, grads {si(mem['grads'], 'B')}, optimizer "
+        f"state {si(mem['optimizer_state']['sgd'], 'B')} (SGD) / "
+        f"{si(mem['optimizer_state']['adam'], 'B')} (Adam), saved activations "
+        f"{si(mem['saved_activations'], 'B')}",
     ]
     rf = tot["receptive_field"]
     if rf is not None:
-        lines.append(f"receptive field: {dims(rf['size'])} px, effective stride {dims(rf['stride'])}, at {rf['node']}; "
-                     f"depth {tot['depth']} weighted layers")
+        lines.append(f"receptive field: {dims(rf['size'])} px, effective stride "
+                     f"{dims(rf['stride'])}, at {rf['node']}; depth {tot['depth']} weighted layers")
     else:
         lines.append(f"receptive field: — (no spatial input); depth {tot['depth']} weighted layers")
     for head in tot["heads"]:
-        lines.append(f"head {head['name']}: {fmt_shape(tuple(head['shape']))}, loss weight {head['loss_weight']}"
+        lines.append((f"head {head['name']}: {fmt_shape(tuple(head['shape']))}, "
+                      f"loss weight {head['loss_weight']}")
                      + (", train only" if head["train_only"] else ""))
     lines.append(CONVENTIONS_NOTE)
     return lines
@@ -469,7 +475,8 @@ def layer_table(rows: list[Row], tot: dict[str, Any], names: Sequence[str] | Non
                 width: int | None = None, color: bool = False) -> Table:
     """The per-layer table of a report: the default columns in tables, all of them in CSV/JSON."""
     chosen = columns(names if names or fmt in ("table", "markdown", "html") else [c.name for c in COLUMNS])
-    title = f"{tot['name']}: input {fmt_shape(tuple(tot['input']))}, batch {tot['batch']}, {tot['dtype']}"
+    title = (f"{tot['name']}: input {fmt_shape(tuple(tot['input']))}, "
+             f"batch {tot['batch']}, {tot['dtype']}")
     return Table(title, chosen, rows, tot, [r.kind != "layer" for r in rows], [r.train_only for r in rows],
                  footer(tot), {"totals": tot, "conventions": CONVENTIONS}, optional=OPTIONAL, width=width, color=color)
 

@@ -24,7 +24,8 @@ from archc.ops.base import fmt_shape
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     check = subparsers.add_parser("check", help="validate specs and infer shapes (no torch import)",
-                                  description="Validate specs and infer every shape statically. Exit 0 if all are valid, 1 otherwise.")
+                                  description=("Validate specs and infer every shape statically. "
+                                               "Exit 0 if all are valid, 1 otherwise."))
     check.add_argument("specs", nargs="+", metavar="SPEC")
     add_format_option(check, ["text", "json"])
     add_spec_options(check)
@@ -37,15 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_format_option(build, ["table", "json"])
     add_columns_option(build)
     build.add_argument("--save", metavar="FILE",
-                       help="save the spec, its overrides and the weights in one file; rebuild it with archc.load_model(FILE)")
+                       help=("save the spec, its overrides and the weights in "
+                             "one file; rebuild it with archc.load_model(FILE)"))
     build.add_argument("--init-from", metavar="PATH", help="load a state_dict (e.g. torchvision's pretrained weights)")
     add_spec_options(build, force=True)
     build.set_defaults(handler=run_build)
 
     export = subparsers.add_parser("export", help="write the model's PyTorch source, or a TorchScript/ONNX/torch.export file",
-                                   description="Write the model as the readable PyTorch source archc.build runs (python: needs "
-                                               "only torch, same state_dict keys), or as a deployable artifact (torchscript, "
-                                               "onnx, exported-program) verified against the eager model.")
+                                   description=("Write the model as the readable PyTorch source archc.build runs (python: "
+                                                "needs only torch, same state_dict keys), or as a deployable artifact "
+                                                "(torchscript, onnx, exported-program) verified against the eager model."))
     export.add_argument("spec", metavar="SPEC")
     export.add_argument("--to", choices=["python", "torchscript", "onnx", "exported-program"], default="python")
     add_output_option(export, "write to FILE (missing folders are created); default: stdout for python, "

@@ -22,13 +22,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "diagram", help="graphviz diagram with shapes on the edges",
-        description="Draw a spec: ops and key arguments as nodes, tensor shapes (C x H x W) on edges, blocks as "
-                    "clusters. Blocks deeper than --depth fold into one node with their totals (by default as deep as keeps "
-                    "the picture readable); chained identical folded blocks show once as 'xN'. Without graphviz's `dot`, writes the .dot file and exits 0.",
+        description=("Draw a spec: ops and key arguments as nodes, tensor shapes (C x H x W) on edges, "
+                     "blocks as clusters. Blocks deeper than --depth fold into one node with their totals "
+                     "(by default as deep as keeps the picture readable); chained identical folded blocks "
+                     "show once as 'xN'. Without graphviz's `dot`, writes the .dot file and exits 0."),
     )
     parser.add_argument("spec", metavar="SPEC")
     parser.add_argument("-o", "--output", metavar="FILE",
-                        help="output file (default: the spec's name with the format's suffix, in the current directory)")
+                        help=("output file (default: the spec's name with "
+                              "the format's suffix, in the current directory)"))
     add_format_option(parser, FORMATS, default=None,
                       help="svg, png, jpg, pdf or dot (default: from the -o suffix, else svg)")
     parser.add_argument("--depth", type=_depth, default="auto", metavar="N|all",
@@ -81,7 +83,8 @@ def run_diagram(args: argparse.Namespace) -> int:
         depth = fit_depth(graph) if args.depth == "auto" else args.depth
         written = render(graph, path, fmt, depth, args.rankdir, dpi=args.dpi)
     except GraphvizNotFound as exc:
-        print(f"warning: graphviz's `dot` is not installed, so no {fmt} was rendered; wrote {exc.dot_path}",
+        print("warning: graphviz's `dot` is not installed, "
+              f"so no {fmt} was rendered; wrote {exc.dot_path}",
               file=sys.stderr)
         from archc.analysis.diagram import INSTALL_HINT
 

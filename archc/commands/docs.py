@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_plugin_option(p)
     p.set_defaults(handler=run_ops)
     s = subparsers.add_parser("schema", help="print the JSON Schema of a spec file",
-                              description="Print the JSON Schema of archc spec files, for editors (VS Code's YAML extension).")
+                              description=("Print the JSON Schema of archc spec files, for editors (VS Code's YAML extension)."))
     add_output_option(s, "write to FILE (missing folders are created) instead of stdout")
     add_plugin_option(s)
     s.set_defaults(handler=run_schema)

@@ -27,10 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `sweep`, `compare` and `html` subcommands."""
     sweep = subparsers.add_parser(
         "sweep", help="train the cartesian product of a grid of training options and spec parameters",
-        description="Train SPEC at every point of the grid (x seeds), one run directory per point under --out, in "
-                    "--jobs parallel processes. Rerunning the same command resumes: finished runs are skipped, "
-                    "interrupted ones continue from their checkpoint. Writes OUT/sweep.json, OUT/results.md, "
-                    "OUT/results.csv, OUT/runs.csv and plots (PNG and SVG), and prints the results table.",
+        description=("Train SPEC at every point of the grid (x seeds), one run directory per "
+                     "point under --out, in --jobs parallel processes. Rerunning the same "
+                     "command resumes: finished runs are skipped, interrupted ones continue from "
+                     "their checkpoint. Writes OUT/sweep.json, OUT/results.md, OUT/results.csv, "
+                     "OUT/runs.csv and plots (PNG and SVG), and prints the results table."),
         epilog="example: archc sweep specs/lenet5.yaml --dataset digits --resize 32 --epochs 5 "
                "--grid optimizer=sgd,adam --grid lr=0.01,0.1 --grid set.num_classes=10 --seeds 2",
     )
@@ -43,9 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     compare = subparsers.add_parser(
         "compare", help="train several specs with the same recipe, or tabulate existing runs",
-        description="Train each SPEC with the same training options (x seeds) and tabulate them, like a sweep whose "
-                    "axis is the model; or, with --runs, tabulate runs that already exist (run directories, sweep "
-                    "directories or folders of runs), grouped by what differs between them.",
+        description=("Train each SPEC with the same training options (x seeds) and tabulate "
+                     "them, like a sweep whose axis is the model; or, with --runs, tabulate "
+                     "runs that already exist (run directories, sweep directories or "
+                     "folders of runs), grouped by what differs between them."),
     )
     compare.add_argument("specs", nargs="*", metavar="SPEC", help="spec files to train and compare")
     compare.add_argument("--runs", nargs="+", metavar="DIR", help="tabulate these existing runs instead of training")
@@ -54,8 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     page = subparsers.add_parser(
         "html", help="one self-contained HTML page for a run or a sweep",
-        description="Write an HTML page with the results table, curves, accuracy trade-offs, and each model's "
-                    "diagram and per-layer table; everything inline, no external resources.",
+        description=("Write an HTML page with the results table, curves, accuracy trade-offs, and each "
+                     "model's diagram and per-layer table; everything inline, no external resources."),
     )
     page.add_argument("dir", metavar="DIR", help="a run directory, a sweep directory or a folder of runs")
     add_output_option(page, "the page (default DIR/report.html)")
@@ -153,7 +155,8 @@ def _train_and_report(args: argparse.Namespace, variants: list[Any], axes: list[
     outcome = run_sweep(plan, jobs=args.jobs, retry_failed=args.retry_failed)
     _print_results(load_sweep(out), args.format)
     if outcome.files:
-        print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'runs.csv'} and plots in {out}", file=sys.stderr)
+        print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, "
+              f"{out / 'runs.csv'} and plots in {out}", file=sys.stderr)
     if outcome.interrupted:
         return 130
     failed = [r["id"] for r in outcome.runs if r["status"] == "failed"]

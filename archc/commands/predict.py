@@ -1,4 +1,5 @@
-"""`archc predict`: the top-k classes of images from a trained checkpoint or torchvision's weights."""
+"""`archc predict`: the top-k classes of images from a trained
+checkpoint or torchvision's weights."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from archc.commands.common import add_format_option, add_spec_options, overrides
 def register(subparsers: argparse._SubParsersAction) -> None:
     predict = subparsers.add_parser(
         "predict", help="top-k classes of images, from a training checkpoint or torchvision's weights",
-        description="Classify images with a trained run (--checkpoint best.pt: its class names, size and normalisation "
-                    "are recorded in it) or with torchvision's published ImageNet weights (--pretrained, for the zoo "
-                    "specs that reproduce a torchvision model).",
-        epilog="examples: archc predict - --checkpoint runs/demo/best.pt digit.png; archc predict resnet18 --pretrained "
-               "cat.jpg --format json; archc predict specs/lenet5.yaml --checkpoint best.pt FOLDER",
+        description=("Classify images with a trained run (--checkpoint best.pt: its class names, size "
+                     "and normalisation are recorded in it) or with torchvision's published ImageNet "
+                     "weights (--pretrained, for the zoo specs that reproduce a torchvision model)."),
+        epilog=("examples: archc predict - --checkpoint runs/demo/best.pt "
+                "digit.png; archc predict resnet18 --pretrained cat.jpg --format "
+                "json; archc predict specs/lenet5.yaml --checkpoint best.pt FOLDER"),
     )
     predict.add_argument("spec", metavar="SPEC|NAME", help="spec file or zoo name (e.g. resnet18); with --checkpoint, "
                          "'-' rebuilds the spec the checkpoint carries")

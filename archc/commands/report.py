@@ -1,4 +1,5 @@
-"""`archc report`: the per-layer table of one spec, or a comparison table of several (no torch import)."""
+"""`archc report`: the per-layer table of one spec, or a comparison
+table of several (no torch import)."""
 
 from __future__ import annotations
 
@@ -23,16 +24,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from archc.analysis.report import FORMATS
 
     parser = subparsers.add_parser(
-        "report", help="per-layer params, MACs, FLOPs, memory and receptive field; a comparison for several specs",
-        description="Static per-layer report of a spec as a block tree: output shapes, params, MACs, FLOPs, other "
-                    "ops, activation memory, receptive field and effective stride, with totals and a training-memory "
-                    "estimate. With several specs, one comparison table. No forward pass, no torch import.",
+        "report", help=("per-layer params, MACs, FLOPs, memory and "
+                        "receptive field; a comparison for several specs"),
+        description=("Static per-layer report of a spec as a block tree: output shapes, "
+                     "params, MACs, FLOPs, other ops, activation memory, receptive field and "
+                     "effective stride, with totals and a training-memory estimate. With "
+                     "several specs, one comparison table. No forward pass, no torch import."),
     )
     parser.add_argument("specs", nargs="*", metavar="SPEC")
     parser.add_argument("--html", metavar="DIR", help="one self-contained HTML page for a run or sweep directory")
     add_output_option(parser, "write the report to FILE (any --format; with --html, the page: default DIR/report.html)")
     parser.add_argument("--depth", type=positive_int, default=None, metavar="N",
-                        help="fold blocks nested deeper than N into one row with their totals (default: all levels)")
+                        help=("fold blocks nested deeper than N into one row with their totals (default: all levels)"))
     add_format_option(parser, FORMATS)
     add_columns_option(parser)
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="B",

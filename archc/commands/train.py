@@ -1,4 +1,5 @@
-"""`archc train` and `archc evaluate`: TrainConfig's fields as flags over the spec's `train:` section."""
+"""`archc train` and `archc evaluate`: TrainConfig's fields as flags
+over the spec's `train:` section."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train",
         help="train a spec on a dataset (the spec's train: section gives the defaults)",
-        description="Train a spec. Defaults come from the spec's `train:` section; flags override it. Writes OUT/metrics.csv, "
-        "OUT/metrics.jsonl, OUT/last.pt, OUT/best.pt and OUT/result.json, and prints the result row. "
-        "Multi-machine: the same command on each machine with --nnodes M --rdzv-endpoint HOST:PORT --out SHARED_DIR.",
+        description=("Train a spec. Defaults come from the spec's `train:` section; flags override "
+                     "it. Writes OUT/metrics.csv, OUT/metrics.jsonl, OUT/last.pt, OUT/best.pt and "
+                     "OUT/result.json, and prints the result row. Multi-machine: the same command "
+                     "on each machine with --nnodes M --rdzv-endpoint HOST:PORT --out SHARED_DIR."),
     )
     train.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
     add_config_flags(train)
@@ -32,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_format_option(train, ["text", "json"], help="json: print the whole result record")
     train.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
     train.add_argument("--pages", action=argparse.BooleanOptionalAction, default=True,
-                       help="write the model's diagram (diagram.svg), per-layer report (report.md) and the run's HTML "
-                            "page (report.html) into OUT at the end, and say where they are (default on)")
+                       help=("write the model's diagram (diagram.svg), per-layer report (report.md) and the run's "
+                             "HTML page (report.html) into OUT at the end, and say where they are (default on)"))
     train.add_argument("--config-json", help=argparse.SUPPRESS)
     train.set_defaults(handler=run_train)
 
@@ -41,12 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="test accuracy, per-class accuracy and confusion matrix of a checkpoint or of "
         "published weights",
-        description="Evaluate a checkpoint on the test split. The model is rebuilt as it was trained "
-        "(the checkpoint records the spec, --set and --input); dataset settings default to those it "
-        "was trained with. With --pretrained, torchvision's published weights for a zoo spec are "
-        "scored as torchvision scores them (the weights' own Resize/CenterCrop/normalisation, "
-        "ImageFolder's class order), e.g. on ImageNet's val folder: "
-        "archc evaluate resnet50 --pretrained --dataset imagefolder:VAL",
+        description=("Evaluate a checkpoint on the test split. The model is rebuilt as it was trained "
+                     "(the checkpoint records the spec, --set and --input); dataset settings default "
+                     "to those it was trained with. With --pretrained, torchvision's published "
+                     "weights for a zoo spec are scored as torchvision scores them (the weights' own "
+                     "Resize/CenterCrop/normalisation, ImageFolder's class order), e.g. on ImageNet's "
+                     "val folder: archc evaluate resnet50 --pretrained --dataset imagefolder:VAL"),
     )
     evaluate.add_argument(
         "spec", metavar="SPEC", nargs="?", default=None,
@@ -75,7 +77,8 @@ def run_train(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0" or args.config_json:
         return 0  # only rank 0 reports, and not under `--nproc` (--config-json), whose launcher prints
     if record.get("elsewhere"):
-        print(f"this machine's processes finished; rank 0 wrote {record['out']}/result.json on its machine", file=sys.stderr)
+        print("this machine's processes finished; rank 0 wrote "
+              f"{record['out']}/result.json on its machine", file=sys.stderr)
         return 0
     print(json.dumps(record, indent=2) if args.format == "json" else result_row(record))
     if args.pages:
@@ -105,10 +108,10 @@ def result_row(record: dict[str, Any]) -> str:
 
     macs = "?" if record["macs"] is None else si(record["macs"])
     return (
-        f"{record['spec']['name']}  {record['dataset']['name']}  epochs {record['epochs_completed']}  "
-        f"best epoch {record['best_epoch']}: {_best(record)}  final test {record['final_test_acc']:.2%}  "
-        f"params {si(record['params'])}  MACs {macs}  {record['images_per_s']:.0f} img/s  "
-        f"{record['train_time_s']:.1f}s train  {record['out']}"
+        f"{record['spec']['name']}  {record['dataset']['name']}  epochs "
+        f"{record['epochs_completed']}  best epoch {record['best_epoch']}: {_best(record)}  final "
+        f"test {record['final_test_acc']:.2%}  params {si(record['params'])}  MACs {macs}  "
+        f"{record['images_per_s']:.0f} img/s  {record['train_time_s']:.1f}s train  {record['out']}"
     )
 
 

@@ -94,7 +94,8 @@ class Scope:
 
     @property
     def sequential(self) -> bool:
-        """Its children run one after another, each on the previous one's output: an nn.Sequential."""
+        """Its children run one after another, each on the previous
+        one's output: an nn.Sequential."""
         if len(self.inputs) != 1 or len(self.outputs) != 1 or len(self.children) != len(self.items) or not self.items:
             return False
         if any(isinstance(it, Scope) and it.info is not None and it.info.checkpoint for it in self.items):
@@ -177,7 +178,8 @@ class Hole:
     default: Any = inspect.Parameter.empty  # the constructor's default: a constant equal to it is omitted
 
     def constant_text(self) -> str | None:
-        """The literal, or None where it equals the default (`nn.Conv2d(..., stride=1)` -> no `stride`)."""
+        """The literal, or None where it equals the default
+        (`nn.Conv2d(..., stride=1)` -> no `stride`)."""
         if self.default is not inspect.Parameter.empty and _frozen(self.value) == _frozen(self.default):
             return None
         return literal(self.value)
@@ -185,7 +187,8 @@ class Hole:
 
 @dataclass(eq=False)
 class Expr:
-    """How one child module is constructed: a leaf `Call`, an inline nn.Sequential, or a block class."""
+    """How one child module is constructed: a leaf `Call`, an inline
+    nn.Sequential, or a block class."""
 
     call: Call | None = None
     seq: list[tuple[str, Expr]] | None = None
@@ -244,7 +247,8 @@ class Expr:
 
 
 def _argument_names(target: str) -> list[str]:
-    """Positional parameter names of a constructor (`nn.Conv2d` -> in_channels, out_channels, ...)."""
+    """Positional parameter names of a constructor (`nn.Conv2d` ->
+    in_channels, out_channels, ...)."""
     cls = _resolve(target)
     if cls is None:
         return []
@@ -386,7 +390,8 @@ def _local(text: str, fallback: str) -> str:
 
 
 def class_name(name: str) -> str:
-    """A Python class name from a spec name ('resnet_18' -> 'Resnet18'); always a valid identifier."""
+    """A Python class name from a spec name ('resnet_18' ->
+    'Resnet18'); always a valid identifier."""
     words = re.sub(r"[^A-Za-z0-9]", " ", name).split()
     text = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
     return text if is_plain_attribute(text) and text[0].isalpha() else f"Model{text}"
@@ -579,7 +584,8 @@ class SourceWriter:
                 call = f"{access}({args})"
                 if item.info is not None and item.info.checkpoint:  # TorchScript drops the checkpoint
                     checkpointed = f"torch.utils.checkpoint.checkpoint({access}, {args}, use_reentrant=False)"
-                    call = f"{checkpointed} if self.training and not torch.jit.is_scripting() else {call}"
+                    call = (f"{checkpointed} if self.training and not "
+                            f"torch.jit.is_scripting() else {call}")
                 elif item.leaf in optional:
                     call = f"{call} if {access} is not None else {args}"
                 lines.append(f"{INDENT}{target} = {call}" + self._comment(scope, item, comments))
@@ -587,7 +593,8 @@ class SourceWriter:
                 local[item.id] = _unique(_local(item.id[len(scope.prefix):], item.op), taken)
                 expr = self.node_expr(item, [local[s] for s in inputs], lambda path: _access("self", path.rpartition(".")[2]))
                 if item.module is not None and scope.child_name(item) in optional:
-                    expr = f"{expr} if {_access('self', scope.child_name(item))} is not None else {local[inputs[0]]}"
+                    expr = (f"{expr} if {_access('self', scope.child_name(item))} "
+                            f"is not None else {local[inputs[0]]}")
                 lines.append(f"{INDENT}{local[item.id]} = {expr}" + self._comment(scope, item, comments))
             keep = set(returns)
             dead = [local[s] for s in dict.fromkeys(inputs) if last_use.get(s) == i and s not in keep]
@@ -617,7 +624,8 @@ class SourceWriter:
         return f"  # {shapes}" if shapes else ""
 
     def _shape_text(self, scope: Scope, item: Node | Scope) -> str:
-        """The output shape of an item (of the class's first call; its docstring says so if others differ)."""
+        """The output shape of an item (of the class's first call; its
+        docstring says so if others differ)."""
         ids = item.outputs if isinstance(item, Scope) else [item.id]
         return ", ".join(fmt_shape(self.graph.shape_of(i)) for i in ids)
 
@@ -677,7 +685,8 @@ class SourceWriter:
 
     def field_lines(self, scope: Scope, fill: Iterator[str | None], sequential: bool,
                     optional: tuple[str, ...] = ()) -> list[str]:
-        """`super().__init__()` and one line per child module, with its output shape as a comment."""
+        """`super().__init__()` and one line per child module, with
+        its output shape as a comment."""
         fields = self.fields(scope)
         names = [name for name, _ in fields]
         if sequential and names == [str(i) for i in range(len(names))]:
@@ -742,7 +751,8 @@ class SourceWriter:
             blocks.insert(0, [SEQUENTIAL_BASE])
         body = "\n\n\n".join("\n".join(b) for b in blocks)
         shape = ", ".join(str(d) for d in self.graph.input_shape)
-        head = f'"""{self.root_name}: generated by archc from {_doc_text(self.origin)}. Needs only PyTorch."""'
+        head = (f'"""{self.root_name}: generated by archc from '
+                f'{_doc_text(self.origin)}. Needs only PyTorch."""')
         main = (f'if __name__ == "__main__":\n{INDENT}model = {self.root_name}().eval()\n'
                 f"{INDENT}print(model(torch.zeros(1, {shape})).shape)")
         return f"{head}\n\n" + "\n".join(self.imports(body)) + f"\n\n\n{body}\n\n\n{main}\n"
@@ -786,12 +796,14 @@ def _doc_text(text: str) -> str:
 
 
 def module_source(graph: Graph, init: InitSpec | None, origin: str) -> str:
-    """The one source of a spec's model: `archc.build` runs it, `archc export --to python` writes it."""
+    """The one source of a spec's model: `archc.build` runs it, `archc
+    export --to python` writes it."""
     return SourceWriter(graph, init, origin).write()
 
 
 def probe_source(graph: Graph) -> str:
-    """`def _probe(self, x)`: every node in order, recording each output's shape (build verification).
+    """`def _probe(self, x)`: every node in order, recording each
+    output's shape (build verification).
 
     It calls the model's own leaf modules and the same node expressions as the module source, laid
     out flat so that every intermediate, inside blocks too, is seen.

@@ -62,7 +62,8 @@ def export_artifact(model: CompiledModel, fmt: str, path: str | Path, verify: bo
         if len(got) != len(want) or not all(torch.allclose(g, w, rtol=1e-4, atol=1e-4 * max(1.0, w.abs().max().item()))
                                             for g, w in zip(got, want, strict=False)):
             diff = max(((g - w).abs().max().item() for g, w in zip(got, want, strict=False)), default=float("nan"))
-            raise ExportError(f"{fmt} export of {graph.name} differs from the eager model (max abs diff {diff:.3g})")
+            raise ExportError(f"{fmt} export of {graph.name} differs from "
+                              f"the eager model (max abs diff {diff:.3g})")
         report.update(verified=True, checked_with="onnxruntime" if fmt == "onnx" else fmt)
     return report
 
@@ -91,7 +92,8 @@ def _onnx(model: nn.Module, x: torch.Tensor, path: Path) -> Runner:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError:
-        raise ExportError("ONNX export needs the onnx extra: pip install 'archc[onnx]' (onnx, onnxscript, onnxruntime)") from None
+        raise ExportError("ONNX export needs the onnx extra: pip install "
+                          "'archc[onnx]' (onnx, onnxscript, onnxruntime)") from None
     program = torch.onnx.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
                                 verbose=False)
     assert program is not None

@@ -1,4 +1,5 @@
-"""Stage 5, emit: the IR -> an nn.Module, by executing the one generated source (archc.compiler.codegen).
+"""Stage 5, emit: the IR -> an nn.Module, by executing the one generated
+source (archc.compiler.codegen).
 
 What `archc.build` returns is an instance of the source's root class (the very code
 `archc export --to python` writes, exposed as `model.code`), with the IR attached for reports
@@ -27,8 +28,8 @@ class CompiledModel(nn.Module):
 
     A mixin without methods or annotations (TorchScript would try to type them), so that no layer
     name clashes with it. The instance carries `archc_graph` (the IR), `archc_heads` (the output
-    heads, for the trainer) and `code` (the source it runs); archc.compiler.names reserves these names at
-    the top level.
+    heads, for the trainer) and `code` (the source it runs); archc.compiler.names
+    reserves these names at the top level.
     """
 
     if TYPE_CHECKING:  # declared for the type checker only: at run time the class stays bare
@@ -38,7 +39,8 @@ class CompiledModel(nn.Module):
 
 
 def execute(source: str, filename: str) -> dict[str, Any]:
-    """Run generated source (ours, from validated names and plain-data literals), visible to tracebacks."""
+    """Run generated source (ours, from validated names and plain-data
+    literals), visible to tracebacks."""
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace: dict[str, Any] = {"__name__": f"archc_generated_{next(_counter)}"}
     exec(compile(source, filename, "exec"), namespace)
@@ -46,7 +48,8 @@ def execute(source: str, filename: str) -> dict[str, Any]:
 
 
 def build_module(graph: Graph, init: InitSpec | None = None, origin: str | None = None) -> CompiledModel:
-    """Emit the nn.Module for a graph: execute its generated source and instantiate the root class."""
+    """Emit the nn.Module for a graph: execute its generated source
+    and instantiate the root class."""
     source = module_source(graph, init, origin or f"{graph.name}.yaml")
     name = class_name(graph.name)
     namespace = execute(source, f"<archc:{name}:{next(_counter)}>")
@@ -60,7 +63,8 @@ def build_module(graph: Graph, init: InitSpec | None = None, origin: str | None 
 
 
 def probe_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """Run the model's layers once recording every node's runtime shape (batch dimension dropped)."""
+    """Run the model's layers once recording every node's runtime
+    shape (batch dimension dropped)."""
     graph: Graph = model.archc_graph  # type: ignore[assignment]
     shapes: dict[str, tuple[int, ...]] = {}
 

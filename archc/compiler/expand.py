@@ -201,7 +201,8 @@ class Expander:
         return Value(cur.node, cur.shape, tainted=True)
 
     def annotate(self, exc: SpecError) -> None:
-        """Add the call-site chain to an error, once: where it was raised, the frames are still current."""
+        """Add the call-site chain to an error, once: where it was
+        raised, the frames are still current."""
         if id(exc) not in self.annotated:
             self.annotated.add(id(exc))
             notes = tuple(self.call_notes())
@@ -286,7 +287,8 @@ class Expander:
         try:
             flow = self.flow_in(meta, raw, scope, cur)
         except SpecError:
-            try:  # without the shape variables: a condition that reads them cannot drop the item here
+            try:
+                # without the shape variables: a condition that reads them cannot drop the item here
                 dropped = render(meta["when"], scope.env, wpos) is False
             except SpecError:
                 dropped = False
@@ -308,7 +310,8 @@ class Expander:
             return kind, None, {}, pos
         if not isinstance(raw, LDict):
             raise SpecError(
-                f"a layer is an op name ('- relu') or a mapping ('- conv: {{out: 64, kernel: 3}}'), got {type(raw).__name__}", pos
+                "a layer is an op name ('- relu') or a mapping ('- conv: "
+                f"{{out: 64, kernel: 3}}'), got {type(raw).__name__}", pos
             )
         meta = {k: v for k, v in raw.items() if k in META_KEYS}
         kinds = [k for k in raw if k not in META_KEYS]
@@ -316,7 +319,8 @@ class Expander:
             raise SpecError(f"layer has no op (keys: {', '.join(raw)})", raw.pos or pos)
         for k in kinds:
             if not self.is_kind(k):
-                raise SpecError(f"unknown op, block or key '{k}'{self.misplaced_argument(k, kinds) or self.hint(k, META_KEYS)}",
+                raise SpecError("unknown op, block or key "
+                                f"'{k}'{self.misplaced_argument(k, kinds) or self.hint(k, META_KEYS)}",
                                 key_position(raw, k))
         if len(kinds) > 1:
             raise SpecError(f"one op per list item, found {', '.join(kinds)}; put each on its own '- ' line", key_position(raw, kinds[1]))
@@ -330,11 +334,13 @@ class Expander:
             raise SpecError(f"unknown op or block '{name}'{self.hint(name)}", pos)
 
     def hint(self, name: str, keys: tuple[str, ...] = ()) -> str:
-        """Did-you-mean for an op or block name that never steers to a different function silently."""
+        """Did-you-mean for an op or block name that never steers to
+        a different function silently."""
         return suggest_op(name, ops.REGISTRY, [*self.blocks, SEQ, *keys])
 
     def misplaced_argument(self, key: str, kinds: list[str]) -> str:
-        """' (conv takes 'kernel': put it inside conv's mapping)' when `key` is an argument of the item's op."""
+        """' (conv takes 'kernel': put it inside conv's mapping)' when `key`
+        is an argument of the item's op."""
         op = next((ops.get(k) for k in kinds if ops.get(k) is not None), None)
         if op is None:
             return ""
@@ -345,7 +351,8 @@ class Expander:
             named = close[0] if close else None
         if named is None:
             return ""
-        return f" ({op.name} takes '{named}': write it inside {op.name}'s mapping, '{op.name}: {{{named}: ...}}')"
+        return (f" ({op.name} takes '{named}': write it inside "
+                f"{op.name}'s mapping, '{op.name}: {{{named}: ...}}')")
 
     def env_for(self, scope: Scope, cur: Value | None) -> ChainMap[str, Any]:
         return scope.env if cur is None else self.with_shape(scope.env, cur)
@@ -372,7 +379,8 @@ class Expander:
             unknown = [k for k in raw if k not in allowed]
             if unknown:
                 known = "count and var, or each, as and var"
-                raise SpecError(f"unknown key '{unknown[0]}' in repeat{did_you_mean(unknown[0], allowed)} (use {known})",
+                raise SpecError(f"unknown key '{unknown[0]}' in "
+                                f"repeat{did_you_mean(unknown[0], allowed)} (use {known})",
                                 key_position(raw, unknown[0]))
             var = self.repeat_name(raw, "var", "i")
             element = self.repeat_name(raw, "as", "item")
@@ -385,19 +393,22 @@ class Expander:
             if not entries:
                 raise SpecError("repeat over an empty mapping; to drop the item, use 'when:'", pos)
             if len(entries) > self.limits.max_repeat:
-                raise SpecError(f"repeat over {len(entries)} entries exceeds the limit of {self.limits.max_repeat} (--max-repeat)", pos)
+                raise SpecError(f"repeat over {len(entries)} entries exceeds the "
+                                f"limit of {self.limits.max_repeat} (--max-repeat)", pos)
             return [{**self.element_vars(v, element, var, i), "key": k} for i, (k, v) in enumerate(entries)]
         if isinstance(value, list):
             if not value:
                 raise SpecError("repeat over an empty list; to drop the item, use 'when:'", pos)
             if len(value) > self.limits.max_repeat:
-                raise SpecError(f"repeat over {len(value)} elements exceeds the limit of {self.limits.max_repeat} (--max-repeat)", pos)
+                raise SpecError(f"repeat over {len(value)} elements exceeds the "
+                                f"limit of {self.limits.max_repeat} (--max-repeat)", pos)
             return [self.element_vars(elem, element, var, i) for i, elem in enumerate(value)]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             hint = "; to drop the item, write 'when: false' (or 'when: ${n > 0}')" if value == 0 else ""
             raise SpecError(f"repeat count must be a positive integer or a list, got {value!r}{hint}", pos)
         if value > self.limits.max_repeat:
-            raise SpecError(f"repeat count {value} exceeds the limit of {self.limits.max_repeat} (--max-repeat)", pos)
+            raise SpecError(f"repeat count {value} exceeds the limit of "
+                            f"{self.limits.max_repeat} (--max-repeat)", pos)
         return ({var: i} for i in range(value))  # lazily: --max-repeat may be astronomical, the node cap is not
 
     @staticmethod
@@ -409,7 +420,8 @@ class Expander:
 
     @staticmethod
     def element_vars(elem: Any, element: str, var: str, i: int) -> dict[str, Any]:
-        """One repetition over a list: the index, the element, and a mapping element's keys as variables."""
+        """One repetition over a list: the index, the element, and a
+        mapping element's keys as variables."""
         bound: dict[str, Any] = {}
         if isinstance(elem, dict):
             bound.update({k: v for k, v in elem.items() if isinstance(k, str) and NAME_RE.match(k) and not k[0].isdigit()})
@@ -458,7 +470,8 @@ class Expander:
             raise SpecError(f"'checkpoint' must be true or false, got {value!r}", pos)
         inline = kind in self.blocks and isinstance(self.blocks[kind], LDict) and self.blocks[kind].get("inline", False)
         if value and ((kind != SEQ and kind not in self.blocks) or inline):
-            raise SpecError(f"'checkpoint' applies to a block call or a seq (a module of its own), not to '{kind}'", pos)
+            raise SpecError("'checkpoint' applies to a block call or a "
+                            f"seq (a module of its own), not to '{kind}'", pos)
         return value
 
     def single_input(self, inputs: list[Value], kind: str, pos: Pos | None) -> Value:
@@ -487,7 +500,8 @@ class Expander:
         for j, name in enumerate(names):
             npos = position_of(raw, j) if isinstance(raw, LList) else pos
             if not isinstance(name, str):
-                raise SpecError(f"'from' takes node names, got {name!r} (references are by name, never by index)", npos)
+                raise SpecError(f"'from' takes node names, got {name!r} "
+                                "(references are by name, never by index)", npos)
             if name == INPUT:
                 node_id = scope.input_id
             elif name in scope.refs:
@@ -500,7 +514,8 @@ class Expander:
                 hint = did_you_mean(name, [*scope.refs, INPUT])
                 outside = any(node == name or node.endswith(f".{name}") for node in self.graph.nodes)
                 if not hint and scope.stack and outside:
-                    hint = f" in block '{scope.stack[-1]}': a block body sees only its own names and 'input'"
+                    hint = (f" in block '{scope.stack[-1]}': a block "
+                            "body sees only its own names and 'input'")
                 raise SpecError(f"unknown node '{name}'{hint}", npos)
             out.append(Value(node_id, self.graph.shape_of(node_id), node_id in self.tainted))
         return out
@@ -519,7 +534,8 @@ class Expander:
             raise SpecError(f"unknown key '{unknown[0]}' in head{did_you_mean(unknown[0], keys)}", key_position(raw, unknown[0]))
         order = raw.get("order", len(self.graph.heads) + 1)
         if not isinstance(order, int) or isinstance(order, bool) or order < 1:
-            raise SpecError(f"order must be a positive integer (1: the first output after the main one), got {order!r}",
+            raise SpecError("order must be a positive integer (1: the first "
+                            f"output after the main one), got {order!r}",
                             position_of(raw, "order"))
         weight = raw.get("loss_weight", 1.0)
         train_only = raw.get("train_only", True)
@@ -566,7 +582,8 @@ class Expander:
             given = {k: render(v, env, position_of(body, k)) for k, v in body.items()}
             for k in body:
                 if k not in declared:
-                    raise SpecError(f"block '{block}' has no parameter '{k}'{did_you_mean(k, declared)}; it takes: {', '.join(declared) or 'nothing'}", key_position(body, k))
+                    raise SpecError(f"block '{block}' has no parameter '{k}'{did_you_mean(k, declared)}; "
+                                    f"it takes: {', '.join(declared) or 'nothing'}", key_position(body, k))
         else:
             raise SpecError(f"call a block with a mapping of arguments: '- {block}: {{...}}'", pos)
         missing = [k for k, v in declared.items() if v is None and k not in given]
@@ -665,7 +682,8 @@ class Expander:
                 if previous.params or previous.buffers or previous.op != node.op or previous.args != node.args:
                     at = f" (line {previous.pos.line})" if previous.pos else ""
                     label = module.rpartition(".")[2]
-                    raise SpecError(f"name '{label}' is already used{at}; only identical parameter-free layers may share a name", pos)
+                    raise SpecError(f"name '{label}' is already used{at}; only "
+                                    "identical parameter-free layers may share a name", pos)
                 node.shared = True
             else:
                 scope.ns.modules[module] = node

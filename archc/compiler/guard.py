@@ -96,9 +96,9 @@ def check_fits(graph: Graph, batch: int = 1, available: int | None = None) -> No
                       + (numel(n.shape) + workspace(graph, n)) * batch, default=None)
         where = f"; the largest layer is '{largest.id}' ({largest.params:,} params)" if largest is not None else ""
         raise SpecError(
-            f"'{graph.name}' needs about {_gb(weights)} of weights and {_gb(activations)} of activations "
-            f"(batch {batch}), but only {_gb(available)} of memory is available{where}; refusing to allocate "
-            "(use --force to try anyway)",
+            f"'{graph.name}' needs about {_gb(weights)} of weights and {_gb(activations)} "
+            f"of activations (batch {batch}), but only {_gb(available)} of memory is "
+            f"available{where}; refusing to allocate (use --force to try anyway)",
             largest.pos if largest is not None else None,
         )
 

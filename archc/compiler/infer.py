@@ -17,7 +17,8 @@ from archc.ops.base import MAX_COUNT, MAX_DIM, Args, Op, OpError, Shape, fmt_sha
 
 
 class ShapeError(SpecError):
-    """An op's shape rule refused its inputs: after an earlier error, possibly only its consequence."""
+    """An op's shape rule refused its inputs: after an earlier error,
+    possibly only its consequence."""
 
     cascade = False  # set by the expander when an input was changed by an earlier error
 
@@ -64,8 +65,8 @@ def make_node(
         macs = op.macs(args, shapes, shape)
         other = op.other_ops(args, shapes, shape)
         if any(d > MAX_DIM for d in shape) or max(numel(shape), params, buffers, macs, other) > MAX_COUNT:
-            raise OpError(f"output {fmt_shape(shape) if all(d <= MAX_DIM for d in shape) else 'shape'} or its "
-                          f"counts are too large (a dimension over 2^40 or a count over 2^62)")
+            raise OpError(f"output {fmt_shape(shape) if all(d <= MAX_DIM for d in shape) else 'shape'} "
+                          "or its counts are too large (a dimension over 2^40 or a count over 2^62)")
     except OverflowError as exc:  # e.g. a finite but huge scale: no shape to report
         raise SpecError(f"{op.name}: arguments give an output too large to represent ({exc})", pos) from None
     except OpError as exc:

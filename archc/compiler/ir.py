@@ -18,7 +18,8 @@ INPUT = "input"
 
 @dataclass
 class Node:
-    """One op application. `module` is the dotted attribute path of its nn.Module (None if functional)."""
+    """One op application. `module` is the dotted attribute path of its
+    nn.Module (None if functional)."""
 
     id: str
     op: str
@@ -38,7 +39,8 @@ class Node:
 
 @dataclass(frozen=True)
 class ScopeInfo:
-    """A named group of nodes: a block call or a `seq`. Reports nest by these; diagrams cluster them."""
+    """A named group of nodes: a block call or a `seq`. Reports nest
+    by these; diagrams cluster them."""
 
     path: str
     kind: str  # "block" or "seq"
@@ -157,7 +159,8 @@ class Graph:
 
     @property
     def depth(self) -> int:
-        """Weighted layers (conv/linear: `Op.weighted`) on the longest path: the 'depth' in ResNet-18's name."""
+        """Weighted layers (conv/linear: `Op.weighted`) on the longest path:
+        the 'depth' in ResNet-18's name."""
         from archc import ops  # the registry imports every op module: only when depth is asked for
 
         best: dict[str, int] = {INPUT: 0}

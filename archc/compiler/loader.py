@@ -1,9 +1,9 @@
 """Stage 1, load: YAML text -> plain Python values that remember their line and column.
 
-ruamel.yaml's round-trip loader gives positions; we copy its tree into `LDict`/`LList` (dict and list
-subclasses carrying positions) so later stages work with ordinary containers. The copy is also where
-hostile YAML is stopped: Python-object tags are refused, and an alias bomb hits the node budget
-before it can expand.
+ruamel.yaml's round-trip loader gives positions; we copy its tree into `LDict`/`LList` (dict and
+list subclasses carrying positions) so later stages work with ordinary containers. The copy is also
+where hostile YAML is stopped: Python-object tags are refused, and an alias bomb hits the
+node budget before it can expand.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def key_position(container: object, key: object) -> Pos | None:
 
 
 def is_union_tag(step: object) -> bool:
-    """A union member's tag in a pydantic error loc ('InitRule', 'literal[...]'), not a key of the spec."""
+    """A union member's tag in a pydantic error loc ('InitRule',
+    'literal[...]'), not a key of the spec."""
     return isinstance(step, str) and (
         step[:1].isupper() or step in ("int", "float", "bool", "str", "none")
         or step.startswith(("literal[", "union[", "function-", "list[", "dict[", "tuple["))
@@ -125,7 +126,8 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
         if exc.context and problem.startswith("but "):  # ruamel splits one sentence in two
             problem = f"{exc.context}, {problem}"
         if exc.context_mark is not None and mark is not None and mark.line >= len(text.splitlines()):
-            # the problem is the end of the file (an unclosed bracket or quote): point where it opened
+            # the problem is the end of the file (an unclosed bracket
+            # or quote): point where it opened
             mark, problem = exc.context_mark, f"{problem} ({exc.context})" if exc.context else problem
         pos = Pos(source, mark.line + 1, mark.column + 1) if mark else Pos(source, 1, 1)
         lines = text.splitlines()
@@ -165,8 +167,8 @@ def yaml_advice(exc: Any, lines: list[str]) -> tuple[str, tuple[int, int]] | Non
     if problem.startswith("expected <block end>"):
         where = f"line {opened.line + 1}, column {opened.column + 1}" if opened is not None else "the lines above"
         kind = "list" if "collection" in context else "mapping"  # ruamel calls a block sequence a collection
-        return (f"this line is indented differently from the rest of its {kind} (which starts at {where}); "
-                "YAML nests by indentation: align it with its siblings"), here
+        return (f"this line is indented differently from the rest of its {kind} (which "
+                f"starts at {where}); YAML nests by indentation: align it with its siblings"), here
     closing = _FLOW_CLOSE.match(problem)
     if closing and opened is not None:
         closer, got = closing.group(1), closing.group(2)
@@ -181,8 +183,9 @@ def yaml_advice(exc: Any, lines: list[str]) -> tuple[str, tuple[int, int]] | Non
     if "quoted scalar" in context and opened is not None:
         return "this quote is never closed: add the closing quote", (opened.line, opened.column)
     if problem.startswith("mapping values are not allowed"):
-        return ("unexpected ': ' here: a nested mapping goes in braces on one line ('conv: {out: 4, kernel: 3}') "
-                "or on its own, further indented lines; a space after ':' ends a key"), here
+        return ("unexpected ': ' here: a nested mapping goes in braces on "
+                "one line ('conv: {out: 4, kernel: 3}') or on its own, "
+                "further indented lines; a space after ':' ends a key"), here
     duplicate = re.match(r'found duplicate key "([^"]*)"', problem)
     if duplicate:
         key = duplicate.group(1)
@@ -220,7 +223,8 @@ _NUMBER = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?
 
 
 class _NodeLimit(Exception):
-    """Raised by the composer when a document has more nodes than the budget (before any is built)."""
+    """Raised by the composer when a document has more nodes than
+    the budget (before any is built)."""
 
     def __init__(self, line: int, column: int, message: str = "") -> None:
         super().__init__(line, column)
@@ -248,7 +252,8 @@ def _counting_yaml(max_nodes: int) -> YAML:
                 if (isinstance(value, str) and len(value) > MAX_NUMBER_CHARS and getattr(event, "style", "'") is None
                         and _NUMBER.fullmatch(value)):
                     mark = event.start_mark
-                    raise _NodeLimit(mark.line, mark.column, f"number literal of {len(value):,} characters; the limit is {MAX_NUMBER_CHARS}")
+                    raise _NodeLimit(mark.line, mark.column, f"number literal of {len(value):,} "
+                                                             f"characters; the limit is {MAX_NUMBER_CHARS}")
                 return super().compose_node(parent, index)
 
         class CountingYAML(YAML):
@@ -263,7 +268,8 @@ def _counting_yaml(max_nodes: int) -> YAML:
 
 
 def _children(node: Any, source: Source) -> list[tuple[Any, Pos | None]]:
-    """A parsed container's children in document order, with their positions (as `_convert` sees them)."""
+    """A parsed container's children in document order, with their
+    positions (as `_convert` sees them)."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     if isinstance(node, CommentedMap):
@@ -274,7 +280,8 @@ def _children(node: Any, source: Source) -> list[tuple[Any, Pos | None]]:
 
 
 def _expanded_size(node: Any, memo: dict[int, int], cap: int, depth: int) -> int:
-    """Nodes of the tree with every alias expanded, counted once per distinct container (stops past cap)."""
+    """Nodes of the tree with every alias expanded, counted once per
+    distinct container (stops past cap)."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     if not isinstance(node, (CommentedMap, CommentedSeq)) or depth > MAX_DEPTH:
@@ -291,7 +298,8 @@ def _expanded_size(node: Any, memo: dict[int, int], cap: int, depth: int) -> int
 
 
 def _overflow_pos(node: Any, left: int, source: Source, pos: Pos) -> Pos:
-    """Where converting in document order would run out of budget (the node `_convert` would report)."""
+    """Where converting in document order would run out of budget (the
+    node `_convert` would report)."""
     memo: dict[int, int] = {}
     while True:
         left -= 1
@@ -308,7 +316,8 @@ def _overflow_pos(node: Any, left: int, source: Source, pos: Pos) -> Pos:
 
 
 def _mark(source: Source, lc: Any) -> Pos | None:
-    """A ruamel (line, col) as a Pos; None past the last line (a null value at the end of the file)."""
+    """A ruamel (line, col) as a Pos; None past the last line (a null
+    value at the end of the file)."""
     if not lc or lc[0] >= _line_count(source.text):
         return None
     return Pos(source, lc[0] + 1, lc[1] + 1)

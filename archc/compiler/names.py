@@ -61,12 +61,14 @@ def name_problem(name: object, top_level: bool) -> str | None:
     if name in MODULE_ATTRIBUTES:
         return f"name '{name}' is taken by an attribute of torch's nn.Module; choose another name"
     if top_level and name in MODEL_ATTRIBUTES:
-        return f"name '{name}' is taken by an attribute of the model archc builds (model.{name}); choose another name"
+        return (f"name '{name}' is taken by an attribute of the model "
+                f"archc builds (model.{name}); choose another name")
     return None
 
 
 def is_plain_attribute(name: str) -> bool:
-    """True when `self.NAME` is valid Python naming exactly NAME (ASCII identifier, not a keyword)."""
+    """True when `self.NAME` is valid Python naming exactly NAME
+    (ASCII identifier, not a keyword)."""
     return name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
 
 

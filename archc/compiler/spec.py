@@ -50,7 +50,8 @@ class InitRule(Strict):
         return self
 
     def weight_source(self, tensor: str) -> str:
-        """The `nn.init` call of this rule on a weight, as Python source (the generated model runs it)."""
+        """The `nn.init` call of this rule on a weight, as Python source
+        (the generated model runs it)."""
         kaiming = "".join(f", {k}={v!r}" for k, v, default in (("a", self.a, 0.0), ("mode", self.mode, "fan_in"),
                           ("nonlinearity", self.nonlinearity, "leaky_relu")) if v != default)
         calls = {
@@ -59,7 +60,8 @@ class InitRule(Strict):
             "xavier_normal": f"xavier_normal_({tensor}, gain={self.gain!r})",
             "xavier_uniform": f"xavier_uniform_({tensor}, gain={self.gain!r})",
             "normal": f"normal_({tensor}, mean={self.mean!r}, std={self.std!r})",
-            "trunc_normal": f"trunc_normal_({tensor}, mean={self.mean!r}, std={self.std!r}, a={-2 * self.std!r}, b={2 * self.std!r})",
+            "trunc_normal": (f"trunc_normal_({tensor}, mean={self.mean!r}, "
+                             f"std={self.std!r}, a={-2 * self.std!r}, b={2 * self.std!r})"),
             "uniform": f"uniform_({tensor}, {self.low!r}, {self.high!r})",
             "zeros": f"zeros_({tensor})",
             "ones": f"ones_({tensor})",
@@ -90,16 +92,16 @@ class InitSpec(Strict):
 
 
 class BlockDef(Strict):
-    """A reusable, parameterised group of layers: `blocks: {BasicBlock: {params: ..., layers: ...}}`."""
+    """A reusable, parameterised group of layers: `blocks: {Name: {params: ..., layers: ...}}`."""
 
     params: dict[str, ParamValue] = Field(default_factory=dict, description="arguments with defaults; null means required")
     layers: list[Any] = Field(min_length=1)
     inline: bool = Field(False, description="splice the layers into the caller's namespace instead of a child module")
     module_order: list[str] = Field(
         default_factory=list,
-        description="child modules in the order the block declares them (its state_dict order) where that "
-                    "differs from the order they run: [norm1, attn, norm2, mlp] for a post-norm block; "
-                    "the others keep their places")
+        description=("child modules in the order the block declares them (its state_dict "
+                     "order) where that differs from the order they run: [norm1, attn, "
+                     "norm2, mlp] for a post-norm block; the others keep their places"))
     doc: str | None = None
 
 
@@ -116,7 +118,8 @@ class SpecModel(Strict):
     init: InitSpec | None = None
     variants: dict[str, dict[str, ParamValue]] = Field(
         default_factory=dict,
-        description="named parameter sets of a family spec: archc.load('resnet152') loads this file with them")
+        description=("named parameter sets of a family spec: "
+                     "archc.load('resnet152') loads this file with them"))
 
 
 __all__ = ["BlockDef", "InitRule", "InitSpec", "SpecModel", "TrainConfig"]

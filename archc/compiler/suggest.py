@@ -78,12 +78,14 @@ def is_typo(name: str, candidate: str) -> bool:
 
 
 # Where PyTorch's 1d/2d/3d suffix changes what a layer computes (Dropout2d zeroes whole channels),
-# rather than only the rank archc reads from the input (torchvision's LayerNorm2d normalises channels).
+# rather than only the rank archc reads from the input (torchvision's
+# LayerNorm2d normalises channels).
 RANK_SUFFIX_MATTERS = frozenset({"dropout", "alphadropout", "featurealphadropout", "layernorm"})
 
 
 def _pytorch_key(name: str) -> str:
-    """'BatchNorm2d' -> 'batchnorm', 'Conv2d' -> 'conv', 'max_pool2d' -> 'max_pool'; 'Dropout2d' stays."""
+    """'BatchNorm2d' -> 'batchnorm', 'Conv2d' -> 'conv', 'max_pool2d' ->
+    'max_pool'; 'Dropout2d' stays."""
     stripped = re.sub(r"(?<=[a-z])[123]d$", "", name.lower())
     return name.lower() if stripped.replace("_", "") in RANK_SUFFIX_MATTERS else stripped
 
@@ -91,7 +93,8 @@ def _pytorch_key(name: str) -> str:
 def suggest_op(name: str, ops: Iterable[str], others: Iterable[str] = ()) -> str:
     """The hint after "unknown op ... 'name'": a plain did-you-mean only when meaning is kept.
 
-    `ops` are op names and aliases (functions); `others` are block and key names (suggested as typos).
+    `ops` are op names and aliases (functions); `others` are block and
+    key names (suggested as typos).
     """
     op_names = list(ops)
     lowered = {o.lower().replace("_", ""): o for o in reversed(op_names)}
@@ -113,7 +116,8 @@ def suggest_op(name: str, ops: Iterable[str], others: Iterable[str] = ()) -> str
         return f" (did you mean '{best}'?)"
     typed, closest = name.lower(), best.lower()
     if (closest in typed and not typed.startswith(closest)) or typed in closest:
-        return f" (the closest op, '{best}', is a different function)"  # hard-tanh, un-flatten: a variant
+        # hard-tanh, un-flatten: a variant
+        return f" (the closest op, '{best}', is a different function)"
     return f" (the closest op is '{best}': not a spelling slip, so check it computes what you mean)"
 
 

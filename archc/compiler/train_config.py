@@ -1,6 +1,8 @@
-"""Training recipe: one pydantic model shared by the spec's `train:` section, the CLI flags and the API.
+"""Training recipe: one pydantic model shared by the spec's `train:`
+section, the CLI flags and the API.
 
-Kept free of torch so that `archc check` can validate a spec's `train:` section without importing it.
+Kept free of torch so that `archc check` can validate a spec's
+`train:` section without importing it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
-    dataset: str = Field("synthetic", description="cifar10, cifar100, mnist, fashion_mnist, kmnist, digits, synthetic or imagefolder:PATH")
+    dataset: str = Field("synthetic", description=("cifar10, cifar100, mnist, fashion_mnist, "
+                                                   "kmnist, digits, synthetic or imagefolder:PATH"))
     data_dir: str | None = Field(None, description="where datasets live (default ~/.cache/archc/data)", json_schema_extra=RUNNER)
     download: bool = Field(True, description="download a missing torchvision dataset", json_schema_extra=RUNNER)
     epochs: int = Field(10, ge=1, le=100_000, description="passes over the training set")
@@ -70,22 +73,27 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
     aux_weight: float = Field(0.3, ge=0, description="loss weight of extra outputs of a plain nn.Module (specs weight each head)")
-    augment: bool | None = Field(None, description="random crop and flip; default: the dataset's (crop+flip for CIFAR, crop for MNIST-like)")
+    augment: bool | None = Field(None, description=("random crop and flip; default: the dataset's "
+                                                    "(crop+flip for CIFAR, crop for MNIST-like)"))
     crop_padding: int | None = Field(None, ge=0, description="random-crop padding in pixels; default: the dataset's")
     hflip: bool | None = Field(None, description="random horizontal flips; default: the dataset's")
     resize: tuple[int, int] | None = Field(None, description="resize images on the device: H (square) or H,W")
     recipe: Recipe | None = Field(None, description="a named recipe: its settings are the defaults of those not given (imagenet)")
-    data_path: DataPath = Field("auto", description="memory: decode the dataset once into RAM; stream: decode in loader workers; auto: memory when it fits --memory-limit", json_schema_extra=RUNNER)
-    memory_limit: int | str | None = Field(None, ge=1, description="bytes the decoded dataset may take in memory (suffixes K, M, G; default half the available memory)", json_schema_extra=RUNNER)
-    loader_workers: int | None = Field(None, ge=0, le=256, description="streaming: DataLoader worker processes (default: cores / processes, at most 8)", json_schema_extra=RUNNER)
+    data_path: DataPath = Field("auto", description=("memory: decode the dataset once into RAM; stream: decode "
+                                                     "in loader workers; auto: memory when it fits --memory-limit"), json_schema_extra=RUNNER)
+    memory_limit: int | str | None = Field(None, ge=1, description=("bytes the decoded dataset may take in memory "
+                                                                    "(suffixes K, M, G; default half the available memory)"), json_schema_extra=RUNNER)
+    loader_workers: int | None = Field(None, ge=0, le=256, description=("streaming: DataLoader worker processes (default: cores / processes, at most 8)"), json_schema_extra=RUNNER)
     checkpoint_every: int | None = Field(None, ge=1, description="also write last.pt every N steps, so --resume continues mid-epoch", json_schema_extra=RUNNER)
     amp: bool = Field(False, description="mixed precision (autocast)")
     amp_dtype: AmpDtype = Field("auto", description="autocast dtype; auto: bfloat16 where supported, else float16 on CUDA")
-    channels_last: bool | None = Field(None, description="channels-last memory format; default: measured at start-up (contiguous under --deterministic)")
+    channels_last: bool | None = Field(None, description=("channels-last memory format; default: measured "
+                                                          "at start-up (contiguous under --deterministic)"))
     compile: bool = Field(False, description="torch.compile the model", json_schema_extra=RUNNER)
     seed: int = Field(0, ge=0, lt=2**32, description="random seed of initialisation, data order and augmentation")
     deterministic: bool = Field(False, description="deterministic algorithms only")
-    workers: int | None = Field(None, ge=1, description="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores available shared between processes)", json_schema_extra=RUNNER)
+    workers: int | None = Field(None, ge=1, description=("CPU threads for torch (default: OMP_NUM_THREADS if "
+                                                         "set, else the cores available shared between processes)"), json_schema_extra=RUNNER)
     device: Device = Field("auto", description="auto: CUDA, then MPS, then CPU", json_schema_extra=RUNNER)
     nproc: int = Field(1, ge=1, le=1024, description="processes for data-parallel training on this machine (torchrun)", json_schema_extra=RUNNER)
     nnodes: int = Field(1, ge=1, le=100_000, description="machines in the run (torchrun's c10d rendezvous at --rdzv-endpoint)", json_schema_extra=RUNNER)
@@ -93,9 +101,11 @@ class TrainConfig(BaseModel):
     rdzv_endpoint: str | None = Field(None, pattern=r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$", description="HOST:PORT of the rendezvous, the same on every machine", json_schema_extra=RUNNER)
     out: str | None = Field(None, description="run directory (default runs/NAME/TIMESTAMP)", json_schema_extra=RUNNER)
     resume: bool = Field(False, description="continue from OUT/last.pt when it exists", json_schema_extra=RUNNER)
-    init_from: str | None = Field(None, description="initial weights: a state_dict, an archc checkpoint or torchvision:NAME (published weights)", json_schema_extra=RUNNER)
+    init_from: str | None = Field(None, description=("initial weights: a state_dict, an archc "
+                                                     "checkpoint or torchvision:NAME (published weights)"), json_schema_extra=RUNNER)
     pretrained: bool = Field(False, description="start from torchvision's published weights for this spec")
-    val_split: float = Field(0.1, ge=0, lt=1, description="fraction of the training set held out (stratified, fixed seed) to choose best.pt and stop early; 0: none, best.pt is the last epoch")
+    val_split: float = Field(0.1, ge=0, lt=1, description=("fraction of the training set held out (stratified, fixed seed) to "
+                                                           "choose best.pt and stop early; 0: none, best.pt is the last epoch"))
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better validation accuracy")
     tensorboard: bool = Field(True, description="log every epoch's metrics for TensorBoard in OUT/tensorboard", json_schema_extra=RUNNER)
     log: LogMode = Field("auto", description="auto: progress bars on a terminal, plain lines otherwise", json_schema_extra=RUNNER)
@@ -168,7 +178,8 @@ class TrainConfig(BaseModel):
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer sgd with momentum > 0")
         if self.batch_size % (self.nproc * self.nnodes):
-            raise ValueError(f"batch_size {self.batch_size} must be divisible by nproc x nnodes = {self.nproc * self.nnodes}")
+            raise ValueError(f"batch_size {self.batch_size} must be divisible "
+                             f"by nproc x nnodes = {self.nproc * self.nnodes}")
         if self.nnodes > 1 and self.rdzv_endpoint is None:
             raise ValueError("nnodes > 1 needs rdzv_endpoint HOST:PORT, the same on every machine")
         if self.node_rank is not None and self.node_rank >= self.nnodes:
@@ -180,7 +191,8 @@ class TrainConfig(BaseModel):
         return self
 
     def recipe_differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
-        """Fields that change what is computed (not runner-only) and differ: {name: (self, other)}."""
+        """Fields that change what is computed (not runner-only) and
+        differ: {name: (self, other)}."""
         mine, theirs = self.model_dump(), other.model_dump()
         return {k: (mine[k], theirs[k]) for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]}
 
@@ -200,14 +212,16 @@ def runner_setting_in_spec(section: Mapping[str, object]) -> tuple[str, str] | N
         if key in RUNTIME_FIELDS:
             flag = "--" + str(key).replace("_", "-")
             return str(key), (
-                f"train: '{key}' is for the person running archc ({flag} or the Python API), not for a spec: "
-                "a spec describes the model and its recipe, never paths, processes or machine resources"
+                f"train: '{key}' is for the person running archc ({flag} or "
+                "the Python API), not for a spec: a spec describes the model "
+                "and its recipe, never paths, processes or machine resources"
             )
         if key == "dataset" and isinstance(value, str) and ":" in value:
             kind = value.split(":", 1)[0]
             return "dataset", (
-                f"train: dataset '{kind}:...' names a path, which only the person running archc gives "
-                f"(--dataset {kind}:PATH or the Python API); a spec may name a built-in dataset"
+                f"train: dataset '{kind}:...' names a path, which only "
+                f"the person running archc gives (--dataset {kind}:PATH "
+                "or the Python API); a spec may name a built-in dataset"
             )
     return None
 
@@ -253,14 +267,15 @@ def cgroup_cpu_quota() -> int | None:
 def cap_to_machine(cfg: TrainConfig) -> tuple[TrainConfig, list[str]]:
     """cfg with its process and thread counts lowered to the CPUs this machine gives the run, and a
     one-line note per lowered count: more threads or processes than cores only slow a run down
-    (64 threads on 2 cores train 50x slower). Raises ValueError when the lowered config is invalid."""
+    (64 threads on 2 cores train 50x slower). Raises ValueError when
+    the lowered config is invalid."""
     cpus = machine_cpus()
     nproc = min(cfg.nproc, cpus)
     limits = {"nproc": cpus, "workers": max(1, cpus // nproc), "loader_workers": cpus}
     changes = {name: limit for name, limit in limits.items() if (getattr(cfg, name) or 0) > limit}
     notes = [
-        f"note: --{name.replace('_', '-')} {getattr(cfg, name)} lowered to {limit}: this machine gives archc "
-        f"{cpus} CPU{'s' if cpus != 1 else ''} (affinity and cgroup quota)"
+        (f"note: --{name.replace('_', '-')} {getattr(cfg, name)} lowered to {limit}: this "
+         f"machine gives archc {cpus} CPU{'s' if cpus != 1 else ''} (affinity and cgroup quota)")
         for name, limit in changes.items()
     ]
     if not changes:

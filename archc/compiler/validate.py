@@ -35,7 +35,8 @@ from archc.ops.base import MAX_DIM
 
 @dataclass
 class LoadedSpec:
-    """A validated spec with resolved parameters; compile it with `archc.build` or `archc.analyze`."""
+    """A validated spec with resolved parameters; compile it with
+    `archc.build` or `archc.analyze`."""
 
     model: SpecModel
     document: Document
@@ -113,7 +114,8 @@ def _walk(root: object, path: tuple[Any, ...]) -> object:
 
 
 def _spec_path(root: object, loc: tuple[Any, ...]) -> list[str]:
-    """pydantic's loc without its union tags ('int', 'InitRule'); keys present in the spec always stay."""
+    """pydantic's loc without its union tags ('int', 'InitRule'); keys
+    present in the spec always stay."""
     parts, node = [], root
     for step in loc:
         if (isinstance(node, dict) and step in node) or (isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)):
@@ -173,13 +175,14 @@ def resolve_params(declared: LDict, overrides: dict[str, Any], where: str = "par
                    outer: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Defaults in order (a default may use earlier parameters), overrides replacing them.
 
-    `given_at` is the mapping the overrides were written in (a block call's arguments), for positions;
-    `outer` the names defaults may read besides earlier parameters (a block's: the spec parameters
-    and the shape of its input).
+    `given_at` is the mapping the overrides were written in (a block call's arguments), for
+    positions; `outer` the names defaults may read besides earlier parameters (a block's: the spec
+    parameters and the shape of its input).
     """
     for key in overrides:
         if key not in declared:
-            raise SpecError(f"unknown {where} '{key}'{did_you_mean(key, declared)}; known: {', '.join(declared) or 'none'}")
+            raise SpecError(f"unknown {where} '{key}'{did_you_mean(key, declared)}; "
+                            f"known: {', '.join(declared) or 'none'}")
     env: dict[str, Any] = {}
     visible = ChainMap(env, dict(outer or {}))
     for key, default in declared.items():
@@ -236,7 +239,8 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
         shape = render(list(input_raw), params, position_of(data, "input"))
         bad = [i for i, d in enumerate(shape) if not (isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_DIM)]
         if bad:
-            raise SpecError(f"input must be positive integers of at most 2^40 (channels first, no batch), got {shape}",
+            raise SpecError("input must be positive integers of at most "
+                            f"2^40 (channels first, no batch), got {shape}",
                             position_of(input_raw, bad[0]))
     except SpecError as exc:
         errors.append(exc)
@@ -260,7 +264,8 @@ NETWORK_KEYS = ("input", "params", "blocks", "layers", "variants")
 def _independent_errors(document: Document, exc: ValidationError, overrides: dict[str, Any],
                         plugins: tuple[str, ...]) -> list[SpecError]:
     """When pydantic refused only keys the network does not depend on (a misspelled top-level key,
-    `init`, `train`), the errors of the train section and of the network itself, reported with them."""
+    `init`, `train`), the errors of the train section and of the network
+    itself, reported with them."""
     data = document.data
     if any(err.loc and err.loc[0] in NETWORK_KEYS for err in complaints(exc)):
         return []
@@ -283,7 +288,8 @@ def _independent_errors(document: Document, exc: ValidationError, overrides: dic
 
 
 def _network_errors(spec: LoadedSpec) -> list[SpecError]:
-    """The expansion's errors of a spec whose other sections failed: every error of a file at once."""
+    """The expansion's errors of a spec whose other sections failed:
+    every error of a file at once."""
     from archc.compiler.expand import expand
 
     try:

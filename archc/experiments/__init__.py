@@ -1,4 +1,5 @@
-"""Experiments: sweeps over training options and spec parameters, comparisons, result tables, plots, HTML.
+"""Experiments: sweeps over training options and spec parameters,
+comparisons, result tables, plots, HTML.
 
     from archc.experiments import sweep, compare, Variant
     sweep("specs/lenet5.yaml", {"optimizer": ["sgd", "adam"], "lr": [0.01, 0.1]}, out="runs/grid",
@@ -65,10 +66,11 @@ def sweep(
     echo: Any = echo_stderr,
     **config: Any,
 ) -> SweepOutcome:
-    """Train the grid's cartesian product (times variants and seeds); keyword arguments are TrainConfig fields.
+    """Train the grid's cartesian product (times variants and seeds); keyword
+    arguments are TrainConfig fields.
 
-    seeds: a count (seeds seed, seed+1, ...) or a list. variants: models to compare (then spec is None).
-    Raises ExperimentError or SpecError on bad input before anything trains.
+    seeds: a count (seeds seed, seed+1, ...) or a list. variants: models to compare (then spec is
+    None). Raises ExperimentError or SpecError on bad input before anything trains.
     """
     if (spec is None) == (variants is None):
         raise ExperimentError("give either a spec or variants")
@@ -87,7 +89,8 @@ def compare(specs: Sequence[str | Path], *, out: str | Path, **kwargs: Any) -> S
 
 
 def write_html_report(run_or_sweep_dir: Path, out_html: Path) -> Path:
-    """One self-contained HTML page for a run, a sweep or a folder of runs (see archc.experiments.html)."""
+    """One self-contained HTML page for a run, a sweep or a folder of
+    runs (see archc.experiments.html)."""
     from archc.experiments.html import write_html_report as write
 
     return write(Path(run_or_sweep_dir), Path(out_html))

@@ -33,7 +33,8 @@ def spec_variants(specs: list[str]) -> list[Variant]:
 
 
 def collect_runs(dirs: list[str | Path]) -> list[RunResult]:
-    """Runs from run directories, sweep directories, or folders of run directories (e.g. runs/NAME)."""
+    """Runs from run directories, sweep directories, or folders of
+    run directories (e.g. runs/NAME)."""
     runs: list[RunResult] = []
     loose: list[RunResult] = []  # runs outside any manifest, labelled by their differences
     for item in dirs:
@@ -69,7 +70,8 @@ def _run_name(path: Path) -> str:
 
 
 def label_by_differences(runs: list[RunResult]) -> None:
-    """Set each run's values to its spec name plus the recipe options and --set values that differ between runs."""
+    """Set each run's values to its spec name plus the recipe options and --set
+    values that differ between runs."""
     records = [r.record or {} for r in runs]
     configs = [rec.get("config", {}) for rec in records]
     keys: list[str] = []

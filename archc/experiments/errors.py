@@ -1,4 +1,5 @@
-"""ExperimentError: a bad sweep or comparison request, reported as one line before anything trains."""
+"""ExperimentError: a bad sweep or comparison request, reported as
+one line before anything trains."""
 
 from __future__ import annotations
 

@@ -48,7 +48,8 @@ class Axis:
 
 
 def normalize_key(key: str) -> str:
-    """`batch-size` and `batch_size` name the same option, as on the command line; spec parameters keep their spelling."""
+    """`batch-size` and `batch_size` name the same option, as on the command line; spec
+    parameters keep their spelling."""
     key = key.strip()
     if key.startswith(SPEC_PREFIX):
         return SPEC_PREFIX + key[len(SPEC_PREFIX) :].strip()
@@ -113,8 +114,8 @@ def check_train_key(key: str, where: str = "grid key") -> None:
     if key not in TrainConfig.model_fields:
         hint = did_you_mean(key, [k for k in TrainConfig.model_fields if k not in MANAGED])
         raise ExperimentError(
-            f"unknown {where} '{key}'{hint}; use a training option such as lr, optimizer, batch_size, augment, "
-            f"or set.PARAM for a spec parameter"
+            f"unknown {where} '{key}'{hint}; use a training option such as lr, "
+            "optimizer, batch_size, augment, or set.PARAM for a spec parameter"
         )
 
 
@@ -123,7 +124,8 @@ def check_spec_key(key: str, params: dict[str, Any], spec_name: str) -> None:
     param = key[len(SPEC_PREFIX) :]
     if param not in params:
         known = ", ".join(params) or "none"
-        raise ExperimentError(f"{spec_name} has no parameter '{param}'{did_you_mean(param, params)}; its parameters: {known}")
+        raise ExperimentError(f"{spec_name} has no parameter "
+                              f"'{param}'{did_you_mean(param, params)}; its parameters: {known}")
 
 
 def check_axes(axes: list[Axis]) -> None:

@@ -1,7 +1,7 @@
 """One self-contained HTML page for a run or a sweep: diagram, per-layer table, curves, results.
 
-Everything is inline (SVG diagram from archc.analysis.diagram, SVG plots, CSS), with no script and no
-external resource, so the file can be mailed, archived or opened offline. IDs inside each inline
+Everything is inline (SVG diagram from archc.analysis.diagram, SVG plots, CSS), with no script and
+no external resource, so the file can be mailed, archived or opened offline. IDs inside each inline
 SVG get a unique prefix, so several SVGs on one page cannot capture each other's references.
 """
 
@@ -59,7 +59,8 @@ class _Model:
 
 
 def write_html_report(run_or_sweep_dir: Path, out_html: Path) -> Path:
-    """Write the page for a run directory, a sweep directory or a folder of runs; returns out_html."""
+    """Write the page for a run directory, a sweep directory or a
+    folder of runs; returns out_html."""
     source = Path(run_or_sweep_dir)
     runs = collect_runs([source])
     if not runs:
@@ -69,7 +70,8 @@ def write_html_report(run_or_sweep_dir: Path, out_html: Path) -> Path:
     kind = {"sweep": "Sweep", "compare": "Comparison"}.get(manifest.get("kind", "sweep")) if manifest else None
     title = f"{kind or ('Runs' if len(runs) > 1 else 'Run')} {source.resolve().name}"
     body = [f"<h1>{_e(title)}</h1>", f'<p class="note">{_e(describe(runs))}</p>' if describe(runs) else "",
-            f'<p class="note">{_e(_counts(runs))}; generated {_e(time.strftime("%Y-%m-%d %H:%M"))} from {_e(str(source))}</p>']
+            f'<p class="note">{_e(_counts(runs))}; generated '
+            f'{_e(time.strftime("%Y-%m-%d %H:%M"))} from {_e(str(source))}</p>']
     body += ["<h2>Results</h2>", _results_table(runs), _runs_table(runs)]
     body += ["<h2>Curves and trade-offs</h2>", _plots(runs)]
     body += _models_section(_models(runs, manifest), plugins)
@@ -181,7 +183,8 @@ def _models_section(models: list[_Model], plugins: tuple[str, ...]) -> list[str]
         try:
             graph = _graph(model, plugins)
         except (SpecError, OSError, ValueError) as exc:
-            parts.append(f'<p class="note">cannot compile {_e(model.shown)}: {_e(str(exc).splitlines()[0])}</p></section>')
+            parts.append(f'<p class="note">cannot compile {_e(model.shown)}: '
+                         f'{_e(str(exc).splitlines()[0])}</p></section>')
             continue
         parts.append(_diagram(graph, f"diagram-{i}"))
         parts.append(_layer_table(graph))

@@ -22,7 +22,8 @@ VERSION = 1
 
 
 def read_manifest(out: Path) -> dict[str, Any] | None:
-    """The manifest in out, None when there is none; ExperimentError when it is not a sweep manifest."""
+    """The manifest in out, None when there is none; ExperimentError
+    when it is not a sweep manifest."""
     path = out / MANIFEST
     if not path.exists():
         return None
@@ -69,7 +70,8 @@ def merge(existing: dict[str, Any] | None, plan: SweepPlan) -> dict[str, Any]:
         if run["id"] in runs:
             kept = runs[run["id"]]
             if {k: kept.get(k) for k in ("spec", "set", "config")} != {k: run[k] for k in ("spec", "set", "config")}:
-                raise ExperimentError(f"{plan.out / MANIFEST} records run {run['id']} with other settings; choose another --out")
+                raise ExperimentError(f"{plan.out / MANIFEST} records run {run['id']} "
+                                      "with other settings; choose another --out")
         else:
             runs[run["id"]] = run
     grid = {k: list(v) for k, v in existing.get("grid", {}).items()}
@@ -80,7 +82,8 @@ def merge(existing: dict[str, Any] | None, plan: SweepPlan) -> dict[str, Any]:
 
 
 def check_same_definition(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:
-    """Refuse, naming the first difference, to add runs of another experiment to a sweep directory."""
+    """Refuse, naming the first difference, to add runs of another
+    experiment to a sweep directory."""
     if old == new:
         return
     labels = {
@@ -105,7 +108,8 @@ def check_same_definition(old: dict[str, Any], new: dict[str, Any], out: Path) -
             shown = "; ".join(f"{k}: {_shown(before, k)} -> {_shown(after, k)}"
                               for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k))
             raise ExperimentError(f"{out} holds a sweep with other {label} ({shown}); {advice}")
-        raise ExperimentError(f"{out} holds a sweep with other {label} ({_short(before)}, now {_short(after)}); {advice}")
+        raise ExperimentError(f"{out} holds a sweep with other {label} "
+                              f"({_short(before)}, now {_short(after)}); {advice}")
     raise ExperimentError(f"{out} holds a different sweep; choose another --out")
 
 

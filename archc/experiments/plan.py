@@ -68,7 +68,8 @@ class RunSpec:
         """Why a result record found in this run's directory is not from this run, or None."""
         spec = record.get("spec") or {}
         if spec.get("hash") != self.spec_hash:
-            return f"it was trained from another spec or other --set values ({spec.get('name')}, {record.get('overrides', {}).get('spec')})"
+            return ("it was trained from another spec or other --set values "
+                    f"({spec.get('name')}, {record.get('overrides', {}).get('spec')})")
         try:
             stored = TrainConfig.model_validate(record.get("config") or {})
         except ValidationError:
@@ -194,7 +195,8 @@ def _disambiguate(runs: list[RunSpec]) -> None:
 
 
 class _SpecCache:
-    """Loads each (spec, overrides) once: validation, shape inference and the spec's train: defaults."""
+    """Loads each (spec, overrides) once: validation, shape inference
+    and the spec's train: defaults."""
 
     def __init__(self, plugins: tuple[str, ...], input_shape: tuple[int, ...] | None) -> None:
         self.plugins = tuple(plugins)
@@ -223,7 +225,8 @@ class _SpecCache:
         return TrainConfig.model_validate({**base, **overrides})
 
     def check(self, run: RunSpec) -> tuple[int, str, dict[str, Any]]:
-        """Validate the run's spec, shapes and config: (parameter count, spec hash, resolved config)."""
+        """Validate the run's spec, shapes and config: (parameter
+        count, spec hash, resolved config)."""
         from archc.api import compile_graph, fingerprint
 
         try:
@@ -252,12 +255,14 @@ def _misfit(loaded: Any, graph: Any, config: TrainConfig, input_shape: tuple[int
         return mismatch(with_input(loaded, input_shape), given, config.dataset)
     out = graph.shape_of(graph.output)
     if classes is not None and len(out) == 1 and out[0] != classes:
-        return f"{graph.name} outputs {out[0]} classes but {config.dataset} has {classes}; pass --set num_classes={classes}"
+        return (f"{graph.name} outputs {out[0]} classes but {config.dataset} "
+                f"has {classes}; pass --set num_classes={classes}")
     return None
 
 
 def _recipe_notes(plan: SweepPlan, loader: _SpecCache) -> list[str]:
-    """Warn when the models of a comparison train with different recipes (their train: sections differ)."""
+    """Warn when the models of a comparison train with different recipes
+    (their train: sections differ)."""
     if len(plan.variants) < 2:
         return []
     configs = {}
@@ -272,8 +277,8 @@ def _recipe_notes(plan: SweepPlan, loader: _SpecCache) -> list[str]:
         diff = {k: d for k, d in diff.items() if k not in given}
         if diff:
             shown = ", ".join(f"{k} {format_value(d[0])} vs {format_value(d[1])}" for k, d in list(diff.items())[:4])
-            notes.append(f"{name} trains with a different recipe than {first_name} ({shown}) from its spec's train: "
-                         "section; pass the option to use one recipe")
+            notes.append(f"{name} trains with a different recipe than {first_name} ({shown}) "
+                         "from its spec's train: section; pass the option to use one recipe")
     return notes
 
 

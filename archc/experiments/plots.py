@@ -1,4 +1,5 @@
-"""Plots of a set of runs, as PNG and SVG: learning curves, accuracy vs parameters, accuracy vs time.
+"""Plots of a set of runs, as PNG and SVG: learning curves, accuracy
+vs parameters, accuracy vs time.
 
 Rows are the groups of results.py (a model or grid point; the line or point is the mean over its
 seeds, the band or error bar one standard deviation). Figures are drawn with matplotlib's object

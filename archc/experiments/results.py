@@ -34,8 +34,8 @@ METRICS = (
 )
 SETTINGS = ("params_k", "epochs")  # figures a row's runs share; shown once, not as mean ± std
 NOTES = (
-    "test acc: test accuracy after the last epoch; best acc: the best epoch's; train loss: mean training loss "
-    "of the last epoch",
+    "test acc: test accuracy after the last epoch; best acc: the "
+    "best epoch's; train loss: mean training loss of the last epoch",
     "train time: seconds in training steps (evaluation excluded); peak mem: the run's peak memory "
     "(process peak RSS on CPU, torch.cuda.max_memory_allocated on a GPU), MB = 10^6 bytes",
     "a ± b: mean and sample standard deviation over the finished runs of a row (one per seed)",
@@ -321,9 +321,9 @@ def describe(runs: list[RunResult]) -> str:
     data = rec.get("dataset", {})
     shape = "x".join(str(d) for d in data.get("input_shape", []))
     versions = rec.get("versions", {})
-    return (f"{data.get('name')}: {data.get('train_images')} train / {data.get('test_images')} test images at {shape}; "
-            f"{rec.get('device_name') or rec.get('device')} ({rec.get('device')}); torch {versions.get('torch')}, "
-            f"archc {versions.get('archc')}")
+    return (f"{data.get('name')}: {data.get('train_images')} train / {data.get('test_images')} "
+            f"test images at {shape}; {rec.get('device_name') or rec.get('device')} "
+            f"({rec.get('device')}); torch {versions.get('torch')}, archc {versions.get('archc')}")
 
 
 def runs_markdown(runs: list[RunResult]) -> str:

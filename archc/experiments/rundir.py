@@ -87,7 +87,8 @@ def write_failure(run_dir: Path, error: str, exit_code: int | None = None) -> No
 
 
 def set_aside(path: Path) -> Path | None:
-    """Rename path to NAME.N.EXT (the first free N) so a retry starts clean and nothing is deleted."""
+    """Rename path to NAME.N.EXT (the first free N) so a retry
+    starts clean and nothing is deleted."""
     if not path.exists():
         return None
     n = 1

@@ -1,4 +1,5 @@
-"""Running a sweep: each pending run in its own process, J at a time, resumable after any interruption.
+"""Running a sweep: each pending run in its own process, J at a time,
+resumable after any interruption.
 
 Finished runs are skipped, interrupted ones resume from their checkpoint, failed ones are retried
 only when asked. A run that fails, diverges or crashes is recorded and the sweep goes on. The
@@ -36,7 +37,8 @@ from archc.experiments.rundir import (
 )
 
 STOP_GRACE_S = 15.0
-# Written after each sweep that trained something (or when missing): a rerun that only skips keeps them.
+# Written after each sweep that trained something (or when missing): a
+# rerun that only skips keeps them.
 RESULT_FILES = ("results.md", "results.csv", "runs.csv", "curves.png", "curves.svg")
 Echo = Callable[[str], None]
 
@@ -62,14 +64,16 @@ def echo_stderr(text: str) -> None:
 
 def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, echo: Echo = echo_stderr,
               write_results: bool = True) -> SweepOutcome:
-    """Run every unfinished run of plan under plan.out, then write results.md, results.csv and plots."""
+    """Run every unfinished run of plan under plan.out, then write
+    results.md, results.csv and plots."""
     from archc.trainer.lock import RunLock
 
     if jobs < 1:
         raise ExperimentError(f"--jobs must be at least 1, got {jobs}")
     cpus = machine_cpus()
     if jobs > cpus:  # more training processes than cores only slow every run down
-        echo(f"note: --jobs {jobs} lowered to {cpus}: this machine gives archc {cpus} CPU{'s' if cpus != 1 else ''} (affinity and cgroup quota)")
+        echo(f"note: --jobs {jobs} lowered to {cpus}: this machine gives archc "
+             f"{cpus} CPU{'s' if cpus != 1 else ''} (affinity and cgroup quota)")
         jobs = cpus
     out = plan.out
     try:
@@ -83,7 +87,8 @@ def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, ech
         todo = _select(manifest, plan, retry_failed, outcome)
         write_manifest(out, manifest)
         if outcome.skipped:
-            echo(f"{len(outcome.skipped)} of {len(manifest['runs'])} runs already finished; skipping them")
+            echo(f"{len(outcome.skipped)} of {len(manifest['runs'])} "
+                 "runs already finished; skipping them")
         try:
             with _interrupt_on_sigterm():
                 _Scheduler(plan, manifest, todo, jobs, echo, outcome).run()
@@ -225,7 +230,8 @@ class _Scheduler:
         self.outcome.trained.append(entry["id"])
         elapsed = time.perf_counter() - started
         if state.status == "done" and state.record is not None:
-            self.echo(f"{entry['id']}: done in {elapsed:.1f}s, test acc {state.record['final_test_acc']:.2%}")
+            self.echo(f"{entry['id']}: done in {elapsed:.1f}s, test "
+                      f"acc {state.record['final_test_acc']:.2%}")
         else:
             self.echo(f"{entry['id']}: {state.status}: {state.error}")
 

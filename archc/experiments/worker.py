@@ -1,4 +1,5 @@
-"""The child process of a sweep: one training run, its output in train.log, its failure in failure.json.
+"""The child process of a sweep: one training run, its output in
+train.log, its failure in failure.json.
 
 Sweeps start children from a fork server that imported this module, and with it torch and the
 trainer, once; each run then starts in milliseconds in a fresh process, so a crash takes down only
@@ -51,7 +52,8 @@ def run_job(job: dict[str, Any]) -> None:
     out = Path(job["config"]["out"])
     out.mkdir(parents=True, exist_ok=True)
     _redirect_output(out / LOG)
-    print(f"=== archc sweep run {job['id']} (pid {os.getpid()}, {time.strftime('%Y-%m-%d %H:%M:%S')}) ===", flush=True)
+    print(f"=== archc sweep run {job['id']} (pid {os.getpid()}, "
+          f"{time.strftime('%Y-%m-%d %H:%M:%S')}) ===", flush=True)
     try:
         train(job["spec"], spec_overrides=job["set"], plugins=tuple(job["plugins"]), input_shape=job.get("input_shape"), **job["config"])
     except DivergenceError as exc:  # the trainer recorded it in result.json

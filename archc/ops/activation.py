@@ -22,7 +22,8 @@ class Activation(Op):
         return numel(out)
 
     def torch_kwargs(self, args: Any) -> dict[str, object]:
-        """The nn class's keyword arguments that differ from its defaults (`args` is the op's own Args)."""
+        """The nn class's keyword arguments that differ from its defaults
+        (`args` is the op's own Args)."""
         return {}
 
     def emit(self, args: Args, inputs: list[Shape], out: Shape, inplace: bool) -> Call:

@@ -24,17 +24,19 @@ class SelfAttention(Op):
     shorthand = "heads"
     autograd = Autograd(saves="input", side=(Side(4, "output"),))  # q, k, v projections and the attention output
     colour = "#e4dcf2"
-    weighted = False  # no `init:` kind: nn.MultiheadAttention initialises itself (xavier_uniform, zero biases)
+    # no `init:` kind: nn.MultiheadAttention initialises itself (xavier_uniform, zero biases)
+    weighted = False
     fresh_output = True
     module_call = "{module}({x}, {x}, {x}, need_weights=False)[0]"
-    doc = ("Multi-head self-attention over a (L, D) token sequence: nn.MultiheadAttention(D, heads, "
-           "batch_first=True) called as torchvision's ViT does (query = key = value, no weights returned).")
+    doc = ("Multi-head self-attention over a (L, D) token sequence: "
+           "nn.MultiheadAttention(D, heads, batch_first=True) called as "
+           "torchvision's ViT does (query = key = value, no weights returned).")
 
     def infer(self, args: SelfAttentionArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         if len(shape) != 2:
-            raise OpError(f"self_attention needs a (L, D) token sequence, got {fmt_shape(shape)}; a (C, H, W) map "
-                          f"becomes one with reshape + permute (ViT's patch embedding)")
+            raise OpError(f"self_attention needs a (L, D) token sequence, got {fmt_shape(shape)}; a "
+                          "(C, H, W) map becomes one with reshape + permute (ViT's patch embedding)")
         if shape[1] % args.heads:
             raise OpError(f"heads={args.heads} does not divide the model dimension D={shape[1]}")
         return shape
@@ -44,7 +46,8 @@ class SelfAttention(Op):
         return 4 * d * d + 4 * d
 
     def macs(self, args: SelfAttentionArgs, inputs: list[Shape], out: Shape) -> int:
-        """q/k/v and output projections (4 L D^2) and the two attention products Q K^T and A V (2 L^2 D)."""
+        """q/k/v and output projections (4 L D^2) and the two attention
+        products Q K^T and A V (2 L^2 D)."""
         length, d = out
         return 4 * length * d * d + 2 * length * length * d
 

@@ -56,7 +56,8 @@ class Call:
 
 @dataclass(frozen=True)
 class Window:
-    """How one output position reads its input along each spatial dim: the receptive-field rule's input.
+    """How one output position reads its input along each spatial dim:
+    the receptive-field rule's input.
 
     `stride` is a Fraction so that upsampling (1/2) and adaptive pools (7/3) stay exact.
     """
@@ -90,8 +91,8 @@ class Side:
 
 @dataclass(frozen=True)
 class Autograd:
-    """What one training step holds for an op besides its output (archc.analysis.memory), from torch's
-    derivatives.yaml.
+    """What one training step holds for an op besides its output (archc.analysis.memory),
+    from torch's derivatives.yaml.
 
     `saves`: what the backward keeps: its inputs, its output, or nothing; "input_when_fresh" the
     input, but the output when the op ran in place (leaky_relu); "clone_when_inplace" the input, and
@@ -108,7 +109,8 @@ class Autograd:
     side: tuple[Side, ...] = ()
 
 
-# The per-op facts every op class declares itself (tests/test_op_facts.py checks each registered op).
+# The per-op facts every op class declares itself (tests/test_op_facts.py
+# checks each registered op).
 DECLARED_FACTS = ("autograd", "colour", "weighted")
 
 
@@ -127,14 +129,17 @@ class Op:
     is_module: ClassVar[bool] = True
     # Owns one learned tensor instead of a child module: the enclosing module holds it as an
     # nn.Parameter named after the node (`class_token`, `layer_scale`); `emit()` gives the Call that
-    # creates its first value and `source()` receives the attribute (`self.layer_scale`) as inputs[0].
+    # creates its first value and `source()` receives the attribute
+    # (`self.layer_scale`) as inputs[0].
     owns_tensor: ClassVar[bool] = False
     # How forward calls the op's module when not plainly `module(x)`: a template over `{module}` and
-    # `{x}` (nn.MultiheadAttention: query, key and value, first of its outputs); never in nn.Sequential.
+    # `{x}` (nn.MultiheadAttention: query, key and value, first of its
+    # outputs); never in nn.Sequential.
     module_call: ClassVar[str | None] = None
     # May run in place on its input (only done when the compiler proves it safe).
     inplace_capable: ClassVar[bool] = False
-    # Produces a fresh tensor whose value its own backward does not need: in-place successors are safe.
+    # Produces a fresh tensor whose value its own backward does not
+    # need: in-place successors are safe.
     fresh_output: ClassVar[bool] = False
     # The kind of per-op initialisation rule that applies ("conv", "linear", "norm" or None).
     init_kind: ClassVar[str | None] = None
@@ -142,7 +147,8 @@ class Op:
     # op, plugins included); the defaults only keep an undeclared third-party op usable.
     # What a training step keeps for this op's backward (archc.analysis.memory).
     autograd: ClassVar[Autograd] = Autograd()
-    # The diagram's fill colour for the op's family (archc.analysis.diagram), e.g. "#dbe8f6" for convolutions.
+    # The diagram's fill colour for the op's family (archc.analysis.diagram),
+    # e.g. "#dbe8f6" for convolutions.
     colour: ClassVar[str] = "#ffffff"
     # A weighted layer (conv, linear): counts toward the network's depth, the 18 of ResNet-18
     # (archc.compiler.ir.Graph.depth).
@@ -173,11 +179,13 @@ class Op:
         return 0
 
     def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
-        """Elements of the op's largest parameter tensor (a for-loop Adam step allocates two that size)."""
+        """Elements of the op's largest parameter tensor (a for-loop Adam
+        step allocates two that size)."""
         return params
 
     def int64_buffers(self, args: Any, buffers: int) -> int:
-        """How many of the op's `buffers` elements are int64 (BatchNorm's num_batches_tracked counter,
+        """How many of the op's `buffers` elements are int64
+        (BatchNorm's num_batches_tracked counter,
         MaxViT's relative_position_index)."""
         return 0
 
@@ -202,7 +210,8 @@ class Op:
         return self.expression(args, inputs)
 
     def expression(self, args: Any, inputs: list[str]) -> str:
-        """A functional op's forward expression on its inputs' variable names (the default `source`)."""
+        """A functional op's forward expression on its inputs'
+        variable names (the default `source`)."""
         raise NotImplementedError(f"op {self.name} has no expression")
 
     def inplace_expression(self, args: Any, inputs: list[str]) -> str:
@@ -214,10 +223,12 @@ class Op:
         return self.name
 
     def receptive_window(self, args: Any, inputs: list[Shape], out: Shape) -> Window | None:
-        """The window this op slides over the spatial dims, for receptive fields (archc.analysis.receptive).
+        """The window this op slides over the spatial dims, for receptive
+        fields (archc.analysis.receptive).
 
-        None (the default) means no declared window: archc.analysis.receptive then treats a shape-preserving op
-        as pointwise in space and one that drops the spatial dims as seeing the whole input.
+        None (the default) means no declared window: archc.analysis.receptive then treats a
+        shape-preserving op as pointwise in space and one that drops the spatial
+        dims as seeing the whole input.
         """
         return None
 
@@ -240,7 +251,8 @@ def fmt_shape(shape: Shape) -> str:
 def spatial(shape: Shape, what: str, min_rank: int = 2) -> tuple[int, Shape]:
     """Split (C, *spatial) and check the rank, for conv/pool/norm ops."""
     if len(shape) < min_rank:
-        raise OpError(f"{what} needs a (channels, ...spatial) input, got {fmt_shape(shape)}; is a flatten too early?")
+        raise OpError(f"{what} needs a (channels, ...spatial) input, "
+                      f"got {fmt_shape(shape)}; is a flatten too early?")
     if len(shape) > 4:
         raise OpError(f"{what} supports up to 3 spatial dimensions, got {fmt_shape(shape)}")
     return shape[0], shape[1:]

@@ -55,7 +55,8 @@ def _check_padding_mode(mode: str, sp: Shape, k: tuple[int, ...], p: tuple[int, 
         pad = -(-dd * (kk - 1) // 2) if same else pp
         if (mode == "reflect" and pad >= size) or (mode == "circular" and pad > size):
             rule = "smaller than" if mode == "reflect" else "at most"
-            raise OpError(f"padding {pad} in '{mode}' mode must be {rule} the {fmt_shape(sp)} feature map it receives")
+            raise OpError(f"padding {pad} in '{mode}' mode must be {rule} "
+                          f"the {fmt_shape(sp)} feature map it receives")
 
 
 def _kxk(kernel: tuple[int, ...]) -> str:
@@ -111,8 +112,9 @@ class Conv(Op):
             o = (size + 2 * pp - dd * (kk - 1) - 1) // ss + 1
             if o < 1:
                 raise OpError(
-                    f"kernel {_kxk(k)} (dilation {list(d) if len(set(d)) > 1 else d[0]}, padding "
-                    f"{list(p) if len(set(p)) > 1 else p[0]}) does not fit the {fmt_shape(sp)} feature map it receives"
+                    f"kernel {_kxk(k)} (dilation {list(d) if len(set(d)) > 1 else d[0]}, "
+                    f"padding {list(p) if len(set(p)) > 1 else p[0]}) does not fit the "
+                    f"{fmt_shape(sp)} feature map it receives"
                 )
             out.append(o)
         if args.padding_mode != "zeros":
@@ -211,7 +213,8 @@ class ConvTranspose(Op):
         _positive(p, "padding", allow_zero=True)
         _positive(op_, "output_padding", allow_zero=True)
         if any(oo >= max(ss, dd) for oo, ss, dd in zip(op_, s, d, strict=True)):
-            raise OpError(f"output_padding {list(op_)} must be smaller than the stride or the dilation (PyTorch's rule)")
+            raise OpError(f"output_padding {list(op_)} must be smaller than "
+                          "the stride or the dilation (PyTorch's rule)")
         _check_groups(c_in, args.out, args.groups)
         out = [(i - 1) * ss - 2 * pp + dd * (kk - 1) + oo + 1 for i, kk, ss, pp, oo, dd in zip(sp, k, s, p, op_, d, strict=True)]
         if any(o < 1 for o in out):
@@ -246,7 +249,8 @@ class ConvTranspose(Op):
         return f"deconv {args.kernel}/{args.stride}, {args.out}"
 
     def receptive_window(self, args: ConvTransposeArgs, inputs: list[Shape], out: Shape) -> Window:
-        """An output position gathers at most floor((k-1)*d/s) + 1 neighbouring inputs; the stride is 1/s."""
+        """An output position gathers at most floor((k-1)*d/s) + 1
+        neighbouring inputs; the stride is 1/s."""
         k, s, _, _, d = self._geom(args, inputs[0])
         span = tuple((kk - 1) * dd // ss + 1 for kk, ss, dd in zip(k, s, d, strict=True))
         return Window(span, tuple(Fraction(1, ss) for ss in s), (1,) * len(k))

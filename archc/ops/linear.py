@@ -37,8 +37,9 @@ class Linear(Op):
     def infer(self, args: LinearArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         if len(shape) > 2 and not args.channels_last:
-            raise OpError(f"linear received a {fmt_shape(shape)} feature map; for a classifier add '- flatten' before "
-                          f"it, for an MLP on a channels-last (H, W, C) map write 'channels_last: true'")
+            raise OpError(f"linear received a {fmt_shape(shape)} feature map; for a "
+                          "classifier add '- flatten' before it, for an MLP on a "
+                          "channels-last (H, W, C) map write 'channels_last: true'")
         return (*shape[:-1], args.out)
 
     def params(self, args: LinearArgs, inputs: list[Shape], out: Shape) -> int:
@@ -69,7 +70,8 @@ class Flatten(Op):
     colour = "#ffffff"
     weighted = False
     Args = FlattenArgs
-    doc = "Flatten dimensions start..end into one, keeping the batch: (C, H, W) -> (C*H*W,) by default."
+    doc = ("Flatten dimensions start..end into one, keeping "
+           "the batch: (C, H, W) -> (C*H*W,) by default.")
 
     def infer(self, args: FlattenArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)

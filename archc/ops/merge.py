@@ -37,7 +37,8 @@ class Add(Merge):
         first = inputs[0]
         for shape, label in zip(inputs[1:], labels[1:], strict=True):
             if shape != first:
-                raise OpError(f"add: {label} yields {fmt_shape(shape)} but {labels[0]} yields {fmt_shape(first)}")
+                raise OpError(f"add: {label} yields {fmt_shape(shape)} "
+                              f"but {labels[0]} yields {fmt_shape(first)}")
         return first
 
     def other_ops(self, args: Args, inputs: list[Shape], out: Shape) -> int:
@@ -73,7 +74,8 @@ class Concat(Merge):
         for shape, label in zip(inputs[1:], labels[1:], strict=True):
             rest = shape[:d] + shape[d + 1 :]
             if len(shape) != len(first) or rest != rest0:
-                raise OpError(f"concat: {label} yields {fmt_shape(rest)} but {labels[0]} yields {fmt_shape(rest0)}")
+                raise OpError(f"concat: {label} yields {fmt_shape(rest)} "
+                              f"but {labels[0]} yields {fmt_shape(rest0)}")
         return (*first[:d], sum(s[d] for s in inputs), *first[d + 1 :])
 
     def expression(self, args: ConcatArgs, inputs: list[str]) -> str:
@@ -92,10 +94,12 @@ class Multiply(Merge):
         out = list(inputs[0])
         for shape, label in zip(inputs[1:], labels[1:], strict=True):
             if len(shape) != len(out):
-                raise OpError(f"multiply: {label} yields {fmt_shape(shape)} but {labels[0]} yields {fmt_shape(inputs[0])}")
+                raise OpError(f"multiply: {label} yields {fmt_shape(shape)} "
+                              f"but {labels[0]} yields {fmt_shape(inputs[0])}")
             for i, (a, b) in enumerate(zip(out, shape, strict=True)):
                 if a != b and 1 not in (a, b):
-                    raise OpError(f"multiply: {label} yields {fmt_shape(shape)}, which does not broadcast with {fmt_shape(tuple(out))}")
+                    raise OpError(f"multiply: {label} yields {fmt_shape(shape)}, which "
+                                  f"does not broadcast with {fmt_shape(tuple(out))}")
                 out[i] = max(a, b)
         return tuple(out)
 

@@ -28,7 +28,8 @@ class BatchNorm(Op):
     Args = BatchNormArgs
     fresh_output = True
     init_kind = "norm"
-    doc = "Batch normalisation over the channel (or feature) dimension; 1d/2d/3d from the input's rank."
+    doc = ("Batch normalisation over the channel (or feature) "
+           "dimension; 1d/2d/3d from the input's rank.")
 
     def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
         return params // 2  # weight and bias, equal sizes
@@ -39,7 +40,8 @@ class BatchNorm(Op):
     def infer(self, args: BatchNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         if not 1 <= len(shape) <= 4:
-            raise OpError(f"bn needs a (features), (C, L), (C, H, W) or (C, D, H, W) input, got {fmt_shape(shape)}")
+            raise OpError("bn needs a (features), (C, L), (C, H, W) or "
+                          f"(C, D, H, W) input, got {fmt_shape(shape)}")
         return shape
 
     def params(self, args: BatchNormArgs, inputs: list[Shape], out: Shape) -> int:
@@ -83,22 +85,24 @@ class LayerNorm(Op):
     Args = LayerNormArgs
     fresh_output = True
     init_kind = "norm"
-    doc = ("Layer normalisation over the last `dims` dimensions: the features of a (D,) or (L, D) input, "
-           "the channels of a channels-last (H, W, C) map with `dims: 1` (ConvNeXt's block); `layernorm2d` "
-           "for the channels of a (C, H, W) map.")
+    doc = ("Layer normalisation over the last `dims` dimensions: the features of a (D,) "
+           "or (L, D) input, the channels of a channels-last (H, W, C) map with `dims: "
+           "1` (ConvNeXt's block); `layernorm2d` for the channels of a (C, H, W) map.")
 
     def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
         return params // 2 if args.bias else params  # weight and bias, equal sizes
 
     @staticmethod
     def dims(args: LayerNormArgs, shape: Shape) -> int:
-        """The trailing dims normalised over; a feature map must say (the last dim would be its width)."""
+        """The trailing dims normalised over; a feature map must say
+        (the last dim would be its width)."""
         if args.dims is not None:
             return args.dims
         if len(shape) > 2:
-            raise OpError(f"layernorm on a {fmt_shape(shape)} input would normalise over its last dimension only; "
-                          f"say which: 'dims: 1' for a channels-last (H, W, C) map, 'dims: {len(shape)}' for the whole "
-                          f"sample, or 'layernorm2d' for the channels of a (C, H, W) map")
+            raise OpError(f"layernorm on a {fmt_shape(shape)} input would normalise over "
+                          "its last dimension only; say which: 'dims: 1' for a "
+                          f"channels-last (H, W, C) map, 'dims: {len(shape)}' for the whole "
+                          "sample, or 'layernorm2d' for the channels of a (C, H, W) map")
         return 1
 
     def infer(self, args: LayerNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
@@ -161,8 +165,8 @@ class LayerNorm2d(Op):
     def infer(self, args: LayerNorm2dArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         if len(shape) != 3:
-            raise OpError(f"layernorm2d needs a (C, H, W) map, got {fmt_shape(shape)}; for the last dimension of "
-                          f"(L, D) or (H, W, C) input use 'layernorm'")
+            raise OpError(f"layernorm2d needs a (C, H, W) map, got {fmt_shape(shape)}; for "
+                          "the last dimension of (L, D) or (H, W, C) input use 'layernorm'")
         return shape
 
     def params(self, args: LayerNorm2dArgs, inputs: list[Shape], out: Shape) -> int:

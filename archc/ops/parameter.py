@@ -1,4 +1,5 @@
-"""Learned tensors of the spec's own: ViT's class token and position embedding, ConvNeXt's layer scale.
+"""Learned tensors of the spec's own: ViT's class token and position
+embedding, ConvNeXt's layer scale.
 
 A `parameter` op owns one tensor, held by the enclosing module as an nn.Parameter named after the
 node (`name: class_token` gives the state_dict key `class_token`, inside a block `...layer_scale`),
@@ -21,8 +22,8 @@ class ParameterArgs(Args):
     shape: list[int] = Field(min_length=1, description="the stored tensor's shape, as torchvision stores it; "
                                                        "a leading 1 beyond the input's rank is the batch")
     use: Literal["add", "multiply", "concat"] = Field(
-        "add", description="add (position embedding), multiply (layer scale) or concat in front along `dim` "
-                           "(class token, expanded over the batch)")
+        "add", description=("add (position embedding), multiply (layer scale) or concat "
+                            "in front along `dim` (class token, expanded over the batch)"))
     dim: int = Field(0, description="concat: dimension without the batch")
     init: Literal["zeros", "ones", "constant", "normal", "trunc_normal"] = Field(
         "zeros", description="initial values; trunc_normal is nn.init.trunc_normal_ (timm's and torchvision's "
@@ -45,8 +46,8 @@ class Parameter(Op):
     autograd = Autograd(saves="input")  # the input, for the tensor's gradient under multiply
     colour = "#fdf1d6"
     weighted = False
-    doc = ("A learned tensor (nn.Parameter named after the item) added to, multiplied with or concatenated "
-           "in front of the input: position embedding, layer scale, class token.")
+    doc = ("A learned tensor (nn.Parameter named after the item) added to, multiplied with or "
+           "concatenated in front of the input: position embedding, layer scale, class token.")
 
     def infer(self, args: ParameterArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         x = self.one(inputs)
@@ -56,23 +57,24 @@ class Parameter(Op):
         if args.init == "trunc_normal" and not args.a < args.b:
             raise OpError(f"trunc_normal needs a < b, got a {args.a} and b {args.b}")
         if len(shape) > len(x) + 1 or (len(shape) == len(x) + 1 and shape[0] != 1):
-            raise OpError(f"a {fmt_shape(shape)} parameter does not fit a {fmt_shape(x)} input: it may have one "
-                          f"more (batch) dimension than the input, of size 1")
+            raise OpError(f"a {fmt_shape(shape)} parameter does not fit a {fmt_shape(x)} input: "
+                          "it may have one more (batch) dimension than the input, of size 1")
         own = shape[-len(x):] if len(shape) > len(x) else shape
         if args.use == "concat":
             if len(own) != len(x):
-                raise OpError(f"concat needs a parameter of the input's rank (optionally with a leading 1), got "
-                              f"{fmt_shape(shape)} for a {fmt_shape(x)} input")
+                raise OpError("concat needs a parameter of the input's rank (optionally with "
+                              f"a leading 1), got {fmt_shape(shape)} for a {fmt_shape(x)} input")
             if not -len(x) <= args.dim < len(x):
                 raise OpError(f"dim={args.dim} is out of range for a {fmt_shape(x)} input")
             d = args.dim % len(x)
             if own[:d] + own[d + 1:] != x[:d] + x[d + 1:]:
-                raise OpError(f"concat along dim {d}: the {fmt_shape(shape)} parameter and the {fmt_shape(x)} input "
-                              f"differ in another dimension")
+                raise OpError(f"concat along dim {d}: the {fmt_shape(shape)} parameter "
+                              f"and the {fmt_shape(x)} input differ in another dimension")
             return (*x[:d], x[d] + own[d], *x[d + 1:])
         aligned = x[len(x) - len(own):]
         if any(p not in (1, s) for p, s in zip(own, aligned, strict=True)):
-            raise OpError(f"{args.use}: a {fmt_shape(shape)} parameter does not broadcast to the {fmt_shape(x)} input")
+            raise OpError(f"{args.use}: a {fmt_shape(shape)} parameter "
+                          f"does not broadcast to the {fmt_shape(x)} input")
         return x
 
     def params(self, args: ParameterArgs, inputs: list[Shape], out: Shape) -> int:

@@ -81,13 +81,15 @@ class WindowPool(Op):
             _pool_out(size, kk, ss, pp, dd, args.ceil_mode) for size, kk, ss, pp, dd in zip(sp, k, s, p, d, strict=True)
         )
         if any(o < 1 for o in out):
-            raise OpError(f"window {'x'.join(map(str, k))} does not fit the {fmt_shape(sp)} feature map it receives")
+            raise OpError(f"window {'x'.join(map(str, k))} does not fit "
+                          f"the {fmt_shape(sp)} feature map it receives")
         for size, kk, ss, pp, dd, oo in zip(sp, k, s, p, d, out, strict=True):
-            # a dilated window can straddle the input and see only padding: PyTorch then returns -inf
-            # and an out-of-range index that corrupts memory in backward
+            # a dilated window can straddle the input and see only padding: PyTorch then returns
+            # -inf and an out-of-range index that corrupts memory in backward
             if dd > 1 and _sees_only_padding(size, kk, ss, pp, dd, oo):
-                raise OpError(f"window {'x'.join(map(str, k))} with dilation {dd} and padding {pp} has output "
-                              f"positions that see only padding of the {fmt_shape(sp)} feature map it receives")
+                raise OpError(f"window {'x'.join(map(str, k))} with dilation {dd} and "
+                              f"padding {pp} has output positions that see only "
+                              f"padding of the {fmt_shape(sp)} feature map it receives")
         return (c, *out)
 
     def other_ops(self, args: MaxPoolArgs | AvgPoolArgs, inputs: list[Shape], out: Shape) -> int:
@@ -178,7 +180,8 @@ class AdaptivePool(Op):
         return f"{self.name} -> {args.output}"
 
     def receptive_window(self, args: AdaptiveArgs, inputs: list[Shape], out: Shape) -> Window:
-        """PyTorch's bins run from floor(i*n/o) to ceil((i+1)*n/o): the widest bin is the kernel, n/o the stride.
+        """PyTorch's bins run from floor(i*n/o) to ceil((i+1)*n/o): the widest bin
+        is the kernel, n/o the stride.
 
         The widest bin, ceil((n + o - gcd(n, o)) / o), is the width at the largest fractional start.
         """
@@ -257,5 +260,6 @@ def _sees_only_padding(size: int, k: int, s: int, p: int, d: int, out: int) -> b
         return True
     left = min(out, -(-p // s), d // math.gcd(s, d))
     if left > MAX_WINDOW_CHECK:
-        raise OpError(f"kernel {k} with dilation {d} and padding {p} is too large to check against a feature map of {size}")
+        raise OpError(f"kernel {k} with dilation {d} and padding {p} is "
+                      f"too large to check against a feature map of {size}")
     return any((a := i * s - p) + (k - 1) * d < 0 or a % d >= size for i in range(left))

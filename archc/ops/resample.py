@@ -55,7 +55,8 @@ class Upsample(Op):
         c, sp = spatial(self.one(inputs), "upsample")
         dims = _MODE_DIMS.get(args.mode)
         if dims is not None and len(sp) != dims:
-            raise OpError(f"mode '{args.mode}' needs {dims} spatial dimension{'s' if dims > 1 else ''}, got {fmt_shape(sp)}")
+            raise OpError(f"mode '{args.mode}' needs {dims} spatial "
+                          f"dimension{'s' if dims > 1 else ''}, got {fmt_shape(sp)}")
         if args.size is not None:
             out = ntuple(args.size, len(sp), "size")
         else:

@@ -23,8 +23,8 @@ def axis(dim: int, shape: Shape, what: str = "dim") -> int:
     """`dim` as an index into `shape` (negative counts from the end), or an OpError."""
     rank = len(shape)
     if not -rank <= dim < rank:
-        raise OpError(f"{what}={dim} is out of range for a {fmt_shape(shape)} input (dimensions 0..{rank - 1} "
-                      f"or -{rank}..-1, without the batch)")
+        raise OpError(f"{what}={dim} is out of range for a {fmt_shape(shape)} input "
+                      f"(dimensions 0..{rank - 1} or -{rank}..-1, without the batch)")
     return dim % rank
 
 
@@ -61,7 +61,8 @@ class Reshape(Functional):
     aliases = ("view",)
     Args = ReshapeArgs
     shorthand = "shape"
-    doc = "Reshape without the batch, e.g. (768, 14, 14) -> (768, 196); one entry may be -1 (inferred)."
+    doc = ("Reshape without the batch, e.g. (768, 14, 14) "
+           "-> (768, 196); one entry may be -1 (inferred).")
 
     def infer(self, args: ReshapeArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
@@ -105,7 +106,8 @@ class Unflatten(Functional):
         return (*shape[:d], *part, *shape[d + 1 :])
 
     def expression(self, args: UnflattenArgs, inputs: list[str]) -> str:
-        return f"{inputs[0]}.unflatten({args.dim + 1 if args.dim >= 0 else args.dim}, {tuple(args.sizes)!r})"
+        return (f"{inputs[0]}.unflatten({args.dim + 1 if args.dim >= 0 else args.dim}, "
+                f"{tuple(args.sizes)!r})")
 
 
 class PermuteArgs(Args):
@@ -124,7 +126,8 @@ class Permute(Functional):
         shape = self.one(inputs)
         order = axes(args.dims, shape, "dims")
         if len(order) != len(shape):
-            raise OpError(f"dims {args.dims} must name each of the {len(shape)} dimensions of a {fmt_shape(shape)} input")
+            raise OpError(f"dims {args.dims} must name each of the {len(shape)} "
+                          f"dimensions of a {fmt_shape(shape)} input")
         return tuple(shape[d] for d in order)
 
     def expression(self, args: PermuteArgs, inputs: list[str]) -> str:
@@ -206,7 +209,8 @@ class Select(Functional):
     autograd = Autograd(saves="none", view=True)
     aliases = ("index",)
     Args = SelectArgs
-    doc = "Take one position along a dimension and drop that dimension, e.g. ViT's class token x[:, 0]."
+    doc = ("Take one position along a dimension and drop "
+           "that dimension, e.g. ViT's class token x[:, 0].")
 
     def infer(self, args: SelectArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
@@ -247,7 +251,8 @@ class Roll(Functional):
 
         dims = [args.dims] if isinstance(args.dims, int) else args.dims
         shifts = [args.shifts] if isinstance(args.shifts, int) else args.shifts
-        return f"torch.roll({inputs[0]}, shifts={tuple(shifts)!r}, dims={tuple(batched(d) for d in dims)!r})"
+        return (f"torch.roll({inputs[0]}, shifts={tuple(shifts)!r}, "
+                f"dims={tuple(batched(d) for d in dims)!r})")
 
 
 class ChannelShuffleArgs(Args):
@@ -289,7 +294,8 @@ class Pad(Functional):
     Args = PadArgs
     shorthand = "padding"
     fresh_output = True
-    doc = "Pad the spatial dimensions of a (C, ...spatial) input (zeros, a constant, reflect, replicate, circular)."
+    doc = ("Pad the spatial dimensions of a (C, ...spatial) input "
+           "(zeros, a constant, reflect, replicate, circular).")
 
     def pads(self, args: PadArgs, shape: Shape) -> list[int]:
         if len(shape) < 2:
@@ -310,7 +316,8 @@ class Pad(Functional):
         for k, (lo, hi) in enumerate(zip(*[iter(self.pads(args, shape))] * 2, strict=True)):
             d = len(shape) - 1 - k
             if args.mode == "reflect" and max(lo, hi) >= shape[d]:
-                raise OpError(f"reflect padding {max(lo, hi)} must be smaller than the size {shape[d]} it reflects")
+                raise OpError(f"reflect padding {max(lo, hi)} must be "
+                              f"smaller than the size {shape[d]} it reflects")
             out[d] = shape[d] + lo + hi
             if out[d] < 1:
                 raise OpError(f"padding {args.padding} leaves dimension {d} empty")

@@ -1,4 +1,5 @@
-"""`python -m archc.trainer SPEC [flags]`: `archc train` on its own, what `--nproc` runs under torchrun."""
+"""`python -m archc.trainer SPEC [flags]`: `archc train` on its own, what
+`--nproc` runs under torchrun."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""`archc.train(spec_or_module, **config)`: one training run from Python, returning its result record.
+"""`archc.train(spec_or_module, **config)`: one training run from
+Python, returning its result record.
 
 This module wires the pieces together in the order the guarantees need: configuration, the run
 lock, the dataset (so a missing dataset fails before any model work), the model and its fit to
@@ -76,7 +77,8 @@ def resolve_config(source: Source, overrides: dict[str, Any]) -> TrainConfig:
     if unknown:
         from archc.errors import did_you_mean
 
-        raise TrainError(f"unknown training option '{unknown[0]}'{did_you_mean(unknown[0], TrainConfig.model_fields)}")
+        raise TrainError("unknown training option "
+                         f"'{unknown[0]}'{did_you_mean(unknown[0], TrainConfig.model_fields)}")
     try:
         cfg, notes = cap_to_machine(TrainConfig.model_validate({**base, **overrides}))
     except ValidationError as exc:
@@ -104,11 +106,13 @@ def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: t
     from archc.trainer.distributed import launch
 
     if source.spec_path is None:
-        raise TrainError("nproc or nnodes > 1 needs a spec file (a module cannot be sent to worker processes); launch your script with torchrun instead")
+        raise TrainError("nproc or nnodes > 1 needs a spec file (a module cannot be sent "
+                         "to worker processes); launch your script with torchrun instead")
     if cfg.resume and cfg.out is None:
         raise TrainError("--resume needs --out: the run directory to continue")
     if cfg.nnodes > 1 and cfg.out is None:
-        raise TrainError("--nnodes needs --out: one run directory that every machine names alike (on a shared file system)")
+        raise TrainError("--nnodes needs --out: one run directory that every "
+                         "machine names alike (on a shared file system)")
     out = Path(cfg.out) if cfg.out else default_out(source.name)
     cli_args = [arg for key, value in source.spec_overrides.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
     cli_args += [arg for plugin in plugins for arg in ("--plugin", plugin)]
@@ -154,7 +158,8 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
                 resume_state = load_checkpoint(out / "last.pt")
                 _check_resumable(resume_state, source, cfg, out)
             elif dist.main and (found := [name for name in RUN_FILES if os.path.lexists(out / name)]):
-                raise TrainError(f"{out} already holds a run ({', '.join(found)}); pass --resume to continue it or choose another --out")
+                raise TrainError(f"{out} already holds a run ({', '.join(found)}); "
+                                 "pass --resume to continue it or choose another --out")
             if lock is not None:
                 remove_stale_temps(out, lock.previous.get("token"))
             run, info = _prepare(source, cfg, dist, device, out, resume_state)
@@ -172,7 +177,8 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
                 raise
             except RuntimeError as exc:
                 if _out_of_memory(exc):
-                    raise TrainError(f"out of memory on {device} at batch size {cfg.batch_size}; lower --batch-size or --resize") from None
+                    raise TrainError(f"out of memory on {device} at batch size "
+                                     f"{cfg.batch_size}; lower --batch-size or --resize") from None
                 raise
             finally:
                 run.reporter.close()
@@ -182,14 +188,18 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -
                 from archc.trainer.metrics import write_result
 
                 write_result(out, record)
-                chosen = (f"best validation acc {record['best_val_acc']:.2%} at epoch {record['best_epoch']} (test {record['best_test_acc']:.2%})"
-                          if record["best_val_acc"] is not None else f"test acc {record['best_test_acc']:.2%} (no validation split: best.pt is the last epoch)")
-                run.reporter.message(f"done: {chosen}, final test {record['final_test_acc']:.2%}, {record['images_per_s']:.0f} img/s; {out}")
+                chosen = ((f"best validation acc {record['best_val_acc']:.2%} at epoch "
+                           f"{record['best_epoch']} (test {record['best_test_acc']:.2%})")
+                          if record["best_val_acc"] is not None else (f"test acc {record['best_test_acc']:.2%} (no "
+                                                                      "validation split: best.pt is the last epoch)"))
+                run.reporter.message(f"done: {chosen}, final test {record['final_test_acc']:.2%}, "
+                                     f"{record['images_per_s']:.0f} img/s; {out}")
             return TrainResult(record, run.model, [dict(row) for row in outcome.history])
     finally:
         if created_out and dist.main:
             with contextlib.suppress(OSError):
-                out.rmdir()  # only succeeds when the run wrote nothing: no empty directories from failed starts
+                # only succeeds when the run wrote nothing: no empty directories from failed starts
+                out.rmdir()
 
 
 def _out_of_memory(exc: RuntimeError) -> bool:
@@ -202,7 +212,8 @@ def _out_of_memory(exc: RuntimeError) -> bool:
 def _check_resumable(state: dict[str, Any], source: Source, cfg: TrainConfig, out: Path) -> None:
     spec = state.get("spec") or {}
     if spec.get("hash") != source.source_hash:
-        raise CheckpointError(f"{out / 'last.pt'} was trained from a different spec or --set overrides ({spec.get('name')}); use another --out")
+        raise CheckpointError(f"{out / 'last.pt'} was trained from a different spec or "
+                              f"--set overrides ({spec.get('name')}); use another --out")
     try:
         stored = TrainConfig.model_validate(state["config"])
     except ValidationError:
@@ -210,7 +221,8 @@ def _check_resumable(state: dict[str, Any], source: Source, cfg: TrainConfig, ou
     diff = cfg.recipe_differences(stored)
     if diff:
         shown = ", ".join(f"{k}={v[1]!r} (now {v[0]!r})" for k, v in list(diff.items())[:4])
-        raise CheckpointError(f"{out / 'last.pt'} was trained with {shown}; resume with the same settings or use another --out")
+        raise CheckpointError(f"{out / 'last.pt'} was trained with {shown}; "
+                              "resume with the same settings or use another --out")
 
 
 def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path, resume_state: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
@@ -316,7 +328,8 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
 
 def _dataset_info(feed: Any, cfg: TrainConfig, input_shape: tuple[int, ...]) -> dict[str, Any]:
     """What `archc predict` needs to prepare an image as the training images were: the class names,
-    the stored image shape and the --resize applied to it (streamed images come at the model's size)."""
+    the stored image shape and the --resize applied to it (streamed
+    images come at the model's size)."""
     data = getattr(feed, "data", None)
     stored = list(data.shape) if data is not None else list(input_shape)
     return {"name": feed.name, "classes": list(feed.classes), "image_shape": stored,

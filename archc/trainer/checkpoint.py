@@ -27,7 +27,8 @@ REQUIRED = (
     "model", "optimizer", "scheduler", "scaler", "rng", "epoch", "config", "history", "best_test_acc", "best_epoch",
     "train_time_s", "images", "normalization", "spec",
 )  # fmt: skip
-# Files a run writes in its directory: a new run (no --resume) refuses a directory holding any of them.
+# Files a run writes in its directory: a new run (no --resume) refuses a
+# directory holding any of them.
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "metrics.jsonl", "result.json")
 
 
@@ -45,7 +46,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):  # a read-only directory refuses even this; the error below says why
             tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}; the previous checkpoint is kept") from None
+            raise CheckpointError(f"cannot write checkpoint {path}: "
+                                  f"{exc.strerror or exc}; the previous checkpoint is kept") from None
         raise
 
 
@@ -71,7 +73,8 @@ def _fsync_dir(directory: Path) -> None:
 
 @contextlib.contextmanager
 def checkpoint_errors() -> Iterator[None]:
-    """Report archc.weights' problems as CheckpointError, the trainer's error for every file it reads."""
+    """Report archc.weights' problems as CheckpointError, the trainer's
+    error for every file it reads."""
     try:
         yield
     except WeightsError as exc:
@@ -106,7 +109,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an archc training checkpoint")
     if obj.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {obj.get('version')}; this archc reads version {VERSION}")
+        raise CheckpointError(f"{path} has checkpoint version {obj.get('version')}; "
+                              f"this archc reads version {VERSION}")
     missing = [k for k in REQUIRED if k not in obj]
     if missing:
         raise CheckpointError(f"{path} is incomplete: no {', '.join(missing)}")
@@ -115,7 +119,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def check_training_state(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> None:
     """Everything --resume reads, checked before any of it is loaded: a checkpoint with the right
-    spec hash can still be hand-edited or crafted, and must fail here with one line, not mid-epoch."""
+    spec hash can still be hand-edited or crafted, and must fail here
+    with one line, not mid-epoch."""
     from archc.trainer.metrics import ALWAYS, COLUMNS
 
     def bad(what: str) -> CheckpointError:
@@ -125,7 +130,8 @@ def check_training_state(state: dict[str, Any], model: nn.Module, optimizer: tor
     if not _is_int(epoch) or epoch < 0:
         raise bad(f"epoch {epoch!r} is not a count of finished epochs")
     if not isinstance(history, list) or len(history) != epoch:
-        raise bad(f"its history has {len(history) if isinstance(history, list) else 'no'} rows for {epoch} finished epochs")
+        raise bad(f"its history has {len(history) if isinstance(history, list) else 'no'} "
+                  f"rows for {epoch} finished epochs")
     for i, row in enumerate(history):
         present = [c for c in COLUMNS if c in ALWAYS or (isinstance(row, dict) and c in row)]
         if not isinstance(row, dict) or any(not _is_number(row.get(c)) for c in present) or row["epoch"] != i + 1:
@@ -141,7 +147,8 @@ def check_training_state(state: dict[str, Any], model: nn.Module, optimizer: tor
 
 
 def _check_optimizer(saved: Any, model: nn.Module, optimizer: torch.optim.Optimizer, bad: Any) -> None:
-    """The saved optimizer matches this one: same groups and hyperparameter types, buffers shaped like the parameters."""
+    """The saved optimizer matches this one: same groups and hyperparameter types,
+    buffers shaped like the parameters."""
     fresh = optimizer.state_dict()
     if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or not isinstance(saved.get("param_groups"), list):
         raise bad("its optimizer state is not an optimizer state_dict")
@@ -174,7 +181,8 @@ def _check_optimizer(saved: Any, model: nn.Module, optimizer: torch.optim.Optimi
                     continue
                 raise bad(f"optimizer state {name} of parameter {index} is not a real dense tensor")
             if name != "step" and value.shape != shapes[index]:
-                raise bad(f"optimizer state {name} of parameter {index} is {list(value.shape)}, the parameter {list(shapes[index])}")
+                raise bad(f"optimizer state {name} of parameter {index} is "
+                          f"{list(value.shape)}, the parameter {list(shapes[index])}")
 
 
 def _is_int(value: object) -> bool:

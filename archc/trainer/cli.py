@@ -32,8 +32,9 @@ def add_config_flags(
     exclude: Iterable[str] = (),
     flags: Mapping[str, str] | None = None,
 ) -> None:
-    """Add a flag for each TrainConfig field (all of them unless `fields` names some), in two groups:
-    the recipe (what is computed) and the execution (how and where it runs). `flags` renames a
+    """Add a flag for each TrainConfig field (all of them unless `fields` names some), in two
+    groups: the recipe (what is computed) and the execution (how and
+    where it runs). `flags` renames a
     field's flag (evaluate's --batch-size sets eval_batch_size)."""
     names = list(TrainConfig.model_fields) if fields is None else list(fields)
     skip, renamed = set(exclude), dict(flags or {})

@@ -59,7 +59,8 @@ class ImageData:
         return len(self.classes)
 
     def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel mean and std of the training images in [0, 1]: the normalisation constants."""
+        """Per-channel mean and std of the training images in [0,
+        1]: the normalisation constants."""
         c = self.train_x.shape[1]
         total = torch.zeros(c, dtype=torch.float64)
         squares = torch.zeros(c, dtype=torch.float64)
@@ -114,7 +115,8 @@ DATASETS: dict[str, Dataset] = {}
 
 
 def dataset(*names: str, offline: bool = False) -> Callable[[Loader], Loader]:
-    """Register a loader under `names` (a name ending in ':' takes an argument, e.g. 'imagefolder:').
+    """Register a loader under `names` (a name ending in ':' takes an
+    argument, e.g. 'imagefolder:').
 
     A plugin module (`--plugin`) can register its own datasets the same way.
     """
@@ -123,7 +125,8 @@ def dataset(*names: str, offline: bool = False) -> Callable[[Loader], Loader]:
         for name in names:
             existing = DATASETS.get(name)
             if existing is not None and existing.loader is not loader:
-                raise ValueError(f"dataset name '{name}' is already registered by {existing.loader.__module__}.{existing.loader.__qualname__}")
+                raise ValueError(f"dataset name '{name}' is already registered by "
+                                 f"{existing.loader.__module__}.{existing.loader.__qualname__}")
         for name in names:
             DATASETS[name] = Dataset(loader, offline)
         return loader
@@ -146,7 +149,8 @@ def load_dataset(cfg: TrainConfig, default_shape: tuple[int, ...] | None = None)
     if entry is None:
         from archc.errors import did_you_mean
 
-        raise DataError(f"unknown dataset '{name}'{did_you_mean(name, dataset_names())}; choose one of {', '.join(dataset_names())}")
+        raise DataError(f"unknown dataset '{name}'{did_you_mean(name, dataset_names())}; "
+                        f"choose one of {', '.join(dataset_names())}")
     root = Path(cfg.data_dir).expanduser() if cfg.data_dir else default_data_dir()
     data = entry.loader(Request(name, cfg, root, default_shape))
     if cfg.train_subset is not None:
@@ -186,7 +190,8 @@ def _last_line(exc: BaseException) -> str:
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """CIFAR's batches are pickles; allow only what numpy arrays need, so a planted file cannot run code."""
+    """CIFAR's batches are pickles; allow only what numpy arrays need, so
+    a planted file cannot run code."""
 
     ALLOWED = frozenset(
         {
@@ -238,7 +243,8 @@ def _cifar(request: Request) -> ImageData:
         test_x, test_y = part(cls.test_list)
         classes = tuple(_unpickle(base / cls.meta["filename"])[cls.meta["key"]])
     except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read {name} from {base}: {_last_line(exc)}; delete the folder to download it again") from None
+        raise DataError(f"cannot read {name} from {base}: {_last_line(exc)}; "
+                        "delete the folder to download it again") from None
     pad, flip = AUGMENT_DEFAULTS[name]
     return _checked(ImageData(name, train_x, train_y, test_x, test_y, classes, pad, flip))
 
@@ -255,7 +261,8 @@ def _mnist_like(request: Request) -> ImageData:
     try:
         train, test = cls(str(root), train=True), cls(str(root), train=False)
     except (OSError, RuntimeError, ValueError, AssertionError) as exc:
-        raise DataError(f"cannot read {name} from {raw}: {_last_line(exc)}; delete the folder to download it again") from None
+        raise DataError(f"cannot read {name} from {raw}: {_last_line(exc)}; "
+                        "delete the folder to download it again") from None
     pad, flip = AUGMENT_DEFAULTS[name]
     return _checked(
         ImageData(
@@ -336,7 +343,8 @@ def _synthetic(request: Request) -> ImageData:
 
 @dataset("imagefolder:", offline=True)
 def _imagefolder(request: Request) -> ImageData:
-    """torchvision's ImageFolder layout: ROOT/train/CLASS/* and ROOT/test|val/CLASS/*, or ROOT/CLASS/*
+    """torchvision's ImageFolder layout: ROOT/train/CLASS/* and
+    ROOT/test|val/CLASS/*, or ROOT/CLASS/*
     split 80/20 with a fixed seed. Images are decoded once here; --resize applies while decoding."""
     root, resize = Path(request.argument).expanduser(), request.cfg.resize
     train_dir, test_dir = folder_splits(root)
@@ -357,7 +365,8 @@ def _imagefolder(request: Request) -> ImageData:
         train_x, train_y = images[order[n_test:]], labels[order[n_test:]]
         test_x, test_y = images[order[:n_test]], labels[order[:n_test]]
     if train_x.shape[1:] != test_x.shape[1:]:
-        raise DataError(f"imagefolder: train images are {_fmt(train_x)}, test images {_fmt(test_x)}; pass --resize H[,W]")
+        raise DataError(f"imagefolder: train images are {_fmt(train_x)}, "
+                        f"test images {_fmt(test_x)}; pass --resize H[,W]")
     return _checked(ImageData(f"imagefolder:{root}", train_x, train_y, test_x, test_y, tuple(classes), max(1, train_x.shape[2] // 8), True))
 
 
@@ -368,7 +377,8 @@ def _shards(request: Request) -> ImageData:
 
 
 def list_folder(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """torchvision ImageFolder's listing of folder/CLASS/*: sorted class names and (path, label) pairs."""
+    """torchvision ImageFolder's listing of folder/CLASS/*: sorted class
+    names and (path, label) pairs."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
     try:
@@ -377,12 +387,14 @@ def list_folder(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     except (FileNotFoundError, OSError) as exc:
         raise DataError(f"imagefolder: {exc}") from None
     if not samples:
-        raise DataError(f"imagefolder: no images in {folder} (looked for {', '.join(IMG_EXTENSIONS)} files in CLASS folders)")
+        raise DataError(f"imagefolder: no images in {folder} (looked for "
+                        f"{', '.join(IMG_EXTENSIONS)} files in CLASS folders)")
     return classes, samples
 
 
 def folder_splits(root: Path) -> tuple[Path, Path | None]:
-    """(train folder, test folder): ROOT/train with ROOT/test or ROOT/val, else (ROOT, None) to split."""
+    """(train folder, test folder): ROOT/train with ROOT/test or
+    ROOT/val, else (ROOT, None) to split."""
     if not root.is_dir():
         raise DataError(f"imagefolder: {root} is not a directory")
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
@@ -411,7 +423,8 @@ def _read_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[list[str
         raise DataError(f"imagefolder: cannot read {path}: {exc}") from None
     if resize is None and len(sizes) > 1:
         a, b = sorted(sizes)[:2]
-        raise DataError(f"imagefolder: images in {folder} differ in size ({a[1]}x{a[0]} and {b[1]}x{b[0]}); pass --resize H[,W]")
+        raise DataError(f"imagefolder: images in {folder} differ in size "
+                        f"({a[1]}x{a[0]} and {b[1]}x{b[0]}); pass --resize H[,W]")
     mode = "L" if modes == {"L"} else "RGB"
     w, h = (resize[1], resize[0]) if resize is not None else next(iter(sizes))
     images = np.empty((len(samples), h, w) if mode == "L" else (len(samples), h, w, 3), dtype=np.uint8)
@@ -434,10 +447,12 @@ def _fmt(x: torch.Tensor) -> str:
 
 
 def _checked(data: ImageData) -> ImageData:
-    """Labels outside the class list mean a foreign or corrupt file: say so here, not as a CUDA assert."""
+    """Labels outside the class list mean a foreign or corrupt file: say
+    so here, not as a CUDA assert."""
     for split, y in (("train", data.train_y), ("test", data.test_y)):
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= data.num_classes):
-            raise DataError(f"{data.name}: {split} labels span {int(y.min())}..{int(y.max())} but there are {data.num_classes} classes")
+            raise DataError(f"{data.name}: {split} labels span {int(y.min())}..{int(y.max())} "
+                            f"but there are {data.num_classes} classes")
     if len(data.train_y) == 0 or len(data.test_y) == 0:
         raise DataError(f"{data.name}: empty {'train' if len(data.train_y) == 0 else 'test'} split")
     return data

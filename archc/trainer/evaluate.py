@@ -1,4 +1,5 @@
-"""Test-set evaluation: the confusion matrix every metric here derives from, per epoch and on demand.
+"""Test-set evaluation: the confusion matrix every metric here derives
+from, per epoch and on demand.
 
 `archc evaluate` builds the model, loads a checkpoint and reports accuracy, per-class accuracy and
 the confusion matrix of the test split.
@@ -56,7 +57,8 @@ def eval_batches(
     autocast: torch.dtype | None,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(confusion matrix, summed loss, top-5 hits) over normalised (x, y) batches, as device tensors."""
+    """(confusion matrix, summed loss, top-5 hits) over normalised (x,
+    y) batches, as device tensors."""
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     top5 = torch.zeros((), dtype=torch.int64, device=device)
@@ -151,7 +153,8 @@ def _evaluate_checkpoint(
     feed = open_feed(cfg, source.input_shape, DistInfo(), device, constants, whole_test=not trained_with, augment_train=False)
     try:
         if constants is not None and (constants[0].shape != (feed.channels,) or constants[1].shape != (feed.channels,)):
-            raise CheckpointError(f"{checkpoint} is damaged: it normalises {constants[0].numel()} channels, {feed.name} has {feed.channels}")
+            raise CheckpointError(f"{checkpoint} is damaged: it normalises {constants[0].numel()} "
+                                  f"channels, {feed.name} has {feed.channels}")
         torch.manual_seed(cfg.seed)
         model = source.build()
         load_weights(model, checkpoint)

@@ -55,7 +55,8 @@ class Feed:
     def steps(self, global_batch: int) -> int:
         """Steps per epoch: the incomplete last batch is dropped, every step has the full batch."""
         if self.train_images < global_batch:
-            raise TrainError(f"the training set has {self.train_images} images, fewer than one batch of {global_batch}; lower --batch-size")
+            raise TrainError(f"the training set has {self.train_images} images, fewer "
+                             f"than one batch of {global_batch}; lower --batch-size")
         return self.train_images // global_batch
 
     def train_batches(self, epoch: int, start_step: int, seed: int, global_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -94,7 +95,8 @@ class EpochPlan:
 
 @dataclass
 class MemoryFeed(Feed):
-    """The dataset as uint8 tensors on the device; each step gathers, crops and flips a whole batch."""
+    """The dataset as uint8 tensors on the device; each step gathers,
+    crops and flips a whole batch."""
 
     data: ImageData | None = None
     val_x: torch.Tensor | None = None
@@ -145,7 +147,8 @@ def open_feed(
     augment_train: bool = True,
     preset: EvalPreset | None = None,
 ) -> Feed:
-    """The feed for cfg's dataset on the path cfg (or, resuming with `auto`, the checkpoint) asks for.
+    """The feed for cfg's dataset on the path cfg (or, resuming with
+    `auto`, the checkpoint) asks for.
 
     normalization: the checkpoint's constants, else computed (or the recipe's).
     preset: published weights' evaluation preprocessing (`archc evaluate --pretrained`), streamed.
@@ -179,7 +182,8 @@ def _choose_path(
     wanted = cfg.data_path if cfg.data_path != "auto" or stored is None else stored
     if cfg.dataset.startswith("shards:"):
         if cfg.data_path == "memory":
-            raise DataError("shards are read as a stream (--data-path stream or auto); for memory, train on the image folder")
+            raise DataError("shards are read as a stream (--data-path stream "
+                            "or auto); for memory, train on the image folder")
         return "stream", f"streaming {cfg.dataset} (tar shards)"
     if preset is not None:
         if not folder:
@@ -191,9 +195,11 @@ def _choose_path(
         described = preset.describe()
         return "stream", f"streaming {cfg.dataset}: the weights' evaluation preprocessing ({described})"
     if wanted == "stream" and not folder:
-        raise DataError(f"--data-path stream reads image folders (imagefolder:PATH) and shards:PATH; {cfg.dataset} is held in memory")
+        raise DataError("--data-path stream reads image folders (imagefolder:PATH) "
+                        f"and shards:PATH; {cfg.dataset} is held in memory")
     if wanted == "memory" and cfg.recipe == "imagenet":
-        raise DataError("--recipe imagenet crops each image at random (RandomResizedCrop) in loader workers; use --data-path stream or auto")
+        raise DataError("--recipe imagenet crops each image at random (RandomResizedCrop) "
+                        "in loader workers; use --data-path stream or auto")
     if cfg.recipe == "imagenet":
         return "stream", "streaming: the imagenet recipe transforms each image in loader workers"
     if wanted in ("memory", "stream"):
@@ -207,7 +213,8 @@ def _choose_path(
     budget = memory_budget(cfg, device, dist.local_world)
     if size <= budget:
         return "memory", ""
-    return "stream", f"streaming {listing.name}: decoded it takes ~{_gb(size)}, over the memory budget of {_gb(budget)} (--memory-limit)"
+    return "stream", (f"streaming {listing.name}: decoded it takes ~{_gb(size)}, "
+                      f"over the memory budget of {_gb(budget)} (--memory-limit)")
 
 
 def _gb(n: float) -> str:

@@ -38,7 +38,8 @@ def mismatch(spec: Any, given: tuple[int, ...], dataset: str) -> str:
     """`NAME takes input AxBxC but DATASET gives ...; pass ...`: the message for a model whose input
     is not the dataset's, with fixes that compile."""
     expected = tuple(spec.input_shape)
-    return f"{spec.name} takes input {_fmt(expected)} but {dataset} gives {_fmt(given)}; {hint(spec, given)}"
+    return (f"{spec.name} takes input {_fmt(expected)} but "
+            f"{dataset} gives {_fmt(given)}; {hint(spec, given)}")
 
 
 def hint(spec: Any, given: tuple[int, ...]) -> str:

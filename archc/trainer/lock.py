@@ -77,7 +77,9 @@ class RunLock:
         self.fd = fd
         self.previous = _read_record(fd)
         record = {"pid": os.getpid(), "host": socket.gethostname(), "token": process_token(), "created": time.time()}
-        try:  # written through a short-lived descriptor: the held one is read-only, so a remount read-only works
+        try:
+            # written through a short-lived descriptor: the held one is
+            # read-only, so a remount read-only works
             writer = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
                 os.write(writer, json.dumps(record).encode())
@@ -103,16 +105,17 @@ class RunLock:
         if isinstance(host, str) and host != socket.gethostname() and len(host) <= 255:
             who += f" on host {host}"
         return (
-            f"{self.path.parent} is in use by another archc train ({who}); wait for it, stop it, or choose another --out "
-            f"(lock file {self.path})"
+            f"{self.path.parent} is in use by another archc train ({who}); wait "
+            f"for it, stop it, or choose another --out (lock file {self.path})"
         )
 
     def release(self) -> None:
         if self.fd is None:
             return
         fd, self.fd = self.fd, None
-        # Remove the file while still holding the lock (a waiter that opened it re-checks the inode);
-        # a directory gone read-only keeps it, which is harmless: only the kernel's lock counts.
+        # Remove the file while still holding the lock (a waiter that opened it re-checks the
+        # inode); a directory gone read-only keeps it, which is harmless:
+        # only the kernel's lock counts.
         with contextlib.suppress(OSError):
             self.path.unlink()
         os.close(fd)

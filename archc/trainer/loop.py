@@ -86,7 +86,8 @@ def objective(out: Any, y: torch.Tensor, weights: list[float] | None, cfg: Train
     main, extras = out[0], out[1:]
     weights = [cfg.aux_weight] * len(extras) if weights is None else weights
     if len(weights) != len(extras):
-        raise TrainError(f"the model returned {len(extras)} extra outputs in train mode but declares {len(weights)} heads")
+        raise TrainError(f"the model returned {len(extras)} extra outputs "
+                         f"in train mode but declares {len(weights)} heads")
     loss = F.cross_entropy(main, y, label_smoothing=cfg.label_smoothing)
     for w, extra in zip(weights, extras, strict=True):
         if w:
@@ -95,7 +96,8 @@ def objective(out: Any, y: torch.Tensor, weights: list[float] | None, cfg: Train
 
 
 def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
-    """Train run.model for the remaining epochs (and steps); return the per-epoch history and totals."""
+    """Train run.model for the remaining epochs (and steps); return
+    the per-epoch history and totals."""
     cfg, dist, feed, device = run.cfg, run.dist, run.feed, run.device
     global_batch = cfg.batch_size
     if global_batch % dist.world:
@@ -208,8 +210,8 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
         outcome.history.append(row)
         outcome.train_time_s += train_time
         outcome.images += images
-        # best.pt is chosen on validation accuracy (the first epoch reaching the best), never on test;
-        # without a validation split every epoch replaces it, so it is the last
+        # best.pt is chosen on validation accuracy (the first epoch reaching the best), never on
+        # test; without a validation split every epoch replaces it, so it is the last
         improved = val is None or outcome.best_val_acc is None or val.accuracy > outcome.best_val_acc
         if improved:
             outcome.best_val_acc = val.accuracy if val is not None else None
@@ -227,7 +229,8 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
         tensorboard.close()
     if _patience_exhausted(cfg, outcome, len(outcome.history)) and len(outcome.history) < cfg.epochs:
         outcome.stopped_early = True
-        run.reporter.message(f"early stop: no better validation accuracy for {cfg.patience} epochs after epoch {outcome.best_epoch}")
+        run.reporter.message("early stop: no better validation accuracy for "
+                             f"{cfg.patience} epochs after epoch {outcome.best_epoch}")
     return outcome
 
 
@@ -254,7 +257,8 @@ def _mid_epoch(state: dict[str, Any], steps: int) -> tuple[int, dict[str, Any] |
     """(steps already trained in the checkpoint's unfinished epoch, their loss/accuracy sums)."""
     step, partial = state.get("step", 0), state.get("partial")
     if not isinstance(step, int) or not 0 <= step < steps or (step and not isinstance(partial, dict)):
-        raise CheckpointError(f"the checkpoint's position (step {step} of {steps}) does not fit this dataset and batch size")
+        raise CheckpointError(f"the checkpoint's position (step {step} of "
+                              f"{steps}) does not fit this dataset and batch size")
     return step, partial
 
 
@@ -292,6 +296,6 @@ def _diverged(run: Run, epoch: int, step: int, steps: int, value: float, outcome
     where = f"kept {kept} (epoch {outcome.history[-1]['epoch']})" if outcome.history else "no checkpoint was written yet"
     shown = value if not math.isfinite(value) else "non-finite on another process"
     raise DivergenceError(
-        f"training diverged: the loss is {shown} at epoch {epoch + 1}, step {step + 1}/{steps}; {where}; "
-        f"lower --lr, or add --warmup-epochs or --grad-clip"
+        f"training diverged: the loss is {shown} at epoch {epoch + 1}, step "
+        f"{step + 1}/{steps}; {where}; lower --lr, or add --warmup-epochs or --grad-clip"
     )

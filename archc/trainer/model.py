@@ -56,7 +56,8 @@ class Source:
         return self.spec.train if self.spec is not None else None
 
     def build(self) -> nn.Module:
-        """The module to train: compiled from the spec (under the caller's seed), or the given one."""
+        """The module to train: compiled from the spec (under the
+        caller's seed), or the given one."""
         if self.module is not None:
             return self.module
         from archc.api import build
@@ -92,7 +93,8 @@ def resolve_source(
 
             spec_or_module = validate(spec_or_module.document, {**spec_or_module.overrides, **overrides}, spec_or_module.plugins)
         return _spec_source(spec_or_module, spec_or_module.path, shape)
-    raise TypeError(f"train() takes a spec path, a loaded spec or an nn.Module, not {type(spec_or_module).__name__}")
+    raise TypeError("train() takes a spec path, a loaded spec or an "
+                    f"nn.Module, not {type(spec_or_module).__name__}")
 
 
 def checkpoint_source(
@@ -110,12 +112,14 @@ def checkpoint_source(
     shape = input_shape if input_shape is not None else info.get("input_shape")
     missing = [p for p in info.get("plugins") or [] if p not in plugins]
     if missing:
-        raise CheckpointError(f"{checkpoint} was trained with --plugin {' --plugin '.join(missing)}; pass it again to load the model")
+        raise CheckpointError(f"{checkpoint} was trained with --plugin "
+                              f"{' --plugin '.join(missing)}; pass it again to load the model")
     if spec is not None:
         return resolve_source(spec, overrides, plugins, shape)
     text = info.get("text")
     if not isinstance(text, str):
-        raise CheckpointError(f"{checkpoint} does not carry its spec (a plain state_dict or an older checkpoint): give the spec file")
+        raise CheckpointError(f"{checkpoint} does not carry its spec (a plain "
+                              "state_dict or an older checkpoint): give the spec file")
     from archc.compiler.validate import load
 
     source = resolve_source(load(text, overrides, plugins), None, plugins, shape)
@@ -176,7 +180,8 @@ def check_fit(source: Source, model: nn.Module, sample: torch.Tensor, dataset: s
     expected = source.input_shape
     if expected is not None and tuple(expected) != actual:
         advice = hint(source.spec, actual) if source.spec is not None else "check the model's input"
-        raise DataError(f"{source.name} takes input {_fmt(expected)} but {dataset} gives {_fmt(actual)}; {advice}")
+        raise DataError(f"{source.name} takes input {_fmt(expected)} "
+                        f"but {dataset} gives {_fmt(actual)}; {advice}")
     was_training = model.training
     model.eval()
     try:
@@ -185,7 +190,8 @@ def check_fit(source: Source, model: nn.Module, sample: torch.Tensor, dataset: s
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         advice = hint(source.spec, actual) if source.spec is not None else f"make the module take {_fmt(actual)} or pass --resize H[,W]"
-        raise DataError(f"{source.name} cannot take {dataset} images of shape {_fmt(actual)} ({first}); {advice}") from None
+        raise DataError(f"{source.name} cannot take {dataset} images "
+                        f"of shape {_fmt(actual)} ({first}); {advice}") from None
     finally:
         model.train(was_training)
     main = out[0] if isinstance(out, (tuple, list)) else out
@@ -193,7 +199,8 @@ def check_fit(source: Source, model: nn.Module, sample: torch.Tensor, dataset: s
         shape = list(main.shape) if isinstance(main, torch.Tensor) else type(main).__name__
         raise DataError(f"{source.name} must output class scores (batch, classes); it gives {shape}")
     if main.shape[1] != num_classes:
-        raise DataError(f"{source.name} outputs {main.shape[1]} classes but {dataset} has {num_classes}; use --set num_classes={num_classes}")
+        raise DataError(f"{source.name} outputs {main.shape[1]} classes but {dataset} "
+                        f"has {num_classes}; use --set num_classes={num_classes}")
 
 
 def _fmt(shape: tuple[int, ...]) -> str:

@@ -36,7 +36,8 @@ def format_row(row: dict[str, Any], epochs: int) -> str:
         + (f" top5 {row[f'{split}_top5']:.2%}" if f"{split}_top5" in row else "") + "  "
         for split in ("train", "val", "test") if f"{split}_loss" in row
     )
-    return f"epoch {row['epoch']}/{epochs}  {splits}lr {row['lr']:.3g}  {row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f}s"
+    return (f"epoch {row['epoch']}/{epochs}  {splits}lr {row['lr']:.3g}  "
+            f"{row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f}s")
 
 
 class QuietReporter(Reporter):
@@ -65,7 +66,8 @@ class RichReporter(Reporter):
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}  lr {task.fields[lr]:.3g}  {task.fields[ips]:.0f} img/s"),
+            TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}  "
+                       "lr {task.fields[lr]:.3g}  {task.fields[ips]:.0f} img/s"),
             TimeRemainingColumn(),
             console=self.console,
             transient=True,

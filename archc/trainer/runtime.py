@@ -33,12 +33,14 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def cpu_supports_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX);
+    emulated bf16 is slower than fp32."""
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, str | None]:
-    """The autocast dtype for cfg on device (None: full precision) and a note when --amp is declined."""
+    """The autocast dtype for cfg on device (None: full precision) and
+    a note when --amp is declined."""
     if not cfg.amp:
         return None, None
     if device.type == "cpu":
@@ -117,7 +119,8 @@ def choose_memory_format(cfg: TrainConfig, model: torch.nn.Module, feed: Any, di
             seconds = _time_formats(model, sample, batch)
         except RuntimeError as exc:  # e.g. `.view` on an activation that channels_last made non-contiguous
             seconds = {"contiguous": 0.0, "channels_last": float("inf")}
-            declined = f"memory format: contiguous (channels_last fails in this model: {str(exc).splitlines()[0][:120]})"
+            declined = ("memory format: contiguous (channels_last fails "
+                        f"in this model: {str(exc).splitlines()[0][:120]})")
     faster = torch.tensor([1.0 if seconds["channels_last"] < CHANNELS_LAST_MARGIN * seconds["contiguous"] else 0.0], device=sample.device)
     if dist.active:
         from torch import distributed as torch_distributed
@@ -127,7 +130,8 @@ def choose_memory_format(cfg: TrainConfig, model: torch.nn.Module, feed: Any, di
     if declined:
         return choice, declined
     shown = ", ".join(f"{name} {1000 * t:.1f} ms" for name, t in seconds.items()) if dist.main else ""
-    return choice, f"memory format: {choice} (measured a forward+backward of {batch} images: {shown}; --channels-last or --no-channels-last to choose)"
+    return choice, (f"memory format: {choice} (measured a forward+backward of {batch} "
+                    f"images: {shown}; --channels-last or --no-channels-last to choose)")
 
 
 def _time_formats(model: torch.nn.Module, sample: torch.Tensor, batch: int) -> dict[str, float]:

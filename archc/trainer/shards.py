@@ -8,7 +8,8 @@ reads them, and shards it wrote read here. `index.json` beside the shards names 
 each shard's sample count, which is what lets every process know the epoch's length before
 reading anything.
 
-    python -m archc.trainer.shards FOLDER OUT [--shard-size N]   # imagefolder -> OUT/{train,val}-*.tar
+    python -m archc.trainer.shards FOLDER OUT [--shard-size N] #
+    imagefolder -> OUT/{train,val}-*.tar
 
 `--dataset shards:OUT` then trains on them (always streaming). Per epoch the train shards are
 shuffled (by seed and epoch) and dealt to the processes; each process reads its shards in order
@@ -72,7 +73,8 @@ def read_index(root: Path) -> ShardIndex:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise DataError(f"shards: cannot read {path}: {exc}; write shards with `python -m archc.trainer.shards FOLDER {root}`") from None
+        raise DataError(f"shards: cannot read {path}: {exc}; write shards "
+                        f"with `python -m archc.trainer.shards FOLDER {root}`") from None
     try:
         if data.get("format") != FORMAT:
             raise ValueError(f"not an {FORMAT} index")
@@ -140,7 +142,8 @@ def steps_per_epoch(shards: tuple[Shard, ...], world: int, local_batch: int) -> 
     """Steps every process can take whatever shards the epoch deals it: each gets at least
     len(shards) // world of them, so at least the samples of that many smallest shards."""
     if len(shards) < world:
-        raise DataError(f"shards: {len(shards)} train shards for {world} processes; write smaller shards (--shard-size)")
+        raise DataError(f"shards: {len(shards)} train shards for {world} "
+                        "processes; write smaller shards (--shard-size)")
     guaranteed = sum(sorted(s.count for s in shards)[: len(shards) // world])
     return guaranteed // local_batch
 
@@ -218,7 +221,8 @@ class ShardEval(IterableDataset):
 
 @dataclass
 class ShardFeed(Feed):
-    """Tar shards streamed through DataLoader workers (fresh each epoch: they read from the start)."""
+    """Tar shards streamed through DataLoader workers (fresh each
+    epoch: they read from the start)."""
 
     stream: ShardStream | None = None
     evaluation: ShardEval | None = None
@@ -234,7 +238,8 @@ class ShardFeed(Feed):
     def steps(self, global_batch: int) -> int:
         assert self.stream is not None
         if self.stream.steps == 0:
-            raise DataError(f"{self.name}: fewer training samples per process than one batch of {global_batch // self.dist.world}; lower --batch-size")
+            raise DataError(f"{self.name}: fewer training samples per process than one "
+                            f"batch of {global_batch // self.dist.world}; lower --batch-size")
         return self.stream.steps
 
     def test_batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -383,8 +388,9 @@ def write_shards(folder: Path, out: Path, shard_size: int = DEFAULT_SHARD_SIZE, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m archc.trainer.shards", description="Write an image folder as WebDataset-layout tar shards for `--dataset shards:OUT`.")
-    parser.add_argument("folder", type=Path, help="imagefolder root: FOLDER/train/CLASS/* and FOLDER/val/CLASS/* (or FOLDER/CLASS/*, split 80/20)")
+    parser = argparse.ArgumentParser(prog="python -m archc.trainer.shards", description=("Write an image folder as WebDataset-layout tar shards for `--dataset shards:OUT`."))
+    parser.add_argument("folder", type=Path, help=("imagefolder root: FOLDER/train/CLASS/* and "
+                                                   "FOLDER/val/CLASS/* (or FOLDER/CLASS/*, split 80/20)"))
     parser.add_argument("out", type=Path, help="directory for the shards and index.json")
     parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, metavar="N", help="samples per shard")
     parser.add_argument("--seed", type=int, default=0, help="seed of the one-off shuffle of the train samples")
@@ -397,8 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     counts = {split: sum(e["count"] for e in index[split]) for split in ("train", "val")}
-    print(f"{args.out}: {len(index['train'])} train shards ({counts['train']} images), {len(index['val'])} val shards "
-          f"({counts['val']} images), {len(index['classes'])} classes")  # fmt: skip
+    print(f"{args.out}: {len(index['train'])} train shards ({counts['train']} images), "
+          f"{len(index['val'])} val shards ({counts['val']} images), {len(index['classes'])} classes")  # fmt: skip
     return 0
 
 

@@ -37,7 +37,8 @@ MAX_LOADER_WORKERS = 8
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """(path, label) pairs as numpy arrays (no per-item Python objects for forked workers to copy)."""
+    """(path, label) pairs as numpy arrays (no per-item Python
+    objects for forked workers to copy)."""
 
     def __init__(self, samples: Sequence[tuple[str, int]], channels: int, transform: Any) -> None:
         self.paths = np.array([os.fsencode(p) for p, _ in samples])
@@ -281,7 +282,8 @@ class EvalPreset:
 
 
 def eval_transform(cfg: TrainConfig, size: tuple[int, int]) -> Any:
-    """Evaluation transforms: the imagenet recipe's Resize(size / 0.875) + CenterCrop, else Resize."""
+    """Evaluation transforms: the imagenet recipe's Resize(size /
+    0.875) + CenterCrop, else Resize."""
     from torchvision.transforms import v2
 
     if cfg.recipe == "imagenet":
@@ -330,7 +332,8 @@ def without_worker_traceback(exc: DataError) -> DataError:
 
 @dataclass
 class StreamFeed(Feed):
-    """Image files decoded and transformed in worker processes; uint8 batches normalised on the device."""
+    """Image files decoded and transformed in worker processes; uint8
+    batches normalised on the device."""
 
     train_files: ImageFiles | None = None
     test_files: ImageFiles | None = None

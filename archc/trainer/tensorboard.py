@@ -37,11 +37,13 @@ class TensorBoardLog:
 
     @classmethod
     def open(cls, out: Path, history: list[dict[str, Any]], reporter: Reporter) -> TensorBoardLog | None:
-        """A log holding `history` already, or None (with a note) where tensorboard is not installed."""
+        """A log holding `history` already, or None (with a note)
+        where tensorboard is not installed."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            reporter.message("note: TensorBoard logging is off: the tensorboard package is not installed (pip install tensorboard)")
+            reporter.message("note: TensorBoard logging is off: the tensorboard "
+                             "package is not installed (pip install tensorboard)")
             return None
         directory = out / DIRNAME
         shutil.rmtree(directory, ignore_errors=True)

@@ -258,7 +258,8 @@ class _Compiler:
         return compare
 
     def c_Subscript(self, node: ast.Subscript) -> Fn:
-        """`depths[i]`, `depths[-1]`, `stage['planes']`, `depths[:s]`: elements of a list, string or mapping."""
+        """`depths[i]`, `depths[-1]`, `stage['planes']`, `depths[:s]`:
+        elements of a list, string or mapping."""
         container, key = self.compile(node.value), self.compile(node.slice)
         off = self.offset(node)
 

@@ -88,7 +88,8 @@ class _Budget:
     def charge(self, value: object) -> object:
         self.used += value_size(value, MAX_VALUE)
         if self.used > MAX_VALUE:
-            raise ExprError(f"rendered values too large (limit is {MAX_VALUE:,} elements and characters in one value)")
+            raise ExprError(f"rendered values too large (limit is {MAX_VALUE:,} "
+                            "elements and characters in one value)")
         return value
 
 

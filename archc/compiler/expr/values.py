@@ -54,8 +54,8 @@ def charge(units: int) -> None:
         meter.left -= units
         if meter.left < 0:
             raise ExprError(
-                f"the spec's expressions do too much work (more than {meter.limit:,} elements and characters "
-                "built, rendered or compared while expanding it)"
+                f"the spec's expressions do too much work (more than {meter.limit:,} "
+                "elements and characters built, rendered or compared while expanding it)"
             )
 
 
@@ -98,9 +98,11 @@ def value_size(value: object, limit: int = MAX_VALUE) -> int:
 
 
 def bounded(value: object) -> object:
-    """`value` if it is within MAX_VALUE, else a failure: checked before anything renders or compares it."""
+    """`value` if it is within MAX_VALUE, else a failure: checked before
+    anything renders or compares it."""
     if value_size(value) > MAX_VALUE:
-        raise Fail(f"value too large (limit is {MAX_VALUE:,} elements and characters, nested contents included)")
+        raise Fail(f"value too large (limit is {MAX_VALUE:,} elements "
+                   "and characters, nested contents included)")
     return value
 
 
@@ -150,7 +152,8 @@ def require_nums(sym: str, a: object, b: object) -> None:
 
 
 def index_into(value: object, index: object) -> object:
-    """`value[index]` for the containers a spec holds: lists and strings by int or slice, mappings by key."""
+    """`value[index]` for the containers a spec holds: lists and strings by
+    int or slice, mappings by key."""
     if isinstance(value, (list, str)):
         if isinstance(index, slice):
             return value[index]  # no bigger than the value itself
