@@ -49,7 +49,8 @@ class Pos:
 
 
 MAX_ERRORS = 20
-"""The most errors one run reports; a compiler's cap, so a broken file does not flood the terminal."""
+"""The most errors one run reports; a compiler's cap, so a broken file does not flood the
+terminal."""
 
 
 class SpecError(ArchcError):

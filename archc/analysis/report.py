@@ -379,7 +379,8 @@ def render_html(table: Table) -> str:
                       for c, v in zip(table.columns, cells, strict=True))
         body.append(("<tr class=\"block\">" if strong else "<tr>") + tds + "</tr>")
     notes = "".join(f'<p class="note">{escape(note)}</p>' for note in table.notes)
-    return (f'<table class="layers"><caption>{escape(table.title)}</caption><thead><tr>{head}</tr></thead>'
+    return (f'<table class="layers"><caption>{escape(table.title)}</caption>'
+            f"<thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>{notes}\n")
 
 

@@ -34,8 +34,10 @@ from archc.experiments.rundir import MANIFEST
 MAX_MODELS = 8  # distinct models drawn on one page; the rest are listed by name
 TABLE_DEPTH = 2
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222}
-h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}h3{font-size:1rem}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;
+padding:0 1rem;color:#222}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+h3{font-size:1rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}
 th,td{border:1px solid #ddd;padding:.2rem .5rem;text-align:left;vertical-align:top}
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -78,7 +80,8 @@ def write_html_report(run_or_sweep_dir: Path, out_html: Path) -> Path:
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<link rel=\"icon\" href=\"data:,\"><title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n"
+        f"<link rel=\"icon\" href=\"data:,\"><title>{_e(title)}</title>"
+        f"<style>{CSS}</style></head>\n<body>\n"
         + "\n".join(part for part in body if part)
         + "\n</body></html>\n"
     )
@@ -104,7 +107,8 @@ def _results_table(runs: list[RunResult]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f'<td class="num">{_e(c)}</td>' if i >= first else f"<td>{_e(c)}</td>"
                                      for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return (f'<table id="results"><caption>one row per model or grid point; mean ± sample std over seeds</caption>'
+    return ('<table id="results"><caption>one row per model or grid point; '
+            "mean ± sample std over seeds</caption>"
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 

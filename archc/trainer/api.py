@@ -304,9 +304,11 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
         "amp_dtype": str(autocast).removeprefix("torch.") if autocast is not None else None,
     }
     reporter.message(
-        f"training {source.name} ({info['params']:,} params) on {feed.name}: {feed.train_images} train / "
-        f"{feed.val_images} validation / {feed.test_images} test images {'x'.join(map(str, input_shape))}, {feed.num_classes} classes, {feed.path}; "
-        f"{device}{' x' + str(dist.world) if dist.active else ''}{', ' + info['amp_dtype'] if autocast else ''}; out {out}"
+        f"training {source.name} ({info['params']:,} params) on {feed.name}: "
+        f"{feed.train_images} train / {feed.val_images} validation / {feed.test_images} test "
+        f"images {'x'.join(map(str, input_shape))}, {feed.num_classes} classes, {feed.path}; "
+        f"{device}{' x' + str(dist.world) if dist.active else ''}"
+        f"{', ' + info['amp_dtype'] if autocast else ''}; out {out}"
     )
     run = Run(
         cfg=cfg,

@@ -24,8 +24,8 @@ from archc.weights import WeightsError
 FORMAT = "archc-checkpoint"
 VERSION = 1
 REQUIRED = (
-    "model", "optimizer", "scheduler", "scaler", "rng", "epoch", "config", "history", "best_test_acc", "best_epoch",
-    "train_time_s", "images", "normalization", "spec",
+    "model", "optimizer", "scheduler", "scaler", "rng", "epoch", "config", "history",
+    "best_test_acc", "best_epoch", "train_time_s", "images", "normalization", "spec",
 )  # fmt: skip
 # Files a run writes in its directory: a new run (no --resume) refuses a
 # directory holding any of them.

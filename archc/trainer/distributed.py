@@ -88,7 +88,8 @@ def launch(spec_path: str, cli_args: list[str], config: dict[str, Any], cfg: Tra
     lying beside a spec would run inside the workers.
     """
     command = [
-        sys.executable, "-P", "-m", "torch.distributed.run", f"--nproc_per_node={cfg.nproc}", *rendezvous_args(cfg, config),
+        sys.executable, "-P", "-m", "torch.distributed.run", f"--nproc_per_node={cfg.nproc}",
+        *rendezvous_args(cfg, config),
         "--no-python", sys.executable, "-P", "-m", "archc.trainer",
         spec_path, *cli_args, "--config-json", json.dumps(config),
     ]  # fmt: skip

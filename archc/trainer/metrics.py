@@ -26,8 +26,8 @@ from archc.trainer.errors import TrainError
 # Every per-epoch column in file order; a run writes those its rows have (val_* with a validation
 # split, *_top5 where there are more than 10 classes).
 COLUMNS = (
-    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "test_loss", "test_acc", "test_top5",
-    "lr", "epoch_time_s", "images_per_s",
+    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5",
+    "test_loss", "test_acc", "test_top5", "lr", "epoch_time_s", "images_per_s",
 )  # fmt: skip
 # Those every epoch has; the others only where they apply.
 ALWAYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s", "images_per_s")

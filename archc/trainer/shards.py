@@ -404,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     counts = {split: sum(e["count"] for e in index[split]) for split in ("train", "val")}
     print(f"{args.out}: {len(index['train'])} train shards ({counts['train']} images), "
-          f"{len(index['val'])} val shards ({counts['val']} images), {len(index['classes'])} classes")  # fmt: skip
+          f"{len(index['val'])} val shards ({counts['val']} images), "
+          f"{len(index['classes'])} classes")  # fmt: skip
     return 0
 
 
