@@ -89,15 +89,17 @@ def published(spec_name: str, torchvision_name: str | None = None) -> tuple[Publ
 def preprocessing(entry: Published, weights: Any, input_shape: tuple[int, ...] | None) -> Any:
     """torchvision's evaluation transforms for these weights (`weights.transforms()`: Resize,
     CenterCrop, normalise), with the quirks of the spec: [-1, 1] inputs for GoogLeNet and Inception
-    v3, and a crop of the spec's input size (resize in proportion) when it was built for another."""
+    v3, and a crop of the spec's input size (resize in the weights' proportion) when it was built
+    for another."""
     options: dict[str, Any] = {}
     if entry.normalization is not None:
         options |= {"mean": entry.normalization[0], "std": entry.normalization[1]}
     size = input_shape[1:] if input_shape else None
     if size is not None and len(size) == 2 and size[0] == size[1]:
-        crop = weights.transforms().crop_size[0]
+        own = weights.transforms()
+        crop, resize = own.crop_size[0], own.resize_size[0]
         if size[0] != crop:  # a spec built for another input size: crop to it, resize in proportion
-            options |= {"crop_size": size[0], "resize_size": round(size[0] * 256 / 224)}
+            options |= {"crop_size": size[0], "resize_size": round(size[0] * resize / crop)}
     return weights.transforms(**options)
 
 
