@@ -30,17 +30,20 @@ def test_children_are_declared_in_the_blocks_order_and_run_in_theirs() -> None:
     plain = api.build(POST_NORM.format(order="[]"))
     ordered = api.build(POST_NORM.format(order="[norm, fc]"))
     assert [k for k in ordered.state_dict() if k.startswith("block.")] == [
-        "block.norm.weight", "block.norm.bias", "block.fc.weight", "block.fc.bias", "block.out.weight", "block.out.bias"]
+        "block.norm.weight", "block.norm.bias", "block.fc.weight", "block.fc.bias",
+        "block.out.weight", "block.out.bias"]
     assert [n for n, _ in ordered.block.named_children()] == ["norm", "fc", "act", "out"]
     assert ordered.archc_graph.total_params == plain.archc_graph.total_params
     ordered.load_state_dict(plain.state_dict(), strict=True)
     x = torch.randn(3, 6)
     torch.testing.assert_close(ordered(x), plain(x))
-    assert [n.id for n in ordered.archc_graph] == [n.id for n in plain.archc_graph]  # the flow is unchanged
+    # the flow is unchanged
+    assert [n.id for n in ordered.archc_graph] == [n.id for n in plain.archc_graph]
 
 
 @pytest.mark.parametrize(("order", "message"), [
-    ("[norm, fcc]", "module_order: 'fcc' is not a child module of block 'Post' \\(did you mean 'fc'"),
+    ("[norm, fcc]",
+     "module_order: 'fcc' is not a child module of block 'Post' \\(did you mean 'fc'"),
     ("[norm, norm]", "module_order: 'norm' is named twice"),
 ])
 def test_a_bad_module_order_is_a_positioned_error(order: str, message: str) -> None:
@@ -50,6 +53,7 @@ def test_a_bad_module_order_is_a_positioned_error(order: str, message: str) -> N
 
 
 def test_an_inline_block_has_no_modules_to_order() -> None:
-    spec = POST_NORM.format(order="[norm, fc]").replace("    module_order", "    inline: true\n    module_order")
-    with pytest.raises(SpecError, match="block 'Post' is inline: it has no modules of its own to order"):
+    spec = POST_NORM.format(order="[norm, fc]")
+    spec = spec.replace("    module_order", "    inline: true\n    module_order")
+    with pytest.raises(SpecError, match="block 'Post' is inline: it has no modules of its own"):
         api.compile_graph(spec)
