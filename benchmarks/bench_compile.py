@@ -120,14 +120,16 @@ def checkpoint_memory(batch: int) -> list[dict[str, object]]:
 
     rows = []
     for flag in (False, True):
-        # glibc serves large blocks by mmap and unmaps them on free: peak RSS then tracks live tensors
+        # glibc serves large blocks by mmap and unmaps them on free:
+        # peak RSS then tracks live tensors
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
         out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(ROOT / "benchmarks/specs/resnet18_cifar.yaml"),
                               "1" if flag else "0", str(batch)], cwd=ROOT, check=True, capture_output=True, text=True, env=env)
         row = {"checkpoint": flag, "batch": batch, **json.loads(out.stdout.strip().splitlines()[-1])}
         rows.append(row)
-        print(f"  checkpoint={flag!s:<5} batch {batch}: peak RSS above the model {row['peak_above_model_mib']:7.1f} MiB,"
-              f" saved for backward {row['saved_for_backward_mib']:7.1f} MiB")
+        print(f"  checkpoint={flag!s:<5} batch {batch}: peak RSS above "
+              f"the model {row['peak_above_model_mib']:7.1f} MiB, saved "
+              f"for backward {row['saved_for_backward_mib']:7.1f} MiB")
     return rows
 
 
@@ -161,18 +163,23 @@ def main() -> None:
     print("archc check latency (fresh process, wall):")
     latency = check_latency(specs, 3 if args.quick else 7)
     summary = [
-        {"metric": f"compiled / hand-written {r['model']}, {r['mode']} batch {r['batch']} ({args.device})",
+        {"metric": (f"compiled / hand-written {r['model']}, "
+                    f"{r['mode']} batch {r['batch']} ({args.device})"),
          "value": round(float(r["ratio"]), 3),
-         "unit": f"x time (per-round quartiles {r['ratio_iqr'][0]:.3f}-{r['ratio_iqr'][1]:.3f})", "target": "<= 1.02"}
+         "unit": (f"x time (per-round quartiles {r['ratio_iqr'][0]:.3f}-{r['ratio_iqr'][1]:.3f})"), "target": "<= 1.02"}
         for r in overhead
     ] + [
-        {"metric": f"checkpoint: true on ResNet-18 CIFAR's blocks, train step batch {memory[1]['batch']}: peak RSS",
+        {"metric": ("checkpoint: true on ResNet-18 CIFAR's blocks, "
+                    f"train step batch {memory[1]['batch']}: peak RSS"),
          "value": round(float(memory[1]["peak_above_model_mib"]) / max(float(memory[0]["peak_above_model_mib"]), 1e-9), 3),
-         "unit": f"x the plain model's ({memory[1]['peak_above_model_mib']:.0f} vs {memory[0]['peak_above_model_mib']:.0f} MiB)",
+         "unit": (f"x the plain model's ({memory[1]['peak_above_model_mib']:.0f} "
+                  f"vs {memory[0]['peak_above_model_mib']:.0f} MiB)"),
          "target": "< 1"},
-        {"metric": f"checkpoint: true on ResNet-18 CIFAR's blocks, train step batch {memory[1]['batch']}: saved for backward",
+        {"metric": ("checkpoint: true on ResNet-18 CIFAR's blocks, train "
+                    f"step batch {memory[1]['batch']}: saved for backward"),
          "value": round(float(memory[1]["saved_for_backward_mib"]) / float(memory[0]["saved_for_backward_mib"]), 3),
-         "unit": f"x the plain model's ({memory[1]['saved_for_backward_mib']:.0f} vs {memory[0]['saved_for_backward_mib']:.0f} MiB)",
+         "unit": (f"x the plain model's ({memory[1]['saved_for_backward_mib']:.0f} "
+                  f"vs {memory[0]['saved_for_backward_mib']:.0f} MiB)"),
          "target": "< 1"},
     ] + [
         {"metric": f"archc check {r['spec']} (fresh process)", "value": round(float(r["wall_s"]), 3),

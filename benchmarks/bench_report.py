@@ -1,12 +1,14 @@
-"""`archc report` (static) against torchinfo.summary (a forward pass), and the training-memory estimate's error.
+"""`archc report` (static) against torchinfo.summary (a forward pass), and the
+training-memory estimate's error.
 
     python benchmarks/bench_report.py [--quick] [--skip-memory]
 
-(1) ResNet-50 at 3x224x224: the full static report (load and expand the spec, every row with receptive
-fields, totals with the training-memory replay, rendered as a table) against torchinfo.summary on an
-already-built model (its forward pass and hooks only; building the model is not charged to it). Median
-of interleaved rounds; prints the ratio. (2) The estimated training-step peak against the measured peak
-of torch's CPU allocator for a few zoo-like models (tests/test_memory.py's measurement), SGD and Adam.
+(1) ResNet-50 at 3x224x224: the full static report (load and expand the spec, every row with
+receptive fields, totals with the training-memory replay, rendered as a table) against
+torchinfo.summary on an already-built model (its forward pass and hooks only; building the model is
+not charged to it). Median of interleaved rounds; prints the ratio. (2) The estimated training-step
+peak against the measured peak of torch's CPU allocator for a few zoo-like models
+(tests/test_memory.py's measurement), SGD and Adam.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ def report_vs_torchinfo(rounds: int) -> dict[str, float]:
     out = {"archc_ms": 1e3 * median(times["archc report"]), "torchinfo_ms": 1e3 * median(times["torchinfo.summary"]),
            "ratio_archc_over_torchinfo": ratio(times, "archc report", "torchinfo.summary"), "rounds": rounds}
     out["speedup"] = 1 / out["ratio_archc_over_torchinfo"]
-    print(f"  resnet50 224px: archc report {out['archc_ms']:.1f} ms, torchinfo.summary {out['torchinfo_ms']:.1f} ms, "
-          f"ratio archc/torchinfo {out['ratio_archc_over_torchinfo']:.3f} ({out['speedup']:.1f}x faster)")
+    print(f"  resnet50 224px: archc report {out['archc_ms']:.1f} ms, "
+          f"torchinfo.summary {out['torchinfo_ms']:.1f} ms, ratio archc/torchinfo "
+          f"{out['ratio_archc_over_torchinfo']:.3f} ({out['speedup']:.1f}x faster)")
     return out
 
 
@@ -99,7 +102,8 @@ def main() -> None:
     ]
     if memory:
         worst = max(abs(float(r["error_pct"])) for r in memory)  # type: ignore[arg-type]
-        summary.append({"metric": f"training-memory estimate, worst |error| over {len(memory)} measured CPU steps",
+        summary.append({"metric": ("training-memory estimate, worst |error| "
+                                   f"over {len(memory)} measured CPU steps"),
                         "value": round(worst, 1), "unit": "%", "target": "<= 15"})
     flags = " ".join(f for f, on in (("--quick", args.quick), ("--skip-memory", args.skip_memory)) if on)
     write_result("report", {"command": f"python benchmarks/bench_report.py {flags}".strip(), "summary": summary,

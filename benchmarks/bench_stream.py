@@ -115,14 +115,16 @@ def main() -> int:
             order = list(candidates) if r % 2 == 0 else list(candidates)[::-1]
             for name in order:
                 times[name].append(candidates[name]())
-                print(f"round {r + 1}/{rounds} {name:>9}: {times[name][-1]:6.2f}s  {images / times[name][-1]:7.0f} img/s", flush=True)
+                print(f"round {r + 1}/{rounds} {name:>9}: {times[name][-1]:6.2f}s  "
+                      f"{images / times[name][-1]:7.0f} img/s", flush=True)
         load_after = os.getloadavg()[0]
         feed.close()
 
     speedup = statistics.median(ref / ours for ref, ours in zip(times["reference"], times["archc"], strict=True))
     ips = {name: images / statistics.median(t) for name, t in times.items()}
     summary = [
-        {"metric": f"streaming / torchvision ImageFolder + DataLoader, {workers} workers, same transforms", "value": round(speedup, 2), "unit": "x", "target": ">= 1.0"},
+        {"metric": ("streaming / torchvision ImageFolder + "
+                    f"DataLoader, {workers} workers, same transforms"), "value": round(speedup, 2), "unit": "x", "target": ">= 1.0"},
         {"metric": "streaming throughput (decode + RandomResizedCrop 112 + flip + normalise)", "value": round(ips["archc"]), "unit": "img/s", "target": ""},
         {"metric": "reference throughput", "value": round(ips["reference"]), "unit": "img/s", "target": ""},
     ]
@@ -135,8 +137,9 @@ def main() -> int:
                   "source_images": "160x120 JPEG q90", "load_average_before": load_before, "load_average_after": load_after},
         "seconds": times,
         "images_per_s": ips,
-        "notes": f"Loader throughput only (no model). Load average {load_before:.1f} before, {load_after:.1f} after, "
-                 f"on {os.cpu_count()} CPUs shared with other jobs: ratios of interleaved rounds, absolute figures vary.",
+        "notes": (f"Loader throughput only (no model). Load average {load_before:.1f} "
+                  f"before, {load_after:.1f} after, on {os.cpu_count()} CPUs shared with "
+                  "other jobs: ratios of interleaved rounds, absolute figures vary."),
     })  # fmt: skip
     return 0
 

@@ -2,23 +2,24 @@
 
     python benchmarks/bench_trainer.py [--quick] [--threads N]
 
-Model: the VGG-BN of the CIFAR-10 comparison post (207,002 params); data: archc's synthetic 3x32x32 images, 10 classes;
-SGD, batch 128, augmentation on (random crop with 4-pixel padding, horizontal flip). Per round,
-interleaved (order alternating), each candidate trains the same number of images:
+Model: the VGG-BN of the CIFAR-10 comparison post (207,002 params); data: archc's synthetic 3x32x32
+images, 10 classes; SGD, batch 128, augmentation on (random crop with 4-pixel padding, horizontal
+flip). Per round, interleaved (order alternating), each candidate trains the same number of images:
 
   compute    forward + backward + step on pre-built, pre-normalised batches, in the memory format
-             the trainer's start-up trial chose and with denormals flushed as the trainer does: the floor
+             the trainer's start-up trial chose and with denormals flushed
+             as the trainer does: the floor
   trainer    archc.train() with its defaults (memory format measured at start-up): its train-loop
              time (sum of epoch times) and its whole wall time
   trainer-nc the same with --no-channels-last (contiguous, the default before the trial)
-  loop-w0    the GoogLeNet post's loop: a torchvision-style Dataset (PIL images, Compose(RandomCrop(32,
-  loop-w2    padding=4), RandomHorizontalFlip, ToTensor, Normalize)), a DataLoader with 0 or
+  loop-w0 the GoogLeNet post's loop: a torchvision-style Dataset (PIL images, Compose(RandomCrop(32,
+  loop-w2 padding=4), RandomHorizontalFlip, ToTensor, Normalize)), a DataLoader with 0 or
              min(cpus, 8) workers (the post's choice), loss.item() and accuracy per step
   loop-ftz   loop-w0 with denormals flushed to zero, as the trainer does on CPUs
 
 (a) efficiency = compute time / trainer time (target >= 0.95); (b) trainer images/s / hand-written
-loop images/s (target >= 2.5). Ratios are medians of per-round ratios. CPU seconds (this process plus
-DataLoader workers) are recorded too: on a machine shared with other jobs they measure the work
+loop images/s (target >= 2.5). Ratios are medians of per-round ratios. CPU seconds (this process
+plus DataLoader workers) are recorded too: on a machine shared with other jobs they measure the work
 done better than wall time does.
 """
 
@@ -72,7 +73,8 @@ class SeedDataset:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (DataLoader workers): work done, whatever the contention."""
+    """CPU time of this process and its finished children (DataLoader workers): work
+    done, whatever the contention."""
     import resource
 
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -143,7 +145,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             record = train(fresh_model(), **data_cfg, epochs=epochs, batch_size=BATCH, lr=0.05, weight_decay=5e-4,
-                           schedule="none", augment=True, crop_padding=4, hflip=True, workers=threads, log="quiet",
+                           schedule="none", augment=True, crop_padding=4, hflip=True, workers=threads, log=("quiet"),
                            channels_last=channels_last, out=str(Path(tmp) / "run"))  # fmt: skip
             wall = time.perf_counter() - start
         assert record["dataset"]["crop_padding"] == 4 and record["dataset"]["hflip"]
@@ -192,7 +194,8 @@ def main() -> int:
         "loop-ftz": lambda: seed_loop(0, ftz=True),
     }
     load_before = os.getloadavg()[0]
-    trainer()  # warm-up: one-off imports (torch._dynamo on the first optimizer) and allocator growth
+    # warm-up: one-off imports (torch._dynamo on the first optimizer) and allocator growth
+    trainer()
     chosen["format"] = formats[-1]  # the format the trainer trains in: compute runs in it too
     times: dict[str, list[float]] = {name: [] for name in candidates}
     cpu: dict[str, list[float]] = {name: [] for name in candidates}
@@ -210,7 +213,8 @@ def main() -> int:
                     walls.append(wall)
             else:
                 times[name].append(result)  # type: ignore[arg-type]
-            print(f"round {r + 1}/{rounds} {name:>9}: {times[name][-1]:7.2f}s  {images / times[name][-1]:7.0f} img/s", flush=True)
+            print(f"round {r + 1}/{rounds} {name:>9}: {times[name][-1]:7.2f}s  "
+                  f"{images / times[name][-1]:7.0f} img/s", flush=True)
     load_after = os.getloadavg()[0]
 
     def per_round(a: list[float], b: list[float]) -> float:
@@ -224,13 +228,15 @@ def main() -> int:
     summary = [
         {"metric": f"trainer efficiency: compute / train-loop time (both {chosen['format']})", "value": round(efficiency, 3), "unit": "", "target": ">= 0.95"},
         {"metric": "trainer efficiency: compute / whole archc.train() wall", "value": round(efficiency_wall, 3), "unit": "", "target": "(info)"},
-        {"metric": f"trainer (defaults) vs a hand-written loop, DataLoader {seed_workers} workers (the GoogLeNet post's choice)", "value": round(speedups[seed_name], 2), "unit": "x", "target": ">= 2.5"},
+        {"metric": ("trainer (defaults) vs a hand-written loop, DataLoader "
+                    f"{seed_workers} workers (the GoogLeNet post's choice)"), "value": round(speedups[seed_name], 2), "unit": "x", "target": ">= 2.5"},
         {"metric": "trainer vs the hand-written loop, DataLoader 0 workers", "value": round(speedups["loop-w0"], 2), "unit": "x", "target": "(info)"},
         {"metric": "trainer vs the hand-written loop, 0 workers, denormals flushed", "value": round(speedups["loop-ftz"], 2), "unit": "x", "target": "(info)"},
         {"metric": f"trainer --no-channels-last vs the hand-written loop, {seed_workers} workers", "value": round(per_round(times[seed_name], times["trainer-nc"]), 2), "unit": "x", "target": "(info)"},
         {"metric": "trainer train-loop throughput", "value": round(ips["trainer"]), "unit": "img/s", "target": ""},
         {"metric": "CPU seconds: compute / whole archc.train()", "value": round(per_round(cpu["compute"], cpu["trainer"]), 3), "unit": "", "target": "(info)"},
-        {"metric": f"CPU seconds: hand-written loop ({seed_workers} workers, incl. workers) / whole archc.train()", "value": round(per_round(cpu[seed_name], cpu["trainer"]), 2), "unit": "x", "target": "(info)"},
+        {"metric": (f"CPU seconds: hand-written loop ({seed_workers} "
+                    "workers, incl. workers) / whole archc.train()"), "value": round(per_round(cpu[seed_name], cpu["trainer"]), 2), "unit": "x", "target": "(info)"},
     ]
     for row in summary:
         print(f"{row['metric']}: {row['value']}{row['unit']} (target {row['target']})")
@@ -245,10 +251,11 @@ def main() -> int:
         "cpu_seconds": cpu,
         "trainer_wall_seconds": walls,
         "images_per_s": ips,
-        "notes": "compute = forward+backward+step on pre-built batches; the trainer's loop time includes batched "
-                 "augmentation, indexing, loss/accuracy bookkeeping and the NaN guard; its wall adds data synthesis, "
-                 "the shape check, per-epoch test evaluation, checkpoints and metrics files. "
-                 f"Load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} CPUs.",
+        "notes": ("compute = forward+backward+step on pre-built batches; the trainer's loop "
+                  "time includes batched augmentation, indexing, loss/accuracy bookkeeping "
+                  "and the NaN guard; its wall adds data synthesis, the shape check, "
+                  "per-epoch test evaluation, checkpoints and metrics files. Load average "
+                  f"{load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} CPUs."),
     })  # fmt: skip
     return 0
 

@@ -51,12 +51,14 @@ def render() -> str:
             continue
         m = data.get("machine", {})
         parts.append(f"## {data.get('benchmark', path.stem)}\n")
-        parts.append(f"`{data.get('command', 'python benchmarks/' + path.stem + '.py')}` on {m.get('date', '?')}: "
-                     f"{m.get('device', 'cpu')}, {m.get('cpus', '?')} CPUs ({m.get('processor', '?')}), "
-                     f"Python {m.get('python', '?')}, torch {m.get('torch', '?')}.\n")
+        parts.append(f"`{data.get('command', 'python benchmarks/' + path.stem + '.py')}` "
+                     f"on {m.get('date', '?')}: {m.get('device', 'cpu')}, "
+                     f"{m.get('cpus', '?')} CPUs ({m.get('processor', '?')}), Python "
+                     f"{m.get('python', '?')}, torch {m.get('torch', '?')}.\n")
         parts.append("| metric | value | target |\n| --- | ---: | --- |")
         for row in summary:
-            parts.append(f"| {row['metric']} | {row['value']} {row.get('unit', '')} | {row.get('target', '')} |")
+            parts.append(f"| {row['metric']} | {row['value']} "
+                         f"{row.get('unit', '')} | {row.get('target', '')} |")
         if data.get("notes"):
             parts.append("\n" + str(data["notes"]))
         parts.append("")

@@ -28,7 +28,8 @@ def main() -> None:
     print(f"totals: {totals['params']:,} params, {totals['macs']:,} MACs, output {totals['output']}")
     print("5 largest layers by params:")
     for row in sorted(analysis.rows(), key=lambda r: r["params"], reverse=True)[:5]:
-        print(f"  {row['name']:<16} {row['label']:<24} {row['params']:>8,} params  shape {row['shape']}")
+        print(f"  {row['name']:<16} {row['label']:<24} "
+              f"{row['params']:>8,} params  shape {row['shape']}")
 
     # 3. Build: a plain nn.Module whose state_dict keys follow the spec's names.
     model = archc.build(spec)

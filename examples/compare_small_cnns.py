@@ -1,4 +1,5 @@
-"""The CIFAR-10 comparison of small ResNet / VGG-BN / Inception post, at small scale: ResNet vs VGG-BN vs Inception, plus the no-BN and no-augmentation ablations.
+"""The CIFAR-10 comparison of small ResNet / VGG-BN / Inception post, at small scale: ResNet vs
+VGG-BN vs Inception, plus the no-BN and no-augmentation ablations.
 
 The post trained three ~100-200k-parameter CIFAR-10 networks for 80 epochs with Adam (lr 0.001)
 and ablated batch norm and data augmentation on the ResNet. Here the same specs and optimiser

@@ -1,4 +1,5 @@
-"""The d2l Fashion-MNIST hyperparameter lab (LeNet, AlexNet, VGG, ResNet) at small scale: d2l's LeNet under a grid of optimiser, learning rate and batch size.
+"""The d2l Fashion-MNIST hyperparameter lab (LeNet, AlexNet, VGG, ResNet) at small scale: d2l's
+LeNet under a grid of optimiser, learning rate and batch size.
 
 The lab trained the sigmoid LeNet of d2l (plain SGD, no momentum) on Fashion-MNIST and varied
 the optimiser, learning rate, epochs and batch size one at a time. Here the same spec trains on

@@ -107,7 +107,8 @@ def run_archc(*args: str, cwd: Path | None = None, timeout: float = 120) -> subp
 
 
 def assert_node_tensor_counts(model: Any, graph: Any) -> None:
-    """Each node's static parameter and buffer counts equal its module's (or its learned tensor's)."""
+    """Each node's static parameter and buffer counts equal its
+    module's (or its learned tensor's)."""
     from archc import ops
 
     for node in graph:

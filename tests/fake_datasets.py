@@ -10,7 +10,8 @@ import numpy as np
 
 
 def _cifar_images(n: int, offset: int) -> np.ndarray:
-    """n distinct CIFAR rows (3072 bytes, channel planes R, G, B): image i is filled from its index."""
+    """n distinct CIFAR rows (3072 bytes, channel planes R, G, B):
+    image i is filled from its index."""
     rows = np.zeros((n, 3072), dtype=np.uint8)
     for i in range(n):
         rows[i, :1024], rows[i, 1024:2048], rows[i, 2048:] = (offset + i) % 256, 100, 200
@@ -41,7 +42,8 @@ def write_cifar100(root: Path) -> None:
 
 
 def write_idx(raw: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
-    """MNIST's IDX files: big-endian magic (0x0803 images, 0x0801 labels) and dimensions, then bytes."""
+    """MNIST's IDX files: big-endian magic (0x0803 images, 0x0801
+    labels) and dimensions, then bytes."""
     raw.mkdir(parents=True, exist_ok=True)
     n, h, w = images.shape
     (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, n, h, w) + images.tobytes())

@@ -33,7 +33,7 @@ def _one_line_error(stderr: str) -> str:
     return lines[0]
 
 
-# usage errors --------------------------------------------------------------------------------------
+# usage errors -------------------------------------------------------------------------------------
 def test_bare_archc_lists_the_commands() -> None:
     done = run_archc()
     assert done.returncode == 2
@@ -238,7 +238,7 @@ def test_errors_of_every_kind_print_one_line(tmp_path: Path) -> None:
         assert done.returncode == 1 and message in _one_line_error(done.stderr), (args, done.stderr)
 
 
-# output paths ---------------------------------------------------------------------------------------
+# output paths -------------------------------------------------------------------------------------
 def test_missing_output_folders_are_created(tmp_path: Path) -> None:
     done = run_archc("export", str(LENET), "-o", str(tmp_path / "missing" / "dir" / "x.py"))
     assert done.returncode == 0, done.stderr
@@ -303,7 +303,8 @@ def test_diagram_writes_the_format_its_suffix_names(tmp_path: Path) -> None:
 
 
 def test_one_vocabulary_for_dtypes() -> None:
-    """report --dtype and train --amp-dtype name dtypes as torch does; a spec's old short names still read."""
+    """report --dtype and train --amp-dtype name dtypes as torch does; a
+    spec's old short names still read."""
     amp = next(a for a in _subparser("train")._actions if "--amp-dtype" in a.option_strings)
     memory = next(a for a in _subparser("report")._actions if "--dtype" in a.option_strings)
     assert set(amp.choices) - {"auto"} <= set(memory.choices) == {"float32", "bfloat16", "float16"}

@@ -84,7 +84,8 @@ def test_build_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_build_verifies_runtime_shapes(write_spec, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`archc build` runs the module once: a wrong inferred shape is an internal error, not a pass."""
+    """`archc build` runs the module once: a wrong inferred shape is
+    an internal error, not a pass."""
     path = write_spec(SMALL)
     real = archc.compiler.expand.expand
 
@@ -183,8 +184,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 NO_TORCH = (
-    "import sys; from archc.cli import main; rc = main(['check', *sys.argv[1:]]); "
-    "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch')); print('rc', rc)"
+    "import sys; from archc.cli import main; rc = main(['check', *sys.argv[1:]]); assert 'torch' "
+    "not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch')); print('rc', rc)"
 )
 
 
@@ -214,7 +215,8 @@ def test_cli_entry_point_runs_check_and_build_json() -> None:
 
 
 def test_command_table_names_the_module_of_every_command() -> None:
-    """`archc X` imports only COMMANDS[X]'s module: that module must define X, and the table every command."""
+    """`archc X` imports only COMMANDS[X]'s module: that module must define
+    X, and the table every command."""
     import argparse
 
     from archc.cli import COMMANDS, make_parser

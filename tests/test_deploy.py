@@ -1,4 +1,5 @@
-"""The zoo through the one build path: exported sources, TorchScript, torch.export, ONNX, torch.compile.
+"""The zoo through the one build path: exported sources, TorchScript,
+torch.export, ONNX, torch.compile.
 
 Cheap checks run on every zoo spec (source generation, ruff, scripting on the meta device); the
 ones that build real weights run on the light specs and, marked slow, on the whole zoo.
@@ -42,7 +43,8 @@ def test_exported_zoo_sources_are_ruff_clean(tmp_path: Path) -> None:
     for path in ZOO:
         loaded = api.load(path)
         (tmp_path / f"{path.stem}.py").write_text(export_python(api.compile_graph(loaded), loaded.model.init, str(path)))
-    rules = "E,F,W,I,B,UP,SIM,RUF"  # the project's own selection; long lines are allowed as in the project
+    # the project's own selection; long lines are allowed as in the project
+    rules = "E,F,W,I,B,UP,SIM,RUF"
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--select", rules, "--ignore", "E501",
                              str(tmp_path)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout[-3000:]

@@ -1,4 +1,5 @@
-"""`archc diagram`: DOT structure, rendered SVGs, layout promises (checked on dot's own coordinates), fallbacks.
+"""`archc diagram`: DOT structure, rendered SVGs, layout promises (checked on
+dot's own coordinates), fallbacks.
 
 Rendering tests need graphviz's `dot` (`make setup` installs it) and skip with that reason where
 it is missing; the DOT-level tests and the missing-`dot` fallback run everywhere.
@@ -31,7 +32,8 @@ from tests.conftest import REPO, TEST_SPECS, clean_env, run_archc
 DOT = shutil.which("dot")
 needs_dot = pytest.mark.skipif(DOT is None, reason="graphviz's `dot` is not installed (make setup installs it)")
 ZOO = sorted((REPO / "specs").glob("*.yaml"))
-# The acceptance trio: the zoo's resnet18 and googlenet (or this suite's copies until they land) and a DenseNet.
+# The acceptance trio: the zoo's resnet18 and googlenet (or this suite's copies
+# until they land) and a DenseNet.
 TRIO = [
     REPO / "specs/resnet18.yaml" if (REPO / "specs/resnet18.yaml").exists() else TEST_SPECS / "report_resnet18.yaml",
     REPO / "specs/googlenet.yaml" if (REPO / "specs/googlenet.yaml").exists() else TEST_SPECS / "report_googlenet.yaml",
@@ -100,7 +102,8 @@ def test_depth_folds_blocks_and_merges_identical_chained_ones() -> None:
 
 
 def test_blocks_that_differ_in_shape_are_not_merged() -> None:
-    """DenseNet's layers share a type and arguments but not input channels: each keeps its own box."""
+    """DenseNet's layers share a type and arguments but not input
+    channels: each keeps its own box."""
     graph = compile_graph(TEST_SPECS / "diagram_densenet.yaml")
     order, _ = elements(graph, 3)
     dense = [el for el in order if el.key.startswith("features.denseblock1.")]

@@ -119,7 +119,8 @@ def scratch_directory(tmp: Path) -> Path:
 
 
 def doc_env() -> dict[str, str]:
-    """The venv's tools on PATH; one torch thread per process, since pytest runs tests side by side."""
+    """The venv's tools on PATH; one torch thread per process, since
+    pytest runs tests side by side."""
     return clean_env(PATH=f"{VENV_BIN}:{clean_env()['PATH']}", OMP_NUM_THREADS="1")
 
 
@@ -137,7 +138,8 @@ def run_shell(example: Example, work: Path, data: Path) -> subprocess.CompletedP
     elif words[0] == "torchrun":
         argv = [str(VENV_BIN / "torchrun"), *words[1:], *caps]
     else:
-        pytest.fail(f"{example.where()}: no runner for `{words[0]}` commands; add one to {Path(__file__).name}")
+        pytest.fail(f"{example.where()}: no runner for `{words[0]}` "
+                    f"commands; add one to {Path(__file__).name}")
     return subprocess.run(argv, cwd=work, env=doc_env(), capture_output=True, text=True, timeout=600)
 
 

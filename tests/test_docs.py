@@ -1,4 +1,5 @@
-"""The docs stay true: generated op tables and schema are current, examples and documented commands run."""
+"""The docs stay true: generated op tables and schema are current,
+examples and documented commands run."""
 
 from __future__ import annotations
 
@@ -97,7 +98,8 @@ def test_experiment_scripts_run(tmp_path: Path, script: str) -> None:
 
 
 def _install_metadata(site: Path, entry_points: str) -> None:
-    """What `pip install examples/plugin_op` leaves for importlib.metadata: a dist-info with entry points."""
+    """What `pip install examples/plugin_op` leaves for importlib.metadata:
+    a dist-info with entry points."""
     info = site / "archc_scale_op-0.1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: archc-scale-op\nVersion: 0.1.0\n")
@@ -133,7 +135,8 @@ def test_op_argument_types_read_like_python() -> None:
 
 
 def test_sources_are_named_by_what_they_are() -> None:
-    """Docs, specs, examples and the package cite their source posts by subject, never as 'seed 00N'."""
+    """Docs, specs, examples and the package cite their source posts
+    by subject, never as 'seed 00N'."""
     import re
 
     pattern = re.compile(r"seed[ _-]?00[0-4]", re.I)

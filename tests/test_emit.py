@@ -193,7 +193,8 @@ def test_build_module_without_init_keeps_torch_defaults() -> None:
 
 @pytest.mark.parametrize("name", ["torch", "record", "m_layer1", "x", "self", "m_"])
 def test_node_names_never_shadow_generated_code(name: str, write_spec) -> None:
-    """Nodes named like the globals and locals of the generated forward still work (torch.cat, probes)."""
+    """Nodes named like the globals and locals of the generated forward
+    still work (torch.cat, probes)."""
     path = write_spec(f"""
         input: [3, 8, 8]
         layers:

@@ -42,8 +42,8 @@ CASES = [
          (r"^YAML syntax error: unexpected ': ' here: a nested mapping goes in braces",)),
     Case("yaml_tab", HEAD + "\t- relu\n", 3, 1, "\t", (r"^YAML syntax error: a tab character; YAML indents with spaces only",)),
     Case("yaml_bad_indentation", HEAD + "  - conv: {out: 4, kernel: 3}\n   - relu\n", 4, 4, "- relu",
-         (r"^YAML syntax error: this line is indented differently from the rest of its list \(which starts at line 3, "
-          r"column 3\)",)),
+         (r"^YAML syntax error: this line is indented differently from "
+          r"the rest of its list \(which starts at line 3, column 3\)",)),
     Case("yaml_unquoted_expression_in_braces", HEAD + "  - conv: {out: ${2 * 4}, kernel: 3}\n", 3, 17, "${2",
          (r"^YAML syntax error: an expression inside \[\.\.\.\] or \{\.\.\.\} must be quoted",)),
     Case("yaml_duplicate_key", HEAD + "  - relu\ninput: [1, 8, 8]\n", 4, 1, "input",
@@ -53,7 +53,8 @@ CASES = [
     Case("unknown_op_mapping", HEAD + "  - {maxpol: 2, name: pool}\n", 3, 6, "maxpol",
          (r"^unknown op, block or key 'maxpol' \(did you mean 'maxpool'\?\)$",)),
     Case("unknown_argument", HEAD + "  - conv: {out: 4, kernel: 3, strid: 2}\n", 3, 31, "strid",
-         (r"^unknown argument 'strid' for conv \(did you mean 'stride'\?\); it takes: out, kernel, stride",)),
+         (r"^unknown argument 'strid' for conv \(did you "
+          r"mean 'stride'\?\); it takes: out, kernel, stride",)),
     Case("misspelled_required_argument", HEAD + "  - conv: {out: 4, kernal: 3}\n", 3, 20, "kernal",
          (r"^unknown argument 'kernal' for conv \(did you mean 'kernel'\?\)",)),
     Case("misspelled_meta_key", HEAD + "  - conv: {out: 4, kernel: 3}\n    nmae: c1\n", 4, 5, "nmae",
@@ -75,39 +76,52 @@ CASES = [
          (r"^input must be positive integers .*got \[3, -2, -2\]$",)),
     Case("block_unknown_key", "input: [3, 8, 8]\nblocks:\n  BasicBlock: {layers: [relu], parms: {}}\nlayers:\n  - relu\n", 3, 32, "parms",
          (r"^unknown key 'parms' \(did you mean 'params'\?\)$",)),
-    Case("block_bad_inline", "input: [3, 8, 8]\nblocks:\n  BasicBlock: {layers: [relu], inline: maybe}\nlayers:\n  - relu\n", 3, 40, "maybe",
+    Case("block_bad_inline", "input: [3, 8, 8]\nblocks:\n  BasicBlock: "
+                             "{layers: [relu], inline: maybe}\nlayers:\n  - relu\n", 3, 40, "maybe",
          (r"^blocks\.BasicBlock\.inline: input should be a valid boolean",)),
     Case("undefined_param", "input: [3, 8, 8]\nparams: {width: 8}\nlayers:\n  - conv: {out: $widht, kernel: 1}\n",
          4, 17, "$widht", (r"^undefined name 'widht' \(did you mean 'width'\?\)$",)),
     Case("undefined_param_in_expression", "input: [3, 8, 8]\nparams: {width: 8}\nlayers:\n  - conv: {out: \"${2 * widht}\", kernel: 1}\n",
          4, 24, "widht", (r"^undefined name 'widht' \(did you mean 'width'\?\)$",)),
-    Case("undefined_block", "input: [3, 8, 8]\nblocks:\n  MyBlock:\n    params: {planes: null}\n    layers: [relu]\nlayers:\n  - MyBlok: {planes: 3}\n",
+    Case("undefined_block", "input: [3, 8, 8]\nblocks:\n  MyBlock:\n    params: {planes: null}\n"
+                            "    layers: [relu]\nlayers:\n  - MyBlok: {planes: 3}\n",
          7, 5, "MyBlok", (r"^unknown op, block or key 'MyBlok' \(did you mean 'MyBlock'\?\)$",)),
-    Case("block_missing_param", "input: [3, 8, 8]\nblocks:\n  MyBlock:\n    params: {planes: null}\n    layers: [relu]\nlayers:\n  - relu\n  - MyBlock\n",
+    Case("block_missing_param", "input: [3, 8, 8]\nblocks:\n  MyBlock:\n    params: {planes: null}\n"
+                                "    layers: [relu]\nlayers:\n  - relu\n  - MyBlock\n",
          8, 5, "MyBlock", (r"^block 'MyBlock' needs parameter 'planes'$",)),
-    Case("block_unknown_param", "input: [3, 8, 8]\nblocks:\n  MyBlock:\n    params: {planes: null}\n    layers: [relu]\nlayers:\n  - MyBlock: {plane: 3}\n",
-         7, 15, "plane", (r"^block 'MyBlock' has no parameter 'plane' \(did you mean 'planes'\?\); it takes: planes$",)),
-    Case("add_mismatch", HEAD + "  - relu\n  - add:\n      - {conv: {out: 4, kernel: 3}, name: a}\n      - {conv: {out: 4, kernel: 1}, name: b}\n",
+    Case("block_unknown_param", "input: [3, 8, 8]\nblocks:\n  MyBlock:\n    params: {planes: null}\n"
+                                "    layers: [relu]\nlayers:\n  - MyBlock: {plane: 3}\n",
+         7, 15, "plane", (r"^block 'MyBlock' has no parameter 'plane' "
+                          r"\(did you mean 'planes'\?\); it takes: planes$",)),
+    Case("add_mismatch", HEAD + ("  - relu\n  - add:\n      - {conv: {out: 4, kernel: 3}, name: a}\n"
+                                 "      - {conv: {out: 4, kernel: 1}, name: b}\n"),
          4, 5, "add", (r"^add: branch 'b' yields 4x8x8 but branch 'a' yields 4x6x6$",)),
     Case("add_mismatch_identity", HEAD + "  - add:\n      - [{conv: {out: 4, kernel: 3, padding: 1}}]\n      - []\n",
          3, 5, "add", (r"^add: branch 2 yields 3x8x8 but branch 1 yields 4x8x8$",)),
-    Case("add_mismatch_by_reference", HEAD + "  - {conv: {out: 4, kernel: 3}, name: c1}\n  - {conv: {out: 4, kernel: 3}, name: c2}\n  - {add: , from: [c1, c2]}\n",
+    Case("add_mismatch_by_reference", HEAD + ("  - {conv: {out: 4, kernel: 3}, name: c1}\n"
+                                              "  - {conv: {out: 4, kernel: 3}, name: c2}\n  - {add: , from: [c1, c2]}\n"),
          5, 6, "add", (r"^add: 'c2' yields 4x4x4 but 'c1' yields 4x6x6$",)),
-    Case("concat_spatial_mismatch", HEAD + "  - concat:\n      - {conv: {out: 4, kernel: 3, stride: 2}, name: a}\n      - {conv: {out: 2, kernel: 1}, name: b}\n",
+    Case("concat_spatial_mismatch", HEAD + ("  - concat:\n      - {conv: {out: 4, kernel: 3, stride: 2}, name: a}\n"
+                                            "      - {conv: {out: 2, kernel: 1}, name: b}\n"),
          3, 5, "concat", (r"^concat: branch 'b' yields 8x8 but branch 'a' yields 3x3$",)),
-    Case("shrink_conv", HEAD + "  - {conv: {out: 4, kernel: 3}, name: c1}\n  - {maxpool: 2, name: p1}\n  - {conv: {out: 4, kernel: 5}, name: c2}\n",
+    Case("shrink_conv", HEAD + ("  - {conv: {out: 4, kernel: 3}, name: c1}\n  - {maxpool: 2, name: p1}\n"
+                                "  - {conv: {out: 4, kernel: 5}, name: c2}\n"),
          5, 6, "conv", (r"^'c2' \(conv\): kernel 5x5 .*does not fit the 3x3 feature map it receives$",)),
     Case("shrink_pool_repeat", HEAD + "  - {maxpool: 2, repeat: 4}\n", 3, 6, "maxpool",
          (r"^'3' \(maxpool\): window 2x2 does not fit the 1x1 feature map it receives$",)),
-    Case("shrink_in_block", "input: [3, 4, 4]\nblocks:\n  Down:\n    layers:\n      - {conv: {out: 4, kernel: 3, stride: 2}, name: conv}\nlayers:\n  - {Down: , name: d1}\n  - {Down: , name: d2}\n",
+    Case("shrink_in_block", "input: [3, 4, 4]\nblocks:\n  Down:\n    layers:\n"
+                            "      - {conv: {out: 4, kernel: 3, stride: 2}, name: conv}\n"
+                            "layers:\n  - {Down: , name: d1}\n  - {Down: , name: d2}\n",
          5, 10, "conv", (r"^'d2\.conv' \(conv\): kernel 3x3 .*does not fit the 1x1 feature map",)),
     Case("unknown_reference", HEAD + "  - {conv: {out: 4, kernel: 3}, name: stem}\n  - {concat: , from: [stem, stme]}\n", 4, 29, "stme",
          (r"^unknown node 'stme' \(did you mean 'stem'\?\)$",)),
-    Case("later_reference_cycle", HEAD + "  - {conv: {out: 4, kernel: 3}, name: c1}\n  - {add: , from: [c1, c3], name: sum}\n  - {conv: {out: 4, kernel: 1}, name: c3}\n",
+    Case("later_reference_cycle", HEAD + ("  - {conv: {out: 4, kernel: 3}, name: c1}\n  - {add: , from: [c1, c3], name: sum}\n"
+                                          "  - {conv: {out: 4, kernel: 1}, name: c3}\n"),
          4, 24, "c3", (r"^'c3' is defined later \(line 5\); 'from' must name an earlier node \(no cycles\)$",)),
     Case("self_reference", HEAD + "  - {conv: {out: 4, kernel: 3}, name: c1, from: c1}\n", 3, 49, "c1}",
          (r"'c1' is defined later \(line 3\)",)),
-    Case("recursive_blocks", "input: [3, 8, 8]\nblocks:\n  A:\n    layers:\n      - relu\n      - B\n  B:\n    layers:\n      - A\nlayers:\n  - A\n",
+    Case("recursive_blocks", "input: [3, 8, 8]\nblocks:\n  A:\n    layers:\n      - relu\n"
+                             "      - B\n  B:\n    layers:\n      - A\nlayers:\n  - A\n",
          9, 9, "A", (r"^block 'A' calls itself \(A -> B -> A\); blocks cannot be recursive$",)),
     Case("self_recursive_block", "input: [3, 8, 8]\nblocks:\n  A:\n    layers:\n      - {A: , name: inner}\nlayers:\n  - A\n",
          5, 10, "A:", (r"^block 'A' calls itself \(A -> A\)",)),
@@ -123,9 +137,11 @@ CASES = [
     Case("when_not_bool", HEAD + "  - {relu: , when: 3}\n", 3, 20, "3}", (r"^'when' must be true or false, got 3$",)),
     Case("flatten_too_early", HEAD + "  - flatten\n  - conv: {out: 4, kernel: 3}\n", 4, 5, "conv",
          (r"conv needs a \(channels, \.\.\.spatial\) input, got 192; is a flatten too early\?$",)),
-    Case("linear_on_feature_map", HEAD + "  - linear: 4\n", 3, 5, "linear", (r"linear received a 3x8x8 feature map; for a classifier add '- flatten' before it, for an MLP on a channels-last \(H, W, C\) map write 'channels_last: true'$",)),
+    Case("linear_on_feature_map", HEAD + "  - linear: 4\n", 3, 5, "linear", (r"linear received a 3x8x8 feature map; for a classifier add '- flatten' before "
+                                                                             r"it, for an MLP on a channels-last \(H, W, C\) map write 'channels_last: true'$",)),
     Case("name_reused", HEAD + "  - {conv: {out: 4, kernel: 3}, name: a}\n  - {conv: {out: 4, kernel: 1}, name: a}\n", 4, 6, "conv",
-         (r"^name 'a' is already used \(line 3\); only identical parameter-free layers may share a name$",)),
+         (r"^name 'a' is already used \(line 3\); only "
+          r"identical parameter-free layers may share a name$",)),
 ]
 IDS = [c.id for c in CASES]
 BY_ID = {c.id: c for c in CASES}
@@ -147,7 +163,8 @@ def _check_message(case: Case, message: str) -> None:
 
 
 def _check_report(case: Case, path: Path, text: str) -> None:
-    """The rendered report: `error: path:line:col: message`, the source line, the caret under the token."""
+    """The rendered report: `error: path:line:col: message`, the source
+    line, the caret under the token."""
     assert "Traceback" not in text
     lines = text.splitlines()
     head = f"error: {path}:{case.line}:{case.col}: "
@@ -248,7 +265,8 @@ def test_build_and_export_report_spec_errors_without_traceback(write_spec, capsy
 # --------------------------------------------------------------------------- overrides
 
 
-OVERRIDE_SPEC = "input: [3, 8, 8]\nparams: {width: 8, bn: true}\nlayers:\n  - conv: {out: $width, kernel: 1}\n  - {bn: , when: $bn}\n"
+OVERRIDE_SPEC = ("input: [3, 8, 8]\nparams: {width: 8, bn: true}\nlayers:\n"
+                 "  - conv: {out: $width, kernel: 1}\n  - {bn: , when: $bn}\n")
 
 
 @pytest.mark.parametrize(
@@ -346,7 +364,7 @@ def test_render_without_position_is_one_line() -> None:
     assert SpecError("boom").render() == "error: boom"
 
 
-# --------------------------------------------------------------------------- names that nn.Module owns
+# ------------------------------------------------------------------------ names that nn.Module owns
 
 
 @pytest.mark.parametrize(
@@ -376,7 +394,8 @@ def test_names_taken_by_nn_module_are_positioned_errors(layers: str, name: str, 
 def test_auto_index_colliding_with_an_explicit_numeric_name(write_spec) -> None:
     path = write_spec(HEAD + "  - {conv: {out: 4, kernel: 1}, name: '1'}\n  - {conv: {out: 4, kernel: 1}}\n")
     err = _error(path)
-    assert err.message == "name '1' is already used (line 3); only identical parameter-free layers may share a name"
+    assert err.message == ("name '1' is already used (line 3); only "
+                           "identical parameter-free layers may share a name")
     assert (err.line, err.col) == (4, 6)
 
 
@@ -417,7 +436,8 @@ def test_yaml_errors_at_the_end_of_the_file_point_into_it(text: str, message: st
 
 
 def test_dilated_pool_window_that_sees_only_padding_is_an_error(write_spec) -> None:
-    """PyTorch would return -inf there and write out of bounds in backward (found by test_properties)."""
+    """PyTorch would return -inf there and write out of bounds in
+    backward (found by test_properties)."""
     path = write_spec(HEAD.replace("[3, 8, 8]", "[1, 3]") + "  - global_avgpool\n"
                       "  - {maxpool: {kernel: 2, padding: 1, dilation: 2, ceil_mode: true}, name: pool}\n")
     err = _error(path)
@@ -567,7 +587,7 @@ def test_check_json_lists_every_error(write_spec, capsys: pytest.CaptureFixture[
     assert report["errors"][0]["notes"][0].startswith("in block 'Bottleneck' called at")
 
 
-# --------------------------------------------------------------------------- did-you-mean keeps meaning
+# ----------------------------------------------------------------------- did-you-mean keeps meaning
 
 
 @pytest.mark.parametrize(
@@ -595,7 +615,8 @@ def test_unknown_op_hint_never_steers_to_another_function_silently(typed: str, h
 
 
 def test_no_registered_op_is_suggested_for_another_as_a_typo() -> None:
-    """Take each registered op (plugins included) away: its name must not plainly suggest a different op."""
+    """Take each registered op (plugins included) away: its name must not
+    plainly suggest a different op."""
     from archc import ops
     from archc.compiler.suggest import suggest_op
 

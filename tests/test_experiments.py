@@ -1,4 +1,5 @@
-"""archc sweep / compare: grid parsing and checks, resumable sweeps, failures, tables, CSV and plots.
+"""archc sweep / compare: grid parsing and checks, resumable sweeps,
+failures, tables, CSV and plots.
 
 Training tests use tests/specs/exp_tiny.yaml and exp_mlp.yaml on the bundled digits data (512
 train / 200 test images, one epoch): each run takes about a second once the sweep's fork server
@@ -39,7 +40,8 @@ PLOTS = ("curves", "acc_vs_params", "acc_vs_time")
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
-    """archc in this process (so the sweep's fork server stays warm between tests): (rc, stdout, stderr)."""
+    """archc in this process (so the sweep's fork server stays warm
+    between tests): (rc, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
@@ -253,8 +255,8 @@ def test_a_run_directory_from_another_experiment_is_not_taken_as_a_result(swept:
     rc, _, err = run_cli("sweep", TINY, "--grid", "optimizer=sgd", "--grid", "set.bn=true", "--lr", "0.05",
                          "--out", str(tmp_path / "s"))
     assert rc == 1
-    assert err.strip() == (f"error: {tmp_path / 's' / source.name} holds a run that does not belong to this sweep: it was "
-                           "trained with lr=0.1 (this run: 0.05); move it away or choose another --out")
+    assert err.strip() == (f"error: {tmp_path / 's' / source.name} holds a run that does not belong to this sweep: "
+                           "it was trained with lr=0.1 (this run: 0.05); move it away or choose another --out")
     assert (tmp_path / "s" / source.name / "result.json").read_bytes() == (source / "result.json").read_bytes()
 
 
@@ -265,7 +267,8 @@ def test_compare_runs_tabulates_existing_runs(swept: tuple[Path, int, str, str],
     data = json.loads(stdout)
     assert len(data["runs"]) == 4 and len(data["groups"]) == 4
     assert (tmp_path / "t" / "results.md").is_file() and (tmp_path / "t" / "acc_vs_time.svg").is_file()
-    # Plain run directories (no manifest) are labelled by what differs between them: here the optimizer.
+    # Plain run directories (no manifest) are labelled by what differs
+    # between them: here the optimizer.
     rc, stdout, _ = run_cli("compare", "--runs", str(out / "optimizer=sgd,set.bn=true,seed=0"),
                             str(out / "optimizer=adam,set.bn=true,seed=0"), "--format", "csv")
     rows = read_csv_text(stdout)
@@ -291,7 +294,8 @@ def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path: P
     runs = {r["id"]: r for r in read_csv(out / "runs.csv")}
     assert runs["batch_size=1000,lr=0.1,seed=0"]["error"] == error
     assert {r["batch_size"]: r["runs"] for r in read_csv_text(stdout) if r["lr"] == "0.1"} == {"64": "1", "1000": "1"}
-    # A rerun leaves failed runs alone unless asked; --retry-failed trains them again, keeping the old record.
+    # A rerun leaves failed runs alone unless asked; --retry-failed trains them
+    # again, keeping the old record.
     rc, _, err = run_cli(*args)
     assert rc == 1 and "4 of 4 runs already finished" in err
     rc, _, err = run_cli(*args, "--retry-failed")

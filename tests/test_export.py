@@ -1,4 +1,5 @@
-"""`archc export --to python`: a standalone file that runs without archc and equals the built module.
+"""`archc export --to python`: a standalone file that runs without
+archc and equals the built module.
 
 Each exported file is imported in a fresh `python -I` process, outside the repository, without
 PYTHONPATH and with `archc` made unimportable. There its state_dict keys and shapes must equal
@@ -82,7 +83,8 @@ LIGHT = [p for p in lang_specs() if not _heavy(p)]
 
 
 def _export_all(paths: list[Path], folder: Path) -> dict[str, dict[str, Any]]:
-    """Build, export and run every spec in one fresh interpreter; spec id -> built model and results."""
+    """Build, export and run every spec in one fresh interpreter; spec
+    id -> built model and results."""
     work = folder / "outside_repo"
     work.mkdir()
     cases, built = [], {}

@@ -1,7 +1,7 @@
 """The GoogLeNet-CIFAR post's other models and the seeds' initialisations, against their code.
 
-- `googlenet_paper`: the post's first GoogLeNet (the paper's layout, conv + ReLU without BN), here in
-  the post's first CIFAR configuration (32x32, the first three max pools dropped) with aux heads:
+- `googlenet_paper`: the post's first GoogLeNet (the paper's layout, conv + ReLU without BN), here
+  in the post's first CIFAR configuration (32x32, the first three max pools dropped) with aux heads:
   same keys, and in training the same (main, aux2, aux1) outputs, dropout masks included.
 - `googlenet_cifar --set bn=false`: the post's runs before it added BN.
 - `inception_cifar`: xavier_uniform weights and zero biases, as its reference code initialises.

@@ -1,4 +1,5 @@
-"""The HTML report of a run or a sweep: self-contained, one row per run, and it renders in a real browser.
+"""The HTML report of a run or a sweep: self-contained, one row per run,
+and it renders in a real browser.
 
 The browser test drives Debian's chromium with Playwright and skips (saying why) when either is
 missing; scripts/system-deps.sh installs chromium.
@@ -92,8 +93,9 @@ def test_run_page_and_cli(sweep_dir: Path, tmp_path: Path) -> None:
 
 
 def test_inline_svg_prefixes_ids_and_references() -> None:
-    svg = ('<?xml version="1.0"?>\n<!DOCTYPE svg>\n<svg xmlns="http://www.w3.org/2000/svg"><defs><clipPath id="c1"/>'
-           '</defs><g clip-path="url(#c1)"><use xlink:href="#c1"/><a href="#elsewhere"/></g></svg>')
+    svg = ('<?xml version="1.0"?>\n<!DOCTYPE svg>\n'
+           '<svg xmlns="http://www.w3.org/2000/svg"><defs><clipPath id="c1"/></defs><g '
+           'clip-path="url(#c1)"><use xlink:href="#c1"/><a href="#elsewhere"/></g></svg>')
     out = inline_svg(svg, "p")
     assert out.startswith("<svg") and 'id="p-c1"' in out and "url(#p-c1)" in out and 'xlink:href="#p-c1"' in out
     assert 'href="#elsewhere"' in out  # not an id of this SVG: left alone
@@ -117,7 +119,8 @@ def test_page_renders_in_a_headless_browser(sweep_dir: Path, tmp_path: Path) -> 
             page.goto(url, wait_until="load")
             rows = page.eval_on_selector_all("#runs tbody tr", "rows => rows.map(r => r.dataset.run)")
             sizes = page.eval_on_selector_all(
-                "svg", "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })")
+                "svg", "els => els.map(e => "
+                       "{ const r = e.getBoundingClientRect(); return [r.width, r.height]; })")
             diagram_nodes = page.eval_on_selector_all(".diagram svg", "els => els.map(e => e.querySelectorAll('g.node').length)")
             plot_paths = page.eval_on_selector_all(".plot svg", "els => els.map(e => e.querySelectorAll('path').length)")
             broken = page.evaluate(

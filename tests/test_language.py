@@ -106,7 +106,8 @@ def test_residual_identity_and_projection_shortcuts() -> None:
     # identity shortcut: the block's input flows straight into the add
     assert node_inputs(graph, "layer1.0.add") == ["layer1.0.bn2", "relu"]
     assert node_inputs(graph, "layer2.1.add") == ["layer2.1.bn2", "layer2.0.relu~2"]
-    # projection shortcut only where the stride or the width changes (`when: ${stride != 1 or C != planes}`)
+    # projection shortcut only where the stride or the width changes
+    # (`when: ${stride != 1 or C != planes}`)
     assert node_inputs(graph, "layer2.0.add") == ["layer2.0.bn2", "layer2.0.downsample.1"]
     assert node_inputs(graph, "layer2.0.downsample.0") == ["layer1.1.relu~2"]
     keys = list(model.state_dict())
@@ -225,7 +226,8 @@ def test_block_argument_may_use_the_callers_shape(write_spec) -> None:
 
 
 def make_layers(cfg: list[int | str], batch_norm: bool, in_channels: int = 3) -> nn.Sequential:
-    """torchvision.models.vgg.make_layers, verbatim in behaviour (importing torchvision costs seconds)."""
+    """torchvision.models.vgg.make_layers, verbatim in behaviour
+    (importing torchvision costs seconds)."""
     layers: list[nn.Module] = []
     for v in cfg:
         if v == "M":
@@ -248,7 +250,8 @@ def test_inline_blocks_number_like_torchvision_make_layers() -> None:
         reference.load_state_dict({k[len("features."):]: v for k, v in model.state_dict().items() if k.startswith("features.")})
         model.eval()
         reference.eval()
-        last = f"features.{list(model.features._modules)[-1]}"  # a Block's own forward never runs: hook its last layer
+        # a Block's own forward never runs: hook its last layer
+        last = f"features.{list(model.features._modules)[-1]}"
         cap = Capture(model, last)
         x = torch.randn(2, 3, 16, 16)
         with torch.no_grad():
@@ -295,7 +298,8 @@ def test_repeat_zero_is_an_error_that_suggests_when(count: str, write_spec) -> N
 
 
 def test_index_list_parameters_in_a_family_table(write_spec) -> None:
-    """`${depths[i]}`: one spec, a table of stage depths and widths (as ConvNeXt and Swin write them)."""
+    """`${depths[i]}`: one spec, a table of stage depths and widths (as
+    ConvNeXt and Swin write them)."""
     path = write_spec("""
         input: [3, 16, 16]
         params:
@@ -361,7 +365,8 @@ def test_repeat_over_a_stage_table_binds_each_element(write_spec) -> None:
 
 
 def test_block_defaults_see_spec_parameters_and_the_input_shape(write_spec) -> None:
-    """ResNeXt's width from the spec's width_per_group and groups; a projection from the input's C."""
+    """ResNeXt's width from the spec's width_per_group and groups; a
+    projection from the input's C."""
     path = write_spec(STAGE_TABLE_SPEC, "resnext.yaml")
     model = compile_and_verify(path, width_per_group=128, groups=2)
     assert model.get_submodule("layer1.0.conv1").out_channels == 4 * 2 * 2
@@ -752,7 +757,7 @@ def test_api_compile_graph_does_not_need_torch_modules() -> None:
     assert all(isinstance(n.shape, tuple) for n in graph)
 
 
-# --------------------------------------------------------------------------- shape variables and from:
+# ------------------------------------------------------------------------ shape variables and from:
 
 
 def test_from_sets_the_shape_variables_of_the_item(write_spec) -> None:

@@ -1,9 +1,10 @@
-"""The training-memory model against hand counts and against the measured peak of real CPU train steps.
+"""The training-memory model against hand counts and against the
+measured peak of real CPU train steps.
 
 The measurement is the peak of torch's CPU allocator (the profiler's memory events: every tensor
-allocated and freed during a steady-state SGD or Adam step, plus the tensors alive before it), which is what
-the static estimate models: the same quantity as CUDA's max_memory_allocated, without the noise
-RSS carries (allocator caches, oneDNN scratchpads, library pages).
+allocated and freed during a steady-state SGD or Adam step, plus the tensors alive before it), which
+is what the static estimate models: the same quantity as CUDA's max_memory_allocated, without the
+noise RSS carries (allocator caches, oneDNN scratchpads, library pages).
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def test_estimate_matches_a_measured_cpu_train_step(spec: Path, batch: int, buil
     measured = measure_step_peak(spec, batch, optimizer, **build_args)
     estimate = training_memory(compile_graph(spec, **build_args), batch).peak[optimizer]
     assert abs(estimate - measured) <= TOLERANCE * measured, (
-        f"estimate {estimate / 1e6:.1f} MB vs measured {measured / 1e6:.1f} MB ({100 * (estimate / measured - 1):+.1f}%)"
+        f"estimate {estimate / 1e6:.1f} MB vs measured "
+        f"{measured / 1e6:.1f} MB ({100 * (estimate / measured - 1):+.1f}%)"
     )
 
 
@@ -118,8 +120,8 @@ layers:
 
 
 def test_saved_activations_by_hand(write_spec) -> None:
-    """conv keeps the input, bn keeps the conv output, the in-place relu keeps bn's output, which the linear
-    layer also keeps through the flatten view: three tensors plus bn's two statistics."""
+    """conv keeps the input, bn keeps the conv output, the in-place relu keeps bn's output, which
+    the linear layer also keeps through the flatten view: three tensors plus bn's two statistics."""
     graph = compile_graph(write_spec(HAND))
     peak, saved, forward, input_bytes, grads, _ = replay_step(graph, batch=1, dtype="float32")
     assert input_bytes == 2 * 16 * 4
@@ -149,8 +151,8 @@ def test_batch_and_dtype_scale_activations_not_weights() -> None:
 
 
 def test_parameter_heavy_adam_peaks_in_the_optimizer_step() -> None:
-    """AlexNet at batch 1: every gradient, both moments and the for-loop step's two temporaries of the
-    largest weight (the 9216x4096 fc) outweigh the activations."""
+    """AlexNet at batch 1: every gradient, both moments and the for-loop step's two temporaries of
+    the largest weight (the 9216x4096 fc) outweigh the activations."""
     graph = compile_graph(TEST_SPECS / "report_alexnet.yaml")
     mem = training_memory(graph, 1)
     assert mem.phase["adam"] == "step"

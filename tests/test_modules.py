@@ -232,7 +232,8 @@ CONTAINER_KINDS = {"block": False, "features": True, "branch": True, "stage": Tr
 
 
 class _Counted(nn.Module):
-    """Wraps a module and counts its calls: the parent's forward must call what its attribute holds."""
+    """Wraps a module and counts its calls: the parent's forward must
+    call what its attribute holds."""
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
@@ -247,7 +248,8 @@ class _Counted(nn.Module):
 def test_every_named_container_is_a_module(write_spec) -> None:
     """A block call, a named seq, a named seq as a branch and a named repeat (of a block or an op)
     are each a real module: hooks fire, it runs alone, it can be replaced, and those that run in
-    sequence index, slice and iterate like nn.Sequential. Unnamed branch lists stay in the parent."""
+    sequence index, slice and iterate like nn.Sequential. Unnamed
+    branch lists stay in the parent."""
     torch.manual_seed(0)
     model = compile_and_verify(write_spec(CONTAINERS)).eval()
     keys = set(model.state_dict())

@@ -25,7 +25,8 @@ def declares(cls: type[Op], fact: str) -> bool:
 
 @pytest.fixture(scope="module")
 def registered() -> Iterator[dict[str, Op]]:
-    """The registry with the example plugin loaded; unloaded afterwards (other tests list the ops)."""
+    """The registry with the example plugin loaded; unloaded
+    afterwards (other tests list the ops)."""
     before = dict(ops.REGISTRY), dict(ops._CANONICAL)
     sys.path.insert(0, str(PLUGIN_DIR))
     try:

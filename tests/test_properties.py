@@ -427,7 +427,8 @@ def check_compiled(spec: Any, monkeypatch: pytest.MonkeyPatch | None = None) -> 
 
 
 def compile_or_spec_error(text: str) -> Any:
-    """(loaded spec, compiled graph), or None after a positioned SpecError; anything else propagates."""
+    """(loaded spec, compiled graph), or None after a positioned
+    SpecError; anything else propagates."""
     try:
         loaded = api.load(text)
         return loaded, api.compile_graph(loaded)
@@ -458,7 +459,8 @@ def run_generated(config: settings, monkeypatch: pytest.MonkeyPatch) -> Counter[
             return
         stats["valid"] += 1
         event("valid")
-        # every third spec (by content, so that replays agree) is also checked against a no-in-place build
+        # every third spec (by content, so that replays agree) is also
+        # checked against a no-in-place build
         check_compiled(result[0], monkeypatch if zlib.crc32(text.encode()) % 3 == 0 else None)
 
     check()

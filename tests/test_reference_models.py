@@ -42,7 +42,8 @@ def test_forward_shape(name: str) -> None:
 
 
 def test_seed000_readme_counts() -> None:
-    # /work/shared/seeds/README.md: ResNet 195,738; VGG-BN 207,002 (206,170 w/o BN); Inception 107,596
+    # /work/shared/seeds/README.md: ResNet 195,738; VGG-BN 207,002
+    # (206,170 w/o BN); Inception 107,596
     assert n_params(resnet_cifar()) == 195_738
     assert n_params(vgg_bn_cifar()) == 207_002
     assert n_params(vgg_bn_cifar(batch_norm=False)) == 206_170

@@ -1,4 +1,5 @@
-"""`archc report`: static per-layer figures checked against torchvision, FlopCounterMode and torchinfo.
+"""`archc report`: static per-layer figures checked against torchvision,
+FlopCounterMode and torchinfo.
 
 The acceptance figures (MACs of resnet18, alexnet, vgg16, googlenet), FLOPs of every
 torchvision-parity spec against a real forward under FlopCounterMode, params against torchvision,
@@ -42,10 +43,12 @@ def fixture(name: str) -> Path:
 
 
 def parity_specs() -> list[object]:
-    """Zoo specs that declare torchvision parity, plus this suite's fixtures; heavy ones run under `slow`."""
+    """Zoo specs that declare torchvision parity, plus this suite's
+    fixtures; heavy ones run under `slow`."""
     from archc.zoo import published
 
-    # family specs (resnet.yaml: resnet18 ... wide_resnet101_2) are checked per variant in test_torchvision_zoo
+    # family specs (resnet.yaml: resnet18 ... wide_resnet101_2) are checked per
+    # variant in test_torchvision_zoo
     paths = [p for p in sorted(ZOO.glob("*.yaml")) if "torchvision parity" in p.read_text() and p.stem in published()]
     paths += [fixture(name) for name in FIXTURES]
     out = []
@@ -112,7 +115,8 @@ def test_flops_equal_flop_counter_mode_and_params_equal_torchvision(path: Path) 
     (TEST_SPECS / "lang_unet.yaml", {}),
 ])
 def test_shapes_and_params_match_torchinfo_summary(path: Path, overrides: dict[str, object]) -> None:
-    """Every leaf module call torchinfo records has our row's output shape and params, in call order."""
+    """Every leaf module call torchinfo records has our row's output
+    shape and params, in call order."""
     import torch
     import torchinfo
 
@@ -216,7 +220,8 @@ def test_totals_memory_and_receptive_field() -> None:
 
 @pytest.mark.parametrize(("name", "size"), [("resnet18", 435), ("resnet50", 427), ("vgg16", 212), ("alexnet", 195)])
 def test_published_receptive_fields(name: str, size: int) -> None:
-    """The theoretical receptive fields published for these networks (Araujo et al., Distill 2019)."""
+    """The theoretical receptive fields published for these networks
+    (Araujo et al., Distill 2019)."""
     rf = totals(compile_graph(fixture(name)))["receptive_field"]
     assert rf["size"] == [size, size] and rf["stride"] == [32, 32]
 
@@ -235,7 +240,8 @@ layers:
 
 
 def test_receptive_field_equals_the_input_gradient_support(write_spec) -> None:
-    """One output position depends on exactly `size` input pixels, and its neighbour's window starts `stride` later."""
+    """One output position depends on exactly `size` input pixels, and its
+    neighbour's window starts `stride` later."""
     import torch
 
     from archc.api import build
@@ -327,10 +333,11 @@ def test_si_prefixes_are_decimal() -> None:
 def test_report_never_imports_torch(fmt: str) -> None:
     code = (
         "import sys\nfrom archc.cli import main\n"
-        f"rc = main(['report', 'tests/specs/report_resnet18.yaml', '--format', '{fmt}', '--depth', '2'])\n"
-        "assert rc == 0\nassert 'torch' not in sys.modules, 'torch was imported'\n"
-        "main(['report', 'tests/specs/report_resnet18.yaml', 'tests/specs/report_alexnet.yaml', '--format', "
-        f"'{fmt}'])\nassert 'torch' not in sys.modules, 'torch was imported by the comparison'\n"
+        f"rc = main(['report', 'tests/specs/report_resnet18.yaml', '--format', '{fmt}', "
+        "'--depth', '2'])\nassert rc == 0\nassert 'torch' not in sys.modules, 'torch "
+        "was imported'\nmain(['report', 'tests/specs/report_resnet18.yaml', "
+        f"'tests/specs/report_alexnet.yaml', '--format', '{fmt}'])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported by the comparison'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=clean_env(),
                           timeout=120, check=False)

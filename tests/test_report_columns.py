@@ -1,4 +1,5 @@
-"""Report columns as data (archc.analysis.report.COLUMNS) drawn by one renderer per format; archc.summary."""
+"""Report columns as data (archc.analysis.report.COLUMNS) drawn by one
+renderer per format; archc.summary."""
 
 from __future__ import annotations
 

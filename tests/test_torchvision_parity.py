@@ -1,4 +1,5 @@
-"""The torchvision parity specs against torchvision: the recorded reference JSON and the real models.
+"""The torchvision parity specs against torchvision: the recorded
+reference JSON and the real models.
 
 For each of the 14 models: parameter count, output shape, MACs (the JSON's FLOPs / 2) and every
 state_dict key and shape in order are identical; torchvision's state_dict loads strictly and both
@@ -72,7 +73,8 @@ def compiled(spec: str, overrides: dict[str, Any], device: str | None = None) ->
 
 @torch.no_grad()
 def perturb_norms(model: nn.Module, seed: int = 0) -> None:
-    """Non-trivial BN statistics and affine terms, so that a wrong eps or a swapped BN shows in the outputs."""
+    """Non-trivial BN statistics and affine terms, so that a wrong eps or a
+    swapped BN shows in the outputs."""
     gen = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -90,8 +92,8 @@ def perturb_norms(model: nn.Module, seed: int = 0) -> None:
 
 def assert_same_layers(ours: nn.Module, theirs: nn.Module) -> None:
     """Every torchvision layer that owns tensors exists in ours with the same class and arguments
-    (a class torchvision defines itself, LayerNorm2d or CNBlock, is a generated class of its name, or
-    of its name with a suffix where calls of one block differ in their forward: CNBlock_2)."""
+    (a class torchvision defines itself, LayerNorm2d or CNBlock, is a generated class of its name,
+    or of its name with a suffix where calls of one block differ in their forward: CNBlock_2)."""
     for name, module in theirs.named_modules():
         own = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
         if not own or not name:  # the root's own tensors (ViT's class_token) are checked by key
@@ -177,7 +179,8 @@ def test_googlenet_aux_heads_train_like_torchvision() -> None:
 
 
 def test_inception_v3_aux_head_matches_torchvision() -> None:
-    """aux=true is torchvision's aux_logits=True: same keys in the same order, same train outputs."""
+    """aux=true is torchvision's aux_logits=True: same keys in the
+    same order, same train outputs."""
     torch.manual_seed(0)
     theirs = torchvision.models.inception_v3(aux_logits=True, init_weights=True).train()
     perturb_norms(theirs)
@@ -196,7 +199,8 @@ def test_inception_v3_aux_head_matches_torchvision() -> None:
 
 
 def test_mobilenet_v2_matches_torchvision() -> None:
-    """A parity spec beyond the JSON: inverted residuals with depthwise convs, same keys and outputs."""
+    """A parity spec beyond the JSON: inverted residuals with
+    depthwise convs, same keys and outputs."""
     torch.manual_seed(0)
     theirs = torchvision.models.mobilenet_v2().eval()
     perturb_norms(theirs)
@@ -214,7 +218,8 @@ def test_mobilenet_v2_matches_torchvision() -> None:
 
 
 def test_wide_resnet50_2_is_resnet50_with_width_128() -> None:
-    """The resnet50 spec's `width` parameter is torchvision's width_per_group (keys and shapes on meta)."""
+    """The resnet50 spec's `width` parameter is torchvision's
+    width_per_group (keys and shapes on meta)."""
     with torch.device("meta"):
         theirs = torchvision.models.wide_resnet50_2()
     ours = compiled("resnet50", {"width": 128}, device="meta")
@@ -224,7 +229,8 @@ def test_wide_resnet50_2_is_resnet50_with_width_128() -> None:
 
 @pytest.mark.parametrize("case", ["resnet18", "vgg11_bn", "googlenet"])
 def test_num_classes_changes_only_the_classifier(case: str) -> None:
-    """Fine-tuning setup: --set num_classes=10 keeps every key, only the last layer's shapes change."""
+    """Fine-tuning setup: --set num_classes=10 keeps every key, only
+    the last layer's shapes change."""
     spec, overrides = CASES[case]
     base = compiled(spec, overrides, device="meta").state_dict()
     small = compiled(spec, {**overrides, "num_classes": 10}, device="meta").state_dict()

@@ -1,4 +1,5 @@
-"""`--init-from`: loading saved state_dicts (torchvision's included) into compiled specs, and the errors."""
+"""`--init-from`: loading saved state_dicts (torchvision's included) into
+compiled specs, and the errors."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def test_accepted_layouts(tmp_path: Path, wrap: str) -> None:
 
 
 def test_archc_build_save_then_init_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`archc build --save` writes {"state_dict": ..., "spec_text": ...}; --init-from reads it back."""
+    """`archc build --save` writes {"state_dict": ..., "spec_text":
+    ...}; --init-from reads it back."""
     saved = tmp_path / "lenet.pt"
     assert main(["build", str(SPECS / "lenet5.yaml"), "--save", str(saved), "--format", "json"]) == 0
     assert main(["build", str(SPECS / "lenet5.yaml"), "--init-from", str(saved), "--format", "json"]) == 0
@@ -94,7 +96,8 @@ def test_shape_mismatch_names_both_shapes(resnet18_file: tuple[Path, torch.nn.Mo
     ours = api.build(SPECS / "resnet18.yaml", num_classes=10)
     before = {k: v.clone() for k, v in ours.state_dict().items()}
     with pytest.raises(WeightsError, match=re.escape(
-            "shape mismatch 2: fc.weight [1000, 512] vs model [10, 512], fc.bias [1000] vs model [10]")):
+            "shape mismatch 2: fc.weight [1000, 512] vs "
+            "model [10, 512], fc.bias [1000] vs model [10]")):
         load_weights(ours, path)
     assert all(torch.equal(before[k], v) for k, v in ours.state_dict().items()), "a failed load changes nothing"
 

@@ -3,7 +3,8 @@
 Every spec compiles; its static shapes, parameters, buffers and MACs equal what the emitted module
 does at runtime; its parameter count is the number written here (from torchvision's reference JSON,
 the seed reference models or the papers); its header states the same figures; one training step
-runs. Where a ground-truth PyTorch model exists, its state_dict loads strictly and the outputs agree.
+runs. Where a ground-truth PyTorch model exists, its state_dict loads
+strictly and the outputs agree.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ EXPECTED_PARAMS = {
     "densenet": 7_978_856,  # DenseNet-121
     "squeezenet": 1_248_424,  # SqueezeNet 1.0
     "mnasnet": 4_383_312,  # MNASNet 1.0
-    "googlenet_paper": 5_979_642,  # the GoogLeNet-CIFAR post's first GoogLeNet (tests/test_googlenet_fidelity.py)
+    # the GoogLeNet-CIFAR post's first GoogLeNet (tests/test_googlenet_fidelity.py)
+    "googlenet_paper": 5_979_642,
     "shufflenet_v2": 2_278_604,  # ShuffleNetV2 x1.0
     "mobilenet_v3": 5_483_032,  # MobileNetV3-Large
     "efficientnet": 5_288_548,  # EfficientNet-B0
@@ -87,8 +89,8 @@ EXPECTED_PARAMS = {
     "googlenet_cifar": 5_986_394,
     "inception_block_v3": 172_768,
     "resnet18_d2l": 11_178_378,
-    # classics: He et al. 2016 option A (0.27M / 0.46M / 0.85M), DenseNet-BC-100 k=12 (0.8M), d2l NiN,
-    # and resnet20 + 3 x (49 + 162 + 580) SE parameters
+    # classics: He et al. 2016 option A (0.27M / 0.46M / 0.85M), DenseNet-BC-100 k=12 (0.8M), d2l
+    # NiN, and resnet20 + 3 x (49 + 162 + 580) SE parameters
     "resnet20": 269_722,
     "resnet32": 464_154,
     "resnet56": 853_018,
@@ -274,7 +276,8 @@ def densenet_bc_100() -> nn.Module:
 
 
 class SEBasicBlock(nn.Module):
-    """The option-A CIFAR basic block with torchvision's SqueezeExcitation on the residual branch."""
+    """The option-A CIFAR basic block with torchvision's
+    SqueezeExcitation on the residual branch."""
 
     def __init__(self, in_planes: int, planes: int, stride: int) -> None:
         super().__init__()
@@ -355,7 +358,8 @@ def perturb_norms(model: nn.Module) -> None:
                          ids=[f"{n}{''.join(f'-{k}={v}' for k, v in o.items())}" for n, o, _, _ in GROUND_TRUTH])
 def test_equals_the_ground_truth_model(name: str, overrides: dict[str, Any], builder: Callable[[], nn.Module],
                                        ordered: bool) -> None:
-    """Same state_dict keys and shapes, same layer arguments, same eval outputs after a strict load."""
+    """Same state_dict keys and shapes, same layer arguments, same
+    eval outputs after a strict load."""
     torch.manual_seed(0)
     truth = builder().eval()
     perturb_norms(truth)
@@ -441,9 +445,10 @@ def test_docs_zoo_md_is_the_commands_output() -> None:
 
 def test_zoo_does_not_import_torch() -> None:
     code = ("import sys, io, contextlib\nfrom archc.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n    rc = main(['zoo', '--format', 'json'])\n"
-            "assert rc == 0, rc\nheavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'numpy'))\n"
-            "assert not heavy, heavy\n")
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    rc = main(['zoo', '--format', 'json'])\nassert rc == 0, rc\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'torchvision', 'numpy'))\nassert not heavy, heavy\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
 

@@ -1,5 +1,5 @@
-"""The `parameter` op (archc/ops/parameter.py): learned tensors held as nn.Parameters named after the
-item, where torchvision keeps them (ViT's class_token and encoder.pos_embedding, ConvNeXt's
+"""The `parameter` op (archc/ops/parameter.py): learned tensors held as nn.Parameters named after
+the item, where torchvision keeps them (ViT's class_token and encoder.pos_embedding, ConvNeXt's
 layer_scale), combined with the input by add, multiply or concat; static shapes and params equal
 runtime, varying shapes across calls of one block become constructor arguments."""
 
@@ -116,4 +116,5 @@ def test_static_shapes_and_params_equal_runtime(shape: list[int], data: st.DataO
         extra = ""
     if data.draw(st.booleans()):
         own = [1, *own] if use == "concat" or len(own) == len(shape) else own
-    compile_and_verify(f"input: {shape}\nlayers:\n  - {{parameter: {{shape: {own}, use: {use}{extra}}}, name: p}}\n")
+    compile_and_verify(f"input: {shape}\nlayers:\n  - {{parameter: {{shape: "
+                       f"{own}, use: {use}{extra}}}, name: p}}\n")

@@ -1,5 +1,5 @@
-"""Ops of archc/ops/slicing.py: subsample and pad_channels, the option-A shortcut of He et al.'s CIFAR
-ResNets, against the expressions they stand for."""
+"""Ops of archc/ops/slicing.py: subsample and pad_channels, the option-A shortcut of He et al.'s
+CIFAR ResNets, against the expressions they stand for."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def test_pad_channels_adds_zero_channels(shape: list[int]) -> None:
 
 
 def test_option_a_shortcut_equals_the_reference_lambda() -> None:
-    """`F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))`, as in He et al.'s CIFAR code."""
+    """`F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))`,
+    as in He et al.'s CIFAR code."""
     model = api.build(SHORTCUT_SPEC.format(shape=[16, 32, 32], stride=2, before=8, after=8))
     x = torch.randn(2, 16, 32, 32)
     assert torch.equal(model(x), F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8), "constant", 0.0))
@@ -87,7 +88,8 @@ def test_subsample_needs_a_spatial_input() -> None:
 
 
 def test_subsample_keeps_the_receptive_field_known() -> None:
-    """A strided slice is a 1-wide window: ResNet-20's field is 3 + 12 + (2 + 20) + (4 + 40) = 81 at stride 4."""
+    """A strided slice is a 1-wide window: ResNet-20's field is 3 + 12 + (2 +
+    20) + (4 + 40) = 81 at stride 4."""
     graph = api.compile_graph(SPECS / "resnet20.yaml")
     fields = receptive_fields(graph)
     assert fields["layer2.0.subsample"] == Field((Fraction(15),) * 2, (Fraction(2),) * 2)  # layer1's 15, now every 2nd

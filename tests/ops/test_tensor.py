@@ -1,5 +1,6 @@
 """Ops of archc/ops/tensor.py (reshape, permute, slice, roll, pad, mean...) and flatten's start/end:
-each against the torch expression it stands for, static shapes equal runtime ones, positioned errors."""
+each against the torch expression it stands for, static shapes equal
+runtime ones, positioned errors."""
 
 from __future__ import annotations
 
@@ -67,14 +68,16 @@ def test_op_computes_its_torch_expression(layer: str, shape: list[int], ref: Ref
 
 @pytest.mark.parametrize(("layer", "shape"), [(c[0], c[1]) for c in CASES])
 def test_functional_ops_take_no_index(layer: str, shape: list[int]) -> None:
-    """A function in forward: the bn after it is still index 0 of its Sequential (flatten is a module)."""
+    """A function in forward: the bn after it is still index 0 of its
+    Sequential (flatten is a module)."""
     graph = api.compile_graph(f"input: {shape}\nlayers:\n  - seq: [{{{layer}}}, bn]\n    name: s\n")
     assert [n.module for n in graph if n.op == "bn"] == ["s.1" if layer.startswith("flatten") else "s.0"]
 
 
 def test_exported_code_runs_the_same() -> None:
-    text = "name: t\ninput: [8, 4, 4]\nlayers:\n  - permute: [1, 2, 0]\n  - {slice: {dim: -1, end: 4}}\n  - channel_shuffle: 1\n" \
-           "  - reshape: [16, 4]\n  - transpose: {dim0: 0, dim1: 1}\n  - {pad: 1}\n  - mean: -1\n"
+    text = ("name: t\ninput: [8, 4, 4]\nlayers:\n  - permute: [1, 2, 0]\n"
+            "  - {slice: {dim: -1, end: 4}}\n  - channel_shuffle: 1\n  - reshape: [16, 4]\n"
+            "  - transpose: {dim0: 0, dim1: 1}\n  - {pad: 1}\n  - mean: -1\n")
     model = api.build(text)
     namespace: dict[str, object] = {}
     exec(compile(export_python(model.archc_graph, None, "t.yaml"), "t.py", "exec"), namespace)

@@ -1,4 +1,5 @@
-"""Shared helpers for the robustness suite: hostile specs, resource limits, faults in training runs."""
+"""Shared helpers for the robustness suite: hostile specs, resource
+limits, faults in training runs."""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ RUN_FILES = {"last.pt", "best.pt", "metrics.csv", "metrics.jsonl", "result.json"
 
 @dataclass(frozen=True)
 class KillPoint:
-    """SIGKILL the trainer at the `nth` time `hook` fires for `target` (a file name, or '' for any)."""
+    """SIGKILL the trainer at the `nth` time `hook` fires for
+    `target` (a file name, or '' for any)."""
 
     name: str
     hook: str  # step | save_mid | fsync | replace_before | replace_after | lock_write
@@ -151,7 +152,8 @@ def install(point: KillPoint) -> None:
 
 
 def _after_epoch(epoch: int, action: str, arg: str) -> None:
-    """Once epoch `epoch`'s metrics are written: 'fill' the disk holding `arg`, or 'readonly' remount it."""
+    """Once epoch `epoch`'s metrics are written: 'fill' the disk holding
+    `arg`, or 'readonly' remount it."""
     from archc.trainer import loop
 
     original = loop.write_metrics
@@ -295,7 +297,7 @@ def run(argv: list[str], log: Path, point: KillPoint | None = None, timeout: flo
     return rc, child.output()
 
 
-# --------------------------------------------------------------------------- checking a run directory
+# ------------------------------------------------------------------------- checking a run directory
 
 
 def weights(path: Path) -> dict[str, Any]:

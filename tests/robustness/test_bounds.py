@@ -23,7 +23,8 @@ def listing(name: str, n: int = 300) -> str:
 
 
 def nested_lists(levels: int = 4, tail: str = '  - {relu: , name: "x${d}"}\n') -> str:
-    """a = 300 ints, b = [a x300], c = [b x300], ...: each level multiplies the nested size by 300."""
+    """a = 300 ints, b = [a x300], c = [b x300], ...: each level
+    multiplies the nested size by 300."""
     names = "abcdef"
     params = "  a: [" + ", ".join(["1"] * 300) + "]\n"
     params += "".join(f"  {names[i]}: {listing(names[i - 1])}\n" for i in range(1, levels))
@@ -83,8 +84,9 @@ WORK = {
     "when_expression": HEAD + "  - seq: [{seq: [{relu: , when: '${i < 0}'}], repeat: 4096}]\n    repeat: 4096\n",
 }
 WORK["when_false_blocks"] = (
-    "name: t\ninput: [3, 8, 8]\nblocks:\n  b1:\n    layers:\n      - {relu: , when: false}\n  b2:\n    layers:\n"
-    "      - {b1: , repeat: 4096}\n  b3:\n    layers:\n      - {b2: , repeat: 4096}\nlayers:\n  - {b3: , repeat: 4096}\n"
+    "name: t\ninput: [3, 8, 8]\nblocks:\n  b1:\n    layers:\n"
+    "      - {relu: , when: false}\n  b2:\n    layers:\n      - {b1: , repeat: 4096}\n"
+    "  b3:\n    layers:\n      - {b2: , repeat: 4096}\nlayers:\n  - {b3: , repeat: 4096}\n"
 )
 
 
@@ -120,7 +122,8 @@ def test_long_names_are_refused(text: str) -> None:
 
 
 def test_generated_paths_are_bounded_in_total() -> None:
-    """45 nested seqs of 128-character names: each of the 4,000 relus has a ~5,800-character path."""
+    """45 nested seqs of 128-character names: each of the 4,000
+    relus has a ~5,800-character path."""
     body = "{relu: , repeat: 4000}"
     for _ in range(45):
         body = f"{{seq: [{body}], name: {'n' * 128}}}"
@@ -129,7 +132,8 @@ def test_generated_paths_are_bounded_in_total() -> None:
 
 
 def test_repeated_names_stay_linear() -> None:
-    text = HEAD + "  - {relu: , name: r, repeat: 4096}\n  - {seq: [{relu: , name: r, repeat: 4096}], repeat: 4}\n"
+    text = HEAD + ("  - {relu: , name: r, repeat: 4096}\n"
+                   "  - {seq: [{relu: , name: r, repeat: 4096}], repeat: 4}\n")
     exc = spec_error(api.compile_graph, text)
     assert "more than 20,000 nodes" in exc.message
 
@@ -138,7 +142,8 @@ def test_repeated_names_stay_linear() -> None:
 
 
 def test_dilated_pooling_over_a_huge_feature_map_is_instant() -> None:
-    graph = api.compile_graph("name: t\ninput: [1, 1000000000]\nlayers:\n  - maxpool: {kernel: 2, stride: 1, dilation: 2}\n")
+    graph = api.compile_graph("name: t\ninput: [1, 1000000000]\nlayers:\n"
+                              "  - maxpool: {kernel: 2, stride: 1, dilation: 2}\n")
     assert graph.nodes[graph.output].shape == (1, 1000000000 - 2)
     exc = spec_error(api.compile_graph, "name: t\ninput: [1, 3, 1000000000]\nlayers:\n"
                      "  - maxpool: {kernel: 2, stride: 1, dilation: [4, 2], padding: [1, 0]}\n")  # fmt: skip
@@ -197,8 +202,9 @@ def test_former_tracebacks_are_positioned_errors(text: str, words: str) -> None:
 
 @pytest.mark.parametrize("name", ["_forward_train", "_forward_eval"])
 def test_generated_method_names_are_refused_as_layer_names(name: str) -> None:
-    text = (f"name: t\ninput: [3, 8, 8]\nlayers:\n  - {{conv: {{out: 4, kernel: 3}}, name: {name}}}\n  - {{flatten: , name: f}}\n"
-            "  - {linear: 2, name: aux, from: f, head: {train_only: true, loss_weight: 0.3}}\n  - {linear: 3, from: f}\n")
+    text = (f"name: t\ninput: [3, 8, 8]\nlayers:\n  - {{conv: {{out: 4, kernel: 3}}, name: "
+            f"{name}}}\n  - {{flatten: , name: f}}\n  - {{linear: 2, name: aux, from: f, "
+            f"head: {{train_only: true, loss_weight: 0.3}}}}\n  - {{linear: 3, from: f}}\n")
     exc = spec_error(api.build, text)
     assert exc.line == 4 and name in exc.message, exc.render()
 

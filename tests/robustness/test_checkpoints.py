@@ -73,7 +73,8 @@ def _tampered(runs: dict[str, Path], **changes: Any) -> bytes:
 
 READABLE = r"is not a readable torch file|is not an archc training checkpoint|holds no model weights"
 REFUSED = r"refusing to load .*(Python objects|weights_only)"
-# name -> (make the bytes, expected error on --resume, on evaluate, on --init-from; None: accepted there)
+# name -> (make the bytes, expected error on --resume, on evaluate, on
+# --init-from; None: accepted there)
 Maker = Callable[[dict[str, Path], Path], bytes]
 CASES: dict[str, tuple[Maker, str, str | None, str | None]] = {
     "truncated": (lambda r, m: (r["tiny"] / "last.pt").read_bytes()[:5000], READABLE, READABLE, READABLE),
@@ -222,7 +223,8 @@ def test_the_payloads_do_run_when_unpickled_unsafely(runs: dict[str, Path], tmp_
 
 
 def _reloads_own_bytes(call: ast.Call) -> bool:
-    """`torch.jit.load(io.BytesIO(buffer.getvalue()))`: export verification reloading what it just serialised."""
+    """`torch.jit.load(io.BytesIO(buffer.getvalue()))`: export verification
+    reloading what it just serialised."""
     return bool(call.args) and ast.unparse(call.args[0]) == "io.BytesIO(buffer.getvalue())"
 
 

@@ -45,7 +45,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
 
 
 def resume_to_completion(out: Path, reference: Path, log: Path) -> dict[str, Any]:
-    """`archc train --resume` in a fresh process; the run must complete exactly like the reference."""
+    """`archc train --resume` in a fresh process; the run must
+    complete exactly like the reference."""
     rc, output = h.run(h.train_argv(out, "--resume"), log)
     assert rc == 0, f"run lost: --resume failed\n{output}"
     assert "Traceback" not in output
@@ -76,7 +77,8 @@ def test_sigkill_at_a_point_then_resume(point: h.KillPoint, reference: tuple[Pat
 
 
 def random_kills(count: int, seed: int, reference: tuple[Path, float], base: Path) -> dict[str, int]:
-    """SIGKILL runs at random moments; each run is resumed (and maybe killed again) until it completes.
+    """SIGKILL runs at random moments; each run is resumed (and maybe
+    killed again) until it completes.
 
     A kill lands anywhere: while the process starts, mid-epoch, inside a checkpoint or metrics
     write, after the last epoch. Every interrupted directory is checked, then resumed.
@@ -146,7 +148,7 @@ def test_real_archc_train_process_killed_and_resumed(reference: tuple[Path, floa
     note(f"real archc train process killed at epoch {epoch + 1} of 30, resumed and completed")
 
 
-# --------------------------------------------------------------------------- full and read-only disks
+# ------------------------------------------------------------------------- full and read-only disks
 
 
 def can_mount() -> bool:
@@ -197,7 +199,8 @@ def test_disk_full_during_a_checkpoint_write(small_disk: Path, reference: tuple[
     out, filler = small_disk / "run", small_disk / "filler"
     rc, output = h.run(h.train_argv(out), tmp_path / "full.log", after=(1, "fill", str(filler)))
     assert rc == 1, output
-    assert f"error: cannot write checkpoint {out / 'last.pt'}: No space left on device; the previous checkpoint is kept" in output
+    assert (f"error: cannot write checkpoint {out / 'last.pt'}: No "
+            "space left on device; the previous checkpoint is kept") in output
     assert "Traceback" not in output
     assert h.check_interrupted(out) == 1
     assert {p.name for p in out.iterdir()} == {"last.pt", "best.pt", "metrics.csv", "metrics.jsonl", "tensorboard"}  # no temp file, no lock
@@ -210,7 +213,8 @@ def test_read_only_disk_during_a_run(bind_mount: Path, reference: tuple[Path, fl
     out = bind_mount / "run"
     rc, output = h.run(h.train_argv(out), tmp_path / "ro.log", after=(1, "readonly", str(bind_mount)))
     assert rc == 1, output
-    assert f"error: cannot write checkpoint {out / 'last.pt'}: Read-only file system; the previous checkpoint is kept" in output
+    assert (f"error: cannot write checkpoint {out / 'last.pt'}: "
+            "Read-only file system; the previous checkpoint is kept") in output
     assert "Traceback" not in output
     assert h.check_interrupted(out) == 1  # the lock could not be removed either: a stale lock, taken over below
     subprocess.run(["mount", "-o", "remount,bind,rw", str(bind_mount)], check=True)
@@ -229,7 +233,8 @@ def test_read_only_output_directory_from_the_start(bind_mount: Path, tmp_path: P
 
 
 def _failing_writes(monkeypatch: pytest.MonkeyPatch, target: str, code: int, after_epoch: int, where: str) -> None:
-    """From epoch `after_epoch + 1` on, writing `target` fails with errno `code` at `where` (write | fsync | open)."""
+    """From epoch `after_epoch + 1` on, writing `target` fails with errno `code` at
+    `where` (write | fsync | open)."""
     from archc.trainer import checkpoint, loop, metrics
 
     state = {"armed": False}
@@ -275,9 +280,12 @@ def _failing_writes(monkeypatch: pytest.MonkeyPatch, target: str, code: int, aft
 
 
 PATCHED = [
-    ("last.pt", errno.ENOSPC, "write", "cannot write checkpoint {out}/last.pt: No space left on device; the previous checkpoint is kept"),
-    ("last.pt", errno.ENOSPC, "fsync", "cannot write checkpoint {out}/last.pt: No space left on device; the previous checkpoint is kept"),
-    ("last.pt", errno.EROFS, "write", "cannot write checkpoint {out}/last.pt: Read-only file system; the previous checkpoint is kept"),
+    ("last.pt", errno.ENOSPC, "write", "cannot write checkpoint {out}/last.pt: No space "
+                                       "left on device; the previous checkpoint is kept"),
+    ("last.pt", errno.ENOSPC, "fsync", "cannot write checkpoint {out}/last.pt: No space "
+                                       "left on device; the previous checkpoint is kept"),
+    ("last.pt", errno.EROFS, "write", "cannot write checkpoint {out}/last.pt: Read-only "
+                                      "file system; the previous checkpoint is kept"),
     ("metrics.csv", errno.ENOSPC, "open", "cannot write {out}/metrics.csv: No space left on device"),
 ]
 

@@ -89,11 +89,13 @@ def _peak_rss() -> int:
 
 @pytest.fixture(scope="module", autouse=True)
 def campaign_figures() -> Iterator[None]:
-    """One line for docs/security.md: cases measured, escapes (a failed case stops the run), the worst case."""
+    """One line for docs/security.md: cases measured, escapes (a failed case
+    stops the run), the worst case."""
     yield
     if STATS["measured"]:
-        note(f"fuzz campaign: {STATS['measured']} cases measured, 0 escapes; slowest {WORST['time'][0]:.2f} s "
-             f"({WORST['time'][1]}); largest peak {WORST['memory'][0] / 1e6:.1f} MB above the case's start ({WORST['memory'][1]})")
+        note(f"fuzz campaign: {STATS['measured']} cases measured, 0 escapes; slowest "
+             f"{WORST['time'][0]:.2f} s ({WORST['time'][1]}); largest peak "
+             f"{WORST['memory'][0] / 1e6:.1f} MB above the case's start ({WORST['memory'][1]})")
 
 
 def _describe(text_or_doc: str | Document) -> str:
@@ -104,7 +106,8 @@ def _describe(text_or_doc: str | Document) -> str:
 @contextlib.contextmanager
 def measured(text_or_doc: str | Document) -> Iterator[None]:
     """Time and peak memory of one case, recorded in WORST; a case over either budget fails."""
-    gc.freeze()  # what hypothesis and earlier cases keep alive is not this case's garbage-collection work
+    # what hypothesis and earlier cases keep alive is not this case's garbage-collection work
+    gc.freeze()
     rss, peak_before = _rss(), _peak_rss()
     start = time.perf_counter()
     try:
@@ -119,7 +122,8 @@ def measured(text_or_doc: str | Document) -> Iterator[None]:
         if grown > WORST["memory"][0]:
             WORST["memory"] = (grown, _describe(text_or_doc))
     assert elapsed < CASE_SECONDS or not ENFORCE_TIME, f"case took {elapsed:.2f} s (budget {CASE_SECONDS:.0f} s): {_describe(text_or_doc)}"
-    # a case that did not raise the process's peak stayed below a peak some earlier case was checked against
+    # a case that did not raise the process's peak stayed below a peak some
+    # earlier case was checked against
     assert grown < CASE_BYTES, f"peak RSS {grown / 1e6:.0f} MB above the case's start: {_describe(text_or_doc)}"
 
 
@@ -361,8 +365,9 @@ def run_zoo_mutations(path: Path, config: settings) -> int:
 def report(what: str, count: int, before: Counter[str]) -> None:
     """One line per test (shown with -s): cases run, and how many compiled or failed cleanly."""
     STATS["cases"] += count
-    note(f"fuzz {what}: {count} cases, {STATS['ok'] - before['ok']} compiled, {STATS['error'] - before['error']} positioned SpecErrors; "
-         f"so far slowest {WORST['time'][0]:.2f} s, largest peak {WORST['memory'][0] / 1e6:.1f} MB")
+    note(f"fuzz {what}: {count} cases, {STATS['ok'] - before['ok']} compiled, "
+         f"{STATS['error'] - before['error']} positioned SpecErrors; so far slowest "
+         f"{WORST['time'][0]:.2f} s, largest peak {WORST['memory'][0] / 1e6:.1f} MB")
 
 
 @pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
@@ -473,7 +478,8 @@ def bombs(draw: Any) -> str:
         last = f"p{levels - 1}"
         use = {
             "nested": f"  - {{relu: , name: \"x${{{last}}}\"}}\n",
-            "compare": f'  - seq: [{{relu: , when: "${{{last} == {last}}}"}}]\n    repeat: {draw(st.integers(1, 4096))}\n',
+            "compare": (f'  - seq: [{{relu: , when: "${{{last} == {last}}}"}}]\n'
+                        f'    repeat: {draw(st.integers(1, 4096))}\n'),
             "interpolate": f"  - {{relu: , name: \"{'${' + last + '}' * draw(st.integers(1, 50))}\"}}\n",
         }[kind]
         return "name: b\ninput: [3, 8, 8]\nparams:\n" + params + "layers:\n" + use
@@ -492,7 +498,8 @@ def bombs(draw: Any) -> str:
     if kind == "pool":
         size = draw(st.integers(1, 10**12))
         k, d, s = draw(st.integers(1, 10**9)), draw(st.integers(1, 10**9)), draw(st.integers(1, 10**9))
-        return f"name: b\ninput: [1, {size}]\nlayers:\n  - maxpool: {{kernel: {k}, stride: {s}, dilation: {d}, padding: {k // 2}}}\n"
+        return (f"name: b\ninput: [1, {size}]\nlayers:\n  - maxpool: {{kernel: {k}, stride: "
+                f"{s}, dilation: {d}, padding: {k // 2}}}\n")
     digits = draw(st.integers(1, 6000))
     return head + f"layers:\n  - linear: {'9' * digits}\n"
 
@@ -532,13 +539,14 @@ def test_raw_text_many(kind: str) -> None:
     assert run_text(kind, settings(SLOW, max_examples=TEXT_CASES["slow"][kind])) >= TEXT_CASES["slow"][kind]
 
 
-# --------------------------------------------------------------------------- escapes found by the fuzz, pinned
+# ---------------------------------------------------------------- escapes found by the fuzz, pinned
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        "input: [3, 8, 8]\nlayers:\n\n",  # a null at the end of the file was positioned past the last line
+        # a null at the end of the file was positioned past the last line
+        "input: [3, 8, 8]\nlayers:\n\n",
         "<<: !!set {a}\n",  # ruamel raised AttributeError from inside its constructor
     ],
 )

@@ -1,4 +1,5 @@
-"""No code execution from a spec: object tags, expression escapes and spec-named plugins are refused.
+"""No code execution from a spec: object tags, expression escapes and
+spec-named plugins are refused.
 
 Every hostile payload here would create a marker file if archc ran it; each test checks the
 marker is absent as well as the error. The YAML and expression cases are also run through a
@@ -61,7 +62,8 @@ def test_object_tags_are_refused_with_a_position(text: str, pos: tuple[int, int]
 
 
 def test_plain_data_tags_still_load() -> None:
-    text = "name: !!str 2024\ninput: [!!int 3, 8, 8]\nparams: {p: !!float 0.5, b: !!bool true, n: !!null ''}\nlayers: [relu]\n"
+    text = ("name: !!str 2024\ninput: [!!int 3, 8, 8]\n"
+            "params: {p: !!float 0.5, b: !!bool true, n: !!null ''}\nlayers: [relu]\n")
     spec = api.load(text)
     assert spec.name == "2024" and spec.input_shape == (3, 8, 8) and spec.params == {"p": 0.5, "b": True, "n": None}
 
@@ -139,7 +141,8 @@ def test_the_allowed_expression_language_still_works() -> None:
 
 
 def test_names_that_look_like_code_never_reach_generated_source() -> None:
-    """Any name add_module accepts is legal; generated code only ever holds it as a string literal."""
+    """Any name add_module accepts is legal; generated code only
+    ever holds it as a string literal."""
     for name in ("x)\nimport os\n(", "a.b"):
         exc = spec_error(api.compile_graph, HEAD + f"  - {{relu: , name: {yaml_str(name)}}}\n")
         assert "name" in exc.message and exc.line == 3
@@ -279,7 +282,8 @@ def test_an_unimportable_plugin_is_a_clear_error(capsys: pytest.CaptureFixture[s
 
 
 def test_archc_check_subprocess_reports_every_hostile_spec(tmp_path: Path) -> None:
-    """One real `archc check` over every hostile spec above: exit 1, one positioned error each, no traceback."""
+    """One real `archc check` over every hostile spec above: exit 1, one
+    positioned error each, no traceback."""
     marker = tmp_path / "pwned"
     texts = [_with_marker(text, marker) for _, text, _ in TAG_CASES] + [_expr_spec(e, marker) for _, e, _ in EXPR_CASES]
     paths = []
@@ -296,7 +300,8 @@ def test_archc_check_subprocess_reports_every_hostile_spec(tmp_path: Path) -> No
 
 
 def test_set_overrides_are_data_too(tmp_path: Path, write_spec, capsys: pytest.CaptureFixture[str]) -> None:
-    """`--set` values go through the same loader: no tags, no alias bombs; expressions in them stay inert text."""
+    """`--set` values go through the same loader: no tags, no alias bombs;
+    expressions in them stay inert text."""
     marker = tmp_path / "pwned"
     path = write_spec("params: {n: 4, label: x}\n" + HEAD + "  - {conv: {out: $n, kernel: 1}, name: $label}\n")
     assert main(["check", str(path), "--set", f"n=!!python/object/apply:pathlib.Path.touch [{marker}]"]) == 1

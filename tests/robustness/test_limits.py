@@ -36,7 +36,8 @@ MB = 1 << 20
 
 
 def laughs_seq(levels: int = 10, width: int = 9) -> str:
-    """The billion laughs: each anchor lists the previous one `width` times (9**10 nodes expanded)."""
+    """The billion laughs: each anchor lists the previous one
+    `width` times (9**10 nodes expanded)."""
     lines = ["lol0: &lol0 [" + ", ".join(['"lol"'] * width) + "]"]
     lines += [f"lol{i}: &lol{i} [" + ", ".join([f"*lol{i - 1}"] * width) + "]" for i in range(1, levels)]
     return "\n".join(lines) + f"\ninput: *lol{levels - 1}\nlayers: [relu]\n"
@@ -377,7 +378,8 @@ def test_train_refuses_a_model_that_cannot_fit(tmp_path: Path, capsys: pytest.Ca
 )
 def test_a_container_memory_limit_caps_the_guard(limit: str, usage: str, expected: int | None, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    """Inside a container /proc/meminfo shows the host; the cgroup limit is what the model may use."""
+    """Inside a container /proc/meminfo shows the host; the cgroup
+    limit is what the model may use."""
     (tmp_path / "max").write_text(limit)
     (tmp_path / "current").write_text(usage)
     monkeypatch.setattr(guard, "CGROUP_FILES", ((str(tmp_path / "missing"), str(tmp_path / "missing")),

@@ -41,8 +41,8 @@ def test_second_train_on_the_same_out_refuses_and_writes_nothing(tmp_path: Path,
         _wait_for(tmp_path / "run.holding", first)  # epoch 1 is on disk and the first run holds the lock
         before = _snapshot(out)
         assert json.loads(before[LOCK_NAME])["pid"] == first.pid
-        expected = f"error: {out} is in use by another archc train (pid {first.pid}); wait for it, stop it, or choose another --out " \
-                   f"(lock file {out / LOCK_NAME})"  # fmt: skip
+        expected = (f"error: {out} is in use by another archc train (pid {first.pid}); wait "
+                    f"for it, stop it, or choose another --out (lock file {out / LOCK_NAME})")  # fmt: skip
 
         # a second `archc train` process, as a user would start it
         second = subprocess.run([sys.executable, "-m", "archc", "train", str(h.TINY), "--out", str(out)],

@@ -22,7 +22,7 @@ HEAD = "name: t\ninput: [1, 8, 8]\nlayers:\n  - flatten\n  - linear: 4\ntrain:\n
 SAMPLE: dict[str, str] = {
     "out": "/tmp/elsewhere", "data_dir": "/etc", "init_from": "/etc/passwd", "resume": "true",
     "download": "true", "device": "cuda", "workers": "1000000", "nproc": "1024", "compile": "true", "log": "quiet",
-    "tensorboard": "true", "data_path": "stream", "loader_workers": "64", "memory_limit": "1T", "checkpoint_every": "1",
+    "tensorboard": "true", "data_path": "stream", "loader_workers": "64", "memory_limit": "1T", ("checkpoint_every"): "1",
     "nnodes": "1000", "node_rank": "0", "rdzv_endpoint": '"evil.example:29400"',
 }  # fmt: skip
 
@@ -52,7 +52,8 @@ def test_a_spec_may_name_a_dataset_but_not_a_path(value: str) -> None:
 
 
 def test_a_recipe_is_accepted() -> None:
-    text = HEAD + "  dataset: digits\n  optimizer: adamw\n  lr: 0.001\n  augment: false\n  synthetic_size: [64, 16]\n"
+    text = HEAD + ("  dataset: digits\n  optimizer: adamw\n  lr: 0.001\n"
+                   "  augment: false\n  synthetic_size: [64, 16]\n")
     assert load(text).train.optimizer == "adamw"
 
 
@@ -76,7 +77,8 @@ def test_workers_are_started_with_a_safe_import_path(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(distributed.subprocess, "run", fake_run)
     assert distributed.launch("spec.yaml", [], {"epochs": 1}, TrainConfig(nproc=2)) == 0
     command = seen["command"]
-    # the launcher and every worker run `python -P -m ...`: -P keeps the working directory off sys.path
+    # the launcher and every worker run `python -P -m ...`: -P keeps the
+    # working directory off sys.path
     assert command[:4] == [sys.executable, "-P", "-m", "torch.distributed.run"]
     worker = command[command.index("--no-python") + 1 :]
     assert worker[:4] == [sys.executable, "-P", "-m", "archc.trainer"]
@@ -92,7 +94,8 @@ raise SystemExit("imported from the working directory")
 
 @pytest.mark.slow
 def test_a_module_beside_the_spec_never_runs_in_the_workers(tmp_path: Path) -> None:
-    """The reproducer: `pydantic.py` beside the spec, `archc train --nproc 2` started in that directory."""
+    """The reproducer: `pydantic.py` beside the spec, `archc train --nproc 2`
+    started in that directory."""
     spec = tmp_path / "spec.yaml"
     spec.write_text(HEAD.replace("input: [1, 8, 8]", "input: [3, 8, 8]")
                     + "  dataset: synthetic\n  synthetic_size: [64, 16]\n  synthetic_classes: 4\n  batch_size: 16\n")  # fmt: skip
@@ -120,7 +123,8 @@ def test_synthetic_data_that_cannot_fit_is_refused_before_allocating(monkeypatch
 
 
 def test_atomic_writes_never_touch_the_process_umask(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Setting the umask is process-wide (a race with other threads): the kernel applies it instead."""
+    """Setting the umask is process-wide (a race with other threads):
+    the kernel applies it instead."""
     import os
 
     from archc.atomic import atomic_write_bytes

@@ -1,4 +1,5 @@
-"""Shared models, specs and recipes for the trainer tests: small enough to train in seconds on a CPU."""
+"""Shared models, specs and recipes for the trainer tests: small
+enough to train in seconds on a CPU."""
 
 from __future__ import annotations
 
@@ -97,7 +98,8 @@ def spec_file(directory: Path, text: str, name: str) -> Path:
 
 @pytest.fixture(autouse=True)
 def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One torch thread per training run, as the specs' `workers: 1` did (a spec may not choose threads)."""
+    """One torch thread per training run, as the specs' `workers: 1` did
+    (a spec may not choose threads)."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 

@@ -1,4 +1,5 @@
-"""Acceptance: LeNet-5 on scikit-learn's digits with the spec's own recipe reaches 95% test accuracy."""
+"""Acceptance: LeNet-5 on scikit-learn's digits with the spec's own
+recipe reaches 95% test accuracy."""
 
 from __future__ import annotations
 

@@ -100,7 +100,8 @@ def test_shape_mismatch_is_caught_before_training(tiny_spec: Path, tmp_path: Pat
         train(tiny_spec, out=str(out), synthetic_shape=(1, 8, 8))
     with pytest.raises(DataError, match=r"tiny takes input 3x8x8 but synthetic gives 3x12x12; pass --resize 8"):
         train(tiny_spec, out=str(out), synthetic_shape=(3, 12, 12))
-    with pytest.raises(DataError, match=r"Sequential cannot take synthetic images of shape 1x8x8 .*make the module take 1x8x8 or pass --resize"):
+    with pytest.raises(DataError, match=(r"Sequential cannot take synthetic images of shape "
+                                         r"1x8x8 .*make the module take 1x8x8 or pass --resize")):
         train(_tiny(), **FAST | {"synthetic_shape": (1, 8, 8)}, out=str(out))
     with pytest.raises(DataError, match=r"tiny outputs 4 classes but synthetic has 6; use --set num_classes=6"):
         train(tiny_spec, out=str(out), synthetic_classes=6)
@@ -247,7 +248,8 @@ def test_progress_bars_and_plain_lines(tmp_path: Path, capsys: pytest.CaptureFix
     plain = capsys.readouterr()
     for captured in (bar, plain):
         assert "epoch 1/1  train loss" in captured.err and "img/s" in captured.err and captured.out == ""
-    assert "training Sequential (740 params) on synthetic: 230 train / 26 validation / 64 test images 3x8x8" in plain.err
+    assert ("training Sequential (740 params) on synthetic: "
+            "230 train / 26 validation / 64 test images 3x8x8") in plain.err
 
 
 def test_a_damaged_checkpoint_is_refused_on_resume(tmp_path: Path) -> None:

@@ -56,7 +56,8 @@ def test_disk_full_is_a_clear_error_and_keeps_the_previous(tmp_path: Path, monke
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(ck.torch, "save", full)
-    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*last.pt: No space left on device; the previous checkpoint is kept"):
+    with pytest.raises(CheckpointError, match=(r"cannot write checkpoint .*last.pt: No space "
+                                               r"left on device; the previous checkpoint is kept")):
         ck.save_checkpoint(path, _state(2))
     monkeypatch.undo()
     assert ck.load_checkpoint(path)["epoch"] == 1

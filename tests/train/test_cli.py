@@ -1,4 +1,5 @@
-"""`archc train` / `archc evaluate` as a user runs them: exit codes, one-line errors, printed rows."""
+"""`archc train` / `archc evaluate` as a user runs them: exit codes,
+one-line errors, printed rows."""
 
 from __future__ import annotations
 
@@ -76,10 +77,12 @@ def test_shape_mismatch_is_one_line_and_its_advice_works(cli, tiny_spec: Path, t
 
 
 def test_size_mismatch_advice_is_checked_by_compiling(cli, tmp_path: Path) -> None:
-    # lenet_d2l cannot compile at digits' 8x8 (its convolutions shrink it to nothing): only --resize is offered
+    # lenet_d2l cannot compile at digits' 8x8 (its convolutions shrink it to
+    # nothing): only --resize is offered
     rc, _, err = cli("train", "specs/lenet_d2l.yaml", "--dataset", "digits", "--out", str(tmp_path / "run"))
     assert rc == 1 and _one_error_line(err).endswith("takes input 1x28x28 but digits gives 1x8x8; pass --resize 28")
-    # resnet20 (3x32x32) on digits: the digits' own shape works (global pooling), and so does 1 channel at 32x32
+    # resnet20 (3x32x32) on digits: the digits' own shape works (global pooling),
+    # and so does 1 channel at 32x32
     rc, _, err = cli("train", "specs/resnet20.yaml", "--dataset", "digits", "--out", str(tmp_path / "run"))
     assert rc == 1 and _one_error_line(err).endswith("pass --input 1,8,8 or pass --input 1,32,32 --resize 32")
 

@@ -83,7 +83,8 @@ def test_counts_are_capped_to_the_cpus_the_machine_gives(monkeypatch: pytest.Mon
     assert machine_cpus() == 4
     cfg, notes = cap_to_machine(TrainConfig(workers=64, nproc=64, loader_workers=200, batch_size=128))
     assert (cfg.nproc, cfg.workers, cfg.loader_workers) == (4, 1, 4)
-    assert notes[0] == "note: --nproc 64 lowered to 4: this machine gives archc 4 CPUs (affinity and cgroup quota)"
+    assert notes[0] == ("note: --nproc 64 lowered to 4: this machine "
+                        "gives archc 4 CPUs (affinity and cgroup quota)")
     assert [n.split()[1] for n in notes] == ["--nproc", "--workers", "--loader-workers"]
     within = TrainConfig(workers=2, nproc=2)
     assert cap_to_machine(within) == (within, [])

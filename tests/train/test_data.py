@@ -89,7 +89,8 @@ def test_no_download_says_so(tmp_path: Path) -> None:
 
 
 def test_unknown_dataset_lists_the_choices() -> None:
-    with pytest.raises(DataError, match=r"unknown dataset 'cifar11' \(did you mean 'cifar10'\?\); choose one of cifar10, cifar100, .*imagefolder:PATH"):
+    with pytest.raises(DataError, match=(r"unknown dataset 'cifar11' \(did you mean 'cifar10'\?\); "
+                                         r"choose one of cifar10, cifar100, .*imagefolder:PATH")):
         load_dataset(TrainConfig(dataset="cifar11"))
 
 

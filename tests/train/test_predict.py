@@ -23,7 +23,8 @@ from tests.conftest import run_archc
 
 
 def _place_weights(torch_home: Path, name: str, seed: int = 1) -> torch.nn.Module:
-    """torchvision's model NAME with seeded random weights, saved where torch.hub would cache them."""
+    """torchvision's model NAME with seeded random weights, saved
+    where torch.hub would cache them."""
     torch.manual_seed(seed)
     weights = torchvision.models.get_model_weights(name).DEFAULT
     reference = torchvision.models.get_model(name, num_classes=1000, **({"aux_logits": True, "init_weights": True} if name == "googlenet" else {}))

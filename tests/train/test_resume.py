@@ -1,4 +1,5 @@
-"""--resume continues exactly: final weights equal an uninterrupted run's, after an exception or SIGKILL."""
+"""--resume continues exactly: final weights equal an uninterrupted run's,
+after an exception or SIGKILL."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Training like Lightning/Keras: a validation split chooses best.pt (never the test split), early
-stopping, top-5, TensorBoard, `archc.train`'s result; `--input` recorded and rebuilt from checkpoints."""
+stopping, top-5, TensorBoard, `archc.train`'s result; `--input` recorded
+and rebuilt from checkpoints."""
 
 from __future__ import annotations
 

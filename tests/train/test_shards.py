@@ -69,7 +69,8 @@ def test_webdataset_reads_archcs_shards_and_archc_reads_webdatasets(
     ]
     # every file once, with its class
     assert sorted((data, label) for _, data, label in ours) == sorted(folder.items())
-    # shards written by webdataset itself (gzip-compressed, keys in folders), listed in an index.json
+    # shards written by webdataset itself (gzip-compressed, keys in
+    # folders), listed in an index.json
     written = tmp_path / "theirs"
     written.mkdir()
     chosen = sorted(folder.items())[:6]

@@ -162,16 +162,17 @@ def test_imagenet_recipe_trains_and_evaluates_with_its_crops(tmp_path: Path) -> 
     assert "imagenet recipe" in result.stderr
     state = load_checkpoint(out / "last.pt")
     assert state["normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])  # ImageNet's constants
-    # Plain weights on the val folder alone: every image is a test image, through Resize 9 + CenterCrop 8.
+    # Plain weights on the val folder alone: every image is a test image,
+    # through Resize 9 + CenterCrop 8.
     torch.save(state["model"], tmp_path / "weights.pt")
     report = evaluate(spec, str(tmp_path / "weights.pt"), dataset=f"imagefolder:{root / 'val'}", recipe="imagenet", device="cpu", loader_workers=0)
     assert report["test_images"] == 9 and report["classes"] == ["n00000000", "n00000001", "n00000002"]
     checkpoint_report = evaluate(spec, str(out / "last.pt"), device="cpu", loader_workers=0)  # the recipe and folder it was trained on
-    assert checkpoint_report["test_images"] == 9 and checkpoint_report["dataset"] == f"imagefolder:{root}"
+    assert checkpoint_report["test_images"] == 9 and checkpoint_report["dataset"] == (f"imagefolder:{root}")
 
 
 def test_memory_format_is_measured_reported_and_kept_on_resume(tmp_path: Path) -> None:
-    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8), "synthetic_classes": 3, "log": "quiet", "workers": 1, "batch_size": 16, "epochs": 1}
+    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8), ("synthetic_classes"): 3, "log": "quiet", "workers": 1, "batch_size": 16, "epochs": 1}
     measured = train(_cnn(), **recipe, out=str(tmp_path / "a"))
     assert measured["memory_format"] in ("channels_last", "contiguous")
     assert train(_cnn(), **recipe, deterministic=True, out=str(tmp_path / "b"))["memory_format"] == "contiguous"
@@ -280,7 +281,7 @@ def test_a_step_checkpoint_of_the_first_epoch_resumes_exactly_on_the_memory_path
     """Before any evaluation (no best accuracy yet), and with the batched in-memory augmentation."""
     from archc.trainer.feed import MemoryFeed
 
-    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8), "synthetic_classes": 3,
+    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8), ("synthetic_classes"): 3,
               "batch_size": 16, "epochs": 2, "lr": 0.05, "log": "quiet", "workers": 1, "deterministic": True, "checkpoint_every": 1}  # fmt: skip
     train(_cnn(), **recipe, out=str(tmp_path / "ref"))
     original = MemoryFeed.train_batches
