@@ -832,3 +832,94 @@ def test_repeat_over_a_mapping_binds_key_and_value(write_spec) -> None:
     model = compile_and_verify(path)
     assert list(model._modules) == ["stem_0", "body_1", "x_stem", "x_body"]
     assert [m.out_channels for m in model.children()] == [4, 6, 8, 12]
+
+
+# --------------------------------------------------------------------------- several outputs
+SHUFFLE_UNIT = """
+input: [16, 6, 6]
+layers:
+  - {chunk: 2, name: halves}
+  - seq:
+      - {conv: {out: 8, kernel: 1, bias: false}}
+      - relu
+      - {conv: {out: 8, kernel: 3, padding: 1, groups: 8, bias: false}}
+    name: branch2
+    from: halves.1
+  - {concat: , from: [halves.0, branch2]}
+  - channel_shuffle: 2
+  - {split: {sizes: [4, 12]}, name: parts}
+  - {conv: {out: 4, kernel: 1}, from: parts.1, name: proj}
+  - {add: , from: [parts.0, proj]}
+"""
+
+
+def test_chunk_and_split_outputs_are_read_by_name_and_compute_torch_s_split() -> None:
+    """ShuffleNetV2's unit: `x1, x2 = x.chunk(2, dim=1)`, a branch on x2, cat, shuffle; then a split
+    whose outputs meet again. Each output is a view with its own static shape; the code scripts."""
+    model = compile_and_verify(SHUFFLE_UNIT)
+    graph = model.archc_graph
+    assert {n: graph.nodes[n].shape for n in ("halves.0", "halves.1", "parts.0", "parts.1")} == {
+        "halves.0": (8, 6, 6), "halves.1": (8, 6, 6), "parts.0": (4, 6, 6), "parts.1": (12, 6, 6)}
+    assert node_inputs(graph, "branch2.0") == ["halves.1"]
+    model.eval()
+    x = torch.randn(2, 16, 6, 6)
+    with torch.no_grad():
+        x1, x2 = x.chunk(2, dim=1)
+        h = nn.functional.channel_shuffle(torch.cat([x1, model.branch2(x2)], 1), 2)
+        p0, p1 = torch.split(h, [4, 12], 1)
+        torch.testing.assert_close(model(x), p0 + model.proj(p1))
+        torch.testing.assert_close(torch.jit.script(model)(x), model(x))
+    assert "halves_0 = x[:, :8]" in model.code and "halves_1 = x[:, 8:]" in model.code
+
+
+def test_uneven_pieces_follow_torch_split_and_chunk() -> None:
+    """An int size cuts pieces of that size, the last smaller (torch.split); chunk(4) of 6 gives
+    three pieces of 2, as torch.chunk does."""
+    model = compile_and_verify("input: [6, 5]\nlayers:\n  - {split: {sizes: 2, dim: 1}, name: s}\n"
+                               "  - {chunk: {chunks: 4}, name: c, from: s.2}\n  - {concat: , from: [c, s.2]}\n")
+    graph = model.archc_graph
+    assert [graph.nodes[f"s.{k}"].shape for k in range(3)] == [(6, 2), (6, 2), (6, 1)]
+    assert [graph.nodes[f"c.{k}"].shape for k in range(3)] == [(2, 1), (2, 1), (2, 1)]
+    assert "c.3" not in graph.nodes and graph.nodes["concat"].shape == (12, 1)
+    x = torch.randn(2, 6, 5)
+    last = x.split(2, dim=2)[2]
+    torch.testing.assert_close(model.eval()(x), torch.cat([*last.chunk(4, dim=1), last], 1))
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("{relu: , from: h.2}", "'h.2': '2' is out of range; 'h' has 2 outputs: h.0, h.1"),
+    ("{relu: , from: h.first}", "'first' is not an output index; 'h' has 2 outputs"),
+    ("{relu: , from: c.0}", "'c' has one output, not several; write 'from: c'"),
+    ("relu", "'relu' reads the 2 outputs of chunk 'h' (h.0, h.1); pick one with 'from: h.0'"),
+    ("{seq: [relu], from: h}", "'seq' reads the 2 outputs of chunk 'h'"),
+    ("{split: [3, 4], from: h.0}", "split sizes [3, 4] add up to 7, but dimension 0 of the 4x5x5 input has 4"),
+    ("{split: {sizes: [2, 2], dim: 3}, from: h.0}", "dim=3 is out of range for a 4x5x5 input"),
+    ("{chunk: 0, from: h.0}", "chunks"),
+    ("{chunk: 2, from: h.0, name: h2}", "the network ends in the 2 outputs of chunk 'h2'"),
+    ("{chunk: 2, from: h.1, name: aux, head: true}", "an output head is one tensor"),
+])
+def test_reading_several_outputs_wrongly_is_a_positioned_error(item: str, message: str) -> None:
+    text = f"input: [8, 5, 5]\nlayers:\n  - {{conv: {{out: 8, kernel: 1}}, name: c}}\n  - {{chunk: 2, name: h}}\n  - {item}\n"
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")) as info:
+        api.compile_graph(text)
+    assert ":5:" in str(info.value) or ":6:" in str(info.value) or "ends in" in str(info.value)
+
+
+def test_a_block_may_return_a_split_and_reports_name_each_output(tmp_path: Path) -> None:
+    """A block whose last item is a split returns its outputs as a tuple; `from: h.1` reads one of
+    them. Reports, diagrams and the memory estimate see each output as the view it is."""
+    from archc.analysis.memory import is_view
+
+    text = ("input: [8, 4, 4]\nblocks:\n  Halves:\n    layers:\n      - {conv: {out: 16, kernel: 1}, name: c}\n"
+            "      - {split: [6, 10], name: parts}\nlayers:\n  - {Halves: , name: h}\n"
+            "  - {conv: {out: 4, kernel: 1}, from: h.1, name: p}\n  - {concat: , from: [h.0, p]}\n")
+    model = compile_and_verify(text)
+    assert "h_parts_0, h_parts_1 = self.h(x)" in model.code
+    graph = model.archc_graph
+    assert all(is_view(graph.nodes[n]) for n in ("h.parts.0", "h.parts.1"))
+    table = str(archc.summary(text))
+    assert "parts.0" in table and "split dim 0 [6:16]" in table
+    path = tmp_path / "halves.yaml"
+    path.write_text(text)
+    assert main(["diagram", str(path), "-o", str(tmp_path / "d.dot")]) == 0
+    assert "split dim 0 [6:16]" in (tmp_path / "d.dot").read_text()

@@ -131,8 +131,10 @@ class _Context:
 
 def _leaf(node: Node) -> str:
     """The name a layer has in its block: the last part of its node id, the one name a node has
-    everywhere (a module used again reads `relu~2`, as in the diagram and the JSON)."""
-    return node.id.rsplit(".", 1)[-1]
+    everywhere (a module used again reads `relu~2`, as in the diagram and the JSON; a split's
+    outputs `parts.0`, `parts.1`)."""
+    prefix = f"{node.scope}." if node.scope else ""
+    return node.id[len(prefix):] if node.id.startswith(prefix) else node.id.rsplit(".", 1)[-1]
 
 
 def _layer_row(ctx: _Context, node: Node, level: int) -> Row:

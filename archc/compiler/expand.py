@@ -20,14 +20,14 @@ from typing import Any
 
 from archc import ops
 from archc.compiler import expr
-from archc.compiler.infer import ShapeError, make_node
+from archc.compiler.infer import ShapeError, make_node, validate_args
 from archc.compiler.ir import INPUT, Graph, Head, Node, ScopeInfo
 from archc.compiler.loader import LDict, LList, key_position, position_of
 from archc.compiler.names import name_problem
 from archc.compiler.suggest import PYTORCH_ARGS, suggest_op
 from archc.compiler.validate import LoadedSpec, render, resolve_params
 from archc.errors import MAX_ERRORS, Pos, SpecError, did_you_mean
-from archc.ops.base import Shape, fmt_shape
+from archc.ops.base import OpError, Shape, fmt_shape
 
 META_KEYS = ("name", "from", "when", "repeat", "head", "then", "doc", "checkpoint")
 SEQ = "seq"
@@ -94,6 +94,9 @@ class Value:
     node: str
     shape: Shape
     tainted: bool = False
+    # the outputs of a split or chunk (`node` is then the split's own id, which is no node of the
+    # graph): a merge reads them all, any other item must pick one (`from: NAME.1`)
+    pieces: tuple[Value, ...] = ()
 
 
 class LimitError(SpecError):
@@ -133,6 +136,7 @@ class Expander:
         self.max_steps = limits.max_steps
         self.id_chars = 0  # characters of generated paths, see MAX_ID_CHARS
         self.suffixes: dict[str, int] = {}  # next free ~N of each repeated node id
+        self.pieces: dict[str, tuple[str, ...]] = {}  # a split's id -> its outputs' node ids
 
     def run(self) -> Graph:
         data = self.spec.document.data
@@ -146,6 +150,9 @@ class Expander:
             raise SpecError.several(self.errors)
         if out.node == INPUT:
             raise SpecError("the network has no layers", position_of(data, "layers"))
+        if out.pieces:
+            raise SpecError(f"the network ends in {self.several(out)}; its output is one tensor: merge them "
+                            f"(concat, add) or read one with 'from:'", position_of(data, "layers"))
         self.graph.output = out.node
         self.graph.heads.sort(key=lambda h: self.head_order[h.name])  # stable: declaration order otherwise
         return self.graph
@@ -194,11 +201,12 @@ class Expander:
                     self.errors.append(diag)
                 if len(self.errors) >= MAX_ERRORS:
                     raise SpecError.several(self.errors, truncated=True)
+        flow = cur.pieces[0] if cur.pieces else cur  # a node of the graph, whatever the failed item read
         name = item.get("name") if isinstance(item, LDict) else None
         if isinstance(name, str) and "$" not in name and name_problem(name, False) is None and name not in scope.refs.maps[0]:
-            scope.refs.maps[0][name] = cur.node  # later references to it are not errors of their own
-            self.tainted.add(cur.node)
-        return Value(cur.node, cur.shape, tainted=True)
+            scope.refs.maps[0][name] = flow.node  # later references to it are not errors of their own
+            self.tainted.add(flow.node)
+        return Value(flow.node, flow.shape, tainted=True)
 
     def annotate(self, exc: SpecError) -> None:
         """Add the call-site chain to an error, once: where it was
@@ -444,8 +452,12 @@ class Expander:
             assert op is not None
             if op.multi_input and isinstance(body, LList):
                 out = self.branches(kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos))
+            elif op.multi_output:
+                out = self.split_nodes(kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos), env)
             else:
-                if not op.multi_input:
+                if op.multi_input:  # a merge reads every output of a split it is given
+                    inputs = [p for v in inputs for p in (v.pieces or (v,))]
+                else:
                     self.single_input(inputs, kind, kpos)
                 out = self.op_node(kind, body, name, kpos, scope, inputs, env)
         if "then" in meta:
@@ -477,7 +489,49 @@ class Expander:
     def single_input(self, inputs: list[Value], kind: str, pos: Pos | None) -> Value:
         if len(inputs) != 1:
             raise SpecError(f"'{kind}' takes one input, but 'from' names {len(inputs)}", pos)
+        if inputs[0].pieces and not inputs[0].tainted:
+            first = self.display(inputs[0].pieces[0].node)
+            raise SpecError(f"'{kind}' reads {self.several(inputs[0])}; pick one with 'from: {first}' "
+                            f"(or merge them: concat, add)", pos)
         return inputs[0]
+
+    def several(self, value: Value) -> str:
+        """'the 2 outputs of split 's' (s.0, s.1)'."""
+        names = [self.display(p.node) for p in value.pieces]
+        base = self.display(value.node)
+        op = self.graph.nodes[value.pieces[0].node].label.split()[0]
+        return f"the {len(names)} outputs of {op} '{base}' ({', '.join(names)})"
+
+    def split_nodes(self, kind: str, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value,
+                    env: Any) -> Value:
+        """A split or chunk: one `slice` view per output, `NAME.0`, `NAME.1`, ... in the namespace."""
+        op = ops.get(kind)
+        assert op is not None
+        if body is None:
+            raw: dict[str, Any] = {}
+        elif isinstance(body, LDict):
+            raw = {k: render(v, env, position_of(body, k)) for k, v in body.items()}
+        else:
+            raw = {str(op.shorthand): render(body, env, pos)}
+        args = validate_args(op, raw, body, pos)
+        try:
+            dim, bounds = op.pieces(args, cur.shape)
+        except OpError as exc:
+            error = ShapeError(f"{kind}: {exc}", pos)
+            error.cascade = cur.tainted
+            raise error from None
+        base = self.unique(scope.ns.child(name or kind))
+        self.ids.add(base)
+        leaf = base[len(scope.ns.path):]
+        pieces = []
+        for k, (start, end) in enumerate(bounds):
+            cut = {"dim": dim, "start": start, "end": None if k == len(bounds) - 1 else end}
+            piece = self.make("slice", (cut, None), f"{leaf}.{k}", pos, scope,
+                              [cur], [f"'{self.display(cur.node)}'"])
+            self.graph.nodes[piece.node].label = f"{kind} dim {dim} [{start}:{end}]"
+            pieces.append(piece)
+        self.pieces[base] = tuple(p.node for p in pieces)
+        return Value(base, pieces[0].shape, cur.tainted, tuple(pieces))
 
     def name_of(self, meta: dict[str, Any], raw: Any, env: Any, top_level: bool) -> str | None:
         if "name" not in meta:
@@ -506,6 +560,9 @@ class Expander:
                 node_id = scope.input_id
             elif name in scope.refs:
                 node_id = scope.refs[name]
+            elif isinstance(name, str) and "." in name and name.rpartition(".")[0] in scope.refs:
+                out.append(self.output_of(name, scope, npos))
+                continue
             elif name in scope.declared:
                 where = scope.declared[name]
                 at = f" (line {where.line})" if where else ""
@@ -517,13 +574,38 @@ class Expander:
                     hint = (f" in block '{scope.stack[-1]}': a block "
                             "body sees only its own names and 'input'")
                 raise SpecError(f"unknown node '{name}'{hint}", npos)
-            out.append(Value(node_id, self.graph.shape_of(node_id), node_id in self.tainted))
+            out.append(self.value_of(node_id))
         return out
+
+    def value_of(self, node_id: str) -> Value:
+        """The value a name refers to: a node, or the outputs of a split that starts at it."""
+        tainted = node_id in self.tainted
+        if node_id in self.pieces:
+            pieces = tuple(self.value_of(p) for p in self.pieces[node_id])
+            return Value(node_id, pieces[0].shape, tainted, pieces)
+        return Value(node_id, self.graph.shape_of(node_id), tainted)
+
+    def output_of(self, name: str, scope: Scope, pos: Pos | None) -> Value:
+        """`s.1`: one output of the split or chunk named `s`."""
+        base, _, index = name.rpartition(".")
+        node_id = scope.refs[base]
+        outputs = self.pieces.get(node_id, ())
+        if node_id in self.tainted and not outputs:
+            return Value(node_id, self.graph.shape_of(node_id), True)  # an earlier error's consequence
+        if not outputs:
+            raise SpecError(f"'{base}' has one output, not several; write 'from: {base}'", pos)
+        if not (index.isdigit() and index.isascii()) or int(index) >= len(outputs):
+            which = "out of range" if index.isdigit() and index.isascii() else "not an output index"
+            names = ", ".join(f"{base}.{k}" for k in range(len(outputs)))
+            raise SpecError(f"'{name}': {index!r} is {which}; '{base}' has {len(outputs)} outputs: {names}", pos)
+        return self.value_of(outputs[int(index)])
 
     def add_head(self, raw: Any, name: str | None, item: Any, out: Value) -> None:
         pos = position_of(item, "head")
         if name is None:
             raise SpecError("an output head needs a name", pos)
+        if out.pieces:
+            raise SpecError(f"an output head is one tensor, but this item makes {self.several(out)}", pos)
         if raw is True or raw is None:
             raw = {}
         if not isinstance(raw, dict):

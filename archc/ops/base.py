@@ -125,6 +125,9 @@ class Op:
     shorthand: ClassVar[str | None] = None
     # Merges take several inputs (branches or `from:` references); others exactly one.
     multi_input: ClassVar[bool] = False
+    # Has several outputs (split, chunk): the item becomes one view node per output, `NAME.0`,
+    # `NAME.1`, ... (later items read them with `from: NAME.1`); the op gives `pieces()`.
+    multi_output: ClassVar[bool] = False
     # Emitted as a child module (True) or as a function call inside forward (False).
     is_module: ClassVar[bool] = True
     # Owns one learned tensor instead of a child module: the enclosing module holds it as an
@@ -160,6 +163,11 @@ class Op:
 
     def params(self, args: Any, inputs: list[Shape], out: Shape) -> int:
         return 0
+
+    def pieces(self, args: Any, shape: Shape) -> tuple[int, list[tuple[int, int]]]:
+        """For `multi_output` ops: the dimension cut (an index into `shape`) and each output's
+        [start, end) along it; raise OpError on a cut that does not fit."""
+        raise NotImplementedError(f"op {self.name} has one output")
 
     def buffers(self, args: Any, inputs: list[Shape], out: Shape) -> int:
         return 0

@@ -198,6 +198,77 @@ class Slice(Functional):
         return f"slice dim {args.dim} [{args.start}:{'' if args.end is None else args.end}]"
 
 
+class SplitArgs(Args):
+    sizes: IntOrList = Field(description="each output's size along `dim` (they must add up to it), or one "
+                                         "int: pieces of that size, the last one smaller (torch.split)")
+    dim: int = Field(0, description="the dimension to cut, without the batch (0: channels)")
+
+
+class MultiOutput(Functional):
+    """Cuts its input into views along one dimension. The expander makes one `slice` node per piece
+    (`NAME.0`, `NAME.1`, ...): each piece has its own static shape, and reports, diagrams, memory
+    and export treat it as the view it is."""
+
+    autograd = Autograd(saves="none", view=True)
+    multi_output = True
+
+    def infer(self, args: Args, inputs: list[Shape], labels: list[str]) -> Shape:
+        raise OpError(f"{self.name} has several outputs: read one with 'from: NAME.0'")
+
+    @staticmethod
+    def cut(shape: Shape, dim: int, sizes: list[int]) -> tuple[int, list[tuple[int, int]]]:
+        d = axis(dim, shape)
+        bounds, start = [], 0
+        for size in sizes:
+            bounds.append((start, start + size))
+            start += size
+        return d, bounds
+
+
+@register
+class Split(MultiOutput):
+    name = "split"
+    Args = SplitArgs
+    shorthand = "sizes"
+    doc = ("Cut one dimension into pieces of the given sizes (torch.split), each an output of its own read "
+           "with `from: NAME.0`, `from: NAME.1`, ...: ShuffleNetV2's two halves, a qkv projection's thirds.")
+
+    def pieces(self, args: SplitArgs, shape: Shape) -> tuple[int, list[tuple[int, int]]]:
+        d = axis(args.dim, shape)
+        if isinstance(args.sizes, int):
+            if args.sizes < 1:
+                raise OpError(f"split size must be positive, got {args.sizes}")
+            sizes = [min(args.sizes, shape[d] - k) for k in range(0, shape[d], args.sizes)]
+        else:
+            sizes = list(args.sizes)
+            if any(s < 1 for s in sizes):
+                raise OpError(f"split sizes must be positive, got {sizes}")
+            if sum(sizes) != shape[d]:
+                raise OpError(f"split sizes {sizes} add up to {sum(sizes)}, but dimension {d} of the "
+                              f"{fmt_shape(shape)} input has {shape[d]}")
+        return self.cut(shape, d, sizes)
+
+
+class ChunkArgs(Args):
+    chunks: int = Field(gt=0, description="how many pieces; as torch.chunk, each ceil(size / chunks) long, the last "
+                                          "one smaller, and fewer pieces when the size runs out")
+    dim: int = Field(0, description="the dimension to cut, without the batch (0: channels)")
+
+
+@register
+class Chunk(MultiOutput):
+    name = "chunk"
+    Args = ChunkArgs
+    shorthand = "chunks"
+    doc = ("Cut one dimension into `chunks` nearly equal pieces (torch.chunk), each an output of its own read "
+           "with `from: NAME.0`, `from: NAME.1`, ...: ShuffleNetV2's `x.chunk(2, dim=1)`.")
+
+    def pieces(self, args: ChunkArgs, shape: Shape) -> tuple[int, list[tuple[int, int]]]:
+        d = axis(args.dim, shape)
+        step = -(-shape[d] // args.chunks)
+        return self.cut(shape, d, [min(step, shape[d] - k) for k in range(0, shape[d], step)])
+
+
 class SelectArgs(Args):
     dim: int = Field(0, description="the dimension to index, without the batch")
     index: int = Field(0, description="the position to keep (negative counts from the end)")
