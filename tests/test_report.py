@@ -296,6 +296,26 @@ def test_receptive_field_rules_for_pools_flatten_and_unknown_reshapes(write_spec
     assert totals(graph)["receptive_field"] is None  # never the largest known field of an earlier layer
 
 
+def test_a_broadcast_gate_adds_its_field_but_not_its_step(write_spec) -> None:
+    """An SE gate (a 1x1 map) makes every position see the whole input, but the gated map still
+    steps as it did: EfficientNet's field stays at stride 32 instead of multiplying per block."""
+    path = write_spec("""
+        name: rf_se
+        input: [1, 16, 16]
+        layers:
+          - {conv: {out: 4, kernel: 3, stride: 2}, name: c}
+          - multiply:
+              - [{adaptive_avgpool: 1}, {conv: {out: 4, kernel: 1}}, sigmoid]
+              - []
+            name: se
+          - {conv: {out: 4, kernel: 3}, name: last}
+    """, name="rf_se.yaml")
+    fields = {r.name: r.as_dict(1, 1) for r in report_rows(compile_graph(path))}
+    assert fields["c"]["effective_stride"] == fields["last"]["effective_stride"] == [2, 2]
+    assert fields["last"]["receptive_field"] == [3 + 6 * 2 + 2 * 2] * 2  # the gate's 7x7 map, then 3x3
+    assert totals(compile_graph("efficientnet_b0"))["receptive_field"]["stride"] == [32, 32]
+
+
 # formats and the CLI ------------------------------------------------------------------------------
 def test_table_footer_states_the_conventions_and_totals() -> None:
     graph = compile_graph(fixture("resnet18"))

@@ -67,22 +67,28 @@ def _apply(field: Field, window: Window) -> Field | None:
     return Field(size, stride)
 
 
-def _merge(fields: list[Field]) -> Field | None:
+def _merge(fields: list[Field], steps: list[Field]) -> Field | None:
+    """The largest field of the inputs, stepping as `steps` (the inputs the output's positions
+    follow) do."""
     if len({len(f.size) for f in fields}) != 1:
         return None
     dims = range(len(fields[0].size))
-    return Field(tuple(max(f.size[i] for f in fields) for i in dims), tuple(max(f.stride[i] for f in fields) for i in dims))
+    return Field(tuple(max(f.size[i] for f in fields) for i in dims), tuple(max(f.stride[i] for f in steps) for i in dims))
 
 
 def node_field(graph: Graph, node: Node, inputs: list[Field | None]) -> Field | None:
     """One node's field from its inputs' fields, by the rules in the module docstring."""
     if any(f is None for f in inputs) or not inputs:
         return None
-    merged = _merge([f for f in inputs if f is not None])
+    fields = [f for f in inputs if f is not None]
+    in_shapes = [graph.shape_of(i) for i in node.inputs]
+    # an input broadcast over the output's positions (an SE gate's 1x1 map) adds its field, not its
+    # step: the output steps as the inputs of its own size do
+    full = [f for f, shape in zip(fields, in_shapes, strict=True) if shape[1:] == node.shape[1:]]
+    merged = _merge(fields, full or fields)
     if merged is None:
         return None
     op = ops.get(node.op)
-    in_shapes = [graph.shape_of(i) for i in node.inputs]
     window = op.receptive_window(node.args, in_shapes, node.shape) if op is not None else None
     if window is not None:
         return _apply(merged, window)

@@ -465,7 +465,8 @@ def footer(tot: dict[str, Any]) -> list[str]:
         lines.append(f"receptive field: {dims(rf['size'])} px, effective stride "
                      f"{dims(rf['stride'])}, at {rf['node']}; depth {tot['depth']} weighted layers")
     else:
-        lines.append(f"receptive field: — (no spatial input); depth {tot['depth']} weighted layers")
+        why = "no spatial input" if len(tot["input"]) < 2 else "unknown past a layer that reshapes the map"
+        lines.append(f"receptive field: — ({why}); depth {tot['depth']} weighted layers")
     for head in tot["heads"]:
         lines.append((f"head {head['name']}: {fmt_shape(tuple(head['shape']))}, "
                       f"loss weight {head['loss_weight']}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any, Literal
 
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Autograd, Call, Op, OpError, Shape, Side, fmt_shape, numel
+from archc.ops.base import Args, Autograd, Call, Op, OpError, Shape, Side, Window, fmt_shape, numel
 
 
 class LinearArgs(Args):
@@ -53,6 +54,14 @@ class Linear(Op):
 
     def emit(self, args: LinearArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
         return Call("nn.Linear", (inputs[0][-1], args.out), {} if args.bias else {"bias": False})
+
+    def receptive_window(self, args: LinearArgs, inputs: list[Shape], out: Shape) -> Window | None:
+        """On a channels-last map or token groups (rank 3 and more) it is pointwise in the
+        dimensions before the last (its features); a flat input has no window."""
+        if len(out) < 3:
+            return None
+        ones = (1,) * (len(out) - 1)
+        return Window(ones, tuple(Fraction(1) for _ in ones), ones)
 
     def label(self, args: LinearArgs) -> str:
         return f"linear {args.out}"

@@ -13,12 +13,24 @@ relative_position_index buffer), so torchvision's MaxViT weights load.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any, Literal
 
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Autograd, Call, Op, OpError, Shape, Side, fmt_shape, numel
+from archc.ops.base import (
+    Args,
+    Autograd,
+    Call,
+    Op,
+    OpError,
+    Shape,
+    Side,
+    Window,
+    fmt_shape,
+    numel,
+)
 
 Mode = Literal["window", "grid"]
 MODE_DOC = ("window: each size x size block of neighbours is a group (block attention); grid: "
@@ -77,6 +89,14 @@ class Partition(Op):
         return (f"{x}.reshape({x}.shape[0], {channels}, {h_out}, {h_in}, {w_out}, {w_in})"
                 f".permute({order}).reshape({x}.shape[0], {groups}, {tokens}, {channels})")
 
+    def receptive_window(self, args: PartitionArgs, inputs: list[Shape], out: Shape) -> Window:
+        """A token's field is its group's: the window of neighbours, or the grid spread over the
+        map (size positions H/size apart), as the attention within the groups sees it. The token
+        ops after it keep their shape, so the field passes on to `unpartition`."""
+        _, height, width = inputs[0]
+        spread = (1, 1) if args.mode == "window" else (height // args.size, width // args.size)
+        return Window((args.size, args.size), (Fraction(1), Fraction(1)), spread)
+
     def label(self, args: PartitionArgs) -> str:
         return f"{args.mode} partition {args.size}x{args.size}"
 
@@ -129,6 +149,10 @@ class Unpartition(Op):
             split, order = f"{h_in}, {w_in}, {h_out}, {w_out}", "0, 5, 3, 1, 4, 2"
         return (f"{x}.reshape({x}.shape[0], {split}, {channels}).permute({order})"
                 f".reshape({x}.shape[0], {channels}, {args.height}, {args.width})")
+
+    def receptive_window(self, args: UnpartitionArgs, inputs: list[Shape], out: Shape) -> Window:
+        """Each position is one token back in its place: the field it had (from `partition`)."""
+        return Window((1, 1), (Fraction(1), Fraction(1)), (1, 1))
 
     def label(self, args: UnpartitionArgs) -> str:
         return f"{args.mode} unpartition {args.size}x{args.size}"

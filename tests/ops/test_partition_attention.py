@@ -199,3 +199,26 @@ def test_static_shapes_params_and_macs_equal_runtime(case: tuple[list[int], str]
         out = model(x)
     assert counter.get_total_flops() == 2 * model.archc_graph.total_macs
     assert out.shape == x.shape
+
+
+@pytest.mark.parametrize(("mode", "field"), [("window", 3 + 3), ("grid", 3 + 12)])
+def test_a_partitions_field_is_its_groups(mode: str, field: int) -> None:
+    """After a 3x3 conv (field 3) on 16x16, a token sees its group: a 4x4 window (+3), or a 4x4
+    grid of positions 4 apart (+12); the field comes back through unpartition."""
+    from archc.analysis.receptive import receptive_fields
+
+    graph = api.compile_graph(
+        "input: [8, 16, 16]\nlayers:\n  - {conv: {out: 8, kernel: 3, padding: 1}}\n"
+        f"  - {{partition: {{size: 4, mode: {mode}}}}}\n  - relative_attention: 4\n"
+        f"  - {{unpartition: {{size: 4, mode: {mode}, height: 16, width: 16}}, name: back}}\n")
+    back = receptive_fields(graph)["back"]
+    assert back is not None and back.size_text() == str(field) and back.stride_text() == "1"
+
+
+def test_report_says_a_field_is_unknown_past_a_reshape_not_that_there_is_no_map() -> None:
+    from archc.analysis.report import footer, totals
+
+    graph = api.compile_graph("input: [3, 8, 8]\nlayers:\n  - {conv: {out: 4, kernel: 3}}\n"
+                              "  - reshape: [4, 36]\n")
+    text = "\n".join(footer(totals(graph)))
+    assert "receptive field: — (unknown past a layer that reshapes the map)" in text
