@@ -145,7 +145,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             record = train(fresh_model(), **data_cfg, epochs=epochs, batch_size=BATCH, lr=0.05, weight_decay=5e-4,
-                           schedule="none", augment=True, crop_padding=4, hflip=True, workers=threads, log=("quiet"),
+                           schedule="none", augment=True, crop_padding=4, hflip=True, workers=threads, log="quiet",
                            channels_last=channels_last, out=str(Path(tmp) / "run"))  # fmt: skip
             wall = time.perf_counter() - start
         assert record["dataset"]["crop_padding"] == 4 and record["dataset"]["hflip"]

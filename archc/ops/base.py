@@ -201,9 +201,9 @@ class Op:
         raise NotImplementedError(f"op {self.name} has no emitter")
 
     def init_source(self, args: Any, tensor: str) -> str | None:
-        """For `owns_tensor` ops: a statement that fills the held tensor in place after it is created
-        (`nn.init.trunc_normal_(self.table, std=0.02)`), `tensor` being its attribute; None when
-        `emit`'s value is the initial one."""
+        """For `owns_tensor` ops: a statement that fills the held tensor in place after it is
+        created (`nn.init.trunc_normal_(self.table, std=0.02)`), `tensor` being its attribute; None
+        when `emit`'s value is the initial one."""
         return None
 
     def source(self, args: Any, inputs: list[str], shapes: list[Shape], inplace: bool) -> str:

@@ -26,8 +26,8 @@ class ParameterArgs(Args):
                             "in front along `dim` (class token, expanded over the batch)"))
     dim: int = Field(0, description="concat: dimension without the batch")
     init: Literal["zeros", "ones", "constant", "normal", "trunc_normal"] = Field(
-        "zeros", description="initial values; trunc_normal is nn.init.trunc_normal_ (timm's and torchvision's "
-                             "Swin/MaxViT tables: std 0.02 cut at the absolute bounds a and b)")
+        "zeros", description=("initial values; trunc_normal is nn.init.trunc_normal_ (timm's and "
+                              "torchvision's Swin/MaxViT tables: std 0.02 cut at the absolute bounds a and b)"))
     value: float = Field(0.0, description="init: constant: the value (ConvNeXt's layer scale 1e-6)")
     mean: float = Field(0.0, description="init: normal and trunc_normal: the mean")
     std: float = Field(1.0, gt=0, description="init: normal and trunc_normal: the standard deviation "
@@ -84,8 +84,8 @@ class Parameter(Op):
         return 0 if args.use == "concat" else numel(out)
 
     def emit(self, args: ParameterArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
-        """The tensor's first value; the enclosing module wraps it in nn.Parameter. Random inits start
-        from torch.empty and are filled in place by `init_source` (torchvision's Swin writes
+        """The tensor's first value; the enclosing module wraps it in nn.Parameter. Random inits
+        start from torch.empty and are filled in place by `init_source` (torchvision's Swin writes
         `nn.init.trunc_normal_(self.table, std=0.02)` so): every factory call honours a
         `torch.device("meta")` context, which torch.normal(mean, std, size) does not."""
         size = tuple(args.shape)
@@ -103,7 +103,8 @@ class Parameter(Op):
         if args.init == "normal":
             return f"nn.init.normal_({tensor}{', ' + spread if spread else ''})"
         if args.init == "trunc_normal":
-            return f"nn.init.trunc_normal_({tensor}{', ' + spread if spread else ''}, a={args.a!r}, b={args.b!r})"
+            return (f"nn.init.trunc_normal_({tensor}"
+                    f"{', ' + spread if spread else ''}, a={args.a!r}, b={args.b!r})")
         return None
 
     def source(self, args: ParameterArgs, inputs: list[str], shapes: list[Shape], inplace: bool) -> str:

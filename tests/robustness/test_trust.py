@@ -22,7 +22,7 @@ HEAD = "name: t\ninput: [1, 8, 8]\nlayers:\n  - flatten\n  - linear: 4\ntrain:\n
 SAMPLE: dict[str, str] = {
     "out": "/tmp/elsewhere", "data_dir": "/etc", "init_from": "/etc/passwd", "resume": "true",
     "download": "true", "device": "cuda", "workers": "1000000", "nproc": "1024", "compile": "true", "log": "quiet",
-    "tensorboard": "true", "data_path": "stream", "loader_workers": "64", "memory_limit": "1T", ("checkpoint_every"): "1",
+    "tensorboard": "true", "data_path": "stream", "loader_workers": "64", "memory_limit": "1T", "checkpoint_every": "1",
     "nnodes": "1000", "node_rank": "0", "rdzv_endpoint": '"evil.example:29400"',
 }  # fmt: skip
 

@@ -172,7 +172,7 @@ def test_imagenet_recipe_trains_and_evaluates_with_its_crops(tmp_path: Path) -> 
 
 
 def test_memory_format_is_measured_reported_and_kept_on_resume(tmp_path: Path) -> None:
-    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8), ("synthetic_classes"): 3, "log": "quiet", "workers": 1, "batch_size": 16, "epochs": 1}
+    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8), "synthetic_classes": 3, "log": "quiet", "workers": 1, "batch_size": 16, "epochs": 1}
     measured = train(_cnn(), **recipe, out=str(tmp_path / "a"))
     assert measured["memory_format"] in ("channels_last", "contiguous")
     assert train(_cnn(), **recipe, deterministic=True, out=str(tmp_path / "b"))["memory_format"] == "contiguous"
@@ -281,7 +281,7 @@ def test_a_step_checkpoint_of_the_first_epoch_resumes_exactly_on_the_memory_path
     """Before any evaluation (no best accuracy yet), and with the batched in-memory augmentation."""
     from archc.trainer.feed import MemoryFeed
 
-    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8), ("synthetic_classes"): 3,
+    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8), "synthetic_classes": 3,
               "batch_size": 16, "epochs": 2, "lr": 0.05, "log": "quiet", "workers": 1, "deterministic": True, "checkpoint_every": 1}  # fmt: skip
     train(_cnn(), **recipe, out=str(tmp_path / "ref"))
     original = MemoryFeed.train_batches
