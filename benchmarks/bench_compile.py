@@ -96,22 +96,29 @@ import torch
 from archc.api import build
 
 def rss_kib(field):
-    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field))
 
 torch.manual_seed(0)
 model = build(sys.argv[1], checkpoint=sys.argv[2] == "1").train()
 x = torch.randn(int(sys.argv[3]), 3, 32, 32)
 saved = []
+
+def pack(t):
+    saved.append(t.numel() * t.element_size())
+    return t
+
 for step in range(2):  # the first step warms up allocator and kernel caches; the second is measured
     model.zero_grad(set_to_none=True)
     saved.clear()
     open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
     base = rss_kib("VmRSS:")
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = model(x).square().mean()
     loss.backward()
     peak = rss_kib("VmHWM:")
-print(json.dumps({"peak_above_model_mib": (peak - base) / 1024, "saved_for_backward_mib": sum(saved) / 2**20}))
+peak_mib = (peak - base) / 1024
+print(json.dumps({"peak_above_model_mib": peak_mib, "saved_for_backward_mib": sum(saved) / 2**20}))
 """
 
 

@@ -82,7 +82,8 @@ def main() -> int:
 
         reference_set = datasets.ImageFolder(str(root / "train"), transform=v2.Compose([
             v2.RandomResizedCrop(CROP, antialias=True), v2.RandomHorizontalFlip(), v2.PILToTensor(),
-            v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD)),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD)),
         ]))  # fmt: skip
         reference_loader = DataLoader(reference_set, BATCH, shuffle=True, num_workers=workers, drop_last=True, persistent_workers=True)
         epoch = {"archc": 0}
@@ -131,10 +132,12 @@ def main() -> int:
     for row in summary:
         print(f"{row['metric']}: {row['value']}{row['unit']} (target {row['target']})")
     write_result("stream", {
-        "command": "python benchmarks/bench_stream.py" + (" --quick" if args.quick else "") + (f" --workers {args.workers}" if args.workers else ""),
+        "command": "python benchmarks/bench_stream.py" + (" --quick" if args.quick else "")
+        + (f" --workers {args.workers}" if args.workers else ""),
         "summary": summary,
-        "setup": {"images_per_epoch": images, "batch": BATCH, "crop": CROP, "workers": workers, "rounds": rounds,
-                  "source_images": "160x120 JPEG q90", "load_average_before": load_before, "load_average_after": load_after},
+        "setup": {"images_per_epoch": images, "batch": BATCH, "crop": CROP, "workers": workers,
+                  "rounds": rounds, "source_images": "160x120 JPEG q90",
+                  "load_average_before": load_before, "load_average_after": load_after},
         "seconds": times,
         "images_per_s": ips,
         "notes": (f"Loader throughput only (no model). Load average {load_before:.1f} "

@@ -144,8 +144,9 @@ def main() -> int:
     def trainer(channels_last: bool | None = None) -> tuple[float, float]:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            record = train(fresh_model(), **data_cfg, epochs=epochs, batch_size=BATCH, lr=0.05, weight_decay=5e-4,
-                           schedule="none", augment=True, crop_padding=4, hflip=True, workers=threads, log="quiet",
+            record = train(fresh_model(), **data_cfg, epochs=epochs, batch_size=BATCH, lr=0.05,
+                           weight_decay=5e-4, schedule="none", augment=True, crop_padding=4,
+                           hflip=True, workers=threads, log="quiet",
                            channels_last=channels_last, out=str(Path(tmp) / "run"))  # fmt: skip
             wall = time.perf_counter() - start
         assert record["dataset"]["crop_padding"] == 4 and record["dataset"]["hflip"]
@@ -156,8 +157,8 @@ def main() -> int:
     hwc = data.train_x.permute(0, 2, 3, 1).contiguous().numpy()
     labels = data.train_y.numpy()
     seed_transform = transforms.Compose([
-        transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-        transforms.Normalize(mean.tolist(), std.tolist()),
+        transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(), transforms.Normalize(mean.tolist(), std.tolist()),
     ])  # fmt: skip
     seed_workers = min(os.cpu_count() or 1, 8)
 
@@ -232,7 +233,8 @@ def main() -> int:
                     f"{seed_workers} workers (the GoogLeNet post's choice)"), "value": round(speedups[seed_name], 2), "unit": "x", "target": ">= 2.5"},
         {"metric": "trainer vs the hand-written loop, DataLoader 0 workers", "value": round(speedups["loop-w0"], 2), "unit": "x", "target": "(info)"},
         {"metric": "trainer vs the hand-written loop, 0 workers, denormals flushed", "value": round(speedups["loop-ftz"], 2), "unit": "x", "target": "(info)"},
-        {"metric": f"trainer --no-channels-last vs the hand-written loop, {seed_workers} workers", "value": round(per_round(times[seed_name], times["trainer-nc"]), 2), "unit": "x", "target": "(info)"},
+        {"metric": ("trainer --no-channels-last vs the hand-written loop, "
+                    f"{seed_workers} workers"), "value": round(per_round(times[seed_name], times["trainer-nc"]), 2), "unit": "x", "target": "(info)"},
         {"metric": "trainer train-loop throughput", "value": round(ips["trainer"]), "unit": "img/s", "target": ""},
         {"metric": "CPU seconds: compute / whole archc.train()", "value": round(per_round(cpu["compute"], cpu["trainer"]), 3), "unit": "", "target": "(info)"},
         {"metric": (f"CPU seconds: hand-written loop ({seed_workers} "
@@ -241,11 +243,14 @@ def main() -> int:
     for row in summary:
         print(f"{row['metric']}: {row['value']}{row['unit']} (target {row['target']})")
     write_result("trainer", {
-        "command": "python benchmarks/bench_trainer.py" + (" --quick" if args.quick else "") + (f" --threads {args.threads}" if args.threads else ""),
+        "command": "python benchmarks/bench_trainer.py" + (" --quick" if args.quick else "")
+        + (f" --threads {args.threads}" if args.threads else ""),
         "summary": summary,
         "memory_formats_chosen": formats,
-        "setup": {"model": "VGG-BN of the CIFAR-10 comparison post (207,002 params)", "images_per_candidate": images, "epochs": epochs, "batch": BATCH,
-                  "train_images": n_train, "test_images": n_test, "rounds": rounds, "threads": threads,
+        "setup": {"model": "VGG-BN of the CIFAR-10 comparison post (207,002 params)",
+                  "images_per_candidate": images, "epochs": epochs, "batch": BATCH,
+                  "train_images": n_train, "test_images": n_test, "rounds": rounds,
+                  "threads": threads,
                   "load_average_before": load_before, "load_average_after": load_after},
         "seconds": times,
         "cpu_seconds": cpu,

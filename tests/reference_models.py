@@ -404,7 +404,9 @@ def resnet_cifar(num_classes: int = 10) -> YunjeyResNet:
 # Seed 000 (2): torchvision VGG with a tiny cfg
 # ---------------------------------------------------------------------------
 
-VGG_CIFAR_CFG: tuple[int | str, ...] = (16, 16, "M", 32, 32, "M", 32, 32, "M", 64, 64, "M", 64, 64, "M")  # fmt: skip
+VGG_CIFAR_CFG: tuple[int | str, ...] = (
+    16, 16, "M", 32, 32, "M", 32, 32, "M", 64, 64, "M", 64, 64, "M",
+)  # fmt: skip
 
 
 def make_layers(cfg: Sequence[int | str], batch_norm: bool = False) -> nn.Sequential:

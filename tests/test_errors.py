@@ -81,7 +81,8 @@ CASES = [
          (r"^blocks\.BasicBlock\.inline: input should be a valid boolean",)),
     Case("undefined_param", "input: [3, 8, 8]\nparams: {width: 8}\nlayers:\n  - conv: {out: $widht, kernel: 1}\n",
          4, 17, "$widht", (r"^undefined name 'widht' \(did you mean 'width'\?\)$",)),
-    Case("undefined_param_in_expression", "input: [3, 8, 8]\nparams: {width: 8}\nlayers:\n  - conv: {out: \"${2 * widht}\", kernel: 1}\n",
+    Case("undefined_param_in_expression", "input: [3, 8, 8]\nparams: {width: 8}\nlayers:\n"
+                                          "  - conv: {out: \"${2 * widht}\", kernel: 1}\n",
          4, 24, "widht", (r"^undefined name 'widht' \(did you mean 'width'\?\)$",)),
     Case("undefined_block", "input: [3, 8, 8]\nblocks:\n  MyBlock:\n    params: {planes: null}\n"
                             "    layers: [relu]\nlayers:\n  - MyBlok: {planes: 3}\n",
@@ -123,7 +124,8 @@ CASES = [
     Case("recursive_blocks", "input: [3, 8, 8]\nblocks:\n  A:\n    layers:\n      - relu\n"
                              "      - B\n  B:\n    layers:\n      - A\nlayers:\n  - A\n",
          9, 9, "A", (r"^block 'A' calls itself \(A -> B -> A\); blocks cannot be recursive$",)),
-    Case("self_recursive_block", "input: [3, 8, 8]\nblocks:\n  A:\n    layers:\n      - {A: , name: inner}\nlayers:\n  - A\n",
+    Case("self_recursive_block", "input: [3, 8, 8]\nblocks:\n  A:\n    layers:\n"
+                                 "      - {A: , name: inner}\nlayers:\n  - A\n",
          5, 10, "A:", (r"^block 'A' calls itself \(A -> A\)",)),
     Case("missing_input", "name: x\nlayers:\n  - relu\n", 1, 1, "name",
          (r"^missing required key 'input' \(the input shape without the batch",)),
@@ -606,7 +608,8 @@ def test_check_json_lists_every_error(write_spec, capsys: pytest.CaptureFixture[
         ("logsigmoid", "(PyTorch has it, archc does not; the closest op, 'sigmoid', is a different function)"),
         ("softplus", "(PyTorch has it, archc does not: a plugin can add it)"),
         ("superrelu", "(the closest op, 'relu', is a different function)"),
-        ("maxpooling", "(the closest op is 'maxpool': not a spelling slip, so check it computes what you mean)"),
+        ("maxpooling", "(the closest op is 'maxpool': not a spelling slip, "
+                       "so check it computes what you mean)"),
     ],
 )
 def test_unknown_op_hint_never_steers_to_another_function_silently(typed: str, hint: str, write_spec) -> None:

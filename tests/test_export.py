@@ -54,13 +54,15 @@ for case in json.load(open(sys.argv[1])):
         model.train()
         torch.manual_seed(1)
         out_train = model(x)
-    torch.save({"fresh": fresh, "keys": list(fresh), "eval": out_eval, "train": out_train}, case["result"])
+    outputs = {"eval": out_eval, "train": out_train}
+    torch.save({"fresh": fresh, "keys": list(fresh), **outputs}, case["result"])
 import runpy
 
 for case in json.load(open(sys.argv[1])):
     if case["script"]:  # the file also runs on its own: `python unet.py`
         runpy.run_path(case["source"], run_name="__main__")
-leaked = [m for m, v in sys.modules.items() if (m == "archc" or m.startswith("archc.")) and v is not None]
+leaked = [m for m, v in sys.modules.items()
+          if (m == "archc" or m.startswith("archc.")) and v is not None]
 assert not leaked, leaked
 print("done", len(json.load(open(sys.argv[1]))))
 '''

@@ -125,7 +125,8 @@ def test_page_renders_in_a_headless_browser(sweep_dir: Path, tmp_path: Path) -> 
             plot_paths = page.eval_on_selector_all(".plot svg", "els => els.map(e => e.querySelectorAll('path').length)")
             broken = page.evaluate(
                 "() => [...document.querySelectorAll('svg [clip-path]')].filter(e => {"
-                " const id = e.getAttribute('clip-path').slice(5, -1); return !document.getElementById(id); }).length")
+                " const id = e.getAttribute('clip-path').slice(5, -1);"
+                " return !document.getElementById(id); }).length")
         finally:
             browser.close()
     assert problems == []

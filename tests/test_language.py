@@ -307,7 +307,7 @@ def test_index_list_parameters_in_a_family_table(write_spec) -> None:
           widths: [4, 8, 16]
         layers:
           - seq:
-              - {conv: {out: "${widths[s]}", kernel: 3, padding: 1, stride: "${1 if s == 0 else 2}"}}
+              - conv: {out: "${widths[s]}", kernel: 3, padding: 1, stride: "${1 if s == 0 else 2}"}
               - {conv: {out: "${widths[s]}", kernel: 3, padding: 1}, repeat: "${depths[s]}"}
             name: "stage${s}"
             repeat: {count: "${len(depths)}", var: s}
@@ -338,7 +338,8 @@ STAGE_TABLE_SPEC = """
           project: ${stride != 1 or C != planes}
         layers:
           - add:
-              - - {conv: {out: $width, kernel: 3, stride: $stride, padding: 1, groups: $groups}, name: conv1}
+              - - conv: {out: $width, kernel: 3, stride: $stride, padding: 1, groups: $groups}
+                  name: conv1
                 - {conv: {out: $planes, kernel: 3, padding: 1}, name: conv2}
               - {conv: {out: $planes, kernel: 1, stride: $stride}, name: downsample, when: $project}
     layers:
@@ -379,7 +380,9 @@ def test_repeat_over_a_list_binds_item_and_index(write_spec) -> None:
         input: [3, 8, 8]
         layers:
           - {conv: {out: $item, kernel: 1}, name: "c${i}_${item}", repeat: [4, 6]}
-          - {conv: {out: "${w * 2}", kernel: 1}, name: "d${j}", repeat: {each: [1, 3], as: w, var: j}}
+          - conv: {out: "${w * 2}", kernel: 1}
+            name: "d${j}"
+            repeat: {each: [1, 3], as: w, var: j}
     """)
     model = compile_and_verify(path)
     assert list(model._modules) == ["c0_4", "c1_6", "d0", "d1"]
@@ -827,7 +830,9 @@ def test_repeat_over_a_mapping_binds_key_and_value(write_spec) -> None:
           stages: {stem: {width: 4}, body: {width: 6}}
         layers:
           - {conv: {out: $width, kernel: 1}, name: "${key}_${i}", repeat: $stages}
-          - {conv: {out: "${item['width'] * 2}", kernel: 1}, name: "x_${key}", repeat: {each: $stages, as: item}}
+          - conv: {out: "${item['width'] * 2}", kernel: 1}
+            name: "x_${key}"
+            repeat: {each: $stages, as: item}
     """)
     model = compile_and_verify(path)
     assert list(model._modules) == ["stem_0", "body_1", "x_stem", "x_body"]

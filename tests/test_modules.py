@@ -113,7 +113,8 @@ blocks:
     params: {c: null}
     layers:
       - add:
-          - [{conv: {out: $c, kernel: 3, padding: 1}}, bn, relu, {conv: {out: $c, kernel: 3, padding: 1}}, bn]
+          - [{conv: {out: $c, kernel: 3, padding: 1}}, bn, relu,
+             {conv: {out: $c, kernel: 3, padding: 1}}, bn]
           - []
         then: relu
 layers:

@@ -20,7 +20,8 @@ blocks:
   Scaled:
     layers:
       - {conv: {out: $C, kernel: 3, padding: 1, groups: $C}}
-      - {parameter: {shape: [$C, 1, 1], use: multiply, init: constant, value: 1.0e-6}, name: layer_scale}
+      - parameter: {shape: [$C, 1, 1], use: multiply, init: constant, value: 1.0e-6}
+        name: layer_scale
 layers:
   - Scaled
   - {conv: {out: 16, kernel: 1}}
@@ -93,7 +94,8 @@ def test_random_inits_are_torch_s_in_place_fills_with_their_bounds() -> None:
     pos_embedding for one seed); trunc_normal is nn.init.trunc_normal_ with absolute bounds."""
     spec = ("input: [50, 40]\nlayers:\n"
             "  - {parameter: {shape: [1, 50, 40], init: normal, std: 0.02}, name: pos}\n"
-            "  - {parameter: {shape: [50, 40], init: trunc_normal, std: 1.0, a: -0.5, b: 0.25}, name: table}\n")
+            "  - {parameter: {shape: [50, 40], init: trunc_normal, std: 1.0, a: -0.5, b: 0.25},"
+            " name: table}\n")
     torch.manual_seed(3)
     model = api.build(spec)
     torch.manual_seed(3)

@@ -146,7 +146,8 @@ def test_dilated_pooling_over_a_huge_feature_map_is_instant() -> None:
                               "  - maxpool: {kernel: 2, stride: 1, dilation: 2}\n")
     assert graph.nodes[graph.output].shape == (1, 1000000000 - 2)
     exc = spec_error(api.compile_graph, "name: t\ninput: [1, 3, 1000000000]\nlayers:\n"
-                     "  - maxpool: {kernel: 2, stride: 1, dilation: [4, 2], padding: [1, 0]}\n")  # fmt: skip
+                     "  - maxpool: {kernel: 2, stride: 1, dilation: [4, 2], "
+                     "padding: [1, 0]}\n")  # fmt: skip
     assert "see only padding" in exc.message
 
 

@@ -55,8 +55,10 @@ def resume_to_completion(out: Path, reference: Path, log: Path) -> dict[str, Any
 
 # --------------------------------------------------------------------------- kills at exact points
 
-DEFAULT_POINTS = {"epoch 2, step 4", "last.pt of epoch 2 half written", "last.pt of epoch 2 synced, before the rename",
-                  "between metrics.csv and metrics.jsonl of epoch 2", "best.pt of epoch 1 half written",
+DEFAULT_POINTS = {"epoch 2, step 4", "last.pt of epoch 2 half written",
+                  "last.pt of epoch 2 synced, before the rename",
+                  "between metrics.csv and metrics.jsonl of epoch 2",
+                  "best.pt of epoch 1 half written",
                   "result.json written, lock not yet released"}  # fmt: skip
 POINTS = [pytest.param(p, id=p.name.replace(" ", "_"), marks=() if p.name in DEFAULT_POINTS else pytest.mark.slow) for p in h.KILL_POINTS]
 

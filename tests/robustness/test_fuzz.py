@@ -480,7 +480,8 @@ def bombs(draw: Any) -> str:
             "nested": f"  - {{relu: , name: \"x${{{last}}}\"}}\n",
             "compare": (f'  - seq: [{{relu: , when: "${{{last} == {last}}}"}}]\n'
                         f'    repeat: {draw(st.integers(1, 4096))}\n'),
-            "interpolate": f"  - {{relu: , name: \"{'${' + last + '}' * draw(st.integers(1, 50))}\"}}\n",
+            "interpolate": ("  - {relu: , name: \""
+                            f"{'${' + last + '}' * draw(st.integers(1, 50))}\"}}\n"),
         }[kind]
         return "name: b\ninput: [3, 8, 8]\nparams:\n" + params + "layers:\n" + use
     if kind in ("empty", "dropped"):

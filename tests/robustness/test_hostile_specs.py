@@ -129,7 +129,8 @@ def test_hostile_expressions_are_refused(expression: str, message: str, tmp_path
 
 def test_the_allowed_expression_language_still_works() -> None:
     text = HEAD + "\n".join([
-        "  - conv: {out: \"${max(16, C * 4) if H >= 8 and not false else min(1, 2)}\", kernel: 3, padding: 1}",
+        "  - conv: {out: \"${max(16, C * 4) if H >= 8 and not false else min(1, 2)}\","
+        " kernel: 3, padding: 1}",
         "  - conv: {out: \"${int(ceil(C / 3)) + abs(-2) + 2 ** 3 - 10 // 3 % 2}\", kernel: 1}",
         "  - conv: {out: \"${clamp(len(shape) * 4, 1, 8)}\", kernel: 1}",
     ]) + "\n"  # fmt: skip

@@ -364,8 +364,9 @@ def test_train_refuses_a_model_that_cannot_fit(tmp_path: Path, capsys: pytest.Ca
     spec = tmp_path / "huge.yaml"
     spec.write_text(HUGE)
     out = tmp_path / "run"
-    rc = main(["train", str(spec), "--dataset", "synthetic", "--synthetic-size", "64,32", "--synthetic-classes", "4",
-               "--epochs", "1", "--batch-size", "32", "--log", "quiet", "--out", str(out)])  # fmt: skip
+    rc = main(["train", str(spec), "--dataset", "synthetic", "--synthetic-size", "64,32",
+               "--synthetic-classes", "4", "--epochs", "1", "--batch-size", "32", "--log", "quiet",
+               "--out", str(out)])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 1 and "refusing to allocate" in err and "Traceback" not in err
     assert not out.exists()  # no lock, no half-made run directory left behind
@@ -376,14 +377,17 @@ def test_train_refuses_a_model_that_cannot_fit(tmp_path: Path, capsys: pytest.Ca
     [("1073741824\n", "268435456\n", 768 * MB), ("max\n", "5\n", None), ("9223372036854771712\n", "5\n", None), ("100\n", "200\n", 0)],
     ids=["limited", "v2_unlimited", "v1_unlimited", "over_the_limit"],
 )
-def test_a_container_memory_limit_caps_the_guard(limit: str, usage: str, expected: int | None, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_container_memory_limit_caps_the_guard(
+    limit: str, usage: str, expected: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     """Inside a container /proc/meminfo shows the host; the cgroup
     limit is what the model may use."""
     (tmp_path / "max").write_text(limit)
     (tmp_path / "current").write_text(usage)
-    monkeypatch.setattr(guard, "CGROUP_FILES", ((str(tmp_path / "missing"), str(tmp_path / "missing")),
-                                                (str(tmp_path / "max"), str(tmp_path / "current"))))  # fmt: skip
+    monkeypatch.setattr(guard, "CGROUP_FILES", (
+        (str(tmp_path / "missing"), str(tmp_path / "missing")),
+        (str(tmp_path / "max"), str(tmp_path / "current")),
+    ))  # fmt: skip
     assert guard.cgroup_headroom() == expected
     monkeypatch.setattr(guard, "_system_available", lambda: 64 * 1024 * MB)
     assert guard.available_memory() == (64 * 1024 * MB if expected is None else expected)

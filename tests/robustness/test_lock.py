@@ -42,11 +42,14 @@ def test_second_train_on_the_same_out_refuses_and_writes_nothing(tmp_path: Path,
         before = _snapshot(out)
         assert json.loads(before[LOCK_NAME])["pid"] == first.pid
         expected = (f"error: {out} is in use by another archc train (pid {first.pid}); wait "
-                    f"for it, stop it, or choose another --out (lock file {out / LOCK_NAME})")  # fmt: skip
+                    "for it, stop it, or choose another --out "
+                    f"(lock file {out / LOCK_NAME})")  # fmt: skip
 
         # a second `archc train` process, as a user would start it
-        second = subprocess.run([sys.executable, "-m", "archc", "train", str(h.TINY), "--out", str(out)],
-                                cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        second = subprocess.run([sys.executable, "-m", "archc", "train", str(h.TINY), "--out",
+                                 str(out)],
+                                cwd=REPO, env=clean_env(), capture_output=True, text=True,
+                                timeout=300, check=False)  # fmt: skip
         assert second.returncode == 1 and expected in second.stderr and "Traceback" not in second.stderr, second.stderr
         # --resume does not get past the lock either
         assert main(h.train_argv(out, "--resume", "--log", "quiet")) == 1

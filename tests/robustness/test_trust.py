@@ -21,8 +21,9 @@ HEAD = "name: t\ninput: [1, 8, 8]\nlayers:\n  - flatten\n  - linear: 4\ntrain:\n
 # one value per runner-only field; the refusal must come before the value is even validated
 SAMPLE: dict[str, str] = {
     "out": "/tmp/elsewhere", "data_dir": "/etc", "init_from": "/etc/passwd", "resume": "true",
-    "download": "true", "device": "cuda", "workers": "1000000", "nproc": "1024", "compile": "true", "log": "quiet",
-    "tensorboard": "true", "data_path": "stream", "loader_workers": "64", "memory_limit": "1T", "checkpoint_every": "1",
+    "download": "true", "device": "cuda", "workers": "1000000", "nproc": "1024", "compile": "true",
+    "log": "quiet", "tensorboard": "true", "data_path": "stream", "loader_workers": "64",
+    "memory_limit": "1T", "checkpoint_every": "1",
     "nnodes": "1000", "node_rank": "0", "rdzv_endpoint": '"evil.example:29400"',
 }  # fmt: skip
 
@@ -98,14 +99,16 @@ def test_a_module_beside_the_spec_never_runs_in_the_workers(tmp_path: Path) -> N
     started in that directory."""
     spec = tmp_path / "spec.yaml"
     spec.write_text(HEAD.replace("input: [1, 8, 8]", "input: [3, 8, 8]")
-                    + "  dataset: synthetic\n  synthetic_size: [64, 16]\n  synthetic_classes: 4\n  batch_size: 16\n")  # fmt: skip
+                    + "  dataset: synthetic\n  synthetic_size: [64, 16]\n"
+                    "  synthetic_classes: 4\n  batch_size: 16\n")  # fmt: skip
     for name in ("pydantic", "torch", "archc", "yaml"):
         (tmp_path / f"{name}.py").write_text(EVIL)
     archc_exe = shutil.which("archc", path=str(Path(sys.executable).parent))
     assert archc_exe is not None
     result = subprocess.run(
         [archc_exe, "train", "spec.yaml", "--nproc", "2", "--out", "run", "--log", "plain"],
-        cwd=tmp_path, env=clean_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600, check=False,
+        cwd=tmp_path, env=clean_env(OMP_NUM_THREADS="1"), capture_output=True, text=True,
+        timeout=600, check=False,
     )  # fmt: skip
     assert not (tmp_path / "PWNED").exists(), result.stderr[-2000:]
     assert result.returncode == 0, result.stderr[-3000:]

@@ -37,9 +37,10 @@ def test_help_lists_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
             main([command, "--help"])
         assert info.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--dataset", "--data-dir", "--optimizer", "--nesterov", "--schedule", "--warmup-epochs", "--augment",
-                 "--no-augment", "--resize", "--amp", "--channels-last", "--compile", "--deterministic", "--nproc",
-                 "--out", "--resume", "--init-from", "--device", "--set", "--checkpoint"):  # fmt: skip
+    for flag in ("--dataset", "--data-dir", "--optimizer", "--nesterov", "--schedule",
+                 "--warmup-epochs", "--augment", "--no-augment", "--resize", "--amp",
+                 "--channels-last", "--compile", "--deterministic", "--nproc", "--out", "--resume",
+                 "--init-from", "--device", "--set", "--checkpoint"):  # fmt: skip
         assert flag in text, flag
 
 
@@ -58,7 +59,8 @@ def test_train_prints_the_result_row_and_evaluate_reports(cli, tiny_spec: Path, 
 
 
 def test_offline_dataset_is_one_line_and_exit_1(cli, tiny_spec: Path, tmp_path: Path) -> None:
-    rc, _, err = cli("train", str(tiny_spec), "--dataset", "cifar10", "--data-dir", str(tmp_path / "none"), "--no-download",
+    rc, _, err = cli("train", str(tiny_spec), "--dataset", "cifar10", "--data-dir",
+                     str(tmp_path / "none"), "--no-download",
                      "--out", str(tmp_path / "run"))  # fmt: skip
     assert rc == 1
     line = _one_error_line(err)

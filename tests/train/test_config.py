@@ -96,7 +96,8 @@ def test_counts_are_capped_to_the_cpus_the_machine_gives(monkeypatch: pytest.Mon
 
 
 @pytest.mark.parametrize(("files", "expected"), [
-    ({"cpu.max": "max 100000\n"}, None), ({"cpu.max": "150000 100000\n"}, 2), ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu.max": "max 100000\n"}, None), ({"cpu.max": "150000 100000\n"}, 2),
+    ({"cpu.max": "50000 100000\n"}, 1),
     ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
     ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3), ({}, None),
 ])  # fmt: skip

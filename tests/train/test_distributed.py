@@ -24,7 +24,8 @@ from archc.trainer.api import train
 
 out = Path(sys.argv[1])
 torch.manual_seed(0)
-model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128, 4))
+model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                      nn.Linear(128, 4))
 train(model, **{recipe!r}, out=str(out))
 torch.save(model.state_dict(), out / f"rank{{os.environ['RANK']}}.pt")
 """
@@ -36,8 +37,10 @@ def test_two_gloo_ranks_agree_and_match_one_process_with_the_same_global_batch(t
     script.write_text(WORKER.format(recipe=RECIPE))
     out = tmp_path / "ddp"
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(out)],
-        capture_output=True, text=True, cwd=REPO, env=clean_env(OMP_NUM_THREADS="1"), timeout=300, check=False,
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(script), str(out)],
+        capture_output=True, text=True, cwd=REPO, env=clean_env(OMP_NUM_THREADS="1"), timeout=300,
+        check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rank0 = torch.load(out / "rank0.pt", weights_only=True)

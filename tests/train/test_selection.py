@@ -66,7 +66,8 @@ def test_top5_where_there_are_more_than_10_classes(tmp_path: Path) -> None:
     assert 0 <= row["test_acc"] <= row["test_top5"] <= 1 and row["val_acc"] <= row["val_top5"]
     assert result["best_test_top5"] == row["test_top5"]
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
-    assert header == "epoch,train_loss,train_acc,val_loss,val_acc,val_top5,test_loss,test_acc,test_top5,lr,epoch_time_s,images_per_s"
+    assert header == ("epoch,train_loss,train_acc,val_loss,val_acc,val_top5,"
+                      "test_loss,test_acc,test_top5,lr,epoch_time_s,images_per_s")
     ten = train(tiny_cnn(classes=10), **FAST | {"synthetic_classes": 10, "epochs": 1}, out=str(tmp_path / "ten"))
     assert "test_top5" not in ten.history[0]  # with 10 classes or fewer top-5 says little
 

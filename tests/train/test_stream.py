@@ -153,8 +153,10 @@ def test_imagenet_recipe_trains_and_evaluates_with_its_crops(tmp_path: Path) -> 
     write_imagefolder(root, classes=3, train=6, val=3, size=(20, 24))
     spec = spec_file(tmp_path, STREAM_SPEC, "streamer")
     out = tmp_path / "run"
-    result = run_archc("train", str(spec), "--recipe", "imagenet", "--dataset", f"imagefolder:{root}", "--epochs", "1",
-                       "--batch-size", "8", "--loader-workers", "1", "--out", str(out), "--json", timeout=300)  # fmt: skip
+    result = run_archc("train", str(spec), "--recipe", "imagenet",
+                       "--dataset", f"imagefolder:{root}", "--epochs", "1", "--batch-size", "8",
+                       "--loader-workers", "1", "--out", str(out), "--json",
+                       timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(result.stdout)
     assert record["config"]["lr"] == pytest.approx(0.1 * 8 / 256) and record["config"]["schedule"] == "step"
@@ -206,8 +208,10 @@ def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterru
     assert reference.returncode == 0, reference.stderr[-3000:]
     run = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "archc", "train", str(spec), *flags, "--out", str(run), "--log", "plain"],
-        stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=REPO, env=clean_env(), start_new_session=True,
+        [sys.executable, "-m", "archc", "train", str(spec), *flags, "--out", str(run), "--log",
+         "plain"],
+        stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=REPO, env=clean_env(),
+        start_new_session=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 240
@@ -240,8 +244,9 @@ def test_streaming_peak_memory_does_not_grow_with_the_number_of_images(tmp_path:
     for count in (60, 240):  # per class, 3 classes of 96x96 RGB: 5.0 MiB and 19.9 MiB decoded
         root = tmp_path / f"inet{count}"
         write_imagefolder(root, classes=3, train=count, val=count // 4, size=(96, 96))
-        result = run_archc("train", str(spec), "--dataset", f"imagefolder:{root}", "--memory-limit", "4M", "--epochs", "1",
-                           "--batch-size", "32", "--loader-workers", "2", "--out", str(tmp_path / f"run{count}"),
+        result = run_archc("train", str(spec), "--dataset", f"imagefolder:{root}",
+                           "--memory-limit", "4M", "--epochs", "1", "--batch-size", "32",
+                           "--loader-workers", "2", "--out", str(tmp_path / f"run{count}"),
                            "--json", timeout=600)  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         record = json.loads(result.stdout)
@@ -281,8 +286,9 @@ def test_a_step_checkpoint_of_the_first_epoch_resumes_exactly_on_the_memory_path
     """Before any evaluation (no best accuracy yet), and with the batched in-memory augmentation."""
     from archc.trainer.feed import MemoryFeed
 
-    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8), "synthetic_classes": 3,
-              "batch_size": 16, "epochs": 2, "lr": 0.05, "log": "quiet", "workers": 1, "deterministic": True, "checkpoint_every": 1}  # fmt: skip
+    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8),
+              "synthetic_classes": 3, "batch_size": 16, "epochs": 2, "lr": 0.05, "log": "quiet",
+              "workers": 1, "deterministic": True, "checkpoint_every": 1}  # fmt: skip
     train(_cnn(), **recipe, out=str(tmp_path / "ref"))
     original = MemoryFeed.train_batches
     calls = 0
