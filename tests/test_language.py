@@ -904,7 +904,8 @@ def test_uneven_pieces_follow_torch_split_and_chunk() -> None:
     ("{chunk: 2, from: h.1, name: aux, head: true}", "an output head is one tensor"),
 ])
 def test_reading_several_outputs_wrongly_is_a_positioned_error(item: str, message: str) -> None:
-    text = f"input: [8, 5, 5]\nlayers:\n  - {{conv: {{out: 8, kernel: 1}}, name: c}}\n  - {{chunk: 2, name: h}}\n  - {item}\n"
+    text = (f"input: [8, 5, 5]\nlayers:\n  - {{conv: {{out: 8, kernel: "
+            f"1}}, name: c}}\n  - {{chunk: 2, name: h}}\n  - {item}\n")
     with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")) as info:
         api.compile_graph(text)
     assert ":5:" in str(info.value) or ":6:" in str(info.value) or "ends in" in str(info.value)
@@ -915,7 +916,8 @@ def test_a_block_may_return_a_split_and_reports_name_each_output(tmp_path: Path)
     them. Reports, diagrams and the memory estimate see each output as the view it is."""
     from archc.analysis.memory import is_view
 
-    text = ("input: [8, 4, 4]\nblocks:\n  Halves:\n    layers:\n      - {conv: {out: 16, kernel: 1}, name: c}\n"
+    text = ("input: [8, 4, 4]\nblocks:\n  Halves:\n    layers:\n"
+            "      - {conv: {out: 16, kernel: 1}, name: c}\n"
             "      - {split: [6, 10], name: parts}\nlayers:\n  - {Halves: , name: h}\n"
             "  - {conv: {out: 4, kernel: 1}, from: h.1, name: p}\n  - {concat: , from: [h.0, p]}\n")
     model = compile_and_verify(text)

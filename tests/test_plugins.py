@@ -1,7 +1,7 @@
-"""Plugins that own parameters (examples/plugin_op): a module class of the plugin's own and a learned
-tensor held by the model. Static counts equal runtime, state_dict keys are the spec's names, and
-the exported file runs with PyTorch alone (the class's source is in it) or, for a class the plugin
-asks to import, says which import it needs."""
+"""Plugins that own parameters (examples/plugin_op): a module class of the plugin's own and a
+learned tensor held by the model. Static counts equal runtime, state_dict keys are the spec's names,
+and the exported file runs with PyTorch alone (the class's source is in it) or, for a class the
+plugin asks to import, says which import it needs."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ SPEC = PLUGIN_DIR / "scaled.yaml"
 
 @pytest.fixture(scope="module")
 def plugin() -> Iterator[None]:
-    """The registry with the example plugin loaded; restored afterwards (other tests list the ops)."""
+    """The registry with the example plugin loaded; restored
+    afterwards (other tests list the ops)."""
     before = dict(ops.REGISTRY), dict(ops._CANONICAL)
     sys.path.insert(0, str(PLUGIN_DIR))
     ops.load_plugin("archc_scale_op")

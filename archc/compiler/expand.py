@@ -504,7 +504,8 @@ class Expander:
 
     def split_nodes(self, kind: str, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value,
                     env: Any) -> Value:
-        """A split or chunk: one `slice` view per output, `NAME.0`, `NAME.1`, ... in the namespace."""
+        """A split or chunk: one `slice` view per output, `NAME.0`,
+        `NAME.1`, ... in the namespace."""
         op = ops.get(kind)
         assert op is not None
         if body is None:

@@ -230,8 +230,9 @@ class Split(MultiOutput):
     name = "split"
     Args = SplitArgs
     shorthand = "sizes"
-    doc = ("Cut one dimension into pieces of the given sizes (torch.split), each an output of its own read "
-           "with `from: NAME.0`, `from: NAME.1`, ...: ShuffleNetV2's two halves, a qkv projection's thirds.")
+    doc = ("Cut one dimension into pieces of the given sizes (torch.split), "
+           "each an output of its own read with `from: NAME.0`, `from: "
+           "NAME.1`, ...: ShuffleNetV2's two halves, a qkv projection's thirds.")
 
     def pieces(self, args: SplitArgs, shape: Shape) -> tuple[int, list[tuple[int, int]]]:
         d = axis(args.dim, shape)
@@ -260,8 +261,8 @@ class Chunk(MultiOutput):
     name = "chunk"
     Args = ChunkArgs
     shorthand = "chunks"
-    doc = ("Cut one dimension into `chunks` nearly equal pieces (torch.chunk), each an output of its own read "
-           "with `from: NAME.0`, `from: NAME.1`, ...: ShuffleNetV2's `x.chunk(2, dim=1)`.")
+    doc = ("Cut one dimension into `chunks` nearly equal pieces (torch.chunk), each an output of its "
+           "own read with `from: NAME.0`, `from: NAME.1`, ...: ShuffleNetV2's `x.chunk(2, dim=1)`.")
 
     def pieces(self, args: ChunkArgs, shape: Shape) -> tuple[int, list[tuple[int, int]]]:
         d = axis(args.dim, shape)

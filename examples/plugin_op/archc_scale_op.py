@@ -56,7 +56,8 @@ class Scale(Op):
 
 
 class Affine(nn.Module):
-    """A learned scale and shift per channel of a (C, ...) input: a norm layer without statistics."""
+    """A learned scale and shift per channel of a (C, ...) input: a
+    norm layer without statistics."""
 
     def __init__(self, channels: int, rank: int, init_scale: float = 1.0):
         super().__init__()
@@ -77,7 +78,8 @@ class AffineOp(Op):
     name = "affine"
     Args = AffineArgs
     shorthand = "init_scale"
-    doc = "A learned scale and shift per channel (the plugin's own module class, keys weight and bias)."
+    doc = ("A learned scale and shift per channel (the "
+           "plugin's own module class, keys weight and bias).")
     # The class's source is pasted into the generated file: the model archc builds runs it, and the
     # exported file needs PyTorch only (the class must use only torch, nn and Python builtins).
     module_source = inspect.getsource(Affine)
@@ -111,7 +113,8 @@ class Gain(Op):
     name = "gain"
     Args = GainArgs
     shorthand = "value"
-    doc = "Multiply by one learned scalar, held by the enclosing module as an nn.Parameter named after the item."
+    doc = ("Multiply by one learned scalar, held by the enclosing "
+           "module as an nn.Parameter named after the item.")
     owns_tensor = True           # no child module: the parameter is an attribute, `self.<name>`
     autograd = Autograd(saves="input")
     colour = "#fdf1d6"
