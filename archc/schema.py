@@ -54,7 +54,14 @@ def spec_json_schema() -> dict[str, Any]:
         if op.shorthand is not None:
             options.append(args_schema["properties"][op.shorthand]["anyOf"][0])
         if op.multi_input:
-            options.append({"type": "array", "items": {"anyOf": [{"$ref": "#/$defs/LayerItem"}, {"$ref": "#/$defs/LayerList"}]}})
+            listed = {"type": "array", "items": {"anyOf": [{"$ref": "#/$defs/LayerItem"}, {"$ref": "#/$defs/LayerList"}]}}
+            options.append(listed)
+            if args_schema.get("properties"):  # `concat: {dim: 1, branches: [...]}`
+                with_branches = _with_expressions(op.Args.model_json_schema())
+                with_branches.pop("$defs", None)
+                with_branches["properties"]["branches"] = {**listed, "minItems": 1, "description": "the branches"}
+                with_branches["required"] = [*with_branches.get("required", []), "branches"]
+                options.append(with_branches)
         for key in (name, *op.aliases):
             item_props[key] = {"anyOf": options, "description": op.doc}
     defs["LayerItem"] = {

@@ -31,6 +31,7 @@ from archc.ops.base import OpError, Shape, fmt_shape
 
 META_KEYS = ("name", "from", "when", "repeat", "head", "then", "doc", "checkpoint")
 SEQ = "seq"
+BRANCHES = "branches"  # a merge's branches beside its arguments: `concat: {dim: 1, branches: [...]}`
 NAME_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)$")
 
 
@@ -328,7 +329,7 @@ class Expander:
         for k in kinds:
             if not self.is_kind(k):
                 raise SpecError("unknown op, block or key "
-                                f"'{k}'{self.misplaced_argument(k, kinds) or self.hint(k, META_KEYS)}",
+                                f"'{k}'{self.misplaced_argument(k, kinds, raw) or self.hint(k, META_KEYS)}",
                                 key_position(raw, k))
         if len(kinds) > 1:
             raise SpecError(f"one op per list item, found {', '.join(kinds)}; put each on its own '- ' line", key_position(raw, kinds[1]))
@@ -346,7 +347,7 @@ class Expander:
         a different function silently."""
         return suggest_op(name, ops.REGISTRY, [*self.blocks, SEQ, *keys])
 
-    def misplaced_argument(self, key: str, kinds: list[str]) -> str:
+    def misplaced_argument(self, key: str, kinds: list[str], raw: LDict) -> str:
         """' (conv takes 'kernel': put it inside conv's mapping)' when `key`
         is an argument of the item's op."""
         op = next((ops.get(k) for k in kinds if ops.get(k) is not None), None)
@@ -359,6 +360,10 @@ class Expander:
             named = close[0] if close else None
         if named is None:
             return ""
+        kind = next(k for k in kinds if ops.get(k) is op)
+        if op.multi_input and isinstance(raw.get(kind), LList):  # the branch form
+            return (f" ({op.name} takes '{named}': write it inside {op.name}'s mapping beside the "
+                    f"branches, '{op.name}: {{{named}: ..., {BRANCHES}: [...]}}')")
         return (f" ({op.name} takes '{named}': write it inside "
                 f"{op.name}'s mapping, '{op.name}: {{{named}: ...}}')")
 
@@ -450,8 +455,8 @@ class Expander:
         else:
             op = ops.get(kind)
             assert op is not None
-            if op.multi_input and isinstance(body, LList):
-                out = self.branches(kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos))
+            if op.multi_input and (isinstance(body, LList) or (isinstance(body, LDict) and BRANCHES in body)):
+                out = self.branches(kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos), env)
             elif op.multi_output:
                 out = self.split_nodes(kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos), env)
             else:
@@ -709,7 +714,18 @@ class Expander:
                                 position_of(order, j) or pos)
         self.graph.scopes[path] = replace(self.graph.scopes[path], module_order=tuple(order))
 
-    def branches(self, kind: str, body: LList, name: str | None, pos: Pos | None, scope: Scope, cur: Value) -> Value:
+    def branches(self, kind: str, body: LList | LDict, name: str | None, pos: Pos | None, scope: Scope, cur: Value,
+                 env: Any) -> Value:
+        """The branch form of a merge: `concat: [b1, b2]`, or with arguments `concat: {dim: 1,
+        branches: [b1, b2]}` (the same arguments as the reference form)."""
+        args_raw = None
+        if isinstance(body, LDict):
+            args_raw = ({k: render(v, env, position_of(body, k)) for k, v in body.items() if k != BRANCHES}, body)
+            listed = body[BRANCHES]
+            if not isinstance(listed, LList) or not listed:
+                raise SpecError(f"'{BRANCHES}' is a list of branches, each an item or a list of items",
+                                position_of(body, BRANCHES))
+            body = listed
         outs: list[Value] = []
         labels: list[str] = []
         for j, branch in enumerate(body):
@@ -722,7 +738,10 @@ class Expander:
                 bname = branch.get("name") if isinstance(branch, LDict) else None
                 labels.append(f"branch '{bname}'" if isinstance(bname, str) and "$" not in bname else f"branch {j + 1}")
             outs.append(out)
-        return self.make(kind, None, name, pos, scope, outs, labels)
+            if out.pieces:  # a branch ending in a split gives the merge each of its outputs
+                outs[-1:] = list(out.pieces)
+                labels[-1:] = [f"{labels[-1]} output {k}" for k in range(len(out.pieces))]
+        return self.make(kind, args_raw, name, pos, scope, outs, labels)
 
     def op_node(self, kind: str, body: Any, name: str | None, pos: Pos | None, scope: Scope, inputs: list[Value], env: Any) -> Value:
         op = ops.get(kind)

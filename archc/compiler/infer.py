@@ -40,6 +40,8 @@ def _argument_error(op: Op, found: Complaint, body: Any, pos: Pos | None) -> Spe
     fields = list(op.Args.model_fields)
     if found.kind == "extra_forbidden":
         where = key_position(body, key) if key is not None else pos
+        if key in op.argument_notes:
+            return SpecError(f"{op.name} takes no '{key}': {op.argument_notes[str(key)]}", where or pos)
         known = ", ".join(fields) or "none"
         return SpecError(f"unknown argument '{key}' for {op.name}{suggest_argument(str(key), op.name, fields)}; "
                          f"it takes: {known}", where or pos)

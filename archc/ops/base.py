@@ -125,6 +125,9 @@ class Op:
     shorthand: ClassVar[str | None] = None
     # Merges take several inputs (branches or `from:` references); others exactly one.
     multi_input: ClassVar[bool] = False
+    # Arguments people expect that the op does not take -> why, and what to write instead (an
+    # unknown-argument error says it: `add` has no `dim`).
+    argument_notes: ClassVar[dict[str, str]] = {}
     # Has several outputs (split, chunk): the item becomes one view node per output, `NAME.0`,
     # `NAME.1`, ... (later items read them with `from: NAME.1`); the op gives `pieces()`.
     multi_output: ClassVar[bool] = False

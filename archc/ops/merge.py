@@ -1,10 +1,14 @@
 """Merges of several inputs: residual add, channel concat, gating multiply.
 
-Each is written either with branches (`add: [[...], [...]]`, the input flows into each branch) or
-with references (`{add: , from: [a, b]}`). The shape rules name the branches that disagree.
+Each is written either with branches (`add: [[...], [...]]`, the input flows into each branch;
+with arguments `concat: {dim: 1, branches: [...]}`) or with references (`{add: , from: [a, b]}`,
+`{concat: {dim: 1}, from: [a, b]}`): both forms take the same arguments. The shape rules name the
+branches that disagree.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -31,6 +35,8 @@ class Add(Merge):
     autograd = Autograd(saves="none", pass_through=True)
     inplace_capable = True
     doc = "Element-wise sum of equally shaped inputs (residual connections)."
+    argument_notes: ClassVar[dict[str, str]] = {"dim": "it sums equally shaped inputs element by element; to sum over a dimension "
+                             "write 'sum: {dim: ...}', to join inputs along one 'concat: {dim: ...}'"}
 
     def infer(self, args: Args, inputs: list[Shape], labels: list[str]) -> Shape:
         _at_least_two(inputs, "add")
@@ -88,6 +94,8 @@ class Multiply(Merge):
     autograd = Autograd(saves="each_other")
     aliases = ("mul",)
     doc = "Element-wise product with broadcasting, e.g. (C, H, W) x (C, 1, 1) for SE gates."
+    argument_notes: ClassVar[dict[str, str]] = {"dim": "it multiplies element by element, broadcasting dimensions of size 1 "
+                             "((C, H, W) x (C, 1, 1)); reshape or unflatten a gate to line it up with a dimension"}
 
     def infer(self, args: Args, inputs: list[Shape], labels: list[str]) -> Shape:
         _at_least_two(inputs, "multiply")

@@ -431,3 +431,18 @@ class Mean(Functional):
         dims = [args.dim] if isinstance(args.dim, int) else args.dim
         batched = tuple(d + 1 if d >= 0 else d for d in dims)
         return f"{inputs[0]}.mean({batched!r}{', keepdim=True' if args.keepdim else ''})"
+
+
+class SumArgs(Args):
+    dim: IntOrList = Field(description="the dimension(s) to add up, without the batch")
+    keepdim: bool = False
+
+
+@register
+class Sum(Mean):
+    name = "sum"
+    Args = SumArgs
+    doc = "Add up over dimensions, e.g. 0 for the channels of a (C, H, W) map, -2 for the tokens of (L, D)."
+
+    def expression(self, args: MeanArgs, inputs: list[str]) -> str:
+        return super().expression(args, inputs).replace(".mean(", ".sum(", 1)

@@ -46,3 +46,31 @@ def test_multiply_broadcasts_a_gate() -> None:
 def test_merge_errors_name_the_inputs(item: str, message: str) -> None:
     with pytest.raises(SpecError, match=re.escape(message)):
         build(item, [3, 5, 5])
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_the_branch_form_takes_the_reference_form_s_arguments(dim: int) -> None:
+    """`concat: {dim: d, branches: [...]}` is `{concat: {dim: d}, from: [...]}`: same graph, same code."""
+    head = "input: [4, 6, 6]\nlayers:\n"
+    branches = api.build(head + f"  - concat: {{dim: {dim}, branches: [[], [{{conv: {{out: 4, kernel: 1}}, name: c}}]]}}\n")
+    refs = api.build(head + "  - {conv: {out: 4, kernel: 1}, name: c}\n"
+                     f"  - {{concat: {{dim: {dim}}}, from: [input, c]}}\n")
+    assert branches.archc_graph.nodes["concat"].shape == refs.archc_graph.nodes["concat"].shape
+    refs.load_state_dict(branches.state_dict())
+    x = torch.randn(2, 4, 6, 6)
+    assert torch.equal(branches(x), refs(x)) and torch.equal(branches(x), torch.cat([x, branches.c(x)], dim + 1 if dim >= 0 else dim))
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("{add: {dim: 1}, from: [a, b]}", "add takes no 'dim': it sums equally shaped inputs element by element; to sum over "
+                                     "a dimension write 'sum: {dim: ...}'"),
+    ("{add: {dim: 1, branches: [[], []]}}", "add takes no 'dim'"),
+    ("{multiply: {dim: 0}, from: [a, b]}", "multiply takes no 'dim': it multiplies element by element, broadcasting"),
+    ("{concat: [[], []], dim: 1}", "concat takes 'dim': write it inside concat's mapping beside the branches, "
+                                  "'concat: {dim: ..., branches: [...]}'"),
+    ("{concat: {dim: 1, branches: []}}", "'branches' is a list of branches"),
+])
+def test_a_dim_where_it_means_nothing_is_a_clear_error(item: str, message: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)) as info:
+        build(item, [3, 5, 5])
+    assert str(info.value).startswith("<string>:5:")  # the item's line (the fifth of the spec)

@@ -48,6 +48,8 @@ CASES: list[tuple[str, list[int], Ref]] = [
     ("pad: {padding: 2, mode: circular}", [2, 5], lambda x: F.pad(x, (2, 2), mode="circular")),
     ("mean: [1, 2]", [3, 4, 5], lambda x: x.mean((2, 3))),
     ("mean: {dim: -1, keepdim: true}", [3, 4], lambda x: x.mean(-1, keepdim=True)),
+    ("sum: 0", [3, 4, 5], lambda x: x.sum(1)),
+    ("sum: {dim: [-2, -1], keepdim: true}", [3, 4, 5], lambda x: x.sum((-2, -1), keepdim=True)),
 ]
 
 
