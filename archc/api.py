@@ -16,6 +16,8 @@ from archc.compiler.validate import load as _load
 from archc.errors import SpecError
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from archc.compiler.emit import CompiledModel
 
 SpecLike = LoadedSpec | str | Path
@@ -146,7 +148,7 @@ def analyze(spec: SpecLike, **overrides: Any) -> Analysis:
     return Analysis(compile_graph(spec, **overrides))
 
 
-def summary(spec_or_model: Any, *, depth: int | None = None, columns: Sequence[str] | None = None,
+def summary(spec_or_model: SpecLike | nn.Module, *, depth: int | None = None, columns: Sequence[str] | None = None,
             batch_size: int = 1, dtype: str = "float32", input_shape: tuple[int, ...] | None = None,
             **overrides: Any) -> Analysis:
     """The per-layer report of a spec (path, YAML text, loaded spec) or of a model archc built:

@@ -9,11 +9,16 @@ the weights' own meta and transforms).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archc.errors import ArchcError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL.Image import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -40,11 +45,11 @@ class Prediction:
 class Predictor:
     """A model in eval mode and the preprocessing and class names that go with it."""
 
-    model: Any
-    preprocess: Any  # PIL image -> (C, H, W) float tensor as the model takes it
+    model: torch.nn.Module
+    preprocess: Callable[[Image], torch.Tensor]  # -> (C, H, W) float tensor as the model takes it
     classes: list[str]
     mode: str  # PIL mode images are converted to: "L" or "RGB"
-    device: Any
+    device: torch.device | None
 
     def __call__(self, paths: list[Path], top_k: int = 5) -> list[Prediction]:
         import torch
@@ -189,7 +194,7 @@ def _from_checkpoint(spec: str | None, checkpoint: Path, overrides: dict[str, An
     pipeline = BatchPipeline(mean, std, crop_padding=0, hflip=False, resize=resize, channels_last=False,
                              device=torch.device("cpu"))
 
-    def preprocess(image: Any) -> torch.Tensor:
+    def preprocess(image: Image) -> torch.Tensor:
         """As the training images: the dataset's stored size and
         channels, then its normalisation."""
         import numpy as np

@@ -14,13 +14,16 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from archc.weights import WeightsError, mismatch_report
+
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def entry_of(name: str) -> Published | None:
     return QUIRKS.get(name, Published(name)) if name in names() else None
 
 
-def published(spec_name: str, torchvision_name: str | None = None) -> tuple[Published, Any]:
+def published(spec_name: str, torchvision_name: str | None = None) -> tuple[Published, WeightsEnum]:
     """(how the weights are used, torchvision's DEFAULT weights enum) for a zoo model, or for
     torchvision:NAME loaded into the spec `spec_name`."""
     from torchvision.models import get_model_weights, list_models
@@ -86,7 +89,8 @@ def published(spec_name: str, torchvision_name: str | None = None) -> tuple[Publ
     return entry, weights
 
 
-def preprocessing(entry: Published, weights: Any, input_shape: tuple[int, ...] | None) -> Any:
+def preprocessing(entry: Published, weights: WeightsEnum,
+                  input_shape: tuple[int, ...] | None) -> nn.Module:
     """torchvision's evaluation transforms for these weights (`weights.transforms()`: Resize,
     CenterCrop, normalise), with the quirks of the spec: [-1, 1] inputs for GoogLeNet and Inception
     v3, and a crop of the spec's input size (resize in the weights' proportion) when it was built
@@ -103,12 +107,12 @@ def preprocessing(entry: Published, weights: Any, input_shape: tuple[int, ...] |
     return weights.transforms(**options)
 
 
-def cache_path(weights: Any) -> Path:
+def cache_path(weights: WeightsEnum) -> Path:
     """Where torch.hub keeps (or looks for) this weights file: $TORCH_HOME/hub/checkpoints/FILE."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
 
 
-def state_dict(weights: Any) -> dict[str, torch.Tensor]:
+def state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
     """The published state_dict via torchvision's weights API (torch.hub's cache, weights_only)."""
     target = cache_path(weights)
     try:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from archc.errors import ArchcError
 
 if TYPE_CHECKING:
+    import torch
+
     from archc.compiler.emit import CompiledModel
     from archc.compiler.validate import LoadedSpec
 
@@ -22,7 +24,7 @@ class SavedModelError(ArchcError):
     """A file that is not a model saved by `archc build --save`."""
 
 
-def model_bytes(model: Any, spec: LoadedSpec) -> bytes:
+def model_bytes(model: torch.nn.Module, spec: LoadedSpec) -> bytes:
     """The file `archc build --save` writes: everything load_model needs, weights last."""
     import torch
 

@@ -12,11 +12,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archc.compiler.expand import Limits
 from archc.compiler.validate import parse_override
 from archc.errors import SpecError
+
+if TYPE_CHECKING:
+    from archc.compiler.validate import LoadedSpec
 
 
 def positive_int(text: str) -> int:
@@ -161,7 +164,7 @@ def limits_of(args: argparse.Namespace) -> Limits:
     return Limits(max_nodes=args.max_nodes, max_repeat=args.max_repeat, max_depth=args.max_depth)
 
 
-def load_spec(path: str, args: argparse.Namespace) -> Any:
+def load_spec(path: str, args: argparse.Namespace) -> LoadedSpec:
     """Load a spec with the command's --set/--plugin/--input applied."""
     from archc.api import with_input
     from archc.compiler.validate import load
@@ -202,10 +205,10 @@ def emit_text(text: str, output: str | None) -> None:
         sys.stdout.write(text)
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 
-def json_text(data: Any) -> str:
+def json_text(data: object) -> str:
     return json.dumps(data, indent=2, default=str) + "\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archc.commands.common import (
     add_columns_option,
@@ -20,6 +20,11 @@ from archc.commands.common import (
 )
 from archc.errors import SpecError
 from archc.ops.base import fmt_shape
+
+if TYPE_CHECKING:
+    from archc.compiler.emit import CompiledModel
+    from archc.compiler.ir import Graph
+    from archc.compiler.validate import LoadedSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -117,7 +122,7 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def verify(model: Any) -> None:
+def verify(model: CompiledModel) -> None:
     """One real forward on zeros must reproduce every inferred shape; anything else is our bug."""
     import torch
 
@@ -138,13 +143,13 @@ def verify(model: Any) -> None:
                            f"module has {params}/{buffers}")
 
 
-def save_model(model: Any, spec: Any, path: str) -> None:
+def save_model(model: CompiledModel, spec: LoadedSpec, path: str) -> None:
     from archc.saved import model_bytes
 
     write_output(path, model_bytes(model, spec))
 
 
-def print_table(graph: Any, columns: list[str] | None) -> None:
+def print_table(graph: Graph, columns: list[str] | None) -> None:
     """The per-layer table of `archc report`, every layer: one table, one look."""
     import shutil
 

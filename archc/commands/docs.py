@@ -38,7 +38,7 @@ def describe_ops() -> list[dict[str, Any]]:
     return rows
 
 
-def _type_name(annotation: Any) -> str:
+def _type_name(annotation: object) -> str:
     """A reader's type: `int | list[int] | 'same' | 'valid'`, `float | null`."""
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:

@@ -10,7 +10,7 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archc.commands.common import (
     add_format_option,
@@ -19,6 +19,11 @@ from archc.commands.common import (
     positive_int,
 )
 from archc.experiments.errors import ExperimentError
+
+if TYPE_CHECKING:
+    from archc.experiments.grid import Axis
+    from archc.experiments.plan import SweepPlan, Variant
+    from archc.experiments.results import RunResult
 
 MAX_DEFAULT_NAME = 80
 
@@ -130,14 +135,15 @@ def _tabulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_results(runs: list[Any], fmt: str) -> None:
+def _print_results(runs: list[RunResult], fmt: str) -> None:
     from archc.experiments.results import render
 
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
     sys.stdout.write(render(runs, fmt, width))
 
 
-def _train_and_report(args: argparse.Namespace, variants: list[Any], axes: list[Any], kind: str) -> int:
+def _train_and_report(args: argparse.Namespace, variants: list[Variant], axes: list[Axis],
+                      kind: str) -> int:
     from archc.compiler.validate import parse_override
     from archc.experiments import _seed_list, make_plan, run_sweep
     from archc.experiments.results import load_sweep
@@ -170,7 +176,7 @@ def _train_and_report(args: argparse.Namespace, variants: list[Any], axes: list[
     return 0
 
 
-def _print_plan(plan: Any) -> int:
+def _print_plan(plan: SweepPlan) -> int:
     from archc.experiments.rundir import read_state
 
     width = max((len(r.id) for r in plan.runs), default=3)

@@ -20,7 +20,7 @@ from archc.experiments.compare import collect_runs, spec_variants
 from archc.experiments.errors import ExperimentError
 from archc.experiments.grid import Axis, parse_axis
 from archc.experiments.plan import SweepPlan, Variant, make_plan
-from archc.experiments.sweep import SweepOutcome, echo_stderr, run_sweep
+from archc.experiments.sweep import Echo, SweepOutcome, echo_stderr, run_sweep
 
 
 def grid_axes(grid: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> list[Axis]:
@@ -63,7 +63,7 @@ def sweep(
     spec_overrides: dict[str, Any] | None = None,
     plugins: tuple[str, ...] = (),
     input_shape: tuple[int, ...] | None = None,
-    echo: Any = echo_stderr,
+    echo: Echo = echo_stderr,
     **config: Any,
 ) -> SweepOutcome:
     """Train the grid's cartesian product (times variants and seeds); keyword

@@ -93,5 +93,5 @@ def label_by_differences(runs: list[RunResult]) -> None:
         run.values = values
 
 
-def _key(value: Any) -> str:
+def _key(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str)

@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archc.errors import SpecError
 from archc.experiments.compare import collect_runs
@@ -30,6 +30,10 @@ from archc.experiments.results import (
     table_rows,
 )
 from archc.experiments.rundir import MANIFEST
+
+if TYPE_CHECKING:
+    from archc.compiler.ir import Graph
+    from archc.experiments.results import Group
 
 MAX_MODELS = 8  # distinct models drawn on one page; the rest are listed by name
 TABLE_DEPTH = 2
@@ -133,7 +137,7 @@ def _runs_table(runs: list[RunResult]) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def _single(run: RunResult) -> Any:
+def _single(run: RunResult) -> Group:
     return group_runs([run])[0]
 
 
@@ -198,14 +202,14 @@ def _models_section(models: list[_Model], plugins: tuple[str, ...]) -> list[str]
     return parts
 
 
-def _graph(model: _Model, plugins: tuple[str, ...]) -> Any:
+def _graph(model: _Model, plugins: tuple[str, ...]) -> Graph:
     from archc.api import compile_graph
     from archc.compiler.validate import load
 
     return compile_graph(load(model.spec, model.overrides, plugins), input_shape=model.input_shape)
 
 
-def _diagram(graph: Any, prefix: str) -> str:
+def _diagram(graph: Graph, prefix: str) -> str:
     """The graphviz diagram as inline SVG, or a note saying why there is none."""
     from archc.analysis.diagram import DiagramError, GraphvizNotFound, fit_depth, render
 
@@ -222,7 +226,7 @@ def _diagram(graph: Any, prefix: str) -> str:
     return f'<div class="diagram" id="{prefix}">{inline_svg(svg, prefix)}</div>'
 
 
-def _layer_table(graph: Any) -> str:
+def _layer_table(graph: Graph) -> str:
     """The per-layer table of archc.analysis.report at TABLE_DEPTH, drawn by its HTML renderer."""
     from archc.analysis.report import layer_table, render_html, report_rows, si, totals
     from archc.ops.base import fmt_shape

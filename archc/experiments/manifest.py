@@ -117,6 +117,6 @@ def _shown(values: dict[str, Any], key: str) -> str:
     return _short(values[key]) if key in values else "unset"
 
 
-def _short(value: Any, limit: int = 120) -> str:
+def _short(value: object, limit: int = 120) -> str:
     text = json.dumps(value, separators=(",", ":"), sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."

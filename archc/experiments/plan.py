@@ -11,13 +11,17 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from archc.compiler.train_config import RUNTIME_FIELDS, TrainConfig
 from archc.errors import SpecError, option_error_message
 from archc.experiments.errors import ExperimentError
+
+if TYPE_CHECKING:
+    from archc.compiler.ir import Graph
+    from archc.compiler.validate import LoadedSpec
 from archc.experiments.grid import (
     MODEL,
     SEED,
@@ -177,7 +181,7 @@ def make_plan(
     return plan
 
 
-def _seed(value: Any) -> int:
+def _seed(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ExperimentError(f"seeds must be non-negative integers, got {format_value(value)}")
     return value
@@ -201,9 +205,9 @@ class _SpecCache:
     def __init__(self, plugins: tuple[str, ...], input_shape: tuple[int, ...] | None) -> None:
         self.plugins = tuple(plugins)
         self.input_shape = input_shape
-        self.loaded: dict[str, Any] = {}
+        self.loaded: dict[str, LoadedSpec] = {}
 
-    def load(self, spec: str, spec_set: dict[str, Any]) -> Any:
+    def load(self, spec: str, spec_set: dict[str, Any]) -> LoadedSpec:
         from archc.compiler.validate import load
 
         key = json.dumps([spec, _plain(spec_set)], sort_keys=True)
@@ -244,7 +248,8 @@ class _SpecCache:
         return int(graph.total_params), fingerprint(loaded, self.input_shape), config.model_dump(mode="json")
 
 
-def _misfit(loaded: Any, graph: Any, config: TrainConfig, input_shape: tuple[int, ...] | None) -> str | None:
+def _misfit(loaded: LoadedSpec, graph: Graph, config: TrainConfig,
+            input_shape: tuple[int, ...] | None) -> str | None:
     """Why the run's model cannot train on its dataset (input shape or class count), or None: the
     trainer's own check, made before anything trains."""
     from archc.api import with_input
@@ -282,6 +287,6 @@ def _recipe_notes(plan: SweepPlan, loader: _SpecCache) -> list[str]:
     return notes
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> Any:
     """JSON-shaped copy (tuples to lists, YAML containers to dicts and lists)."""
     return json.loads(json.dumps(value, default=str))

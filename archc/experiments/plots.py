@@ -16,6 +16,7 @@ from archc.experiments.grid import MODEL, format_value
 from archc.experiments.results import Group, RunResult, group_runs, label_columns
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from matplotlib.typing import RcKeyType
 
 PLOTS = ("curves", "acc_vs_params", "acc_vs_time")
@@ -37,7 +38,7 @@ def group_name(group: Group, columns: list[str]) -> str:
     return ", ".join(parts)
 
 
-def figures(runs: list[RunResult]) -> list[tuple[str, Any]]:
+def figures(runs: list[RunResult]) -> list[tuple[str, Figure]]:
     """(name, matplotlib Figure) for the plots in PLOTS that say something; draw inside
     matplotlib.rc_context(RC). The trade-off scatters need two finished points: a single run's
     page shows its curves only."""
@@ -86,13 +87,13 @@ def svg_texts(runs: list[RunResult]) -> dict[str, str]:
     return texts
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _colour(i: int, n: int) -> Any:
+def _colour(i: int, n: int) -> tuple[float, float, float, float]:
     """Distinct colours for up to 20 rows (tab10, then tab20), cycling beyond."""
     from matplotlib import colormaps
 
@@ -116,7 +117,7 @@ def _mean_curve(group: Group, key: str) -> tuple[list[int], list[float], list[fl
     return list(range(1, n + 1)), means, stds
 
 
-def _curves(groups: list[Group], names: list[str]) -> Any:
+def _curves(groups: list[Group], names: list[str]) -> Figure:
     fig = _figure(10, 4.2)
     acc_ax, loss_ax = fig.subplots(1, 2)
     losses: list[float] = []
@@ -154,7 +155,7 @@ def _curves(groups: list[Group], names: list[str]) -> Any:
     return fig
 
 
-def _scatter(groups: list[Group], names: list[str], x_key: str, xlabel: str, title: str, log_x: bool) -> Any:
+def _scatter(groups: list[Group], names: list[str], x_key: str, xlabel: str, title: str, log_x: bool) -> Figure:
     fig = _figure(7.5, 4.4)
     ax = fig.subplots()
     points: list[tuple[float, float, str]] = []
@@ -180,9 +181,9 @@ def _scatter(groups: list[Group], names: list[str], x_key: str, xlabel: str, tit
     return fig
 
 
-def _acc_vs_params(groups: list[Group], names: list[str]) -> Any:
+def _acc_vs_params(groups: list[Group], names: list[str]) -> Figure:
     return _scatter(groups, names, "params_k", "parameters (thousands)", "test accuracy vs parameters", True)
 
 
-def _acc_vs_time(groups: list[Group], names: list[str]) -> Any:
+def _acc_vs_time(groups: list[Group], names: list[str]) -> Figure:
     return _scatter(groups, names, "train_time_s", "train time (s)", "test accuracy vs train time", True)

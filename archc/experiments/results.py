@@ -77,7 +77,7 @@ class RunResult:
         return None if value is None or not math.isfinite(float(value)) else float(value)
 
     @property
-    def seed(self) -> Any:
+    def seed(self) -> int | None:
         return self.values.get(SEED, (self.record or {}).get("seed"))
 
 
@@ -289,11 +289,11 @@ def runs_csv(runs: list[RunResult]) -> str:
     return _csv_text(header, rows)
 
 
-def _csv_label(value: Any) -> Any:
+def _csv_label(value: object) -> str:
     return "" if value is None else format_value(value)
 
 
-def _num(value: Any) -> Any:
+def _num(value: float | str | None) -> str | None:
     if value is None:
         return None
     return f"{float(value):.6g}"

@@ -19,7 +19,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
+from multiprocessing.context import ForkServerContext, SpawnContext
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from archc.compiler.train_config import default_threads, machine_cpus
@@ -137,7 +139,7 @@ def _interrupt_on_sigterm() -> Iterator[None]:
         yield
         return
 
-    def handler(signum: int, frame: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -147,7 +149,7 @@ def _interrupt_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _context() -> Any:
+def _context() -> ForkServerContext | SpawnContext:
     """A fork server that has imported torch and the trainer once; spawn where there is none."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
