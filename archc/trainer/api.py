@@ -16,13 +16,16 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from archc.compiler.train_config import RECIPES, TrainConfig, cap_to_machine
 from archc.trainer.errors import CheckpointError, DivergenceError, TrainError
 from archc.trainer.model import Source, resolve_source
+
+if TYPE_CHECKING:
+    import torch
 
 TORCHVISION_PREFIX = "torchvision:"
 
@@ -405,7 +408,7 @@ def _children_peak_rss() -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
-def _device_name(device: Any) -> str:
+def _device_name(device: torch.device) -> str:
     import torch
 
     if device.type == "cuda":

@@ -7,9 +7,12 @@ loaders produce exactly these (tests/train/test_fit.py checks them against the l
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from archc.compiler.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from archc.compiler.validate import LoadedSpec
 
 KNOWN: dict[str, tuple[tuple[int, int, int], int]] = {
     "cifar10": ((3, 32, 32), 10),
@@ -34,7 +37,7 @@ def dataset_input(cfg: TrainConfig, spec_input: tuple[int, ...]) -> tuple[tuple[
     return ((shape[0], *cfg.resize) if cfg.resize else tuple(shape)), classes
 
 
-def mismatch(spec: Any, given: tuple[int, ...], dataset: str) -> str:
+def mismatch(spec: LoadedSpec, given: tuple[int, ...], dataset: str) -> str:
     """`NAME takes input AxBxC but DATASET gives ...; pass ...`: the message for a model whose input
     is not the dataset's, with fixes that compile."""
     expected = tuple(spec.input_shape)
@@ -42,7 +45,7 @@ def mismatch(spec: Any, given: tuple[int, ...], dataset: str) -> str:
             f"{dataset} gives {_fmt(given)}; {hint(spec, given)}")
 
 
-def hint(spec: Any, given: tuple[int, ...]) -> str:
+def hint(spec: LoadedSpec, given: tuple[int, ...]) -> str:
     """Fixes that work, checked by compiling the spec with them: --resize to the spec's size (same
     channels), the dataset's shape as --input, or --input with its channels plus --resize."""
     expected = tuple(spec.input_shape)
@@ -60,7 +63,7 @@ def hint(spec: Any, given: tuple[int, ...]) -> str:
     return " or ".join(working[:2]) if working else f"the spec takes {_fmt(expected)}: check its input"
 
 
-def _compiles(spec: Any, input_shape: tuple[int, ...] | None) -> bool:
+def _compiles(spec: LoadedSpec, input_shape: tuple[int, ...] | None) -> bool:
     """Whether the spec compiles for input_shape (None: its own) and outputs class scores."""
     from archc.api import compile_graph
     from archc.errors import SpecError

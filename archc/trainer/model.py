@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from archc.compiler.train_config import TrainConfig
 from archc.trainer.errors import DataError
 from archc.trainer.fit import hint
 
+if TYPE_CHECKING:
+    from archc.compiler.validate import LoadedSpec
+
 
 @dataclass
 class Source:
@@ -26,7 +29,7 @@ class Source:
 
     name: str
     source_hash: str
-    spec: Any = None  # archc.compiler.validate.LoadedSpec
+    spec: LoadedSpec | None = None
     module: nn.Module | None = None
     spec_path: str | None = None
     spec_overrides: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +65,7 @@ class Source:
             return self.module
         from archc.api import build
 
+        assert self.spec is not None  # a Source holds a module or a spec
         return build(self.spec)
 
 
@@ -127,7 +131,7 @@ def checkpoint_source(
     return source
 
 
-def _spec_source(spec: Any, path: str, input_shape: tuple[int, ...] | None) -> Source:
+def _spec_source(spec: LoadedSpec, path: str, input_shape: tuple[int, ...] | None) -> Source:
     from archc.api import fingerprint, with_input
 
     spec = with_input(spec, input_shape)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from archc.compiler.train_config import TrainConfig, default_threads
 from archc.trainer.errors import TrainError
+
+if TYPE_CHECKING:
+    from archc.trainer.distributed import DistInfo
+    from archc.trainer.feed import Feed
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -94,7 +98,8 @@ TRIAL_BATCH = 64
 CHANNELS_LAST_MARGIN = 0.95  # channels_last must be 5% faster: a tie is noise, and contiguous converts nothing
 
 
-def choose_memory_format(cfg: TrainConfig, model: torch.nn.Module, feed: Any, dist: Any, stored: str | None) -> tuple[str, str]:
+def choose_memory_format(cfg: TrainConfig, model: torch.nn.Module, feed: Feed, dist: DistInfo,
+                         stored: str | None) -> tuple[str, str]:
     """("channels_last" or "contiguous", a line for the run log).
 
     --channels-last/--no-channels-last decide; a resumed run keeps its checkpoint's choice; under
