@@ -16,10 +16,13 @@ file once.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
+import io
 import math
 import re
+import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +46,8 @@ SEQUENTIAL_BASE = '''class Sequential(nn.Sequential):
         if isinstance(idx, slice):
             return nn.Sequential(OrderedDict(list(self._modules.items())[idx]))
         return super().__getitem__(idx)'''
+# A shape comment lists at most this many distinct shapes (the calls of one class); past it, none.
+MAX_SHAPES = 4
 TARGET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -312,8 +317,24 @@ class ClassGroup:
     optional: tuple[str, ...] = ()  # child modules some calls lack: passed in, None when absent
     _constants: dict[int, Any] = field(default_factory=dict)
 
+    literals: Callable[[Scope], list[Hole]] | None = None  # the numbers in its forward, per call
+    # parameters its forward reads (as self.NAME)
+    stored: dict[str, None] = field(default_factory=dict)
+
     def holes(self, scope: Scope) -> list[Hole]:
-        return [h for name, expr in self.fields(scope) if name not in self.optional for h in expr.holes(_local(name, "m"))]
+        fields = [h for name, expr in self.fields(scope) if name not in self.optional
+                  for h in expr.holes(_local(name, "m"))]
+        return fields + (self.literals(scope) if self.literals is not None else [])
+
+    def field_hole_count(self) -> int:
+        first = self.instances[0]
+        return len(self.holes(first)) - (len(self.literals(first)) if self.literals else 0)
+
+    def forward_names(self) -> dict[int, str]:
+        """Forward literal index -> the parameter it reads (`self.NAME`), for those that vary."""
+        start = self.field_hole_count()
+        params = self._resolve_params()
+        return {i - start: name for name, positions in params for i in positions if i >= start}
 
     def _resolve_params(self) -> list[tuple[str, list[int]]]:
         if self._params is not None:
@@ -323,7 +344,8 @@ class ClassGroup:
         candidates = [_candidates(s) for s in self.instances]
         params: list[tuple[str, list[int]]] = []
         by_values: dict[Any, int] = {}
-        taken = set(GLOBALS)
+        # a parameter its forward reads is stored as an attribute: never a child module's name
+        taken = set(GLOBALS) | {name for s in self.instances for name, _ in self.fields(s)}
         for i in range(count):
             values = tuple(_frozen(holes[i].value) for holes in per_instance)
             if len(set(values)) == 1:
@@ -341,6 +363,8 @@ class ClassGroup:
             params.append((name, [i]))
         params.sort(key=lambda p: p[0] in self.defaults)  # parameters with defaults last, as Python wants
         self._params = params
+        start = count - (len(self.literals(self.instances[0])) if self.literals else 0)
+        self.stored = {name: None for name, places in params if any(i >= start for i in places)}
         return params
 
     def signature(self) -> str:
@@ -474,10 +498,12 @@ class SourceWriter:
             base = class_name(info.block or scope.leaf)
             fields = self.fields(scope)
             key = (base, sequential, tuple((n, e.skeleton()) for n, e in fields),
-                   None if sequential else self.forward_code(scope, "forward"))
+                   None if sequential else _template(self.forward_code(scope, "forward"))[0])
             group = by_key.get(key)
             if group is None:
                 group = by_key[key] = ClassGroup(base, sequential, [], self.fields)
+                if not sequential:
+                    group.literals = self._literal_holes_of(group)
                 variants.setdefault(base, []).append(group)
                 self.groups.append(group)
             group.instances.append(scope)
@@ -509,7 +535,12 @@ class SourceWriter:
                 children = {scope.child_name(it): it for it in scope.children}
                 if not all(_optional_child(n, children[n]) for n in extra):
                     continue
-                if self.forward_code(scope, "forward", absent=frozenset(extra)) != self.forward_code(other, "forward"):
+                if _template(self.forward_code(scope, "forward", absent=frozenset(extra)))[0] != \
+                        _template(self.forward_code(other, "forward"))[0]:
+                    continue
+                # an optional child's call that holds a number: the literals would not line up
+                mine_numbers = _template(self.forward_code(other, "forward"))[1]
+                if len(_template(self.forward_code(scope, "forward"))[1]) != len(mine_numbers):
                     continue
                 big.optional = extra
                 big.instances += small.instances
@@ -518,6 +549,19 @@ class SourceWriter:
                 groups.remove(small)
                 self.groups.remove(small)
                 break
+
+    def _literal_holes_of(self, group: ClassGroup) -> Callable[[Scope], list[Hole]]:
+        """The numbers in one call's forward (a stochastic depth's rate, a reshape's size), named
+        after the line's variable: those that vary between calls become constructor parameters that
+        the forward reads as attributes, as a hand-written module stores `self.p = p`."""
+
+        def holes(scope: Scope) -> list[Hole]:
+            present = {n for n, _ in self.fields(scope)}
+            absent = frozenset(n for n in group.optional if n not in present)
+            _, values = _template(self.forward_code(scope, "forward", absent=absent))
+            return [Hole(hint, value) for hint, value in values]
+
+        return holes
 
     def fields(self, scope: Scope) -> list[tuple[str, Expr]]:
         out = []
@@ -624,10 +668,17 @@ class SourceWriter:
         return f"  # {shapes}" if shapes else ""
 
     def _shape_text(self, scope: Scope, item: Node | Scope) -> str:
-        """The output shape of an item (of the class's first call; its
-        docstring says so if others differ)."""
-        ids = item.outputs if isinstance(item, Scope) else [item.id]
-        return ", ".join(fmt_shape(self.graph.shape_of(i)) for i in ids)
+        """The output shape of an item in every call of its class: one shape where all calls agree,
+        each distinct one (`96x56x56 | 192x28x28`) where they differ, nothing past MAX_SHAPES."""
+        outputs = item.outputs if isinstance(item, Scope) else [item.id]
+        ids = [i[len(scope.prefix):] for i in outputs]
+        calls = scope.group.instances if scope.group is not None else [scope]
+        texts: dict[str, None] = {}
+        for call in calls:
+            if all(call.prefix + i in self.graph.nodes for i in ids):  # else: an absent child
+                shapes = (self.graph.shape_of(call.prefix + i) for i in ids)
+                texts[", ".join(fmt_shape(shape) for shape in shapes)] = None
+        return " | ".join(texts) if len(texts) <= MAX_SHAPES else ""
 
     # the file -----------------------------------------------------------------------------------
     def class_source(self, group: ClassGroup) -> list[str]:
@@ -638,9 +689,12 @@ class SourceWriter:
         lines = [f"class {group.name}({base}):", f'{INDENT}"""{doc}"""', ""]
         lines.append(f"{INDENT}def __init__(self{', ' + signature if signature else ''}):")
         lines += self.field_lines(scope, group.fill(), group.sequential, group.optional)
+        lines += [f"{INDENT * 2}self.{name} = {name}" for name in group.stored]
         if not group.sequential:
             lines.append("")
-            lines += _indent(self.forward_code(scope, "forward", comments=True, optional=frozenset(group.optional)).splitlines())
+            optional = frozenset(group.optional)
+            code = self.forward_code(scope, "forward", comments=True, optional=optional)
+            lines += _indent(_substitute(code, group.forward_names()).splitlines())
         return lines
 
     def _doc(self, group: ClassGroup) -> str:
@@ -651,7 +705,7 @@ class SourceWriter:
         calls = len(group.instances)
         where = ", ".join(s.path for s in group.instances[:3]) + (", ..." if calls > 3 else "")
         varies = any(self._shapes(s) != self._shapes(scope) for s in group.instances)
-        note = f" Shapes in comments are those of {scope.path}." if varies else ""
+        note = " Shape comments list each call's shape where the calls differ." if varies else ""
         return _doc_text(f"The {what}: {where}.{note}")
 
     def _shapes(self, scope: Scope) -> list[Shape]:
@@ -760,6 +814,34 @@ class SourceWriter:
         main = (f'if __name__ == "__main__":\n{INDENT}model = {self.root_name}().eval()\n'
                 f"{INDENT}print(model(torch.zeros(1, {shape})).shape)")
         return f"{head}\n\n" + "\n".join(self.imports(body)) + f"\n\n\n{body}\n\n\n{main}\n"
+
+
+def _number_tokens(code: str) -> Iterator[tokenize.TokenInfo]:
+    tokens = tokenize.generate_tokens(io.StringIO(code).readline)
+    return (t for t in tokens if t.type == tokenize.NUMBER)
+
+
+def _template(code: str) -> tuple[str, list[tuple[str, Any]]]:
+    """Forward code with its numbers blanked (what calls of one class share), and the numbers with
+    the variable of the line each appears on (a parameter's name when it varies)."""
+    lines = code.splitlines()
+    values = []
+    for token in _number_tokens(code):
+        target = lines[token.start[0] - 1].strip().partition(" = ")[0]
+        values.append((f"{_local(target, 'value')}_value", ast.literal_eval(token.string)))
+    return re.sub(r"#.*", "", _substitute(code, dict.fromkeys(range(len(values)), "#"))), values
+
+
+def _substitute(code: str, names: dict[int, str]) -> str:
+    """Replace the k-th number of `code` by `self.NAME` for each k in `names`."""
+    if not names:
+        return code
+    lines = code.splitlines()
+    edits = [(t.start, t.end, names[k]) for k, t in enumerate(_number_tokens(code)) if k in names]
+    for (row, col), (_, end), name in reversed(edits):
+        line = lines[row - 1]
+        lines[row - 1] = f"{line[:col]}self.{name}{line[end:]}"
+    return "\n".join(lines)
 
 
 def _optional_child(name: str, item: Node | Scope) -> bool:

@@ -142,14 +142,14 @@ class StochasticDepth(Op):
 
     def expression(self, args: StochasticDepthArgs, inputs: list[str]) -> str:
         x = inputs[0]
-        if args.p == 0.0:
-            return x
         survival = 1.0 - args.p
         size = f"({x}.shape[0],) + (1,) * ({x}.dim() - 1)" if args.mode == "row" else f"(1,) * {x}.dim()"
         noise = f"{x}.new_empty({size}).bernoulli_({survival!r})"
         if survival > 0.0:
             noise += f".div_({survival!r})"
-        return f"({x} * {noise} if self.training else {x})"
+        # p = 0 keeps the same code (no draw: torchvision's `if p == 0.0: return input`), so that
+        # the blocks of a linear stochastic-depth schedule share one class with the rate an argument
+        return f"({x} * {noise} if self.training and {survival!r} < 1.0 else {x})"
 
     def other_ops(self, args: StochasticDepthArgs, inputs: list[Shape], out: Shape) -> int:
         return numel(out) if args.p > 0 else 0
