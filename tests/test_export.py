@@ -10,13 +10,16 @@ mode) must equal the built module's outputs.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 from archc import api
 from archc.compiler.codegen import class_name
@@ -82,6 +85,7 @@ def _heavy(path: Path) -> bool:
 # Exports of the big zoo models (up to 140M parameters) are not repeated here: their shapes are
 # checked in test_emit, and the code paths are the same.
 LIGHT = [p for p in lang_specs() if not _heavy(p)]
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _export_all(paths: list[Path], folder: Path) -> dict[str, dict[str, Any]]:
@@ -189,3 +193,81 @@ def test_odd_names_and_paths_give_valid_python(name: str, path: str, write_spec)
     assert cls.__name__.isidentifier()
     assert cls()(torch.ones(1, 3)).shape == (1, 3)
     assert api.build(loaded)(torch.ones(1, 3)).shape == (1, 3)
+
+
+SHARED_RATES = """
+name: shared
+input: [4, 8, 8]
+blocks:
+  Res:
+    params: {p: 0.0, c: 4}
+    layers:
+      - add:
+          - [{conv: {out: $c, kernel: 3, padding: 1}}, {stochastic_depth: $p}]
+          - []
+layers:
+  - {Res: {p: "${0.1 * i}"}, repeat: 3, name: stage}
+  - {conv: {out: 8, kernel: 1, stride: 2}}
+  - {Res: {p: 0.3, c: 8}}
+"""
+
+
+def test_calls_that_differ_in_a_forward_number_share_one_class(write_spec) -> None:
+    """Stochastic-depth rates along a schedule (p = 0 included) make one class taking the rate, as a
+    hand-written block stores `self.p`; eval and train-mode draws equal per-call classes' output."""
+    model = api.build(write_spec(SHARED_RATES))
+    assert model.code.count("class Res(") == 1 and "class Res_2" not in model.code
+    rates = [m.stochastic_depth_value for m in model.modules() if type(m).__name__ == "Res"]
+    assert rates == pytest.approx([1.0, 0.9, 0.8, 0.7])
+    assert "self.stochastic_depth_value < 1.0" in model.code
+    x = torch.randn(64, 4, 8, 8)
+    blocks = list(model.stage)
+    model.train()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        first = blocks[0](x)  # p = 0: the identity on the branch, no draw
+        after = torch.randn(1)
+        torch.manual_seed(0)
+        assert torch.equal(torch.randn(1), after)
+        torch.testing.assert_close(first, blocks[0].eval()(x))
+        blocks[0].train()
+        torch.manual_seed(0)
+        dropped = blocks[2](x) - x  # p = 0.2: whole samples dropped, survivors scaled by 1/0.8
+    zero = dropped.flatten(1).abs().sum(1) == 0
+    assert 0 < zero.sum() < 64
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(model.eval())
+    torch.testing.assert_close(scripted(x[:2]), model(x[:2]))
+
+
+@pytest.mark.parametrize(("spec", "image_size"),
+                         [("convnext", 64), ("swin", 64), ("resnet20", None)])
+def test_shape_comments_hold_for_every_call_of_a_class(spec: str, image_size: int | None) -> None:
+    """Each `y = self.child(...)  # shapes` line of a class: the child's runtime output shape, in
+    every instance of the class, is one of the shapes its comment lists (meta device: no
+    weights)."""
+    with torch.device("meta"):
+        sizes = {"image_size": image_size} if image_size else {}
+        model = api.build(REPO / "specs" / f"{spec}.yaml", force=True, **sizes)
+    calls: dict[str, list[tuple[str, list[str]]]] = {}
+    current = ""
+    for line in model.code.splitlines():
+        if line.startswith("class "):
+            current = line[6:].partition("(")[0]
+        call = r"(?:self\.(\w+)|getattr\(self, '([^']+)'\))"
+        found = re.match(rf"\s+\w+ = {call}\(.*\)  # (.*)$", line)
+        if found:
+            calls.setdefault(current, []).append((found[1] or found[2], found[3].split(" | ")))
+    seen: list[tuple[str, str]] = []
+    for module in model.modules():
+        for child, shapes in calls.get(type(module).__name__, []):
+            def check(m: nn.Module, i: Any, out: Any, shapes: list[str] = shapes,
+                      child: str = child) -> None:
+                text = "x".join(str(d) for d in out.shape[1:])
+                assert text in shapes, (child, text, shapes)
+                seen.append((type(m).__name__, text))
+            module.get_submodule(child).register_forward_hook(check)
+    model.eval()(torch.empty(1, *model.archc_graph.input_shape, device="meta"))
+    assert len(seen) > 20
+    assert any(len(s) > 1 for c in calls.values() for _, s in c)  # calls that differ

@@ -705,7 +705,8 @@ class SourceWriter:
         calls = len(group.instances)
         where = ", ".join(s.path for s in group.instances[:3]) + (", ..." if calls > 3 else "")
         varies = any(self._shapes(s) != self._shapes(scope) for s in group.instances)
-        note = " Shape comments list each call's shape where the calls differ." if varies else ""
+        listed = f" Comments give each call's shape where calls differ (none past {MAX_SHAPES})."
+        note = listed if varies else ""
         return _doc_text(f"The {what}: {where}.{note}")
 
     def _shapes(self, scope: Scope) -> list[Shape]:
