@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -128,9 +128,9 @@ class Complaint:
     """One of pydantic's complaints about a value, in words fit to show a user."""
 
     kind: str  # pydantic's error type: "extra_forbidden", "missing", "greater_than", ...
-    loc: tuple[Any, ...]
+    loc: tuple[int | str, ...]
     message: str  # e.g. "input should be greater than 0"; no "Value error, " prefix
-    value: Any
+    value: object
 
     @property
     def where(self) -> str:

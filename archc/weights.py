@@ -94,7 +94,7 @@ def check_tensors(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
                                f"({str(value.dtype).removeprefix('torch.')}); weights must be real")
 
 
-def extract_state_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
+def extract_state_dict(obj: object, path: str | Path) -> dict[str, torch.Tensor]:
     """The model weights in a loaded file: a state_dict, or one under a WRAPPER_KEYS entry."""
     if isinstance(obj, Mapping) and not _is_state_dict(obj):
         for key in WRAPPER_KEYS:
@@ -117,7 +117,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return extract_state_dict(read_torch_file(path), path)
 
 
-def _is_state_dict(obj: Mapping[Any, Any]) -> bool:
+def _is_state_dict(obj: Mapping[object, object]) -> bool:
     return bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -87,7 +87,7 @@ def read_torch_file(path: Path) -> Any:
         return weights.read_torch_file(path)
 
 
-def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+def extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
     with checkpoint_errors():
         return weights.extract_state_dict(obj, path)
 
@@ -146,7 +146,8 @@ def check_training_state(state: dict[str, Any], model: nn.Module, optimizer: tor
     _check_optimizer(state["optimizer"], model, optimizer, bad)
 
 
-def _check_optimizer(saved: Any, model: nn.Module, optimizer: torch.optim.Optimizer, bad: Any) -> None:
+def _check_optimizer(saved: object, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     bad: Callable[[str], CheckpointError]) -> None:
     """The saved optimizer matches this one: same groups and hyperparameter types,
     buffers shaped like the parameters."""
     fresh = optimizer.state_dict()

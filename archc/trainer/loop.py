@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ class Outcome:
     resumed_from: int | None = None
 
 
-def make_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
@@ -79,7 +80,7 @@ def make_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
 
-def objective(out: Any, y: torch.Tensor, weights: list[float] | None, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def objective(out: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor], y: torch.Tensor, weights: list[float] | None, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(main logits, loss): cross-entropy of the main output plus weighted extra-head losses."""
     if not isinstance(out, (tuple, list)):
         return out, F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
@@ -234,7 +235,7 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
     return outcome
 
 
-def _evaluate(run: Run, batches: Any) -> EvalResult:
+def _evaluate(run: Run, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> EvalResult:
     """One split's metrics, summed over the data-parallel ranks."""
     confusion, loss_sum, top5 = eval_batches(run.model, batches, run.feed.num_classes, run.autocast, run.device)
     for t in (confusion, loss_sum, top5):

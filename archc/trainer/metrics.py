@@ -57,7 +57,7 @@ def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps({k: row[k] for k in columns if k in row}) + "\n" for row in history))
 
 
-def _csv_value(value: Any) -> Any:
+def _csv_value(value: object) -> object:
     return f"{value:.6g}" if isinstance(value, float) and math.isfinite(value) else value
 
 

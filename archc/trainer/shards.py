@@ -43,7 +43,8 @@ from archc.trainer.errors import DataError
 from archc.trainer.feed import EPOCH_SEED_STRIDE, Feed
 
 if TYPE_CHECKING:
-    from archc.trainer.stream import EvalPreset
+    from archc.trainer.distributed import DistInfo
+    from archc.trainer.stream import EvalPreset, Transform
 
 INDEX = "index.json"
 FORMAT = "archc-shards"
@@ -151,7 +152,8 @@ def steps_per_epoch(shards: tuple[Shard, ...], world: int, local_batch: int) -> 
 class ShardStream(IterableDataset):
     """One process's training samples of an epoch, transformed, for DataLoader workers."""
 
-    def __init__(self, index: ShardIndex, transform: Any, channels: int, rank: int, world: int, seed: int, local_batch: int) -> None:
+    def __init__(self, index: ShardIndex, transform: Transform, channels: int, rank: int, world: int,
+                 seed: int, local_batch: int) -> None:
         self.index, self.transform, self.channels = index, transform, channels
         self.rank, self.world, self.seed, self.local_batch = rank, world, seed, local_batch
         self.epoch, self.start_step = 0, 0
@@ -200,7 +202,8 @@ class ShardStream(IterableDataset):
 class ShardEval(IterableDataset):
     """The val shards, sample p to process p mod world and, within it, to one worker."""
 
-    def __init__(self, index: ShardIndex, transform: Any, channels: int, rank: int, world: int, limit: int | None) -> None:
+    def __init__(self, index: ShardIndex, transform: Transform, channels: int, rank: int, world: int,
+                 limit: int | None) -> None:
         self.index, self.transform, self.channels = index, transform, channels
         self.rank, self.world, self.limit = rank, world, limit
 
@@ -274,7 +277,7 @@ class ShardFeed(Feed):
 
 
 def open_shards(
-    cfg: TrainConfig, input_shape: tuple[int, ...] | None, dist: Any, device: torch.device,
+    cfg: TrainConfig, input_shape: tuple[int, ...] | None, dist: DistInfo, device: torch.device,
     normalization: tuple[torch.Tensor, torch.Tensor] | None, *, augment_train: bool = True,
     preset: EvalPreset | None = None,
 ) -> ShardFeed:  # fmt: skip

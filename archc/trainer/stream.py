@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,13 @@ from archc.compiler.train_config import TrainConfig, default_threads
 from archc.trainer.data import IMAGEFOLDER_TEST_FRACTION, SPLIT_SEED, folder_splits, list_folder
 from archc.trainer.errors import DataError
 from archc.trainer.feed import EPOCH_SEED_STRIDE, Feed
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from archc.trainer.distributed import DistInfo
+
+    Transform = Callable[[Image], Image]  # a per-sample torchvision transform on PIL images
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,7 +47,7 @@ class ImageFiles(torch.utils.data.Dataset):
     """(path, label) pairs as numpy arrays (no per-item Python
     objects for forked workers to copy)."""
 
-    def __init__(self, samples: Sequence[tuple[str, int]], channels: int, transform: Any) -> None:
+    def __init__(self, samples: Sequence[tuple[str, int]], channels: int, transform: Transform) -> None:
         self.paths = np.array([os.fsencode(p) for p, _ in samples])
         self.labels = np.array([label for _, label in samples], dtype=np.int64)
         self.channels = channels
@@ -56,7 +63,7 @@ class ImageFiles(torch.utils.data.Dataset):
         return seeded(self.transform, image, seed), int(self.labels[index])
 
 
-def seeded(transform: Any, image: Any, seed: int) -> torch.Tensor:
+def seeded(transform: Transform, image: Image, seed: int) -> torch.Tensor:
     """transform(image) with torch's generator seeded by `seed` (transforms.v2 draws from it), as a
     uint8 (C, H, W) tensor. In the main process (no loader workers) the run's RNG state is kept."""
     from torchvision.transforms.v2.functional import pil_to_tensor
@@ -72,7 +79,7 @@ def seeded(transform: Any, image: Any, seed: int) -> torch.Tensor:
     return pil_to_tensor(out)
 
 
-def decode(path: str, channels: int) -> Any:
+def decode(path: str, channels: int) -> Image:
     """The image as a PIL image in RGB or L, as torchvision's ImageFolder loader opens it."""
     from PIL import Image, UnidentifiedImageError
 
@@ -83,7 +90,7 @@ def decode(path: str, channels: int) -> Any:
         raise DataError(f"imagefolder: cannot read {path}: {exc}") from None
 
 
-def decode_bytes(data: bytes, channels: int | None, name: str) -> Any:
+def decode_bytes(data: bytes, channels: int | None, name: str) -> Image:
     """An image file's bytes as a PIL image (in RGB or L, or as stored when channels is None)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -226,7 +233,8 @@ def loader_workers(cfg: TrainConfig, processes: int) -> int:
     return min(MAX_LOADER_WORKERS, default_threads(processes))
 
 
-def train_transform(cfg: TrainConfig, size: tuple[int, int], crop_padding: int, hflip: bool) -> Any:
+def train_transform(cfg: TrainConfig, size: tuple[int, int], crop_padding: int,
+                    hflip: bool) -> Transform:
     """The per-sample training transforms on uint8 tensors (torchvision.transforms.v2)."""
     from torchvision.transforms import v2
 
@@ -267,7 +275,7 @@ class EvalPreset:
             std=tuple(float(s) for s in transforms.std),
         )
 
-    def transform(self) -> Any:
+    def transform(self) -> Transform:
         from torchvision.transforms import InterpolationMode, v2
 
         mode = InterpolationMode(self.interpolation)
@@ -281,7 +289,7 @@ class EvalPreset:
                 f"mean {list(self.mean)}, std {list(self.std)}")
 
 
-def eval_transform(cfg: TrainConfig, size: tuple[int, int]) -> Any:
+def eval_transform(cfg: TrainConfig, size: tuple[int, int]) -> Transform:
     """Evaluation transforms: the imagenet recipe's Resize(size /
     0.875) + CenterCrop, else Resize."""
     from torchvision.transforms import v2
@@ -403,7 +411,7 @@ class StreamFeed(Feed):
 def open_stream(
     cfg: TrainConfig,
     input_shape: tuple[int, ...] | None,
-    dist: Any,
+    dist: DistInfo,
     device: torch.device,
     normalization: tuple[torch.Tensor, torch.Tensor] | None,
     *,

@@ -11,9 +11,12 @@ import shutil
 import threading
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archc.trainer.progress import Reporter
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 DIRNAME = "tensorboard"
 # Metric column -> TensorBoard tag: grouped by kind, so train/val/test curves share a chart.
@@ -31,8 +34,8 @@ class TensorBoardLog:
     The log is a convenience: a disk that refuses it (full, read-only) turns it off with a note and
     never stops the run, whose checkpoints and metrics report their own write errors."""
 
-    def __init__(self, writer: Any, reporter: Reporter) -> None:
-        self.writer: Any = writer
+    def __init__(self, writer: SummaryWriter, reporter: Reporter) -> None:
+        self.writer: SummaryWriter | None = writer
         self.reporter = reporter
 
     @classmethod
