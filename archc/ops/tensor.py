@@ -442,7 +442,8 @@ class SumArgs(Args):
 class Sum(Mean):
     name = "sum"
     Args = SumArgs
-    doc = "Add up over dimensions, e.g. 0 for the channels of a (C, H, W) map, -2 for the tokens of (L, D)."
+    doc = ("Add up over dimensions, e.g. 0 for the channels "
+           "of a (C, H, W) map, -2 for the tokens of (L, D).")
 
     def expression(self, args: MeanArgs, inputs: list[str]) -> str:
         return super().expression(args, inputs).replace(".mean(", ".sum(", 1)

@@ -50,9 +50,11 @@ def test_merge_errors_name_the_inputs(item: str, message: str) -> None:
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
 def test_the_branch_form_takes_the_reference_form_s_arguments(dim: int) -> None:
-    """`concat: {dim: d, branches: [...]}` is `{concat: {dim: d}, from: [...]}`: same graph, same code."""
+    """`concat: {dim: d, branches: [...]}` is `{concat: {dim: d}, from: [...]}`:
+    same graph, same code."""
     head = "input: [4, 6, 6]\nlayers:\n"
-    branches = api.build(head + f"  - concat: {{dim: {dim}, branches: [[], [{{conv: {{out: 4, kernel: 1}}, name: c}}]]}}\n")
+    branches = api.build(head + (f"  - concat: {{dim: {dim}, branches: [[], "
+                                 f"[{{conv: {{out: 4, kernel: 1}}, name: c}}]]}}\n"))
     refs = api.build(head + "  - {conv: {out: 4, kernel: 1}, name: c}\n"
                      f"  - {{concat: {{dim: {dim}}}, from: [input, c]}}\n")
     assert branches.archc_graph.nodes["concat"].shape == refs.archc_graph.nodes["concat"].shape
