@@ -123,12 +123,15 @@ def did_you_mean(name: str, choices: Iterable[object]) -> str:
     return f" (did you mean '{matches[0]}'?)" if matches else ""
 
 
+Loc = tuple[int | str, ...]  # a place in a document as pydantic gives it: keys and list indexes
+
+
 @dataclass(frozen=True)
 class Complaint:
     """One of pydantic's complaints about a value, in words fit to show a user."""
 
     kind: str  # pydantic's error type: "extra_forbidden", "missing", "greater_than", ...
-    loc: tuple[int | str, ...]
+    loc: Loc
     message: str  # e.g. "input should be greater than 0"; no "Value error, " prefix
     value: object
 

@@ -201,7 +201,7 @@ class Expr:
     defaults: dict[str, Any] = field(default_factory=dict)  # of the call's keyword arguments
     init: str | None = None  # a learned tensor's in-place init (Op.init_source), written after it
 
-    def skeleton(self) -> Any:
+    def skeleton(self) -> tuple[object, ...]:
         if self.call is not None:
             return ("call", self.call.target, len(self.call.args), tuple(self.call.kwargs), self.init)
         if self.seq is not None:
@@ -274,7 +274,7 @@ def _signature(target: str) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-def _resolve(target: str) -> Any:
+def _resolve(target: str) -> Callable[..., object] | None:
     module_name, _, attr = target.rpartition(".")
     if module_name == "nn":
         module_name = "torch.nn"
@@ -284,7 +284,7 @@ def _resolve(target: str) -> Any:
         return None
 
 
-def literal(value: Any) -> str:
+def literal(value: object) -> str:
     """Python source for a constructor argument; only plain data can appear in generated code."""
     if isinstance(value, float) and not math.isfinite(value):
         return f"float({str(value)!r})"
@@ -297,7 +297,7 @@ def literal(value: Any) -> str:
     raise ValueError(f"op emitted an argument that is not plain data: {value!r}")
 
 
-def _frozen(value: Any) -> Any:
+def _frozen(value: object) -> object:
     return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else (type(value), value)
 
 

@@ -106,12 +106,12 @@ def _onnx(model: nn.Module, x: torch.Tensor, path: Path) -> Runner:
     return lambda t: [torch.from_numpy(a) for a in session.run(None, {name: t.numpy()})]
 
 
-def _no_grad(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> list[torch.Tensor]:
+def _no_grad(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> list[torch.Tensor]:
     with torch.no_grad():
         return _tensors(fn(x))
 
 
-def _tensors(out: Any) -> list[torch.Tensor]:
+def _tensors(out: object) -> list[torch.Tensor]:
     """A model's output (a tensor, or a tuple with its heads) as a flat list of tensors."""
     return [torch.as_tensor(o) for o in out] if isinstance(out, (tuple, list)) else [torch.as_tensor(out)]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from archc.compiler import expr
 from archc.compiler.loader import (
@@ -29,7 +29,7 @@ from archc.compiler.loader import (
 )
 from archc.compiler.spec import SpecModel
 from archc.compiler.train_config import TrainConfig, runner_setting_in_spec
-from archc.errors import Complaint, Pos, SpecError, complaints, did_you_mean
+from archc.errors import Complaint, Loc, Pos, SpecError, complaints, did_you_mean
 from archc.ops.base import MAX_DIM
 
 
@@ -63,14 +63,15 @@ class LoadedSpec:
         return digest.hexdigest()
 
 
-def pydantic_error(exc: ValidationError, root: object, where: str = "", model: Any = SpecModel) -> SpecError:
+def pydantic_error(exc: ValidationError, root: object, where: str = "",
+                   model: type[BaseModel] = SpecModel) -> SpecError:
     """Every complaint of pydantic as one positioned SpecError: one report per place in the spec
     (whichever member of a union complained), and a misspelled key rather than the key it misses."""
     errors = complaints(exc)
     misspelled = {e.loc[:-1] for e in errors if e.kind == "extra_forbidden"}
     reports: list[SpecError] = []
-    member: dict[tuple[Any, ...], Any] = {}  # a union's place -> the member whose complaints are shown
-    seen: set[tuple[Any, ...]] = set()
+    member: dict[Loc, int | str] = {}  # a union's place -> the member whose complaints are shown
+    seen: set[Loc] = set()
     for err in errors:
         loc = err.loc
         if err.kind == "missing" and loc[:-1] in misspelled:
@@ -86,7 +87,7 @@ def pydantic_error(exc: ValidationError, root: object, where: str = "", model: A
     return SpecError.several(reports)
 
 
-def _pydantic_report(err: Complaint, root: object, prefix: str, model: Any) -> SpecError:
+def _pydantic_report(err: Complaint, root: object, prefix: str, model: type[BaseModel]) -> SpecError:
     loc, kind = err.loc, err.kind
     if kind == "extra_forbidden":
         parent_path, key = loc[:-1], loc[-1]
@@ -103,7 +104,7 @@ def _pydantic_report(err: Complaint, root: object, prefix: str, model: Any) -> S
     return SpecError(f"{prefix}{dotted}: {err.message}{shown}", locate(root, loc))
 
 
-def _walk(root: object, path: tuple[Any, ...]) -> object:
+def _walk(root: object, path: Loc) -> object:
     node = root
     for step in path:
         try:
@@ -127,7 +128,7 @@ def _spec_path(root: object, loc: tuple[Any, ...]) -> list[str]:
     return parts
 
 
-def _known_keys(model: Any, parent_path: tuple[Any, ...]) -> list[str]:
+def _known_keys(model: object, parent_path: Loc) -> list[str]:
     keyed = False  # the previous step was a dict field: this step is one of its keys
     for step in parent_path:
         if keyed:
