@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Autograd, Call, NoArgs, Op, OpError, Shape, fmt_shape, numel
+from archc.ops.base import A, Args, Autograd, Call, NoArgs, Op, OpError, Shape, fmt_shape, numel
 
 
-class Activation(Op):
+class Activation(Op[A]):
     """Shape-preserving, parameter-free, one op per element."""
 
     colour = "#ffffff"
@@ -18,15 +18,15 @@ class Activation(Op):
 
     torch_class: ClassVar[str]
 
-    def other_ops(self, args: Args, inputs: list[Shape], out: Shape) -> int:
+    def other_ops(self, args: A, inputs: list[Shape], out: Shape) -> int:
         return numel(out)
 
-    def torch_kwargs(self, args: Any) -> dict[str, object]:
+    def torch_kwargs(self, args: A) -> dict[str, object]:
         """The nn class's keyword arguments that differ from its defaults
         (`args` is the op's own Args)."""
         return {}
 
-    def emit(self, args: Args, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+    def emit(self, args: A, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
         kw = self.torch_kwargs(args)
         if inplace:
             kw["inplace"] = True
@@ -55,7 +55,7 @@ class LeakyReLUArgs(Args):
 
 
 @register
-class LeakyReLU(Activation):
+class LeakyReLU(Activation[LeakyReLUArgs]):
     name = "leaky_relu"
     autograd = Autograd(saves="input_when_fresh")
     Args = LeakyReLUArgs
@@ -73,7 +73,7 @@ class GELUArgs(Args):
 
 
 @register
-class GELU(Activation):
+class GELU(Activation[GELUArgs]):
     name = "gelu"
     autograd = Autograd(saves="input")
     Args = GELUArgs
@@ -138,7 +138,7 @@ class SoftmaxArgs(Args):
 
 
 @register
-class Softmax(Activation):
+class Softmax(Activation[SoftmaxArgs]):
     name = "softmax"
     autograd = Autograd(saves="output")
     Args = SoftmaxArgs

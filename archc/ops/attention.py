@@ -3,8 +3,6 @@ its keys (in_proj_weight, in_proj_bias, out_proj.weight/bias) are torchvision's 
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
 from archc.ops import register
@@ -17,7 +15,7 @@ class SelfAttentionArgs(Args):
 
 
 @register
-class SelfAttention(Op):
+class SelfAttention(Op[SelfAttentionArgs]):
     name = "self_attention"
     aliases = ("mha", "multihead_attention")
     Args = SelfAttentionArgs
@@ -55,7 +53,7 @@ class SelfAttention(Op):
         length = out[0]
         return 4 * numel(out) + 3 * args.heads * length * length  # biases; scale, softmax per score
 
-    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+    def largest_param_tensor(self, args: SelfAttentionArgs, params: int, out: Shape) -> int:
         return 3 * out[1] * out[1]  # in_proj_weight
 
     def workspace(self, args: SelfAttentionArgs, inputs: list[Shape], out: Shape) -> int:

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -114,7 +114,10 @@ class Autograd:
 DECLARED_FACTS = ("autograd", "colour", "weighted")
 
 
-class Op:
+A = TypeVar("A", bound=Args)  # an op's Args class: `class Conv(Op[ConvArgs])`
+
+
+class Op(Generic[A]):
     """Base class. Subclasses set `name`, `Args`, and override the rules they need."""
 
     name: ClassVar[str]
@@ -160,56 +163,56 @@ class Op:
     # (archc.compiler.ir.Graph.depth).
     weighted: ClassVar[bool] = False
 
-    def infer(self, args: Any, inputs: list[Shape], labels: list[str]) -> Shape:
+    def infer(self, args: A, inputs: list[Shape], labels: list[str]) -> Shape:
         """Output shape; raise OpError with a readable message on a mismatch."""
         return self.one(inputs)
 
-    def params(self, args: Any, inputs: list[Shape], out: Shape) -> int:
+    def params(self, args: A, inputs: list[Shape], out: Shape) -> int:
         return 0
 
-    def pieces(self, args: Any, shape: Shape) -> tuple[int, list[tuple[int, int]]]:
+    def pieces(self, args: A, shape: Shape) -> tuple[int, list[tuple[int, int]]]:
         """For `multi_output` ops: the dimension cut (an index into `shape`) and each output's
         [start, end) along it; raise OpError on a cut that does not fit."""
         raise NotImplementedError(f"op {self.name} has one output")
 
-    def buffers(self, args: Any, inputs: list[Shape], out: Shape) -> int:
+    def buffers(self, args: A, inputs: list[Shape], out: Shape) -> int:
         return 0
 
-    def macs(self, args: Any, inputs: list[Shape], out: Shape) -> int:
+    def macs(self, args: A, inputs: list[Shape], out: Shape) -> int:
         """Multiply-accumulates of conv/linear weights, bias excluded (torchvision's convention)."""
         return 0
 
-    def other_ops(self, args: Any, inputs: list[Shape], out: Shape) -> int:
+    def other_ops(self, args: A, inputs: list[Shape], out: Shape) -> int:
         """Per-element work (norms, activations, pooling, merges, bias adds)."""
         return 0
 
-    def workspace(self, args: Any, inputs: list[Shape], out: Shape) -> int:
+    def workspace(self, args: A, inputs: list[Shape], out: Shape) -> int:
         """Elements of the transient tensors one forward of the op allocates besides its output
         (attention scores and probabilities, L^2 per head): the memory guard counts them, so that
         a spec whose outputs are small cannot exhaust memory inside one op."""
         return 0
 
-    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+    def largest_param_tensor(self, args: A, params: int, out: Shape) -> int:
         """Elements of the op's largest parameter tensor (a for-loop Adam
         step allocates two that size)."""
         return params
 
-    def int64_buffers(self, args: Any, buffers: int) -> int:
+    def int64_buffers(self, args: A, buffers: int) -> int:
         """How many of the op's `buffers` elements are int64
         (BatchNorm's num_batches_tracked counter,
         MaxViT's relative_position_index)."""
         return 0
 
-    def emit(self, args: Any, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
+    def emit(self, args: A, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
         raise NotImplementedError(f"op {self.name} has no emitter")
 
-    def init_source(self, args: Any, tensor: str) -> str | None:
+    def init_source(self, args: A, tensor: str) -> str | None:
         """For `owns_tensor` ops: a statement that fills the held tensor in place after it is
         created (`nn.init.trunc_normal_(self.table, std=0.02)`), `tensor` being its attribute; None
         when `emit`'s value is the initial one."""
         return None
 
-    def source(self, args: Any, inputs: list[str], shapes: list[Shape], inplace: bool) -> str:
+    def source(self, args: A, inputs: list[str], shapes: list[Shape], inplace: bool) -> str:
         """Forward code of a functional op (`is_module = False`) on its inputs' variable names.
 
         Defaults to the op's `expression(args, inputs)` (`inplace_expression` where the compiler
@@ -220,20 +223,20 @@ class Op:
             return self.inplace_expression(args, inputs)
         return self.expression(args, inputs)
 
-    def expression(self, args: Any, inputs: list[str]) -> str:
+    def expression(self, args: A, inputs: list[str]) -> str:
         """A functional op's forward expression on its inputs'
         variable names (the default `source`)."""
         raise NotImplementedError(f"op {self.name} has no expression")
 
-    def inplace_expression(self, args: Any, inputs: list[str]) -> str:
+    def inplace_expression(self, args: A, inputs: list[str]) -> str:
         """`expression` writing into its first input, for ops with `inplace_capable = True`."""
         raise NotImplementedError(f"op {self.name} has no in-place expression")
 
-    def label(self, args: Any) -> str:
+    def label(self, args: A) -> str:
         """Short text for diagrams and tables, e.g. 'conv 3x3/2, 64'."""
         return self.name
 
-    def receptive_window(self, args: Any, inputs: list[Shape], out: Shape) -> Window | None:
+    def receptive_window(self, args: A, inputs: list[Shape], out: Shape) -> Window | None:
         """The window this op slides over the spatial dims, for receptive
         fields (archc.analysis.receptive).
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -64,7 +64,7 @@ def _kxk(kernel: tuple[int, ...]) -> str:
 
 
 @register
-class Conv(Op):
+class Conv(Op[ConvArgs]):
     name = "conv"
     autograd = Autograd(saves="input")
     colour = "#dbe8f6"
@@ -76,7 +76,7 @@ class Conv(Op):
     init_kind = "conv"
     doc = "Convolution; 1d/2d/3d follows the input's rank. Input channels are inferred."
 
-    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+    def largest_param_tensor(self, args: ConvArgs, params: int, out: Shape) -> int:
         return params - (out[0] if args.bias else 0)  # the weight
 
     def geometry(self, args: ConvArgs, shape: Shape) -> tuple[tuple[int, ...], ...]:
@@ -177,7 +177,7 @@ class ConvTransposeArgs(Args):
 
 
 @register
-class ConvTranspose(Op):
+class ConvTranspose(Op[ConvTransposeArgs]):
     name = "conv_transpose"
     autograd = Autograd(saves="input")
     colour = "#dbe8f6"
@@ -189,7 +189,7 @@ class ConvTranspose(Op):
     init_kind = "conv"
     doc = "Transposed convolution (learned upsampling), e.g. U-Net's up-convolutions."
 
-    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+    def largest_param_tensor(self, args: ConvTransposeArgs, params: int, out: Shape) -> int:
         return params - (out[0] if args.bias else 0)  # the weight
 
     def _geom(self, args: ConvTransposeArgs, shape: Shape) -> tuple[tuple[int, ...], ...]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -19,7 +19,7 @@ class LinearArgs(Args):
 
 
 @register
-class Linear(Op):
+class Linear(Op[LinearArgs]):
     name = "linear"
     autograd = Autograd(saves="input")
     colour = "#e4dcf2"
@@ -32,7 +32,7 @@ class Linear(Op):
     doc = ("Fully connected layer on the last dimension; in_features is inferred. A feature map needs "
            "'channels_last: true' (it is then applied at every position, as nn.Linear does).")
 
-    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+    def largest_param_tensor(self, args: LinearArgs, params: int, out: Shape) -> int:
         return params - (out[-1] if args.bias else 0)  # the weight
 
     def infer(self, args: LinearArgs, inputs: list[Shape], labels: list[str]) -> Shape:
@@ -73,7 +73,7 @@ class FlattenArgs(Args):
 
 
 @register
-class Flatten(Op):
+class Flatten(Op[FlattenArgs]):
     name = "flatten"
     autograd = Autograd(saves="none", view=True, pass_through=True)
     colour = "#ffffff"
@@ -106,7 +106,7 @@ class DropoutArgs(Args):
 
 
 @register
-class Dropout(Op):
+class Dropout(Op[DropoutArgs]):
     name = "dropout"
     autograd = Autograd(saves="none", side=(Side(1, "output", nbytes=1),))  # the bool mask
     colour = "#ffffff"
@@ -129,7 +129,7 @@ class StochasticDepthArgs(Args):
 
 
 @register
-class StochasticDepth(Op):
+class StochasticDepth(Op[StochasticDepthArgs]):
     name = "stochastic_depth"
     autograd = Autograd(saves="none", side=(Side(1, "sample"),))  # the per-sample noise the product keeps
     colour = "#ffffff"
@@ -159,7 +159,7 @@ class StochasticDepth(Op):
 
 
 @register
-class Dropout2d(Op):
+class Dropout2d(Op[DropoutArgs]):
     name = "dropout2d"
     autograd = Autograd(saves="none", side=(Side(1, "sample_channel"),))  # one noise value per sample and channel
     colour = "#ffffff"

@@ -13,7 +13,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Autograd, Op, OpError, Shape, fmt_shape, numel
+from archc.ops.base import A, Args, Autograd, Op, OpError, Shape, fmt_shape, numel
 
 
 def _at_least_two(inputs: list[Shape], what: str) -> None:
@@ -21,7 +21,7 @@ def _at_least_two(inputs: list[Shape], what: str) -> None:
         raise OpError(f"{what} needs at least two inputs, got {len(inputs)}")
 
 
-class Merge(Op):
+class Merge(Op[A]):
     colour = "#ffffff"
     weighted = False
     multi_input = True
@@ -63,7 +63,7 @@ class ConcatArgs(Args):
 
 
 @register
-class Concat(Merge):
+class Concat(Merge[ConcatArgs]):
     name = "concat"
     autograd = Autograd(saves="none", pass_through=True)
     aliases = ("cat",)

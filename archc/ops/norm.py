@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from pydantic import Field
 
@@ -19,7 +18,7 @@ class BatchNormArgs(Args):
 
 
 @register
-class BatchNorm(Op):
+class BatchNorm(Op[BatchNormArgs]):
     name = "bn"
     autograd = Autograd(saves="input", side=(Side(2, "channel", nbytes=4),))  # save_mean, save_invstd in float32
     colour = "#f3f3f3"
@@ -31,10 +30,10 @@ class BatchNorm(Op):
     doc = ("Batch normalisation over the channel (or feature) "
            "dimension; 1d/2d/3d from the input's rank.")
 
-    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+    def largest_param_tensor(self, args: BatchNormArgs, params: int, out: Shape) -> int:
         return params // 2  # weight and bias, equal sizes
 
-    def int64_buffers(self, args: Any, buffers: int) -> int:
+    def int64_buffers(self, args: BatchNormArgs, buffers: int) -> int:
         return 1 if args.track_running_stats else 0  # num_batches_tracked
 
     def infer(self, args: BatchNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
@@ -76,7 +75,7 @@ class LayerNormArgs(Args):
 
 
 @register
-class LayerNorm(Op):
+class LayerNorm(Op[LayerNormArgs]):
     name = "layernorm"
     autograd = Autograd(saves="input", side=(Side(2, "sample", nbytes=4),))  # mean and rstd
     colour = "#f3f3f3"
@@ -89,7 +88,7 @@ class LayerNorm(Op):
            "or (L, D) input, the channels of a channels-last (H, W, C) map with `dims: "
            "1` (ConvNeXt's block); `layernorm2d` for the channels of a (C, H, W) map.")
 
-    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+    def largest_param_tensor(self, args: LayerNormArgs, params: int, out: Shape) -> int:
         return params // 2 if args.bias else params  # weight and bias, equal sizes
 
     @staticmethod
@@ -147,7 +146,7 @@ LAYERNORM2D_SOURCE = '''class LayerNorm2d(nn.LayerNorm):
 
 
 @register
-class LayerNorm2d(Op):
+class LayerNorm2d(Op[LayerNorm2dArgs]):
     name = "layernorm2d"
     autograd = Autograd(saves="input", side=(Side(2, "sample", nbytes=4),))  # mean and rstd (per position)
     colour = "#f3f3f3"
@@ -159,7 +158,7 @@ class LayerNorm2d(Op):
     doc = ("Layer normalisation over the channels of a (C, H, W) map at each position: torchvision's "
            "LayerNorm2d (ConvNeXt's stem, downsampling and head), keys weight and bias.")
 
-    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+    def largest_param_tensor(self, args: LayerNorm2dArgs, params: int, out: Shape) -> int:
         return params // 2
 
     def infer(self, args: LayerNorm2dArgs, inputs: list[Shape], labels: list[str]) -> Shape:
@@ -191,7 +190,7 @@ class GroupNormArgs(Args):
 
 
 @register
-class GroupNorm(Op):
+class GroupNorm(Op[GroupNormArgs]):
     name = "groupnorm"
     autograd = Autograd(saves="input", side=(Side(2, "sample_channel", nbytes=4),))  # mean and rstd
     colour = "#f3f3f3"
@@ -203,7 +202,7 @@ class GroupNorm(Op):
     init_kind = "norm"
     doc = "Group normalisation: channels split into `groups`."
 
-    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+    def largest_param_tensor(self, args: GroupNormArgs, params: int, out: Shape) -> int:
         return params // 2  # weight and bias, equal sizes
 
     def infer(self, args: GroupNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
@@ -237,7 +236,7 @@ class LRNArgs(Args):
 
 
 @register
-class LocalResponseNorm(Op):
+class LocalResponseNorm(Op[LRNArgs]):
     name = "lrn"
     autograd = Autograd(saves="input", side=(Side(3, "output"),))  # F.local_response_norm's squared, padded, powered intermediates
     colour = "#f3f3f3"

@@ -10,7 +10,7 @@ concatenated in front along a dim (class token, expanded over the batch).
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -38,7 +38,7 @@ class ParameterArgs(Args):
 
 
 @register
-class Parameter(Op):
+class Parameter(Op[ParameterArgs]):
     name = "parameter"
     aliases = ("param",)
     Args = ParameterArgs
@@ -117,5 +117,5 @@ class Parameter(Op):
         expanded = f"{tensor}.expand({x}.shape[0], {', '.join(['-1'] * rank)})"
         return f"torch.cat([{expanded}, {x}], {args.dim % rank + 1})"
 
-    def label(self, args: Any) -> str:
+    def label(self, args: ParameterArgs) -> str:
         return f"parameter {fmt_shape(tuple(args.shape))} ({args.use})"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -58,7 +58,7 @@ class PartitionArgs(Args):
 
 
 @register
-class Partition(Op):
+class Partition(Op[PartitionArgs]):
     name = "partition"
     Args = PartitionArgs
     shorthand = "size"
@@ -109,7 +109,7 @@ class UnpartitionArgs(Args):
 
 
 @register
-class Unpartition(Op):
+class Unpartition(Op[UnpartitionArgs]):
     name = "unpartition"
     aliases = ("departition",)
     Args = UnpartitionArgs
@@ -206,7 +206,7 @@ class RelativeAttentionArgs(Args):
 
 
 @register
-class RelativeAttention(Op):
+class RelativeAttention(Op[RelativeAttentionArgs]):
     name = "relative_attention"
     Args = RelativeAttentionArgs
     shorthand = "head_dim"
@@ -254,7 +254,7 @@ class RelativeAttention(Op):
     def buffers(self, args: RelativeAttentionArgs, inputs: list[Shape], out: Shape) -> int:
         return out[1] * out[1]  # relative_position_index
 
-    def int64_buffers(self, args: Any, buffers: int) -> int:
+    def int64_buffers(self, args: RelativeAttentionArgs, buffers: int) -> int:
         return buffers  # relative_position_index is int64
 
     def macs(self, args: RelativeAttentionArgs, inputs: list[Shape], out: Shape) -> int:
@@ -272,7 +272,7 @@ class RelativeAttention(Op):
         scores = groups * self.heads(args, out) * tokens * tokens
         return 5 * numel(out) + 4 * scores  # biases, k's scale; bias add and softmax per score
 
-    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+    def largest_param_tensor(self, args: RelativeAttentionArgs, params: int, out: Shape) -> int:
         return 3 * out[2] * out[2]  # to_qkv.weight
 
     def workspace(self, args: RelativeAttentionArgs, inputs: list[Shape], out: Shape) -> int:

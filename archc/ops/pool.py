@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import TypeVar
 
 from pydantic import Field
 
@@ -52,7 +53,10 @@ def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int
     return out
 
 
-class WindowPool(Op):
+PoolArgs = TypeVar("PoolArgs", bound=MaxPoolArgs | AvgPoolArgs)
+
+
+class WindowPool(Op[PoolArgs]):
     """Shared rule of max and avg pooling."""
 
     colour = "#fde9d4"
@@ -117,7 +121,7 @@ class WindowPool(Op):
 
 
 @register
-class MaxPool(WindowPool):
+class MaxPool(WindowPool[MaxPoolArgs]):
     name = "maxpool"
     autograd = Autograd(saves="input", side=(Side(1, "output", nbytes=8),))  # int64 indices
     aliases = ("max_pool", "maxpool2d")
@@ -135,7 +139,7 @@ class MaxPool(WindowPool):
 
 
 @register
-class AvgPool(WindowPool):
+class AvgPool(WindowPool[AvgPoolArgs]):
     name = "avgpool"
     autograd = Autograd(saves="input")
     aliases = ("avg_pool", "avgpool2d")
@@ -155,7 +159,7 @@ class AdaptiveArgs(Args):
     output: IntOrList = Field(description="output size per spatial dimension")
 
 
-class AdaptivePool(Op):
+class AdaptivePool(Op[AdaptiveArgs]):
     colour = "#fde9d4"
     weighted = False
     Args = AdaptiveArgs

@@ -41,7 +41,7 @@ _MODE_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # neare
 
 
 @register
-class Upsample(Op):
+class Upsample(Op[UpsampleArgs]):
     name = "upsample"
     autograd = Autograd(saves="none")
     colour = "#fde9d4"

@@ -33,7 +33,7 @@ class SubsampleArgs(Args):
 
 
 @register
-class Subsample(Op):
+class Subsample(Op[SubsampleArgs]):
     name = "subsample"
     autograd = Autograd(saves="none", view=True)
     colour = "#ffffff"
@@ -76,7 +76,7 @@ class PadChannelsArgs(Args):
 
 
 @register
-class PadChannels(Op):
+class PadChannels(Op[PadChannelsArgs]):
     name = "pad_channels"
     autograd = Autograd(saves="none")
     colour = "#ffffff"

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Autograd, Op, OpError, Shape, fmt_shape, numel
+from archc.ops.base import A, Args, Autograd, Op, OpError, Shape, fmt_shape, numel
 
 IntOrList = int | list[int]
 
@@ -41,7 +41,7 @@ def batch_index(x: str, dim: int, index: str) -> str:
     return f"{x}[{', '.join([':'] * (dim + 1) + [index])}]"
 
 
-class Functional(Op):
+class Functional(Op[A]):
     """A parameter-free function of one tensor, written into `forward`."""
 
     colour = "#ffffff"
@@ -55,7 +55,7 @@ class ReshapeArgs(Args):
 
 
 @register
-class Reshape(Functional):
+class Reshape(Functional[ReshapeArgs]):
     name = "reshape"
     autograd = Autograd(saves="none", view=True, pass_through=True)
     aliases = ("view",)
@@ -93,7 +93,7 @@ class UnflattenArgs(Args):
 
 
 @register
-class Unflatten(Functional):
+class Unflatten(Functional[UnflattenArgs]):
     name = "unflatten"
     autograd = Autograd(saves="none", view=True, pass_through=True)
     Args = UnflattenArgs
@@ -115,7 +115,7 @@ class PermuteArgs(Args):
 
 
 @register
-class Permute(Functional):
+class Permute(Functional[PermuteArgs]):
     name = "permute"
     autograd = Autograd(saves="none", view=True, pass_through=True)
     Args = PermuteArgs
@@ -144,7 +144,7 @@ class TransposeArgs(Args):
 
 
 @register
-class Transpose(Functional):
+class Transpose(Functional[TransposeArgs]):
     name = "transpose"
     autograd = Autograd(saves="none", view=True, pass_through=True)
     Args = TransposeArgs
@@ -172,7 +172,7 @@ class SliceArgs(Args):
 
 
 @register
-class Slice(Functional):
+class Slice(Functional[SliceArgs]):
     name = "slice"
     autograd = Autograd(saves="none", view=True)
     aliases = ("narrow",)
@@ -204,7 +204,7 @@ class SplitArgs(Args):
     dim: int = Field(0, description="the dimension to cut, without the batch (0: channels)")
 
 
-class MultiOutput(Functional):
+class MultiOutput(Functional[A]):
     """Cuts its input into views along one dimension. The expander makes one `slice` node per piece
     (`NAME.0`, `NAME.1`, ...): each piece has its own static shape, and reports, diagrams, memory
     and export treat it as the view it is."""
@@ -226,7 +226,7 @@ class MultiOutput(Functional):
 
 
 @register
-class Split(MultiOutput):
+class Split(MultiOutput[SplitArgs]):
     name = "split"
     Args = SplitArgs
     shorthand = "sizes"
@@ -257,7 +257,7 @@ class ChunkArgs(Args):
 
 
 @register
-class Chunk(MultiOutput):
+class Chunk(MultiOutput[ChunkArgs]):
     name = "chunk"
     Args = ChunkArgs
     shorthand = "chunks"
@@ -276,7 +276,7 @@ class SelectArgs(Args):
 
 
 @register
-class Select(Functional):
+class Select(Functional[SelectArgs]):
     name = "select"
     autograd = Autograd(saves="none", view=True)
     aliases = ("index",)
@@ -302,7 +302,7 @@ class RollArgs(Args):
 
 
 @register
-class Roll(Functional):
+class Roll(Functional[RollArgs]):
     name = "roll"
     autograd = Autograd(saves="none")
     Args = RollArgs
@@ -332,7 +332,7 @@ class ChannelShuffleArgs(Args):
 
 
 @register
-class ChannelShuffle(Functional):
+class ChannelShuffle(Functional[ChannelShuffleArgs]):
     name = "channel_shuffle"
     autograd = Autograd(saves="none")
     Args = ChannelShuffleArgs
@@ -360,7 +360,7 @@ class PadArgs(Args):
 
 
 @register
-class Pad(Functional):
+class Pad(Functional[PadArgs]):
     name = "pad"
     autograd = Autograd(saves="none")
     Args = PadArgs

@@ -12,7 +12,7 @@ padded windows, and (v2) the position-bias MLP, run once per forward.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -261,7 +261,7 @@ class Windows:
         self.offsets = (2 * self.window[0] - 1) * (2 * self.window[1] - 1)  # bias table rows
 
 
-class WindowAttention(Op):
+class WindowAttention(Op[WindowAttentionArgs]):
     """The shared rules of both versions: shape, projections, attention products, emitter."""
 
     Args = WindowAttentionArgs
@@ -303,7 +303,7 @@ class WindowAttention(Op):
         scores = args.heads * win.tokens * win.size
         return 4 * win.tokens * out[2] + 3 * scores  # biases; scale, bias and softmax per score
 
-    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+    def largest_param_tensor(self, args: WindowAttentionArgs, params: int, out: Shape) -> int:
         return 3 * out[2] * out[2]  # qkv.weight
 
     def workspace(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
@@ -383,7 +383,7 @@ class PatchMergingArgs(Args):
 
 
 @register
-class PatchMergingOp(Op):
+class PatchMergingOp(Op[PatchMergingArgs]):
     name = "patch_merging"
     Args = PatchMergingArgs
     autograd = Autograd(saves="input", side=(Side(2, "output"), Side(2, "sample", nbytes=4)))
@@ -411,7 +411,7 @@ class PatchMergingOp(Op):
         normalised = numel(out) * (1 if args.norm == "after" else 2)
         return 5 * normalised
 
-    def largest_param_tensor(self, args: Any, params: int, out: Shape) -> int:
+    def largest_param_tensor(self, args: PatchMergingArgs, params: int, out: Shape) -> int:
         return 2 * out[2] * out[2]  # reduction.weight
 
     def workspace(self, args: PatchMergingArgs, inputs: list[Shape], out: Shape) -> int:
