@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,33 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_SPECS = REPO / "tests" / "specs"
+
+# One compute thread per process (torch reads this when it is first imported): `make test` runs two
+# xdist workers on shared cores, where more threads only spin against each other (system time, not
+# work). Subprocesses (the CLI and doc-example tests) inherit the setting through the environment.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """With ARCHC_CPU_PROFILE=FILE, append each test's CPU seconds (user+sys, its subprocesses
+    included; setup and teardown too) to FILE as `seconds<TAB>nodeid` lines: how the suite's
+    budget in docs/design.md is tracked under load, where wall-clock durations mislead."""
+    target = os.environ.get("ARCHC_CPU_PROFILE")
+    if not target:
+        yield
+        return
+    import resource
+
+    def cpu() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    start = cpu()
+    yield
+    with open(target, "a") as fh:
+        fh.write(f"{cpu() - start:.3f}\t{item.nodeid}\n")
 
 
 def campaign_size(full: int, floor: int = 1) -> int:
@@ -23,6 +52,16 @@ def campaign_size(full: int, floor: int = 1) -> int:
     """
     scale = float(os.environ.get("ARCHC_FUZZ_SCALE", "0.2"))
     return max(floor, round(full * scale))
+
+
+@functools.cache
+def spec_size(path: Path) -> tuple[int, int]:
+    """(MACs, parameters) of a spec, compiled once per process: several test files choose which
+    specs get real weights by size when they are collected."""
+    from archc import api
+
+    graph = api.compile_graph(path)
+    return graph.total_macs, graph.total_params
 
 
 def lang_specs() -> list[Path]:

@@ -24,7 +24,7 @@ from archc.compiler.deploy import FORMATS, ExportError, export_artifact
 from archc.compiler.emit import CompiledModel, execute
 from archc.compiler.export import export_python
 from archc.errors import SpecError
-from tests.conftest import TEST_SPECS
+from tests.conftest import TEST_SPECS, spec_size
 
 REPO = Path(__file__).resolve().parent.parent
 ZOO = sorted((REPO / "specs").glob("*.yaml"))
@@ -34,7 +34,7 @@ HEAVY = 10**8  # MACs: the big ImageNet models are built with real weights only 
 def _zoo(heavy_slow: bool) -> list[object]:
     out = []
     for path in ZOO:
-        heavy = api.compile_graph(path).total_macs > HEAVY
+        heavy = spec_size(path)[0] > HEAVY
         marks = [pytest.mark.slow] if heavy and heavy_slow else []
         out.append(pytest.param(path, id=path.stem, marks=marks))
     return out

@@ -18,7 +18,7 @@ from archc import api
 from archc.compiler.codegen import literal, module_source
 from archc.compiler.emit import CompiledModel, build_module, count_tensors, probe_shapes
 from archc.compiler.ir import Graph
-from tests.conftest import TEST_SPECS, compile_and_verify, lang_specs, spec_id
+from tests.conftest import TEST_SPECS, compile_and_verify, lang_specs, spec_id, spec_size
 
 HEAVY_MACS = 10**8
 HEAVY_PARAMS = 2 * 10**7
@@ -28,8 +28,8 @@ def _light(paths: list[Path]) -> list[object]:
     """Specs under ~0.1 GMACs and 20M parameters; the big zoo models are checked in test_zoo."""
     out = []
     for path in paths:
-        graph = api.compile_graph(path)
-        if graph.total_macs <= HEAVY_MACS and graph.total_params <= HEAVY_PARAMS:
+        macs, params = spec_size(path)
+        if macs <= HEAVY_MACS and params <= HEAVY_PARAMS:
             out.append(pytest.param(path, id=spec_id(path)))
     return out
 
