@@ -38,7 +38,7 @@ class ScaleArgs(Args):
 
 
 @register
-class Scale(Op):
+class Scale(Op[ScaleArgs]):
     name = "scale"
     Args = ScaleArgs            # unknown or mistyped arguments become positioned SpecErrors
     shorthand = "factor"        # `- scale: 2.0`
@@ -74,7 +74,7 @@ class AffineArgs(Args):
 
 
 @register
-class AffineOp(Op):
+class AffineOp(Op[AffineArgs]):
     name = "affine"
     Args = AffineArgs
     shorthand = "init_scale"
@@ -109,7 +109,7 @@ class GainArgs(Args):
 
 
 @register
-class Gain(Op):
+class Gain(Op[GainArgs]):
     name = "gain"
     Args = GainArgs
     shorthand = "value"
