@@ -30,12 +30,16 @@ MAX_ID_LENGTH = 120
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 
 
+# A grid value as plain JSON data (what a YAML scalar or flow list parses to).
+Value = None | bool | int | float | str | list["Value"] | dict[str, "Value"]
+
+
 @dataclass(frozen=True)
 class Axis:
     """One grid dimension: a key and the values it takes, in the order given."""
 
     key: str
-    values: tuple[Any, ...]
+    values: tuple[Value, ...]
 
     @property
     def is_spec(self) -> bool:
@@ -76,7 +80,7 @@ def split_values(raw: str) -> list[str]:
     return [p.strip() for p in parts]
 
 
-def parse_scalar(raw: str) -> Any:
+def parse_scalar(raw: str) -> Value:
     """A YAML scalar (or flow list) as plain JSON data."""
     from archc.compiler.validate import parse_override
 
@@ -99,7 +103,7 @@ def parse_axis(text: str) -> Axis:
     if any(t == "" for t in tokens):
         raise ExperimentError(f"--grid {key}: empty value in {raw!r}")
     values = tuple(parse_scalar(t) for t in tokens)
-    seen: list[Any] = []
+    seen: list[Value] = []
     for value in values:
         if value in seen:
             raise ExperimentError(f"--grid {key} lists {format_value(value)} twice")
@@ -144,7 +148,7 @@ def product(axes: list[Axis]) -> list[dict[str, Any]]:
     return [dict(zip([a.key for a in axes], combo, strict=True)) for combo in itertools.product(*(a.values for a in axes))]
 
 
-def format_value(value: Any) -> str:
+def format_value(value: object) -> str:
     """The value as it would be typed: true, 0.001, sgd, [0.9, 0.99]."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -173,5 +177,5 @@ def run_id(values: dict[str, Any]) -> str:
     return slug
 
 
-def value_slug(value: Any) -> str:
+def value_slug(value: object) -> str:
     return _UNSAFE.sub("_", format_value(value))
