@@ -27,6 +27,8 @@ from archc.trainer.model import Source, resolve_source
 if TYPE_CHECKING:
     import torch
 
+    from archc.trainer.model import SpecOrModule
+
 TORCHVISION_PREFIX = "torchvision:"
 
 
@@ -50,7 +52,7 @@ class TrainResult(dict[str, Any]):
 
 
 def train(
-    spec_or_module: Any, *, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (),
+    spec_or_module: SpecOrModule, *, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (),
     input_shape: tuple[int, ...] | list[int] | None = None, **config: Any,
 ) -> TrainResult:
     """Train a spec (path or loaded) or an nn.Module; keyword arguments are TrainConfig fields.

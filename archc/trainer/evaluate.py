@@ -11,11 +11,14 @@ import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from archc.trainer.model import SpecOrModule
 
 TOP5_MIN_CLASSES = 10
 
@@ -80,7 +83,7 @@ def eval_batches(
 
 
 def evaluate(
-    spec_or_module: Any,
+    spec_or_module: SpecOrModule | None,
     checkpoint: str | None = None,
     *,
     pretrained: bool = False,
@@ -113,7 +116,7 @@ def evaluate(
 
 
 def _evaluate_checkpoint(
-    spec_or_module: Any,
+    spec_or_module: SpecOrModule | None,
     checkpoint: str,
     spec_overrides: dict[str, Any] | None,
     plugins: tuple[str, ...],
@@ -167,7 +170,7 @@ def _evaluate_checkpoint(
 
 
 def _evaluate_pretrained(
-    spec: Any,
+    spec: SpecOrModule | None,
     spec_overrides: dict[str, Any] | None,
     plugins: tuple[str, ...],
     input_shape: tuple[int, ...] | list[int] | None,

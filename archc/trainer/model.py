@@ -22,6 +22,8 @@ from archc.trainer.fit import hint
 if TYPE_CHECKING:
     from archc.compiler.validate import LoadedSpec
 
+    SpecOrModule = str | Path | LoadedSpec | nn.Module  # what archc.train trains
+
 
 @dataclass
 class Source:
@@ -70,7 +72,7 @@ class Source:
 
 
 def resolve_source(
-    spec_or_module: Any, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (),
+    spec_or_module: SpecOrModule, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (),
     input_shape: tuple[int, ...] | list[int] | None = None,
 ) -> Source:
     """Load a spec path (or accept a loaded spec or an nn.Module) without building anything.
