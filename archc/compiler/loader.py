@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from archc.errors import Pos, Source, SpecError
 
 if TYPE_CHECKING:
     from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
 
 MAX_FILE_BYTES = 1_000_000
 # ruamel's pure-Python parser takes about 30 us a node: 10,000 nodes (12x the largest zoo spec,
@@ -153,7 +154,7 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
 _FLOW_CLOSE = re.compile(r"expected ',' or '([\]}])', but got (.*)$")
 
 
-def yaml_advice(exc: Any, lines: list[str]) -> tuple[str, tuple[int, int]] | None:
+def yaml_advice(exc: MarkedYAMLError, lines: list[str]) -> tuple[str, tuple[int, int]] | None:
     """ruamel's message for the usual YAML slips as plain advice, at the place to fix (0-based
     line and column): tabs, lines indented unlike their siblings, unclosed brackets and quotes,
     unquoted `${...}` inside brackets, a second `: ` on a line, duplicate keys. None: no advice."""
@@ -267,7 +268,7 @@ def _counting_yaml(max_nodes: int) -> YAML:
     return _LOADER[0](max_nodes)
 
 
-def _children(node: Any, source: Source) -> list[tuple[Any, Pos | None]]:
+def _children(node: object, source: Source) -> list[tuple[object, Pos | None]]:
     """A parsed container's children in document order, with their
     positions (as `_convert` sees them)."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -279,7 +280,7 @@ def _children(node: Any, source: Source) -> list[tuple[Any, Pos | None]]:
     return []
 
 
-def _expanded_size(node: Any, memo: dict[int, int], cap: int, depth: int) -> int:
+def _expanded_size(node: object, memo: dict[int, int], cap: int, depth: int) -> int:
     """Nodes of the tree with every alias expanded, counted once per
     distinct container (stops past cap)."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -297,7 +298,7 @@ def _expanded_size(node: Any, memo: dict[int, int], cap: int, depth: int) -> int
     return memo[key]
 
 
-def _overflow_pos(node: Any, left: int, source: Source, pos: Pos) -> Pos:
+def _overflow_pos(node: object, left: int, source: Source, pos: Pos) -> Pos:
     """Where converting in document order would run out of budget (the
     node `_convert` would report)."""
     memo: dict[int, int] = {}
@@ -315,7 +316,7 @@ def _overflow_pos(node: Any, left: int, source: Source, pos: Pos) -> Pos:
             return pos
 
 
-def _mark(source: Source, lc: Any) -> Pos | None:
+def _mark(source: Source, lc: Sequence[int] | None) -> Pos | None:
     """A ruamel (line, col) as a Pos; None past the last line (a null
     value at the end of the file)."""
     if not lc or lc[0] >= _line_count(source.text):
@@ -328,7 +329,7 @@ def _line_count(text: str) -> int:
     return len(text.splitlines())
 
 
-def _tag_of(node: Any) -> str | None:
+def _tag_of(node: object) -> str | None:
     tag = getattr(node, "tag", None)
     value = getattr(tag, "value", tag)
     return value if isinstance(value, str) or value is None else str(value)
