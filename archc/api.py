@@ -128,10 +128,13 @@ class Analysis:
         return render(rows, totals(self.graph, self.batch_size, self.dtype), fmt, width, columns=self.columns)
 
     def rows(self) -> list[dict[str, Any]]:
+        from archc.ops.base import layout_text
+
         return [
             {"name": n.id, "op": n.op, "label": n.label, "inputs": list(n.inputs), "shape": list(n.shape),
              "params": n.params, "buffers": n.buffers, "macs": n.macs, "other_ops": n.other_ops,
-             "module": n.module, "scope": n.scope, "line": n.pos.line if n.pos else None}
+             "module": n.module, "scope": n.scope, "line": n.pos.line if n.pos else None,
+             "layout": layout_text(n.layout) or None}
             for n in self.graph
         ]
 

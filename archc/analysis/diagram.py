@@ -23,7 +23,7 @@ from archc import ops
 from archc.analysis.report import scope_chain, si
 from archc.compiler.ir import INPUT, Graph, Node
 from archc.errors import ArchcError
-from archc.ops.base import fmt_shape
+from archc.ops.base import fmt_shape, shape_text
 
 FORMATS = ("svg", "png", "jpg", "pdf", "dot")
 # file suffixes and the format each names
@@ -329,7 +329,7 @@ def _edges(dot: graphviz.Digraph, graph: Graph, order: list[Element], owner: dic
         attrs = {"weight": str(weight)}
         if src not in labelled:  # each tensor's shape once, on its heaviest edge
             labelled.add(src)
-            attrs["label"] = f" {fmt_shape(graph.shape_of(src))}"
+            attrs["label"] = f" {shape_text(graph.shape_of(src), graph.layout_of(src))}"
         if weight == 1:
             attrs["color"] = "#777777"
         dot.edge(tail, head, **attrs)
@@ -341,7 +341,7 @@ def _edges(dot: graphviz.Digraph, graph: Graph, order: list[Element], owner: dic
         if dot_id != "output":
             note = ('<br/><font point-size="9" color="#555555">loss '
                     f'×{loss_weight:g}{", train only" if train_only else ""}</font>')
-        dot.node(dot_id, label=f"<<b>{esc(title)}</b><br/>{esc(fmt_shape(graph.shape_of(node_id)))}{note}>",
+        dot.node(dot_id, label=f"<<b>{esc(title)}</b><br/>{esc(shape_text(graph.shape_of(node_id), graph.layout_of(node_id)))}{note}>",
                  fillcolor="#fff7c2")
         dot.edge(name_of(node_id), dot_id, weight="10" if dot_id == "output" else "1")
 

@@ -19,7 +19,7 @@ from typing import Any
 from archc.analysis.memory import buffer_bytes, dtype_bytes, is_view, training_memory
 from archc.analysis.receptive import Field, deepest_field, receptive_fields
 from archc.compiler.ir import INPUT, Graph, Node
-from archc.ops.base import Shape, fmt_shape, numel
+from archc.ops.base import Layout, Shape, fmt_shape, layout_text, numel, shape_text
 
 CONVENTIONS = (
     "MACs = multiply-accumulates of conv and linear weights, bias excluded (torchvision's "
@@ -53,6 +53,7 @@ class Row:
     collapsed: bool = False  # a block whose children are hidden by the depth limit
     layers: int = 1  # nodes summarised by the row
     connected: list[str] = field(default_factory=list)  # inputs shown: those not read from the row above
+    layout: Layout = None  # of the output: C×H×W, H×W×C, L×D (None: unknown)
 
     @property
     def flops(self) -> int:
@@ -143,7 +144,7 @@ def _layer_row(ctx: _Context, node: Node, level: int) -> Row:
         op=node.label, output_id=node.id, inputs=list(node.inputs), shape=node.shape,
         params=0 if node.shared else node.params, buffers=0 if node.shared else node.buffers, macs=node.macs,
         other_ops=node.other_ops, activation_bytes=ctx.allocation(node), storage=ctx.storage(node),
-        rf=ctx.fields.get(node.id), train_only=node.id in ctx.graph.train_only_nodes,
+        rf=ctx.fields.get(node.id), train_only=node.id in ctx.graph.train_only_nodes, layout=node.layout,
     )
 
 
@@ -165,7 +166,7 @@ def _scope_row(ctx: _Context, path: str, level: int, members: list[Node]) -> Row
         params=sum(n.params for n in members if not n.shared), buffers=sum(n.buffers for n in members if not n.shared),
         macs=sum(n.macs for n in members), other_ops=sum(n.other_ops for n in members),
         activation_bytes=sum(ctx.allocation(n) for n in members), storage="", rf=ctx.fields.get(last.id),
-        train_only=all(n.id in graph.train_only_nodes for n in members), layers=len(members),
+        train_only=all(n.id in graph.train_only_nodes for n in members), layers=len(members), layout=last.layout,
     )
 
 
@@ -279,7 +280,9 @@ COLUMNS: tuple[Column, ...] = (
            lambda r, t: ", ".join(display(i) for i in r.inputs), numeric=False),
     Column("connected_to", "connected to", lambda r, t: [display(i) for i in r.connected],
            lambda r, t: ", ".join(display(i) for i in r.connected), numeric=False),
-    Column("output", "output", lambda r, t: list(r.shape), lambda r, t: fmt_shape(r.shape)),
+    Column("output", "output", lambda r, t: list(r.shape), lambda r, t: shape_text(r.shape, r.layout)),
+    Column("layout", "layout", lambda r, t: layout_text(r.layout) or None, lambda r, t: layout_text(r.layout),
+           numeric=False),
     Column("params", "params", lambda r, t: r.params, lambda r, t: _count(r.params)),
     Column("trainable", "trainable", lambda r, t: r.params, lambda r, t: _count(r.params)),
     Column("non_trainable", "non-train.", lambda r, t: r.buffers, lambda r, t: _count(r.buffers)),

@@ -774,7 +774,7 @@ class Expander:
         tainted = any(v.tainted for v in inputs)
         try:
             node = make_node(op, node_id, args_raw, [v.node for v in inputs], [v.shape for v in inputs], labels, module,
-                             scope.ns.path.rstrip("."), pos)
+                             scope.ns.path.rstrip("."), pos, [self.graph.layout_of(v.node) for v in inputs])
         except ShapeError as exc:
             exc.cascade = tainted
             raise

@@ -13,7 +13,18 @@ from archc.compiler.ir import Node
 from archc.compiler.loader import key_position, position_of
 from archc.compiler.suggest import suggest_argument
 from archc.errors import Complaint, Pos, SpecError, complaints
-from archc.ops.base import MAX_COUNT, MAX_DIM, Args, Op, OpError, Shape, fmt_shape, numel
+from archc.ops.base import (
+    MAX_COUNT,
+    MAX_DIM,
+    Args,
+    Layout,
+    Op,
+    OpError,
+    Shape,
+    fmt_shape,
+    layout_text,
+    numel,
+)
 
 
 class ShapeError(SpecError):
@@ -55,13 +66,16 @@ def _argument_error(op: Op, found: Complaint, body: Any, pos: Pos | None) -> Spe
 
 def make_node(
     op: Op, node_id: str, args_raw: tuple[dict[str, Any], Any] | None, inputs: list[str], shapes: list[Shape],
-    labels: list[str], module: str | None, scope: str, pos: Pos | None,
+    labels: list[str], module: str | None, scope: str, pos: Pos | None, layouts: list[Layout] | None = None,
 ) -> Node:
     """Build a fully inferred IR node; shape problems become SpecErrors naming the layer."""
     raw, body = args_raw if args_raw is not None else ({}, None)
     args = validate_args(op, raw, body, pos)
+    layouts = layouts if layouts is not None else [None] * len(shapes)
     try:
-        shape = op.infer(args, shapes, labels)
+        shape = op.infer(args, shapes, labels)  # a wrong rank is the shape rule's to explain
+        check_layouts(op, args, layouts, shapes, labels)
+        layout = op.layout(args, layouts, shapes, shape)
         params = op.params(args, shapes, shape)
         buffers = op.buffers(args, shapes, shape)
         macs = op.macs(args, shapes, shape)
@@ -77,5 +91,19 @@ def make_node(
         raise ShapeError(text if text.startswith(f"{who}:") else f"{who}: {text}", pos) from None
     return Node(
         id=node_id, op=op.name, args=args, inputs=inputs, shape=shape, params=params, buffers=buffers, macs=macs,
-        other_ops=other, module=module, scope=scope, label=op.label(args), pos=pos,
+        other_ops=other, module=module, scope=scope, label=op.label(args), pos=pos, layout=layout,
     )
+
+
+def check_layouts(op: Op, args: Args, layouts: list[Layout], shapes: list[Shape], labels: list[str]) -> None:
+    """An op's input in a layout it does not compute on, or a merge of inputs laid out differently
+    (an H×W×C map added to a C×H×W one of the same shape), is an error where the layouts are known."""
+    if op.multi_input:
+        known = [(lay, label) for lay, label, shape in zip(layouts, labels, shapes, strict=True)
+                 if lay is not None and len(lay) == len(shape)]
+        for lay, label in known[1:]:
+            if lay != known[0][0]:
+                raise OpError(f"{label} is laid out {layout_text(lay)} but {known[0][1]} is "
+                              f"{layout_text(known[0][0])}; permute one to match")
+    elif layouts:
+        op.check_layout(args, layouts[0], shapes[0])

@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from archc.errors import Pos
-from archc.ops.base import Args, Shape
+from archc.ops.base import Args, Layout, Shape
 
 INPUT = "input"
 
@@ -35,6 +35,7 @@ class Node:
     label: str
     pos: Pos | None = None
     shared: bool = False  # reuses a parameter-free module declared earlier under the same name
+    layout: Layout = None  # what each dimension is (C×H×W, H×W×C, L×D), None where unknown
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ class Graph:
 
     def shape_of(self, node_id: str) -> Shape:
         return self.input_shape if node_id == INPUT else self.nodes[node_id].shape
+
+    def layout_of(self, node_id: str) -> Layout:
+        """A node's layout; the input's is unknown (`input: [56, 56, 96]` may be H×W×C): layouts
+        start at the ops that compute in one (a conv's output is C×H×W)."""
+        return None if node_id == INPUT else self.nodes[node_id].layout
 
     @cached_property
     def consumers(self) -> dict[str, list[str]]:

@@ -17,6 +17,7 @@ class SelfAttentionArgs(Args):
 @register
 class SelfAttention(Op[SelfAttentionArgs]):
     name = "self_attention"
+    needs_layout = "tokens"
     aliases = ("mha", "multihead_attention")
     Args = SelfAttentionArgs
     shorthand = "heads"

@@ -17,6 +17,51 @@ from pydantic import BaseModel, ConfigDict
 Shape = tuple[int, ...]
 
 
+# What each dimension of a shape is, batch excluded: ("C", "H", "W") a channels-first map,
+# ("H", "W", "C") a channels-last one, ("L", "C") a token sequence (L x D), ("C", "L") channels
+# along a sequence, ("F",) flat features; None where archc cannot tell (after a reshape).
+Layout = tuple[str, ...] | None
+LAYOUT_NEEDS = {  # what an op's `needs_layout` asks for -> its name in messages
+    "channels_first": "a channels-first (C, H, W) map",
+    "channels_last": "a channels-last (H, W, C) map",
+    "tokens": "an (L, D) token sequence",
+}
+
+
+def default_layout(rank: int) -> Layout:
+    """The layout a shape of this rank has unless an op says otherwise (the input's, a conv's)."""
+    return {1: ("F",), 2: ("C", "L"), 3: ("C", "H", "W"), 4: ("C", "D", "H", "W")}.get(rank)
+
+
+def layout_text(layout: Layout) -> str:
+    """'H×W×C', 'L×D' (a token sequence's features are D), '' where unknown."""
+    if layout is None:
+        return ""
+    letters = ["D" if a == "C" and "L" in layout[:k] else a for k, a in enumerate(layout)]
+    return "×".join(letters)
+
+
+def shape_text(shape: Shape, layout: Layout) -> str:
+    """A shape for tables and diagrams, its layout named where it is not the rank's default:
+    '56x56x96 (H×W×C)', '197x768 (L×D)', but '64x8x8'."""
+    if layout is None or layout == default_layout(len(shape)) or len(layout) != len(shape):
+        return fmt_shape(shape)
+    return f"{fmt_shape(shape)} ({layout_text(layout)})"
+
+
+def layout_fix(have: Layout, need: str) -> str:
+    """How to get the layout an op needs from the one it has, as spec items."""
+    fixes = {
+        (("H", "W", "C"), "channels_first"): "permute: [2, 0, 1] turns it into C×H×W",
+        (("C", "H", "W"), "channels_last"): "permute: [1, 2, 0] turns it into H×W×C",
+        (("C", "H", "W"), "tokens"): "flatten: {start: 1} then transpose: {dim0: 0, dim1: 1} make L×D tokens",
+        (("H", "W", "C"), "tokens"): "flatten: {start: 0, end: 1} makes L×D tokens",
+        (("C", "L"), "tokens"): "transpose: {dim0: 0, dim1: 1} makes L×D tokens",
+        (("L", "C"), "channels_first"): "transpose: {dim0: 0, dim1: 1} makes a C×L sequence",
+    }
+    return fixes.get((have, need), "permute or reshape it first") if have is not None else ""
+
+
 class OpError(Exception):
     """A shape or argument problem found by an op; the compiler adds the position."""
 
@@ -163,9 +208,40 @@ class Op(Generic[A]):
     # (archc.compiler.ir.Graph.depth).
     weighted: ClassVar[bool] = False
 
+    # The layout the op's input must have (a key of LAYOUT_NEEDS), checked where archc knows it.
+    needs_layout: ClassVar[str | None] = None
+
     def infer(self, args: A, inputs: list[Shape], labels: list[str]) -> Shape:
         """Output shape; raise OpError with a readable message on a mismatch."""
         return self.one(inputs)
+
+    def check_layout(self, args: A, layout: Layout, shape: Shape) -> None:
+        """Refuse an input whose known layout is not what the op computes on (conv on H×W×C)."""
+        need = self.needs_layout
+        if need is None or layout is None or len(layout) != len(shape):
+            return
+        fits = {"channels_first": (layout[0] == "C" and "L" not in layout[1:]) or layout == ("C", "L"),
+                "channels_last": layout[-1] == "C" and layout[0] in ("H", "D"),
+                "tokens": layout == ("L", "C")}[need]
+        if not fits:
+            raise OpError(f"{self.name} needs {LAYOUT_NEEDS[need]}, but its input is "
+                          f"{fmt_shape(shape)} laid out {layout_text(layout)}; {layout_fix(layout, need)}")
+
+    def layout(self, args: A, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+        """The output's layout: the one an op that needs a layout computes in (a conv makes C×H×W
+        whatever the input was said to be: a spec's input is only a shape), else the input's when
+        the rank is kept (a channels-last linear's H×W×C), the rank's default after a change from
+        a default layout, else unknown."""
+        if self.needs_layout is not None:
+            return {"channels_first": default_layout(len(out)),
+                    "channels_last": (*"DHW"[4 - len(out):], "C") if len(out) in (3, 4) else None,
+                    "tokens": ("L", "C") if len(out) == 2 else None}[self.needs_layout]
+        first, shape = (inputs[0], shapes[0]) if inputs else (None, ())
+        if first is None:
+            return None
+        if len(out) == len(shape):
+            return first
+        return default_layout(len(out)) if first == default_layout(len(shape)) else None
 
     def params(self, args: A, inputs: list[Shape], out: Shape) -> int:
         return 0

@@ -66,6 +66,7 @@ def _kxk(kernel: tuple[int, ...]) -> str:
 @register
 class Conv(Op[ConvArgs]):
     name = "conv"
+    needs_layout = "channels_first"
     autograd = Autograd(saves="input")
     colour = "#dbe8f6"
     weighted = True
@@ -179,6 +180,7 @@ class ConvTransposeArgs(Args):
 @register
 class ConvTranspose(Op[ConvTransposeArgs]):
     name = "conv_transpose"
+    needs_layout = "channels_first"
     autograd = Autograd(saves="input")
     colour = "#dbe8f6"
     weighted = True

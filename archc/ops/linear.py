@@ -8,7 +8,19 @@ from typing import Literal
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Autograd, Call, Op, OpError, Shape, Side, Window, fmt_shape, numel
+from archc.ops.base import (
+    Args,
+    Autograd,
+    Call,
+    Layout,
+    Op,
+    OpError,
+    Shape,
+    Side,
+    Window,
+    fmt_shape,
+    numel,
+)
 
 
 class LinearArgs(Args):
@@ -92,6 +104,20 @@ class Flatten(Op[FlattenArgs]):
         if start > end:
             raise OpError(f"start={args.start} comes after end={args.end} for a {fmt_shape(shape)} input")
         return (*shape[:start], numel(shape[start : end + 1]), *shape[end + 1 :])
+
+    def layout(self, args: FlattenArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+        """Positions flattened together are a sequence L (C×H×W from 1 is C×L, H×W×C to 1 is L×D);
+        everything flattened is flat features."""
+        layout = inputs[0]
+        if layout is None:
+            return None
+        start, end = args.start % len(layout), args.end % len(layout)
+        merged = layout[start : end + 1]
+        if len(merged) == len(layout):
+            return ("F",)
+        if "C" in merged or "F" in merged:
+            return None
+        return (*layout[:start], "L", *layout[end + 1 :])
 
     def emit(self, args: FlattenArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
         rank = len(inputs[0])

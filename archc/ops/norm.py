@@ -7,7 +7,20 @@ import math
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import Args, Autograd, Call, Op, OpError, Shape, Side, fmt_shape, numel
+from archc.ops.base import (
+    Args,
+    Autograd,
+    Call,
+    Layout,
+    Op,
+    OpError,
+    Shape,
+    Side,
+    fmt_shape,
+    layout_fix,
+    layout_text,
+    numel,
+)
 
 
 class BatchNormArgs(Args):
@@ -103,6 +116,20 @@ class LayerNorm(Op[LayerNormArgs]):
                           f"channels-last (H, W, C) map, 'dims: {len(shape)}' for the whole "
                           "sample, or 'layernorm2d' for the channels of a (C, H, W) map")
         return 1
+
+    def check_layout(self, args: LayerNormArgs, layout: Layout, shape: Shape) -> None:
+        """Normalising over positions rather than features is refused where the layout is known:
+        `dims: 1` on a C×H×W map is over the width W, on a C×L sequence over the positions L."""
+        if layout is None or len(layout) != len(shape):
+            return
+        dims = self.dims(args, shape)
+        over = layout[-dims:] if 0 < dims < len(layout) else ()
+        if over and not {"C", "F"} & set(over):
+            fix = ("use layernorm2d for the channels at each position, or "
+                   f"{layout_fix(layout, 'channels_last')}" if layout == ("C", "H", "W")
+                   else layout_fix(layout, "tokens"))
+            raise OpError(f"layernorm over the last {dims} dimension(s) of a {fmt_shape(shape)} input laid out "
+                          f"{layout_text(layout)} normalises over {'×'.join(over)}, not the features; {fix}")
 
     def infer(self, args: LayerNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)

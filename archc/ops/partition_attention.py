@@ -23,6 +23,7 @@ from archc.ops.base import (
     Args,
     Autograd,
     Call,
+    Layout,
     Op,
     OpError,
     Shape,
@@ -60,6 +61,10 @@ class PartitionArgs(Args):
 @register
 class Partition(Op[PartitionArgs]):
     name = "partition"
+    needs_layout = "channels_first"
+
+    def layout(self, args: PartitionArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+        return ("G", "L", "C")  # groups of token sequences
     Args = PartitionArgs
     shorthand = "size"
     is_module = False
@@ -111,6 +116,9 @@ class UnpartitionArgs(Args):
 @register
 class Unpartition(Op[UnpartitionArgs]):
     name = "unpartition"
+
+    def layout(self, args: UnpartitionArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+        return ("C", "H", "W")
     aliases = ("departition",)
     Args = UnpartitionArgs
     shorthand = "size"

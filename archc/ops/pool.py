@@ -59,6 +59,8 @@ PoolArgs = TypeVar("PoolArgs", bound=MaxPoolArgs | AvgPoolArgs)
 class WindowPool(Op[PoolArgs]):
     """Shared rule of max and avg pooling."""
 
+    needs_layout = "channels_first"
+
     colour = "#fde9d4"
     weighted = False
 
@@ -160,6 +162,7 @@ class AdaptiveArgs(Args):
 
 
 class AdaptivePool(Op[AdaptiveArgs]):
+    needs_layout = "channels_first"
     colour = "#fde9d4"
     weighted = False
     Args = AdaptiveArgs
@@ -211,6 +214,7 @@ class AdaptiveMaxPool(AdaptivePool):
 
 
 class GlobalPool(Op):
+    needs_layout = "channels_first"
     colour = "#fde9d4"
     weighted = False
     torch_name: str

@@ -14,7 +14,18 @@ from typing import Literal
 from pydantic import Field
 
 from archc.ops import register
-from archc.ops.base import A, Args, Autograd, Op, OpError, Shape, fmt_shape, numel
+from archc.ops.base import (
+    A,
+    Args,
+    Autograd,
+    Layout,
+    Op,
+    OpError,
+    Shape,
+    default_layout,
+    fmt_shape,
+    numel,
+)
 
 IntOrList = int | list[int]
 
@@ -34,6 +45,14 @@ def axes(dims: IntOrList, shape: Shape, what: str = "dim") -> tuple[int, ...]:
     if len(set(values)) != len(values):
         raise OpError(f"{what} names a dimension twice: {dims}")
     return values
+
+
+def without(layout: Layout, dims: tuple[int, ...]) -> Layout:
+    """The layout once `dims` are reduced away (the features left of a token are flat features)."""
+    if layout is None:
+        return None
+    kept = tuple(a for i, a in enumerate(layout) if i not in dims)
+    return ("F",) if kept == ("C",) else kept or None
 
 
 def batch_index(x: str, dim: int, index: str) -> str:
@@ -79,6 +98,12 @@ class Reshape(Functional[ReshapeArgs]):
             raise OpError(f"cannot reshape {fmt_shape(shape)} ({total:,} elements) to {args.shape}")
         return tuple(args.shape)
 
+    def layout(self, args: ReshapeArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+        """Only a default layout stays known (C×H×W -> C×L); any other reshape's meaning is the user's."""
+        if out == shapes[0]:
+            return inputs[0]
+        return default_layout(len(out)) if inputs[0] == default_layout(len(shapes[0])) else None
+
     def expression(self, args: ReshapeArgs, inputs: list[str]) -> str:
         x = inputs[0]
         return f"{x}.reshape({x}.shape[0], {', '.join(str(d) for d in args.shape)})"
@@ -105,6 +130,16 @@ class Unflatten(Functional[UnflattenArgs]):
         part = Reshape().infer(ReshapeArgs(shape=args.sizes), [(shape[d],)], labels)
         return (*shape[:d], *part, *shape[d + 1 :])
 
+    def layout(self, args: UnflattenArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+        """L becomes H×W (or D×H×W); flat features become the rank's default map."""
+        layout, d = inputs[0], axis(args.dim, shapes[0])
+        if layout is None:
+            return None
+        parts = {1: None, 2: ("H", "W"), 3: ("D", "H", "W")}.get(len(out) - len(layout) + 1)
+        if layout[d] == "L" and parts:
+            return (*layout[:d], *parts, *layout[d + 1:])
+        return default_layout(len(out)) if layout == ("F",) else None
+
     def expression(self, args: UnflattenArgs, inputs: list[str]) -> str:
         return (f"{inputs[0]}.unflatten({args.dim + 1 if args.dim >= 0 else args.dim}, "
                 f"{tuple(args.sizes)!r})")
@@ -129,6 +164,11 @@ class Permute(Functional[PermuteArgs]):
             raise OpError(f"dims {args.dims} must name each of the {len(shape)} "
                           f"dimensions of a {fmt_shape(shape)} input")
         return tuple(shape[d] for d in order)
+
+    def layout(self, args: PermuteArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+        """The dims' names move with them: C×H×W permuted [1, 2, 0] is H×W×C."""
+        layout = inputs[0]
+        return None if layout is None else tuple(layout[d] for d in axes(args.dims, shapes[0], "dims"))
 
     def expression(self, args: PermuteArgs, inputs: list[str]) -> str:
         rank = len(args.dims)
@@ -156,6 +196,15 @@ class Transpose(Functional[TransposeArgs]):
         out = list(shape)
         out[a], out[b] = shape[b], shape[a]
         return tuple(out)
+
+    def layout(self, args: TransposeArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+        """C×L transposed is L×D: channels along positions become tokens."""
+        if inputs[0] is None:
+            return None
+        layout = list(inputs[0])
+        a, b = axis(args.dim0, shapes[0]), axis(args.dim1, shapes[0])
+        layout[a], layout[b] = layout[b], layout[a]
+        return tuple(layout)
 
     def expression(self, args: TransposeArgs, inputs: list[str]) -> str:
         def at(d: int) -> int:
@@ -290,6 +339,9 @@ class Select(Functional[SelectArgs]):
         if not -shape[d] <= args.index < shape[d]:
             raise OpError(f"index {args.index} is out of range for dimension {d} of size {shape[d]}")
         return shape[:d] + shape[d + 1 :]
+
+    def layout(self, args: SelectArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+        return without(inputs[0], (axis(args.dim, shapes[0]),))
 
     def expression(self, args: SelectArgs, inputs: list[str]) -> str:
         d = args.dim + 1 if args.dim >= 0 else args.dim
@@ -426,6 +478,9 @@ class Mean(Functional):
 
     def other_ops(self, args: MeanArgs, inputs: list[Shape], out: Shape) -> int:
         return numel(inputs[0])
+
+    def layout(self, args: MeanArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+        return inputs[0] if args.keepdim else without(inputs[0], axes(args.dim, shapes[0]))
 
     def expression(self, args: MeanArgs, inputs: list[str]) -> str:
         dims = [args.dim] if isinstance(args.dim, int) else args.dim

@@ -264,6 +264,7 @@ class Windows:
 class WindowAttention(Op[WindowAttentionArgs]):
     """The shared rules of both versions: shape, projections, attention products, emitter."""
 
+    needs_layout = "channels_last"
     Args = WindowAttentionArgs
     colour = "#e4dcf2"
     weighted = False  # its projections are inside; the spec's linear init reaches them
@@ -385,6 +386,7 @@ class PatchMergingArgs(Args):
 @register
 class PatchMergingOp(Op[PatchMergingArgs]):
     name = "patch_merging"
+    needs_layout = "channels_last"
     Args = PatchMergingArgs
     autograd = Autograd(saves="input", side=(Side(2, "output"), Side(2, "sample", nbytes=4)))
     colour = "#dbe8f6"
