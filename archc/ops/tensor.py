@@ -488,7 +488,7 @@ class Mean(Functional):
         return f"{inputs[0]}.mean({batched!r}{', keepdim=True' if args.keepdim else ''})"
 
 
-class SumArgs(Args):
+class SumArgs(MeanArgs):
     dim: IntOrList = Field(description="the dimension(s) to add up, without the batch")
     keepdim: bool = False
 
