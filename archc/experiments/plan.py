@@ -18,15 +18,12 @@ from pydantic import ValidationError
 from archc.compiler.train_config import RUNTIME_FIELDS, TrainConfig
 from archc.errors import SpecError, option_error_message
 from archc.experiments.errors import ExperimentError
-
-if TYPE_CHECKING:
-    from archc.compiler.ir import Graph
-    from archc.compiler.validate import LoadedSpec
 from archc.experiments.grid import (
     MODEL,
     SEED,
     SPEC_PREFIX,
     Axis,
+    Value,
     check_axes,
     check_spec_key,
     check_train_key,
@@ -34,6 +31,10 @@ from archc.experiments.grid import (
     product,
     run_id,
 )
+
+if TYPE_CHECKING:
+    from archc.compiler.ir import Graph
+    from archc.compiler.validate import LoadedSpec
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class SweepPlan:
             "grid_keys": [a.key for a in self.axes],
         })
 
-    def grid(self) -> dict[str, list[Any]]:
+    def grid(self) -> dict[str, list[Value]]:
         return _plain({a.key: list(a.values) for a in self.axes})
 
 

@@ -237,7 +237,7 @@ def render(runs: list[RunResult], fmt: str, width: int | None = None) -> str:
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
+def _csv_text(header: list[str], rows: list[list[object]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -262,7 +262,7 @@ def results_csv(runs: list[RunResult]) -> str:
         counts = {s: sum(1 for r in g.runs if r.status == s) for s in ("done", "diverged", "failed")}
         first = next((r.record for r in g.runs if r.record), None) or {}
         params = first.get("params", g.runs[0].static_params)
-        row: list[Any] = [*(_csv_label(g.label.get(c)) if c in g.label else group_label(g, c) for c in columns), len(g.runs),
+        row: list[object] = [*(_csv_label(g.label.get(c)) if c in g.label else group_label(g, c) for c in columns), len(g.runs),
                           counts["done"], counts["diverged"], counts["failed"], len(g.runs) - sum(counts.values()),
                           params, first.get("macs")]
         for key in CSV_METRICS:

@@ -82,7 +82,7 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields}
 
 
-def _without_none(annotation: Any) -> Any:
+def _without_none(annotation: object) -> object:
     if get_origin(annotation) in (Union, types.UnionType):
         rest = [a for a in get_args(annotation) if a is not type(None)]
         if len(rest) == 1:
@@ -103,8 +103,8 @@ def _help(info: FieldInfo) -> str:
     return text.replace("%", "%%")
 
 
-def _number(kind: type) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
+def _number(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
         try:
             return kind(text)
         except ValueError:
