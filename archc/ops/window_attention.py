@@ -219,7 +219,7 @@ def pair(value: IntOrPair, what: str) -> tuple[int, int]:
     values = (value, value) if isinstance(value, int) else tuple(value)
     if len(values) != 2:
         raise OpError(f"{what} takes an int or [height, width], got {value}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 class WindowAttentionArgs(Args):
