@@ -9,6 +9,9 @@ mangled specs fail only with positioned SpecErrors.
 (b) `mutations` of those specs (deleted/renamed keys, replaced values, duplicated items, garbage
     lines) either compile or raise a SpecError with a line and column: never another exception.
     The slow variant also builds every small mutant that compiles and checks it like (a).
+(c) `layout_specs()` chains the ops that cut, merge and re-lay tensors (split/chunk outputs, the
+    branch form of concat with a dim, sum/mean, learned tensors, channels-last and token blocks):
+    static shapes, params and MACs equal runtime, and each node has its expected layout.
 """
 
 from __future__ import annotations
@@ -600,3 +603,77 @@ def test_shape_formulas_match_torch() -> None:
                             continue
                         got = torch.nn.functional.max_pool1d(torch.zeros(1, 1, size), k, s, p, ceil_mode=ceil_mode).shape[-1]
                         assert got == expected, (size, k, s, p, ceil_mode)
+
+
+# --------------------------------------------------------------------------- layouts and several outputs
+@st.composite
+def layout_specs(draw: Any) -> tuple[str, dict[str, tuple[str, ...] | None]]:
+    """A chain over a (C, H, W) map of the items that cut, merge and re-lay tensors: split/chunk
+    outputs read by name, the branch form of concat with a dim, sum/mean, learned tensors with each
+    init, a channels-last MLP (permute, layernorm, linear) and a token block (flatten, transpose,
+    self-attention, back). Returns the spec and the layout each named node must have."""
+    c, h, w = draw(st.integers(2, 6)) * 2, draw(st.integers(2, 5)), draw(st.integers(2, 5))
+    lines = [f"input: [{c}, {h}, {w}]", "layers:", f"  - {{conv: {{out: {c}, kernel: 1}}, name: stem}}"]
+    expect: dict[str, tuple[str, ...] | None] = {"stem": ("C", "H", "W")}
+    for k in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["split", "chunk", "concat", "reduce", "parameter", "channels_last", "tokens"]))
+        if kind == "split":
+            first = draw(st.integers(1, c - 1))
+            lines += [f"  - {{split: [{first}, {c - first}], name: s{k}}}",
+                      f"  - {{conv: {{out: {c - first}, kernel: 1}}, from: s{k}.1, name: p{k}}}",
+                      f"  - {{concat: , from: [p{k}, s{k}.0], name: m{k}}}"]
+            expect[f"s{k}.1"] = expect[f"m{k}"] = ("C", "H", "W")
+        elif kind == "chunk":
+            dim = draw(st.integers(-2, 0))
+            chunks = draw(st.integers(2, 3))
+            lines += [f"  - {{chunk: {{chunks: {chunks}, dim: {dim}}}, name: s{k}}}", f"  - {{concat: {{dim: {dim}}}, name: m{k}}}"]
+            expect[f"s{k}.0"] = expect[f"m{k}"] = ("C", "H", "W")
+        elif kind == "concat":
+            dim = draw(st.sampled_from([-1, 1]))  # doubles W or H; the pool halves it again
+            kernel = [1, 2] if dim == -1 else [2, 1]
+            lines += [f"  - concat: {{dim: {dim}, branches: [[], [{{conv: {{out: {c}, kernel: 3, padding: 1}}}}]]}}",
+                      f"  - {{avgpool: {{kernel: {kernel}}}, name: m{k}}}"]
+            expect[f"m{k}"] = ("C", "H", "W")
+        elif kind == "reduce":
+            op, dim = draw(st.sampled_from(["sum", "mean"])), draw(st.sampled_from([1, 2, [1, 2]]))
+            lines.append(f"  - {{{op}: {{dim: {dim}, keepdim: true}}, name: r{k}}}")
+            lines.append(f"  - {{upsample: {{size: [{h}, {w}]}}}}")
+            expect[f"r{k}"] = ("C", "H", "W")
+        elif kind == "parameter":
+            init = draw(st.sampled_from(["zeros", "ones", "normal, std: 0.02", "trunc_normal, std: 0.5, a: -1.0, b: 1.0"]))
+            use = draw(st.sampled_from(["add", "multiply"]))
+            lines.append(f"  - {{parameter: {{shape: [{c}, 1, 1], use: {use}, init: {init}}}, name: t{k}}}")
+        elif kind == "channels_last":
+            lines += [f"  - {{permute: [1, 2, 0], name: hwc{k}}}", f"  - {{layernorm: {{dims: 1}}, name: n{k}}}",
+                      f"  - {{linear: {{out: {c}, channels_last: true}}, name: l{k}}}", "  - permute: [2, 0, 1]"]
+            expect[f"hwc{k}"] = expect[f"n{k}"] = expect[f"l{k}"] = ("H", "W", "C")
+        else:
+            heads = draw(st.sampled_from([1, 2]))
+            lines += [f"  - {{flatten: {{start: 1}}, name: f{k}}}", f"  - {{transpose: {{dim0: 0, dim1: 1}}, name: tok{k}}}",
+                      f"  - {{self_attention: {{heads: {heads}}}, name: a{k}}}", "  - transpose: {dim0: 0, dim1: 1}",
+                      f"  - {{unflatten: {{dim: 1, sizes: [{h}, {w}]}}, name: u{k}}}"]
+            expect[f"f{k}"], expect[f"tok{k}"], expect[f"a{k}"] = ("C", "L"), ("L", "C"), ("L", "C")
+            expect[f"u{k}"] = ("C", "H", "W")
+    return "\n".join(lines) + "\n", expect
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
+@given(layout_specs())
+def test_layouts_and_several_outputs_match_runtime(case: tuple[str, dict[str, tuple[str, ...] | None]]) -> None:
+    """Static shapes, parameters and MACs (FlopCounterMode / 2, attention products included) equal
+    the runtime's, and each node has the layout its items give it."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    text, expect = case
+    model = api.build(text).eval()
+    graph = model.archc_graph
+    x = torch.randn(1, *graph.input_shape)
+    with torch.no_grad():
+        assert probe_shapes(model, x) == {n.id: n.shape for n in graph}, text
+    # with gradients (no fused fast path) and the math kernel: FlopCounterMode sees every product
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(x)
+    assert counter.get_total_flops() == 2 * graph.total_macs, text
+    assert count_tensors(model) == (graph.total_params, graph.total_buffers)
+    assert {name: graph.nodes[name].layout for name in expect} == expect, text
