@@ -935,13 +935,15 @@ def test_a_block_may_return_a_split_and_reports_name_each_output(tmp_path: Path)
 
 # --------------------------------------------------------------------------- layouts
 def test_layouts_flow_through_permute_flatten_and_transpose_into_reports_and_diagrams(tmp_path: Path) -> None:
-    """C×H×W -> H×W×C (permute) -> L×D tokens (flatten, transpose) and back: each node knows what its
-    dimensions are, and tables and diagrams name a layout that is not the rank's default."""
+    """C×H×W -> H×W×C (permute) -> L×D tokens (flatten, transpose) and back: each node knows what
+    its dimensions are, and tables and diagrams name a layout that is not the rank's default."""
     text = ("input: [4, 6, 6]\nlayers:\n  - {conv: {out: 8, kernel: 1}, name: stem}\n"
             "  - {permute: [1, 2, 0], name: hwc}\n  - {layernorm: {dims: 1}, name: norm}\n"
-            "  - {linear: {out: 8, channels_last: true}, name: mlp}\n  - {permute: [2, 0, 1], name: chw}\n"
-            "  - {flatten: {start: 1}, name: seq}\n  - {transpose: {dim0: 0, dim1: 1}, name: tokens}\n"
-            "  - {self_attention: {heads: 2}, name: attn}\n  - {select: {dim: 0, index: 0}, name: cls}\n")
+            "  - {linear: {out: 8, channels_last: true}, name: mlp}\n"
+            "  - {permute: [2, 0, 1], name: chw}\n  - {flatten: {start: 1}, name: seq}\n"
+            "  - {transpose: {dim0: 0, dim1: 1}, name: tokens}\n"
+            "  - {self_attention: {heads: 2}, name: attn}\n"
+            "  - {select: {dim: 0, index: 0}, name: cls}\n")
     graph = compile_and_verify(text).archc_graph
     assert {n.id: n.layout for n in graph} == {
         "stem": ("C", "H", "W"), "hwc": ("H", "W", "C"), "norm": ("H", "W", "C"), "mlp": ("H", "W", "C"),
@@ -958,23 +960,26 @@ def test_layouts_flow_through_permute_flatten_and_transpose_into_reports_and_dia
     assert "6x6x8 (H×W×C)" in (tmp_path / "d.dot").read_text()
 
 
-LAYOUT_HEAD = "input: [16, 8, 8]\nlayers:\n  - {conv: {out: 16, kernel: 1}}\n"  # a conv: the input is only a shape
+# a conv: the input is only a shape
+LAYOUT_HEAD = "input: [16, 8, 8]\nlayers:\n  - {conv: {out: 16, kernel: 1}}\n"
 
 
 @pytest.mark.parametrize(("items", "message"), [
     ("  - permute: [1, 2, 0]\n  - {conv: {out: 4, kernel: 1}}\n",
-     "conv needs a channels-first (C, H, W) map, but its input is 8x8x16 laid out H×W×C; permute: [2, 0, 1] "
-     "turns it into C×H×W"),
+     "conv needs a channels-first (C, H, W) map, but its input is "
+     "8x8x16 laid out H×W×C; permute: [2, 0, 1] turns it into C×H×W"),
     ("  - permute: [1, 2, 0]\n  - maxpool: 2\n", "maxpool needs a channels-first (C, H, W) map"),
     ("  - {shifted_window_attention: {heads: 2, window: 4}}\n",
-     "shifted_window_attention needs a channels-last (H, W, C) map, but its input is 16x8x8 laid out C×H×W; "
-     "permute: [1, 2, 0] turns it into H×W×C"),
+     "shifted_window_attention needs a channels-last (H, W, C) map, but its "
+     "input is 16x8x8 laid out C×H×W; permute: [1, 2, 0] turns it into H×W×C"),
     ("  - flatten: {start: 1}\n  - {self_attention: {heads: 2}}\n",
      "its input is 16x64 laid out C×L; transpose: {dim0: 0, dim1: 1} makes L×D tokens"),
-    ("  - {layernorm: {dims: 1}}\n", "layernorm over the last 1 dimension(s) of a 16x8x8 input laid out C×H×W "
-     "normalises over W, not the features; use layernorm2d for the channels at each position, or permute"),
+    ("  - {layernorm: {dims: 1}}\n", "layernorm over the last 1 dimension(s) of a 16x8x8 input "
+                                     "laid out C×H×W normalises over W, not the features; use "
+                                     "layernorm2d for the channels at each position, or permute"),
     ("  - flatten: {start: 1}\n  - layernorm\n", "laid out C×L normalises over L, not the features; transpose"),
-    ("  - {conv: {out: 8, kernel: 1}, name: a}\n  - {permute: [1, 2, 0], name: b}\n  - {add: , from: [a, b]}\n",
+    ("  - {conv: {out: 8, kernel: 1}, name: a}\n"
+     "  - {permute: [1, 2, 0], name: b}\n  - {add: , from: [a, b]}\n",
      "'b' is laid out H×W×C but 'a' is C×H×W; permute one to match"),
 ])
 def test_an_op_given_the_wrong_layout_is_a_positioned_error_with_the_fix(items: str, message: str) -> None:

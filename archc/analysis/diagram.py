@@ -341,8 +341,8 @@ def _edges(dot: graphviz.Digraph, graph: Graph, order: list[Element], owner: dic
         if dot_id != "output":
             note = ('<br/><font point-size="9" color="#555555">loss '
                     f'×{loss_weight:g}{", train only" if train_only else ""}</font>')
-        dot.node(dot_id, label=f"<<b>{esc(title)}</b><br/>{esc(shape_text(graph.shape_of(node_id), graph.layout_of(node_id)))}{note}>",
-                 fillcolor="#fff7c2")
+        shape = shape_text(graph.shape_of(node_id), graph.layout_of(node_id))
+        dot.node(dot_id, label=f"<<b>{esc(title)}</b><br/>{esc(shape)}{note}>", fillcolor="#fff7c2")
         dot.edge(name_of(node_id), dot_id, weight="10" if dot_id == "output" else "1")
 
 

@@ -97,7 +97,8 @@ def make_node(
 
 def check_layouts(op: Op, args: Args, layouts: list[Layout], shapes: list[Shape], labels: list[str]) -> None:
     """An op's input in a layout it does not compute on, or a merge of inputs laid out differently
-    (an H×W×C map added to a C×H×W one of the same shape), is an error where the layouts are known."""
+    (an H×W×C map added to a C×H×W one of the same shape), is an error
+    where the layouts are known."""
     if op.multi_input:
         known = [(lay, label) for lay, label, shape in zip(layouts, labels, shapes, strict=True)
                  if lay is not None and len(lay) == len(shape)]

@@ -128,8 +128,9 @@ class LayerNorm(Op[LayerNormArgs]):
             fix = ("use layernorm2d for the channels at each position, or "
                    f"{layout_fix(layout, 'channels_last')}" if layout == ("C", "H", "W")
                    else layout_fix(layout, "tokens"))
-            raise OpError(f"layernorm over the last {dims} dimension(s) of a {fmt_shape(shape)} input laid out "
-                          f"{layout_text(layout)} normalises over {'×'.join(over)}, not the features; {fix}")
+            raise OpError(f"layernorm over the last {dims} dimension(s) of a "
+                          f"{fmt_shape(shape)} input laid out {layout_text(layout)} "
+                          f"normalises over {'×'.join(over)}, not the features; {fix}")
 
     def infer(self, args: LayerNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)

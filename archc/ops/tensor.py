@@ -99,7 +99,8 @@ class Reshape(Functional[ReshapeArgs]):
         return tuple(args.shape)
 
     def layout(self, args: ReshapeArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
-        """Only a default layout stays known (C×H×W -> C×L); any other reshape's meaning is the user's."""
+        """Only a default layout stays known (C×H×W -> C×L); any other
+        reshape's meaning is the user's."""
         if out == shapes[0]:
             return inputs[0]
         return default_layout(len(out)) if inputs[0] == default_layout(len(shapes[0])) else None
