@@ -207,7 +207,8 @@ class Expr:
         if self.seq is not None:
             return ("seq", tuple((name, e.skeleton()) for name, e in self.seq))
         assert self.scope is not None and self.scope.group is not None
-        return ("class", id(self.scope.group))
+        present = {name for name, _ in self.scope.group.fields(self.scope)}
+        return ("class", id(self.scope.group), tuple(n in present for n in self.scope.group.optional))
 
     def holes(self, field_name: str) -> list[Hole]:
         if self.call is not None:
@@ -223,7 +224,8 @@ class Expr:
         holes = [Hole(name, value, group.defaults.get(name, inspect.Parameter.empty))
                  for name, value in zip(group.param_names(), values, strict=True)]
         present = dict(group.fields(self.scope))
-        return holes + [h for name in group.optional if name in present for h in present[name].holes(f"{field_name}_{name}")]
+        given = [name for name in group.given() if name in present]
+        return holes + [h for name in given for h in present[name].holes(f"{field_name}_{name}")]
 
     def render(self, fill: Iterator[str | None], indent: int) -> str:
         if self.call is not None:
@@ -247,7 +249,8 @@ class Expr:
             elif text is not None:
                 parts.append(f"{name}={text}")
         present = dict(group.fields(self.scope))
-        parts += [f"{name}={present[name].render(fill, indent + 1)}" for name in group.optional if name in present]
+        parts += [f"{group.argument_name(name)}={present[name].render(fill, indent)}"
+                  for name in group.given() if name in present]
         return f"{group.name}({', '.join(parts)})"
 
 
@@ -315,6 +318,10 @@ class ClassGroup:
     _params: list[tuple[str, list[int]]] | None = None  # (name, hole positions)
     defaults: dict[str, Any] = field(default_factory=dict)  # parameter -> default (the block's own)
     optional: tuple[str, ...] = ()  # child modules some calls lack: passed in, None when absent
+    # child modules built differently by different calls (a ReLU or a Hardswish, a block's layer
+    # list): field name -> constructor argument that passes the module in, as torchvision's
+    # Conv2dNormActivation takes its activation and MBConv its layers
+    passed: dict[str, str] = field(default_factory=dict)
     _constants: dict[int, Any] = field(default_factory=dict)
 
     literals: Callable[[Scope], list[Hole]] | None = None  # the numbers in its forward, per call
@@ -323,7 +330,7 @@ class ClassGroup:
 
     def holes(self, scope: Scope) -> list[Hole]:
         fields = [h for name, expr in self.fields(scope) if name not in self.optional
-                  for h in expr.holes(_local(name, "m"))]
+                  and name not in self.passed for h in expr.holes(_local(name, "m"))]
         return fields + (self.literals(scope) if self.literals is not None else [])
 
     def field_hole_count(self) -> int:
@@ -346,6 +353,7 @@ class ClassGroup:
         by_values: dict[Any, int] = {}
         # a parameter its forward reads is stored as an attribute: never a child module's name
         taken = set(GLOBALS) | {name for s in self.instances for name, _ in self.fields(s)}
+        taken |= set(self.passed.values())
         for i in range(count):
             values = tuple(_frozen(holes[i].value) for holes in per_instance)
             if len(set(values)) == 1:
@@ -370,8 +378,17 @@ class ClassGroup:
     def signature(self) -> str:
         """`in_channels, out, kernel=1, stride=1`: the constructor's parameters."""
         self._resolve_params()
-        names = [f"{n}={literal(self.defaults[n])}" if n in self.defaults else n for n in self.param_names()]
+        names = [n for n in self.param_names() if n not in self.defaults]
+        names += list(self.passed.values())  # required: before the parameters with defaults
+        names += [f"{n}={literal(self.defaults[n])}" for n in self.param_names() if n in self.defaults]
         return ", ".join([*names, *(f"{n}=None" for n in self.optional)])
+
+    def given(self) -> list[str]:
+        """Child modules the caller builds and passes in: the passed ones, then the optional."""
+        return [*self.passed, *self.optional]
+
+    def argument_name(self, child: str) -> str:
+        return self.passed.get(child, child)
 
     def param_names(self) -> list[str]:
         return [name for name, _ in self._resolve_params()]
@@ -497,7 +514,9 @@ class SourceWriter:
                 continue  # inline nn.Sequential(...)
             base = class_name(info.block or scope.leaf)
             fields = self.fields(scope)
-            key = (base, sequential, tuple((n, e.skeleton()) for n, e in fields),
+            children = dict(zip((n for n, _ in fields), scope.children, strict=True))
+            shape = tuple((n, None if _passable(n, children[n]) else e.skeleton()) for n, e in fields)
+            key = (base, sequential, shape,
                    None if sequential else _template(self.forward_code(scope, "forward"))[0])
             group = by_key.get(key)
             if group is None:
@@ -508,12 +527,33 @@ class SourceWriter:
                 self.groups.append(group)
             group.instances.append(scope)
             scope.group = group
-        for base, groups in variants.items():
+        for groups in variants.values():
             self._merge_optional(groups)
+        for group in self.groups:  # children first: an inner class's skeleton is final here
+            skeletons: dict[str, set[Any]] = {}
+            for instance in group.instances:
+                for name, expr in self.fields(instance):
+                    skeletons.setdefault(name, set()).add(expr.skeleton())
+            taken = {n for n, _ in self.fields(group.instances[0])} | set(GLOBALS)
+            group.passed = {name: name if not name.isdigit() else _unique(self._role(group, name), taken)
+                            for name, kinds in skeletons.items()
+                            if len(kinds) > 1 and name not in group.optional}
+        for base, groups in variants.items():
             first = {n for n, _ in self.fields(groups[0].instances[0])}
             for k, group in enumerate(groups):
                 extra = [n for n, _ in self.fields(group.instances[0]) if n not in first] if k else []
                 group.name = _unique(base + "".join(class_name(n) for n in extra), self.taken_classes)
+
+    def _role(self, group: ClassGroup, index: str) -> str:
+        """The argument name of an indexed child that calls pass in: what its ops are
+        (`activation`, `norm`: the archc.ops module that defines them), else `layer2`."""
+        kinds = set()
+        for scope in group.instances:
+            item = next(it for it in scope.children if scope.child_name(it) == index)
+            op = ops.get(item.op) if isinstance(item, Node) else None
+            kinds.add(type(op).__module__.rpartition(".")[2] if op is not None else None)
+        kind = kinds.pop() if len(kinds) == 1 else None
+        return kind if kind and kind.isidentifier() and kind != "base" else f"layer{index}"
 
     def _merge_optional(self, groups: list[ClassGroup]) -> None:
         """Fold a variant that only lacks some child modules into the one that has them.
@@ -688,7 +728,7 @@ class SourceWriter:
         signature = group.signature()
         lines = [f"class {group.name}({base}):", f'{INDENT}"""{doc}"""', ""]
         lines.append(f"{INDENT}def __init__(self{', ' + signature if signature else ''}):")
-        lines += self.field_lines(scope, group.fill(), group.sequential, group.optional)
+        lines += self.field_lines(scope, group.fill(), group.sequential, group)
         lines += [f"{INDENT * 2}self.{name} = {name}" for name in group.stored]
         if not group.sequential:
             lines.append("")
@@ -739,19 +779,20 @@ class SourceWriter:
         return lines
 
     def field_lines(self, scope: Scope, fill: Iterator[str | None], sequential: bool,
-                    optional: tuple[str, ...] = ()) -> list[str]:
+                    group: ClassGroup | None = None) -> list[str]:
         """`super().__init__()` and one line per child module, with
         its output shape as a comment."""
         fields = self.fields(scope)
         names = [name for name, _ in fields]
         if sequential and names == [str(i) for i in range(len(names))]:
             lines = [f"{INDENT * 2}super().__init__("]
-            for item, (_, expr) in zip(scope.children, fields, strict=True):
-                lines.append(f"{INDENT * 3}{expr.render(fill, 3)},{self._comment(scope, item, True)}")
+            for item, (name, expr) in zip(scope.children, fields, strict=True):
+                value = group.passed[name] if group and name in group.passed else expr.render(fill, 3)
+                lines.append(f"{INDENT * 3}{value},{self._comment(scope, item, True)}")
             return [*lines, f"{INDENT * 2})"]
         lines = [f"{INDENT * 2}super().__init__()"]
         for item, (name, expr) in zip(scope.children, fields, strict=True):
-            value = name if name in optional else expr.render(fill, 2)
+            value = group.argument_name(name) if group and name in group.given() else expr.render(fill, 2)
             if isinstance(item, Node) and _owns_tensor(item):
                 assign = (f"self.{name} = nn.Parameter({value})" if is_plain_attribute(name)
                           else f"self.register_parameter({name!r}, nn.Parameter({value}))")
@@ -843,6 +884,16 @@ def _substitute(code: str, names: dict[int, str]) -> str:
         line = lines[row - 1]
         lines[row - 1] = f"{line[:col]}self.{name}{line[end:]}"
     return "\n".join(lines)
+
+
+def _passable(name: str, item: Node | Scope) -> bool:
+    """A child module a caller may build and pass in: a layer (not a learned tensor, whose init
+    is written after it) or a list of layers (an inline nn.Sequential), named by a plain attribute
+    or an index. A block's own class is never passed: its variants stay classes of their own."""
+    plain = (is_plain_attribute(name) and name not in GLOBALS) or name.isdigit()
+    if isinstance(item, Node):
+        return plain and not _owns_tensor(item)
+    return plain and item.group is None
 
 
 def _optional_child(name: str, item: Node | Scope) -> bool:
