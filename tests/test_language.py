@@ -986,3 +986,30 @@ def test_an_op_given_the_wrong_layout_is_a_positioned_error_with_the_fix(items: 
     with pytest.raises(SpecError, match=re.escape(message)) as info:
         api.compile_graph(LAYOUT_HEAD + items)
     assert str(info.value).startswith("<string>:")
+
+
+# --------------------------------------------------------------------------- did-you-mean for the new ops
+@pytest.mark.parametrize(("typed", "hint"), [
+    ("splits", "(did you mean 'split'?)"),
+    ("chunks", "(did you mean 'chunk'?)"),
+    ("split_with_sizes", "(archc's 'split' takes the sizes: 'split: {sizes: [...], dim: ...}')"),
+    ("tensor_split", "(PyTorch has it, archc does not: 'split' takes the pieces' sizes, not the cut indices)"),
+    ("unbind", "'chunk' cuts one piece per position"),
+    ("window_partition", "'shifted_window_attention' cuts Swin's windows itself; 'partition' cuts MaxViT's"),
+    ("grid_attention", "'partition: {size: ..., mode: grid}', then 'relative_attention', then 'unpartition'"),
+    ("Attention", "archc has 'self_attention' (ViT, nn.MultiheadAttention), 'shifted_window_attention' (Swin)"),
+    ("channels_last", "an H×W×C map is 'permute: [1, 2, 0]'"),
+])
+def test_names_near_the_new_ops_say_what_archc_writes(typed: str, hint: str) -> None:
+    """A name for a computation archc writes otherwise is answered with how, never with the nearest
+    spelling (`window_partition` is not `window_attention`, `attention` is three different ops)."""
+    with pytest.raises(SpecError) as info:
+        api.compile_graph(f"input: [8, 4, 4]\nlayers:\n  - {typed}\n")
+    assert hint in str(info.value) and "<string>:3:" in str(info.value)
+
+
+def test_every_op_the_hints_name_is_registered() -> None:
+    from archc import ops
+    from archc.compiler.suggest import WRITTEN_AS
+
+    assert {op for _, named in WRITTEN_AS.values() for op in named} <= set(ops.REGISTRY)

@@ -31,6 +31,34 @@ PYTORCH_FUNCTIONS = frozenset({
     "syncbatchnorm", "lazylinear", "lazyconv",
 })
 
+# Names from PyTorch, torchvision and timm for a computation archc writes otherwise -> how, and the
+# ops that says to use (tests/test_errors.py checks they are registered). Looked up before any
+# spelling match, which would offer a similar name that computes something else.
+WRITTEN_AS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "splitwithsizes": ("archc's 'split' takes the sizes: 'split: {sizes: [...], dim: ...}'", ("split",)),
+    "tensorsplit": ("PyTorch has it, archc does not: 'split' takes the pieces' sizes, not the cut indices",
+                    ("split",)),
+    "unbind": ("PyTorch has it, archc does not: 'chunk' cuts one piece per position (each keeps the "
+               "dimension), 'select' takes one position without it", ("chunk", "select")),
+    "hsplit": ("PyTorch has it, archc does not: 'split' or 'chunk' with the dim you mean", ("split", "chunk")),
+    "vsplit": ("PyTorch has it, archc does not: 'split' or 'chunk' with the dim you mean", ("split", "chunk")),
+    "windowpartition": ("'shifted_window_attention' cuts Swin's windows itself; 'partition' cuts MaxViT's "
+                        "windows or grid into token groups", ("shifted_window_attention", "partition")),
+    "windowreverse": ("'unpartition' rebuilds the map from token groups (MaxViT); Swin's window attention "
+                      "returns the map itself", ("unpartition",)),
+    "gridattention": ("MaxViT's grid attention is 'partition: {size: ..., mode: grid}', then "
+                      "'relative_attention', then 'unpartition'", ("partition", "relative_attention", "unpartition")),
+    "blockattention": ("MaxViT's block attention is 'partition: {size: ...}', then 'relative_attention', then "
+                       "'unpartition'", ("partition", "relative_attention", "unpartition")),
+    "attention": ("archc has 'self_attention' (ViT, nn.MultiheadAttention), 'shifted_window_attention' "
+                  "(Swin) and 'relative_attention' (MaxViT): name the one you mean",
+                  ("self_attention", "shifted_window_attention", "relative_attention")),
+    "channelslast": ("an H×W×C map is 'permute: [1, 2, 0]' of a C×H×W one", ("permute",)),
+    "tochannelslast": ("an H×W×C map is 'permute: [1, 2, 0]' of a C×H×W one", ("permute",)),
+    "truncnormal": ("trunc_normal is an init: 'parameter: {shape: [...], init: trunc_normal, std: 0.02}', or "
+                    "a scheme under 'init:'", ("parameter",)),
+}
+
 # PyTorch constructor arguments -> archc's name for the same thing.
 PYTORCH_ARGS: dict[str, str] = {
     "out_channels": "out", "out_features": "out", "kernel_size": "kernel", "num_groups": "groups",
@@ -97,6 +125,9 @@ def suggest_op(name: str, ops: Iterable[str], others: Iterable[str] = ()) -> str
     key names (suggested as typos).
     """
     op_names = list(ops)
+    concept = WRITTEN_AS.get(_pytorch_key(name).replace("_", ""))
+    if concept is not None:
+        return f" ({concept[0]})"
     lowered = {o.lower().replace("_", ""): o for o in reversed(op_names)}
     lowered.update({o.lower(): o for o in op_names})
     key = _pytorch_key(name)
@@ -131,5 +162,5 @@ def suggest_argument(name: str, op: str, fields: Iterable[str]) -> str:
     return did_you_mean(name, names)
 
 
-__all__ = ["DERIVED_ARGS", "PYTORCH_ARGS", "PYTORCH_FUNCTIONS", "did_you_mean", "edit_distance", "is_typo", "suggest_argument",
+__all__ = ["DERIVED_ARGS", "PYTORCH_ARGS", "PYTORCH_FUNCTIONS", "WRITTEN_AS", "did_you_mean", "edit_distance", "is_typo", "suggest_argument",
            "suggest_op"]
