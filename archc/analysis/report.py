@@ -14,7 +14,7 @@ import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from archc.analysis.memory import buffer_bytes, dtype_bytes, is_view, training_memory
 from archc.analysis.receptive import Field, deepest_field, receptive_fields
@@ -237,15 +237,18 @@ def totals(graph: Graph, batch: int = 1, dtype: str = "float32") -> dict[str, An
 # Adding a column is one entry in COLUMNS.
 
 
+R = TypeVar("R")  # a table's row: a Row of the layer table, a dict of the comparison
+
+
 @dataclass(frozen=True)
-class Column:
+class Column(Generic[R]):
     """One column: `name` keys it in CSV/JSON and --columns, `header` titles it in tables,
     `value` is the datum, `text` how a table shows it, `numeric` aligns it right."""
 
     name: str
     header: str
-    value: Callable[[Any, dict[str, Any]], Any]
-    text: Callable[[Any, dict[str, Any]], str]
+    value: Callable[[R, dict[str, Any]], object]
+    text: Callable[[R, dict[str, Any]], str]
     numeric: bool = True
 
 
@@ -269,7 +272,7 @@ def _memory(row: Row, tot: dict[str, Any]) -> str:
     return row.storage if row.kind == "layer" else ""
 
 
-COLUMNS: tuple[Column, ...] = (
+COLUMNS: tuple[Column[Row], ...] = (
     Column("name", "layer", lambda r, t: r.name, _layer_name, numeric=False),
     Column("level", "level", lambda r, t: r.level, lambda r, t: str(r.level)),
     Column("kind", "kind", lambda r, t: r.kind, lambda r, t: r.kind, numeric=False),
@@ -310,7 +313,7 @@ OPTIONAL = ("flops", "params_pct", "non_trainable", "other_ops", "connected_to",
 CONVENTIONS_NOTE = "MACs count conv and linear weights; see docs/report.md for every convention"
 
 
-def columns(names: Sequence[str] | None = None) -> list[Column]:
+def columns(names: Sequence[str] | None = None) -> list[Column[Row]]:
     """The columns called `names` (None: the default table), in the order given."""
     by_name = {c.name: c for c in COLUMNS}
     unknown = [n for n in names or () if n not in by_name]
@@ -323,13 +326,13 @@ def columns(names: Sequence[str] | None = None) -> list[Column]:
 
 
 @dataclass
-class Table:
+class Table(Generic[R]):
     """What every renderer draws: a title, columns over rows, emphasis per row, notes below, and the
     JSON document (rows plus whatever the table's kind adds)."""
 
     title: str
-    columns: list[Column]
-    rows: list[Any]
+    columns: list[Column[R]]
+    rows: list[R]
     context: dict[str, Any]
     strong: list[bool]  # blocks in bold
     faint: list[bool]  # train-only rows dimmed
@@ -519,11 +522,11 @@ def dims(values: list[int | float] | None) -> str:
     return "x".join(str(v) if isinstance(v, int) else f"{v:.1f}" for v in dict.fromkeys(values))
 
 
-def _key(name: str) -> Callable[[Any, dict[str, Any]], Any]:
+def _key(name: str) -> Callable[[dict[str, Any], dict[str, Any]], object]:
     return lambda row, _: row[name]
 
 
-COMPARE_COLUMNS: tuple[Column, ...] = (
+COMPARE_COLUMNS: tuple[Column[dict[str, Any]], ...] = (
     Column("spec", "spec", _key("spec"), lambda r, t: r["spec"], numeric=False),
     Column("input", "input", _key("input"), lambda r, t: fmt_shape(tuple(r["input"])), numeric=False),
     Column("params", "params", _key("params"), lambda r, t: f"{r['params']:,}"),
