@@ -179,8 +179,8 @@ def _scope_chain(path: str, graph: Graph) -> list[str]:
 @dataclass
 class Hole:
     hint: str  # a parameter name if this value varies between calls
-    value: Any
-    default: Any = inspect.Parameter.empty  # the constructor's default: a constant equal to it is omitted
+    value: object
+    default: object = inspect.Parameter.empty  # the constructor's default: a constant equal to it is omitted
 
     def constant_text(self) -> str | None:
         """The literal, or None where it equals the default
@@ -322,7 +322,7 @@ class ClassGroup:
     # list): field name -> constructor argument that passes the module in, as torchvision's
     # Conv2dNormActivation takes its activation and MBConv its layers
     passed: dict[str, str] = field(default_factory=dict)
-    _constants: dict[int, Any] = field(default_factory=dict)
+    _constants: dict[int, Hole] = field(default_factory=dict)
 
     literals: Callable[[Scope], list[Hole]] | None = None  # the numbers in its forward, per call
     # parameters its forward reads (as self.NAME)
@@ -350,7 +350,7 @@ class ClassGroup:
         count = len(per_instance[0])
         candidates = [_candidates(s) for s in self.instances]
         params: list[tuple[str, list[int]]] = []
-        by_values: dict[Any, int] = {}
+        by_values: dict[object, int] = {}
         # a parameter its forward reads is stored as an attribute: never a child module's name
         taken = set(GLOBALS) | {name for s in self.instances for name, _ in self.fields(s)}
         taken |= set(self.passed.values())
@@ -393,7 +393,7 @@ class ClassGroup:
     def param_names(self) -> list[str]:
         return [name for name, _ in self._resolve_params()]
 
-    def arguments(self, scope: Scope) -> list[Any]:
+    def arguments(self, scope: Scope) -> list[object]:
         holes = self.holes(scope)
         return [holes[positions[0]].value for _, positions in self._resolve_params()]
 
@@ -501,7 +501,7 @@ class SourceWriter:
 
     # grouping -----------------------------------------------------------------------------------
     def _group_scopes(self) -> None:
-        by_key: dict[Any, ClassGroup] = {}
+        by_key: dict[object, ClassGroup] = {}
         variants: dict[str, list[ClassGroup]] = {}
         for scope in self.root.walk():
             if scope is self.root:
@@ -863,7 +863,7 @@ def _number_tokens(code: str) -> Iterator[tokenize.TokenInfo]:
     return (t for t in tokens if t.type == tokenize.NUMBER)
 
 
-def _template(code: str) -> tuple[str, list[tuple[str, Any]]]:
+def _template(code: str) -> tuple[str, list[tuple[str, object]]]:
     """Forward code with its numbers blanked (what calls of one class share), and the numbers with
     the variable of the line each appears on (a parameter's name when it varies)."""
     lines = code.splitlines()
