@@ -988,16 +988,18 @@ def test_an_op_given_the_wrong_layout_is_a_positioned_error_with_the_fix(items: 
     assert str(info.value).startswith("<string>:")
 
 
-# --------------------------------------------------------------------------- did-you-mean for the new ops
+# --------------------------------------------------------------------- did-you-mean for the new ops
 @pytest.mark.parametrize(("typed", "hint"), [
     ("splits", "(did you mean 'split'?)"),
     ("chunks", "(did you mean 'chunk'?)"),
     ("split_with_sizes", "(archc's 'split' takes the sizes: 'split: {sizes: [...], dim: ...}')"),
-    ("tensor_split", "(PyTorch has it, archc does not: 'split' takes the pieces' sizes, not the cut indices)"),
+    ("tensor_split", "(PyTorch has it, archc does not: 'split' takes the pieces' sizes, "
+                     "not the cut indices)"),
     ("unbind", "'chunk' cuts one piece per position"),
     ("window_partition", "'shifted_window_attention' cuts Swin's windows itself; 'partition' cuts MaxViT's"),
     ("grid_attention", "'partition: {size: ..., mode: grid}', then 'relative_attention', then 'unpartition'"),
-    ("Attention", "archc has 'self_attention' (ViT, nn.MultiheadAttention), 'shifted_window_attention' (Swin)"),
+    ("Attention", "archc has 'self_attention' (ViT, nn.MultiheadAttention), "
+                  "'shifted_window_attention' (Swin)"),
     ("channels_last", "an H×W×C map is 'permute: [1, 2, 0]'"),
 ])
 def test_names_near_the_new_ops_say_what_archc_writes(typed: str, hint: str) -> None:

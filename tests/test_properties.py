@@ -605,7 +605,7 @@ def test_shape_formulas_match_torch() -> None:
                         assert got == expected, (size, k, s, p, ceil_mode)
 
 
-# --------------------------------------------------------------------------- layouts and several outputs
+# ---------------------------------------------------------------------- layouts and several outputs
 @st.composite
 def layout_specs(draw: Any) -> tuple[str, dict[str, tuple[str, ...] | None]]:
     """A chain over a (C, H, W) map of the items that cut, merge and re-lay tensors: split/chunk
@@ -631,7 +631,8 @@ def layout_specs(draw: Any) -> tuple[str, dict[str, tuple[str, ...] | None]]:
         elif kind == "concat":
             dim = draw(st.sampled_from([-1, 1]))  # doubles W or H; the pool halves it again
             kernel = [1, 2] if dim == -1 else [2, 1]
-            lines += [f"  - concat: {{dim: {dim}, branches: [[], [{{conv: {{out: {c}, kernel: 3, padding: 1}}}}]]}}",
+            lines += [f"  - concat: {{dim: {dim}, branches: [[], [{{conv: "
+                      f"{{out: {c}, kernel: 3, padding: 1}}}}]]}}",
                       f"  - {{avgpool: {{kernel: {kernel}}}, name: m{k}}}"]
             expect[f"m{k}"] = ("C", "H", "W")
         elif kind == "reduce":
