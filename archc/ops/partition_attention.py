@@ -30,6 +30,7 @@ from archc.ops.base import (
     Side,
     Window,
     fmt_shape,
+    layout_text,
     numel,
 )
 
@@ -53,6 +54,19 @@ def _check_divides(size: int, height: int, width: int) -> None:
                       f"of 32 x size)")
 
 
+# What `partition` makes: G groups of L tokens of C features each.
+GROUPS: Layout = ("G", "L", "C")
+
+
+def _check_groups(op: str, layout: Layout, shape: Shape) -> None:
+    """Refuse a known layout other than token groups: a (C, H, W) map is not groups of tokens,
+    even when its sizes would fit."""
+    if layout is not None and len(layout) == len(shape) == 3 and layout != GROUPS:
+        raise OpError(f"{op} needs (G, P, D) token groups from 'partition', but its input is "
+                      f"{fmt_shape(shape)} laid out {layout_text(layout)}; 'partition: SIZE' "
+                      f"cuts a C×H×W map into them")
+
+
 class PartitionArgs(Args):
     size: int = Field(gt=0, description="partition size: each group is size x size positions")
     mode: Mode = Field("window", description=MODE_DOC)
@@ -62,9 +76,6 @@ class PartitionArgs(Args):
 class Partition(Op[PartitionArgs]):
     name = "partition"
     needs_layout = "channels_first"
-
-    def layout(self, args: PartitionArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
-        return ("G", "L", "C")  # groups of token sequences
     Args = PartitionArgs
     shorthand = "size"
     is_module = False
@@ -82,6 +93,10 @@ class Partition(Op[PartitionArgs]):
         channels, height, width = shape
         _check_divides(args.size, height, width)
         return (height * width // args.size**2, args.size**2, channels)
+
+    def layout(self, args: PartitionArgs, inputs: list[Layout], shapes: list[Shape],
+               out: Shape) -> Layout:
+        return GROUPS
 
     def source(self, args: PartitionArgs, inputs: list[str], shapes: list[Shape],
                inplace: bool) -> str:
@@ -116,9 +131,6 @@ class UnpartitionArgs(Args):
 @register
 class Unpartition(Op[UnpartitionArgs]):
     name = "unpartition"
-
-    def layout(self, args: UnpartitionArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
-        return ("C", "H", "W")
     aliases = ("departition",)
     Args = UnpartitionArgs
     shorthand = "size"
@@ -143,6 +155,13 @@ class Unpartition(Op[UnpartitionArgs]):
             raise OpError(f"{groups} groups of {tokens} tokens do not make a "
                           f"{args.height}x{args.width} map ({args.height * args.width} positions)")
         return (channels, args.height, args.width)
+
+    def check_layout(self, args: UnpartitionArgs, layout: Layout, shape: Shape) -> None:
+        _check_groups(self.name, layout, shape)
+
+    def layout(self, args: UnpartitionArgs, inputs: list[Layout], shapes: list[Shape],
+               out: Shape) -> Layout:
+        return ("C", "H", "W")
 
     def source(self, args: UnpartitionArgs, inputs: list[str], shapes: list[Shape],
                inplace: bool) -> str:
@@ -250,6 +269,9 @@ class RelativeAttention(Op[RelativeAttentionArgs]):
             raise OpError(f"head_dim={args.head_dim} does not divide the token dimension "
                           f"D={shape[2]}")
         return shape
+
+    def check_layout(self, args: RelativeAttentionArgs, layout: Layout, shape: Shape) -> None:
+        _check_groups(self.name, layout, shape)
 
     def heads(self, args: RelativeAttentionArgs, out: Shape) -> int:
         return out[2] // args.head_dim

@@ -135,6 +135,17 @@ def test_bad_shapes_are_positioned_errors(shape: list[int], item: str, message: 
     assert ":3:" in str(info.value)
 
 
+@pytest.mark.parametrize("item", ["relative_attention: 4",
+                                  "unpartition: {size: 2, height: 4, width: 4}"])
+def test_a_map_is_not_token_groups_even_when_its_sizes_fit(item: str) -> None:
+    """A conv's 4x4x4 map would pass as 4 groups of 4 tokens: its known layout refuses it."""
+    with pytest.raises(SpecError, match="needs \\(G, P, D\\) token groups from 'partition', "
+                                        "but its input is 4x4x4 laid out C×H×W") as info:
+        api.compile_graph(f"input: [3, 4, 4]\nlayers:\n  - {{conv: {{out: 4, kernel: 1}}}}\n"
+                          f"  - {item}\n")
+    assert ":4:" in str(info.value)
+
+
 @pytest.mark.parametrize(("item", "message"), [
     ("{partition: {size: 2, mode: diagonal}}", "mode"),
     ("{partition: {size: 0}}", "size"),
