@@ -1015,3 +1015,11 @@ def test_every_op_the_hints_name_is_registered() -> None:
     from archc.compiler.suggest import WRITTEN_AS
 
     assert {op for _, named in WRITTEN_AS.values() for op in named} <= set(ops.REGISTRY)
+
+
+def test_a_cut_into_too_many_outputs_is_refused_before_any_is_made() -> None:
+    """Each output is a node: a chunk of a 2^40-long dimension into as many pieces is refused at
+    once, not after building a trillion bounds."""
+    with pytest.raises(SpecError, match=r"makes 1,099,511,627,776 outputs; at most 4,096") as info:
+        api.compile_graph("input: [1099511627776]\nlayers:\n  - {split: 1}\n")
+    assert str(info.value).startswith("<string>:3:")

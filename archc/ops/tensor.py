@@ -28,6 +28,7 @@ from archc.ops.base import (
 )
 
 IntOrList = int | list[int]
+MAX_OUTPUTS = 4_096  # outputs of one split or chunk (the default --max-repeat)
 
 
 def axis(dim: int, shape: Shape, what: str = "dim") -> int:
@@ -266,6 +267,12 @@ class MultiOutput(Functional[A]):
         raise OpError(f"{self.name} has several outputs: read one with 'from: NAME.0'")
 
     @staticmethod
+    def count(pieces: int) -> None:
+        """Each output is a graph node: refuse a cut into more than MAX_OUTPUTS before making any."""
+        if pieces > MAX_OUTPUTS:
+            raise OpError(f"this cut makes {pieces:,} outputs; at most {MAX_OUTPUTS:,} (each is a node)")
+
+    @staticmethod
     def cut(shape: Shape, dim: int, sizes: list[int]) -> tuple[int, list[tuple[int, int]]]:
         d = axis(dim, shape)
         bounds, start = [], 0
@@ -289,9 +296,11 @@ class Split(MultiOutput[SplitArgs]):
         if isinstance(args.sizes, int):
             if args.sizes < 1:
                 raise OpError(f"split size must be positive, got {args.sizes}")
+            self.count(-(-shape[d] // args.sizes))
             sizes = [min(args.sizes, shape[d] - k) for k in range(0, shape[d], args.sizes)]
         else:
             sizes = list(args.sizes)
+            self.count(len(sizes))
             if any(s < 1 for s in sizes):
                 raise OpError(f"split sizes must be positive, got {sizes}")
             if sum(sizes) != shape[d]:
@@ -317,6 +326,7 @@ class Chunk(MultiOutput[ChunkArgs]):
     def pieces(self, args: ChunkArgs, shape: Shape) -> tuple[int, list[tuple[int, int]]]:
         d = axis(args.dim, shape)
         step = -(-shape[d] // args.chunks)
+        self.count(-(-shape[d] // step))
         return self.cut(shape, d, [min(step, shape[d] - k) for k in range(0, shape[d], step)])
 
 
