@@ -530,7 +530,7 @@ class SourceWriter:
         for groups in variants.values():
             self._merge_optional(groups)
         for group in self.groups:  # children first: an inner class's skeleton is final here
-            skeletons: dict[str, set[Any]] = {}
+            skeletons: dict[str, set[tuple[object, ...]]] = {}
             for instance in group.instances:
                 for name, expr in self.fields(instance):
                     skeletons.setdefault(name, set()).add(expr.skeleton())

@@ -46,7 +46,7 @@ def validate_args(op: Op, args: dict[str, Any], body: Any, pos: Pos | None) -> A
         raise SpecError.several(reports) from None
 
 
-def _argument_error(op: Op, found: Complaint, body: Any, pos: Pos | None) -> SpecError:
+def _argument_error(op: Op, found: Complaint, body: object, pos: Pos | None) -> SpecError:
     key = found.loc[0] if found.loc else None
     fields = list(op.Args.model_fields)
     if found.kind == "extra_forbidden":

@@ -190,7 +190,7 @@ class TrainConfig(BaseModel):
             raise ValueError("give either pretrained or init_from, not both")
         return self
 
-    def recipe_differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    def recipe_differences(self, other: TrainConfig) -> dict[str, tuple[object, object]]:
         """Fields that change what is computed (not runner-only) and
         differ: {name: (self, other)}."""
         mine, theirs = self.model_dump(), other.model_dump()

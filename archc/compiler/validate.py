@@ -206,7 +206,7 @@ def render(value: Any, env: Any, pos: Pos | None) -> Any:
         raise SpecError(exc.message, _shift(pos, value, exc.offset)) from None
 
 
-def _shift(pos: Pos | None, value: Any, offset: int) -> Pos | None:
+def _shift(pos: Pos | None, value: object, offset: int) -> Pos | None:
     """Point the caret at the offending character of a one-line expression when we can."""
     if pos is None or not isinstance(value, str) or "${" not in value:
         return pos

@@ -23,7 +23,7 @@ from archc.experiments.plan import SweepPlan, Variant, make_plan
 from archc.experiments.sweep import Echo, SweepOutcome, echo_stderr, run_sweep
 
 
-def grid_axes(grid: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> list[Axis]:
+def grid_axes(grid: Mapping[str, Sequence[object]] | Sequence[str] | None) -> list[Axis]:
     """Axes from {"lr": [0.01, 0.1]} or from command-line style ["lr=0.01,0.1"]."""
     from archc.experiments.grid import normalize_key
 
@@ -53,7 +53,7 @@ def _seed_list(seeds: int | Sequence[int] | None, config: dict[str, Any]) -> lis
 
 def sweep(
     spec: str | Path | None = None,
-    grid: Mapping[str, Sequence[Any]] | Sequence[str] | None = None,
+    grid: Mapping[str, Sequence[object]] | Sequence[str] | None = None,
     *,
     out: str | Path,
     variants: Sequence[Variant] | None = None,

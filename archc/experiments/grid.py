@@ -39,7 +39,7 @@ class Axis:
     """One grid dimension: a key and the values it takes, in the order given."""
 
     key: str
-    values: tuple[Value, ...]
+    values: tuple[object, ...]  # grid Values from the command line, any values from Python
 
     @property
     def is_spec(self) -> bool:

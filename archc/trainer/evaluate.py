@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
+    from archc.trainer.feed import Feed
     from archc.trainer.model import SpecOrModule
 
 TOP5_MIN_CLASSES = 10
@@ -219,7 +220,7 @@ def _evaluate_pretrained(
 
 
 def _report(
-    name: str, weights: str, model: nn.Module, feed: Any, batch: int, device: torch.device
+    name: str, weights: str, model: nn.Module, feed: Feed, batch: int, device: torch.device
 ) -> dict[str, Any]:
     """The evaluation report of `model` on the feed's test split."""
     batches = feed.test_batches(batch)

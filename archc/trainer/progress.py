@@ -6,6 +6,7 @@ Everything goes to stderr so stdout stays free for the final result row.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from archc.compiler.train_config import LogMode
@@ -23,14 +24,14 @@ class Reporter:
     def update(self, step: int, loss: float, acc: float, lr: float, images_per_s: float) -> None:
         """Running train loss and accuracy of the epoch after `step` steps."""
 
-    def end_epoch(self, row: dict[str, Any], epochs: int) -> None:
+    def end_epoch(self, row: Mapping[str, float], epochs: int) -> None:
         self.message(format_row(row, epochs))
 
     def close(self) -> None:
         """Release the display."""
 
 
-def format_row(row: dict[str, Any], epochs: int) -> str:
+def format_row(row: Mapping[str, float], epochs: int) -> str:
     splits = "".join(
         f"{split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_acc']:.2%}"
         + (f" top5 {row[f'{split}_top5']:.2%}" if f"{split}_top5" in row else "") + "  "
@@ -44,7 +45,7 @@ class QuietReporter(Reporter):
     def message(self, text: str) -> None:
         """Say nothing."""
 
-    def end_epoch(self, row: dict[str, Any], epochs: int) -> None:
+    def end_epoch(self, row: Mapping[str, float], epochs: int) -> None:
         """Say nothing."""
 
 

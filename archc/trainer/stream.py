@@ -238,7 +238,7 @@ def train_transform(cfg: TrainConfig, size: tuple[int, int], crop_padding: int,
     """The per-sample training transforms on uint8 tensors (torchvision.transforms.v2)."""
     from torchvision.transforms import v2
 
-    steps: list[Any]
+    steps: list[Transform]
     if cfg.recipe == "imagenet":
         steps = [v2.RandomResizedCrop(size, antialias=True)]
     else:
