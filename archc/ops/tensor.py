@@ -268,7 +268,8 @@ class MultiOutput(Functional[A]):
 
     @staticmethod
     def count(pieces: int) -> None:
-        """Each output is a graph node: refuse a cut into more than MAX_OUTPUTS before making any."""
+        """Each output is a graph node: refuse a cut into more than
+        MAX_OUTPUTS before making any."""
         if pieces > MAX_OUTPUTS:
             raise OpError(f"this cut makes {pieces:,} outputs; at most {MAX_OUTPUTS:,} (each is a node)")
 
