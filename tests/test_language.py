@@ -972,6 +972,11 @@ LAYOUT_HEAD = "input: [16, 8, 8]\nlayers:\n  - {conv: {out: 16, kernel: 1}}\n"
     ("  - {shifted_window_attention: {heads: 2, window: 4}}\n",
      "shifted_window_attention needs a channels-last (H, W, C) map, but its "
      "input is 16x8x8 laid out C×H×W; permute: [1, 2, 0] turns it into H×W×C"),
+    ("  - {self_attention: {heads: 2}}\n", "self_attention needs an (L, D) token sequence, but its input is 16x8x8 "
+     "laid out C×H×W; flatten: {start: 1} then transpose: {dim0: 0, dim1: 1} make L×D tokens"),
+    ("  - {flatten: {start: 1}}\n  - {conv: {out: 4, kernel: 1}}\n  - transpose: {dim0: 0, dim1: 1}\n"
+     "  - {conv: {out: 4, kernel: 1}}\n", "conv needs a channels-first (C, H, W) map, but its input is 64x4 laid out "
+     "L×D; transpose: {dim0: 0, dim1: 1} makes a C×L sequence"),
     ("  - flatten: {start: 1}\n  - {self_attention: {heads: 2}}\n",
      "its input is 16x64 laid out C×L; transpose: {dim0: 0, dim1: 1} makes L×D tokens"),
     ("  - {layernorm: {dims: 1}}\n", "layernorm over the last 1 dimension(s) of a 16x8x8 input "

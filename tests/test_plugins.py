@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from archc import api, ops
 from archc.compiler.export import export_python
@@ -45,6 +46,9 @@ def test_plugin_parameters_are_counted_keyed_and_computed(plugin: None) -> None:
     assert graph.nodes["affine"].params == 64 and graph.nodes["gain"].params == 1
     assert graph.total_params == sum(p.numel() for p in model.parameters()) == 16 * 32 + 32 + 64 + 1 + 32 * 4 + 4
     assert torch.equal(model.affine.weight, torch.full((32,), 0.5))
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 16))
+    assert counter.get_total_flops() == 2 * graph.total_macs == 2 * (16 * 32 + 32 * 4)
     with torch.no_grad():
         for p in model.parameters():
             p.uniform_(-1, 1)

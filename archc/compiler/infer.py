@@ -73,8 +73,14 @@ def make_node(
     args = validate_args(op, raw, body, pos)
     layouts = layouts if layouts is not None else [None] * len(shapes)
     try:
-        shape = op.infer(args, shapes, labels)  # a wrong rank is the shape rule's to explain
-        check_layouts(op, args, layouts, shapes, labels)
+        # a known map or sequence in the wrong layout is named as such (attention on C×H×W); a
+        # flat or unknown input's wrong rank is the shape rule's to explain (a flatten too early)
+        named = not op.multi_input and bool(layouts) and layouts[0] is not None and len(layouts[0]) >= 2
+        if named:
+            check_layouts(op, args, layouts, shapes, labels)
+        shape = op.infer(args, shapes, labels)
+        if not named:
+            check_layouts(op, args, layouts, shapes, labels)
         layout = op.layout(args, layouts, shapes, shape)
         params = op.params(args, shapes, shape)
         buffers = op.buffers(args, shapes, shape)
