@@ -934,8 +934,8 @@ def _doc_text(text: str) -> str:
 
 
 def module_source(graph: Graph, init: InitSpec | None, origin: str) -> str:
-    """The one source of a spec's model: `archc.build` runs it, `archc
-    export --to python` writes it."""
+    """The one source of a spec's model: `archc.build` runs it,
+    `archc export --to python` writes it."""
     return SourceWriter(graph, init, origin).write()
 
 

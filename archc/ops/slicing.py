@@ -1,8 +1,9 @@
 """Parameter-free reshaping of feature maps: strided spatial subsampling and channel zero-padding.
 
 Together they write He et al.'s option-A shortcut (CIFAR ResNet-20/32/56) in a spec:
-`[{subsample: 2}, {pad_channels: {before: 8, after: 8}}]` is `F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0,
-8, 8))`. Both are functions in `forward`, not modules, so they add no state_dict keys.
+`[{subsample: 2}, {pad_channels: {before: 8, after: 8}}]` is
+`F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8))`. Both are functions in `forward`, not modules, so
+they add no state_dict keys.
 """
 
 from __future__ import annotations
