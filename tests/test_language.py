@@ -1028,3 +1028,19 @@ def test_a_cut_into_too_many_outputs_is_refused_before_any_is_made() -> None:
     with pytest.raises(SpecError, match=r"makes 1,099,511,627,776 outputs; at most 4,096") as info:
         api.compile_graph("input: [1099511627776]\nlayers:\n  - {split: 1}\n")
     assert str(info.value).startswith("<string>:3:")
+
+
+def test_a_declared_input_layout_is_checked_from_the_first_op(tmp_path: Path) -> None:
+    text = "input: [12, 8]\ninput_layout: [L, D]\nlayers:\n  - {self_attention: 2, name: attn}\n  - {mean: 0}\n"
+    graph = compile_and_verify(text).archc_graph
+    assert graph.input_layout == ("L", "C") and graph.nodes["attn"].layout == ("L", "C")
+    with pytest.raises(SpecError, match=re.escape("conv needs a channels-first (C, H, W) map, but its input is 12x8 "
+                                                  "laid out L×D")):
+        api.compile_graph(text.replace("{self_attention: 2, name: attn}", "{conv: {out: 4, kernel: 1}}"))
+    with pytest.raises(SpecError, match="must name each of the 2 input dimensions once") as info:
+        api.compile_graph(text.replace("[L, D]", "[L, L]"))
+    assert str(info.value).startswith("<string>:2:")
+    path = tmp_path / "tokens.yaml"
+    path.write_text(text)
+    assert main(["diagram", str(path), "-o", str(tmp_path / "d.dot")]) == 0
+    assert "12x8 (L×D)" in (tmp_path / "d.dot").read_text()

@@ -216,7 +216,8 @@ def diagram(graph: Graph, depth: int | None = None, rankdir: str = "TB", dpi: in
                                       "height": "0.3", "penwidth": "0.8"},
                            edge_attr={"fontname": "Helvetica", "fontsize": "8", "fontcolor": "#444444",
                                       "arrowsize": "0.6", "penwidth": "0.8"})
-    dot.node("input", label=f"<<b>input</b><br/>{esc(fmt_shape(graph.input_shape))}>", fillcolor="#fff7c2")
+    dot.node("input", label=f"<<b>input</b><br/>{esc(shape_text(graph.input_shape, graph.input_layout))}>",
+             fillcolor="#fff7c2")
     _clusters(dot, graph, order, ids)
     _edges(dot, graph, order, owner, ids)
     return dot

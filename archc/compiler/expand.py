@@ -145,6 +145,7 @@ class Expander:
             ns=Namespace(""), env=ChainMap(dict(self.spec.params)), refs=ChainMap({}), declared=ChainMap({}),
             input_id=INPUT, stack=(), depth=0,
         )
+        self.graph.input_layout = self.input_layout()
         with expr.work_budget():
             out = self.seq(data["layers"], scope, Value(INPUT, self.spec.input_shape))
         if self.errors:
@@ -157,6 +158,23 @@ class Expander:
         self.graph.output = out.node
         self.graph.heads.sort(key=lambda h: self.head_order[h.name])  # stable: declaration order otherwise
         return self.graph
+
+    def input_layout(self) -> tuple[str, ...] | None:
+        """The spec's `input_layout`, one letter per input dimension, each once; a token sequence's
+        features D are its channels C (`[L, D]` is laid out as archc's L×D)."""
+        letters = self.spec.model.input_layout
+        if letters is None:
+            return None
+        pos = position_of(self.spec.document.data, "input_layout")
+        if len(letters) != len(self.spec.input_shape) or len(set(letters)) != len(letters):
+            raise SpecError(f"input_layout {letters} must name each of the {len(self.spec.input_shape)} input "
+                            f"dimensions once, e.g. [C, H, W], [H, W, C] or [L, D]", pos)
+        if "L" in letters:
+            if "C" in letters or len(letters) != 2:
+                raise SpecError(f"input_layout {letters}: a sequence is [L, D] (tokens) or [D, L] (channels "
+                                "along positions)", pos)
+            return tuple("C" if a == "D" else a for a in letters)
+        return tuple(letters)
 
     # lists and items ---------------------------------------------------------------------------
     def step(self, pos: Pos | None) -> None:

@@ -72,6 +72,7 @@ class Graph:
     heads: list[Head] = field(default_factory=list)
     scopes: dict[str, ScopeInfo] = field(default_factory=dict)
     params_used: dict[str, Any] = field(default_factory=dict)
+    input_layout: Layout = None  # the spec's `input_layout`, if it declares one
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes.values())
@@ -80,9 +81,9 @@ class Graph:
         return self.input_shape if node_id == INPUT else self.nodes[node_id].shape
 
     def layout_of(self, node_id: str) -> Layout:
-        """A node's layout; the input's is unknown (`input: [56, 56, 96]` may be H×W×C): layouts
-        start at the ops that compute in one (a conv's output is C×H×W)."""
-        return None if node_id == INPUT else self.nodes[node_id].layout
+        """A node's layout; the input's is unknown unless the spec declares it (`input: [56, 56, 96]`
+        may be H×W×C): layouts start at the ops that compute in one (a conv's output is C×H×W)."""
+        return self.input_layout if node_id == INPUT else self.nodes[node_id].layout
 
     @cached_property
     def consumers(self) -> dict[str, list[str]]:
