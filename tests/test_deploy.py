@@ -136,18 +136,40 @@ def test_unexportable_models_are_a_clear_error(tmp_path: Path, monkeypatch: pyte
         export_artifact(model, "onnx", tmp_path / "x.onnx")
 
 
+# One spec per family of the zoo (each op and block kind it uses), at the smallest input it takes.
+COMPILE_FAMILIES = {
+    "alexnet": 64, "convnext": 32, "densenet": 32, "efficientnet": 32, "efficientnet_v2": 32,
+    "googlenet": 32, "inception_v3": 96, "maxvit": 224, "mnasnet": 32, "mobilenet_v2": 32,
+    "mobilenet_v3": 32, "regnet": 32, "resnet": 32, "shufflenet_v2": 32, "squeezenet": 32,
+    "swin": 32, "swin_v2": 32, "vgg": 32, "vit": 32, "se_resnet20": 0, "nin": 0, "lenet5": 0,
+}
+
+
+def test_the_compile_families_cover_the_zoo() -> None:
+    families = {p.stem for p in ZOO if not re.match(r"(resnet|vgg)\d", p.stem)}
+    covered_by_others = {  # the same ops and block kinds as a family above
+        "alexnet_d2l", "alexnet_small", "densenet_bc_cifar", "fmnist_net", "googlenet_cifar",
+        "googlenet_paper", "inception_block_v3", "inception_cifar", "lenet_d2l", "resnet_cifar",
+        "vgg_bn_cifar"}
+    assert families - set(COMPILE_FAMILIES) <= covered_by_others
+    assert set(COMPILE_FAMILIES) <= {p.stem for p in ZOO}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", [p for p in ZOO if p.stem in
-                                  ("resnet18", "googlenet", "inception_v3", "mobilenet_v2", "densenet_bc_cifar", "vgg11_bn")],
-                         ids=lambda p: p.stem)
-def test_torch_compile_has_no_graph_breaks(path: Path) -> None:
+@pytest.mark.parametrize(("spec", "size"), list(COMPILE_FAMILIES.items()))
+def test_torch_compile_has_no_graph_breaks(spec: str, size: int) -> None:
+    """torch._dynamo traces the whole model as one graph, in eval and in train mode."""
     import torch._dynamo
 
-    model = api.build(path).eval()
-    x = torch.randn(1, *model.archc_graph.input_shape)
-    torch._dynamo.reset()
-    explanation = torch._dynamo.explain(model)(x)
-    assert explanation.graph_break_count == 0, explanation.break_reasons
+    sizes = {"image_size": size} if size else {}
+    model = api.build(REPO / "specs" / f"{spec}.yaml", force=True, **sizes)
+    x = torch.randn(2, *model.archc_graph.input_shape)
+    for mode in (False, True):
+        model.train(mode)
+        torch._dynamo.reset()
+        explanation = torch._dynamo.explain(model)(x)
+        assert explanation.graph_break_count == 0, (mode, explanation.break_reasons)
+        assert explanation.graph_count == 1
 
 
 # Deployable round trips in the quick loop: two light specs (plain layers; concat branches);

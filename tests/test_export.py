@@ -24,7 +24,7 @@ from torch import nn
 from archc import api
 from archc.compiler.codegen import class_name
 from archc.compiler.export import export_python
-from tests.conftest import TEST_SPECS, clean_env, lang_specs, spec_id, spec_size
+from tests.conftest import TEST_SPECS, clean_env, compile_and_verify, lang_specs, spec_id, spec_size
 
 DRIVER = r'''
 import importlib.util
@@ -271,3 +271,62 @@ def test_shape_comments_hold_for_every_call_of_a_class(spec: str, image_size: in
     model.eval()(torch.empty(1, *model.archc_graph.input_shape, device="meta"))
     assert len(seen) > 20
     assert any(len(s) > 1 for c in calls.values() for _, s in c)  # calls that differ
+
+
+PASSED_LAYERS = """
+name: passed
+input: [4, 8, 8]
+blocks:
+  ConvAct:
+    params: {out: null, act: relu}
+    layers:
+      - {conv: {out: $out, kernel: 3, padding: 1}}
+      - bn
+      - $act
+  Unit:
+    params: {expand: 1}
+    layers:
+      - add:
+          - - seq:
+                - {ConvAct: {out: "${C * expand}"}, when: "${expand != 1}"}
+                - {ConvAct: {out: 4, act: hardswish}}
+              name: block
+          - []
+layers:
+  - {ConvAct: {out: 4}}
+  - {ConvAct: {out: 4, act: hardswish}}
+  - {Unit: {expand: 2}}
+  - {Unit: }
+"""
+
+
+def test_layers_that_calls_build_differently_are_passed_in(write_spec) -> None:
+    """A block whose calls differ in an activation, or in the layer list of a child, is one class
+    that takes the module, as torchvision's Conv2dNormActivation takes its activation."""
+    model = compile_and_verify(write_spec(PASSED_LAYERS))
+    code = model.code
+    assert code.count("class ConvAct(") == 1 and "class ConvAct_2" not in code
+    assert code.count("class Unit(") == 1 and "class Unit_2" not in code
+    assert "def __init__(self, in_channels, out, activation):" in code
+    assert "activation=nn.Hardswish()" in code and "activation=nn.ReLU(inplace=True)" in code
+    assert "    def __init__(self, block):" in code and "Unit(block=nn.Sequential(" in code
+    assert [type(m).__name__ for m in model[2].block] == ["ConvAct", "ConvAct"]
+    assert isinstance(model[0][2], nn.ReLU) and isinstance(model[1][2], nn.Hardswish)
+    assert list(model.state_dict())[:2] == ["0.0.weight", "0.0.bias"]
+    assert "2.block.1.1.running_mean" in model.state_dict()
+
+
+def test_a_sequential_block_without_its_last_layer_is_the_same_class(write_spec) -> None:
+    model = compile_and_verify(write_spec("""
+        input: [4, 8, 8]
+        blocks:
+          ConvNorm:
+            params: {out: null, act: true}
+            layers: [{conv: {out: $out, kernel: 1}}, bn, {relu: , when: $act}]
+        layers:
+          - {ConvNorm: {out: 4}}
+          - {ConvNorm: {out: 6, act: false}}
+    """))
+    assert model.code.count("class ConvNorm(") == 1 and "class ConvNorm_2" not in model.code
+    assert "activation=None):" in model.code and "layers.append(activation)" in model.code
+    assert [len(m) for m in model] == [3, 2] and list(model.state_dict())[-1] == "1.1.num_batches_tracked"

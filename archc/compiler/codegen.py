@@ -322,6 +322,7 @@ class ClassGroup:
     # list): field name -> constructor argument that passes the module in, as torchvision's
     # Conv2dNormActivation takes its activation and MBConv its layers
     passed: dict[str, str] = field(default_factory=dict)
+    arg_names: dict[str, str] = field(default_factory=dict)  # of optional indexed children
     _constants: dict[int, Hole] = field(default_factory=dict)
 
     literals: Callable[[Scope], list[Hole]] | None = None  # the numbers in its forward, per call
@@ -353,7 +354,7 @@ class ClassGroup:
         by_values: dict[object, int] = {}
         # a parameter its forward reads is stored as an attribute: never a child module's name
         taken = set(GLOBALS) | {name for s in self.instances for name, _ in self.fields(s)}
-        taken |= set(self.passed.values())
+        taken |= set(self.passed.values()) | set(self.arg_names.values())
         for i in range(count):
             values = tuple(_frozen(holes[i].value) for holes in per_instance)
             if len(set(values)) == 1:
@@ -381,14 +382,14 @@ class ClassGroup:
         names = [n for n in self.param_names() if n not in self.defaults]
         names += list(self.passed.values())  # required: before the parameters with defaults
         names += [f"{n}={literal(self.defaults[n])}" for n in self.param_names() if n in self.defaults]
-        return ", ".join([*names, *(f"{n}=None" for n in self.optional)])
+        return ", ".join([*names, *(f"{self.argument_name(n)}=None" for n in self.optional)])
 
     def given(self) -> list[str]:
         """Child modules the caller builds and passes in: the passed ones, then the optional."""
         return [*self.passed, *self.optional]
 
     def argument_name(self, child: str) -> str:
-        return self.passed.get(child, child)
+        return self.passed.get(child) or self.arg_names.get(child, child)
 
     def param_names(self) -> list[str]:
         return [name for name, _ in self._resolve_params()]
@@ -513,10 +514,7 @@ class SourceWriter:
             if info.block is None and sequential and names == [str(i) for i in range(len(names))]:
                 continue  # inline nn.Sequential(...)
             base = class_name(info.block or scope.leaf)
-            fields = self.fields(scope)
-            children = dict(zip((n for n, _ in fields), scope.children, strict=True))
-            shape = tuple((n, None if _passable(n, children[n]) else e.skeleton()) for n, e in fields)
-            key = (base, sequential, shape,
+            key = (base, sequential, self._field_shape(scope),
                    None if sequential else _template(self.forward_code(scope, "forward"))[0])
             group = by_key.get(key)
             if group is None:
@@ -564,7 +562,11 @@ class SourceWriter:
         """
         for small in sorted(groups, key=lambda g: len(g.instances[0].children)):
             for big in groups:
-                if big is small or big.sequential or small.sequential or small not in groups:
+                if big is small or big.sequential != small.sequential or small not in groups:
+                    continue
+                if big.sequential:
+                    if self._merge_trailing(big, small, groups):
+                        break
                     continue
                 scope, other = big.instances[0], small.instances[0]
                 names = [n for n, _ in self.fields(scope)]
@@ -589,6 +591,39 @@ class SourceWriter:
                 groups.remove(small)
                 self.groups.remove(small)
                 break
+
+    def _merge_trailing(self, big: ClassGroup, small: ClassGroup, groups: list[ClassGroup]) -> bool:
+        """Fold a sequential variant that lacks the last layers of another into it: the class
+        appends them when given (torchvision's Conv2dNormActivation without an activation)."""
+        scope, other = big.instances[0], small.instances[0]
+        names = [n for n, _ in self.fields(scope)]
+        mine = [n for n, _ in self.fields(other)]
+        extra = tuple(names[len(mine):])
+        if names != [str(i) for i in range(len(names))] or not mine or names[:len(mine)] != mine:
+            return False
+        if not extra or (big.optional and big.optional != extra):
+            return False
+        children = dict(zip(names, scope.children, strict=True))
+        if not all(_passable(n, children[n]) for n in extra):
+            return False
+        if self._field_shape(scope)[:len(mine)] != self._field_shape(other):
+            return False
+        big.optional = extra
+        taken = set(GLOBALS) | set(big.arg_names.values())
+        big.arg_names.update({n: _unique(self._role(big, n), taken) for n in extra})
+        big.instances += small.instances
+        for instance in small.instances:
+            instance.group = big
+        groups.remove(small)
+        self.groups.remove(small)
+        return True
+
+    def _field_shape(self, scope: Scope) -> tuple[object, ...]:
+        """A scope's children as the grouping key sees them: names, and the skeleton of those
+        that callers cannot pass in."""
+        fields = self.fields(scope)
+        children = dict(zip((n for n, _ in fields), scope.children, strict=True))
+        return tuple((n, None if _passable(n, children[n]) else e.skeleton()) for n, e in fields)
 
     def _literal_holes_of(self, group: ClassGroup) -> Callable[[Scope], list[Hole]]:
         """The numbers in one call's forward (a stochastic depth's rate, a reshape's size), named
@@ -785,11 +820,23 @@ class SourceWriter:
         fields = self.fields(scope)
         names = [name for name, _ in fields]
         if sequential and names == [str(i) for i in range(len(names))]:
-            lines = [f"{INDENT * 2}super().__init__("]
+            optional = group.optional if group else ()
+            params = {group.argument_name(n) for n in group.given()} if group else set()
+            listed = _unique("layers", params | set(group.param_names() if group else ()) | GLOBALS)
+            lines = [f"{INDENT * 2}{listed} = [" if optional else f"{INDENT * 2}super().__init__("]
             for item, (name, expr) in zip(scope.children, fields, strict=True):
+                if name in optional:
+                    continue
                 value = group.passed[name] if group and name in group.passed else expr.render(fill, 3)
                 lines.append(f"{INDENT * 3}{value},{self._comment(scope, item, True)}")
-            return [*lines, f"{INDENT * 2})"]
+            if not optional:
+                return [*lines, f"{INDENT * 2})"]
+            lines.append(f"{INDENT * 2}]")
+            for name in optional:  # the last layers, when given: their indices follow the others'
+                arg = group.argument_name(name)  # type: ignore[union-attr]
+                lines.append(f"{INDENT * 2}if {arg} is not None:")
+                lines.append(f"{INDENT * 3}{listed}.append({arg})")
+            return [*lines, f"{INDENT * 2}super().__init__(*{listed})"]
         lines = [f"{INDENT * 2}super().__init__()"]
         for item, (name, expr) in zip(scope.children, fields, strict=True):
             value = group.argument_name(name) if group and name in group.given() else expr.render(fill, 2)
