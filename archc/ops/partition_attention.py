@@ -40,13 +40,6 @@ MODE_DOC = ("window: each size x size block of neighbours is a group (block atte
             "attention)")
 
 
-def _cells(mode: str, size: int, height: int, width: int) -> tuple[int, int, int, int]:
-    """Each spatial dim split outer x inner: window (H/s, s, W/s, s), grid (s, H/s, s, W/s)."""
-    if mode == "window":
-        return height // size, size, width // size, size
-    return size, height // size, size, width // size
-
-
 def _check_divides(size: int, height: int, width: int) -> None:
     if height % size or width % size:
         raise OpError(f"partition size {size} does not divide the {height}x{width} map; MaxViT "
@@ -100,14 +93,16 @@ class Partition(Op[PartitionArgs]):
 
     def source(self, args: PartitionArgs, inputs: list[str], shapes: list[Shape],
                inplace: bool) -> str:
-        x = inputs[0]
-        channels, height, width = shapes[0]
-        h_out, h_in, w_out, w_in = _cells(args.mode, args.size, height, width)
-        # window: tokens are the inner offsets of each block; grid: the outer (grid) positions
-        order = "0, 2, 4, 3, 5, 1" if args.mode == "window" else "0, 3, 5, 2, 4, 1"
-        groups, tokens = height * width // args.size**2, args.size**2
-        return (f"{x}.reshape({x}.shape[0], {channels}, {h_out}, {h_in}, {w_out}, {w_in})"
-                f".permute({order}).reshape({x}.shape[0], {groups}, {tokens}, {channels})")
+        """Written in the partition size only (the map's size comes from the tensor), so that the
+        calls of a block at every stage share one class: each spatial dim splits into (blocks,
+        offset) for a window, (grid position, offset) for a grid; the groups are the blocks, or
+        the offsets (the grid's tokens and groups swapped, as torchvision's SwapAxes does)."""
+        x, s = inputs[0], args.size
+        if args.mode == "window":
+            return (f"{x}.unflatten(2, (-1, {s})).unflatten(4, (-1, {s}))"
+                    f".permute(0, 2, 4, 3, 5, 1).flatten(1, 2).flatten(2, 3)")
+        return (f"{x}.unflatten(2, ({s}, -1)).unflatten(4, ({s}, -1))"
+                f".permute(0, 2, 4, 3, 5, 1).flatten(1, 2).flatten(2, 3).transpose(1, 2)")
 
     def receptive_window(self, args: PartitionArgs, inputs: list[Shape], out: Shape) -> Window:
         """A token's field is its group's: the window of neighbours, or the grid spread over the
@@ -165,17 +160,14 @@ class Unpartition(Op[UnpartitionArgs]):
 
     def source(self, args: UnpartitionArgs, inputs: list[str], shapes: list[Shape],
                inplace: bool) -> str:
-        x = inputs[0]
-        channels = shapes[0][2]
-        h_out, h_in, w_out, w_in = _cells(args.mode, args.size, args.height, args.width)
-        # to (B, C, h_out, h_in, w_out, w_in) from window's (B, h_out, w_out, h_in, w_in, C) or
-        # grid's (B, h_in, w_in, h_out, w_out, C)
+        """`partition` backwards: (blocks or offsets, tokens) -> (H, W) split as it cut them; the
+        one size from the map is its width in groups (W / size)."""
+        x, s, across = inputs[0], args.size, args.width // args.size
         if args.mode == "window":
-            split, order = f"{h_out}, {w_out}, {h_in}, {w_in}", "0, 5, 1, 3, 2, 4"
-        else:
-            split, order = f"{h_in}, {w_in}, {h_out}, {w_out}", "0, 5, 3, 1, 4, 2"
-        return (f"{x}.reshape({x}.shape[0], {split}, {channels}).permute({order})"
-                f".reshape({x}.shape[0], {channels}, {args.height}, {args.width})")
+            return (f"{x}.unflatten(2, ({s}, {s})).unflatten(1, (-1, {across}))"
+                    f".permute(0, 5, 1, 3, 2, 4).flatten(4, 5).flatten(2, 3)")
+        return (f"{x}.transpose(1, 2).unflatten(2, (-1, {across})).unflatten(1, ({s}, {s}))"
+                f".permute(0, 5, 1, 3, 2, 4).flatten(4, 5).flatten(2, 3)")
 
     def receptive_window(self, args: UnpartitionArgs, inputs: list[Shape], out: Shape) -> Window:
         """Each position is one token back in its place: the field it had (from `partition`)."""
