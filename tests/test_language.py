@@ -972,10 +972,11 @@ LAYOUT_HEAD = "input: [16, 8, 8]\nlayers:\n  - {conv: {out: 16, kernel: 1}}\n"
     ("  - {shifted_window_attention: {heads: 2, window: 4}}\n",
      "shifted_window_attention needs a channels-last (H, W, C) map, but its "
      "input is 16x8x8 laid out C×H×W; permute: [1, 2, 0] turns it into H×W×C"),
-    ("  - {self_attention: {heads: 2}}\n", "self_attention needs an (L, D) token sequence, but its input is 16x8x8 "
-     "laid out C×H×W; flatten: {start: 1} then transpose: {dim0: 0, dim1: 1} make L×D tokens"),
-    ("  - {flatten: {start: 1}}\n  - {conv: {out: 4, kernel: 1}}\n  - transpose: {dim0: 0, dim1: 1}\n"
-     "  - {conv: {out: 4, kernel: 1}}\n", "conv needs a channels-first (C, H, W) map, but its input is 64x4 laid out "
+    ("  - {self_attention: {heads: 2}}\n",
+     "self_attention needs an (L, D) token sequence, but its input is 16x8x8 laid out "
+     "C×H×W; flatten: {start: 1} then transpose: {dim0: 0, dim1: 1} make L×D tokens"),
+    ("  - {flatten: {start: 1}}\n  - {conv: {out: 4, kernel: 1}}\n"
+     "  - transpose: {dim0: 0, dim1: 1}\n  - {conv: {out: 4, kernel: 1}}\n", "conv needs a channels-first (C, H, W) map, but its input is 64x4 laid out "
      "L×D; transpose: {dim0: 0, dim1: 1} makes a C×L sequence"),
     ("  - flatten: {start: 1}\n  - {self_attention: {heads: 2}}\n",
      "its input is 16x64 laid out C×L; transpose: {dim0: 0, dim1: 1} makes L×D tokens"),
@@ -1031,7 +1032,8 @@ def test_a_cut_into_too_many_outputs_is_refused_before_any_is_made() -> None:
 
 
 def test_a_declared_input_layout_is_checked_from_the_first_op(tmp_path: Path) -> None:
-    text = "input: [12, 8]\ninput_layout: [L, D]\nlayers:\n  - {self_attention: 2, name: attn}\n  - {mean: 0}\n"
+    text = ("input: [12, 8]\ninput_layout: [L, D]\nlayers:\n"
+            "  - {self_attention: 2, name: attn}\n  - {mean: 0}\n")
     graph = compile_and_verify(text).archc_graph
     assert graph.input_layout == ("L", "C") and graph.nodes["attn"].layout == ("L", "C")
     with pytest.raises(SpecError, match=re.escape("conv needs a channels-first (C, H, W) map, but its input is 12x8 "

@@ -81,8 +81,9 @@ class Graph:
         return self.input_shape if node_id == INPUT else self.nodes[node_id].shape
 
     def layout_of(self, node_id: str) -> Layout:
-        """A node's layout; the input's is unknown unless the spec declares it (`input: [56, 56, 96]`
-        may be H×W×C): layouts start at the ops that compute in one (a conv's output is C×H×W)."""
+        """A node's layout; the input's is unknown unless the spec declares it
+        (`input: [56, 56, 96]` may be H×W×C): layouts start at the ops that compute in one (a conv's
+        output is C×H×W)."""
         return self.input_layout if node_id == INPUT else self.nodes[node_id].layout
 
     @cached_property

@@ -112,8 +112,9 @@ class SpecModel(Strict):
     description: str | None = None
     input: list[int | str] = Field(min_length=1, max_length=4, description="input shape without the batch, e.g. [3, 32, 32]")
     input_layout: list[Literal["C", "H", "W", "D", "L"]] | None = Field(
-        None, description="what each input dimension is, e.g. [L, D] for tokens or [H, W, C] for a channels-last "
-                          "map; without it the input is only a shape and layouts start at the first op that has one")
+        None, description=("what each input dimension is, e.g. [L, D] for tokens or "
+                           "[H, W, C] for a channels-last map; without it the input is "
+                           "only a shape and layouts start at the first op that has one"))
     params: dict[str, ParamValue] = Field(default_factory=dict)
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
     layers: list[Any] = Field(min_length=1)

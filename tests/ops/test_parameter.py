@@ -125,10 +125,11 @@ def test_static_shapes_and_params_equal_runtime(shape: list[int], data: st.DataO
 @pytest.mark.parametrize("scheme", ["kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform",
                                     "normal", "trunc_normal", "uniform", "zeros", "ones"])
 def test_every_init_rule_builds_on_the_meta_device(scheme: str) -> None:
-    """The spec's `init:` rules (nn.init calls in the generated __init__) run on meta tensors too."""
+    """The spec's `init:` rules (nn.init calls in the generated
+    __init__) run on meta tensors too."""
     norm = scheme if not scheme.startswith(("kaiming", "xavier")) else "ones"
-    spec = (f"input: [3, 4, 4]\nlayers:\n  - {{conv: {{out: 4, kernel: 3}}}}\n  - bn\n  - flatten\n  - {{linear: 2}}\n"
-            f"init: {{conv: {scheme}, linear: {scheme}, norm: {norm}}}\n")
+    spec = (f"input: [3, 4, 4]\nlayers:\n  - {{conv: {{out: 4, kernel: 3}}}}\n  - bn\n  - flatten\n"
+            f"  - {{linear: 2}}\ninit: {{conv: {scheme}, linear: {scheme}, norm: {norm}}}\n")
     with torch.device("meta"):
         model = api.build(spec)
     assert all(p.is_meta for p in model.parameters())
