@@ -330,3 +330,14 @@ def test_a_sequential_block_without_its_last_layer_is_the_same_class(write_spec)
     assert model.code.count("class ConvNorm(") == 1 and "class ConvNorm_2" not in model.code
     assert "activation=None):" in model.code and "layers.append(activation)" in model.code
     assert [len(m) for m in model] == [3, 2] and list(model.state_dict())[-1] == "1.1.num_batches_tracked"
+
+
+def test_stages_with_different_blocks_are_one_sequential_class() -> None:
+    """ResNet-18's stages (the first with two plain blocks, the others downsampling first) are one
+    `Stage` nn.Sequential built from its blocks, as torchvision's _make_layer builds each layerN."""
+    loaded = api.load(REPO / "specs/resnet18.yaml")
+    source = export_python(api.compile_graph(loaded), loaded.model.init, "specs/resnet18.yaml")
+    classes = re.findall(r"^class (\w+)\(", source, re.M)
+    assert classes == ["Sequential", "Stage", "BasicBlock", "Resnet18"]
+    assert "self.layer1 = Stage(BasicBlock(64, 64), BasicBlock(64, 64))" in source
+    assert "def __init__(self, in_channels, planes, stride=1, downsample=None):" in source

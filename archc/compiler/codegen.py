@@ -207,8 +207,11 @@ class Expr:
         if self.seq is not None:
             return ("seq", tuple((name, e.skeleton()) for name, e in self.seq))
         assert self.scope is not None and self.scope.group is not None
-        present = {name for name, _ in self.scope.group.fields(self.scope)}
-        return ("class", id(self.scope.group), tuple(n in present for n in self.scope.group.optional))
+        group = self.scope.group
+        if group.varargs:
+            return ("class", id(group), tuple(e.skeleton() for _, e in group.fields(self.scope)))
+        present = {name for name, _ in group.fields(self.scope)}
+        return ("class", id(group), tuple(n in present for n in group.optional))
 
     def holes(self, field_name: str) -> list[Hole]:
         if self.call is not None:
@@ -220,6 +223,9 @@ class Expr:
             return [h for name, e in self.seq for h in e.holes(f"{field_name}_{name}")]
         assert self.scope is not None and self.scope.group is not None
         group = self.scope.group
+        if group.varargs:
+            fields = group.fields(self.scope)
+            return [h for name, e in fields for h in e.holes(f"{field_name}_{name}")]
         values = group.arguments(self.scope)
         holes = [Hole(name, value, group.defaults.get(name, inspect.Parameter.empty))
                  for name, value in zip(group.param_names(), values, strict=True)]
@@ -234,13 +240,12 @@ class Expr:
             return f"{self.call.target}({', '.join(parts)})"
         if self.seq is not None:
             parts = [e.render(fill, indent + 1) for _, e in self.seq]
-            flat = f"nn.Sequential({', '.join(parts)})"
-            if len(flat) + indent * 4 + 20 <= LINE or len(parts) < 2:
-                return flat
-            pad = INDENT * (indent + 1)
-            return "nn.Sequential(\n" + "".join(f"{pad}{p},\n" for p in parts) + INDENT * indent + ")"
+            return _call_text("nn.Sequential", parts, indent)
         assert self.scope is not None and self.scope.group is not None
         group = self.scope.group
+        if group.varargs:  # its layers, built by the caller
+            layers = [e.render(fill, indent + 1) for _, e in group.fields(self.scope)]
+            return _call_text(group.name, layers, indent)
         parts = []
         for name in group.param_names():
             text = next(fill)
@@ -252,6 +257,15 @@ class Expr:
         parts += [f"{group.argument_name(name)}={present[name].render(fill, indent)}"
                   for name in group.given() if name in present]
         return f"{group.name}({', '.join(parts)})"
+
+
+def _call_text(target: str, parts: list[str], indent: int) -> str:
+    """`target(a, b)` on one line where it fits, else one argument per line."""
+    flat = f"{target}({', '.join(parts)})"
+    if len(flat) + indent * 4 + 20 <= LINE or len(parts) < 2:
+        return flat
+    pad = INDENT * (indent + 1)
+    return f"{target}(\n" + "".join(f"{pad}{p},\n" for p in parts) + INDENT * indent + ")"
 
 
 def _argument_names(target: str) -> list[str]:
@@ -323,6 +337,9 @@ class ClassGroup:
     # Conv2dNormActivation takes its activation and MBConv its layers
     passed: dict[str, str] = field(default_factory=dict)
     arg_names: dict[str, str] = field(default_factory=dict)  # of optional indexed children
+    # an nn.Sequential of whatever layers its calls pass in (stages with different block lists,
+    # as torchvision's ResNet builds each `layerN` from its own blocks)
+    varargs: bool = False
     _constants: dict[int, Hole] = field(default_factory=dict)
 
     literals: Callable[[Scope], list[Hole]] | None = None  # the numbers in its forward, per call
@@ -527,7 +544,12 @@ class SourceWriter:
             scope.group = group
         for groups in variants.values():
             self._merge_optional(groups)
+        for groups in variants.values():
+            self._merge_layer_lists(groups)
+        self._regroup(variants)
         for group in self.groups:  # children first: an inner class's skeleton is final here
+            if group.varargs:
+                continue
             skeletons: dict[str, set[tuple[object, ...]]] = {}
             for instance in group.instances:
                 for name, expr in self.fields(instance):
@@ -537,10 +559,50 @@ class SourceWriter:
                             for name, kinds in skeletons.items()
                             if len(kinds) > 1 and name not in group.optional}
         for base, groups in variants.items():
+            if not groups:
+                continue
             first = {n for n, _ in self.fields(groups[0].instances[0])}
             for k, group in enumerate(groups):
                 extra = [n for n, _ in self.fields(group.instances[0]) if n not in first] if k else []
                 group.name = _unique(base + "".join(class_name(n) for n in extra), self.taken_classes)
+
+    def _merge_layer_lists(self, groups: list[ClassGroup]) -> None:
+        """Variants of a sequential block with indexed layers that still differ (a stage of two
+        blocks and one of three, a first block that downsamples): one nn.Sequential class that
+        its calls build from their own layers, `Stage(BasicBlock(...), BasicBlock(...))`."""
+        numbered = [g for g in groups if g.sequential and not g.optional
+                    and all(n.isdigit() for n, _ in self.fields(g.instances[0]))]
+        if len(numbered) < 2:
+            return
+        keep = numbered[0]
+        keep.varargs = True
+        for group in numbered[1:]:
+            keep.instances += group.instances
+            for instance in group.instances:
+                instance.group = keep
+            groups.remove(group)
+            self.groups.remove(group)
+
+    def _regroup(self, variants: dict[str, list[ClassGroup]]) -> None:
+        """Groups that merging made alike (their children now share classes): one class."""
+        seen: dict[object, ClassGroup] = {}
+        for group in list(self.groups):  # children first: their classes are settled
+            scope = group.instances[0]
+            base = class_name(scope.info.block or scope.leaf) if scope.info else ""
+            shape = None if group.varargs else self._field_shape(scope)
+            code = None if group.sequential else self.forward_code(scope, "forward")
+            forward = _template(code)[0] if code is not None else None
+            key = (base, group.sequential, group.varargs, group.optional,
+                   tuple(group.arg_names.items()), shape, forward)
+            if key not in seen:
+                seen[key] = group
+                continue
+            keep = seen[key]
+            keep.instances += group.instances
+            for instance in group.instances:
+                instance.group = keep
+            self.groups.remove(group)
+            variants[base].remove(group)
 
     def _role(self, group: ClassGroup, index: str) -> str:
         """The argument name of an indexed child that calls pass in: what its ops are
@@ -747,7 +809,7 @@ class SourceWriter:
         each distinct one (`96x56x56 | 192x28x28`) where they differ, nothing past MAX_SHAPES."""
         outputs = item.outputs if isinstance(item, Scope) else [item.id]
         ids = [i[len(scope.prefix):] for i in outputs]
-        calls = scope.group.instances if scope.group is not None else [scope]
+        calls = self._in_order(scope.group) if scope.group is not None else [scope]
         texts: dict[str, None] = {}
         for call in calls:
             if all(call.prefix + i in self.graph.nodes for i in ids):  # else: an absent child
@@ -760,8 +822,11 @@ class SourceWriter:
         scope = group.instances[0]
         base = "Sequential" if group.sequential else "nn.Module"
         doc = self._doc(group)
+        lines = [f"class {group.name}({base}):", f'{INDENT}"""{doc}"""']
+        if group.varargs:
+            return lines  # nn.Sequential's own constructor takes the layers
         signature = group.signature()
-        lines = [f"class {group.name}({base}):", f'{INDENT}"""{doc}"""', ""]
+        lines.append("")
         lines.append(f"{INDENT}def __init__(self{', ' + signature if signature else ''}):")
         lines += self.field_lines(scope, group.fill(), group.sequential, group)
         lines += [f"{INDENT * 2}self.{name} = {name}" for name in group.stored]
@@ -778,11 +843,18 @@ class SourceWriter:
         assert info is not None
         what = f"spec block {info.block}" if info.block else f"seq {scope.path}"
         calls = len(group.instances)
-        where = ", ".join(s.path for s in group.instances[:3]) + (", ..." if calls > 3 else "")
+        first = self._in_order(group)[:3]
+        where = ", ".join(s.path for s in first) + (", ..." if calls > 3 else "")
         varies = any(self._shapes(s) != self._shapes(scope) for s in group.instances)
+        varies = varies and not group.varargs
         listed = f" Comments give each call's shape where calls differ (none past {MAX_SHAPES})."
         note = listed if varies else ""
         return _doc_text(f"The {what}: {where}.{note}")
+
+    def _in_order(self, group: ClassGroup) -> list[Scope]:
+        """A class's calls in the order the model runs them (its first instance is the fullest)."""
+        order = {path: i for i, path in enumerate(self.graph.scopes)}
+        return sorted(group.instances, key=lambda s: order.get(s.path, 0))
 
     def _shapes(self, scope: Scope) -> list[Shape]:
         return [self.graph.shape_of(n.id) for n in scope.nodes]
