@@ -969,6 +969,9 @@ LAYOUT_HEAD = "input: [16, 8, 8]\nlayers:\n  - {conv: {out: 16, kernel: 1}}\n"
      "conv needs a channels-first (C, H, W) map, but its input is "
      "8x8x16 laid out H×W×C; permute: [2, 0, 1] turns it into C×H×W"),
     ("  - permute: [1, 2, 0]\n  - maxpool: 2\n", "maxpool needs a channels-first (C, H, W) map"),
+    ("  - permute: [1, 2, 0]\n  - {upsample: {scale: 2}}\n", "upsample needs a channels-first (C, H, W) map"),
+    ("  - flatten: {start: 1}\n  - transpose: {dim0: 0, dim1: 1}\n  - bn\n",
+     "bn needs a channels-first (C, H, W) map, but its input is 64x16 laid out L×D"),
     ("  - {shifted_window_attention: {heads: 2, window: 4}}\n",
      "shifted_window_attention needs a channels-last (H, W, C) map, but its "
      "input is 16x8x8 laid out C×H×W; permute: [1, 2, 0] turns it into H×W×C"),

@@ -220,7 +220,7 @@ class Op(Generic[A]):
         need = self.needs_layout
         if need is None or layout is None or len(layout) != len(shape):
             return
-        fits = {"channels_first": (layout[0] == "C" and "L" not in layout[1:]) or layout == ("C", "L"),
+        fits = {"channels_first": layout[0] in ("C", "F"),  # C×H×W, C×L, or flat features (bn)
                 "channels_last": layout[-1] == "C" and layout[0] in ("H", "D"),
                 "tokens": layout == ("L", "C")}[need]
         if not fits:

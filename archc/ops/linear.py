@@ -187,6 +187,7 @@ class StochasticDepth(Op[StochasticDepthArgs]):
 @register
 class Dropout2d(Op[DropoutArgs]):
     name = "dropout2d"
+    needs_layout = "channels_first"
     autograd = Autograd(saves="none", side=(Side(1, "sample_channel"),))  # one noise value per sample and channel
     colour = "#ffffff"
     weighted = False

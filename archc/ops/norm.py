@@ -33,6 +33,7 @@ class BatchNormArgs(Args):
 @register
 class BatchNorm(Op[BatchNormArgs]):
     name = "bn"
+    needs_layout = "channels_first"
     autograd = Autograd(saves="input", side=(Side(2, "channel", nbytes=4),))  # save_mean, save_invstd in float32
     colour = "#f3f3f3"
     weighted = False
@@ -176,6 +177,7 @@ LAYERNORM2D_SOURCE = '''class LayerNorm2d(nn.LayerNorm):
 @register
 class LayerNorm2d(Op[LayerNorm2dArgs]):
     name = "layernorm2d"
+    needs_layout = "channels_first"
     autograd = Autograd(saves="input", side=(Side(2, "sample", nbytes=4),))  # mean and rstd (per position)
     colour = "#f3f3f3"
     weighted = False
@@ -220,6 +222,7 @@ class GroupNormArgs(Args):
 @register
 class GroupNorm(Op[GroupNormArgs]):
     name = "groupnorm"
+    needs_layout = "channels_first"
     autograd = Autograd(saves="input", side=(Side(2, "sample_channel", nbytes=4),))  # mean and rstd
     colour = "#f3f3f3"
     weighted = False
@@ -266,6 +269,7 @@ class LRNArgs(Args):
 @register
 class LocalResponseNorm(Op[LRNArgs]):
     name = "lrn"
+    needs_layout = "channels_first"
     autograd = Autograd(saves="input", side=(Side(3, "output"),))  # F.local_response_norm's squared, padded, powered intermediates
     colour = "#f3f3f3"
     weighted = False

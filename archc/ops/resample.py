@@ -43,6 +43,7 @@ _MODE_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # neare
 @register
 class Upsample(Op[UpsampleArgs]):
     name = "upsample"
+    needs_layout = "channels_first"
     autograd = Autograd(saves="none")
     colour = "#fde9d4"
     weighted = False

@@ -36,6 +36,7 @@ class SubsampleArgs(Args):
 @register
 class Subsample(Op[SubsampleArgs]):
     name = "subsample"
+    needs_layout = "channels_first"
     autograd = Autograd(saves="none", view=True)
     colour = "#ffffff"
     weighted = False
@@ -79,6 +80,7 @@ class PadChannelsArgs(Args):
 @register
 class PadChannels(Op[PadChannelsArgs]):
     name = "pad_channels"
+    needs_layout = "channels_first"
     autograd = Autograd(saves="none")
     colour = "#ffffff"
     weighted = False

@@ -398,6 +398,7 @@ class ChannelShuffleArgs(Args):
 @register
 class ChannelShuffle(Functional[ChannelShuffleArgs]):
     name = "channel_shuffle"
+    needs_layout = "channels_first"
     autograd = Autograd(saves="none")
     Args = ChannelShuffleArgs
     shorthand = "groups"
