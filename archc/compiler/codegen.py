@@ -348,7 +348,7 @@ class ClassGroup:
 
     def holes(self, scope: Scope) -> list[Hole]:
         fields = [h for name, expr in self.fields(scope) if name not in self.optional
-                  and name not in self.passed for h in expr.holes(_local(name, "m"))]
+                  and name not in self.passed for h in expr.holes(_hint(name))]
         return fields + (self.literals(scope) if self.literals is not None else [])
 
     def field_hole_count(self) -> int:
@@ -428,6 +428,12 @@ def _candidates(scope: Scope) -> dict[str, Any]:
     out: dict[str, Any] = dict(scope.info.args) if scope.info else {}
     out.setdefault("in_channels", scope.in_channels)
     return out
+
+
+def _hint(field_name: str) -> str:
+    """The prefix of a varying value's parameter name: the child's name (`conv1_stride`), none for
+    an indexed child of a sequential block (`padding`, not `m_0_padding`)."""
+    return "" if field_name.isdigit() else _local(field_name, "m")
 
 
 def _unique(name: str, taken: set[str]) -> str:
