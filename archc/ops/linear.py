@@ -19,6 +19,8 @@ from archc.ops.base import (
     Side,
     Window,
     fmt_shape,
+    layout_fix,
+    layout_text,
     numel,
 )
 
@@ -46,6 +48,23 @@ class Linear(Op[LinearArgs]):
 
     def largest_param_tensor(self, args: LinearArgs, params: int, out: Shape) -> int:
         return params - (out[-1] if args.bias else 0)  # the weight
+
+    def check_layout(self, args: LinearArgs, layout: Layout, shape: Shape) -> None:
+        """On a map whose layout is known, say which fix fits: per position on H×W×C, never over
+        the width of a C×H×W map (a silent channels_last there would mix W)."""
+        if layout is None or len(layout) != len(shape) or len(shape) < 3:
+            return
+        seen = f"a {fmt_shape(shape)} map laid out {layout_text(layout)}"
+        if layout[-1] == "C" and not args.channels_last:
+            raise OpError(f"linear on {seen}: write 'channels_last: true' to apply it at every position "
+                          "(a flatten before it would mix the positions)")
+        if layout[-1] != "C" and args.channels_last:
+            raise OpError(f"channels_last: true on {seen} would mix its last dimension "
+                          f"{layout[-1]}, not the channels; {layout_fix(layout, 'channels_last')} first")
+        if layout[-1] != "C":
+            raise OpError(f"linear on {seen}: for a classifier add '- flatten' before it, for an MLP "
+                          f"at every position {layout_fix(layout, 'channels_last')} and write "
+                          "'channels_last: true'")
 
     def infer(self, args: LinearArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
