@@ -974,8 +974,8 @@ LAYOUT_HEAD = "input: [16, 8, 8]\nlayers:\n  - {conv: {out: 16, kernel: 1}}\n"
      "apply it at every position (a flatten before it would mix the positions)"),
     ("  - {linear: {out: 4, channels_last: true}}\n", "channels_last: true on a 16x8x8 map laid out C×H×W would mix its "
      "last dimension W, not the channels; permute: [1, 2, 0] turns it into H×W×C first"),
-    ("  - linear: 4\n", "linear on a 16x8x8 map laid out C×H×W: for a classifier add '- flatten' before it, for an MLP "
-     "at every position permute: [1, 2, 0]"),
+    ("  - linear: 4\n", "linear on a 16x8x8 map laid out C×H×W: for a classifier add '- "
+                        "flatten' before it, for an MLP at every position permute: [1, 2, 0]"),
     ("  - flatten: {start: 1}\n  - transpose: {dim0: 0, dim1: 1}\n  - bn\n",
      "bn needs a channels-first (C, H, W) map, but its input is 64x16 laid out L×D"),
     ("  - {shifted_window_attention: {heads: 2, window: 4}}\n",
