@@ -26,7 +26,11 @@ from archc.trainer.model import Source, resolve_source
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
+    from archc.trainer.distributed import DistInfo
+    from archc.trainer.feed import Feed
+    from archc.trainer.loop import Outcome, Run
     from archc.trainer.model import SpecOrModule
 
 TORCHVISION_PREFIX = "torchvision:"
@@ -36,7 +40,8 @@ class TrainResult(dict[str, Any]):
     """What `archc.train` returns: the result record (this dict, as in OUT/result.json) plus the
     trained `model` (after its last epoch) and the per-epoch `history` (the rows of metrics.csv)."""
 
-    def __init__(self, record: dict[str, Any], model: Any, history: list[dict[str, Any]]) -> None:
+    def __init__(self, record: dict[str, Any], model: nn.Module | None,
+                 history: list[dict[str, Any]]) -> None:
         super().__init__(record)
         self.model = model
         self.history = history
@@ -140,7 +145,7 @@ def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: t
     raise TrainError(f"distributed training exited with code {rc}; see the messages above")
 
 
-def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: Any) -> TrainResult:
+def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: DistInfo) -> TrainResult:
     from archc.trainer import distributed
     from archc.trainer.checkpoint import RUN_FILES, load_checkpoint, remove_stale_temps
     from archc.trainer.lock import RunLock
@@ -230,7 +235,8 @@ def _check_resumable(state: dict[str, Any], source: Source, cfg: TrainConfig, ou
                               "resume with the same settings or use another --out")
 
 
-def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path, resume_state: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+def _prepare(source: Source, cfg: TrainConfig, dist: DistInfo, device: torch.device, out: Path,
+             resume_state: dict[str, Any] | None) -> tuple[Run, dict[str, Any]]:
     """Dataset, model, transforms and reporter for the loop, checked against each other."""
     import torch
 
@@ -333,7 +339,7 @@ def _prepare(source: Source, cfg: TrainConfig, dist: Any, device: Any, out: Path
     return run, info
 
 
-def _dataset_info(feed: Any, cfg: TrainConfig, input_shape: tuple[int, ...]) -> dict[str, Any]:
+def _dataset_info(feed: Feed, cfg: TrainConfig, input_shape: tuple[int, ...]) -> dict[str, Any]:
     """What `archc predict` needs to prepare an image as the training images were: the class names,
     the stored image shape and the --resize applied to it (streamed
     images come at the model's size)."""
@@ -366,7 +372,8 @@ def _record_failure(out: Path, source: Source, cfg: TrainConfig, given: dict[str
         write_result(out, {"status": "diverged", "error": error, **_base_record(source, cfg, given, info)})
 
 
-def _record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any], outcome: Any, device: Any, dist: Any, out: Path, wall_start: float) -> dict[str, Any]:
+def _record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any], outcome: Outcome,
+            device: torch.device, dist: DistInfo, out: Path, wall_start: float) -> dict[str, Any]:
     from archc.trainer.metrics import peak_memory
 
     last = outcome.history[-1]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ from archc.trainer.feed import Feed
 from archc.trainer.metrics import write_metrics
 from archc.trainer.progress import Reporter
 from archc.trainer.schedule import LrSchedule
+
+if TYPE_CHECKING:
+    from archc.trainer.tensorboard import TensorBoardLog
 
 CUDA_SYNC_EVERY = 25  # steps between host syncs (loss check, progress) where kernels run async
 
@@ -248,7 +251,7 @@ def _patience_exhausted(cfg: TrainConfig, outcome: Outcome, epochs_done: int) ->
     return cfg.patience is not None and outcome.best_epoch > 0 and epochs_done - outcome.best_epoch >= cfg.patience
 
 
-def _tensorboard(run: Run, history: list[dict[str, Any]]) -> Any:
+def _tensorboard(run: Run, history: list[dict[str, Any]]) -> TensorBoardLog | None:
     from archc.trainer.tensorboard import TensorBoardLog
 
     return TensorBoardLog.open(run.out, history, run.reporter)

@@ -104,7 +104,7 @@ def resolve_source(
 
 
 def checkpoint_source(
-    spec: Any, stored: Any, checkpoint: str | Path, spec_overrides: dict[str, Any] | None = None,
+    spec: SpecOrModule | None, stored: object, checkpoint: str | Path, spec_overrides: dict[str, Any] | None = None,
     plugins: tuple[str, ...] = (), input_shape: tuple[int, ...] | list[int] | None = None,
 ) -> Source:
     """The model a checkpoint was trained as: the `--set` and `--input` it recorded (flags given
