@@ -257,8 +257,13 @@ def test_shape_comments_hold_for_every_call_of_a_class(spec: str, image_size: in
             current = line[6:].partition("(")[0]
         call = r"(?:self\.(\w+)|getattr\(self, '([^']+)'\))"
         found = re.match(rf"\s+\w+ = {call}\(.*\)  # (.*)$", line)
-        if found:
+        if found:  # a class with variants calls a child on several lines: any of them
             calls.setdefault(current, []).append((found[1] or found[2], found[3].split(" | ")))
+    for lines in calls.values():
+        union: dict[str, list[str]] = {}
+        for child, shapes in lines:
+            union.setdefault(child, []).extend(shapes)
+        lines[:] = list(union.items())
     seen: list[tuple[str, str]] = []
     for module in model.modules():
         for child, shapes in calls.get(type(module).__name__, []):
@@ -341,3 +346,34 @@ def test_stages_with_different_blocks_are_one_sequential_class() -> None:
     assert classes == ["Sequential", "Stage", "BasicBlock", "Resnet18"]
     assert "self.layer1 = Stage(BasicBlock(64, 64), BasicBlock(64, 64))" in source
     assert "def __init__(self, in_channels, planes, stride=1, downsample=None):" in source
+
+
+def test_calls_that_run_their_children_differently_share_a_class_with_a_variant(write_spec) -> None:
+    """A block whose residual add depends on its arguments (MBConv, InvertedResidual): one class,
+    its `variant` argument selecting the forward, as torchvision's use_res_connect."""
+    model = compile_and_verify(write_spec("""
+        input: [4, 8, 8]
+        blocks:
+          Inverted:
+            params: {out: null}
+            layers:  # the residual form first: after it C == out, so the plain form is dropped
+              - add: [[{seq: [{conv: {out: $out, kernel: 1}}, bn], name: block}], []]
+                when: "${C == out}"
+              - {seq: [{conv: {out: $out, kernel: 1}}, bn], name: block, when: "${C != out}"}
+        layers:
+          - {Inverted: {out: 8}}
+          - {Inverted: {out: 8}}
+    """))
+    code = model.code
+    assert code.count("class Inverted(") == 1 and "class Inverted_2" not in code
+    assert "if self.variant == 0:" in code and "def _forward_1(self, x):" in code
+    assert [m.variant for m in model] == [0, 1]
+    x = torch.randn(2, 4, 8, 8)
+    model.eval()
+    with torch.no_grad():
+        hidden = model[0].block(x)
+        torch.testing.assert_close(model[0](x), hidden)
+        torch.testing.assert_close(model[1](hidden), model[1].block(hidden) + hidden)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.testing.assert_close(torch.jit.script(model)(x), model(x))

@@ -340,6 +340,11 @@ class ClassGroup:
     # an nn.Sequential of whatever layers its calls pass in (stages with different block lists,
     # as torchvision's ResNet builds each `layerN` from its own blocks)
     varargs: bool = False
+    # calls that run different forwards on the same children (a residual add or not): one
+    # representative call per forward; the `variant` argument selects it, as torchvision's
+    # InvertedResidual's use_res_connect does
+    variants: list[Scope] = field(default_factory=list)
+    variant_of: dict[str, int] = field(default_factory=dict)  # call path -> its variant
     _constants: dict[int, Hole] = field(default_factory=dict)
 
     literals: Callable[[Scope], list[Hole]] | None = None  # the numbers in its forward, per call
@@ -488,6 +493,7 @@ class SourceWriter:
                     self.helpers[call.target] = helper.strip()
         self.defaults = self._normalise_calls()
         self.groups: list[ClassGroup] = []
+        self._variant: int | None = None  # the variant whose forward body is being written
         self.root_name = class_name(graph.name)
         self.taken_classes = {*GLOBALS, self.root_name, *self.helpers}
         self._group_scopes()
@@ -552,6 +558,8 @@ class SourceWriter:
             self._merge_optional(groups)
         for groups in variants.values():
             self._merge_layer_lists(groups)
+        for groups in variants.values():
+            self._merge_behaviours(groups)
         self._regroup(variants)
         for group in self.groups:  # children first: an inner class's skeleton is final here
             if group.varargs:
@@ -589,6 +597,59 @@ class SourceWriter:
             groups.remove(group)
             self.groups.remove(group)
 
+    def _merge_behaviours(self, groups: list[ClassGroup]) -> None:
+        """Variants of a block with the same children that run them differently (MBConv with and
+        without its residual add): one class whose `variant` argument selects the forward."""
+        by_children: dict[object, list[ClassGroup]] = {}
+        for group in groups:
+            scope = group.instances[0]
+            if group.varargs or group.optional or len(scope.inputs) != 1 or len(scope.outputs) != 1:
+                continue
+            by_children.setdefault(self._field_shape(scope), []).append(group)
+        for alike in by_children.values():
+            if len(alike) < 2:
+                continue
+            keep = alike[0]
+            keep.variants = [g.instances[0] for g in alike]
+            for k, group in enumerate(alike):
+                keep.variant_of.update({s.path: k for s in group.instances})
+            keep.sequential = False
+            keep.literals = self._literal_holes_of(keep)
+            for group in alike[1:]:
+                keep.instances += group.instances
+                for instance in group.instances:
+                    instance.group = keep
+                groups.remove(group)
+                self.groups.remove(group)
+
+    def class_forward(self, group: ClassGroup, scope: Scope, comments: bool = False,
+                      absent: frozenset[str] = frozenset(),
+                      optional: frozenset[str] = frozenset()) -> str:
+        """The forward of a class as one call runs it: with variants, every variant's body under
+        `if VARIANT == k:` (the call's own variant number, a parameter once the calls differ)."""
+        if not group.variants:
+            return self.forward_code(scope, "forward", comments=comments, absent=absent,
+                                     optional=optional)
+        mine = group.variant_of[scope.path]
+        last = len(group.variants) - 1
+        head = ""
+        bodies: list[str] = []
+        for k, representative in enumerate(group.variants):
+            self._variant = k
+            runs = scope if k == mine else representative
+            code = self.forward_code(runs, f"_forward_{k}", comments=comments)
+            head = head or code.splitlines()[0]
+            bodies.append(code)
+        args = head[head.index("(") + 1:head.rindex(")")].partition(", ")[2]
+        lines = [head.replace("def _forward_0(", "def forward(")]
+        for k in range(last):  # one method per variant, as two_modes' _forward_train/_forward_eval
+            lines += [f"{INDENT}if {mine} == {k}:", f"{INDENT * 2}return self._forward_{k}({args})"]
+        lines.append(f"{INDENT}return self._forward_{last}({args})")
+        for body in bodies:
+            lines += ["", *body.splitlines()]
+        self._variant = None
+        return "\n".join(lines)
+
     def _regroup(self, variants: dict[str, list[ClassGroup]]) -> None:
         """Groups that merging made alike (their children now share classes): one class."""
         seen: dict[object, ClassGroup] = {}
@@ -596,7 +657,7 @@ class SourceWriter:
             scope = group.instances[0]
             base = class_name(scope.info.block or scope.leaf) if scope.info else ""
             shape = None if group.varargs else self._field_shape(scope)
-            code = None if group.sequential else self.forward_code(scope, "forward")
+            code = None if group.sequential else self.class_forward(group, scope)
             forward = _template(code)[0] if code is not None else None
             key = (base, group.sequential, group.varargs, group.optional,
                    tuple(group.arg_names.items()), shape, forward)
@@ -701,7 +762,7 @@ class SourceWriter:
         def holes(scope: Scope) -> list[Hole]:
             present = {n for n, _ in self.fields(scope)}
             absent = frozenset(n for n in group.optional if n not in present)
-            _, values = _template(self.forward_code(scope, "forward", absent=absent))
+            _, values = _template(self.class_forward(group, scope, absent=absent))
             return [Hole(hint, value) for hint, value in values]
 
         return holes
@@ -816,6 +877,8 @@ class SourceWriter:
         outputs = item.outputs if isinstance(item, Scope) else [item.id]
         ids = [i[len(scope.prefix):] for i in outputs]
         calls = self._in_order(scope.group) if scope.group is not None else [scope]
+        if scope.group is not None and scope.group.variants and self._variant is not None:
+            calls = [c for c in calls if scope.group.variant_of[c.path] == self._variant]
         texts: dict[str, None] = {}
         for call in calls:
             if all(call.prefix + i in self.graph.nodes for i in ids):  # else: an absent child
@@ -839,7 +902,7 @@ class SourceWriter:
         if not group.sequential:
             lines.append("")
             optional = frozenset(group.optional)
-            code = self.forward_code(scope, "forward", comments=True, optional=optional)
+            code = self.class_forward(group, scope, comments=True, optional=optional)
             lines += _indent(_substitute(code, group.forward_names()).splitlines())
         return lines
 
@@ -994,8 +1057,10 @@ def _template(code: str) -> tuple[str, list[tuple[str, object]]]:
     lines = code.splitlines()
     values = []
     for token in _number_tokens(code):
-        target = lines[token.start[0] - 1].strip().partition(" = ")[0]
-        values.append((f"{_local(target, 'value')}_value", ast.literal_eval(token.string)))
+        line = lines[token.start[0] - 1].strip()
+        target = _local(line.partition(" = ")[0], "value")
+        hint = "variant" if line.startswith(("if ", "elif ")) else f"{target}_value"
+        values.append((hint, ast.literal_eval(token.string)))
     return re.sub(r"#.*", "", _substitute(code, dict.fromkeys(range(len(values)), "#"))), values
 
 
