@@ -30,7 +30,7 @@ test: setup
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
 # The whole randomized campaign (10,000 fuzz cases, 3,500 property cases, 40 random kills);
-# `make test` runs a fifth of it.
+# `make test` runs a twentieth of it.
 fuzz: setup
 	@rm -f fuzz-report.txt
 	ARCHC_FUZZ_SCALE=1 ARCHC_FUZZ_BUDGET=1 ARCHC_ROBUSTNESS_LOG=fuzz-report.txt $(PY) -m pytest -n 2 -q -m slow tests/robustness tests/test_properties.py
