@@ -18,6 +18,8 @@ this suite, so it is only checked to be what CI runs.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shlex
@@ -132,8 +134,8 @@ def run_shell(example: Example, work: Path, data: Path) -> subprocess.CompletedP
     if not is_training(words):
         caps = []
     if words[0] == "archc":
-        argv = [sys.executable, "-m", "archc", *words[1:], *caps]
-    elif words[0] == "python":
+        return run_archc_here([*words[1:], *caps], work)
+    if words[0] == "python":
         argv = [sys.executable, *words[1:]]
     elif words[0] == "torchrun":
         argv = [str(VENV_BIN / "torchrun"), *words[1:], *caps]
@@ -141,6 +143,21 @@ def run_shell(example: Example, work: Path, data: Path) -> subprocess.CompletedP
         pytest.fail(f"{example.where()}: no runner for `{words[0]}` "
                     f"commands; add one to {Path(__file__).name}")
     return subprocess.run(argv, cwd=work, env=doc_env(), capture_output=True, text=True, timeout=600)
+
+
+def run_archc_here(argv: list[str], work: Path) -> subprocess.CompletedProcess[str]:
+    """An `archc` command through `archc.cli.main`, in this process (the entry point is that call;
+    tests/test_cli_compile.py runs `python -m archc` itself): each command would otherwise
+    spend seconds of CPU importing torch again. Output and exit status as a subprocess gives them."""
+    from archc.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(work), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse: --help, usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["archc", *argv], code, out.getvalue(), err.getvalue())
 
 
 def run_make(example: Example, words: list[str], caps: list[str], work: Path) -> subprocess.CompletedProcess[str]:
