@@ -35,8 +35,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     import resource
 
     def cpu() -> float:
-        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+        usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        return sum(u.ru_utime + u.ru_stime for u in usage)
 
     start = cpu()
     yield
@@ -60,7 +60,8 @@ def _spec_facts(path: Path) -> tuple[int, int, int, frozenset[str]]:
     from archc import api
 
     graph = api.compile_graph(path)
-    return graph.total_macs, graph.total_params, len(graph.nodes), frozenset(node.op for node in graph)
+    ops = frozenset(node.op for node in graph)
+    return graph.total_macs, graph.total_params, len(graph.nodes), ops
 
 
 def spec_size(path: Path) -> tuple[int, int]:
