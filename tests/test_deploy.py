@@ -151,10 +151,9 @@ def test_unexportable_models_are_a_clear_error(tmp_path: Path, monkeypatch: pyte
 # Deployable round trips in the quick loop: two light specs (plain layers; concat branches). Marked
 # slow: the few zoo specs that together use every op of the zoo (an exporter's or the compiler's
 # support is per op; the other specs combine the same ops), big families in a small configuration
-# of the same ops. torch.compile traces the same specs.
+# of the same ops. torch.compile traces the same specs. Every zoo spec exports: a by-hand run,
+# ARCHC_ZOO_EXPORTS=all (about 7 CPU-minutes, too many for the suite).
 T = TypeVar("T")
-# Every zoo spec exports: a by-hand run, ARCHC_ZOO_EXPORTS=all (about 7 CPU-minutes, too many for
-# the suite).
 QUICK_EXPORTS = ("lenet5", "inception_block_v3")
 EXPORTED = sorted({*op_covering_specs(ZOO), *(p for p in ZOO if p.stem in QUICK_EXPORTS)})
 ALL_EXPORTS = ZOO if os.environ.get("ARCHC_ZOO_EXPORTS") == "all" else EXPORTED
