@@ -148,7 +148,8 @@ def run_shell(example: Example, work: Path, data: Path) -> subprocess.CompletedP
 def run_archc_here(argv: list[str], work: Path) -> subprocess.CompletedProcess[str]:
     """An `archc` command through `archc.cli.main`, in this process (the entry point is that call;
     tests/test_cli_compile.py runs `python -m archc` itself): each command would otherwise
-    spend seconds of CPU importing torch again. Output and exit status as a subprocess gives them."""
+    spend seconds of CPU importing torch again. Output and exit status
+    as a subprocess gives them."""
     from archc.cli import main
 
     out, err = io.StringIO(), io.StringIO()
