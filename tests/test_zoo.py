@@ -198,7 +198,8 @@ def test_runtime_matches_static_and_trains(name: str) -> None:
     """Static shapes, MACs, parameters and buffers equal the emitted module's at the spec's own
     input (on the meta device: they need no values), and a train step reaches every parameter.
     The step runs on real tensors (a finite loss) for all but the heavy models, at 64x64 where the
-    spec takes an image size; the heavy ones' real outputs are torchvision's (test_torchvision_*)."""
+    spec takes an image size; the heavy ones' real outputs are
+    torchvision's (test_torchvision_*)."""
     with torch.device("meta"):
         # .to("meta"): torch.normal (a learned tensor's init) ignores the device context
         model = api.build(SPECS / f"{name}.yaml").to("meta")
