@@ -167,6 +167,25 @@ def run_archc(*args: str, cwd: Path | None = None, timeout: float = 120) -> subp
     )
 
 
+def archc_here(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`archc ARGS` through archc.cli.main in this process (the entry point is that call), with
+    the exit status and output a subprocess gives: run_archc costs seconds of CPU importing torch
+    again, so use it only where the process is the point (signals, imports, environment)."""
+    import contextlib
+    import io
+
+    from archc.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd or REPO), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse: --help, usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["archc", *args], code, out.getvalue(), err.getvalue())
+
+
 def assert_node_tensor_counts(model: Any, graph: Any) -> None:
     """Each node's static parameter and buffer counts equal its
     module's (or its learned tensor's)."""

@@ -15,7 +15,7 @@ import pytest
 from archc import errors as archc_errors
 from archc.cli import COMMANDS, make_parser
 from archc.compiler.train_config import TrainConfig
-from tests.conftest import REPO, TEST_SPECS, run_archc
+from tests.conftest import REPO, TEST_SPECS, archc_here
 
 LENET = REPO / "specs" / "lenet5.yaml"
 SMALL = TEST_SPECS / "report_alexnet.yaml"
@@ -35,21 +35,21 @@ def _one_line_error(stderr: str) -> str:
 
 # usage errors -------------------------------------------------------------------------------------
 def test_bare_archc_lists_the_commands() -> None:
-    done = run_archc()
+    done = archc_here()
     assert done.returncode == 2
     for command in COMMANDS:
         assert command in done.stdout
 
 
 def test_misspelled_command_suggests_the_right_one() -> None:
-    done = run_archc("chek", str(LENET))
+    done = archc_here("chek", str(LENET))
     assert done.returncode == 2 and "unknown command 'chek' (did you mean 'check'?)" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("command", ["report", "check", "diagram"])
 def test_unknown_flag_prints_the_subcommands_usage(command: str) -> None:
-    done = run_archc(command, str(LENET), "--no-such-flag")
+    done = archc_here(command, str(LENET), "--no-such-flag")
     assert done.returncode == 2
     assert (
         done.stderr.startswith(f"usage: archc {command} ")
@@ -150,7 +150,7 @@ def test_a_new_config_field_becomes_a_flag(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_train_flags_reach_the_config(tmp_path: Path) -> None:
-    done = run_archc(
+    done = archc_here(
         "train",
         str(LENET),
         "--dataset",
@@ -234,18 +234,18 @@ def test_errors_of_every_kind_print_one_line(tmp_path: Path) -> None:
         (("report",), "give spec files, or --html DIR"),
     ]
     for args, message in cases:
-        done = run_archc(*args)
+        done = archc_here(*args)
         assert done.returncode == 1 and message in _one_line_error(done.stderr), (args, done.stderr)
 
 
 # output paths -------------------------------------------------------------------------------------
 def test_missing_output_folders_are_created(tmp_path: Path) -> None:
-    done = run_archc("export", str(LENET), "-o", str(tmp_path / "missing" / "dir" / "x.py"))
+    done = archc_here("export", str(LENET), "-o", str(tmp_path / "missing" / "dir" / "x.py"))
     assert done.returncode == 0, done.stderr
     assert "class" in (tmp_path / "missing" / "dir" / "x.py").read_text()
-    done = run_archc("schema", "-o", str(tmp_path / "schemas" / "archc.json"))
+    done = archc_here("schema", "-o", str(tmp_path / "schemas" / "archc.json"))
     assert done.returncode == 0 and json.loads((tmp_path / "schemas" / "archc.json").read_text())
-    done = run_archc("diagram", str(SMALL), "-o", str(tmp_path / "pictures" / "a.dot"))
+    done = archc_here("diagram", str(SMALL), "-o", str(tmp_path / "pictures" / "a.dot"))
     assert done.returncode == 0 and (tmp_path / "pictures" / "a.dot").read_text().startswith(
         "digraph"
     )
@@ -258,7 +258,7 @@ def test_a_folder_as_output_is_refused_in_one_line(tmp_path: Path) -> None:
         ("build", str(LENET), "--save", str(tmp_path)),
         ("report", str(LENET), "-o", str(tmp_path)),
     ):
-        done = run_archc(*args)
+        done = archc_here(*args)
         assert done.returncode == 1, args
         assert f"cannot write {tmp_path}: it is a directory" in _one_line_error(done.stderr)
 
@@ -269,9 +269,9 @@ def test_build_save_makes_folders_and_load_model_rebuilds_it(tmp_path: Path) -> 
     import archc
 
     target = tmp_path / "models" / "lenet.pt"
-    done = run_archc("build", str(LENET), "--set", "num_classes=7", "--save", str(target))
+    done = archc_here("build", str(LENET), "--set", "num_classes=7", "--save", str(target))
     assert done.returncode == 0, done.stderr
-    assert "archc.load_model" in run_archc("build", "--help").stdout
+    assert "archc.load_model" in archc_here("build", "--help").stdout
     model = archc.load_model(target)
     assert not model.training and model.archc_graph.shape_of(model.archc_graph.output) == (7,)
     stored = torch.load(target, weights_only=True)["state_dict"]
@@ -284,19 +284,19 @@ def test_build_save_makes_folders_and_load_model_rebuilds_it(tmp_path: Path) -> 
 @pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "json"])
 def test_report_output_is_honoured_in_every_format(fmt: str, tmp_path: Path) -> None:
     target = tmp_path / "out" / f"report.{fmt}"
-    done = run_archc("report", str(LENET), "--format", fmt, "-o", str(target))
+    done = archc_here("report", str(LENET), "--format", fmt, "-o", str(target))
     assert done.returncode == 0 and done.stdout == "", done.stderr
     text = target.read_text()
-    assert text == run_archc("report", str(LENET), "--format", fmt).stdout
+    assert text == archc_here("report", str(LENET), "--format", fmt).stdout
     if fmt == "json":
         assert json.loads(text)["totals"]["name"] == "lenet5"
 
 
 def test_diagram_writes_the_format_its_suffix_names(tmp_path: Path) -> None:
-    done = run_archc("diagram", str(SMALL), "-o", str(tmp_path / "r.jpg"))
+    done = archc_here("diagram", str(SMALL), "-o", str(tmp_path / "r.jpg"))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "r.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG, not SVG text
-    done = run_archc("diagram", str(SMALL), "-o", str(tmp_path / "r.gif"))
+    done = archc_here("diagram", str(SMALL), "-o", str(tmp_path / "r.gif"))
     assert done.returncode == 1 and "cannot tell which format to write" in _one_line_error(
         done.stderr
     )

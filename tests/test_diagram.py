@@ -27,7 +27,7 @@ from archc.analysis.diagram import (
 )
 from archc.api import compile_graph
 from archc.ops.base import fmt_shape
-from tests.conftest import REPO, TEST_SPECS, clean_env, run_archc
+from tests.conftest import REPO, TEST_SPECS, archc_here, clean_env
 
 DOT = shutil.which("dot")
 needs_dot = pytest.mark.skipif(DOT is None, reason="graphviz's `dot` is not installed (make setup installs it)")
@@ -204,12 +204,12 @@ def test_cli_without_dot_writes_the_dot_file_warns_and_exits_zero(tmp_path: Path
 @needs_dot
 def test_cli_default_name_suffix_format_and_depth(tmp_path: Path) -> None:
     spec = TEST_SPECS / "report_resnet18.yaml"
-    done = run_archc("diagram", str(spec), "--depth", "1", cwd=tmp_path)
+    done = archc_here("diagram", str(spec), "--depth", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert svg_text(tmp_path / "report_resnet18.svg")
-    png = run_archc("diagram", str(spec), "-o", str(tmp_path / "r.png"), "--rankdir", "LR", cwd=tmp_path)
+    png = archc_here("diagram", str(spec), "-o", str(tmp_path / "r.png"), "--rankdir", "LR", cwd=tmp_path)
     assert png.returncode == 0 and (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
-    dot = run_archc("diagram", str(spec), "--format", "dot", "-o", str(tmp_path / "r.gv"))
+    dot = archc_here("diagram", str(spec), "--format", "dot", "-o", str(tmp_path / "r.gv"))
     assert dot.returncode == 0 and (tmp_path / "r.gv").read_text().startswith("digraph resnet18 {")
 
 
@@ -222,7 +222,7 @@ def test_cli_default_name_suffix_format_and_depth(tmp_path: Path) -> None:
     (["-o", "r.gif"], "cannot tell which format to write to r.gif"),
 ])
 def test_cli_bad_arguments_are_clear_errors(args: list[str], message: str) -> None:
-    done = run_archc("diagram", "tests/specs/report_alexnet.yaml", *args)
+    done = archc_here("diagram", "tests/specs/report_alexnet.yaml", *args)
     assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
 
 
@@ -278,13 +278,13 @@ def _png_size(path: Path) -> tuple[int, int]:
 @needs_dot
 def test_default_diagrams_are_readable_and_depth_and_dpi_override(tmp_path: Path) -> None:
     for name in ("resnet50", "inception_v3"):  # 493x14121 and 2906x16153 px when drawn at full depth
-        done = run_archc("diagram", str(REPO / "specs" / f"{name}.yaml"), "-o", str(tmp_path / f"{name}.png"))
+        done = archc_here("diagram", str(REPO / "specs" / f"{name}.yaml"), "-o", str(tmp_path / f"{name}.png"))
         assert done.returncode == 0, done.stderr
         width, height = _png_size(tmp_path / f"{name}.png")
         assert width <= 1200 and height <= 3000, (name, width, height)
-    sharp = run_archc("diagram", str(REPO / "specs" / "resnet50.yaml"), "--dpi", "192", "-o", str(tmp_path / "sharp.png"))
+    sharp = archc_here("diagram", str(REPO / "specs" / "resnet50.yaml"), "--dpi", "192", "-o", str(tmp_path / "sharp.png"))
     assert sharp.returncode == 0 and _png_size(tmp_path / "sharp.png")[1] > 1.8 * _png_size(tmp_path / "resnet50.png")[1]
-    full = run_archc("diagram", str(TEST_SPECS / "report_resnet18.yaml"), "--depth", "all", "--format", "dot",
+    full = archc_here("diagram", str(TEST_SPECS / "report_resnet18.yaml"), "--depth", "all", "--format", "dot",
                      "-o", str(tmp_path / "full.dot"))
     boxes = re.findall(r"^\s*n\d+ \[", (tmp_path / "full.dot").read_text(), re.M)
     assert full.returncode == 0 and len(boxes) == len(compile_graph(TEST_SPECS / "report_resnet18.yaml").nodes)

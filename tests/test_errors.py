@@ -16,7 +16,7 @@ import pytest
 from archc import api
 from archc.cli import main
 from archc.errors import SpecError
-from tests.conftest import run_archc
+from tests.conftest import archc_here
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def subprocess_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, st
     for case in CASES:
         paths.append(folder / f"{case.id}.yaml")
         paths[-1].write_text(case.text)
-    result = run_archc("check", *map(str, paths))
+    result = archc_here("check", *map(str, paths))
     assert result.returncode == 1 and result.stdout == ""
     assert "Traceback" not in result.stderr
     reports: dict[str, str] = {}
@@ -230,7 +230,7 @@ def test_error_cli_subprocess(case: Case, subprocess_reports: dict[str, str]) ->
 def test_error_cli_subprocess_single_file_exit_code(case_id: str, write_spec) -> None:
     case = BY_ID[case_id]
     path = write_spec(case.text)
-    result = run_archc("check", str(path))
+    result = archc_here("check", str(path))
     assert result.returncode == 1, result.stderr
     assert result.stdout == ""
     _check_report(case, path, result.stderr)
@@ -308,7 +308,7 @@ def test_override_errors_cli(setting: str, message: str, write_spec, capsys: pyt
 
 def test_override_error_cli_subprocess(write_spec) -> None:
     path = write_spec(OVERRIDE_SPEC)
-    result = run_archc("check", str(path), "--set", "widht=4")
+    result = archc_here("check", str(path), "--set", "widht=4")
     assert result.returncode == 1
     assert result.stderr.startswith("error: unknown parameter 'widht' (did you mean 'width'?)")
     assert "Traceback" not in result.stderr

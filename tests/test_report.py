@@ -20,7 +20,7 @@ import pytest
 
 from archc.analysis.report import CONVENTIONS, render, report_rows, si, totals
 from archc.api import compile_graph
-from tests.conftest import REPO, TEST_SPECS, clean_env, run_archc, spec_size
+from tests.conftest import REPO, TEST_SPECS, archc_here, clean_env, spec_size
 
 ZOO = REPO / "specs"
 
@@ -365,22 +365,22 @@ def test_report_never_imports_torch(fmt: str) -> None:
 
 
 def test_cli_report_formats_and_comparison() -> None:
-    out = run_archc("report", "tests/specs/report_resnet18.yaml", "--format", "json", "--batch-size", "8", "--dtype", "bfloat16")
+    out = archc_here("report", "tests/specs/report_resnet18.yaml", "--format", "json", "--batch-size", "8", "--dtype", "bfloat16")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["totals"]["batch"] == 8 and data["totals"]["dtype"] == "bfloat16"
     assert data["totals"]["param_memory"] < 11_689_512 * 4
-    both = run_archc("report", "tests/specs/report_resnet18.yaml", "tests/specs/report_vgg16.yaml", "--format", "csv")
+    both = archc_here("report", "tests/specs/report_resnet18.yaml", "tests/specs/report_vgg16.yaml", "--format", "csv")
     assert both.returncode == 0, both.stderr
     rows = list(csv.DictReader(io.StringIO(both.stdout)))
     assert [r["spec"] for r in rows] == ["resnet18", "vgg16"]
     assert rows[1]["macs"] == "15470264320" and rows[0]["receptive_field"] == "435x435" and rows[1]["depth"] == "16"
-    table = run_archc("report", "tests/specs/report_resnet18.yaml", "tests/specs/report_googlenet.yaml")
+    table = archc_here("report", "tests/specs/report_resnet18.yaml", "tests/specs/report_googlenet.yaml")
     assert table.returncode == 0 and "googlenet" in table.stdout and "train mem (SGD)" in table.stdout
 
 
 def test_cli_overrides_and_input_shape_reach_the_report() -> None:
-    out = run_archc("report", "tests/specs/report_resnet18.yaml", "--set", "num_classes=10", "--input", "3,32,32",
+    out = archc_here("report", "tests/specs/report_resnet18.yaml", "--set", "num_classes=10", "--input", "3,32,32",
                     "--format", "json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -396,7 +396,7 @@ def test_cli_overrides_and_input_shape_reach_the_report() -> None:
     (["--set", "nope=1"], "nope"),
 ])
 def test_cli_bad_arguments_are_clear_errors(args: list[str], message: str) -> None:
-    out = run_archc("report", "tests/specs/report_resnet18.yaml", *args)
+    out = archc_here("report", "tests/specs/report_resnet18.yaml", *args)
     assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr
 
 
@@ -407,9 +407,9 @@ def test_cli_bad_spec_is_a_compiler_error(write_spec) -> None:
         layers:
           - conv: {out: 4, kernel: 9}
     """)
-    out = run_archc("report", str(path))
+    out = archc_here("report", str(path))
     assert out.returncode == 1 and "does not fit" in out.stderr and "Traceback" not in out.stderr
-    missing = run_archc("report", "no/such/spec.yaml")
+    missing = archc_here("report", "no/such/spec.yaml")
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
 
 

@@ -12,7 +12,7 @@ import pytest
 import archc
 from archc.analysis import report
 from archc.api import compile_graph
-from tests.conftest import REPO, TEST_SPECS, run_archc
+from tests.conftest import REPO, TEST_SPECS, archc_here
 
 RESNET18 = TEST_SPECS / "report_resnet18.yaml"
 LENET = REPO / "specs" / "lenet5.yaml"
@@ -63,20 +63,20 @@ def test_markdown_shows_full_layer_paths() -> None:
 
 
 def test_column_selection_on_the_command_line(tmp_path) -> None:
-    done = run_archc("report", str(LENET), "--columns", "name,output,params")
+    done = archc_here("report", str(LENET), "--columns", "name,output,params")
     assert done.returncode == 0, done.stderr
     header = done.stdout.splitlines()[1].split()
     assert header == ["layer", "output", "params"]
-    done = run_archc("report", str(LENET), "--format", "csv", "--columns", "params,name")
+    done = archc_here("report", str(LENET), "--format", "csv", "--columns", "params,name")
     assert done.stdout.splitlines()[0] == "params,name"
-    done = run_archc("build", str(LENET), "--columns", "name,params")
+    done = archc_here("build", str(LENET), "--columns", "name,params")
     assert done.returncode == 0 and done.stdout.splitlines()[1].split() == ["layer", "params"]
 
 
 def test_build_and_report_print_the_same_table() -> None:
-    built = run_archc("build", str(LENET))
+    built = archc_here("build", str(LENET))
     assert built.returncode == 0, built.stderr
-    assert built.stdout == run_archc("report", str(LENET)).stdout
+    assert built.stdout == archc_here("report", str(LENET)).stdout
 
 
 def test_summary_prints_the_table_and_repr_is_one_line() -> None:
