@@ -9,6 +9,7 @@ strictly and the outputs agree.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -444,7 +445,22 @@ def test_zoo_json_lists_every_spec(capsys: pytest.CaptureFixture[str]) -> None:
             assert tuple(row["output"]) == OUTPUT_SHAPES[row["name"]]
 
 
-def test_zoo_table_has_a_row_per_spec(capsys: pytest.CaptureFixture[str]) -> None:
+@functools.cache
+def zoo_collection() -> tuple[list[Any], list[SpecError]]:
+    """The zoo command's compile of every name, once, for the tests that only read it
+    (test_zoo_json_lists_every_spec runs the command's own collection and checks it)."""
+    return collect(default_specs_dir())
+
+
+def test_zoo_table_has_a_row_per_spec(capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import archc.commands.zoo
+
+    def shared(specs_dir: Path) -> tuple[list[Any], list[SpecError]]:
+        assert specs_dir == default_specs_dir()
+        return zoo_collection()
+
+    monkeypatch.setattr(archc.commands.zoo, "collect", shared)
     assert main(["zoo"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["name", "input", "params", "MACs"]
@@ -454,7 +470,7 @@ def test_zoo_table_has_a_row_per_spec(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_docs_zoo_md_is_the_commands_output() -> None:
-    entries, errors = collect(default_specs_dir())
+    entries, errors = zoo_collection()
     assert not errors
     assert (REPO / "docs" / "zoo.md").read_text() == render_markdown(entries), \
         "regenerate with: archc zoo --format markdown > docs/zoo.md"
