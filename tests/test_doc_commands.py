@@ -43,8 +43,8 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 SHELL = {"bash", "sh"}
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
 TRAINING = {"train", "sweep", "compare"}
-CAPS = ["--test-subset", "8", "--batch-size", "8", "--epochs", "1"]
-TRAIN_IMAGES = 8  # or the largest batch size a grid asks for: training needs one whole batch
+CAPS = ["--test-subset", "4", "--batch-size", "4", "--epochs", "1"]
+TRAIN_IMAGES = 4  # or the largest batch size a grid asks for: training needs one whole batch
 VENV_BIN = Path(sys.executable).parent
 
 
