@@ -14,7 +14,7 @@ import pytest
 
 from archc import load
 from archc.compiler.train_config import RUNTIME_FIELDS, TrainConfig
-from tests.conftest import clean_env, run_archc
+from tests.conftest import archc_here, clean_env
 from tests.robustness.conftest import assert_positioned, spec_error
 
 HEAD = "name: t\ninput: [1, 8, 8]\nlayers:\n  - flatten\n  - linear: 4\ntrain:\n  epochs: 1\n"
@@ -61,7 +61,7 @@ def test_a_recipe_is_accepted() -> None:
 def test_check_refuses_nproc_in_a_spec_with_a_position(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(HEAD + "  nproc: 2\n")
-    result = run_archc("check", str(spec))
+    result = archc_here("check", str(spec))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert f"{spec}:8:3: train: 'nproc' is for the person running archc" in result.stderr
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from archc.cli import main
-from tests.conftest import run_archc
+from tests.conftest import archc_here, run_archc
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_input_changing_the_rank_is_refused(tmp_path: Path) -> None:
     for command in (["train", "specs/lenet_d2l.yaml", "--dataset", "digits", "--out", str(tmp_path / "run")],
                     ["build", "specs/lenet_d2l.yaml"], ["report", "specs/lenet_d2l.yaml"],
                     ["sweep", "specs/lenet_d2l.yaml", "--dry-run", "--out", str(tmp_path / "sweep")]):
-        result = run_archc(*command, "--input", "1,28")
+        result = archc_here(*command, "--input", "1,28")
         assert result.returncode == 1, command
         assert result.stderr.strip().endswith("an input override changes sizes, not the number of dimensions"), result.stderr
         assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()

@@ -19,7 +19,7 @@ from archc.pretrained import DENSENET_KEYS, cache_path, load_pretrained, names, 
 from archc.trainer.data import load_dataset
 from archc.trainer.evaluate import evaluate
 from archc.weights import WeightsError
-from tests.conftest import run_archc
+from tests.conftest import archc_here
 
 
 def _place_weights(torch_home: Path, name: str, seed: int = 1) -> torch.nn.Module:
@@ -101,7 +101,7 @@ def test_a_new_head_keeps_its_fresh_weights_and_other_mismatches_are_errors(torc
 
 
 def test_offline_without_the_file_says_where_to_put_it(torch_home: Path) -> None:
-    result = run_archc("predict", "resnet18", "--pretrained", "specs/resnet18.yaml")
+    result = archc_here("predict", "resnet18", "--pretrained", "specs/resnet18.yaml")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().endswith(f"place that file at {torch_home}/hub/checkpoints/resnet18-f37072fd.pth")
 
@@ -110,7 +110,7 @@ def test_predict_pretrained_prints_imagenet_names(torch_home: Path, tmp_path: Pa
     reference = _place_weights(torch_home, "resnet18")
     image = tmp_path / "photo.png"
     Image.fromarray((torch.rand(300, 400, 3) * 255).byte().numpy()).save(image)
-    result = run_archc("predict", "resnet18", "--pretrained", str(image), "--format", "json", "--top-k", "3")
+    result = archc_here("predict", "resnet18", "--pretrained", str(image), "--format", "json", "--top-k", "3")
     assert result.returncode == 0, result.stderr
     [entry] = json.loads(result.stdout)
     weights = torchvision.models.ResNet18_Weights.DEFAULT
@@ -120,7 +120,7 @@ def test_predict_pretrained_prints_imagenet_names(torch_home: Path, tmp_path: Pa
     assert [t["class"] for t in entry["top"]] == top.indices.tolist()
     assert [t["name"] for t in entry["top"]] == [weights.meta["categories"][i] for i in top.indices.tolist()]
     assert [t["probability"] for t in entry["top"]] == pytest.approx(top.values.tolist(), rel=1e-4)
-    table = run_archc("predict", "resnet18", "--pretrained", str(image), "--top-k", "1")
+    table = archc_here("predict", "resnet18", "--pretrained", str(image), "--top-k", "1")
     assert table.returncode == 0 and weights.meta["categories"][top.indices[0]] in table.stdout
 
 
@@ -139,7 +139,7 @@ def test_predict_with_a_trained_checkpoint_agrees_with_evaluate(lenet5_spec: Pat
     predicted = [r.top[0][0] for r in results]
     correct = sum(p == int(y) for p, y in zip(predicted, data.test_y[:12], strict=True))
     assert correct == sum(report["confusion"][i][i] for i in range(10))  # the same model, the same preprocessing
-    result = run_archc("predict", str(lenet5_spec), "--checkpoint", str(out / "best.pt"), str(folder / "00.png"), "--top-k", "2")
+    result = archc_here("predict", str(lenet5_spec), "--checkpoint", str(out / "best.pt"), str(folder / "00.png"), "--top-k", "2")
     assert result.returncode == 0 and result.stdout.startswith(str(folder / "00.png")) and "1. " in result.stdout
 
 
@@ -151,10 +151,10 @@ def test_predict_refuses_clearly(lenet5_spec: Path, tiny_spec: Path, tmp_path: P
         (["specs/lenet5.yaml", "--checkpoint", str(state), str(tmp_path / "none.png")], "no such image or folder"),
         (["specs/lenet5.yaml", "--pretrained", "README.md"], "lenet5 has no published torchvision weights"),
     ):
-        result = run_archc("predict", *args)
+        result = archc_here("predict", *args)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         assert message in result.stderr, result.stderr
-    result = run_archc("predict", "resnet18", "README.md")
+    result = archc_here("predict", "resnet18", "README.md")
     assert result.returncode == 2 and "one of the arguments --checkpoint --pretrained is required" in result.stderr
 
 
@@ -162,7 +162,7 @@ def test_predict_refuses_clearly(lenet5_spec: Path, tiny_spec: Path, tmp_path: P
 def test_train_from_pretrained_weights_with_a_new_head(torch_home: Path, tmp_path: Path) -> None:
     reference = _place_weights(torch_home, "resnet18")
     out = tmp_path / "run"
-    result = run_archc("train", "specs/resnet18.yaml", "--pretrained", "--set", "num_classes=4", "--input", "3,32,32",
+    result = archc_here("train", "specs/resnet18.yaml", "--pretrained", "--set", "num_classes=4", "--input", "3,32,32",
                        "--dataset", "synthetic", "--synthetic-size", "64,16", "--synthetic-classes", "4", "--batch-size", "32",
                        "--epochs", "1", "--lr", "1e-9", "--workers", "1", "--out", str(out), "--val-split", "0", "--no-tensorboard")
     assert result.returncode == 0, result.stderr

@@ -30,7 +30,7 @@ from archc.trainer.distributed import DistInfo
 from archc.trainer.evaluate import evaluate
 from archc.trainer.feed import Feed, open_feed
 from archc.trainer.stream import EvalPreset
-from tests.conftest import run_archc
+from tests.conftest import archc_here
 
 CLASSES = 1000
 # (class index, (width, height), PIL mode, file format): larger and smaller than the 232-pixel
@@ -207,11 +207,11 @@ def test_pretrained_evaluation_refuses_a_folder_that_is_not_imagenets_val(
         (folder / f"c{k}").mkdir(parents=True)
         Image.new("RGB", (40, 30)).save(folder / f"c{k}" / "a.png")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    result = run_archc("evaluate", "resnet50", "--pretrained", "--dataset", f"imagefolder:{folder}")
+    result = archc_here("evaluate", "resnet50", "--pretrained", "--dataset", f"imagefolder:{folder}")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert ("has 4 class folders, but torchvision's ResNet50_Weights.IMAGENET1K_V2 predicts 1000 "
             "ImageNet classes") in result.stderr  # fmt: skip
-    result = run_archc("evaluate", "resnet50", "--dataset", f"imagefolder:{folder}")
+    result = archc_here("evaluate", "resnet50", "--dataset", f"imagefolder:{folder}")
     assert result.returncode == 2
     assert "one of the arguments --checkpoint --pretrained is required" in result.stderr
 

@@ -16,7 +16,7 @@ from archc.trainer.api import train
 from archc.trainer.checkpoint import load_checkpoint
 from archc.trainer.data import load_dataset
 from archc.trainer.validation import hold_out
-from tests.conftest import run_archc
+from tests.conftest import archc_here
 from tests.train.conftest import FAST, tiny_cnn
 
 
@@ -134,7 +134,7 @@ def test_evaluate_rebuilds_the_trained_input_from_the_checkpoint(tiny_spec: Path
 def test_input_and_set_are_recorded_and_evaluate_rebuilds_from_the_checkpoint_alone(tmp_path: Path) -> None:
     # resnet20 is a 3x32x32 CIFAR spec; trained on digits as 1x8x8 with 5 stages' widths halved
     out = tmp_path / "run"
-    result = run_archc("train", "specs/resnet20.yaml", "--dataset", "digits", "--input", "1,8,8", "--set", "num_classes=10",
+    result = archc_here("train", "specs/resnet20.yaml", "--dataset", "digits", "--input", "1,8,8", "--set", "num_classes=10",
                        "--epochs", "1", "--train-subset", "256", "--batch-size", "64", "--workers", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr
     record = json.loads((out / "result.json").read_text())
@@ -143,15 +143,15 @@ def test_input_and_set_are_recorded_and_evaluate_rebuilds_from_the_checkpoint_al
     spec = load_checkpoint(out / "best.pt")["spec"]
     assert spec["input_shape"] == [1, 8, 8] and spec["overrides"] == {"num_classes": 10} and "name: resnet20" in spec["text"]
     for args in (["specs/resnet20.yaml"], []):  # with the spec file, or from the spec the checkpoint carries
-        evaluated = run_archc("evaluate", *args, "--checkpoint", str(out / "best.pt"), "--json")
+        evaluated = archc_here("evaluate", *args, "--checkpoint", str(out / "best.pt"), "--json")
         assert evaluated.returncode == 0, evaluated.stderr
         assert json.loads(evaluated.stdout)["test_acc"] == record["best_test_acc"]
     # the same for a checkpoint of a comparison run with --input
     sweep = tmp_path / "cmp"
-    result = run_archc("compare", "specs/resnet20.yaml", "tests/specs/exp_tiny.yaml", "--input", "1,8,8", "--dataset", "digits",
+    result = archc_here("compare", "specs/resnet20.yaml", "tests/specs/exp_tiny.yaml", "--input", "1,8,8", "--dataset", "digits",
                        "--epochs", "1", "--train-subset", "128", "--batch-size", "64", "--workers", "1", "--out", str(sweep))
     assert result.returncode == 0, result.stderr
     run = next(p for p in sweep.iterdir() if p.name.startswith("resnet20"))
     assert json.loads((run / "result.json").read_text())["overrides"]["input"] == [1, 8, 8]
-    evaluated = run_archc("evaluate", "--checkpoint", str(run / "best.pt"))
+    evaluated = archc_here("evaluate", "--checkpoint", str(run / "best.pt"))
     assert evaluated.returncode == 0 and evaluated.stdout.startswith("resnet20 on digits (360 test images): accuracy")
