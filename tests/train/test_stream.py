@@ -22,7 +22,7 @@ from archc.trainer.errors import DataError, TrainError
 from archc.trainer.evaluate import evaluate
 from archc.trainer.runtime import choose_memory_format
 from archc.trainer.stream import EpochSampler, ImageFiles, StreamFeed, list_imagefolder
-from tests.conftest import REPO, clean_env, run_archc
+from tests.conftest import REPO, archc_here, clean_env, run_archc
 from tests.fake_datasets import write_imagefolder
 from tests.train.conftest import spec_file, weights_of
 
@@ -153,10 +153,9 @@ def test_imagenet_recipe_trains_and_evaluates_with_its_crops(tmp_path: Path) -> 
     write_imagefolder(root, classes=3, train=6, val=3, size=(20, 24))
     spec = spec_file(tmp_path, STREAM_SPEC, "streamer")
     out = tmp_path / "run"
-    result = run_archc("train", str(spec), "--recipe", "imagenet",
-                       "--dataset", f"imagefolder:{root}", "--epochs", "1", "--batch-size", "8",
-                       "--loader-workers", "1", "--out", str(out), "--json",
-                       timeout=300)  # fmt: skip
+    result = archc_here("train", str(spec), "--recipe", "imagenet",
+                        "--dataset", f"imagefolder:{root}", "--epochs", "1", "--batch-size", "8",
+                        "--loader-workers", "1", "--out", str(out), "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(result.stdout)
     assert record["config"]["lr"] == pytest.approx(0.1 * 8 / 256) and record["config"]["schedule"] == "step"
@@ -186,7 +185,7 @@ def test_memory_format_is_measured_reported_and_kept_on_resume(tmp_path: Path) -
 
 
 def test_the_trial_line_is_in_the_run_log(tiny_spec: Path, tmp_path: Path) -> None:
-    result = run_archc("train", str(tiny_spec), "--epochs", "1", "--out", str(tmp_path / "r"), timeout=300)
+    result = archc_here("train", str(tiny_spec), "--epochs", "1", "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert "memory format: " in result.stderr and "measured a forward+backward" in result.stderr
 
