@@ -33,8 +33,9 @@ def train(spec_or_module: "SpecOrModule", **config: Any) -> "TrainResult":
     return run(spec_or_module, **config)
 
 
-def predict(spec: "str | Path | None", images: "str | Path | list[str | Path]",
-            **options: Any) -> "list[Prediction]":
+def predict(
+    spec: "str | Path | None", images: "str | Path | list[str | Path]", **options: Any
+) -> "list[Prediction]":
     """Top-k classes of images from a training checkpoint or
     torchvision's weights (archc.predict)."""
     from archc.inference import predict as run
@@ -42,5 +43,17 @@ def predict(spec: "str | Path | None", images: "str | Path | list[str | Path]",
     return run(spec, images, **options)
 
 
-__all__ = ["Analysis", "ArchcError", "LoadedSpec", "SpecError", "analyze", "build", "compile_graph", "load", "load_model",
-           "predict", "summary", "train"]
+__all__ = [
+    "Analysis",
+    "ArchcError",
+    "LoadedSpec",
+    "SpecError",
+    "analyze",
+    "build",
+    "compile_graph",
+    "load",
+    "load_model",
+    "predict",
+    "summary",
+    "train",
+]

@@ -53,9 +53,11 @@ def with_input(spec: LoadedSpec, input_shape: tuple[int, ...] | list[int] | None
     shape = tuple(int(d) for d in input_shape)
     if len(shape) != len(spec.input_shape) or any(d < 1 for d in shape):
         given, declared = ",".join(map(str, shape)), ",".join(map(str, spec.input_shape))
-        raise SpecError(f"--input {given} does not fit {spec.name}: it takes "
-                        f"{len(spec.input_shape)} positive sizes like its input {declared}; "
-                        "an input override changes sizes, not the number of dimensions")
+        raise SpecError(
+            f"--input {given} does not fit {spec.name}: it takes "
+            f"{len(spec.input_shape)} positive sizes like its input {declared}; "
+            "an input override changes sizes, not the number of dimensions"
+        )
     return dataclasses.replace(spec, input_shape=shape)
 
 
@@ -67,14 +69,25 @@ def fingerprint(spec: LoadedSpec, input_shape: tuple[int, ...] | list[int] | Non
     return hashlib.sha256(f"{spec.source_hash}:input={list(input_shape)}".encode()).hexdigest()
 
 
-def compile_graph(spec: SpecLike, *, input_shape: tuple[int, ...] | None = None, limits: Limits | None = None,
-                  **overrides: Any) -> Graph:
+def compile_graph(
+    spec: SpecLike,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    limits: Limits | None = None,
+    **overrides: Any,
+) -> Graph:
     """Validate, expand and infer: the static IR graph, without importing torch."""
     return expand(with_input(_loaded(spec, overrides), input_shape), limits)
 
 
-def build(spec: SpecLike, *, input_shape: tuple[int, ...] | None = None, limits: Limits | None = None,
-          force: bool = False, **overrides: Any) -> CompiledModel:
+def build(
+    spec: SpecLike,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    limits: Limits | None = None,
+    force: bool = False,
+    **overrides: Any,
+) -> CompiledModel:
     """Compile a spec to an nn.Module (initialised by the spec's `init:` rules).
 
     Refuses (SpecError) a model whose weights and activations would not fit in available
@@ -110,8 +123,10 @@ class Analysis:
         from archc.ops.base import fmt_shape
 
         g = self.graph
-        return (f"<Analysis {g.name}: {fmt_shape(g.input_shape)} -> {fmt_shape(g.shape_of(g.output))}, "
-                f"{si(g.total_params)} params, {si(g.total_macs)} MACs, {len(g.nodes)} nodes>")
+        return (
+            f"<Analysis {g.name}: {fmt_shape(g.input_shape)} -> {fmt_shape(g.shape_of(g.output))}, "
+            f"{si(g.total_params)} params, {si(g.total_macs)} MACs, {len(g.nodes)} nodes>"
+        )
 
     def __str__(self) -> str:
         return self.render("table")
@@ -125,25 +140,55 @@ class Analysis:
         from archc.analysis.report import render, report_rows, totals
 
         rows = report_rows(self.graph, self.depth, self.batch_size, self.dtype)
-        return render(rows, totals(self.graph, self.batch_size, self.dtype), fmt, width, columns=self.columns)
+        return render(
+            rows, totals(self.graph, self.batch_size, self.dtype), fmt, width, columns=self.columns
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         from archc.ops.base import layout_text
 
         return [
-            {"name": n.id, "op": n.op, "label": n.label, "inputs": list(n.inputs), "shape": list(n.shape),
-             "params": n.params, "buffers": n.buffers, "macs": n.macs, "other_ops": n.other_ops,
-             "module": n.module, "scope": n.scope, "line": n.pos.line if n.pos else None,
-             "layout": layout_text(n.layout) or None}
+            {
+                "name": n.id,
+                "op": n.op,
+                "label": n.label,
+                "inputs": list(n.inputs),
+                "shape": list(n.shape),
+                "params": n.params,
+                "buffers": n.buffers,
+                "macs": n.macs,
+                "other_ops": n.other_ops,
+                "module": n.module,
+                "scope": n.scope,
+                "line": n.pos.line if n.pos else None,
+                "layout": layout_text(n.layout) or None,
+            }
             for n in self.graph
         ]
 
     def totals(self) -> dict[str, Any]:
         g = self.graph
-        return {"name": g.name, "input": list(g.input_shape), "output": list(g.shape_of(g.output)),
-                "params": g.total_params, "buffers": g.total_buffers, "macs": g.total_macs, "flops": 2 * g.total_macs,
-                "macs_with_train_heads": g.macs(include_train_only=True), "nodes": len(g.nodes), "depth": g.depth,
-                "heads": [{"name": h.name, "node": h.node, "loss_weight": h.loss_weight, "train_only": h.train_only} for h in g.heads]}
+        return {
+            "name": g.name,
+            "input": list(g.input_shape),
+            "output": list(g.shape_of(g.output)),
+            "params": g.total_params,
+            "buffers": g.total_buffers,
+            "macs": g.total_macs,
+            "flops": 2 * g.total_macs,
+            "macs_with_train_heads": g.macs(include_train_only=True),
+            "nodes": len(g.nodes),
+            "depth": g.depth,
+            "heads": [
+                {
+                    "name": h.name,
+                    "node": h.node,
+                    "loss_weight": h.loss_weight,
+                    "train_only": h.train_only,
+                }
+                for h in g.heads
+            ],
+        }
 
 
 def analyze(spec: SpecLike, **overrides: Any) -> Analysis:
@@ -151,9 +196,16 @@ def analyze(spec: SpecLike, **overrides: Any) -> Analysis:
     return Analysis(compile_graph(spec, **overrides))
 
 
-def summary(spec_or_model: SpecLike | nn.Module, *, depth: int | None = None, columns: Sequence[str] | None = None,
-            batch_size: int = 1, dtype: str = "float32", input_shape: tuple[int, ...] | None = None,
-            **overrides: Any) -> Analysis:
+def summary(
+    spec_or_model: SpecLike | nn.Module,
+    *,
+    depth: int | None = None,
+    columns: Sequence[str] | None = None,
+    batch_size: int = 1,
+    dtype: str = "float32",
+    input_shape: tuple[int, ...] | None = None,
+    **overrides: Any,
+) -> Analysis:
     """The per-layer report of a spec (path, YAML text, loaded spec) or of a model archc built:
     `print(archc.summary(...))` shows the table, as torchinfo's `summary`
     does, with no forward pass."""
@@ -164,9 +216,11 @@ def summary(spec_or_model: SpecLike | nn.Module, *, depth: int | None = None, co
         if not isinstance(spec_or_model, (str, Path, LoadedSpec)):
             from archc.errors import ArchcError
 
-            raise ArchcError("summary() reads archc's static analysis: give a spec or a "
-                             f"model built by archc, not a {type(spec_or_model).__name__} "
-                             "(for any nn.Module, torchinfo.summary runs a forward)")
+            raise ArchcError(
+                "summary() reads archc's static analysis: give a spec or a "
+                f"model built by archc, not a {type(spec_or_model).__name__} "
+                "(for any nn.Module, torchinfo.summary runs a forward)"
+            )
         graph = compile_graph(spec_or_model, input_shape=input_shape, **overrides)
     chosen = tuple(c.name for c in pick_columns(columns)) if columns else None
     analysis = Analysis(graph, depth, chosen, batch_size, dtype)

@@ -31,7 +31,11 @@ def remove_temps(directory: Path, token: object) -> None:
         return
     suffix = TEMP_MARK + token
     try:
-        names = [e.name for e in os.scandir(directory) if e.name.startswith(".") and e.name.endswith(suffix)]
+        names = [
+            e.name
+            for e in os.scandir(directory)
+            if e.name.startswith(".") and e.name.endswith(suffix)
+        ]
     except OSError:
         return
     for name in names:

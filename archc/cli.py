@@ -44,8 +44,10 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     a sixth of its run time."""
     parser = argparse.ArgumentParser(
         prog="archc",
-        description=("Compile declarative YAML architecture specs into "
-                     "PyTorch modules; report, diagram and train them."),
+        description=(
+            "Compile declarative YAML architecture specs into "
+            "PyTorch modules; report, diagram and train them."
+        ),
         epilog="`archc COMMAND --help` describes a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"archc {__version__}")
@@ -64,7 +66,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         make_parser().print_help()  # bare `archc`: the list of commands
         raise SystemExit(USAGE_ERROR)
     if command is not None and command not in COMMANDS:
-        parser = argparse.ArgumentParser(prog="archc", usage="%(prog)s [-h] [--version] COMMAND ...")
+        parser = argparse.ArgumentParser(
+            prog="archc", usage="%(prog)s [-h] [--version] COMMAND ..."
+        )
         parser.print_usage(sys.stderr)
         print(
             f"archc: error: unknown command '{command}'{did_you_mean(command, COMMANDS)}; "

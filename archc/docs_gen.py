@@ -48,14 +48,22 @@ def replace_between_markers(text: str, content: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m archc.docs_gen", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="report stale files instead of rewriting them")
+    parser = argparse.ArgumentParser(
+        prog="python -m archc.docs_gen", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="report stale files instead of rewriting them"
+    )
     args = parser.parse_args(argv)
     doc = SPEC_LANGUAGE.read_text()
     new_doc = replace_between_markers(doc, op_tables())
     schema = schema_text()
     old_schema = SCHEMA_FILE.read_text() if SCHEMA_FILE.exists() else None
-    stale = [p for p, old, new in ((SPEC_LANGUAGE, doc, new_doc), (SCHEMA_FILE, old_schema, schema)) if old != new]
+    stale = [
+        p
+        for p, old, new in ((SPEC_LANGUAGE, doc, new_doc), (SCHEMA_FILE, old_schema, schema))
+        if old != new
+    ]
     if args.check:
         for path in stale:
             print(f"stale: {path.relative_to(ROOT)} (run `make docs`)", file=sys.stderr)

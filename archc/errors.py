@@ -76,7 +76,9 @@ class SpecError(ArchcError):
         for err in errors:
             for diag in err.diagnostics:
                 unique.setdefault((str(diag.pos), diag.message), diag)
-        ordered = sorted(unique.values(), key=lambda d: (d.pos.line, d.pos.col) if d.pos else (1 << 30, 0))
+        ordered = sorted(
+            unique.values(), key=lambda d: (d.pos.line, d.pos.col) if d.pos else (1 << 30, 0)
+        )
         first = ordered[0]
         out = cls(first.message, first.pos, first.notes)
         out.diagnostics = (out, *ordered[1:])
@@ -146,7 +148,11 @@ def complaints(exc: ValidationError) -> list[Complaint]:
     found = []
     for err in exc.errors():
         message = str(err["msg"]).removeprefix("Value error, ")
-        found.append(Complaint(err["type"], tuple(err["loc"]), message[:1].lower() + message[1:], err.get("input")))
+        found.append(
+            Complaint(
+                err["type"], tuple(err["loc"]), message[:1].lower() + message[1:], err.get("input")
+            )
+        )
     return found
 
 
@@ -158,4 +164,8 @@ def complaint(exc: ValidationError) -> Complaint:
 def option_error_message(exc: ValidationError, what: str = "training option") -> str:
     """'invalid training option lr: input should be greater than 0'."""
     found = complaint(exc)
-    return f"invalid {what} {found.where}: {found.message}" if found.where else f"invalid {what}s: {found.message}"
+    return (
+        f"invalid {what} {found.where}: {found.message}"
+        if found.where
+        else f"invalid {what}s: {found.message}"
+    )

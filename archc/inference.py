@@ -35,7 +35,10 @@ class Prediction:
     top: list[tuple[int, str, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"image": self.image, "top": [{"class": i, "name": n, "probability": p} for i, n, p in self.top]}
+        return {
+            "image": self.image,
+            "top": [{"class": i, "name": n, "probability": p} for i, n, p in self.top],
+        }
 
     def __str__(self) -> str:
         return f"{self.image}: " + ", ".join(f"{name} {p:.1%}" for _, name, p in self.top)
@@ -67,7 +70,9 @@ class Predictor:
             logits = (out[0] if isinstance(out, (tuple, list)) else out).float()
             probs = logits.softmax(dim=1)[0]
             values, indices = probs.topk(min(top_k, probs.numel()))
-            top = [(int(i), self._name(int(i)), float(v)) for v, i in zip(values, indices, strict=True)]
+            top = [
+                (int(i), self._name(int(i)), float(v)) for v, i in zip(values, indices, strict=True)
+            ]
             predictions.append(Prediction(str(path), top))
         return predictions
 
@@ -76,30 +81,51 @@ class Predictor:
 
 
 def predict(
-    spec: str | Path | None, images: str | Path | list[str | Path], *, checkpoint: str | Path | None = None,
-    pretrained: bool = False, top_k: int = 5, spec_overrides: dict[str, Any] | None = None,
-    input_shape: tuple[int, ...] | None = None, plugins: tuple[str, ...] = (), device: str = "auto",
+    spec: str | Path | None,
+    images: str | Path | list[str | Path],
+    *,
+    checkpoint: str | Path | None = None,
+    pretrained: bool = False,
+    top_k: int = 5,
+    spec_overrides: dict[str, Any] | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    plugins: tuple[str, ...] = (),
+    device: str = "auto",
 ) -> list[Prediction]:
     """Top-k classes of each image (files, or folders of them), from a checkpoint or, with
     pretrained=True, torchvision's published weights. spec is a spec file or a zoo name (None: the
     spec the checkpoint carries). Raises PredictError, archc.weights.WeightsError or SpecError."""
     paths = image_paths(images)
-    predictor = load_predictor(spec, checkpoint=checkpoint, pretrained=pretrained, spec_overrides=spec_overrides,
-                               input_shape=input_shape, plugins=plugins, device=device)
+    predictor = load_predictor(
+        spec,
+        checkpoint=checkpoint,
+        pretrained=pretrained,
+        spec_overrides=spec_overrides,
+        input_shape=input_shape,
+        plugins=plugins,
+        device=device,
+    )
     return predictor(paths, top_k)
 
 
 def load_predictor(
-    spec: str | Path | None, *, checkpoint: str | Path | None = None, pretrained: bool = False,
-    spec_overrides: dict[str, Any] | None = None, input_shape: tuple[int, ...] | None = None,
-    plugins: tuple[str, ...] = (), device: str = "auto",
+    spec: str | Path | None,
+    *,
+    checkpoint: str | Path | None = None,
+    pretrained: bool = False,
+    spec_overrides: dict[str, Any] | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    plugins: tuple[str, ...] = (),
+    device: str = "auto",
 ) -> Predictor:
     from archc.trainer.errors import TrainError
     from archc.trainer.runtime import resolve_device
 
     if pretrained == (checkpoint is not None):
-        raise PredictError("give --checkpoint FILE (a trained run) or "
-                           "--pretrained (torchvision's weights), one of them")
+        raise PredictError(
+            "give --checkpoint FILE (a trained run) or "
+            "--pretrained (torchvision's weights), one of them"
+        )
     if spec is not None:
         spec = spec_path(spec)
     try:
@@ -109,7 +135,9 @@ def load_predictor(
                 raise PredictError("--pretrained needs a zoo spec or name, e.g. resnet18")
             predictor = _pretrained(spec, spec_overrides, input_shape, plugins)
         else:
-            predictor = _from_checkpoint(spec, Path(checkpoint), spec_overrides, input_shape, plugins)  # type: ignore[arg-type]
+            predictor = _from_checkpoint(
+                spec, Path(checkpoint), spec_overrides, input_shape, plugins
+            )  # type: ignore[arg-type]
     except TrainError as exc:
         raise PredictError(str(exc)) from None
     predictor.model.to(torch_device).eval()
@@ -134,7 +162,9 @@ def image_paths(images: str | Path | list[str | Path]) -> list[Path]:
     paths: list[Path] = []
     for item in map(Path, items):
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = sorted(
+                p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
             if not found:
                 raise PredictError(f"{item} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             paths += found
@@ -147,8 +177,12 @@ def image_paths(images: str | Path | list[str | Path]) -> list[Path]:
     return paths
 
 
-def _pretrained(spec: str, overrides: dict[str, Any] | None, input_shape: tuple[int, ...] | None,
-                plugins: tuple[str, ...]) -> Predictor:
+def _pretrained(
+    spec: str,
+    overrides: dict[str, Any] | None,
+    input_shape: tuple[int, ...] | None,
+    plugins: tuple[str, ...],
+) -> Predictor:
     import torch
 
     from archc.pretrained import load_pretrained, preprocessing, published
@@ -163,8 +197,13 @@ def _pretrained(spec: str, overrides: dict[str, Any] | None, input_shape: tuple[
     return Predictor(model, transforms, list(weights.meta["categories"]), "RGB", None)
 
 
-def _from_checkpoint(spec: str | None, checkpoint: Path, overrides: dict[str, Any] | None,
-                     input_shape: tuple[int, ...] | None, plugins: tuple[str, ...]) -> Predictor:
+def _from_checkpoint(
+    spec: str | None,
+    checkpoint: Path,
+    overrides: dict[str, Any] | None,
+    input_shape: tuple[int, ...] | None,
+    plugins: tuple[str, ...],
+) -> Predictor:
     import torch
 
     from archc.trainer.augment import BatchPipeline
@@ -173,12 +212,23 @@ def _from_checkpoint(spec: str | None, checkpoint: Path, overrides: dict[str, An
 
     stored = read_torch_file(checkpoint)
     extract_state_dict(stored, checkpoint)
-    info = stored.get("dataset") if isinstance(stored, dict) and stored.get("format") == FORMAT else None
+    info = (
+        stored.get("dataset")
+        if isinstance(stored, dict) and stored.get("format") == FORMAT
+        else None
+    )
     norm = stored.get("normalization") if isinstance(stored, dict) else None
-    if not isinstance(info, dict) or not isinstance(norm, dict) or "classes" not in info or "image_shape" not in info:
-        raise PredictError(f"{checkpoint} holds weights only: predict needs a training "
-                           "checkpoint of archc (best.pt or last.pt), which records "
-                           "the class names and preprocessing, or --pretrained")
+    if (
+        not isinstance(info, dict)
+        or not isinstance(norm, dict)
+        or "classes" not in info
+        or "image_shape" not in info
+    ):
+        raise PredictError(
+            f"{checkpoint} holds weights only: predict needs a training "
+            "checkpoint of archc (best.pt or last.pt), which records "
+            "the class names and preprocessing, or --pretrained"
+        )
     source = checkpoint_source(spec, stored, checkpoint, overrides, plugins, input_shape)
     torch.manual_seed(0)
     model = source.build()
@@ -191,8 +241,15 @@ def _from_checkpoint(spec: str | None, checkpoint: Path, overrides: dict[str, An
         classes = [str(c) for c in info["classes"]]
     except (KeyError, TypeError, ValueError, RuntimeError):
         raise PredictError(f"{checkpoint} is damaged: unusable preprocessing record") from None
-    pipeline = BatchPipeline(mean, std, crop_padding=0, hflip=False, resize=resize, channels_last=False,
-                             device=torch.device("cpu"))
+    pipeline = BatchPipeline(
+        mean,
+        std,
+        crop_padding=0,
+        hflip=False,
+        resize=resize,
+        channels_last=False,
+        device=torch.device("cpu"),
+    )
 
     def preprocess(image: Image) -> torch.Tensor:
         """As the training images: the dataset's stored size and

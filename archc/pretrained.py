@@ -43,11 +43,16 @@ class Published:
 
 
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-DENSENET_KEYS = r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+DENSENET_KEYS = (
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 QUIRKS: dict[str, Published] = {
     "googlenet": Published("googlenet", optional_heads=("aux1.", "aux2."), normalization=HALF),
     "inception_v3": Published("inception_v3", optional_heads=("AuxLogits.",), normalization=HALF),
-    **{name: Published(name, old_keys=DENSENET_KEYS) for name in ("densenet121", "densenet161", "densenet169", "densenet201")},
+    **{
+        name: Published(name, old_keys=DENSENET_KEYS)
+        for name in ("densenet121", "densenet161", "densenet169", "densenet201")
+    },
 }
 
 
@@ -75,8 +80,10 @@ def published(spec_name: str, torchvision_name: str | None = None) -> tuple[Publ
     if torchvision_name is None:
         entry = entry_of(spec_name)
         if entry is None:
-            raise WeightsError(f"{spec_name} has no published torchvision weights; "
-                               f"the zoo models that have: {', '.join(names())}")
+            raise WeightsError(
+                f"{spec_name} has no published torchvision weights; "
+                f"the zoo models that have: {', '.join(names())}"
+            )
     else:
         entry = QUIRKS.get(torchvision_name, Published(torchvision_name))
     try:
@@ -84,13 +91,16 @@ def published(spec_name: str, torchvision_name: str | None = None) -> tuple[Publ
     except (ValueError, KeyError):
         from archc.errors import did_you_mean
 
-        raise WeightsError(f"torchvision has no weights named '{entry.model}'"
-                           f"{did_you_mean(entry.model, list_models())}") from None
+        raise WeightsError(
+            f"torchvision has no weights named '{entry.model}'"
+            f"{did_you_mean(entry.model, list_models())}"
+        ) from None
     return entry, weights
 
 
-def preprocessing(entry: Published, weights: WeightsEnum,
-                  input_shape: tuple[int, ...] | None) -> nn.Module:
+def preprocessing(
+    entry: Published, weights: WeightsEnum, input_shape: tuple[int, ...] | None
+) -> nn.Module:
     """torchvision's evaluation transforms for these weights (`weights.transforms()`: Resize,
     CenterCrop, normalise), with the quirks of the spec: [-1, 1] inputs for GoogLeNet and Inception
     v3, and a crop of the spec's input size (resize in the weights' proportion) when it was built
@@ -119,10 +129,14 @@ def state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
         return weights.get_state_dict(progress=False, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
         if target.is_file():
-            raise WeightsError(f"{target} is not a readable weights file "
-                               f"({_first_line(exc)}); delete it to download again") from None
-        raise WeightsError(f"cannot download {weights.url} ({_first_line(exc)}); on a machine without internet, "
-                           f"place that file at {target}") from None
+            raise WeightsError(
+                f"{target} is not a readable weights file "
+                f"({_first_line(exc)}); delete it to download again"
+            ) from None
+        raise WeightsError(
+            f"cannot download {weights.url} ({_first_line(exc)}); on a machine without internet, "
+            f"place that file at {target}"
+        ) from None
 
 
 def load_pretrained(model: nn.Module, spec_name: str, torchvision_name: str | None = None) -> str:
@@ -136,12 +150,20 @@ def load_pretrained(model: nn.Module, spec_name: str, torchvision_name: str | No
     own = model.state_dict()
     if entry.old_keys is not None:
         pattern = re.compile(entry.old_keys)
-        state = {(m.group(1) + m.group(2) if (m := pattern.match(k)) else k): v for k, v in state.items()}
+        state = {
+            (m.group(1) + m.group(2) if (m := pattern.match(k)) else k): v for k, v in state.items()
+        }
     state = {k: v for k, v in state.items() if k in own or not k.startswith(entry.optional_heads)}
     head = list(own)[-1].rsplit(".", 1)[0] + "."  # the classifier: the last module with parameters
-    reshaped = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape) and k.startswith(head)]
+    reshaped = [
+        k
+        for k, v in state.items()
+        if k in own and tuple(own[k].shape) != tuple(v.shape) and k.startswith(head)
+    ]
     own_fitting = {k: v for k, v in own.items() if k not in reshaped}
-    if set(state) != set(own) or mismatch_report(own_fitting, {k: v for k, v in state.items() if k not in reshaped}):
+    if set(state) != set(own) or mismatch_report(
+        own_fitting, {k: v for k, v in state.items() if k not in reshaped}
+    ):
         problems = mismatch_report(own, state)
         raise WeightsError(f"{weights} does not fit {spec_name}: " + "; ".join(problems))
     model.load_state_dict({k: v for k, v in state.items() if k not in reshaped}, strict=False)

@@ -43,7 +43,9 @@ def read_torch_file(path: str | Path) -> Any:
     check_archive_sizes(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about pickle protocols before failing properly
+            warnings.simplefilter(
+                "ignore"
+            )  # torch warns about pickle protocols before failing properly
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "unsupported global" in str(exc).lower():
@@ -54,7 +56,9 @@ def read_torch_file(path: str | Path) -> Any:
         raise WeightsError(f"{path} is not a readable torch file (corrupt or truncated)") from None
     except Exception as exc:  # arbitrary bytes make torch.load raise nearly any exception type
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path} is not a readable torch file (corrupt or truncated: {first})") from None
+        raise WeightsError(
+            f"{path} is not a readable torch file (corrupt or truncated: {first})"
+        ) from None
 
 
 def check_archive_sizes(path: Path, available: int | None = None) -> None:
@@ -67,17 +71,23 @@ def check_archive_sizes(path: Path, available: int | None = None) -> None:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return  # not a zip archive: torch.load names the problem (legacy format or junk)
     if len(members) > MAX_MEMBERS:
-        raise WeightsError(f"{path} is not a plausible torch file: {len(members):,} archive members")
+        raise WeightsError(
+            f"{path} is not a plausible torch file: {len(members):,} archive members"
+        )
     compressed = next((m for m in members if m.compress_type != zipfile.ZIP_STORED), None)
     if compressed is not None:
-        raise WeightsError(f"{path} is not a torch file: member {compressed.filename!r} "
-                           f"is compressed ({compressed.compress_size:,} bytes inflating "
-                           f"to {compressed.file_size:,}); torch.save never compresses")
+        raise WeightsError(
+            f"{path} is not a torch file: member {compressed.filename!r} "
+            f"is compressed ({compressed.compress_size:,} bytes inflating "
+            f"to {compressed.file_size:,}); torch.save never compresses"
+        )
     declared = sum(m.file_size for m in members)
     available = guard.available_memory() if available is None else available
     if available is not None and declared > available // 2:
-        raise WeightsError(f"{path} declares {declared / 1e9:.1f} GB of data, more than half of the "
-                           f"{available / 1e9:.1f} GB of memory available")
+        raise WeightsError(
+            f"{path} declares {declared / 1e9:.1f} GB of data, more than half of the "
+            f"{available / 1e9:.1f} GB of memory available"
+        )
 
 
 def check_tensors(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
@@ -85,13 +95,19 @@ def check_tensors(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
     wrongly (complex silently loses its imaginary part) or not at all."""
     for key, value in state.items():
         if value.layout != torch.strided:
-            raise WeightsError(f"{path}: {key} is a {str(value.layout).removeprefix('torch.')} "
-                               "tensor; weights must be dense")
+            raise WeightsError(
+                f"{path}: {key} is a {str(value.layout).removeprefix('torch.')} "
+                "tensor; weights must be dense"
+            )
         if value.is_meta:
-            raise WeightsError(f"{path}: {key} is a meta tensor (a shape without data); weights must hold values")
+            raise WeightsError(
+                f"{path}: {key} is a meta tensor (a shape without data); weights must hold values"
+            )
         if value.is_complex():
-            raise WeightsError(f"{path}: {key} is complex-valued "
-                               f"({str(value.dtype).removeprefix('torch.')}); weights must be real")
+            raise WeightsError(
+                f"{path}: {key} is complex-valued "
+                f"({str(value.dtype).removeprefix('torch.')}); weights must be real"
+            )
 
 
 def extract_state_dict(obj: object, path: str | Path) -> dict[str, torch.Tensor]:
@@ -103,8 +119,10 @@ def extract_state_dict(obj: object, path: str | Path) -> dict[str, torch.Tensor]
                 obj = inner
                 break
     if not isinstance(obj, Mapping) or not _is_state_dict(obj):
-        raise WeightsError(f"{path} holds no model weights (expected a state_dict of tensors, "
-                           f"or one under {', '.join(repr(k) for k in WRAPPER_KEYS)})")
+        raise WeightsError(
+            f"{path} holds no model weights (expected a state_dict of tensors, "
+            f"or one under {', '.join(repr(k) for k in WRAPPER_KEYS)})"
+        )
     state = dict(obj)
     for prefix in MODULE_PREFIXES:
         if all(k.startswith(prefix) for k in state):
@@ -118,18 +136,32 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _is_state_dict(obj: Mapping[object, object]) -> bool:
-    return bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    return bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
 
 
-def mismatch_report(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> list[str]:
+def mismatch_report(
+    own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]
+) -> list[str]:
     """One entry per kind of problem (missing, unexpected, shape
     mismatch); empty when state fits."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {list(state[k].shape)} vs model {list(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
-    return [f"{label} {len(keys)}: {_some(keys)}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)) if keys]
+    shapes = [
+        f"{k} {list(state[k].shape)} vs model {list(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    return [
+        f"{label} {len(keys)}: {_some(keys)}"
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape mismatch", shapes),
+        )
+        if keys
+    ]
 
 
 def _some(items: list[str]) -> str:
@@ -157,4 +189,14 @@ def check_fits(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | 
         raise WeightsError(f"weights in {path} do not fit the model: {'; '.join(problems)}")
 
 
-__all__ = ["WeightsError", "check_archive_sizes", "check_fits", "check_tensors", "extract_state_dict", "load_weights", "mismatch_report", "read_state_dict", "read_torch_file"]
+__all__ = [
+    "WeightsError",
+    "check_archive_sizes",
+    "check_fits",
+    "check_tensors",
+    "extract_state_dict",
+    "load_weights",
+    "mismatch_report",
+    "read_state_dict",
+    "read_torch_file",
+]

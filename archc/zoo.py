@@ -51,8 +51,10 @@ def _registry(directory: Path) -> dict[str, ZooModel]:
         models[path.stem] = ZooModel(path.stem, path)
         for name, params in _variant_table(path).items():
             if name in variants:
-                raise SpecError(f"zoo model '{name}' is a variant of both "
-                                f"{variants[name].path.name} and {path.name}")
+                raise SpecError(
+                    f"zoo model '{name}' is a variant of both "
+                    f"{variants[name].path.name} and {path.name}"
+                )
             variants[name] = ZooModel(name, path, params, path.stem)
     models.update(variants)
     return dict(sorted(models.items()))
@@ -84,8 +86,10 @@ def resolve(name: str) -> ZooModel:
     models = registry()
     if name in models:
         return models[name]
-    raise SpecError(f"no spec file or zoo model named '{name}'{did_you_mean(name, models)}; "
-                    "`archc zoo` lists the models")
+    raise SpecError(
+        f"no spec file or zoo model named '{name}'{did_you_mean(name, models)}; "
+        "`archc zoo` lists the models"
+    )
 
 
 def is_name(text: str | Path) -> bool:

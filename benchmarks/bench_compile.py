@@ -33,10 +33,22 @@ def runtime_overhead(rounds: int, device: str) -> list[dict[str, object]]:
     from tests.reference_models import resnet18_cifar_handwritten
 
     cases = [
-        ("ResNet-18 CIFAR", resnet18_cifar_handwritten, ROOT / "benchmarks/specs/resnet18_cifar.yaml", (3, 32, 32),
-         [(1, "eval"), (1, "train"), (32, "eval"), (32, "train")], rounds),
-        ("torchvision ResNet-50 224", torchvision.models.resnet50, ROOT / "specs/resnet50.yaml", (3, 224, 224),
-         [(1, "eval"), (8, "train")], max(5, rounds // 2)),
+        (
+            "ResNet-18 CIFAR",
+            resnet18_cifar_handwritten,
+            ROOT / "benchmarks/specs/resnet18_cifar.yaml",
+            (3, 32, 32),
+            [(1, "eval"), (1, "train"), (32, "eval"), (32, "train")],
+            rounds,
+        ),
+        (
+            "torchvision ResNet-50 224",
+            torchvision.models.resnet50,
+            ROOT / "specs/resnet50.yaml",
+            (3, 224, 224),
+            [(1, "eval"), (8, "train")],
+            max(5, rounds // 2),
+        ),
     ]
     rows = []
     for name, make_reference, spec, shape, runs, case_rounds in cases:
@@ -45,12 +57,22 @@ def runtime_overhead(rounds: int, device: str) -> list[dict[str, object]]:
         compiled = build(spec).to(device)
         compiled.load_state_dict(reference.state_dict(), strict=True)
         for batch, mode in runs:
-            rows.append(_overhead_row(name, compiled, reference, batch, mode, shape, case_rounds, device))
+            rows.append(
+                _overhead_row(name, compiled, reference, batch, mode, shape, case_rounds, device)
+            )
     return rows
 
 
-def _overhead_row(name: str, compiled: Any, reference: Any, batch: int, mode: str, shape: tuple[int, ...],
-                  rounds: int, device: str) -> dict[str, object]:
+def _overhead_row(
+    name: str,
+    compiled: Any,
+    reference: Any,
+    batch: int,
+    mode: str,
+    shape: tuple[int, ...],
+    rounds: int,
+    device: str,
+) -> dict[str, object]:
     import torch
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -70,23 +92,36 @@ def _overhead_row(name: str, compiled: Any, reference: Any, batch: int, mode: st
             model.train()
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
-            def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt,
-                     x: torch.Tensor = x, y: torch.Tensor = y) -> None:
+            def step(
+                model: torch.nn.Module = model,
+                opt: torch.optim.Optimizer = opt,
+                x: torch.Tensor = x,
+                y: torch.Tensor = y,
+            ) -> None:
                 opt.zero_grad(set_to_none=True)
                 torch.nn.functional.cross_entropy(model(x), y).backward()
                 opt.step()
                 sync()
+
         candidates[label] = step
     n = rounds if batch <= 8 else max(3, rounds // 2)
     times = interleaved(candidates, rounds=n)
     per_round = sorted(a / h for a, h in zip(times["archc"], times["hand-written"], strict=True))
-    row = {"model": name, "batch": batch, "mode": mode, "rounds": n,
-           "archc_ms": 1e3 * median(times["archc"]), "handwritten_ms": 1e3 * median(times["hand-written"]),
-           "ratio": ratio(times, "archc", "hand-written"),
-           "ratio_iqr": [per_round[n // 4], per_round[(3 * n) // 4]]}
-    print(f"  {name:<26} batch {batch:>3} {mode:<5}  archc {row['archc_ms']:8.2f} ms   hand-written "
-          f"{row['handwritten_ms']:8.2f} ms   ratio {row['ratio']:.3f} "
-          f"(per-round quartiles {row['ratio_iqr'][0]:.3f}-{row['ratio_iqr'][1]:.3f})")
+    row = {
+        "model": name,
+        "batch": batch,
+        "mode": mode,
+        "rounds": n,
+        "archc_ms": 1e3 * median(times["archc"]),
+        "handwritten_ms": 1e3 * median(times["hand-written"]),
+        "ratio": ratio(times, "archc", "hand-written"),
+        "ratio_iqr": [per_round[n // 4], per_round[(3 * n) // 4]],
+    }
+    print(
+        f"  {name:<26} batch {batch:>3} {mode:<5}  archc {row['archc_ms']:8.2f} ms   hand-written "
+        f"{row['handwritten_ms']:8.2f} ms   ratio {row['ratio']:.3f} "
+        f"(per-round quartiles {row['ratio_iqr'][0]:.3f}-{row['ratio_iqr'][1]:.3f})"
+    )
     return row
 
 
@@ -130,13 +165,32 @@ def checkpoint_memory(batch: int) -> list[dict[str, object]]:
         # glibc serves large blocks by mmap and unmaps them on free:
         # peak RSS then tracks live tensors
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-        out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(ROOT / "benchmarks/specs/resnet18_cifar.yaml"),
-                              "1" if flag else "0", str(batch)], cwd=ROOT, check=True, capture_output=True, text=True, env=env)
-        row = {"checkpoint": flag, "batch": batch, **json.loads(out.stdout.strip().splitlines()[-1])}
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                MEMORY_PROBE,
+                str(ROOT / "benchmarks/specs/resnet18_cifar.yaml"),
+                "1" if flag else "0",
+                str(batch),
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        row = {
+            "checkpoint": flag,
+            "batch": batch,
+            **json.loads(out.stdout.strip().splitlines()[-1]),
+        }
         rows.append(row)
-        print(f"  checkpoint={flag!s:<5} batch {batch}: peak RSS above "
-              f"the model {row['peak_above_model_mib']:7.1f} MiB, saved "
-              f"for backward {row['saved_for_backward_mib']:7.1f} MiB")
+        print(
+            f"  checkpoint={flag!s:<5} batch {batch}: peak RSS above "
+            f"the model {row['peak_above_model_mib']:7.1f} MiB, saved "
+            f"for backward {row['saved_for_backward_mib']:7.1f} MiB"
+        )
     return rows
 
 
@@ -155,7 +209,9 @@ def check_latency(specs: list[str], repeats: int) -> list[dict[str, object]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about a minute)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -164,38 +220,83 @@ def main() -> None:
     overhead = runtime_overhead(rounds, args.device)
     print("activation checkpointing, ResNet-18 CIFAR training step:")
     memory = checkpoint_memory(32 if args.quick else 128)
-    specs = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "specs").glob("*.yaml"))
-             if p.stem in ("resnet50", "googlenet", "inception_v3", "densenet_bc_cifar", "lenet5")]
+    specs = [
+        str(p.relative_to(ROOT))
+        for p in sorted((ROOT / "specs").glob("*.yaml"))
+        if p.stem in ("resnet50", "googlenet", "inception_v3", "densenet_bc_cifar", "lenet5")
+    ]
     specs = specs or ["benchmarks/specs/resnet18_cifar.yaml"]
     print("archc check latency (fresh process, wall):")
     latency = check_latency(specs, 3 if args.quick else 7)
-    summary = [
-        {"metric": (f"compiled / hand-written {r['model']}, "
-                    f"{r['mode']} batch {r['batch']} ({args.device})"),
-         "value": round(float(r["ratio"]), 3),
-         "unit": (f"x time (per-round quartiles {r['ratio_iqr'][0]:.3f}-{r['ratio_iqr'][1]:.3f})"), "target": "<= 1.02"}
-        for r in overhead
-    ] + [
-        {"metric": ("checkpoint: true on ResNet-18 CIFAR's blocks, "
-                    f"train step batch {memory[1]['batch']}: peak RSS"),
-         "value": round(float(memory[1]["peak_above_model_mib"]) / max(float(memory[0]["peak_above_model_mib"]), 1e-9), 3),
-         "unit": (f"x the plain model's ({memory[1]['peak_above_model_mib']:.0f} "
-                  f"vs {memory[0]['peak_above_model_mib']:.0f} MiB)"),
-         "target": "< 1"},
-        {"metric": ("checkpoint: true on ResNet-18 CIFAR's blocks, train "
-                    f"step batch {memory[1]['batch']}: saved for backward"),
-         "value": round(float(memory[1]["saved_for_backward_mib"]) / float(memory[0]["saved_for_backward_mib"]), 3),
-         "unit": (f"x the plain model's ({memory[1]['saved_for_backward_mib']:.0f} "
-                  f"vs {memory[0]['saved_for_backward_mib']:.0f} MiB)"),
-         "target": "< 1"},
-    ] + [
-        {"metric": f"archc check {r['spec']} (fresh process)", "value": round(float(r["wall_s"]), 3),
-         "unit": "s", "target": "< 0.5"}
-        for r in latency
-    ]
-    write_result(f"compile_{args.device}", {"command": "python benchmarks/bench_compile.py" + (" --quick" if args.quick else ""),
-                                            "summary": summary, "runtime_overhead": overhead, "checkpoint_memory": memory,
-                                            "check_latency": latency})
+    summary = (
+        [
+            {
+                "metric": (
+                    f"compiled / hand-written {r['model']}, "
+                    f"{r['mode']} batch {r['batch']} ({args.device})"
+                ),
+                "value": round(float(r["ratio"]), 3),
+                "unit": (
+                    f"x time (per-round quartiles {r['ratio_iqr'][0]:.3f}-{r['ratio_iqr'][1]:.3f})"
+                ),
+                "target": "<= 1.02",
+            }
+            for r in overhead
+        ]
+        + [
+            {
+                "metric": (
+                    "checkpoint: true on ResNet-18 CIFAR's blocks, "
+                    f"train step batch {memory[1]['batch']}: peak RSS"
+                ),
+                "value": round(
+                    float(memory[1]["peak_above_model_mib"])
+                    / max(float(memory[0]["peak_above_model_mib"]), 1e-9),
+                    3,
+                ),
+                "unit": (
+                    f"x the plain model's ({memory[1]['peak_above_model_mib']:.0f} "
+                    f"vs {memory[0]['peak_above_model_mib']:.0f} MiB)"
+                ),
+                "target": "< 1",
+            },
+            {
+                "metric": (
+                    "checkpoint: true on ResNet-18 CIFAR's blocks, train "
+                    f"step batch {memory[1]['batch']}: saved for backward"
+                ),
+                "value": round(
+                    float(memory[1]["saved_for_backward_mib"])
+                    / float(memory[0]["saved_for_backward_mib"]),
+                    3,
+                ),
+                "unit": (
+                    f"x the plain model's ({memory[1]['saved_for_backward_mib']:.0f} "
+                    f"vs {memory[0]['saved_for_backward_mib']:.0f} MiB)"
+                ),
+                "target": "< 1",
+            },
+        ]
+        + [
+            {
+                "metric": f"archc check {r['spec']} (fresh process)",
+                "value": round(float(r["wall_s"]), 3),
+                "unit": "s",
+                "target": "< 0.5",
+            }
+            for r in latency
+        ]
+    )
+    write_result(
+        f"compile_{args.device}",
+        {
+            "command": "python benchmarks/bench_compile.py" + (" --quick" if args.quick else ""),
+            "summary": summary,
+            "runtime_overhead": overhead,
+            "checkpoint_memory": memory,
+            "check_latency": latency,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -46,17 +46,30 @@ def report_vs_torchinfo(rounds: int) -> dict[str, float]:
 
     def forward_based() -> None:
         with torch.no_grad():
-            torchinfo.summary(model, input_size=x_shape, verbose=0, depth=100,
-                              col_names=("output_size", "num_params", "mult_adds"))
+            torchinfo.summary(
+                model,
+                input_size=x_shape,
+                verbose=0,
+                depth=100,
+                col_names=("output_size", "num_params", "mult_adds"),
+            )
 
     with contextlib.redirect_stdout(io.StringIO()):
-        times = interleaved({"archc report": static, "torchinfo.summary": forward_based}, rounds=rounds)
-    out = {"archc_ms": 1e3 * median(times["archc report"]), "torchinfo_ms": 1e3 * median(times["torchinfo.summary"]),
-           "ratio_archc_over_torchinfo": ratio(times, "archc report", "torchinfo.summary"), "rounds": rounds}
+        times = interleaved(
+            {"archc report": static, "torchinfo.summary": forward_based}, rounds=rounds
+        )
+    out = {
+        "archc_ms": 1e3 * median(times["archc report"]),
+        "torchinfo_ms": 1e3 * median(times["torchinfo.summary"]),
+        "ratio_archc_over_torchinfo": ratio(times, "archc report", "torchinfo.summary"),
+        "rounds": rounds,
+    }
     out["speedup"] = 1 / out["ratio_archc_over_torchinfo"]
-    print(f"  resnet50 224px: archc report {out['archc_ms']:.1f} ms, "
-          f"torchinfo.summary {out['torchinfo_ms']:.1f} ms, ratio archc/torchinfo "
-          f"{out['ratio_archc_over_torchinfo']:.3f} ({out['speedup']:.1f}x faster)")
+    print(
+        f"  resnet50 224px: archc report {out['archc_ms']:.1f} ms, "
+        f"torchinfo.summary {out['torchinfo_ms']:.1f} ms, ratio archc/torchinfo "
+        f"{out['ratio_archc_over_torchinfo']:.3f} ({out['speedup']:.1f}x faster)"
+    )
     return out
 
 
@@ -75,16 +88,29 @@ def memory_errors(cases: list[tuple[str, int, dict[str, object]]]) -> list[dict[
         for optimizer in ("sgd", "adam"):
             measured = measure_step_peak(path, batch, optimizer, **args)
             err = 100 * (estimate.peak[optimizer] / measured - 1)
-            rows.append({"spec": spec, "batch": batch, "args": {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()},
-                         "optimizer": optimizer, "measured_mb": measured / 1e6,
-                         "estimate_mb": estimate.peak[optimizer] / 1e6, "error_pct": err})
-            print(f"  {spec} batch {batch} {optimizer}: measured {measured / 1e6:.1f} MB, estimated "
-                  f"{estimate.peak[optimizer] / 1e6:.1f} MB ({err:+.1f}%)", flush=True)
+            rows.append(
+                {
+                    "spec": spec,
+                    "batch": batch,
+                    "args": {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()},
+                    "optimizer": optimizer,
+                    "measured_mb": measured / 1e6,
+                    "estimate_mb": estimate.peak[optimizer] / 1e6,
+                    "error_pct": err,
+                }
+            )
+            print(
+                f"  {spec} batch {batch} {optimizer}: measured {measured / 1e6:.1f} MB, estimated "
+                f"{estimate.peak[optimizer] / 1e6:.1f} MB ({err:+.1f}%)",
+                flush=True,
+            )
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds and memory cases")
     parser.add_argument("--skip-memory", action="store_true", help="only the timing comparison")
     args = parser.parse_args()
@@ -95,19 +121,43 @@ def main() -> None:
         print("training-step memory: static estimate vs measured CPU allocator peak:")
         memory = memory_errors(MEMORY_CASES[:2] if args.quick else MEMORY_CASES)
     summary: list[dict[str, object]] = [
-        {"metric": "archc report / torchinfo.summary time, ResNet-50 224px", "value": round(timing["ratio_archc_over_torchinfo"], 3),
-         "unit": "x time", "target": "< 1 (no forward pass)"},
-        {"metric": "archc report, ResNet-50 224px (load, expand, rows, totals, table)", "value": round(timing["archc_ms"], 1),
-         "unit": "ms", "target": ""},
+        {
+            "metric": "archc report / torchinfo.summary time, ResNet-50 224px",
+            "value": round(timing["ratio_archc_over_torchinfo"], 3),
+            "unit": "x time",
+            "target": "< 1 (no forward pass)",
+        },
+        {
+            "metric": "archc report, ResNet-50 224px (load, expand, rows, totals, table)",
+            "value": round(timing["archc_ms"], 1),
+            "unit": "ms",
+            "target": "",
+        },
     ]
     if memory:
         worst = max(abs(float(r["error_pct"])) for r in memory)  # type: ignore[arg-type]
-        summary.append({"metric": ("training-memory estimate, worst |error| "
-                                   f"over {len(memory)} measured CPU steps"),
-                        "value": round(worst, 1), "unit": "%", "target": "<= 15"})
-    flags = " ".join(f for f, on in (("--quick", args.quick), ("--skip-memory", args.skip_memory)) if on)
-    write_result("report", {"command": f"python benchmarks/bench_report.py {flags}".strip(), "summary": summary,
-                            "timing": timing, "memory": memory})
+        summary.append(
+            {
+                "metric": (
+                    f"training-memory estimate, worst |error| over {len(memory)} measured CPU steps"
+                ),
+                "value": round(worst, 1),
+                "unit": "%",
+                "target": "<= 15",
+            }
+        )
+    flags = " ".join(
+        f for f, on in (("--quick", args.quick), ("--skip-memory", args.skip_memory)) if on
+    )
+    write_result(
+        "report",
+        {
+            "command": f"python benchmarks/bench_report.py {flags}".strip(),
+            "summary": summary,
+            "timing": timing,
+            "memory": memory,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -48,14 +48,25 @@ def write_folder(root: Path, per_class: int) -> None:
         folder.mkdir(parents=True)
         for i in range(per_class):
             base = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
-            image = Image.fromarray(base).resize((160, 120), Image.BILINEAR)  # smooth, JPEG-like content
+            image = Image.fromarray(base).resize(
+                (160, 120), Image.BILINEAR
+            )  # smooth, JPEG-like content
             image.save(folder / f"{k}_{i}.JPEG", quality=90)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="640 images, 2 rounds instead of 1,280 and 3")
-    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers for both (default: cores, at most 8)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="640 images, 2 rounds instead of 1,280 and 3"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader workers for both (default: cores, at most 8)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -75,7 +86,14 @@ def main() -> int:
         root = Path(tmp) / "imagenet"
         write_folder(root, per_class)
         (root / "val").symlink_to(root / "train")
-        cfg = TrainConfig(dataset=f"imagefolder:{root}", recipe="imagenet", loader_workers=workers, resize=(CROP, CROP), batch_size=BATCH, val_split=0)
+        cfg = TrainConfig(
+            dataset=f"imagefolder:{root}",
+            recipe="imagenet",
+            loader_workers=workers,
+            resize=(CROP, CROP),
+            batch_size=BATCH,
+            val_split=0,
+        )
         feed = open_stream(cfg, None, DistInfo(), cpu, None)
         steps = feed.steps(BATCH)
         images = steps * BATCH
@@ -85,7 +103,14 @@ def main() -> int:
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD)),
         ]))  # fmt: skip
-        reference_loader = DataLoader(reference_set, BATCH, shuffle=True, num_workers=workers, drop_last=True, persistent_workers=True)
+        reference_loader = DataLoader(
+            reference_set,
+            BATCH,
+            shuffle=True,
+            num_workers=workers,
+            drop_last=True,
+            persistent_workers=True,
+        )
         epoch = {"archc": 0}
 
         def archc() -> float:
@@ -116,18 +141,40 @@ def main() -> int:
             order = list(candidates) if r % 2 == 0 else list(candidates)[::-1]
             for name in order:
                 times[name].append(candidates[name]())
-                print(f"round {r + 1}/{rounds} {name:>9}: {times[name][-1]:6.2f}s  "
-                      f"{images / times[name][-1]:7.0f} img/s", flush=True)
+                print(
+                    f"round {r + 1}/{rounds} {name:>9}: {times[name][-1]:6.2f}s  "
+                    f"{images / times[name][-1]:7.0f} img/s",
+                    flush=True,
+                )
         load_after = os.getloadavg()[0]
         feed.close()
 
-    speedup = statistics.median(ref / ours for ref, ours in zip(times["reference"], times["archc"], strict=True))
+    speedup = statistics.median(
+        ref / ours for ref, ours in zip(times["reference"], times["archc"], strict=True)
+    )
     ips = {name: images / statistics.median(t) for name, t in times.items()}
     summary = [
-        {"metric": ("streaming / torchvision ImageFolder + "
-                    f"DataLoader, {workers} workers, same transforms"), "value": round(speedup, 2), "unit": "x", "target": ">= 1.0"},
-        {"metric": "streaming throughput (decode + RandomResizedCrop 112 + flip + normalise)", "value": round(ips["archc"]), "unit": "img/s", "target": ""},
-        {"metric": "reference throughput", "value": round(ips["reference"]), "unit": "img/s", "target": ""},
+        {
+            "metric": (
+                "streaming / torchvision ImageFolder + "
+                f"DataLoader, {workers} workers, same transforms"
+            ),
+            "value": round(speedup, 2),
+            "unit": "x",
+            "target": ">= 1.0",
+        },
+        {
+            "metric": "streaming throughput (decode + RandomResizedCrop 112 + flip + normalise)",
+            "value": round(ips["archc"]),
+            "unit": "img/s",
+            "target": "",
+        },
+        {
+            "metric": "reference throughput",
+            "value": round(ips["reference"]),
+            "unit": "img/s",
+            "target": "",
+        },
     ]
     for row in summary:
         print(f"{row['metric']}: {row['value']}{row['unit']} (target {row['target']})")

@@ -49,7 +49,11 @@ def vgg_bn():  # type: ignore[no-untyped-def]
         if v == "M":
             layers.append(nn.MaxPool2d(2, 2))
         else:
-            layers += [nn.Conv2d(channels, int(v), 3, padding=1), nn.BatchNorm2d(int(v)), nn.ReLU(True)]
+            layers += [
+                nn.Conv2d(channels, int(v), 3, padding=1),
+                nn.BatchNorm2d(int(v)),
+                nn.ReLU(True),
+            ]
             channels = int(v)
     return nn.Sequential(
         *layers, nn.AdaptiveAvgPool2d((3, 3)), nn.Flatten(),
@@ -82,9 +86,15 @@ def cpu_seconds() -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1 round of 1 epoch instead of 3 rounds of 2 epochs")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="1 round of 1 epoch instead of 3 rounds of 2 epochs"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: all cores)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -100,7 +110,12 @@ def main() -> int:
     threads = args.threads or default_threads(1)
     torch.set_num_threads(threads)
     rounds, epochs, n_train, n_test = (1, 1, 1024, 256) if args.quick else (3, 2, 2048, 256)
-    data_cfg = {"dataset": "synthetic", "synthetic_size": (n_train, n_test), "synthetic_shape": (3, 32, 32), "synthetic_classes": CLASSES}
+    data_cfg = {
+        "dataset": "synthetic",
+        "synthetic_size": (n_train, n_test),
+        "synthetic_shape": (3, 32, 32),
+        "synthetic_classes": CLASSES,
+    }
     data = load_dataset(TrainConfig(**data_cfg))
     mean, std = data.channel_stats()
     steps = epochs * (n_train // BATCH)
@@ -115,7 +130,10 @@ def main() -> int:
 
     gen = torch.Generator().manual_seed(0)
     prebuilt = [
-        ((data.train_x[idx].float() / 255 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1), data.train_y[idx])
+        (
+            (data.train_x[idx].float() / 255 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1),
+            data.train_y[idx],
+        )
         for idx in (torch.randint(0, n_train, (BATCH,), generator=gen) for _ in range(steps))
     ]
 
@@ -129,7 +147,9 @@ def main() -> int:
             batches = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in prebuilt]
         opt = sgd(model)
         model.train()
-        torch.set_flush_denormal(True)  # as the trainer runs on CPUs: the floor under the same settings
+        torch.set_flush_denormal(
+            True
+        )  # as the trainer runs on CPUs: the floor under the same settings
         start = time.perf_counter()
         for x, y in batches:
             opt.zero_grad(set_to_none=True)
@@ -165,7 +185,13 @@ def main() -> int:
     def seed_loop(workers: int, ftz: bool = False) -> float:
         model = fresh_model()
         opt = sgd(model)
-        loader = DataLoader(SeedDataset(hwc, labels, seed_transform), BATCH, shuffle=True, num_workers=workers, drop_last=True)
+        loader = DataLoader(
+            SeedDataset(hwc, labels, seed_transform),
+            BATCH,
+            shuffle=True,
+            num_workers=workers,
+            drop_last=True,
+        )
         torch.set_flush_denormal(ftz)
         start = time.perf_counter()
         seen = 0
@@ -214,8 +240,11 @@ def main() -> int:
                     walls.append(wall)
             else:
                 times[name].append(result)  # type: ignore[arg-type]
-            print(f"round {r + 1}/{rounds} {name:>9}: {times[name][-1]:7.2f}s  "
-                  f"{images / times[name][-1]:7.0f} img/s", flush=True)
+            print(
+                f"round {r + 1}/{rounds} {name:>9}: {times[name][-1]:7.2f}s  "
+                f"{images / times[name][-1]:7.0f} img/s",
+                flush=True,
+            )
     load_after = os.getloadavg()[0]
 
     def per_round(a: list[float], b: list[float]) -> float:
@@ -224,21 +253,75 @@ def main() -> int:
     efficiency = per_round(times["compute"], times["trainer"])
     efficiency_wall = per_round(times["compute"], walls)
     seed_name = f"loop-w{seed_workers}"
-    speedups = {name: per_round(times[name], times["trainer"]) for name in candidates if name.startswith("loop")}
+    speedups = {
+        name: per_round(times[name], times["trainer"])
+        for name in candidates
+        if name.startswith("loop")
+    }
     ips = {name: images / median(t) for name, t in times.items()}
     summary = [
-        {"metric": f"trainer efficiency: compute / train-loop time (both {chosen['format']})", "value": round(efficiency, 3), "unit": "", "target": ">= 0.95"},
-        {"metric": "trainer efficiency: compute / whole archc.train() wall", "value": round(efficiency_wall, 3), "unit": "", "target": "(info)"},
-        {"metric": ("trainer (defaults) vs a hand-written loop, DataLoader "
-                    f"{seed_workers} workers (the GoogLeNet post's choice)"), "value": round(speedups[seed_name], 2), "unit": "x", "target": ">= 2.5"},
-        {"metric": "trainer vs the hand-written loop, DataLoader 0 workers", "value": round(speedups["loop-w0"], 2), "unit": "x", "target": "(info)"},
-        {"metric": "trainer vs the hand-written loop, 0 workers, denormals flushed", "value": round(speedups["loop-ftz"], 2), "unit": "x", "target": "(info)"},
-        {"metric": ("trainer --no-channels-last vs the hand-written loop, "
-                    f"{seed_workers} workers"), "value": round(per_round(times[seed_name], times["trainer-nc"]), 2), "unit": "x", "target": "(info)"},
-        {"metric": "trainer train-loop throughput", "value": round(ips["trainer"]), "unit": "img/s", "target": ""},
-        {"metric": "CPU seconds: compute / whole archc.train()", "value": round(per_round(cpu["compute"], cpu["trainer"]), 3), "unit": "", "target": "(info)"},
-        {"metric": (f"CPU seconds: hand-written loop ({seed_workers} "
-                    "workers, incl. workers) / whole archc.train()"), "value": round(per_round(cpu[seed_name], cpu["trainer"]), 2), "unit": "x", "target": "(info)"},
+        {
+            "metric": f"trainer efficiency: compute / train-loop time (both {chosen['format']})",
+            "value": round(efficiency, 3),
+            "unit": "",
+            "target": ">= 0.95",
+        },
+        {
+            "metric": "trainer efficiency: compute / whole archc.train() wall",
+            "value": round(efficiency_wall, 3),
+            "unit": "",
+            "target": "(info)",
+        },
+        {
+            "metric": (
+                "trainer (defaults) vs a hand-written loop, DataLoader "
+                f"{seed_workers} workers (the GoogLeNet post's choice)"
+            ),
+            "value": round(speedups[seed_name], 2),
+            "unit": "x",
+            "target": ">= 2.5",
+        },
+        {
+            "metric": "trainer vs the hand-written loop, DataLoader 0 workers",
+            "value": round(speedups["loop-w0"], 2),
+            "unit": "x",
+            "target": "(info)",
+        },
+        {
+            "metric": "trainer vs the hand-written loop, 0 workers, denormals flushed",
+            "value": round(speedups["loop-ftz"], 2),
+            "unit": "x",
+            "target": "(info)",
+        },
+        {
+            "metric": (
+                f"trainer --no-channels-last vs the hand-written loop, {seed_workers} workers"
+            ),
+            "value": round(per_round(times[seed_name], times["trainer-nc"]), 2),
+            "unit": "x",
+            "target": "(info)",
+        },
+        {
+            "metric": "trainer train-loop throughput",
+            "value": round(ips["trainer"]),
+            "unit": "img/s",
+            "target": "",
+        },
+        {
+            "metric": "CPU seconds: compute / whole archc.train()",
+            "value": round(per_round(cpu["compute"], cpu["trainer"]), 3),
+            "unit": "",
+            "target": "(info)",
+        },
+        {
+            "metric": (
+                f"CPU seconds: hand-written loop ({seed_workers} "
+                "workers, incl. workers) / whole archc.train()"
+            ),
+            "value": round(per_round(cpu[seed_name], cpu["trainer"]), 2),
+            "unit": "x",
+            "target": "(info)",
+        },
     ]
     for row in summary:
         print(f"{row['metric']}: {row['value']}{row['unit']} (target {row['target']})")

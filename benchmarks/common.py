@@ -18,7 +18,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def interleaved(candidates: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, list[float]]:
+def interleaved(
+    candidates: dict[str, Callable[[], object]], rounds: int, warmup: int = 2
+) -> dict[str, list[float]]:
     """Time each candidate once per round, alternating the order, so drift hits all alike."""
     names = list(candidates)
     for _ in range(warmup):
@@ -68,6 +70,8 @@ def machine() -> dict[str, object]:
 def write_result(name: str, payload: dict[str, object]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **payload}, indent=2) + "\n")
+    path.write_text(
+        json.dumps({"benchmark": name, "machine": machine(), **payload}, indent=2) + "\n"
+    )
     print(f"wrote {path.relative_to(ROOT)}")
     return path

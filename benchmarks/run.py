@@ -51,14 +51,18 @@ def render() -> str:
             continue
         m = data.get("machine", {})
         parts.append(f"## {data.get('benchmark', path.stem)}\n")
-        parts.append(f"`{data.get('command', 'python benchmarks/' + path.stem + '.py')}` "
-                     f"on {m.get('date', '?')}: {m.get('device', 'cpu')}, "
-                     f"{m.get('cpus', '?')} CPUs ({m.get('processor', '?')}), Python "
-                     f"{m.get('python', '?')}, torch {m.get('torch', '?')}.\n")
+        parts.append(
+            f"`{data.get('command', 'python benchmarks/' + path.stem + '.py')}` "
+            f"on {m.get('date', '?')}: {m.get('device', 'cpu')}, "
+            f"{m.get('cpus', '?')} CPUs ({m.get('processor', '?')}), Python "
+            f"{m.get('python', '?')}, torch {m.get('torch', '?')}.\n"
+        )
         parts.append("| metric | value | target |\n| --- | ---: | --- |")
         for row in summary:
-            parts.append(f"| {row['metric']} | {row['value']} "
-                         f"{row.get('unit', '')} | {row.get('target', '')} |")
+            parts.append(
+                f"| {row['metric']} | {row['value']} "
+                f"{row.get('unit', '')} | {row.get('target', '')} |"
+            )
         if data.get("notes"):
             parts.append("\n" + str(data["notes"]))
         parts.append("")
@@ -66,10 +70,16 @@ def render() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds in every benchmark")
-    parser.add_argument("--only", nargs="*", default=[], metavar="NAME", help="e.g. compile trainer report")
-    parser.add_argument("--render-only", action="store_true", help="only regenerate docs/performance.md")
+    parser.add_argument(
+        "--only", nargs="*", default=[], metavar="NAME", help="e.g. compile trainer report"
+    )
+    parser.add_argument(
+        "--render-only", action="store_true", help="only regenerate docs/performance.md"
+    )
     args = parser.parse_args()
     failures = 0 if args.render_only else run_all(args.quick, args.only)
     DOC.write_text(render())

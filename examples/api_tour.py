@@ -25,11 +25,15 @@ def main() -> None:
     # 2. Analyze: static per-layer rows and totals, without building anything.
     analysis = archc.analyze(spec)
     totals = analysis.totals()
-    print(f"totals: {totals['params']:,} params, {totals['macs']:,} MACs, output {totals['output']}")
+    print(
+        f"totals: {totals['params']:,} params, {totals['macs']:,} MACs, output {totals['output']}"
+    )
     print("5 largest layers by params:")
     for row in sorted(analysis.rows(), key=lambda r: r["params"], reverse=True)[:5]:
-        print(f"  {row['name']:<16} {row['label']:<24} "
-              f"{row['params']:>8,} params  shape {row['shape']}")
+        print(
+            f"  {row['name']:<16} {row['label']:<24} "
+            f"{row['params']:>8,} params  shape {row['shape']}"
+        )
 
     # 3. Build: a plain nn.Module whose state_dict keys follow the spec's names.
     model = archc.build(spec)
@@ -52,7 +56,9 @@ def main() -> None:
         optimizer.step()
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
-    print(f"epoch 1: loss {total_loss / len(inputs):.4f}, train accuracy {correct / len(inputs):.3f}")
+    print(
+        f"epoch 1: loss {total_loss / len(inputs):.4f}, train accuracy {correct / len(inputs):.3f}"
+    )
 
     model.eval()
     with torch.no_grad():

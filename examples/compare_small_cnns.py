@@ -38,20 +38,39 @@ INPUT = (1, 32, 32)  # digits are grey: the CIFAR specs' first conv takes one ch
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default="runs/examples/small_cnns", help="sweep directory (default %(default)s)")
-    parser.add_argument("--docs", default="docs/experiments/small_cnns", help="where tables and plots go (default %(default)s)")
+    parser.add_argument(
+        "--runs", default="runs/examples/small_cnns", help="sweep directory (default %(default)s)"
+    )
+    parser.add_argument(
+        "--docs",
+        default="docs/experiments/small_cnns",
+        help="where tables and plots go (default %(default)s)",
+    )
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--jobs", type=int, default=2, help="parallel trainings (default %(default)s: one per core)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: one epoch, one seed, 128 training images")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="parallel trainings (default %(default)s: one per core)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: one epoch, one seed, 128 training images"
+    )
     args = parser.parse_args(argv)
     recipe = {**RECIPE, "train_subset": 128} if args.quick else RECIPE
     epochs, seeds = (1, 1) if args.quick else (args.epochs, args.seeds)
     os.chdir(REPO)
-    outcome = sweep(variants=VARIANTS, out=args.runs, seeds=seeds, jobs=args.jobs, input_shape=INPUT,
-                    epochs=epochs, **recipe)
+    outcome = sweep(
+        variants=VARIANTS,
+        out=args.runs,
+        seeds=seeds,
+        jobs=args.jobs,
+        input_shape=INPUT,
+        epochs=epochs,
+        **recipe,
+    )
     docs = Path(args.docs)
-    files = write_results([args.runs], docs, title="Small ResNet vs VGG-BN vs Inception, with ablations, on digits")
+    files = write_results(
+        [args.runs], docs, title="Small ResNet vs VGG-BN vs Inception, with ablations, on digits"
+    )
     files.append(write_html_report(Path(args.runs), docs / "report.html"))
     print("\n".join(str(f) for f in files))
     return 0 if outcome.count("failed") == 0 and not outcome.interrupted else 1

@@ -35,7 +35,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     import resource
 
     def cpu() -> float:
-        usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        usage = [
+            resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        ]
         return sum(u.ru_utime + u.ru_stime for u in usage)
 
     start = cpu()
@@ -159,11 +161,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_archc(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_archc(
+    *args: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """`python -m archc ARGS` in a subprocess, as a user would run it."""
     return subprocess.run(
-        [sys.executable, "-m", "archc", *args], capture_output=True, text=True, cwd=cwd or REPO,
-        env=clean_env(), timeout=timeout, check=False,
+        [sys.executable, "-m", "archc", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=clean_env(),
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -177,8 +186,11 @@ def archc_here(*args: str, cwd: Path | None = None) -> subprocess.CompletedProce
     from archc.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(cwd or REPO), contextlib.redirect_stdout(out), \
-            contextlib.redirect_stderr(err):
+    with (
+        contextlib.chdir(cwd or REPO),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
         try:
             code = main(list(args))
         except SystemExit as exc:  # argparse: --help, usage errors
@@ -195,7 +207,9 @@ def assert_node_tensor_counts(model: Any, graph: Any) -> None:
         if node.module is None or node.shared:
             continue
         if getattr(ops.get(node.op), "owns_tensor", False):
-            assert (model.get_parameter(node.module).numel(), 0) == (node.params, node.buffers), node.id
+            assert (model.get_parameter(node.module).numel(), 0) == (node.params, node.buffers), (
+                node.id
+            )
         else:
             sub = model.get_submodule(node.module)
             assert sum(p.numel() for p in sub.parameters()) == node.params, node.id

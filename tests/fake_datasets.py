@@ -22,22 +22,46 @@ def write_cifar10(root: Path, per_batch: int = 3) -> None:
     base = root / "cifar-10-batches-py"
     base.mkdir(parents=True)
     for b in range(1, 6):
-        entry = {"batch_label": f"batch {b}", "data": _cifar_images(per_batch, 10 * b), "labels": [b % 10] * per_batch}
+        entry = {
+            "batch_label": f"batch {b}",
+            "data": _cifar_images(per_batch, 10 * b),
+            "labels": [b % 10] * per_batch,
+        }
         (base / f"data_batch_{b}").write_bytes(pickle.dumps(entry, protocol=2))
     test = {"data": _cifar_images(4, 0), "labels": [0, 1, 2, 9]}
     (base / "test_batch").write_bytes(pickle.dumps(test, protocol=2))
-    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}
+    meta = {
+        "label_names": [
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        ]
+    }
     (base / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
 
 
 def write_cifar100(root: Path) -> None:
     base = root / "cifar-100-python"
     base.mkdir(parents=True)
-    train = {"data": _cifar_images(5, 0), "fine_labels": [0, 1, 99, 50, 3], "coarse_labels": [0] * 5}
+    train = {
+        "data": _cifar_images(5, 0),
+        "fine_labels": [0, 1, 99, 50, 3],
+        "coarse_labels": [0] * 5,
+    }
     test = {"data": _cifar_images(2, 7), "fine_labels": [99, 0], "coarse_labels": [0, 0]}
     (base / "train").write_bytes(pickle.dumps(train, protocol=2))
     (base / "test").write_bytes(pickle.dumps(test, protocol=2))
-    meta = {"fine_label_names": [f"c{i}" for i in range(100)], "coarse_label_names": [f"s{i}" for i in range(20)]}
+    meta = {
+        "fine_label_names": [f"c{i}" for i in range(100)],
+        "coarse_label_names": [f"s{i}" for i in range(20)],
+    }
     (base / "meta").write_bytes(pickle.dumps(meta, protocol=2))
 
 
@@ -46,20 +70,33 @@ def write_idx(raw: Path, prefix: str, images: np.ndarray, labels: np.ndarray) ->
     labels) and dimensions, then bytes."""
     raw.mkdir(parents=True, exist_ok=True)
     n, h, w = images.shape
-    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, n, h, w) + images.tobytes())
-    (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + labels.astype(np.uint8).tobytes())
+    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+        struct.pack(">IIII", 0x803, n, h, w) + images.tobytes()
+    )
+    (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
+        struct.pack(">II", 0x801, n) + labels.astype(np.uint8).tobytes()
+    )
 
 
 def write_fashion_mnist(root: Path, train: int = 64, test: int = 32) -> None:
     """FashionMNIST/raw with `train` and `test` random 28x28 images over the ten classes."""
     rng = np.random.default_rng(0)
     raw = root / "FashionMNIST" / "raw"
-    write_idx(raw, "train", rng.integers(0, 256, (train, 28, 28), dtype=np.uint8), np.arange(train) % 10)
-    write_idx(raw, "t10k", rng.integers(0, 256, (test, 28, 28), dtype=np.uint8), np.arange(test) % 10)
+    write_idx(
+        raw, "train", rng.integers(0, 256, (train, 28, 28), dtype=np.uint8), np.arange(train) % 10
+    )
+    write_idx(
+        raw, "t10k", rng.integers(0, 256, (test, 28, 28), dtype=np.uint8), np.arange(test) % 10
+    )
 
 
 def write_imagefolder(
-    root: Path, classes: int = 3, train: int = 8, val: int = 4, size: tuple[int, int] = (16, 16), seed: int = 0
+    root: Path,
+    classes: int = 3,
+    train: int = 8,
+    val: int = 4,
+    size: tuple[int, int] = (16, 16),
+    seed: int = 0,
 ) -> None:
     """An ImageNet-layout folder: root/train/CLASS/* and root/val/CLASS/*, JPEG and PNG alternating.
 
@@ -73,8 +110,12 @@ def write_imagefolder(
         for k in range(classes):
             folder = root / split / f"n{k:08d}"
             folder.mkdir(parents=True, exist_ok=True)
-            colour = np.array([(60 * k) % 256, (255 - 70 * k) % 256, (30 + 90 * k) % 256], dtype=np.float64)
+            colour = np.array(
+                [(60 * k) % 256, (255 - 70 * k) % 256, (30 + 90 * k) % 256], dtype=np.float64
+            )
             for i in range(count):
                 pixels = np.clip(colour + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
                 ext = "JPEG" if i % 2 == 0 else "png"
-                Image.fromarray(pixels).save(folder / f"{split}_{k}_{i}.{ext}", format="JPEG" if ext == "JPEG" else "PNG")
+                Image.fromarray(pixels).save(
+                    folder / f"{split}_{k}_{i}.{ext}", format="JPEG" if ext == "JPEG" else "PNG"
+                )

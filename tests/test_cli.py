@@ -81,7 +81,9 @@ def test_one_name_for_batch_size_and_force_only_where_memory_is_allocated() -> N
     for command in COMMANDS:
         flags = {flag for action in _subparser(command)._actions for flag in action.option_strings}
         assert "--batch" not in flags and "--amp-dtype-bytes" not in flags
-        assert ("--force" in flags) == (command in ("build", "export")), command  # both build the model
+        assert ("--force" in flags) == (command in ("build", "export")), (
+            command
+        )  # both build the model
     assert "--batch-size" in {f for a in _subparser("report")._actions for f in a.option_strings}
 
 

@@ -47,7 +47,9 @@ def test_build_json_reports_every_node(write_spec, capsys: pytest.CaptureFixture
     assert (conv["op"], conv["inputs"], conv["shape"]) == ("conv", ["input"], [4, 5, 5])
     assert conv["params"] == 4 * 3 * 3 * 3 + 4 and conv["macs"] == 4 * 5 * 5 * 3 * 3 * 3
     assert (conv["line"], conv["module"], conv["label"]) == (3, "conv", "conv 3x3/2, 4")
-    assert layers["bn"]["params"] == 8 and layers["bn"]["buffers"] == 9 and layers["bn"]["macs"] == 0
+    assert (
+        layers["bn"]["params"] == 8 and layers["bn"]["buffers"] == 9 and layers["bn"]["macs"] == 0
+    )
     assert layers["2"]["inputs"] == ["bn"] and layers["2"]["params"] == 0
     assert layers["pool"]["shape"] == [4, 3, 3]  # ceil_mode: 5 -> 3
     assert layers["4"]["shape"] == [36] and layers["fc"]["inputs"] == ["4"]
@@ -62,13 +64,18 @@ def test_build_json_reports_every_node(write_spec, capsys: pytest.CaptureFixture
     assert report["params"] == sum(p.numel() for p in model.parameters())
 
 
-def test_build_json_matches_the_graph_for_a_spec_with_heads(capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_json_matches_the_graph_for_a_spec_with_heads(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     report = build_json(capsys, str(AUX))
     graph = api.compile_graph(AUX)
-    assert [(r["name"], r["op"], r["inputs"], r["shape"], r["params"], r["macs"]) for r in report["layers"]] == [
-        (n.id, n.op, n.inputs, list(n.shape), n.params, n.macs) for n in graph
+    assert [
+        (r["name"], r["op"], r["inputs"], r["shape"], r["params"], r["macs"])
+        for r in report["layers"]
+    ] == [(n.id, n.op, n.inputs, list(n.shape), n.params, n.macs) for n in graph]
+    assert report["heads"] == [
+        {"name": "aux1", "node": "aux1.fc", "loss_weight": 0.3, "train_only": True}
     ]
-    assert report["heads"] == [{"name": "aux1", "node": "aux1.fc", "loss_weight": 0.3, "train_only": True}]
     assert report["macs"] == graph.total_macs < report["macs_with_train_heads"]
 
 
@@ -95,7 +102,9 @@ def test_build_verifies_runtime_shapes(write_spec, monkeypatch: pytest.MonkeyPat
         return graph
 
     monkeypatch.setattr(archc.compiler.expand, "expand", lying)
-    with pytest.raises(RuntimeError, match=r"internal error: pool inferred \(4, 2, 2\) but ran as \(4, 3, 3\)"):
+    with pytest.raises(
+        RuntimeError, match=r"internal error: pool inferred \(4, 2, 2\) but ran as \(4, 3, 3\)"
+    ):
         main(["build", str(path)])
 
 
@@ -121,7 +130,9 @@ def test_verify_restores_training_mode() -> None:
     assert not model.training
 
 
-def test_build_save_writes_spec_and_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_save_writes_spec_and_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "model.pt"
     assert main(["build", str(RESNET), "--save", str(out), "--set", "num_classes=3"]) == 0
     assert f"saved {out}" in capsys.readouterr().out
@@ -129,19 +140,31 @@ def test_build_save_writes_spec_and_weights(tmp_path: Path, capsys: pytest.Captu
     assert payload["spec_text"] == RESNET.read_text() and payload["overrides"] == {"num_classes": 3}
     assert payload["input_shape"] == [3, 16, 16]
     model = api.build(RESNET, num_classes=3)
-    assert {k: v.shape for k, v in payload["state_dict"].items()} == {k: v.shape for k, v in model.state_dict().items()}
+    assert {k: v.shape for k, v in payload["state_dict"].items()} == {
+        k: v.shape for k, v in model.state_dict().items()
+    }
 
 
 def test_check_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(RESNET), str(AUX)]) == 0
     lines = capsys.readouterr().out.splitlines()
     graph = api.compile_graph(RESNET)
-    assert lines[0] == f"{RESNET}: ok  3x16x16 -> 10, {graph.total_params:,} params, {graph.total_macs:,} MACs"
+    assert (
+        lines[0]
+        == f"{RESNET}: ok  3x16x16 -> 10, {graph.total_params:,} params, {graph.total_macs:,} MACs"
+    )
     assert lines[1].startswith(f"{AUX}: ok  3x16x16 -> 4, ")
     assert main(["check", "--format", "json", str(RESNET)]) == 0
     (result,) = json.loads(capsys.readouterr().out)
-    assert result == {"spec": str(RESNET), "ok": True, "name": "lang_resnet", "input": [3, 16, 16], "output": [10],
-                      "params": graph.total_params, "macs": graph.total_macs}
+    assert result == {
+        "spec": str(RESNET),
+        "ok": True,
+        "name": "lang_resnet",
+        "input": [3, 16, 16],
+        "output": [10],
+        "params": graph.total_params,
+        "macs": graph.total_macs,
+    }
 
 
 def test_check_input_override_and_limits(capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,7 +192,10 @@ def test_export_to_stdout_and_file(tmp_path: Path, capsys: pytest.CaptureFixture
     compile(source, "exported.py", "exec")
     assert "class LangResnet(Sequential):" in source and "import archc" not in source
     out = tmp_path / "net.py"
-    assert main(["export", str(RESNET), "--to", "python", "-o", str(out), "--set", "num_classes=7"]) == 0
+    assert (
+        main(["export", str(RESNET), "--to", "python", "-o", str(out), "--set", "num_classes=7"])
+        == 0
+    )
     assert f"wrote {out}" in capsys.readouterr().err
     assert "nn.Linear(16, 7)" in out.read_text()
 
@@ -189,18 +215,38 @@ NO_TORCH = (
 )
 
 
-@pytest.mark.parametrize("args", [[str(RESNET), str(AUX), str(TEST_SPECS / "lang_unet.yaml")], ["--format", "json", str(RESNET)]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [str(RESNET), str(AUX), str(TEST_SPECS / "lang_unet.yaml")],
+        ["--format", "json", str(RESNET)],
+    ],
+)
 def test_check_does_not_import_torch(args: list[str]) -> None:
-    result = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, cwd=REPO,
-                            env=clean_env(), timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=clean_env(),
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip().endswith("rc 0")
 
 
 def test_check_of_a_bad_spec_does_not_import_torch(write_spec) -> None:
     path = write_spec("input: [3, 8, 8]\nlayers:\n  - conv: {out: 4, kernel: 9}\n")
-    result = subprocess.run([sys.executable, "-c", NO_TORCH, str(path)], capture_output=True, text=True, cwd=REPO,
-                            env=clean_env(), timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=clean_env(),
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "rc 1" and "does not fit the 8x8 feature map" in result.stderr
 
@@ -227,4 +273,6 @@ def test_command_table_names_the_module_of_every_command() -> None:
 
     assert commands(make_parser()) == list(COMMANDS)
     for command, module in COMMANDS.items():
-        assert set(commands(make_parser(command))) == {c for c, m in COMMANDS.items() if m == module}
+        assert set(commands(make_parser(command))) == {
+            c for c, m in COMMANDS.items() if m == module
+        }

@@ -48,11 +48,28 @@ def _zoo(heavy_slow: bool) -> list[object]:
 def test_exported_zoo_sources_are_ruff_clean(tmp_path: Path) -> None:
     for path in ZOO:
         loaded = api.load(path)
-        (tmp_path / f"{path.stem}.py").write_text(export_python(api.compile_graph(loaded), loaded.model.init, str(path)))
+        (tmp_path / f"{path.stem}.py").write_text(
+            export_python(api.compile_graph(loaded), loaded.model.init, str(path))
+        )
     # the project's own selection; long lines are allowed as in the project
     rules = "E,F,W,I,B,UP,SIM,RUF"
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--select", rules, "--ignore", "E501",
-                             str(tmp_path)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--isolated",
+            "--select",
+            rules,
+            "--ignore",
+            "E501",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:]
 
 
@@ -63,7 +80,9 @@ def test_exported_googlenet_reads_like_torchvision_s() -> None:
     assert len(source.splitlines()) <= 1.5 * len(Path(reference.__file__).read_text().splitlines())
     assert "class Inception(nn.Module):" in source and "class InceptionAux(" in source
     assert "self.inception4a = Inception(480, 192, 96, 208, 16, 48, 64)" in source
-    assert "getattr(" not in source and not re.search(r"\bm_\w+ = ", source)  # no synthetic container locals
+    assert "getattr(" not in source and not re.search(
+        r"\bm_\w+ = ", source
+    )  # no synthetic container locals
 
 
 @pytest.mark.parametrize("path", _zoo(heavy_slow=False))
@@ -123,25 +142,39 @@ def test_deployable_exports_round_trip(fmt: str, tmp_path: Path) -> None:
     assert report["verified"] and (tmp_path / f"net.{fmt}").stat().st_size > 1000
 
 
-def test_export_command_writes_verified_artifacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_command_writes_verified_artifacts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "deep" / "lenet.pt2"
-    assert main(["export", str(REPO / "specs/lenet5.yaml"), "--to", "exported-program", "-o", str(out)]) == 0
+    assert (
+        main(
+            ["export", str(REPO / "specs/lenet5.yaml"), "--to", "exported-program", "-o", str(out)]
+        )
+        == 0
+    )
     assert out.exists() and "outputs equal the eager model's" in capsys.readouterr().err
     program = torch.export.load(str(out))
     assert program.module()(torch.randn(5, 1, 32, 32)).shape == (5, 10)
 
 
-def test_unexportable_models_are_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexportable_models_are_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = api.build(TEST_SPECS / "lang_resnet.yaml")
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("Unsupported: data-dependent control flow\nlong trace")
 
     monkeypatch.setattr(torch.export, "export", refuse)
-    with pytest.raises(ExportError, match="cannot export lang_resnet to exported-program: RuntimeError: Unsupported"):
+    with pytest.raises(
+        ExportError,
+        match="cannot export lang_resnet to exported-program: RuntimeError: Unsupported",
+    ):
         export_artifact(model, "exported-program", tmp_path / "x.pt2")
     monkeypatch.setattr(torch.onnx, "export", refuse)
-    with pytest.raises(ExportError, match="cannot export lang_resnet to onnx: RuntimeError: Unsupported"):
+    with pytest.raises(
+        ExportError, match="cannot export lang_resnet to onnx: RuntimeError: Unsupported"
+    ):
         export_artifact(model, "onnx", tmp_path / "x.onnx")
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     with pytest.raises(ExportError, match=r"pip install 'archc\[onnx\]'"):
@@ -159,8 +192,13 @@ EXPORTED = sorted({*op_covering_specs(ZOO), *(p for p in ZOO if p.stem in QUICK_
 ALL_EXPORTS = ZOO if os.environ.get("ARCHC_ZOO_EXPORTS") == "all" else EXPORTED
 SMALL_SWIN = {"embed_dim": 32, "num_heads": [1, 2, 4], "depths": [2, 2, 2]}
 SMALL: dict[str, dict[str, object]] = {
-    "maxvit": {"partition_size": 2, "stem_channels": 16, "block_channels": [16, 32, 48, 64],
-               "block_layers": [1, 2, 1, 1], "head_dim": 8},
+    "maxvit": {
+        "partition_size": 2,
+        "stem_channels": 16,
+        "block_channels": [16, 32, 48, 64],
+        "block_layers": [1, 2, 1, 1],
+        "head_dim": 8,
+    },
     "swin": SMALL_SWIN,
     "swin_v2": SMALL_SWIN,
     "vit": {"layers": 2, "hidden": 64, "heads": 4, "mlp": 128},
@@ -182,8 +220,13 @@ def test_the_exported_specs_use_every_op_of_the_zoo() -> None:
     assert used == {node.op for path in EXPORTED for node in _small(path, api.compile_graph)}
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=[] if p.stem in QUICK_EXPORTS
-                                               else [pytest.mark.slow]) for p in ALL_EXPORTS])
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, id=p.stem, marks=[] if p.stem in QUICK_EXPORTS else [pytest.mark.slow])
+        for p in ALL_EXPORTS
+    ],
+)
 @pytest.mark.parametrize("fmt", ["exported-program", "onnx"])
 def test_every_zoo_op_exports(path: Path, fmt: str, tmp_path: Path) -> None:
     """Written, loaded back (ONNX into onnxruntime) and equal to eager on another batch size."""

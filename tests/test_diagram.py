@@ -30,13 +30,19 @@ from archc.ops.base import fmt_shape
 from tests.conftest import REPO, TEST_SPECS, archc_here, clean_env
 
 DOT = shutil.which("dot")
-needs_dot = pytest.mark.skipif(DOT is None, reason="graphviz's `dot` is not installed (make setup installs it)")
+needs_dot = pytest.mark.skipif(
+    DOT is None, reason="graphviz's `dot` is not installed (make setup installs it)"
+)
 ZOO = sorted((REPO / "specs").glob("*.yaml"))
 # The acceptance trio: the zoo's resnet18 and googlenet (or this suite's copies
 # until they land) and a DenseNet.
 TRIO = [
-    REPO / "specs/resnet18.yaml" if (REPO / "specs/resnet18.yaml").exists() else TEST_SPECS / "report_resnet18.yaml",
-    REPO / "specs/googlenet.yaml" if (REPO / "specs/googlenet.yaml").exists() else TEST_SPECS / "report_googlenet.yaml",
+    REPO / "specs/resnet18.yaml"
+    if (REPO / "specs/resnet18.yaml").exists()
+    else TEST_SPECS / "report_resnet18.yaml",
+    REPO / "specs/googlenet.yaml"
+    if (REPO / "specs/googlenet.yaml").exists()
+    else TEST_SPECS / "report_googlenet.yaml",
     TEST_SPECS / "diagram_densenet.yaml",
 ]
 
@@ -55,7 +61,13 @@ def svg_text(path: Path) -> str:
 
 def positions(dot_text: str) -> dict[str, tuple[float, float]]:
     """Node centres as dot lays them out (`dot -Tplain`)."""
-    out = subprocess.run([DOT or "dot", "-Tplain"], input=dot_text.encode(), capture_output=True, check=True, timeout=120)
+    out = subprocess.run(
+        [DOT or "dot", "-Tplain"],
+        input=dot_text.encode(),
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
     nodes = {}
     for line in out.stdout.decode().splitlines():
         parts = line.split()
@@ -73,8 +85,12 @@ def test_acceptance_svgs_are_xml_with_block_names_and_shapes(path: Path, tmp_pat
     for name in top_level_names(graph):
         assert name in text, name
     _, owner = elements(graph, 1)
-    crossing = {i for node in graph for i in node.inputs if i == "input" or owner[i] is not owner[node.id]}
-    assert crossing and all(fmt_shape(graph.shape_of(i)) in text for i in crossing)  # every edge's shape label
+    crossing = {
+        i for node in graph for i in node.inputs if i == "input" or owner[i] is not owner[node.id]
+    }
+    assert crossing and all(
+        fmt_shape(graph.shape_of(i)) in text for i in crossing
+    )  # every edge's shape label
     assert fmt_shape(graph.shape_of(graph.output)) in text
 
 
@@ -95,7 +111,10 @@ def test_depth_folds_blocks_and_merges_identical_chained_ones() -> None:
     assert "layer2.1 … layer2.3" in two and "Bottleneck(planes=128, stride=1) ×3" in two
     assert "layer3.1 … layer3.5" in two and "×5" in two and "layer2.2" not in two
     order, owner = elements(graph, 2)
-    assert owner["layer2.2.conv1"] is owner["layer2.3.bn3"] and owner["layer2.0.conv1"] is not owner["layer2.1.conv1"]
+    assert (
+        owner["layer2.2.conv1"] is owner["layer2.3.bn3"]
+        and owner["layer2.0.conv1"] is not owner["layer2.1.conv1"]
+    )
     assert len(order) == 7 + 4 * 2  # 7 top-level layers; per stage, its first block and its repeats
     full = to_dot(graph)
     assert full.count("subgraph cluster") == 4 + 16 + 4  # stages, blocks, downsample seqs
@@ -116,7 +135,10 @@ def test_edges_carry_shapes_and_skips_are_light() -> None:
     assert 'label=" 64x56x56"' in text and 'label=" 3x224x224"' in text
     skips = skip_inputs(graph)
     assert ("maxpool", "layer1.0.add") in skips and ("layer1.0.bn2", "layer1.0.add") not in skips
-    assert ("layer1.1.relu~2", "layer2.0.add") not in skips  # a projection shortcut is a parallel branch
+    assert (
+        "layer1.1.relu~2",
+        "layer2.0.add",
+    ) not in skips  # a projection shortcut is a parallel branch
     light = [line for line in text.splitlines() if re.search(r"-> .*weight=1\b", line)]
     assert len(light) == 5  # identity shortcuts: 8 blocks, 3 of them with a projection
 
@@ -150,8 +172,16 @@ def test_residual_main_path_stays_straight() -> None:
     order, owner = elements(graph, None)
     ids = {id(el): f"n{k}" for k, el in enumerate(order)}
     pos = positions(to_dot(graph))
-    trunk = ["layer1.0.conv1", "layer1.0.bn1", "layer1.0.conv2", "layer1.0.bn2", "layer1.0.add", "layer1.0.relu~2",
-             "layer1.1.conv1", "layer1.1.add"]
+    trunk = [
+        "layer1.0.conv1",
+        "layer1.0.bn1",
+        "layer1.0.conv2",
+        "layer1.0.bn2",
+        "layer1.0.add",
+        "layer1.0.relu~2",
+        "layer1.1.conv1",
+        "layer1.1.add",
+    ]
     xs = {round(pos[ids[id(owner[n])]][0], 1) for n in trunk}
     assert len(xs) == 1, xs
 
@@ -188,17 +218,32 @@ def test_dot_format_needs_no_graphviz(tmp_path: Path, monkeypatch: pytest.Monkey
     assert out.read_text() == to_dot(graph, depth=1)
     with pytest.raises(GraphvizNotFound) as info:
         render(graph, tmp_path / "a.svg", "svg")
-    assert info.value.dot_path == tmp_path / "a.dot" and "apt-get install graphviz" in str(info.value)
+    assert info.value.dot_path == tmp_path / "a.dot" and "apt-get install graphviz" in str(
+        info.value
+    )
 
 
 def test_cli_without_dot_writes_the_dot_file_warns_and_exits_zero(tmp_path: Path) -> None:
     env = clean_env(PATH=str(tmp_path))  # no dot on this PATH
     spec = TEST_SPECS / "report_resnet18.yaml"
-    done = subprocess.run([sys.executable, "-m", "archc", "diagram", str(spec), "--format", "png"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "archc", "diagram", str(spec), "--format", "png"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "report_resnet18.dot").exists() and not (tmp_path / "report_resnet18.png").exists()
-    assert "warning" in done.stderr and "install graphviz" in done.stderr and "Traceback" not in done.stderr
+    assert (tmp_path / "report_resnet18.dot").exists() and not (
+        tmp_path / "report_resnet18.png"
+    ).exists()
+    assert (
+        "warning" in done.stderr
+        and "install graphviz" in done.stderr
+        and "Traceback" not in done.stderr
+    )
 
 
 @needs_dot
@@ -207,20 +252,28 @@ def test_cli_default_name_suffix_format_and_depth(tmp_path: Path) -> None:
     done = archc_here("diagram", str(spec), "--depth", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert svg_text(tmp_path / "report_resnet18.svg")
-    png = archc_here("diagram", str(spec), "-o", str(tmp_path / "r.png"), "--rankdir", "LR", cwd=tmp_path)
+    png = archc_here(
+        "diagram", str(spec), "-o", str(tmp_path / "r.png"), "--rankdir", "LR", cwd=tmp_path
+    )
     assert png.returncode == 0 and (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     dot = archc_here("diagram", str(spec), "--format", "dot", "-o", str(tmp_path / "r.gv"))
     assert dot.returncode == 0 and (tmp_path / "r.gv").read_text().startswith("digraph resnet18 {")
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--depth", "0"], "expected a positive integer"),
-    (["--format", "gif"], "invalid choice"),
-    (["--rankdir", "BT"], "invalid choice"),
-    (["-o", "tests/specs/report_alexnet.yaml/x.dot", "--format", "dot"], "report_alexnet.yaml is not a directory"),
-    (["-o", "r.jpg", "--format", "svg"], "--format svg does not match the file name r.jpg"),
-    (["-o", "r.gif"], "cannot tell which format to write to r.gif"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--depth", "0"], "expected a positive integer"),
+        (["--format", "gif"], "invalid choice"),
+        (["--rankdir", "BT"], "invalid choice"),
+        (
+            ["-o", "tests/specs/report_alexnet.yaml/x.dot", "--format", "dot"],
+            "report_alexnet.yaml is not a directory",
+        ),
+        (["-o", "r.jpg", "--format", "svg"], "--format svg does not match the file name r.jpg"),
+        (["-o", "r.gif"], "cannot tell which format to write to r.gif"),
+    ],
+)
 def test_cli_bad_arguments_are_clear_errors(args: list[str], message: str) -> None:
     done = archc_here("diagram", "tests/specs/report_alexnet.yaml", *args)
     assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
@@ -232,12 +285,16 @@ def _fake_dot(folder: Path, body: str) -> None:
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
 
 
-def test_dot_failures_and_timeouts_are_diagram_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dot_failures_and_timeouts_are_diagram_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     graph = compile_graph(TEST_SPECS / "report_alexnet.yaml")
     sleep = shutil.which("sleep") or "/bin/sleep"
     monkeypatch.setenv("PATH", str(tmp_path))
     _fake_dot(tmp_path, 'echo "Error: syntax error in line 1" >&2; exit 3')
-    with pytest.raises(DiagramError, match=re.escape("dot failed (exit 3): Error: syntax error in line 1")):
+    with pytest.raises(
+        DiagramError, match=re.escape("dot failed (exit 3): Error: syntax error in line 1")
+    ):
         render(graph, tmp_path / "a.svg")
     _fake_dot(tmp_path, f"exec {sleep} 5")
     with pytest.raises(DiagramError, match=r"longer than 0\.5 s"):
@@ -264,7 +321,11 @@ def test_fit_depth_folds_big_networks_and_keeps_small_ones_whole() -> None:
         graph = compile_graph(REPO / "specs" / f"{name}.yaml")
         depth = fit_depth(graph)
         assert depth is not None and len(elements(graph, depth)[0]) <= MAX_BOXES
-        deeper = None if depth + 1 > max(len(n.scope.split(".")) for n in graph if n.scope) else depth + 1
+        deeper = (
+            None
+            if depth + 1 > max(len(n.scope.split(".")) for n in graph if n.scope)
+            else depth + 1
+        )
         assert len(elements(graph, deeper)[0]) > MAX_BOXES  # the deepest level that fits
 
 
@@ -277,14 +338,39 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 @needs_dot
 def test_default_diagrams_are_readable_and_depth_and_dpi_override(tmp_path: Path) -> None:
-    for name in ("resnet50", "inception_v3"):  # 493x14121 and 2906x16153 px when drawn at full depth
-        done = archc_here("diagram", str(REPO / "specs" / f"{name}.yaml"), "-o", str(tmp_path / f"{name}.png"))
+    for name in (
+        "resnet50",
+        "inception_v3",
+    ):  # 493x14121 and 2906x16153 px when drawn at full depth
+        done = archc_here(
+            "diagram", str(REPO / "specs" / f"{name}.yaml"), "-o", str(tmp_path / f"{name}.png")
+        )
         assert done.returncode == 0, done.stderr
         width, height = _png_size(tmp_path / f"{name}.png")
         assert width <= 1200 and height <= 3000, (name, width, height)
-    sharp = archc_here("diagram", str(REPO / "specs" / "resnet50.yaml"), "--dpi", "192", "-o", str(tmp_path / "sharp.png"))
-    assert sharp.returncode == 0 and _png_size(tmp_path / "sharp.png")[1] > 1.8 * _png_size(tmp_path / "resnet50.png")[1]
-    full = archc_here("diagram", str(TEST_SPECS / "report_resnet18.yaml"), "--depth", "all", "--format", "dot",
-                     "-o", str(tmp_path / "full.dot"))
+    sharp = archc_here(
+        "diagram",
+        str(REPO / "specs" / "resnet50.yaml"),
+        "--dpi",
+        "192",
+        "-o",
+        str(tmp_path / "sharp.png"),
+    )
+    assert (
+        sharp.returncode == 0
+        and _png_size(tmp_path / "sharp.png")[1] > 1.8 * _png_size(tmp_path / "resnet50.png")[1]
+    )
+    full = archc_here(
+        "diagram",
+        str(TEST_SPECS / "report_resnet18.yaml"),
+        "--depth",
+        "all",
+        "--format",
+        "dot",
+        "-o",
+        str(tmp_path / "full.dot"),
+    )
     boxes = re.findall(r"^\s*n\d+ \[", (tmp_path / "full.dot").read_text(), re.M)
-    assert full.returncode == 0 and len(boxes) == len(compile_graph(TEST_SPECS / "report_resnet18.yaml").nodes)
+    assert full.returncode == 0 and len(boxes) == len(
+        compile_graph(TEST_SPECS / "report_resnet18.yaml").nodes
+    )

@@ -67,7 +67,10 @@ def examples(doc: Path) -> list[Example]:
         lang, body = match.group(1), match.group(2)
         first = text.count("\n", 0, match.start(2)) + 1
         if lang in SHELL:
-            found += [Example(doc, first + offset, "shell", command) for offset, command in shell_commands(body)]
+            found += [
+                Example(doc, first + offset, "shell", command)
+                for offset, command in shell_commands(body)
+            ]
         elif lang in {"python", "yaml", "json"}:
             found.append(Example(doc, first, lang, body))
     return found
@@ -98,7 +101,12 @@ def is_training(words: list[str]) -> bool:
 
 
 def train_images(words: list[str]) -> int:
-    batches = [int(v) for w in words if w.startswith(("batch_size=", "batch-size=")) for v in w.split("=", 1)[1].split(",")]
+    batches = [
+        int(v)
+        for w in words
+        if w.startswith(("batch_size=", "batch-size="))
+        for v in w.split("=", 1)[1].split(",")
+    ]
     return 2 * max([TRAIN_IMAGES, *batches])  # a whole batch left after the validation split
 
 
@@ -128,7 +136,14 @@ def doc_env() -> dict[str, str]:
 
 def run_shell(example: Example, work: Path, data: Path) -> subprocess.CompletedProcess[str]:
     words = shlex.split(example.text, comments=True)
-    caps = [*CAPS, "--train-subset", str(train_images(words)), "--data-dir", str(data), "--no-download"]
+    caps = [
+        *CAPS,
+        "--train-subset",
+        str(train_images(words)),
+        "--data-dir",
+        str(data),
+        "--no-download",
+    ]
     if words[0] == "make":
         return run_make(example, words, caps, work)
     if not is_training(words):
@@ -140,9 +155,13 @@ def run_shell(example: Example, work: Path, data: Path) -> subprocess.CompletedP
     elif words[0] == "torchrun":
         argv = [str(VENV_BIN / "torchrun"), *words[1:], *caps]
     else:
-        pytest.fail(f"{example.where()}: no runner for `{words[0]}` "
-                    f"commands; add one to {Path(__file__).name}")
-    return subprocess.run(argv, cwd=work, env=doc_env(), capture_output=True, text=True, timeout=600)
+        pytest.fail(
+            f"{example.where()}: no runner for `{words[0]}` "
+            f"commands; add one to {Path(__file__).name}"
+        )
+    return subprocess.run(
+        argv, cwd=work, env=doc_env(), capture_output=True, text=True, timeout=600
+    )
 
 
 def run_archc_here(argv: list[str], work: Path) -> subprocess.CompletedProcess[str]:
@@ -161,7 +180,9 @@ def run_archc_here(argv: list[str], work: Path) -> subprocess.CompletedProcess[s
     return subprocess.CompletedProcess(["archc", *argv], code, out.getvalue(), err.getvalue())
 
 
-def run_make(example: Example, words: list[str], caps: list[str], work: Path) -> subprocess.CompletedProcess[str]:
+def run_make(
+    example: Example, words: list[str], caps: list[str], work: Path
+) -> subprocess.CompletedProcess[str]:
     target = words[1:]
     if target == ["test"]:
         ci = (REPO / ".ci" / "run").read_text()
@@ -170,17 +191,31 @@ def run_make(example: Example, words: list[str], caps: list[str], work: Path) ->
     if target != ["demo"]:
         pytest.fail(f"{example.where()}: no runner for `make {' '.join(target)}`")
     if Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
-        pytest.skip("`make demo` is checked from the repository's .venv (run the suite with `make test`)")
+        pytest.skip(
+            "`make demo` is checked from the repository's .venv (run the suite with `make test`)"
+        )
     demo_args = shlex.join([*caps, "--out", str(work / "runs" / "demo"), "--log", "plain"])
-    return subprocess.run(["make", "--no-print-directory", "demo", f"DEMO_ARGS={demo_args}"], cwd=REPO,
-                          env=doc_env(), capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["make", "--no-print-directory", "demo", f"DEMO_ARGS={demo_args}"],
+        cwd=REPO,
+        env=doc_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def run_python(example: Example, work: Path) -> subprocess.CompletedProcess[str]:
     script = work / f"example_{example.doc.stem}_{example.line}.py"
     script.write_text(example.text)
-    return subprocess.run([sys.executable, str(script)], cwd=work, env=doc_env(), capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=work,
+        env=doc_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def check_data(example: Example) -> None:
@@ -193,9 +228,14 @@ def check_data(example: Example) -> None:
 
 
 def doc_param(doc: Path) -> object:
-    heavy = any(e.kind == "python" or (e.kind == "shell" and is_training(shlex.split(e.text, comments=True)))
-                for e in examples(doc))
-    return pytest.param(doc, id=str(doc.relative_to(REPO)), marks=[pytest.mark.slow] if heavy else [])
+    heavy = any(
+        e.kind == "python"
+        or (e.kind == "shell" and is_training(shlex.split(e.text, comments=True)))
+        for e in examples(doc)
+    )
+    return pytest.param(
+        doc, id=str(doc.relative_to(REPO)), marks=[pytest.mark.slow] if heavy else []
+    )
 
 
 @pytest.mark.parametrize("doc", [doc_param(d) for d in DOCS if examples(d)])
@@ -205,7 +245,11 @@ def test_documented_examples_run(doc: Path, tmp_path: Path) -> None:
         if example.kind in {"yaml", "json"}:
             check_data(example)
             continue
-        result = run_shell(example, work, tmp_path / "data") if example.kind == "shell" else run_python(example, work)
+        result = (
+            run_shell(example, work, tmp_path / "data")
+            if example.kind == "shell"
+            else run_python(example, work)
+        )
         assert result.returncode == 0, (
             f"{example.where()}: exit {result.returncode}\n{example.text}\n"
             f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
@@ -215,14 +259,19 @@ def test_documented_examples_run(doc: Path, tmp_path: Path) -> None:
 def test_every_command_has_an_example_in_the_cli_reference() -> None:
     from archc.cli import COMMANDS
 
-    shown = {shlex.split(e.text)[1] for e in examples(REPO / "docs" / "cli.md") if e.kind == "shell"
-             and e.text.startswith("archc ")}
+    shown = {
+        shlex.split(e.text)[1]
+        for e in examples(REPO / "docs" / "cli.md")
+        if e.kind == "shell" and e.text.startswith("archc ")
+    }
     assert set(COMMANDS) <= shown, f"docs/cli.md has no example of: {sorted(set(COMMANDS) - shown)}"
 
 
 def test_docs_name_only_files_that_exist() -> None:
     """Paths of this repository quoted in the docs (`archc/x.py`, `specs/y.yaml`, ...) exist."""
-    pattern = re.compile(r"(?<![\w/.-])((?:archc|specs|tests|examples|benchmarks|docs|scripts)/[\w./-]*\w)(?![\w*])")
+    pattern = re.compile(
+        r"(?<![\w/.-])((?:archc|specs|tests|examples|benchmarks|docs|scripts)/[\w./-]*\w)(?![\w*])"
+    )
     missing = []
     for doc in DOCS:
         for n, line in enumerate(doc.read_text().splitlines(), 1):

@@ -27,7 +27,9 @@ def test_op_tables_are_current() -> None:
 
 def test_schema_file_is_current() -> None:
     committed = json.loads(SCHEMA_FILE.read_text())
-    assert committed == json.loads(json.dumps(spec_json_schema())), "archc.schema.json is stale: run `make docs`"
+    assert committed == json.loads(json.dumps(spec_json_schema())), (
+        "archc.schema.json is stale: run `make docs`"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,9 @@ def _plain(value):
 @pytest.mark.parametrize("path", sorted((REPO / "specs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_zoo_specs_validate_against_schema(validator, path: Path) -> None:
     data = _plain(load_file(path).data)
-    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(data)]
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(data)
+    ]
     assert not errors, "\n".join(errors[:5])
 
 
@@ -70,17 +74,31 @@ def test_schema_rejects_misspelled_op_argument(validator) -> None:
 def test_plugin_example() -> None:
     spec = str(PLUGIN_DIR / "scaled.yaml")
     env = clean_env(PYTHONPATH=str(PLUGIN_DIR))
-    ok = subprocess.run([*ARCHC, "check", spec, "--plugin", "archc_scale_op"], env=env, cwd=REPO,
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [*ARCHC, "check", spec, "--plugin", "archc_scale_op"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    missing = subprocess.run([*ARCHC, "check", spec], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [*ARCHC, "check", spec], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert missing.returncode == 1, missing.stdout + missing.stderr
     assert "unknown op" in missing.stderr + missing.stdout
 
 
 def test_api_tour_runs() -> None:
-    result = subprocess.run([sys.executable, str(REPO / "examples" / "api_tour.py")], env=clean_env(), cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "api_tour.py")],
+        env=clean_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "5 largest layers" in result.stdout and "epoch 1" in result.stdout
 
@@ -90,10 +108,26 @@ def test_api_tour_runs() -> None:
 def test_experiment_scripts_run(tmp_path: Path, script: str) -> None:
     """The scripts behind docs/experiments.md, as a one-epoch smoke run into tmp_path."""
     runs, docs = tmp_path / "runs", tmp_path / "docs"
-    result = subprocess.run([sys.executable, str(REPO / "examples" / script), "--quick", "--runs", str(runs), "--docs", str(docs)],
-                            env=clean_env(OMP_NUM_THREADS="1"), cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / script),
+            "--quick",
+            "--runs",
+            str(runs),
+            "--docs",
+            str(docs),
+        ],
+        env=clean_env(OMP_NUM_THREADS="1"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert {"results.md", "results.csv", "curves.png", "report.html"} <= {p.name for p in docs.iterdir()}
+    assert {"results.md", "results.csv", "curves.png", "report.html"} <= {
+        p.name for p in docs.iterdir()
+    }
     assert "| " in (docs / "results.md").read_text()
 
 
@@ -113,17 +147,32 @@ def test_plugin_package_entry_point_registers_the_op(tmp_path: Path) -> None:
     group = project["project"]["entry-points"]["archc.ops"]
     _install_metadata(tmp_path, "[archc.ops]\n" + "".join(f"{k} = {v}\n" for k, v in group.items()))
     env = clean_env(PYTHONPATH=f"{tmp_path}:{PLUGIN_DIR}")
-    result = subprocess.run([*ARCHC, "check", str(PLUGIN_DIR / "scaled.yaml")], env=env, cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*ARCHC, "check", str(PLUGIN_DIR / "scaled.yaml")],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_broken_installed_plugin_is_a_clear_error(tmp_path: Path) -> None:
     _install_metadata(tmp_path, "[archc.ops]\nscale = archc_no_such_module\n")
-    result = subprocess.run([*ARCHC, "check", str(PLUGIN_DIR / "scaled.yaml")], env=clean_env(PYTHONPATH=str(tmp_path)),
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*ARCHC, "check", str(PLUGIN_DIR / "scaled.yaml")],
+        env=clean_env(PYTHONPATH=str(tmp_path)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "cannot load op plugin 'archc_no_such_module' (archc.ops entry point of archc-scale-op)" in result.stderr
+    assert (
+        "cannot load op plugin 'archc_no_such_module' (archc.ops entry point of archc-scale-op)"
+        in result.stderr
+    )
 
 
 def test_op_argument_types_read_like_python() -> None:
@@ -131,7 +180,11 @@ def test_op_argument_types_read_like_python() -> None:
 
     rows = {row["name"]: {a["name"]: a["type"] for a in row["args"]} for row in describe_ops()}
     assert rows["conv"]["padding"] == "int | list[int] | 'same' | 'valid'"
-    assert (rows["conv"]["bias"], rows["bn"]["momentum"], rows["maxpool"]["stride"]) == ("bool", "float | null", "int | list[int] | null")
+    assert (rows["conv"]["bias"], rows["bn"]["momentum"], rows["maxpool"]["stride"]) == (
+        "bool",
+        "float | null",
+        "int | list[int] | null",
+    )
 
 
 def test_sources_are_named_by_what_they_are() -> None:
@@ -141,7 +194,9 @@ def test_sources_are_named_by_what_they_are() -> None:
 
     pattern = re.compile(r"seed[ _-]?00[0-4]", re.I)
     roots = [REPO / "README.md", REPO / "docs", REPO / "examples", REPO / "specs", REPO / "archc"]
-    files = [p for root in roots for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()]
+    files = [
+        p for root in roots for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()
+    ]
     offenders = []
     for path in files:
         try:

@@ -51,19 +51,25 @@ def _reference(spec: Path | str, monkeypatch: pytest.MonkeyPatch) -> CompiledMod
         return api.build(spec)
 
 
-def _outputs_and_grads(model: nn.Module, x: torch.Tensor, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _outputs_and_grads(
+    model: nn.Module, x: torch.Tensor, seed: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     torch.manual_seed(seed)
     x = x.clone().requires_grad_(True)
     out = model(x)
     outs = list(out) if isinstance(out, tuple) else [out]
     loss = sum((o.float() * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs)
     loss.backward()
-    grads = [x.grad] + [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+    grads = [x.grad] + [
+        p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()
+    ]
     return [o.detach() for o in outs], grads
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=spec_id(p)) for p in LANG])
-def test_inplace_ops_change_neither_outputs_nor_gradients(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inplace_ops_change_neither_outputs_nor_gradients(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = api.build(path)
     reference = _reference(path, monkeypatch)
     reference.load_state_dict(model.state_dict())
@@ -110,7 +116,9 @@ def test_inplace_never_touches_the_input_or_a_tensor_read_twice(write_spec) -> N
     assert "r2" not in safe and "sum" not in safe  # c2 is read by r2 and sum
     assert "r3" in safe  # the sum is fresh and read once
     model = compile_and_verify(path)
-    assert not model.r0.inplace and not model.r1.inplace and not model.r2.inplace and model.r3.inplace
+    assert (
+        not model.r0.inplace and not model.r1.inplace and not model.r2.inplace and model.r3.inplace
+    )
     x = torch.randn(2, 4, 6, 6)
     before = x.clone()
     model(x)
@@ -120,12 +128,20 @@ def test_inplace_never_touches_the_input_or_a_tensor_read_twice(write_spec) -> N
 def test_generated_forward_is_straight_line() -> None:
     model = api.build(TEST_SPECS / "lang_resnet.yaml")
     code = model.code
-    assert code == module_source(model.archc_graph, api.load(TEST_SPECS / "lang_resnet.yaml").model.init,
-                                 str(TEST_SPECS / "lang_resnet.yaml"))
+    assert code == module_source(
+        model.archc_graph,
+        api.load(TEST_SPECS / "lang_resnet.yaml").model.init,
+        str(TEST_SPECS / "lang_resnet.yaml"),
+    )
     assert not any(word in code for word in (" for x", "while ", "lambda", "m_layer"))
     forwards = code.split("def forward(self, x):")[1:]
-    assert forwards and all(body.split("\n\n")[0].strip().splitlines()[-1].strip().startswith("return ") for body in forwards)
-    assert "add = bn2.add_(downsample)" in code and "if self.downsample is not None else x" in code  # torchvision-style
+    assert forwards and all(
+        body.split("\n\n")[0].strip().splitlines()[-1].strip().startswith("return ")
+        for body in forwards
+    )
+    assert (
+        "add = bn2.add_(downsample)" in code and "if self.downsample is not None else x" in code
+    )  # torchvision-style
     assert any(line.strip().startswith("del ") for line in code.splitlines())
 
 
@@ -147,7 +163,9 @@ def test_compiled_model_structure() -> None:
     model = api.build(TEST_SPECS / "lang_inception.yaml")
     assert isinstance(model, CompiledModel) and type(model).__name__ == "LangInception"
     inc = model.get_submodule("inc")
-    assert type(inc).__name__ == "Inception" and isinstance(model.get_submodule("inc.branch2"), nn.Sequential)
+    assert type(inc).__name__ == "Inception" and isinstance(
+        model.get_submodule("inc.branch2"), nn.Sequential
+    )
     x = torch.zeros(1, 16, 12, 12)
     assert inc(x).shape[1:] == model.archc_graph.shape_of("inc.concat")
     # two builds are independent modules of distinct classes with equal structure
@@ -178,7 +196,11 @@ def test_deepcopy_and_device_moves_keep_working() -> None:
 
 
 def test_generated_code_holds_only_plain_data() -> None:
-    assert literal((1, 2)) == "(1, 2)" and literal((3,)) == "(3,)" and literal(float("inf")) == "float('inf')"
+    assert (
+        literal((1, 2)) == "(1, 2)"
+        and literal((3,)) == "(3,)"
+        and literal(float("inf")) == "float('inf')"
+    )
     for value in (object(), print, {1: 2}, nn.ReLU()):
         with pytest.raises(ValueError, match="not plain data"):
             literal(value)

@@ -83,28 +83,36 @@ def test_grid_values_are_yaml_scalars_and_keys_are_normalised() -> None:
     assert split_values("a,'b,c',[1,2]") == ["a", "'b,c'", "[1,2]"]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("lr", "expects KEY=V1,V2"),
-    ("lr=0.1,,0.2", "empty value"),
-    ("lr=0.1,0.1", "lists 0.1 twice"),
-    ("=1,2", "has no key"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lr", "expects KEY=V1,V2"),
+        ("lr=0.1,,0.2", "empty value"),
+        ("lr=0.1,0.1", "lists 0.1 twice"),
+        ("=1,2", "has no key"),
+    ],
+)
 def test_bad_grid_syntax_is_refused(text: str, message: str) -> None:
     with pytest.raises(ExperimentError, match=message):
         parse_axis(text)
 
 
-@pytest.mark.parametrize(("grid", "message"), [
-    (["lrr=0.1,0.2"], "unknown grid key 'lrr' (did you mean 'lr'?)"),
-    (["set.bnn=true"], "has no parameter 'bnn' (did you mean 'bn'?)"),
-    (["out=a,b"], "'out' cannot vary in a sweep"),
-    (["lr=0.1", "lr=0.2"], "given twice"),
-    (["lr=0.1,-1"], "run lr=-1,seed=0: invalid training option lr"),
-    (["optimizer=sgd,sgdd"], "run optimizer=sgdd,seed=0: invalid training option optimizer"),
-    (["set.bn=yes"], "run set.bn=yes,seed=0: parameter 'bn' expects bool"),
-    (["set.width=0"], "run set.width=0,seed=0:"),
-])
-def test_bad_grids_fail_before_anything_trains(tmp_path: Path, grid: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (["lrr=0.1,0.2"], "unknown grid key 'lrr' (did you mean 'lr'?)"),
+        (["set.bnn=true"], "has no parameter 'bnn' (did you mean 'bn'?)"),
+        (["out=a,b"], "'out' cannot vary in a sweep"),
+        (["lr=0.1", "lr=0.2"], "given twice"),
+        (["lr=0.1,-1"], "run lr=-1,seed=0: invalid training option lr"),
+        (["optimizer=sgd,sgdd"], "run optimizer=sgdd,seed=0: invalid training option optimizer"),
+        (["set.bn=yes"], "run set.bn=yes,seed=0: parameter 'bn' expects bool"),
+        (["set.width=0"], "run set.width=0,seed=0:"),
+    ],
+)
+def test_bad_grids_fail_before_anything_trains(
+    tmp_path: Path, grid: list[str], message: str
+) -> None:
     with pytest.raises(ExperimentError) as info:
         make_plan(tmp_path / "s", [Variant("exp_tiny", TINY)], grid_axes(grid))
     assert message in str(info.value)
@@ -114,12 +122,20 @@ def test_bad_grids_fail_before_anything_trains(tmp_path: Path, grid: list[str], 
 def test_cli_reports_a_bad_grid_in_one_line_with_exit_1(tmp_path: Path) -> None:
     rc, out, err = run_cli("sweep", TINY, "--grid", "lrr=0.1,0.2", "--out", str(tmp_path / "s"))
     assert rc == 1 and out == ""
-    assert err.strip() == ("error: unknown grid key 'lrr' (did you mean 'lr'?); use a training option such as lr, "
-                           "optimizer, batch_size, augment, or set.PARAM for a spec parameter")
+    assert err.strip() == (
+        "error: unknown grid key 'lrr' (did you mean 'lr'?); use a training option such as lr, "
+        "optimizer, batch_size, augment, or set.PARAM for a spec parameter"
+    )
     assert not (tmp_path / "s").exists()
-    rc, _, err = run_cli("sweep", TINY, "--grid", "seed=1,2", "--seeds", "2", "--out", str(tmp_path / "s"))
-    assert rc == 1 and err.startswith("error: give the seeds either as --grid seed=... or as --seeds/--seed, not both")
-    rc, _, err = run_cli("sweep", TINY, "--grid", "seed=1,2", "--seed", "3", "--out", str(tmp_path / "s"))
+    rc, _, err = run_cli(
+        "sweep", TINY, "--grid", "seed=1,2", "--seeds", "2", "--out", str(tmp_path / "s")
+    )
+    assert rc == 1 and err.startswith(
+        "error: give the seeds either as --grid seed=... or as --seeds/--seed, not both"
+    )
+    rc, _, err = run_cli(
+        "sweep", TINY, "--grid", "seed=1,2", "--seed", "3", "--out", str(tmp_path / "s")
+    )
     assert rc == 1 and "not both" in err
     rc, _, err = run_cli("compare", "--runs", str(tmp_path))
     assert rc == 1 and "is not a run directory" in err and "Traceback" not in err
@@ -133,17 +149,28 @@ def test_run_ids_are_readable_safe_and_unique(tmp_path: Path) -> None:
     long = run_id({"dataset": "imagefolder:/" + "a" * 300})
     assert len(long) <= 120 and long != run_id({"dataset": "imagefolder:/" + "a" * 299})
     # Two values that sanitise to the same name still get two directories.
-    plan = make_plan(tmp_path / "s", [Variant("exp_tiny", TINY)],
-                     grid_axes({"dataset": ["imagefolder:/a b", "imagefolder:/a_b"]}))
+    plan = make_plan(
+        tmp_path / "s",
+        [Variant("exp_tiny", TINY)],
+        grid_axes({"dataset": ["imagefolder:/a b", "imagefolder:/a_b"]}),
+    )
     ids = [r.id for r in plan.runs]
     assert len(set(ids)) == 2 and all(i.startswith("dataset=imagefolder__a_b") for i in ids)
 
 
 def test_plan_is_the_cartesian_product_times_seeds(tmp_path: Path) -> None:
-    plan = make_plan(tmp_path / "s", [Variant("exp_tiny", TINY)], grid_axes(["optimizer=sgd,adam", "set.bn=true,false"]),
-                     seeds=[0, 1], base_config={"epochs": 2})
-    assert [r.id for r in plan.runs][:3] == ["optimizer=sgd,set.bn=true,seed=0", "optimizer=sgd,set.bn=true,seed=1",
-                                             "optimizer=sgd,set.bn=false,seed=0"]
+    plan = make_plan(
+        tmp_path / "s",
+        [Variant("exp_tiny", TINY)],
+        grid_axes(["optimizer=sgd,adam", "set.bn=true,false"]),
+        seeds=[0, 1],
+        base_config={"epochs": 2},
+    )
+    assert [r.id for r in plan.runs][:3] == [
+        "optimizer=sgd,set.bn=true,seed=0",
+        "optimizer=sgd,set.bn=true,seed=1",
+        "optimizer=sgd,set.bn=false,seed=0",
+    ]
     assert len(plan.runs) == 8
     run = plan.runs[3]
     assert run.set == {"bn": False} and run.config == {"epochs": 2, "optimizer": "sgd", "seed": 1}
@@ -152,9 +179,13 @@ def test_plan_is_the_cartesian_product_times_seeds(tmp_path: Path) -> None:
 
 def test_compare_notes_when_the_specs_recipes_differ(tmp_path: Path) -> None:
     lenet = str(REPO / "specs" / "lenet_d2l.yaml")
-    plan = make_plan(tmp_path / "c", [Variant("tiny", TINY), Variant("lenet", lenet)], base_config={"epochs": 1})
+    plan = make_plan(
+        tmp_path / "c", [Variant("tiny", TINY), Variant("lenet", lenet)], base_config={"epochs": 1}
+    )
     assert len(plan.notes) == 1
-    assert plan.notes[0].startswith("lenet trains with a different recipe than tiny (dataset fashion_mnist vs digits, ")
+    assert plan.notes[0].startswith(
+        "lenet trains with a different recipe than tiny (dataset fashion_mnist vs digits, "
+    )
     assert "epochs" not in plan.notes[0]  # given for all, so the same
     plan = make_plan(tmp_path / "c", [Variant("tiny", TINY), Variant("mlp", MLP)])
     assert plan.notes == []
@@ -162,21 +193,49 @@ def test_compare_notes_when_the_specs_recipes_differ(tmp_path: Path) -> None:
 
 def test_mean_and_sample_std_over_seeds(tmp_path: Path) -> None:
     def run(seed: int, acc: float, status: str = "done") -> RunResult:
-        record = {"status": "completed", "spec": {"name": "m"}, "params": 2000, "final_test_acc": acc, "best_test_acc": acc,
-                  "final_train_loss": 1.0, "train_time_s": 2.0 + seed, "epochs_completed": 3, "peak_memory_bytes": 5e8}
-        return RunResult(f"lr=0.1,seed={seed}", tmp_path, {"lr": 0.1, "seed": seed}, status,
-                         None if status == "done" else "boom", record if status == "done" else None)
+        record = {
+            "status": "completed",
+            "spec": {"name": "m"},
+            "params": 2000,
+            "final_test_acc": acc,
+            "best_test_acc": acc,
+            "final_train_loss": 1.0,
+            "train_time_s": 2.0 + seed,
+            "epochs_completed": 3,
+            "peak_memory_bytes": 5e8,
+        }
+        return RunResult(
+            f"lr=0.1,seed={seed}",
+            tmp_path,
+            {"lr": 0.1, "seed": seed},
+            status,
+            None if status == "done" else "boom",
+            record if status == "done" else None,
+        )
 
-    runs = [run(0, 0.90), run(1, 0.92), run(2, 0.94), run(3, 0.5, "failed"),
-            RunResult("lr=1.0,seed=0", tmp_path, {"lr": 1.0, "seed": 0}, "diverged", "nan")]
+    runs = [
+        run(0, 0.90),
+        run(1, 0.92),
+        run(2, 0.94),
+        run(3, 0.5, "failed"),
+        RunResult("lr=1.0,seed=0", tmp_path, {"lr": 1.0, "seed": 0}, "diverged", "nan"),
+    ]
     assert Stat.of([90.0, 92.0, 94.0]) == Stat(92.0, 2.0, 3)
     header, rows = table_rows(runs)
     assert header[:3] == ["lr", "runs", "params (k)"]
     by = dict(zip(header, rows[0], strict=True))
-    assert by["test acc (%)"] == "92.00 ± 2.00" and by["runs"] == "3/4 (1 failed)" and by["train time (s)"] == "3.0 ± 1.0"
+    assert (
+        by["test acc (%)"] == "92.00 ± 2.00"
+        and by["runs"] == "3/4 (1 failed)"
+        and by["train time (s)"] == "3.0 ± 1.0"
+    )
     assert dict(zip(header, rows[1], strict=True))["test acc (%)"] == "—"
     table = read_csv_text(results_csv(runs))
-    assert table[0]["test_acc_mean"] == "92" and table[0]["test_acc_std"] == "2" and table[0]["failed"] == "1"
+    assert (
+        table[0]["test_acc_mean"] == "92"
+        and table[0]["test_acc_std"] == "2"
+        and table[0]["failed"] == "1"
+    )
     assert table[1]["diverged"] == "1" and table[1]["test_acc_mean"] == ""
     assert "92.00 ± 2.00" in render(runs, "table")
 
@@ -189,8 +248,20 @@ def read_csv_text(text: str) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str, str]:
     out = tmp_path_factory.mktemp("sweep") / "grid"
-    rc, stdout, stderr = run_cli("sweep", TINY, "--grid", "optimizer=sgd,adam", "--grid", "set.bn=true,false",
-                                 "--jobs", "2", "--out", str(out), "--format", "markdown")
+    rc, stdout, stderr = run_cli(
+        "sweep",
+        TINY,
+        "--grid",
+        "optimizer=sgd,adam",
+        "--grid",
+        "set.bn=true,false",
+        "--jobs",
+        "2",
+        "--out",
+        str(out),
+        "--format",
+        "markdown",
+    )
     return out, rc, stdout, stderr
 
 
@@ -198,27 +269,53 @@ def test_sweep_2x2_writes_table_csv_markdown_and_plots(swept: tuple[Path, int, s
     out, rc, stdout, stderr = swept
     assert rc == 0, stderr
     lines = stdout.strip().splitlines()
-    assert lines[0].startswith("| optimizer | set.bn | runs | params (k) | epochs | train loss | test acc (%) |")
-    assert [line.split(" | ")[:2] for line in lines[2:]] == [["| sgd", "true"], ["| sgd", "false"], ["| adam", "true"],
-                                                               ["| adam", "false"]]
+    assert lines[0].startswith(
+        "| optimizer | set.bn | runs | params (k) | epochs | train loss | test acc (%) |"
+    )
+    assert [line.split(" | ")[:2] for line in lines[2:]] == [
+        ["| sgd", "true"],
+        ["| sgd", "false"],
+        ["| adam", "true"],
+        ["| adam", "false"],
+    ]
     rows = read_csv(out / "results.csv")
     assert [(r["optimizer"], r["set.bn"], r["done"]) for r in rows] == [
-        ("sgd", "true", "1"), ("sgd", "false", "1"), ("adam", "true", "1"), ("adam", "false", "1")]
+        ("sgd", "true", "1"),
+        ("sgd", "false", "1"),
+        ("adam", "true", "1"),
+        ("adam", "false", "1"),
+    ]
     assert [int(r["params"]) for r in rows] == [1386, 1370, 1386, 1370]
     for r in rows:
-        assert 0 <= float(r["test_acc_mean"]) <= 100 and float(r["train_time_s_mean"]) > 0 and r["test_acc_std"] == ""
+        assert (
+            0 <= float(r["test_acc_mean"]) <= 100
+            and float(r["train_time_s_mean"]) > 0
+            and r["test_acc_std"] == ""
+        )
     per_run = read_csv(out / "runs.csv")
-    assert {r["id"] for r in per_run} == set(statuses(out)) and all(r["status"] == "done" for r in per_run)
+    assert {r["id"] for r in per_run} == set(statuses(out)) and all(
+        r["status"] == "done" for r in per_run
+    )
     md = (out / "results.md").read_text()
-    assert "| optimizer | set.bn | runs |" in md and "![test accuracy and train loss per epoch](curves.png)" in md
+    assert (
+        "| optimizer | set.bn | runs |" in md
+        and "![test accuracy and train loss per epoch](curves.png)" in md
+    )
     for name in PLOTS:
         assert (out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
         root = ET.parse(out / f"{name}.svg").getroot()
         assert root.tag == "{http://www.w3.org/2000/svg}svg"
     legend = ET.tostring(ET.parse(out / "curves.svg").getroot(), encoding="unicode")
     assert len(legend) > 1000
-    assert statuses(out) == {i: "done" for i in ("optimizer=sgd,set.bn=true,seed=0", "optimizer=sgd,set.bn=false,seed=0",
-                                                 "optimizer=adam,set.bn=true,seed=0", "optimizer=adam,set.bn=false,seed=0")}
+    assert statuses(out) == {
+        i: "done"
+        for i in (
+            "optimizer=sgd,set.bn=true,seed=0",
+            "optimizer=sgd,set.bn=false,seed=0",
+            "optimizer=adam,set.bn=true,seed=0",
+            "optimizer=adam,set.bn=false,seed=0",
+        )
+    }
     for run_dir in out.glob("optimizer=*"):
         record = json.loads((run_dir / "result.json").read_text())
         assert record["config"]["workers"] == max(1, cores() // 2)  # --jobs 2 shares the cores
@@ -229,8 +326,20 @@ def test_sweep_2x2_writes_table_csv_markdown_and_plots(swept: tuple[Path, int, s
 def test_rerun_skips_finished_runs(swept: tuple[Path, int, str, str]) -> None:
     out = swept[0]
     before = result_mtimes(out)
-    rc, stdout, stderr = run_cli("sweep", TINY, "--grid", "optimizer=sgd,adam", "--grid", "set.bn=true,false",
-                                 "--jobs", "2", "--out", str(out), "--format", "csv")
+    rc, stdout, stderr = run_cli(
+        "sweep",
+        TINY,
+        "--grid",
+        "optimizer=sgd,adam",
+        "--grid",
+        "set.bn=true,false",
+        "--jobs",
+        "2",
+        "--out",
+        str(out),
+        "--format",
+        "csv",
+    )
     assert rc == 0, stderr
     assert "4 of 4 runs already finished; skipping them" in stderr and "training" not in stderr
     assert result_mtimes(out) == before and len(before) == 4
@@ -239,38 +348,77 @@ def test_rerun_skips_finished_runs(swept: tuple[Path, int, str, str]) -> None:
 
 def test_rerun_with_another_recipe_is_refused(swept: tuple[Path, int, str, str]) -> None:
     out = swept[0]
-    rc, _, err = run_cli("sweep", TINY, "--grid", "optimizer=sgd,adam", "--grid", "set.bn=true,false",
-                         "--epochs", "2", "--out", str(out))
+    rc, _, err = run_cli(
+        "sweep",
+        TINY,
+        "--grid",
+        "optimizer=sgd,adam",
+        "--grid",
+        "set.bn=true,false",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+    )
     assert rc == 1
-    assert err.strip().splitlines() == [f"error: {out} holds a sweep with other fixed training options (epochs: "
-                                        "unset -> 2); rerun with the same options to resume it, or choose another --out"]
+    assert err.strip().splitlines() == [
+        f"error: {out} holds a sweep with other fixed training options (epochs: "
+        "unset -> 2); rerun with the same options to resume it, or choose another --out"
+    ]
 
 
-def test_a_run_directory_from_another_experiment_is_not_taken_as_a_result(swept: tuple[Path, int, str, str],
-                                                                         tmp_path: Path) -> None:
+def test_a_run_directory_from_another_experiment_is_not_taken_as_a_result(
+    swept: tuple[Path, int, str, str], tmp_path: Path
+) -> None:
     import shutil
 
     source = swept[0] / "optimizer=sgd,set.bn=true,seed=0"
     shutil.copytree(source, tmp_path / "s" / source.name)
-    rc, _, err = run_cli("sweep", TINY, "--grid", "optimizer=sgd", "--grid", "set.bn=true", "--lr", "0.05",
-                         "--out", str(tmp_path / "s"))
+    rc, _, err = run_cli(
+        "sweep",
+        TINY,
+        "--grid",
+        "optimizer=sgd",
+        "--grid",
+        "set.bn=true",
+        "--lr",
+        "0.05",
+        "--out",
+        str(tmp_path / "s"),
+    )
     assert rc == 1
-    assert err.strip() == (f"error: {tmp_path / 's' / source.name} holds a run that does not belong to this sweep: "
-                           "it was trained with lr=0.1 (this run: 0.05); move it away or choose another --out")
-    assert (tmp_path / "s" / source.name / "result.json").read_bytes() == (source / "result.json").read_bytes()
+    assert err.strip() == (
+        f"error: {tmp_path / 's' / source.name} holds a run that does not belong to this sweep: "
+        "it was trained with lr=0.1 (this run: 0.05); move it away or choose another --out"
+    )
+    assert (tmp_path / "s" / source.name / "result.json").read_bytes() == (
+        source / "result.json"
+    ).read_bytes()
 
 
-def test_compare_runs_tabulates_existing_runs(swept: tuple[Path, int, str, str], tmp_path: Path) -> None:
+def test_compare_runs_tabulates_existing_runs(
+    swept: tuple[Path, int, str, str], tmp_path: Path
+) -> None:
     out = swept[0]
-    rc, stdout, stderr = run_cli("compare", "--runs", str(out), "--format", "json", "--out", str(tmp_path / "t"))
+    rc, stdout, stderr = run_cli(
+        "compare", "--runs", str(out), "--format", "json", "--out", str(tmp_path / "t")
+    )
     assert rc == 0, stderr
     data = json.loads(stdout)
     assert len(data["runs"]) == 4 and len(data["groups"]) == 4
-    assert (tmp_path / "t" / "results.md").is_file() and (tmp_path / "t" / "acc_vs_time.svg").is_file()
+    assert (tmp_path / "t" / "results.md").is_file() and (
+        tmp_path / "t" / "acc_vs_time.svg"
+    ).is_file()
     # Plain run directories (no manifest) are labelled by what differs
     # between them: here the optimizer.
-    rc, stdout, _ = run_cli("compare", "--runs", str(out / "optimizer=sgd,set.bn=true,seed=0"),
-                            str(out / "optimizer=adam,set.bn=true,seed=0"), "--format", "csv")
+    rc, stdout, _ = run_cli(
+        "compare",
+        "--runs",
+        str(out / "optimizer=sgd,set.bn=true,seed=0"),
+        str(out / "optimizer=adam,set.bn=true,seed=0"),
+        "--format",
+        "csv",
+    )
     rows = read_csv_text(stdout)
     assert rc == 0 and [r["optimizer"] for r in rows] == ["sgd", "adam"]
 
@@ -279,21 +427,54 @@ def test_compare_runs_tabulates_existing_runs(swept: tuple[Path, int, str, str],
 def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     # batch_size 1000 exceeds the training split: a failure only the trainer finds (the plan cannot)
     out = tmp_path / "s"
-    args = ("sweep", TINY, "--grid", "batch_size=64,1000", "--grid", "lr=0.1,1e10", "--out", str(out), "--format", "csv")
+    args = (
+        "sweep",
+        TINY,
+        "--grid",
+        "batch_size=64,1000",
+        "--grid",
+        "lr=0.1,1e10",
+        "--out",
+        str(out),
+        "--format",
+        "csv",
+    )
     rc, stdout, err = run_cli(*args)
     assert rc == 1
-    assert err.strip().splitlines()[-1].startswith("error: 2 of 4 runs failed (batch_size=1000,lr=0.1,seed=0, "
-                                                   "batch_size=1000,lr=10000000000.0,seed=0)")
-    assert statuses(out) == {"batch_size=64,lr=0.1,seed=0": "done", "batch_size=64,lr=10000000000.0,seed=0": "diverged",
-                             "batch_size=1000,lr=0.1,seed=0": "failed", "batch_size=1000,lr=10000000000.0,seed=0": "failed"}
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: 2 of 4 runs failed (batch_size=1000,lr=0.1,seed=0, "
+            "batch_size=1000,lr=10000000000.0,seed=0)"
+        )
+    )
+    assert statuses(out) == {
+        "batch_size=64,lr=0.1,seed=0": "done",
+        "batch_size=64,lr=10000000000.0,seed=0": "diverged",
+        "batch_size=1000,lr=0.1,seed=0": "failed",
+        "batch_size=1000,lr=10000000000.0,seed=0": "failed",
+    }
     failed = out / "batch_size=1000,lr=0.1,seed=0"
     error = json.loads((failed / "failure.json").read_text())["error"]
-    assert error.startswith("the training set has ") and error.endswith("fewer than one batch of 1000; lower --batch-size")
-    assert {r["id"]: r["error"] for r in manifest(out)["runs"]}["batch_size=1000,lr=0.1,seed=0"] == error
-    assert "training diverged" in {r["id"]: r["error"] for r in manifest(out)["runs"]}["batch_size=64,lr=10000000000.0,seed=0"]
+    assert error.startswith("the training set has ") and error.endswith(
+        "fewer than one batch of 1000; lower --batch-size"
+    )
+    assert {r["id"]: r["error"] for r in manifest(out)["runs"]}[
+        "batch_size=1000,lr=0.1,seed=0"
+    ] == error
+    assert (
+        "training diverged"
+        in {r["id"]: r["error"] for r in manifest(out)["runs"]}[
+            "batch_size=64,lr=10000000000.0,seed=0"
+        ]
+    )
     runs = {r["id"]: r for r in read_csv(out / "runs.csv")}
     assert runs["batch_size=1000,lr=0.1,seed=0"]["error"] == error
-    assert {r["batch_size"]: r["runs"] for r in read_csv_text(stdout) if r["lr"] == "0.1"} == {"64": "1", "1000": "1"}
+    assert {r["batch_size"]: r["runs"] for r in read_csv_text(stdout) if r["lr"] == "0.1"} == {
+        "64": "1",
+        "1000": "1",
+    }
     # A rerun leaves failed runs alone unless asked; --retry-failed trains them
     # again, keeping the old record.
     rc, _, err = run_cli(*args)
@@ -306,16 +487,54 @@ def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path: P
 def test_dry_run_finds_a_dataset_that_does_not_fit_before_anything_trains(tmp_path: Path) -> None:
     out = tmp_path / "s"
     # lenet_d2l takes 1x28x28, digits are 1x8x8: found by the plan, with the fix that works
-    rc, _, err = run_cli("compare", "specs/lenet_d2l.yaml", TINY, "--dataset", "digits", "--dry-run", "--out", str(out))
-    assert rc == 1 and err.strip() == ("error: run lenet_d2l,seed=0: lenet_d2l takes input 1x28x28 but digits gives "
-                                       "1x8x8; pass --resize 28")
-    rc, _, err = run_cli("sweep", TINY, "--grid", "set.num_classes=10,5", "--dry-run", "--out", str(out))
-    assert rc == 1 and err.strip() == ("error: run set.num_classes=5,seed=0: exp_tiny outputs 5 classes but digits has 10; "
-                                       "pass --set num_classes=10")
-    rc, _, err = run_cli("sweep", "specs/resnet20.yaml", "--dataset", "cifar100", "--input", "3,16,16", "--resize", "16",
-                         "--dry-run", "--out", str(out))
-    assert rc == 1 and err.strip().endswith("resnet20 outputs 10 classes but cifar100 has 100; pass --set num_classes=100")
-    rc, text, err = run_cli("sweep", "specs/resnet20.yaml", "--dataset", "digits", "--input", "1,8,8", "--dry-run", "--out", str(out))
+    rc, _, err = run_cli(
+        "compare",
+        "specs/lenet_d2l.yaml",
+        TINY,
+        "--dataset",
+        "digits",
+        "--dry-run",
+        "--out",
+        str(out),
+    )
+    assert rc == 1 and err.strip() == (
+        "error: run lenet_d2l,seed=0: lenet_d2l takes input 1x28x28 but digits gives "
+        "1x8x8; pass --resize 28"
+    )
+    rc, _, err = run_cli(
+        "sweep", TINY, "--grid", "set.num_classes=10,5", "--dry-run", "--out", str(out)
+    )
+    assert rc == 1 and err.strip() == (
+        "error: run set.num_classes=5,seed=0: exp_tiny outputs 5 classes but digits has 10; "
+        "pass --set num_classes=10"
+    )
+    rc, _, err = run_cli(
+        "sweep",
+        "specs/resnet20.yaml",
+        "--dataset",
+        "cifar100",
+        "--input",
+        "3,16,16",
+        "--resize",
+        "16",
+        "--dry-run",
+        "--out",
+        str(out),
+    )
+    assert rc == 1 and err.strip().endswith(
+        "resnet20 outputs 10 classes but cifar100 has 100; pass --set num_classes=100"
+    )
+    rc, text, err = run_cli(
+        "sweep",
+        "specs/resnet20.yaml",
+        "--dataset",
+        "digits",
+        "--input",
+        "1,8,8",
+        "--dry-run",
+        "--out",
+        str(out),
+    )
     assert rc == 0 and "1 runs in" in text, err
     assert not out.exists()  # nothing trained, nothing written
 
@@ -323,8 +542,11 @@ def test_dry_run_finds_a_dataset_that_does_not_fit_before_anything_trains(tmp_pa
 def test_a_crashed_training_process_is_a_failed_run_not_a_crashed_sweep(tmp_path: Path) -> None:
     out = tmp_path / "s"
     outcome: list[Any] = []
-    worker = threading.Thread(target=lambda: outcome.append(
-        sweep(TINY, {"epochs": [60, 1]}, out=out, echo=lambda _: None)))
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            sweep(TINY, {"epochs": [60, 1]}, out=out, echo=lambda _: None)
+        )
+    )
     worker.start()
     lock = out / "epochs=60,seed=0" / "archc.lock"
     deadline = time.monotonic() + 120
@@ -347,12 +569,32 @@ def test_a_crashed_training_process_is_a_failed_run_not_a_crashed_sweep(tmp_path
 def test_an_interrupted_sweep_resumes_and_trains_only_what_is_missing(tmp_path: Path) -> None:
     out = tmp_path / "s"
     grid = {"lr": [0.05, 0.1, 0.2]}
-    argv = [sys.executable, "-m", "archc", "sweep", TINY, "--grid", "lr=0.05,0.1,0.2", "--epochs", "4",
-            "--train-subset", "1400", "--out", str(out)]
+    argv = [
+        sys.executable,
+        "-m",
+        "archc",
+        "sweep",
+        TINY,
+        "--grid",
+        "lr=0.05,0.1,0.2",
+        "--epochs",
+        "4",
+        "--train-subset",
+        "1400",
+        "--out",
+        str(out),
+    ]
     # As a user's shell starts it: a clean environment (nothing an earlier test left in os.environ)
     # and SIGINT at its default disposition.
-    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
-                            env=clean_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        argv,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=clean_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -384,46 +626,85 @@ def test_an_interrupted_sweep_resumes_and_trains_only_what_is_missing(tmp_path: 
     for run in resumed:
         record = json.loads((out / run / "result.json").read_text())
         assert record["resumed_from_epoch"] >= 1 and record["epochs_completed"] == 4
-        assert len((out / run / "metrics.csv").read_text().splitlines()) == 5  # header + one row per epoch
+        assert (
+            len((out / run / "metrics.csv").read_text().splitlines()) == 5
+        )  # header + one row per epoch
     assert len(read_csv(out / "results.csv")) == 3
 
 
 # comparisons --------------------------------------------------------------------------------------
 def test_compare_trains_each_spec_with_the_same_recipe_and_averages_seeds(tmp_path: Path) -> None:
     out = tmp_path / "c"
-    rc, stdout, err = run_cli("compare", TINY, MLP, "--seeds", "2", "--lr", "0.05", "--out", str(out), "--format", "csv")
+    rc, stdout, err = run_cli(
+        "compare", TINY, MLP, "--seeds", "2", "--lr", "0.05", "--out", str(out), "--format", "csv"
+    )
     assert rc == 0, err
     rows = read_csv_text(stdout)
-    assert [(r["model"], r["done"], r["params"]) for r in rows] == [("exp_tiny", "2", "1386"), ("exp_mlp", "2", "1210")]
+    assert [(r["model"], r["done"], r["params"]) for r in rows] == [
+        ("exp_tiny", "2", "1386"),
+        ("exp_mlp", "2", "1210"),
+    ]
     assert all(r["test_acc_std"] != "" for r in rows)  # two seeds: a standard deviation
-    assert sorted(statuses(out)) == ["exp_mlp,seed=0", "exp_mlp,seed=1", "exp_tiny,seed=0", "exp_tiny,seed=1"]
+    assert sorted(statuses(out)) == [
+        "exp_mlp,seed=0",
+        "exp_mlp,seed=1",
+        "exp_tiny,seed=0",
+        "exp_tiny,seed=1",
+    ]
     for run_dir in out.glob("exp_*"):
         config = json.loads((run_dir / "result.json").read_text())["config"]
         assert config["lr"] == 0.05 and config["seed"] == int(run_dir.name[-1])
-    rc, stdout, _ = run_cli("compare", TINY, MLP, "--seeds", "2", "--lr", "0.05", "--out", str(out), "--format", "markdown")
+    rc, stdout, _ = run_cli(
+        "compare",
+        TINY,
+        MLP,
+        "--seeds",
+        "2",
+        "--lr",
+        "0.05",
+        "--out",
+        str(out),
+        "--format",
+        "markdown",
+    )
     assert rc == 0 and "± " in stdout
 
 
 def test_dry_run_lists_the_runs_and_trains_nothing(tmp_path: Path) -> None:
-    rc, stdout, _ = run_cli("sweep", TINY, "--grid", "batch_size=32,64", "--seeds", "2", "--dry-run", "--out",
-                            str(tmp_path / "s"))
+    rc, stdout, _ = run_cli(
+        "sweep",
+        TINY,
+        "--grid",
+        "batch_size=32,64",
+        "--seeds",
+        "2",
+        "--dry-run",
+        "--out",
+        str(tmp_path / "s"),
+    )
     assert rc == 0
     assert stdout.splitlines()[0] == f"4 runs in {tmp_path / 's'}:"
     assert "batch_size=64,seed=1" in stdout and "1,386 params  pending" in stdout
     assert not (tmp_path / "s").exists()
 
 
-def test_jobs_are_capped_to_the_cpus_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jobs_are_capped_to_the_cpus_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     started: list[int] = []
 
     class Recorder:  # stands in for the scheduler: records how many parallel runs it was given
-        def __init__(self, plan: Any, manifest: Any, todo: Any, jobs: int, echo: Any, outcome: Any) -> None:
+        def __init__(
+            self, plan: Any, manifest: Any, todo: Any, jobs: int, echo: Any, outcome: Any
+        ) -> None:
             started.append(jobs)
 
         def run(self) -> None:
             pass
 
-    sweep_module = importlib.import_module("archc.experiments.sweep")  # the package exports a function of this name
+    sweep_module = importlib.import_module(
+        "archc.experiments.sweep"
+    )  # the package exports a function of this name
 
     monkeypatch.setattr(sweep_module, "machine_cpus", lambda: 2)
     monkeypatch.setattr(sweep_module, "_Scheduler", Recorder)
@@ -432,4 +713,6 @@ def test_jobs_are_capped_to_the_cpus_with_a_note(tmp_path: Path, monkeypatch: py
     sweep_module.run_sweep(plan, jobs=64, echo=lines.append, write_results=False)
     sweep_module.run_sweep(plan, jobs=2, echo=lines.append, write_results=False)
     assert started == [2, 2]
-    assert lines == ["note: --jobs 64 lowered to 2: this machine gives archc 2 CPUs (affinity and cgroup quota)"]
+    assert lines == [
+        "note: --jobs 64 lowered to 2: this machine gives archc 2 CPUs (affinity and cgroup quota)"
+    ]

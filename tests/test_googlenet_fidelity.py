@@ -57,7 +57,9 @@ def test_paper_googlenet_is_the_posts_first_model() -> None:
     torch.manual_seed(0)
     theirs = PaperGoogLeNet(aux_logits=True, pools=(False, False, False))
     ours = api.build("specs/googlenet_paper.yaml", **cifar)
-    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [
+        (k, v.shape) for k, v in theirs.state_dict().items()
+    ]
     assert not any(isinstance(m, nn.BatchNorm2d) for m in ours.modules())
     ours.load_state_dict(theirs.state_dict(), strict=True)
     x = torch.randn(2, 3, 32, 32)
@@ -72,7 +74,11 @@ def test_paper_googlenet_is_the_posts_first_model() -> None:
 
 def test_paper_googlenet_at_224_has_the_paper_stem() -> None:
     graph = api.compile_graph("specs/googlenet_paper.yaml")
-    assert graph.nodes["conv1.conv"].args.kernel == 7 and graph.shape_of("maxpool2") == (192, 28, 28)
+    assert graph.nodes["conv1.conv"].args.kernel == 7 and graph.shape_of("maxpool2") == (
+        192,
+        28,
+        28,
+    )
     assert graph.shape_of("inception4a.concat") == (512, 14, 14)  # the aux heads' 14x14 maps
 
 

@@ -68,10 +68,31 @@ def test_sequential_list_and_bare_op_names(write_spec) -> None:
     model = compile_and_verify(path)
     graph = model.archc_graph
     assert [n.id for n in graph] == ["0.0", "0.1", "1", "2", "3", "4", "5", "6"]
-    assert [n.op for n in graph] == ["conv", "relu", "maxpool", "relu", "flatten", "linear", "dropout", "linear"]
-    assert all(graph.nodes[b].inputs == [a] for a, b in zip([INPUT, *graph.nodes][:-1], graph.nodes, strict=True))
-    assert list(model.state_dict()) == ["0.0.weight", "0.0.bias", "4.weight", "4.bias", "6.weight", "6.bias"]
-    assert isinstance(model.get_submodule("0.1"), nn.ReLU) and isinstance(model.get_submodule("5"), nn.Dropout)
+    assert [n.op for n in graph] == [
+        "conv",
+        "relu",
+        "maxpool",
+        "relu",
+        "flatten",
+        "linear",
+        "dropout",
+        "linear",
+    ]
+    assert all(
+        graph.nodes[b].inputs == [a]
+        for a, b in zip([INPUT, *graph.nodes][:-1], graph.nodes, strict=True)
+    )
+    assert list(model.state_dict()) == [
+        "0.0.weight",
+        "0.0.bias",
+        "4.weight",
+        "4.bias",
+        "6.weight",
+        "6.bias",
+    ]
+    assert isinstance(model.get_submodule("0.1"), nn.ReLU) and isinstance(
+        model.get_submodule("5"), nn.Dropout
+    )
     assert model.get_submodule("5").p == 0.5  # a bare op name takes the default arguments
     assert model.get_submodule("0.0").out_channels == 6  # a bare block name: the block's defaults
     assert model.get_submodule("4").in_features == 6 * 4 * 4
@@ -103,7 +124,12 @@ def test_shorthands_fill_the_main_argument(write_spec) -> None:
 def test_residual_identity_and_projection_shortcuts() -> None:
     model = compile_and_verify(spec("resnet"))
     graph = model.archc_graph
-    assert [n.id for n in graph if n.op == "add"] == ["layer1.0.add", "layer1.1.add", "layer2.0.add", "layer2.1.add"]
+    assert [n.id for n in graph if n.op == "add"] == [
+        "layer1.0.add",
+        "layer1.1.add",
+        "layer2.0.add",
+        "layer2.1.add",
+    ]
     # identity shortcut: the block's input flows straight into the add
     assert node_inputs(graph, "layer1.0.add") == ["layer1.0.bn2", "relu"]
     assert node_inputs(graph, "layer2.1.add") == ["layer2.1.bn2", "layer2.0.relu~2"]
@@ -113,14 +139,23 @@ def test_residual_identity_and_projection_shortcuts() -> None:
     assert node_inputs(graph, "layer2.0.downsample.0") == ["layer1.1.relu~2"]
     keys = list(model.state_dict())
     assert [k for k in keys if "downsample" in k] == [
-        "layer2.0.downsample.0.weight", "layer2.0.downsample.1.weight", "layer2.0.downsample.1.bias",
-        "layer2.0.downsample.1.running_mean", "layer2.0.downsample.1.running_var", "layer2.0.downsample.1.num_batches_tracked",
+        "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.weight",
+        "layer2.0.downsample.1.bias",
+        "layer2.0.downsample.1.running_mean",
+        "layer2.0.downsample.1.running_var",
+        "layer2.0.downsample.1.num_batches_tracked",
     ]
     ds = model.get_submodule("layer2.0.downsample.0")
     assert (ds.in_channels, ds.out_channels, ds.kernel_size, ds.stride) == (8, 16, (1, 1), (2, 2))
     conv1 = model.get_submodule("layer2.0.conv1")
-    assert (conv1.stride, model.get_submodule("layer2.1.conv1").stride) == ((2, 2), (1, 1))  # ${2 if i == 0 else 1}
-    assert graph.shape_of("layer1.1.relu~2") == (8, 16, 16) and graph.shape_of("layer2.1.relu~2") == (16, 8, 8)
+    assert (conv1.stride, model.get_submodule("layer2.1.conv1").stride) == (
+        (2, 2),
+        (1, 1),
+    )  # ${2 if i == 0 else 1}
+    assert graph.shape_of("layer1.1.relu~2") == (8, 16, 16) and graph.shape_of(
+        "layer2.1.relu~2"
+    ) == (16, 8, 8)
 
 
 def test_then_applies_after_the_merge_with_a_shared_relu() -> None:
@@ -128,9 +163,18 @@ def test_then_applies_after_the_merge_with_a_shared_relu() -> None:
     graph = model.archc_graph
     then = graph.nodes["layer1.0.relu~2"]
     assert then.inputs == ["layer1.0.add"] and then.module == "layer1.0.relu" and then.shared
-    assert graph.nodes["layer1.0.relu"].inputs == ["layer1.0.bn1"] and not graph.nodes["layer1.0.relu"].shared
+    assert (
+        graph.nodes["layer1.0.relu"].inputs == ["layer1.0.bn1"]
+        and not graph.nodes["layer1.0.relu"].shared
+    )
     # one nn.ReLU module serves both uses, like torchvision's BasicBlock
-    assert [name for name, _ in model.get_submodule("layer1.0").named_children()] == ["conv1", "bn1", "relu", "conv2", "bn2"]
+    assert [name for name, _ in model.get_submodule("layer1.0").named_children()] == [
+        "conv1",
+        "bn1",
+        "relu",
+        "conv2",
+        "bn2",
+    ]
 
 
 def test_residual_numbers_match_a_hand_written_block() -> None:
@@ -139,8 +183,12 @@ def test_residual_numbers_match_a_hand_written_block() -> None:
     x = torch.randn(2, 3, 16, 16)
     cap = Capture(model, "layer1", "layer2.0.conv1", "fc")
     seen: dict[str, torch.Tensor] = {}
-    model.get_submodule("layer2.0.conv1").register_forward_pre_hook(lambda m, a: seen.setdefault("in", a[0].clone()))
-    model.get_submodule("layer2.1.conv1").register_forward_pre_hook(lambda m, a: seen.setdefault("out", a[0].clone()))
+    model.get_submodule("layer2.0.conv1").register_forward_pre_hook(
+        lambda m, a: seen.setdefault("in", a[0].clone())
+    )
+    model.get_submodule("layer2.1.conv1").register_forward_pre_hook(
+        lambda m, a: seen.setdefault("out", a[0].clone())
+    )
     with torch.no_grad():
         model(x)
         b = model.get_submodule("layer2.0")
@@ -159,10 +207,21 @@ def test_concat_of_four_branches_and_blocks_calling_blocks() -> None:
     model = compile_and_verify(spec("inception"))
     graph = model.archc_graph
     cat = graph.nodes["inc.concat"]
-    assert cat.inputs == ["inc.branch1.relu", "inc.branch2.1.relu", "inc.branch4.1.relu", "stem.relu"]
+    assert cat.inputs == [
+        "inc.branch1.relu",
+        "inc.branch2.1.relu",
+        "inc.branch4.1.relu",
+        "stem.relu",
+    ]
     assert cat.shape == (8 + 8 + 4 + 16, 12, 12)
-    assert graph.scopes["inc"].block == "Inception" and graph.scopes["inc.branch1"].block == "BasicConv2d"
-    assert graph.scopes["inc.branch2"].kind == "seq" and graph.scopes["inc.branch2.0"].block == "BasicConv2d"
+    assert (
+        graph.scopes["inc"].block == "Inception"
+        and graph.scopes["inc.branch1"].block == "BasicConv2d"
+    )
+    assert (
+        graph.scopes["inc.branch2"].kind == "seq"
+        and graph.scopes["inc.branch2.0"].block == "BasicConv2d"
+    )
     # required and default block parameters: kernel/padding default to 1/0, bn eps passed through
     b1 = model.get_submodule("inc.branch1.conv")
     assert (b1.in_channels, b1.out_channels, b1.kernel_size, b1.padding) == (16, 8, (1, 1), (0, 0))
@@ -178,10 +237,15 @@ def test_concat_of_four_branches_and_blocks_calling_blocks() -> None:
 def test_concat_numbers_match_torch_cat() -> None:
     torch.manual_seed(0)
     model = api.build(spec("inception")).eval()
-    cap = Capture(model, "stem.relu", "inc.branch1.relu", "inc.branch2.1.relu", "inc.branch4.1.relu", "2")
+    cap = Capture(
+        model, "stem.relu", "inc.branch1.relu", "inc.branch2.1.relu", "inc.branch4.1.relu", "2"
+    )
     with torch.no_grad():
         model(torch.randn(2, 3, 12, 12))
-    parts = [cap.outputs[n][-1] for n in ("inc.branch1.relu", "inc.branch2.1.relu", "inc.branch4.1.relu", "stem.relu")]
+    parts = [
+        cap.outputs[n][-1]
+        for n in ("inc.branch1.relu", "inc.branch2.1.relu", "inc.branch4.1.relu", "stem.relu")
+    ]
     torch.testing.assert_close(cap.inputs["2"][0], torch.cat(parts, 1))
 
 
@@ -200,8 +264,12 @@ def test_block_sees_only_its_params_and_the_spec_params(write_spec) -> None:
           - B
     """)
     model = compile_and_verify(path)
-    assert model.get_submodule("1.0").out_channels == 12 and model.get_submodule("2.0").out_channels == 8
-    bad = write_spec("""
+    assert (
+        model.get_submodule("1.0").out_channels == 12
+        and model.get_submodule("2.0").out_channels == 8
+    )
+    bad = write_spec(
+        """
         input: [3, 8, 8]
         blocks:
           B:
@@ -210,20 +278,35 @@ def test_block_sees_only_its_params_and_the_spec_params(write_spec) -> None:
         layers:
           - {conv: {out: 5, kernel: 1}, name: outer}
           - B
-    """, "bad.yaml")
+    """,
+        "bad.yaml",
+    )
     with pytest.raises(SpecError, match="unknown node 'outer'") as info:
         api.compile_graph(bad)
     assert info.value.line == 5
-    assert info.value.message == "unknown node 'outer' in block 'B': a block body sees only its own names and 'input'"
+    assert (
+        info.value.message
+        == "unknown node 'outer' in block 'B': a block body sees only its own names and 'input'"
+    )
 
 
 def test_block_argument_may_use_the_callers_shape(write_spec) -> None:
     model = compile_and_verify(spec("seq1d"))
-    assert model.get_submodule("se.fc1").out_channels == 4 and model.get_submodule("se.fc2").out_channels == 8
+    assert (
+        model.get_submodule("se.fc1").out_channels == 4
+        and model.get_submodule("se.fc2").out_channels == 8
+    )
     graph = model.archc_graph
-    assert graph.nodes["se.multiply"].inputs == ["2", "se.gate"] and graph.nodes["se.gate"].shape == (8, 1)
-    assert isinstance(model.get_submodule("0"), nn.Conv1d) and isinstance(model.get_submodule("1"), nn.BatchNorm1d)
-    assert isinstance(model.get_submodule("9"), nn.BatchNorm1d) and model.get_submodule("9").num_features == 16
+    assert graph.nodes["se.multiply"].inputs == ["2", "se.gate"] and graph.nodes[
+        "se.gate"
+    ].shape == (8, 1)
+    assert isinstance(model.get_submodule("0"), nn.Conv1d) and isinstance(
+        model.get_submodule("1"), nn.BatchNorm1d
+    )
+    assert (
+        isinstance(model.get_submodule("9"), nn.BatchNorm1d)
+        and model.get_submodule("9").num_features == 16
+    )
 
 
 def make_layers(cfg: list[int | str], batch_norm: bool, in_channels: int = 3) -> nn.Sequential:
@@ -235,7 +318,11 @@ def make_layers(cfg: list[int | str], batch_norm: bool, in_channels: int = 3) ->
             layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
         else:
             conv = nn.Conv2d(in_channels, int(v), kernel_size=3, padding=1)
-            layers += [conv, nn.BatchNorm2d(int(v)), nn.ReLU(inplace=True)] if batch_norm else [conv, nn.ReLU(inplace=True)]
+            layers += (
+                [conv, nn.BatchNorm2d(int(v)), nn.ReLU(inplace=True)]
+                if batch_norm
+                else [conv, nn.ReLU(inplace=True)]
+            )
             in_channels = int(v)
     return nn.Sequential(*layers)
 
@@ -244,11 +331,23 @@ def test_inline_blocks_number_like_torchvision_make_layers() -> None:
     cfg: list[int | str] = [8, "M", 16, "M", 32, 32, "M"]
     for bn in (True, False):
         model = compile_and_verify(spec("vgg"), bn=bn)
-        ours = {k[len("features."):]: v.shape for k, v in model.state_dict().items() if k.startswith("features.")}
+        ours = {
+            k[len("features.") :]: v.shape
+            for k, v in model.state_dict().items()
+            if k.startswith("features.")
+        }
         reference = make_layers(cfg, batch_norm=bn)
         assert ours == {k: v.shape for k, v in reference.state_dict().items()}
-        assert [(n, type(m)) for n, m in model.features.named_children()] == [(n, type(m)) for n, m in reference.named_children()]
-        reference.load_state_dict({k[len("features."):]: v for k, v in model.state_dict().items() if k.startswith("features.")})
+        assert [(n, type(m)) for n, m in model.features.named_children()] == [
+            (n, type(m)) for n, m in reference.named_children()
+        ]
+        reference.load_state_dict(
+            {
+                k[len("features.") :]: v
+                for k, v in model.state_dict().items()
+                if k.startswith("features.")
+            }
+        )
         model.eval()
         reference.eval()
         # a Block's own forward never runs: hook its last layer
@@ -293,7 +392,9 @@ def test_repeat_zero_is_an_error_that_suggests_when(count: str, write_spec) -> N
         layers:
           - {{relu: , repeat: {count}}}
     """)
-    with pytest.raises(SpecError, match=r"repeat (count must be a positive integer|over an empty list).*'?when") as info:
+    with pytest.raises(
+        SpecError, match=r"repeat (count must be a positive integer|over an empty list).*'?when"
+    ) as info:
         api.compile_graph(path)
     assert info.value.line == 4
 
@@ -358,6 +459,7 @@ def test_repeat_over_a_stage_table_binds_each_element(write_spec) -> None:
     assert list(model.layer1._modules) == ["0"] and list(model.layer2._modules) == ["0", "1"]
     assert model.get_submodule("layer2.0.conv1").stride == (2, 2)
     assert model.get_submodule("layer2.1.conv1").stride == (1, 1)
+
     def children(path: str) -> list[str]:
         return [name for name, _ in model.get_submodule(path).named_children()]
 
@@ -426,7 +528,11 @@ def test_overrides_from_the_api(write_spec) -> None:
     path = write_spec(PARAM_SPEC)
     model = compile_and_verify(path, bn=False, planes=2, ratio=8, act="gelu")
     assert list(model._modules) == ["0", "1", "2", "3", "4", "5"]  # dropped layers take no index
-    assert [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] == [8, 8, 4]  # wide = planes * 2
+    assert [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] == [
+        8,
+        8,
+        4,
+    ]  # wide = planes * 2
     assert isinstance(model.get_submodule("1"), nn.GELU)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert archc.build is api.build
@@ -440,10 +546,18 @@ def test_overrides_from_the_api(write_spec) -> None:
 
 def test_overrides_from_the_cli(write_spec, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_spec(PARAM_SPEC)
-    assert main(["build", str(path), "--format", "json", "--set", "bn=false", "--set", "planes=2"]) == 0
+    assert (
+        main(["build", str(path), "--format", "json", "--set", "bn=false", "--set", "planes=2"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert [(r["name"], r["op"]) for r in report["layers"]] == [
-        ("0", "conv"), ("1", "relu"), ("2", "conv"), ("3", "conv"), ("4", "flatten"), ("5", "linear"),
+        ("0", "conv"),
+        ("1", "relu"),
+        ("2", "conv"),
+        ("3", "conv"),
+        ("4", "flatten"),
+        ("5", "linear"),
     ]
     assert report["layers"][0]["shape"] == [8, 8, 8]
     assert main(["check", str(path), "--set", "bn=false", "--set", "planes=2"]) == 0
@@ -490,18 +604,33 @@ def test_densenet_dense_connections_by_reference() -> None:
     graph = model.archc_graph
     assert node_inputs(graph, "cat1") == ["conv0", "denselayer1.conv2"]
     assert node_inputs(graph, "cat2") == ["conv0", "denselayer1.conv2", "denselayer2.conv2"]
-    assert node_inputs(graph, "concat") == ["conv0", "denselayer1.conv2", "denselayer2.conv2", "denselayer3.conv2"]
+    assert node_inputs(graph, "concat") == [
+        "conv0",
+        "denselayer1.conv2",
+        "denselayer2.conv2",
+        "denselayer3.conv2",
+    ]
     assert [graph.shape_of(n)[0] for n in ("cat1", "cat2", "concat")] == [12, 16, 20]
     # a named block reads the previous item (the concat), as torchvision's _DenseBlock does
     assert node_inputs(graph, "denselayer2.norm1") == ["cat1"]
-    assert model.get_submodule("denselayer3.norm1").num_features == 16 and model.norm5.num_features == 20
+    assert (
+        model.get_submodule("denselayer3.norm1").num_features == 16
+        and model.norm5.num_features == 20
+    )
     assert model.classifier.in_features == 20
     torch.manual_seed(0)
     model.eval()
     cap = Capture(model, "conv0", "denselayer1.conv2", "denselayer2.conv2", "denselayer3.norm1")
     with torch.no_grad():
         model(torch.randn(2, 3, 8, 8))
-    expected = torch.cat([cap.outputs["conv0"][0], cap.outputs["denselayer1.conv2"][0], cap.outputs["denselayer2.conv2"][0]], 1)
+    expected = torch.cat(
+        [
+            cap.outputs["conv0"][0],
+            cap.outputs["denselayer1.conv2"][0],
+            cap.outputs["denselayer2.conv2"][0],
+        ],
+        1,
+    )
     torch.testing.assert_close(cap.inputs["denselayer3.norm1"][0], expected)
 
 
@@ -510,7 +639,11 @@ def test_unet_long_skips_with_upsampling() -> None:
     graph = model.archc_graph
     assert node_inputs(graph, "cat2") == ["enc2.3", "up2"] and graph.shape_of("cat2") == (16, 8, 8)
     assert node_inputs(graph, "up1") == ["dec2.3"] and graph.shape_of("up1") == (8, 16, 16)
-    assert node_inputs(graph, "cat1") == ["up1", "enc1.3"] and graph.shape_of("cat1") == (12, 16, 16)
+    assert node_inputs(graph, "cat1") == ["up1", "enc1.3"] and graph.shape_of("cat1") == (
+        12,
+        16,
+        16,
+    )
     assert graph.shape_of(graph.output) == (2, 16, 16)
     assert isinstance(model.up2, nn.ConvTranspose2d) and model.up2.in_channels == 16
     assert model.get_submodule("dec1.0").in_channels == 12
@@ -520,14 +653,20 @@ def test_unet_long_skips_with_upsampling() -> None:
     cap = Capture(model, "enc1.3", "dec2.3", "dec1.0")
     with torch.no_grad():
         model(torch.randn(2, 1, 16, 16))
-    up = nn.functional.interpolate(cap.outputs["dec2.3"][0], scale_factor=2, mode="bilinear", align_corners=False)
-    torch.testing.assert_close(cap.inputs["dec1.0"][0], torch.cat([up, cap.outputs["enc1.3"][0]], 1))
+    up = nn.functional.interpolate(
+        cap.outputs["dec2.3"][0], scale_factor=2, mode="bilinear", align_corners=False
+    )
+    torch.testing.assert_close(
+        cap.inputs["dec1.0"][0], torch.cat([up, cap.outputs["enc1.3"][0]], 1)
+    )
 
 
 def test_aux_head_from_an_inner_node() -> None:
     model = compile_and_verify(spec("aux"))
     graph = model.archc_graph
-    assert [(h.name, h.node, h.loss_weight, h.train_only) for h in model.archc_heads] == [("aux1", "aux1.fc", 0.3, True)]
+    assert [(h.name, h.node, h.loss_weight, h.train_only) for h in model.archc_heads] == [
+        ("aux1", "aux1.fc", 0.3, True)
+    ]
     assert node_inputs(graph, "aux1.0") == ["pool1"]
     assert node_inputs(graph, "conv2") == ["pool1"]  # the flow skips the head
     assert graph.output == "fc"
@@ -543,7 +682,10 @@ def test_aux_head_from_an_inner_node() -> None:
     assert isinstance(out, torch.Tensor) and out.shape == (2, 4)
     assert len(cap.outputs["aux1.fc"]) == 1, "eval mode must not compute a train-only head"
     assert len(cap.outputs["fc"]) == 2
-    assert "aux1" in model.code.split("def _forward_eval")[0] and "aux1" not in model.code.split("def _forward_eval")[1]
+    assert (
+        "aux1" in model.code.split("def _forward_eval")[0]
+        and "aux1" not in model.code.split("def _forward_eval")[1]
+    )
     assert graph.macs(include_train_only=True) - graph.total_macs == graph.nodes["aux1.fc"].macs
 
 
@@ -568,7 +710,10 @@ def test_head_kept_in_eval_when_not_train_only(write_spec) -> None:
 def test_inferred_input_channels_and_features() -> None:
     model = api.build(spec("resnet"))
     assert model.conv1.in_channels == 3 and model.get_submodule("layer1.0.conv1").in_channels == 8
-    assert model.get_submodule("layer2.0.conv1").in_channels == 8 and model.get_submodule("layer2.1.conv1").in_channels == 16
+    assert (
+        model.get_submodule("layer2.0.conv1").in_channels == 8
+        and model.get_submodule("layer2.1.conv1").in_channels == 16
+    )
     assert model.get_submodule("layer2.0.bn1").num_features == 16
     assert model.fc.in_features == 16 and model.fc.out_features == 10
 
@@ -589,12 +734,33 @@ def test_stable_names_explicit_auto_and_shared(write_spec) -> None:
     """)
     model = compile_and_verify(path)
     graph = model.archc_graph
-    assert list(model._modules) == ["stem", "act", "2", "4", "tail", "6"]  # names advance the index too
-    assert [n.id for n in graph] == ["stem", "act", "2", "act~2", "4.0", "4.act", "tail.0", "identity", "6"]
+    assert list(model._modules) == [
+        "stem",
+        "act",
+        "2",
+        "4",
+        "tail",
+        "6",
+    ]  # names advance the index too
+    assert [n.id for n in graph] == [
+        "stem",
+        "act",
+        "2",
+        "act~2",
+        "4.0",
+        "4.act",
+        "tail.0",
+        "identity",
+        "6",
+    ]
     assert graph.nodes["act~2"].shared and graph.nodes["act~2"].module == "act"
     assert not graph.nodes["4.act"].shared  # a child namespace has its own names
     # building twice gives the same keys in the same order
-    assert list(api.build(path).state_dict()) == list(model.state_dict()) == ["stem.weight", "stem.bias", "2.weight", "2.bias", "4.0.weight", "4.0.bias"]
+    assert (
+        list(api.build(path).state_dict())
+        == list(model.state_dict())
+        == ["stem.weight", "stem.bias", "2.weight", "2.bias", "4.0.weight", "4.0.bias"]
+    )
 
 
 def test_shared_name_needs_identical_arguments(write_spec) -> None:
@@ -625,11 +791,18 @@ def test_train_section_is_validated_and_may_use_params(write_spec) -> None:
     """)
     loaded = api.load(path)
     assert loaded.train is not None
-    assert (loaded.train.dataset, loaded.train.epochs, loaded.train.optimizer, loaded.train.lr) == ("cifar10", 6, "adamw", 0.001)
+    assert (loaded.train.dataset, loaded.train.epochs, loaded.train.optimizer, loaded.train.lr) == (
+        "cifar10",
+        6,
+        "adamw",
+        0.001,
+    )
     assert api.load(path, n=5).train.epochs == 10
     assert api.load(write_spec("input: [3]\nlayers: [relu]\n", "plain.yaml")).train is None
     bad = write_spec("input: [3]\nlayers: [relu]\ntrain:\n  optimizer: rmsprop\n", "bad.yaml")
-    with pytest.raises(SpecError, match="train: optimizer: input should be 'sgd', 'adam' or 'adamw'") as info:
+    with pytest.raises(
+        SpecError, match="train: optimizer: input should be 'sgd', 'adam' or 'adamw'"
+    ) as info:
         api.load(bad)
     assert (info.value.line, info.value.col) == (4, 14)
 
@@ -639,7 +812,9 @@ def test_init_rules_are_applied() -> None:
     model = api.build(spec("init"))
     conv, bn, fc, out = model.conv, model.bn, model.fc, model.out
     fan_out = 32 * 3 * 3
-    assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)  # kaiming_normal, fan_out, relu
+    assert conv.weight.std().item() == pytest.approx(
+        (2 / fan_out) ** 0.5, rel=0.05
+    )  # kaiming_normal, fan_out, relu
     assert abs(conv.weight.mean().item()) < 0.01
     assert torch.equal(conv.bias, torch.full((32,), 0.5))
     for layer in (fc, out):
@@ -681,7 +856,9 @@ def test_init_schemes(rule: str, check: str, write_spec) -> None:
         assert w.std().item() == pytest.approx((2 / (fan_in + fan_out)) ** 0.5, rel=0.05)
     elif check == "kaiming_uniform":
         bound = (6 / fan_in) ** 0.5
-        assert w.abs().max().item() <= bound and w.std().item() == pytest.approx(bound / 3**0.5, rel=0.05)
+        assert w.abs().max().item() <= bound and w.std().item() == pytest.approx(
+            bound / 3**0.5, rel=0.05
+        )
     elif check == "zeros":
         assert not w.any()
     elif check == "ones":
@@ -689,10 +866,16 @@ def test_init_schemes(rule: str, check: str, write_spec) -> None:
         # bias: null keeps torch's default: uniform in +-1/sqrt(fan_in), not a constant
         assert b.abs().max().item() <= 1 / fan_in**0.5 and b.unique().numel() == b.numel()
     elif check == "uniform":
-        assert w.min().item() >= -0.3 and w.max().item() <= 0.1 and w.mean().item() == pytest.approx(-0.1, abs=0.01)
+        assert (
+            w.min().item() >= -0.3
+            and w.max().item() <= 0.1
+            and w.mean().item() == pytest.approx(-0.1, abs=0.01)
+        )
         assert torch.equal(b, torch.full_like(b, 2.0))
     elif check == "trunc_normal":
-        assert w.abs().max().item() <= 0.1 and w.std().item() == pytest.approx(0.05 * 0.88, rel=0.05)
+        assert w.abs().max().item() <= 0.1 and w.std().item() == pytest.approx(
+            0.05 * 0.88, rel=0.05
+        )
     if check in ("xavier_uniform", "xavier_normal", "kaiming_uniform", "zeros", "trunc_normal"):
         assert not b.any()  # bias defaults to 0
     if check == "torch":  # PyTorch's default: kaiming_uniform(a=sqrt(5)) -> bound 1/sqrt(fan_in)
@@ -715,7 +898,10 @@ def test_api_load_returns_a_validated_spec(tmp_path: Path) -> None:
     assert loaded.name == "lang_resnet" and loaded.input_shape == (3, 16, 16)
     assert loaded.params == {"num_classes": 10, "base": 8} and loaded.overrides == {}
     assert loaded.path == str(spec("resnet"))
-    assert len(loaded.source_hash) == 64 and api.load(spec("resnet"), base=4).source_hash != loaded.source_hash
+    assert (
+        len(loaded.source_hash) == 64
+        and api.load(spec("resnet"), base=4).source_hash != loaded.source_hash
+    )
     text = spec("resnet").read_text()
     from_text = api.load(text)
     assert from_text.path == "<string>" and from_text.params == loaded.params
@@ -741,16 +927,35 @@ def test_api_analyze_rows_and_totals() -> None:
     graph = analysis.graph
     assert [r["name"] for r in rows] == list(graph.nodes)
     fc = rows[-1]
-    assert fc == {"name": "fc", "op": "linear", "label": "linear 10", "inputs": ["6"], "shape": [10], "params": 170,
-                  "buffers": 0, "macs": 160, "other_ops": 10, "module": "fc", "scope": "", "line": 32, "layout": "F"}
+    assert fc == {
+        "name": "fc",
+        "op": "linear",
+        "label": "linear 10",
+        "inputs": ["6"],
+        "shape": [10],
+        "params": 170,
+        "buffers": 0,
+        "macs": 160,
+        "other_ops": 10,
+        "module": "fc",
+        "scope": "",
+        "line": 32,
+        "layout": "F",
+    }
     conv1 = rows[0]
     assert conv1["params"] == 8 * 3 * 9 and conv1["macs"] == 8 * 3 * 9 * 16 * 16
     totals = analysis.totals()
     model = api.build(spec("resnet"))
-    assert totals["params"] == sum(p.numel() for p in model.parameters()) == sum(r["params"] for r in rows if not graph.nodes[r["name"]].shared)
+    assert (
+        totals["params"]
+        == sum(p.numel() for p in model.parameters())
+        == sum(r["params"] for r in rows if not graph.nodes[r["name"]].shared)
+    )
     assert totals["buffers"] == sum(b.numel() for b in model.buffers())
     assert totals["macs"] == sum(r["macs"] for r in rows) and totals["flops"] == 2 * totals["macs"]
-    assert totals["input"] == [3, 16, 16] and totals["output"] == [10] and totals["nodes"] == len(rows)
+    assert (
+        totals["input"] == [3, 16, 16] and totals["output"] == [10] and totals["nodes"] == len(rows)
+    )
     assert totals["depth"] == 1 + 2 * 4 + 1  # conv1, 4 blocks of 2 convs, fc
     assert api.analyze(spec("resnet"), num_classes=5).totals()["output"] == [5]
 
@@ -865,7 +1070,11 @@ def test_chunk_and_split_outputs_are_read_by_name_and_compute_torch_s_split() ->
     model = compile_and_verify(SHUFFLE_UNIT)
     graph = model.archc_graph
     assert {n: graph.nodes[n].shape for n in ("halves.0", "halves.1", "parts.0", "parts.1")} == {
-        "halves.0": (8, 6, 6), "halves.1": (8, 6, 6), "parts.0": (4, 6, 6), "parts.1": (12, 6, 6)}
+        "halves.0": (8, 6, 6),
+        "halves.1": (8, 6, 6),
+        "parts.0": (4, 6, 6),
+        "parts.1": (12, 6, 6),
+    }
     assert node_inputs(graph, "branch2.0") == ["halves.1"]
     model.eval()
     x = torch.randn(2, 16, 6, 6)
@@ -881,8 +1090,10 @@ def test_chunk_and_split_outputs_are_read_by_name_and_compute_torch_s_split() ->
 def test_uneven_pieces_follow_torch_split_and_chunk() -> None:
     """An int size cuts pieces of that size, the last smaller (torch.split); chunk(4) of 6 gives
     three pieces of 2, as torch.chunk does."""
-    model = compile_and_verify("input: [6, 5]\nlayers:\n  - {split: {sizes: 2, dim: 1}, name: s}\n"
-                               "  - {chunk: {chunks: 4}, name: c, from: s.2}\n  - {concat: , from: [c, s.2]}\n")
+    model = compile_and_verify(
+        "input: [6, 5]\nlayers:\n  - {split: {sizes: 2, dim: 1}, name: s}\n"
+        "  - {chunk: {chunks: 4}, name: c, from: s.2}\n  - {concat: , from: [c, s.2]}\n"
+    )
     graph = model.archc_graph
     assert [graph.nodes[f"s.{k}"].shape for k in range(3)] == [(6, 2), (6, 2), (6, 1)]
     assert [graph.nodes[f"c.{k}"].shape for k in range(3)] == [(2, 1), (2, 1), (2, 1)]
@@ -892,22 +1103,32 @@ def test_uneven_pieces_follow_torch_split_and_chunk() -> None:
     torch.testing.assert_close(model.eval()(x), torch.cat([*last.chunk(4, dim=1), last], 1))
 
 
-@pytest.mark.parametrize(("item", "message"), [
-    ("{relu: , from: h.2}", "'h.2': '2' is out of range; 'h' has 2 outputs: h.0, h.1"),
-    ("{relu: , from: h.first}", "'first' is not an output index; 'h' has 2 outputs"),
-    ("{relu: , from: c.0}", "'c' has one output, not several; write 'from: c'"),
-    ("relu", "'relu' reads the 2 outputs of chunk 'h' (h.0, h.1); pick one with 'from: h.0'"),
-    ("{seq: [relu], from: h}", "'seq' reads the 2 outputs of chunk 'h'"),
-    ("{split: [3, 4], from: h.0}", "split sizes [3, 4] add up to 7, but dimension 0 of the 4x5x5 input has 4"),
-    ("{split: {sizes: [2, 2], dim: 3}, from: h.0}", "dim=3 is out of range for a 4x5x5 input"),
-    ("{chunk: 0, from: h.0}", "chunks"),
-    ("{chunk: 2, from: h.0, name: h2}", "the network ends in the 2 outputs of chunk 'h2'"),
-    ("{chunk: 2, from: h.1, name: aux, head: true}", "an output head is one tensor"),
-])
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("{relu: , from: h.2}", "'h.2': '2' is out of range; 'h' has 2 outputs: h.0, h.1"),
+        ("{relu: , from: h.first}", "'first' is not an output index; 'h' has 2 outputs"),
+        ("{relu: , from: c.0}", "'c' has one output, not several; write 'from: c'"),
+        ("relu", "'relu' reads the 2 outputs of chunk 'h' (h.0, h.1); pick one with 'from: h.0'"),
+        ("{seq: [relu], from: h}", "'seq' reads the 2 outputs of chunk 'h'"),
+        (
+            "{split: [3, 4], from: h.0}",
+            "split sizes [3, 4] add up to 7, but dimension 0 of the 4x5x5 input has 4",
+        ),
+        ("{split: {sizes: [2, 2], dim: 3}, from: h.0}", "dim=3 is out of range for a 4x5x5 input"),
+        ("{chunk: 0, from: h.0}", "chunks"),
+        ("{chunk: 2, from: h.0, name: h2}", "the network ends in the 2 outputs of chunk 'h2'"),
+        ("{chunk: 2, from: h.1, name: aux, head: true}", "an output head is one tensor"),
+    ],
+)
 def test_reading_several_outputs_wrongly_is_a_positioned_error(item: str, message: str) -> None:
-    text = (f"input: [8, 5, 5]\nlayers:\n  - {{conv: {{out: 8, kernel: "
-            f"1}}, name: c}}\n  - {{chunk: 2, name: h}}\n  - {item}\n")
-    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")) as info:
+    text = (
+        f"input: [8, 5, 5]\nlayers:\n  - {{conv: {{out: 8, kernel: "
+        f"1}}, name: c}}\n  - {{chunk: 2, name: h}}\n  - {item}\n"
+    )
+    with pytest.raises(
+        SpecError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
+    ) as info:
         api.compile_graph(text)
     assert ":5:" in str(info.value) or ":6:" in str(info.value) or "ends in" in str(info.value)
 
@@ -917,10 +1138,12 @@ def test_a_block_may_return_a_split_and_reports_name_each_output(tmp_path: Path)
     them. Reports, diagrams and the memory estimate see each output as the view it is."""
     from archc.analysis.memory import is_view
 
-    text = ("input: [8, 4, 4]\nblocks:\n  Halves:\n    layers:\n"
-            "      - {conv: {out: 16, kernel: 1}, name: c}\n"
-            "      - {split: [6, 10], name: parts}\nlayers:\n  - {Halves: , name: h}\n"
-            "  - {conv: {out: 4, kernel: 1}, from: h.1, name: p}\n  - {concat: , from: [h.0, p]}\n")
+    text = (
+        "input: [8, 4, 4]\nblocks:\n  Halves:\n    layers:\n"
+        "      - {conv: {out: 16, kernel: 1}, name: c}\n"
+        "      - {split: [6, 10], name: parts}\nlayers:\n  - {Halves: , name: h}\n"
+        "  - {conv: {out: 4, kernel: 1}, from: h.1, name: p}\n  - {concat: , from: [h.0, p]}\n"
+    )
     model = compile_and_verify(text)
     assert "h_parts_0, h_parts_1 = self.h(x)" in model.code
     graph = model.archc_graph
@@ -934,26 +1157,49 @@ def test_a_block_may_return_a_split_and_reports_name_each_output(tmp_path: Path)
 
 
 # --------------------------------------------------------------------------- layouts
-def test_layouts_flow_through_permute_flatten_and_transpose_into_reports_and_diagrams(tmp_path: Path) -> None:
+def test_layouts_flow_through_permute_flatten_and_transpose_into_reports_and_diagrams(
+    tmp_path: Path,
+) -> None:
     """C×H×W -> H×W×C (permute) -> L×D tokens (flatten, transpose) and back: each node knows what
     its dimensions are, and tables and diagrams name a layout that is not the rank's default."""
-    text = ("input: [4, 6, 6]\nlayers:\n  - {conv: {out: 8, kernel: 1}, name: stem}\n"
-            "  - {permute: [1, 2, 0], name: hwc}\n  - {layernorm: {dims: 1}, name: norm}\n"
-            "  - {linear: {out: 8, channels_last: true}, name: mlp}\n"
-            "  - {permute: [2, 0, 1], name: chw}\n  - {flatten: {start: 1}, name: seq}\n"
-            "  - {transpose: {dim0: 0, dim1: 1}, name: tokens}\n"
-            "  - {self_attention: {heads: 2}, name: attn}\n"
-            "  - {select: {dim: 0, index: 0}, name: cls}\n")
+    text = (
+        "input: [4, 6, 6]\nlayers:\n  - {conv: {out: 8, kernel: 1}, name: stem}\n"
+        "  - {permute: [1, 2, 0], name: hwc}\n  - {layernorm: {dims: 1}, name: norm}\n"
+        "  - {linear: {out: 8, channels_last: true}, name: mlp}\n"
+        "  - {permute: [2, 0, 1], name: chw}\n  - {flatten: {start: 1}, name: seq}\n"
+        "  - {transpose: {dim0: 0, dim1: 1}, name: tokens}\n"
+        "  - {self_attention: {heads: 2}, name: attn}\n"
+        "  - {select: {dim: 0, index: 0}, name: cls}\n"
+    )
     graph = compile_and_verify(text).archc_graph
     assert {n.id: n.layout for n in graph} == {
-        "stem": ("C", "H", "W"), "hwc": ("H", "W", "C"), "norm": ("H", "W", "C"), "mlp": ("H", "W", "C"),
-        "chw": ("C", "H", "W"), "seq": ("C", "L"), "tokens": ("L", "C"), "attn": ("L", "C"), "cls": ("F",)}
+        "stem": ("C", "H", "W"),
+        "hwc": ("H", "W", "C"),
+        "norm": ("H", "W", "C"),
+        "mlp": ("H", "W", "C"),
+        "chw": ("C", "H", "W"),
+        "seq": ("C", "L"),
+        "tokens": ("L", "C"),
+        "attn": ("L", "C"),
+        "cls": ("F",),
+    }
     table = str(archc.summary(text))
-    assert "6x6x8 (H×W×C)" in table and "36x8 (L×D)" in table and "8x6x6 " in table and "8x6x6 (" not in table
+    assert (
+        "6x6x8 (H×W×C)" in table
+        and "36x8 (L×D)" in table
+        and "8x6x6 " in table
+        and "8x6x6 (" not in table
+    )
     rows = {r["name"]: r for r in archc.analyze(text).rows()}
-    assert rows["hwc"]["layout"] == "H×W×C" and rows["tokens"]["layout"] == "L×D" and rows["seq"]["layout"] == "C×L"
+    assert (
+        rows["hwc"]["layout"] == "H×W×C"
+        and rows["tokens"]["layout"] == "L×D"
+        and rows["seq"]["layout"] == "C×L"
+    )
     layers = json.loads(archc.analyze(text).render("json"))
-    assert "H×W×C" in json.dumps(layers, ensure_ascii=False)  # the JSON report carries the layout column
+    assert "H×W×C" in json.dumps(
+        layers, ensure_ascii=False
+    )  # the JSON report carries the layout column
     path = tmp_path / "layouts.yaml"
     path.write_text(text)
     assert main(["diagram", str(path), "-o", str(tmp_path / "d.dot")]) == 0
@@ -964,59 +1210,118 @@ def test_layouts_flow_through_permute_flatten_and_transpose_into_reports_and_dia
 LAYOUT_HEAD = "input: [16, 8, 8]\nlayers:\n  - {conv: {out: 16, kernel: 1}}\n"
 
 
-@pytest.mark.parametrize(("items", "message"), [
-    ("  - permute: [1, 2, 0]\n  - {conv: {out: 4, kernel: 1}}\n",
-     "conv needs a channels-first (C, H, W) map, but its input is "
-     "8x8x16 laid out H×W×C; permute: [2, 0, 1] turns it into C×H×W"),
-    ("  - permute: [1, 2, 0]\n  - maxpool: 2\n", "maxpool needs a channels-first (C, H, W) map"),
-    ("  - permute: [1, 2, 0]\n  - {upsample: {scale: 2}}\n", "upsample needs a channels-first (C, H, W) map"),
-    ("  - permute: [1, 2, 0]\n  - linear: 4\n", "linear on a 8x8x16 map laid out H×W×C: write 'channels_last: true' to "
-     "apply it at every position (a flatten before it would mix the positions)"),
-    ("  - {linear: {out: 4, channels_last: true}}\n", "channels_last: true on a 16x8x8 map laid out C×H×W would mix its "
-     "last dimension W, not the channels; permute: [1, 2, 0] turns it into H×W×C first"),
-    ("  - linear: 4\n", "linear on a 16x8x8 map laid out C×H×W: for a classifier add '- "
-                        "flatten' before it, for an MLP at every position permute: [1, 2, 0]"),
-    ("  - flatten: {start: 1}\n  - transpose: {dim0: 0, dim1: 1}\n  - bn\n",
-     "bn needs a channels-first (C, H, W) map, but its input is 64x16 laid out L×D"),
-    ("  - {shifted_window_attention: {heads: 2, window: 4}}\n",
-     "shifted_window_attention needs a channels-last (H, W, C) map, but its "
-     "input is 16x8x8 laid out C×H×W; permute: [1, 2, 0] turns it into H×W×C"),
-    ("  - {self_attention: {heads: 2}}\n",
-     "self_attention needs an (L, D) token sequence, but its input is 16x8x8 laid out "
-     "C×H×W; flatten: {start: 1} then transpose: {dim0: 0, dim1: 1} make L×D tokens"),
-    ("  - {flatten: {start: 1}}\n  - {conv: {out: 4, kernel: 1}}\n"
-     "  - transpose: {dim0: 0, dim1: 1}\n  - {conv: {out: 4, kernel: 1}}\n", "conv needs a channels-first (C, H, W) map, but its input is 64x4 laid out "
-     "L×D; transpose: {dim0: 0, dim1: 1} makes a C×L sequence"),
-    ("  - flatten: {start: 1}\n  - {self_attention: {heads: 2}}\n",
-     "its input is 16x64 laid out C×L; transpose: {dim0: 0, dim1: 1} makes L×D tokens"),
-    ("  - {layernorm: {dims: 1}}\n", "layernorm over the last 1 dimension(s) of a 16x8x8 input "
-                                     "laid out C×H×W normalises over W, not the features; use "
-                                     "layernorm2d for the channels at each position, or permute"),
-    ("  - flatten: {start: 1}\n  - layernorm\n", "laid out C×L normalises over L, not the features; transpose"),
-    ("  - {conv: {out: 8, kernel: 1}, name: a}\n"
-     "  - {permute: [1, 2, 0], name: b}\n  - {add: , from: [a, b]}\n",
-     "'b' is laid out H×W×C but 'a' is C×H×W; permute one to match"),
-])
-def test_an_op_given_the_wrong_layout_is_a_positioned_error_with_the_fix(items: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (
+            "  - permute: [1, 2, 0]\n  - {conv: {out: 4, kernel: 1}}\n",
+            "conv needs a channels-first (C, H, W) map, but its input is "
+            "8x8x16 laid out H×W×C; permute: [2, 0, 1] turns it into C×H×W",
+        ),
+        (
+            "  - permute: [1, 2, 0]\n  - maxpool: 2\n",
+            "maxpool needs a channels-first (C, H, W) map",
+        ),
+        (
+            "  - permute: [1, 2, 0]\n  - {upsample: {scale: 2}}\n",
+            "upsample needs a channels-first (C, H, W) map",
+        ),
+        (
+            "  - permute: [1, 2, 0]\n  - linear: 4\n",
+            "linear on a 8x8x16 map laid out H×W×C: write 'channels_last: true' to "
+            "apply it at every position (a flatten before it would mix the positions)",
+        ),
+        (
+            "  - {linear: {out: 4, channels_last: true}}\n",
+            "channels_last: true on a 16x8x8 map laid out C×H×W would mix its "
+            "last dimension W, not the channels; permute: [1, 2, 0] turns it into H×W×C first",
+        ),
+        (
+            "  - linear: 4\n",
+            "linear on a 16x8x8 map laid out C×H×W: for a classifier add '- "
+            "flatten' before it, for an MLP at every position permute: [1, 2, 0]",
+        ),
+        (
+            "  - flatten: {start: 1}\n  - transpose: {dim0: 0, dim1: 1}\n  - bn\n",
+            "bn needs a channels-first (C, H, W) map, but its input is 64x16 laid out L×D",
+        ),
+        (
+            "  - {shifted_window_attention: {heads: 2, window: 4}}\n",
+            "shifted_window_attention needs a channels-last (H, W, C) map, but its "
+            "input is 16x8x8 laid out C×H×W; permute: [1, 2, 0] turns it into H×W×C",
+        ),
+        (
+            "  - {self_attention: {heads: 2}}\n",
+            "self_attention needs an (L, D) token sequence, but its input is 16x8x8 laid out "
+            "C×H×W; flatten: {start: 1} then transpose: {dim0: 0, dim1: 1} make L×D tokens",
+        ),
+        (
+            "  - {flatten: {start: 1}}\n  - {conv: {out: 4, kernel: 1}}\n"
+            "  - transpose: {dim0: 0, dim1: 1}\n  - {conv: {out: 4, kernel: 1}}\n",
+            "conv needs a channels-first (C, H, W) map, but its input is 64x4 laid out "
+            "L×D; transpose: {dim0: 0, dim1: 1} makes a C×L sequence",
+        ),
+        (
+            "  - flatten: {start: 1}\n  - {self_attention: {heads: 2}}\n",
+            "its input is 16x64 laid out C×L; transpose: {dim0: 0, dim1: 1} makes L×D tokens",
+        ),
+        (
+            "  - {layernorm: {dims: 1}}\n",
+            "layernorm over the last 1 dimension(s) of a 16x8x8 input "
+            "laid out C×H×W normalises over W, not the features; use "
+            "layernorm2d for the channels at each position, or permute",
+        ),
+        (
+            "  - flatten: {start: 1}\n  - layernorm\n",
+            "laid out C×L normalises over L, not the features; transpose",
+        ),
+        (
+            "  - {conv: {out: 8, kernel: 1}, name: a}\n"
+            "  - {permute: [1, 2, 0], name: b}\n  - {add: , from: [a, b]}\n",
+            "'b' is laid out H×W×C but 'a' is C×H×W; permute one to match",
+        ),
+    ],
+)
+def test_an_op_given_the_wrong_layout_is_a_positioned_error_with_the_fix(
+    items: str, message: str
+) -> None:
     with pytest.raises(SpecError, match=re.escape(message)) as info:
         api.compile_graph(LAYOUT_HEAD + items)
     assert str(info.value).startswith("<string>:")
 
 
 # --------------------------------------------------------------------- did-you-mean for the new ops
-@pytest.mark.parametrize(("typed", "hint"), [
-    ("splits", "(did you mean 'split'?)"),
-    ("chunks", "(did you mean 'chunk'?)"),
-    ("split_with_sizes", "(archc's 'split' takes the sizes: 'split: {sizes: [...], dim: ...}')"),
-    ("tensor_split", "(PyTorch has it, archc does not: 'split' takes the pieces' sizes, "
-                     "not the cut indices)"),
-    ("unbind", "'chunk' cuts one piece per position"),
-    ("window_partition", "'shifted_window_attention' cuts Swin's windows itself; 'partition' cuts MaxViT's"),
-    ("grid_attention", "'partition: {size: ..., mode: grid}', then 'relative_attention', then 'unpartition'"),
-    ("Attention", "archc has 'self_attention' (ViT, nn.MultiheadAttention), "
-                  "'shifted_window_attention' (Swin)"),
-    ("channels_last", "an H×W×C map is 'permute: [1, 2, 0]'"),
-])
+@pytest.mark.parametrize(
+    ("typed", "hint"),
+    [
+        ("splits", "(did you mean 'split'?)"),
+        ("chunks", "(did you mean 'chunk'?)"),
+        (
+            "split_with_sizes",
+            "(archc's 'split' takes the sizes: 'split: {sizes: [...], dim: ...}')",
+        ),
+        (
+            "tensor_split",
+            "(PyTorch has it, archc does not: 'split' takes the pieces' sizes, "
+            "not the cut indices)",
+        ),
+        ("unbind", "'chunk' cuts one piece per position"),
+        (
+            "window_partition",
+            "'shifted_window_attention' cuts Swin's windows itself; 'partition' cuts MaxViT's",
+        ),
+        (
+            "grid_attention",
+            "'partition: {size: ..., mode: grid}', then 'relative_attention', then 'unpartition'",
+        ),
+        (
+            "Attention",
+            "archc has 'self_attention' (ViT, nn.MultiheadAttention), "
+            "'shifted_window_attention' (Swin)",
+        ),
+        ("channels_last", "an H×W×C map is 'permute: [1, 2, 0]'"),
+    ],
+)
 def test_names_near_the_new_ops_say_what_archc_writes(typed: str, hint: str) -> None:
     """A name for a computation archc writes otherwise is answered with how, never with the nearest
     spelling (`window_partition` is not `window_attention`, `attention` is three different ops)."""
@@ -1041,13 +1346,21 @@ def test_a_cut_into_too_many_outputs_is_refused_before_any_is_made() -> None:
 
 
 def test_a_declared_input_layout_is_checked_from_the_first_op(tmp_path: Path) -> None:
-    text = ("input: [12, 8]\ninput_layout: [L, D]\nlayers:\n"
-            "  - {self_attention: 2, name: attn}\n  - {mean: 0}\n")
+    text = (
+        "input: [12, 8]\ninput_layout: [L, D]\nlayers:\n"
+        "  - {self_attention: 2, name: attn}\n  - {mean: 0}\n"
+    )
     graph = compile_and_verify(text).archc_graph
     assert graph.input_layout == ("L", "C") and graph.nodes["attn"].layout == ("L", "C")
-    with pytest.raises(SpecError, match=re.escape("conv needs a channels-first (C, H, W) map, but its input is 12x8 "
-                                                  "laid out L×D")):
-        api.compile_graph(text.replace("{self_attention: 2, name: attn}", "{conv: {out: 4, kernel: 1}}"))
+    with pytest.raises(
+        SpecError,
+        match=re.escape(
+            "conv needs a channels-first (C, H, W) map, but its input is 12x8 laid out L×D"
+        ),
+    ):
+        api.compile_graph(
+            text.replace("{self_attention: 2, name: attn}", "{conv: {out: 4, kernel: 1}}")
+        )
     with pytest.raises(SpecError, match="must name each of the 2 input dimensions once") as info:
         api.compile_graph(text.replace("[L, D]", "[L, L]"))
     assert str(info.value).startswith("<string>:2:")

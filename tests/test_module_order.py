@@ -30,8 +30,13 @@ def test_children_are_declared_in_the_blocks_order_and_run_in_theirs() -> None:
     plain = api.build(POST_NORM.format(order="[]"))
     ordered = api.build(POST_NORM.format(order="[norm, fc]"))
     assert [k for k in ordered.state_dict() if k.startswith("block.")] == [
-        "block.norm.weight", "block.norm.bias", "block.fc.weight", "block.fc.bias",
-        "block.out.weight", "block.out.bias"]
+        "block.norm.weight",
+        "block.norm.bias",
+        "block.fc.weight",
+        "block.fc.bias",
+        "block.out.weight",
+        "block.out.bias",
+    ]
     assert [n for n, _ in ordered.block.named_children()] == ["norm", "fc", "act", "out"]
     assert ordered.archc_graph.total_params == plain.archc_graph.total_params
     ordered.load_state_dict(plain.state_dict(), strict=True)
@@ -41,11 +46,16 @@ def test_children_are_declared_in_the_blocks_order_and_run_in_theirs() -> None:
     assert [n.id for n in ordered.archc_graph] == [n.id for n in plain.archc_graph]
 
 
-@pytest.mark.parametrize(("order", "message"), [
-    ("[norm, fcc]",
-     "module_order: 'fcc' is not a child module of block 'Post' \\(did you mean 'fc'"),
-    ("[norm, norm]", "module_order: 'norm' is named twice"),
-])
+@pytest.mark.parametrize(
+    ("order", "message"),
+    [
+        (
+            "[norm, fcc]",
+            "module_order: 'fcc' is not a child module of block 'Post' \\(did you mean 'fc'",
+        ),
+        ("[norm, norm]", "module_order: 'norm' is named twice"),
+    ],
+)
 def test_a_bad_module_order_is_a_positioned_error(order: str, message: str) -> None:
     with pytest.raises(SpecError, match=message) as info:
         api.compile_graph(POST_NORM.format(order=order))

@@ -36,7 +36,9 @@ def resnet18() -> tuple[nn.Module, nn.Module]:
     return _pair("resnet18", torchvision.models.resnet18())
 
 
-def test_hook_on_the_last_block_fires_with_torchvision_s_tensor(resnet18: tuple[nn.Module, nn.Module]) -> None:
+def test_hook_on_the_last_block_fires_with_torchvision_s_tensor(
+    resnet18: tuple[nn.Module, nn.Module],
+) -> None:
     ours, theirs = resnet18
     seen: dict[str, torch.Tensor] = {}
     ours.layer4[-1].register_forward_hook(lambda m, i, o: seen.__setitem__("ours", o))
@@ -48,11 +50,18 @@ def test_hook_on_the_last_block_fires_with_torchvision_s_tensor(resnet18: tuple[
     torch.testing.assert_close(seen["ours"], seen["theirs"])
 
 
-def test_submodules_index_slice_call_and_replace_like_torchvision(resnet18: tuple[nn.Module, nn.Module]) -> None:
+def test_submodules_index_slice_call_and_replace_like_torchvision(
+    resnet18: tuple[nn.Module, nn.Module],
+) -> None:
     ours, theirs = resnet18
     assert len(ours.layer1) == 2 and type(ours.layer4[-1]).__name__ == "BasicBlock"
-    assert [type(b).__name__ for b in ours.layer2] == ["BasicBlock", "BasicBlock"]  # downsample: optional
-    assert ours.layer1[0].downsample is None and isinstance(ours.layer2[0].downsample, nn.Sequential)
+    assert [type(b).__name__ for b in ours.layer2] == [
+        "BasicBlock",
+        "BasicBlock",
+    ]  # downsample: optional
+    assert ours.layer1[0].downsample is None and isinstance(
+        ours.layer2[0].downsample, nn.Sequential
+    )
     assert isinstance(ours.layer2[:1], nn.Sequential) and len(ours.layer2[:1]) == 1
     x = torch.randn(2, 64, 16, 16)
     with torch.no_grad():
@@ -71,14 +80,20 @@ def test_submodules_index_slice_call_and_replace_like_torchvision(resnet18: tupl
     assert clone(torch.randn(1, 3, 64, 64)).shape == (1, 256)
 
 
-def test_torchinfo_sees_every_stage_with_torchvision_s_shapes(resnet18: tuple[nn.Module, nn.Module]) -> None:
+def test_torchinfo_sees_every_stage_with_torchvision_s_shapes(
+    resnet18: tuple[nn.Module, nn.Module],
+) -> None:
     import torchinfo
 
     ours, theirs = resnet18
 
     def rows(model: nn.Module) -> list[tuple[int, str, list[int]]]:
         info = torchinfo.summary(model, input_size=(1, 3, 64, 64), depth=3, verbose=0)
-        return [(r.depth, r.var_name, r.output_size) for r in info.summary_list if r.depth and r.var_name != "flatten"]
+        return [
+            (r.depth, r.var_name, r.output_size)
+            for r in info.summary_list
+            if r.depth and r.var_name != "flatten"
+        ]
 
     mine = rows(ours)
     assert mine == rows(theirs)
@@ -86,10 +101,19 @@ def test_torchinfo_sees_every_stage_with_torchvision_s_shapes(resnet18: tuple[nn
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("spec", "nodes"), [
-    ("resnet50", ["layer1", "layer2.3", "layer3.0.downsample", "layer4.2.conv3", "avgpool", "fc"]),
-    ("googlenet", ["conv3", "inception3b", "inception4a.branch2", "maxpool4", "inception5b", "fc"]),
-])
+@pytest.mark.parametrize(
+    ("spec", "nodes"),
+    [
+        (
+            "resnet50",
+            ["layer1", "layer2.3", "layer3.0.downsample", "layer4.2.conv3", "avgpool", "fc"],
+        ),
+        (
+            "googlenet",
+            ["conv3", "inception3b", "inception4a.branch2", "maxpool4", "inception5b", "fc"],
+        ),
+    ],
+)
 def test_feature_extractor_with_torchvision_s_node_names(spec: str, nodes: list[str]) -> None:
     from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -133,7 +157,10 @@ def test_checkpointed_blocks_give_the_same_gradients(write_spec) -> None:
     plain = api.build(write_spec(CHECKPOINTED.replace("CKPT", "false")))
     ckpt = api.build(write_spec(CHECKPOINTED.replace("CKPT", "true")))
     ckpt.load_state_dict(plain.state_dict())
-    assert "torch.utils.checkpoint.checkpoint(self.block1, " in ckpt.code and "torch.utils" not in plain.code
+    assert (
+        "torch.utils.checkpoint.checkpoint(self.block1, " in ckpt.code
+        and "torch.utils" not in plain.code
+    )
     x = torch.randn(3, 4, 8, 8)
     grads = []
     for model in (plain, ckpt):
@@ -174,7 +201,9 @@ layers:
 """
 
 
-def test_any_name_add_module_accepts_compiles_exports_and_round_trips(write_spec, tmp_path: Path) -> None:
+def test_any_name_add_module_accepts_compiles_exports_and_round_trips(
+    write_spec, tmp_path: Path
+) -> None:
     from archc.cli import main
     from archc.compiler.export import export_python
 
@@ -182,8 +211,13 @@ def test_any_name_add_module_accepts_compiles_exports_and_round_trips(write_spec
     assert main(["check", str(path)]) == 0
     model = compile_and_verify(path)
     keys = list(model.state_dict())
-    assert {"block.block1-0.weight", "features.if.weight", "features.class.running_mean", "ünïcode.block1-0.bias",
-            "ﬁx.weight"} <= set(keys)
+    assert {
+        "block.block1-0.weight",
+        "features.if.weight",
+        "features.class.running_mean",
+        "ünïcode.block1-0.bias",
+        "ﬁx.weight",
+    } <= set(keys)
     source = export_python(model.archc_graph, None, str(path))
     assert source == model.code  # build runs exactly what export writes
     exported = execute(source, "names_export.py")["Names"]()
@@ -228,8 +262,14 @@ layers:
   - {linear: 3, name: fc}
 """
 # path -> runs in sequence (behaves like nn.Sequential)
-CONTAINER_KINDS = {"block": False, "features": True, "branch": True, "stage": True, "stage.2": False,
-                   "convs": True}
+CONTAINER_KINDS = {
+    "block": False,
+    "features": True,
+    "branch": True,
+    "stage": True,
+    "stage.2": False,
+    "convs": True,
+}
 
 
 class _Counted(nn.Module):
@@ -276,25 +316,41 @@ def test_every_named_container_is_a_module(write_spec) -> None:
         parent_path, _, leaf = path.rpartition(".")
         parent = model.get_submodule(parent_path)
         counted = _Counted(module)
-        setattr(parent, leaf, counted) if not leaf.isdigit() else parent.__setitem__(int(leaf), counted)
+        setattr(parent, leaf, counted) if not leaf.isdigit() else parent.__setitem__(
+            int(leaf), counted
+        )
         with torch.no_grad():
             torch.testing.assert_close(model(x), want)  # the replacement is what runs
         assert counted.calls == 1, path
-        setattr(parent, leaf, nn.Identity()) if not leaf.isdigit() else parent.__setitem__(int(leaf), nn.Identity())
+        setattr(parent, leaf, nn.Identity()) if not leaf.isdigit() else parent.__setitem__(
+            int(leaf), nn.Identity()
+        )
         with torch.no_grad():
             assert not torch.allclose(model(x), want), path
-        setattr(parent, leaf, module) if not leaf.isdigit() else parent.__setitem__(int(leaf), module)
+        setattr(parent, leaf, module) if not leaf.isdigit() else parent.__setitem__(
+            int(leaf), module
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.testing.assert_close(torch.jit.script(model)(x), want)
 
 
 def test_a_repeat_named_with_its_variable_names_each_repetition(write_spec) -> None:
-    model = api.build(write_spec("""
+    model = api.build(
+        write_spec("""
         input: [4, 8, 8]
         layers:
           - {conv: {out: 4, kernel: 1}, name: "c${i}", repeat: 2}
           - {conv: {out: 4, kernel: 1}, name: pair, repeat: 2}
-    """))
-    assert list(model.state_dict()) == ["c0.weight", "c0.bias", "c1.weight", "c1.bias", "pair.0.weight",
-                                        "pair.0.bias", "pair.1.weight", "pair.1.bias"]
+    """)
+    )
+    assert list(model.state_dict()) == [
+        "c0.weight",
+        "c0.bias",
+        "c1.weight",
+        "c1.bias",
+        "pair.0.weight",
+        "pair.0.bias",
+        "pair.1.weight",
+        "pair.1.bias",
+    ]

@@ -20,7 +20,9 @@ PLUGIN_DIR = REPO / "examples" / "plugin_op"
 
 def declares(cls: type[Op], fact: str) -> bool:
     """The fact is set by the op's own class or a family base, not inherited from Op's default."""
-    return any(fact in vars(klass) for klass in cls.__mro__ if klass is not Op and issubclass(klass, Op))
+    return any(
+        fact in vars(klass) for klass in cls.__mro__ if klass is not Op and issubclass(klass, Op)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,9 @@ def test_declared_facts_are_well_formed(registered: dict[str, Op]) -> None:
         assert not (op.autograd.view and op.autograd.side), name  # a view allocates nothing
         assert re.fullmatch(r"#[0-9a-f]{6}", op.colour), name
         assert isinstance(op.weighted, bool), name
-        assert not op.weighted or op.init_kind in ("conv", "linear"), name  # depth counts conv and linear layers
+        assert not op.weighted or op.init_kind in ("conv", "linear"), (
+            name
+        )  # depth counts conv and linear layers
 
 
 def test_no_stage_keeps_a_table_of_op_names() -> None:
@@ -68,7 +72,9 @@ def test_no_stage_keeps_a_table_of_op_names() -> None:
     quoted = re.compile(rf"""["']({alternatives})["']""")
     for module in ("analysis/memory.py", "compiler/ir.py"):
         text = (REPO / "archc" / module).read_text()
-        assert not quoted.findall(text), f"archc/{module} names ops: {sorted(set(quoted.findall(text)))}"
+        assert not quoted.findall(text), (
+            f"archc/{module} names ops: {sorted(set(quoted.findall(text)))}"
+        )
     diagram = (REPO / "archc" / "analysis" / "diagram.py").read_text()
     assert "#dbe8f6" not in diagram and ".colour" in diagram
 
@@ -87,7 +93,9 @@ def test_a_plugin_op_without_declarations_still_works_with_the_defaults(write_sp
             return inputs[0]
 
     try:
-        graph = api.compile_graph(write_spec("input: [4]\nlayers: [test_undeclared_op, {linear: 2}]\n"))
+        graph = api.compile_graph(
+            write_spec("input: [4]\nlayers: [test_undeclared_op, {linear: 2}]\n")
+        )
         assert training_memory(graph).peak["sgd"] > 0 and graph.depth == 1
     finally:
         del ops.REGISTRY["test_undeclared_op"]

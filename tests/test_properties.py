@@ -41,7 +41,10 @@ BLOCKS: dict[str, Any] = {
     "ConvBN": {
         "params": {"out": None, "k": 3, "act": True},
         "layers": [
-            {"conv": {"out": "$out", "kernel": "$k", "padding": "${k // 2}", "bias": False}, "name": "conv"},
+            {
+                "conv": {"out": "$out", "kernel": "$k", "padding": "${k // 2}", "bias": False},
+                "name": "conv",
+            },
             {"bn": None, "name": "bn"},
             {"relu": None, "name": "relu", "when": "$act"},
         ],
@@ -51,10 +54,26 @@ BLOCKS: dict[str, Any] = {
         "layers": [
             {
                 "add": [
-                    [{"ConvBN": {"out": "$planes", "k": 3}, "name": "a"},
-                     {"conv": {"out": "$planes", "kernel": 3, "stride": "$stride", "padding": 1}, "name": "b"}],
-                    {"seq": [{"conv": {"out": "$planes", "kernel": 1, "stride": "$stride"}}, "bn"],
-                     "name": "down", "when": "${stride != 1 or C != planes}"},
+                    [
+                        {"ConvBN": {"out": "$planes", "k": 3}, "name": "a"},
+                        {
+                            "conv": {
+                                "out": "$planes",
+                                "kernel": 3,
+                                "stride": "$stride",
+                                "padding": 1,
+                            },
+                            "name": "b",
+                        },
+                    ],
+                    {
+                        "seq": [
+                            {"conv": {"out": "$planes", "kernel": 1, "stride": "$stride"}},
+                            "bn",
+                        ],
+                        "name": "down",
+                        "when": "${stride != 1 or C != planes}",
+                    },
                 ],
                 "then": {"relu": None, "name": "relu"},
             }
@@ -66,7 +85,13 @@ BLOCKS: dict[str, Any] = {
             {
                 "concat": [
                     {"ConvBN": {"out": "$c1", "k": 1}, "name": "b1"},
-                    {"seq": [{"ConvBN": {"out": "$c2", "k": 1}}, {"ConvBN": {"out": "$c2", "k": 3, "act": False}}], "name": "b2"},
+                    {
+                        "seq": [
+                            {"ConvBN": {"out": "$c2", "k": 1}},
+                            {"ConvBN": {"out": "$c2", "k": 3, "act": False}},
+                        ],
+                        "name": "b2",
+                    },
                     [{"maxpool": {"kernel": 3, "stride": 1, "padding": 1}}],
                     [],
                 ]
@@ -81,7 +106,16 @@ BLOCKS: dict[str, Any] = {
     "Gate": {
         "params": {"channels": None},
         "layers": [
-            {"multiply": [[], [{"adaptive_avgpool": 1}, {"conv": {"out": "$channels", "kernel": 1}, "name": "fc"}, "sigmoid"]]}
+            {
+                "multiply": [
+                    [],
+                    [
+                        {"adaptive_avgpool": 1},
+                        {"conv": {"out": "$channels", "kernel": 1}, "name": "fc"},
+                        "sigmoid",
+                    ],
+                ]
+            }
         ],
     },
 }
@@ -131,18 +165,33 @@ class Gen:
             item, new = self.flat_item(shape, depth)
         else:
             item, new = self.spatial_item(shape, depth, top)
-        if top and isinstance(item, dict) and "name" not in item and "repeat" not in item and self.ints(0, 3) == 0:
+        if (
+            top
+            and isinstance(item, dict)
+            and "name" not in item
+            and "repeat" not in item
+            and self.ints(0, 3) == 0
+        ):
             self.counter += 1
             item["name"] = f"n{self.counter}"
-        if top and isinstance(item, dict) and isinstance(item.get("name"), str) and "repeat" not in item:
+        if (
+            top
+            and isinstance(item, dict)
+            and isinstance(item.get("name"), str)
+            and "repeat" not in item
+        ):
             self.names.append((item["name"], new))
         return item, new
 
     def flat_item(self, shape: Shape, depth: int) -> tuple[Any, Shape]:
-        kind = self.pick(["linear", "linear", "act", "bn", "dropout", "add", "concat", "repeat", "seq", "ln"])
+        kind = self.pick(
+            ["linear", "linear", "act", "bn", "dropout", "add", "concat", "repeat", "seq", "ln"]
+        )
         if kind == "linear":
             out = self.ints(1, 12)
-            return ({"linear": out} if self.flag() else {"linear": {"out": out, "bias": self.flag()}}), (out,)
+            return (
+                {"linear": out} if self.flag() else {"linear": {"out": out, "bias": self.flag()}}
+            ), (out,)
         if kind == "act":
             return self.pick(ACTIVATIONS), shape
         if kind == "bn":
@@ -167,8 +216,27 @@ class Gen:
     def spatial_item(self, shape: Shape, depth: int, top: bool) -> tuple[Any, Shape]:
         c, sp = shape[0], shape[1:]
         n = len(sp)
-        kinds = ["conv", "conv", "conv", "norm", "act", "act", "pool", "pool", "adaptive", "dropout",
-                 "flatten", "add", "concat", "block", "repeat", "seq", "gate", "upsample", "deconv"]
+        kinds = [
+            "conv",
+            "conv",
+            "conv",
+            "norm",
+            "act",
+            "act",
+            "pool",
+            "pool",
+            "adaptive",
+            "dropout",
+            "flatten",
+            "add",
+            "concat",
+            "block",
+            "repeat",
+            "seq",
+            "gate",
+            "upsample",
+            "deconv",
+        ]
         if top and self.names:
             kinds += ["ref", "ref"]
         kind = self.pick(kinds)
@@ -199,7 +267,10 @@ class Gen:
                 args["bias"] = False
             if self.ints(0, 6) == 0:
                 args["padding_mode"] = self.pick(["reflect", "replicate", "circular"])
-            new = tuple(size if same else conv_size(size, kk, stride, pp, d) for size, kk, pp in zip(sp, ks, p, strict=True))
+            new = tuple(
+                size if same else conv_size(size, kk, stride, pp, d)
+                for size, kk, pp in zip(sp, ks, p, strict=True)
+            )
             return {"conv": args}, (out, *new)
         if kind == "deconv":
             s = self.ints(1, 2)
@@ -214,7 +285,11 @@ class Gen:
         if kind == "norm":
             norm = self.pick(["bn", "bn", "gn", "ln", "lrn"])
             if norm == "bn":
-                return ("bn" if self.flag() else {"bn": {"affine": self.flag(), "track_running_stats": self.flag()}}), shape
+                return (
+                    "bn"
+                    if self.flag()
+                    else {"bn": {"affine": self.flag(), "track_running_stats": self.flag()}}
+                ), shape
             if norm == "gn":
                 return {"groupnorm": self.pick([g for g in range(1, c + 1) if c % g == 0])}, shape
             if norm == "ln":
@@ -249,7 +324,9 @@ class Gen:
             item = {op: args} if len(args) > 1 or self.flag() else {op: k}
             return item, (c, *new)
         if kind == "adaptive":
-            op = self.pick(["adaptive_avgpool", "adaptive_maxpool", "global_avgpool", "global_maxpool"])
+            op = self.pick(
+                ["adaptive_avgpool", "adaptive_maxpool", "global_avgpool", "global_maxpool"]
+            )
             if op.startswith("global"):
                 return op, (c, *([1] * n))
             size = self.ints(1, 3)
@@ -297,8 +374,12 @@ class Gen:
             return item, (out, *(conv_size(size, 1, stride, 0, 1) for size in sp))
         if kind == "concat":
             outs = [self.ints(1, 4) for _ in range(self.ints(2, 4))]
-            branches = [{"conv": {"out": o, "kernel": 3, "padding": 1}} if i % 2 else [{"conv": {"out": o, "kernel": 1}}, "relu"]
-                        for i, o in enumerate(outs)]
+            branches = [
+                {"conv": {"out": o, "kernel": 3, "padding": 1}}
+                if i % 2
+                else [{"conv": {"out": o, "kernel": 1}}, "relu"]
+                for i, o in enumerate(outs)
+            ]
             if self.flag():
                 branches.append([])
                 outs.append(c)
@@ -313,7 +394,10 @@ class Gen:
                 return item, (out, *(conv_size(size, k, 1, k // 2, 1) for size in sp))
             if block == "Residual":
                 planes, stride = self.ints(1, 6), self.pick([1, 2])
-                return {"Residual": {"planes": planes, "stride": stride}}, (planes, *(conv_size(size, 1, stride, 0, 1) for size in sp))
+                return {"Residual": {"planes": planes, "stride": stride}}, (
+                    planes,
+                    *(conv_size(size, 1, stride, 0, 1) for size in sp),
+                )
             if block == "Mixed":
                 c1 = self.ints(1, 4)
                 return {"Mixed": {"c1": c1}}, (c1 + 2 + c + c, *sp)
@@ -321,9 +405,16 @@ class Gen:
         if kind == "repeat":
             count = self.ints(0, 3)
             if self.flag():
-                return {"conv": {"out": "$C", "kernel": 3, "padding": 1}, "repeat": count, "then": ["bn", "relu"]}, shape
+                return {
+                    "conv": {"out": "$C", "kernel": 3, "padding": 1},
+                    "repeat": count,
+                    "then": ["bn", "relu"],
+                }, shape
             var = self.pick(["i", "j"])
-            item = {"ConvBN": {"out": f"${{C + {var}}}", "k": 1}, "repeat": {"count": count, "var": var} if var != "i" or self.flag() else count}
+            item = {
+                "ConvBN": {"out": f"${{C + {var}}}", "k": 1},
+                "repeat": {"count": count, "var": var} if var != "i" or self.flag() else count,
+            }
             return item, (c + sum(range(count)), *sp)  # out = C + index: c, c + 1, c + 1 + 2, ...
         items, new = self.items(shape, self.ints(1, 3), depth + 1)
         item = {"seq": items}
@@ -357,7 +448,10 @@ def specs(draw: Any) -> dict[str, Any]:
         spec["blocks"] = {name: BLOCKS[name] for name in BLOCKS if name in used}
     spec["layers"] = layers
     if draw(st.integers(0, 4)) == 0:
-        spec["init"] = {"conv": draw(st.sampled_from(["kaiming_normal", "xavier_uniform", "zeros"])), "linear": {"scheme": "normal", "std": 0.1}}
+        spec["init"] = {
+            "conv": draw(st.sampled_from(["kaiming_normal", "xavier_uniform", "zeros"])),
+            "linear": {"scheme": "normal", "std": 0.1},
+        }
     return spec
 
 
@@ -409,7 +503,10 @@ def check_compiled(spec: Any, monkeypatch: pytest.MonkeyPatch | None = None) -> 
             out = model(x)
         heads = [h for h in graph.heads if training or not h.train_only]
         outs = out if heads else (out,)
-        assert [tuple(o.shape[1:]) for o in outs] == [graph.shape_of(graph.output), *(graph.shape_of(h.node) for h in heads)]
+        assert [tuple(o.shape[1:]) for o in outs] == [
+            graph.shape_of(graph.output),
+            *(graph.shape_of(h.node) for h in heads),
+        ]
     assert torch.equal(x, x0)
     assert count_tensors(model) == (graph.total_params, graph.total_buffers)
     assert sum(p.numel() for p in model.parameters()) == graph.total_params
@@ -436,15 +533,35 @@ def compile_or_spec_error(text: str) -> Any:
         loaded = api.load(text)
         return loaded, api.compile_graph(loaded)
     except SpecError as exc:
-        assert exc.line is not None and exc.col is not None, f"SpecError without a position: {exc}\n{text}"
+        assert exc.line is not None and exc.col is not None, (
+            f"SpecError without a position: {exc}\n{text}"
+        )
         assert exc.pos is not None and exc.pos.source.line(exc.line) is not None, exc.render()
         event(f"SpecError: {exc.message.split(':')[0][:40]}")
         return None
 
 
-GENERATED = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
-MUTATED = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
-SLOW = {"max_examples": campaign_size(1500, floor=60), "deadline": None, "derandomize": False, "suppress_health_check": list(HealthCheck), "database": None}
+GENERATED = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
+MUTATED = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
+SLOW = {
+    "max_examples": campaign_size(1500, floor=60),
+    "deadline": None,
+    "derandomize": False,
+    "suppress_health_check": list(HealthCheck),
+    "database": None,
+}
 
 
 def run_generated(config: settings, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -470,7 +587,9 @@ def run_generated(config: settings, monkeypatch: pytest.MonkeyPatch) -> Counter[
     return stats
 
 
-def test_generated_specs_compile_exactly_or_fail_with_spec_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_generated_specs_compile_exactly_or_fail_with_spec_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     stats = run_generated(GENERATED, monkeypatch)
     assert stats["total"] >= 50
     assert stats["valid"] >= 0.5 * stats["total"], stats
@@ -486,14 +605,53 @@ def test_generated_specs_many(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 JUNK_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 70), st.floats(-2, 100, allow_nan=False),
-    st.sampled_from(["", "relu", "$", "${", "${C // 0}", "${1 +}", "$nope", "same", "x" * 50, "input", "${i}", "[1, 2]", "{a: 1}"]),
-    st.lists(st.integers(-1, 5), max_size=3), st.text(max_size=8),
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 70),
+    st.floats(-2, 100, allow_nan=False),
+    st.sampled_from(
+        [
+            "",
+            "relu",
+            "$",
+            "${",
+            "${C // 0}",
+            "${1 +}",
+            "$nope",
+            "same",
+            "x" * 50,
+            "input",
+            "${i}",
+            "[1, 2]",
+            "{a: 1}",
+        ]
+    ),
+    st.lists(st.integers(-1, 5), max_size=3),
+    st.text(max_size=8),
 )
-GARBAGE_LINES = st.sampled_from([
-    "{", "]", "- - -", "key: value: other", "  bad indent: [", "\t- relu", ": ", "&a [*a]", "!!python/object:os.system x",
-    "'unterminated", "? complex key", "%YAML 1.2", "---", "...", "- {conv: {out: 4, kernel: 3}", "@", "`tick`", "|", ">",
-])
+GARBAGE_LINES = st.sampled_from(
+    [
+        "{",
+        "]",
+        "- - -",
+        "key: value: other",
+        "  bad indent: [",
+        "\t- relu",
+        ": ",
+        "&a [*a]",
+        "!!python/object:os.system x",
+        "'unterminated",
+        "? complex key",
+        "%YAML 1.2",
+        "---",
+        "...",
+        "- {conv: {out: 4, kernel: 3}",
+        "@",
+        "`tick`",
+        "|",
+        ">",
+    ]
+)
 
 
 def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -523,20 +681,44 @@ def mutated(draw: Any) -> str:
         paths = _paths(spec)
         path = draw(st.sampled_from(paths))
         parent, key = _parent(spec, path), path[-1]
-        action = draw(st.sampled_from(["delete", "replace", "rename", "duplicate", "wrap", "garbage"]))
+        action = draw(
+            st.sampled_from(["delete", "replace", "rename", "duplicate", "wrap", "garbage"])
+        )
         event(f"mutation: {action}")
         if action == "delete":
             del parent[key]
         elif action == "replace":
             parent[key] = draw(JUNK_VALUES)
         elif action == "rename" and isinstance(parent, dict):
-            new = draw(st.sampled_from(["nmae", "from", "when", "repeat", "then", "head", "seq", "kernal", "out", "conv", "Foo", "input", "params"]))
+            new = draw(
+                st.sampled_from(
+                    [
+                        "nmae",
+                        "from",
+                        "when",
+                        "repeat",
+                        "then",
+                        "head",
+                        "seq",
+                        "kernal",
+                        "out",
+                        "conv",
+                        "Foo",
+                        "input",
+                        "params",
+                    ]
+                )
+            )
             if new not in parent:
                 parent[new] = parent.pop(key)
         elif action == "duplicate" and isinstance(parent, list):
             parent.insert(key, copy.deepcopy(parent[key]))
         elif action == "wrap":
-            parent[key] = draw(st.sampled_from([[parent[key]], {"seq": [parent[key]]}, {"repeat": 2}, {"x": parent[key]}]))
+            parent[key] = draw(
+                st.sampled_from(
+                    [[parent[key]], {"seq": [parent[key]]}, {"repeat": 2}, {"x": parent[key]}]
+                )
+            )
     text = to_yaml(spec)
     if draw(st.integers(0, 3)) == 0:
         lines = text.splitlines()
@@ -560,7 +742,11 @@ def run_mutated(config: settings, build: bool) -> Counter[str]:
         stats["compiled"] += 1
         loaded, graph = result
         # small enough to build: the module must still match its static analysis
-        if build and graph.total_params + graph.total_buffers < 2_000_000 and sum(math.prod(n.shape) for n in graph) < 2_000_000:
+        if (
+            build
+            and graph.total_params + graph.total_buffers < 2_000_000
+            and sum(math.prod(n.shape) for n in graph) < 2_000_000
+        ):
             check_compiled(loaded)
 
     check()
@@ -574,7 +760,9 @@ def test_mutated_specs_compile_or_raise_positioned_spec_errors() -> None:
 
 @pytest.mark.slow
 def test_mutated_specs_many() -> None:
-    stats = run_mutated(settings(**{**SLOW, "max_examples": campaign_size(2000, floor=200)}), build=True)
+    stats = run_mutated(
+        settings(**{**SLOW, "max_examples": campaign_size(2000, floor=200)}), build=True
+    )
     assert stats["error"] > 0 and stats["compiled"] > 0, stats
 
 
@@ -601,7 +789,9 @@ def test_shape_formulas_match_torch() -> None:
                         expected = pool_size(size, k, s, p, 1, ceil_mode)
                         if expected < 1:
                             continue
-                        got = torch.nn.functional.max_pool1d(torch.zeros(1, 1, size), k, s, p, ceil_mode=ceil_mode).shape[-1]
+                        got = torch.nn.functional.max_pool1d(
+                            torch.zeros(1, 1, size), k, s, p, ceil_mode=ceil_mode
+                        ).shape[-1]
                         assert got == expected, (size, k, s, p, ceil_mode)
 
 
@@ -613,27 +803,42 @@ def layout_specs(draw: Any) -> tuple[str, dict[str, tuple[str, ...] | None]]:
     init, a channels-last MLP (permute, layernorm, linear) and a token block (flatten, transpose,
     self-attention, back). Returns the spec and the layout each named node must have."""
     c, h, w = draw(st.integers(2, 6)) * 2, draw(st.integers(2, 5)), draw(st.integers(2, 5))
-    lines = [f"input: [{c}, {h}, {w}]", "layers:", f"  - {{conv: {{out: {c}, kernel: 1}}, name: stem}}"]
+    lines = [
+        f"input: [{c}, {h}, {w}]",
+        "layers:",
+        f"  - {{conv: {{out: {c}, kernel: 1}}, name: stem}}",
+    ]
     expect: dict[str, tuple[str, ...] | None] = {"stem": ("C", "H", "W")}
     for k in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["split", "chunk", "concat", "reduce", "parameter", "channels_last", "tokens"]))
+        kind = draw(
+            st.sampled_from(
+                ["split", "chunk", "concat", "reduce", "parameter", "channels_last", "tokens"]
+            )
+        )
         if kind == "split":
             first = draw(st.integers(1, c - 1))
-            lines += [f"  - {{split: [{first}, {c - first}], name: s{k}}}",
-                      f"  - {{conv: {{out: {c - first}, kernel: 1}}, from: s{k}.1, name: p{k}}}",
-                      f"  - {{concat: , from: [p{k}, s{k}.0], name: m{k}}}"]
+            lines += [
+                f"  - {{split: [{first}, {c - first}], name: s{k}}}",
+                f"  - {{conv: {{out: {c - first}, kernel: 1}}, from: s{k}.1, name: p{k}}}",
+                f"  - {{concat: , from: [p{k}, s{k}.0], name: m{k}}}",
+            ]
             expect[f"s{k}.1"] = expect[f"m{k}"] = ("C", "H", "W")
         elif kind == "chunk":
             dim = draw(st.integers(-2, 0))
             chunks = draw(st.integers(2, 3))
-            lines += [f"  - {{chunk: {{chunks: {chunks}, dim: {dim}}}, name: s{k}}}", f"  - {{concat: {{dim: {dim}}}, name: m{k}}}"]
+            lines += [
+                f"  - {{chunk: {{chunks: {chunks}, dim: {dim}}}, name: s{k}}}",
+                f"  - {{concat: {{dim: {dim}}}, name: m{k}}}",
+            ]
             expect[f"s{k}.0"] = expect[f"m{k}"] = ("C", "H", "W")
         elif kind == "concat":
             dim = draw(st.sampled_from([-1, 1]))  # doubles W or H; the pool halves it again
             kernel = [1, 2] if dim == -1 else [2, 1]
-            lines += [f"  - concat: {{dim: {dim}, branches: [[], [{{conv: "
-                      f"{{out: {c}, kernel: 3, padding: 1}}}}]]}}",
-                      f"  - {{avgpool: {{kernel: {kernel}}}, name: m{k}}}"]
+            lines += [
+                f"  - concat: {{dim: {dim}, branches: [[], [{{conv: "
+                f"{{out: {c}, kernel: 3, padding: 1}}}}]]}}",
+                f"  - {{avgpool: {{kernel: {kernel}}}, name: m{k}}}",
+            ]
             expect[f"m{k}"] = ("C", "H", "W")
         elif kind == "reduce":
             op, dim = draw(st.sampled_from(["sum", "mean"])), draw(st.sampled_from([1, 2, [1, 2]]))
@@ -641,26 +846,53 @@ def layout_specs(draw: Any) -> tuple[str, dict[str, tuple[str, ...] | None]]:
             lines.append(f"  - {{upsample: {{size: [{h}, {w}]}}}}")
             expect[f"r{k}"] = ("C", "H", "W")
         elif kind == "parameter":
-            init = draw(st.sampled_from(["zeros", "ones", "normal, std: 0.02", "trunc_normal, std: 0.5, a: -1.0, b: 1.0"]))
+            init = draw(
+                st.sampled_from(
+                    [
+                        "zeros",
+                        "ones",
+                        "normal, std: 0.02",
+                        "trunc_normal, std: 0.5, a: -1.0, b: 1.0",
+                    ]
+                )
+            )
             use = draw(st.sampled_from(["add", "multiply"]))
-            lines.append(f"  - {{parameter: {{shape: [{c}, 1, 1], use: {use}, init: {init}}}, name: t{k}}}")
+            lines.append(
+                f"  - {{parameter: {{shape: [{c}, 1, 1], use: {use}, init: {init}}}, name: t{k}}}"
+            )
         elif kind == "channels_last":
-            lines += [f"  - {{permute: [1, 2, 0], name: hwc{k}}}", f"  - {{layernorm: {{dims: 1}}, name: n{k}}}",
-                      f"  - {{linear: {{out: {c}, channels_last: true}}, name: l{k}}}", "  - permute: [2, 0, 1]"]
+            lines += [
+                f"  - {{permute: [1, 2, 0], name: hwc{k}}}",
+                f"  - {{layernorm: {{dims: 1}}, name: n{k}}}",
+                f"  - {{linear: {{out: {c}, channels_last: true}}, name: l{k}}}",
+                "  - permute: [2, 0, 1]",
+            ]
             expect[f"hwc{k}"] = expect[f"n{k}"] = expect[f"l{k}"] = ("H", "W", "C")
         else:
             heads = draw(st.sampled_from([1, 2]))
-            lines += [f"  - {{flatten: {{start: 1}}, name: f{k}}}", f"  - {{transpose: {{dim0: 0, dim1: 1}}, name: tok{k}}}",
-                      f"  - {{self_attention: {{heads: {heads}}}, name: a{k}}}", "  - transpose: {dim0: 0, dim1: 1}",
-                      f"  - {{unflatten: {{dim: 1, sizes: [{h}, {w}]}}, name: u{k}}}"]
+            lines += [
+                f"  - {{flatten: {{start: 1}}, name: f{k}}}",
+                f"  - {{transpose: {{dim0: 0, dim1: 1}}, name: tok{k}}}",
+                f"  - {{self_attention: {{heads: {heads}}}, name: a{k}}}",
+                "  - transpose: {dim0: 0, dim1: 1}",
+                f"  - {{unflatten: {{dim: 1, sizes: [{h}, {w}]}}, name: u{k}}}",
+            ]
             expect[f"f{k}"], expect[f"tok{k}"], expect[f"a{k}"] = ("C", "L"), ("L", "C"), ("L", "C")
             expect[f"u{k}"] = ("C", "H", "W")
     return "\n".join(lines) + "\n", expect
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
 @given(layout_specs())
-def test_layouts_and_several_outputs_match_runtime(case: tuple[str, dict[str, tuple[str, ...] | None]]) -> None:
+def test_layouts_and_several_outputs_match_runtime(
+    case: tuple[str, dict[str, tuple[str, ...] | None]],
+) -> None:
     """Static shapes, parameters and MACs (FlopCounterMode / 2, attention products included) equal
     the runtime's, and each node has the layout its items give it."""
     from torch.nn.attention import SDPBackend, sdpa_kernel

@@ -9,7 +9,9 @@ import pytest
 from archc.cli import main
 
 
-def test_report_html_missing_dir_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_html_missing_dir_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["report", "--html", str(tmp_path / "nope")]) == 1
     err = capsys.readouterr().err
     assert "error" in err and "nope" in err and "Traceback" not in err

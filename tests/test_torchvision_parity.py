@@ -77,7 +77,9 @@ def perturb_norms(model: nn.Module, seed: int = 0) -> None:
     gen = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.empty_like(m.running_mean).uniform_(-0.2, 0.2, generator=gen))
+            m.running_mean.copy_(
+                torch.empty_like(m.running_mean).uniform_(-0.2, 0.2, generator=gen)
+            )
             m.running_var.copy_(torch.empty_like(m.running_var).uniform_(0.5, 2.0, generator=gen))
             m.weight.copy_(torch.empty_like(m.weight).uniform_(0.5, 1.5, generator=gen))
             m.bias.copy_(torch.empty_like(m.bias).uniform_(-0.2, 0.2, generator=gen))
@@ -94,7 +96,9 @@ def assert_same_layers(ours: nn.Module, theirs: nn.Module) -> None:
     (a class torchvision defines itself, LayerNorm2d or CNBlock, is a generated class of its name,
     or of its name with a suffix where calls of one block differ in their forward: CNBlock_2)."""
     for name, module in theirs.named_modules():
-        own = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
+        own = list(module.named_parameters(recurse=False)) + list(
+            module.named_buffers(recurse=False)
+        )
         if not own or not name:  # the root's own tensors (ViT's class_token) are checked by key
             continue
         mine = ours.get_submodule(name)
@@ -151,7 +155,11 @@ def test_flop_counter_equals_static_macs(spec: str, case: str) -> None:
     model = api.build(SPECS / f"{spec}.yaml").eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, *entry["input_shape"]))
-    assert counter.get_total_flops() == 2 * model.archc_graph.total_macs == entry["forward_flops_batch1"]
+    assert (
+        counter.get_total_flops()
+        == 2 * model.archc_graph.total_macs
+        == entry["forward_flops_batch1"]
+    )
 
 
 def test_googlenet_aux_heads_train_like_torchvision() -> None:
@@ -161,7 +169,10 @@ def test_googlenet_aux_heads_train_like_torchvision() -> None:
     theirs = torchvision.models.googlenet(aux_logits=True, init_weights=True).train()
     ours = compiled("googlenet", {"aux": True}).train()
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    assert [(h.name, h.loss_weight, h.train_only) for h in ours.archc_heads] == [("aux2", 0.3, True), ("aux1", 0.3, True)]
+    assert [(h.name, h.loss_weight, h.train_only) for h in ours.archc_heads] == [
+        ("aux2", 0.3, True),
+        ("aux1", 0.3, True),
+    ]
     x = torch.randn(2, 3, 224, 224)
     torch.manual_seed(1)
     main, aux2, aux1 = ours(x)
@@ -184,7 +195,9 @@ def test_inception_v3_aux_head_matches_torchvision() -> None:
     theirs = torchvision.models.inception_v3(aux_logits=True, init_weights=True).train()
     perturb_norms(theirs)
     ours = compiled("inception_v3", {"aux": True}).train()
-    assert ours.archc_graph.total_params == sum(p.numel() for p in theirs.parameters()) == 27_161_264
+    assert (
+        ours.archc_graph.total_params == sum(p.numel() for p in theirs.parameters()) == 27_161_264
+    )
     assert list(ours.state_dict()) == list(theirs.state_dict())
     ours.load_state_dict(theirs.state_dict(), strict=True)
     assert_same_layers(ours, theirs)
@@ -222,8 +235,12 @@ def test_wide_resnet50_2_is_resnet50_with_width_128() -> None:
     with torch.device("meta"):
         theirs = torchvision.models.wide_resnet50_2()
     ours = compiled("resnet50", {"width": 128}, device="meta")
-    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]
-    assert ours.archc_graph.total_params == sum(p.numel() for p in theirs.parameters()) == 68_883_240
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [
+        (k, v.shape) for k, v in theirs.state_dict().items()
+    ]
+    assert (
+        ours.archc_graph.total_params == sum(p.numel() for p in theirs.parameters()) == 68_883_240
+    )
 
 
 @pytest.mark.parametrize("case", ["resnet18", "vgg11_bn", "googlenet"])
@@ -239,6 +256,8 @@ def test_num_classes_changes_only_the_classifier(case: str) -> None:
     assert all(small[k].shape[0] == 10 for k in changed)
 
 
-@pytest.mark.skipif(not SHARED_REFERENCE.is_file(), reason="no ../shared/reference beside this checkout")
+@pytest.mark.skipif(
+    not SHARED_REFERENCE.is_file(), reason="no ../shared/reference beside this checkout"
+)
 def test_the_copied_reference_is_the_shared_one() -> None:
     assert REFERENCE_FILE.read_bytes() == SHARED_REFERENCE.read_bytes()

@@ -90,7 +90,10 @@ def meta_device() -> Iterator[None]:
         with torch.device("cpu"):
             return widths(cls, *args, **kwargs)
 
-    with mock.patch.object(BlockParams, "from_init_params", classmethod(on_cpu)), torch.device("meta"):
+    with (
+        mock.patch.object(BlockParams, "from_init_params", classmethod(on_cpu)),
+        torch.device("meta"),
+    ):
         yield
 
 
@@ -112,7 +115,9 @@ def test_keys_shapes_params_and_macs_equal_torchvision(name: str) -> None:
     with meta_device():
         ours = build_module(graph, None)
         theirs = torchvision_model(name).eval()
-    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [
+        (k, v.shape) for k, v in theirs.state_dict().items()
+    ]
     meta = published(name)
     assert graph.total_params == meta["num_params"]
     assert round(graph.total_macs / 1e9, 3) == meta["_ops"]
@@ -171,8 +176,13 @@ def test_convnext_trains_as_torchvisions_same_stochastic_depth_draws() -> None:
 # A MaxViT small enough for every test run: stages of 16x16 down to 2x2 maps, partition size 2
 # (window and grid attention both non-trivial in the first stages), as spec overrides and as
 # torchvision's own MaxVit constructor arguments.
-SMALL_MAXVIT = {"stem_channels": 16, "block_channels": [16, 32, 48, 64],
-                "block_layers": [1, 2, 1, 1], "head_dim": 8, "partition_size": 2}
+SMALL_MAXVIT = {
+    "stem_channels": 16,
+    "block_channels": [16, 32, 48, 64],
+    "block_layers": [1, 2, 1, 1],
+    "head_dim": 8,
+    "partition_size": 2,
+}
 
 
 def small_maxvits() -> tuple[nn.Module, nn.Module]:
@@ -247,13 +257,25 @@ def test_a_variant_is_its_family_spec_with_the_variants_parameters() -> None:
 
 
 # stand-alone files that a family's variant now names (kept for the paths docs and users cite)
-SHADOWED = ["resnet18", "resnet34", "resnet50", "resnet101", "vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn",
-            "vgg19", "vgg19_bn"]
+SHADOWED = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+]
 
 
 @pytest.mark.parametrize("name", SHADOWED)
 def test_a_stand_alone_file_is_the_same_model_as_its_family_variant(name: str) -> None:
     """specs/resnet18.yaml and `resnet18` (resnet.yaml's variant): node for node the same graph."""
+
     def nodes(spec: Any) -> list[tuple[Any, ...]]:
         return [(n.id, n.op, n.args, n.shape, n.params, n.module) for n in api.compile_graph(spec)]
 

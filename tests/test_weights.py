@@ -38,7 +38,9 @@ def lenet(**overrides: object) -> torch.nn.Module:
     return api.build(SPECS / "lenet5.yaml", **overrides)
 
 
-def test_torchvision_weights_load_into_the_spec(resnet18_file: tuple[Path, torch.nn.Module]) -> None:
+def test_torchvision_weights_load_into_the_spec(
+    resnet18_file: tuple[Path, torch.nn.Module],
+) -> None:
     path, theirs = resnet18_file
     ours = api.build(SPECS / "resnet18.yaml").eval()
     load_weights(ours, path)
@@ -67,12 +69,19 @@ def test_accepted_layouts(tmp_path: Path, wrap: str) -> None:
     assert all(torch.equal(target.state_dict()[k], v) for k, v in state.items())
 
 
-def test_archc_build_save_then_init_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_archc_build_save_then_init_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`archc build --save` writes {"state_dict": ..., "spec_text":
     ...}; --init-from reads it back."""
     saved = tmp_path / "lenet.pt"
-    assert main(["build", str(SPECS / "lenet5.yaml"), "--save", str(saved), "--format", "json"]) == 0
-    assert main(["build", str(SPECS / "lenet5.yaml"), "--init-from", str(saved), "--format", "json"]) == 0
+    assert (
+        main(["build", str(SPECS / "lenet5.yaml"), "--save", str(saved), "--format", "json"]) == 0
+    )
+    assert (
+        main(["build", str(SPECS / "lenet5.yaml"), "--init-from", str(saved), "--format", "json"])
+        == 0
+    )
     capsys.readouterr()
     model = lenet()
     load_weights(model, saved)
@@ -87,7 +96,10 @@ def test_missing_keys_are_listed_with_counts(resnet18_file: tuple[Path, torch.nn
     with pytest.raises(WeightsError) as info:
         load_weights(ours, path)
     message = str(info.value)
-    assert f"missing {len(missing)}: " + ", ".join(missing[:10]) + f" (+{len(missing) - 10} more)" in message
+    assert (
+        f"missing {len(missing)}: " + ", ".join(missing[:10]) + f" (+{len(missing) - 10} more)"
+        in message
+    )
     assert "unexpected" not in message and "shape mismatch" not in message
 
 
@@ -95,11 +107,17 @@ def test_shape_mismatch_names_both_shapes(resnet18_file: tuple[Path, torch.nn.Mo
     path, _ = resnet18_file
     ours = api.build(SPECS / "resnet18.yaml", num_classes=10)
     before = {k: v.clone() for k, v in ours.state_dict().items()}
-    with pytest.raises(WeightsError, match=re.escape(
+    with pytest.raises(
+        WeightsError,
+        match=re.escape(
             "shape mismatch 2: fc.weight [1000, 512] vs "
-            "model [10, 512], fc.bias [1000] vs model [10]")):
+            "model [10, 512], fc.bias [1000] vs model [10]"
+        ),
+    ):
         load_weights(ours, path)
-    assert all(torch.equal(before[k], v) for k, v in ours.state_dict().items()), "a failed load changes nothing"
+    assert all(torch.equal(before[k], v) for k, v in ours.state_dict().items()), (
+        "a failed load changes nothing"
+    )
 
 
 def test_unexpected_and_missing_together(tmp_path: Path) -> None:
@@ -109,8 +127,10 @@ def test_unexpected_and_missing_together(tmp_path: Path) -> None:
     torch.save(state, tmp_path / "w.pt")
     with pytest.raises(WeightsError) as info:
         load_weights(lenet(), tmp_path / "w.pt")
-    assert str(info.value) == (f"weights in {tmp_path / 'w.pt'} do not fit the model: "
-                               "missing 1: layer1.conv1.bias; unexpected 1: layer3.fc4.weight")
+    assert str(info.value) == (
+        f"weights in {tmp_path / 'w.pt'} do not fit the model: "
+        "missing 1: layer1.conv1.bias; unexpected 1: layer3.fc4.weight"
+    )
 
 
 def test_mismatch_report_is_empty_when_it_fits() -> None:
@@ -118,14 +138,17 @@ def test_mismatch_report_is_empty_when_it_fits() -> None:
     assert mismatch_report(state, dict(state)) == []
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "no such file"),
-    (b"this is not a torch file", "is not a readable torch file"),
-    ([1, 2, 3], "holds no model weights"),
-    ({"epoch": 3}, "holds no model weights"),
-    ({"state_dict": {"a": 1}}, "holds no model weights"),
-    ({"w": NotATensor()}, "refusing to load"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"this is not a torch file", "is not a readable torch file"),
+        ([1, 2, 3], "holds no model weights"),
+        ({"epoch": 3}, "holds no model weights"),
+        ({"state_dict": {"a": 1}}, "holds no model weights"),
+        ({"w": NotATensor()}, "refusing to load"),
+    ],
+)
 def test_unreadable_files(tmp_path: Path, content: object, message: str) -> None:
     path = tmp_path / "w.pt"
     if isinstance(content, bytes):
@@ -136,9 +159,25 @@ def test_unreadable_files(tmp_path: Path, content: object, message: str) -> None
         read_state_dict(path)
 
 
-def test_cli_reports_a_mismatch_and_exits_1(resnet18_file: tuple[Path, torch.nn.Module],
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_a_mismatch_and_exits_1(
+    resnet18_file: tuple[Path, torch.nn.Module], capsys: pytest.CaptureFixture[str]
+) -> None:
     path, _ = resnet18_file
-    assert main(["build", str(SPECS / "resnet18.yaml"), "--set", "num_classes=10", "--init-from", str(path)]) == 1
+    assert (
+        main(
+            [
+                "build",
+                str(SPECS / "resnet18.yaml"),
+                "--set",
+                "num_classes=10",
+                "--init-from",
+                str(path),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
-    assert err.startswith("error: --init-from: weights in") and "fc.weight [1000, 512] vs model [10, 512]" in err
+    assert (
+        err.startswith("error: --init-from: weights in")
+        and "fc.weight [1000, 512] vs model [10, 512]" in err
+    )

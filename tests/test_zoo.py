@@ -99,17 +99,68 @@ EXPECTED_PARAMS = {
     "nin": 1_992_166,
     "se_resnet20": 272_095,
 }
-IMAGENET = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "googlenet",
-            "inception_v3", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
-            "resnet", "vgg", "densenet", "squeezenet", "mnasnet", "shufflenet_v2", "mobilenet_v3", "efficientnet",
-            "efficientnet_v2", "regnet", "convnext", "vit", "swin", "swin_v2", "maxvit"}
+IMAGENET = {
+    "alexnet",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+    "googlenet",
+    "inception_v3",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "mobilenet_v2",
+    "resnet",
+    "vgg",
+    "densenet",
+    "squeezenet",
+    "mnasnet",
+    "shufflenet_v2",
+    "mobilenet_v3",
+    "efficientnet",
+    "efficientnet_v2",
+    "regnet",
+    "convnext",
+    "vit",
+    "swin",
+    "swin_v2",
+    "maxvit",
+}
 OUTPUT_SHAPES = {name: (1000,) if name in IMAGENET else (10,) for name in EXPECTED_PARAMS}
 OUTPUT_SHAPES["inception_block_v3"] = (256, 35, 35)
 # A training step on these takes several seconds each (100M+ parameters or 224x224 ResNets): their
 # train step runs on the meta device.
-HEAVY = {"vgg11", "vgg11_bn", "vgg13", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "vgg11_d2l", "resnet34", "resnet50",
-         "resnet101", "inception_v3", "resnet", "vgg", "densenet", "squeezenet", "efficientnet", "efficientnet_v2",
-         "regnet", "convnext", "vit", "swin", "swin_v2", "maxvit"}
+HEAVY = {
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+    "vgg11_d2l",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "inception_v3",
+    "resnet",
+    "vgg",
+    "densenet",
+    "squeezenet",
+    "efficientnet",
+    "efficientnet_v2",
+    "regnet",
+    "convnext",
+    "vit",
+    "swin",
+    "swin_v2",
+    "maxvit",
+}
 
 # (spec, overrides, params): the documented switches of the specs.
 VARIANTS: list[tuple[str, dict[str, Any], int]] = [
@@ -153,7 +204,9 @@ def test_compiles_with_the_expected_figures(name: str) -> None:
     assert graph.total_params == EXPECTED_PARAMS[name]
     assert graph.shape_of(graph.output) == OUTPUT_SHAPES[name]
     assert spec.model.description
-    assert not graph.heads  # aux heads are opt-in (aux=true), so default counts are the inference models
+    assert (
+        not graph.heads
+    )  # aux heads are opt-in (aux=true), so default counts are the inference models
 
 
 MAC_UNITS = {"K": 10**3, "M": 10**6, "G": 10**9}
@@ -163,7 +216,9 @@ MAC_UNITS = {"K": 10**3, "M": 10**6, "G": 10**9}
 def test_header_states_what_it_compiles_to(name: str) -> None:
     """The leading comment says what the spec reproduces, with its parameter count and MACs."""
     text = (SPECS / f"{name}.yaml").read_text()
-    header = "\n".join(line for line in text.split("\nname:")[0].splitlines() if line.startswith("#"))
+    header = "\n".join(
+        line for line in text.split("\nname:")[0].splitlines() if line.startswith("#")
+    )
     assert header, "a spec starts with a comment saying what it reproduces"
     graph = api.compile_graph(SPECS / f"{name}.yaml")
     params = re.search(r"([\d,]+) params", header)
@@ -179,11 +234,16 @@ def test_documented_switches(name: str, overrides: dict[str, Any], params: int) 
     assert api.compile_graph(SPECS / f"{name}.yaml", **overrides).total_params == params
 
 
-@pytest.mark.parametrize(("plain", "bn"), [("vgg11", "vgg11_bn"), ("vgg16", "vgg16_bn"), ("vgg19", "vgg19_bn")])
+@pytest.mark.parametrize(
+    ("plain", "bn"), [("vgg11", "vgg11_bn"), ("vgg16", "vgg16_bn"), ("vgg19", "vgg19_bn")]
+)
 def test_vgg_bn_switch_gives_the_bn_spec(plain: str, bn: str) -> None:
     """`--set bn=true` on vggN is vggN_bn node for node (same names, ops and shapes)."""
+
     def nodes(name: str, **overrides: Any) -> list[tuple[str, str, tuple[int, ...]]]:
-        return [(n.id, n.op, n.shape) for n in api.compile_graph(SPECS / f"{name}.yaml", **overrides)]
+        return [
+            (n.id, n.op, n.shape) for n in api.compile_graph(SPECS / f"{name}.yaml", **overrides)
+        ]
 
     assert nodes(plain, bn=True) == nodes(bn)
     assert nodes(bn, bn=False) == nodes(plain)
@@ -240,12 +300,23 @@ def test_aux_heads_are_train_only_outputs(name: str) -> None:
     model = api.build(SPECS / f"{name}.yaml", aux=True)
     graph = model.archc_graph
     # outputs in torchvision's and the post's order (main, aux2, aux1); aux1's modules come first
-    assert [(h.name, h.loss_weight, h.train_only) for h in model.archc_heads] == [("aux2", 0.3, True), ("aux1", 0.3, True)]
-    assert list(dict.fromkeys(k.split(".")[0] for k in model.state_dict() if k.startswith("aux"))) == ["aux1", "aux2"]
+    assert [(h.name, h.loss_weight, h.train_only) for h in model.archc_heads] == [
+        ("aux2", 0.3, True),
+        ("aux1", 0.3, True),
+    ]
+    assert list(
+        dict.fromkeys(k.split(".")[0] for k in model.state_dict() if k.startswith("aux"))
+    ) == ["aux1", "aux2"]
     # the heads read 4a and 4d; the main flow goes on from 5b past the head declarations
     assert graph.nodes["avgpool"].inputs == ["inception5b.concat"]
-    assert graph.nodes["aux1.averagePool" if name == "googlenet_cifar" else "aux1.0"].inputs == ["inception4a.concat"]
-    assert graph.macs(include_train_only=True) > graph.total_macs == api.compile_graph(SPECS / f"{name}.yaml").total_macs
+    assert graph.nodes["aux1.averagePool" if name == "googlenet_cifar" else "aux1.0"].inputs == [
+        "inception4a.concat"
+    ]
+    assert (
+        graph.macs(include_train_only=True)
+        > graph.total_macs
+        == api.compile_graph(SPECS / f"{name}.yaml").total_macs
+    )
     x = torch.randn(2, *graph.input_shape)
     classes = OUTPUT_SHAPES[name][0]
     outs = model.train()(x)
@@ -271,21 +342,36 @@ def test_alexnet_small_compiles_for_the_demo_image_size() -> None:
 
 def nin_d2l() -> nn.Sequential:
     """d2l's NiN (section 7.3), verbatim apart from names."""
+
     def nin_block(cin: int, cout: int, k: int, s: int, p: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, k, s, p), nn.ReLU(), nn.Conv2d(cout, cout, 1), nn.ReLU(),
-                             nn.Conv2d(cout, cout, 1), nn.ReLU())
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, k, s, p),
+            nn.ReLU(),
+            nn.Conv2d(cout, cout, 1),
+            nn.ReLU(),
+            nn.Conv2d(cout, cout, 1),
+            nn.ReLU(),
+        )
 
     return nn.Sequential(
-        nin_block(1, 96, 11, 4, 0), nn.MaxPool2d(3, stride=2), nin_block(96, 256, 5, 1, 2), nn.MaxPool2d(3, stride=2),
-        nin_block(256, 384, 3, 1, 1), nn.MaxPool2d(3, stride=2), nn.Dropout(0.5), nin_block(384, 10, 3, 1, 1),
-        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
+        nin_block(1, 96, 11, 4, 0),
+        nn.MaxPool2d(3, stride=2),
+        nin_block(96, 256, 5, 1, 2),
+        nn.MaxPool2d(3, stride=2),
+        nin_block(256, 384, 3, 1, 1),
+        nn.MaxPool2d(3, stride=2),
+        nn.Dropout(0.5),
+        nin_block(384, 10, 3, 1, 1),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
     )
 
 
 def densenet_bc_100() -> nn.Module:
     """torchvision's DenseNet with the CIFAR stem (one 3x3 conv, no BN/ReLU/pool before block 1)."""
-    model = torchvision.models.DenseNet(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, bn_size=4,
-                                        num_classes=10)
+    model = torchvision.models.DenseNet(
+        growth_rate=12, block_config=(16, 16, 16), num_init_features=24, bn_size=4, num_classes=10
+    )
     model.features.conv0 = nn.Conv2d(3, 24, kernel_size=3, padding=1, bias=False)
     model.features.norm0 = nn.Identity()
     model.features.relu0 = nn.Identity()
@@ -304,7 +390,11 @@ class SEBasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.se = SqueezeExcitation(planes, planes // 16)
-        self.shortcut = ref.PadShortcut(in_planes, planes) if stride != 1 or in_planes != planes else nn.Identity()
+        self.shortcut = (
+            ref.PadShortcut(in_planes, planes)
+            if stride != 1 or in_planes != planes
+            else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -320,8 +410,16 @@ class SEResNet20(nn.Module):
         blocks = []
         in_planes = 16
         for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            blocks.append(nn.Sequential(*(SEBasicBlock(in_planes if i == 0 else planes, planes, stride if i == 0 else 1)
-                                          for i in range(3))))
+            blocks.append(
+                nn.Sequential(
+                    *(
+                        SEBasicBlock(
+                            in_planes if i == 0 else planes, planes, stride if i == 0 else 1
+                        )
+                        for i in range(3)
+                    )
+                )
+            )
             in_planes = planes
         self.layer1, self.layer2, self.layer3 = blocks
         self.linear = nn.Linear(64, 10)
@@ -348,8 +446,12 @@ GROUND_TRUTH: list[tuple[str, dict[str, Any], Callable[[], nn.Module], bool]] = 
     ("inception_cifar", {}, ref.inception_cifar, True),
     ("googlenet_cifar", {}, ref.googlenet_cifar, True),
     ("googlenet_cifar", {"aux": True}, lambda: ref.googlenet_cifar(aux_logits=True), True),
-    ("googlenet_cifar", {"conv_bias": False, "bn_eps": 0.001},
-     lambda: ref.googlenet_cifar(conv_bias=False, bn_eps=1e-3), True),
+    (
+        "googlenet_cifar",
+        {"conv_bias": False, "bn_eps": 0.001},
+        lambda: ref.googlenet_cifar(conv_bias=False, bn_eps=1e-3),
+        True,
+    ),
     ("inception_block_v3", {}, ref.inception_block_v3, True),
     ("resnet20", {}, ref.resnet20, True),
     ("resnet32", {}, ref.resnet32, True),
@@ -366,16 +468,22 @@ def perturb_norms(model: nn.Module) -> None:
     gen = torch.Generator().manual_seed(0)
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.empty_like(m.running_mean).uniform_(-0.2, 0.2, generator=gen))
+            m.running_mean.copy_(
+                torch.empty_like(m.running_mean).uniform_(-0.2, 0.2, generator=gen)
+            )
             m.running_var.copy_(torch.empty_like(m.running_var).uniform_(0.5, 2.0, generator=gen))
             m.weight.copy_(torch.empty_like(m.weight).uniform_(0.5, 1.5, generator=gen))
             m.bias.copy_(torch.empty_like(m.bias).uniform_(-0.2, 0.2, generator=gen))
 
 
-@pytest.mark.parametrize(("name", "overrides", "builder", "ordered"), GROUND_TRUTH,
-                         ids=[f"{n}{''.join(f'-{k}={v}' for k, v in o.items())}" for n, o, _, _ in GROUND_TRUTH])
-def test_equals_the_ground_truth_model(name: str, overrides: dict[str, Any], builder: Callable[[], nn.Module],
-                                       ordered: bool) -> None:
+@pytest.mark.parametrize(
+    ("name", "overrides", "builder", "ordered"),
+    GROUND_TRUTH,
+    ids=[f"{n}{''.join(f'-{k}={v}' for k, v in o.items())}" for n, o, _, _ in GROUND_TRUTH],
+)
+def test_equals_the_ground_truth_model(
+    name: str, overrides: dict[str, Any], builder: Callable[[], nn.Module], ordered: bool
+) -> None:
     """Same state_dict keys and shapes, same layer arguments, same
     eval outputs after a strict load."""
     torch.manual_seed(0)
@@ -405,7 +513,14 @@ def test_exported_resnet20_runs_without_archc() -> None:
     """`archc export` writes the shortcut ops as plain torch code: same keys, same outputs."""
     model = api.build(SPECS / "resnet20.yaml").eval()
     namespace: dict[str, Any] = {}
-    exec(compile(export_python(model.archc_graph, None, "specs/resnet20.yaml"), "resnet20_export.py", "exec"), namespace)
+    exec(
+        compile(
+            export_python(model.archc_graph, None, "specs/resnet20.yaml"),
+            "resnet20_export.py",
+            "exec",
+        ),
+        namespace,
+    )
     standalone = namespace["Resnet20"]().eval()
     standalone.load_state_dict(model.state_dict(), strict=True)
     x = torch.randn(2, 3, 32, 32)
@@ -437,7 +552,9 @@ def test_zoo_json_lists_every_spec(capsys: pytest.CaptureFixture[str]) -> None:
         assert (row["params"], row["macs"]) == (graph.total_params, graph.total_macs)
         assert tuple(row["input"]) == graph.input_shape
         if row["name"] in published:
-            assert row["torchvision"] == {k: published[row["name"]][k] for k in ("num_params", "gmacs")}
+            assert row["torchvision"] == {
+                k: published[row["name"]][k] for k in ("num_params", "gmacs")
+            }
             assert row["params"] == row["torchvision"]["num_params"]
         else:
             assert row["torchvision"] is None
@@ -452,8 +569,9 @@ def zoo_collection() -> tuple[list[Any], list[SpecError]]:
     return collect(default_specs_dir())
 
 
-def test_zoo_table_has_a_row_per_spec(capsys: pytest.CaptureFixture[str],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zoo_table_has_a_row_per_spec(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import archc.commands.zoo
 
     def shared(specs_dir: Path) -> tuple[list[Any], list[SpecError]]:
@@ -472,27 +590,45 @@ def test_zoo_table_has_a_row_per_spec(capsys: pytest.CaptureFixture[str],
 def test_docs_zoo_md_is_the_commands_output() -> None:
     entries, errors = zoo_collection()
     assert not errors
-    assert (REPO / "docs" / "zoo.md").read_text() == render_markdown(entries), \
+    assert (REPO / "docs" / "zoo.md").read_text() == render_markdown(entries), (
         "regenerate with: archc zoo --format markdown > docs/zoo.md"
+    )
 
 
 def test_zoo_does_not_import_torch() -> None:
-    code = ("import sys, io, contextlib\nfrom archc.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    rc = main(['zoo', '--format', 'json'])\nassert rc == 0, rc\n"
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('torch', 'torchvision', 'numpy'))\nassert not heavy, heavy\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    code = (
+        "import sys, io, contextlib\nfrom archc.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    rc = main(['zoo', '--format', 'json'])\nassert rc == 0, rc\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'torchvision', 'numpy'))\nassert not heavy, heavy\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
 
 
-def test_zoo_reports_a_broken_spec_and_lists_the_rest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "good.yaml").write_text("# A one-layer net.\ninput: [3, 8, 8]\nlayers:\n  - {conv: {out: 4, kernel: 3}}\n")
-    (tmp_path / "bad.yaml").write_text("input: [3, 8, 8]\nlayers:\n  - {conv: {out: 4, kernel: 9}}\n")
+def test_zoo_reports_a_broken_spec_and_lists_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "good.yaml").write_text(
+        "# A one-layer net.\ninput: [3, 8, 8]\nlayers:\n  - {conv: {out: 4, kernel: 3}}\n"
+    )
+    (tmp_path / "bad.yaml").write_text(
+        "input: [3, 8, 8]\nlayers:\n  - {conv: {out: 4, kernel: 9}}\n"
+    )
     assert main(["zoo", "--specs-dir", str(tmp_path), "--format", "json"]) == 1
     out = capsys.readouterr()
     rows = json.loads(out.out)
-    assert [(r["name"], r["params"], r["macs"], r["description"]) for r in rows] == [("good", 112, 3 * 4 * 9 * 36, "A one-layer net.")]
+    assert [(r["name"], r["params"], r["macs"], r["description"]) for r in rows] == [
+        ("good", 112, 3 * 4 * 9 * 36, "A one-layer net.")
+    ]
     assert "bad.yaml:3" in out.err and "does not fit" in out.err
 
 
@@ -505,7 +641,13 @@ def test_zoo_without_specs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_zoo_helpers() -> None:
     assert default_specs_dir().resolve() == SPECS  # archc/specs, the package data, links to specs/
-    assert [si(n) for n in (999, 417_000, 12_078_448, 1_814_073_344, 125_485_696)] == ["999", "417K", "12.1M", "1.81G", "125M"]
+    assert [si(n) for n in (999, 417_000, 12_078_448, 1_814_073_344, 125_485_696)] == [
+        "999",
+        "417K",
+        "12.1M",
+        "1.81G",
+        "125M",
+    ]
     assert header_line("\n# first line\n# second\nname: x\n") == "first line"
     assert header_line("name: x\n# late comment\n") == ""
 
@@ -513,12 +655,20 @@ def test_zoo_helpers() -> None:
 def test_models_load_by_name_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "resnet152", "squeezenet1_1", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["name"], r["params"]) for r in rows] == [("resnet152", 60_192_808), ("squeezenet1_1", 1_235_496)]
+    assert [(r["name"], r["params"]) for r in rows] == [
+        ("resnet152", 60_192_808),
+        ("squeezenet1_1", 1_235_496),
+    ]
     assert main(["check", "resnt152"]) == 1
-    assert "no spec file or zoo model named 'resnt152' (did you mean 'resnet152'?)" in capsys.readouterr().err
+    assert (
+        "no spec file or zoo model named 'resnt152' (did you mean 'resnet152'?)"
+        in capsys.readouterr().err
+    )
 
 
-def test_a_variant_setting_an_undeclared_parameter_is_a_positioned_error(write_spec: Callable[..., Path]) -> None:
+def test_a_variant_setting_an_undeclared_parameter_is_a_positioned_error(
+    write_spec: Callable[..., Path],
+) -> None:
     path = write_spec("""
         input: [3, 8, 8]
         params: {width: 4}
@@ -527,7 +677,9 @@ def test_a_variant_setting_an_undeclared_parameter_is_a_positioned_error(write_s
         layers:
           - conv: {out: $width, kernel: 3}
         """)
-    with pytest.raises(SpecError, match="variant sets unknown parameter 'widht' \\(did you mean 'width'\\?\\)") as err:
+    with pytest.raises(
+        SpecError, match="variant sets unknown parameter 'widht' \\(did you mean 'width'\\?\\)"
+    ) as err:
         api.load(path)
     assert (err.value.line, err.value.col) == (4, 11)
 
@@ -537,8 +689,12 @@ def test_the_wheel_ships_the_zoo(tmp_path: Path) -> None:
     """A non-editable install has the specs and torchvision's figures as package data."""
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     (wheel,) = tmp_path.glob("archc-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"archc/specs/{p.name}" for p in SPEC_FILES} <= names
@@ -550,4 +706,8 @@ def test_the_published_figures_are_torchvision_s() -> None:
     assert sorted(zoo.published()) == sorted(classifiers) and len(classifiers) == 80
     for name, figures in zoo.published().items():
         weights = next(iter(torchvision.models.get_model_weights(name)))
-        assert figures == {"num_params": weights.meta["num_params"], "gmacs": weights.meta["_ops"], "weights": str(weights)}
+        assert figures == {
+            "num_params": weights.meta["num_params"],
+            "gmacs": weights.meta["_ops"],
+            "weights": str(weights),
+        }

@@ -27,7 +27,15 @@ from archc.ops.base import fmt_shape, shape_text
 
 FORMATS = ("svg", "png", "jpg", "pdf", "dot")
 # file suffixes and the format each names
-SUFFIXES = {"svg": "svg", "png": "png", "jpg": "jpg", "jpeg": "jpg", "pdf": "pdf", "dot": "dot", "gv": "dot"}
+SUFFIXES = {
+    "svg": "svg",
+    "png": "png",
+    "jpg": "jpg",
+    "jpeg": "jpg",
+    "pdf": "pdf",
+    "dot": "dot",
+    "gv": "dot",
+}
 RANKDIRS = ("TB", "LR")
 DOT_TIMEOUT_S = 120
 # The most boxes `fit_depth` lets a diagram have: about two screens of a top-to-bottom layout.
@@ -49,7 +57,9 @@ class GraphvizNotFound(DiagramError):
     """`dot` is not installed; the DOT text was written to `dot_path` instead."""
 
     def __init__(self, dot_path: Path) -> None:
-        super().__init__(f"graphviz's `dot` was not found on PATH; wrote {dot_path} instead. {INSTALL_HINT}")
+        super().__init__(
+            f"graphviz's `dot` was not found on PATH; wrote {dot_path} instead. {INSTALL_HINT}"
+        )
         self.dot_path = dot_path
 
 
@@ -81,10 +91,20 @@ def _signature(graph: Graph, path: str, members: list[Node]) -> tuple[object, ..
     """What makes two folded blocks identical: kind, block and arguments, and
     every member's op, args and shapes."""
     info = graph.scopes.get(path)
-    head = (info.kind, info.block, tuple(sorted((k, repr(v)) for k, v in info.args.items()))) if info else ("seq",)
+    head = (
+        (info.kind, info.block, tuple(sorted((k, repr(v)) for k, v in info.args.items())))
+        if info
+        else ("seq",)
+    )
     inside = {n.id for n in members}
     body = tuple(
-        (n.id[len(path) + 1:], n.op, n.args.model_dump_json(), n.shape, tuple(graph.shape_of(i) for i in n.inputs if i not in inside))
+        (
+            n.id[len(path) + 1 :],
+            n.op,
+            n.args.model_dump_json(),
+            n.shape,
+            tuple(graph.shape_of(i) for i in n.inputs if i not in inside),
+        )
         for n in members
     )
     return (*head, body)
@@ -117,13 +137,19 @@ def _merge_repeats(graph: Graph, order: list[Element], owner: dict[str, Element]
     """Fold runs of chained, identical folded blocks into the first one ("BasicBlock x2")."""
     users = graph.consumers
     merged: list[Element] = []
-    signature: dict[int, tuple[object, ...]] = {id(el): _signature(graph, el.key, el.members) for el in order if el.folded}
+    signature: dict[int, tuple[object, ...]] = {
+        id(el): _signature(graph, el.key, el.members) for el in order if el.folded
+    }
     for el in order:
         prev = merged[-1] if merged else None
         if (
-            prev is not None and el.folded and prev.folded and prev.parent == el.parent
+            prev is not None
+            and el.folded
+            and prev.folded
+            and prev.parent == el.parent
             and signature[id(prev)] == signature[id(el)]
-            and _reads_only(el, prev.output.id) and all(owner.get(u) is el for u in users[prev.output.id])
+            and _reads_only(el, prev.output.id)
+            and all(owner.get(u) is el for u in users[prev.output.id])
         ):
             signature[id(prev)] = signature[id(el)]
             prev.members.extend(el.members)
@@ -148,7 +174,9 @@ def _node_label(node: Node) -> str:
     params = node.params if not node.shared else 0
     if leaf == node.label or (leaf.isdigit() and not params):
         leaf = ""  # the name adds nothing: 'relu' named relu, or an index of a parameter-free layer
-    detail = " · ".join(part for part in (esc(leaf), f"{si(params)} params" if params else "") if part)
+    detail = " · ".join(
+        part for part in (esc(leaf), f"{si(params)} params" if params else "") if part
+    )
     if not detail:
         return f"<<b>{esc(node.label)}</b>>"
     return f'<<b>{esc(node.label)}</b><br/><font point-size="9" color="#555555">{detail}</font>>'
@@ -172,7 +200,11 @@ def _folded_label(graph: Graph, el: Element) -> str:
     params = sum(n.params for n in el.members if not n.shared)
     macs = sum(n.macs for n in el.members)
     title = _block_title(graph, el.key) + (f" ×{el.count}" if el.count > 1 else "")
-    stats = " · ".join(part for part in (f"{si(params)} params" if params else "", f"{si(macs)} MACs" if macs else "") if part)
+    stats = " · ".join(
+        part
+        for part in (f"{si(params)} params" if params else "", f"{si(macs)} MACs" if macs else "")
+        if part
+    )
     stats += " in all" if stats and el.count > 1 else ""
     lines = [f"<b>{esc(_names(el.names))}</b>", esc(title)]
     if stats:
@@ -196,7 +228,9 @@ def fit_depth(graph: Graph, max_boxes: int = MAX_BOXES) -> int | None:
     return 1
 
 
-def diagram(graph: Graph, depth: int | None = None, rankdir: str = "TB", dpi: int | None = None) -> graphviz.Digraph:
+def diagram(
+    graph: Graph, depth: int | None = None, rankdir: str = "TB", dpi: int | None = None
+) -> graphviz.Digraph:
     """The diagram as a graphviz.Digraph: boxes nested in block
     clusters, edges labelled with shapes."""
     if rankdir not in RANKDIRS:
@@ -205,25 +239,53 @@ def diagram(graph: Graph, depth: int | None = None, rankdir: str = "TB", dpi: in
         raise ValueError(f"dpi must be positive, got {dpi}")
     order, owner = elements(graph, depth)
     ids = {id(el): f"n{k}" for k, el in enumerate(order)}
-    attrs = {"rankdir": rankdir, "fontname": "Helvetica", "fontsize": "11", "nodesep": "0.3", "ranksep": "0.32",
-             "ordering": "out", "newrank": "true", "labelloc": "t",
-             "label": f"<<b>{esc(graph.name)}</b>  input {esc(fmt_shape(graph.input_shape))}>"}
+    attrs = {
+        "rankdir": rankdir,
+        "fontname": "Helvetica",
+        "fontsize": "11",
+        "nodesep": "0.3",
+        "ranksep": "0.32",
+        "ordering": "out",
+        "newrank": "true",
+        "labelloc": "t",
+        "label": f"<<b>{esc(graph.name)}</b>  input {esc(fmt_shape(graph.input_shape))}>",
+    }
     if dpi is not None:
         attrs["dpi"] = str(dpi)
-    dot = graphviz.Digraph(graph.name, graph_attr=attrs,
-                           node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "#ffffff",
-                                      "fontname": "Helvetica", "fontsize": "10", "margin": "0.12,0.05",
-                                      "height": "0.3", "penwidth": "0.8"},
-                           edge_attr={"fontname": "Helvetica", "fontsize": "8", "fontcolor": "#444444",
-                                      "arrowsize": "0.6", "penwidth": "0.8"})
-    dot.node("input", label=f"<<b>input</b><br/>{esc(shape_text(graph.input_shape, graph.input_layout))}>",
-             fillcolor="#fff7c2")
+    dot = graphviz.Digraph(
+        graph.name,
+        graph_attr=attrs,
+        node_attr={
+            "shape": "box",
+            "style": "rounded,filled",
+            "fillcolor": "#ffffff",
+            "fontname": "Helvetica",
+            "fontsize": "10",
+            "margin": "0.12,0.05",
+            "height": "0.3",
+            "penwidth": "0.8",
+        },
+        edge_attr={
+            "fontname": "Helvetica",
+            "fontsize": "8",
+            "fontcolor": "#444444",
+            "arrowsize": "0.6",
+            "penwidth": "0.8",
+        },
+    )
+    dot.node(
+        "input",
+        label=f"<<b>input</b><br/>{esc(shape_text(graph.input_shape, graph.input_layout))}>",
+        fillcolor="#fff7c2",
+    )
     _clusters(dot, graph, order, ids)
     _edges(dot, graph, order, owner, ids)
     return dot
 
 
-def to_dot(graph: Graph, depth: int | None = None, rankdir: str = "TB", dpi: int | None = None) -> str:
+def to_dot(
+    graph: Graph, depth: int | None = None, rankdir: str = "TB", dpi: int | None = None
+) -> str:
     """The DOT source of the diagram."""
     return str(diagram(graph, depth, rankdir, dpi).source)
 
@@ -236,15 +298,27 @@ def _add_element(target: graphviz.Digraph, graph: Graph, el: Element, node_id: s
     node = el.members[0]
     if node.op in MERGE_GLYPHS and node.module is None:
         shape = "circle" if node.op != "concat" else "box"
-        target.node(node_id, label=_node_label(node), shape=shape, style="filled", fillcolor="#ffffff", width="0.3",
-                    height="0.3", fixedsize="true" if shape == "circle" else "false")
+        target.node(
+            node_id,
+            label=_node_label(node),
+            shape=shape,
+            style="filled",
+            fillcolor="#ffffff",
+            width="0.3",
+            height="0.3",
+            fixedsize="true" if shape == "circle" else "false",
+        )
         return
     op = ops.get(node.op)
-    fill = op.colour if op is not None else "#ffffff"  # each op's family colour, declared on its class
+    fill = (
+        op.colour if op is not None else "#ffffff"
+    )  # each op's family colour, declared on its class
     target.node(node_id, label=_node_label(node), fillcolor=fill)
 
 
-def _clusters(dot: graphviz.Digraph, graph: Graph, order: list[Element], ids: dict[int, str]) -> None:
+def _clusters(
+    dot: graphviz.Digraph, graph: Graph, order: list[Element], ids: dict[int, str]
+) -> None:
     """Elements nested in their clusters, in order; a cluster is
     attached to its parent when it closes."""
     stack: list[tuple[str, graphviz.Digraph]] = []
@@ -263,8 +337,14 @@ def _clusters(dot: graphviz.Digraph, graph: Graph, order: list[Element], ids: di
             close()
         for path in chain[keep:]:
             cluster = graphviz.Digraph(f"cluster_{counter}")
-            cluster.attr(label=_cluster_label(graph, path), style="rounded,dashed", color="#888888", fontsize="10",
-                         labeljust="l", margin="10")
+            cluster.attr(
+                label=_cluster_label(graph, path),
+                style="rounded,dashed",
+                color="#888888",
+                fontsize="10",
+                labeljust="l",
+                margin="10",
+            )
             counter += 1
             stack.append((path, cluster))
         _add_element(stack[-1][1] if stack else dot, graph, el, ids[id(el)])
@@ -304,15 +384,23 @@ def _weight(graph: Graph, node: Node, k: int, skips: set[tuple[str, str]]) -> in
     (projection shortcuts) pull less.
     """
     src = node.inputs[k]
-    if (src, node.id) in skips or (node.id in graph.train_only_nodes and src not in graph.train_only_nodes):
+    if (src, node.id) in skips or (
+        node.id in graph.train_only_nodes and src not in graph.train_only_nodes
+    ):
         return 1
     return 2 if node.op == "add" and k > 0 else 10
 
 
-def _edges(dot: graphviz.Digraph, graph: Graph, order: list[Element], owner: dict[str, Element],
-           ids: dict[int, str]) -> None:
+def _edges(
+    dot: graphviz.Digraph,
+    graph: Graph,
+    order: list[Element],
+    owner: dict[str, Element],
+    ids: dict[int, str],
+) -> None:
     """One edge per tensor and box it enters, heaviest first so that
     `ordering=out` puts the main path first."""
+
     def name_of(node_id: str) -> str:
         return "input" if node_id == INPUT else ids[id(owner[node_id])]
 
@@ -335,20 +423,30 @@ def _edges(dot: graphviz.Digraph, graph: Graph, order: list[Element], owner: dic
             attrs["color"] = "#777777"
         dot.edge(tail, head, **attrs)
     outputs = [("output", graph.output, "output", False, 1.0)] + [
-        (f"head_{k}", h.node, h.name, h.train_only, h.loss_weight) for k, h in enumerate(graph.heads)
+        (f"head_{k}", h.node, h.name, h.train_only, h.loss_weight)
+        for k, h in enumerate(graph.heads)
     ]
     for dot_id, node_id, title, train_only, loss_weight in outputs:
         note = ""
         if dot_id != "output":
-            note = ('<br/><font point-size="9" color="#555555">loss '
-                    f'×{loss_weight:g}{", train only" if train_only else ""}</font>')
+            note = (
+                '<br/><font point-size="9" color="#555555">loss '
+                f"×{loss_weight:g}{', train only' if train_only else ''}</font>"
+            )
         shape = shape_text(graph.shape_of(node_id), graph.layout_of(node_id))
         dot.node(dot_id, label=f"<<b>{esc(title)}</b><br/>{esc(shape)}{note}>", fillcolor="#fff7c2")
         dot.edge(name_of(node_id), dot_id, weight="10" if dot_id == "output" else "1")
 
 
-def render(graph: Graph, path: str | Path, fmt: str = "svg", depth: int | None = None, rankdir: str = "TB",
-           timeout: float = DOT_TIMEOUT_S, dpi: int | None = None) -> Path:
+def render(
+    graph: Graph,
+    path: str | Path,
+    fmt: str = "svg",
+    depth: int | None = None,
+    rankdir: str = "TB",
+    timeout: float = DOT_TIMEOUT_S,
+    dpi: int | None = None,
+) -> Path:
     """Write the diagram to `path` in `fmt`; raises GraphvizNotFound (after
     writing the .dot) without `dot`."""
     if fmt not in FORMATS:
@@ -364,18 +462,36 @@ def render(graph: Graph, path: str | Path, fmt: str = "svg", depth: int | None =
         dot_path.write_text(text)
         raise GraphvizNotFound(dot_path)
     try:
-        done = subprocess.run([exe, f"-T{fmt}", "-o", str(path)], input=text.encode(), capture_output=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(
+            [exe, f"-T{fmt}", "-o", str(path)],
+            input=text.encode(),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
-        raise DiagramError(f"dot took longer than {timeout:g} s on {len(graph.nodes)} nodes; "
-                           "try a smaller --depth or --format dot") from None
+        raise DiagramError(
+            f"dot took longer than {timeout:g} s on {len(graph.nodes)} nodes; "
+            "try a smaller --depth or --format dot"
+        ) from None
     except OSError as exc:
         raise DiagramError(f"could not run {exe}: {exc}") from None
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip().splitlines()
-        raise DiagramError(f"dot failed (exit {done.returncode}): {message[-1] if message else 'no message'}")
+        raise DiagramError(
+            f"dot failed (exit {done.returncode}): {message[-1] if message else 'no message'}"
+        )
     return path
 
 
-__all__ = ["FORMATS", "RANKDIRS", "DiagramError", "GraphvizNotFound", "diagram", "elements", "fit_depth", "render",
-           "to_dot"]
+__all__ = [
+    "FORMATS",
+    "RANKDIRS",
+    "DiagramError",
+    "GraphvizNotFound",
+    "diagram",
+    "elements",
+    "fit_depth",
+    "render",
+    "to_dot",
+]

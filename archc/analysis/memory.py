@@ -25,6 +25,7 @@ from archc.ops.base import Autograd, Op, numel
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 OPTIMIZERS = ("sgd", "adam")
 
+
 @dataclass(frozen=True)
 class TrainingMemory:
     """Bytes of one training step at a batch size and dtype; `peak`
@@ -44,10 +45,17 @@ class TrainingMemory:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "batch": self.batch, "dtype": self.dtype, "params": self.params, "buffers": self.buffers,
-            "grads": self.grads, "optimizer_state": dict(self.optimizer_state), "input": self.input,
-            "saved_activations": self.saved_activations, "forward_activations": self.forward_activations,
-            "peak": dict(self.peak), "peak_phase": dict(self.phase),
+            "batch": self.batch,
+            "dtype": self.dtype,
+            "params": self.params,
+            "buffers": self.buffers,
+            "grads": self.grads,
+            "optimizer_state": dict(self.optimizer_state),
+            "input": self.input,
+            "saved_activations": self.saved_activations,
+            "forward_activations": self.forward_activations,
+            "peak": dict(self.peak),
+            "peak_phase": dict(self.phase),
         }
 
 
@@ -55,7 +63,9 @@ def dtype_bytes(dtype: str) -> int:
     try:
         return DTYPE_BYTES[dtype]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_BYTES)}") from None
+        raise ValueError(
+            f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_BYTES)}"
+        ) from None
 
 
 def buffer_bytes(graph: Graph, dtype: str) -> int:
@@ -103,7 +113,9 @@ class _Replay:
     graph: Graph
     batch: int
     size: int
-    storage: dict[str, str] = field(default_factory=dict)  # node id -> id of the node that allocated its memory
+    storage: dict[str, str] = field(
+        default_factory=dict
+    )  # node id -> id of the node that allocated its memory
     bytes_of: dict[str, int] = field(default_factory=dict)  # storage -> bytes
     live: int = 0
     peak: int = 0
@@ -124,18 +136,25 @@ def _requires_grad(nodes: Iterable[Node]) -> dict[str, bool]:
     return needs
 
 
-def _saved_storages(node: Node, replay: _Replay, needs: dict[str, bool], inplace: frozenset[str]) -> set[str]:
+def _saved_storages(
+    node: Node, replay: _Replay, needs: dict[str, bool], inplace: frozenset[str]
+) -> set[str]:
     """Storages this node's backward keeps alive (none when no gradient flows through it)."""
     if not needs[node.id]:
         return set()
     rule = _autograd(node).saves
-    if rule == "none" or (rule == "clone_when_inplace" and node.id in inplace):  # the clone is an extra
+    if rule == "none" or (
+        rule == "clone_when_inplace" and node.id in inplace
+    ):  # the clone is an extra
         return set()
     if rule == "output" or (rule == "input_when_fresh" and node.id in inplace):
         return {replay.storage[node.id]}
     if rule == "each_other":  # each factor is kept for the other factors' gradients
-        return {replay.storage[i] for k, i in enumerate(node.inputs)
-                if any(needs[j] for m, j in enumerate(node.inputs) if m != k)}
+        return {
+            replay.storage[i]
+            for k, i in enumerate(node.inputs)
+            if any(needs[j] for m, j in enumerate(node.inputs) if m != k)
+        }
     return {replay.storage[i] for i in node.inputs}
 
 
@@ -144,8 +163,12 @@ class StepReplay(NamedTuple):
 
     # the highest point of forward and backward: batch, activations, side tensors, gradients
     peak: int
-    saved: int  # what autograd holds at the end of the forward (the batch and side tensors included)
-    forward: int  # every tensor the forward creates, none freed (in-place layers and views create none)
+    saved: (
+        int  # what autograd holds at the end of the forward (the batch and side tensors included)
+    )
+    forward: (
+        int  # every tensor the forward creates, none freed (in-place layers and views create none)
+    )
     input: int  # the batch, held by the caller for the whole step
     grads: int  # parameter gradients (set to None before each step, as archc's trainer does)
     phase: str  # "forward" or "backward": where the peak is
@@ -264,7 +287,9 @@ def replay_step(graph: Graph, batch: int, dtype: str) -> StepReplay:
                 r.live -= r.bytes_of[s]
         if g is not None:
             drop(g)
-    return StepReplay(r.peak, saved_end, forward_total, r.bytes_of[INPUT], param_grads, r.peak_phase)
+    return StepReplay(
+        r.peak, saved_end, forward_total, r.bytes_of[INPUT], param_grads, r.peak_phase
+    )
 
 
 def largest_param_tensor(graph: Graph) -> int:
@@ -278,7 +303,9 @@ def largest_param_tensor(graph: Graph) -> int:
     return best
 
 
-def training_memory(graph: Graph, batch: int = 1, dtype: str = "float32", foreach: bool = False) -> TrainingMemory:
+def training_memory(
+    graph: Graph, batch: int = 1, dtype: str = "float32", foreach: bool = False
+) -> TrainingMemory:
     """The step's memory for SGD with momentum and for Adam, with the components it adds up from.
 
     `foreach=True` models torch's multi-tensor optimizers (the default on CUDA), whose Adam step
@@ -289,7 +316,9 @@ def training_memory(graph: Graph, batch: int = 1, dtype: str = "float32", foreac
     size = dtype_bytes(dtype)
     params = graph.total_params * size
     buffers = buffer_bytes(graph, dtype)
-    peak_act, saved, forward_total, input_bytes, grads, phase = replay_step(graph, batch, dtype)  # StepReplay
+    peak_act, saved, forward_total, input_bytes, grads, phase = replay_step(
+        graph, batch, dtype
+    )  # StepReplay
     state = {"sgd": params, "adam": 2 * params}
     step_temp = {"sgd": 0, "adam": params if foreach else 2 * largest_param_tensor(graph) * size}
     peak: dict[str, int] = {}
@@ -299,8 +328,19 @@ def training_memory(graph: Graph, batch: int = 1, dtype: str = "float32", foreac
         during_step = params + buffers + state[name] + grads + step_temp[name] + input_bytes
         peak[name] = max(during_pass, during_step)
         phases[name] = phase if during_pass >= during_step else "step"
-    return TrainingMemory(batch, dtype, params, buffers, grads, state, input_bytes, saved, forward_total, peak, phases)
+    return TrainingMemory(
+        batch, dtype, params, buffers, grads, state, input_bytes, saved, forward_total, peak, phases
+    )
 
 
-__all__ = ["DTYPE_BYTES", "OPTIMIZERS", "StepReplay", "TrainingMemory", "buffer_bytes", "dtype_bytes", "is_view",
-           "replay_step", "training_memory"]
+__all__ = [
+    "DTYPE_BYTES",
+    "OPTIMIZERS",
+    "StepReplay",
+    "TrainingMemory",
+    "buffer_bytes",
+    "dtype_bytes",
+    "is_view",
+    "replay_step",
+    "training_memory",
+]

@@ -61,7 +61,8 @@ def _apply(field: Field, window: Window) -> Field | None:
     if len(window.kernel) != len(field.size):
         return None
     size = tuple(
-        r + (k - 1) * d * j for r, j, k, d in zip(field.size, field.stride, window.kernel, window.dilation, strict=True)
+        r + (k - 1) * d * j
+        for r, j, k, d in zip(field.size, field.stride, window.kernel, window.dilation, strict=True)
     )
     stride = tuple(j * s for j, s in zip(field.stride, window.stride, strict=True))
     return Field(size, stride)
@@ -73,7 +74,10 @@ def _merge(fields: list[Field], steps: list[Field]) -> Field | None:
     if len({len(f.size) for f in fields}) != 1:
         return None
     dims = range(len(fields[0].size))
-    return Field(tuple(max(f.size[i] for f in fields) for i in dims), tuple(max(f.stride[i] for f in steps) for i in dims))
+    return Field(
+        tuple(max(f.size[i] for f in fields) for i in dims),
+        tuple(max(f.stride[i] for f in steps) for i in dims),
+    )
 
 
 def node_field(graph: Graph, node: Node, inputs: list[Field | None]) -> Field | None:
@@ -93,11 +97,16 @@ def node_field(graph: Graph, node: Node, inputs: list[Field | None]) -> Field | 
     if window is not None:
         return _apply(merged, window)
     out_spatial = node.shape[1:]
-    if all(len(shape) == len(node.shape) and all(a in (b, 1) for a, b in zip(shape[1:], out_spatial, strict=True))
-           for shape in in_shapes):
+    if all(
+        len(shape) == len(node.shape)
+        and all(a in (b, 1) for a, b in zip(shape[1:], out_spatial, strict=True))
+        for shape in in_shapes
+    ):
         return merged  # pointwise in space (an input of size 1, like an SE gate, broadcasts)
     in_spatial = in_shapes[0][1:]
-    if len(node.shape) <= 1 and len(in_spatial) == len(merged.size):  # the spatial dims fold into features
+    if len(node.shape) <= 1 and len(in_spatial) == len(
+        merged.size
+    ):  # the spatial dims fold into features
         sizes = tuple(Fraction(n) for n in in_spatial)
         return _apply(merged, Window(tuple(in_spatial), sizes, (1,) * len(sizes)))
     return None

@@ -52,7 +52,9 @@ class Row:
     train_only: bool
     collapsed: bool = False  # a block whose children are hidden by the depth limit
     layers: int = 1  # nodes summarised by the row
-    connected: list[str] = field(default_factory=list)  # inputs shown: those not read from the row above
+    connected: list[str] = field(
+        default_factory=list
+    )  # inputs shown: those not read from the row above
     layout: Layout = None  # of the output: C×H×W, H×W×C, L×D (None: unknown)
 
     @property
@@ -65,7 +67,9 @@ class Row:
 
     def as_dict(self, total_params: int, total_macs: int) -> dict[str, Any]:
         """Every column's datum (what CSV and JSON carry), percentages of the given totals."""
-        return {c.name: c.value(self, {"params": total_params, "macs": total_macs}) for c in COLUMNS}
+        return {
+            c.name: c.value(self, {"params": total_params, "macs": total_macs}) for c in COLUMNS
+        }
 
 
 def display(node_id: str) -> str:
@@ -135,16 +139,28 @@ def _leaf(node: Node) -> str:
     everywhere (a module used again reads `relu~2`, as in the diagram and the JSON; a split's
     outputs `parts.0`, `parts.1`)."""
     prefix = f"{node.scope}." if node.scope else ""
-    return node.id[len(prefix):] if node.id.startswith(prefix) else node.id.rsplit(".", 1)[-1]
+    return node.id[len(prefix) :] if node.id.startswith(prefix) else node.id.rsplit(".", 1)[-1]
 
 
 def _layer_row(ctx: _Context, node: Node, level: int) -> Row:
     return Row(
-        name=node.id, leaf=_leaf(node), level=level, kind="layer",
-        op=node.label, output_id=node.id, inputs=list(node.inputs), shape=node.shape,
-        params=0 if node.shared else node.params, buffers=0 if node.shared else node.buffers, macs=node.macs,
-        other_ops=node.other_ops, activation_bytes=ctx.allocation(node), storage=ctx.storage(node),
-        rf=ctx.fields.get(node.id), train_only=node.id in ctx.graph.train_only_nodes, layout=node.layout,
+        name=node.id,
+        leaf=_leaf(node),
+        level=level,
+        kind="layer",
+        op=node.label,
+        output_id=node.id,
+        inputs=list(node.inputs),
+        shape=node.shape,
+        params=0 if node.shared else node.params,
+        buffers=0 if node.shared else node.buffers,
+        macs=node.macs,
+        other_ops=node.other_ops,
+        activation_bytes=ctx.allocation(node),
+        storage=ctx.storage(node),
+        rf=ctx.fields.get(node.id),
+        train_only=node.id in ctx.graph.train_only_nodes,
+        layout=node.layout,
     )
 
 
@@ -161,16 +177,30 @@ def _scope_row(ctx: _Context, path: str, level: int, members: list[Node]) -> Row
     else:
         op, kind = "seq", "seq"
     return Row(
-        name=path, leaf=path.rsplit(".", 1)[-1], level=level, kind=kind, op=op, output_id=last.id,
-        inputs=list(dict.fromkeys(outside)), shape=last.shape,
-        params=sum(n.params for n in members if not n.shared), buffers=sum(n.buffers for n in members if not n.shared),
-        macs=sum(n.macs for n in members), other_ops=sum(n.other_ops for n in members),
-        activation_bytes=sum(ctx.allocation(n) for n in members), storage="", rf=ctx.fields.get(last.id),
-        train_only=all(n.id in graph.train_only_nodes for n in members), layers=len(members), layout=last.layout,
+        name=path,
+        leaf=path.rsplit(".", 1)[-1],
+        level=level,
+        kind=kind,
+        op=op,
+        output_id=last.id,
+        inputs=list(dict.fromkeys(outside)),
+        shape=last.shape,
+        params=sum(n.params for n in members if not n.shared),
+        buffers=sum(n.buffers for n in members if not n.shared),
+        macs=sum(n.macs for n in members),
+        other_ops=sum(n.other_ops for n in members),
+        activation_bytes=sum(ctx.allocation(n) for n in members),
+        storage="",
+        rf=ctx.fields.get(last.id),
+        train_only=all(n.id in graph.train_only_nodes for n in members),
+        layers=len(members),
+        layout=last.layout,
     )
 
 
-def report_rows(graph: Graph, depth: int | None = None, batch: int = 1, dtype: str = "float32") -> list[Row]:
+def report_rows(
+    graph: Graph, depth: int | None = None, batch: int = 1, dtype: str = "float32"
+) -> list[Row]:
     """The rows of the tree in graph order; blocks nested deeper than
     `depth` fold into their parent's row."""
     _check(depth, batch, dtype)
@@ -212,22 +242,41 @@ def totals(graph: Graph, batch: int = 1, dtype: str = "float32") -> dict[str, An
     fields = receptive_fields(graph)
     deepest = deepest_field(graph, fields)
     memory = training_memory(graph, batch, dtype)
-    activations = sum(numel(n.shape) for n in graph if not is_view(n) and n.id not in inplace) * batch * size
+    activations = (
+        sum(numel(n.shape) for n in graph if not is_view(n) and n.id not in inplace) * batch * size
+    )
     return {
-        "name": graph.name, "input": list(graph.input_shape), "output": list(graph.shape_of(graph.output)),
-        "batch": batch, "dtype": dtype,
-        "params": graph.total_params, "trainable": graph.total_params, "non_trainable": graph.total_buffers,
+        "name": graph.name,
+        "input": list(graph.input_shape),
+        "output": list(graph.shape_of(graph.output)),
+        "batch": batch,
+        "dtype": dtype,
+        "params": graph.total_params,
+        "trainable": graph.total_params,
+        "non_trainable": graph.total_buffers,
         "buffers": graph.total_buffers,
-        "macs": graph.total_macs, "flops": 2 * graph.total_macs, "other_ops": sum(n.other_ops for n in graph),
+        "macs": graph.total_macs,
+        "flops": 2 * graph.total_macs,
+        "other_ops": sum(n.other_ops for n in graph),
         "macs_with_train_heads": graph.macs(include_train_only=True),
         "param_memory": graph.total_params * size + buffer_bytes(graph, dtype),
         "forward_activation_memory": activations,
         "training_memory": memory.as_dict(),
-        "receptive_field": None if deepest is None else
-        {"node": deepest[0], **deepest[1].as_dict()},
-        "depth": graph.depth, "nodes": len(graph.nodes),
-        "heads": [{"name": h.name, "node": h.node, "shape": list(graph.shape_of(h.node)), "loss_weight": h.loss_weight,
-                   "train_only": h.train_only} for h in graph.heads],
+        "receptive_field": None
+        if deepest is None
+        else {"node": deepest[0], **deepest[1].as_dict()},
+        "depth": graph.depth,
+        "nodes": len(graph.nodes),
+        "heads": [
+            {
+                "name": h.name,
+                "node": h.node,
+                "shape": list(graph.shape_of(h.node)),
+                "loss_weight": h.loss_weight,
+                "train_only": h.train_only,
+            }
+            for h in graph.heads
+        ],
     }
 
 
@@ -277,39 +326,111 @@ COLUMNS: tuple[Column[Row], ...] = (
     Column("level", "level", lambda r, t: r.level, lambda r, t: str(r.level)),
     Column("kind", "kind", lambda r, t: r.kind, lambda r, t: r.kind, numeric=False),
     Column("op", "op", lambda r, t: r.op, _op, numeric=False),
-    Column("collapsed", "folded", lambda r, t: r.collapsed, lambda r, t: "yes" if r.collapsed else "", numeric=False),
+    Column(
+        "collapsed",
+        "folded",
+        lambda r, t: r.collapsed,
+        lambda r, t: "yes" if r.collapsed else "",
+        numeric=False,
+    ),
     Column("layers", "layers", lambda r, t: r.layers, lambda r, t: str(r.layers)),
-    Column("inputs", "inputs", lambda r, t: [display(i) for i in r.inputs],
-           lambda r, t: ", ".join(display(i) for i in r.inputs), numeric=False),
-    Column("connected_to", "connected to", lambda r, t: [display(i) for i in r.connected],
-           lambda r, t: ", ".join(display(i) for i in r.connected), numeric=False),
-    Column("output", "output", lambda r, t: list(r.shape), lambda r, t: shape_text(r.shape, r.layout)),
-    Column("layout", "layout", lambda r, t: layout_text(r.layout) or None, lambda r, t: layout_text(r.layout),
-           numeric=False),
+    Column(
+        "inputs",
+        "inputs",
+        lambda r, t: [display(i) for i in r.inputs],
+        lambda r, t: ", ".join(display(i) for i in r.inputs),
+        numeric=False,
+    ),
+    Column(
+        "connected_to",
+        "connected to",
+        lambda r, t: [display(i) for i in r.connected],
+        lambda r, t: ", ".join(display(i) for i in r.connected),
+        numeric=False,
+    ),
+    Column(
+        "output", "output", lambda r, t: list(r.shape), lambda r, t: shape_text(r.shape, r.layout)
+    ),
+    Column(
+        "layout",
+        "layout",
+        lambda r, t: layout_text(r.layout) or None,
+        lambda r, t: layout_text(r.layout),
+        numeric=False,
+    ),
     Column("params", "params", lambda r, t: r.params, lambda r, t: _count(r.params)),
     Column("trainable", "trainable", lambda r, t: r.params, lambda r, t: _count(r.params)),
     Column("non_trainable", "non-train.", lambda r, t: r.buffers, lambda r, t: _count(r.buffers)),
-    Column("params_pct", "% params", lambda r, t: pct(r.params, t["params"]),
-           lambda r, t: f"{pct(r.params, t['params']):.1f}%" if r.params else ""),
+    Column(
+        "params_pct",
+        "% params",
+        lambda r, t: pct(r.params, t["params"]),
+        lambda r, t: f"{pct(r.params, t['params']):.1f}%" if r.params else "",
+    ),
     Column("macs", "MACs", lambda r, t: r.macs, lambda r, t: si(r.macs) if r.macs else ""),
     Column("flops", "FLOPs", lambda r, t: r.flops, lambda r, t: si(r.flops) if r.macs else ""),
-    Column("macs_pct", "% MACs", lambda r, t: pct(r.macs, t["macs"]),
-           lambda r, t: f"{pct(r.macs, t['macs']):.1f}%" if r.macs and not r.train_only else ""),
-    Column("other_ops", "other ops", lambda r, t: r.other_ops, lambda r, t: si(r.other_ops) if r.other_ops else ""),
+    Column(
+        "macs_pct",
+        "% MACs",
+        lambda r, t: pct(r.macs, t["macs"]),
+        lambda r, t: f"{pct(r.macs, t['macs']):.1f}%" if r.macs and not r.train_only else "",
+    ),
+    Column(
+        "other_ops",
+        "other ops",
+        lambda r, t: r.other_ops,
+        lambda r, t: si(r.other_ops) if r.other_ops else "",
+    ),
     Column("activation_bytes", "act. mem", lambda r, t: r.activation_bytes, _memory),
     Column("storage", "storage", lambda r, t: r.storage, lambda r, t: r.storage, numeric=False),
-    Column("receptive_field", "RF", lambda r, t: field_size(r.rf), lambda r, t: r.rf.size_text() if r.rf else "—"),
-    Column("effective_stride", "stride", lambda r, t: field_stride(r.rf),
-           lambda r, t: r.rf.stride_text() if r.rf else "—"),
-    Column("train_only", "train only", lambda r, t: r.train_only, lambda r, t: "yes" if r.train_only else "",
-           numeric=False),
+    Column(
+        "receptive_field",
+        "RF",
+        lambda r, t: field_size(r.rf),
+        lambda r, t: r.rf.size_text() if r.rf else "—",
+    ),
+    Column(
+        "effective_stride",
+        "stride",
+        lambda r, t: field_stride(r.rf),
+        lambda r, t: r.rf.stride_text() if r.rf else "—",
+    ),
+    Column(
+        "train_only",
+        "train only",
+        lambda r, t: r.train_only,
+        lambda r, t: "yes" if r.train_only else "",
+        numeric=False,
+    ),
 )
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 # What tables show unless --columns says otherwise; CSV and JSON carry every column.
-DEFAULT_COLUMNS = ("name", "op", "connected_to", "output", "params", "non_trainable", "params_pct", "macs", "flops",
-                   "macs_pct", "other_ops", "activation_bytes", "receptive_field", "effective_stride")
+DEFAULT_COLUMNS = (
+    "name",
+    "op",
+    "connected_to",
+    "output",
+    "params",
+    "non_trainable",
+    "params_pct",
+    "macs",
+    "flops",
+    "macs_pct",
+    "other_ops",
+    "activation_bytes",
+    "receptive_field",
+    "effective_stride",
+)
 # Columns a narrow terminal drops first, in this order (the hidden ones are named under the table).
-OPTIONAL = ("flops", "params_pct", "non_trainable", "other_ops", "connected_to", "effective_stride", "activation_bytes")
+OPTIONAL = (
+    "flops",
+    "params_pct",
+    "non_trainable",
+    "other_ops",
+    "connected_to",
+    "effective_stride",
+    "activation_bytes",
+)
 CONVENTIONS_NOTE = "MACs count conv and linear weights; see docs/report.md for every convention"
 
 
@@ -320,8 +441,10 @@ def columns(names: Sequence[str] | None = None) -> list[Column[Row]]:
     if unknown:
         from archc.errors import ArchcError, did_you_mean
 
-        raise ArchcError(f"unknown column '{unknown[0]}'{did_you_mean(unknown[0], by_name)}; "
-                         f"columns: {', '.join(by_name)}")
+        raise ArchcError(
+            f"unknown column '{unknown[0]}'{did_you_mean(unknown[0], by_name)}; "
+            f"columns: {', '.join(by_name)}"
+        )
     return [by_name[n] for n in (names or DEFAULT_COLUMNS)]
 
 
@@ -360,14 +483,19 @@ def render_csv(table: Table) -> str:
     writer = csv.DictWriter(out, [c.name for c in table.columns], lineterminator="\n")
     writer.writeheader()
     for record in table.records():
-        writer.writerow({k: ("x".join(map(str, v)) if isinstance(v, list) else v) for k, v in record.items()})
+        writer.writerow(
+            {k: ("x".join(map(str, v)) if isinstance(v, list) else v) for k, v in record.items()}
+        )
     return out.getvalue()
 
 
 def render_markdown(table: Table) -> str:
     """A GitHub table; layer names are full paths, since markdown collapses indentation."""
-    lines = [f"## {table.title}\n", "| " + " | ".join(c.header for c in table.columns) + " |",
-             "| " + " | ".join("---:" if c.numeric else "---" for c in table.columns) + " |"]
+    lines = [
+        f"## {table.title}\n",
+        "| " + " | ".join(c.header for c in table.columns) + " |",
+        "| " + " | ".join("---:" if c.numeric else "---" for c in table.columns) + " |",
+    ]
     for cells, strong in zip(table.cells(tree=False), table.strong, strict=True):
         cells = [cell.replace("|", "\\|") for cell in cells]
         if strong and cells:
@@ -383,13 +511,17 @@ def render_html(table: Table) -> str:
     head = "".join(f"<th>{escape(c.header)}</th>" for c in table.columns)
     body = []
     for cells, strong in zip(table.cells(tree=False), table.strong, strict=True):
-        tds = "".join(f'<td class="num">{escape(v)}</td>' if c.numeric else f"<td>{escape(v)}</td>"
-                      for c, v in zip(table.columns, cells, strict=True))
-        body.append(("<tr class=\"block\">" if strong else "<tr>") + tds + "</tr>")
+        tds = "".join(
+            f'<td class="num">{escape(v)}</td>' if c.numeric else f"<td>{escape(v)}</td>"
+            for c, v in zip(table.columns, cells, strict=True)
+        )
+        body.append(('<tr class="block">' if strong else "<tr>") + tds + "</tr>")
     notes = "".join(f'<p class="note">{escape(note)}</p>' for note in table.notes)
-    return (f'<table class="layers"><caption>{escape(table.title)}</caption>'
-            f"<thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>{notes}\n")
+    return (
+        f'<table class="layers"><caption>{escape(table.title)}</caption>'
+        f"<thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>{notes}\n"
+    )
 
 
 def render_table(table: Table) -> str:
@@ -416,14 +548,28 @@ def render_table(table: Table) -> str:
             hidden.append(cols[names.index(name)].header)
 
     def line(cells: list[str]) -> str:
-        return "  ".join(cells[i].rjust(widths[i]) if cols[i].numeric else cells[i].ljust(widths[i]) for i in keep).rstrip()
+        return "  ".join(
+            cells[i].rjust(widths[i]) if cols[i].numeric else cells[i].ljust(widths[i])
+            for i in keep
+        ).rstrip()
 
-    styles = ["bold" if s else "dim" if f else "" for s, f in zip(table.strong, table.faint, strict=True)]
-    lines = [(table.title, "bold"), (line([c.header for c in cols]), "bold"), ("  ".join("─" * widths[i] for i in keep), "")]
+    styles = [
+        "bold" if s else "dim" if f else "" for s, f in zip(table.strong, table.faint, strict=True)
+    ]
+    lines = [
+        (table.title, "bold"),
+        (line([c.header for c in cols]), "bold"),
+        ("  ".join("─" * widths[i] for i in keep), ""),
+    ]
     lines += [(line(row), style) for row, style in zip(body, styles, strict=True)]
     if hidden:
-        lines.append((f"(hidden to fit {table.width} columns: {', '.join(hidden)}; widen "
-                      "the terminal, pick --columns or use --format markdown/csv/json)", "dim"))
+        lines.append(
+            (
+                f"(hidden to fit {table.width} columns: {', '.join(hidden)}; widen "
+                "the terminal, pick --columns or use --format markdown/csv/json)",
+                "dim",
+            )
+        )
     lines += [(note, "") for note in table.notes]
     if not table.color:
         return "\n".join(text for text, _ in lines) + "\n"
@@ -431,14 +577,20 @@ def render_table(table: Table) -> str:
     from rich.text import Text
 
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=True, width=max(len(t) for t, _ in lines) + 1, soft_wrap=True)
+    console = Console(
+        file=buffer, force_terminal=True, width=max(len(t) for t, _ in lines) + 1, soft_wrap=True
+    )
     for text, style in lines:
         console.print(Text(text, style=style or ""))
     return buffer.getvalue()
 
 
 RENDERERS: dict[str, Callable[[Table], str]] = {
-    "table": render_table, "markdown": render_markdown, "csv": render_csv, "json": render_json, "html": render_html,
+    "table": render_table,
+    "markdown": render_markdown,
+    "csv": render_csv,
+    "json": render_json,
+    "html": render_html,
 }
 FORMATS = tuple(RENDERERS)
 
@@ -454,8 +606,10 @@ def footer(tot: dict[str, Any]) -> list[str]:
         f"other ops: {si(tot['other_ops'])}",
     ]
     if tot["macs_with_train_heads"] != tot["macs"]:
-        lines.append(f"MACs with the train-only heads (†): {tot['macs_with_train_heads']:,} "
-                     f"({si(tot['macs_with_train_heads'])}); eval forwards skip them")
+        lines.append(
+            f"MACs with the train-only heads (†): {tot['macs_with_train_heads']:,} "
+            f"({si(tot['macs_with_train_heads'])}); eval forwards skip them"
+        )
     lines += [
         f"parameter memory: {si(tot['param_memory'], 'B')} ({dtype}, buffers included); "
         f"forward activations: {si(tot['forward_activation_memory'], 'B')} at batch {batch}",
@@ -468,31 +622,69 @@ def footer(tot: dict[str, Any]) -> list[str]:
     ]
     rf = tot["receptive_field"]
     if rf is not None:
-        lines.append(f"receptive field: {dims(rf['size'])} px, effective stride "
-                     f"{dims(rf['stride'])}, at {rf['node']}; depth {tot['depth']} weighted layers")
+        lines.append(
+            f"receptive field: {dims(rf['size'])} px, effective stride "
+            f"{dims(rf['stride'])}, at {rf['node']}; depth {tot['depth']} weighted layers"
+        )
     else:
-        why = "no spatial input" if len(tot["input"]) < 2 else "unknown past a layer that reshapes the map"
+        why = (
+            "no spatial input"
+            if len(tot["input"]) < 2
+            else "unknown past a layer that reshapes the map"
+        )
         lines.append(f"receptive field: — ({why}); depth {tot['depth']} weighted layers")
     for head in tot["heads"]:
-        lines.append((f"head {head['name']}: {fmt_shape(tuple(head['shape']))}, "
-                      f"loss weight {head['loss_weight']}")
-                     + (", train only" if head["train_only"] else ""))
+        lines.append(
+            (
+                f"head {head['name']}: {fmt_shape(tuple(head['shape']))}, "
+                f"loss weight {head['loss_weight']}"
+            )
+            + (", train only" if head["train_only"] else "")
+        )
     lines.append(CONVENTIONS_NOTE)
     return lines
 
 
-def layer_table(rows: list[Row], tot: dict[str, Any], names: Sequence[str] | None = None, *, fmt: str = "table",
-                width: int | None = None, color: bool = False) -> Table:
+def layer_table(
+    rows: list[Row],
+    tot: dict[str, Any],
+    names: Sequence[str] | None = None,
+    *,
+    fmt: str = "table",
+    width: int | None = None,
+    color: bool = False,
+) -> Table:
     """The per-layer table of a report: the default columns in tables, all of them in CSV/JSON."""
-    chosen = columns(names if names or fmt in ("table", "markdown", "html") else [c.name for c in COLUMNS])
-    title = (f"{tot['name']}: input {fmt_shape(tuple(tot['input']))}, "
-             f"batch {tot['batch']}, {tot['dtype']}")
-    return Table(title, chosen, rows, tot, [r.kind != "layer" for r in rows], [r.train_only for r in rows],
-                 footer(tot), {"totals": tot, "conventions": CONVENTIONS}, optional=OPTIONAL, width=width, color=color)
+    chosen = columns(
+        names if names or fmt in ("table", "markdown", "html") else [c.name for c in COLUMNS]
+    )
+    title = (
+        f"{tot['name']}: input {fmt_shape(tuple(tot['input']))}, "
+        f"batch {tot['batch']}, {tot['dtype']}"
+    )
+    return Table(
+        title,
+        chosen,
+        rows,
+        tot,
+        [r.kind != "layer" for r in rows],
+        [r.train_only for r in rows],
+        footer(tot),
+        {"totals": tot, "conventions": CONVENTIONS},
+        optional=OPTIONAL,
+        width=width,
+        color=color,
+    )
 
 
-def render(rows: list[Row], tot: dict[str, Any], fmt: str, width: int | None = None, color: bool = False,
-           columns: Sequence[str] | None = None) -> str:
+def render(
+    rows: list[Row],
+    tot: dict[str, Any],
+    fmt: str,
+    width: int | None = None,
+    color: bool = False,
+    columns: Sequence[str] | None = None,
+) -> str:
     """The report in one of FORMATS; `width` and `color` apply to the terminal table, `columns`
     picks and orders the columns (default: the usual table; CSV and JSON carry every column)."""
     if fmt not in RENDERERS:
@@ -506,12 +698,20 @@ def compare(graphs: list[Graph], batch: int = 1, dtype: str = "float32") -> list
     for g in graphs:
         t = totals(g, batch, dtype)
         rf = t["receptive_field"]
-        rows.append({
-            "spec": g.name, "input": t["input"], "params": t["params"], "macs": t["macs"], "flops": t["flops"],
-            "activation_memory": t["forward_activation_memory"], "training_memory_sgd": t["training_memory"]["peak"]["sgd"],
-            "depth": t["depth"], "receptive_field": rf["size"] if rf else None,
-            "effective_stride": rf["stride"] if rf else None,
-        })
+        rows.append(
+            {
+                "spec": g.name,
+                "input": t["input"],
+                "params": t["params"],
+                "macs": t["macs"],
+                "flops": t["flops"],
+                "activation_memory": t["forward_activation_memory"],
+                "training_memory_sgd": t["training_memory"]["peak"]["sgd"],
+                "depth": t["depth"],
+                "receptive_field": rf["size"] if rf else None,
+                "effective_stride": rf["stride"] if rf else None,
+            }
+        )
     return rows
 
 
@@ -528,29 +728,79 @@ def _key(name: str) -> Callable[[dict[str, Any], dict[str, Any]], object]:
 
 COMPARE_COLUMNS: tuple[Column[dict[str, Any]], ...] = (
     Column("spec", "spec", _key("spec"), lambda r, t: r["spec"], numeric=False),
-    Column("input", "input", _key("input"), lambda r, t: fmt_shape(tuple(r["input"])), numeric=False),
+    Column(
+        "input", "input", _key("input"), lambda r, t: fmt_shape(tuple(r["input"])), numeric=False
+    ),
     Column("params", "params", _key("params"), lambda r, t: f"{r['params']:,}"),
     Column("macs", "MACs", _key("macs"), lambda r, t: si(r["macs"])),
     Column("flops", "FLOPs", _key("flops"), lambda r, t: si(r["flops"])),
-    Column("activation_memory", "activations", _key("activation_memory"), lambda r, t: si(r["activation_memory"], "B")),
-    Column("training_memory_sgd", "train mem (SGD)", _key("training_memory_sgd"),
-           lambda r, t: si(r["training_memory_sgd"], "B")),
+    Column(
+        "activation_memory",
+        "activations",
+        _key("activation_memory"),
+        lambda r, t: si(r["activation_memory"], "B"),
+    ),
+    Column(
+        "training_memory_sgd",
+        "train mem (SGD)",
+        _key("training_memory_sgd"),
+        lambda r, t: si(r["training_memory_sgd"], "B"),
+    ),
     Column("depth", "depth", _key("depth"), lambda r, t: str(r["depth"])),
-    Column("receptive_field", "RF", _key("receptive_field"), lambda r, t: dims(r["receptive_field"])),
-    Column("effective_stride", "stride", _key("effective_stride"), lambda r, t: dims(r["effective_stride"])),
+    Column(
+        "receptive_field", "RF", _key("receptive_field"), lambda r, t: dims(r["receptive_field"])
+    ),
+    Column(
+        "effective_stride",
+        "stride",
+        _key("effective_stride"),
+        lambda r, t: dims(r["effective_stride"]),
+    ),
 )
 
 
-def render_compare(rows: list[dict[str, Any]], fmt: str, batch: int, dtype: str, width: int | None = None,
-                   color: bool = False) -> str:
+def render_compare(
+    rows: list[dict[str, Any]],
+    fmt: str,
+    batch: int,
+    dtype: str,
+    width: int | None = None,
+    color: bool = False,
+) -> str:
     """The comparison in one of FORMATS."""
     if fmt not in RENDERERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     note = f"activations and training memory at batch {batch}, {dtype}; {CONVENTIONS_NOTE}"
-    table = Table("comparison", list(COMPARE_COLUMNS), rows, {}, [False] * len(rows), [False] * len(rows), [note],
-                  {"batch": batch, "dtype": dtype, "conventions": CONVENTIONS}, rows_key="specs", width=width, color=color)
+    table = Table(
+        "comparison",
+        list(COMPARE_COLUMNS),
+        rows,
+        {},
+        [False] * len(rows),
+        [False] * len(rows),
+        [note],
+        {"batch": batch, "dtype": dtype, "conventions": CONVENTIONS},
+        rows_key="specs",
+        width=width,
+        color=color,
+    )
     return RENDERERS[fmt](table)
 
 
-__all__ = ["COLUMNS", "CONVENTIONS", "FORMATS", "Column", "Row", "Table", "columns", "compare", "footer", "layer_table",
-           "render", "render_compare", "report_rows", "si", "totals"]
+__all__ = [
+    "COLUMNS",
+    "CONVENTIONS",
+    "FORMATS",
+    "Column",
+    "Row",
+    "Table",
+    "columns",
+    "compare",
+    "footer",
+    "layer_table",
+    "render",
+    "render_compare",
+    "report_rows",
+    "si",
+    "totals",
+]

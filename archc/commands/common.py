@@ -169,7 +169,9 @@ def load_spec(path: str, args: argparse.Namespace) -> LoadedSpec:
     from archc.api import with_input
     from archc.compiler.validate import load
 
-    return with_input(load(path, overrides_of(args), tuple(args.plugins)), getattr(args, "input_shape", None))
+    return with_input(
+        load(path, overrides_of(args), tuple(args.plugins)), getattr(args, "input_shape", None)
+    )
 
 
 def output_file(path: str | Path) -> Path:

@@ -28,36 +28,64 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    check = subparsers.add_parser("check", help="validate specs and infer shapes (no torch import)",
-                                  description=("Validate specs and infer every shape statically. "
-                                               "Exit 0 if all are valid, 1 otherwise."))
+    check = subparsers.add_parser(
+        "check",
+        help="validate specs and infer shapes (no torch import)",
+        description=(
+            "Validate specs and infer every shape statically. Exit 0 if all are valid, 1 otherwise."
+        ),
+    )
     check.add_argument("specs", nargs="+", metavar="SPEC")
     add_format_option(check, ["text", "json"])
     add_spec_options(check)
     check.set_defaults(handler=run_check)
 
-    build = subparsers.add_parser("build", help="compile a spec to an nn.Module and print its layers",
-                                  description="Compile a spec, print the per-layer table and totals, and verify once that a "
-                                              "real forward pass gives exactly the inferred shapes.")
+    build = subparsers.add_parser(
+        "build",
+        help="compile a spec to an nn.Module and print its layers",
+        description="Compile a spec, print the per-layer table and totals, and verify once that a "
+        "real forward pass gives exactly the inferred shapes.",
+    )
     build.add_argument("spec", metavar="SPEC")
     add_format_option(build, ["table", "json"])
     add_columns_option(build)
-    build.add_argument("--save", metavar="FILE",
-                       help=("save the spec, its overrides and the weights in "
-                             "one file; rebuild it with archc.load_model(FILE)"))
-    build.add_argument("--init-from", metavar="PATH", help="load a state_dict (e.g. torchvision's pretrained weights)")
+    build.add_argument(
+        "--save",
+        metavar="FILE",
+        help=(
+            "save the spec, its overrides and the weights in "
+            "one file; rebuild it with archc.load_model(FILE)"
+        ),
+    )
+    build.add_argument(
+        "--init-from",
+        metavar="PATH",
+        help="load a state_dict (e.g. torchvision's pretrained weights)",
+    )
     add_spec_options(build, force=True)
     build.set_defaults(handler=run_build)
 
-    export = subparsers.add_parser("export", help="write the model's PyTorch source, or a TorchScript/ONNX/torch.export file",
-                                   description=("Write the model as the readable PyTorch source archc.build runs (python: "
-                                                "needs only torch, same state_dict keys), or as a deployable artifact "
-                                                "(torchscript, onnx, exported-program) verified against the eager model."))
+    export = subparsers.add_parser(
+        "export",
+        help="write the model's PyTorch source, or a TorchScript/ONNX/torch.export file",
+        description=(
+            "Write the model as the readable PyTorch source archc.build runs (python: "
+            "needs only torch, same state_dict keys), or as a deployable artifact "
+            "(torchscript, onnx, exported-program) verified against the eager model."
+        ),
+    )
     export.add_argument("spec", metavar="SPEC")
-    export.add_argument("--to", choices=["python", "torchscript", "onnx", "exported-program"], default="python")
-    add_output_option(export, "write to FILE (missing folders are created); default: stdout for python, "
-                              "NAME.pt / NAME.onnx / NAME.pt2 in the current directory for the others")
-    export.add_argument("--init-from", metavar="PATH", help="load a state_dict first (deployable formats)")
+    export.add_argument(
+        "--to", choices=["python", "torchscript", "onnx", "exported-program"], default="python"
+    )
+    add_output_option(
+        export,
+        "write to FILE (missing folders are created); default: stdout for python, "
+        "NAME.pt / NAME.onnx / NAME.pt2 in the current directory for the others",
+    )
+    export.add_argument(
+        "--init-from", metavar="PATH", help="load a state_dict first (deployable formats)"
+    )
     add_format_option(export, ["text", "json"])
     add_spec_options(export, force=True)
     export.set_defaults(handler=run_export)
@@ -73,18 +101,39 @@ def run_check(args: argparse.Namespace) -> int:
             graph = expand(load_spec(path, args), limits_of(args))
         except SpecError as exc:
             failures += 1
-            results.append({"spec": path, "ok": False, "error": str(exc), "line": exc.line, "col": exc.col,
-                            "errors": [{"message": d.message, "line": d.line, "col": d.col, "notes": list(d.notes)}
-                                       for d in exc.diagnostics]})
+            results.append(
+                {
+                    "spec": path,
+                    "ok": False,
+                    "error": str(exc),
+                    "line": exc.line,
+                    "col": exc.col,
+                    "errors": [
+                        {"message": d.message, "line": d.line, "col": d.col, "notes": list(d.notes)}
+                        for d in exc.diagnostics
+                    ],
+                }
+            )
             if args.format == "text":
                 print(exc.render(), file=sys.stderr)
             continue
         out = graph.shape_of(graph.output)
-        results.append({"spec": path, "ok": True, "name": graph.name, "input": list(graph.input_shape),
-                        "output": list(out), "params": graph.total_params, "macs": graph.total_macs})
+        results.append(
+            {
+                "spec": path,
+                "ok": True,
+                "name": graph.name,
+                "input": list(graph.input_shape),
+                "output": list(out),
+                "params": graph.total_params,
+                "macs": graph.total_macs,
+            }
+        )
         if args.format == "text":
-            print(f"{path}: ok  {fmt_shape(graph.input_shape)} -> {fmt_shape(out)}, "
-                  f"{graph.total_params:,} params, {graph.total_macs:,} MACs")
+            print(
+                f"{path}: ok  {fmt_shape(graph.input_shape)} -> {fmt_shape(out)}, "
+                f"{graph.total_params:,} params, {graph.total_macs:,} MACs"
+            )
     if args.format == "json":
         print_json(results)
     return 1 if failures else 0
@@ -136,11 +185,15 @@ def verify(model: CompiledModel) -> None:
     model.train(was_training)
     for node in graph:
         if shapes.get(node.id) != node.shape:
-            raise RuntimeError(f"internal error: {node.id} inferred {node.shape} but ran as {shapes.get(node.id)}")
+            raise RuntimeError(
+                f"internal error: {node.id} inferred {node.shape} but ran as {shapes.get(node.id)}"
+            )
     params, buffers = count_tensors(model)
     if params != graph.total_params or buffers != graph.total_buffers:
-        raise RuntimeError(f"internal error: inferred {graph.total_params} params/{graph.total_buffers} buffers, "
-                           f"module has {params}/{buffers}")
+        raise RuntimeError(
+            f"internal error: inferred {graph.total_params} params/{graph.total_buffers} buffers, "
+            f"module has {params}/{buffers}"
+        )
 
 
 def save_model(model: CompiledModel, spec: LoadedSpec, path: str) -> None:
@@ -157,7 +210,9 @@ def print_table(graph: Graph, columns: list[str] | None) -> None:
 
     tty = sys.stdout.isatty()
     width = shutil.get_terminal_size().columns if tty else None
-    sys.stdout.write(render(report_rows(graph), totals(graph), "table", width, color=tty, columns=columns))
+    sys.stdout.write(
+        render(report_rows(graph), totals(graph), "table", width, color=tty, columns=columns)
+    )
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -189,5 +244,8 @@ def run_export(args: argparse.Namespace) -> int:
     if args.format == "json":
         print_json(report)
     else:
-        print(f"wrote {output} ({args.to}, outputs equal the eager model's on a batch of 3)", file=sys.stderr)
+        print(
+            f"wrote {output} ({args.to}, outputs equal the eager model's on a batch of 3)",
+            file=sys.stderr,
+        )
     return 0

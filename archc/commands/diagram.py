@@ -21,24 +21,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from archc.analysis.diagram import FORMATS, MAX_BOXES, RANKDIRS
 
     parser = subparsers.add_parser(
-        "diagram", help="graphviz diagram with shapes on the edges",
-        description=("Draw a spec: ops and key arguments as nodes, tensor shapes (C x H x W) on edges, "
-                     "blocks as clusters. Blocks deeper than --depth fold into one node with their totals "
-                     "(by default as deep as keeps the picture readable); chained identical folded blocks "
-                     "show once as 'xN'. Without graphviz's `dot`, writes the .dot file and exits 0."),
+        "diagram",
+        help="graphviz diagram with shapes on the edges",
+        description=(
+            "Draw a spec: ops and key arguments as nodes, tensor shapes (C x H x W) on edges, "
+            "blocks as clusters. Blocks deeper than --depth fold into one node with their totals "
+            "(by default as deep as keeps the picture readable); chained identical folded blocks "
+            "show once as 'xN'. Without graphviz's `dot`, writes the .dot file and exits 0."
+        ),
     )
     parser.add_argument("spec", metavar="SPEC")
-    parser.add_argument("-o", "--output", metavar="FILE",
-                        help=("output file (default: the spec's name with "
-                              "the format's suffix, in the current directory)"))
-    add_format_option(parser, FORMATS, default=None,
-                      help="svg, png, jpg, pdf or dot (default: from the -o suffix, else svg)")
-    parser.add_argument("--depth", type=_depth, default="auto", metavar="N|all",
-                        help="fold blocks nested deeper than N into one node; all: draw every layer (default: the "
-                             f"deepest level that keeps the diagram within {MAX_BOXES} boxes)")
-    parser.add_argument("--dpi", type=positive_int, default=None, metavar="DPI",
-                        help="resolution of png and jpg output (graphviz's default 96)")
-    parser.add_argument("--rankdir", choices=RANKDIRS, default="TB", help="top-to-bottom or left-to-right")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help=(
+            "output file (default: the spec's name with "
+            "the format's suffix, in the current directory)"
+        ),
+    )
+    add_format_option(
+        parser,
+        FORMATS,
+        default=None,
+        help="svg, png, jpg, pdf or dot (default: from the -o suffix, else svg)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=_depth,
+        default="auto",
+        metavar="N|all",
+        help="fold blocks nested deeper than N into one node; all: draw every layer (default: the "
+        f"deepest level that keeps the diagram within {MAX_BOXES} boxes)",
+    )
+    parser.add_argument(
+        "--dpi",
+        type=positive_int,
+        default=None,
+        metavar="DPI",
+        help="resolution of png and jpg output (graphviz's default 96)",
+    )
+    parser.add_argument(
+        "--rankdir", choices=RANKDIRS, default="TB", help="top-to-bottom or left-to-right"
+    )
     add_spec_options(parser)
     parser.set_defaults(handler=run_diagram)
 
@@ -62,12 +87,16 @@ def output_path(spec: str, output: str | None, fmt: str | None) -> tuple[Path, s
     named = SUFFIXES.get(suffix)
     if fmt is None:
         if named is None:
-            raise DiagramError(f"cannot tell which format to write to {path}: name it .{', .'.join(SUFFIXES)} "
-                               "or pass --format")
+            raise DiagramError(
+                f"cannot tell which format to write to {path}: name it .{', .'.join(SUFFIXES)} "
+                "or pass --format"
+            )
         return path, named
     if suffix and named != fmt:
-        raise DiagramError(f"--format {fmt} does not match the file name {path} (a .{suffix} file); "
-                           f"name it .{fmt} or drop --format")
+        raise DiagramError(
+            f"--format {fmt} does not match the file name {path} (a .{suffix} file); "
+            f"name it .{fmt} or drop --format"
+        )
     assert fmt in FORMATS
     return path, fmt
 
@@ -83,12 +112,17 @@ def run_diagram(args: argparse.Namespace) -> int:
         depth = fit_depth(graph) if args.depth == "auto" else args.depth
         written = render(graph, path, fmt, depth, args.rankdir, dpi=args.dpi)
     except GraphvizNotFound as exc:
-        print("warning: graphviz's `dot` is not installed, "
-              f"so no {fmt} was rendered; wrote {exc.dot_path}",
-              file=sys.stderr)
+        print(
+            "warning: graphviz's `dot` is not installed, "
+            f"so no {fmt} was rendered; wrote {exc.dot_path}",
+            file=sys.stderr,
+        )
         from archc.analysis.diagram import INSTALL_HINT
 
-        print(f"hint: {INSTALL_HINT}; then run `dot -T{fmt} {exc.dot_path} -o {path}`", file=sys.stderr)
+        print(
+            f"hint: {INSTALL_HINT}; then run `dot -T{fmt} {exc.dot_path} -o {path}`",
+            file=sys.stderr,
+        )
         return 0
     print(f"wrote {written}", file=sys.stderr)
     return 0

@@ -12,13 +12,21 @@ from archc.commands.common import add_format_option, add_output_option, add_plug
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("ops", help="list every op with its arguments",
-                              description="List the registered ops (including loaded plugins) and their arguments.")
+    p = subparsers.add_parser(
+        "ops",
+        help="list every op with its arguments",
+        description="List the registered ops (including loaded plugins) and their arguments.",
+    )
     add_format_option(p, ["table", "markdown", "json"])
     add_plugin_option(p)
     p.set_defaults(handler=run_ops)
-    s = subparsers.add_parser("schema", help="print the JSON Schema of a spec file",
-                              description=("Print the JSON Schema of archc spec files, for editors (VS Code's YAML extension)."))
+    s = subparsers.add_parser(
+        "schema",
+        help="print the JSON Schema of a spec file",
+        description=(
+            "Print the JSON Schema of archc spec files, for editors (VS Code's YAML extension)."
+        ),
+    )
     add_output_option(s, "write to FILE (missing folders are created) instead of stdout")
     add_plugin_option(s)
     s.set_defaults(handler=run_schema)
@@ -31,10 +39,26 @@ def describe_ops() -> list[dict[str, Any]]:
         args = []
         for arg, field in op.Args.model_fields.items():
             default = None if field.is_required() else field.get_default(call_default_factory=True)
-            args.append({"name": arg, "type": _type_name(field.annotation), "required": field.is_required(),
-                         "default": default, "description": field.description or ""})
-        rows.append({"name": name, "aliases": list(op.aliases), "doc": op.doc, "shorthand": op.shorthand,
-                     "inputs": "several" if op.multi_input else "one", "module": op.is_module, "args": args})
+            args.append(
+                {
+                    "name": arg,
+                    "type": _type_name(field.annotation),
+                    "required": field.is_required(),
+                    "default": default,
+                    "description": field.description or "",
+                }
+            )
+        rows.append(
+            {
+                "name": name,
+                "aliases": list(op.aliases),
+                "doc": op.doc,
+                "shorthand": op.shorthand,
+                "inputs": "several" if op.multi_input else "one",
+                "module": op.is_module,
+                "args": args,
+            }
+        )
     return rows
 
 
@@ -48,20 +72,32 @@ def _type_name(annotation: object) -> str:
     if origin in (Union, UnionType):
         return " | ".join(_type_name(a) for a in args)
     if origin in (list, tuple):
-        return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]" if args else origin.__name__
+        return (
+            f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]"
+            if args
+            else origin.__name__
+        )
     if annotation is type(None):
         return "null"
     return getattr(annotation, "__name__", str(annotation))
 
 
 def ops_markdown(rows: list[dict[str, Any]]) -> str:
-    out = ["| op | aliases | inputs | arguments | what it does |", "| --- | --- | --- | --- | --- |"]
+    out = [
+        "| op | aliases | inputs | arguments | what it does |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for row in rows:
-        args = "<br>".join(
-            f"`{a['name']}`" + (" (required)" if a["required"] else f" = `{json.dumps(a['default'])}`")
-            + (" *(shorthand)*" if a["name"] == row["shorthand"] else "") + f": {a['type']}"
-            for a in row["args"]
-        ) or "none"
+        args = (
+            "<br>".join(
+                f"`{a['name']}`"
+                + (" (required)" if a["required"] else f" = `{json.dumps(a['default'])}`")
+                + (" *(shorthand)*" if a["name"] == row["shorthand"] else "")
+                + f": {a['type']}"
+                for a in row["args"]
+            )
+            or "none"
+        )
         aliases = ", ".join(f"`{a}`" for a in row["aliases"]) or ""
         args = args.replace("|", "\\|")
         out.append(f"| `{row['name']}` | {aliases} | {row['inputs']} | {args} | {row['doc']} |")
@@ -84,7 +120,9 @@ def run_ops(args: argparse.Namespace) -> int:
         for col in ("op", "arguments", "what it does"):
             table.add_column(col)
         for row in rows:
-            args_text = ", ".join(a["name"] + ("" if a["required"] else f"={a['default']}") for a in row["args"])
+            args_text = ", ".join(
+                a["name"] + ("" if a["required"] else f"={a['default']}") for a in row["args"]
+            )
             table.add_row(row["name"], args_text, row["doc"])
         Console().print(table)
     return 0

@@ -24,24 +24,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from archc.analysis.report import FORMATS
 
     parser = subparsers.add_parser(
-        "report", help=("per-layer params, MACs, FLOPs, memory and "
-                        "receptive field; a comparison for several specs"),
-        description=("Static per-layer report of a spec as a block tree: output shapes, "
-                     "params, MACs, FLOPs, other ops, activation memory, receptive field and "
-                     "effective stride, with totals and a training-memory estimate. With "
-                     "several specs, one comparison table. No forward pass, no torch import."),
+        "report",
+        help=(
+            "per-layer params, MACs, FLOPs, memory and "
+            "receptive field; a comparison for several specs"
+        ),
+        description=(
+            "Static per-layer report of a spec as a block tree: output shapes, "
+            "params, MACs, FLOPs, other ops, activation memory, receptive field and "
+            "effective stride, with totals and a training-memory estimate. With "
+            "several specs, one comparison table. No forward pass, no torch import."
+        ),
     )
     parser.add_argument("specs", nargs="*", metavar="SPEC")
-    parser.add_argument("--html", metavar="DIR", help="one self-contained HTML page for a run or sweep directory")
-    add_output_option(parser, "write the report to FILE (any --format; with --html, the page: default DIR/report.html)")
-    parser.add_argument("--depth", type=positive_int, default=None, metavar="N",
-                        help=("fold blocks nested deeper than N into one row with their totals (default: all levels)"))
+    parser.add_argument(
+        "--html", metavar="DIR", help="one self-contained HTML page for a run or sweep directory"
+    )
+    add_output_option(
+        parser,
+        "write the report to FILE (any --format; with --html, the page: default DIR/report.html)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=(
+            "fold blocks nested deeper than N into one row with their totals (default: all levels)"
+        ),
+    )
     add_format_option(parser, FORMATS)
     add_columns_option(parser)
-    parser.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
-                        help="batch size for activation and training memory (default %(default)s)")
-    parser.add_argument("--dtype", choices=list(DTYPE_BYTES), default="float32",
-                        help="element type for memory figures (default %(default)s)")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1,
+        metavar="B",
+        help="batch size for activation and training memory (default %(default)s)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=list(DTYPE_BYTES),
+        default="float32",
+        help="element type for memory figures (default %(default)s)",
+    )
     add_spec_options(parser)
     parser.set_defaults(handler=run_report)
 
@@ -57,7 +83,9 @@ def run_report(args: argparse.Namespace) -> int:
         from archc.experiments.html import write_html_report
 
         source = Path(args.html)
-        print(write_html_report(source, Path(args.output) if args.output else source / "report.html"))
+        print(
+            write_html_report(source, Path(args.output) if args.output else source / "report.html")
+        )
         return 0
     if not args.specs:
         raise ArchcError("give spec files, or --html DIR")
@@ -67,10 +95,22 @@ def run_report(args: argparse.Namespace) -> int:
     width = shutil.get_terminal_size().columns if tty else None  # a pipe or file gets every column
     if len(graphs) == 1:
         graph = graphs[0]
-        text = render(report_rows(graph, args.depth, args.batch_size, args.dtype),
-                      totals(graph, args.batch_size, args.dtype), args.format, width, color=tty, columns=args.columns)
+        text = render(
+            report_rows(graph, args.depth, args.batch_size, args.dtype),
+            totals(graph, args.batch_size, args.dtype),
+            args.format,
+            width,
+            color=tty,
+            columns=args.columns,
+        )
     else:
-        text = render_compare(compare(graphs, args.batch_size, args.dtype), args.format, args.batch_size, args.dtype,
-                              width, color=tty)
+        text = render_compare(
+            compare(graphs, args.batch_size, args.dtype),
+            args.format,
+            args.batch_size,
+            args.dtype,
+            width,
+            color=tty,
+        )
     emit_text(text, args.output)
     return 0

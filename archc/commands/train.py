@@ -13,8 +13,19 @@ from archc.commands.common import add_format_option, add_spec_options, overrides
 from archc.trainer.cli import add_config_flags, config_of
 
 # What `archc evaluate` may change about the data; the rest of the recipe is the checkpoint's.
-EVALUATE_FIELDS = ("dataset", "data_dir", "download", "resize", "recipe", "data_path", "memory_limit", "loader_workers",
-                   "test_subset", "eval_batch_size", "device")
+EVALUATE_FIELDS = (
+    "dataset",
+    "data_dir",
+    "download",
+    "resize",
+    "recipe",
+    "data_path",
+    "memory_limit",
+    "loader_workers",
+    "test_subset",
+    "eval_batch_size",
+    "device",
+)
 TABLE_CLASSES = 20  # above it, text output summarises per-class accuracy instead of tabulating it
 
 
@@ -23,19 +34,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train",
         help="train a spec on a dataset (the spec's train: section gives the defaults)",
-        description=("Train a spec. Defaults come from the spec's `train:` section; flags override "
-                     "it. Writes OUT/metrics.csv, OUT/metrics.jsonl, OUT/last.pt, OUT/best.pt and "
-                     "OUT/result.json, and prints the result row. Multi-machine: the same command "
-                     "on each machine with --nnodes M --rdzv-endpoint HOST:PORT --out SHARED_DIR."),
+        description=(
+            "Train a spec. Defaults come from the spec's `train:` section; flags override "
+            "it. Writes OUT/metrics.csv, OUT/metrics.jsonl, OUT/last.pt, OUT/best.pt and "
+            "OUT/result.json, and prints the result row. Multi-machine: the same command "
+            "on each machine with --nnodes M --rdzv-endpoint HOST:PORT --out SHARED_DIR."
+        ),
     )
     train.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
     add_config_flags(train)
     add_spec_options(train, limits=False)
     add_format_option(train, ["text", "json"], help="json: print the whole result record")
-    train.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
-    train.add_argument("--pages", action=argparse.BooleanOptionalAction, default=True,
-                       help=("write the model's diagram (diagram.svg), per-layer report (report.md) and the run's "
-                             "HTML page (report.html) into OUT at the end, and say where they are (default on)"))
+    train.add_argument(
+        "--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS
+    )
+    train.add_argument(
+        "--pages",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=(
+            "write the model's diagram (diagram.svg), per-layer report (report.md) and the run's "
+            "HTML page (report.html) into OUT at the end, and say where they are (default on)"
+        ),
+    )
     train.add_argument("--config-json", help=argparse.SUPPRESS)
     train.set_defaults(handler=run_train)
 
@@ -43,12 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="test accuracy, per-class accuracy and confusion matrix of a checkpoint or of "
         "published weights",
-        description=("Evaluate a checkpoint on the test split. The model is rebuilt as it was trained "
-                     "(the checkpoint records the spec, --set and --input); dataset settings default "
-                     "to those it was trained with. With --pretrained, torchvision's published "
-                     "weights for a zoo spec are scored as torchvision scores them (the weights' own "
-                     "Resize/CenterCrop/normalisation, ImageFolder's class order), e.g. on ImageNet's "
-                     "val folder: archc evaluate resnet50 --pretrained --dataset imagefolder:VAL"),
+        description=(
+            "Evaluate a checkpoint on the test split. The model is rebuilt as it was trained "
+            "(the checkpoint records the spec, --set and --input); dataset settings default "
+            "to those it was trained with. With --pretrained, torchvision's published "
+            "weights for a zoo spec are scored as torchvision scores them (the weights' own "
+            "Resize/CenterCrop/normalisation, ImageFolder's class order), e.g. on ImageNet's "
+            "val folder: archc evaluate resnet50 --pretrained --dataset imagefolder:VAL"
+        ),
     )
     evaluate.add_argument(
         "spec", metavar="SPEC", nargs="?", default=None,
@@ -56,13 +79,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "which it carries",
     )  # fmt: skip
     source = evaluate.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", metavar="PATH", help="best.pt, last.pt or a state_dict file")
+    source.add_argument(
+        "--checkpoint", metavar="PATH", help="best.pt, last.pt or a state_dict file"
+    )
     source.add_argument("--pretrained", action="store_true",
                         help="torchvision's published weights for this zoo spec")  # fmt: skip
     add_config_flags(evaluate, EVALUATE_FIELDS, flags={"eval_batch_size": "--batch-size"})
     add_spec_options(evaluate, limits=False)
     add_format_option(evaluate, ["text", "json"], help="json: print the whole report")
-    evaluate.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
+    evaluate.add_argument(
+        "--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS
+    )
     evaluate.set_defaults(handler=run_evaluate)
 
 
@@ -72,13 +99,23 @@ def run_train(args: argparse.Namespace) -> int:
     config = config_of(args)
     if args.config_json:
         config = {**json.loads(args.config_json), **config}
-    record = train(args.spec, spec_overrides=overrides_of(args), plugins=tuple(args.plugins),
-                   input_shape=args.input_shape, **config)
+    record = train(
+        args.spec,
+        spec_overrides=overrides_of(args),
+        plugins=tuple(args.plugins),
+        input_shape=args.input_shape,
+        **config,
+    )
     if os.environ.get("RANK", "0") != "0" or args.config_json:
-        return 0  # only rank 0 reports, and not under `--nproc` (--config-json), whose launcher prints
+        return (
+            0  # only rank 0 reports, and not under `--nproc` (--config-json), whose launcher prints
+        )
     if record.get("elsewhere"):
-        print("this machine's processes finished; rank 0 wrote "
-              f"{record['out']}/result.json on its machine", file=sys.stderr)
+        print(
+            "this machine's processes finished; rank 0 wrote "
+            f"{record['out']}/result.json on its machine",
+            file=sys.stderr,
+        )
         return 0
     print(json.dumps(record, indent=2) if args.format == "json" else result_row(record))
     if args.pages:
@@ -93,8 +130,10 @@ def _tell_pages(record: dict[str, Any]) -> None:
     written, notes = write_pages(record)
     out = record["out"]
     lines = [f"  {kind:<10} {path}" for kind, path in written]
-    lines.append(f"  {'checkpoint':<10} {out}/best.pt  (archc evaluate --checkpoint {out}/best.pt; "
-                 f"archc predict - --checkpoint {out}/best.pt IMAGE)")
+    lines.append(
+        f"  {'checkpoint':<10} {out}/best.pt  (archc evaluate --checkpoint {out}/best.pt; "
+        f"archc predict - --checkpoint {out}/best.pt IMAGE)"
+    )
     tensorboard = f"; tensorboard --logdir {out}" if record["config"]["tensorboard"] else ""
     lines.append(f"  {'metrics':<10} {out}/metrics.csv{tensorboard}")
     print(f"the run is in {out}:\n" + "\n".join(lines), file=sys.stderr)
@@ -121,7 +160,10 @@ def _best(record: dict[str, Any]) -> str:
     for split in ("val", "test"):
         if record.get(f"best_{split}_acc") is not None:
             top5 = record.get(f"best_{split}_top5")
-            parts.append(f"{split} {record[f'best_{split}_acc']:.2%}" + (f" (top-5 {top5:.2%})" if top5 is not None else ""))
+            parts.append(
+                f"{split} {record[f'best_{split}_acc']:.2%}"
+                + (f" (top-5 {top5:.2%})" if top5 is not None else "")
+            )
     return ", ".join(parts)
 
 
@@ -137,8 +179,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     top5 = f", top-5 {report['test_top5']:.2%}" if report["test_top5"] is not None else ""
-    print(f"{report['spec']} on {report['dataset']} ({report['test_images']} test images): "
-          f"accuracy {report['test_acc']:.2%}{top5}, loss {report['test_loss']:.4f}")
+    print(
+        f"{report['spec']} on {report['dataset']} ({report['test_images']} test images): "
+        f"accuracy {report['test_acc']:.2%}{top5}, loss {report['test_loss']:.4f}"
+    )
     if "preprocessing" in report:
         print(f"weights: {report['checkpoint']}; preprocessing: {report['preprocessing']}")
     width = max(len(c) for c in report["classes"])

@@ -92,7 +92,9 @@ class Scope:
         order = self.info.module_order if self.info is not None else ()
         if order:
             slots = [k for k, it in enumerate(children) if self.child_name(it) in order]
-            listed = sorted((children[k] for k in slots), key=lambda it: order.index(self.child_name(it)))
+            listed = sorted(
+                (children[k] for k in slots), key=lambda it: order.index(self.child_name(it))
+            )
             for k, item in zip(slots, listed, strict=True):
                 children[k] = item
         return children
@@ -101,14 +103,26 @@ class Scope:
     def sequential(self) -> bool:
         """Its children run one after another, each on the previous
         one's output: an nn.Sequential."""
-        if len(self.inputs) != 1 or len(self.outputs) != 1 or len(self.children) != len(self.items) or not self.items:
+        if (
+            len(self.inputs) != 1
+            or len(self.outputs) != 1
+            or len(self.children) != len(self.items)
+            or not self.items
+        ):
             return False
-        if any(isinstance(it, Scope) and it.info is not None and it.info.checkpoint for it in self.items):
+        if any(
+            isinstance(it, Scope) and it.info is not None and it.info.checkpoint
+            for it in self.items
+        ):
             return False  # its forward checkpoints a child
         if self.info is not None and self.info.module_order:
             return False  # declared in another order than they run
-        if any(isinstance(it, Node) and (_owns_tensor(it) or _module_call(it)) for it in self.items):
-            return False  # its forward reads a learned tensor of its own, or calls a child specially
+        if any(
+            isinstance(it, Node) and (_owns_tensor(it) or _module_call(it)) for it in self.items
+        ):
+            return (
+                False  # its forward reads a learned tensor of its own, or calls a child specially
+            )
         prev = self.inputs[0]
         for item in self.items:
             if isinstance(item, Scope):
@@ -147,7 +161,7 @@ def scope_tree(graph: Graph) -> Scope:
         chain = _scope_chain(node.scope, graph)
         while stack[-1].path and stack[-1].path not in chain:
             closed.add(stack.pop().path)
-        for path in chain[chain.index(stack[-1].path) + 1 if stack[-1].path else 0:]:
+        for path in chain[chain.index(stack[-1].path) + 1 if stack[-1].path else 0 :]:
             if path in closed:
                 raise RuntimeError(f"internal error: scope {path} is not contiguous")
             child = Scope(path, graph.scopes[path])
@@ -156,10 +170,16 @@ def scope_tree(graph: Graph) -> Scope:
         stack[-1].items.append(node)
     readers = graph.consumers
     for scope in root.walk():
-        scope.nodes = [n for it in scope.items for n in ([it] if isinstance(it, Node) else it.nodes)]
+        scope.nodes = [
+            n for it in scope.items for n in ([it] if isinstance(it, Node) else it.nodes)
+        ]
         inside = {n.id for n in scope.nodes}
-        scope.inputs = list(dict.fromkeys(s for n in scope.nodes for s in n.inputs if s not in inside))
-        scope.outputs = [n.id for n in scope.nodes if any(r not in inside for r in readers[n.id])] or [scope.nodes[-1].id]
+        scope.inputs = list(
+            dict.fromkeys(s for n in scope.nodes for s in n.inputs if s not in inside)
+        )
+        scope.outputs = [
+            n.id for n in scope.nodes if any(r not in inside for r in readers[n.id])
+        ] or [scope.nodes[-1].id]
         shape = graph.shape_of(scope.inputs[0]) if scope.inputs else ()
         scope.in_channels = shape[0] if shape else 0
     return root
@@ -180,12 +200,16 @@ def _scope_chain(path: str, graph: Graph) -> list[str]:
 class Hole:
     hint: str  # a parameter name if this value varies between calls
     value: object
-    default: object = inspect.Parameter.empty  # the constructor's default: a constant equal to it is omitted
+    default: object = (
+        inspect.Parameter.empty
+    )  # the constructor's default: a constant equal to it is omitted
 
     def constant_text(self) -> str | None:
         """The literal, or None where it equals the default
         (`nn.Conv2d(..., stride=1)` -> no `stride`)."""
-        if self.default is not inspect.Parameter.empty and _frozen(self.value) == _frozen(self.default):
+        if self.default is not inspect.Parameter.empty and _frozen(self.value) == _frozen(
+            self.default
+        ):
             return None
         return literal(self.value)
 
@@ -203,7 +227,13 @@ class Expr:
 
     def skeleton(self) -> tuple[object, ...]:
         if self.call is not None:
-            return ("call", self.call.target, len(self.call.args), tuple(self.call.kwargs), self.init)
+            return (
+                "call",
+                self.call.target,
+                len(self.call.args),
+                tuple(self.call.kwargs),
+                self.init,
+            )
         if self.seq is not None:
             return ("seq", tuple((name, e.skeleton()) for name, e in self.seq))
         assert self.scope is not None and self.scope.group is not None
@@ -216,9 +246,14 @@ class Expr:
     def holes(self, field_name: str) -> list[Hole]:
         if self.call is not None:
             names = _argument_names(self.call.target)
-            out = [Hole(f"{field_name}_{names[i] if i < len(names) else f'arg{i}'}", v) for i, v in enumerate(self.call.args)]
-            return out + [Hole(f"{field_name}_{k}", v, self.defaults.get(k, inspect.Parameter.empty))
-                          for k, v in self.call.kwargs.items()]
+            out = [
+                Hole(f"{field_name}_{names[i] if i < len(names) else f'arg{i}'}", v)
+                for i, v in enumerate(self.call.args)
+            ]
+            return out + [
+                Hole(f"{field_name}_{k}", v, self.defaults.get(k, inspect.Parameter.empty))
+                for k, v in self.call.kwargs.items()
+            ]
         if self.seq is not None:
             return [h for name, e in self.seq for h in e.holes(f"{field_name}_{name}")]
         assert self.scope is not None and self.scope.group is not None
@@ -227,8 +262,10 @@ class Expr:
             fields = group.fields(self.scope)
             return [h for name, e in fields for h in e.holes(f"{field_name}_{name}")]
         values = group.arguments(self.scope)
-        holes = [Hole(name, value, group.defaults.get(name, inspect.Parameter.empty))
-                 for name, value in zip(group.param_names(), values, strict=True)]
+        holes = [
+            Hole(name, value, group.defaults.get(name, inspect.Parameter.empty))
+            for name, value in zip(group.param_names(), values, strict=True)
+        ]
         present = dict(group.fields(self.scope))
         given = [name for name in group.given() if name in present]
         return holes + [h for name in given for h in present[name].holes(f"{field_name}_{name}")]
@@ -254,8 +291,11 @@ class Expr:
             elif text is not None:
                 parts.append(f"{name}={text}")
         present = dict(group.fields(self.scope))
-        parts += [f"{group.argument_name(name)}={present[name].render(fill, indent)}"
-                  for name in group.given() if name in present]
+        parts += [
+            f"{group.argument_name(name)}={present[name].render(fill, indent)}"
+            for name in group.given()
+            if name in present
+        ]
         return f"{group.name}({', '.join(parts)})"
 
 
@@ -288,7 +328,9 @@ def _signature(target: str) -> dict[str, Any]:
         params = inspect.signature(cls).parameters.values() if cls is not None else []
     except (TypeError, ValueError):
         return {}
-    return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {
+        p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
 
 
 def _resolve(target: str) -> Callable[..., object] | None:
@@ -315,7 +357,11 @@ def literal(value: object) -> str:
 
 
 def _frozen(value: object) -> object:
-    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else (type(value), value)
+    return (
+        tuple(_frozen(v) for v in value)
+        if isinstance(value, (list, tuple))
+        else (type(value), value)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,8 +398,12 @@ class ClassGroup:
     stored: dict[str, None] = field(default_factory=dict)
 
     def holes(self, scope: Scope) -> list[Hole]:
-        fields = [h for name, expr in self.fields(scope) if name not in self.optional
-                  and name not in self.passed for h in expr.holes(_hint(name))]
+        fields = [
+            h
+            for name, expr in self.fields(scope)
+            if name not in self.optional and name not in self.passed
+            for h in expr.holes(_hint(name))
+        ]
         return fields + (self.literals(scope) if self.literals is not None else [])
 
     def field_hole_count(self) -> int:
@@ -385,14 +435,23 @@ class ClassGroup:
             if values in by_values:
                 params[by_values[values]][1].append(i)
                 continue
-            arg = next((n for n in candidates[0] if tuple(_frozen(c.get(n)) for c in candidates) == values), None)
+            arg = next(
+                (
+                    n
+                    for n in candidates[0]
+                    if tuple(_frozen(c.get(n)) for c in candidates) == values
+                ),
+                None,
+            )
             name = _unique(_local(arg or per_instance[0][i].hint, "arg"), taken)
             info = self.instances[0].info
             if arg is not None and info is not None and arg in info.defaults and name == arg:
                 self.defaults[name] = info.defaults[arg]
             by_values[values] = len(params)
             params.append((name, [i]))
-        params.sort(key=lambda p: p[0] in self.defaults)  # parameters with defaults last, as Python wants
+        params.sort(
+            key=lambda p: p[0] in self.defaults
+        )  # parameters with defaults last, as Python wants
         self._params = params
         start = count - (len(self.literals(self.instances[0])) if self.literals else 0)
         self.stored = {name: None for name, places in params if any(i >= start for i in places)}
@@ -403,7 +462,9 @@ class ClassGroup:
         self._resolve_params()
         names = [n for n in self.param_names() if n not in self.defaults]
         names += list(self.passed.values())  # required: before the parameters with defaults
-        names += [f"{n}={literal(self.defaults[n])}" for n in self.param_names() if n in self.defaults]
+        names += [
+            f"{n}={literal(self.defaults[n])}" for n in self.param_names() if n in self.defaults
+        ]
         return ", ".join([*names, *(f"{self.argument_name(n)}=None" for n in self.optional)])
 
     def given(self) -> list[str]:
@@ -484,7 +545,12 @@ class SourceWriter:
             if node.module is not None and not node.shared:
                 op = ops.get(node.op)
                 assert op is not None
-                call = op.emit(node.args, [graph.shape_of(i) for i in node.inputs], node.shape, node.id in self.inplace)
+                call = op.emit(
+                    node.args,
+                    [graph.shape_of(i) for i in node.inputs],
+                    node.shape,
+                    node.id in self.inplace,
+                )
                 if not TARGET_RE.match(call.target):
                     raise ValueError(f"op {node.op} emitted an unsupported target {call.target!r}")
                 self.calls[node.id] = call
@@ -512,19 +578,37 @@ class SourceWriter:
         for target, node_ids in by_target.items():
             signature = _signature(target)
             order = {name: i for i, name in enumerate(signature)}
-            keys = sorted(dict.fromkeys(k for n in node_ids for k in self.calls[n].kwargs), key=lambda k: order.get(k, len(order)))
-            known = {k: signature[k] for k in keys if signature.get(k, inspect.Parameter.empty) is not inspect.Parameter.empty}
+            keys = sorted(
+                dict.fromkeys(k for n in node_ids for k in self.calls[n].kwargs),
+                key=lambda k: order.get(k, len(order)),
+            )
+            known = {
+                k: signature[k]
+                for k in keys
+                if signature.get(k, inspect.Parameter.empty) is not inspect.Parameter.empty
+            }
             positional = [d for d in signature.values()]
             width = max(len(self.calls[n].args) for n in node_ids)
             defaults[target] = known
             for n in node_ids:
                 call = self.calls[n]
                 args = call.args
-                if len(args) < width and all(positional[i] is not inspect.Parameter.empty for i in range(len(args), width)
-                                             if i < len(positional)) and width <= len(positional):
-                    args = (*args, *positional[len(args):width])
+                if (
+                    len(args) < width
+                    and all(
+                        positional[i] is not inspect.Parameter.empty
+                        for i in range(len(args), width)
+                        if i < len(positional)
+                    )
+                    and width <= len(positional)
+                ):
+                    args = (*args, *positional[len(args) : width])
                 if all(k in call.kwargs or k in known for k in keys):
-                    self.calls[n] = Call(target, args, {k: call.kwargs[k] if k in call.kwargs else known[k] for k in keys})
+                    self.calls[n] = Call(
+                        target,
+                        args,
+                        {k: call.kwargs[k] if k in call.kwargs else known[k] for k in keys},
+                    )
                 elif args is not call.args:
                     self.calls[n] = Call(target, args, call.kwargs)
         return defaults
@@ -543,8 +627,12 @@ class SourceWriter:
             if info.block is None and sequential and names == [str(i) for i in range(len(names))]:
                 continue  # inline nn.Sequential(...)
             base = class_name(info.block or scope.leaf)
-            key = (base, sequential, self._field_shape(scope),
-                   None if sequential else _template(self.forward_code(scope, "forward"))[0])
+            key = (
+                base,
+                sequential,
+                self._field_shape(scope),
+                None if sequential else _template(self.forward_code(scope, "forward"))[0],
+            )
             group = by_key.get(key)
             if group is None:
                 group = by_key[key] = ClassGroup(base, sequential, [], self.fields)
@@ -569,23 +657,34 @@ class SourceWriter:
                 for name, expr in self.fields(instance):
                     skeletons.setdefault(name, set()).add(expr.skeleton())
             taken = {n for n, _ in self.fields(group.instances[0])} | set(GLOBALS)
-            group.passed = {name: name if not name.isdigit() else _unique(self._role(group, name), taken)
-                            for name, kinds in skeletons.items()
-                            if len(kinds) > 1 and name not in group.optional}
+            group.passed = {
+                name: name if not name.isdigit() else _unique(self._role(group, name), taken)
+                for name, kinds in skeletons.items()
+                if len(kinds) > 1 and name not in group.optional
+            }
         for base, groups in variants.items():
             if not groups:
                 continue
             first = {n for n, _ in self.fields(groups[0].instances[0])}
             for k, group in enumerate(groups):
-                extra = [n for n, _ in self.fields(group.instances[0]) if n not in first] if k else []
-                group.name = _unique(base + "".join(class_name(n) for n in extra), self.taken_classes)
+                extra = (
+                    [n for n, _ in self.fields(group.instances[0]) if n not in first] if k else []
+                )
+                group.name = _unique(
+                    base + "".join(class_name(n) for n in extra), self.taken_classes
+                )
 
     def _merge_layer_lists(self, groups: list[ClassGroup]) -> None:
         """Variants of a sequential block with indexed layers that still differ (a stage of two
         blocks and one of three, a first block that downsamples): one nn.Sequential class that
         its calls build from their own layers, `Stage(BasicBlock(...), BasicBlock(...))`."""
-        numbered = [g for g in groups if g.sequential and not g.optional
-                    and all(n.isdigit() for n, _ in self.fields(g.instances[0]))]
+        numbered = [
+            g
+            for g in groups
+            if g.sequential
+            and not g.optional
+            and all(n.isdigit() for n, _ in self.fields(g.instances[0]))
+        ]
         if len(numbered) < 2:
             return
         keep = numbered[0]
@@ -622,14 +721,20 @@ class SourceWriter:
                 groups.remove(group)
                 self.groups.remove(group)
 
-    def class_forward(self, group: ClassGroup, scope: Scope, comments: bool = False,
-                      absent: frozenset[str] = frozenset(),
-                      optional: frozenset[str] = frozenset()) -> str:
+    def class_forward(
+        self,
+        group: ClassGroup,
+        scope: Scope,
+        comments: bool = False,
+        absent: frozenset[str] = frozenset(),
+        optional: frozenset[str] = frozenset(),
+    ) -> str:
         """The forward of a class as one call runs it: with variants, every variant's body under
         `if VARIANT == k:` (the call's own variant number, a parameter once the calls differ)."""
         if not group.variants:
-            return self.forward_code(scope, "forward", comments=comments, absent=absent,
-                                     optional=optional)
+            return self.forward_code(
+                scope, "forward", comments=comments, absent=absent, optional=optional
+            )
         mine = group.variant_of[scope.path]
         last = len(group.variants) - 1
         head = ""
@@ -640,7 +745,7 @@ class SourceWriter:
             code = self.forward_code(runs, f"_forward_{k}", comments=comments)
             head = head or code.splitlines()[0]
             bodies.append(code)
-        args = head[head.index("(") + 1:head.rindex(")")].partition(", ")[2]
+        args = head[head.index("(") + 1 : head.rindex(")")].partition(", ")[2]
         lines = [head.replace("def _forward_0(", "def forward(")]
         for k in range(last):  # one method per variant, as two_modes' _forward_train/_forward_eval
             lines += [f"{INDENT}if {mine} == {k}:", f"{INDENT * 2}return self._forward_{k}({args})"]
@@ -659,8 +764,15 @@ class SourceWriter:
             shape = None if group.varargs else self._field_shape(scope)
             code = None if group.sequential else self.class_forward(group, scope)
             forward = _template(code)[0] if code is not None else None
-            key = (base, group.sequential, group.varargs, group.optional,
-                   tuple(group.arg_names.items()), shape, forward)
+            key = (
+                base,
+                group.sequential,
+                group.varargs,
+                group.optional,
+                tuple(group.arg_names.items()),
+                shape,
+                forward,
+            )
             if key not in seen:
                 seen[key] = group
                 continue
@@ -701,13 +813,19 @@ class SourceWriter:
                 names = [n for n, _ in self.fields(scope)]
                 mine = [n for n, _ in self.fields(other)]
                 extra = tuple(n for n in names if n not in mine)
-                if not extra or [n for n in names if n in mine] != mine or (big.optional and big.optional != extra):
+                if (
+                    not extra
+                    or [n for n in names if n in mine] != mine
+                    or (big.optional and big.optional != extra)
+                ):
                     continue
                 children = {scope.child_name(it): it for it in scope.children}
                 if not all(_optional_child(n, children[n]) for n in extra):
                     continue
-                if _template(self.forward_code(scope, "forward", absent=frozenset(extra)))[0] != \
-                        _template(self.forward_code(other, "forward"))[0]:
+                if (
+                    _template(self.forward_code(scope, "forward", absent=frozenset(extra)))[0]
+                    != _template(self.forward_code(other, "forward"))[0]
+                ):
                     continue
                 # an optional child's call that holds a number: the literals would not line up
                 mine_numbers = _template(self.forward_code(other, "forward"))[1]
@@ -727,15 +845,15 @@ class SourceWriter:
         scope, other = big.instances[0], small.instances[0]
         names = [n for n, _ in self.fields(scope)]
         mine = [n for n, _ in self.fields(other)]
-        extra = tuple(names[len(mine):])
-        if names != [str(i) for i in range(len(names))] or not mine or names[:len(mine)] != mine:
+        extra = tuple(names[len(mine) :])
+        if names != [str(i) for i in range(len(names))] or not mine or names[: len(mine)] != mine:
             return False
         if not extra or (big.optional and big.optional != extra):
             return False
         children = dict(zip(names, scope.children, strict=True))
         if not all(_passable(n, children[n]) for n in extra):
             return False
-        if self._field_shape(scope)[:len(mine)] != self._field_shape(other):
+        if self._field_shape(scope)[: len(mine)] != self._field_shape(other):
             return False
         big.optional = extra
         taken = set(GLOBALS) | set(big.arg_names.values())
@@ -774,13 +892,24 @@ class SourceWriter:
                 expr = Expr(scope=item) if item.group is not None else Expr(seq=self.fields(item))
             else:
                 call = self.calls[item.id]
-                expr = Expr(call=call, defaults=self.defaults.get(call.target, {}), init=_init_source(item, "x"))
+                expr = Expr(
+                    call=call,
+                    defaults=self.defaults.get(call.target, {}),
+                    init=_init_source(item, "x"),
+                )
             out.append((scope.child_name(item), expr))
         return out
 
     # forward code -------------------------------------------------------------------------------
-    def forward_code(self, scope: Scope, name: str, mode: str = "train", comments: bool = False,
-                     absent: frozenset[str] = frozenset(), optional: frozenset[str] = frozenset()) -> str:
+    def forward_code(
+        self,
+        scope: Scope,
+        name: str,
+        mode: str = "train",
+        comments: bool = False,
+        absent: frozenset[str] = frozenset(),
+        optional: frozenset[str] = frozenset(),
+    ) -> str:
         """`def NAME(self, x): ...` running one scope's items (without comments: a grouping key).
 
         `absent` child modules are left out, their output being their input (what a call of the
@@ -795,7 +924,9 @@ class SourceWriter:
             if _skipped(it, skip):
                 continue
             if absent and _is_child(it) and scope.child_name(it) in absent:
-                alias[it.outputs[0] if isinstance(it, Scope) else it.id] = alias.get(it.inputs[0], it.inputs[0])
+                alias[it.outputs[0] if isinstance(it, Scope) else it.id] = alias.get(
+                    it.inputs[0], it.inputs[0]
+                )
                 continue
             items.append(it)
 
@@ -824,32 +955,52 @@ class SourceWriter:
             if isinstance(item, Scope):
                 outs = item.outputs
                 for out in outs:
-                    text = item.leaf if len(outs) == 1 else out[len(scope.prefix):]
+                    text = item.leaf if len(outs) == 1 else out[len(scope.prefix) :]
                     local[out] = _unique(_local(text, "block"), taken)
                 args = ", ".join(local[s] for s in inputs)
                 target = ", ".join(local[o] for o in outs)
                 access = _access("self", item.leaf)
                 call = f"{access}({args})"
-                if item.info is not None and item.info.checkpoint:  # TorchScript drops the checkpoint
-                    checkpointed = f"torch.utils.checkpoint.checkpoint({access}, {args}, use_reentrant=False)"
-                    call = (f"{checkpointed} if self.training and not "
-                            f"torch.jit.is_scripting() else {call}")
+                if (
+                    item.info is not None and item.info.checkpoint
+                ):  # TorchScript drops the checkpoint
+                    checkpointed = (
+                        f"torch.utils.checkpoint.checkpoint({access}, {args}, use_reentrant=False)"
+                    )
+                    call = (
+                        f"{checkpointed} if self.training and not "
+                        f"torch.jit.is_scripting() else {call}"
+                    )
                 elif item.leaf in optional:
                     call = f"{call} if {access} is not None else {args}"
                 lines.append(f"{INDENT}{target} = {call}" + self._comment(scope, item, comments))
             else:
-                local[item.id] = _unique(_local(item.id[len(scope.prefix):], item.op), taken)
-                expr = self.node_expr(item, [local[s] for s in inputs], lambda path: _access("self", path.rpartition(".")[2]))
+                local[item.id] = _unique(_local(item.id[len(scope.prefix) :], item.op), taken)
+                expr = self.node_expr(
+                    item,
+                    [local[s] for s in inputs],
+                    lambda path: _access("self", path.rpartition(".")[2]),
+                )
                 if item.module is not None and scope.child_name(item) in optional:
-                    expr = (f"{expr} if {_access('self', scope.child_name(item))} "
-                            f"is not None else {local[inputs[0]]}")
-                lines.append(f"{INDENT}{local[item.id]} = {expr}" + self._comment(scope, item, comments))
+                    expr = (
+                        f"{expr} if {_access('self', scope.child_name(item))} "
+                        f"is not None else {local[inputs[0]]}"
+                    )
+                lines.append(
+                    f"{INDENT}{local[item.id]} = {expr}" + self._comment(scope, item, comments)
+                )
             keep = set(returns)
-            dead = [local[s] for s in dict.fromkeys(inputs) if last_use.get(s) == i and s not in keep]
+            dead = [
+                local[s] for s in dict.fromkeys(inputs) if last_use.get(s) == i and s not in keep
+            ]
             if dead:
                 lines.append(f"{INDENT}del {', '.join(dead)}")
         values = [local[r] for r in returns]
-        lines.append(f"{INDENT}return {values[0]}" if len(values) == 1 else f"{INDENT}return ({', '.join(values)})")
+        lines.append(
+            f"{INDENT}return {values[0]}"
+            if len(values) == 1
+            else f"{INDENT}return ({', '.join(values)})"
+        )
         return "\n".join(lines)
 
     def node_expr(self, node: Node, args: list[str], access: Callable[[str], str]) -> str:
@@ -875,7 +1026,7 @@ class SourceWriter:
         """The output shape of an item in every call of its class: one shape where all calls agree,
         each distinct one (`96x56x56 | 192x28x28`) where they differ, nothing past MAX_SHAPES."""
         outputs = item.outputs if isinstance(item, Scope) else [item.id]
-        ids = [i[len(scope.prefix):] for i in outputs]
+        ids = [i[len(scope.prefix) :] for i in outputs]
         calls = self._in_order(scope.group) if scope.group is not None else [scope]
         if scope.group is not None and scope.group.variants and self._variant is not None:
             calls = [c for c in calls if scope.group.variant_of[c.path] == self._variant]
@@ -934,8 +1085,12 @@ class SourceWriter:
         two_modes = any(h.train_only for h in graph.heads)
         sequential = root.sequential and not graph.heads and bool(root.items)
         base = "Sequential" if sequential else "nn.Module"
-        lines = [f"class {self.root_name}({base}):", f'{INDENT}"""{_doc_text(graph.name)}: input {fmt_shape(graph.input_shape)}."""', "",
-                 f"{INDENT}def __init__(self):"]
+        lines = [
+            f"class {self.root_name}({base}):",
+            f'{INDENT}"""{_doc_text(graph.name)}: input {fmt_shape(graph.input_shape)}."""',
+            "",
+            f"{INDENT}def __init__(self):",
+        ]
         fields = self.fields(root)
         fill = (h.constant_text() for name, expr in fields for h in expr.holes(name))
         lines += self.field_lines(root, fill, sequential)
@@ -945,17 +1100,28 @@ class SourceWriter:
         if two_modes:
             for mode in ("train", "eval"):
                 lines.append("")
-                lines += _indent(self.forward_code(root, f"_forward_{mode}", mode, comments=True).splitlines())
-            lines += ["", f"{INDENT}def forward(self, x) -> Any:",
-                      f"{INDENT * 2}if self.training:", f"{INDENT * 3}return self._forward_train(x)",
-                      f"{INDENT * 2}return self._forward_eval(x)"]
+                lines += _indent(
+                    self.forward_code(root, f"_forward_{mode}", mode, comments=True).splitlines()
+                )
+            lines += [
+                "",
+                f"{INDENT}def forward(self, x) -> Any:",
+                f"{INDENT * 2}if self.training:",
+                f"{INDENT * 3}return self._forward_train(x)",
+                f"{INDENT * 2}return self._forward_eval(x)",
+            ]
         else:
             lines.append("")
             lines += _indent(self.forward_code(root, "forward", comments=True).splitlines())
         return lines
 
-    def field_lines(self, scope: Scope, fill: Iterator[str | None], sequential: bool,
-                    group: ClassGroup | None = None) -> list[str]:
+    def field_lines(
+        self,
+        scope: Scope,
+        fill: Iterator[str | None],
+        sequential: bool,
+        group: ClassGroup | None = None,
+    ) -> list[str]:
         """`super().__init__()` and one line per child module, with
         its output shape as a comment."""
         fields = self.fields(scope)
@@ -968,7 +1134,9 @@ class SourceWriter:
             for item, (name, expr) in zip(scope.children, fields, strict=True):
                 if name in optional:
                     continue
-                value = group.passed[name] if group and name in group.passed else expr.render(fill, 3)
+                value = (
+                    group.passed[name] if group and name in group.passed else expr.render(fill, 3)
+                )
                 lines.append(f"{INDENT * 3}{value},{self._comment(scope, item, True)}")
             if not optional:
                 return [*lines, f"{INDENT * 2})"]
@@ -980,10 +1148,17 @@ class SourceWriter:
             return [*lines, f"{INDENT * 2}super().__init__(*{listed})"]
         lines = [f"{INDENT * 2}super().__init__()"]
         for item, (name, expr) in zip(scope.children, fields, strict=True):
-            value = group.argument_name(name) if group and name in group.given() else expr.render(fill, 2)
+            value = (
+                group.argument_name(name)
+                if group and name in group.given()
+                else expr.render(fill, 2)
+            )
             if isinstance(item, Node) and _owns_tensor(item):
-                assign = (f"self.{name} = nn.Parameter({value})" if is_plain_attribute(name)
-                          else f"self.register_parameter({name!r}, nn.Parameter({value}))")
+                assign = (
+                    f"self.{name} = nn.Parameter({value})"
+                    if is_plain_attribute(name)
+                    else f"self.register_parameter({name!r}, nn.Parameter({value}))"
+                )
             else:
                 assign = _assign(name, value)
             lines.append(f"{INDENT * 2}{assign}{self._comment(scope, item, sequential)}")
@@ -999,7 +1174,11 @@ class SourceWriter:
         out: list[str] = []
         for kind in ("conv", "linear", "norm"):
             rule = self.init.rule(kind)
-            nodes = [n for n in self.graph if n.id in self.calls and getattr(ops.get(n.op), "init_kind", None) == kind]
+            nodes = [
+                n
+                for n in self.graph
+                if n.id in self.calls and getattr(ops.get(n.op), "init_kind", None) == kind
+            ]
             if rule.scheme == "torch" or not nodes:
                 continue
             targets = sorted({self.calls[n.id].target for n in nodes})
@@ -1022,12 +1201,20 @@ class SourceWriter:
         if "torch.utils.checkpoint.checkpoint(" in body:
             lines.append("import torch.utils.checkpoint")
         lines.append("from torch import nn")
-        stdlib = [line for line, used in (("from collections import OrderedDict", "(Sequential):" in body),
-                                          ("from typing import Any", "-> Any" in body)) if used]
+        stdlib = [
+            line
+            for line, used in (
+                ("from collections import OrderedDict", "(Sequential):" in body),
+                ("from typing import Any", "-> Any" in body),
+            )
+            if used
+        ]
         return [*stdlib, "", *lines] if stdlib else lines
 
     def write(self) -> str:
-        blocks = [[*dict.fromkeys(self.helpers.values())]] if self.helpers else []  # one op may ship several
+        blocks = (
+            [[*dict.fromkeys(self.helpers.values())]] if self.helpers else []
+        )  # one op may ship several
         for group in self.groups:
             blocks.append(self.class_source(group))
         blocks.append(self.root_source())
@@ -1037,12 +1224,19 @@ class SourceWriter:
         shape = ", ".join(str(d) for d in self.graph.input_shape)
         heads = {c.target.rpartition(".")[0] for c in self.calls.values()}
         foreign = sorted(h for h in heads if h and h != "nn" and h.partition(".")[0] != "torch")
-        needs = ((f"Needs PyTorch and {', '.join(foreign)} (a plugin's "
-                  "module classes; archc itself is not needed)") if foreign else "Needs only PyTorch")
-        head = (f'"""{self.root_name}: generated by archc from '
-                f'{_doc_text(self.origin)}. {needs}."""')
-        main = (f'if __name__ == "__main__":\n{INDENT}model = {self.root_name}().eval()\n'
-                f"{INDENT}print(model(torch.zeros(1, {shape})).shape)")
+        needs = (
+            (
+                f"Needs PyTorch and {', '.join(foreign)} (a plugin's "
+                "module classes; archc itself is not needed)"
+            )
+            if foreign
+            else "Needs only PyTorch"
+        )
+        head = f'"""{self.root_name}: generated by archc from {_doc_text(self.origin)}. {needs}."""'
+        main = (
+            f'if __name__ == "__main__":\n{INDENT}model = {self.root_name}().eval()\n'
+            f"{INDENT}print(model(torch.zeros(1, {shape})).shape)"
+        )
         return f"{head}\n\n" + "\n".join(self.imports(body)) + f"\n\n\n{body}\n\n\n{main}\n"
 
 
@@ -1092,7 +1286,9 @@ def _optional_child(name: str, item: Node | Scope) -> bool:
         return False
     if isinstance(item, Node):
         return not _owns_tensor(item)  # a learned tensor is always there
-    return not isinstance(item, Scope) or (len(item.outputs) == 1 and not (item.info is not None and item.info.checkpoint))
+    return not isinstance(item, Scope) or (
+        len(item.outputs) == 1 and not (item.info is not None and item.info.checkpoint)
+    )
 
 
 def _is_child(item: Node | Scope) -> bool:
@@ -1107,11 +1303,19 @@ def _skipped(item: Node | Scope, skip: frozenset[str]) -> bool:
 
 
 def _access(owner: str, name: str) -> str:
-    return f"{owner}.{name}" if is_plain_attribute(name) and name not in GLOBALS else f"getattr({owner}, {name!r})"
+    return (
+        f"{owner}.{name}"
+        if is_plain_attribute(name) and name not in GLOBALS
+        else f"getattr({owner}, {name!r})"
+    )
 
 
 def _assign(name: str, expr: str) -> str:
-    return f"self.{name} = {expr}" if is_plain_attribute(name) else f"self.add_module({name!r}, {expr})"
+    return (
+        f"self.{name} = {expr}"
+        if is_plain_attribute(name)
+        else f"self.add_module({name!r}, {expr})"
+    )
 
 
 def _indent(lines: list[str]) -> list[str]:

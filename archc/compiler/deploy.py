@@ -31,10 +31,14 @@ class ExportError(SpecError):
     """The model cannot be exported to the requested format (PyTorch's reason included)."""
 
 
-def export_artifact(model: CompiledModel, fmt: str, path: str | Path, verify: bool = True) -> dict[str, Any]:
+def export_artifact(
+    model: CompiledModel, fmt: str, path: str | Path, verify: bool = True
+) -> dict[str, Any]:
     """Write `model` (eval mode) as `fmt` to `path`; returns what was checked against eager."""
     writers: dict[str, Callable[[nn.Module, torch.Tensor, Path], Runner]] = {
-        "torchscript": _torchscript, "onnx": _onnx, "exported-program": _exported_program,
+        "torchscript": _torchscript,
+        "onnx": _onnx,
+        "exported-program": _exported_program,
     }
     if fmt not in writers:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -50,20 +54,31 @@ def export_artifact(model: CompiledModel, fmt: str, path: str | Path, verify: bo
         raise
     except Exception as exc:  # the exporter's own failure: report it plainly
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"cannot export {graph.name} to {fmt}: {type(exc).__name__}: {reason[:500]}") from None
+        raise ExportError(
+            f"cannot export {graph.name} to {fmt}: {type(exc).__name__}: {reason[:500]}"
+        ) from None
     report: dict[str, Any] = {"format": fmt, "path": str(path), "verified": False}
     if verify:
-        probe = torch.randn(3, *graph.input_shape)  # another batch size: the batch dimension is dynamic
+        probe = torch.randn(
+            3, *graph.input_shape
+        )  # another batch size: the batch dimension is dynamic
         with torch.no_grad():
             want = _tensors(model(probe))
         got = run(probe)
         # float32 kernels differ in summation order: tolerances scale with the output's magnitude
         # (an untrained deep model's logits can be large)
-        if len(got) != len(want) or not all(torch.allclose(g, w, rtol=1e-4, atol=1e-4 * max(1.0, w.abs().max().item()))
-                                            for g, w in zip(got, want, strict=False)):
-            diff = max(((g - w).abs().max().item() for g, w in zip(got, want, strict=False)), default=float("nan"))
-            raise ExportError(f"{fmt} export of {graph.name} differs from "
-                              f"the eager model (max abs diff {diff:.3g})")
+        if len(got) != len(want) or not all(
+            torch.allclose(g, w, rtol=1e-4, atol=1e-4 * max(1.0, w.abs().max().item()))
+            for g, w in zip(got, want, strict=False)
+        ):
+            diff = max(
+                ((g - w).abs().max().item() for g, w in zip(got, want, strict=False)),
+                default=float("nan"),
+            )
+            raise ExportError(
+                f"{fmt} export of {graph.name} differs from "
+                f"the eager model (max abs diff {diff:.3g})"
+            )
         report.update(verified=True, checked_with="onnxruntime" if fmt == "onnx" else fmt)
     return report
 
@@ -73,7 +88,9 @@ def _torchscript(model: nn.Module, x: torch.Tensor, path: Path) -> Runner:
     buffer = io.BytesIO()
     torch.jit.save(scripted, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-    loaded = torch.jit.load(io.BytesIO(buffer.getvalue()))  # the bytes just written, never a user's file
+    loaded = torch.jit.load(
+        io.BytesIO(buffer.getvalue())
+    )  # the bytes just written, never a user's file
     return lambda t: _no_grad(loaded, t)
 
 
@@ -93,10 +110,13 @@ def _onnx(model: nn.Module, x: torch.Tensor, path: Path) -> Runner:
         import onnxruntime
         import onnxscript  # noqa: F401
     except ImportError:
-        raise ExportError("ONNX export needs the onnx extra: pip install "
-                          "'archc[onnx]' (onnx, onnxscript, onnxruntime)") from None
-    program = torch.onnx.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
-                                verbose=False)
+        raise ExportError(
+            "ONNX export needs the onnx extra: pip install "
+            "'archc[onnx]' (onnx, onnxscript, onnxruntime)"
+        ) from None
+    program = torch.onnx.export(
+        model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False
+    )
     assert program is not None
     buffer = io.BytesIO()
     program.save(buffer)  # type: ignore[arg-type]
@@ -113,7 +133,11 @@ def _no_grad(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> list[torc
 
 def _tensors(out: object) -> list[torch.Tensor]:
     """A model's output (a tensor, or a tuple with its heads) as a flat list of tensors."""
-    return [torch.as_tensor(o) for o in out] if isinstance(out, (tuple, list)) else [torch.as_tensor(out)]
+    return (
+        [torch.as_tensor(o) for o in out]
+        if isinstance(out, (tuple, list))
+        else [torch.as_tensor(out)]
+    )
 
 
 __all__ = ["FORMATS", "SUFFIX", "ExportError", "export_artifact"]

@@ -47,14 +47,18 @@ def execute(source: str, filename: str) -> dict[str, Any]:
     return namespace
 
 
-def build_module(graph: Graph, init: InitSpec | None = None, origin: str | None = None) -> CompiledModel:
+def build_module(
+    graph: Graph, init: InitSpec | None = None, origin: str | None = None
+) -> CompiledModel:
     """Emit the nn.Module for a graph: execute its generated source
     and instantiate the root class."""
     source = module_source(graph, init, origin or f"{graph.name}.yaml")
     name = class_name(graph.name)
     namespace = execute(source, f"<archc:{name}:{next(_counter)}>")
     root = namespace[name]
-    cls = type(name, (root, CompiledModel), {"__module__": root.__module__, "__doc__": root.__doc__})
+    cls = type(
+        name, (root, CompiledModel), {"__module__": root.__module__, "__doc__": root.__doc__}
+    )
     model: CompiledModel = cls()
     model.archc_graph = graph
     model.archc_heads = list(graph.heads)
@@ -71,7 +75,9 @@ def probe_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]
     def record(node_id: str, value: torch.Tensor) -> None:
         shapes[node_id] = tuple(value.shape[1:])
 
-    namespace = execute(probe_source(graph), f"<archc:{class_name(graph.name)}:probe:{next(_counter)}>")
+    namespace = execute(
+        probe_source(graph), f"<archc:{class_name(graph.name)}:probe:{next(_counter)}>"
+    )
     namespace["_probe"].__globals__.update(record=record, torch=torch)
     namespace["_probe"](model, x)
     return shapes

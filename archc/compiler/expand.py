@@ -31,7 +31,9 @@ from archc.ops.base import OpError, Shape, fmt_shape
 
 META_KEYS = ("name", "from", "when", "repeat", "head", "then", "doc", "checkpoint")
 SEQ = "seq"
-BRANCHES = "branches"  # a merge's branches beside its arguments: `concat: {dim: 1, branches: [...]}`
+BRANCHES = (
+    "branches"  # a merge's branches beside its arguments: `concat: {dim: 1, branches: [...]}`
+)
 NAME_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)$")
 
 
@@ -126,13 +128,17 @@ class Expander:
         self.limits = limits
         data = spec.document.data
         self.blocks: LDict = data.get("blocks") or LDict()
-        self.graph = Graph(name=spec.name, input_shape=spec.input_shape, params_used=dict(spec.params))
+        self.graph = Graph(
+            name=spec.name, input_shape=spec.input_shape, params_used=dict(spec.params)
+        )
         self.ids: set[str] = {INPUT}
         self.errors: list[SpecError] = []
         self.frames: list[Frame] = []
         self.annotated: set[int] = set()  # ids of errors that already carry their call-site chain
         self.tainted: set[str] = set()  # nodes a failed item's name was left pointing to
-        self.head_order: dict[str, int] = {}  # head -> its place among the outputs after the main one
+        self.head_order: dict[
+            str, int
+        ] = {}  # head -> its place among the outputs after the main one
         self.steps = 0  # items and lists visited, see Limits.max_steps
         self.max_steps = limits.max_steps
         self.id_chars = 0  # characters of generated paths, see MAX_ID_CHARS
@@ -142,8 +148,13 @@ class Expander:
     def run(self) -> Graph:
         data = self.spec.document.data
         scope = Scope(
-            ns=Namespace(""), env=ChainMap(dict(self.spec.params)), refs=ChainMap({}), declared=ChainMap({}),
-            input_id=INPUT, stack=(), depth=0,
+            ns=Namespace(""),
+            env=ChainMap(dict(self.spec.params)),
+            refs=ChainMap({}),
+            declared=ChainMap({}),
+            input_id=INPUT,
+            stack=(),
+            depth=0,
         )
         self.graph.input_layout = self.input_layout()
         with expr.work_budget():
@@ -153,10 +164,15 @@ class Expander:
         if out.node == INPUT:
             raise SpecError("the network has no layers", position_of(data, "layers"))
         if out.pieces:
-            raise SpecError(f"the network ends in {self.several(out)}; its output is one tensor: merge them "
-                            f"(concat, add) or read one with 'from:'", position_of(data, "layers"))
+            raise SpecError(
+                f"the network ends in {self.several(out)}; its output is one tensor: merge them "
+                f"(concat, add) or read one with 'from:'",
+                position_of(data, "layers"),
+            )
         self.graph.output = out.node
-        self.graph.heads.sort(key=lambda h: self.head_order[h.name])  # stable: declaration order otherwise
+        self.graph.heads.sort(
+            key=lambda h: self.head_order[h.name]
+        )  # stable: declaration order otherwise
         return self.graph
 
     def input_layout(self) -> tuple[str, ...] | None:
@@ -167,12 +183,18 @@ class Expander:
             return None
         pos = position_of(self.spec.document.data, "input_layout")
         if len(letters) != len(self.spec.input_shape) or len(set(letters)) != len(letters):
-            raise SpecError(f"input_layout {letters} must name each of the {len(self.spec.input_shape)} input "
-                            f"dimensions once, e.g. [C, H, W], [H, W, C] or [L, D]", pos)
+            raise SpecError(
+                f"input_layout {letters} must name each of the {len(self.spec.input_shape)} input "
+                f"dimensions once, e.g. [C, H, W], [H, W, C] or [L, D]",
+                pos,
+            )
         if "L" in letters:
             if "C" in letters or len(letters) != 2:
-                raise SpecError(f"input_layout {letters}: a sequence is [L, D] (tokens) or [D, L] (channels "
-                                "along positions)", pos)
+                raise SpecError(
+                    f"input_layout {letters}: a sequence is [L, D] (tokens) or [D, L] (channels "
+                    "along positions)",
+                    pos,
+                )
             return tuple("C" if a == "D" else a for a in letters)
         return tuple(letters)
 
@@ -181,25 +203,47 @@ class Expander:
         """Count one visit; every item and list counts, whether or not it makes a node."""
         self.steps += 1
         if self.steps > self.max_steps:
-            raise LimitError(f"expanding the spec visits more than {self.max_steps:,} items and lists "
-                            "(repeats of empty or dropped items count too; --max-nodes raises this)", pos)
+            raise LimitError(
+                f"expanding the spec visits more than {self.max_steps:,} items and lists "
+                "(repeats of empty or dropped items count too; --max-nodes raises this)",
+                pos,
+            )
 
     def charge_path(self, path: str, pos: Pos | None) -> None:
         self.id_chars += len(path)
         if self.id_chars > MAX_ID_CHARS:
-            raise LimitError(f"the generated layer names add up to more than {MAX_ID_CHARS:,} characters", pos)
+            raise LimitError(
+                f"the generated layer names add up to more than {MAX_ID_CHARS:,} characters", pos
+            )
 
     def seq(self, items: Any, scope: Scope, cur: Value, pos: Pos | None = None) -> Value:
         self.step(getattr(items, "pos", None) or pos)
         if not isinstance(items, LList):
-            raise SpecError(f"expected a list of layers, got {type(items).__name__}", getattr(items, "pos", None) or pos)
+            raise SpecError(
+                f"expected a list of layers, got {type(items).__name__}",
+                getattr(items, "pos", None) or pos,
+            )
         declared: dict[str, Pos | None] = {}
         for i, item in enumerate(items):
-            if isinstance(item, LDict) and isinstance(item.get("name"), str) and "$" not in item["name"]:
+            if (
+                isinstance(item, LDict)
+                and isinstance(item.get("name"), str)
+                and "$" not in item["name"]
+            ):
                 declared[item["name"]] = position_of(item, "name")
             elif item is None:
-                raise SpecError("empty list item: write an op name such as '- relu'", position_of(items, i))
-        scope = Scope(scope.ns, scope.env, scope.refs, scope.declared.new_child(declared), scope.input_id, scope.stack, scope.depth)
+                raise SpecError(
+                    "empty list item: write an op name such as '- relu'", position_of(items, i)
+                )
+        scope = Scope(
+            scope.ns,
+            scope.env,
+            scope.refs,
+            scope.declared.new_child(declared),
+            scope.input_id,
+            scope.stack,
+            scope.depth,
+        )
         for i, item in enumerate(items):
             try:
                 cur = self.item(item, position_of(items, i), scope, cur)
@@ -215,15 +259,26 @@ class Expander:
             raise exc
         if not (isinstance(exc, ShapeError) and exc.cascade):
             for diag in exc.diagnostics:  # an op's several bad arguments are several errors
-                seen = {(str(e.pos), e.message) for e in self.errors}  # a block's mistake once, not per call
+                seen = {
+                    (str(e.pos), e.message) for e in self.errors
+                }  # a block's mistake once, not per call
                 if (str(diag.pos), diag.message) not in seen:
                     self.errors.append(diag)
                 if len(self.errors) >= MAX_ERRORS:
                     raise SpecError.several(self.errors, truncated=True)
-        flow = cur.pieces[0] if cur.pieces else cur  # a node of the graph, whatever the failed item read
+        flow = (
+            cur.pieces[0] if cur.pieces else cur
+        )  # a node of the graph, whatever the failed item read
         name = item.get("name") if isinstance(item, LDict) else None
-        if isinstance(name, str) and "$" not in name and name_problem(name, False) is None and name not in scope.refs.maps[0]:
-            scope.refs.maps[0][name] = flow.node  # later references to it are not errors of their own
+        if (
+            isinstance(name, str)
+            and "$" not in name
+            and name_problem(name, False) is None
+            and name not in scope.refs.maps[0]
+        ):
+            scope.refs.maps[0][name] = (
+                flow.node
+            )  # later references to it are not errors of their own
             self.tainted.add(flow.node)
         return Value(flow.node, flow.shape, tainted=True)
 
@@ -270,22 +325,59 @@ class Expander:
             # repetitions indexed 0..n-1 inside, as torchvision's `layer1 = nn.Sequential(*blocks)`
             name = self.name_of(meta, raw, env, top_level=scope.ns.path == "")
             assert name is not None
-            container = self.child_scope(scope, name, kpos, SEQ, None, {}, scope.env, scope.refs.new_child({}),
-                                         flow.node, scope.stack)
+            container = self.child_scope(
+                scope,
+                name,
+                kpos,
+                SEQ,
+                None,
+                {},
+                scope.env,
+                scope.refs.new_child({}),
+                flow.node,
+                scope.stack,
+            )
             container.declared = scope.declared
-            out = self.repetitions(kind, body, {k: v for k, v in meta.items() if k != "name"}, raw, pos, kpos,
-                                   container, cur, env)
+            out = self.repetitions(
+                kind,
+                body,
+                {k: v for k, v in meta.items() if k != "name"},
+                raw,
+                pos,
+                kpos,
+                container,
+                cur,
+                env,
+            )
             scope.refs.maps[0][name] = out.node
             return out
         return self.repetitions(kind, body, meta, raw, pos, kpos, scope, cur, env)
 
-    def repetitions(self, kind: str, body: Any, meta: dict[str, Any], raw: Any, pos: Pos | None,
-                    kpos: Pos | None, scope: Scope, cur: Value, env: Any) -> Value:
+    def repetitions(
+        self,
+        kind: str,
+        body: Any,
+        meta: dict[str, Any],
+        raw: Any,
+        pos: Pos | None,
+        kpos: Pos | None,
+        scope: Scope,
+        cur: Value,
+        env: Any,
+    ) -> Value:
         """The item applied once per repetition, each on the previous one's output."""
         var = meta["repeat"].get("var", "i") if isinstance(meta["repeat"], LDict) else "i"
         for bound in self.repeat_spec(meta["repeat"], raw, env):
             self.step(pos)
-            inner = Scope(scope.ns, scope.env.new_child(bound), scope.refs, scope.declared, scope.input_id, scope.stack, scope.depth)
+            inner = Scope(
+                scope.ns,
+                scope.env.new_child(bound),
+                scope.refs,
+                scope.declared,
+                scope.input_id,
+                scope.stack,
+                scope.depth,
+            )
             index = bound[var] if isinstance(var, str) and var in bound else 0
             self.frames.append(Frame("repeat", var, kpos, index))
             try:
@@ -327,7 +419,9 @@ class Expander:
             raise SpecError(f"'when' must be true or false, got {cond!r}", wpos)
         return cond
 
-    def split(self, raw: Any, pos: Pos | None, scope: Scope) -> tuple[str, Any, dict[str, Any], Pos | None]:
+    def split(
+        self, raw: Any, pos: Pos | None, scope: Scope
+    ) -> tuple[str, Any, dict[str, Any], Pos | None]:
         """An item -> (kind, body, meta keys, position of the kind)."""
         if isinstance(raw, str):
             kind = render(raw, self.env_for(scope, None), pos) if "$" in raw else raw
@@ -338,7 +432,8 @@ class Expander:
         if not isinstance(raw, LDict):
             raise SpecError(
                 "a layer is an op name ('- relu') or a mapping ('- conv: "
-                f"{{out: 64, kernel: 3}}'), got {type(raw).__name__}", pos
+                f"{{out: 64, kernel: 3}}'), got {type(raw).__name__}",
+                pos,
             )
         meta = {k: v for k, v in raw.items() if k in META_KEYS}
         kinds = [k for k in raw if k not in META_KEYS]
@@ -346,11 +441,16 @@ class Expander:
             raise SpecError(f"layer has no op (keys: {', '.join(raw)})", raw.pos or pos)
         for k in kinds:
             if not self.is_kind(k):
-                raise SpecError("unknown op, block or key "
-                                f"'{k}'{self.misplaced_argument(k, kinds, raw) or self.hint(k, META_KEYS)}",
-                                key_position(raw, k))
+                raise SpecError(
+                    "unknown op, block or key "
+                    f"'{k}'{self.misplaced_argument(k, kinds, raw) or self.hint(k, META_KEYS)}",
+                    key_position(raw, k),
+                )
         if len(kinds) > 1:
-            raise SpecError(f"one op per list item, found {', '.join(kinds)}; put each on its own '- ' line", key_position(raw, kinds[1]))
+            raise SpecError(
+                f"one op per list item, found {', '.join(kinds)}; put each on its own '- ' line",
+                key_position(raw, kinds[1]),
+            )
         return kinds[0], raw[kinds[0]], meta, key_position(raw, kinds[0])
 
     def is_kind(self, name: str) -> bool:
@@ -372,7 +472,13 @@ class Expander:
         if op is None:
             return ""
         fields = list(op.Args.model_fields)
-        named = key if key in fields else PYTORCH_ARGS.get(key) if PYTORCH_ARGS.get(key) in fields else None
+        named = (
+            key
+            if key in fields
+            else PYTORCH_ARGS.get(key)
+            if PYTORCH_ARGS.get(key) in fields
+            else None
+        )
         if named is None:
             close = difflib.get_close_matches(key, fields, n=1, cutoff=0.75)
             named = close[0] if close else None
@@ -380,10 +486,14 @@ class Expander:
             return ""
         kind = next(k for k in kinds if ops.get(k) is op)
         if op.multi_input and isinstance(raw.get(kind), LList):  # the branch form
-            return (f" ({op.name} takes '{named}': write it inside {op.name}'s mapping beside the "
-                    f"branches, '{op.name}: {{{named}: ..., {BRANCHES}: [...]}}')")
-        return (f" ({op.name} takes '{named}': write it inside "
-                f"{op.name}'s mapping, '{op.name}: {{{named}: ...}}')")
+            return (
+                f" ({op.name} takes '{named}': write it inside {op.name}'s mapping beside the "
+                f"branches, '{op.name}: {{{named}: ..., {BRANCHES}: [...]}}')"
+            )
+        return (
+            f" ({op.name} takes '{named}': write it inside "
+            f"{op.name}'s mapping, '{op.name}: {{{named}: ...}}')"
+        )
 
     def env_for(self, scope: Scope, cur: Value | None) -> ChainMap[str, Any]:
         return scope.env if cur is None else self.with_shape(scope.env, cur)
@@ -410,43 +520,69 @@ class Expander:
             unknown = [k for k in raw if k not in allowed]
             if unknown:
                 known = "count and var, or each, as and var"
-                raise SpecError(f"unknown key '{unknown[0]}' in "
-                                f"repeat{did_you_mean(unknown[0], allowed)} (use {known})",
-                                key_position(raw, unknown[0]))
+                raise SpecError(
+                    f"unknown key '{unknown[0]}' in "
+                    f"repeat{did_you_mean(unknown[0], allowed)} (use {known})",
+                    key_position(raw, unknown[0]),
+                )
             var = self.repeat_name(raw, "var", "i")
             element = self.repeat_name(raw, "as", "item")
             if "each" in raw:
                 pos = position_of(raw, "each")
             raw = raw.get("each", raw.get("count"))
         value = render(raw, env, pos)
-        if isinstance(value, dict):  # a table keyed by name: one repetition per entry, `key` its name
+        if isinstance(
+            value, dict
+        ):  # a table keyed by name: one repetition per entry, `key` its name
             entries = [(k, v) for k, v in value.items()]
             if not entries:
                 raise SpecError("repeat over an empty mapping; to drop the item, use 'when:'", pos)
             if len(entries) > self.limits.max_repeat:
-                raise SpecError(f"repeat over {len(entries)} entries exceeds the "
-                                f"limit of {self.limits.max_repeat} (--max-repeat)", pos)
-            return [{**self.element_vars(v, element, var, i), "key": k} for i, (k, v) in enumerate(entries)]
+                raise SpecError(
+                    f"repeat over {len(entries)} entries exceeds the "
+                    f"limit of {self.limits.max_repeat} (--max-repeat)",
+                    pos,
+                )
+            return [
+                {**self.element_vars(v, element, var, i), "key": k}
+                for i, (k, v) in enumerate(entries)
+            ]
         if isinstance(value, list):
             if not value:
                 raise SpecError("repeat over an empty list; to drop the item, use 'when:'", pos)
             if len(value) > self.limits.max_repeat:
-                raise SpecError(f"repeat over {len(value)} elements exceeds the "
-                                f"limit of {self.limits.max_repeat} (--max-repeat)", pos)
+                raise SpecError(
+                    f"repeat over {len(value)} elements exceeds the "
+                    f"limit of {self.limits.max_repeat} (--max-repeat)",
+                    pos,
+                )
             return [self.element_vars(elem, element, var, i) for i, elem in enumerate(value)]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            hint = "; to drop the item, write 'when: false' (or 'when: ${n > 0}')" if value == 0 else ""
-            raise SpecError(f"repeat count must be a positive integer or a list, got {value!r}{hint}", pos)
+            hint = (
+                "; to drop the item, write 'when: false' (or 'when: ${n > 0}')"
+                if value == 0
+                else ""
+            )
+            raise SpecError(
+                f"repeat count must be a positive integer or a list, got {value!r}{hint}", pos
+            )
         if value > self.limits.max_repeat:
-            raise SpecError(f"repeat count {value} exceeds the limit of "
-                            f"{self.limits.max_repeat} (--max-repeat)", pos)
-        return ({var: i} for i in range(value))  # lazily: --max-repeat may be astronomical, the node cap is not
+            raise SpecError(
+                f"repeat count {value} exceeds the limit of "
+                f"{self.limits.max_repeat} (--max-repeat)",
+                pos,
+            )
+        return (
+            {var: i} for i in range(value)
+        )  # lazily: --max-repeat may be astronomical, the node cap is not
 
     @staticmethod
     def repeat_name(raw: LDict, key: str, default: str) -> str:
         name = raw.get(key, default)
         if not isinstance(name, str) or not NAME_RE.match(name) or name[0].isdigit():
-            raise SpecError(f"repeat {key} must be an identifier, got {name!r}", position_of(raw, key))
+            raise SpecError(
+                f"repeat {key} must be an identifier, got {name!r}", position_of(raw, key)
+            )
         return name
 
     @staticmethod
@@ -455,28 +591,60 @@ class Expander:
         mapping element's keys as variables."""
         bound: dict[str, Any] = {}
         if isinstance(elem, dict):
-            bound.update({k: v for k, v in elem.items() if isinstance(k, str) and NAME_RE.match(k) and not k[0].isdigit()})
+            bound.update(
+                {
+                    k: v
+                    for k, v in elem.items()
+                    if isinstance(k, str) and NAME_RE.match(k) and not k[0].isdigit()
+                }
+            )
         bound[element] = elem
         bound[var] = i
         return bound
 
     # one item ------------------------------------------------------------------------------------
-    def single(self, kind: str, body: Any, meta: dict[str, Any], raw: Any, kpos: Pos | None, scope: Scope, cur: Value) -> Value:
+    def single(
+        self,
+        kind: str,
+        body: Any,
+        meta: dict[str, Any],
+        raw: Any,
+        kpos: Pos | None,
+        scope: Scope,
+        cur: Value,
+    ) -> Value:
         inputs = self.resolve(meta["from"], raw, scope) if "from" in meta else [cur]
         env = self.env_for(scope, inputs[0])  # the shape variables describe what the item reads
         name = self.name_of(meta, raw, env, top_level=scope.ns.path == "")
         checkpoint = self.checkpoint_of(meta, raw, env, kind)
         if kind == SEQ:
-            out = self.call_seq(body, name, kpos, scope, self.single_input(inputs, kind, kpos), checkpoint)
+            out = self.call_seq(
+                body, name, kpos, scope, self.single_input(inputs, kind, kpos), checkpoint
+            )
         elif kind in self.blocks:
-            out = self.call_block(kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos), env, checkpoint)
+            out = self.call_block(
+                kind,
+                body,
+                name,
+                kpos,
+                scope,
+                self.single_input(inputs, kind, kpos),
+                env,
+                checkpoint,
+            )
         else:
             op = ops.get(kind)
             assert op is not None
-            if op.multi_input and (isinstance(body, LList) or (isinstance(body, LDict) and BRANCHES in body)):
-                out = self.branches(kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos), env)
+            if op.multi_input and (
+                isinstance(body, LList) or (isinstance(body, LDict) and BRANCHES in body)
+            ):
+                out = self.branches(
+                    kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos), env
+                )
             elif op.multi_output:
-                out = self.split_nodes(kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos), env)
+                out = self.split_nodes(
+                    kind, body, name, kpos, scope, self.single_input(inputs, kind, kpos), env
+                )
             else:
                 if op.multi_input:  # a merge reads every output of a split it is given
                     inputs = [p for v in inputs for p in (v.pieces or (v,))]
@@ -487,7 +655,12 @@ class Expander:
             then = meta["then"]
             items = then if isinstance(then, LList) else [then]
             for j, sub in enumerate(items):
-                out = self.item(sub, position_of(then, j) if isinstance(then, LList) else position_of(raw, "then"), scope, out)
+                out = self.item(
+                    sub,
+                    position_of(then, j) if isinstance(then, LList) else position_of(raw, "then"),
+                    scope,
+                    out,
+                )
         if name is not None:
             scope.refs.maps[0][name] = out.node
         if "head" in meta:
@@ -503,10 +676,17 @@ class Expander:
         value = render(meta["checkpoint"], env, pos)
         if not isinstance(value, bool):
             raise SpecError(f"'checkpoint' must be true or false, got {value!r}", pos)
-        inline = kind in self.blocks and isinstance(self.blocks[kind], LDict) and self.blocks[kind].get("inline", False)
+        inline = (
+            kind in self.blocks
+            and isinstance(self.blocks[kind], LDict)
+            and self.blocks[kind].get("inline", False)
+        )
         if value and ((kind != SEQ and kind not in self.blocks) or inline):
-            raise SpecError("'checkpoint' applies to a block call or a "
-                            f"seq (a module of its own), not to '{kind}'", pos)
+            raise SpecError(
+                "'checkpoint' applies to a block call or a "
+                f"seq (a module of its own), not to '{kind}'",
+                pos,
+            )
         return value
 
     def single_input(self, inputs: list[Value], kind: str, pos: Pos | None) -> Value:
@@ -514,8 +694,11 @@ class Expander:
             raise SpecError(f"'{kind}' takes one input, but 'from' names {len(inputs)}", pos)
         if inputs[0].pieces and not inputs[0].tainted:
             first = self.display(inputs[0].pieces[0].node)
-            raise SpecError(f"'{kind}' reads {self.several(inputs[0])}; pick one with 'from: {first}' "
-                            f"(or merge them: concat, add)", pos)
+            raise SpecError(
+                f"'{kind}' reads {self.several(inputs[0])}; pick one with 'from: {first}' "
+                f"(or merge them: concat, add)",
+                pos,
+            )
         return inputs[0]
 
     def several(self, value: Value) -> str:
@@ -525,8 +708,16 @@ class Expander:
         op = self.graph.nodes[value.pieces[0].node].label.split()[0]
         return f"the {len(names)} outputs of {op} '{base}' ({', '.join(names)})"
 
-    def split_nodes(self, kind: str, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value,
-                    env: Any) -> Value:
+    def split_nodes(
+        self,
+        kind: str,
+        body: Any,
+        name: str | None,
+        pos: Pos | None,
+        scope: Scope,
+        cur: Value,
+        env: Any,
+    ) -> Value:
         """A split or chunk: one `slice` view per output, `NAME.0`,
         `NAME.1`, ... in the namespace."""
         op = ops.get(kind)
@@ -546,12 +737,19 @@ class Expander:
             raise error from None
         base = self.unique(scope.ns.child(name or kind))
         self.ids.add(base)
-        leaf = base[len(scope.ns.path):]
+        leaf = base[len(scope.ns.path) :]
         pieces = []
         for k, (start, end) in enumerate(bounds):
             cut = {"dim": dim, "start": start, "end": None if k == len(bounds) - 1 else end}
-            piece = self.make("slice", (cut, None), f"{leaf}.{k}", pos, scope,
-                              [cur], [f"'{self.display(cur.node)}'"])
+            piece = self.make(
+                "slice",
+                (cut, None),
+                f"{leaf}.{k}",
+                pos,
+                scope,
+                [cur],
+                [f"'{self.display(cur.node)}'"],
+            )
             self.graph.nodes[piece.node].label = f"{kind} dim {dim} [{start}:{end}]"
             pieces.append(piece)
         self.pieces[base] = tuple(p.node for p in pieces)
@@ -578,8 +776,11 @@ class Expander:
         for j, name in enumerate(names):
             npos = position_of(raw, j) if isinstance(raw, LList) else pos
             if not isinstance(name, str):
-                raise SpecError(f"'from' takes node names, got {name!r} "
-                                "(references are by name, never by index)", npos)
+                raise SpecError(
+                    f"'from' takes node names, got {name!r} "
+                    "(references are by name, never by index)",
+                    npos,
+                )
             if name == INPUT:
                 node_id = scope.input_id
             elif name in scope.refs:
@@ -590,13 +791,20 @@ class Expander:
             elif name in scope.declared:
                 where = scope.declared[name]
                 at = f" (line {where.line})" if where else ""
-                raise SpecError(f"'{name}' is defined later{at}; 'from' must name an earlier node (no cycles)", npos)
+                raise SpecError(
+                    f"'{name}' is defined later{at}; 'from' must name an earlier node (no cycles)",
+                    npos,
+                )
             else:
                 hint = did_you_mean(name, [*scope.refs, INPUT])
-                outside = any(node == name or node.endswith(f".{name}") for node in self.graph.nodes)
+                outside = any(
+                    node == name or node.endswith(f".{name}") for node in self.graph.nodes
+                )
                 if not hint and scope.stack and outside:
-                    hint = (f" in block '{scope.stack[-1]}': a block "
-                            "body sees only its own names and 'input'")
+                    hint = (
+                        f" in block '{scope.stack[-1]}': a block "
+                        "body sees only its own names and 'input'"
+                    )
                 raise SpecError(f"unknown node '{name}'{hint}", npos)
             out.append(self.value_of(node_id))
         return out
@@ -615,13 +823,17 @@ class Expander:
         node_id = scope.refs[base]
         outputs = self.pieces.get(node_id, ())
         if node_id in self.tainted and not outputs:
-            return Value(node_id, self.graph.shape_of(node_id), True)  # an earlier error's consequence
+            return Value(
+                node_id, self.graph.shape_of(node_id), True
+            )  # an earlier error's consequence
         if not outputs:
             raise SpecError(f"'{base}' has one output, not several; write 'from: {base}'", pos)
         if not (index.isdigit() and index.isascii()) or int(index) >= len(outputs):
             which = "out of range" if index.isdigit() and index.isascii() else "not an output index"
             names = ", ".join(f"{base}.{k}" for k in range(len(outputs)))
-            raise SpecError(f"'{name}': {index!r} is {which}; '{base}' has {len(outputs)} outputs: {names}", pos)
+            raise SpecError(
+                f"'{name}': {index!r} is {which}; '{base}' has {len(outputs)} outputs: {names}", pos
+            )
         return self.value_of(outputs[int(index)])
 
     def add_head(self, raw: Any, name: str | None, item: Any, out: Value) -> None:
@@ -629,7 +841,9 @@ class Expander:
         if name is None:
             raise SpecError("an output head needs a name", pos)
         if out.pieces:
-            raise SpecError(f"an output head is one tensor, but this item makes {self.several(out)}", pos)
+            raise SpecError(
+                f"an output head is one tensor, but this item makes {self.several(out)}", pos
+            )
         if raw is True or raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -637,46 +851,102 @@ class Expander:
         keys = ["loss_weight", "train_only", "order"]
         unknown = [k for k in raw if k not in keys]
         if unknown:
-            raise SpecError(f"unknown key '{unknown[0]}' in head{did_you_mean(unknown[0], keys)}", key_position(raw, unknown[0]))
+            raise SpecError(
+                f"unknown key '{unknown[0]}' in head{did_you_mean(unknown[0], keys)}",
+                key_position(raw, unknown[0]),
+            )
         order = raw.get("order", len(self.graph.heads) + 1)
         if not isinstance(order, int) or isinstance(order, bool) or order < 1:
-            raise SpecError("order must be a positive integer (1: the first "
-                            f"output after the main one), got {order!r}",
-                            position_of(raw, "order"))
+            raise SpecError(
+                "order must be a positive integer (1: the first "
+                f"output after the main one), got {order!r}",
+                position_of(raw, "order"),
+            )
         weight = raw.get("loss_weight", 1.0)
         train_only = raw.get("train_only", True)
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
-            raise SpecError(f"loss_weight must be a non-negative number, got {weight!r}", position_of(raw, "loss_weight"))
+            raise SpecError(
+                f"loss_weight must be a non-negative number, got {weight!r}",
+                position_of(raw, "loss_weight"),
+            )
         if not isinstance(train_only, bool):
-            raise SpecError(f"train_only must be true or false, got {train_only!r}", position_of(raw, "train_only"))
+            raise SpecError(
+                f"train_only must be true or false, got {train_only!r}",
+                position_of(raw, "train_only"),
+            )
         if any(h.name == name for h in self.graph.heads):
             raise SpecError(f"output head '{name}' is declared twice", pos)
         self.graph.heads.append(Head(name, out.node, float(weight), train_only))
         self.head_order[name] = order
 
     # structures ---------------------------------------------------------------------------------
-    def child_scope(self, scope: Scope, name: str | None, pos: Pos | None, kind: str, block: str | None,
-                    args: dict[str, Any], env: ChainMap[str, Any], refs: ChainMap[str, str], input_id: str,
-                    stack: tuple[str, ...], checkpoint: bool = False) -> Scope:
+    def child_scope(
+        self,
+        scope: Scope,
+        name: str | None,
+        pos: Pos | None,
+        kind: str,
+        block: str | None,
+        args: dict[str, Any],
+        env: ChainMap[str, Any],
+        refs: ChainMap[str, str],
+        input_id: str,
+        stack: tuple[str, ...],
+        checkpoint: bool = False,
+    ) -> Scope:
         label = self.claim_name(scope.ns, name, pos, None)
         path = scope.ns.child(label)
         if scope.depth + 1 > self.limits.max_depth:
-            raise LimitError(f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos)
+            raise LimitError(
+                f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos
+            )
         self.charge_path(path, pos)
         self.graph.scopes[path] = ScopeInfo(path, kind, block, args, pos, checkpoint)
-        return Scope(Namespace(path + "."), env, refs, ChainMap({}), input_id, stack, scope.depth + 1)
+        return Scope(
+            Namespace(path + "."), env, refs, ChainMap({}), input_id, stack, scope.depth + 1
+        )
 
-    def call_seq(self, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value, checkpoint: bool = False) -> Value:
-        child = self.child_scope(scope, name, pos, SEQ, None, {}, scope.env, scope.refs.new_child({}), cur.node, scope.stack,
-                                 checkpoint)
+    def call_seq(
+        self,
+        body: Any,
+        name: str | None,
+        pos: Pos | None,
+        scope: Scope,
+        cur: Value,
+        checkpoint: bool = False,
+    ) -> Value:
+        child = self.child_scope(
+            scope,
+            name,
+            pos,
+            SEQ,
+            None,
+            {},
+            scope.env,
+            scope.refs.new_child({}),
+            cur.node,
+            scope.stack,
+            checkpoint,
+        )
         child.declared = scope.declared
         return self.seq(body, child, cur, pos)
 
-    def call_block(self, block: str, body: Any, name: str | None, pos: Pos | None, scope: Scope, cur: Value, env: Any,
-                   checkpoint: bool = False) -> Value:
+    def call_block(
+        self,
+        block: str,
+        body: Any,
+        name: str | None,
+        pos: Pos | None,
+        scope: Scope,
+        cur: Value,
+        env: Any,
+        checkpoint: bool = False,
+    ) -> Value:
         if block in scope.stack:
-            chain = " -> ".join([*scope.stack[scope.stack.index(block):], block])
-            raise LimitError(f"block '{block}' calls itself ({chain}); blocks cannot be recursive", pos)
+            chain = " -> ".join([*scope.stack[scope.stack.index(block) :], block])
+            raise LimitError(
+                f"block '{block}' calls itself ({chain}); blocks cannot be recursive", pos
+            )
         definition = self.blocks[block]
         declared = definition.get("params") or LDict()
         if not isinstance(declared, LDict):
@@ -688,8 +958,11 @@ class Expander:
             given = {k: render(v, env, position_of(body, k)) for k, v in body.items()}
             for k in body:
                 if k not in declared:
-                    raise SpecError(f"block '{block}' has no parameter '{k}'{did_you_mean(k, declared)}; "
-                                    f"it takes: {', '.join(declared) or 'nothing'}", key_position(body, k))
+                    raise SpecError(
+                        f"block '{block}' has no parameter '{k}'{did_you_mean(k, declared)}; "
+                        f"it takes: {', '.join(declared) or 'nothing'}",
+                        key_position(body, k),
+                    )
         else:
             raise SpecError(f"call a block with a mapping of arguments: '- {block}: {{...}}'", pos)
         missing = [k for k, v in declared.items() if v is None and k not in given]
@@ -701,13 +974,35 @@ class Expander:
         stack = (*scope.stack, block)
         layers = definition["layers"]
         if definition.get("inline", False):
-            inner = Scope(scope.ns, block_env, ChainMap({}), ChainMap({}), cur.node, stack, scope.depth + 1)
+            inner = Scope(
+                scope.ns, block_env, ChainMap({}), ChainMap({}), cur.node, stack, scope.depth + 1
+            )
             if inner.depth > self.limits.max_depth:
-                raise LimitError(f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos)
+                raise LimitError(
+                    f"blocks nest deeper than {self.limits.max_depth} levels (--max-depth)", pos
+                )
         else:
-            inner = self.child_scope(scope, name, pos, "block", block, args, block_env, ChainMap({}), cur.node, stack, checkpoint)
-            literal = {k: v for k, v in declared.items() if v is not None and not (isinstance(v, str) and "$" in v)}
-            self.graph.scopes[inner.ns.path.rstrip(".")] = replace(self.graph.scopes[inner.ns.path.rstrip(".")], defaults=literal)
+            inner = self.child_scope(
+                scope,
+                name,
+                pos,
+                "block",
+                block,
+                args,
+                block_env,
+                ChainMap({}),
+                cur.node,
+                stack,
+                checkpoint,
+            )
+            literal = {
+                k: v
+                for k, v in declared.items()
+                if v is not None and not (isinstance(v, str) and "$" in v)
+            }
+            self.graph.scopes[inner.ns.path.rstrip(".")] = replace(
+                self.graph.scopes[inner.ns.path.rstrip(".")], defaults=literal
+            )
         self.frames.append(Frame("block", block, pos, given))
         try:
             out = self.seq(layers, inner, cur)
@@ -722,27 +1017,52 @@ class Expander:
         order = definition["module_order"]
         pos = position_of(definition, "module_order")
         if definition.get("inline", False):
-            raise SpecError(f"block '{block}' is inline: it has no modules of its own to order", pos)
+            raise SpecError(
+                f"block '{block}' is inline: it has no modules of its own to order", pos
+            )
         path = inner.ns.path.rstrip(".")
-        children = {n.rpartition(".")[2] for n in [*inner.ns.modules, *self.graph.scopes] if n.rpartition(".")[0] == path}
+        children = {
+            n.rpartition(".")[2]
+            for n in [*inner.ns.modules, *self.graph.scopes]
+            if n.rpartition(".")[0] == path
+        }
         for j, name in enumerate(order):
             if name not in children or order.index(name) != j:
-                problem = "is named twice" if name in children else f"is not a child module of block '{block}'"
-                raise SpecError(f"module_order: '{name}' {problem}{did_you_mean(str(name), children)}",
-                                position_of(order, j) or pos)
+                problem = (
+                    "is named twice"
+                    if name in children
+                    else f"is not a child module of block '{block}'"
+                )
+                raise SpecError(
+                    f"module_order: '{name}' {problem}{did_you_mean(str(name), children)}",
+                    position_of(order, j) or pos,
+                )
         self.graph.scopes[path] = replace(self.graph.scopes[path], module_order=tuple(order))
 
-    def branches(self, kind: str, body: LList | LDict, name: str | None, pos: Pos | None, scope: Scope, cur: Value,
-                 env: Any) -> Value:
+    def branches(
+        self,
+        kind: str,
+        body: LList | LDict,
+        name: str | None,
+        pos: Pos | None,
+        scope: Scope,
+        cur: Value,
+        env: Any,
+    ) -> Value:
         """The branch form of a merge: `concat: [b1, b2]`, or with arguments `concat: {dim: 1,
         branches: [b1, b2]}` (the same arguments as the reference form)."""
         args_raw = None
         if isinstance(body, LDict):
-            args_raw = ({k: render(v, env, position_of(body, k)) for k, v in body.items() if k != BRANCHES}, body)
+            args_raw = (
+                {k: render(v, env, position_of(body, k)) for k, v in body.items() if k != BRANCHES},
+                body,
+            )
             listed = body[BRANCHES]
             if not isinstance(listed, LList) or not listed:
-                raise SpecError(f"'{BRANCHES}' is a list of branches, each an item or a list of items",
-                                position_of(body, BRANCHES))
+                raise SpecError(
+                    f"'{BRANCHES}' is a list of branches, each an item or a list of items",
+                    position_of(body, BRANCHES),
+                )
             body = listed
         outs: list[Value] = []
         labels: list[str] = []
@@ -754,14 +1074,27 @@ class Expander:
             else:
                 out = self.item(branch, bpos, scope, cur)
                 bname = branch.get("name") if isinstance(branch, LDict) else None
-                labels.append(f"branch '{bname}'" if isinstance(bname, str) and "$" not in bname else f"branch {j + 1}")
+                labels.append(
+                    f"branch '{bname}'"
+                    if isinstance(bname, str) and "$" not in bname
+                    else f"branch {j + 1}"
+                )
             outs.append(out)
             if out.pieces:  # a branch ending in a split gives the merge each of its outputs
                 outs[-1:] = list(out.pieces)
                 labels[-1:] = [f"{labels[-1]} output {k}" for k in range(len(out.pieces))]
         return self.make(kind, args_raw, name, pos, scope, outs, labels)
 
-    def op_node(self, kind: str, body: Any, name: str | None, pos: Pos | None, scope: Scope, inputs: list[Value], env: Any) -> Value:
+    def op_node(
+        self,
+        kind: str,
+        body: Any,
+        name: str | None,
+        pos: Pos | None,
+        scope: Scope,
+        inputs: list[Value],
+        env: Any,
+    ) -> Value:
         op = ops.get(kind)
         assert op is not None
         if body is None:
@@ -775,12 +1108,22 @@ class Expander:
         labels = [f"'{self.display(v.node)}'" for v in inputs]
         return self.make(kind, (args, body), name, pos, scope, inputs, labels)
 
-    def make(self, kind: str, args_raw: tuple[dict[str, Any], Any] | None, name: str | None, pos: Pos | None,
-             scope: Scope, inputs: list[Value], labels: list[str]) -> Value:
+    def make(
+        self,
+        kind: str,
+        args_raw: tuple[dict[str, Any], Any] | None,
+        name: str | None,
+        pos: Pos | None,
+        scope: Scope,
+        inputs: list[Value],
+        labels: list[str],
+    ) -> Value:
         op = ops.get(kind)
         assert op is not None
         if len(self.graph.nodes) >= self.limits.max_nodes:
-            raise LimitError(f"the network has more than {self.limits.max_nodes:,} nodes (--max-nodes)", pos)
+            raise LimitError(
+                f"the network has more than {self.limits.max_nodes:,} nodes (--max-nodes)", pos
+            )
         module = None
         if op.is_module:
             module = scope.ns.child(self.claim_name(scope.ns, name, pos, kind))
@@ -791,19 +1134,37 @@ class Expander:
         self.charge_path(node_id, pos)
         tainted = any(v.tainted for v in inputs)
         try:
-            node = make_node(op, node_id, args_raw, [v.node for v in inputs], [v.shape for v in inputs], labels, module,
-                             scope.ns.path.rstrip("."), pos, [self.graph.layout_of(v.node) for v in inputs])
+            node = make_node(
+                op,
+                node_id,
+                args_raw,
+                [v.node for v in inputs],
+                [v.shape for v in inputs],
+                labels,
+                module,
+                scope.ns.path.rstrip("."),
+                pos,
+                [self.graph.layout_of(v.node) for v in inputs],
+            )
         except ShapeError as exc:
             exc.cascade = tainted
             raise
         if module is not None:
             previous = scope.ns.modules.get(module)
             if previous is not None:
-                if previous.params or previous.buffers or previous.op != node.op or previous.args != node.args:
+                if (
+                    previous.params
+                    or previous.buffers
+                    or previous.op != node.op
+                    or previous.args != node.args
+                ):
                     at = f" (line {previous.pos.line})" if previous.pos else ""
                     label = module.rpartition(".")[2]
-                    raise SpecError(f"name '{label}' is already used{at}; only "
-                                    "identical parameter-free layers may share a name", pos)
+                    raise SpecError(
+                        f"name '{label}' is already used{at}; only "
+                        "identical parameter-free layers may share a name",
+                        pos,
+                    )
                 node.shared = True
             else:
                 scope.ns.modules[module] = node
@@ -825,7 +1186,9 @@ class Expander:
     def unique(self, node_id: str) -> str:
         if node_id not in self.ids:
             return node_id
-        n = self.suffixes.get(node_id, 2)  # resumes where the last search stopped: O(1), not O(uses)
+        n = self.suffixes.get(
+            node_id, 2
+        )  # resumes where the last search stopped: O(1), not O(uses)
         while f"{node_id}~{n}" in self.ids:
             n += 1
         self.suffixes[node_id] = n + 1

@@ -92,9 +92,16 @@ def check_fits(graph: Graph, batch: int = 1, available: int | None = None) -> No
     weights, activations = model_bytes(graph, batch)
     if weights + activations > available:
         # point at the layer that costs the most, so the error has a line to fix
-        largest = max(graph, key=lambda n: n.params + n.buffers
-                      + (numel(n.shape) + workspace(graph, n)) * batch, default=None)
-        where = f"; the largest layer is '{largest.id}' ({largest.params:,} params)" if largest is not None else ""
+        largest = max(
+            graph,
+            key=lambda n: n.params + n.buffers + (numel(n.shape) + workspace(graph, n)) * batch,
+            default=None,
+        )
+        where = (
+            f"; the largest layer is '{largest.id}' ({largest.params:,} params)"
+            if largest is not None
+            else ""
+        )
         raise SpecError(
             f"'{graph.name}' needs about {_gb(weights)} of weights and {_gb(activations)} "
             f"of activations (batch {batch}), but only {_gb(available)} of memory is "

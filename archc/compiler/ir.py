@@ -49,8 +49,12 @@ class ScopeInfo:
     args: dict[str, Any]
     pos: Pos | None
     checkpoint: bool = False  # recompute its activations in backward (torch.utils.checkpoint)
-    defaults: dict[str, Any] = field(default_factory=dict)  # the block's parameters with literal defaults
-    module_order: tuple[str, ...] = ()  # child modules declared in this order (the block's module_order)
+    defaults: dict[str, Any] = field(
+        default_factory=dict
+    )  # the block's parameters with literal defaults
+    module_order: tuple[
+        str, ...
+    ] = ()  # child modules declared in this order (the block's module_order)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,11 @@ def position_of(container: object, key: object | None = None) -> Pos | None:
     if key is not None:
         if isinstance(container, LDict):
             return container.value_pos.get(key) or container.key_pos.get(key) or container.pos
-        if isinstance(container, LList) and isinstance(key, int) and 0 <= key < len(container.item_pos):
+        if (
+            isinstance(container, LList)
+            and isinstance(key, int)
+            and 0 <= key < len(container.item_pos)
+        ):
             return container.item_pos[key] or container.pos
     return getattr(container, "pos", None)
 
@@ -63,7 +67,8 @@ def is_union_tag(step: object) -> bool:
     """A union member's tag in a pydantic error loc ('InitRule',
     'literal[...]'), not a key of the spec."""
     return isinstance(step, str) and (
-        step[:1].isupper() or step in ("int", "float", "bool", "str", "none")
+        step[:1].isupper()
+        or step in ("int", "float", "bool", "str", "none")
         or step.startswith(("literal[", "union[", "function-", "list[", "dict[", "tuple["))
     )
 
@@ -73,7 +78,9 @@ def locate(root: object, path: tuple[Any, ...]) -> Pos | None:
     best = getattr(root, "pos", None)
     node = root
     for step in path:
-        if (isinstance(node, LDict) and step in node) or (isinstance(node, LList) and isinstance(step, int) and 0 <= step < len(node)):
+        if (isinstance(node, LDict) and step in node) or (
+            isinstance(node, LList) and isinstance(step, int) and 0 <= step < len(node)
+        ):
             best = position_of(node, step) or best
             node = node[step]
         elif is_union_tag(step):
@@ -92,9 +99,18 @@ class Document:
 
 
 _SAFE_TAGS = {
-    None, "", "?", "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:str",
-    "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null", "tag:yaml.org,2002:omap",
+    None,
+    "",
+    "?",
+    "!",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:omap",
 }
 
 
@@ -110,7 +126,10 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
     try:
         tree = yaml.load(text)
     except _NodeLimit as exc:
-        raise SpecError(exc.message or f"spec has more than {max_nodes:,} YAML nodes", Pos(source, exc.line + 1, exc.column + 1)) from None
+        raise SpecError(
+            exc.message or f"spec has more than {max_nodes:,} YAML nodes",
+            Pos(source, exc.line + 1, exc.column + 1),
+        ) from None
     except MaxDepthExceededError as exc:
         mark = exc.problem_mark
         pos = Pos(source, mark.line + 1, mark.column + 1) if mark else Pos(source, 1, 1)
@@ -120,16 +139,26 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
         if advice is not None:
             message, (line, col) = advice
             raw = " ".join(p for p in (exc.context, exc.problem) if p)
-            raise SpecError(f"YAML syntax error: {message}", Pos(source, line + 1, col + 1),
-                            (f"the YAML parser said: {raw}",)) from None
+            raise SpecError(
+                f"YAML syntax error: {message}",
+                Pos(source, line + 1, col + 1),
+                (f"the YAML parser said: {raw}",),
+            ) from None
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.context and problem.startswith("but "):  # ruamel splits one sentence in two
             problem = f"{exc.context}, {problem}"
-        if exc.context_mark is not None and mark is not None and mark.line >= len(text.splitlines()):
+        if (
+            exc.context_mark is not None
+            and mark is not None
+            and mark.line >= len(text.splitlines())
+        ):
             # the problem is the end of the file (an unclosed bracket
             # or quote): point where it opened
-            mark, problem = exc.context_mark, f"{problem} ({exc.context})" if exc.context else problem
+            mark, problem = (
+                exc.context_mark,
+                f"{problem} ({exc.context})" if exc.context else problem,
+            )
         pos = Pos(source, mark.line + 1, mark.column + 1) if mark else Pos(source, 1, 1)
         lines = text.splitlines()
         if lines and pos.line > len(lines):  # at the end of the file: point just past its last line
@@ -138,16 +167,25 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
     except (YAMLError, RecursionError, ValueError, TypeError) as exc:
         raise SpecError(f"YAML error: {exc}".splitlines()[0], Pos(source, 1, 1)) from None
     except Exception as exc:  # ruamel's own code trips on some odd documents (`<<: !!set {a}`)
-        raise SpecError(f"YAML error: the parser failed on this document ({type(exc).__name__})", Pos(source, 1, 1)) from None
+        raise SpecError(
+            f"YAML error: the parser failed on this document ({type(exc).__name__})",
+            Pos(source, 1, 1),
+        ) from None
     if tree is None:
         raise SpecError("spec is empty", Pos(source, 1, 1))
-    if _expanded_size(tree, {}, max_nodes, 0) > max_nodes:  # aliases: sized in O(distinct nodes), not copied
+    if (
+        _expanded_size(tree, {}, max_nodes, 0) > max_nodes
+    ):  # aliases: sized in O(distinct nodes), not copied
         where = _overflow_pos(tree, max_nodes, source, Pos(source, 1, 1))
-        raise SpecError(f"spec expands to more than {max_nodes:,} YAML nodes (an alias bomb?)", where)
+        raise SpecError(
+            f"spec expands to more than {max_nodes:,} YAML nodes (an alias bomb?)", where
+        )
     budget = [max_nodes, max_nodes]  # [left, limit]
     data = _convert(tree, source, budget, depth=0)
     if not isinstance(data, LDict):
-        raise SpecError("a spec must be a YAML mapping (keys such as input:, layers:)", Pos(source, 1, 1))
+        raise SpecError(
+            "a spec must be a YAML mapping (keys such as input:, layers:)", Pos(source, 1, 1)
+        )
     return Document(data, source)
 
 
@@ -166,32 +204,55 @@ def yaml_advice(exc: MarkedYAMLError, lines: list[str]) -> tuple[str, tuple[int,
     if "'\\t'" in problem:
         return "a tab character; YAML indents with spaces only: replace the tab with spaces", here
     if problem.startswith("expected <block end>"):
-        where = f"line {opened.line + 1}, column {opened.column + 1}" if opened is not None else "the lines above"
-        kind = "list" if "collection" in context else "mapping"  # ruamel calls a block sequence a collection
-        return (f"this line is indented differently from the rest of its {kind} (which "
-                f"starts at {where}); YAML nests by indentation: align it with its siblings"), here
+        where = (
+            f"line {opened.line + 1}, column {opened.column + 1}"
+            if opened is not None
+            else "the lines above"
+        )
+        kind = (
+            "list" if "collection" in context else "mapping"
+        )  # ruamel calls a block sequence a collection
+        return (
+            f"this line is indented differently from the rest of its {kind} (which "
+            f"starts at {where}); YAML nests by indentation: align it with its siblings"
+        ), here
     closing = _FLOW_CLOSE.match(problem)
     if closing and opened is not None:
         closer, got = closing.group(1), closing.group(2)
         line = lines[at.line] if at.line < len(lines) else ""
         if got == "'{'" and at.column > 0 and line[at.column - 1 : at.column] == "$":
-            return "an expression inside [...] or {...} must be quoted: write \"${...}\"", (at.line, at.column - 1)
+            return 'an expression inside [...] or {...} must be quoted: write "${...}"', (
+                at.line,
+                at.column - 1,
+            )
         opener = "[" if closer == "]" else "{"
         if got == "'<stream end>'" or at.line != opened.line:
             what = "list" if opener == "[" else "mapping"
-            return f"this '{opener}' is never closed: add '{closer}' where the {what} ends", (opened.line, opened.column)
+            return f"this '{opener}' is never closed: add '{closer}' where the {what} ends", (
+                opened.line,
+                opened.column,
+            )
         return f"expected ',' or '{closer}' here: separate the entries with ', '", here
     if "quoted scalar" in context and opened is not None:
         return "this quote is never closed: add the closing quote", (opened.line, opened.column)
     if problem.startswith("mapping values are not allowed"):
-        return ("unexpected ': ' here: a nested mapping goes in braces on "
-                "one line ('conv: {out: 4, kernel: 3}') or on its own, "
-                "further indented lines; a space after ':' ends a key"), here
+        return (
+            "unexpected ': ' here: a nested mapping goes in braces on "
+            "one line ('conv: {out: 4, kernel: 3}') or on its own, "
+            "further indented lines; a space after ':' ends a key"
+        ), here
     duplicate = re.match(r'found duplicate key "([^"]*)"', problem)
     if duplicate:
         key = duplicate.group(1)
-        first = next((n for n in range(opened.line if opened else 0, at.line)
-                      if lines[n][:at.column].strip() in ("", "-") and lines[n][at.column:].startswith(f"{key}:")), None)
+        first = next(
+            (
+                n
+                for n in range(opened.line if opened else 0, at.line)
+                if lines[n][: at.column].strip() in ("", "-")
+                and lines[n][at.column :].startswith(f"{key}:")
+            ),
+            None,
+        )
         also = f" (first at line {first + 1})" if first is not None else ""
         return f"key '{key}' appears twice in this mapping{also}; each key may appear once", here
     return None
@@ -203,7 +264,10 @@ def load_file(path: str | Path) -> Document:
     try:
         size = p.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise SpecError(f"spec file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}", Pos(Source(str(path), ""), 1, 1))
+            raise SpecError(
+                f"spec file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}",
+                Pos(Source(str(path), ""), 1, 1),
+            )
         data = p.read_bytes()
         text = data.decode("utf-8")
     except SpecError:
@@ -219,8 +283,12 @@ def load_file(path: str | Path) -> Document:
 
 
 MAX_DEPTH = 200
-MAX_NUMBER_CHARS = 100  # longest plain number literal: Python refuses ints past 4,300 digits, floats overflow
-_NUMBER = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?|[-+]?0[xXoObB][0-9a-fA-F_]+")
+MAX_NUMBER_CHARS = (
+    100  # longest plain number literal: Python refuses ints past 4,300 digits, floats overflow
+)
+_NUMBER = re.compile(
+    r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?|[-+]?0[xXoObB][0-9a-fA-F_]+"
+)
 
 
 class _NodeLimit(Exception):
@@ -250,11 +318,19 @@ def _counting_yaml(max_nodes: int) -> YAML:
                     raise _NodeLimit(mark.line, mark.column)
                 event = self.parser.peek_event()
                 value = getattr(event, "value", None)
-                if (isinstance(value, str) and len(value) > MAX_NUMBER_CHARS and getattr(event, "style", "'") is None
-                        and _NUMBER.fullmatch(value)):
+                if (
+                    isinstance(value, str)
+                    and len(value) > MAX_NUMBER_CHARS
+                    and getattr(event, "style", "'") is None
+                    and _NUMBER.fullmatch(value)
+                ):
                     mark = event.start_mark
-                    raise _NodeLimit(mark.line, mark.column, f"number literal of {len(value):,} "
-                                                             f"characters; the limit is {MAX_NUMBER_CHARS}")
+                    raise _NodeLimit(
+                        mark.line,
+                        mark.column,
+                        f"number literal of {len(value):,} "
+                        f"characters; the limit is {MAX_NUMBER_CHARS}",
+                    )
                 return super().compose_node(parent, index)
 
         class CountingYAML(YAML):
@@ -274,7 +350,10 @@ def _children(node: object, source: Source) -> list[tuple[object, Pos | None]]:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     if isinstance(node, CommentedMap):
-        return [(node[k], _safe_lc(node.lc.value, k, source) or _safe_lc(node.lc.key, k, source)) for k in node]
+        return [
+            (node[k], _safe_lc(node.lc.value, k, source) or _safe_lc(node.lc.key, k, source))
+            for k in node
+        ]
     if isinstance(node, CommentedSeq):
         return [(item, _safe_lc(node.lc.item, i, source)) for i, item in enumerate(node)]
     return []
@@ -335,13 +414,16 @@ def _tag_of(node: object) -> str | None:
     return value if isinstance(value, str) or value is None else str(value)
 
 
-def _convert(node: Any, source: Source, budget: list[int], depth: int, pos: Pos | None = None) -> Any:
+def _convert(
+    node: Any, source: Source, budget: list[int], depth: int, pos: Pos | None = None
+) -> Any:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 
     budget[0] -= 1
     if budget[0] < 0:
         raise SpecError(
-            f"spec expands to more than {budget[1]:,} YAML nodes (an alias bomb?)", pos or Pos(source, 1, 1)
+            f"spec expands to more than {budget[1]:,} YAML nodes (an alias bomb?)",
+            pos or Pos(source, 1, 1),
         )
     if depth > MAX_DEPTH:
         raise SpecError(f"YAML nesting deeper than {MAX_DEPTH} levels", pos or Pos(source, 1, 1))
@@ -349,7 +431,10 @@ def _convert(node: Any, source: Source, budget: list[int], depth: int, pos: Pos 
     if isinstance(node, TaggedScalar) and tag == "tag:yaml.org,2002:str":
         return str(node.value)  # `!!str 12`: ruamel keeps only this standard tag as a wrapper
     if tag not in _SAFE_TAGS or isinstance(node, TaggedScalar):
-        raise SpecError(f"YAML tag '{tag}' is not allowed in a spec (specs hold data, never objects)", pos or Pos(source, 1, 1))
+        raise SpecError(
+            f"YAML tag '{tag}' is not allowed in a spec (specs hold data, never objects)",
+            pos or Pos(source, 1, 1),
+        )
     if isinstance(node, CommentedMap):
         out = LDict()
         out.pos = _mark(source, (node.lc.line, node.lc.col))
@@ -359,7 +444,13 @@ def _convert(node: Any, source: Source, budget: list[int], depth: int, pos: Pos 
             vpos = _safe_lc(node.lc.value, key, source) or kpos
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 raise SpecError("mapping keys must be plain scalars", kpos)
-            skey = key if isinstance(key, str) else str(key).lower() if isinstance(key, bool) else str(key)
+            skey = (
+                key
+                if isinstance(key, str)
+                else str(key).lower()
+                if isinstance(key, bool)
+                else str(key)
+            )
             out.key_pos[skey] = kpos
             out.value_pos[skey] = vpos
             out[skey] = _convert(node[key], source, budget, depth + 1, vpos)
@@ -375,7 +466,9 @@ def _convert(node: Any, source: Source, budget: list[int], depth: int, pos: Pos 
         return out_l
     if node is None or isinstance(node, (bool, int, float, str)):
         return _plain_scalar(node)
-    raise SpecError(f"unsupported YAML value of type {type(node).__name__}", pos or Pos(source, 1, 1))
+    raise SpecError(
+        f"unsupported YAML value of type {type(node).__name__}", pos or Pos(source, 1, 1)
+    )
 
 
 def _plain_scalar(value: Any) -> Any:

@@ -18,8 +18,16 @@ Scalar = int | float | bool | str | None
 ParamValue = Scalar | list[Any] | dict[str, Any]
 
 InitScheme = Literal[
-    "torch", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform",
-    "normal", "trunc_normal", "uniform", "zeros", "ones",
+    "torch",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "xavier_normal",
+    "xavier_uniform",
+    "normal",
+    "trunc_normal",
+    "uniform",
+    "zeros",
+    "ones",
 ]
 
 
@@ -52,16 +60,25 @@ class InitRule(Strict):
     def weight_source(self, tensor: str) -> str:
         """The `nn.init` call of this rule on a weight, as Python source
         (the generated model runs it)."""
-        kaiming = "".join(f", {k}={v!r}" for k, v, default in (("a", self.a, 0.0), ("mode", self.mode, "fan_in"),
-                          ("nonlinearity", self.nonlinearity, "leaky_relu")) if v != default)
+        kaiming = "".join(
+            f", {k}={v!r}"
+            for k, v, default in (
+                ("a", self.a, 0.0),
+                ("mode", self.mode, "fan_in"),
+                ("nonlinearity", self.nonlinearity, "leaky_relu"),
+            )
+            if v != default
+        )
         calls = {
             "kaiming_normal": f"kaiming_normal_({tensor}{kaiming})",
             "kaiming_uniform": f"kaiming_uniform_({tensor}{kaiming})",
             "xavier_normal": f"xavier_normal_({tensor}, gain={self.gain!r})",
             "xavier_uniform": f"xavier_uniform_({tensor}, gain={self.gain!r})",
             "normal": f"normal_({tensor}, mean={self.mean!r}, std={self.std!r})",
-            "trunc_normal": (f"trunc_normal_({tensor}, mean={self.mean!r}, "
-                             f"std={self.std!r}, a={-2 * self.std!r}, b={2 * self.std!r})"),
+            "trunc_normal": (
+                f"trunc_normal_({tensor}, mean={self.mean!r}, "
+                f"std={self.std!r}, a={-2 * self.std!r}, b={2 * self.std!r})"
+            ),
             "uniform": f"uniform_({tensor}, {self.low!r}, {self.high!r})",
             "zeros": f"zeros_({tensor})",
             "ones": f"ones_({tensor})",
@@ -82,8 +99,10 @@ class InitSpec(Strict):
     def _norm_has_no_fan(cls, value: InitRule | str) -> InitRule | str:
         scheme = value.scheme if isinstance(value, InitRule) else value
         if scheme.startswith(("kaiming", "xavier")):
-            raise ValueError(f"{scheme} needs a fan-in, which the 1-D weights of norm layers lack; "
-                             "use normal, trunc_normal, uniform, ones, zeros or torch")
+            raise ValueError(
+                f"{scheme} needs a fan-in, which the 1-D weights of norm layers lack; "
+                "use normal, trunc_normal, uniform, ones, zeros or torch"
+            )
         return value
 
     def rule(self, kind: str) -> InitRule:
@@ -94,14 +113,21 @@ class InitSpec(Strict):
 class BlockDef(Strict):
     """A reusable, parameterised group of layers: `blocks: {Name: {params: ..., layers: ...}}`."""
 
-    params: dict[str, ParamValue] = Field(default_factory=dict, description="arguments with defaults; null means required")
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict, description="arguments with defaults; null means required"
+    )
     layers: list[Any] = Field(min_length=1)
-    inline: bool = Field(False, description="splice the layers into the caller's namespace instead of a child module")
+    inline: bool = Field(
+        False, description="splice the layers into the caller's namespace instead of a child module"
+    )
     module_order: list[str] = Field(
         default_factory=list,
-        description=("child modules in the order the block declares them (its state_dict "
-                     "order) where that differs from the order they run: [norm1, attn, "
-                     "norm2, mlp] for a post-norm block; the others keep their places"))
+        description=(
+            "child modules in the order the block declares them (its state_dict "
+            "order) where that differs from the order they run: [norm1, attn, "
+            "norm2, mlp] for a post-norm block; the others keep their places"
+        ),
+    )
     doc: str | None = None
 
 
@@ -110,20 +136,31 @@ class SpecModel(Strict):
 
     name: str | None = None
     description: str | None = None
-    input: list[int | str] = Field(min_length=1, max_length=4, description="input shape without the batch, e.g. [3, 32, 32]")
+    input: list[int | str] = Field(
+        min_length=1, max_length=4, description="input shape without the batch, e.g. [3, 32, 32]"
+    )
     input_layout: list[Literal["C", "H", "W", "D", "L"]] | None = Field(
-        None, description=("what each input dimension is, e.g. [L, D] for tokens or "
-                           "[H, W, C] for a channels-last map; without it the input is "
-                           "only a shape and layouts start at the first op that has one"))
+        None,
+        description=(
+            "what each input dimension is, e.g. [L, D] for tokens or "
+            "[H, W, C] for a channels-last map; without it the input is "
+            "only a shape and layouts start at the first op that has one"
+        ),
+    )
     params: dict[str, ParamValue] = Field(default_factory=dict)
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
     layers: list[Any] = Field(min_length=1)
-    train: dict[str, Any] | None = Field(None, description="the trainer's defaults (see TrainConfig)")
+    train: dict[str, Any] | None = Field(
+        None, description="the trainer's defaults (see TrainConfig)"
+    )
     init: InitSpec | None = None
     variants: dict[str, dict[str, ParamValue]] = Field(
         default_factory=dict,
-        description=("named parameter sets of a family spec: "
-                     "archc.load('resnet152') loads this file with them"))
+        description=(
+            "named parameter sets of a family spec: "
+            "archc.load('resnet152') loads this file with them"
+        ),
+    )
 
 
 __all__ = ["BlockDef", "InitRule", "InitSpec", "SpecModel", "TrainConfig"]

@@ -18,51 +18,147 @@ from archc.errors import did_you_mean
 
 # PyTorch layers and functions (torch.nn / torch.nn.functional names, lower case, no 1d/2d/3d):
 # an unknown op spelled like one of these is that function, never a typo of a similar archc op.
-PYTORCH_FUNCTIONS = frozenset({
-    "elu", "selu", "celu", "gelu", "prelu", "rrelu", "relu", "relu6", "leakyrelu", "leaky_relu", "glu",
-    "hardtanh", "hardshrink", "softshrink", "tanhshrink", "softplus", "softsign", "logsigmoid", "softmin",
-    "logsoftmax", "log_softmax", "softmax2d", "threshold", "hardswish", "hardsigmoid", "mish", "silu",
-    "sigmoid", "tanh", "softmax", "multiheadattention", "embedding", "embeddingbag", "lstm", "gru", "rnn",
-    "transformer", "transformerencoder", "transformerencoderlayer", "pixelshuffle", "pixel_shuffle",
-    "pixelunshuffle", "instancenorm", "instance_norm", "localresponsenorm", "alphadropout",
-    "featurealphadropout", "fold", "unfold", "zeropad", "constantpad", "reflectionpad", "replicationpad",
-    "circularpad", "bilinear", "cosinesimilarity", "pairwisedistance", "lppool", "fractionalmaxpool",
-    "maxunpool", "adaptivelogsoftmaxwithloss", "channelshuffle", "upsamplingnearest", "upsamplingbilinear",
-    "syncbatchnorm", "lazylinear", "lazyconv",
-})
+PYTORCH_FUNCTIONS = frozenset(
+    {
+        "elu",
+        "selu",
+        "celu",
+        "gelu",
+        "prelu",
+        "rrelu",
+        "relu",
+        "relu6",
+        "leakyrelu",
+        "leaky_relu",
+        "glu",
+        "hardtanh",
+        "hardshrink",
+        "softshrink",
+        "tanhshrink",
+        "softplus",
+        "softsign",
+        "logsigmoid",
+        "softmin",
+        "logsoftmax",
+        "log_softmax",
+        "softmax2d",
+        "threshold",
+        "hardswish",
+        "hardsigmoid",
+        "mish",
+        "silu",
+        "sigmoid",
+        "tanh",
+        "softmax",
+        "multiheadattention",
+        "embedding",
+        "embeddingbag",
+        "lstm",
+        "gru",
+        "rnn",
+        "transformer",
+        "transformerencoder",
+        "transformerencoderlayer",
+        "pixelshuffle",
+        "pixel_shuffle",
+        "pixelunshuffle",
+        "instancenorm",
+        "instance_norm",
+        "localresponsenorm",
+        "alphadropout",
+        "featurealphadropout",
+        "fold",
+        "unfold",
+        "zeropad",
+        "constantpad",
+        "reflectionpad",
+        "replicationpad",
+        "circularpad",
+        "bilinear",
+        "cosinesimilarity",
+        "pairwisedistance",
+        "lppool",
+        "fractionalmaxpool",
+        "maxunpool",
+        "adaptivelogsoftmaxwithloss",
+        "channelshuffle",
+        "upsamplingnearest",
+        "upsamplingbilinear",
+        "syncbatchnorm",
+        "lazylinear",
+        "lazyconv",
+    }
+)
 
 # Names from PyTorch, torchvision and timm for a computation archc writes otherwise -> how, and the
 # ops that says to use (tests/test_errors.py checks they are registered). Looked up before any
 # spelling match, which would offer a similar name that computes something else.
 WRITTEN_AS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "splitwithsizes": ("archc's 'split' takes the sizes: 'split: {sizes: [...], dim: ...}'", ("split",)),
-    "tensorsplit": ("PyTorch has it, archc does not: 'split' takes the pieces' sizes, not the cut indices",
-                    ("split",)),
-    "unbind": ("PyTorch has it, archc does not: 'chunk' cuts one piece per position (each keeps the "
-               "dimension), 'select' takes one position without it", ("chunk", "select")),
-    "hsplit": ("PyTorch has it, archc does not: 'split' or 'chunk' with the dim you mean", ("split", "chunk")),
-    "vsplit": ("PyTorch has it, archc does not: 'split' or 'chunk' with the dim you mean", ("split", "chunk")),
-    "windowpartition": ("'shifted_window_attention' cuts Swin's windows itself; 'partition' cuts MaxViT's "
-                        "windows or grid into token groups", ("shifted_window_attention", "partition")),
-    "windowreverse": ("'unpartition' rebuilds the map from token groups (MaxViT); Swin's window attention "
-                      "returns the map itself", ("unpartition",)),
-    "gridattention": ("MaxViT's grid attention is 'partition: {size: ..., mode: grid}', then "
-                      "'relative_attention', then 'unpartition'", ("partition", "relative_attention", "unpartition")),
-    "blockattention": ("MaxViT's block attention is 'partition: {size: ...}', then 'relative_attention', then "
-                       "'unpartition'", ("partition", "relative_attention", "unpartition")),
-    "attention": ("archc has 'self_attention' (ViT, nn.MultiheadAttention), 'shifted_window_attention' "
-                  "(Swin) and 'relative_attention' (MaxViT): name the one you mean",
-                  ("self_attention", "shifted_window_attention", "relative_attention")),
+    "splitwithsizes": (
+        "archc's 'split' takes the sizes: 'split: {sizes: [...], dim: ...}'",
+        ("split",),
+    ),
+    "tensorsplit": (
+        "PyTorch has it, archc does not: 'split' takes the pieces' sizes, not the cut indices",
+        ("split",),
+    ),
+    "unbind": (
+        "PyTorch has it, archc does not: 'chunk' cuts one piece per position (each keeps the "
+        "dimension), 'select' takes one position without it",
+        ("chunk", "select"),
+    ),
+    "hsplit": (
+        "PyTorch has it, archc does not: 'split' or 'chunk' with the dim you mean",
+        ("split", "chunk"),
+    ),
+    "vsplit": (
+        "PyTorch has it, archc does not: 'split' or 'chunk' with the dim you mean",
+        ("split", "chunk"),
+    ),
+    "windowpartition": (
+        "'shifted_window_attention' cuts Swin's windows itself; 'partition' cuts MaxViT's "
+        "windows or grid into token groups",
+        ("shifted_window_attention", "partition"),
+    ),
+    "windowreverse": (
+        "'unpartition' rebuilds the map from token groups (MaxViT); Swin's window attention "
+        "returns the map itself",
+        ("unpartition",),
+    ),
+    "gridattention": (
+        "MaxViT's grid attention is 'partition: {size: ..., mode: grid}', then "
+        "'relative_attention', then 'unpartition'",
+        ("partition", "relative_attention", "unpartition"),
+    ),
+    "blockattention": (
+        "MaxViT's block attention is 'partition: {size: ...}', then 'relative_attention', then "
+        "'unpartition'",
+        ("partition", "relative_attention", "unpartition"),
+    ),
+    "attention": (
+        "archc has 'self_attention' (ViT, nn.MultiheadAttention), 'shifted_window_attention' "
+        "(Swin) and 'relative_attention' (MaxViT): name the one you mean",
+        ("self_attention", "shifted_window_attention", "relative_attention"),
+    ),
     "channelslast": ("an H×W×C map is 'permute: [1, 2, 0]' of a C×H×W one", ("permute",)),
     "tochannelslast": ("an H×W×C map is 'permute: [1, 2, 0]' of a C×H×W one", ("permute",)),
-    "truncnormal": ("trunc_normal is an init: 'parameter: {shape: [...], init: trunc_normal, std: 0.02}', or "
-                    "a scheme under 'init:'", ("parameter",)),
+    "truncnormal": (
+        "trunc_normal is an init: 'parameter: {shape: [...], init: trunc_normal, std: 0.02}', or "
+        "a scheme under 'init:'",
+        ("parameter",),
+    ),
 }
 
 # PyTorch constructor arguments -> archc's name for the same thing.
 PYTORCH_ARGS: dict[str, str] = {
-    "out_channels": "out", "out_features": "out", "kernel_size": "kernel", "num_groups": "groups",
-    "scale_factor": "scale", "output_size": "output", "start_dim": "start", "end_dim": "end",
+    "out_channels": "out",
+    "out_features": "out",
+    "kernel_size": "kernel",
+    "num_groups": "groups",
+    "scale_factor": "scale",
+    "output_size": "output",
+    "start_dim": "start",
+    "end_dim": "end",
 }
 # PyTorch constructor arguments archc works out itself -> why they are never written.
 DERIVED_ARGS: dict[str, str] = {
@@ -142,7 +238,9 @@ def suggest_op(name: str, ops: Iterable[str], others: Iterable[str] = ()) -> str
     if best not in op_names:  # a block or a meta key: a name, not a function
         return f" (did you mean '{best}'?)"
     if is_pytorch:
-        return f" (PyTorch has it, archc does not; the closest op, '{best}', is a different function)"
+        return (
+            f" (PyTorch has it, archc does not; the closest op, '{best}', is a different function)"
+        )
     if is_typo(name, best):
         return f" (did you mean '{best}'?)"
     typed, closest = name.lower(), best.lower()
@@ -162,5 +260,14 @@ def suggest_argument(name: str, op: str, fields: Iterable[str]) -> str:
     return did_you_mean(name, names)
 
 
-__all__ = ["DERIVED_ARGS", "PYTORCH_ARGS", "PYTORCH_FUNCTIONS", "WRITTEN_AS", "did_you_mean", "edit_distance", "is_typo", "suggest_argument",
-           "suggest_op"]
+__all__ = [
+    "DERIVED_ARGS",
+    "PYTORCH_ARGS",
+    "PYTORCH_FUNCTIONS",
+    "WRITTEN_AS",
+    "did_you_mean",
+    "edit_distance",
+    "is_typo",
+    "suggest_argument",
+    "suggest_op",
+]

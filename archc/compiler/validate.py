@@ -63,8 +63,9 @@ class LoadedSpec:
         return digest.hexdigest()
 
 
-def pydantic_error(exc: ValidationError, root: object, where: str = "",
-                   model: type[BaseModel] = SpecModel) -> SpecError:
+def pydantic_error(
+    exc: ValidationError, root: object, where: str = "", model: type[BaseModel] = SpecModel
+) -> SpecError:
     """Every complaint of pydantic as one positioned SpecError: one report per place in the spec
     (whichever member of a union complained), and a misspelled key rather than the key it misses."""
     errors = complaints(exc)
@@ -83,20 +84,31 @@ def pydantic_error(exc: ValidationError, root: object, where: str = "",
         if plain in seen:
             continue
         seen.add(plain)
-        reports.append(_pydantic_report(err, root, prefix=f"{where}: " if where else "", model=model))
+        reports.append(
+            _pydantic_report(err, root, prefix=f"{where}: " if where else "", model=model)
+        )
     return SpecError.several(reports)
 
 
-def _pydantic_report(err: Complaint, root: object, prefix: str, model: type[BaseModel]) -> SpecError:
+def _pydantic_report(
+    err: Complaint, root: object, prefix: str, model: type[BaseModel]
+) -> SpecError:
     loc, kind = err.loc, err.kind
     if kind == "extra_forbidden":
         parent_path, key = loc[:-1], loc[-1]
         parent = _walk(root, parent_path)
         siblings = _known_keys(model, parent_path)
-        return SpecError(f"{prefix}unknown key '{key}'{did_you_mean(str(key), siblings)}", key_position(parent, key) or locate(root, loc))
+        return SpecError(
+            f"{prefix}unknown key '{key}'{did_you_mean(str(key), siblings)}",
+            key_position(parent, key) or locate(root, loc),
+        )
     if kind == "missing":
         dotted = ".".join(str(p) for p in loc)
-        hint = " (the input shape without the batch, e.g. input: [3, 32, 32])" if loc == ("input",) else ""
+        hint = (
+            " (the input shape without the batch, e.g. input: [3, 32, 32])"
+            if loc == ("input",)
+            else ""
+        )
         return SpecError(f"{prefix}missing required key '{dotted}'{hint}", locate(root, loc[:-1]))
     dotted = ".".join(_spec_path(root, loc))
     value = err.value
@@ -119,7 +131,9 @@ def _spec_path(root: object, loc: tuple[Any, ...]) -> list[str]:
     present in the spec always stay."""
     parts, node = [], root
     for step in loc:
-        if (isinstance(node, dict) and step in node) or (isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)):
+        if (isinstance(node, dict) and step in node) or (
+            isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+        ):
             parts.append(str(step))
             node = node[step]
         elif not is_union_tag(step):
@@ -139,7 +153,14 @@ def _known_keys(model: object, parent_path: Loc) -> list[str]:
             return []
         annotation = fields[step].annotation
         keyed = getattr(annotation, "__origin__", None) is dict
-        model = next((a for a in getattr(annotation, "__args__", (annotation,)) if hasattr(a, "model_fields")), None)
+        model = next(
+            (
+                a
+                for a in getattr(annotation, "__args__", (annotation,))
+                if hasattr(a, "model_fields")
+            ),
+            None,
+        )
         if model is None:
             return []
     return list(getattr(model, "model_fields", {}))
@@ -172,8 +193,13 @@ def _check_override_type(name: str, default: Any, value: Any) -> Any:
     return value
 
 
-def resolve_params(declared: LDict, overrides: dict[str, Any], where: str = "parameter", given_at: Any = None,
-                   outer: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def resolve_params(
+    declared: LDict,
+    overrides: dict[str, Any],
+    where: str = "parameter",
+    given_at: Any = None,
+    outer: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Defaults in order (a default may use earlier parameters), overrides replacing them.
 
     `given_at` is the mapping the overrides were written in (a block call's arguments), for
@@ -182,8 +208,10 @@ def resolve_params(declared: LDict, overrides: dict[str, Any], where: str = "par
     """
     for key in overrides:
         if key not in declared:
-            raise SpecError(f"unknown {where} '{key}'{did_you_mean(key, declared)}; "
-                            f"known: {', '.join(declared) or 'none'}")
+            raise SpecError(
+                f"unknown {where} '{key}'{did_you_mean(key, declared)}; "
+                f"known: {', '.join(declared) or 'none'}"
+            )
     env: dict[str, Any] = {}
     visible = ChainMap(env, dict(outer or {}))
     for key, default in declared.items():
@@ -192,7 +220,9 @@ def resolve_params(declared: LDict, overrides: dict[str, Any], where: str = "par
                 rendered = render(default, visible, position_of(declared, key))
                 env[key] = _check_override_type(key, rendered, overrides[key])
             except SpecError as exc:
-                raise SpecError(exc.message, position_of(given_at, key) if given_at is not None else None) from None
+                raise SpecError(
+                    exc.message, position_of(given_at, key) if given_at is not None else None
+                ) from None
         else:
             env[key] = render(default, visible, position_of(declared, key))
     return env
@@ -218,15 +248,21 @@ def _shift(pos: Pos | None, value: object, offset: int) -> Pos | None:
     return Pos(pos.source, pos.line, start + inner + offset + 1)
 
 
-def validate(document: Document, overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (),
-             variant: str | None = None) -> LoadedSpec:
+def validate(
+    document: Document,
+    overrides: dict[str, Any] | None = None,
+    plugins: tuple[str, ...] = (),
+    variant: str | None = None,
+) -> LoadedSpec:
     """Validate a document and resolve its parameters and input shape."""
     overrides = dict(overrides or {})
     data = document.data
     try:
         model = SpecModel.model_validate(dict(data))
     except ValidationError as exc:
-        raise SpecError.several([pydantic_error(exc, data), *_independent_errors(document, exc, overrides, plugins)]) from None
+        raise SpecError.several(
+            [pydantic_error(exc, data), *_independent_errors(document, exc, overrides, plugins)]
+        ) from None
     params_raw = data.get("params", LDict())
     if not isinstance(params_raw, LDict):
         params_raw = LDict()
@@ -238,11 +274,17 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
     shape: list[Any] = []
     try:
         shape = render(list(input_raw), params, position_of(data, "input"))
-        bad = [i for i, d in enumerate(shape) if not (isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_DIM)]
+        bad = [
+            i
+            for i, d in enumerate(shape)
+            if not (isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_DIM)
+        ]
         if bad:
-            raise SpecError("input must be positive integers of at most "
-                            f"2^40 (channels first, no batch), got {shape}",
-                            position_of(input_raw, bad[0]))
+            raise SpecError(
+                "input must be positive integers of at most "
+                f"2^40 (channels first, no batch), got {shape}",
+                position_of(input_raw, bad[0]),
+            )
     except SpecError as exc:
         errors.append(exc)
     input_ok = not errors
@@ -254,7 +296,9 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
             errors.append(exc)
     if errors:
         if input_ok:  # only the train section failed: the network's own errors too
-            errors += _network_errors(LoadedSpec(model, document, params, overrides, tuple(shape), None, plugins))
+            errors += _network_errors(
+                LoadedSpec(model, document, params, overrides, tuple(shape), None, plugins)
+            )
         raise SpecError.several(errors)
     return LoadedSpec(model, document, params, overrides, tuple(shape), train, plugins, variant)
 
@@ -262,8 +306,9 @@ def validate(document: Document, overrides: dict[str, Any] | None = None, plugin
 NETWORK_KEYS = ("input", "params", "blocks", "layers", "variants")
 
 
-def _independent_errors(document: Document, exc: ValidationError, overrides: dict[str, Any],
-                        plugins: tuple[str, ...]) -> list[SpecError]:
+def _independent_errors(
+    document: Document, exc: ValidationError, overrides: dict[str, Any], plugins: tuple[str, ...]
+) -> list[SpecError]:
     """When pydantic refused only keys the network does not depend on (a misspelled top-level key,
     `init`, `train`), the errors of the train section and of the network
     itself, reported with them."""
@@ -276,7 +321,9 @@ def _independent_errors(document: Document, exc: ValidationError, overrides: dic
     except (SpecError, TypeError, KeyError):
         return []
     errors: list[SpecError] = []
-    if isinstance(data.get("train"), LDict) and not any(err.loc[:1] == ("train",) for err in complaints(exc)):
+    if isinstance(data.get("train"), LDict) and not any(
+        err.loc[:1] == ("train",) for err in complaints(exc)
+    ):
         try:
             _train_config(data["train"], params, position_of(data, "train"))
         except SpecError as train_exc:
@@ -284,7 +331,9 @@ def _independent_errors(document: Document, exc: ValidationError, overrides: dic
     if all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
         name = data.get("name") if isinstance(data.get("name"), str) else None
         model = SpecModel.model_construct(name=name, input=list(shape), layers=list(data["layers"]))
-        errors += _network_errors(LoadedSpec(model, document, params, overrides, tuple(shape), None, plugins))
+        errors += _network_errors(
+            LoadedSpec(model, document, params, overrides, tuple(shape), None, plugins)
+        )
     return errors
 
 
@@ -305,8 +354,10 @@ def _check_variants(variants: Any, declared: LDict) -> None:
     for table in (variants or {}).values():
         for key in table or {}:
             if key not in declared:
-                raise SpecError(f"variant sets unknown parameter '{key}'{did_you_mean(key, declared)}",
-                                key_position(table, key))
+                raise SpecError(
+                    f"variant sets unknown parameter '{key}'{did_you_mean(key, declared)}",
+                    key_position(table, key),
+                )
 
 
 def _train_config(raw: Any, params: dict[str, Any], pos: Pos | None) -> TrainConfig:
@@ -320,7 +371,9 @@ def _train_config(raw: Any, params: dict[str, Any], pos: Pos | None) -> TrainCon
         raise pydantic_error(exc, raw, "train", TrainConfig) from None
 
 
-def load(path_or_text: str | Path, overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = ()) -> LoadedSpec:
+def load(
+    path_or_text: str | Path, overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = ()
+) -> LoadedSpec:
     """Load and validate a spec from a path, a zoo name (`resnet152`, see archc.zoo) or YAML text
     (when it contains a newline)."""
     from archc import ops, zoo
@@ -333,7 +386,9 @@ def load(path_or_text: str | Path, overrides: dict[str, Any] | None = None, plug
         found = zoo.resolve(str(path_or_text))
         # the variant's values become overrides, so a run records everything needed to rebuild it
         overrides = {**found.params, **(overrides or {})}
-        return validate(load_file(found.path), overrides, plugins, found.name if found.family else None)
+        return validate(
+            load_file(found.path), overrides, plugins, found.name if found.family else None
+        )
     else:
         document = load_file(path_or_text)
     return validate(document, overrides, plugins)

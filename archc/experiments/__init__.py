@@ -76,8 +76,17 @@ def sweep(
         raise ExperimentError("give either a spec or variants")
     chosen = list(variants) if variants is not None else [Variant(Path(spec).stem, str(spec))]  # type: ignore[arg-type]
     seed_list = _seed_list(seeds, config)
-    plan = make_plan(out, chosen, grid_axes(grid), seed_list, config, spec_overrides, plugins, input_shape,
-                     "compare" if variants is not None and len(chosen) > 1 else "sweep")
+    plan = make_plan(
+        out,
+        chosen,
+        grid_axes(grid),
+        seed_list,
+        config,
+        spec_overrides,
+        plugins,
+        input_shape,
+        "compare" if variants is not None and len(chosen) > 1 else "sweep",
+    )
     for note in plan.notes:
         echo(f"note: {note}")
     return run_sweep(plan, jobs=jobs, retry_failed=retry_failed, echo=echo)
@@ -96,7 +105,9 @@ def write_html_report(run_or_sweep_dir: Path, out_html: Path) -> Path:
     return write(Path(run_or_sweep_dir), Path(out_html))
 
 
-def write_results(dirs: Sequence[str | Path], dest: str | Path, title: str | None = None) -> list[Path]:
+def write_results(
+    dirs: Sequence[str | Path], dest: str | Path, title: str | None = None
+) -> list[Path]:
     """results.md, results.csv, runs.csv and plots for existing runs or sweeps, written to dest."""
     from archc.experiments.results import write_all
 

@@ -49,8 +49,10 @@ def collect_runs(dirs: list[str | Path]) -> list[RunResult]:
         else:
             children = sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
             if not children:
-                raise ExperimentError(f"{path} is not a run directory (no result.json), a sweep (no {MANIFEST}) "
-                                      "or a folder of runs")
+                raise ExperimentError(
+                    f"{path} is not a run directory (no result.json), a sweep (no {MANIFEST}) "
+                    "or a folder of runs"
+                )
             found = [load_run(p, None, _run_name(p)) for p in children]
         runs += found
         loose += found

@@ -128,8 +128,10 @@ def check_spec_key(key: str, params: dict[str, Any], spec_name: str) -> None:
     param = key[len(SPEC_PREFIX) :]
     if param not in params:
         known = ", ".join(params) or "none"
-        raise ExperimentError(f"{spec_name} has no parameter "
-                              f"'{param}'{did_you_mean(param, params)}; its parameters: {known}")
+        raise ExperimentError(
+            f"{spec_name} has no parameter "
+            f"'{param}'{did_you_mean(param, params)}; its parameters: {known}"
+        )
 
 
 def check_axes(axes: list[Axis]) -> None:
@@ -137,7 +139,9 @@ def check_axes(axes: list[Axis]) -> None:
     seen: set[str] = set()
     for axis in axes:
         if axis.key in seen:
-            raise ExperimentError(f"--grid {axis.key} is given twice; list all its values in one --grid")
+            raise ExperimentError(
+                f"--grid {axis.key} is given twice; list all its values in one --grid"
+            )
         seen.add(axis.key)
         if not axis.is_spec:
             check_train_key(axis.key)
@@ -145,7 +149,10 @@ def check_axes(axes: list[Axis]) -> None:
 
 def product(axes: list[Axis]) -> list[dict[str, Any]]:
     """Every combination of the axes' values, the last axis varying fastest."""
-    return [dict(zip([a.key for a in axes], combo, strict=True)) for combo in itertools.product(*(a.values for a in axes))]
+    return [
+        dict(zip([a.key for a in axes], combo, strict=True))
+        for combo in itertools.product(*(a.values for a in axes))
+    ]
 
 
 def format_value(value: object) -> str:

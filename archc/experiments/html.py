@@ -73,18 +73,25 @@ def write_html_report(run_or_sweep_dir: Path, out_html: Path) -> Path:
         raise ExperimentError(f"{source} holds no runs")
     manifest = read_manifest(source) if (source / MANIFEST).is_file() else None
     plugins = tuple(manifest["definition"].get("plugins", ())) if manifest else ()
-    kind = {"sweep": "Sweep", "compare": "Comparison"}.get(manifest.get("kind", "sweep")) if manifest else None
+    kind = (
+        {"sweep": "Sweep", "compare": "Comparison"}.get(manifest.get("kind", "sweep"))
+        if manifest
+        else None
+    )
     title = f"{kind or ('Runs' if len(runs) > 1 else 'Run')} {source.resolve().name}"
-    body = [f"<h1>{_e(title)}</h1>", f'<p class="note">{_e(describe(runs))}</p>' if describe(runs) else "",
-            f'<p class="note">{_e(_counts(runs))}; generated '
-            f'{_e(time.strftime("%Y-%m-%d %H:%M"))} from {_e(str(source))}</p>']
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="note">{_e(describe(runs))}</p>' if describe(runs) else "",
+        f'<p class="note">{_e(_counts(runs))}; generated '
+        f"{_e(time.strftime('%Y-%m-%d %H:%M'))} from {_e(str(source))}</p>",
+    ]
     body += ["<h2>Results</h2>", _results_table(runs), _runs_table(runs)]
     body += ["<h2>Curves and trade-offs</h2>", _plots(runs)]
     body += _models_section(_models(runs, manifest), plugins)
     page = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<link rel=\"icon\" href=\"data:,\"><title>{_e(title)}</title>"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<link rel="icon" href="data:,"><title>{_e(title)}</title>'
         f"<style>{CSS}</style></head>\n<body>\n"
         + "\n".join(part for part in body if part)
         + "\n</body></html>\n"
@@ -102,39 +109,67 @@ def _counts(runs: list[RunResult]) -> str:
     counts: dict[str, int] = {}
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1
-    return f"{len(runs)} run{'s' if len(runs) != 1 else ''}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    return f"{len(runs)} run{'s' if len(runs) != 1 else ''}: " + ", ".join(
+        f"{n} {s}" for s, n in counts.items()
+    )
 
 
 def _results_table(runs: list[RunResult]) -> str:
     header, rows = table_rows(runs)
     first = header.index("runs")
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f'<td class="num">{_e(c)}</td>' if i >= first else f"<td>{_e(c)}</td>"
-                                     for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return ('<table id="results"><caption>one row per model or grid point; '
-            "mean ± sample std over seeds</caption>"
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="num">{_e(c)}</td>' if i >= first else f"<td>{_e(c)}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return (
+        '<table id="results"><caption>one row per model or grid point; '
+        "mean ± sample std over seeds</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
 
 
 def _runs_table(runs: list[RunResult]) -> str:
     columns = label_columns([r.values for r in runs])
-    header = ["run", *columns, "seed", "status", "test acc (%)", "best acc (%)", "train loss", "train time (s)",
-              "peak mem (MB)", "note"]
+    header = [
+        "run",
+        *columns,
+        "seed",
+        "status",
+        "test acc (%)",
+        "best acc (%)",
+        "train loss",
+        "train time (s)",
+        "peak mem (MB)",
+        "note",
+    ]
     rows = []
     for r in runs:
         cells = [f"<td>{_e(r.id)}</td>"]
         cells += [f"<td>{_e(group_label(_single(r), c))}</td>" for c in columns]
         cells.append(f'<td class="num">{_e("—" if r.seed is None else r.seed)}</td>')
         cells.append(f'<td class="status-{_e(r.status)}">{_e(r.status)}</td>')
-        for key, fmt in (("test_acc", "{:.2f}"), ("best_acc", "{:.2f}"), ("train_loss", "{:.4f}"),
-                         ("train_time_s", "{:.1f}"), ("memory_mb", "{:.0f}")):
+        for key, fmt in (
+            ("test_acc", "{:.2f}"),
+            ("best_acc", "{:.2f}"),
+            ("train_loss", "{:.4f}"),
+            ("train_time_s", "{:.1f}"),
+            ("memory_mb", "{:.0f}"),
+        ):
             value = r.metric(key)
             cells.append(f'<td class="num">{_e("—" if value is None else fmt.format(value))}</td>')
         cells.append(f"<td>{_e(r.error or '')}</td>")
         rows.append(f'<tr data-run="{_e(r.id)}">' + "".join(cells) + "</tr>")
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    return (f'<table id="runs"><caption>one row per run</caption><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    return (
+        f'<table id="runs"><caption>one row per run</caption><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _single(run: RunResult) -> Group:
@@ -144,12 +179,17 @@ def _single(run: RunResult) -> Group:
 def _plots(runs: list[RunResult]) -> str:
     from archc.experiments.plots import svg_texts
 
-    captions = {"curves": "test accuracy and train loss per epoch (mean over seeds, band: ± std)",
-                "acc_vs_params": "final test accuracy vs parameters", "acc_vs_time": "final test accuracy vs train time"}
+    captions = {
+        "curves": "test accuracy and train loss per epoch (mean over seeds, band: ± std)",
+        "acc_vs_params": "final test accuracy vs parameters",
+        "acc_vs_time": "final test accuracy vs train time",
+    }
     parts = []
     for name, svg in svg_texts(runs).items():
-        parts.append(f'<figure class="plot" id="plot-{name}">{inline_svg(svg, f"plot-{name}")}'
-                     f"<figcaption>{_e(captions.get(name, name))}</figcaption></figure>")
+        parts.append(
+            f'<figure class="plot" id="plot-{name}">{inline_svg(svg, f"plot-{name}")}'
+            f"<figcaption>{_e(captions.get(name, name))}</figcaption></figure>"
+        )
     return "\n".join(parts)
 
 
@@ -176,7 +216,9 @@ def _models(runs: list[RunResult], manifest: dict[str, Any] | None) -> list[_Mod
         if overrides:
             name += " (" + ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()) + ")"
         key = json.dumps([spec, overrides, shape], sort_keys=True, default=str)
-        models.setdefault(key, _Model(name, spec, shown, dict(overrides), tuple(shape) if shape else None))
+        models.setdefault(
+            key, _Model(name, spec, shown, dict(overrides), tuple(shape) if shape else None)
+        )
     return list(models.values())
 
 
@@ -185,20 +227,27 @@ def _models_section(models: list[_Model], plugins: tuple[str, ...]) -> list[str]
         return []
     parts = ["<h2>Models</h2>"]
     for i, model in enumerate(models[:MAX_MODELS]):
-        parts.append(f'<section class="model" id="model-{i}"><h3>{_e(model.name)}</h3>'
-                     f'<p class="note">{_e(model.shown)}'
-                     + (f", input {'x'.join(map(str, model.input_shape))}" if model.input_shape else "") + "</p>")
+        parts.append(
+            f'<section class="model" id="model-{i}"><h3>{_e(model.name)}</h3>'
+            f'<p class="note">{_e(model.shown)}'
+            + (f", input {'x'.join(map(str, model.input_shape))}" if model.input_shape else "")
+            + "</p>"
+        )
         try:
             graph = _graph(model, plugins)
         except (SpecError, OSError, ValueError) as exc:
-            parts.append(f'<p class="note">cannot compile {_e(model.shown)}: '
-                         f'{_e(str(exc).splitlines()[0])}</p></section>')
+            parts.append(
+                f'<p class="note">cannot compile {_e(model.shown)}: '
+                f"{_e(str(exc).splitlines()[0])}</p></section>"
+            )
             continue
         parts.append(_diagram(graph, f"diagram-{i}"))
         parts.append(_layer_table(graph))
         parts.append("</section>")
     if len(models) > MAX_MODELS:
-        parts.append(f'<p class="note">not drawn: {_e(", ".join(m.name for m in models[MAX_MODELS:]))}</p>')
+        parts.append(
+            f'<p class="note">not drawn: {_e(", ".join(m.name for m in models[MAX_MODELS:]))}</p>'
+        )
     return parts
 
 
@@ -232,10 +281,16 @@ def _layer_table(graph: Graph) -> str:
     from archc.ops.base import fmt_shape
 
     tot = totals(graph)
-    table = layer_table(report_rows(graph, TABLE_DEPTH), tot, ["name", "op", "output", "params", "params_pct", "macs",
-                                                               "macs_pct"], fmt="html")
-    table.title = (f"{tot['params']:,} parameters, {si(tot['macs'])} MACs per image at input "
-                   f"{fmt_shape(tuple(tot['input']))}")
+    table = layer_table(
+        report_rows(graph, TABLE_DEPTH),
+        tot,
+        ["name", "op", "output", "params", "params_pct", "macs", "macs_pct"],
+        fmt="html",
+    )
+    table.title = (
+        f"{tot['params']:,} parameters, {si(tot['macs'])} MACs per image at input "
+        f"{fmt_shape(tuple(tot['input']))}"
+    )
     table.notes = []  # the page states the run's figures; the conventions are in docs/report.md
     return render_html(table)
 
@@ -251,8 +306,14 @@ def inline_svg(svg: str, prefix: str) -> str:
     text = svg[start:]
     ids = set(_ID.findall(text))
     text = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', text)
-    text = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}-{m.group(1)})" if m.group(1) in ids else m.group(0), text)
-    text = re.sub(r'((?:xlink:)?href)="#([^"]+)"',
-                  lambda m: f'{m.group(1)}="#{prefix}-{m.group(2)}"' if m.group(2) in ids else m.group(0), text)
+    text = re.sub(
+        r"url\(#([^)]+)\)",
+        lambda m: f"url(#{prefix}-{m.group(1)})" if m.group(1) in ids else m.group(0),
+        text,
+    )
+    text = re.sub(
+        r'((?:xlink:)?href)="#([^"]+)"',
+        lambda m: f'{m.group(1)}="#{prefix}-{m.group(2)}"' if m.group(2) in ids else m.group(0),
+        text,
+    )
     return text
-

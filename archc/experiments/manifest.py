@@ -28,10 +28,18 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     data = read_json(path)
-    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("runs"), list):
-        raise ExperimentError(f"{path} is not a readable archc sweep manifest; move it away or choose another --out")
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != FORMAT
+        or not isinstance(data.get("runs"), list)
+    ):
+        raise ExperimentError(
+            f"{path} is not a readable archc sweep manifest; move it away or choose another --out"
+        )
     if data.get("version") != VERSION:
-        raise ExperimentError(f"{path} has manifest version {data.get('version')}; this archc reads version {VERSION}")
+        raise ExperimentError(
+            f"{path} has manifest version {data.get('version')}; this archc reads version {VERSION}"
+        )
     return data
 
 
@@ -69,15 +77,21 @@ def merge(existing: dict[str, Any] | None, plan: SweepPlan) -> dict[str, Any]:
     for run in fresh["runs"]:
         if run["id"] in runs:
             kept = runs[run["id"]]
-            if {k: kept.get(k) for k in ("spec", "set", "config")} != {k: run[k] for k in ("spec", "set", "config")}:
-                raise ExperimentError(f"{plan.out / MANIFEST} records run {run['id']} "
-                                      "with other settings; choose another --out")
+            if {k: kept.get(k) for k in ("spec", "set", "config")} != {
+                k: run[k] for k in ("spec", "set", "config")
+            }:
+                raise ExperimentError(
+                    f"{plan.out / MANIFEST} records run {run['id']} "
+                    "with other settings; choose another --out"
+                )
         else:
             runs[run["id"]] = run
     grid = {k: list(v) for k, v in existing.get("grid", {}).items()}
     for key, values in fresh["grid"].items():
         grid[key] = grid.get(key, []) + [v for v in values if v not in grid.get(key, [])]
-    seeds = list(existing.get("seeds", [])) + [s for s in fresh["seeds"] if s not in existing.get("seeds", [])]
+    seeds = list(existing.get("seeds", [])) + [
+        s for s in fresh["seeds"] if s not in existing.get("seeds", [])
+    ]
     return {**existing, "grid": grid, "seeds": seeds, "runs": list(runs.values())}
 
 
@@ -102,14 +116,21 @@ def check_same_definition(old: dict[str, Any], new: dict[str, Any], out: Path) -
             continue
         if key == "spec_hashes" and isinstance(before, dict) and isinstance(after, dict):
             changed = sorted(k for k in after if before.get(k) != after[k])
-            raise ExperimentError(f"{out}: the spec of {', '.join(changed)} changed since this sweep started; "
-                                  "its runs would mix two models; choose another --out")
+            raise ExperimentError(
+                f"{out}: the spec of {', '.join(changed)} changed since this sweep started; "
+                "its runs would mix two models; choose another --out"
+            )
         if isinstance(before, dict) and isinstance(after, dict):
-            shown = "; ".join(f"{k}: {_shown(before, k)} -> {_shown(after, k)}"
-                              for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k))
+            shown = "; ".join(
+                f"{k}: {_shown(before, k)} -> {_shown(after, k)}"
+                for k in sorted(set(before) | set(after))
+                if before.get(k) != after.get(k)
+            )
             raise ExperimentError(f"{out} holds a sweep with other {label} ({shown}); {advice}")
-        raise ExperimentError(f"{out} holds a sweep with other {label} "
-                              f"({_short(before)}, now {_short(after)}); {advice}")
+        raise ExperimentError(
+            f"{out} holds a sweep with other {label} "
+            f"({_short(before)}, now {_short(after)}); {advice}"
+        )
     raise ExperimentError(f"{out} holds a different sweep; choose another --out")
 
 

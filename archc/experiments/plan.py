@@ -47,7 +47,12 @@ class Variant:
     config: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "spec": self.spec, "set": _plain(self.set), "config": _plain(self.config)}
+        return {
+            "name": self.name,
+            "spec": self.spec,
+            "set": _plain(self.set),
+            "config": _plain(self.config),
+        }
 
 
 @dataclass
@@ -65,24 +70,35 @@ class RunSpec:
     recipe: dict[str, Any] = field(default_factory=dict)  # the full resolved training config
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "variant": self.variant, "values": _plain(self.values), "spec": self.spec,
-                "set": _plain(self.set), "config": _plain(self.config), "params": self.params,
-                "spec_hash": self.spec_hash}
+        return {
+            "id": self.id,
+            "variant": self.variant,
+            "values": _plain(self.values),
+            "spec": self.spec,
+            "set": _plain(self.set),
+            "config": _plain(self.config),
+            "params": self.params,
+            "spec_hash": self.spec_hash,
+        }
 
     def mismatch(self, record: dict[str, Any]) -> str | None:
         """Why a result record found in this run's directory is not from this run, or None."""
         spec = record.get("spec") or {}
         if spec.get("hash") != self.spec_hash:
-            return ("it was trained from another spec or other --set values "
-                    f"({spec.get('name')}, {record.get('overrides', {}).get('spec')})")
+            return (
+                "it was trained from another spec or other --set values "
+                f"({spec.get('name')}, {record.get('overrides', {}).get('spec')})"
+            )
         try:
             stored = TrainConfig.model_validate(record.get("config") or {})
         except ValidationError:
             return "its training config is unreadable"
         diff = TrainConfig.model_validate(self.recipe).recipe_differences(stored)
         if diff:
-            return "it was trained with " + ", ".join(f"{k}={format_value(v[1])} (this run: {format_value(v[0])})"
-                                                      for k, v in list(diff.items())[:3])
+            return "it was trained with " + ", ".join(
+                f"{k}={format_value(v[1])} (this run: {format_value(v[0])})"
+                for k, v in list(diff.items())[:3]
+            )
         return None
 
 
@@ -105,15 +121,17 @@ class SweepPlan:
 
     def definition(self) -> dict[str, Any]:
         """What every run shares; a sweep directory only ever holds runs of one definition."""
-        return _plain({
-            "variants": [v.as_dict() for v in self.variants],
-            "spec_hashes": self.spec_hashes,
-            "base_config": self.base_config,
-            "base_set": self.base_set,
-            "plugins": list(self.plugins),
-            "input_shape": list(self.input_shape) if self.input_shape else None,
-            "grid_keys": [a.key for a in self.axes],
-        })
+        return _plain(
+            {
+                "variants": [v.as_dict() for v in self.variants],
+                "spec_hashes": self.spec_hashes,
+                "base_config": self.base_config,
+                "base_set": self.base_set,
+                "plugins": list(self.plugins),
+                "input_shape": list(self.input_shape) if self.input_shape else None,
+                "grid_keys": [a.key for a in self.axes],
+            }
+        )
 
     def grid(self) -> dict[str, list[Value]]:
         return _plain({a.key: list(a.values) for a in self.axes})
@@ -145,7 +163,9 @@ def make_plan(
         check_train_key(key, "training option")
     seed_axis = next((a for a in axes if a.key == SEED), None)
     if seed_axis is not None and (seeds is not None or SEED in base_config):
-        raise ExperimentError("give the seeds either as --grid seed=... or as --seeds/--seed, not both")
+        raise ExperimentError(
+            "give the seeds either as --grid seed=... or as --seeds/--seed, not both"
+        )
     if seed_axis is not None:
         seeds = [_seed(v) for v in seed_axis.values]
         axes = [a for a in axes if a.key != SEED]
@@ -169,15 +189,41 @@ def make_plan(
     for variant in variants:
         for point in product(axes):
             for seed in seeds:
-                spec_set = {**base_set, **variant.set, **{k[len(SPEC_PREFIX) :]: v for k, v in point.items() if k.startswith(SPEC_PREFIX)}}
-                config = {**base_config, **variant.config, **{k: v for k, v in point.items() if not k.startswith(SPEC_PREFIX)}, SEED: seed}
+                spec_set = {
+                    **base_set,
+                    **variant.set,
+                    **{
+                        k[len(SPEC_PREFIX) :]: v
+                        for k, v in point.items()
+                        if k.startswith(SPEC_PREFIX)
+                    },
+                }
+                config = {
+                    **base_config,
+                    **variant.config,
+                    **{k: v for k, v in point.items() if not k.startswith(SPEC_PREFIX)},
+                    SEED: seed,
+                }
                 values = ({MODEL: variant.name} if len(variants) > 1 else {}) | point | {SEED: seed}
-                runs.append(RunSpec(run_id(values), variant.name, values, variant.spec, spec_set, config))
+                runs.append(
+                    RunSpec(run_id(values), variant.name, values, variant.spec, spec_set, config)
+                )
     _disambiguate(runs)
     for run in runs:
         run.params, run.spec_hash, run.recipe = loader.check(run)
-    plan = SweepPlan(Path(out), kind, list(variants), axes, list(seeds), base_config, base_set, tuple(plugins),
-                     tuple(input_shape) if input_shape else None, spec_hashes, runs)
+    plan = SweepPlan(
+        Path(out),
+        kind,
+        list(variants),
+        axes,
+        list(seeds),
+        base_config,
+        base_set,
+        tuple(plugins),
+        tuple(input_shape) if input_shape else None,
+        spec_hashes,
+        runs,
+    )
     plan.notes = _recipe_notes(plan, loader)
     return plan
 
@@ -195,7 +241,9 @@ def _disambiguate(runs: list[RunSpec]) -> None:
         counts[run.id] = counts.get(run.id, 0) + 1
     for run in runs:
         if counts[run.id] > 1:
-            digest = hashlib.sha1(json.dumps(_plain(run.values), sort_keys=True).encode()).hexdigest()[:8]
+            digest = hashlib.sha1(
+                json.dumps(_plain(run.values), sort_keys=True).encode()
+            ).hexdigest()[:8]
             run.id = f"{run.id}-{digest}"
 
 
@@ -246,11 +294,16 @@ class _SpecCache:
         problem = _misfit(loaded, graph, config, self.input_shape)
         if problem:
             raise ExperimentError(f"run {run.id}: {problem}")
-        return int(graph.total_params), fingerprint(loaded, self.input_shape), config.model_dump(mode="json")
+        return (
+            int(graph.total_params),
+            fingerprint(loaded, self.input_shape),
+            config.model_dump(mode="json"),
+        )
 
 
-def _misfit(loaded: LoadedSpec, graph: Graph, config: TrainConfig,
-            input_shape: tuple[int, ...] | None) -> str | None:
+def _misfit(
+    loaded: LoadedSpec, graph: Graph, config: TrainConfig, input_shape: tuple[int, ...] | None
+) -> str | None:
     """Why the run's model cannot train on its dataset (input shape or class count), or None: the
     trainer's own check, made before anything trains."""
     from archc.api import with_input
@@ -261,8 +314,10 @@ def _misfit(loaded: LoadedSpec, graph: Graph, config: TrainConfig,
         return mismatch(with_input(loaded, input_shape), given, config.dataset)
     out = graph.shape_of(graph.output)
     if classes is not None and len(out) == 1 and out[0] != classes:
-        return (f"{graph.name} outputs {out[0]} classes but {config.dataset} "
-                f"has {classes}; pass --set num_classes={classes}")
+        return (
+            f"{graph.name} outputs {out[0]} classes but {config.dataset} "
+            f"has {classes}; pass --set num_classes={classes}"
+        )
     return None
 
 
@@ -278,13 +333,26 @@ def _recipe_notes(plan: SweepPlan, loader: _SpecCache) -> list[str]:
     first_name, first = next(iter(configs.items()))
     notes = []
     for name, cfg in list(configs.items())[1:]:
-        diff = {k: d for k, d in cfg.recipe_differences(first).items() if k not in RUNTIME_FIELDS and k != SEED}
-        given = set(plan.base_config) | set(plan.variants[0].config) | set(next(v for v in plan.variants if v.name == name).config)
+        diff = {
+            k: d
+            for k, d in cfg.recipe_differences(first).items()
+            if k not in RUNTIME_FIELDS and k != SEED
+        }
+        given = (
+            set(plan.base_config)
+            | set(plan.variants[0].config)
+            | set(next(v for v in plan.variants if v.name == name).config)
+        )
         diff = {k: d for k, d in diff.items() if k not in given}
         if diff:
-            shown = ", ".join(f"{k} {format_value(d[0])} vs {format_value(d[1])}" for k, d in list(diff.items())[:4])
-            notes.append(f"{name} trains with a different recipe than {first_name} ({shown}) "
-                         "from its spec's train: section; pass the option to use one recipe")
+            shown = ", ".join(
+                f"{k} {format_value(d[0])} vs {format_value(d[1])}"
+                for k, d in list(diff.items())[:4]
+            )
+            notes.append(
+                f"{name} trains with a different recipe than {first_name} ({shown}) "
+                "from its spec's train: section; pass the option to use one recipe"
+            )
     return notes
 
 

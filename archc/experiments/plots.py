@@ -21,7 +21,13 @@ if TYPE_CHECKING:
 
 PLOTS = ("curves", "acc_vs_params", "acc_vs_time")
 SVG_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}  # no dates or URLs
-RC: dict[RcKeyType, Any] = {"svg.hashsalt": "archc", "svg.fonttype": "path", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
+RC: dict[RcKeyType, Any] = {
+    "svg.hashsalt": "archc",
+    "svg.fonttype": "path",
+    "font.size": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
 LOG_SCALE_RATIO = 50.0  # a loss axis spanning more than this factor is drawn in log scale
 ANNOTATE_MAX = 6  # label points in place up to this many rows, else with a legend
 FEW_EPOCHS = 12  # curves this short get one x tick per epoch
@@ -48,7 +54,10 @@ def figures(runs: list[RunResult]) -> list[tuple[str, Figure]]:
     plots = [("curves", _curves(groups, names))]
     finished = [g for g in groups if g.stat("test_acc").mean is not None]
     if len(finished) >= 2:
-        plots += [("acc_vs_params", _acc_vs_params(groups, names)), ("acc_vs_time", _acc_vs_time(groups, names))]
+        plots += [
+            ("acc_vs_params", _acc_vs_params(groups, names)),
+            ("acc_vs_time", _acc_vs_time(groups, names)),
+        ]
     return plots
 
 
@@ -59,7 +68,9 @@ def write_plots(runs: list[RunResult], dest: Path) -> list[Path]:
     files: list[Path] = []
     with matplotlib.rc_context(RC):
         drawn = figures(runs)
-        for stale in set(PLOTS) - {name for name, _ in drawn}:  # from an earlier write with more results
+        for stale in set(PLOTS) - {
+            name for name, _ in drawn
+        }:  # from an earlier write with more results
             for suffix in (".png", ".svg"):
                 (dest / f"{stale}{suffix}").unlink(missing_ok=True)
         for name, fig in drawn:
@@ -103,7 +114,11 @@ def _colour(i: int, n: int) -> tuple[float, float, float, float]:
 
 def _mean_curve(group: Group, key: str) -> tuple[list[int], list[float], list[float]]:
     """(epochs, mean, std) over the group's runs, up to the epoch all of them reached."""
-    series = [[row[key] for row in r.history if isinstance(row.get(key), (int, float))] for r in group.runs if r.history]
+    series = [
+        [row[key] for row in r.history if isinstance(row.get(key), (int, float))]
+        for r in group.runs
+        if r.history
+    ]
     series = [s for s in series if s]
     if not series:
         return [], [], []
@@ -113,7 +128,11 @@ def _mean_curve(group: Group, key: str) -> tuple[list[int], list[float], list[fl
         values = [s[e] for s in series]
         mean = sum(values) / len(values)
         means.append(mean)
-        stds.append(math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0)
+        stds.append(
+            math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            if len(values) > 1
+            else 0.0
+        )
     return list(range(1, n + 1)), means, stds
 
 
@@ -129,15 +148,30 @@ def _curves(groups: list[Group], names: list[str]) -> Figure:
                 continue
             mean = [m * scale for m in mean]
             std = [s * scale for s in std]
-            ax.plot(epochs, mean, style, color=_colour(i, len(groups)), label=name if ax is acc_ax else None, marker="." if len(epochs) < 30 else None)
+            ax.plot(
+                epochs,
+                mean,
+                style,
+                color=_colour(i, len(groups)),
+                label=name if ax is acc_ax else None,
+                marker="." if len(epochs) < 30 else None,
+            )
             if any(std):
-                ax.fill_between(epochs, [m - s for m, s in zip(mean, std, strict=True)],
-                                [m + s for m, s in zip(mean, std, strict=True)], color=_colour(i, len(groups)), alpha=0.15, linewidth=0)
+                ax.fill_between(
+                    epochs,
+                    [m - s for m, s in zip(mean, std, strict=True)],
+                    [m + s for m, s in zip(mean, std, strict=True)],
+                    color=_colour(i, len(groups)),
+                    alpha=0.15,
+                    linewidth=0,
+                )
             if key == "train_loss":
                 losses += [m for m in mean if math.isfinite(m)]
     from matplotlib.ticker import MaxNLocator
 
-    epochs_drawn = max((len(line.get_xdata()) for ax in (acc_ax, loss_ax) for line in ax.get_lines()), default=0)
+    epochs_drawn = max(
+        (len(line.get_xdata()) for ax in (acc_ax, loss_ax) for line in ax.get_lines()), default=0
+    )
     for ax in (acc_ax, loss_ax):
         if 0 < epochs_drawn <= FEW_EPOCHS:  # one tick per epoch, the points not on the frame's edge
             ax.set_xticks(range(1, epochs_drawn + 1))
@@ -148,14 +182,20 @@ def _curves(groups: list[Group], names: list[str]) -> Figure:
     loss_ax.set(xlabel="epoch", ylabel="train loss", title="train loss")
     if losses and min(losses) > 0 and max(losses) / min(losses) > LOG_SCALE_RATIO:
         loss_ax.set_yscale("log")
-    if any(line.get_label() and not line.get_label().startswith("_") for line in acc_ax.get_lines()):
+    if any(
+        line.get_label() and not line.get_label().startswith("_") for line in acc_ax.get_lines()
+    ):
         fig.legend(loc="outside right upper", fontsize=7, frameon=False)
     else:
-        acc_ax.text(0.5, 0.5, "no finished epochs yet", ha="center", va="center", transform=acc_ax.transAxes)
+        acc_ax.text(
+            0.5, 0.5, "no finished epochs yet", ha="center", va="center", transform=acc_ax.transAxes
+        )
     return fig
 
 
-def _scatter(groups: list[Group], names: list[str], x_key: str, xlabel: str, title: str, log_x: bool) -> Figure:
+def _scatter(
+    groups: list[Group], names: list[str], x_key: str, xlabel: str, title: str, log_x: bool
+) -> Figure:
     fig = _figure(7.5, 4.4)
     ax = fig.subplots()
     points: list[tuple[float, float, str]] = []
@@ -163,8 +203,16 @@ def _scatter(groups: list[Group], names: list[str], x_key: str, xlabel: str, tit
         x, y = group.stat(x_key), group.stat("test_acc")
         if x.mean is None or y.mean is None:
             continue
-        ax.errorbar([x.mean], [y.mean], xerr=[x.std] if x.std else None, yerr=[y.std] if y.std else None, fmt="o",
-                    color=_colour(i, len(groups)), capsize=3, label=name)
+        ax.errorbar(
+            [x.mean],
+            [y.mean],
+            xerr=[x.std] if x.std else None,
+            yerr=[y.std] if y.std else None,
+            fmt="o",
+            color=_colour(i, len(groups)),
+            capsize=3,
+            label=name,
+        )
         points.append((x.mean, y.mean, name))
     ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
     if not points:
@@ -172,7 +220,9 @@ def _scatter(groups: list[Group], names: list[str], x_key: str, xlabel: str, tit
         return fig
     if len(points) <= ANNOTATE_MAX:
         for x_value, y_value, name in points:
-            ax.annotate(name, (x_value, y_value), textcoords="offset points", xytext=(5, 4), fontsize=7)
+            ax.annotate(
+                name, (x_value, y_value), textcoords="offset points", xytext=(5, 4), fontsize=7
+            )
     else:
         fig.legend(loc="outside right upper", fontsize=7, frameon=False)
     xs = [p[0] for p in points]
@@ -182,8 +232,12 @@ def _scatter(groups: list[Group], names: list[str], x_key: str, xlabel: str, tit
 
 
 def _acc_vs_params(groups: list[Group], names: list[str]) -> Figure:
-    return _scatter(groups, names, "params_k", "parameters (thousands)", "test accuracy vs parameters", True)
+    return _scatter(
+        groups, names, "params_k", "parameters (thousands)", "test accuracy vs parameters", True
+    )
 
 
 def _acc_vs_time(groups: list[Group], names: list[str]) -> Figure:
-    return _scatter(groups, names, "train_time_s", "train time (s)", "test accuracy vs train time", True)
+    return _scatter(
+        groups, names, "train_time_s", "train time (s)", "test accuracy vs train time", True
+    )

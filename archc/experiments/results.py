@@ -69,7 +69,9 @@ class RunResult:
             "test_acc": None if rec.get("final_test_acc") is None else 100 * rec["final_test_acc"],
             "best_acc": None if rec.get("best_test_acc") is None else 100 * rec["best_test_acc"],
             "train_time_s": rec.get("train_time_s"),
-            "memory_mb": None if rec.get("peak_memory_bytes") is None else rec["peak_memory_bytes"] / 1e6,
+            "memory_mb": None
+            if rec.get("peak_memory_bytes") is None
+            else rec["peak_memory_bytes"] / 1e6,
             "macs_m": None if rec.get("macs") is None else rec["macs"] / 1e6,
             "images_per_s": rec.get("images_per_s"),
             "wall_time_s": rec.get("wall_time_s"),
@@ -145,7 +147,11 @@ def label_columns(items: list[dict[str, Any]]) -> list[str]:
     keys: list[str] = []
     for item in items:
         keys += [k for k in item if k not in keys and k != SEED]
-    varying = [k for k in keys if len({json.dumps(i.get(k), sort_keys=True, default=str) for i in items}) > 1]
+    varying = [
+        k
+        for k in keys
+        if len({json.dumps(i.get(k), sort_keys=True, default=str) for i in items}) > 1
+    ]
     if varying:
         return varying
     return [MODEL] if any(MODEL in i for i in items) else keys[:1] or [MODEL]
@@ -160,8 +166,12 @@ def group_label(group: Group, key: str) -> str:
 
 
 # loading ------------------------------------------------------------------------------------------
-def load_run(run_dir: Path, values: dict[str, Any] | None = None, run_id: str | None = None,
-             static_params: int | None = None) -> RunResult:
+def load_run(
+    run_dir: Path,
+    values: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    static_params: int | None = None,
+) -> RunResult:
     """The run in run_dir (any status)."""
     state = read_state(run_dir)
     record = state.record
@@ -169,8 +179,16 @@ def load_run(run_dir: Path, values: dict[str, Any] | None = None, run_id: str | 
         values = {MODEL: record["spec"]["name"]} if record else {}
         if record is not None:
             values[SEED] = record.get("seed")
-    return RunResult(run_id or run_dir.name, run_dir, values, state.status, state.error, record, read_history(run_dir),
-                     static_params)
+    return RunResult(
+        run_id or run_dir.name,
+        run_dir,
+        values,
+        state.status,
+        state.error,
+        record,
+        read_history(run_dir),
+        static_params,
+    )
 
 
 def load_sweep(out: Path) -> list[RunResult]:
@@ -196,18 +214,27 @@ def table_rows(runs: list[RunResult]) -> tuple[list[str], list[list[str]]]:
     groups = group_runs(runs)
     columns = label_columns([g.label for g in groups])
     header = [*columns, "runs", *(title for _, title, _ in METRICS)]
-    rows = [[*(group_label(g, c) for c in columns), g.status_text(), *(g.stat(k).text(f) for k, _, f in METRICS)]
-            for g in groups]
+    rows = [
+        [
+            *(group_label(g, c) for c in columns),
+            g.status_text(),
+            *(g.stat(k).text(f) for k, _, f in METRICS),
+        ]
+        for g in groups
+    ]
     return header, rows
 
 
 def markdown_table(header: list[str], rows: list[list[str]], numeric: range) -> str:
     """A GitHub markdown table; columns whose index is in `numeric` are right-aligned."""
+
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |",
-             "| " + " | ".join("---:" if i in numeric else "---" for i in range(len(header))) + " |"]
+    lines = [
+        "| " + " | ".join(cell(h) for h in header) + " |",
+        "| " + " | ".join("---:" if i in numeric else "---" for i in range(len(header))) + " |",
+    ]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -232,7 +259,13 @@ def render(runs: list[RunResult], fmt: str, width: int | None = None) -> str:
         for row in rows:
             table.add_row(*row)
         buffer = io.StringIO()
-        Console(file=buffer, width=width or 200, force_terminal=False, color_system=None, soft_wrap=False).print(table)
+        Console(
+            file=buffer,
+            width=width or 200,
+            force_terminal=False,
+            color_system=None,
+            soft_wrap=False,
+        ).print(table)
         return buffer.getvalue()
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
@@ -246,7 +279,16 @@ def _csv_text(header: list[str], rows: list[list[object]]) -> str:
     return buffer.getvalue()
 
 
-CSV_METRICS = ("test_acc", "best_acc", "train_loss", "train_time_s", "memory_mb", "epochs", "images_per_s", "wall_time_s")
+CSV_METRICS = (
+    "test_acc",
+    "best_acc",
+    "train_loss",
+    "train_time_s",
+    "memory_mb",
+    "epochs",
+    "images_per_s",
+    "wall_time_s",
+)
 
 
 def results_csv(runs: list[RunResult]) -> str:
@@ -259,12 +301,21 @@ def results_csv(runs: list[RunResult]) -> str:
     header.append("run_ids")
     rows = []
     for g in groups:
-        counts = {s: sum(1 for r in g.runs if r.status == s) for s in ("done", "diverged", "failed")}
+        counts = {
+            s: sum(1 for r in g.runs if r.status == s) for s in ("done", "diverged", "failed")
+        }
         first = next((r.record for r in g.runs if r.record), None) or {}
         params = first.get("params", g.runs[0].static_params)
-        row: list[object] = [*(_csv_label(g.label.get(c)) if c in g.label else group_label(g, c) for c in columns), len(g.runs),
-                          counts["done"], counts["diverged"], counts["failed"], len(g.runs) - sum(counts.values()),
-                          params, first.get("macs")]
+        row: list[object] = [
+            *(_csv_label(g.label.get(c)) if c in g.label else group_label(g, c) for c in columns),
+            len(g.runs),
+            counts["done"],
+            counts["diverged"],
+            counts["failed"],
+            len(g.runs) - sum(counts.values()),
+            params,
+            first.get("macs"),
+        ]
         for key in CSV_METRICS:
             stat = Stat.of([v for r in g.runs if (v := r.metric(key)) is not None])
             row += [_num(stat.mean), _num(stat.std)]
@@ -276,16 +327,45 @@ def results_csv(runs: list[RunResult]) -> str:
 def runs_csv(runs: list[RunResult]) -> str:
     """One row per run, failed and unfinished ones included, with the error text."""
     columns = label_columns([{k: v for k, v in r.values.items()} for r in runs]) if runs else []
-    header = ["id", *columns, "seed", "status", "params", "epochs", "final_test_acc", "best_test_acc", "final_train_loss",
-              "train_time_s", "wall_time_s", "peak_memory_mb", "images_per_s", "error", "dir"]
+    header = [
+        "id",
+        *columns,
+        "seed",
+        "status",
+        "params",
+        "epochs",
+        "final_test_acc",
+        "best_test_acc",
+        "final_train_loss",
+        "train_time_s",
+        "wall_time_s",
+        "peak_memory_mb",
+        "images_per_s",
+        "error",
+        "dir",
+    ]
     rows = []
     for r in runs:
         rec = r.record or {}
-        rows.append([r.id, *(_csv_label(r.values.get(c)) for c in columns), r.seed, r.status,
-                     rec.get("params", r.static_params), rec.get("epochs_completed"),
-                     _num(rec.get("final_test_acc")), _num(rec.get("best_test_acc")), _num(rec.get("final_train_loss")),
-                     _num(rec.get("train_time_s")), _num(rec.get("wall_time_s")), _num(r.metric("memory_mb")),
-                     _num(rec.get("images_per_s")), r.error, str(r.dir)])
+        rows.append(
+            [
+                r.id,
+                *(_csv_label(r.values.get(c)) for c in columns),
+                r.seed,
+                r.status,
+                rec.get("params", r.static_params),
+                rec.get("epochs_completed"),
+                _num(rec.get("final_test_acc")),
+                _num(rec.get("best_test_acc")),
+                _num(rec.get("final_train_loss")),
+                _num(rec.get("train_time_s")),
+                _num(rec.get("wall_time_s")),
+                _num(r.metric("memory_mb")),
+                _num(rec.get("images_per_s")),
+                r.error,
+                str(r.dir),
+            ]
+        )
     return _csv_text(header, rows)
 
 
@@ -302,10 +382,26 @@ def _num(value: float | str | None) -> str | None:
 def results_json(runs: list[RunResult]) -> dict[str, Any]:
     groups = group_runs(runs)
     return {
-        "groups": [{"label": g.label, "runs": [r.id for r in g.runs], "status": g.status_text(),
-                    **{key: _stat_json(g.stat(key)) for key, _, _ in METRICS}} for g in groups],
-        "runs": [{"id": r.id, "values": r.values, "status": r.status, "error": r.error, "dir": str(r.dir),
-                  "record": r.record} for r in runs],
+        "groups": [
+            {
+                "label": g.label,
+                "runs": [r.id for r in g.runs],
+                "status": g.status_text(),
+                **{key: _stat_json(g.stat(key)) for key, _, _ in METRICS},
+            }
+            for g in groups
+        ],
+        "runs": [
+            {
+                "id": r.id,
+                "values": r.values,
+                "status": r.status,
+                "error": r.error,
+                "dir": str(r.dir),
+                "record": r.record,
+            }
+            for r in runs
+        ],
     }
 
 
@@ -321,9 +417,11 @@ def describe(runs: list[RunResult]) -> str:
     data = rec.get("dataset", {})
     shape = "x".join(str(d) for d in data.get("input_shape", []))
     versions = rec.get("versions", {})
-    return (f"{data.get('name')}: {data.get('train_images')} train / {data.get('test_images')} "
-            f"test images at {shape}; {rec.get('device_name') or rec.get('device')} "
-            f"({rec.get('device')}); torch {versions.get('torch')}, archc {versions.get('archc')}")
+    return (
+        f"{data.get('name')}: {data.get('train_images')} train / {data.get('test_images')} "
+        f"test images at {shape}; {rec.get('device_name') or rec.get('device')} "
+        f"({rec.get('device')}); torch {versions.get('torch')}, archc {versions.get('archc')}"
+    )
 
 
 def runs_markdown(runs: list[RunResult]) -> str:
@@ -331,8 +429,16 @@ def runs_markdown(runs: list[RunResult]) -> str:
     rows = []
     for r in runs:
         acc, loss, secs = r.metric("test_acc"), r.metric("train_loss"), r.metric("train_time_s")
-        rows.append([r.id, r.status, "—" if acc is None else f"{acc:.2f}", "—" if loss is None else f"{loss:.4f}",
-                     "—" if secs is None else f"{secs:.1f}", (r.error or "").splitlines()[0][:160] if r.error else ""])
+        rows.append(
+            [
+                r.id,
+                r.status,
+                "—" if acc is None else f"{acc:.2f}",
+                "—" if loss is None else f"{loss:.4f}",
+                "—" if secs is None else f"{secs:.1f}",
+                (r.error or "").splitlines()[0][:160] if r.error else "",
+            ]
+        )
     return markdown_table(header, rows, range(2, 5))
 
 
@@ -342,15 +448,23 @@ def results_markdown(runs: list[RunResult], title: str, plots: list[Path]) -> st
     about = describe(runs)
     parts.append("\n".join(f"- {line}" for line in ([about] if about else []) + list(NOTES)) + "\n")
     names = {p.stem for p in plots if p.suffix == ".png"}
-    captions = {"curves": "test accuracy and train loss per epoch", "acc_vs_params": "test accuracy vs parameters",
-                "acc_vs_time": "test accuracy vs train time"}
+    captions = {
+        "curves": "test accuracy and train loss per epoch",
+        "acc_vs_params": "test accuracy vs parameters",
+        "acc_vs_time": "test accuracy vs train time",
+    }
     parts += [f"![{captions[n]}]({n}.png)\n" for n in captions if n in names]
     parts += ["## Runs\n", runs_markdown(runs)]
     return "\n".join(parts)
 
 
 def default_title(runs: list[RunResult]) -> str:
-    names = list(dict.fromkeys(str(r.values.get(MODEL) or (r.record or {}).get("spec", {}).get("name", r.id)) for r in runs))
+    names = list(
+        dict.fromkeys(
+            str(r.values.get(MODEL) or (r.record or {}).get("spec", {}).get("name", r.id))
+            for r in runs
+        )
+    )
     shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
     return f"Results: {shown}"
 
@@ -362,7 +476,10 @@ def write_all(runs: list[RunResult], dest: Path, title: str | None = None) -> li
     dest.mkdir(parents=True, exist_ok=True)
     plots = write_plots(runs, dest)
     files = []
-    for name, text in (("results.md", results_markdown(runs, title or default_title(runs), plots)),
-                       ("results.csv", results_csv(runs)), ("runs.csv", runs_csv(runs))):
+    for name, text in (
+        ("results.md", results_markdown(runs, title or default_title(runs), plots)),
+        ("results.csv", results_csv(runs)),
+        ("runs.csv", runs_csv(runs)),
+    ):
         files.append(write_file(dest / name, text))
     return files + plots

@@ -23,7 +23,14 @@ LOG = "train.log"
 MANIFEST = "sweep.json"
 STATUSES = ("done", "diverged", "failed", "partial", "pending", "running")
 FINISHED = ("done", "diverged")
-REQUIRED = ("params", "final_test_acc", "best_test_acc", "final_train_loss", "train_time_s", "epochs_completed")
+REQUIRED = (
+    "params",
+    "final_test_acc",
+    "best_test_acc",
+    "final_train_loss",
+    "train_time_s",
+    "epochs_completed",
+)
 
 
 @dataclass
@@ -57,7 +64,11 @@ def read_state(run_dir: Path) -> RunState:
             return RunState("diverged", str(record.get("error", "training diverged")), record)
     failure = read_json(run_dir / FAILURE)
     if isinstance(failure, dict):
-        return RunState("failed", str(failure.get("error", "failed")), record if isinstance(record, dict) else None)
+        return RunState(
+            "failed",
+            str(failure.get("error", "failed")),
+            record if isinstance(record, dict) else None,
+        )
     if (run_dir / CHECKPOINT).is_file():
         return RunState("partial")
     return RunState("pending")
@@ -82,7 +93,12 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 
 def write_failure(run_dir: Path, error: str, exit_code: int | None = None) -> None:
     """Record why a run failed, next to whatever it had written so far."""
-    record = {"status": "failed", "error": error, "exit_code": exit_code, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record = {
+        "status": "failed",
+        "error": error,
+        "exit_code": exit_code,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     write_file(run_dir / FAILURE, json.dumps(record, indent=2) + "\n")
 
 

@@ -64,8 +64,14 @@ def echo_stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, echo: Echo = echo_stderr,
-              write_results: bool = True) -> SweepOutcome:
+def run_sweep(
+    plan: SweepPlan,
+    *,
+    jobs: int = 1,
+    retry_failed: bool = False,
+    echo: Echo = echo_stderr,
+    write_results: bool = True,
+) -> SweepOutcome:
     """Run every unfinished run of plan under plan.out, then write
     results.md, results.csv and plots."""
     from archc.trainer.lock import RunLock
@@ -74,8 +80,10 @@ def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, ech
         raise ExperimentError(f"--jobs must be at least 1, got {jobs}")
     cpus = machine_cpus()
     if jobs > cpus:  # more training processes than cores only slow every run down
-        echo(f"note: --jobs {jobs} lowered to {cpus}: this machine gives archc "
-             f"{cpus} CPU{'s' if cpus != 1 else ''} (affinity and cgroup quota)")
+        echo(
+            f"note: --jobs {jobs} lowered to {cpus}: this machine gives archc "
+            f"{cpus} CPU{'s' if cpus != 1 else ''} (affinity and cgroup quota)"
+        )
         jobs = cpus
     out = plan.out
     try:
@@ -89,8 +97,10 @@ def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, ech
         todo = _select(manifest, plan, retry_failed, outcome)
         write_manifest(out, manifest)
         if outcome.skipped:
-            echo(f"{len(outcome.skipped)} of {len(manifest['runs'])} "
-                 "runs already finished; skipping them")
+            echo(
+                f"{len(outcome.skipped)} of {len(manifest['runs'])} "
+                "runs already finished; skipping them"
+            )
         try:
             with _interrupt_on_sigterm():
                 _Scheduler(plan, manifest, todo, jobs, echo, outcome).run()
@@ -102,14 +112,18 @@ def run_sweep(plan: SweepPlan, *, jobs: int = 1, retry_failed: bool = False, ech
                 if entry["status"] == "running":
                     entry["status"] = read_state(out / entry["id"]).status
             write_manifest(out, manifest)
-        if write_results and (outcome.trained or not all((out / name).is_file() for name in RESULT_FILES)):
+        if write_results and (
+            outcome.trained or not all((out / name).is_file() for name in RESULT_FILES)
+        ):
             from archc.experiments.results import load_sweep, write_all
 
             outcome.files = write_all(load_sweep(out), out)
     return outcome
 
 
-def _select(manifest: dict[str, Any], plan: SweepPlan, retry_failed: bool, outcome: SweepOutcome) -> list[dict[str, Any]]:
+def _select(
+    manifest: dict[str, Any], plan: SweepPlan, retry_failed: bool, outcome: SweepOutcome
+) -> list[dict[str, Any]]:
     """Refresh every run's status from its directory; return the runs to train now, in order.
 
     A finished run whose record shows another spec or recipe (a directory reused by hand) is
@@ -122,8 +136,10 @@ def _select(manifest: dict[str, Any], plan: SweepPlan, retry_failed: bool, outco
         state = read_state(run_dir)
         run = planned.get(entry["id"])
         if run is not None and state.record is not None and (why := run.mismatch(state.record)):
-            raise ExperimentError(f"{run_dir} holds a run that does not belong to this sweep: {why}; move it away "
-                                  "or choose another --out")
+            raise ExperimentError(
+                f"{run_dir} holds a run that does not belong to this sweep: {why}; move it away "
+                "or choose another --out"
+            )
         entry["status"], entry["error"] = state.status, state.error
         if state.status in FINISHED or (state.status == "failed" and not retry_failed):
             outcome.skipped.append(entry["id"])
@@ -168,9 +184,23 @@ def _child(job: dict[str, Any]) -> None:
 class _Scheduler:
     """Keeps up to `jobs` children running and records each run's outcome as it ends."""
 
-    def __init__(self, plan: SweepPlan, manifest: dict[str, Any], todo: list[dict[str, Any]], jobs: int, echo: Echo,
-                 outcome: SweepOutcome) -> None:
-        self.plan, self.manifest, self.todo, self.jobs, self.echo, self.outcome = plan, manifest, todo, jobs, echo, outcome
+    def __init__(
+        self,
+        plan: SweepPlan,
+        manifest: dict[str, Any],
+        todo: list[dict[str, Any]],
+        jobs: int,
+        echo: Echo,
+        outcome: SweepOutcome,
+    ) -> None:
+        self.plan, self.manifest, self.todo, self.jobs, self.echo, self.outcome = (
+            plan,
+            manifest,
+            todo,
+            jobs,
+            echo,
+            outcome,
+        )
         self.threads = default_threads(jobs)
         self.active: dict[Any, tuple[dict[str, Any], Any, float]] = {}
         self.total = len(todo)
@@ -193,23 +223,36 @@ class _Scheduler:
         out = (self.plan.out / entry["id"]).resolve()
         config = {**entry["config"], "out": str(out), "resume": True, "log": "plain"}
         config.setdefault("workers", self.threads)
-        return {"id": entry["id"], "cwd": os.getcwd(), "spec": entry["spec"], "set": entry["set"],
-                "plugins": list(self.plan.plugins), "input_shape": self.plan.input_shape, "config": config}
+        return {
+            "id": entry["id"],
+            "cwd": os.getcwd(),
+            "spec": entry["spec"],
+            "set": entry["set"],
+            "plugins": list(self.plan.plugins),
+            "input_shape": self.plan.input_shape,
+            "config": config,
+        }
 
     def _start(self, ctx: Any, entry: dict[str, Any]) -> None:
         run_dir = self.plan.out / entry["id"]
         if entry["status"] == "failed":
             set_aside(run_dir / FAILURE)
         if entry["status"] == "partial" and (run_dir / RESULT).exists():
-            set_aside(run_dir / RESULT)  # unreadable or incomplete: keep it, let the trainer write a new one
+            set_aside(
+                run_dir / RESULT
+            )  # unreadable or incomplete: keep it, let the trainer write a new one
         resuming = entry["status"] in ("partial", "failed") and (run_dir / "last.pt").is_file()
-        process = ctx.Process(target=_child, args=(self._job(entry),), name=f"archc-sweep:{entry['id']}")
+        process = ctx.Process(
+            target=_child, args=(self._job(entry),), name=f"archc-sweep:{entry['id']}"
+        )
         process.start()
         entry["status"], entry["error"] = "running", None
         write_manifest(self.plan.out, self.manifest)
         self.started += 1
         self.active[process.sentinel] = (entry, process, time.perf_counter())
-        self.echo(f"[{self.started}/{self.total}] {entry['id']}: {'resuming' if resuming else 'training'}")
+        self.echo(
+            f"[{self.started}/{self.total}] {entry['id']}: {'resuming' if resuming else 'training'}"
+        )
 
     def _finish(self, sentinel: Any) -> None:
         entry, process, started = self.active.pop(sentinel)
@@ -222,18 +265,28 @@ class _Scheduler:
                 entry["status"], entry["error"] = state.status, None
                 self.echo(f"{entry['id']}: interrupted; run the sweep again to resume it")
                 return
-            reason = f"killed by signal {_signal_name(-code)}" if code is not None and code < 0 else f"exited with code {code}"
+            reason = (
+                f"killed by signal {_signal_name(-code)}"
+                if code is not None and code < 0
+                else f"exited with code {code}"
+            )
             last = last_log_line(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
-            write_failure(run_dir, f"the training process {reason}" + (f"; last output: {last}" if last else ""), code)
+            write_failure(
+                run_dir,
+                f"the training process {reason}" + (f"; last output: {last}" if last else ""),
+                code,
+            )
             state = read_state(run_dir)
         entry["status"], entry["error"] = state.status, state.error
         write_manifest(self.plan.out, self.manifest)
         self.outcome.trained.append(entry["id"])
         elapsed = time.perf_counter() - started
         if state.status == "done" and state.record is not None:
-            self.echo(f"{entry['id']}: done in {elapsed:.1f}s, test "
-                      f"acc {state.record['final_test_acc']:.2%}")
+            self.echo(
+                f"{entry['id']}: done in {elapsed:.1f}s, test "
+                f"acc {state.record['final_test_acc']:.2%}"
+            )
         else:
             self.echo(f"{entry['id']}: {state.status}: {state.error}")
 

@@ -52,10 +52,19 @@ def run_job(job: dict[str, Any]) -> None:
     out = Path(job["config"]["out"])
     out.mkdir(parents=True, exist_ok=True)
     _redirect_output(out / LOG)
-    print(f"=== archc sweep run {job['id']} (pid {os.getpid()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M:%S')}) ===", flush=True)
+    print(
+        f"=== archc sweep run {job['id']} (pid {os.getpid()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}) ===",
+        flush=True,
+    )
     try:
-        train(job["spec"], spec_overrides=job["set"], plugins=tuple(job["plugins"]), input_shape=job.get("input_shape"), **job["config"])
+        train(
+            job["spec"],
+            spec_overrides=job["set"],
+            plugins=tuple(job["plugins"]),
+            input_shape=job.get("input_shape"),
+            **job["config"],
+        )
     except DivergenceError as exc:  # the trainer recorded it in result.json
         print(f"diverged: {exc}", flush=True)
         sys.exit(EXIT_DIVERGED)
@@ -67,7 +76,9 @@ def run_job(job: dict[str, Any]) -> None:
     except KeyboardInterrupt:
         print("interrupted", flush=True)
         sys.exit(EXIT_INTERRUPTED)
-    except Exception as exc:  # a bug somewhere: keep the traceback in the log, the gist in failure.json
+    except (
+        Exception
+    ) as exc:  # a bug somewhere: keep the traceback in the log, the gist in failure.json
         traceback.print_exc()
         write_failure(out, f"{type(exc).__name__}: {exc} (traceback in {out / LOG})", 1)
         sys.exit(1)

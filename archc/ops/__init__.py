@@ -22,7 +22,9 @@ def register(cls: type[Op]) -> type[Op]:
     for key in (cls.name, *cls.aliases):
         existing = REGISTRY.get(key)
         if existing is not None and type(existing) is not cls:
-            raise ValueError(f"op name '{key}' is already registered by {type(existing).__qualname__}")
+            raise ValueError(
+                f"op name '{key}' is already registered by {type(existing).__qualname__}"
+            )
         REGISTRY[key] = op
     _CANONICAL[cls.name] = op
     return cls
@@ -66,7 +68,9 @@ def load_entry_point_plugins() -> None:
             ep.load()
         except Exception as exc:  # an installed plugin's bug must not become a traceback here
             dist = ep.dist.name if ep.dist else "an installed package"
-            raise SpecError(f"cannot load op plugin '{ep.value}' (archc.ops entry point of {dist}): {exc}") from None
+            raise SpecError(
+                f"cannot load op plugin '{ep.value}' (archc.ops entry point of {dist}): {exc}"
+            ) from None
 
 
 from archc.ops import (  # noqa: E402, F401
@@ -85,4 +89,15 @@ from archc.ops import (  # noqa: E402, F401
     window_attention,
 )
 
-__all__ = ["REGISTRY", "Args", "Call", "Op", "OpError", "Shape", "canonical", "get", "load_plugin", "register"]
+__all__ = [
+    "REGISTRY",
+    "Args",
+    "Call",
+    "Op",
+    "OpError",
+    "Shape",
+    "canonical",
+    "get",
+    "load_plugin",
+    "register",
+]

@@ -46,7 +46,9 @@ class ReLU(Activation):
 class ReLU6(Activation):
     name = "relu6"
     autograd = Autograd(saves="clone_when_inplace")
-    torch_class = "nn.ReLU6"  # not in place: PyTorch copies the input for an in-place hardtanh anyway
+    torch_class = (
+        "nn.ReLU6"  # not in place: PyTorch copies the input for an in-place hardtanh anyway
+    )
     doc = "min(max(x, 0), 6) (MobileNet)."
 
 

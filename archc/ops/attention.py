@@ -11,7 +11,9 @@ from archc.ops.base import Args, Autograd, Call, Op, OpError, Shape, Side, fmt_s
 
 class SelfAttentionArgs(Args):
     heads: int = Field(gt=0, description="attention heads; they split the model dimension D")
-    dropout: float = Field(0.0, ge=0, le=1, description="dropout on the attention weights (training only)")
+    dropout: float = Field(
+        0.0, ge=0, le=1, description="dropout on the attention weights (training only)"
+    )
 
 
 @register
@@ -21,21 +23,27 @@ class SelfAttention(Op[SelfAttentionArgs]):
     aliases = ("mha", "multihead_attention")
     Args = SelfAttentionArgs
     shorthand = "heads"
-    autograd = Autograd(saves="input", side=(Side(4, "output"),))  # q, k, v projections and the attention output
+    autograd = Autograd(
+        saves="input", side=(Side(4, "output"),)
+    )  # q, k, v projections and the attention output
     colour = "#e4dcf2"
     # no `init:` kind: nn.MultiheadAttention initialises itself (xavier_uniform, zero biases)
     weighted = False
     fresh_output = True
     module_call = "{module}({x}, {x}, {x}, need_weights=False)[0]"
-    doc = ("Multi-head self-attention over a (L, D) token sequence: "
-           "nn.MultiheadAttention(D, heads, batch_first=True) called as "
-           "torchvision's ViT does (query = key = value, no weights returned).")
+    doc = (
+        "Multi-head self-attention over a (L, D) token sequence: "
+        "nn.MultiheadAttention(D, heads, batch_first=True) called as "
+        "torchvision's ViT does (query = key = value, no weights returned)."
+    )
 
     def infer(self, args: SelfAttentionArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         if len(shape) != 2:
-            raise OpError(f"self_attention needs a (L, D) token sequence, got {fmt_shape(shape)}; a "
-                          "(C, H, W) map becomes one with reshape + permute (ViT's patch embedding)")
+            raise OpError(
+                f"self_attention needs a (L, D) token sequence, got {fmt_shape(shape)}; a "
+                "(C, H, W) map becomes one with reshape + permute (ViT's patch embedding)"
+            )
         if shape[1] % args.heads:
             raise OpError(f"heads={args.heads} does not divide the model dimension D={shape[1]}")
         return shape

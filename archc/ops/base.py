@@ -54,7 +54,10 @@ def layout_fix(have: Layout, need: str) -> str:
     fixes = {
         (("H", "W", "C"), "channels_first"): "permute: [2, 0, 1] turns it into C×H×W",
         (("C", "H", "W"), "channels_last"): "permute: [1, 2, 0] turns it into H×W×C",
-        (("C", "H", "W"), "tokens"): "flatten: {start: 1} then transpose: {dim0: 0, dim1: 1} make L×D tokens",
+        (
+            ("C", "H", "W"),
+            "tokens",
+        ): "flatten: {start: 1} then transpose: {dim0: 0, dim1: 1} make L×D tokens",
         (("H", "W", "C"), "tokens"): "flatten: {start: 0, end: 1} makes L×D tokens",
         (("C", "L"), "tokens"): "transpose: {dim0: 0, dim1: 1} makes L×D tokens",
         (("L", "C"), "channels_first"): "transpose: {dim0: 0, dim1: 1} makes a C×L sequence",
@@ -67,7 +70,9 @@ class OpError(Exception):
 
 
 MAX_DIM = 2**40  # largest size of one dimension any shape may have (input or inferred)
-MAX_COUNT = 2**62  # largest element, parameter or operation count of one layer (int64 with room to sum)
+MAX_COUNT = (
+    2**62
+)  # largest element, parameter or operation count of one layer (int64 with room to sum)
 
 
 class Args(BaseModel):
@@ -75,7 +80,9 @@ class Args(BaseModel):
 
     # allow_inf_nan=False: every float argument of every op is finite, refused here with a position
     # before any shape rule, report or emitter sees a nan or inf
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, defer_build=True, allow_inf_nan=False
+    )
 
 
 class NoArgs(Args):
@@ -112,7 +119,9 @@ class Window:
     dilation: tuple[int, ...]
 
 
-SaveRule = Literal["input", "output", "input_when_fresh", "clone_when_inplace", "each_other", "none"]
+SaveRule = Literal[
+    "input", "output", "input_when_fresh", "clone_when_inplace", "each_other", "none"
+]
 
 
 @dataclass(frozen=True)
@@ -129,8 +138,12 @@ class Side:
     nbytes: int | None = None
 
     def bytes(self, out: Shape, batch: int, size: int) -> int:
-        elements = {"output": math.prod(out) * batch, "channel": out[0], "sample": batch,
-                    "sample_channel": out[0] * batch}[self.per]
+        elements = {
+            "output": math.prod(out) * batch,
+            "channel": out[0],
+            "sample": batch,
+            "sample_channel": out[0] * batch,
+        }[self.per]
         return self.count * elements * (size if self.nbytes is None else self.nbytes)
 
 
@@ -220,12 +233,16 @@ class Op(Generic[A]):
         need = self.needs_layout
         if need is None or layout is None or len(layout) != len(shape):
             return
-        fits = {"channels_first": layout[0] in ("C", "F"),  # C×H×W, C×L, or flat features (bn)
-                "channels_last": layout[-1] == "C" and layout[0] in ("H", "D"),
-                "tokens": layout == ("L", "C")}[need]
+        fits = {
+            "channels_first": layout[0] in ("C", "F"),  # C×H×W, C×L, or flat features (bn)
+            "channels_last": layout[-1] == "C" and layout[0] in ("H", "D"),
+            "tokens": layout == ("L", "C"),
+        }[need]
         if not fits:
-            raise OpError(f"{self.name} needs {LAYOUT_NEEDS[need]}, but its input is "
-                          f"{fmt_shape(shape)} laid out {layout_text(layout)}; {layout_fix(layout, need)}")
+            raise OpError(
+                f"{self.name} needs {LAYOUT_NEEDS[need]}, but its input is "
+                f"{fmt_shape(shape)} laid out {layout_text(layout)}; {layout_fix(layout, need)}"
+            )
 
     def layout(self, args: A, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
         """The output's layout: the one an op that needs a layout computes in (a conv makes C×H×W
@@ -233,9 +250,11 @@ class Op(Generic[A]):
         the rank is kept (a channels-last linear's H×W×C), the rank's default after a change from
         a default layout, else unknown."""
         if self.needs_layout is not None:
-            return {"channels_first": default_layout(len(out)),
-                    "channels_last": (*"DHW"[4 - len(out):], "C") if len(out) in (3, 4) else None,
-                    "tokens": ("L", "C") if len(out) == 2 else None}[self.needs_layout]
+            return {
+                "channels_first": default_layout(len(out)),
+                "channels_last": (*"DHW"[4 - len(out) :], "C") if len(out) in (3, 4) else None,
+                "tokens": ("L", "C") if len(out) == 2 else None,
+            }[self.needs_layout]
         first, shape = (inputs[0], shapes[0]) if inputs else (None, ())
         if first is None:
             return None
@@ -341,8 +360,10 @@ def fmt_shape(shape: Shape) -> str:
 def spatial(shape: Shape, what: str, min_rank: int = 2) -> tuple[int, Shape]:
     """Split (C, *spatial) and check the rank, for conv/pool/norm ops."""
     if len(shape) < min_rank:
-        raise OpError(f"{what} needs a (channels, ...spatial) input, "
-                      f"got {fmt_shape(shape)}; is a flatten too early?")
+        raise OpError(
+            f"{what} needs a (channels, ...spatial) input, "
+            f"got {fmt_shape(shape)}; is a flatten too early?"
+        )
     if len(shape) > 4:
         raise OpError(f"{what} supports up to 3 spatial dimensions, got {fmt_shape(shape)}")
     return shape[0], shape[1:]

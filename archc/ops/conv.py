@@ -29,7 +29,9 @@ IntOrList = int | list[int]
 
 class ConvArgs(Args):
     out: int = Field(gt=0, description="output channels")
-    kernel: IntOrList = Field(description="kernel size: an int or one value per spatial dim ([1, 7])")
+    kernel: IntOrList = Field(
+        description="kernel size: an int or one value per spatial dim ([1, 7])"
+    )
     stride: IntOrList = 1
     padding: IntOrList | Literal["same", "valid"] = 0
     dilation: IntOrList = 1
@@ -46,17 +48,23 @@ def _positive(values: tuple[int, ...], what: str, allow_zero: bool = False) -> N
 
 def _check_groups(c_in: int, out: int, groups: int) -> None:
     if c_in % groups or out % groups:
-        raise OpError(f"groups={groups} must divide both input channels ({c_in}) and output channels ({out})")
+        raise OpError(
+            f"groups={groups} must divide both input channels ({c_in}) and output channels ({out})"
+        )
 
 
-def _check_padding_mode(mode: str, sp: Shape, k: tuple[int, ...], p: tuple[int, ...], d: tuple[int, ...], same: bool) -> None:
+def _check_padding_mode(
+    mode: str, sp: Shape, k: tuple[int, ...], p: tuple[int, ...], d: tuple[int, ...], same: bool
+) -> None:
     """PyTorch pads reflect-mode by less than the size, circular-mode by at most the size."""
     for size, kk, pp, dd in zip(sp, k, p, d, strict=True):
         pad = -(-dd * (kk - 1) // 2) if same else pp
         if (mode == "reflect" and pad >= size) or (mode == "circular" and pad > size):
             rule = "smaller than" if mode == "reflect" else "at most"
-            raise OpError(f"padding {pad} in '{mode}' mode must be {rule} "
-                          f"the {fmt_shape(sp)} feature map it receives")
+            raise OpError(
+                f"padding {pad} in '{mode}' mode must be {rule} "
+                f"the {fmt_shape(sp)} feature map it receives"
+            )
 
 
 def _kxk(kernel: tuple[int, ...]) -> str:
@@ -200,8 +208,11 @@ class ConvTranspose(Op[ConvTransposeArgs]):
         return tuple(
             ntuple(v, n, what)
             for v, what in (
-                (args.kernel, "kernel"), (args.stride, "stride"), (args.padding, "padding"),
-                (args.output_padding, "output_padding"), (args.dilation, "dilation"),
+                (args.kernel, "kernel"),
+                (args.stride, "stride"),
+                (args.padding, "padding"),
+                (args.output_padding, "output_padding"),
+                (args.dilation, "dilation"),
             )
         )
 
@@ -215,17 +226,24 @@ class ConvTranspose(Op[ConvTransposeArgs]):
         _positive(p, "padding", allow_zero=True)
         _positive(op_, "output_padding", allow_zero=True)
         if any(oo >= max(ss, dd) for oo, ss, dd in zip(op_, s, d, strict=True)):
-            raise OpError(f"output_padding {list(op_)} must be smaller than "
-                          "the stride or the dilation (PyTorch's rule)")
+            raise OpError(
+                f"output_padding {list(op_)} must be smaller than "
+                "the stride or the dilation (PyTorch's rule)"
+            )
         _check_groups(c_in, args.out, args.groups)
-        out = [(i - 1) * ss - 2 * pp + dd * (kk - 1) + oo + 1 for i, kk, ss, pp, oo, dd in zip(sp, k, s, p, op_, d, strict=True)]
+        out = [
+            (i - 1) * ss - 2 * pp + dd * (kk - 1) + oo + 1
+            for i, kk, ss, pp, oo, dd in zip(sp, k, s, p, op_, d, strict=True)
+        ]
         if any(o < 1 for o in out):
             raise OpError(f"output would be {fmt_shape(tuple(out))} for the {fmt_shape(sp)} input")
         return (args.out, *out)
 
     def params(self, args: ConvTransposeArgs, inputs: list[Shape], out: Shape) -> int:
         k = ntuple(args.kernel, len(inputs[0]) - 1, "kernel")
-        return inputs[0][0] * (args.out // args.groups) * math.prod(k) + (args.out if args.bias else 0)
+        return inputs[0][0] * (args.out // args.groups) * math.prod(k) + (
+            args.out if args.bias else 0
+        )
 
     def macs(self, args: ConvTransposeArgs, inputs: list[Shape], out: Shape) -> int:
         k = ntuple(args.kernel, len(inputs[0]) - 1, "kernel")
@@ -238,7 +256,12 @@ class ConvTranspose(Op[ConvTransposeArgs]):
         n = len(inputs[0]) - 1
         k, s, p, op_, d = self._geom(args, inputs[0])
         kw: dict[str, object] = {"kernel_size": compact(k)}
-        for key, val, default in (("stride", s, 1), ("padding", p, 0), ("output_padding", op_, 0), ("dilation", d, 1)):
+        for key, val, default in (
+            ("stride", s, 1),
+            ("padding", p, 0),
+            ("output_padding", op_, 0),
+            ("dilation", d, 1),
+        ):
             if any(v != default for v in val):
                 kw[key] = compact(val)
         if args.groups != 1:
@@ -256,4 +279,3 @@ class ConvTranspose(Op[ConvTransposeArgs]):
         k, s, _, _, d = self._geom(args, inputs[0])
         span = tuple((kk - 1) * dd // ss + 1 for kk, ss, dd in zip(k, s, d, strict=True))
         return Window(span, tuple(Fraction(1, ss) for ss in s), (1,) * len(k))
-

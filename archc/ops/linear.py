@@ -28,8 +28,11 @@ from archc.ops.base import (
 class LinearArgs(Args):
     out: int = Field(gt=0, description="output features")
     bias: bool = True
-    channels_last: bool = Field(False, description="allow an input of rank 3 or more, transformed on its last "
-                                                   "dimension as nn.Linear does (ConvNeXt's MLP on (H, W, C))")
+    channels_last: bool = Field(
+        False,
+        description="allow an input of rank 3 or more, transformed on its last "
+        "dimension as nn.Linear does (ConvNeXt's MLP on (H, W, C))",
+    )
 
 
 @register
@@ -43,8 +46,10 @@ class Linear(Op[LinearArgs]):
     shorthand = "out"
     fresh_output = True
     init_kind = "linear"
-    doc = ("Fully connected layer on the last dimension; in_features is inferred. A feature map needs "
-           "'channels_last: true' (it is then applied at every position, as nn.Linear does).")
+    doc = (
+        "Fully connected layer on the last dimension; in_features is inferred. A feature map needs "
+        "'channels_last: true' (it is then applied at every position, as nn.Linear does)."
+    )
 
     def largest_param_tensor(self, args: LinearArgs, params: int, out: Shape) -> int:
         return params - (out[-1] if args.bias else 0)  # the weight
@@ -56,22 +61,30 @@ class Linear(Op[LinearArgs]):
             return
         seen = f"a {fmt_shape(shape)} map laid out {layout_text(layout)}"
         if layout[-1] == "C" and not args.channels_last:
-            raise OpError(f"linear on {seen}: write 'channels_last: true' to apply it at every position "
-                          "(a flatten before it would mix the positions)")
+            raise OpError(
+                f"linear on {seen}: write 'channels_last: true' to apply it at every position "
+                "(a flatten before it would mix the positions)"
+            )
         if layout[-1] != "C" and args.channels_last:
-            raise OpError(f"channels_last: true on {seen} would mix its last dimension "
-                          f"{layout[-1]}, not the channels; {layout_fix(layout, 'channels_last')} first")
+            raise OpError(
+                f"channels_last: true on {seen} would mix its last dimension "
+                f"{layout[-1]}, not the channels; {layout_fix(layout, 'channels_last')} first"
+            )
         if layout[-1] != "C":
-            raise OpError(f"linear on {seen}: for a classifier add '- flatten' before it, for an MLP "
-                          f"at every position {layout_fix(layout, 'channels_last')} and write "
-                          "'channels_last: true'")
+            raise OpError(
+                f"linear on {seen}: for a classifier add '- flatten' before it, for an MLP "
+                f"at every position {layout_fix(layout, 'channels_last')} and write "
+                "'channels_last: true'"
+            )
 
     def infer(self, args: LinearArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         if len(shape) > 2 and not args.channels_last:
-            raise OpError(f"linear received a {fmt_shape(shape)} feature map; for a "
-                          "classifier add '- flatten' before it, for an MLP on a "
-                          "channels-last (H, W, C) map write 'channels_last: true'")
+            raise OpError(
+                f"linear received a {fmt_shape(shape)} feature map; for a "
+                "classifier add '- flatten' before it, for an MLP on a "
+                "channels-last (H, W, C) map write 'channels_last: true'"
+            )
         return (*shape[:-1], args.out)
 
     def params(self, args: LinearArgs, inputs: list[Shape], out: Shape) -> int:
@@ -99,7 +112,9 @@ class Linear(Op[LinearArgs]):
 
 
 class FlattenArgs(Args):
-    start: int = Field(0, description="first dimension to flatten, without the batch (negative: from the end)")
+    start: int = Field(
+        0, description="first dimension to flatten, without the batch (negative: from the end)"
+    )
     end: int = Field(-1, description="last dimension to flatten")
 
 
@@ -110,8 +125,10 @@ class Flatten(Op[FlattenArgs]):
     colour = "#ffffff"
     weighted = False
     Args = FlattenArgs
-    doc = ("Flatten dimensions start..end into one, keeping "
-           "the batch: (C, H, W) -> (C*H*W,) by default.")
+    doc = (
+        "Flatten dimensions start..end into one, keeping "
+        "the batch: (C, H, W) -> (C*H*W,) by default."
+    )
 
     def infer(self, args: FlattenArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
@@ -121,10 +138,14 @@ class Flatten(Op[FlattenArgs]):
                 raise OpError(f"{what}={d} is out of range for a {fmt_shape(shape)} input")
         start, end = args.start % rank, args.end % rank
         if start > end:
-            raise OpError(f"start={args.start} comes after end={args.end} for a {fmt_shape(shape)} input")
+            raise OpError(
+                f"start={args.start} comes after end={args.end} for a {fmt_shape(shape)} input"
+            )
         return (*shape[:start], numel(shape[start : end + 1]), *shape[end + 1 :])
 
-    def layout(self, args: FlattenArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+    def layout(
+        self, args: FlattenArgs, inputs: list[Layout], shapes: list[Shape], out: Shape
+    ) -> Layout:
         """Positions flattened together are a sequence L (C×H×W from 1 is C×L, H×W×C to 1 is L×D);
         everything flattened is flat features."""
         layout = inputs[0]
@@ -168,27 +189,41 @@ class Dropout(Op[DropoutArgs]):
 
 
 class StochasticDepthArgs(Args):
-    p: float = Field(ge=0, le=1, description="probability of dropping a sample's (row) or the batch's branch; "
-                                              "an expression of the block index gives torchvision's linear schedule")
-    mode: Literal["row", "batch"] = Field("row", description="row: per sample; batch: the whole batch at once")
+    p: float = Field(
+        ge=0,
+        le=1,
+        description="probability of dropping a sample's (row) or the batch's branch; "
+        "an expression of the block index gives torchvision's linear schedule",
+    )
+    mode: Literal["row", "batch"] = Field(
+        "row", description="row: per sample; batch: the whole batch at once"
+    )
 
 
 @register
 class StochasticDepth(Op[StochasticDepthArgs]):
     name = "stochastic_depth"
-    autograd = Autograd(saves="none", side=(Side(1, "sample"),))  # the per-sample noise the product keeps
+    autograd = Autograd(
+        saves="none", side=(Side(1, "sample"),)
+    )  # the per-sample noise the product keeps
     colour = "#ffffff"
     weighted = False
     Args = StochasticDepthArgs
     shorthand = "p"
     is_module = False
-    doc = ("Drop a residual branch during training (Huang et al. 2016), scaling survivors by 1/(1-p): "
-           "torchvision.ops.stochastic_depth, the same random draws; the identity in eval mode.")
+    doc = (
+        "Drop a residual branch during training (Huang et al. 2016), scaling survivors by 1/(1-p): "
+        "torchvision.ops.stochastic_depth, the same random draws; the identity in eval mode."
+    )
 
     def expression(self, args: StochasticDepthArgs, inputs: list[str]) -> str:
         x = inputs[0]
         survival = 1.0 - args.p
-        size = f"({x}.shape[0],) + (1,) * ({x}.dim() - 1)" if args.mode == "row" else f"(1,) * {x}.dim()"
+        size = (
+            f"({x}.shape[0],) + (1,) * ({x}.dim() - 1)"
+            if args.mode == "row"
+            else f"(1,) * {x}.dim()"
+        )
         noise = f"{x}.new_empty({size}).bernoulli_({survival!r})"
         if survival > 0.0:
             noise += f".div_({survival!r})"
@@ -207,7 +242,9 @@ class StochasticDepth(Op[StochasticDepthArgs]):
 class Dropout2d(Op[DropoutArgs]):
     name = "dropout2d"
     needs_layout = "channels_first"
-    autograd = Autograd(saves="none", side=(Side(1, "sample_channel"),))  # one noise value per sample and channel
+    autograd = Autograd(
+        saves="none", side=(Side(1, "sample_channel"),)
+    )  # one noise value per sample and channel
     colour = "#ffffff"
     weighted = False
     Args = DropoutArgs

@@ -35,16 +35,20 @@ class Add(Merge):
     autograd = Autograd(saves="none", pass_through=True)
     inplace_capable = True
     doc = "Element-wise sum of equally shaped inputs (residual connections)."
-    argument_notes: ClassVar[dict[str, str]] = {"dim": "it sums equally shaped inputs element by element; to sum over a dimension "
-                             "write 'sum: {dim: ...}', to join inputs along one 'concat: {dim: ...}'"}
+    argument_notes: ClassVar[dict[str, str]] = {
+        "dim": "it sums equally shaped inputs element by element; to sum over a dimension "
+        "write 'sum: {dim: ...}', to join inputs along one 'concat: {dim: ...}'"
+    }
 
     def infer(self, args: Args, inputs: list[Shape], labels: list[str]) -> Shape:
         _at_least_two(inputs, "add")
         first = inputs[0]
         for shape, label in zip(inputs[1:], labels[1:], strict=True):
             if shape != first:
-                raise OpError(f"add: {label} yields {fmt_shape(shape)} "
-                              f"but {labels[0]} yields {fmt_shape(first)}")
+                raise OpError(
+                    f"add: {label} yields {fmt_shape(shape)} "
+                    f"but {labels[0]} yields {fmt_shape(first)}"
+                )
         return first
 
     def other_ops(self, args: Args, inputs: list[Shape], out: Shape) -> int:
@@ -80,8 +84,10 @@ class Concat(Merge[ConcatArgs]):
         for shape, label in zip(inputs[1:], labels[1:], strict=True):
             rest = shape[:d] + shape[d + 1 :]
             if len(shape) != len(first) or rest != rest0:
-                raise OpError(f"concat: {label} yields {fmt_shape(rest)} "
-                              f"but {labels[0]} yields {fmt_shape(rest0)}")
+                raise OpError(
+                    f"concat: {label} yields {fmt_shape(rest)} "
+                    f"but {labels[0]} yields {fmt_shape(rest0)}"
+                )
         return (*first[:d], sum(s[d] for s in inputs), *first[d + 1 :])
 
     def expression(self, args: ConcatArgs, inputs: list[str]) -> str:
@@ -94,20 +100,26 @@ class Multiply(Merge):
     autograd = Autograd(saves="each_other")
     aliases = ("mul",)
     doc = "Element-wise product with broadcasting, e.g. (C, H, W) x (C, 1, 1) for SE gates."
-    argument_notes: ClassVar[dict[str, str]] = {"dim": "it multiplies element by element, broadcasting dimensions of size 1 "
-                             "((C, H, W) x (C, 1, 1)); reshape or unflatten a gate to line it up with a dimension"}
+    argument_notes: ClassVar[dict[str, str]] = {
+        "dim": "it multiplies element by element, broadcasting dimensions of size 1 "
+        "((C, H, W) x (C, 1, 1)); reshape or unflatten a gate to line it up with a dimension"
+    }
 
     def infer(self, args: Args, inputs: list[Shape], labels: list[str]) -> Shape:
         _at_least_two(inputs, "multiply")
         out = list(inputs[0])
         for shape, label in zip(inputs[1:], labels[1:], strict=True):
             if len(shape) != len(out):
-                raise OpError(f"multiply: {label} yields {fmt_shape(shape)} "
-                              f"but {labels[0]} yields {fmt_shape(inputs[0])}")
+                raise OpError(
+                    f"multiply: {label} yields {fmt_shape(shape)} "
+                    f"but {labels[0]} yields {fmt_shape(inputs[0])}"
+                )
             for i, (a, b) in enumerate(zip(out, shape, strict=True)):
                 if a != b and 1 not in (a, b):
-                    raise OpError(f"multiply: {label} yields {fmt_shape(shape)}, which "
-                                  f"does not broadcast with {fmt_shape(tuple(out))}")
+                    raise OpError(
+                        f"multiply: {label} yields {fmt_shape(shape)}, which "
+                        f"does not broadcast with {fmt_shape(tuple(out))}"
+                    )
                 out[i] = max(a, b)
         return tuple(out)
 

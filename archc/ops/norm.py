@@ -34,15 +34,19 @@ class BatchNormArgs(Args):
 class BatchNorm(Op[BatchNormArgs]):
     name = "bn"
     needs_layout = "channels_first"
-    autograd = Autograd(saves="input", side=(Side(2, "channel", nbytes=4),))  # save_mean, save_invstd in float32
+    autograd = Autograd(
+        saves="input", side=(Side(2, "channel", nbytes=4),)
+    )  # save_mean, save_invstd in float32
     colour = "#f3f3f3"
     weighted = False
     aliases = ("batchnorm",)
     Args = BatchNormArgs
     fresh_output = True
     init_kind = "norm"
-    doc = ("Batch normalisation over the channel (or feature) "
-           "dimension; 1d/2d/3d from the input's rank.")
+    doc = (
+        "Batch normalisation over the channel (or feature) "
+        "dimension; 1d/2d/3d from the input's rank."
+    )
 
     def largest_param_tensor(self, args: BatchNormArgs, params: int, out: Shape) -> int:
         return params // 2  # weight and bias, equal sizes
@@ -53,8 +57,10 @@ class BatchNorm(Op[BatchNormArgs]):
     def infer(self, args: BatchNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         if not 1 <= len(shape) <= 4:
-            raise OpError("bn needs a (features), (C, L), (C, H, W) or "
-                          f"(C, D, H, W) input, got {fmt_shape(shape)}")
+            raise OpError(
+                "bn needs a (features), (C, L), (C, H, W) or "
+                f"(C, D, H, W) input, got {fmt_shape(shape)}"
+            )
         return shape
 
     def params(self, args: BatchNormArgs, inputs: list[Shape], out: Shape) -> int:
@@ -81,8 +87,13 @@ class BatchNorm(Op[BatchNormArgs]):
 
 
 class LayerNormArgs(Args):
-    dims: int | None = Field(None, ge=1, le=4, description="how many trailing dimensions to normalise over: "
-                                                           "1 on (D,) and (L, D) inputs; required on a feature map")
+    dims: int | None = Field(
+        None,
+        ge=1,
+        le=4,
+        description="how many trailing dimensions to normalise over: "
+        "1 on (D,) and (L, D) inputs; required on a feature map",
+    )
     eps: float = Field(1e-5, gt=0)
     elementwise_affine: bool = True
     bias: bool = True
@@ -98,9 +109,11 @@ class LayerNorm(Op[LayerNormArgs]):
     Args = LayerNormArgs
     fresh_output = True
     init_kind = "norm"
-    doc = ("Layer normalisation over the last `dims` dimensions: the features of a (D,) "
-           "or (L, D) input, the channels of a channels-last (H, W, C) map with `dims: "
-           "1` (ConvNeXt's block); `layernorm2d` for the channels of a (C, H, W) map.")
+    doc = (
+        "Layer normalisation over the last `dims` dimensions: the features of a (D,) "
+        "or (L, D) input, the channels of a channels-last (H, W, C) map with `dims: "
+        "1` (ConvNeXt's block); `layernorm2d` for the channels of a (C, H, W) map."
+    )
 
     def largest_param_tensor(self, args: LayerNormArgs, params: int, out: Shape) -> int:
         return params // 2 if args.bias else params  # weight and bias, equal sizes
@@ -112,10 +125,12 @@ class LayerNorm(Op[LayerNormArgs]):
         if args.dims is not None:
             return args.dims
         if len(shape) > 2:
-            raise OpError(f"layernorm on a {fmt_shape(shape)} input would normalise over "
-                          "its last dimension only; say which: 'dims: 1' for a "
-                          f"channels-last (H, W, C) map, 'dims: {len(shape)}' for the whole "
-                          "sample, or 'layernorm2d' for the channels of a (C, H, W) map")
+            raise OpError(
+                f"layernorm on a {fmt_shape(shape)} input would normalise over "
+                "its last dimension only; say which: 'dims: 1' for a "
+                f"channels-last (H, W, C) map, 'dims: {len(shape)}' for the whole "
+                "sample, or 'layernorm2d' for the channels of a (C, H, W) map"
+            )
         return 1
 
     def check_layout(self, args: LayerNormArgs, layout: Layout, shape: Shape) -> None:
@@ -126,22 +141,29 @@ class LayerNorm(Op[LayerNormArgs]):
         dims = self.dims(args, shape)
         over = layout[-dims:] if 0 < dims < len(layout) else ()
         if over and not {"C", "F"} & set(over):
-            fix = ("use layernorm2d for the channels at each position, or "
-                   f"{layout_fix(layout, 'channels_last')}" if layout == ("C", "H", "W")
-                   else layout_fix(layout, "tokens"))
-            raise OpError(f"layernorm over the last {dims} dimension(s) of a "
-                          f"{fmt_shape(shape)} input laid out {layout_text(layout)} "
-                          f"normalises over {'×'.join(over)}, not the features; {fix}")
+            fix = (
+                "use layernorm2d for the channels at each position, or "
+                f"{layout_fix(layout, 'channels_last')}"
+                if layout == ("C", "H", "W")
+                else layout_fix(layout, "tokens")
+            )
+            raise OpError(
+                f"layernorm over the last {dims} dimension(s) of a "
+                f"{fmt_shape(shape)} input laid out {layout_text(layout)} "
+                f"normalises over {'×'.join(over)}, not the features; {fix}"
+            )
 
     def infer(self, args: LayerNormArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         dims = self.dims(args, shape)
         if dims > len(shape):
-            raise OpError(f"dims={dims} but the input {fmt_shape(shape)} has only {len(shape)} dimensions")
+            raise OpError(
+                f"dims={dims} but the input {fmt_shape(shape)} has only {len(shape)} dimensions"
+            )
         return shape
 
     def params(self, args: LayerNormArgs, inputs: list[Shape], out: Shape) -> int:
-        size = math.prod(out[-self.dims(args, out):])
+        size = math.prod(out[-self.dims(args, out) :])
         if not args.elementwise_affine:
             return 0
         return size * (2 if args.bias else 1)
@@ -157,7 +179,7 @@ class LayerNorm(Op[LayerNormArgs]):
             kw["elementwise_affine"] = False
         if not args.bias:
             kw["bias"] = False
-        return Call("nn.LayerNorm", (list(out[-self.dims(args, out):]),), kw)
+        return Call("nn.LayerNorm", (list(out[-self.dims(args, out) :]),), kw)
 
 
 class LayerNorm2dArgs(Args):
@@ -178,15 +200,19 @@ LAYERNORM2D_SOURCE = '''class LayerNorm2d(nn.LayerNorm):
 class LayerNorm2d(Op[LayerNorm2dArgs]):
     name = "layernorm2d"
     needs_layout = "channels_first"
-    autograd = Autograd(saves="input", side=(Side(2, "sample", nbytes=4),))  # mean and rstd (per position)
+    autograd = Autograd(
+        saves="input", side=(Side(2, "sample", nbytes=4),)
+    )  # mean and rstd (per position)
     colour = "#f3f3f3"
     weighted = False
     Args = LayerNorm2dArgs
     fresh_output = True
     init_kind = "norm"
     module_source = LAYERNORM2D_SOURCE
-    doc = ("Layer normalisation over the channels of a (C, H, W) map at each position: torchvision's "
-           "LayerNorm2d (ConvNeXt's stem, downsampling and head), keys weight and bias.")
+    doc = (
+        "Layer normalisation over the channels of a (C, H, W) map at each position: torchvision's "
+        "LayerNorm2d (ConvNeXt's stem, downsampling and head), keys weight and bias."
+    )
 
     def largest_param_tensor(self, args: LayerNorm2dArgs, params: int, out: Shape) -> int:
         return params // 2
@@ -194,8 +220,10 @@ class LayerNorm2d(Op[LayerNorm2dArgs]):
     def infer(self, args: LayerNorm2dArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         if len(shape) != 3:
-            raise OpError(f"layernorm2d needs a (C, H, W) map, got {fmt_shape(shape)}; for "
-                          "the last dimension of (L, D) or (H, W, C) input use 'layernorm'")
+            raise OpError(
+                f"layernorm2d needs a (C, H, W) map, got {fmt_shape(shape)}; for "
+                "the last dimension of (L, D) or (H, W, C) input use 'layernorm'"
+            )
         return shape
 
     def params(self, args: LayerNorm2dArgs, inputs: list[Shape], out: Shape) -> int:
@@ -270,7 +298,9 @@ class LRNArgs(Args):
 class LocalResponseNorm(Op[LRNArgs]):
     name = "lrn"
     needs_layout = "channels_first"
-    autograd = Autograd(saves="input", side=(Side(3, "output"),))  # F.local_response_norm's squared, padded, powered intermediates
+    autograd = Autograd(
+        saves="input", side=(Side(3, "output"),)
+    )  # F.local_response_norm's squared, padded, powered intermediates
     colour = "#f3f3f3"
     weighted = False
     aliases = ("local_response_norm",)
@@ -289,4 +319,8 @@ class LocalResponseNorm(Op[LRNArgs]):
         return (args.size + 3) * numel(out)
 
     def emit(self, args: LRNArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
-        return Call("nn.LocalResponseNorm", (args.size,), {"alpha": args.alpha, "beta": args.beta, "k": args.k})
+        return Call(
+            "nn.LocalResponseNorm",
+            (args.size,),
+            {"alpha": args.alpha, "beta": args.beta, "k": args.k},
+        )

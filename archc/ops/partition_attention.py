@@ -35,16 +35,20 @@ from archc.ops.base import (
 )
 
 Mode = Literal["window", "grid"]
-MODE_DOC = ("window: each size x size block of neighbours is a group (block attention); grid: "
-            "the positions of a size x size grid spread evenly over the map are a group (grid "
-            "attention)")
+MODE_DOC = (
+    "window: each size x size block of neighbours is a group (block attention); grid: "
+    "the positions of a size x size grid spread evenly over the map are a group (grid "
+    "attention)"
+)
 
 
 def _check_divides(size: int, height: int, width: int) -> None:
     if height % size or width % size:
-        raise OpError(f"partition size {size} does not divide the {height}x{width} map; MaxViT "
-                      f"needs every stage's map divisible by it (an input size that is a multiple "
-                      f"of 32 x size)")
+        raise OpError(
+            f"partition size {size} does not divide the {height}x{width} map; MaxViT "
+            f"needs every stage's map divisible by it (an input size that is a multiple "
+            f"of 32 x size)"
+        )
 
 
 # What `partition` makes: G groups of L tokens of C features each.
@@ -55,9 +59,11 @@ def _check_groups(op: str, layout: Layout, shape: Shape) -> None:
     """Refuse a known layout other than token groups: a (C, H, W) map is not groups of tokens,
     even when its sizes would fit."""
     if layout is not None and len(layout) == len(shape) == 3 and layout != GROUPS:
-        raise OpError(f"{op} needs (G, P, D) token groups from 'partition', but its input is "
-                      f"{fmt_shape(shape)} laid out {layout_text(layout)}; 'partition: SIZE' "
-                      f"cuts a C×H×W map into them")
+        raise OpError(
+            f"{op} needs (G, P, D) token groups from 'partition', but its input is "
+            f"{fmt_shape(shape)} laid out {layout_text(layout)}; 'partition: SIZE' "
+            f"cuts a C×H×W map into them"
+        )
 
 
 class PartitionArgs(Args):
@@ -75,9 +81,11 @@ class Partition(Op[PartitionArgs]):
     autograd = Autograd(saves="none")  # a reshaped copy; its backward needs nothing
     colour = "#ffffff"
     weighted = False
-    doc = ("Cut a (C, H, W) map into token groups (G, size*size, C) for attention within each "
-           "group: MaxViT's window (neighbouring size x size blocks) or grid (a size x size grid "
-           "spread over the map) partition; `unpartition` undoes it.")
+    doc = (
+        "Cut a (C, H, W) map into token groups (G, size*size, C) for attention within each "
+        "group: MaxViT's window (neighbouring size x size blocks) or grid (a size x size grid "
+        "spread over the map) partition; `unpartition` undoes it."
+    )
 
     def infer(self, args: PartitionArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
@@ -87,22 +95,28 @@ class Partition(Op[PartitionArgs]):
         _check_divides(args.size, height, width)
         return (height * width // args.size**2, args.size**2, channels)
 
-    def layout(self, args: PartitionArgs, inputs: list[Layout], shapes: list[Shape],
-               out: Shape) -> Layout:
+    def layout(
+        self, args: PartitionArgs, inputs: list[Layout], shapes: list[Shape], out: Shape
+    ) -> Layout:
         return GROUPS
 
-    def source(self, args: PartitionArgs, inputs: list[str], shapes: list[Shape],
-               inplace: bool) -> str:
+    def source(
+        self, args: PartitionArgs, inputs: list[str], shapes: list[Shape], inplace: bool
+    ) -> str:
         """Written in the partition size only (the map's size comes from the tensor), so that the
         calls of a block at every stage share one class: each spatial dim splits into (blocks,
         offset) for a window, (grid position, offset) for a grid; the groups are the blocks, or
         the offsets (the grid's tokens and groups swapped, as torchvision's SwapAxes does)."""
         x, s = inputs[0], args.size
         if args.mode == "window":
-            return (f"{x}.unflatten(2, (-1, {s})).unflatten(4, (-1, {s}))"
-                    f".permute(0, 2, 4, 3, 5, 1).flatten(1, 2).flatten(2, 3)")
-        return (f"{x}.unflatten(2, ({s}, -1)).unflatten(4, ({s}, -1))"
-                f".permute(0, 2, 4, 3, 5, 1).flatten(1, 2).flatten(2, 3).transpose(1, 2)")
+            return (
+                f"{x}.unflatten(2, (-1, {s})).unflatten(4, (-1, {s}))"
+                f".permute(0, 2, 4, 3, 5, 1).flatten(1, 2).flatten(2, 3)"
+            )
+        return (
+            f"{x}.unflatten(2, ({s}, -1)).unflatten(4, ({s}, -1))"
+            f".permute(0, 2, 4, 3, 5, 1).flatten(1, 2).flatten(2, 3).transpose(1, 2)"
+        )
 
     def receptive_window(self, args: PartitionArgs, inputs: list[Shape], out: Shape) -> Window:
         """A token's field is its group's: the window of neighbours, or the grid spread over the
@@ -133,41 +147,52 @@ class Unpartition(Op[UnpartitionArgs]):
     autograd = Autograd(saves="none")  # a reshaped copy; its backward needs nothing
     colour = "#ffffff"
     weighted = False
-    doc = ("Put token groups (G, size*size, C) back into the (C, H, W) map they were cut from by "
-           "`partition` with the same size and mode (MaxViT's departition).")
+    doc = (
+        "Put token groups (G, size*size, C) back into the (C, H, W) map they were cut from by "
+        "`partition` with the same size and mode (MaxViT's departition)."
+    )
 
     def infer(self, args: UnpartitionArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         if len(shape) != 3:
-            raise OpError(f"unpartition needs (G, P, C) token groups, got "
-                          f"{fmt_shape(shape)}")
+            raise OpError(f"unpartition needs (G, P, C) token groups, got {fmt_shape(shape)}")
         groups, tokens, channels = shape
         _check_divides(args.size, args.height, args.width)
         if tokens != args.size**2:
-            raise OpError(f"groups of {tokens} tokens were not cut with partition size {args.size} "
-                          f"({args.size**2} tokens)")
+            raise OpError(
+                f"groups of {tokens} tokens were not cut with partition size {args.size} "
+                f"({args.size**2} tokens)"
+            )
         if groups * tokens != args.height * args.width:
-            raise OpError(f"{groups} groups of {tokens} tokens do not make a "
-                          f"{args.height}x{args.width} map ({args.height * args.width} positions)")
+            raise OpError(
+                f"{groups} groups of {tokens} tokens do not make a "
+                f"{args.height}x{args.width} map ({args.height * args.width} positions)"
+            )
         return (channels, args.height, args.width)
 
     def check_layout(self, args: UnpartitionArgs, layout: Layout, shape: Shape) -> None:
         _check_groups(self.name, layout, shape)
 
-    def layout(self, args: UnpartitionArgs, inputs: list[Layout], shapes: list[Shape],
-               out: Shape) -> Layout:
+    def layout(
+        self, args: UnpartitionArgs, inputs: list[Layout], shapes: list[Shape], out: Shape
+    ) -> Layout:
         return ("C", "H", "W")
 
-    def source(self, args: UnpartitionArgs, inputs: list[str], shapes: list[Shape],
-               inplace: bool) -> str:
+    def source(
+        self, args: UnpartitionArgs, inputs: list[str], shapes: list[Shape], inplace: bool
+    ) -> str:
         """`partition` backwards: (blocks or offsets, tokens) -> (H, W) split as it cut them; the
         one size from the map is its width in groups (W / size)."""
         x, s, across = inputs[0], args.size, args.width // args.size
         if args.mode == "window":
-            return (f"{x}.unflatten(2, ({s}, {s})).unflatten(1, (-1, {across}))"
-                    f".permute(0, 5, 1, 3, 2, 4).flatten(4, 5).flatten(2, 3)")
-        return (f"{x}.transpose(1, 2).unflatten(2, (-1, {across})).unflatten(1, ({s}, {s}))"
-                f".permute(0, 5, 1, 3, 2, 4).flatten(4, 5).flatten(2, 3)")
+            return (
+                f"{x}.unflatten(2, ({s}, {s})).unflatten(1, (-1, {across}))"
+                f".permute(0, 5, 1, 3, 2, 4).flatten(4, 5).flatten(2, 3)"
+            )
+        return (
+            f"{x}.transpose(1, 2).unflatten(2, (-1, {across})).unflatten(1, ({s}, {s}))"
+            f".permute(0, 5, 1, 3, 2, 4).flatten(4, 5).flatten(2, 3)"
+        )
 
     def receptive_window(self, args: UnpartitionArgs, inputs: list[Shape], out: Shape) -> Window:
         """Each position is one token back in its place: the field it had (from `partition`)."""
@@ -238,28 +263,35 @@ class RelativeAttention(Op[RelativeAttentionArgs]):
     weighted = False  # no `init:` kind of its own; to_qkv and merge are nn.Linear (the linear rule)
     fresh_output = True
     module_source = RELATIVE_ATTENTION_SOURCE
-    doc = ("Multi-head self-attention within each group of (G, P, D) tokens (from `partition`) "
-           "with a learned bias per head and relative offset of the sqrt(P) x sqrt(P) window: "
-           "torchvision's RelativePositionalMultiHeadAttention (MaxViT), keys to_qkv, merge, "
-           "relative_position_bias_table and the relative_position_index buffer.")
+    doc = (
+        "Multi-head self-attention within each group of (G, P, D) tokens (from `partition`) "
+        "with a learned bias per head and relative offset of the sqrt(P) x sqrt(P) window: "
+        "torchvision's RelativePositionalMultiHeadAttention (MaxViT), keys to_qkv, merge, "
+        "relative_position_bias_table and the relative_position_index buffer."
+    )
 
     @staticmethod
     def window(tokens: int) -> int:
         side = math.isqrt(tokens)
         if side * side != tokens:
-            raise OpError(f"relative_attention needs square windows: {tokens} tokens per group "
-                          f"is not size x size")
+            raise OpError(
+                f"relative_attention needs square windows: {tokens} tokens per group "
+                f"is not size x size"
+            )
         return side
 
     def infer(self, args: RelativeAttentionArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         if len(shape) != 3:
-            raise OpError(f"relative_attention needs (G, P, D) token groups, got "
-                          f"{fmt_shape(shape)}; a (C, H, W) map becomes them with 'partition'")
+            raise OpError(
+                f"relative_attention needs (G, P, D) token groups, got "
+                f"{fmt_shape(shape)}; a (C, H, W) map becomes them with 'partition'"
+            )
         self.window(shape[1])
         if shape[2] % args.head_dim:
-            raise OpError(f"head_dim={args.head_dim} does not divide the token dimension "
-                          f"D={shape[2]}")
+            raise OpError(
+                f"head_dim={args.head_dim} does not divide the token dimension D={shape[2]}"
+            )
         return shape
 
     def check_layout(self, args: RelativeAttentionArgs, layout: Layout, shape: Shape) -> None:
@@ -303,8 +335,9 @@ class RelativeAttention(Op[RelativeAttentionArgs]):
         groups, tokens, _ = out
         return 4 * numel(out) + 3 * groups * self.heads(args, out) * tokens * tokens
 
-    def emit(self, args: RelativeAttentionArgs, inputs: list[Shape], out: Shape,
-             inplace: bool) -> Call:
+    def emit(
+        self, args: RelativeAttentionArgs, inputs: list[Shape], out: Shape, inplace: bool
+    ) -> Call:
         return Call("RelativePositionalMultiHeadAttention", (out[2], args.head_dim, out[1]))
 
     def label(self, args: RelativeAttentionArgs) -> str:

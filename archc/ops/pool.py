@@ -76,26 +76,35 @@ class WindowPool(Op[PoolArgs]):
         if any(v < 1 for v in (*k, *s, *d)) or any(v < 0 for v in p):
             raise OpError("kernel, stride and dilation must be positive and padding >= 0")
         if any(2 * pp > kk for pp, kk in zip(p, k, strict=True)):
-            raise OpError(f"padding {list(p)} must be at most half the kernel {list(k)} (PyTorch's rule)")
+            raise OpError(
+                f"padding {list(p)} must be at most half the kernel {list(k)} (PyTorch's rule)"
+            )
         return k, s, p, d
 
-    def infer(self, args: MaxPoolArgs | AvgPoolArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+    def infer(
+        self, args: MaxPoolArgs | AvgPoolArgs, inputs: list[Shape], labels: list[str]
+    ) -> Shape:
         shape = self.one(inputs)
         c, sp = spatial(shape, self.name)
         k, s, p, d = self.window(args, shape)
         out = tuple(
-            _pool_out(size, kk, ss, pp, dd, args.ceil_mode) for size, kk, ss, pp, dd in zip(sp, k, s, p, d, strict=True)
+            _pool_out(size, kk, ss, pp, dd, args.ceil_mode)
+            for size, kk, ss, pp, dd in zip(sp, k, s, p, d, strict=True)
         )
         if any(o < 1 for o in out):
-            raise OpError(f"window {'x'.join(map(str, k))} does not fit "
-                          f"the {fmt_shape(sp)} feature map it receives")
+            raise OpError(
+                f"window {'x'.join(map(str, k))} does not fit "
+                f"the {fmt_shape(sp)} feature map it receives"
+            )
         for size, kk, ss, pp, dd, oo in zip(sp, k, s, p, d, out, strict=True):
             # a dilated window can straddle the input and see only padding: PyTorch then returns
             # -inf and an out-of-range index that corrupts memory in backward
             if dd > 1 and _sees_only_padding(size, kk, ss, pp, dd, oo):
-                raise OpError(f"window {'x'.join(map(str, k))} with dilation {dd} and "
-                              f"padding {pp} has output positions that see only "
-                              f"padding of the {fmt_shape(sp)} feature map it receives")
+                raise OpError(
+                    f"window {'x'.join(map(str, k))} with dilation {dd} and "
+                    f"padding {pp} has output positions that see only "
+                    f"padding of the {fmt_shape(sp)} feature map it receives"
+                )
         return (c, *out)
 
     def other_ops(self, args: MaxPoolArgs | AvgPoolArgs, inputs: list[Shape], out: Shape) -> int:
@@ -117,7 +126,9 @@ class WindowPool(Op[PoolArgs]):
         stride = args.stride if args.stride is not None else args.kernel
         return f"{self.name} {args.kernel}/{stride}"
 
-    def receptive_window(self, args: MaxPoolArgs | AvgPoolArgs, inputs: list[Shape], out: Shape) -> Window:
+    def receptive_window(
+        self, args: MaxPoolArgs | AvgPoolArgs, inputs: list[Shape], out: Shape
+    ) -> Window:
         k, s, _, d = self.window(args, inputs[0])
         return Window(k, tuple(Fraction(v) for v in s), d)
 
@@ -193,8 +204,14 @@ class AdaptivePool(Op[AdaptiveArgs]):
         The widest bin, ceil((n + o - gcd(n, o)) / o), is the width at the largest fractional start.
         """
         sizes = inputs[0][1:]
-        kernel = tuple(-(-(n + o - math.gcd(n, o)) // o) for n, o in zip(sizes, out[1:], strict=True))
-        return Window(kernel, tuple(Fraction(n, o) for n, o in zip(sizes, out[1:], strict=True)), (1,) * len(sizes))
+        kernel = tuple(
+            -(-(n + o - math.gcd(n, o)) // o) for n, o in zip(sizes, out[1:], strict=True)
+        )
+        return Window(
+            kernel,
+            tuple(Fraction(n, o) for n, o in zip(sizes, out[1:], strict=True)),
+            (1,) * len(sizes),
+        )
 
 
 @register
@@ -252,7 +269,9 @@ class GlobalMaxPool(GlobalPool):
     doc = "Max over all spatial positions: (C, H, W) -> (C, 1, 1)."
 
 
-MAX_WINDOW_CHECK = 1_000_000  # windows examined by _sees_only_padding before it gives up with an error
+MAX_WINDOW_CHECK = (
+    1_000_000  # windows examined by _sees_only_padding before it gives up with an error
+)
 
 
 def _sees_only_padding(size: int, k: int, s: int, p: int, d: int, out: int) -> bool:
@@ -268,6 +287,8 @@ def _sees_only_padding(size: int, k: int, s: int, p: int, d: int, out: int) -> b
         return True
     left = min(out, -(-p // s), d // math.gcd(s, d))
     if left > MAX_WINDOW_CHECK:
-        raise OpError(f"kernel {k} with dilation {d} and padding {p} is "
-                      f"too large to check against a feature map of {size}")
+        raise OpError(
+            f"kernel {k} with dilation {d} and padding {p} is "
+            f"too large to check against a feature map of {size}"
+        )
     return any((a := i * s - p) + (k - 1) * d < 0 or a % d >= size for i in range(left))

@@ -33,11 +33,18 @@ class UpsampleArgs(Args):
         if (self.scale is None) == (self.size is None):
             raise ValueError("give exactly one of scale and size")
         if self.align_corners is not None and self.mode == "nearest":
-            raise ValueError("align_corners needs an interpolating mode (linear, bilinear, bicubic, trilinear)")
+            raise ValueError(
+                "align_corners needs an interpolating mode (linear, bilinear, bicubic, trilinear)"
+            )
         return self
 
 
-_MODE_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # nearest works for any rank
+_MODE_DIMS = {
+    "linear": 1,
+    "bilinear": 2,
+    "bicubic": 2,
+    "trilinear": 3,
+}  # nearest works for any rank
 
 
 @register
@@ -56,8 +63,10 @@ class Upsample(Op[UpsampleArgs]):
         c, sp = spatial(self.one(inputs), "upsample")
         dims = _MODE_DIMS.get(args.mode)
         if dims is not None and len(sp) != dims:
-            raise OpError(f"mode '{args.mode}' needs {dims} spatial "
-                          f"dimension{'s' if dims > 1 else ''}, got {fmt_shape(sp)}")
+            raise OpError(
+                f"mode '{args.mode}' needs {dims} spatial "
+                f"dimension{'s' if dims > 1 else ''}, got {fmt_shape(sp)}"
+            )
         if args.size is not None:
             out = ntuple(args.size, len(sp), "size")
         else:
@@ -71,7 +80,9 @@ class Upsample(Op[UpsampleArgs]):
         return numel(out)
 
     def emit(self, args: UpsampleArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
-        kw: dict[str, object] = {"size": tuple(out[1:])} if args.size is not None else {"scale_factor": args.scale}
+        kw: dict[str, object] = (
+            {"size": tuple(out[1:])} if args.size is not None else {"scale_factor": args.scale}
+        )
         if args.mode != "nearest":
             kw["mode"] = args.mode
         if args.align_corners is not None:

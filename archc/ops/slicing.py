@@ -30,7 +30,9 @@ IntOrList = int | list[int]
 
 
 class SubsampleArgs(Args):
-    stride: IntOrList = Field(description="keep every stride-th position per spatial dim, starting at 0")
+    stride: IntOrList = Field(
+        description="keep every stride-th position per spatial dim, starting at 0"
+    )
 
 
 @register
@@ -63,7 +65,9 @@ class Subsample(Op[SubsampleArgs]):
         s = self.strides(args, inputs[0])
         return Window((1,) * len(s), tuple(Fraction(v) for v in s), (1,) * len(s))
 
-    def source(self, args: SubsampleArgs, inputs: list[str], shapes: list[Shape], inplace: bool) -> str:
+    def source(
+        self, args: SubsampleArgs, inputs: list[str], shapes: list[Shape], inplace: bool
+    ) -> str:
         """`x[:, :, ::2, ::2]`: one step per spatial dim of the (statically known) input."""
         return f"{inputs[0]}[:, :, {', '.join(f'::{s}' for s in self.strides(args, shapes[0]))}]"
 
@@ -98,7 +102,9 @@ class PadChannels(Op[PadChannelsArgs]):
     def other_ops(self, args: PadChannelsArgs, inputs: list[Shape], out: Shape) -> int:
         return numel(out)
 
-    def source(self, args: PadChannelsArgs, inputs: list[str], shapes: list[Shape], inplace: bool) -> str:
+    def source(
+        self, args: PadChannelsArgs, inputs: list[str], shapes: list[Shape], inplace: bool
+    ) -> str:
         # F.pad lists pads from the last dim backwards: (0, 0) per trailing dim, then the channels.
         pad = [0, 0] * (len(shapes[0]) - 1) + [args.before, args.after]
         value = f", value={args.value!r}" if args.value != 0.0 else ""

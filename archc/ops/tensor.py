@@ -35,8 +35,10 @@ def axis(dim: int, shape: Shape, what: str = "dim") -> int:
     """`dim` as an index into `shape` (negative counts from the end), or an OpError."""
     rank = len(shape)
     if not -rank <= dim < rank:
-        raise OpError(f"{what}={dim} is out of range for a {fmt_shape(shape)} input "
-                      f"(dimensions 0..{rank - 1} or -{rank}..-1, without the batch)")
+        raise OpError(
+            f"{what}={dim} is out of range for a {fmt_shape(shape)} input "
+            f"(dimensions 0..{rank - 1} or -{rank}..-1, without the batch)"
+        )
     return dim % rank
 
 
@@ -71,7 +73,9 @@ class Functional(Op[A]):
 
 
 class ReshapeArgs(Args):
-    shape: list[int] = Field(min_length=1, description="the new shape without the batch; one entry may be -1")
+    shape: list[int] = Field(
+        min_length=1, description="the new shape without the batch; one entry may be -1"
+    )
 
 
 @register
@@ -81,8 +85,10 @@ class Reshape(Functional[ReshapeArgs]):
     aliases = ("view",)
     Args = ReshapeArgs
     shorthand = "shape"
-    doc = ("Reshape without the batch, e.g. (768, 14, 14) "
-           "-> (768, 196); one entry may be -1 (inferred).")
+    doc = (
+        "Reshape without the batch, e.g. (768, 14, 14) "
+        "-> (768, 196); one entry may be -1 (inferred)."
+    )
 
     def infer(self, args: ReshapeArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
@@ -99,7 +105,9 @@ class Reshape(Functional[ReshapeArgs]):
             raise OpError(f"cannot reshape {fmt_shape(shape)} ({total:,} elements) to {args.shape}")
         return tuple(args.shape)
 
-    def layout(self, args: ReshapeArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+    def layout(
+        self, args: ReshapeArgs, inputs: list[Layout], shapes: list[Shape], out: Shape
+    ) -> Layout:
         """Only a default layout stays known (C×H×W -> C×L); any other
         reshape's meaning is the user's."""
         if out == shapes[0]:
@@ -132,23 +140,29 @@ class Unflatten(Functional[UnflattenArgs]):
         part = Reshape().infer(ReshapeArgs(shape=args.sizes), [(shape[d],)], labels)
         return (*shape[:d], *part, *shape[d + 1 :])
 
-    def layout(self, args: UnflattenArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+    def layout(
+        self, args: UnflattenArgs, inputs: list[Layout], shapes: list[Shape], out: Shape
+    ) -> Layout:
         """L becomes H×W (or D×H×W); flat features become the rank's default map."""
         layout, d = inputs[0], axis(args.dim, shapes[0])
         if layout is None:
             return None
         parts = {1: None, 2: ("H", "W"), 3: ("D", "H", "W")}.get(len(out) - len(layout) + 1)
         if layout[d] == "L" and parts:
-            return (*layout[:d], *parts, *layout[d + 1:])
+            return (*layout[:d], *parts, *layout[d + 1 :])
         return default_layout(len(out)) if layout == ("F",) else None
 
     def expression(self, args: UnflattenArgs, inputs: list[str]) -> str:
-        return (f"{inputs[0]}.unflatten({args.dim + 1 if args.dim >= 0 else args.dim}, "
-                f"{tuple(args.sizes)!r})")
+        return (
+            f"{inputs[0]}.unflatten({args.dim + 1 if args.dim >= 0 else args.dim}, "
+            f"{tuple(args.sizes)!r})"
+        )
 
 
 class PermuteArgs(Args):
-    dims: list[int] = Field(min_length=1, description="the input dimensions in their new order, without the batch")
+    dims: list[int] = Field(
+        min_length=1, description="the input dimensions in their new order, without the batch"
+    )
 
 
 @register
@@ -163,14 +177,20 @@ class Permute(Functional[PermuteArgs]):
         shape = self.one(inputs)
         order = axes(args.dims, shape, "dims")
         if len(order) != len(shape):
-            raise OpError(f"dims {args.dims} must name each of the {len(shape)} "
-                          f"dimensions of a {fmt_shape(shape)} input")
+            raise OpError(
+                f"dims {args.dims} must name each of the {len(shape)} "
+                f"dimensions of a {fmt_shape(shape)} input"
+            )
         return tuple(shape[d] for d in order)
 
-    def layout(self, args: PermuteArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+    def layout(
+        self, args: PermuteArgs, inputs: list[Layout], shapes: list[Shape], out: Shape
+    ) -> Layout:
         """The dims' names move with them: C×H×W permuted [1, 2, 0] is H×W×C."""
         layout = inputs[0]
-        return None if layout is None else tuple(layout[d] for d in axes(args.dims, shapes[0], "dims"))
+        return (
+            None if layout is None else tuple(layout[d] for d in axes(args.dims, shapes[0], "dims"))
+        )
 
     def expression(self, args: PermuteArgs, inputs: list[str]) -> str:
         rank = len(args.dims)
@@ -199,7 +219,9 @@ class Transpose(Functional[TransposeArgs]):
         out[a], out[b] = shape[b], shape[a]
         return tuple(out)
 
-    def layout(self, args: TransposeArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+    def layout(
+        self, args: TransposeArgs, inputs: list[Layout], shapes: list[Shape], out: Shape
+    ) -> Layout:
         """C×L transposed is L×D: channels along positions become tokens."""
         if inputs[0] is None:
             return None
@@ -228,18 +250,24 @@ class Slice(Functional[SliceArgs]):
     autograd = Autograd(saves="none", view=True)
     aliases = ("narrow",)
     Args = SliceArgs
-    doc = "x[start:end:step] along one dimension, e.g. the first half of the channels (ShuffleNetV2)."
+    doc = (
+        "x[start:end:step] along one dimension, e.g. the first half of the channels (ShuffleNetV2)."
+    )
 
     def infer(self, args: SliceArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         d = axis(args.dim, shape)
         size = len(range(*slice(args.start, args.end, args.step).indices(shape[d])))
         if size == 0:
-            raise OpError(f"slice {args.start}:{args.end} of dimension {d} (size {shape[d]}) is empty")
+            raise OpError(
+                f"slice {args.start}:{args.end} of dimension {d} (size {shape[d]}) is empty"
+            )
         return (*shape[:d], size, *shape[d + 1 :])
 
     def expression(self, args: SliceArgs, inputs: list[str]) -> str:
-        text = f"{args.start or ''}:{'' if args.end is None else args.end}" + (f":{args.step}" if args.step != 1 else "")
+        text = f"{args.start or ''}:{'' if args.end is None else args.end}" + (
+            f":{args.step}" if args.step != 1 else ""
+        )
         # a negative dim counts from the end: index from the end with an ellipsis
         if args.dim < 0:
             return f"{inputs[0]}[..., {text}{', :' * (-args.dim - 1)}]"
@@ -250,8 +278,10 @@ class Slice(Functional[SliceArgs]):
 
 
 class SplitArgs(Args):
-    sizes: IntOrList = Field(description="each output's size along `dim` (they must add up to it), or one "
-                                         "int: pieces of that size, the last one smaller (torch.split)")
+    sizes: IntOrList = Field(
+        description="each output's size along `dim` (they must add up to it), or one "
+        "int: pieces of that size, the last one smaller (torch.split)"
+    )
     dim: int = Field(0, description="the dimension to cut, without the batch (0: channels)")
 
 
@@ -271,7 +301,9 @@ class MultiOutput(Functional[A]):
         """Each output is a graph node: refuse a cut into more than
         MAX_OUTPUTS before making any."""
         if pieces > MAX_OUTPUTS:
-            raise OpError(f"this cut makes {pieces:,} outputs; at most {MAX_OUTPUTS:,} (each is a node)")
+            raise OpError(
+                f"this cut makes {pieces:,} outputs; at most {MAX_OUTPUTS:,} (each is a node)"
+            )
 
     @staticmethod
     def cut(shape: Shape, dim: int, sizes: list[int]) -> tuple[int, list[tuple[int, int]]]:
@@ -288,9 +320,11 @@ class Split(MultiOutput[SplitArgs]):
     name = "split"
     Args = SplitArgs
     shorthand = "sizes"
-    doc = ("Cut one dimension into pieces of the given sizes (torch.split), "
-           "each an output of its own read with `from: NAME.0`, `from: "
-           "NAME.1`, ...: ShuffleNetV2's two halves, a qkv projection's thirds.")
+    doc = (
+        "Cut one dimension into pieces of the given sizes (torch.split), "
+        "each an output of its own read with `from: NAME.0`, `from: "
+        "NAME.1`, ...: ShuffleNetV2's two halves, a qkv projection's thirds."
+    )
 
     def pieces(self, args: SplitArgs, shape: Shape) -> tuple[int, list[tuple[int, int]]]:
         d = axis(args.dim, shape)
@@ -305,14 +339,19 @@ class Split(MultiOutput[SplitArgs]):
             if any(s < 1 for s in sizes):
                 raise OpError(f"split sizes must be positive, got {sizes}")
             if sum(sizes) != shape[d]:
-                raise OpError(f"split sizes {sizes} add up to {sum(sizes)}, but dimension {d} of the "
-                              f"{fmt_shape(shape)} input has {shape[d]}")
+                raise OpError(
+                    f"split sizes {sizes} add up to {sum(sizes)}, but dimension {d} of the "
+                    f"{fmt_shape(shape)} input has {shape[d]}"
+                )
         return self.cut(shape, d, sizes)
 
 
 class ChunkArgs(Args):
-    chunks: int = Field(gt=0, description="how many pieces; as torch.chunk, each ceil(size / chunks) long, the last "
-                                          "one smaller, and fewer pieces when the size runs out")
+    chunks: int = Field(
+        gt=0,
+        description="how many pieces; as torch.chunk, each ceil(size / chunks) long, the last "
+        "one smaller, and fewer pieces when the size runs out",
+    )
     dim: int = Field(0, description="the dimension to cut, without the batch (0: channels)")
 
 
@@ -321,8 +360,10 @@ class Chunk(MultiOutput[ChunkArgs]):
     name = "chunk"
     Args = ChunkArgs
     shorthand = "chunks"
-    doc = ("Cut one dimension into `chunks` nearly equal pieces (torch.chunk), each an output of its "
-           "own read with `from: NAME.0`, `from: NAME.1`, ...: ShuffleNetV2's `x.chunk(2, dim=1)`.")
+    doc = (
+        "Cut one dimension into `chunks` nearly equal pieces (torch.chunk), each an output of its "
+        "own read with `from: NAME.0`, `from: NAME.1`, ...: ShuffleNetV2's `x.chunk(2, dim=1)`."
+    )
 
     def pieces(self, args: ChunkArgs, shape: Shape) -> tuple[int, list[tuple[int, int]]]:
         d = axis(args.dim, shape)
@@ -342,17 +383,23 @@ class Select(Functional[SelectArgs]):
     autograd = Autograd(saves="none", view=True)
     aliases = ("index",)
     Args = SelectArgs
-    doc = ("Take one position along a dimension and drop "
-           "that dimension, e.g. ViT's class token x[:, 0].")
+    doc = (
+        "Take one position along a dimension and drop "
+        "that dimension, e.g. ViT's class token x[:, 0]."
+    )
 
     def infer(self, args: SelectArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         shape = self.one(inputs)
         d = axis(args.dim, shape)
         if not -shape[d] <= args.index < shape[d]:
-            raise OpError(f"index {args.index} is out of range for dimension {d} of size {shape[d]}")
+            raise OpError(
+                f"index {args.index} is out of range for dimension {d} of size {shape[d]}"
+            )
         return shape[:d] + shape[d + 1 :]
 
-    def layout(self, args: SelectArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+    def layout(
+        self, args: SelectArgs, inputs: list[Layout], shapes: list[Shape], out: Shape
+    ) -> Layout:
         return without(inputs[0], (axis(args.dim, shapes[0]),))
 
     def expression(self, args: SelectArgs, inputs: list[str]) -> str:
@@ -387,8 +434,10 @@ class Roll(Functional[RollArgs]):
 
         dims = [args.dims] if isinstance(args.dims, int) else args.dims
         shifts = [args.shifts] if isinstance(args.shifts, int) else args.shifts
-        return (f"torch.roll({inputs[0]}, shifts={tuple(shifts)!r}, "
-                f"dims={tuple(batched(d) for d in dims)!r})")
+        return (
+            f"torch.roll({inputs[0]}, shifts={tuple(shifts)!r}, "
+            f"dims={tuple(batched(d) for d in dims)!r})"
+        )
 
 
 class ChannelShuffleArgs(Args):
@@ -418,8 +467,10 @@ class ChannelShuffle(Functional[ChannelShuffleArgs]):
 
 
 class PadArgs(Args):
-    padding: IntOrList = Field(description="an int for every side, or [left, right, top, bottom, ...] "
-                                           "(torch's F.pad order: last dimension first)")
+    padding: IntOrList = Field(
+        description="an int for every side, or [left, right, top, bottom, ...] "
+        "(torch's F.pad order: last dimension first)"
+    )
     mode: Literal["constant", "reflect", "replicate", "circular"] = "constant"
     value: float = Field(0.0, description="fill value of constant padding")
 
@@ -431,8 +482,10 @@ class Pad(Functional[PadArgs]):
     Args = PadArgs
     shorthand = "padding"
     fresh_output = True
-    doc = ("Pad the spatial dimensions of a (C, ...spatial) input "
-           "(zeros, a constant, reflect, replicate, circular).")
+    doc = (
+        "Pad the spatial dimensions of a (C, ...spatial) input "
+        "(zeros, a constant, reflect, replicate, circular)."
+    )
 
     def pads(self, args: PadArgs, shape: Shape) -> list[int]:
         if len(shape) < 2:
@@ -440,11 +493,15 @@ class Pad(Functional[PadArgs]):
         n = len(shape) - 1
         pads = [args.padding] * (2 * n) if isinstance(args.padding, int) else list(args.padding)
         if not pads or len(pads) % 2 or len(pads) > 2 * n:
-            raise OpError(f"padding {args.padding} must be an int or pairs for up to {n} spatial dimensions")
+            raise OpError(
+                f"padding {args.padding} must be an int or pairs for up to {n} spatial dimensions"
+            )
         if args.mode != "constant" and args.value != 0.0:
             raise OpError(f"value is the fill of constant padding, not of mode '{args.mode}'")
         if args.mode != "constant" and len(pads) != 2 * n:
-            raise OpError(f"mode '{args.mode}' pads every spatial dimension: give an int or {2 * n} values")
+            raise OpError(
+                f"mode '{args.mode}' pads every spatial dimension: give an int or {2 * n} values"
+            )
         return pads
 
     def infer(self, args: PadArgs, inputs: list[Shape], labels: list[str]) -> Shape:
@@ -453,8 +510,10 @@ class Pad(Functional[PadArgs]):
         for k, (lo, hi) in enumerate(zip(*[iter(self.pads(args, shape))] * 2, strict=True)):
             d = len(shape) - 1 - k
             if args.mode == "reflect" and max(lo, hi) >= shape[d]:
-                raise OpError(f"reflect padding {max(lo, hi)} must be "
-                              f"smaller than the size {shape[d]} it reflects")
+                raise OpError(
+                    f"reflect padding {max(lo, hi)} must be "
+                    f"smaller than the size {shape[d]} it reflects"
+                )
             out[d] = shape[d] + lo + hi
             if out[d] < 1:
                 raise OpError(f"padding {args.padding} leaves dimension {d} empty")
@@ -462,7 +521,11 @@ class Pad(Functional[PadArgs]):
 
     def expression(self, args: PadArgs, inputs: list[str]) -> str:
         x = inputs[0]
-        pads = f"({args.padding},) * (2 * ({x}.dim() - 2))" if isinstance(args.padding, int) else repr(tuple(args.padding))
+        pads = (
+            f"({args.padding},) * (2 * ({x}.dim() - 2))"
+            if isinstance(args.padding, int)
+            else repr(tuple(args.padding))
+        )
         extra = f", mode={args.mode!r}" if args.mode != "constant" else ""
         extra += f", value={args.value!r}" if args.value != 0.0 else ""
         return f"torch.nn.functional.pad({x}, {pads}{extra})"
@@ -492,7 +555,9 @@ class Mean(Functional):
     def other_ops(self, args: MeanArgs, inputs: list[Shape], out: Shape) -> int:
         return numel(inputs[0])
 
-    def layout(self, args: MeanArgs, inputs: list[Layout], shapes: list[Shape], out: Shape) -> Layout:
+    def layout(
+        self, args: MeanArgs, inputs: list[Layout], shapes: list[Shape], out: Shape
+    ) -> Layout:
         return inputs[0] if args.keepdim else without(inputs[0], axes(args.dim, shapes[0]))
 
     def expression(self, args: MeanArgs, inputs: list[str]) -> str:
@@ -510,8 +575,10 @@ class SumArgs(MeanArgs):
 class Sum(Mean):
     name = "sum"
     Args = SumArgs
-    doc = ("Add up over dimensions, e.g. 0 for the channels "
-           "of a (C, H, W) map, -2 for the tokens of (L, D).")
+    doc = (
+        "Add up over dimensions, e.g. 0 for the channels "
+        "of a (C, H, W) map, -2 for the tokens of (L, D)."
+    )
 
     def expression(self, args: MeanArgs, inputs: list[str]) -> str:
         return super().expression(args, inputs).replace(".mean(", ".sum(", 1)

@@ -209,8 +209,10 @@ class PatchMergingV2(nn.Module):
 def channels_last(op: str, shape: Shape) -> Shape:
     """The (H, W, C) input of a Swin layer, or an OpError saying how to get one."""
     if len(shape) != 3:
-        raise OpError(f"{op} needs a channels-last (H, W, C) map, got {fmt_shape(shape)}; "
-                      f"a (C, H, W) map becomes one with 'permute: [1, 2, 0]'")
+        raise OpError(
+            f"{op} needs a channels-last (H, W, C) map, got {fmt_shape(shape)}; "
+            f"a (C, H, W) map becomes one with 'permute: [1, 2, 0]'"
+        )
     return shape
 
 
@@ -225,16 +227,21 @@ def pair(value: IntOrPair, what: str) -> tuple[int, int]:
 class WindowAttentionArgs(Args):
     heads: int = Field(gt=0, description="attention heads; they split the channels C")
     window: IntOrPair = Field(
-        description="window size, an int or [height, width] (Swin-T: 7, Swin V2-T: 8)")
+        description="window size, an int or [height, width] (Swin-T: 7, Swin V2-T: 8)"
+    )
     shift: IntOrPair = Field(
-        0, description="cyclic shift of the windows, an int or [height, width], each below the "
-                       "window (Swin's odd blocks: window // 2); ignored along a dimension where "
-                       "one window covers the padded map")
+        0,
+        description="cyclic shift of the windows, an int or [height, width], each below the "
+        "window (Swin's odd blocks: window // 2); ignored along a dimension where "
+        "one window covers the padded map",
+    )
     qkv_bias: bool = Field(
-        True, description="bias of the q/k/v projection (v2 zeroes and ignores its k part)")
+        True, description="bias of the q/k/v projection (v2 zeroes and ignores its k part)"
+    )
     proj_bias: bool = Field(True, description="bias of the output projection")
     attention_dropout: float = Field(
-        0.0, ge=0, le=1, description="dropout on the attention weights (training)")
+        0.0, ge=0, le=1, description="dropout on the attention weights (training)"
+    )
     dropout: float = Field(0.0, ge=0, le=1, description="dropout on the output (training)")
 
 
@@ -247,15 +254,19 @@ class Windows:
         shift = pair(args.shift, "shift")
         if min(self.window) < min_window:
             why = " (its position bias divides offsets by window - 1)" if min_window > 1 else ""
-            raise OpError(f"{op} needs a window of at least {min_window} in each dimension{why}, "
-                          f"got {list(self.window)}")
+            raise OpError(
+                f"{op} needs a window of at least {min_window} in each dimension{why}, "
+                f"got {list(self.window)}"
+            )
         if any(not 0 <= s < w for s, w in zip(shift, self.window, strict=True)):
-            raise OpError(f"shift {list(shift)} must lie in 0 .. window - 1 for window "
-                          f"{list(self.window)}")
+            raise OpError(
+                f"shift {list(shift)} must lie in 0 .. window - 1 for window {list(self.window)}"
+            )
         if channels % args.heads:
             raise OpError(f"heads={args.heads} does not divide the {channels} channels")
-        self.padded = tuple(-(-size // w) * w
-                            for size, w in zip((height, width), self.window, strict=True))
+        self.padded = tuple(
+            -(-size // w) * w for size, w in zip((height, width), self.window, strict=True)
+        )
         self.tokens = self.padded[0] * self.padded[1]  # positions attended, padding included
         self.size = self.window[0] * self.window[1]  # positions per window
         self.offsets = (2 * self.window[0] - 1) * (2 * self.window[1] - 1)  # bias table rows
@@ -314,11 +325,15 @@ class WindowAttention(Op[WindowAttentionArgs]):
         win = self.windows(args, out)
         return 6 * win.tokens * out[2] + self.score_copies * args.heads * win.tokens * win.size
 
-    def emit(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape,
-             inplace: bool) -> Call:
+    def emit(
+        self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape, inplace: bool
+    ) -> Call:
         defaults = {"qkv_bias": True, "proj_bias": True, "attention_dropout": 0.0, "dropout": 0.0}
-        kw = {key: getattr(args, key) for key, default in defaults.items()
-              if getattr(args, key) != default}
+        kw = {
+            key: getattr(args, key)
+            for key, default in defaults.items()
+            if getattr(args, key) != default
+        }
         window = list(self.windows(args, out).window)
         return Call(self.target, (out[2], window, list(pair(args.shift, "shift")), args.heads), kw)
 
@@ -338,9 +353,11 @@ class ShiftedWindowAttentionOp(WindowAttention):
     # with Swin's heads are about 1.5 outputs) and the attention output before the projection:
     # +3.7% on a measured CPU step of swin_t, +4.3% on a small Swin
     autograd = Autograd(saves="input", side=(Side(6, "output"),))
-    doc = ("Shifted-window multi-head self-attention on a channels-last (H, W, C) map with a "
-           "learned relative position bias table: torchvision's ShiftedWindowAttention (Swin), the "
-           "same keys and buffers; the map is padded to whole windows, shifted windows are masked.")
+    doc = (
+        "Shifted-window multi-head self-attention on a channels-last (H, W, C) map with a "
+        "learned relative position bias table: torchvision's ShiftedWindowAttention (Swin), the "
+        "same keys and buffers; the map is padded to whole windows, shifted windows are masked."
+    )
 
     def params(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
         return self.projections(args, out[2]) + self.windows(args, out).offsets * args.heads
@@ -357,9 +374,11 @@ class ShiftedWindowAttentionV2Op(WindowAttention):
     # two outputs each for Swin V2's 8x8 windows): +1.8% on a measured CPU step of swin_v2_t, -6%
     # where the windows pad the map
     autograd = Autograd(saves="input", side=(Side(11, "output"),))
-    doc = ("Shifted-window cosine attention on a channels-last (H, W, C) map with a learned logit "
-           "scale per head and the continuous position bias MLP (cpb_mlp): torchvision's "
-           "ShiftedWindowAttentionV2 (Swin V2), the same keys and buffers.")
+    doc = (
+        "Shifted-window cosine attention on a channels-last (H, W, C) map with a learned logit "
+        "scale per head and the continuous position bias MLP (cpb_mlp): torchvision's "
+        "ShiftedWindowAttentionV2 (Swin V2), the same keys and buffers."
+    )
 
     def params(self, args: WindowAttentionArgs, inputs: list[Shape], out: Shape) -> int:
         mlp = 3 * CPB_HIDDEN + CPB_HIDDEN * args.heads
@@ -378,8 +397,10 @@ class ShiftedWindowAttentionV2Op(WindowAttention):
 
 class PatchMergingArgs(Args):
     norm: Literal["before", "after"] = Field(
-        "before", description="LayerNorm before the reduction, over 4C (Swin), or after it, over "
-                              "2C (Swin V2)")
+        "before",
+        description="LayerNorm before the reduction, over 4C (Swin), or after it, over "
+        "2C (Swin V2)",
+    )
     eps: float = Field(1e-5, gt=0, description="the LayerNorm's eps")
 
 
@@ -393,10 +414,12 @@ class PatchMergingOp(Op[PatchMergingArgs]):
     weighted = False
     fresh_output = True
     module_source = PATCH_MERGING_SOURCE
-    doc = ("Swin's downsampling of a channels-last (H, W, C) map: each 2x2 patch (odd sizes "
-           "padded) concatenated to 4C channels, LayerNorm and a bias-free linear reduction to 2C: "
-           "torchvision's PatchMerging (norm before) or PatchMergingV2 (norm after), keys "
-           "reduction.weight, norm.*.")
+    doc = (
+        "Swin's downsampling of a channels-last (H, W, C) map: each 2x2 patch (odd sizes "
+        "padded) concatenated to 4C channels, LayerNorm and a bias-free linear reduction to 2C: "
+        "torchvision's PatchMerging (norm before) or PatchMergingV2 (norm after), keys "
+        "reduction.weight, norm.*."
+    )
 
     def infer(self, args: PatchMergingArgs, inputs: list[Shape], labels: list[str]) -> Shape:
         height, width, channels = channels_last("patch_merging", self.one(inputs))
@@ -422,8 +445,7 @@ class PatchMergingOp(Op[PatchMergingArgs]):
         merged = 2 * numel(out) * (2 if args.norm == "before" else 1)
         return (h + h % 2) * (w + w % 2) * c + merged
 
-    def emit(self, args: PatchMergingArgs, inputs: list[Shape], out: Shape,
-             inplace: bool) -> Call:
+    def emit(self, args: PatchMergingArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
         kw: dict[str, object] = {"eps": args.eps} if args.eps != 1e-5 else {}
         target = "PatchMergingV2" if args.norm == "after" else "PatchMerging"
         return Call(target, (inputs[0][2],), kw)

@@ -40,8 +40,9 @@ class TrainResult(dict[str, Any]):
     """What `archc.train` returns: the result record (this dict, as in OUT/result.json) plus the
     trained `model` (after its last epoch) and the per-epoch `history` (the rows of metrics.csv)."""
 
-    def __init__(self, record: dict[str, Any], model: nn.Module | None,
-                 history: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, record: dict[str, Any], model: nn.Module | None, history: list[dict[str, Any]]
+    ) -> None:
         super().__init__(record)
         self.model = model
         self.history = history
@@ -53,12 +54,20 @@ class TrainResult(dict[str, Any]):
     def __repr__(self) -> str:
         from archc.commands.train import result_row
 
-        return f"TrainResult({result_row(self)})" if self.get("status") == "completed" and "spec" in self else f"TrainResult({self.get('status')})"
+        return (
+            f"TrainResult({result_row(self)})"
+            if self.get("status") == "completed" and "spec" in self
+            else f"TrainResult({self.get('status')})"
+        )
 
 
 def train(
-    spec_or_module: SpecOrModule, *, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (),
-    input_shape: tuple[int, ...] | list[int] | None = None, **config: Any,
+    spec_or_module: SpecOrModule,
+    *,
+    spec_overrides: dict[str, Any] | None = None,
+    plugins: tuple[str, ...] = (),
+    input_shape: tuple[int, ...] | list[int] | None = None,
+    **config: Any,
 ) -> TrainResult:
     """Train a spec (path or loaded) or an nn.Module; keyword arguments are TrainConfig fields.
 
@@ -79,7 +88,11 @@ def train(
 
 def resolve_config(source: Source, overrides: dict[str, Any]) -> TrainConfig:
     """The spec's `train:` section with overrides applied, validated as a whole."""
-    base = source.train_defaults.model_dump(exclude_unset=True) if source.train_defaults is not None else {}
+    base = (
+        source.train_defaults.model_dump(exclude_unset=True)
+        if source.train_defaults is not None
+        else {}
+    )
     recipe = RECIPES.get(str(overrides.get("recipe")))
     if recipe is not None:  # a recipe named by a flag outranks the spec's defaults, not other flags
         base = {k: v for k, v in base.items() if k not in recipe and k != "lr"}
@@ -87,8 +100,10 @@ def resolve_config(source: Source, overrides: dict[str, Any]) -> TrainConfig:
     if unknown:
         from archc.errors import did_you_mean
 
-        raise TrainError("unknown training option "
-                         f"'{unknown[0]}'{did_you_mean(unknown[0], TrainConfig.model_fields)}")
+        raise TrainError(
+            "unknown training option "
+            f"'{unknown[0]}'{did_you_mean(unknown[0], TrainConfig.model_fields)}"
+        )
     try:
         cfg, notes = cap_to_machine(TrainConfig.model_validate({**base, **overrides}))
     except ValidationError as exc:
@@ -111,24 +126,36 @@ def default_out(name: str) -> Path:
     return out
 
 
-def _launch(source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: tuple[str, ...]) -> TrainResult:
+def _launch(
+    source: Source, cfg: TrainConfig, config: dict[str, Any], plugins: tuple[str, ...]
+) -> TrainResult:
     """Re-run this training under torchrun with cfg.nproc processes and return rank 0's record."""
     from archc.trainer.distributed import launch
 
     if source.spec_path is None:
-        raise TrainError("nproc or nnodes > 1 needs a spec file (a module cannot be sent "
-                         "to worker processes); launch your script with torchrun instead")
+        raise TrainError(
+            "nproc or nnodes > 1 needs a spec file (a module cannot be sent "
+            "to worker processes); launch your script with torchrun instead"
+        )
     if cfg.resume and cfg.out is None:
         raise TrainError("--resume needs --out: the run directory to continue")
     if cfg.nnodes > 1 and cfg.out is None:
-        raise TrainError("--nnodes needs --out: one run directory that every "
-                         "machine names alike (on a shared file system)")
+        raise TrainError(
+            "--nnodes needs --out: one run directory that every "
+            "machine names alike (on a shared file system)"
+        )
     out = Path(cfg.out) if cfg.out else default_out(source.name)
-    cli_args = [arg for key, value in source.spec_overrides.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+    cli_args = [
+        arg
+        for key, value in source.spec_overrides.items()
+        for arg in ("--set", f"{key}={json.dumps(value)}")
+    ]
     cli_args += [arg for plugin in plugins for arg in ("--plugin", plugin)]
     if source.input_override:
         cli_args += ["--input", ",".join(map(str, source.input_override))]
-    capped: dict[str, Any] = {key: getattr(cfg, key) for key in ("nproc", "workers", "loader_workers") if key in config}
+    capped: dict[str, Any] = {
+        key: getattr(cfg, key) for key in ("nproc", "workers", "loader_workers") if key in config
+    }
     rc = launch(source.spec_path, cli_args, {**_jsonable(config), **capped, "out": str(out)}, cfg)
     result = out / "result.json"
     record = json.loads(result.read_text()) if result.is_file() else None
@@ -167,15 +194,23 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: DistIn
             if cfg.resume and (out / "last.pt").is_file():
                 resume_state = load_checkpoint(out / "last.pt")
                 _check_resumable(resume_state, source, cfg, out)
-            elif dist.main and (found := [name for name in RUN_FILES if os.path.lexists(out / name)]):
-                raise TrainError(f"{out} already holds a run ({', '.join(found)}); "
-                                 "pass --resume to continue it or choose another --out")
+            elif dist.main and (
+                found := [name for name in RUN_FILES if os.path.lexists(out / name)]
+            ):
+                raise TrainError(
+                    f"{out} already holds a run ({', '.join(found)}); "
+                    "pass --resume to continue it or choose another --out"
+                )
             if lock is not None:
                 remove_stale_temps(out, lock.previous.get("token"))
             run, info = _prepare(source, cfg, dist, device, out, resume_state)
             if resume_state is not None:
                 step = resume_state.get("step") or 0
-                where = f"at epoch {resume_state['epoch'] + 1}, step {step + 1}" if step else f"after epoch {resume_state['epoch']}"
+                where = (
+                    f"at epoch {resume_state['epoch'] + 1}, step {step + 1}"
+                    if step
+                    else f"after epoch {resume_state['epoch']}"
+                )
                 run.reporter.message(f"resuming {out / 'last.pt'} {where}")
             elif cfg.resume:
                 run.reporter.message(f"--resume: no checkpoint in {out} yet, starting at epoch 1")
@@ -187,8 +222,10 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: DistIn
                 raise
             except RuntimeError as exc:
                 if _out_of_memory(exc):
-                    raise TrainError(f"out of memory on {device} at batch size "
-                                     f"{cfg.batch_size}; lower --batch-size or --resize") from None
+                    raise TrainError(
+                        f"out of memory on {device} at batch size "
+                        f"{cfg.batch_size}; lower --batch-size or --resize"
+                    ) from None
                 raise
             finally:
                 run.reporter.close()
@@ -198,12 +235,21 @@ def _train(source: Source, cfg: TrainConfig, given: dict[str, Any], dist: DistIn
                 from archc.trainer.metrics import write_result
 
                 write_result(out, record)
-                chosen = ((f"best validation acc {record['best_val_acc']:.2%} at epoch "
-                           f"{record['best_epoch']} (test {record['best_test_acc']:.2%})")
-                          if record["best_val_acc"] is not None else (f"test acc {record['best_test_acc']:.2%} (no "
-                                                                      "validation split: best.pt is the last epoch)"))
-                run.reporter.message(f"done: {chosen}, final test {record['final_test_acc']:.2%}, "
-                                     f"{record['images_per_s']:.0f} img/s; {out}")
+                chosen = (
+                    (
+                        f"best validation acc {record['best_val_acc']:.2%} at epoch "
+                        f"{record['best_epoch']} (test {record['best_test_acc']:.2%})"
+                    )
+                    if record["best_val_acc"] is not None
+                    else (
+                        f"test acc {record['best_test_acc']:.2%} (no "
+                        "validation split: best.pt is the last epoch)"
+                    )
+                )
+                run.reporter.message(
+                    f"done: {chosen}, final test {record['final_test_acc']:.2%}, "
+                    f"{record['images_per_s']:.0f} img/s; {out}"
+                )
             return TrainResult(record, run.model, [dict(row) for row in outcome.history])
     finally:
         if created_out and dist.main:
@@ -216,14 +262,20 @@ def _out_of_memory(exc: RuntimeError) -> bool:
     import torch
 
     text = str(exc)
-    return isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in text or "not enough memory" in text
+    return (
+        isinstance(exc, torch.OutOfMemoryError)
+        or "can't allocate memory" in text
+        or "not enough memory" in text
+    )
 
 
 def _check_resumable(state: dict[str, Any], source: Source, cfg: TrainConfig, out: Path) -> None:
     spec = state.get("spec") or {}
     if spec.get("hash") != source.source_hash:
-        raise CheckpointError(f"{out / 'last.pt'} was trained from a different spec or "
-                              f"--set overrides ({spec.get('name')}); use another --out")
+        raise CheckpointError(
+            f"{out / 'last.pt'} was trained from a different spec or "
+            f"--set overrides ({spec.get('name')}); use another --out"
+        )
     try:
         stored = TrainConfig.model_validate(state["config"])
     except ValidationError:
@@ -231,12 +283,20 @@ def _check_resumable(state: dict[str, Any], source: Source, cfg: TrainConfig, ou
     diff = cfg.recipe_differences(stored)
     if diff:
         shown = ", ".join(f"{k}={v[1]!r} (now {v[0]!r})" for k, v in list(diff.items())[:4])
-        raise CheckpointError(f"{out / 'last.pt'} was trained with {shown}; "
-                              "resume with the same settings or use another --out")
+        raise CheckpointError(
+            f"{out / 'last.pt'} was trained with {shown}; "
+            "resume with the same settings or use another --out"
+        )
 
 
-def _prepare(source: Source, cfg: TrainConfig, dist: DistInfo, device: torch.device, out: Path,
-             resume_state: dict[str, Any] | None) -> tuple[Run, dict[str, Any]]:
+def _prepare(
+    source: Source,
+    cfg: TrainConfig,
+    dist: DistInfo,
+    device: torch.device,
+    out: Path,
+    resume_state: dict[str, Any] | None,
+) -> tuple[Run, dict[str, Any]]:
     """Dataset, model, transforms and reporter for the loop, checked against each other."""
     import torch
 
@@ -252,9 +312,14 @@ def _prepare(source: Source, cfg: TrainConfig, dist: DistInfo, device: torch.dev
     if resume_state is not None:
         try:
             norm = resume_state["normalization"]
-            constants = (torch.tensor(norm["mean"], dtype=torch.float32), torch.tensor(norm["std"], dtype=torch.float32))
+            constants = (
+                torch.tensor(norm["mean"], dtype=torch.float32),
+                torch.tensor(norm["std"], dtype=torch.float32),
+            )
         except (KeyError, TypeError, ValueError, RuntimeError):
-            raise CheckpointError(f"{out / 'last.pt'} is damaged: no usable normalization constants") from None
+            raise CheckpointError(
+                f"{out / 'last.pt'} is damaged: no usable normalization constants"
+            ) from None
     if dist.local_rank != 0:
         distributed.barrier(dist)  # local rank 0 downloads first
     stored_path = resume_state.get("data_path") if resume_state is not None else None
@@ -263,7 +328,9 @@ def _prepare(source: Source, cfg: TrainConfig, dist: DistInfo, device: torch.dev
         distributed.barrier(dist)
     mean, std = feed.mean, feed.std
     if mean.shape != (feed.channels,) or std.shape != (feed.channels,):
-        raise CheckpointError(f"{out / 'last.pt'} normalises {mean.numel()} channels, {feed.name} has {feed.channels}")
+        raise CheckpointError(
+            f"{out / 'last.pt'} normalises {mean.numel()} channels, {feed.name} has {feed.channels}"
+        )
     torch.manual_seed(cfg.seed)
     model = source.build()
     model.to(device)
@@ -345,17 +412,26 @@ def _dataset_info(feed: Feed, cfg: TrainConfig, input_shape: tuple[int, ...]) ->
     images come at the model's size)."""
     data = getattr(feed, "data", None)
     stored = list(data.shape) if data is not None else list(input_shape)
-    return {"name": feed.name, "classes": list(feed.classes), "image_shape": stored,
-            "resize": list(cfg.resize) if cfg.resize and data is not None else None}
+    return {
+        "name": feed.name,
+        "classes": list(feed.classes),
+        "image_shape": stored,
+        "resize": list(cfg.resize) if cfg.resize and data is not None else None,
+    }
 
 
-def _base_record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+def _base_record(
+    source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any]
+) -> dict[str, Any]:
     from archc.trainer.metrics import library_versions
 
     return {
         "spec": {"name": source.name, "hash": source.source_hash, "path": source.spec_path},
-        "overrides": {"spec": source.spec_overrides, "input": list(source.input_override) if source.input_override else None,
-                      "train": _jsonable(given)},
+        "overrides": {
+            "spec": source.spec_overrides,
+            "input": list(source.input_override) if source.input_override else None,
+            "train": _jsonable(given),
+        },
         "config": cfg.model_dump(mode="json"),
         "seed": cfg.seed,
         "params": info["params"],
@@ -365,19 +441,39 @@ def _base_record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: 
     }
 
 
-def _record_failure(out: Path, source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any], error: str) -> None:
+def _record_failure(
+    out: Path,
+    source: Source,
+    cfg: TrainConfig,
+    given: dict[str, Any],
+    info: dict[str, Any],
+    error: str,
+) -> None:
     from archc.trainer.metrics import write_result
 
     with contextlib.suppress(TrainError):
-        write_result(out, {"status": "diverged", "error": error, **_base_record(source, cfg, given, info)})
+        write_result(
+            out, {"status": "diverged", "error": error, **_base_record(source, cfg, given, info)}
+        )
 
 
-def _record(source: Source, cfg: TrainConfig, given: dict[str, Any], info: dict[str, Any], outcome: Outcome,
-            device: torch.device, dist: DistInfo, out: Path, wall_start: float) -> dict[str, Any]:
+def _record(
+    source: Source,
+    cfg: TrainConfig,
+    given: dict[str, Any],
+    info: dict[str, Any],
+    outcome: Outcome,
+    device: torch.device,
+    dist: DistInfo,
+    out: Path,
+    wall_start: float,
+) -> dict[str, Any]:
     from archc.trainer.metrics import peak_memory
 
     last = outcome.history[-1]
-    best_row: dict[str, Any] = next((row for row in outcome.history if row["epoch"] == outcome.best_epoch), {})
+    best_row: dict[str, Any] = next(
+        (row for row in outcome.history if row["epoch"] == outcome.best_epoch), {}
+    )
     memory, memory_kind = peak_memory(device)
     return {
         "status": "completed",

@@ -38,7 +38,9 @@ class BatchPipeline:
         flips = torch.rand(n, generator=generator) < 0.5
         return offsets, flips
 
-    def train_batch(self, x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    def train_batch(
+        self, x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor
+    ) -> torch.Tensor:
         """Crop and flip (with the given draws), then normalise and resize."""
         if self.crop_padding:
             x = random_crop(x, offsets, self.crop_padding)
@@ -55,7 +57,9 @@ class BatchPipeline:
         out = x.float().div_(255.0).sub_(self.mean).div_(self.std)
         if self.resize is not None and tuple(out.shape[2:]) != self.resize:
             shrinking = self.resize[0] < out.shape[2] or self.resize[1] < out.shape[3]
-            out = F.interpolate(out, size=self.resize, mode="bilinear", align_corners=False, antialias=shrinking)
+            out = F.interpolate(
+                out, size=self.resize, mode="bilinear", align_corners=False, antialias=shrinking
+            )
         if self.channels_last:
             out = out.contiguous(memory_format=torch.channels_last)
         return out
@@ -65,6 +69,10 @@ def random_crop(x: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.T
     """Zero-pad by `padding` and cut each image's window at its (dy, dx) offset: two gathers."""
     b, c, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
-    rows = (offsets[:, 0:1] + torch.arange(h, device=x.device)).view(b, 1, h, 1).expand(b, c, h, w + 2 * padding)
+    rows = (
+        (offsets[:, 0:1] + torch.arange(h, device=x.device))
+        .view(b, 1, h, 1)
+        .expand(b, c, h, w + 2 * padding)
+    )
     cols = (offsets[:, 1:2] + torch.arange(w, device=x.device)).view(b, 1, 1, w).expand(b, c, h, w)
     return padded.gather(2, rows).gather(3, cols)

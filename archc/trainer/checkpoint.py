@@ -43,11 +43,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException as exc:
-        with contextlib.suppress(OSError):  # a read-only directory refuses even this; the error below says why
+        with contextlib.suppress(
+            OSError
+        ):  # a read-only directory refuses even this; the error below says why
             tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise CheckpointError(f"cannot write checkpoint {path}: "
-                                  f"{exc.strerror or exc}; the previous checkpoint is kept") from None
+            raise CheckpointError(
+                f"cannot write checkpoint {path}: "
+                f"{exc.strerror or exc}; the previous checkpoint is kept"
+            ) from None
         raise
 
 
@@ -109,15 +113,19 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an archc training checkpoint")
     if obj.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {obj.get('version')}; "
-                              f"this archc reads version {VERSION}")
+        raise CheckpointError(
+            f"{path} has checkpoint version {obj.get('version')}; "
+            f"this archc reads version {VERSION}"
+        )
     missing = [k for k in REQUIRED if k not in obj]
     if missing:
         raise CheckpointError(f"{path} is incomplete: no {', '.join(missing)}")
     return obj
 
 
-def check_training_state(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> None:
+def check_training_state(
+    state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, path: Path
+) -> None:
     """Everything --resume reads, checked before any of it is loaded: a checkpoint with the right
     spec hash can still be hand-edited or crafted, and must fail here
     with one line, not mid-epoch."""
@@ -130,12 +138,20 @@ def check_training_state(state: dict[str, Any], model: nn.Module, optimizer: tor
     if not _is_int(epoch) or epoch < 0:
         raise bad(f"epoch {epoch!r} is not a count of finished epochs")
     if not isinstance(history, list) or len(history) != epoch:
-        raise bad(f"its history has {len(history) if isinstance(history, list) else 'no'} "
-                  f"rows for {epoch} finished epochs")
+        raise bad(
+            f"its history has {len(history) if isinstance(history, list) else 'no'} "
+            f"rows for {epoch} finished epochs"
+        )
     for i, row in enumerate(history):
         present = [c for c in COLUMNS if c in ALWAYS or (isinstance(row, dict) and c in row)]
-        if not isinstance(row, dict) or any(not _is_number(row.get(c)) for c in present) or row["epoch"] != i + 1:
-            missing = [c for c in present if not isinstance(row, dict) or not _is_number(row.get(c))]
+        if (
+            not isinstance(row, dict)
+            or any(not _is_number(row.get(c)) for c in present)
+            or row["epoch"] != i + 1
+        ):
+            missing = [
+                c for c in present if not isinstance(row, dict) or not _is_number(row.get(c))
+            ]
             raise bad(f"history row {i + 1} lacks numeric {', '.join(missing) or 'epoch number'}")
     for key, low, high in (("best_epoch", 0, epoch), ("images", 0, None)):
         if not _is_int(state[key]) or state[key] < low or (high is not None and state[key] > high):
@@ -146,12 +162,20 @@ def check_training_state(state: dict[str, Any], model: nn.Module, optimizer: tor
     _check_optimizer(state["optimizer"], model, optimizer, bad)
 
 
-def _check_optimizer(saved: object, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     bad: Callable[[str], CheckpointError]) -> None:
+def _check_optimizer(
+    saved: object,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    bad: Callable[[str], CheckpointError],
+) -> None:
     """The saved optimizer matches this one: same groups and hyperparameter types,
     buffers shaped like the parameters."""
     fresh = optimizer.state_dict()
-    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or not isinstance(saved.get("param_groups"), list):
+    if (
+        not isinstance(saved, dict)
+        or not isinstance(saved.get("state"), dict)
+        or not isinstance(saved.get("param_groups"), list)
+    ):
         raise bad("its optimizer state is not an optimizer state_dict")
     if len(saved["param_groups"]) != len(fresh["param_groups"]):
         raise bad("its optimizer has a different number of parameter groups")
@@ -165,7 +189,11 @@ def _check_optimizer(saved: object, model: nn.Module, optimizer: torch.optim.Opt
             elif _is_number(value):
                 ok = _is_number(got) and math.isfinite(got)
             elif isinstance(value, (tuple, list)):
-                ok = isinstance(got, (tuple, list)) and len(got) == len(value) and all(_is_number(v) and math.isfinite(v) for v in got)
+                ok = (
+                    isinstance(got, (tuple, list))
+                    and len(got) == len(value)
+                    and all(_is_number(v) and math.isfinite(v) for v in got)
+                )
             else:
                 ok = type(got) is type(value)
             if not ok:
@@ -177,13 +205,20 @@ def _check_optimizer(saved: object, model: nn.Module, optimizer: torch.optim.Opt
         for name, value in entry.items():
             if value is None:  # SGD without momentum keeps momentum_buffer None
                 continue
-            if not isinstance(value, torch.Tensor) or value.layout != torch.strided or value.is_meta or value.is_complex():
+            if (
+                not isinstance(value, torch.Tensor)
+                or value.layout != torch.strided
+                or value.is_meta
+                or value.is_complex()
+            ):
                 if name == "step" and _is_number(value):
                     continue
                 raise bad(f"optimizer state {name} of parameter {index} is not a real dense tensor")
             if name != "step" and value.shape != shapes[index]:
-                raise bad(f"optimizer state {name} of parameter {index} is "
-                          f"{list(value.shape)}, the parameter {list(shapes[index])}")
+                raise bad(
+                    f"optimizer state {name} of parameter {index} is "
+                    f"{list(value.shape)}, the parameter {list(shapes[index])}"
+                )
 
 
 def _is_int(value: object) -> bool:

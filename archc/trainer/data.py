@@ -91,7 +91,9 @@ def default_data_dir() -> Path:
 class Request:
     """What a dataset loader is asked for."""
 
-    name: str  # as given: "cifar10", or "imagefolder:PATH" for a loader registered as "imagefolder:"
+    name: (
+        str  # as given: "cifar10", or "imagefolder:PATH" for a loader registered as "imagefolder:"
+    )
     cfg: TrainConfig
     root: Path  # the data directory, where downloads go
     default_shape: tuple[int, ...] | None  # the model's input (C, H, W), for sources of any shape
@@ -125,8 +127,10 @@ def dataset(*names: str, offline: bool = False) -> Callable[[Loader], Loader]:
         for name in names:
             existing = DATASETS.get(name)
             if existing is not None and existing.loader is not loader:
-                raise ValueError(f"dataset name '{name}' is already registered by "
-                                 f"{existing.loader.__module__}.{existing.loader.__qualname__}")
+                raise ValueError(
+                    f"dataset name '{name}' is already registered by "
+                    f"{existing.loader.__module__}.{existing.loader.__qualname__}"
+                )
         for name in names:
             DATASETS[name] = Dataset(loader, offline)
         return loader
@@ -136,7 +140,11 @@ def dataset(*names: str, offline: bool = False) -> Callable[[Loader], Loader]:
 
 def dataset_names(offline_only: bool = False) -> list[str]:
     """The registered names as users type them ('imagefolder:PATH')."""
-    return [n + "PATH" if n.endswith(":") else n for n, d in DATASETS.items() if d.offline or not offline_only]
+    return [
+        n + "PATH" if n.endswith(":") else n
+        for n, d in DATASETS.items()
+        if d.offline or not offline_only
+    ]
 
 
 def load_dataset(cfg: TrainConfig, default_shape: tuple[int, ...] | None = None) -> ImageData:
@@ -149,14 +157,20 @@ def load_dataset(cfg: TrainConfig, default_shape: tuple[int, ...] | None = None)
     if entry is None:
         from archc.errors import did_you_mean
 
-        raise DataError(f"unknown dataset '{name}'{did_you_mean(name, dataset_names())}; "
-                        f"choose one of {', '.join(dataset_names())}")
+        raise DataError(
+            f"unknown dataset '{name}'{did_you_mean(name, dataset_names())}; "
+            f"choose one of {', '.join(dataset_names())}"
+        )
     root = Path(cfg.data_dir).expanduser() if cfg.data_dir else default_data_dir()
     data = entry.loader(Request(name, cfg, root, default_shape))
     if cfg.train_subset is not None:
-        data = replace(data, train_x=data.train_x[: cfg.train_subset], train_y=data.train_y[: cfg.train_subset])
+        data = replace(
+            data, train_x=data.train_x[: cfg.train_subset], train_y=data.train_y[: cfg.train_subset]
+        )
     if cfg.test_subset is not None:
-        data = replace(data, test_x=data.test_x[: cfg.test_subset], test_y=data.test_y[: cfg.test_subset])
+        data = replace(
+            data, test_x=data.test_x[: cfg.test_subset], test_y=data.test_y[: cfg.test_subset]
+        )
     return data
 
 
@@ -175,11 +189,20 @@ def _fetch(name: str, root: Path, present: bool, download: bool) -> None:
         raise _missing(name, root, "downloading is off (--no-download)")
     import torchvision.datasets as tvd
 
-    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "kmnist": tvd.KMNIST}[name]
+    cls = {
+        "cifar10": tvd.CIFAR10,
+        "cifar100": tvd.CIFAR100,
+        "mnist": tvd.MNIST,
+        "fashion_mnist": tvd.FashionMNIST,
+        "kmnist": tvd.KMNIST,
+    }[name]
     try:
         root.mkdir(parents=True, exist_ok=True)
         cls(str(root), train=True, download=True)
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError; torchvision raises RuntimeError on bad md5
+    except (
+        OSError,
+        RuntimeError,
+    ) as exc:  # URLError is an OSError; torchvision raises RuntimeError on bad md5
         raise _missing(name, root, f"downloading it failed ({_last_line(exc)})") from None
 
 
@@ -243,8 +266,10 @@ def _cifar(request: Request) -> ImageData:
         test_x, test_y = part(cls.test_list)
         classes = tuple(_unpickle(base / cls.meta["filename"])[cls.meta["key"]])
     except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read {name} from {base}: {_last_line(exc)}; "
-                        "delete the folder to download it again") from None
+        raise DataError(
+            f"cannot read {name} from {base}: {_last_line(exc)}; "
+            "delete the folder to download it again"
+        ) from None
     pad, flip = AUGMENT_DEFAULTS[name]
     return _checked(ImageData(name, train_x, train_y, test_x, test_y, classes, pad, flip))
 
@@ -261,8 +286,10 @@ def _mnist_like(request: Request) -> ImageData:
     try:
         train, test = cls(str(root), train=True), cls(str(root), train=False)
     except (OSError, RuntimeError, ValueError, AssertionError) as exc:
-        raise DataError(f"cannot read {name} from {raw}: {_last_line(exc)}; "
-                        "delete the folder to download it again") from None
+        raise DataError(
+            f"cannot read {name} from {raw}: {_last_line(exc)}; "
+            "delete the folder to download it again"
+        ) from None
     pad, flip = AUGMENT_DEFAULTS[name]
     return _checked(
         ImageData(
@@ -289,7 +316,10 @@ def _digits(request: Request) -> ImageData:
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     labels = bunch.target.astype(np.int64)
     idx_train, idx_test = train_test_split(
-        np.arange(len(labels)), test_size=DIGITS_TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels
+        np.arange(len(labels)),
+        test_size=DIGITS_TEST_FRACTION,
+        random_state=SPLIT_SEED,
+        stratify=labels,
     )
     pad, flip = AUGMENT_DEFAULTS["digits"]
     return ImageData(
@@ -312,17 +342,23 @@ def _synthetic(request: Request) -> ImageData:
     sizes and shape always give the same images, whatever the training seed.
     """
     cfg, default_shape = request.cfg, request.default_shape
-    shape = cfg.synthetic_shape or (tuple(default_shape) if default_shape and len(default_shape) == 3 else (3, 32, 32))
+    shape = cfg.synthetic_shape or (
+        tuple(default_shape) if default_shape and len(default_shape) == 3 else (3, 32, 32)
+    )
     c, h, w = (int(v) for v in shape)
     k = cfg.synthetic_classes
     n_train, n_test = cfg.synthetic_size
     need, available = (n_train + n_test) * c * h * w, available_memory()  # uint8 images
     if available is not None and need > available // 2:
-        raise DataError(f"synthetic data of {n_train + n_test:,} images {c}x{h}x{w} needs {need / 1e9:.1f} GB, "
-                        f"more than half of the {available / 1e9:.1f} GB available; lower synthetic_size")
+        raise DataError(
+            f"synthetic data of {n_train + n_test:,} images {c}x{h}x{w} needs {need / 1e9:.1f} GB, "
+            f"more than half of the {available / 1e9:.1f} GB available; lower synthetic_size"
+        )
     gen = torch.Generator().manual_seed(SYNTHETIC_SEED)
     coarse = torch.randn(k, c, 3, 3, generator=gen)
-    pattern = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+    pattern = torch.nn.functional.interpolate(
+        coarse, size=(h, w), mode="bilinear", align_corners=False
+    )
     pattern = (pattern + pattern.flip(-1)) / 2
     offset = torch.randn(k, c, 1, 1, generator=gen)
     prototypes = 128.0 + 40.0 * pattern + 30.0 * offset
@@ -333,12 +369,23 @@ def _synthetic(request: Request) -> ImageData:
         for start in range(0, n, 4096):
             y = labels[start : start + 4096]
             noise = torch.randn(len(y), c, h, w, generator=gen)
-            images[start : start + 4096] = (prototypes[y] + 35.0 * noise).round_().clamp_(0, 255).to(torch.uint8)
+            images[start : start + 4096] = (
+                (prototypes[y] + 35.0 * noise).round_().clamp_(0, 255).to(torch.uint8)
+            )
         return images, labels
 
     train_x, train_y = make(n_train)
     test_x, test_y = make(n_test)
-    return ImageData("synthetic", train_x, train_y, test_x, test_y, tuple(str(i) for i in range(k)), max(1, h // 8), True)
+    return ImageData(
+        "synthetic",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        tuple(str(i) for i in range(k)),
+        max(1, h // 8),
+        True,
+    )
 
 
 @dataset("imagefolder:", offline=True)
@@ -353,21 +400,38 @@ def _imagefolder(request: Request) -> ImageData:
         test_classes, test_x, test_y = _read_folder(test_dir, resize)
         unknown = sorted(set(test_classes) - set(classes))
         if unknown:
-            raise DataError(f"imagefolder: {test_dir} has classes not in {root / 'train'}: {', '.join(unknown)}")
+            raise DataError(
+                f"imagefolder: {test_dir} has classes not in {root / 'train'}: {', '.join(unknown)}"
+            )
         remap = torch.tensor([classes.index(c) for c in test_classes], dtype=torch.int64)
         test_y = remap[test_y]
     else:
         classes, images, labels = _read_folder(root, resize)
         if len(labels) < 2:
-            raise DataError(f"imagefolder: {root} needs at least 2 images to split into train and test")
+            raise DataError(
+                f"imagefolder: {root} needs at least 2 images to split into train and test"
+            )
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
         n_test = max(1, round(IMAGEFOLDER_TEST_FRACTION * len(labels)))
         train_x, train_y = images[order[n_test:]], labels[order[n_test:]]
         test_x, test_y = images[order[:n_test]], labels[order[:n_test]]
     if train_x.shape[1:] != test_x.shape[1:]:
-        raise DataError(f"imagefolder: train images are {_fmt(train_x)}, "
-                        f"test images {_fmt(test_x)}; pass --resize H[,W]")
-    return _checked(ImageData(f"imagefolder:{root}", train_x, train_y, test_x, test_y, tuple(classes), max(1, train_x.shape[2] // 8), True))
+        raise DataError(
+            f"imagefolder: train images are {_fmt(train_x)}, "
+            f"test images {_fmt(test_x)}; pass --resize H[,W]"
+        )
+    return _checked(
+        ImageData(
+            f"imagefolder:{root}",
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            tuple(classes),
+            max(1, train_x.shape[2] // 8),
+            True,
+        )
+    )
 
 
 @dataset("shards:", offline=True)
@@ -383,12 +447,16 @@ def list_folder(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
 
     try:
         classes, class_to_idx = find_classes(str(folder))
-        samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+        samples = make_dataset(
+            str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True
+        )
     except (FileNotFoundError, OSError) as exc:
         raise DataError(f"imagefolder: {exc}") from None
     if not samples:
-        raise DataError(f"imagefolder: no images in {folder} (looked for "
-                        f"{', '.join(IMG_EXTENSIONS)} files in CLASS folders)")
+        raise DataError(
+            f"imagefolder: no images in {folder} (looked for "
+            f"{', '.join(IMG_EXTENSIONS)} files in CLASS folders)"
+        )
     return classes, samples
 
 
@@ -403,7 +471,9 @@ def folder_splits(root: Path) -> tuple[Path, Path | None]:
     return root, None
 
 
-def _read_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+def _read_folder(
+    folder: Path, resize: tuple[int, int] | None
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """Decode every image of folder/CLASS/* into one preallocated uint8 array.
 
     A first pass reads only the headers (mode and size), so the pixels are held once: the peak
@@ -423,11 +493,15 @@ def _read_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[list[str
         raise DataError(f"imagefolder: cannot read {path}: {exc}") from None
     if resize is None and len(sizes) > 1:
         a, b = sorted(sizes)[:2]
-        raise DataError(f"imagefolder: images in {folder} differ in size "
-                        f"({a[1]}x{a[0]} and {b[1]}x{b[0]}); pass --resize H[,W]")
+        raise DataError(
+            f"imagefolder: images in {folder} differ in size "
+            f"({a[1]}x{a[0]} and {b[1]}x{b[0]}); pass --resize H[,W]"
+        )
     mode = "L" if modes == {"L"} else "RGB"
     w, h = (resize[1], resize[0]) if resize is not None else next(iter(sizes))
-    images = np.empty((len(samples), h, w) if mode == "L" else (len(samples), h, w, 3), dtype=np.uint8)
+    images = np.empty(
+        (len(samples), h, w) if mode == "L" else (len(samples), h, w, 3), dtype=np.uint8
+    )
     for i, (path, _) in enumerate(samples):
         try:
             with Image.open(path) as img:
@@ -437,7 +511,9 @@ def _read_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[list[str
                 images[i] = np.asarray(img, dtype=np.uint8)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise DataError(f"imagefolder: cannot read {path}: {exc}") from None
-    tensor = torch.from_numpy(images[:, None] if mode == "L" else images.transpose(0, 3, 1, 2).copy())
+    tensor = torch.from_numpy(
+        images[:, None] if mode == "L" else images.transpose(0, 3, 1, 2).copy()
+    )
     labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
     return classes, tensor, labels
 
@@ -451,8 +527,10 @@ def _checked(data: ImageData) -> ImageData:
     so here, not as a CUDA assert."""
     for split, y in (("train", data.train_y), ("test", data.test_y)):
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= data.num_classes):
-            raise DataError(f"{data.name}: {split} labels span {int(y.min())}..{int(y.max())} "
-                            f"but there are {data.num_classes} classes")
+            raise DataError(
+                f"{data.name}: {split} labels span {int(y.min())}..{int(y.max())} "
+                f"but there are {data.num_classes} classes"
+            )
     if len(data.train_y) == 0 or len(data.test_y) == 0:
         raise DataError(f"{data.name}: empty {'train' if len(data.train_y) == 0 else 'test'} split")
     return data

@@ -110,7 +110,12 @@ def rendezvous_args(cfg: TrainConfig, config: dict[str, Any]) -> list[str]:
     if cfg.nnodes == 1:
         return ["--standalone"]
     run_id = "archc-" + hashlib.sha256(str(config.get("out", "")).encode()).hexdigest()[:16]
-    args = [f"--nnodes={cfg.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={cfg.rdzv_endpoint}", f"--rdzv-id={run_id}"]
+    args = [
+        f"--nnodes={cfg.nnodes}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={cfg.rdzv_endpoint}",
+        f"--rdzv-id={run_id}",
+    ]
     if cfg.node_rank is not None:
         args.append(f"--node-rank={cfg.node_rank}")
     return args

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 TOP5_MIN_CLASSES = 10
 
+
 @dataclass
 class EvalResult:
     """Confusion counts (rows: true class, columns: predicted) and the summed cross-entropy."""
@@ -34,7 +35,11 @@ class EvalResult:
     @property
     def top5(self) -> float | None:
         """Top-5 accuracy, reported only where there are more than 10 classes (else None)."""
-        return self.top5_correct / max(1, self.count) if self.confusion.shape[0] > TOP5_MIN_CLASSES else None
+        return (
+            self.top5_correct / max(1, self.count)
+            if self.confusion.shape[0] > TOP5_MIN_CLASSES
+            else None
+        )
 
     @property
     def count(self) -> int:
@@ -51,7 +56,10 @@ class EvalResult:
     def per_class(self) -> list[float | None]:
         """Recall of each class; None for a class absent from the split."""
         totals = self.confusion.sum(dim=1)
-        return [float(c) / float(t) if t else None for c, t in zip(self.confusion.diag(), totals, strict=True)]
+        return [
+            float(c) / float(t) if t else None
+            for c, t in zip(self.confusion.diag(), totals, strict=True)
+        ]
 
 
 def eval_batches(
@@ -69,14 +77,20 @@ def eval_batches(
     k = min(5, num_classes)
     was_training = model.training
     model.eval()
-    amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+    amp = (
+        torch.autocast(device.type, dtype=autocast)
+        if autocast is not None
+        else contextlib.nullcontext()
+    )
     try:
         with torch.no_grad(), amp:
             for x, y in batches:
                 out = model(x)
                 logits = (out[0] if isinstance(out, (tuple, list)) else out).float()
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-                confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
+                confusion += torch.bincount(
+                    y * num_classes + logits.argmax(1), minlength=num_classes * num_classes
+                )
                 top5 += (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
     finally:
         model.train(was_training)
@@ -106,8 +120,10 @@ def evaluate(
     from archc.trainer.errors import TrainError
 
     if pretrained == (checkpoint is not None):
-        raise TrainError("give a checkpoint (--checkpoint FILE) or --pretrained (torchvision's "
-                         "published weights), one of them")
+        raise TrainError(
+            "give a checkpoint (--checkpoint FILE) or --pretrained (torchvision's "
+            "published weights), one of them"
+        )
     if pretrained:
         return _evaluate_pretrained(spec_or_module, spec_overrides, plugins, input_shape, config)
     assert checkpoint is not None
@@ -137,11 +153,26 @@ def _evaluate_checkpoint(
     if isinstance(spec_or_module, nn.Module):
         source = resolve_source(spec_or_module, spec_overrides, plugins, input_shape)
     else:
-        source = checkpoint_source(spec_or_module, stored, checkpoint, spec_overrides, plugins, input_shape)
+        source = checkpoint_source(
+            spec_or_module, stored, checkpoint, spec_overrides, plugins, input_shape
+        )
     trained_with: dict[str, Any] = {}
     normalization = None
-    if isinstance(stored, dict) and stored.get("format") == FORMAT and isinstance(stored.get("config"), dict):
-        keep = ("dataset", "resize", "synthetic_size", "synthetic_shape", "synthetic_classes", "test_subset", "data_dir", "recipe")
+    if (
+        isinstance(stored, dict)
+        and stored.get("format") == FORMAT
+        and isinstance(stored.get("config"), dict)
+    ):
+        keep = (
+            "dataset",
+            "resize",
+            "synthetic_size",
+            "synthetic_shape",
+            "synthetic_classes",
+            "test_subset",
+            "data_dir",
+            "recipe",
+        )
         trained_with = {k: v for k, v in stored["config"].items() if k in keep}
         normalization = stored.get("normalization")
     cfg = resolve_config(source, {**trained_with, **config})
@@ -149,16 +180,33 @@ def _evaluate_checkpoint(
     constants = None
     if normalization is not None:  # the constants the model was trained with
         try:
-            constants = (torch.tensor(normalization["mean"], dtype=torch.float32), torch.tensor(normalization["std"], dtype=torch.float32))
+            constants = (
+                torch.tensor(normalization["mean"], dtype=torch.float32),
+                torch.tensor(normalization["std"], dtype=torch.float32),
+            )
         except (KeyError, TypeError, ValueError, RuntimeError):
-            raise CheckpointError(f"{checkpoint} is damaged: no usable normalization constants") from None
+            raise CheckpointError(
+                f"{checkpoint} is damaged: no usable normalization constants"
+            ) from None
     # Weights not trained by archc on this folder (a state_dict, torchvision's) are scored on all of
     # a folder without train/ and val/ subfolders, e.g. ImageNet's val folder.
-    feed = open_feed(cfg, source.input_shape, DistInfo(), device, constants, whole_test=not trained_with, augment_train=False)
+    feed = open_feed(
+        cfg,
+        source.input_shape,
+        DistInfo(),
+        device,
+        constants,
+        whole_test=not trained_with,
+        augment_train=False,
+    )
     try:
-        if constants is not None and (constants[0].shape != (feed.channels,) or constants[1].shape != (feed.channels,)):
-            raise CheckpointError(f"{checkpoint} is damaged: it normalises {constants[0].numel()} "
-                                  f"channels, {feed.name} has {feed.channels}")
+        if constants is not None and (
+            constants[0].shape != (feed.channels,) or constants[1].shape != (feed.channels,)
+        ):
+            raise CheckpointError(
+                f"{checkpoint} is damaged: it normalises {constants[0].numel()} "
+                f"channels, {feed.name} has {feed.channels}"
+            )
         torch.manual_seed(cfg.seed)
         model = source.build()
         load_weights(model, checkpoint)
@@ -195,7 +243,13 @@ def _evaluate_pretrained(
     cfg = resolve_config(source, config)
     device = resolve_device(cfg.device)
     feed = open_feed(
-        cfg, source.input_shape, DistInfo(), device, None, whole_test=True, augment_train=False,
+        cfg,
+        source.input_shape,
+        DistInfo(),
+        device,
+        None,
+        whole_test=True,
+        augment_train=False,
         preset=preset,
     )
     try:

@@ -55,11 +55,15 @@ class Feed:
     def steps(self, global_batch: int) -> int:
         """Steps per epoch: the incomplete last batch is dropped, every step has the full batch."""
         if self.train_images < global_batch:
-            raise TrainError(f"the training set has {self.train_images} images, fewer "
-                             f"than one batch of {global_batch}; lower --batch-size")
+            raise TrainError(
+                f"the training set has {self.train_images} images, fewer "
+                f"than one batch of {global_batch}; lower --batch-size"
+            )
         return self.train_images // global_batch
 
-    def train_batches(self, epoch: int, start_step: int, seed: int, global_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(
+        self, epoch: int, start_step: int, seed: int, global_batch: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         raise NotImplementedError
 
     def test_batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -86,7 +90,9 @@ class EpochPlan:
     flips: torch.Tensor
 
     @classmethod
-    def draw(cls, n: int, seed: int, epoch: int, pipeline: BatchPipeline, device: torch.device) -> EpochPlan:
+    def draw(
+        cls, n: int, seed: int, epoch: int, pipeline: BatchPipeline, device: torch.device
+    ) -> EpochPlan:
         gen = torch.Generator().manual_seed(seed * EPOCH_SEED_STRIDE + epoch)
         order = torch.randperm(n, generator=gen)
         offsets, flips = pipeline.draw(n, gen)
@@ -102,7 +108,9 @@ class MemoryFeed(Feed):
     val_x: torch.Tensor | None = None
     val_y: torch.Tensor | None = None
 
-    def train_batches(self, epoch: int, start_step: int, seed: int, global_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(
+        self, epoch: int, start_step: int, seed: int, global_batch: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self.data is not None
         local = global_batch // self.dist.world
         plan = EpochPlan.draw(self.train_images, seed, epoch, self.pipeline, self.device)
@@ -110,7 +118,9 @@ class MemoryFeed(Feed):
             lo = step * global_batch + self.dist.rank * local
             sl = slice(lo, lo + local)
             idx = plan.order[sl]
-            x = self.pipeline.train_batch(self.data.train_x.index_select(0, idx), plan.offsets[sl], plan.flips[sl])
+            x = self.pipeline.train_batch(
+                self.data.train_x.index_select(0, idx), plan.offsets[sl], plan.flips[sl]
+            )
             yield x, self.data.train_y.index_select(0, idx)
 
     def test_batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -182,24 +192,37 @@ def _choose_path(
     wanted = cfg.data_path if cfg.data_path != "auto" or stored is None else stored
     if cfg.dataset.startswith("shards:"):
         if cfg.data_path == "memory":
-            raise DataError("shards are read as a stream (--data-path stream "
-                            "or auto); for memory, train on the image folder")
+            raise DataError(
+                "shards are read as a stream (--data-path stream "
+                "or auto); for memory, train on the image folder"
+            )
         return "stream", f"streaming {cfg.dataset} (tar shards)"
     if preset is not None:
         if not folder:
-            raise DataError(f"published ImageNet weights are evaluated on an ImageNet-layout folder "
-                            f"(imagefolder:VAL, VAL/CLASS/*.JPEG) or shards:DIR, not {cfg.dataset}")
+            raise DataError(
+                f"published ImageNet weights are evaluated on an ImageNet-layout folder "
+                f"(imagefolder:VAL, VAL/CLASS/*.JPEG) or shards:DIR, not {cfg.dataset}"
+            )
         if cfg.data_path == "memory":
-            raise DataError("--pretrained evaluation resizes and crops each image in loader workers, "
-                            "as torchvision does; use --data-path stream or auto")
+            raise DataError(
+                "--pretrained evaluation resizes and crops each image in loader workers, "
+                "as torchvision does; use --data-path stream or auto"
+            )
         described = preset.describe()
-        return "stream", f"streaming {cfg.dataset}: the weights' evaluation preprocessing ({described})"
+        return (
+            "stream",
+            f"streaming {cfg.dataset}: the weights' evaluation preprocessing ({described})",
+        )
     if wanted == "stream" and not folder:
-        raise DataError("--data-path stream reads image folders (imagefolder:PATH) "
-                        f"and shards:PATH; {cfg.dataset} is held in memory")
+        raise DataError(
+            "--data-path stream reads image folders (imagefolder:PATH) "
+            f"and shards:PATH; {cfg.dataset} is held in memory"
+        )
     if wanted == "memory" and cfg.recipe == "imagenet":
-        raise DataError("--recipe imagenet crops each image at random (RandomResizedCrop) "
-                        "in loader workers; use --data-path stream or auto")
+        raise DataError(
+            "--recipe imagenet crops each image at random (RandomResizedCrop) "
+            "in loader workers; use --data-path stream or auto"
+        )
     if cfg.recipe == "imagenet":
         return "stream", "streaming: the imagenet recipe transforms each image in loader workers"
     if wanted in ("memory", "stream"):
@@ -213,8 +236,10 @@ def _choose_path(
     budget = memory_budget(cfg, device, dist.local_world)
     if size <= budget:
         return "memory", ""
-    return "stream", (f"streaming {listing.name}: decoded it takes ~{_gb(size)}, "
-                      f"over the memory budget of {_gb(budget)} (--memory-limit)")
+    return "stream", (
+        f"streaming {listing.name}: decoded it takes ~{_gb(size)}, "
+        f"over the memory budget of {_gb(budget)} (--memory-limit)"
+    )
 
 
 def _gb(n: float) -> str:
@@ -248,7 +273,15 @@ def _open_memory(
         data, val_x, val_y = hold_out(data, cfg.val_split)
     mean, std = normalization if normalization is not None else data.channel_stats()
     pad, flip = augmentation(cfg, data.crop_padding, data.hflip) if augment_train else (0, False)
-    pipeline = BatchPipeline(mean, std, crop_padding=pad, hflip=flip, resize=cfg.resize, channels_last=bool(cfg.channels_last), device=device)
+    pipeline = BatchPipeline(
+        mean,
+        std,
+        crop_padding=pad,
+        hflip=flip,
+        resize=cfg.resize,
+        channels_last=bool(cfg.channels_last),
+        device=device,
+    )
     return MemoryFeed(
         path="memory",
         name=data.name,

@@ -24,7 +24,9 @@ KNOWN: dict[str, tuple[tuple[int, int, int], int]] = {
 }
 
 
-def dataset_input(cfg: TrainConfig, spec_input: tuple[int, ...]) -> tuple[tuple[int, ...] | None, int | None]:
+def dataset_input(
+    cfg: TrainConfig, spec_input: tuple[int, ...]
+) -> tuple[tuple[int, ...] | None, int | None]:
     """(the input the model will see, number of classes) for cfg's dataset; None where only the
     data can tell (an image folder without --resize, a dataset from a plugin)."""
     if cfg.dataset == "synthetic":
@@ -41,8 +43,10 @@ def mismatch(spec: LoadedSpec, given: tuple[int, ...], dataset: str) -> str:
     """`NAME takes input AxBxC but DATASET gives ...; pass ...`: the message for a model whose input
     is not the dataset's, with fixes that compile."""
     expected = tuple(spec.input_shape)
-    return (f"{spec.name} takes input {_fmt(expected)} but "
-            f"{dataset} gives {_fmt(given)}; {hint(spec, given)}")
+    return (
+        f"{spec.name} takes input {_fmt(expected)} but "
+        f"{dataset} gives {_fmt(given)}; {hint(spec, given)}"
+    )
 
 
 def hint(spec: LoadedSpec, given: tuple[int, ...]) -> str:
@@ -52,7 +56,9 @@ def hint(spec: LoadedSpec, given: tuple[int, ...]) -> str:
     if len(expected) != len(given) or len(expected) < 2:
         return "check the model's input"
     sizes = expected[1:]
-    resize = f"--resize {sizes[0]}" if len(set(sizes)) == 1 else "--resize " + ",".join(map(str, sizes))
+    resize = (
+        f"--resize {sizes[0]}" if len(set(sizes)) == 1 else "--resize " + ",".join(map(str, sizes))
+    )
     candidates: list[tuple[tuple[int, ...] | None, str]] = [(given, f"pass --input {_csv(given)}")]
     if expected[0] == given[0]:
         candidates.insert(0, (None, f"pass {resize}"))  # the spec as designed, the images resized
@@ -60,7 +66,9 @@ def hint(spec: LoadedSpec, given: tuple[int, ...]) -> str:
         channels = (given[0], *sizes)
         candidates.append((channels, f"pass --input {_csv(channels)} {resize}"))
     working = [text for shape, text in candidates if _compiles(spec, shape)]
-    return " or ".join(working[:2]) if working else f"the spec takes {_fmt(expected)}: check its input"
+    return (
+        " or ".join(working[:2]) if working else f"the spec takes {_fmt(expected)}: check its input"
+    )
 
 
 def _compiles(spec: LoadedSpec, input_shape: tuple[int, ...] | None) -> bool:

@@ -24,7 +24,9 @@ from archc.atomic import process_token
 from archc.trainer.errors import LockError, TrainError
 
 LOCK_NAME = "archc.lock"
-MAX_RECORD = 4096  # bytes of the lock file read for the message; a planted huge file is not read whole
+MAX_RECORD = (
+    4096  # bytes of the lock file read for the message; a planted huge file is not read whole
+)
 
 
 class RunLock:
@@ -33,13 +35,17 @@ class RunLock:
     def __init__(self, directory: Path) -> None:
         self.path = directory / LOCK_NAME
         self.fd: int | None = None
-        self.previous: dict[str, object] = {}  # what the last holder wrote: its token names its temp files
+        self.previous: dict[
+            str, object
+        ] = {}  # what the last holder wrote: its token names its temp files
 
     def __enter__(self) -> RunLock:
         self.acquire()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.release()
 
     @property
@@ -50,7 +56,9 @@ class RunLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TrainError(f"cannot create output directory {self.path.parent}: {exc.strerror or exc}") from None
+            raise TrainError(
+                f"cannot create output directory {self.path.parent}: {exc.strerror or exc}"
+            ) from None
         while True:
             fd = self._open()
             try:
@@ -71,12 +79,21 @@ class RunLock:
                 break
             os.close(fd)
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # never truncate a planted link to another file
+        if (
+            not stat.S_ISREG(info.st_mode) or info.st_nlink != 1
+        ):  # never truncate a planted link to another file
             os.close(fd)
-            raise TrainError(f"cannot use {self.path} as the run lock: it is not a plain file of its own")
+            raise TrainError(
+                f"cannot use {self.path} as the run lock: it is not a plain file of its own"
+            )
         self.fd = fd
         self.previous = _read_record(fd)
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "token": process_token(), "created": time.time()}
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "token": process_token(),
+            "created": time.time(),
+        }
         try:
             # written through a short-lived descriptor: the held one is
             # read-only, so a remount read-only works
@@ -87,17 +104,25 @@ class RunLock:
                 os.close(writer)
         except OSError as exc:
             self.release()
-            raise TrainError(f"cannot write to output directory {self.path.parent}: {exc.strerror or exc}") from None
+            raise TrainError(
+                f"cannot write to output directory {self.path.parent}: {exc.strerror or exc}"
+            ) from None
 
     def _open(self) -> int:
         try:
-            return os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            return os.open(
+                self.path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+            )
         except IsADirectoryError:
             raise TrainError(f"cannot use {self.path} as the run lock: it is a directory") from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise TrainError(f"cannot use {self.path} as the run lock: it is a symbolic link") from None
-            raise TrainError(f"cannot write to output directory {self.path.parent}: {exc.strerror or exc}") from None
+                raise TrainError(
+                    f"cannot use {self.path} as the run lock: it is a symbolic link"
+                ) from None
+            raise TrainError(
+                f"cannot write to output directory {self.path.parent}: {exc.strerror or exc}"
+            ) from None
 
     def _busy_message(self, owner: dict[str, object]) -> str:
         pid, host = owner.get("pid"), owner.get("host")

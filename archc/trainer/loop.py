@@ -58,7 +58,9 @@ class Run:
     normalization: dict[str, list[float]]
     spec_info: dict[str, Any]
     memory_format: str = "contiguous"
-    dataset_info: dict[str, Any] = field(default_factory=dict)  # name, classes, stored image shape: for predict
+    dataset_info: dict[str, Any] = field(
+        default_factory=dict
+    )  # name, classes, stored image shape: for predict
 
 
 @dataclass
@@ -66,7 +68,9 @@ class Outcome:
     """What the loop produced, for the result record."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
-    best_val_acc: float | None = None  # None without a validation split: best.pt is then the last epoch
+    best_val_acc: float | None = (
+        None  # None without a validation split: best.pt is then the last epoch
+    )
     best_test_acc: float = -1.0  # test accuracy of the best epoch (reported, never used to choose)
     best_epoch: int = 0
     stopped_early: bool = False
@@ -77,21 +81,34 @@ class Outcome:
 
 def make_optimizer(cfg: TrainConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
 
-def objective(out: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor], y: torch.Tensor, weights: list[float] | None, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def objective(
+    out: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor],
+    y: torch.Tensor,
+    weights: list[float] | None,
+    cfg: TrainConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(main logits, loss): cross-entropy of the main output plus weighted extra-head losses."""
     if not isinstance(out, (tuple, list)):
         return out, F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
     main, extras = out[0], out[1:]
     weights = [cfg.aux_weight] * len(extras) if weights is None else weights
     if len(weights) != len(extras):
-        raise TrainError(f"the model returned {len(extras)} extra outputs "
-                         f"in train mode but declares {len(weights)} heads")
+        raise TrainError(
+            f"the model returned {len(extras)} extra outputs "
+            f"in train mode but declares {len(weights)} heads"
+        )
     loss = F.cross_entropy(main, y, label_smoothing=cfg.label_smoothing)
     for w, extra in zip(weights, extras, strict=True):
         if w:
@@ -105,7 +122,9 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
     cfg, dist, feed, device = run.cfg, run.dist, run.feed, run.device
     global_batch = cfg.batch_size
     if global_batch % dist.world:
-        raise TrainError(f"batch_size {global_batch} must be divisible by the {dist.world} processes")
+        raise TrainError(
+            f"batch_size {global_batch} must be divisible by the {dist.world} processes"
+        )
     local_batch = global_batch // dist.world
     steps = feed.steps(global_batch)
     model = run.model
@@ -125,7 +144,11 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
         step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if cfg.compile:
         step_model = torch.compile(step_model)  # type: ignore[assignment]
-    amp = (lambda: torch.autocast(device.type, dtype=run.autocast)) if run.autocast is not None else contextlib.nullcontext
+    amp = (
+        (lambda: torch.autocast(device.type, dtype=run.autocast))
+        if run.autocast is not None
+        else contextlib.nullcontext
+    )
     sync_every = CUDA_SYNC_EVERY if device.type == "cuda" else 1
     eval_batch = cfg.eval_batch_size or 2 * local_batch
 
@@ -142,7 +165,9 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
             "rng": rng_state(),
             "config": cfg.model_dump(mode="json"),
             "history": outcome.history,
-            "best_test_acc": max(outcome.best_test_acc, 0.0),  # -1 (none yet) in a step checkpoint of epoch 1
+            "best_test_acc": max(
+                outcome.best_test_acc, 0.0
+            ),  # -1 (none yet) in a step checkpoint of epoch 1
             "best_val_acc": outcome.best_val_acc,
             "best_epoch": outcome.best_epoch,
             "train_time_s": outcome.train_time_s,
@@ -166,14 +191,18 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
         correct = torch.zeros((), dtype=torch.int64, device=device)
         bad = torch.zeros((), dtype=torch.int64, device=device)
         earlier_time = 0.0
-        if first and partial is not None and dist.main:  # the sums of the steps before the checkpoint
+        if (
+            first and partial is not None and dist.main
+        ):  # the sums of the steps before the checkpoint
             loss_sum += float(partial["loss_sum"])
             correct += int(partial["correct"])
         if first and partial is not None:
             earlier_time = float(partial["train_time_s"])
         lr = schedule.lr()
         started = time.perf_counter()
-        for step, (x, y) in enumerate(feed.train_batches(epoch, begin, cfg.seed, global_batch), start=begin):
+        for step, (x, y) in enumerate(
+            feed.train_batches(epoch, begin, cfg.seed, global_batch), start=begin
+        ):
             lr = schedule.apply(optimizer.param_groups)
             with amp():
                 main, loss = objective(step_model(x), y, run.head_weights, cfg)
@@ -193,16 +222,30 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
                     _diverged(run, epoch, step, steps, float(detached), outcome)
                 seen = (step + 1 - begin) * local_batch
                 elapsed = time.perf_counter() - started
-                run.reporter.update(step + 1, float(loss_sum) / max(1, seen), int(correct) / max(1, seen), lr, seen * dist.world / max(elapsed, 1e-9))
+                run.reporter.update(
+                    step + 1,
+                    float(loss_sum) / max(1, seen),
+                    int(correct) / max(1, seen),
+                    lr,
+                    seen * dist.world / max(elapsed, 1e-9),
+                )
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
                 sums = all_reduce_sum(torch.stack([loss_sum, correct.double()]), dist)
                 if dist.main:
-                    done = {"loss_sum": float(sums[0]), "correct": int(sums[1]), "train_time_s": earlier_time + time.perf_counter() - started}
+                    done = {
+                        "loss_sum": float(sums[0]),
+                        "correct": int(sums[1]),
+                        "train_time_s": earlier_time + time.perf_counter() - started,
+                    }
                     save_checkpoint(run.out / "last.pt", state(epoch, step + 1, done))
         train_time = earlier_time + time.perf_counter() - started
         totals = all_reduce_sum(torch.stack([loss_sum, correct.double()]), dist)
         images = steps * global_batch
-        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(totals[0]) / images, "train_acc": float(totals[1]) / images}
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": float(totals[0]) / images,
+            "train_acc": float(totals[1]) / images,
+        }
         val = _evaluate(run, feed.val_batches(eval_batch)) if feed.val_images else None
         test = _evaluate(run, feed.test_batches(eval_batch))
         for split, result in (("val", val), ("test", test)):
@@ -216,7 +259,9 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
         outcome.images += images
         # best.pt is chosen on validation accuracy (the first epoch reaching the best), never on
         # test; without a validation split every epoch replaces it, so it is the last
-        improved = val is None or outcome.best_val_acc is None or val.accuracy > outcome.best_val_acc
+        improved = (
+            val is None or outcome.best_val_acc is None or val.accuracy > outcome.best_val_acc
+        )
         if improved:
             outcome.best_val_acc = val.accuracy if val is not None else None
             outcome.best_test_acc, outcome.best_epoch = test.accuracy, epoch + 1
@@ -231,16 +276,23 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
             run.reporter.end_epoch(row, cfg.epochs)
     if tensorboard is not None:
         tensorboard.close()
-    if _patience_exhausted(cfg, outcome, len(outcome.history)) and len(outcome.history) < cfg.epochs:
+    if (
+        _patience_exhausted(cfg, outcome, len(outcome.history))
+        and len(outcome.history) < cfg.epochs
+    ):
         outcome.stopped_early = True
-        run.reporter.message("early stop: no better validation accuracy for "
-                             f"{cfg.patience} epochs after epoch {outcome.best_epoch}")
+        run.reporter.message(
+            "early stop: no better validation accuracy for "
+            f"{cfg.patience} epochs after epoch {outcome.best_epoch}"
+        )
     return outcome
 
 
 def _evaluate(run: Run, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> EvalResult:
     """One split's metrics, summed over the data-parallel ranks."""
-    confusion, loss_sum, top5 = eval_batches(run.model, batches, run.feed.num_classes, run.autocast, run.device)
+    confusion, loss_sum, top5 = eval_batches(
+        run.model, batches, run.feed.num_classes, run.autocast, run.device
+    )
     for t in (confusion, loss_sum, top5):
         all_reduce_sum(t, run.dist)
     return EvalResult(confusion.cpu(), float(loss_sum), int(top5))
@@ -248,7 +300,11 @@ def _evaluate(run: Run, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) ->
 
 def _patience_exhausted(cfg: TrainConfig, outcome: Outcome, epochs_done: int) -> bool:
     """Early stopping: `patience` epochs have passed since the best validation accuracy."""
-    return cfg.patience is not None and outcome.best_epoch > 0 and epochs_done - outcome.best_epoch >= cfg.patience
+    return (
+        cfg.patience is not None
+        and outcome.best_epoch > 0
+        and epochs_done - outcome.best_epoch >= cfg.patience
+    )
 
 
 def _tensorboard(run: Run, history: list[dict[str, Any]]) -> TensorBoardLog | None:
@@ -260,14 +316,25 @@ def _tensorboard(run: Run, history: list[dict[str, Any]]) -> TensorBoardLog | No
 def _mid_epoch(state: dict[str, Any], steps: int) -> tuple[int, dict[str, Any] | None]:
     """(steps already trained in the checkpoint's unfinished epoch, their loss/accuracy sums)."""
     step, partial = state.get("step", 0), state.get("partial")
-    if not isinstance(step, int) or not 0 <= step < steps or (step and not isinstance(partial, dict)):
-        raise CheckpointError(f"the checkpoint's position (step {step} of "
-                              f"{steps}) does not fit this dataset and batch size")
+    if (
+        not isinstance(step, int)
+        or not 0 <= step < steps
+        or (step and not isinstance(partial, dict))
+    ):
+        raise CheckpointError(
+            f"the checkpoint's position (step {step} of "
+            f"{steps}) does not fit this dataset and batch size"
+        )
     return step, partial
 
 
 def _restore(
-    state: dict[str, Any], run: Run, optimizer: torch.optim.Optimizer, schedule: LrSchedule, scaler: torch.amp.GradScaler, outcome: Outcome
+    state: dict[str, Any],
+    run: Run,
+    optimizer: torch.optim.Optimizer,
+    schedule: LrSchedule,
+    scaler: torch.amp.GradScaler,
+    outcome: Outcome,
 ) -> int:
     """Load a checkpoint's states into this run; returns the epochs it completed."""
     path = run.out / "last.pt"
@@ -297,7 +364,11 @@ def _restore(
 
 def _diverged(run: Run, epoch: int, step: int, steps: int, value: float, outcome: Outcome) -> None:
     kept = run.out / "last.pt"
-    where = f"kept {kept} (epoch {outcome.history[-1]['epoch']})" if outcome.history else "no checkpoint was written yet"
+    where = (
+        f"kept {kept} (epoch {outcome.history[-1]['epoch']})"
+        if outcome.history
+        else "no checkpoint was written yet"
+    )
     shown = value if not math.isfinite(value) else "non-finite on another process"
     raise DivergenceError(
         f"training diverged: the loss is {shown} at epoch {epoch + 1}, step "

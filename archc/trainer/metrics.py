@@ -30,12 +30,23 @@ COLUMNS = (
     "test_loss", "test_acc", "test_top5", "lr", "epoch_time_s", "images_per_s",
 )  # fmt: skip
 # Those every epoch has; the others only where they apply.
-ALWAYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s", "images_per_s")
+ALWAYS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+    "epoch_time_s",
+    "images_per_s",
+)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write text via a temporary file and a rename, so readers never see half a file."""
-    tmp = temp_path(path)  # named with this process's token: a later run removes it if we are killed
+    tmp = temp_path(
+        path
+    )  # named with this process's token: a later run removes it if we are killed
     try:
         tmp.write_text(text)
         os.replace(tmp, path)
@@ -54,7 +65,10 @@ def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
     for row in history:
         writer.writerow({k: _csv_value(row.get(k)) for k in columns})
     atomic_write_text(out / "metrics.csv", buffer.getvalue())
-    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps({k: row[k] for k in columns if k in row}) + "\n" for row in history))
+    atomic_write_text(
+        out / "metrics.jsonl",
+        "".join(json.dumps({k: row[k] for k in columns if k in row}) + "\n" for row in history),
+    )
 
 
 def _csv_value(value: object) -> object:

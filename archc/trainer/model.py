@@ -44,9 +44,13 @@ class Source:
         info: dict[str, Any] = {"name": self.name, "hash": self.source_hash}
         if self.spec is not None:
             overrides = json.loads(json.dumps(self.spec_overrides, default=str))
-            info |= {"path": self.spec_path, "overrides": overrides, "plugins": list(self.plugins),
-                     "input_shape": list(self.input_override) if self.input_override else None,
-                     "text": self.spec.document.source.text}
+            info |= {
+                "path": self.spec_path,
+                "overrides": overrides,
+                "plugins": list(self.plugins),
+                "input_shape": list(self.input_override) if self.input_override else None,
+                "text": self.spec.document.source.text,
+            }
         return info
 
     @property
@@ -72,7 +76,9 @@ class Source:
 
 
 def resolve_source(
-    spec_or_module: SpecOrModule, spec_overrides: dict[str, Any] | None = None, plugins: tuple[str, ...] = (),
+    spec_or_module: SpecOrModule,
+    spec_overrides: dict[str, Any] | None = None,
+    plugins: tuple[str, ...] = (),
     input_shape: tuple[int, ...] | list[int] | None = None,
 ) -> Source:
     """Load a spec path (or accept a loaded spec or an nn.Module) without building anything.
@@ -97,15 +103,25 @@ def resolve_source(
         if overrides:
             from archc.compiler.validate import validate
 
-            spec_or_module = validate(spec_or_module.document, {**spec_or_module.overrides, **overrides}, spec_or_module.plugins)
+            spec_or_module = validate(
+                spec_or_module.document,
+                {**spec_or_module.overrides, **overrides},
+                spec_or_module.plugins,
+            )
         return _spec_source(spec_or_module, spec_or_module.path, shape)
-    raise TypeError("train() takes a spec path, a loaded spec or an "
-                    f"nn.Module, not {type(spec_or_module).__name__}")
+    raise TypeError(
+        "train() takes a spec path, a loaded spec or an "
+        f"nn.Module, not {type(spec_or_module).__name__}"
+    )
 
 
 def checkpoint_source(
-    spec: SpecOrModule | None, stored: object, checkpoint: str | Path, spec_overrides: dict[str, Any] | None = None,
-    plugins: tuple[str, ...] = (), input_shape: tuple[int, ...] | list[int] | None = None,
+    spec: SpecOrModule | None,
+    stored: object,
+    checkpoint: str | Path,
+    spec_overrides: dict[str, Any] | None = None,
+    plugins: tuple[str, ...] = (),
+    input_shape: tuple[int, ...] | list[int] | None = None,
 ) -> Source:
     """The model a checkpoint was trained as: the `--set` and `--input` it recorded (flags given
     again override them), compiled from `spec` or, when spec is None, from the spec text the
@@ -118,14 +134,18 @@ def checkpoint_source(
     shape = input_shape if input_shape is not None else info.get("input_shape")
     missing = [p for p in info.get("plugins") or [] if p not in plugins]
     if missing:
-        raise CheckpointError(f"{checkpoint} was trained with --plugin "
-                              f"{' --plugin '.join(missing)}; pass it again to load the model")
+        raise CheckpointError(
+            f"{checkpoint} was trained with --plugin "
+            f"{' --plugin '.join(missing)}; pass it again to load the model"
+        )
     if spec is not None:
         return resolve_source(spec, overrides, plugins, shape)
     text = info.get("text")
     if not isinstance(text, str):
-        raise CheckpointError(f"{checkpoint} does not carry its spec (a plain "
-                              "state_dict or an older checkpoint): give the spec file")
+        raise CheckpointError(
+            f"{checkpoint} does not carry its spec (a plain "
+            "state_dict or an older checkpoint): give the spec file"
+        )
     from archc.compiler.validate import load
 
     source = resolve_source(load(text, overrides, plugins), None, plugins, shape)
@@ -137,8 +157,15 @@ def _spec_source(spec: LoadedSpec, path: str, input_shape: tuple[int, ...] | Non
     from archc.api import fingerprint, with_input
 
     spec = with_input(spec, input_shape)
-    return Source(spec.name, fingerprint(spec, input_shape), spec=spec, spec_path=path, spec_overrides=dict(spec.overrides),
-                  input_override=input_shape, plugins=tuple(spec.plugins))
+    return Source(
+        spec.name,
+        fingerprint(spec, input_shape),
+        spec=spec,
+        spec_path=path,
+        spec_overrides=dict(spec.overrides),
+        input_override=input_shape,
+        plugins=tuple(spec.plugins),
+    )
 
 
 def head_weights(model: nn.Module) -> list[float] | None:
@@ -169,7 +196,13 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int | None:
 
     was_training = model.training
     try:
-        stats = torchinfo.summary(model, input_size=(1, *input_shape), verbose=0, mode="eval", device=next(model.parameters()).device)
+        stats = torchinfo.summary(
+            model,
+            input_size=(1, *input_shape),
+            verbose=0,
+            mode="eval",
+            device=next(model.parameters()).device,
+        )
         return int(stats.total_mult_adds)
     except (RuntimeError, ValueError, TypeError, StopIteration):
         return None
@@ -177,7 +210,9 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int | None:
         model.train(was_training)
 
 
-def check_fit(source: Source, model: nn.Module, sample: torch.Tensor, dataset: str, num_classes: int) -> None:
+def check_fit(
+    source: Source, model: nn.Module, sample: torch.Tensor, dataset: str, num_classes: int
+) -> None:
     """Refuse, before training, a model whose input or output does not match the dataset.
 
     sample is one normalised batch of the dataset as the model will see it.
@@ -186,8 +221,10 @@ def check_fit(source: Source, model: nn.Module, sample: torch.Tensor, dataset: s
     expected = source.input_shape
     if expected is not None and tuple(expected) != actual:
         advice = hint(source.spec, actual) if source.spec is not None else "check the model's input"
-        raise DataError(f"{source.name} takes input {_fmt(expected)} "
-                        f"but {dataset} gives {_fmt(actual)}; {advice}")
+        raise DataError(
+            f"{source.name} takes input {_fmt(expected)} "
+            f"but {dataset} gives {_fmt(actual)}; {advice}"
+        )
     was_training = model.training
     model.eval()
     try:
@@ -195,18 +232,28 @@ def check_fit(source: Source, model: nn.Module, sample: torch.Tensor, dataset: s
             out = model(sample)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        advice = hint(source.spec, actual) if source.spec is not None else f"make the module take {_fmt(actual)} or pass --resize H[,W]"
-        raise DataError(f"{source.name} cannot take {dataset} images "
-                        f"of shape {_fmt(actual)} ({first}); {advice}") from None
+        advice = (
+            hint(source.spec, actual)
+            if source.spec is not None
+            else f"make the module take {_fmt(actual)} or pass --resize H[,W]"
+        )
+        raise DataError(
+            f"{source.name} cannot take {dataset} images "
+            f"of shape {_fmt(actual)} ({first}); {advice}"
+        ) from None
     finally:
         model.train(was_training)
     main = out[0] if isinstance(out, (tuple, list)) else out
     if not isinstance(main, torch.Tensor) or main.dim() != 2:
         shape = list(main.shape) if isinstance(main, torch.Tensor) else type(main).__name__
-        raise DataError(f"{source.name} must output class scores (batch, classes); it gives {shape}")
+        raise DataError(
+            f"{source.name} must output class scores (batch, classes); it gives {shape}"
+        )
     if main.shape[1] != num_classes:
-        raise DataError(f"{source.name} outputs {main.shape[1]} classes but {dataset} "
-                        f"has {num_classes}; use --set num_classes={num_classes}")
+        raise DataError(
+            f"{source.name} outputs {main.shape[1]} classes but {dataset} "
+            f"has {num_classes}; use --set num_classes={num_classes}"
+        )
 
 
 def _fmt(shape: tuple[int, ...]) -> str:

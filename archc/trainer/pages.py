@@ -23,7 +23,11 @@ def write_pages(record: dict[str, Any]) -> tuple[list[tuple[str, Path]], list[st
 
     out = Path(record["out"])
     spec = record["spec"].get("path")
-    spec_args = [arg for key, value in (record["overrides"].get("spec") or {}).items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+    spec_args = [
+        arg
+        for key, value in (record["overrides"].get("spec") or {}).items()
+        for arg in ("--set", f"{key}={json.dumps(value)}")
+    ]
     if record["overrides"].get("input"):
         spec_args += ["--input", ",".join(map(str, record["overrides"]["input"]))]
     commands = {

@@ -34,11 +34,15 @@ class Reporter:
 def format_row(row: Mapping[str, float], epochs: int) -> str:
     splits = "".join(
         f"{split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_acc']:.2%}"
-        + (f" top5 {row[f'{split}_top5']:.2%}" if f"{split}_top5" in row else "") + "  "
-        for split in ("train", "val", "test") if f"{split}_loss" in row
+        + (f" top5 {row[f'{split}_top5']:.2%}" if f"{split}_top5" in row else "")
+        + "  "
+        for split in ("train", "val", "test")
+        if f"{split}_loss" in row
     )
-    return (f"epoch {row['epoch']}/{epochs}  {splits}lr {row['lr']:.3g}  "
-            f"{row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f}s")
+    return (
+        f"epoch {row['epoch']}/{epochs}  {splits}lr {row['lr']:.3g}  "
+        f"{row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f}s"
+    )
 
 
 class QuietReporter(Reporter):
@@ -67,8 +71,10 @@ class RichReporter(Reporter):
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}  "
-                       "lr {task.fields[lr]:.3g}  {task.fields[ips]:.0f} img/s"),
+            TextColumn(
+                "loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}  "
+                "lr {task.fields[lr]:.3g}  {task.fields[ips]:.0f} img/s"
+            ),
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
@@ -82,7 +88,9 @@ class RichReporter(Reporter):
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
         if self.task is not None:
             self.progress.remove_task(self.task)
-        self.task = self.progress.add_task("", total=steps, epoch=f"{epoch}/{epochs}", loss=0.0, acc=0.0, lr=0.0, ips=0.0)
+        self.task = self.progress.add_task(
+            "", total=steps, epoch=f"{epoch}/{epochs}", loss=0.0, acc=0.0, lr=0.0, ips=0.0
+        )
 
     def update(self, step: int, loss: float, acc: float, lr: float, images_per_s: float) -> None:
         self.progress.update(self.task, completed=step, loss=loss, acc=acc, lr=lr, ips=images_per_s)

@@ -39,7 +39,9 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def cpu_supports_bf16() -> bool:
     """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX);
     emulated bf16 is slower than fp32."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
 
 
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, str | None]:
@@ -52,11 +54,16 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | Non
             raise TrainError("--amp-dtype float16 is for GPUs; on CPU use bfloat16 (or drop --amp)")
         if cpu_supports_bf16():
             return torch.bfloat16, None
-        return None, "--amp ignored: this CPU has no native bf16 (AVX512-BF16/AMX), training in fp32"
+        return (
+            None,
+            "--amp ignored: this CPU has no native bf16 (AVX512-BF16/AMX), training in fp32",
+        )
     if device.type == "cuda":
         bf16_ok = torch.cuda.is_bf16_supported()
         if cfg.amp_dtype == "bfloat16" and not bf16_ok:
-            raise TrainError("--amp-dtype bfloat16: this GPU does not support it; use --amp-dtype float16")
+            raise TrainError(
+                "--amp-dtype bfloat16: this GPU does not support it; use --amp-dtype float16"
+            )
         if cfg.amp_dtype == "float16" or (cfg.amp_dtype == "auto" and not bf16_ok):
             return torch.float16, None
         return torch.bfloat16, None
@@ -64,7 +71,9 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | Non
 
 
 @contextlib.contextmanager
-def runtime_settings(cfg: TrainConfig, device: torch.device, local_world_size: int) -> Iterator[None]:
+def runtime_settings(
+    cfg: TrainConfig, device: torch.device, local_world_size: int
+) -> Iterator[None]:
     """Apply threads, determinism and (on CPU) flush-to-zero for the run; restore them after.
 
     Denormal floats appear as gradients and momentum decay and cost some CPUs 10x per operation;
@@ -95,11 +104,14 @@ def runtime_settings(cfg: TrainConfig, device: torch.device, local_world_size: i
 
 MEMORY_FORMAT_TRIALS = 3  # timed forward+backward passes per format, after one warm-up each
 TRIAL_BATCH = 64
-CHANNELS_LAST_MARGIN = 0.95  # channels_last must be 5% faster: a tie is noise, and contiguous converts nothing
+CHANNELS_LAST_MARGIN = (
+    0.95  # channels_last must be 5% faster: a tie is noise, and contiguous converts nothing
+)
 
 
-def choose_memory_format(cfg: TrainConfig, model: torch.nn.Module, feed: Feed, dist: DistInfo,
-                         stored: str | None) -> tuple[str, str]:
+def choose_memory_format(
+    cfg: TrainConfig, model: torch.nn.Module, feed: Feed, dist: DistInfo, stored: str | None
+) -> tuple[str, str]:
     """("channels_last" or "contiguous", a line for the run log).
 
     --channels-last/--no-channels-last decide; a resumed run keeps its checkpoint's choice; under
@@ -122,11 +134,18 @@ def choose_memory_format(cfg: TrainConfig, model: torch.nn.Module, feed: Feed, d
     if dist.main:
         try:
             seconds = _time_formats(model, sample, batch)
-        except RuntimeError as exc:  # e.g. `.view` on an activation that channels_last made non-contiguous
+        except (
+            RuntimeError
+        ) as exc:  # e.g. `.view` on an activation that channels_last made non-contiguous
             seconds = {"contiguous": 0.0, "channels_last": float("inf")}
-            declined = ("memory format: contiguous (channels_last fails "
-                        f"in this model: {str(exc).splitlines()[0][:120]})")
-    faster = torch.tensor([1.0 if seconds["channels_last"] < CHANNELS_LAST_MARGIN * seconds["contiguous"] else 0.0], device=sample.device)
+            declined = (
+                "memory format: contiguous (channels_last fails "
+                f"in this model: {str(exc).splitlines()[0][:120]})"
+            )
+    faster = torch.tensor(
+        [1.0 if seconds["channels_last"] < CHANNELS_LAST_MARGIN * seconds["contiguous"] else 0.0],
+        device=sample.device,
+    )
     if dist.active:
         from torch import distributed as torch_distributed
 
@@ -134,9 +153,13 @@ def choose_memory_format(cfg: TrainConfig, model: torch.nn.Module, feed: Feed, d
     choice = "channels_last" if float(faster) > 0 else "contiguous"
     if declined:
         return choice, declined
-    shown = ", ".join(f"{name} {1000 * t:.1f} ms" for name, t in seconds.items()) if dist.main else ""
-    return choice, (f"memory format: {choice} (measured a forward+backward of {batch} "
-                    f"images: {shown}; --channels-last or --no-channels-last to choose)")
+    shown = (
+        ", ".join(f"{name} {1000 * t:.1f} ms" for name, t in seconds.items()) if dist.main else ""
+    )
+    return choice, (
+        f"memory format: {choice} (measured a forward+backward of {batch} "
+        f"images: {shown}; --channels-last or --no-channels-last to choose)"
+    )
 
 
 def _time_formats(model: torch.nn.Module, sample: torch.Tensor, batch: int) -> dict[str, float]:
@@ -148,7 +171,9 @@ def _time_formats(model: torch.nn.Module, sample: torch.Tensor, batch: int) -> d
     x = torch.randn((batch, *sample.shape[1:]), generator=gen, device=sample.device)
     best = {"contiguous": float("inf"), "channels_last": float("inf")}
     devices = [sample.device] if sample.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):  # dropout in the trial draws nothing from the run's RNG
+    with torch.random.fork_rng(
+        devices=devices
+    ):  # dropout in the trial draws nothing from the run's RNG
         trial = {name: copy.deepcopy(model) for name in best}
         trial["channels_last"].to(memory_format=torch.channels_last)
         inputs = {"contiguous": x, "channels_last": x.contiguous(memory_format=torch.channels_last)}

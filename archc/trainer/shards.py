@@ -74,8 +74,10 @@ def read_index(root: Path) -> ShardIndex:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise DataError(f"shards: cannot read {path}: {exc}; write shards "
-                        f"with `python -m archc.trainer.shards FOLDER {root}`") from None
+        raise DataError(
+            f"shards: cannot read {path}: {exc}; write shards "
+            f"with `python -m archc.trainer.shards FOLDER {root}`"
+        ) from None
     try:
         if data.get("format") != FORMAT:
             raise ValueError(f"not an {FORMAT} index")
@@ -105,7 +107,9 @@ def samples(shard: Path, num_classes: int) -> Iterator[tuple[str, bytes, int]]:
         with tarfile.open(shard, "r|*") as tar:
             for member in tar:
                 name = member.name
-                meta = "/" not in name and name.startswith(meta_prefix) and name.endswith(meta_suffix)
+                meta = (
+                    "/" not in name and name.startswith(meta_prefix) and name.endswith(meta_suffix)
+                )
                 if not member.isfile() or meta:
                     continue  # as webdataset: directories, links and __meta__ files are no fields
                 member_key, ext = base_plus_ext(name)
@@ -116,8 +120,9 @@ def samples(shard: Path, num_classes: int) -> Iterator[tuple[str, bytes, int]]:
                         yield _complete(shard, key, image, label)
                     key, image, label = member_key, None, None
                 if member.size > MAX_MEMBER_BYTES:
-                    raise DataError(f"shards: {shard}: {name} is {member.size} bytes, "
-                                    f"over {MAX_MEMBER_BYTES}")
+                    raise DataError(
+                        f"shards: {shard}: {name} is {member.size} bytes, over {MAX_MEMBER_BYTES}"
+                    )
                 handle = tar.extractfile(member)
                 data = handle.read() if handle is not None else b""
                 if ext.lower() in IMAGE_EXTENSIONS:
@@ -125,17 +130,23 @@ def samples(shard: Path, num_classes: int) -> Iterator[tuple[str, bytes, int]]:
                 elif ext.lower() == "cls":
                     label = int(data.strip())
                     if not 0 <= label < num_classes:
-                        raise DataError(f"shards: {shard}: {name} is class {label}, "
-                                        f"outside 0..{num_classes - 1}")
+                        raise DataError(
+                            f"shards: {shard}: {name} is class {label}, "
+                            f"outside 0..{num_classes - 1}"
+                        )
             if key is not None:
                 yield _complete(shard, key, image, label)
     except (OSError, tarfile.TarError, ValueError, EOFError) as exc:
         raise DataError(f"shards: cannot read {shard}: {exc}") from None
 
 
-def _complete(shard: Path, key: str, image: bytes | None, label: int | None) -> tuple[str, bytes, int]:
+def _complete(
+    shard: Path, key: str, image: bytes | None, label: int | None
+) -> tuple[str, bytes, int]:
     if image is None or label is None:
-        raise DataError(f"shards: {shard}: sample {key} lacks its {'image' if image is None else '.cls label'}")
+        raise DataError(
+            f"shards: {shard}: sample {key} lacks its {'image' if image is None else '.cls label'}"
+        )
     return key, image, label
 
 
@@ -143,8 +154,10 @@ def steps_per_epoch(shards: tuple[Shard, ...], world: int, local_batch: int) -> 
     """Steps every process can take whatever shards the epoch deals it: each gets at least
     len(shards) // world of them, so at least the samples of that many smallest shards."""
     if len(shards) < world:
-        raise DataError(f"shards: {len(shards)} train shards for {world} "
-                        "processes; write smaller shards (--shard-size)")
+        raise DataError(
+            f"shards: {len(shards)} train shards for {world} "
+            "processes; write smaller shards (--shard-size)"
+        )
     guaranteed = sum(sorted(s.count for s in shards)[: len(shards) // world])
     return guaranteed // local_batch
 
@@ -152,8 +165,16 @@ def steps_per_epoch(shards: tuple[Shard, ...], world: int, local_batch: int) -> 
 class ShardStream(IterableDataset):
     """One process's training samples of an epoch, transformed, for DataLoader workers."""
 
-    def __init__(self, index: ShardIndex, transform: Transform, channels: int, rank: int, world: int,
-                 seed: int, local_batch: int) -> None:
+    def __init__(
+        self,
+        index: ShardIndex,
+        transform: Transform,
+        channels: int,
+        rank: int,
+        world: int,
+        seed: int,
+        local_batch: int,
+    ) -> None:
         self.index, self.transform, self.channels = index, transform, channels
         self.rank, self.world, self.seed, self.local_batch = rank, world, seed, local_batch
         self.epoch, self.start_step = 0, 0
@@ -164,7 +185,9 @@ class ShardStream(IterableDataset):
         gen = torch.Generator().manual_seed((self.seed * EPOCH_SEED_STRIDE + self.epoch) * 1009)
         order = torch.randperm(len(self.index.train), generator=gen).tolist()
         mine = [self.index.train[i] for i in order[self.rank :: self.world]]
-        buffer_gen = torch.Generator().manual_seed((self.seed * EPOCH_SEED_STRIDE + self.epoch) * 1009 + 1 + self.rank)
+        buffer_gen = torch.Generator().manual_seed(
+            (self.seed * EPOCH_SEED_STRIDE + self.epoch) * 1009 + 1 + self.rank
+        )
         buffer: list[tuple[str, bytes, int]] = []
         position, total = 0, self.steps * self.local_batch
 
@@ -192,18 +215,30 @@ class ShardStream(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         first = self.start_step * self.local_batch
         for position, key, data, label in self.ordered():
-            if position < first or ((position // self.local_batch) - self.start_step) % workers != worker:
+            if (
+                position < first
+                or ((position // self.local_batch) - self.start_step) % workers != worker
+            ):
                 continue  # trained before the checkpoint, or another worker's batch
             image = decode_bytes(data, self.channels, key)
-            seed = (((self.seed * EPOCH_SEED_STRIDE + self.epoch) << 32) + zlib.crc32(key.encode())) % 2**63
+            seed = (
+                ((self.seed * EPOCH_SEED_STRIDE + self.epoch) << 32) + zlib.crc32(key.encode())
+            ) % 2**63
             yield seeded(self.transform, image, seed), label
 
 
 class ShardEval(IterableDataset):
     """The val shards, sample p to process p mod world and, within it, to one worker."""
 
-    def __init__(self, index: ShardIndex, transform: Transform, channels: int, rank: int, world: int,
-                 limit: int | None) -> None:
+    def __init__(
+        self,
+        index: ShardIndex,
+        transform: Transform,
+        channels: int,
+        rank: int,
+        world: int,
+        limit: int | None,
+    ) -> None:
         self.index, self.transform, self.channels = index, transform, channels
         self.rank, self.world, self.limit = rank, world, limit
 
@@ -217,7 +252,10 @@ class ShardEval(IterableDataset):
             for key, data, label in samples(shard.path, len(self.index.classes)):
                 if self.limit is not None and position >= self.limit:
                     return
-                if position % self.world == self.rank and (position // self.world) % workers == worker:
+                if (
+                    position % self.world == self.rank
+                    and (position // self.world) % workers == worker
+                ):
                     yield seeded(self.transform, decode_bytes(data, self.channels, key), 0), label
                 position += 1
 
@@ -231,36 +269,53 @@ class ShardFeed(Feed):
     evaluation: ShardEval | None = None
     workers: int = 0
 
-    def train_batches(self, epoch: int, start_step: int, seed: int, global_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(
+        self, epoch: int, start_step: int, seed: int, global_batch: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self.stream is not None
         self.stream.epoch, self.stream.start_step = epoch, start_step
         loader = self._loader(self.stream, global_batch // self.dist.world)
         for x, y in self._batches(loader):
-            yield self.pipeline.eval_batch(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)
+            yield (
+                self.pipeline.eval_batch(x.to(self.device, non_blocking=True)),
+                y.to(self.device, non_blocking=True),
+            )
 
     def steps(self, global_batch: int) -> int:
         assert self.stream is not None
         if self.stream.steps == 0:
-            raise DataError(f"{self.name}: fewer training samples per process than one "
-                            f"batch of {global_batch // self.dist.world}; lower --batch-size")
+            raise DataError(
+                f"{self.name}: fewer training samples per process than one "
+                f"batch of {global_batch // self.dist.world}; lower --batch-size"
+            )
         return self.stream.steps
 
     def test_batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self.evaluation is not None
         for x, y in self._batches(self._loader(self.evaluation, batch)):
-            yield self.pipeline.eval_batch(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)
+            yield (
+                self.pipeline.eval_batch(x.to(self.device, non_blocking=True)),
+                y.to(self.device, non_blocking=True),
+            )
 
     def sample(self) -> torch.Tensor:
         assert self.evaluation is not None
         images = []
-        for image, _ in ShardEval(self.evaluation.index, self.evaluation.transform, self.channels, 0, 1, 2):
+        for image, _ in ShardEval(
+            self.evaluation.index, self.evaluation.transform, self.channels, 0, 1, 2
+        ):
             images.append(image)
         return self.pipeline.eval_batch(torch.stack(images).to(self.device))
 
     def _loader(self, dataset: IterableDataset, batch: int) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch, num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                          prefetch_factor=4 if self.workers else None,
-                          generator=torch.Generator().manual_seed(0))  # its seed draw leaves the run's RNG alone; fmt: skip
+        return DataLoader(
+            dataset,
+            batch_size=batch,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if self.workers else None,
+            generator=torch.Generator().manual_seed(0),
+        )  # its seed draw leaves the run's RNG alone; fmt: skip
 
     @staticmethod
     def _batches(loader: DataLoader) -> Iterator[Any]:
@@ -317,9 +372,15 @@ def open_shards(
     if index.train:
         transform = train_transform(cfg, size, pad, flip)
         stream = ShardStream(index, transform, channels, dist.rank, dist.world, cfg.seed, local)
-    if stream is not None and cfg.train_subset is not None:  # the first train_subset images of each epoch
+    if (
+        stream is not None and cfg.train_subset is not None
+    ):  # the first train_subset images of each epoch
         stream.steps = min(stream.steps, cfg.train_subset // cfg.batch_size)
-    test_images = sum(s.count for s in index.val) if cfg.test_subset is None else min(cfg.test_subset, sum(s.count for s in index.val))
+    test_images = (
+        sum(s.count for s in index.val)
+        if cfg.test_subset is None
+        else min(cfg.test_subset, sum(s.count for s in index.val))
+    )
     evaluation_transform = preset.transform() if preset is not None else eval_transform(cfg, size)
     evaluation = ShardEval(index, evaluation_transform, channels, dist.rank, dist.world,
                            test_images)  # fmt: skip
@@ -335,10 +396,23 @@ def open_shards(
         for i, (k, d, _) in enumerate(samples(first_path, len(index.classes))):
             if i == 256:
                 break
-            values.append(seeded(eval_transform(cfg, size), decode_bytes(d, channels, k), 0).to(torch.float64).div_(255).flatten(1))
+            values.append(
+                seeded(eval_transform(cfg, size), decode_bytes(d, channels, k), 0)
+                .to(torch.float64)
+                .div_(255)
+                .flatten(1)
+            )
         pixels = torch.cat(values, dim=1)
         mean, std = pixels.mean(1).float(), pixels.std(1, unbiased=False).clamp_min(1e-3).float()
-    pipeline = BatchPipeline(mean, std, crop_padding=0, hflip=False, resize=None, channels_last=bool(cfg.channels_last), device=device)
+    pipeline = BatchPipeline(
+        mean,
+        std,
+        crop_padding=0,
+        hflip=False,
+        resize=None,
+        channels_last=bool(cfg.channels_last),
+        device=device,
+    )
     return ShardFeed(
         path="stream",
         name=f"shards:{index.root}",
@@ -359,7 +433,9 @@ def open_shards(
     )
 
 
-def write_shards(folder: Path, out: Path, shard_size: int = DEFAULT_SHARD_SIZE, seed: int = 0) -> dict[str, Any]:
+def write_shards(
+    folder: Path, out: Path, shard_size: int = DEFAULT_SHARD_SIZE, seed: int = 0
+) -> dict[str, Any]:
     """Write imagefolder FOLDER's splits as OUT/train-NNNNNN.tar and OUT/val-NNNNNN.tar plus
     OUT/index.json; train samples shuffled once (by seed) so that each shard mixes the classes.
     Each shard is written by webdataset's TarWriter (fixed mtime: the same folder gives the same
@@ -370,14 +446,25 @@ def write_shards(folder: Path, out: Path, shard_size: int = DEFAULT_SHARD_SIZE, 
 
     listing = list_imagefolder(str(folder))
     out.mkdir(parents=True, exist_ok=True)
-    index: dict[str, Any] = {"format": FORMAT, "version": 1, "classes": list(listing.classes), "train": [], "val": []}
-    order = torch.randperm(len(listing.train), generator=torch.Generator().manual_seed(seed)).tolist()
+    index: dict[str, Any] = {
+        "format": FORMAT,
+        "version": 1,
+        "classes": list(listing.classes),
+        "train": [],
+        "val": [],
+    }
+    order = torch.randperm(
+        len(listing.train), generator=torch.Generator().manual_seed(seed)
+    ).tolist()
     for split, items in (("train", [listing.train[i] for i in order]), ("val", listing.test)):
         for number, start in enumerate(range(0, len(items), shard_size)):
             chunk = items[start : start + shard_size]
             name = f"{split}-{number:06d}.tar"
             temporary = out / f".{name}.partial"
-            with open(temporary, "wb") as file, TarWriter(file, mtime=0, format="PAX_FORMAT") as tar:
+            with (
+                open(temporary, "wb") as file,
+                TarWriter(file, mtime=0, format="PAX_FORMAT") as tar,
+            ):
                 for offset, (path, label) in enumerate(chunk):
                     ext = Path(path).suffix.lower().lstrip(".") or "jpg"
                     key = f"{split}{start + offset:09d}"
@@ -391,12 +478,27 @@ def write_shards(folder: Path, out: Path, shard_size: int = DEFAULT_SHARD_SIZE, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m archc.trainer.shards", description=("Write an image folder as WebDataset-layout tar shards for `--dataset shards:OUT`."))
-    parser.add_argument("folder", type=Path, help=("imagefolder root: FOLDER/train/CLASS/* and "
-                                                   "FOLDER/val/CLASS/* (or FOLDER/CLASS/*, split 80/20)"))
+    parser = argparse.ArgumentParser(
+        prog="python -m archc.trainer.shards",
+        description=(
+            "Write an image folder as WebDataset-layout tar shards for `--dataset shards:OUT`."
+        ),
+    )
+    parser.add_argument(
+        "folder",
+        type=Path,
+        help=(
+            "imagefolder root: FOLDER/train/CLASS/* and "
+            "FOLDER/val/CLASS/* (or FOLDER/CLASS/*, split 80/20)"
+        ),
+    )
     parser.add_argument("out", type=Path, help="directory for the shards and index.json")
-    parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, metavar="N", help="samples per shard")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the one-off shuffle of the train samples")
+    parser.add_argument(
+        "--shard-size", type=int, default=DEFAULT_SHARD_SIZE, metavar="N", help="samples per shard"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the one-off shuffle of the train samples"
+    )
     args = parser.parse_args(argv)
     if args.shard_size < 1:
         parser.error("--shard-size must be positive")

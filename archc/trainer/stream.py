@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-EVAL_CROP_FRACTION = 224 / 256  # Resize 256, CenterCrop 224: torchvision's evaluation of ImageNet models
+EVAL_CROP_FRACTION = (
+    224 / 256
+)  # Resize 256, CenterCrop 224: torchvision's evaluation of ImageNet models
 SAMPLE_SEED_STRIDE = 10_000_019
 STATS_SAMPLE = 256  # images that estimate the normalisation constants when no recipe gives them
 HEADER_SAMPLE = 64  # images whose headers estimate the decoded size of a folder
@@ -47,7 +49,9 @@ class ImageFiles(torch.utils.data.Dataset):
     """(path, label) pairs as numpy arrays (no per-item Python
     objects for forked workers to copy)."""
 
-    def __init__(self, samples: Sequence[tuple[str, int]], channels: int, transform: Transform) -> None:
+    def __init__(
+        self, samples: Sequence[tuple[str, int]], channels: int, transform: Transform
+    ) -> None:
         self.paths = np.array([os.fsencode(p) for p, _ in samples])
         self.labels = np.array([label for _, label in samples], dtype=np.int64)
         self.channels = channels
@@ -68,7 +72,9 @@ def seeded(transform: Transform, image: Image, seed: int) -> torch.Tensor:
     uint8 (C, H, W) tensor. In the main process (no loader workers) the run's RNG state is kept."""
     from torchvision.transforms.v2.functional import pil_to_tensor
 
-    generator = torch.default_generator  # torch.manual_seed would also queue a lazy CUDA seed: 100x slower
+    generator = (
+        torch.default_generator
+    )  # torch.manual_seed would also queue a lazy CUDA seed: 100x slower
     saved = generator.get_state() if torch.utils.data.get_worker_info() is None else None
     generator.manual_seed(seed)
     try:
@@ -108,7 +114,11 @@ class EpochSampler(DistributedSampler):
     def __init__(self, n: int, rank: int, world: int, seed: int) -> None:
         super().__init__(
             range(n),  # type: ignore[arg-type]  # stub wants a Dataset; the sampler only takes len()
-            num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True,
+            num_replicas=world,
+            rank=rank,
+            shuffle=True,
+            seed=seed,
+            drop_last=True,
         )
         self.skip = 0
 
@@ -148,22 +158,30 @@ def list_imagefolder(argument: str, whole_test: bool = False) -> FolderListing:
         test_classes, test = list_folder(test_dir)
         unknown = sorted(set(test_classes) - set(classes))
         if unknown:
-            raise DataError(f"imagefolder: {test_dir} has classes not in {train_dir}: {', '.join(unknown)}")
+            raise DataError(
+                f"imagefolder: {test_dir} has classes not in {train_dir}: {', '.join(unknown)}"
+            )
         test = [(p, classes.index(test_classes[y])) for p, y in test]
     else:
         classes, samples = list_folder(root)
         if whole_test:
             return FolderListing(f"imagefolder:{root}", tuple(classes), [], samples)
         if len(samples) < 2:
-            raise DataError(f"imagefolder: {root} needs at least 2 images to split into train and test")
-        order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
+            raise DataError(
+                f"imagefolder: {root} needs at least 2 images to split into train and test"
+            )
+        order = torch.randperm(
+            len(samples), generator=torch.Generator().manual_seed(SPLIT_SEED)
+        ).tolist()
         n_test = max(1, round(IMAGEFOLDER_TEST_FRACTION * len(samples)))
         train = [samples[i] for i in order[n_test:]]
         test = [samples[i] for i in order[:n_test]]
     return FolderListing(f"imagefolder:{root}", tuple(classes), train, test)
 
 
-def header_stats(samples: Sequence[tuple[str, int]], count: int = HEADER_SAMPLE) -> tuple[int, tuple[int, int], float]:
+def header_stats(
+    samples: Sequence[tuple[str, int]], count: int = HEADER_SAMPLE
+) -> tuple[int, tuple[int, int], float]:
     """(channels, first image's (H, W), mean pixels per image) from the headers of up to `count`
     evenly spaced files: what deciding memory vs streaming needs, without decoding anything."""
     from PIL import Image, UnidentifiedImageError
@@ -204,7 +222,10 @@ def available_memory() -> int:
             available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
             available = 8 * 2**30
-    for limit_file, usage_file in (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+    for limit_file, usage_file in (
+        ("memory.max", "memory.current"),
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
+    ):
         try:
             limit = Path("/sys/fs/cgroup", limit_file).read_text().strip()
             usage = Path("/sys/fs/cgroup", usage_file).read_text().strip()
@@ -233,8 +254,9 @@ def loader_workers(cfg: TrainConfig, processes: int) -> int:
     return min(MAX_LOADER_WORKERS, default_threads(processes))
 
 
-def train_transform(cfg: TrainConfig, size: tuple[int, int], crop_padding: int,
-                    hflip: bool) -> Transform:
+def train_transform(
+    cfg: TrainConfig, size: tuple[int, int], crop_padding: int, hflip: bool
+) -> Transform:
     """The per-sample training transforms on uint8 tensors (torchvision.transforms.v2)."""
     from torchvision.transforms import v2
 
@@ -279,14 +301,18 @@ class EvalPreset:
         from torchvision.transforms import InterpolationMode, v2
 
         mode = InterpolationMode(self.interpolation)
-        return v2.Compose([v2.Resize(self.resize, interpolation=mode, antialias=True), v2.CenterCrop(self.crop)])
+        return v2.Compose(
+            [v2.Resize(self.resize, interpolation=mode, antialias=True), v2.CenterCrop(self.crop)]
+        )
 
     def normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.tensor(self.mean), torch.tensor(self.std)
 
     def describe(self) -> str:
-        return (f"Resize {self.resize} ({self.interpolation}), CenterCrop {self.crop}, "
-                f"mean {list(self.mean)}, std {list(self.std)}")
+        return (
+            f"Resize {self.resize} ({self.interpolation}), CenterCrop {self.crop}, "
+            f"mean {list(self.mean)}, std {list(self.std)}"
+        )
 
 
 def eval_transform(cfg: TrainConfig, size: tuple[int, int]) -> Transform:
@@ -295,12 +321,19 @@ def eval_transform(cfg: TrainConfig, size: tuple[int, int]) -> Transform:
     from torchvision.transforms import v2
 
     if cfg.recipe == "imagenet":
-        return v2.Compose([v2.Resize(round(min(size) / EVAL_CROP_FRACTION), antialias=True), v2.CenterCrop(size)])
+        return v2.Compose(
+            [v2.Resize(round(min(size) / EVAL_CROP_FRACTION), antialias=True), v2.CenterCrop(size)]
+        )
     return v2.Resize(size, antialias=True)
 
 
 def make_loader(
-    files: ImageFiles, sampler: Iterable[tuple[int, int]], batch: int, workers: int, device: torch.device, drop_last: bool
+    files: ImageFiles,
+    sampler: Iterable[tuple[int, int]],
+    batch: int,
+    workers: int,
+    device: torch.device,
+    drop_last: bool,
 ) -> DataLoader:
     return DataLoader(
         files,
@@ -311,11 +344,15 @@ def make_loader(
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
         drop_last=drop_last,
-        generator=torch.Generator().manual_seed(0),  # the loader's own seed draw leaves the global RNG alone
+        generator=torch.Generator().manual_seed(
+            0
+        ),  # the loader's own seed draw leaves the global RNG alone
     )
 
 
-def estimate_stats(files: ImageFiles, count: int = STATS_SAMPLE) -> tuple[torch.Tensor, torch.Tensor]:
+def estimate_stats(
+    files: ImageFiles, count: int = STATS_SAMPLE
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std in [0, 1] of up to `count` evenly spaced training images."""
     picks = range(0, len(files), max(1, len(files) // count))
     total = torch.zeros(files.channels, dtype=torch.float64)
@@ -352,12 +389,20 @@ class StreamFeed(Feed):
     _val_loader: DataLoader | None = None
     _global_batch: int = 0
 
-    def train_batches(self, epoch: int, start_step: int, seed: int, global_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(
+        self, epoch: int, start_step: int, seed: int, global_batch: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self.train_files is not None
         local = global_batch // self.dist.world
         if self._train_loader is None or self._global_batch != global_batch:
-            self._train_loader = make_loader(self.train_files, EpochSampler(len(self.train_files), self.dist.rank, self.dist.world, seed),
-                                             local, self.workers, self.device, drop_last=True)
+            self._train_loader = make_loader(
+                self.train_files,
+                EpochSampler(len(self.train_files), self.dist.rank, self.dist.world, seed),
+                local,
+                self.workers,
+                self.device,
+                drop_last=True,
+            )
             self._global_batch = global_batch
         sampler = self._train_loader.sampler
         assert isinstance(sampler, EpochSampler)
@@ -366,13 +411,18 @@ class StreamFeed(Feed):
         batches = iter(self._train_loader)
         for _ in range(start_step, steps):
             x, y = self._next(batches)
-            yield self.pipeline.eval_batch(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)
+            yield (
+                self.pipeline.eval_batch(x.to(self.device, non_blocking=True)),
+                y.to(self.device, non_blocking=True),
+            )
 
     def test_batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self.test_files is not None
         if self._test_loader is None or self._test_loader.batch_size != batch:
             shard = [(i, 0) for i in range(self.dist.rank, len(self.test_files), self.dist.world)]
-            self._test_loader = make_loader(self.test_files, shard, batch, self.workers, self.device, drop_last=False)
+            self._test_loader = make_loader(
+                self.test_files, shard, batch, self.workers, self.device, drop_last=False
+            )
         return self._eval_batches(self._test_loader)
 
     def val_batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -380,7 +430,9 @@ class StreamFeed(Feed):
             return iter(())
         if self._val_loader is None or self._val_loader.batch_size != batch:
             shard = [(i, 0) for i in range(self.dist.rank, len(self.val_files), self.dist.world)]
-            self._val_loader = make_loader(self.val_files, shard, batch, self.workers, self.device, drop_last=False)
+            self._val_loader = make_loader(
+                self.val_files, shard, batch, self.workers, self.device, drop_last=False
+            )
         return self._eval_batches(self._val_loader)
 
     def _eval_batches(self, loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -390,15 +442,22 @@ class StreamFeed(Feed):
                 x, y = self._next(batches)
             except StopIteration:
                 return
-            yield self.pipeline.eval_batch(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)
+            yield (
+                self.pipeline.eval_batch(x.to(self.device, non_blocking=True)),
+                y.to(self.device, non_blocking=True),
+            )
 
     def sample(self) -> torch.Tensor:
         assert self.test_files is not None
-        images = torch.stack([self.test_files[(i, 0)][0] for i in range(min(2, len(self.test_files)))])
+        images = torch.stack(
+            [self.test_files[(i, 0)][0] for i in range(min(2, len(self.test_files)))]
+        )
         return self.pipeline.eval_batch(images.to(self.device))
 
     def close(self) -> None:
-        self._train_loader = self._test_loader = self._val_loader = None  # persistent workers exit with their iterators
+        self._train_loader = self._test_loader = self._val_loader = (
+            None  # persistent workers exit with their iterators
+        )
 
     @staticmethod
     def _next(batches: Iterator[Any]) -> Any:
@@ -438,7 +497,12 @@ def open_stream(
     if augment_train and cfg.val_split > 0 and train:  # training, not `archc evaluate`
         from archc.trainer.validation import split_indices
 
-        keep, held = split_indices(torch.tensor([label for _, label in train]), len(listing.classes), cfg.val_split, listing.name)
+        keep, held = split_indices(
+            torch.tensor([label for _, label in train]),
+            len(listing.classes),
+            cfg.val_split,
+            listing.name,
+        )
         train, val = [train[i] for i in keep.tolist()], [train[i] for i in held.tolist()]
     channels, first, _ = header_stats(train or test)
     if preset is not None:
@@ -464,7 +528,15 @@ def open_stream(
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     else:
         mean, std = estimate_stats(ImageFiles(train or test, channels, eval_transform(cfg, size)))
-    pipeline = BatchPipeline(mean, std, crop_padding=0, hflip=False, resize=None, channels_last=bool(cfg.channels_last), device=device)
+    pipeline = BatchPipeline(
+        mean,
+        std,
+        crop_padding=0,
+        hflip=False,
+        resize=None,
+        channels_last=bool(cfg.channels_last),
+        device=device,
+    )
     return StreamFeed(
         path="stream",
         name=listing.name,

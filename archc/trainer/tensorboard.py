@@ -39,14 +39,18 @@ class TensorBoardLog:
         self.reporter = reporter
 
     @classmethod
-    def open(cls, out: Path, history: list[dict[str, Any]], reporter: Reporter) -> TensorBoardLog | None:
+    def open(
+        cls, out: Path, history: list[dict[str, Any]], reporter: Reporter
+    ) -> TensorBoardLog | None:
         """A log holding `history` already, or None (with a note)
         where tensorboard is not installed."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            reporter.message("note: TensorBoard logging is off: the tensorboard "
-                             "package is not installed (pip install tensorboard)")
+            reporter.message(
+                "note: TensorBoard logging is off: the tensorboard "
+                "package is not installed (pip install tensorboard)"
+            )
             return None
         directory = out / DIRNAME
         shutil.rmtree(directory, ignore_errors=True)
@@ -87,8 +91,12 @@ def _quiet_writer_thread(reporter: Reporter) -> None:
 
     def hook(args: threading.ExceptHookArgs) -> None:
         frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
-        if isinstance(args.exc_value, OSError) and any("tensorboard" in frame.filename for frame in frames):
-            reporter.message(f"note: TensorBoard logging is off: {args.exc_value.strerror or args.exc_value}")
+        if isinstance(args.exc_value, OSError) and any(
+            "tensorboard" in frame.filename for frame in frames
+        ):
+            reporter.message(
+                f"note: TensorBoard logging is off: {args.exc_value.strerror or args.exc_value}"
+            )
             return
         threading.__excepthook__(args)
 

@@ -17,7 +17,9 @@ from archc.trainer.errors import DataError
 SPLIT_SEED = 20_240_601
 
 
-def split_indices(labels: torch.Tensor, num_classes: int, fraction: float, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+def split_indices(
+    labels: torch.Tensor, num_classes: int, fraction: float, name: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(training indices, validation indices), both sorted: round(fraction x N) images held out
     (at least one, leaving at least one to train on), each class giving its share, as near to
     `fraction` of its images as whole images allow."""
@@ -25,7 +27,9 @@ def split_indices(labels: torch.Tensor, num_classes: int, fraction: float, name:
     n = len(labels)
     total = min(n - 1, max(1, round(fraction * n)))
     if total < 1:
-        raise DataError(f"{name} has too few training images for a validation split; pass --val-split 0")
+        raise DataError(
+            f"{name} has too few training images for a validation split; pass --val-split 0"
+        )
     gen = torch.Generator().manual_seed(SPLIT_SEED)
     perm = torch.randperm(n, generator=gen)
     shuffled = labels[perm]
@@ -46,5 +50,9 @@ def hold_out(data: ImageData, fraction: float) -> tuple[ImageData, torch.Tensor,
     train_idx, val_idx = split_indices(data.train_y, data.num_classes, fraction, data.name)
     device = data.train_x.device
     val_idx, train_idx = val_idx.to(device), train_idx.to(device)
-    rest = replace(data, train_x=data.train_x.index_select(0, train_idx), train_y=data.train_y.index_select(0, train_idx))
+    rest = replace(
+        data,
+        train_x=data.train_x.index_select(0, train_idx),
+        train_y=data.train_y.index_select(0, train_idx),
+    )
     return rest, data.train_x.index_select(0, val_idx), data.train_y.index_select(0, val_idx)

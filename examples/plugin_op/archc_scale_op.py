@@ -40,18 +40,18 @@ class ScaleArgs(Args):
 @register
 class Scale(Op[ScaleArgs]):
     name = "scale"
-    Args = ScaleArgs            # unknown or mistyped arguments become positioned SpecErrors
-    shorthand = "factor"        # `- scale: 2.0`
-    is_module = False           # a function call in forward, not a child module
+    Args = ScaleArgs  # unknown or mistyped arguments become positioned SpecErrors
+    shorthand = "factor"  # `- scale: 2.0`
+    is_module = False  # a function call in forward, not a child module
     doc = "Multiply by a constant."
     autograd = Autograd(saves="none")  # training memory: x * c keeps nothing for its backward
-    colour = "#ffffff"          # diagram fill
-    weighted = False            # not a weighted layer: does not count toward depth
+    colour = "#ffffff"  # diagram fill
+    weighted = False  # not a weighted layer: does not count toward depth
 
-    def other_ops(self, args, inputs, out):      # per-element work for reports
+    def other_ops(self, args, inputs, out):  # per-element work for reports
         return numel(out)
 
-    def expression(self, args, inputs):          # functional ops: the forward expression
+    def expression(self, args, inputs):  # functional ops: the forward expression
         return f"{inputs[0]} * {args.factor!r}"
 
 
@@ -78,8 +78,10 @@ class AffineOp(Op[AffineArgs]):
     name = "affine"
     Args = AffineArgs
     shorthand = "init_scale"
-    doc = ("A learned scale and shift per channel (the "
-           "plugin's own module class, keys weight and bias).")
+    doc = (
+        "A learned scale and shift per channel (the "
+        "plugin's own module class, keys weight and bias)."
+    )
     # The class's source is pasted into the generated file: the model archc builds runs it, and the
     # exported file needs PyTorch only (the class must use only torch, nn and Python builtins).
     module_source = inspect.getsource(Affine)
@@ -94,14 +96,20 @@ class AffineOp(Op[AffineArgs]):
             raise OpError("affine needs a (C, ...) input")
         return shape
 
-    def params(self, args, inputs, out):         # what the module holds: counted, and checked at build
+    def params(self, args, inputs, out):  # what the module holds: counted, and checked at build
         return 2 * out[0]
 
-    def other_ops(self, args, inputs, out):      # a multiply and an add per element
+    def other_ops(self, args, inputs, out):  # a multiply and an add per element
         return 2 * numel(out)
 
-    def emit(self, args, inputs, out, inplace):  # modules: the constructor call, by the class's name
-        return Call("Affine", (out[0], len(out)), {"init_scale": args.init_scale} if args.init_scale != 1.0 else {})
+    def emit(
+        self, args, inputs, out, inplace
+    ):  # modules: the constructor call, by the class's name
+        return Call(
+            "Affine",
+            (out[0], len(out)),
+            {"init_scale": args.init_scale} if args.init_scale != 1.0 else {},
+        )
 
 
 class GainArgs(Args):
@@ -113,9 +121,11 @@ class Gain(Op[GainArgs]):
     name = "gain"
     Args = GainArgs
     shorthand = "value"
-    doc = ("Multiply by one learned scalar, held by the enclosing "
-           "module as an nn.Parameter named after the item.")
-    owns_tensor = True           # no child module: the parameter is an attribute, `self.<name>`
+    doc = (
+        "Multiply by one learned scalar, held by the enclosing "
+        "module as an nn.Parameter named after the item."
+    )
+    owns_tensor = True  # no child module: the parameter is an attribute, `self.<name>`
     autograd = Autograd(saves="input")
     colour = "#fdf1d6"
     weighted = False
@@ -126,8 +136,12 @@ class Gain(Op[GainArgs]):
     def other_ops(self, args, inputs, out):
         return numel(out)
 
-    def emit(self, args, inputs, out, inplace):  # the tensor's first value (wrapped in nn.Parameter)
+    def emit(
+        self, args, inputs, out, inplace
+    ):  # the tensor's first value (wrapped in nn.Parameter)
         return Call("torch.full", ((1,), args.value))
 
-    def source(self, args, inputs, shapes, inplace):  # inputs[0] is the attribute, inputs[1] the input
+    def source(
+        self, args, inputs, shapes, inplace
+    ):  # inputs[0] is the attribute, inputs[1] the input
         return f"{inputs[1]} * {inputs[0]}"

@@ -20,14 +20,18 @@ def layer_of(model: nn.Module) -> nn.Module | None:
     return leaves[-1] if leaves else None
 
 
-def check_op(layer: str, shape: list[int], reference: Reference, *, exact: bool = True) -> nn.Module:
+def check_op(
+    layer: str, shape: list[int], reference: Reference, *, exact: bool = True
+) -> nn.Module:
     """Build `input: shape, layers: [layer]`: static shapes, parameters and buffers equal runtime
     (compile_and_verify), MACs equal FlopCounterMode / 2, and the output equals `reference`."""
     model = compile_and_verify(f"input: {shape}\nlayers:\n  - {layer}\n").eval()
     x = torch.randn(2, *shape)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         out = model(x)
-    assert counter.get_total_flops() == 2 * len(x) * model.archc_graph.total_macs  # MACs are per sample
+    assert (
+        counter.get_total_flops() == 2 * len(x) * model.archc_graph.total_macs
+    )  # MACs are per sample
     with torch.no_grad():
         want = reference(layer_of(model), x)
     if exact:

@@ -31,6 +31,10 @@ def test_activation_computes_the_torch_function(layer: str, reference: Reference
 
 def test_hard_activations_are_ops_of_their_own() -> None:
     """hardswish and hardsigmoid are not swish and sigmoid: each emits its own torch module."""
-    for name, module in (("hardswish", torch.nn.Hardswish), ("hardsigmoid", torch.nn.Hardsigmoid), ("mish", torch.nn.Mish)):
+    for name, module in (
+        ("hardswish", torch.nn.Hardswish),
+        ("hardsigmoid", torch.nn.Hardsigmoid),
+        ("mish", torch.nn.Mish),
+    ):
         model = api.build(f"input: [4]\nlayers:\n  - {name}\n")
         assert [type(m) for m in model.modules() if not list(m.children())] == [module]

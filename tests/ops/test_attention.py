@@ -16,9 +16,15 @@ from tests.conftest import compile_and_verify
 
 @pytest.mark.parametrize(("length", "dim", "heads"), [(5, 8, 2), (17, 12, 3), (1, 4, 1)])
 def test_self_attention_is_nn_multihead_attention(length: int, dim: int, heads: int) -> None:
-    model = compile_and_verify(f"input: [{length}, {dim}]\nlayers:\n  - {{self_attention: {heads}, name: attn}}\n")
-    assert [k for k in model.state_dict()] == ["attn.in_proj_weight", "attn.in_proj_bias", "attn.out_proj.weight",
-                                               "attn.out_proj.bias"]
+    model = compile_and_verify(
+        f"input: [{length}, {dim}]\nlayers:\n  - {{self_attention: {heads}, name: attn}}\n"
+    )
+    assert [k for k in model.state_dict()] == [
+        "attn.in_proj_weight",
+        "attn.in_proj_bias",
+        "attn.out_proj.weight",
+        "attn.out_proj.bias",
+    ]
     reference = nn.MultiheadAttention(dim, heads, batch_first=True)
     reference.load_state_dict(model.attn.state_dict())
     x = torch.randn(3, length, dim)
@@ -29,11 +35,16 @@ def test_self_attention_is_nn_multihead_attention(length: int, dim: int, heads: 
     torch.testing.assert_close(out, reference(x, x, x, need_weights=False)[0])
 
 
-@pytest.mark.parametrize(("shape", "item", "message"), [
-    ([4, 6, 6], "self_attention: 2", "needs a \\(L, D\\) token sequence, got 4x6x6"),
-    ([5, 10], "self_attention: 3", "heads=3 does not divide the model dimension D=10"),
-])
-def test_self_attention_on_a_wrong_layout_is_a_positioned_error(shape: list[int], item: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("shape", "item", "message"),
+    [
+        ([4, 6, 6], "self_attention: 2", "needs a \\(L, D\\) token sequence, got 4x6x6"),
+        ([5, 10], "self_attention: 3", "heads=3 does not divide the model dimension D=10"),
+    ],
+)
+def test_self_attention_on_a_wrong_layout_is_a_positioned_error(
+    shape: list[int], item: str, message: str
+) -> None:
     with pytest.raises(SpecError, match=message) as info:
         api.build(f"input: {shape}\nlayers:\n  - {item}\n")
     assert ":3:" in str(info.value)

@@ -16,7 +16,9 @@ from tests.conftest import compile_and_verify
 @pytest.mark.parametrize(("p", "mode"), [(0.3, "row"), (0.5, "batch"), (0.0, "row"), (1.0, "row")])
 def test_stochastic_depth_is_torchvisions(p: float, mode: str) -> None:
     """Same random draws as torchvision.ops.StochasticDepth in training; the identity in eval."""
-    model = compile_and_verify(f"input: [4, 3, 3]\nlayers:\n  - stochastic_depth: {{p: {p}, mode: {mode}}}\n")
+    model = compile_and_verify(
+        f"input: [4, 3, 3]\nlayers:\n  - stochastic_depth: {{p: {p}, mode: {mode}}}\n"
+    )
     reference = torchvision.ops.StochasticDepth(p, mode)
     x = torch.randn(32, 4, 3, 3)
     for training in (True, False):
@@ -52,5 +54,9 @@ def test_stochastic_depth_probability_is_checked() -> None:
 def test_linear_on_a_channels_last_map_is_nn_linear_on_the_last_dimension() -> None:
     from tests.ops.conftest import check_op
 
-    check_op("linear: {out: 6, channels_last: true}", [3, 4, 5],
-             lambda m, x: torch.nn.functional.linear(x, m.weight, m.bias), exact=False)
+    check_op(
+        "linear: {out: 6, channels_last: true}",
+        [3, 4, 5],
+        lambda m, x: torch.nn.functional.linear(x, m.weight, m.bias),
+        exact=False,
+    )

@@ -9,9 +9,16 @@ from tests.ops.conftest import Reference, check_op
 
 CASES: list[tuple[str, list[int], Reference]] = [
     ("upsample: 2", [3, 4, 5], lambda m, x: F.interpolate(x, scale_factor=2.0)),
-    ("upsample: {size: [7, 9], mode: bilinear, align_corners: true}", [3, 4, 5],
-     lambda m, x: F.interpolate(x, size=(7, 9), mode="bilinear", align_corners=True)),
-    ("upsample: {scale: 1.5, mode: linear}", [3, 8], lambda m, x: F.interpolate(x, scale_factor=1.5, mode="linear")),
+    (
+        "upsample: {size: [7, 9], mode: bilinear, align_corners: true}",
+        [3, 4, 5],
+        lambda m, x: F.interpolate(x, size=(7, 9), mode="bilinear", align_corners=True),
+    ),
+    (
+        "upsample: {scale: 1.5, mode: linear}",
+        [3, 8],
+        lambda m, x: F.interpolate(x, scale_factor=1.5, mode="linear"),
+    ),
 ]
 
 

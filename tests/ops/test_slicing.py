@@ -26,14 +26,19 @@ layers:
 """
 
 
-@pytest.mark.parametrize(("shape", "stride", "expected"), [
-    ([16, 32, 32], 2, (16, 16, 16)),
-    ([16, 7, 7], 2, (16, 4, 4)),          # odd sizes keep the first position: ceil(7 / 2)
-    ([3, 5, 9], [1, 3], (3, 5, 3)),
-    ([4, 9], 2, (4, 5)),                   # (C, L) sequences
-    ([2, 5, 6, 7], 2, (2, 3, 3, 4)),       # volumes
-])
-def test_subsample_is_a_strided_slice(shape: list[int], stride: int | list[int], expected: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(
+    ("shape", "stride", "expected"),
+    [
+        ([16, 32, 32], 2, (16, 16, 16)),
+        ([16, 7, 7], 2, (16, 4, 4)),  # odd sizes keep the first position: ceil(7 / 2)
+        ([3, 5, 9], [1, 3], (3, 5, 3)),
+        ([4, 9], 2, (4, 5)),  # (C, L) sequences
+        ([2, 5, 6, 7], 2, (2, 3, 3, 4)),  # volumes
+    ],
+)
+def test_subsample_is_a_strided_slice(
+    shape: list[int], stride: int | list[int], expected: tuple[int, ...]
+) -> None:
     text = f"input: {shape}\nlayers:\n  - subsample: {stride}\n"
     model = api.build(text)
     assert model.archc_graph.shape_of(model.archc_graph.output) == expected
@@ -71,12 +76,15 @@ def test_pad_channels_fill_value_and_static_costs() -> None:
     assert (graph.total_params, graph.total_macs) == (0, 0)
 
 
-@pytest.mark.parametrize(("layer", "message"), [
-    ("subsample: 0", "stride must be positive"),
-    ("subsample: [2, 2, 2]", "has 3 values but the input has 2 spatial dimensions"),
-    ("pad_channels: {before: -1}", "greater than or equal to 0"),
-    ("pad_channels: {middle: 1}", "unknown argument 'middle'"),
-])
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ("subsample: 0", "stride must be positive"),
+        ("subsample: [2, 2, 2]", "has 3 values but the input has 2 spatial dimensions"),
+        ("pad_channels: {before: -1}", "greater than or equal to 0"),
+        ("pad_channels: {middle: 1}", "unknown argument 'middle'"),
+    ],
+)
 def test_shortcut_op_errors(layer: str, message: str) -> None:
     with pytest.raises(SpecError, match=re.escape(message)):
         api.compile_graph(f"input: [4, 8, 8]\nlayers:\n  - {layer}\n")
@@ -92,6 +100,8 @@ def test_subsample_keeps_the_receptive_field_known() -> None:
     20) + (4 + 40) = 81 at stride 4."""
     graph = api.compile_graph(SPECS / "resnet20.yaml")
     fields = receptive_fields(graph)
-    assert fields["layer2.0.subsample"] == Field((Fraction(15),) * 2, (Fraction(2),) * 2)  # layer1's 15, now every 2nd
+    assert fields["layer2.0.subsample"] == Field(
+        (Fraction(15),) * 2, (Fraction(2),) * 2
+    )  # layer1's 15, now every 2nd
     deepest = deepest_field(graph, fields)
     assert deepest is not None and deepest[1] == Field((Fraction(81),) * 2, (Fraction(4),) * 2)

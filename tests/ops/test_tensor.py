@@ -39,12 +39,28 @@ CASES: list[tuple[str, list[int], Ref]] = [
     ("narrow: {dim: -2, start: -2}", [4, 5, 6], lambda x: x[..., -2:, :]),
     ("select: {dim: 0, index: 0}", [5, 8], lambda x: x[:, 0]),
     ("index: {dim: -1, index: -1}", [5, 8], lambda x: x[..., -1]),
-    ("roll: {shifts: [-1, -1], dims: [1, 2]}", [3, 4, 5], lambda x: torch.roll(x, (-1, -1), (2, 3))),
+    (
+        "roll: {shifts: [-1, -1], dims: [1, 2]}",
+        [3, 4, 5],
+        lambda x: torch.roll(x, (-1, -1), (2, 3)),
+    ),
     ("roll: {shifts: 2, dims: -1}", [3, 4, 5], lambda x: torch.roll(x, 2, -1)),
-    ("channel_shuffle: 2", [6, 3, 3], lambda x: x.view(-1, 2, 3, 3, 3).transpose(1, 2).reshape(-1, 6, 3, 3)),
+    (
+        "channel_shuffle: 2",
+        [6, 3, 3],
+        lambda x: x.view(-1, 2, 3, 3, 3).transpose(1, 2).reshape(-1, 6, 3, 3),
+    ),
     ("pad: 1", [2, 3, 4], lambda x: F.pad(x, (1, 1, 1, 1))),
-    ("pad: {padding: [0, 1, 2, 0], mode: constant, value: 0.5}", [2, 3, 4], lambda x: F.pad(x, (0, 1, 2, 0), value=0.5)),
-    ("pad: {padding: [1, 1, 2, 2], mode: reflect}", [2, 3, 4], lambda x: F.pad(x, (1, 1, 2, 2), mode="reflect")),
+    (
+        "pad: {padding: [0, 1, 2, 0], mode: constant, value: 0.5}",
+        [2, 3, 4],
+        lambda x: F.pad(x, (0, 1, 2, 0), value=0.5),
+    ),
+    (
+        "pad: {padding: [1, 1, 2, 2], mode: reflect}",
+        [2, 3, 4],
+        lambda x: F.pad(x, (1, 1, 2, 2), mode="reflect"),
+    ),
     ("pad: {padding: 2, mode: circular}", [2, 5], lambda x: F.pad(x, (2, 2), mode="circular")),
     ("mean: [1, 2]", [3, 4, 5], lambda x: x.mean((2, 3))),
     ("mean: {dim: -1, keepdim: true}", [3, 4], lambda x: x.mean(-1, keepdim=True)),
@@ -59,7 +75,9 @@ def spec(layer: str, shape: list[int]) -> str:
 
 @pytest.mark.parametrize(("layer", "shape", "ref"), CASES, ids=[c[0] for c in CASES])
 def test_op_computes_its_torch_expression(layer: str, shape: list[int], ref: Ref) -> None:
-    model = compile_and_verify(spec(layer, shape))  # static == runtime shapes, params; backward works
+    model = compile_and_verify(
+        spec(layer, shape)
+    )  # static == runtime shapes, params; backward works
     x = torch.randn(2, *shape)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         out = model(x)
@@ -73,13 +91,17 @@ def test_functional_ops_take_no_index(layer: str, shape: list[int]) -> None:
     """A function in forward: the bn after it is still index 0 of its
     Sequential (flatten is a module)."""
     graph = api.compile_graph(f"input: {shape}\nlayers:\n  - seq: [{{{layer}}}, bn]\n    name: s\n")
-    assert [n.module for n in graph if n.op == "bn"] == ["s.1" if layer.startswith("flatten") else "s.0"]
+    assert [n.module for n in graph if n.op == "bn"] == [
+        "s.1" if layer.startswith("flatten") else "s.0"
+    ]
 
 
 def test_exported_code_runs_the_same() -> None:
-    text = ("name: t\ninput: [8, 4, 4]\nlayers:\n  - permute: [1, 2, 0]\n"
-            "  - {slice: {dim: -1, end: 4}}\n  - channel_shuffle: 1\n  - reshape: [16, 4]\n"
-            "  - transpose: {dim0: 0, dim1: 1}\n  - {pad: 1}\n  - mean: -1\n")
+    text = (
+        "name: t\ninput: [8, 4, 4]\nlayers:\n  - permute: [1, 2, 0]\n"
+        "  - {slice: {dim: -1, end: 4}}\n  - channel_shuffle: 1\n  - reshape: [16, 4]\n"
+        "  - transpose: {dim0: 0, dim1: 1}\n  - {pad: 1}\n  - mean: -1\n"
+    )
     model = api.build(text)
     namespace: dict[str, object] = {}
     exec(compile(export_python(model.archc_graph, None, "t.yaml"), "t.py", "exec"), namespace)
@@ -88,24 +110,39 @@ def test_exported_code_runs_the_same() -> None:
     assert torch.equal(standalone(x), model(x))
 
 
-@pytest.mark.parametrize(("layer", "shape", "message"), [
-    ("reshape: [5, 5]", [3, 4], "cannot reshape 3x4 (12 elements) to [5, 5]"),
-    ("reshape: [-1, -1]", [3, 4], "at most one -1"),
-    ("permute: [0, 0, 1]", [3, 4, 5], "names a dimension twice"),
-    ("permute: [1, 0]", [3, 4, 5], "must name each of the 3 dimensions"),
-    ("transpose: {dim0: 0, dim1: 3}", [3, 4, 5], "dim1=3 is out of range for a 3x4x5 input"),
-    ("slice: {dim: 0, start: 4}", [4, 3], "slice 4:None of dimension 0 (size 4) is empty"),
-    ("select: {dim: 1, index: 3}", [4, 3], "index 3 is out of range for dimension 1 of size 3"),
-    ("roll: {shifts: [1, 2], dims: 0}", [4, 3], "2 shifts for 1 dims"),
-    ("channel_shuffle: 3", [4, 3, 3], "groups=3 does not divide the 4 channels"),
-    ("pad: {padding: [1, 1, 1]}", [4, 3, 3], "must be an int or pairs"),
-    ("pad: {padding: 3, mode: reflect}", [4, 3, 3], "reflect padding 3 must be smaller than the size 3"),
-    ("pad: {padding: 1, mode: reflect, value: 1.0}", [4, 3, 3], "value is the fill of constant padding"),
-    ("pad: {padding: [1, 1], mode: replicate}", [4, 3, 3], "mode 'replicate' pads every spatial dimension: give an int or 4"),
-    ("mean: 3", [4, 3, 3], "dim=3 is out of range"),
-    ("flatten: {start: 2, end: 1}", [4, 3, 3], "start=2 comes after end=1"),
-    ("unflatten: {dim: 0, sizes: [3, 3]}", [4, 3], "cannot reshape 4 (4 elements) to [3, 3]"),
-])
+@pytest.mark.parametrize(
+    ("layer", "shape", "message"),
+    [
+        ("reshape: [5, 5]", [3, 4], "cannot reshape 3x4 (12 elements) to [5, 5]"),
+        ("reshape: [-1, -1]", [3, 4], "at most one -1"),
+        ("permute: [0, 0, 1]", [3, 4, 5], "names a dimension twice"),
+        ("permute: [1, 0]", [3, 4, 5], "must name each of the 3 dimensions"),
+        ("transpose: {dim0: 0, dim1: 3}", [3, 4, 5], "dim1=3 is out of range for a 3x4x5 input"),
+        ("slice: {dim: 0, start: 4}", [4, 3], "slice 4:None of dimension 0 (size 4) is empty"),
+        ("select: {dim: 1, index: 3}", [4, 3], "index 3 is out of range for dimension 1 of size 3"),
+        ("roll: {shifts: [1, 2], dims: 0}", [4, 3], "2 shifts for 1 dims"),
+        ("channel_shuffle: 3", [4, 3, 3], "groups=3 does not divide the 4 channels"),
+        ("pad: {padding: [1, 1, 1]}", [4, 3, 3], "must be an int or pairs"),
+        (
+            "pad: {padding: 3, mode: reflect}",
+            [4, 3, 3],
+            "reflect padding 3 must be smaller than the size 3",
+        ),
+        (
+            "pad: {padding: 1, mode: reflect, value: 1.0}",
+            [4, 3, 3],
+            "value is the fill of constant padding",
+        ),
+        (
+            "pad: {padding: [1, 1], mode: replicate}",
+            [4, 3, 3],
+            "mode 'replicate' pads every spatial dimension: give an int or 4",
+        ),
+        ("mean: 3", [4, 3, 3], "dim=3 is out of range"),
+        ("flatten: {start: 2, end: 1}", [4, 3, 3], "start=2 comes after end=1"),
+        ("unflatten: {dim: 0, sizes: [3, 3]}", [4, 3], "cannot reshape 4 (4 elements) to [3, 3]"),
+    ],
+)
 def test_errors_are_positioned(layer: str, shape: list[int], message: str) -> None:
     with pytest.raises(SpecError, match=re.escape(message)) as err:
         api.compile_graph(spec(layer, shape))

@@ -21,7 +21,9 @@ def yaml_str(value: str) -> str:
 
 def assert_positioned(exc: SpecError, text: str | None = None) -> None:
     """A SpecError points at a real line and column of its source."""
-    assert exc.pos is not None and exc.line is not None and exc.col is not None, f"no position: {exc!r}"
+    assert exc.pos is not None and exc.line is not None and exc.col is not None, (
+        f"no position: {exc!r}"
+    )
     assert exc.pos.source.line(exc.line) is not None, exc.render()
     if text is not None:
         assert exc.line <= max(1, len(text.splitlines())), exc.render()

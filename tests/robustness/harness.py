@@ -28,8 +28,18 @@ SPECS = Path(__file__).resolve().parent / "specs"
 TINY = SPECS / "tiny.yaml"
 EPOCHS = 3  # tiny.yaml's train.epochs
 STEPS = 8  # 256 images / batch 32
-RUN_FILES = {"last.pt", "best.pt", "metrics.csv", "metrics.jsonl", "result.json", "archc.lock",
-             "tensorboard", "diagram.svg", "report.md", "report.html"}  # the last four: TensorBoard log, `archc train`'s pages
+RUN_FILES = {
+    "last.pt",
+    "best.pt",
+    "metrics.csv",
+    "metrics.jsonl",
+    "result.json",
+    "archc.lock",
+    "tensorboard",
+    "diagram.svg",
+    "report.md",
+    "report.html",
+}  # the last four: TensorBoard log, `archc train`'s pages
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,9 @@ KILL_POINTS = [
     KillPoint("last.pt of epoch 2 renamed, metrics not yet", "replace_after", "last.pt", 2),
     KillPoint("best.pt of epoch 1 half written", "save_mid", "best.pt", 1),
     KillPoint("metrics.csv of epoch 2 before its rename", "replace_before", "metrics.csv", 2),
-    KillPoint("between metrics.csv and metrics.jsonl of epoch 2", "replace_after", "metrics.csv", 2),
+    KillPoint(
+        "between metrics.csv and metrics.jsonl of epoch 2", "replace_after", "metrics.csv", 2
+    ),
     KillPoint("last epoch's checkpoint renamed", "replace_after", "last.pt", EPOCHS),
     KillPoint("before result.json", "replace_before", "result.json", 1),
     KillPoint("result.json written, lock not yet released", "replace_after", "result.json", 1),
@@ -190,7 +202,13 @@ def fill_disk(path: Path) -> None:
             pass
 
 
-def _child(argv: list[str], log: str, point: KillPoint | None, hold: str | None, after: tuple[int, str, str] | None = None) -> None:
+def _child(
+    argv: list[str],
+    log: str,
+    point: KillPoint | None,
+    hold: str | None,
+    after: tuple[int, str, str] | None = None,
+) -> None:
     """Body of a child: `archc <argv>` with output in `log`; exits with its return code."""
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -274,14 +292,21 @@ class Child:
         return int(self.process.pid)
 
 
-def start(argv: list[str], log: Path, point: KillPoint | None = None, hold: Path | None = None,
-          after: tuple[int, str, str] | None = None) -> Child:
+def start(
+    argv: list[str],
+    log: Path,
+    point: KillPoint | None = None,
+    hold: Path | None = None,
+    after: tuple[int, str, str] | None = None,
+) -> Child:
     """Start `archc <argv>` in a child process (see module docstring).
 
     `hold`: pause after epoch 1 until that file exists. `after`: (epoch, 'fill' | 'readonly', path)
     to fill a disk or remount a bind mount read-only once that epoch is on disk.
     """
-    proc = context().Process(target=_child, args=(argv, str(log), point, str(hold) if hold else None, after), daemon=True)
+    proc = context().Process(
+        target=_child, args=(argv, str(log), point, str(hold) if hold else None, after), daemon=True
+    )
     proc.start()
     return Child(proc, log)
 
@@ -293,8 +318,13 @@ def train_argv(out: Path, *extra: str, spec: Path = TINY) -> list[str]:
     return ["train", str(spec), "--out", str(out), "--workers", "1", "--no-channels-last", *extra]
 
 
-def run(argv: list[str], log: Path, point: KillPoint | None = None, timeout: float = 300,
-        after: tuple[int, str, str] | None = None) -> tuple[int, str]:
+def run(
+    argv: list[str],
+    log: Path,
+    point: KillPoint | None = None,
+    timeout: float = 300,
+    after: tuple[int, str, str] | None = None,
+) -> tuple[int, str]:
     child = start(argv, log, point, after=after)
     rc = child.wait(timeout)
     return rc, child.output()
@@ -326,13 +356,17 @@ def check_interrupted(out: Path, epochs: int = EPOCHS) -> int:
     if "last.pt" in names:
         state = load_checkpoint(out / "last.pt")
         epoch, history = int(state["epoch"]), state["history"]
-        assert 1 <= epoch <= epochs and [row["epoch"] for row in history] == list(range(1, epoch + 1))
+        assert 1 <= epoch <= epochs and [row["epoch"] for row in history] == list(
+            range(1, epoch + 1)
+        )
     if "best.pt" in names:
         best = load_checkpoint(out / "best.pt")
         assert best["epoch"] <= max(epoch, 1) and "last.pt" in names
     rows = read_metrics(out)
     for kind, kind_rows in rows.items():
-        assert epoch - 1 <= len(kind_rows) <= epoch, f"{kind} has {len(kind_rows)} rows, the checkpoint {epoch} epochs"
+        assert epoch - 1 <= len(kind_rows) <= epoch, (
+            f"{kind} has {len(kind_rows)} rows, the checkpoint {epoch} epochs"
+        )
         assert_rows_match(kind, kind_rows, history)
     if "result.json" in names:
         record = json.loads((out / "result.json").read_text())
@@ -352,7 +386,10 @@ def read_metrics(out: Path) -> dict[str, list[dict[str, Any]]]:
         reader = csv.DictReader(io.StringIO(text))
         assert _in_order(reader.fieldnames or (), COLUMNS)
         rows["csv"] = list(reader)
-        assert all(None not in row and all(v not in (None, "") for v in row.values()) for row in rows["csv"]), "short csv row"
+        assert all(
+            None not in row and all(v not in (None, "") for v in row.values())
+            for row in rows["csv"]
+        ), "short csv row"
     if jsonl_path.exists():
         text = jsonl_path.read_text()
         assert text == "" or text.endswith("\n"), "metrics.jsonl ends in a partial line"
@@ -376,7 +413,9 @@ def assert_rows_match(kind: str, rows: list[dict[str, Any]], history: list[dict[
             if kind == "jsonl":
                 assert row[key] == ref[key], (kind, key, row, ref)
             else:
-                assert abs(float(row[key]) - float(ref[key])) <= 1e-5 * max(1.0, abs(float(ref[key]))), (kind, key, row, ref)
+                assert abs(float(row[key]) - float(ref[key])) <= 1e-5 * max(
+                    1.0, abs(float(ref[key]))
+                ), (kind, key, row, ref)
 
 
 def check_completed(out: Path, reference: Path | None, epochs: int = EPOCHS) -> dict[str, Any]:
@@ -396,8 +435,12 @@ def check_completed(out: Path, reference: Path | None, epochs: int = EPOCHS) -> 
         assert [int(r["epoch"]) for r in kind_rows] == list(range(1, epochs + 1)), kind
         assert_rows_match(kind, kind_rows, state["history"])
     names = {p.name for p in out.iterdir()}
-    assert names <= RUN_FILES - {"archc.lock"}, f"left behind: {names - RUN_FILES | ({'archc.lock'} & names)}"
+    assert names <= RUN_FILES - {"archc.lock"}, (
+        f"left behind: {names - RUN_FILES | ({'archc.lock'} & names)}"
+    )
     if reference is not None:
         ref, got = weights(reference / "last.pt"), state["model"]
-        assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref), "resumed weights differ from the reference run"
+        assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref), (
+            "resumed weights differ from the reference run"
+        )
     return record

@@ -36,16 +36,28 @@ def nested_lists(levels: int = 4, tail: str = '  - {relu: , name: "x${d}"}\n') -
 BIG_VALUES = {
     "interpolated": nested_lists(),
     "compared": nested_lists(tail='  - {relu: , when: "${d == d}"}\n'),
-    "compared_repeatedly": nested_lists(2, '  - seq: [{relu: , when: "${b == b2}"}]\n    repeat: 4096\n').replace(
-        "layers:", "  b2: " + listing("a") + "\nlayers:"),
+    "compared_repeatedly": nested_lists(
+        2, '  - seq: [{relu: , when: "${b == b2}"}]\n    repeat: 4096\n'
+    ).replace("layers:", "  b2: " + listing("a") + "\nlayers:"),
     "compared_copies": nested_lists(tail='  - {relu: , when: "${[c] == [c]}"}\n'),
     "as_argument": nested_lists(3, "  - linear: $c\n"),
-    "list_of_refs": "name: t\ninput: [1, 8]\nparams:\n  a: [" + ", ".join(["1"] * 300) + "]\n  b: " + listing("a")
-    + "\n  e: [" + ", ".join(["$b"] * 300) + "]\nlayers:\n  - {relu: , when: \"${e == e}\"}\n",
-    "concatenated": "name: t\ninput: [1, 8]\nparams:\n  a: [" + ", ".join(["1"] * 300) + "]\n  b: " + listing("a")
-    + "\n  c: \"${b + b + b + b}\"\nlayers:\n  - relu\n",
-    "many_interpolations": "name: t\ninput: [1, 8]\nparams:\n  s: \"" + "x" * 9000 + "\"\nlayers:\n  - {relu: , name: \""
-    + "${s}" * 2000 + "\"}\n",
+    "list_of_refs": "name: t\ninput: [1, 8]\nparams:\n  a: ["
+    + ", ".join(["1"] * 300)
+    + "]\n  b: "
+    + listing("a")
+    + "\n  e: ["
+    + ", ".join(["$b"] * 300)
+    + ']\nlayers:\n  - {relu: , when: "${e == e}"}\n',
+    "concatenated": "name: t\ninput: [1, 8]\nparams:\n  a: ["
+    + ", ".join(["1"] * 300)
+    + "]\n  b: "
+    + listing("a")
+    + '\n  c: "${b + b + b + b}"\nlayers:\n  - relu\n',
+    "many_interpolations": 'name: t\ninput: [1, 8]\nparams:\n  s: "'
+    + "x" * 9000
+    + '"\nlayers:\n  - {relu: , name: "'
+    + "${s}" * 2000
+    + '"}\n',
 }
 
 
@@ -53,14 +65,18 @@ BIG_VALUES = {
 def test_values_that_grow_by_nesting_are_refused_before_rendering_or_comparing(text: str) -> None:
     exc = spec_error(api.compile_graph, text)
     assert_positioned(exc, text)
-    assert "too large" in exc.message or "too long" in exc.message or "too much work" in exc.message, exc.render()
+    assert (
+        "too large" in exc.message or "too long" in exc.message or "too much work" in exc.message
+    ), exc.render()
 
 
 def test_value_size_counts_nested_contents_and_stops_early() -> None:
     a = [1] * 300
     assert expr.values.value_size(a) == 301
     assert expr.values.value_size([a, a]) == 603  # a shared list counts every time it appears
-    assert expr.values.value_size([[a] * 300] * 300, limit=1000) < 2000  # early exit: not 27 M steps
+    assert (
+        expr.values.value_size([[a] * 300] * 300, limit=1000) < 2000
+    )  # early exit: not 27 M steps
     assert expr.evaluate("[a, a]", {"a": a}) == [a, a]
     with pytest.raises(expr.ExprError, match="value too large"):
         expr.evaluate("[a, a, a, a]", {"a": [a] * 100})
@@ -79,9 +95,12 @@ def test_expression_work_is_budgeted_as_a_whole() -> None:
 
 WORK = {
     "empty_seqs": HEAD + "  - seq: [{seq: [{seq: [], repeat: 4096}], repeat: 4096}]\n  - relu\n",
-    "empty_seqs_3": HEAD + "  - seq: [{seq: [{seq: [{seq: []}], repeat: 4096}], repeat: 4096}]\n  - relu\n",
-    "when_false_inline": HEAD + "  - seq: [{seq: [{relu: , when: false}], repeat: 4096}]\n    repeat: 4096\n",
-    "when_expression": HEAD + "  - seq: [{seq: [{relu: , when: '${i < 0}'}], repeat: 4096}]\n    repeat: 4096\n",
+    "empty_seqs_3": HEAD
+    + "  - seq: [{seq: [{seq: [{seq: []}], repeat: 4096}], repeat: 4096}]\n  - relu\n",
+    "when_false_inline": HEAD
+    + "  - seq: [{seq: [{relu: , when: false}], repeat: 4096}]\n    repeat: 4096\n",
+    "when_expression": HEAD
+    + "  - seq: [{seq: [{relu: , when: '${i < 0}'}], repeat: 4096}]\n    repeat: 4096\n",
 }
 WORK["when_false_blocks"] = (
     "name: t\ninput: [3, 8, 8]\nblocks:\n  b1:\n    layers:\n"
@@ -110,7 +129,9 @@ LONG = "a" * 200_000
 LONG_NAMES = {
     "seq": HEAD + f"  - seq: [{{relu: , repeat: 4096}}]\n    name: {LONG}\n",
     "layer": HEAD + f"  - {{relu: , name: {LONG}}}\n",
-    "expression": "name: t\nparams:\n  s: " + "a" * 9000 + "\ninput: [3, 8, 8]\nlayers:\n  - {relu: , name: '${s}'}\n",
+    "expression": "name: t\nparams:\n  s: "
+    + "a" * 9000
+    + "\ninput: [3, 8, 8]\nlayers:\n  - {relu: , name: '${s}'}\n",
 }
 
 
@@ -128,12 +149,16 @@ def test_generated_paths_are_bounded_in_total() -> None:
     for _ in range(45):
         body = f"{{seq: [{body}], name: {'n' * 128}}}"
     exc = spec_error(api.compile_graph, HEAD + f"  - {body}\n")
-    assert "generated layer names add up to more than 16,000,000 characters" in exc.message, exc.render()
+    assert "generated layer names add up to more than 16,000,000 characters" in exc.message, (
+        exc.render()
+    )
 
 
 def test_repeated_names_stay_linear() -> None:
-    text = HEAD + ("  - {relu: , name: r, repeat: 4096}\n"
-                   "  - {seq: [{relu: , name: r, repeat: 4096}], repeat: 4}\n")
+    text = HEAD + (
+        "  - {relu: , name: r, repeat: 4096}\n"
+        "  - {seq: [{relu: , name: r, repeat: 4096}], repeat: 4}\n"
+    )
     exc = spec_error(api.compile_graph, text)
     assert "more than 20,000 nodes" in exc.message
 
@@ -142,8 +167,10 @@ def test_repeated_names_stay_linear() -> None:
 
 
 def test_dilated_pooling_over_a_huge_feature_map_is_instant() -> None:
-    graph = api.compile_graph("name: t\ninput: [1, 1000000000]\nlayers:\n"
-                              "  - maxpool: {kernel: 2, stride: 1, dilation: 2}\n")
+    graph = api.compile_graph(
+        "name: t\ninput: [1, 1000000000]\nlayers:\n"
+        "  - maxpool: {kernel: 2, stride: 1, dilation: 2}\n"
+    )
     assert graph.nodes[graph.output].shape == (1, 1000000000 - 2)
     exc = spec_error(api.compile_graph, "name: t\ninput: [1, 3, 1000000000]\nlayers:\n"
                      "  - maxpool: {kernel: 2, stride: 1, dilation: [4, 2], "
@@ -161,8 +188,18 @@ def test_the_padding_rule_equals_visiting_every_window() -> None:
                             out = _pool_out(size, k, s, p, d, ceil)
                             if out < 1:
                                 continue
-                            brute = any(not any(0 <= i * s - p + j * d < size for j in range(k)) for i in range(out))
-                            assert _sees_only_padding(size, k, s, p, d, out) == brute, (size, k, s, p, d, out)
+                            brute = any(
+                                not any(0 <= i * s - p + j * d < size for j in range(k))
+                                for i in range(out)
+                            )
+                            assert _sees_only_padding(size, k, s, p, d, out) == brute, (
+                                size,
+                                k,
+                                s,
+                                p,
+                                d,
+                                out,
+                            )
 
 
 # -------------------------------------------------------------------- tracebacks that became errors
@@ -177,19 +214,43 @@ POSITIONED = {
     "bn_eps_inf": (HEAD + "  - bn: {eps: .inf}\n", "finite"),
     "dropout_nan": (HEAD + "  - dropout: .nan\n", "finite"),
     "expression_nan": (HEAD + "  - leaky_relu: \"${float('nan')}\"\n", "not finite"),
-    "input_4000_digits": ("name: t\ninput: [1, " + "9" * 4000 + "]\nlayers:\n  - relu\n", "number literal"),
-    "input_5000_digits": ("name: t\ninput: [1, " + "9" * 5000 + "]\nlayers:\n  - relu\n", "number literal"),
-    "input_10_400": ("name: t\ninput: [1, " + str(10**400) + "]\nlayers:\n  - relu\n", "number literal"),
+    "input_4000_digits": (
+        "name: t\ninput: [1, " + "9" * 4000 + "]\nlayers:\n  - relu\n",
+        "number literal",
+    ),
+    "input_5000_digits": (
+        "name: t\ninput: [1, " + "9" * 5000 + "]\nlayers:\n  - relu\n",
+        "number literal",
+    ),
+    "input_10_400": (
+        "name: t\ninput: [1, " + str(10**400) + "]\nlayers:\n  - relu\n",
+        "number literal",
+    ),
     "input_2_60": ("name: t\ninput: [1, " + str(2**60) + "]\nlayers:\n  - relu\n", "at most 2^40"),
-    "input_expr_huge": ("name: t\ninput: [1, \"${10**18}\"]\nlayers:\n  - relu\n", "at most 2^40"),
-    "linear_huge": ("name: t\ninput: [1, 8]\nlayers:\n  - linear: 1000000000000000000\n", "too large"),
+    "input_expr_huge": ('name: t\ninput: [1, "${10**18}"]\nlayers:\n  - relu\n', "at most 2^40"),
+    "linear_huge": (
+        "name: t\ninput: [1, 8]\nlayers:\n  - linear: 1000000000000000000\n",
+        "too large",
+    ),
     "hex_literal": (HEAD + "  - linear: 0x" + "f" * 200 + "\n", "number literal"),
     "float_literal": (HEAD + "  - dropout: 0." + "1" * 300 + "\n", "number literal"),
-    "init_norm_kaiming": (HEAD + "  - conv: {out: 4, kernel: 3}\ninit:\n  norm: kaiming_normal\n", "fan-in"),
-    "init_norm_xavier": (HEAD + "  - conv: {out: 4, kernel: 3}\ninit:\n  norm: {scheme: xavier_uniform}\n", "fan-in"),
-    "init_uniform_reversed": (HEAD + "  - conv: {out: 4, kernel: 3}\ninit:\n  conv: {scheme: uniform, low: 1.0, high: 0.0}\n",
-                              "low < high"),
-    "init_std_nan": (HEAD + "  - conv: {out: 4, kernel: 3}\ninit:\n  conv: {scheme: normal, std: .nan}\n", "finite"),
+    "init_norm_kaiming": (
+        HEAD + "  - conv: {out: 4, kernel: 3}\ninit:\n  norm: kaiming_normal\n",
+        "fan-in",
+    ),
+    "init_norm_xavier": (
+        HEAD + "  - conv: {out: 4, kernel: 3}\ninit:\n  norm: {scheme: xavier_uniform}\n",
+        "fan-in",
+    ),
+    "init_uniform_reversed": (
+        HEAD
+        + "  - conv: {out: 4, kernel: 3}\ninit:\n  conv: {scheme: uniform, low: 1.0, high: 0.0}\n",
+        "low < high",
+    ),
+    "init_std_nan": (
+        HEAD + "  - conv: {out: 4, kernel: 3}\ninit:\n  conv: {scheme: normal, std: .nan}\n",
+        "finite",
+    ),
 }
 
 
@@ -203,9 +264,11 @@ def test_former_tracebacks_are_positioned_errors(text: str, words: str) -> None:
 
 @pytest.mark.parametrize("name", ["_forward_train", "_forward_eval"])
 def test_generated_method_names_are_refused_as_layer_names(name: str) -> None:
-    text = (f"name: t\ninput: [3, 8, 8]\nlayers:\n  - {{conv: {{out: 4, kernel: 3}}, name: "
-            f"{name}}}\n  - {{flatten: , name: f}}\n  - {{linear: 2, name: aux, from: f, "
-            f"head: {{train_only: true, loss_weight: 0.3}}}}\n  - {{linear: 3, from: f}}\n")
+    text = (
+        f"name: t\ninput: [3, 8, 8]\nlayers:\n  - {{conv: {{out: 4, kernel: 3}}, name: "
+        f"{name}}}\n  - {{flatten: , name: f}}\n  - {{linear: 2, name: aux, from: f, "
+        f"head: {{train_only: true, loss_weight: 0.3}}}}\n  - {{linear: 3, from: f}}\n"
+    )
     exc = spec_error(api.build, text)
     assert exc.line == 4 and name in exc.message, exc.render()
 
@@ -222,7 +285,9 @@ def test_no_float_field_of_any_op_accepts_a_non_finite_value() -> None:
 
 
 def test_memory_guard_of_an_absurd_model_is_an_error_not_an_overflow() -> None:
-    exc = spec_error(api.build, "name: t\ninput: [1, 1099511627776]\nlayers:\n  - linear: 1099511627776\n")
+    exc = spec_error(
+        api.build, "name: t\ninput: [1, 1099511627776]\nlayers:\n  - linear: 1099511627776\n"
+    )
     assert exc.line == 4
 
 
@@ -234,5 +299,7 @@ def test_archive_sizes_are_checked_from_the_zip_directory(tmp_path: Path) -> Non
     path = tmp_path / "w.pt"
     torch.save({"w": torch.zeros(100_000)}, path)
     check_archive_sizes(path, available=10**9)
-    with pytest.raises(WeightsError, match=r"declares 0\.0 GB of data, more than half of the 0\.0 GB"):
+    with pytest.raises(
+        WeightsError, match=r"declares 0\.0 GB of data, more than half of the 0\.0 GB"
+    ):
         check_archive_sizes(path, available=100_000)

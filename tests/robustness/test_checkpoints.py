@@ -71,56 +71,158 @@ def _tampered(runs: dict[str, Path], **changes: Any) -> bytes:
     return _torch_bytes({**_state(runs), **changes})
 
 
-READABLE = r"is not a readable torch file|is not an archc training checkpoint|holds no model weights"
+READABLE = (
+    r"is not a readable torch file|is not an archc training checkpoint|holds no model weights"
+)
 REFUSED = r"refusing to load .*(Python objects|weights_only)"
 # name -> (make the bytes, expected error on --resume, on evaluate, on
 # --init-from; None: accepted there)
 Maker = Callable[[dict[str, Path], Path], bytes]
 CASES: dict[str, tuple[Maker, str, str | None, str | None]] = {
-    "truncated": (lambda r, m: (r["tiny"] / "last.pt").read_bytes()[:5000], READABLE, READABLE, READABLE),
-    "truncated_tail": (lambda r, m: (r["tiny"] / "last.pt").read_bytes()[:-64], READABLE, READABLE, READABLE),
+    "truncated": (
+        lambda r, m: (r["tiny"] / "last.pt").read_bytes()[:5000],
+        READABLE,
+        READABLE,
+        READABLE,
+    ),
+    "truncated_tail": (
+        lambda r, m: (r["tiny"] / "last.pt").read_bytes()[:-64],
+        READABLE,
+        READABLE,
+        READABLE,
+    ),
     "empty": (lambda r, m: b"", READABLE, READABLE, READABLE),
-    "random_bytes": (lambda r, m: bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(1)).tolist()),
-                     READABLE, READABLE, READABLE),
-    "zip_of_garbage": (lambda r, m: _zip_with_pickle(b"\x80\x04garbage"), READABLE, READABLE, READABLE),
-    "payload_in_checkpoint": (lambda r, m: _torch_bytes({**_state(r), "history": Payload(m)}), REFUSED, REFUSED, REFUSED),
-    "payload_as_weights": (lambda r, m: _torch_bytes({"conv.weight": Payload(m)}), REFUSED, REFUSED, REFUSED),
-    "raw_pickle_payload": (lambda r, m: pickle.dumps(Payload(m), protocol=2), REFUSED + "|" + READABLE, REFUSED + "|" + READABLE,
-                           REFUSED + "|" + READABLE),
-    "zip_pickle_payload": (lambda r, m: _zip_with_pickle(pickle.dumps(Payload(m), protocol=2)), REFUSED + "|" + READABLE,
-                           REFUSED + "|" + READABLE, REFUSED + "|" + READABLE),
-    "plain_state_dict_of_another_model": (lambda r, m: _torch_bytes(_state({"tiny": r["other"]})["model"]),
-                                          "is not an archc training checkpoint", "do not fit the model", "do not fit the model"),
-    "checkpoint_of_another_spec": (lambda r, m: (r["other"] / "last.pt").read_bytes(),
-                                   r"was trained from a different spec or --set overrides \(robust_other\)", "do not fit the model",
-                                   "do not fit the model"),
-    "future_version": (lambda r, m: _tampered(r, version=99), "has checkpoint version 99", None, None),
-    "incomplete": (lambda r, m: _torch_bytes({k: v for k, v in _state(r).items() if k != "optimizer"}), "is incomplete: no optimizer",
-                   None, None),
-    "wrong_shapes_same_spec": (lambda r, m: _tampered(r, model={**_state(r)["model"], "0.weight": torch.zeros(2, 2)}),
-                               r"do not fit the model: shape mismatch 1: 0\.weight", "do not fit the model", "do not fit the model"),
+    "random_bytes": (
+        lambda r, m: bytes(
+            torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(1)).tolist()
+        ),
+        READABLE,
+        READABLE,
+        READABLE,
+    ),
+    "zip_of_garbage": (
+        lambda r, m: _zip_with_pickle(b"\x80\x04garbage"),
+        READABLE,
+        READABLE,
+        READABLE,
+    ),
+    "payload_in_checkpoint": (
+        lambda r, m: _torch_bytes({**_state(r), "history": Payload(m)}),
+        REFUSED,
+        REFUSED,
+        REFUSED,
+    ),
+    "payload_as_weights": (
+        lambda r, m: _torch_bytes({"conv.weight": Payload(m)}),
+        REFUSED,
+        REFUSED,
+        REFUSED,
+    ),
+    "raw_pickle_payload": (
+        lambda r, m: pickle.dumps(Payload(m), protocol=2),
+        REFUSED + "|" + READABLE,
+        REFUSED + "|" + READABLE,
+        REFUSED + "|" + READABLE,
+    ),
+    "zip_pickle_payload": (
+        lambda r, m: _zip_with_pickle(pickle.dumps(Payload(m), protocol=2)),
+        REFUSED + "|" + READABLE,
+        REFUSED + "|" + READABLE,
+        REFUSED + "|" + READABLE,
+    ),
+    "plain_state_dict_of_another_model": (
+        lambda r, m: _torch_bytes(_state({"tiny": r["other"]})["model"]),
+        "is not an archc training checkpoint",
+        "do not fit the model",
+        "do not fit the model",
+    ),
+    "checkpoint_of_another_spec": (
+        lambda r, m: (r["other"] / "last.pt").read_bytes(),
+        r"was trained from a different spec or --set overrides \(robust_other\)",
+        "do not fit the model",
+        "do not fit the model",
+    ),
+    "future_version": (
+        lambda r, m: _tampered(r, version=99),
+        "has checkpoint version 99",
+        None,
+        None,
+    ),
+    "incomplete": (
+        lambda r, m: _torch_bytes({k: v for k, v in _state(r).items() if k != "optimizer"}),
+        "is incomplete: no optimizer",
+        None,
+        None,
+    ),
+    "wrong_shapes_same_spec": (
+        lambda r, m: _tampered(r, model={**_state(r)["model"], "0.weight": torch.zeros(2, 2)}),
+        r"do not fit the model: shape mismatch 1: 0\.weight",
+        "do not fit the model",
+        "do not fit the model",
+    ),
     "damaged_history": (lambda r, m: _tampered(r, history="not a list"), "is damaged", None, None),
-    "damaged_normalization": (lambda r, m: _tampered(r, normalization={"mean": "x", "std": None}), "is damaged", "is damaged", None),
+    "damaged_normalization": (
+        lambda r, m: _tampered(r, normalization={"mean": "x", "std": None}),
+        "is damaged",
+        "is damaged",
+        None,
+    ),
     # crafted with the right spec hash: each must be refused before anything is loaded or trained
-    "history_rows_missing_columns": (lambda r, m: _tampered(r, history=[{"epoch": i + 1} for i in range(h.EPOCHS)]),
-                                     "damaged or crafted: history row 1 lacks numeric train_loss", None, None),
-    "finished_with_empty_history": (lambda r, m: _tampered(r, history=[]), r"history has 0 rows for 3 finished epochs", None, None),
+    "history_rows_missing_columns": (
+        lambda r, m: _tampered(r, history=[{"epoch": i + 1} for i in range(h.EPOCHS)]),
+        "damaged or crafted: history row 1 lacks numeric train_loss",
+        None,
+        None,
+    ),
+    "finished_with_empty_history": (
+        lambda r, m: _tampered(r, history=[]),
+        r"history has 0 rows for 3 finished epochs",
+        None,
+        None,
+    ),
     "negative_epoch": (lambda r, m: _tampered(r, epoch=-5), r"epoch -5 is not a count", None, None),
-    "optimizer_buffer_wrong_shape": (lambda r, m: _tampered(r, optimizer=_optimizer(r, buffer=torch.zeros(1))),
-                                     r"optimizer state momentum_buffer of parameter 0 is \[1\]", None, None),
-    "weight_decay_lots": (lambda r, m: _tampered(r, optimizer=_optimizer(r, weight_decay="lots")),
-                          "optimizer setting weight_decay is 'lots'", None, None),
-    "complex_weights": (lambda r, m: _tampered(r, model=_model(r, lambda w: w.to(torch.complex64))), "is complex-valued",
-                        "is complex-valued", "is complex-valued"),
-    "sparse_weights": (lambda r, m: _tampered(r, model=_model(r, lambda w: w.to_sparse())), "weights must be dense",
-                       "weights must be dense", "weights must be dense"),
-    "meta_weights": (lambda r, m: _tampered(r, model=_model(r, lambda w: w.to("meta"))), "meta tensor|" + READABLE,
-                     "meta tensor|" + READABLE, "meta tensor|" + READABLE),
-    "zip_bomb": (lambda r, m: _zip_bomb(), "is not a torch file: member .* is compressed", "is compressed", "is compressed"),
+    "optimizer_buffer_wrong_shape": (
+        lambda r, m: _tampered(r, optimizer=_optimizer(r, buffer=torch.zeros(1))),
+        r"optimizer state momentum_buffer of parameter 0 is \[1\]",
+        None,
+        None,
+    ),
+    "weight_decay_lots": (
+        lambda r, m: _tampered(r, optimizer=_optimizer(r, weight_decay="lots")),
+        "optimizer setting weight_decay is 'lots'",
+        None,
+        None,
+    ),
+    "complex_weights": (
+        lambda r, m: _tampered(r, model=_model(r, lambda w: w.to(torch.complex64))),
+        "is complex-valued",
+        "is complex-valued",
+        "is complex-valued",
+    ),
+    "sparse_weights": (
+        lambda r, m: _tampered(r, model=_model(r, lambda w: w.to_sparse())),
+        "weights must be dense",
+        "weights must be dense",
+        "weights must be dense",
+    ),
+    "meta_weights": (
+        lambda r, m: _tampered(r, model=_model(r, lambda w: w.to("meta"))),
+        "meta tensor|" + READABLE,
+        "meta tensor|" + READABLE,
+        "meta tensor|" + READABLE,
+    ),
+    "zip_bomb": (
+        lambda r, m: _zip_bomb(),
+        "is not a torch file: member .* is compressed",
+        "is compressed",
+        "is compressed",
+    ),
 }
 
 
-def _optimizer(runs: dict[str, Path], buffer: torch.Tensor | None = None, **group: Any) -> dict[str, Any]:
+def _optimizer(
+    runs: dict[str, Path], buffer: torch.Tensor | None = None, **group: Any
+) -> dict[str, Any]:
     saved = _state(runs)["optimizer"]
     saved["param_groups"][0].update(group)
     if buffer is not None:
@@ -128,7 +230,9 @@ def _optimizer(runs: dict[str, Path], buffer: torch.Tensor | None = None, **grou
     return saved
 
 
-def _model(runs: dict[str, Path], change: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+def _model(
+    runs: dict[str, Path], change: Callable[[torch.Tensor], torch.Tensor]
+) -> dict[str, torch.Tensor]:
     model = _state(runs)["model"]
     return {**model, "0.weight": change(model["0.weight"])}
 
@@ -161,7 +265,9 @@ def _install(case: str, runs: dict[str, Path], tmp_path: Path) -> tuple[Path, Pa
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_resume_refuses_a_bad_checkpoint(case: str, runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_refuses_a_bad_checkpoint(
+    case: str, runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, marker, data = _install(case, runs, tmp_path)
     rc = main(h.train_argv(out, "--resume", "--log", "quiet"))
     line = _error_line(capsys.readouterr().err)
@@ -172,7 +278,9 @@ def test_resume_refuses_a_bad_checkpoint(case: str, runs: dict[str, Path], tmp_p
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_evaluate_refuses_a_bad_checkpoint(case: str, runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_refuses_a_bad_checkpoint(
+    case: str, runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, marker, _ = _install(case, runs, tmp_path)
     expected = CASES[case][2]
     rc = main(["evaluate", str(h.TINY), "--checkpoint", str(out / "last.pt"), "--json"])
@@ -186,11 +294,15 @@ def test_evaluate_refuses_a_bad_checkpoint(case: str, runs: dict[str, Path], tmp
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_init_from_refuses_a_bad_file(case: str, runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_from_refuses_a_bad_file(
+    case: str, runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, marker, _ = _install(case, runs, tmp_path)
     expected = CASES[case][3]
     new = tmp_path / "new"
-    rc = main(h.train_argv(new, "--init-from", str(out / "last.pt"), "--epochs", "1", "--log", "quiet"))
+    rc = main(
+        h.train_argv(new, "--init-from", str(out / "last.pt"), "--epochs", "1", "--log", "quiet")
+    )
     captured = capsys.readouterr()
     if expected is None:
         assert rc == 0, captured.err
@@ -201,12 +313,25 @@ def test_init_from_refuses_a_bad_file(case: str, runs: dict[str, Path], tmp_path
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("case", ["truncated", "random_bytes", "payload_as_weights", "zip_pickle_payload", "checkpoint_of_another_spec"])
-def test_build_init_from_refuses_a_bad_file(case: str, runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "case",
+    [
+        "truncated",
+        "random_bytes",
+        "payload_as_weights",
+        "zip_pickle_payload",
+        "checkpoint_of_another_spec",
+    ],
+)
+def test_build_init_from_refuses_a_bad_file(
+    case: str, runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, marker, _ = _install(case, runs, tmp_path)
     rc = main(["build", str(h.TINY), "--init-from", str(out / "last.pt")])
     line = _error_line(capsys.readouterr().err)
-    assert rc == 1 and line.startswith("error: --init-from: ") and str(out / "last.pt") in line, line
+    assert rc == 1 and line.startswith("error: --init-from: ") and str(out / "last.pt") in line, (
+        line
+    )
     assert not marker.exists()
 
 
@@ -239,14 +364,27 @@ def test_every_torch_load_in_archc_uses_weights_only() -> None:
             name = ast.unparse(node.func)
             if name.endswith(("torch.load", "torch.jit.load")) and not _reloads_own_bytes(node):
                 kw = {k.arg: k.value for k in node.keywords}
-                if not (isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True):
+                if not (
+                    isinstance(kw.get("weights_only"), ast.Constant)
+                    and kw["weights_only"].value is True
+                ):
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
-            if name in ("pickle.load", "pickle.loads", "pickle.Unpickler", "marshal.loads", "shelve.open", "dill.load", "eval"):
+            if name in (
+                "pickle.load",
+                "pickle.loads",
+                "pickle.Unpickler",
+                "marshal.loads",
+                "shelve.open",
+                "dill.load",
+                "eval",
+            ):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
     assert not offenders, "\n".join(offenders)
 
 
-def test_resume_with_another_recipe_is_refused(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_with_another_recipe_is_refused(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     shutil.copytree(runs["tiny"], out)
     before = (out / "last.pt").read_bytes()

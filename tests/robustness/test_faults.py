@@ -29,13 +29,18 @@ from tests.conftest import REPO, campaign_size, clean_env
 from tests.robustness import harness as h
 from tests.robustness.conftest import note
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forkserver children and /proc are Linux's")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="forkserver children and /proc are Linux's"
+)
+
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
     """(run directory, wall seconds) of one uninterrupted run of tiny.yaml."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    assert h.run(["--version"], out.parent / "warm-up.log")[0] == 0  # start the forkserver outside the timing
+    assert (
+        h.run(["--version"], out.parent / "warm-up.log")[0] == 0
+    )  # start the forkserver outside the timing
     start = time.perf_counter()
     rc, output = h.run(h.train_argv(out), out.parent / "log")
     seconds = time.perf_counter() - start
@@ -60,11 +65,18 @@ DEFAULT_POINTS = {"epoch 2, step 4", "last.pt of epoch 2 half written",
                   "between metrics.csv and metrics.jsonl of epoch 2",
                   "best.pt of epoch 1 half written",
                   "result.json written, lock not yet released"}  # fmt: skip
-POINTS = [pytest.param(p, id=p.name.replace(" ", "_"), marks=() if p.name in DEFAULT_POINTS else pytest.mark.slow) for p in h.KILL_POINTS]
+POINTS = [
+    pytest.param(
+        p, id=p.name.replace(" ", "_"), marks=() if p.name in DEFAULT_POINTS else pytest.mark.slow
+    )
+    for p in h.KILL_POINTS
+]
 
 
 @pytest.mark.parametrize("point", POINTS)
-def test_sigkill_at_a_point_then_resume(point: h.KillPoint, reference: tuple[Path, float], tmp_path: Path) -> None:
+def test_sigkill_at_a_point_then_resume(
+    point: h.KillPoint, reference: tuple[Path, float], tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     rc, output = h.run(h.train_argv(out), tmp_path / "killed.log", point)
     assert rc == -signal.SIGKILL, f"the kill point never fired:\n{output}"
@@ -78,7 +90,9 @@ def test_sigkill_at_a_point_then_resume(point: h.KillPoint, reference: tuple[Pat
 # --------------------------------------------------------------------------- kills at random times
 
 
-def random_kills(count: int, seed: int, reference: tuple[Path, float], base: Path) -> dict[str, int]:
+def random_kills(
+    count: int, seed: int, reference: tuple[Path, float], base: Path
+) -> dict[str, int]:
     """SIGKILL runs at random moments; each run is resumed (and maybe
     killed again) until it completes.
 
@@ -118,7 +132,9 @@ def test_random_sigkills_never_lose_a_run(reference: tuple[Path, float], tmp_pat
 
 
 @pytest.mark.slow
-def test_many_random_sigkills_never_lose_a_run(reference: tuple[Path, float], tmp_path: Path) -> None:
+def test_many_random_sigkills_never_lose_a_run(
+    reference: tuple[Path, float], tmp_path: Path
+) -> None:
     seed = random.SystemRandom().randrange(2**32)
     kills = campaign_size(40, floor=10)
     stats = random_kills(kills, seed=seed, reference=reference, base=tmp_path)
@@ -126,11 +142,29 @@ def test_many_random_sigkills_never_lose_a_run(reference: tuple[Path, float], tm
 
 
 @pytest.mark.slow
-def test_real_archc_train_process_killed_and_resumed(reference: tuple[Path, float], tmp_path: Path) -> None:
+def test_real_archc_train_process_killed_and_resumed(
+    reference: tuple[Path, float], tmp_path: Path
+) -> None:
     """The same through `python -m archc train` processes, as a user runs them."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "archc", "train", str(h.TINY), "--out", str(out), "--workers", "1", "--log", "plain", "--epochs", "30"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "archc",
+        "train",
+        str(h.TINY),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--log",
+        "plain",
+        "--epochs",
+        "30",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stderr is not None
         for line in proc.stderr:
@@ -143,7 +177,15 @@ def test_real_archc_train_process_killed_and_resumed(reference: tuple[Path, floa
         proc.kill()
     epoch = h.check_interrupted(out, epochs=30)
     assert epoch >= 2
-    result = subprocess.run([*cmd, "--resume"], cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [*cmd, "--resume"],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     record = h.check_completed(out, None, epochs=30)
     assert record["resumed_from_epoch"] == epoch
@@ -159,7 +201,14 @@ def can_mount() -> bool:
     probe = Path(f"/tmp/archc-mount-probe-{os.getpid()}")
     probe.mkdir(exist_ok=True)
     try:
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True, check=False).returncode == 0
+        ok = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)],
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        )
         if ok:
             subprocess.run(["umount", str(probe)], check=True)
         return ok
@@ -168,7 +217,9 @@ def can_mount() -> bool:
 
 
 MOUNTABLE = can_mount()
-needs_mount = pytest.mark.skipif(not MOUNTABLE, reason="needs root and permission to mount (the patched variants run instead)")
+needs_mount = pytest.mark.skipif(
+    not MOUNTABLE, reason="needs root and permission to mount (the patched variants run instead)"
+)
 
 
 @pytest.fixture
@@ -197,28 +248,46 @@ def bind_mount(tmp_path: Path) -> Iterator[Path]:
 
 
 @needs_mount
-def test_disk_full_during_a_checkpoint_write(small_disk: Path, reference: tuple[Path, float], tmp_path: Path) -> None:
+def test_disk_full_during_a_checkpoint_write(
+    small_disk: Path, reference: tuple[Path, float], tmp_path: Path
+) -> None:
     out, filler = small_disk / "run", small_disk / "filler"
     rc, output = h.run(h.train_argv(out), tmp_path / "full.log", after=(1, "fill", str(filler)))
     assert rc == 1, output
-    assert (f"error: cannot write checkpoint {out / 'last.pt'}: No "
-            "space left on device; the previous checkpoint is kept") in output
+    assert (
+        f"error: cannot write checkpoint {out / 'last.pt'}: No "
+        "space left on device; the previous checkpoint is kept"
+    ) in output
     assert "Traceback" not in output
     assert h.check_interrupted(out) == 1
-    assert {p.name for p in out.iterdir()} == {"last.pt", "best.pt", "metrics.csv", "metrics.jsonl", "tensorboard"}  # no temp file, no lock
+    assert {p.name for p in out.iterdir()} == {
+        "last.pt",
+        "best.pt",
+        "metrics.csv",
+        "metrics.jsonl",
+        "tensorboard",
+    }  # no temp file, no lock
     filler.unlink()
     resume_to_completion(out, reference[0], tmp_path / "resume.log")
 
 
 @needs_mount
-def test_read_only_disk_during_a_run(bind_mount: Path, reference: tuple[Path, float], tmp_path: Path) -> None:
+def test_read_only_disk_during_a_run(
+    bind_mount: Path, reference: tuple[Path, float], tmp_path: Path
+) -> None:
     out = bind_mount / "run"
-    rc, output = h.run(h.train_argv(out), tmp_path / "ro.log", after=(1, "readonly", str(bind_mount)))
+    rc, output = h.run(
+        h.train_argv(out), tmp_path / "ro.log", after=(1, "readonly", str(bind_mount))
+    )
     assert rc == 1, output
-    assert (f"error: cannot write checkpoint {out / 'last.pt'}: "
-            "Read-only file system; the previous checkpoint is kept") in output
+    assert (
+        f"error: cannot write checkpoint {out / 'last.pt'}: "
+        "Read-only file system; the previous checkpoint is kept"
+    ) in output
     assert "Traceback" not in output
-    assert h.check_interrupted(out) == 1  # the lock could not be removed either: a stale lock, taken over below
+    assert (
+        h.check_interrupted(out) == 1
+    )  # the lock could not be removed either: a stale lock, taken over below
     subprocess.run(["mount", "-o", "remount,bind,rw", str(bind_mount)], check=True)
     resume_to_completion(out, reference[0], tmp_path / "resume.log")
 
@@ -227,14 +296,20 @@ def test_read_only_disk_during_a_run(bind_mount: Path, reference: tuple[Path, fl
 def test_read_only_output_directory_from_the_start(bind_mount: Path, tmp_path: Path) -> None:
     subprocess.run(["mount", "-o", "remount,bind,ro", str(bind_mount)], check=True)
     rc, output = h.run(h.train_argv(bind_mount / "run"), tmp_path / "ro.log")
-    assert rc == 1 and f"error: cannot create output directory {bind_mount / 'run'}: Read-only file system" in output, output
+    assert (
+        rc == 1
+        and f"error: cannot create output directory {bind_mount / 'run'}: Read-only file system"
+        in output
+    ), output
     assert "Traceback" not in output
 
 
 # Where mounting is not allowed, the same faults are injected into the writes themselves.
 
 
-def _failing_writes(monkeypatch: pytest.MonkeyPatch, target: str, code: int, after_epoch: int, where: str) -> None:
+def _failing_writes(
+    monkeypatch: pytest.MonkeyPatch, target: str, code: int, after_epoch: int, where: str
+) -> None:
     """From epoch `after_epoch + 1` on, writing `target` fails with errno `code` at
     `where` (write | fsync | open)."""
     from archc.trainer import checkpoint, loop, metrics
@@ -282,17 +357,41 @@ def _failing_writes(monkeypatch: pytest.MonkeyPatch, target: str, code: int, aft
 
 
 PATCHED = [
-    ("last.pt", errno.ENOSPC, "write", "cannot write checkpoint {out}/last.pt: No space "
-                                       "left on device; the previous checkpoint is kept"),
-    ("last.pt", errno.ENOSPC, "fsync", "cannot write checkpoint {out}/last.pt: No space "
-                                       "left on device; the previous checkpoint is kept"),
-    ("last.pt", errno.EROFS, "write", "cannot write checkpoint {out}/last.pt: Read-only "
-                                      "file system; the previous checkpoint is kept"),
-    ("metrics.csv", errno.ENOSPC, "open", "cannot write {out}/metrics.csv: No space left on device"),
+    (
+        "last.pt",
+        errno.ENOSPC,
+        "write",
+        "cannot write checkpoint {out}/last.pt: No space "
+        "left on device; the previous checkpoint is kept",
+    ),
+    (
+        "last.pt",
+        errno.ENOSPC,
+        "fsync",
+        "cannot write checkpoint {out}/last.pt: No space "
+        "left on device; the previous checkpoint is kept",
+    ),
+    (
+        "last.pt",
+        errno.EROFS,
+        "write",
+        "cannot write checkpoint {out}/last.pt: Read-only "
+        "file system; the previous checkpoint is kept",
+    ),
+    (
+        "metrics.csv",
+        errno.ENOSPC,
+        "open",
+        "cannot write {out}/metrics.csv: No space left on device",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("target", "code", "where", "message"), PATCHED, ids=[f"{t}-{errno.errorcode[c]}-{w}" for t, c, w, _ in PATCHED])
+@pytest.mark.parametrize(
+    ("target", "code", "where", "message"),
+    PATCHED,
+    ids=[f"{t}-{errno.errorcode[c]}-{w}" for t, c, w, _ in PATCHED],
+)
 def test_patched_write_failures_keep_the_previous_checkpoint(
     target: str, code: int, where: str, message: str, reference: tuple[Path, float], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
@@ -306,6 +405,8 @@ def test_patched_write_failures_keep_the_previous_checkpoint(
     err = capsys.readouterr().err
     assert rc == 1 and f"error: {message.format(out=out)}" in err and "Traceback" not in err, err
     epoch = h.check_interrupted(out)
-    assert epoch == (2 if target == "metrics.csv" else 1)  # a metrics failure comes after that epoch's checkpoint
+    assert epoch == (
+        2 if target == "metrics.csv" else 1
+    )  # a metrics failure comes after that epoch's checkpoint
     assert not [p for p in out.iterdir() if ".tmp-" in p.name or p.name == "archc.lock"]
     resume_to_completion(out, reference[0], tmp_path / "resume.log")

@@ -59,7 +59,10 @@ SLOW = settings.get_profile("robustness-slow")
 ZOO_CASES = {"default": 10, "slow": campaign_size(150, floor=10)}
 TEXT_CASES = {
     "default": {"bombs": 40, "windows": 300, "soup": 300, "unicode": 300},
-    "slow": {kind: campaign_size(n, floor=50) for kind, n in {"bombs": 1_000, "windows": 2_000, "soup": 2_000, "unicode": 1_050}.items()},
+    "slow": {
+        kind: campaign_size(n, floor=50)
+        for kind, n in {"bombs": 1_000, "windows": 2_000, "soup": 2_000, "unicode": 1_050}.items()
+    },
 }
 STATS: Counter[str] = Counter()
 
@@ -93,9 +96,11 @@ def campaign_figures() -> Iterator[None]:
     stops the run), the worst case."""
     yield
     if STATS["measured"]:
-        note(f"fuzz campaign: {STATS['measured']} cases measured, 0 escapes; slowest "
-             f"{WORST['time'][0]:.2f} s ({WORST['time'][1]}); largest peak "
-             f"{WORST['memory'][0] / 1e6:.1f} MB above the case's start ({WORST['memory'][1]})")
+        note(
+            f"fuzz campaign: {STATS['measured']} cases measured, 0 escapes; slowest "
+            f"{WORST['time'][0]:.2f} s ({WORST['time'][1]}); largest peak "
+            f"{WORST['memory'][0] / 1e6:.1f} MB above the case's start ({WORST['memory'][1]})"
+        )
 
 
 def _describe(text_or_doc: str | Document) -> str:
@@ -115,16 +120,22 @@ def measured(text_or_doc: str | Document) -> Iterator[None]:
     finally:
         elapsed = time.perf_counter() - start
         peak_after = _peak_rss()
-        grown = peak_after - rss if peak_after > peak_before else 0  # this case set a new peak: its own
+        grown = (
+            peak_after - rss if peak_after > peak_before else 0
+        )  # this case set a new peak: its own
         STATS["measured"] += 1
         if elapsed > WORST["time"][0]:
             WORST["time"] = (elapsed, _describe(text_or_doc))
         if grown > WORST["memory"][0]:
             WORST["memory"] = (grown, _describe(text_or_doc))
-    assert elapsed < CASE_SECONDS or not ENFORCE_TIME, f"case took {elapsed:.2f} s (budget {CASE_SECONDS:.0f} s): {_describe(text_or_doc)}"
+    assert elapsed < CASE_SECONDS or not ENFORCE_TIME, (
+        f"case took {elapsed:.2f} s (budget {CASE_SECONDS:.0f} s): {_describe(text_or_doc)}"
+    )
     # a case that did not raise the process's peak stayed below a peak some
     # earlier case was checked against
-    assert grown < CASE_BYTES, f"peak RSS {grown / 1e6:.0f} MB above the case's start: {_describe(text_or_doc)}"
+    assert grown < CASE_BYTES, (
+        f"peak RSS {grown / 1e6:.0f} MB above the case's start: {_describe(text_or_doc)}"
+    )
 
 
 def compile_or_positioned_error(text_or_doc: str | Document) -> str:
@@ -141,9 +152,13 @@ def _compile_or_positioned_error(text_or_doc: str | Document) -> str:
         else:
             api.compile_graph(api.load(text_or_doc if "\n" in text_or_doc else text_or_doc + "\n"))
     except SpecError as exc:
-        assert exc.pos is not None and exc.line is not None and exc.col is not None, f"SpecError without a position: {exc!r}"
+        assert exc.pos is not None and exc.line is not None and exc.col is not None, (
+            f"SpecError without a position: {exc!r}"
+        )
         assert exc.line >= 1 and exc.col >= 1, exc.render()
-        assert exc.pos.source.line(exc.line) is not None or exc.line == 1, f"position outside the source: {exc.render()}"
+        assert exc.pos.source.line(exc.line) is not None or exc.line == 1, (
+            f"position outside the source: {exc.render()}"
+        )
         if currently_in_test_context():
             event(f"error: {exc.message[:30]}")
         STATS["error"] += 1
@@ -157,35 +172,160 @@ def _compile_or_positioned_error(text_or_doc: str | Document) -> str:
 OP_NAMES = sorted(ops.REGISTRY)
 META = ["name", "from", "when", "repeat", "then", "head", "doc"]
 TOP = ["name", "description", "input", "params", "blocks", "layers", "train", "init"]
-ARGS = ["out", "kernel", "stride", "padding", "dilation", "groups", "bias", "dims", "p", "dim", "count", "var", "inline",
-        "params", "layers", "size", "scale", "mode", "loss_weight", "train_only", "scheme", "std", "epochs", "dataset"]
-VOCAB = sorted({*OP_NAMES, *META, *TOP, *ARGS, "seq", "input", "same", "valid", "relu", "C", "H", "W", "i", "planes"})
-EXPRESSIONS = [
-    "$C", "$H", "$i", "$planes", "$nope", "$$", "$", "${", "${}", "${}}", "${C // 0}", "${C % 0}", "${10 ** 100}", "${2 ** 64}",
-    "${C * 1e308 * 10}", "${'a' * 3}", "${shape[0]}", "${C.real}", "${len(shape)}", "${min()}", "${max([])}", "${sqrt(-1)}",
-    "${clamp(1, 5, 2)}", "${int('x')}", "${float('inf')}", "${round(1.5, 99)}", "${i if i else 'x'}", "${[C, H]}", "${null}",
-    "${true + 1}", "${C > 'a'}", "${-C}", "${not C}", "layer${i + 1}", "${C}x${H}", "${'${'}", "${\"}\"}", "${1,}",
+ARGS = [
+    "out",
+    "kernel",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "bias",
+    "dims",
+    "p",
+    "dim",
+    "count",
+    "var",
+    "inline",
+    "params",
+    "layers",
+    "size",
+    "scale",
+    "mode",
+    "loss_weight",
+    "train_only",
+    "scheme",
+    "std",
+    "epochs",
+    "dataset",
 ]
-EXPR_TOKENS = ["C", "H", "W", "i", "planes", "x", "1", "0", "-1", "2.5", "1e308", "10 ** 20", "+", "-", "*", "/", "//", "%", "**",
-               "(", ")", "[", "]", ",", "if", "else", "and", "or", "not", "==", "<", "min(", "max(", "abs(", "len(", "'s'", "true", "null"]
+VOCAB = sorted(
+    {
+        *OP_NAMES,
+        *META,
+        *TOP,
+        *ARGS,
+        "seq",
+        "input",
+        "same",
+        "valid",
+        "relu",
+        "C",
+        "H",
+        "W",
+        "i",
+        "planes",
+    }
+)
+EXPRESSIONS = [
+    "$C",
+    "$H",
+    "$i",
+    "$planes",
+    "$nope",
+    "$$",
+    "$",
+    "${",
+    "${}",
+    "${}}",
+    "${C // 0}",
+    "${C % 0}",
+    "${10 ** 100}",
+    "${2 ** 64}",
+    "${C * 1e308 * 10}",
+    "${'a' * 3}",
+    "${shape[0]}",
+    "${C.real}",
+    "${len(shape)}",
+    "${min()}",
+    "${max([])}",
+    "${sqrt(-1)}",
+    "${clamp(1, 5, 2)}",
+    "${int('x')}",
+    "${float('inf')}",
+    "${round(1.5, 99)}",
+    "${i if i else 'x'}",
+    "${[C, H]}",
+    "${null}",
+    "${true + 1}",
+    "${C > 'a'}",
+    "${-C}",
+    "${not C}",
+    "layer${i + 1}",
+    "${C}x${H}",
+    "${'${'}",
+    '${"}"}',
+    "${1,}",
+]
+EXPR_TOKENS = [
+    "C",
+    "H",
+    "W",
+    "i",
+    "planes",
+    "x",
+    "1",
+    "0",
+    "-1",
+    "2.5",
+    "1e308",
+    "10 ** 20",
+    "+",
+    "-",
+    "*",
+    "/",
+    "//",
+    "%",
+    "**",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    "if",
+    "else",
+    "and",
+    "or",
+    "not",
+    "==",
+    "<",
+    "min(",
+    "max(",
+    "abs(",
+    "len(",
+    "'s'",
+    "true",
+    "null",
+]
 
 
 def expressions() -> st.SearchStrategy[str]:
-    soup = st.lists(st.sampled_from(EXPR_TOKENS), min_size=1, max_size=8).map(lambda parts: "${" + " ".join(parts) + "}")
+    soup = st.lists(st.sampled_from(EXPR_TOKENS), min_size=1, max_size=8).map(
+        lambda parts: "${" + " ".join(parts) + "}"
+    )
     return st.one_of(st.sampled_from(EXPRESSIONS), soup)
 
 
 def scalars() -> st.SearchStrategy[Any]:
     return st.one_of(
-        st.none(), st.booleans(), st.integers(-3, 300), st.integers(-(2**80), 2**80), st.sampled_from([0, 1, 2, -1, 10**18, 2**63]),
-        st.floats(allow_nan=True, allow_infinity=True), st.floats(-2, 2), st.text(max_size=12), st.sampled_from(VOCAB), expressions(),
+        st.none(),
+        st.booleans(),
+        st.integers(-3, 300),
+        st.integers(-(2**80), 2**80),
+        st.sampled_from([0, 1, 2, -1, 10**18, 2**63]),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.floats(-2, 2),
+        st.text(max_size=12),
+        st.sampled_from(VOCAB),
+        expressions(),
     )
 
 
 def values() -> st.SearchStrategy[Any]:
     return st.recursive(
         scalars(),
-        lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.sampled_from(VOCAB), kids, max_size=3),
+        lambda kids: (
+            st.lists(kids, max_size=4) | st.dictionaries(st.sampled_from(VOCAB), kids, max_size=3)
+        ),
         max_leaves=8,
     )
 
@@ -267,11 +407,31 @@ def delete(parent: Any, key: Any) -> None:
 
 def bury(value: Any, levels: list[str]) -> Any:
     for kind in levels:
-        value = [value] if kind == "list" else {"seq": [value]} if kind == "seq" else {"add": [[value]]} if kind == "add" else {"x": value}
+        value = (
+            [value]
+            if kind == "list"
+            else {"seq": [value]}
+            if kind == "seq"
+            else {"add": [[value]]}
+            if kind == "add"
+            else {"x": value}
+        )
     return value
 
 
-ACTIONS = ["delete", "rename", "replace", "replace", "replace", "duplicate", "remove_item", "swap", "bury", "meta", "from"]
+ACTIONS = [
+    "delete",
+    "rename",
+    "replace",
+    "replace",
+    "replace",
+    "duplicate",
+    "remove_item",
+    "swap",
+    "bury",
+    "meta",
+    "from",
+]
 
 
 def mutate(draw: Callable[[st.SearchStrategy[Any]], Any], data: LDict) -> None:
@@ -298,13 +458,29 @@ def mutate(draw: Callable[[st.SearchStrategy[Any]], Any], data: LDict) -> None:
         other = draw(st.integers(0, len(parent) - 1))
         parent[key], parent[other] = parent[other], parent[key]
     elif action == "bury":
-        levels = draw(st.lists(st.sampled_from(["list", "seq", "add", "map"]), min_size=1, max_size=70))
+        levels = draw(
+            st.lists(st.sampled_from(["list", "seq", "add", "map"]), min_size=1, max_size=70)
+        )
         set_item(parent, key, placed(bury(copy_tree(parent[key]), levels), pos), pos)
     elif action == "meta" and isinstance(parent, LDict):
         set_item(parent, draw(st.sampled_from(META)), draw(values()), pos)
     elif action == "from" and isinstance(parent, LDict):
-        names = [v for p in all_paths if p[-1] == "name" for v in [parent_of(data, p).get("name")] if isinstance(v, str)]
-        set_item(parent, "from", draw(st.sampled_from([*names, "input", "nope"]) | st.lists(st.sampled_from([*names, "input"]), max_size=3)), pos)
+        names = [
+            v
+            for p in all_paths
+            if p[-1] == "name"
+            for v in [parent_of(data, p).get("name")]
+            if isinstance(v, str)
+        ]
+        set_item(
+            parent,
+            "from",
+            draw(
+                st.sampled_from([*names, "input", "nope"])
+                | st.lists(st.sampled_from([*names, "input"]), max_size=3)
+            ),
+            pos,
+        )
     else:
         set_item(parent, key, draw(values()), pos)
 
@@ -365,20 +541,27 @@ def run_zoo_mutations(path: Path, config: settings) -> int:
 def report(what: str, count: int, before: Counter[str]) -> None:
     """One line per test (shown with -s): cases run, and how many compiled or failed cleanly."""
     STATS["cases"] += count
-    note(f"fuzz {what}: {count} cases, {STATS['ok'] - before['ok']} compiled, "
-         f"{STATS['error'] - before['error']} positioned SpecErrors; so far slowest "
-         f"{WORST['time'][0]:.2f} s, largest peak {WORST['memory'][0] / 1e6:.1f} MB")
+    note(
+        f"fuzz {what}: {count} cases, {STATS['ok'] - before['ok']} compiled, "
+        f"{STATS['error'] - before['error']} positioned SpecErrors; so far slowest "
+        f"{WORST['time'][0]:.2f} s, largest peak {WORST['memory'][0] / 1e6:.1f} MB"
+    )
 
 
 @pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
 def test_zoo_mutations(path: Path) -> None:
-    assert run_zoo_mutations(path, settings(DEFAULT, max_examples=ZOO_CASES["default"])) >= ZOO_CASES["default"]
+    assert (
+        run_zoo_mutations(path, settings(DEFAULT, max_examples=ZOO_CASES["default"]))
+        >= ZOO_CASES["default"]
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
 def test_zoo_mutations_many(path: Path) -> None:
-    assert run_zoo_mutations(path, settings(SLOW, max_examples=ZOO_CASES["slow"])) >= ZOO_CASES["slow"]
+    assert (
+        run_zoo_mutations(path, settings(SLOW, max_examples=ZOO_CASES["slow"])) >= ZOO_CASES["slow"]
+    )
 
 
 def test_every_zoo_spec_compiles_unmutated() -> None:
@@ -390,8 +573,45 @@ def test_every_zoo_spec_compiles_unmutated() -> None:
 
 # --------------------------------------------------------------------------- raw text
 
-GARBAGE = ["{", "}", "[", "]", ",", ":", ": ", "- ", "-", "? ", "&a ", "*a", "*b", "&b ", "!!python/object:os.system ", "!t ", "!!str ",
-           "'", '"', "#", "|", ">", "%", "@", "`", "\t", "\\", "$", "${", "}", "---", "...", "<<: *a", "\ufeff", "\x00", "\x85", "\u2028"]
+GARBAGE = [
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    ": ",
+    "- ",
+    "-",
+    "? ",
+    "&a ",
+    "*a",
+    "*b",
+    "&b ",
+    "!!python/object:os.system ",
+    "!t ",
+    "!!str ",
+    "'",
+    '"',
+    "#",
+    "|",
+    ">",
+    "%",
+    "@",
+    "`",
+    "\t",
+    "\\",
+    "$",
+    "${",
+    "}",
+    "---",
+    "...",
+    "<<: *a",
+    "\ufeff",
+    "\x00",
+    "\x85",
+    "\u2028",
+]
 
 
 @st.composite
@@ -401,13 +621,19 @@ def zoo_windows(draw: Any) -> str:
     lines = text.splitlines()
     start = draw(st.integers(0, max(0, len(lines) - 5)))
     lines = lines[start : start + draw(st.integers(5, 25))]
-    if start and draw(st.booleans()):  # a window from the middle: often with its input and layers re-attached
+    if start and draw(
+        st.booleans()
+    ):  # a window from the middle: often with its input and layers re-attached
         lines = ["input: [3, 32, 32]", "layers:", *lines]
     for _ in range(draw(st.integers(1, 4))):
         if not lines:
             break
         i = draw(st.integers(0, len(lines) - 1))
-        edit = draw(st.sampled_from(["delete", "duplicate", "indent", "dedent", "insert", "truncate", "swap", "char"]))
+        edit = draw(
+            st.sampled_from(
+                ["delete", "duplicate", "indent", "dedent", "insert", "truncate", "swap", "char"]
+            )
+        )
         event(f"text edit: {edit}")
         if edit == "delete":
             del lines[i]
@@ -432,12 +658,76 @@ def zoo_windows(draw: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-SOUP_KEYS = ["input", "layers", "params", "blocks", "train", "init", "name", "conv", "relu", "seq", "add", "concat", "repeat", "when",
-             "from", "then", "head", "out", "kernel", "B", "x", "<<", "? x"]
-SOUP_VALUES = ["[3, 8, 8]", "[1]", "[]", "{}", "relu", "[relu]", "[conv, relu]", "{out: 4, kernel: 3}", "3", "-1", "0", "1e400", ".nan",
-               "-.inf", "null", "~", "true", "yes", "0x1F", "0o17", "1_000", "'q'", '"d\\x00"', "&a [1, 2]", "*a", "&b {c: 1}", "*b",
-               "!!python/name:os.system", "!!binary aGk=", "!!set {a}", "!custom x", "!!str 1", "$C", "${C * 2}", "${10 ** 30}",
-               "${open('x')}", "|\n  block", ">\n  folded", "[[[[1]]]]", "{a: {b: {c: [*a]}}}", "2001-12-14", "- relu", ""]
+SOUP_KEYS = [
+    "input",
+    "layers",
+    "params",
+    "blocks",
+    "train",
+    "init",
+    "name",
+    "conv",
+    "relu",
+    "seq",
+    "add",
+    "concat",
+    "repeat",
+    "when",
+    "from",
+    "then",
+    "head",
+    "out",
+    "kernel",
+    "B",
+    "x",
+    "<<",
+    "? x",
+]
+SOUP_VALUES = [
+    "[3, 8, 8]",
+    "[1]",
+    "[]",
+    "{}",
+    "relu",
+    "[relu]",
+    "[conv, relu]",
+    "{out: 4, kernel: 3}",
+    "3",
+    "-1",
+    "0",
+    "1e400",
+    ".nan",
+    "-.inf",
+    "null",
+    "~",
+    "true",
+    "yes",
+    "0x1F",
+    "0o17",
+    "1_000",
+    "'q'",
+    '"d\\x00"',
+    "&a [1, 2]",
+    "*a",
+    "&b {c: 1}",
+    "*b",
+    "!!python/name:os.system",
+    "!!binary aGk=",
+    "!!set {a}",
+    "!custom x",
+    "!!str 1",
+    "$C",
+    "${C * 2}",
+    "${10 ** 30}",
+    "${open('x')}",
+    "|\n  block",
+    ">\n  folded",
+    "[[[[1]]]]",
+    "{a: {b: {c: [*a]}}}",
+    "2001-12-14",
+    "- relu",
+    "",
+]
 
 
 @st.composite
@@ -454,7 +744,9 @@ def token_soup(draw: Any) -> str:
         elif shape == "item_map":
             lines.append(f"{indent}- {draw(st.sampled_from(SOUP_KEYS))}: {value}")
         else:
-            lines.append(indent + "".join(draw(st.lists(st.sampled_from(GARBAGE + SOUP_VALUES), max_size=4))))
+            lines.append(
+                indent + "".join(draw(st.lists(st.sampled_from(GARBAGE + SOUP_VALUES), max_size=4)))
+            )
     if draw(st.booleans()):
         lines = ["input: [3, 8, 8]", "layers:", *lines]
     return "\n".join(lines) + "\n"
@@ -469,7 +761,11 @@ def bombs(draw: Any) -> str:
     """The attack classes of the second security round, with random sizes: values that nest,
     work that makes no nodes, long names, huge feature maps and numbers. Each must end, in budget,
     in a compiled graph or a positioned error."""
-    kind = draw(st.sampled_from(["nested", "compare", "empty", "dropped", "names", "pool", "numbers", "interpolate"]))
+    kind = draw(
+        st.sampled_from(
+            ["nested", "compare", "empty", "dropped", "names", "pool", "numbers", "interpolate"]
+        )
+    )
     head = "name: b\ninput: [3, 8, 8]\n"
     if kind in ("nested", "compare", "interpolate"):
         width, levels = draw(st.integers(2, 400)), draw(st.integers(1, 5))
@@ -477,11 +773,14 @@ def bombs(draw: Any) -> str:
         params += "".join(f"  p{i}: {_listing(f'p{i - 1}', width)}\n" for i in range(1, levels))
         last = f"p{levels - 1}"
         use = {
-            "nested": f"  - {{relu: , name: \"x${{{last}}}\"}}\n",
-            "compare": (f'  - seq: [{{relu: , when: "${{{last} == {last}}}"}}]\n'
-                        f'    repeat: {draw(st.integers(1, 4096))}\n'),
-            "interpolate": ("  - {relu: , name: \""
-                            f"{'${' + last + '}' * draw(st.integers(1, 50))}\"}}\n"),
+            "nested": f'  - {{relu: , name: "x${{{last}}}"}}\n',
+            "compare": (
+                f'  - seq: [{{relu: , when: "${{{last} == {last}}}"}}]\n'
+                f"    repeat: {draw(st.integers(1, 4096))}\n"
+            ),
+            "interpolate": (
+                f'  - {{relu: , name: "{"${" + last + "}" * draw(st.integers(1, 50))}"}}\n'
+            ),
         }[kind]
         return "name: b\ninput: [3, 8, 8]\nparams:\n" + params + "layers:\n" + use
     if kind in ("empty", "dropped"):
@@ -498,9 +797,15 @@ def bombs(draw: Any) -> str:
         return head + f"layers:\n  - {body}\n"
     if kind == "pool":
         size = draw(st.integers(1, 10**12))
-        k, d, s = draw(st.integers(1, 10**9)), draw(st.integers(1, 10**9)), draw(st.integers(1, 10**9))
-        return (f"name: b\ninput: [1, {size}]\nlayers:\n  - maxpool: {{kernel: {k}, stride: "
-                f"{s}, dilation: {d}, padding: {k // 2}}}\n")
+        k, d, s = (
+            draw(st.integers(1, 10**9)),
+            draw(st.integers(1, 10**9)),
+            draw(st.integers(1, 10**9)),
+        )
+        return (
+            f"name: b\ninput: [1, {size}]\nlayers:\n  - maxpool: {{kernel: {k}, stride: "
+            f"{s}, dilation: {d}, padding: {k // 2}}}\n"
+        )
     digits = draw(st.integers(1, 6000))
     return head + f"layers:\n  - linear: {'9' * digits}\n"
 
@@ -531,13 +836,19 @@ def run_text(kind: str, config: settings) -> int:
 
 @pytest.mark.parametrize("kind", sorted(TEXTS))
 def test_raw_text(kind: str) -> None:
-    assert run_text(kind, settings(DEFAULT, max_examples=TEXT_CASES["default"][kind])) >= TEXT_CASES["default"][kind]
+    assert (
+        run_text(kind, settings(DEFAULT, max_examples=TEXT_CASES["default"][kind]))
+        >= TEXT_CASES["default"][kind]
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(TEXTS))
 def test_raw_text_many(kind: str) -> None:
-    assert run_text(kind, settings(SLOW, max_examples=TEXT_CASES["slow"][kind])) >= TEXT_CASES["slow"][kind]
+    assert (
+        run_text(kind, settings(SLOW, max_examples=TEXT_CASES["slow"][kind]))
+        >= TEXT_CASES["slow"][kind]
+    )
 
 
 # ---------------------------------------------------------------- escapes found by the fuzz, pinned

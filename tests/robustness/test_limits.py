@@ -39,14 +39,19 @@ def laughs_seq(levels: int = 10, width: int = 9) -> str:
     """The billion laughs: each anchor lists the previous one
     `width` times (9**10 nodes expanded)."""
     lines = ["lol0: &lol0 [" + ", ".join(['"lol"'] * width) + "]"]
-    lines += [f"lol{i}: &lol{i} [" + ", ".join([f"*lol{i - 1}"] * width) + "]" for i in range(1, levels)]
+    lines += [
+        f"lol{i}: &lol{i} [" + ", ".join([f"*lol{i - 1}"] * width) + "]" for i in range(1, levels)
+    ]
     return "\n".join(lines) + f"\ninput: *lol{levels - 1}\nlayers: [relu]\n"
 
 
 def laughs_map(levels: int = 10, width: int = 9) -> str:
     """The same bomb built from mappings, nested inside the params section."""
     lines = ["params:", "  l0: &l0 {" + ", ".join(f"k{j}: lol" for j in range(width)) + "}"]
-    lines += [f"  l{i}: &l{i} {{" + ", ".join(f"k{j}: *l{i - 1}" for j in range(width)) + "}" for i in range(1, levels)]
+    lines += [
+        f"  l{i}: &l{i} {{" + ", ".join(f"k{j}: *l{i - 1}" for j in range(width)) + "}"
+        for i in range(1, levels)
+    ]
     return "\n".join(lines) + "\n" + HEAD + "  - relu\n"
 
 
@@ -74,7 +79,9 @@ def traced_peak(fn: Callable[[], Any]) -> int:
 
 
 @pytest.mark.parametrize("make", [laughs_seq, laughs_map], ids=["sequences", "mappings"])
-def test_alias_bomb_is_rejected_in_under_a_second_with_bounded_memory(make: Callable[[], str]) -> None:
+def test_alias_bomb_is_rejected_in_under_a_second_with_bounded_memory(
+    make: Callable[[], str],
+) -> None:
     text = make()
     exc = spec_error(api.load, text)
     assert exc.message == "spec expands to more than 10,000 YAML nodes (an alias bomb?)"
@@ -97,8 +104,13 @@ def test_huge_flat_document_stops_parsing_at_the_node_budget() -> None:
     text = "input: [" + ",".join(["1"] * 400_000) + "]\nlayers: [relu]\n"
     assert len(text) < loader.MAX_FILE_BYTES
     exc = spec_error(loader.load_text, text, "flat.yaml", max_nodes=2_000)
-    assert exc.message == "spec has more than 2,000 YAML nodes" and (exc.line, exc.col) == (1, 4_003)  # keys count too
-    assert timed(lambda: spec_error(loader.load_text, text, max_nodes=2_000), runs=1) < 5.0  # the whole list: minutes
+    assert exc.message == "spec has more than 2,000 YAML nodes" and (exc.line, exc.col) == (
+        1,
+        4_003,
+    )  # keys count too
+    assert (
+        timed(lambda: spec_error(loader.load_text, text, max_nodes=2_000), runs=1) < 5.0
+    )  # the whole list: minutes
 
 
 BOMB_PROBE = """
@@ -146,14 +158,20 @@ def probe(*files: Path) -> dict[str, Any]:
 def test_alias_bombs_in_a_fresh_process_stay_small(tmp_path: Path) -> None:
     """Peak resident memory of a real process loading the bombs (not just Python's allocations)."""
     files = []
-    for name, text in (("laughs_seq", laughs_seq()), ("laughs_map", laughs_map()), ("laughs_wide", laughs_seq(12, 12))):
+    for name, text in (
+        ("laughs_seq", laughs_seq()),
+        ("laughs_map", laughs_map()),
+        ("laughs_wide", laughs_seq(12, 12)),
+    ):
         (tmp_path / f"{name}.yaml").write_text(text)
         files.append(tmp_path / f"{name}.yaml")
     report = probe(*files)
     for name in ("laughs_seq", "laughs_map", "laughs_wide"):
         entry = report[name]
         assert entry["error"] == "spec expands to more than 10,000 YAML nodes (an alias bomb?)"
-        assert entry["seconds"] < 5.0, entry  # about 0.02 s on an idle machine; generous for a loaded CI box
+        assert entry["seconds"] < 5.0, (
+            entry
+        )  # about 0.02 s on an idle machine; generous for a loaded CI box
         assert entry["peak_kb"] - report["baseline_kb"] < 32 * 1024, report
 
 
@@ -162,7 +180,10 @@ def test_alias_bombs_in_a_fresh_process_stay_small(tmp_path: Path) -> None:
     [
         ("input: " + "[" * 300 + "]" * 300 + "\nlayers: [relu]\n", (1, 207)),
         ("input: " + "[" * 20_000 + "]" * 20_000 + "\nlayers: [relu]\n", (1, 207)),
-        ("input: [1]\nlayers:\n" + "".join(" " * (2 * i) + "- \n" for i in range(1, 400)), (202, 401)),
+        (
+            "input: [1]\nlayers:\n" + "".join(" " * (2 * i) + "- \n" for i in range(1, 400)),
+            (202, 401),
+        ),
         ("params:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 400)), (200, 200)),
     ],
     ids=["flow", "flow_20000", "block_sequences", "block_mappings"],
@@ -181,24 +202,33 @@ def test_nesting_within_the_limit_loads() -> None:
 # --------------------------------------------------------------------------- files
 
 
-def test_file_size_cap_refuses_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_file_size_cap_refuses_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "huge.yaml"
     with path.open("wb") as fh:
         fh.truncate(10 * 1024**3)  # a sparse 10 GiB file: reading it would take the machine down
     monkeypatch.setattr(Path, "read_text", lambda *a, **k: pytest.fail("read an oversized spec"))
     monkeypatch.setattr(Path, "read_bytes", lambda *a, **k: pytest.fail("read an oversized spec"))
     exc = spec_error(api.load, path)
-    assert exc.message == f"spec file is {10 * 1024**3:,} bytes; the limit is 1,000,000" and (exc.line, exc.col) == (1, 1)
+    assert exc.message == f"spec file is {10 * 1024**3:,} bytes; the limit is 1,000,000" and (
+        exc.line,
+        exc.col,
+    ) == (1, 1)
     monkeypatch.undo()
     assert main(["check", str(path)]) == 1
-    assert capsys.readouterr().err.startswith(f"error: {path}:1:1: spec file is 10,737,418,240 bytes")
+    assert capsys.readouterr().err.startswith(
+        f"error: {path}:1:1: spec file is 10,737,418,240 bytes"
+    )
 
 
 def test_a_file_that_is_not_utf8_is_a_positioned_error(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes(HEAD.encode() + "  - {relu: , doc: caf\u00e9}\n".encode("latin-1"))
     exc = spec_error(api.load, path)
-    assert exc.message == "not a UTF-8 text file (byte 0xe9)" and (exc.line, exc.col) == (3, 22), exc.render()
+    assert exc.message == "not a UTF-8 text file (byte 0xe9)" and (exc.line, exc.col) == (3, 22), (
+        exc.render()
+    )
 
 
 def test_file_size_cap_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,7 +237,10 @@ def test_file_size_cap_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
     assert loader.load_text(text).data["layers"] == ["relu"]
     monkeypatch.setattr(loader, "MAX_FILE_BYTES", len(text) - 1)
     exc = spec_error(loader.load_text, text)
-    assert exc.message == f"spec is larger than {len(text) - 1:,} bytes" and (exc.line, exc.col) == (1, 1)
+    assert exc.message == f"spec is larger than {len(text) - 1:,} bytes" and (
+        exc.line,
+        exc.col,
+    ) == (1, 1)
 
 
 def test_default_file_cap_in_memory_text() -> None:
@@ -231,7 +264,10 @@ def _cli(tmp_path: Path, text: str, *flags: str) -> tuple[int, str]:
 def test_repeat_count_cap_and_flag(tmp_path: Path) -> None:
     text = HEAD + "  - {relu: , repeat: 4097}\n"
     exc = spec_error(api.compile_graph, text)
-    assert exc.message == "repeat count 4097 exceeds the limit of 4096 (--max-repeat)" and (exc.line, exc.col) == (3, 22)
+    assert exc.message == "repeat count 4097 exceeds the limit of 4096 (--max-repeat)" and (
+        exc.line,
+        exc.col,
+    ) == (3, 22)
     assert len(api.compile_graph(text, limits=Limits(max_repeat=5000)).nodes) == 4097
     rc, err = _cli(tmp_path, text)
     assert rc == 1 and "(--max-repeat)" in err
@@ -240,7 +276,15 @@ def test_repeat_count_cap_and_flag(tmp_path: Path) -> None:
 
 def test_astronomical_repeat_count_is_refused_without_looping() -> None:
     text = HEAD + '  - {relu: , repeat: "${10 ** 18}"}\n'
-    assert timed(lambda: spec_error(api.compile_graph, text, limits=Limits(max_repeat=10**18, max_nodes=100)), runs=1) < 5.0
+    assert (
+        timed(
+            lambda: spec_error(
+                api.compile_graph, text, limits=Limits(max_repeat=10**18, max_nodes=100)
+            ),
+            runs=1,
+        )
+        < 5.0
+    )
     exc = spec_error(api.compile_graph, text, limits=Limits(max_repeat=10**18, max_nodes=100))
     assert exc.message == "the network has more than 100 nodes (--max-nodes)"
 
@@ -266,7 +310,10 @@ def test_exponential_block_expansion_hits_the_node_cap_quickly() -> None:
     exc = spec_error(api.compile_graph, text)
     assert exc.message == "the network has more than 20,000 nodes (--max-nodes)"
     assert_positioned(exc, text)
-    assert timed(lambda: spec_error(api.compile_graph, text, limits=Limits(max_nodes=2_000)), runs=1) < 5.0
+    assert (
+        timed(lambda: spec_error(api.compile_graph, text, limits=Limits(max_nodes=2_000)), runs=1)
+        < 5.0
+    )
 
 
 def nested_blocks(levels: int, inline: bool = False) -> str:
@@ -296,21 +343,34 @@ def test_seq_nesting_counts_toward_the_depth_cap() -> None:
 def test_recursive_blocks_are_refused() -> None:
     text = HEAD + "  - A\nblocks:\n  A: {layers: [relu, B]}\n  B: {layers: [A]}\n"
     exc = spec_error(api.compile_graph, text)
-    assert exc.message == "block 'A' calls itself (A -> B -> A); blocks cannot be recursive" and exc.line == 6
+    assert (
+        exc.message == "block 'A' calls itself (A -> B -> A); blocks cannot be recursive"
+        and exc.line == 6
+    )
 
 
 def test_expression_size_cap() -> None:
     at_limit = "max(" + ",".join(["1"] * 497) + ")+2"
     assert len(at_limit) == 1000
-    graph = api.compile_graph(HEAD + f"  - conv: {{out: {yaml_str('${' + at_limit + '}')}, kernel: 1}}\n")
+    graph = api.compile_graph(
+        HEAD + f"  - conv: {{out: {yaml_str('${' + at_limit + '}')}, kernel: 1}}\n"
+    )
     assert next(iter(graph)).shape[0] == 3
     over = at_limit + "0"
-    exc = spec_error(api.compile_graph, HEAD + f"  - conv: {{out: {yaml_str('${' + over + '}')}, kernel: 1}}\n")
+    exc = spec_error(
+        api.compile_graph, HEAD + f"  - conv: {{out: {yaml_str('${' + over + '}')}, kernel: 1}}\n"
+    )
     assert exc.message == "expression too long (1001 > 1000 characters)" and exc.line == 3
 
 
 def test_interpolated_strings_are_capped() -> None:
-    text = 'params: {s: "${\'' + "x" * 900 + "'}\"}\n" + HEAD + '  - {relu: , name: "${s + s + s + s + s + s + s + s + s + s + s + s}"}\n'
+    text = (
+        "params: {s: \"${'"
+        + "x" * 900
+        + "'}\"}\n"
+        + HEAD
+        + '  - {relu: , name: "${s + s + s + s + s + s + s + s + s + s + s + s}"}\n'
+    )
     exc = spec_error(api.compile_graph, text)
     assert "string result too long (limit is 10000 characters)" in exc.message and exc.line == 4
 
@@ -328,23 +388,40 @@ HUGE = textwrap.dedent("""\
 """)
 
 
-def test_model_too_big_for_memory_is_refused_before_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_too_big_for_memory_is_refused_before_allocation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import archc.compiler.emit
 
-    monkeypatch.setattr(archc.compiler.emit, "build_module", lambda *a, **k: pytest.fail("allocated a model that cannot fit"))
+    monkeypatch.setattr(
+        archc.compiler.emit,
+        "build_module",
+        lambda *a, **k: pytest.fail("allocated a model that cannot fit"),
+    )
     exc = spec_error(api.build, HUGE)
-    assert "needs about 2621.5 GB of weights" in exc.message and "refusing to allocate (use --force to try anyway)" in exc.message
+    assert (
+        "needs about 2621.5 GB of weights" in exc.message
+        and "refusing to allocate (use --force to try anyway)" in exc.message
+    )
     assert "the largest layer is 'fc' (655,370,000,000 params)" in exc.message
     assert (exc.line, exc.col) == (6, 6)  # the layer to fix
 
 
-def test_memory_guard_cli_and_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_memory_guard_cli_and_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "small.yaml"
     path.write_text(HEAD + "  - conv: {out: 8, kernel: 3}\n  - flatten\n  - linear: 10\n")
-    monkeypatch.setattr(guard, "available_memory", lambda: 1_000)  # pretend the machine has 1 kB free
+    monkeypatch.setattr(
+        guard, "available_memory", lambda: 1_000
+    )  # pretend the machine has 1 kB free
     assert main(["build", str(path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {path}:") and "refusing to allocate (use --force to try anyway)" in err and "Traceback" not in err
+    assert (
+        err.startswith(f"error: {path}:")
+        and "refusing to allocate (use --force to try anyway)" in err
+        and "Traceback" not in err
+    )
     assert main(["build", str(path), "--force"]) == 0
     with pytest.raises(SpecError, match="refusing to allocate"):
         api.build(path)
@@ -360,7 +437,9 @@ def test_guard_counts_activations_too() -> None:
         guard.check_fits(graph, batch=10, available=weights + activations - 1)
 
 
-def test_train_refuses_a_model_that_cannot_fit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_refuses_a_model_that_cannot_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = tmp_path / "huge.yaml"
     spec.write_text(HUGE)
     out = tmp_path / "run"
@@ -374,7 +453,12 @@ def test_train_refuses_a_model_that_cannot_fit(tmp_path: Path, capsys: pytest.Ca
 
 @pytest.mark.parametrize(
     ("limit", "usage", "expected"),
-    [("1073741824\n", "268435456\n", 768 * MB), ("max\n", "5\n", None), ("9223372036854771712\n", "5\n", None), ("100\n", "200\n", 0)],
+    [
+        ("1073741824\n", "268435456\n", 768 * MB),
+        ("max\n", "5\n", None),
+        ("9223372036854771712\n", "5\n", None),
+        ("100\n", "200\n", 0),
+    ],
     ids=["limited", "v2_unlimited", "v1_unlimited", "over_the_limit"],
 )
 def test_a_container_memory_limit_caps_the_guard(

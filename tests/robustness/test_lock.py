@@ -19,7 +19,9 @@ from archc.trainer.lock import LOCK_NAME
 from tests.conftest import REPO, clean_env
 from tests.robustness import harness as h
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forkserver children and /proc are Linux's")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="forkserver children and /proc are Linux's"
+)
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:
@@ -34,11 +36,15 @@ def _wait_for(path: Path, child: h.Child, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-def test_second_train_on_the_same_out_refuses_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_second_train_on_the_same_out_refuses_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, release = tmp_path / "run", tmp_path / "release"
     first = h.start(h.train_argv(out), tmp_path / "first.log", hold=release)
     try:
-        _wait_for(tmp_path / "run.holding", first)  # epoch 1 is on disk and the first run holds the lock
+        _wait_for(
+            tmp_path / "run.holding", first
+        )  # epoch 1 is on disk and the first run holds the lock
         before = _snapshot(out)
         assert json.loads(before[LOCK_NAME])["pid"] == first.pid
         expected = (f"error: {out} is in use by another archc train (pid {first.pid}); wait "
@@ -50,7 +56,11 @@ def test_second_train_on_the_same_out_refuses_and_writes_nothing(tmp_path: Path,
                                  str(out)],
                                 cwd=REPO, env=clean_env(), capture_output=True, text=True,
                                 timeout=300, check=False)  # fmt: skip
-        assert second.returncode == 1 and expected in second.stderr and "Traceback" not in second.stderr, second.stderr
+        assert (
+            second.returncode == 1
+            and expected in second.stderr
+            and "Traceback" not in second.stderr
+        ), second.stderr
         # --resume does not get past the lock either
         assert main(h.train_argv(out, "--resume", "--log", "quiet")) == 1
         assert expected in capsys.readouterr().err
@@ -63,7 +73,9 @@ def test_second_train_on_the_same_out_refuses_and_writes_nothing(tmp_path: Path,
 
 def test_a_dead_owners_lock_is_taken_over(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    killed = h.start(h.train_argv(out), tmp_path / "killed.log", h.KillPoint("step 12", "step", nth=12))
+    killed = h.start(
+        h.train_argv(out), tmp_path / "killed.log", h.KillPoint("step 12", "step", nth=12)
+    )
     assert killed.wait() == -signal.SIGKILL
     lock = json.loads((out / LOCK_NAME).read_text())
     assert lock["pid"] == killed.pid  # the lock outlived its owner
@@ -83,7 +95,9 @@ def test_an_empty_lock_from_a_writer_killed_mid_write_is_taken_over(tmp_path: Pa
     h.check_completed(out, None)
 
 
-def test_a_live_owner_is_never_overridden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_live_owner_is_never_overridden(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Whoever holds the kernel's lock on the file keeps it, whatever the file says."""
     import fcntl
 
@@ -95,13 +109,22 @@ def test_a_live_owner_is_never_overridden(tmp_path: Path, capsys: pytest.Capture
         held.flush()
         assert main(h.train_argv(out, "--log", "quiet")) == 1
         err = capsys.readouterr().err
-        assert f"in use by another archc train (pid {os.getpid()})" in err and str(out / LOCK_NAME) in err
+        assert (
+            f"in use by another archc train (pid {os.getpid()})" in err
+            and str(out / LOCK_NAME) in err
+        )
         assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
 
 
 @pytest.mark.parametrize(
     "content",
-    ['{"pid": 99999999999999999999}', '{"pid": -1, "host": "' + "h" * 5000 + '"}', "[1, 2]", "x" * 100_000, "\x00\xff"],
+    [
+        '{"pid": 99999999999999999999}',
+        '{"pid": -1, "host": "' + "h" * 5000 + '"}',
+        "[1, 2]",
+        "x" * 100_000,
+        "\x00\xff",
+    ],
 )
 def test_a_garbled_lock_left_by_nobody_is_taken_over(tmp_path: Path, content: str) -> None:
     out = tmp_path / "run"
@@ -111,7 +134,9 @@ def test_a_garbled_lock_left_by_nobody_is_taken_over(tmp_path: Path, content: st
     assert rc == 0, output
 
 
-def test_a_garbled_lock_of_a_live_owner_gives_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_garbled_lock_of_a_live_owner_gives_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import fcntl
 
     out = tmp_path / "run"
@@ -126,7 +151,9 @@ def test_a_garbled_lock_of_a_live_owner_gives_one_line(tmp_path: Path, capsys: p
 
 
 @pytest.mark.parametrize("kind", ["directory", "symlink", "hardlink"])
-def test_a_lock_path_that_is_not_a_plain_file_is_one_line(tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_lock_path_that_is_not_a_plain_file_is_one_line(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     out.mkdir()
     victim = tmp_path / "precious.txt"
@@ -145,7 +172,11 @@ def test_a_lock_path_that_is_not_a_plain_file_is_one_line(tmp_path: Path, kind: 
 
 def test_stale_temp_cleanup_removes_only_what_a_killed_run_left(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    killed = h.start(h.train_argv(out), tmp_path / "killed.log", h.KillPoint("last.pt half written", "save_mid", "last.pt", 2))
+    killed = h.start(
+        h.train_argv(out),
+        tmp_path / "killed.log",
+        h.KillPoint("last.pt half written", "save_mid", "last.pt", 2),
+    )
     assert killed.wait() == -signal.SIGKILL
     left = [p.name for p in out.iterdir() if ".tmp-" in p.name]
     assert left, "the kill point should leave a temporary file"

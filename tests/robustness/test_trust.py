@@ -32,7 +32,9 @@ def test_the_runner_only_fields_are_declared_on_the_model() -> None:
     assert set(SAMPLE) == RUNTIME_FIELDS
     schema = TrainConfig.model_json_schema()["properties"]
     assert {name for name, prop in schema.items() if prop.get("runner_only")} == RUNTIME_FIELDS
-    assert {"lr", "epochs", "optimizer", "augment", "dataset", "synthetic_size"}.isdisjoint(RUNTIME_FIELDS)
+    assert {"lr", "epochs", "optimizer", "augment", "dataset", "synthetic_size"}.isdisjoint(
+        RUNTIME_FIELDS
+    )
 
 
 @pytest.mark.parametrize("key", sorted(RUNTIME_FIELDS))
@@ -44,7 +46,9 @@ def test_a_spec_may_not_carry_a_runner_only_setting(key: str) -> None:
     assert f"train: '{key}' is for the person running archc (--{key.replace('_', '-')}" in str(exc)
 
 
-@pytest.mark.parametrize("value", ['"imagefolder:/etc"', '"imagefolder:."', '"${\'imagefolder:\' + \'/etc\'}"'])
+@pytest.mark.parametrize(
+    "value", ['"imagefolder:/etc"', '"imagefolder:."', "\"${'imagefolder:' + '/etc'}\""]
+)
 def test_a_spec_may_name_a_dataset_but_not_a_path(value: str) -> None:
     text = HEAD + f"  dataset: {value}\n"
     exc = spec_error(load, text)
@@ -53,8 +57,10 @@ def test_a_spec_may_name_a_dataset_but_not_a_path(value: str) -> None:
 
 
 def test_a_recipe_is_accepted() -> None:
-    text = HEAD + ("  dataset: digits\n  optimizer: adamw\n  lr: 0.001\n"
-                   "  augment: false\n  synthetic_size: [64, 16]\n")
+    text = HEAD + (
+        "  dataset: digits\n  optimizer: adamw\n  lr: 0.001\n"
+        "  augment: false\n  synthetic_size: [64, 16]\n"
+    )
     assert load(text).train.optimizer == "adamw"
 
 
@@ -71,7 +77,9 @@ def test_workers_are_started_with_a_safe_import_path(monkeypatch: pytest.MonkeyP
 
     seen: dict[str, Any] = {}
 
-    def fake_run(command: list[str], env: dict[str, str], check: bool) -> subprocess.CompletedProcess[str]:
+    def fake_run(
+        command: list[str], env: dict[str, str], check: bool
+    ) -> subprocess.CompletedProcess[str]:
         seen.update(command=command, env=env)
         return subprocess.CompletedProcess(command, 0)
 
@@ -115,7 +123,9 @@ def test_a_module_beside_the_spec_never_runs_in_the_workers(tmp_path: Path) -> N
     assert json.loads((tmp_path / "run" / "result.json").read_text())["world_size"] == 2
 
 
-def test_synthetic_data_that_cannot_fit_is_refused_before_allocating(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_synthetic_data_that_cannot_fit_is_refused_before_allocating(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from archc.trainer import data
     from archc.trainer.errors import TrainError
 
@@ -125,7 +135,9 @@ def test_synthetic_data_that_cannot_fit_is_refused_before_allocating(monkeypatch
         data.load_dataset(cfg)
 
 
-def test_atomic_writes_never_touch_the_process_umask(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_atomic_writes_never_touch_the_process_umask(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Setting the umask is process-wide (a race with other threads):
     the kernel applies it instead."""
     import os
@@ -146,7 +158,9 @@ def test_atomic_writes_never_touch_the_process_umask(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.parametrize("found", ["result.json", "metrics.csv", "best.pt"])
-def test_a_new_run_never_writes_over_another_runs_files(tmp_path: Path, found: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_new_run_never_writes_over_another_runs_files(
+    tmp_path: Path, found: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from archc.cli import main
     from tests.robustness import harness as h
 

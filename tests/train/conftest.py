@@ -77,7 +77,11 @@ train:
 
 def tiny_cnn(in_channels: int = 3, classes: int = 4) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 4 * 4, classes)
+        nn.Conv2d(in_channels, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, classes),
     )
 
 

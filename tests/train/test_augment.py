@@ -9,7 +9,13 @@ from archc.trainer.augment import BatchPipeline, random_crop
 
 
 def _pipeline(**kw: object) -> BatchPipeline:
-    options = {"crop_padding": 2, "hflip": True, "resize": None, "channels_last": False, "device": torch.device("cpu")}
+    options = {
+        "crop_padding": 2,
+        "hflip": True,
+        "resize": None,
+        "channels_last": False,
+        "device": torch.device("cpu"),
+    }
     options.update(kw)
     return BatchPipeline(torch.tensor([0.5, 0.25, 0.75]), torch.tensor([0.2, 0.1, 0.4]), **options)  # type: ignore[arg-type]
 
@@ -34,7 +40,9 @@ def test_train_batch_flips_only_flagged_images_and_normalises() -> None:
     x = torch.randint(0, 256, (4, 3, 5, 7), dtype=torch.uint8)
     flips = torch.tensor([True, False, True, False])
     out = pipe.train_batch(x, torch.zeros(4, 2, dtype=torch.long), flips)
-    expected = (x.float() / 255 - torch.tensor([0.5, 0.25, 0.75]).view(1, 3, 1, 1)) / torch.tensor([0.2, 0.1, 0.4]).view(1, 3, 1, 1)
+    expected = (x.float() / 255 - torch.tensor([0.5, 0.25, 0.75]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.2, 0.1, 0.4]
+    ).view(1, 3, 1, 1)
     expected[flips] = expected[flips].flip(-1)
     assert torch.allclose(out, expected, atol=1e-5)
 

@@ -32,7 +32,9 @@ def test_round_trip(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [tmp_path / "last.pt"]
 
 
-def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_write_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "last.pt"
     ck.save_checkpoint(path, _state(1))
 
@@ -48,7 +50,9 @@ def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeyp
     assert list(tmp_path.iterdir()) == [path]
 
 
-def test_disk_full_is_a_clear_error_and_keeps_the_previous(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_is_a_clear_error_and_keeps_the_previous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "last.pt"
     ck.save_checkpoint(path, _state(1))
 
@@ -56,8 +60,13 @@ def test_disk_full_is_a_clear_error_and_keeps_the_previous(tmp_path: Path, monke
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(ck.torch, "save", full)
-    with pytest.raises(CheckpointError, match=(r"cannot write checkpoint .*last.pt: No space "
-                                               r"left on device; the previous checkpoint is kept")):
+    with pytest.raises(
+        CheckpointError,
+        match=(
+            r"cannot write checkpoint .*last.pt: No space "
+            r"left on device; the previous checkpoint is kept"
+        ),
+    ):
         ck.save_checkpoint(path, _state(2))
     monkeypatch.undo()
     assert ck.load_checkpoint(path)["epoch"] == 1
@@ -81,10 +90,14 @@ while True:
 
 def test_sigkill_during_writes_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
-        token = proc.stdout.readline().strip()  # the writer's temp-file token, as its run lock records it
+        token = (
+            proc.stdout.readline().strip()
+        )  # the writer's temp-file token, as its run lock records it
         proc.stdout.readline()  # one complete checkpoint exists
         time.sleep(0.15)  # now somewhere inside a later write
         proc.send_signal(signal.SIGKILL)
@@ -112,7 +125,13 @@ def test_foreign_files_are_refused(tmp_path: Path) -> None:
 def test_corrupt_and_truncated_files_are_refused(tmp_path: Path) -> None:
     gen = torch.Generator().manual_seed(0)
     for _ in range(50):  # a small fuzz: torch.load fails on noise with many exception types
-        noise = torch.randint(0, 256, (int(torch.randint(1, 4096, (1,), generator=gen)),), dtype=torch.uint8, generator=gen)
+        noise = torch.randint(
+            0,
+            256,
+            (int(torch.randint(1, 4096, (1,), generator=gen)),),
+            dtype=torch.uint8,
+            generator=gen,
+        )
         (tmp_path / "noise.pt").write_bytes(noise.numpy().tobytes())
         with pytest.raises(CheckpointError, match=r"is not a readable torch file|refusing to load"):
             ck.load_checkpoint(tmp_path / "noise.pt")
@@ -146,11 +165,21 @@ def test_pickle_payload_is_refused_without_running_it(tmp_path: Path) -> None:
 def test_load_weights_accepts_the_usual_containers(tmp_path: Path) -> None:
     source = tiny_cnn()
     wrapped = {f"module.{k}": v for k, v in source.state_dict().items()}
-    for i, obj in enumerate([source.state_dict(), {"net": source.state_dict(), "acc": 0.9}, wrapped, _state(1) | {"model": source.state_dict()}]):
+    for i, obj in enumerate(
+        [
+            source.state_dict(),
+            {"net": source.state_dict(), "acc": 0.9},
+            wrapped,
+            _state(1) | {"model": source.state_dict()},
+        ]
+    ):
         torch.save(obj, tmp_path / f"{i}.pt")
         target = tiny_cnn()
         ck.load_weights(target, tmp_path / f"{i}.pt")
-        assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values(), strict=True))
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(source.state_dict().values(), target.state_dict().values(), strict=True)
+        )
 
 
 def test_load_weights_names_missing_unexpected_and_misshaped_keys(tmp_path: Path) -> None:
@@ -162,7 +191,10 @@ def test_load_weights_names_missing_unexpected_and_misshaped_keys(tmp_path: Path
         ck.load_weights(tiny_cnn(), tmp_path / "w.pt")
     message = str(info.value)
     assert "missing 1: 0.bias" in message and "unexpected 1: extra.weight" in message
-    assert "shape mismatch 2: 4.weight [5, 128] vs model [4, 128], 4.bias [5] vs model [4]" in message and "\n" not in message
+    assert (
+        "shape mismatch 2: 4.weight [5, 128] vs model [4, 128], 4.bias [5] vs model [4]" in message
+        and "\n" not in message
+    )
 
 
 def test_load_weights_needs_tensors(tmp_path: Path) -> None:

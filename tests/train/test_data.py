@@ -23,7 +23,11 @@ def test_cifar10_parses_the_python_batches(tmp_path: Path) -> None:
     data = load_dataset(TrainConfig(dataset="cifar10", data_dir=str(tmp_path), download=False))
     assert data.train_x.shape == (15, 3, 32, 32) and data.train_x.dtype == torch.uint8
     assert data.test_x.shape == (4, 3, 32, 32)
-    assert int(data.train_x[0, 0, 5, 5]) == 10 and int(data.train_x[0, 1, 0, 0]) == 100 and int(data.train_x[0, 2, 31, 31]) == 200
+    assert (
+        int(data.train_x[0, 0, 5, 5]) == 10
+        and int(data.train_x[0, 1, 0, 0]) == 100
+        and int(data.train_x[0, 2, 31, 31]) == 200
+    )
     assert data.train_y.tolist()[:3] == [1, 1, 1] and data.test_y.tolist() == [0, 1, 2, 9]
     assert data.classes[0] == "airplane" and data.num_classes == 10
     assert (data.crop_padding, data.hflip) == (4, True)
@@ -36,7 +40,14 @@ def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
     assert int(data.test_x[1, 0, 0, 0]) == 8
 
 
-@pytest.mark.parametrize(("name", "folder", "flip"), [("mnist", "MNIST", False), ("fashion_mnist", "FashionMNIST", True), ("kmnist", "KMNIST", False)])
+@pytest.mark.parametrize(
+    ("name", "folder", "flip"),
+    [
+        ("mnist", "MNIST", False),
+        ("fashion_mnist", "FashionMNIST", True),
+        ("kmnist", "KMNIST", False),
+    ],
+)
 def test_mnist_family_parses_idx_files(tmp_path: Path, name: str, folder: str, flip: bool) -> None:
     images = np.arange(6 * 28 * 28, dtype=np.int64).reshape(6, 28, 28).astype(np.uint8)
     write_idx(tmp_path / folder / "raw", "train", images, np.array([0, 1, 2, 3, 4, 9]))
@@ -71,7 +82,9 @@ def test_truncated_cifar_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["cifar10", "mnist"])
-def test_offline_and_absent_names_data_dir_and_offline_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+def test_offline_and_absent_names_data_dir_and_offline_datasets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
     def no_network(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
@@ -84,17 +97,26 @@ def test_offline_and_absent_names_data_dir_and_offline_datasets(tmp_path: Path, 
 
 
 def test_no_download_says_so(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"not in .* downloading is off \(--no-download\).*--data-dir"):
+    with pytest.raises(
+        DataError, match=r"not in .* downloading is off \(--no-download\).*--data-dir"
+    ):
         load_dataset(TrainConfig(dataset="fashion_mnist", data_dir=str(tmp_path), download=False))
 
 
 def test_unknown_dataset_lists_the_choices() -> None:
-    with pytest.raises(DataError, match=(r"unknown dataset 'cifar11' \(did you mean 'cifar10'\?\); "
-                                         r"choose one of cifar10, cifar100, .*imagefolder:PATH")):
+    with pytest.raises(
+        DataError,
+        match=(
+            r"unknown dataset 'cifar11' \(did you mean 'cifar10'\?\); "
+            r"choose one of cifar10, cifar100, .*imagefolder:PATH"
+        ),
+    ):
         load_dataset(TrainConfig(dataset="cifar11"))
 
 
-def test_a_registered_dataset_loads_by_name_with_its_argument(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_registered_dataset_loads_by_name_with_its_argument(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """What a plugin module does: register a loader; names ending in ':' take an argument."""
     monkeypatch.setattr(data_module, "DATASETS", dict(data_module.DATASETS))
     seen = []
@@ -108,7 +130,9 @@ def test_a_registered_dataset_loads_by_name_with_its_argument(monkeypatch: pytes
         return data_module.ImageData("stripes", x, y, x[:2], y[:2], ("a", "b"), 1, False)
 
     data = load_dataset(TrainConfig(dataset="stripes:6", train_subset=4), default_shape=(1, 4, 4))
-    assert seen == [("6", (1, 4, 4))] and data.train_x.shape == (4, 1, 4, 4) and data.num_classes == 2
+    assert (
+        seen == [("6", (1, 4, 4))] and data.train_x.shape == (4, 1, 4, 4) and data.num_classes == 2
+    )
     assert "stripes:PATH" in data_module.dataset_names(offline_only=True)
 
 
@@ -122,7 +146,13 @@ def test_digits_split_is_fixed_and_stratified() -> None:
 
 
 def test_synthetic_is_seeded_any_shape_and_separable() -> None:
-    cfg = TrainConfig(dataset="synthetic", synthetic_size=(600, 200), synthetic_shape=(2, 12, 20), synthetic_classes=6, seed=5)
+    cfg = TrainConfig(
+        dataset="synthetic",
+        synthetic_size=(600, 200),
+        synthetic_shape=(2, 12, 20),
+        synthetic_classes=6,
+        seed=5,
+    )
     a, b = load_dataset(cfg), load_dataset(cfg.model_copy(update={"seed": 9}))
     assert a.train_x.shape == (600, 2, 12, 20) and a.num_classes == 6
     assert torch.equal(a.train_x, b.train_x)  # the data does not depend on the training seed
@@ -132,7 +162,9 @@ def test_synthetic_is_seeded_any_shape_and_separable() -> None:
 
 
 def test_synthetic_defaults_to_the_models_input_shape() -> None:
-    data = load_dataset(TrainConfig(dataset="synthetic", synthetic_size=(8, 4)), default_shape=(1, 28, 28))
+    data = load_dataset(
+        TrainConfig(dataset="synthetic", synthetic_size=(8, 4)), default_shape=(1, 28, 28)
+    )
     assert data.shape == (1, 28, 28)
 
 
@@ -179,7 +211,9 @@ def test_channel_stats_match_a_direct_computation() -> None:
     mean, std = data.channel_stats()
     x = data.train_x.double() / 255
     assert torch.allclose(mean.double(), x.mean(dim=(0, 2, 3)), atol=1e-6)
-    assert torch.allclose(std.double(), x.transpose(0, 1).reshape(3, -1).std(dim=1, unbiased=False), atol=1e-5)
+    assert torch.allclose(
+        std.double(), x.transpose(0, 1).reshape(3, -1).std(dim=1, unbiased=False), atol=1e-5
+    )
 
 
 def test_a_dataset_name_cannot_be_registered_twice(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,10 +223,15 @@ def test_a_dataset_name_cannot_be_registered_twice(monkeypatch: pytest.MonkeyPat
     def other(request: data_module.Request) -> data_module.ImageData:
         raise AssertionError("never loaded")
 
-    with pytest.raises(ValueError, match=r"dataset name 'digits' is already registered by archc\.trainer\.data\._digits"):
+    with pytest.raises(
+        ValueError,
+        match=r"dataset name 'digits' is already registered by archc\.trainer\.data\._digits",
+    ):
         data_module.dataset("mine", "digits")(other)
     assert "mine" not in data_module.DATASETS  # refused whole: no half-registered names
-    data_module.dataset("imagefolder:", offline=True)(data_module.DATASETS["imagefolder:"].loader)  # the same loader again is fine
+    data_module.dataset("imagefolder:", offline=True)(
+        data_module.DATASETS["imagefolder:"].loader
+    )  # the same loader again is fine
 
 
 def test_imagefolder_in_memory_decodes_jpeg_and_png_into_one_array(tmp_path: Path) -> None:
@@ -200,5 +239,9 @@ def test_imagefolder_in_memory_decodes_jpeg_and_png_into_one_array(tmp_path: Pat
 
     write_imagefolder(tmp_path, classes=2, train=3, val=2, size=(6, 5))
     data = load_dataset(TrainConfig(dataset=f"imagefolder:{tmp_path}"))
-    assert data.train_x.shape == (6, 3, 6, 5) and data.test_x.shape == (4, 3, 6, 5) and data.train_x.is_contiguous()
+    assert (
+        data.train_x.shape == (6, 3, 6, 5)
+        and data.test_x.shape == (4, 3, 6, 5)
+        and data.train_x.is_contiguous()
+    )
     assert data.classes == ("n00000000", "n00000001") and data.test_y.tolist() == [0, 0, 1, 1]

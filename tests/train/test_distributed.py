@@ -14,7 +14,10 @@ from archc.trainer.api import train
 from tests.conftest import REPO, clean_env, run_archc
 from tests.train.conftest import FAST, tiny_cnn
 
-RECIPE = FAST | {"epochs": 2, "batch_size": 64}  # 256 images: 4 global batches of 64 per epoch, 8 steps
+RECIPE = FAST | {
+    "epochs": 2,
+    "batch_size": 64,
+}  # 256 images: 4 global batches of 64 per epoch, 8 steps
 
 WORKER = """
 import os, sys, torch
@@ -32,7 +35,9 @@ torch.save(model.state_dict(), out / f"rank{{os.environ['RANK']}}.pt")
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_agree_and_match_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
+def test_two_gloo_ranks_agree_and_match_one_process_with_the_same_global_batch(
+    tmp_path: Path,
+) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(recipe=RECIPE))
     out = tmp_path / "ddp"
@@ -62,7 +67,9 @@ def test_two_gloo_ranks_agree_and_match_one_process_with_the_same_global_batch(t
 @pytest.mark.slow
 def test_nproc_flag_launches_torchrun_and_prints_one_row(tiny_spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = run_archc("train", str(tiny_spec), "--nproc", "2", "--epochs", "1", "--out", str(out), timeout=300)
+    result = run_archc(
+        "train", str(tiny_spec), "--nproc", "2", "--epochs", "1", "--out", str(out), timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("tiny  synthetic  epochs 1") and result.stdout.count("\n") == 1
     assert json.loads((out / "result.json").read_text())["world_size"] == 2

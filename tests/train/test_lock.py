@@ -31,7 +31,10 @@ def _write_lock(directory: Path, **fields: object) -> Path:
 
 
 def test_second_lock_on_the_same_directory_refuses(tmp_path: Path) -> None:
-    with RunLock(tmp_path), pytest.raises(LockError, match=rf"in use by another archc train \(pid {os.getpid()}\)"):
+    with (
+        RunLock(tmp_path),
+        pytest.raises(LockError, match=rf"in use by another archc train \(pid {os.getpid()}\)"),
+    ):
         RunLock(tmp_path).acquire()
     assert not (tmp_path / LOCK_NAME).exists()
 
@@ -42,12 +45,18 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
         assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
 
 
-def test_read_only_directory_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_only_directory_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def refuse(*args: object, **kwargs: object) -> int:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr(lock.os, "open", refuse)  # root ignores chmod, so simulate what the kernel says
-    with pytest.raises(TrainError, match=f"cannot write to output directory {tmp_path}: Permission denied"):
+    monkeypatch.setattr(
+        lock.os, "open", refuse
+    )  # root ignores chmod, so simulate what the kernel says
+    with pytest.raises(
+        TrainError, match=f"cannot write to output directory {tmp_path}: Permission denied"
+    ):
         RunLock(tmp_path).acquire()
     monkeypatch.undo()
     (tmp_path / "file").write_text("")

@@ -14,9 +14,22 @@ from tests.train.conftest import FAST
 
 CIFAR = FAST | {"synthetic_shape": (3, 32, 32), "epochs": 1, "log": "quiet", "tensorboard": False}
 SMALL: dict[str, dict[str, Any]] = {
-    "convnext": {"depths": [1, 1, 2, 1], "widths": [8, 16, 16, 16], "sd_prob": 0.5, "num_classes": 4,
-                 "image_size": 32},
-    "vit": {"patch": 8, "layers": 2, "heads": 2, "hidden": 16, "mlp": 32, "num_classes": 4, "image_size": 32},
+    "convnext": {
+        "depths": [1, 1, 2, 1],
+        "widths": [8, 16, 16, 16],
+        "sd_prob": 0.5,
+        "num_classes": 4,
+        "image_size": 32,
+    },
+    "vit": {
+        "patch": 8,
+        "layers": 2,
+        "heads": 2,
+        "hidden": 16,
+        "mlp": 32,
+        "num_classes": 4,
+        "image_size": 32,
+    },
 }
 
 

@@ -48,9 +48,30 @@ def _agents(spec: Path, flags: list[str], out: Path, *extra: str) -> list[subpro
     """Two `archc train --nnodes 2` agents, as two machines would start them."""
     endpoint = f"127.0.0.1:{_free_port()}"
     env = clean_env(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "archc", "train", str(spec), *flags, "--nnodes", "2", "--rdzv-endpoint", endpoint, "--out", str(out), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "archc",
+        "train",
+        str(spec),
+        *flags,
+        "--nnodes",
+        "2",
+        "--rdzv-endpoint",
+        endpoint,
+        "--out",
+        str(out),
+        *extra,
+    ]
     return [
-        subprocess.Popen([*command, "--node-rank", str(rank)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        subprocess.Popen(
+            [*command, "--node-rank", str(rank)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
         for rank in range(2)
     ]
 
@@ -87,17 +108,33 @@ def _finish(agents: list[subprocess.Popen[str]], timeout: float = 400) -> list[t
 
 
 @pytest.mark.slow
-def test_two_agents_on_loopback_equal_one_agent_and_resume_after_one_is_killed(tmp_path: Path) -> None:
+def test_two_agents_on_loopback_equal_one_agent_and_resume_after_one_is_killed(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / "inet"
     write_imagefolder(root, classes=3, train=16, val=4, size=(8, 8))
     spec = spec_file(tmp_path, SPEC, "noded")
-    flags = ["--dataset", f"imagefolder:{root}", "--data-path", "stream", "--loader-workers", "0", "--checkpoint-every", "1", "--log", "plain"]
+    flags = [
+        "--dataset",
+        f"imagefolder:{root}",
+        "--data-path",
+        "stream",
+        "--loader-workers",
+        "0",
+        "--checkpoint-every",
+        "1",
+        "--log",
+        "plain",
+    ]
     single = run_archc("train", str(spec), *flags, "--out", str(tmp_path / "single"), timeout=300)
     assert single.returncode == 0, single.stderr[-3000:]
 
     results = _finish(_agents(spec, flags, tmp_path / "multi"))
     assert [rc for rc, _ in results] == [0, 0], "\n".join(err[-2000:] for _, err in results)
-    one, two = weights_of(tmp_path / "single" / "last.pt"), weights_of(tmp_path / "multi" / "last.pt")
+    one, two = (
+        weights_of(tmp_path / "single" / "last.pt"),
+        weights_of(tmp_path / "multi" / "last.pt"),
+    )
     for key in one:  # same global batches; DDP averages the two halves' gradients
         assert torch.allclose(one[key], two[key], atol=1e-5, rtol=1e-4), key
     assert load_checkpoint(tmp_path / "multi" / "last.pt")["epoch"] == 3
@@ -105,15 +142,25 @@ def test_two_agents_on_loopback_equal_one_agent_and_resume_after_one_is_killed(t
     out = tmp_path / "killed"
     agents = _agents(spec, flags, out)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and all(a.poll() is None for a in agents) and not (out / "last.pt").is_file():
+    while (
+        time.monotonic() < deadline
+        and all(a.poll() is None for a in agents)
+        and not (out / "last.pt").is_file()
+    ):
         time.sleep(0.01)  # the first last.pt is written after step 1 (--checkpoint-every 1)
     _kill_tree(agents[1].pid)  # one machine goes away mid-epoch: its agent and its worker
     survivor = _finish(agents, timeout=180)[0]
     assert survivor[0] != 0  # its peer is gone: the run stops rather than hangs
     state = load_checkpoint(out / "last.pt")
-    assert state["step"] > 0 and state["epoch"] < 3, (state["epoch"], state["step"], survivor[1][-3000:])
+    assert state["step"] > 0 and state["epoch"] < 3, (
+        state["epoch"],
+        state["step"],
+        survivor[1][-3000:],
+    )
 
     results = _finish(_agents(spec, flags, out, "--resume"))
     assert [rc for rc, _ in results] == [0, 0], "\n".join(err[-2000:] for _, err in results)
     resumed = weights_of(out / "last.pt")
-    assert all(torch.equal(two[key], resumed[key]) for key in two)  # exactly the uninterrupted two-agent run
+    assert all(
+        torch.equal(two[key], resumed[key]) for key in two
+    )  # exactly the uninterrupted two-agent run

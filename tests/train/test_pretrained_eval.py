@@ -207,7 +207,9 @@ def test_pretrained_evaluation_refuses_a_folder_that_is_not_imagenets_val(
         (folder / f"c{k}").mkdir(parents=True)
         Image.new("RGB", (40, 30)).save(folder / f"c{k}" / "a.png")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    result = archc_here("evaluate", "resnet50", "--pretrained", "--dataset", f"imagefolder:{folder}")
+    result = archc_here(
+        "evaluate", "resnet50", "--pretrained", "--dataset", f"imagefolder:{folder}"
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert ("has 4 class folders, but torchvision's ResNet50_Weights.IMAGENET1K_V2 predicts 1000 "
             "ImageNet classes") in result.stderr  # fmt: skip
@@ -238,8 +240,15 @@ def test_the_text_report_of_1000_classes_summarises_instead_of_tabulating(
         return report
 
     monkeypatch.setattr(evaluate_module, "evaluate", fake)
-    args = ["evaluate", "resnet50", "--pretrained", "--dataset", "imagefolder:VAL", "--batch-size",
-            "50"]
+    args = [
+        "evaluate",
+        "resnet50",
+        "--pretrained",
+        "--dataset",
+        "imagefolder:VAL",
+        "--batch-size",
+        "50",
+    ]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert seen == {

@@ -28,11 +28,18 @@ def _dropout_cnn() -> nn.Module:
     """Dropout makes the result depend on the global RNG, so resuming must restore it too."""
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Dropout(0.2), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128, 4)
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(128, 4),
     )
 
 
-def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_after_an_interruption_equals_an_uninterrupted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     train(_dropout_cnn(), **RECIPE, out=str(tmp_path / "ref"))
     original = BatchPipeline.train_batch
     calls = 0

@@ -42,8 +42,12 @@ def test_step_decays_at_epoch_boundaries() -> None:
 
 
 def test_multistep_fractions_and_epochs() -> None:
-    assert lrs(schedule="multistep", milestones=[0.5, 0.8], gamma=0.1)[49:51] == pytest.approx([1.0, 0.1])
-    assert lrs(schedule="multistep", milestones=[2, 4], gamma=0.1)[39:41] == pytest.approx([0.1, 0.01])
+    assert lrs(schedule="multistep", milestones=[0.5, 0.8], gamma=0.1)[49:51] == pytest.approx(
+        [1.0, 0.1]
+    )
+    assert lrs(schedule="multistep", milestones=[2, 4], gamma=0.1)[39:41] == pytest.approx(
+        [0.1, 0.01]
+    )
 
 
 def test_onecycle_ramps_up_then_anneals() -> None:

@@ -20,12 +20,28 @@ from archc.trainer.shards import Shard, ShardFeed, main, read_index, samples, st
 from tests.fake_datasets import write_imagefolder
 from tests.train.conftest import weights_of
 
-QUICK = {"epochs": 2, "batch_size": 8, "lr": 0.05, "log": "quiet", "workers": 1, "loader_workers": 0, "resize": (8, 8), "deterministic": True}
+QUICK = {
+    "epochs": 2,
+    "batch_size": 8,
+    "lr": 0.05,
+    "log": "quiet",
+    "workers": 1,
+    "loader_workers": 0,
+    "resize": (8, 8),
+    "deterministic": True,
+}
 
 
 def _cnn() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Dropout(0.2), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128, 3))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(128, 3),
+    )
 
 
 @pytest.fixture
@@ -38,12 +54,16 @@ def shards(tmp_path: Path) -> Path:
 def test_the_writer_makes_webdataset_layout_shards_and_an_index(shards: Path) -> None:
     index = json.loads((shards / "index.json").read_text())
     assert index["classes"] == ["n00000000", "n00000001", "n00000002"]
-    assert [e["count"] for e in index["train"]] == [10, 10, 10, 10, 8] and [e["count"] for e in index["val"]] == [10, 2]
+    assert [e["count"] for e in index["train"]] == [10, 10, 10, 10, 8] and [
+        e["count"] for e in index["val"]
+    ] == [10, 2]
     with tarfile.open(shards / "train-000000.tar") as tar:
         names = tar.getnames()
         # a sample's fields, in webdataset's (sorted) order
         assert names[0] == "train000000000.cls" and names[1].startswith("train000000000.")
-        assert len(names) == 20 and all(n.rsplit(".", 1)[1] in ("jpeg", "png", "cls") for n in names)
+        assert len(names) == 20 and all(
+            n.rsplit(".", 1)[1] in ("jpeg", "png", "cls") for n in names
+        )
         labels = {int(tar.extractfile(n).read()) for n in names if n.endswith(".cls")}  # type: ignore[union-attr]
     assert len(labels) > 1  # the one-off shuffle mixes the classes within a shard
 
@@ -85,20 +105,31 @@ def test_webdataset_reads_archcs_shards_and_archc_reads_webdatasets(
     parts = read_index(written).train
     ours = [sample for shard in parts for sample in samples(shard.path, 3)]
     keys = [f"set{i % 2}/img{i:03d}" for i in range(6)]
-    assert [key for key, _, _ in ours] == [t["__key__"] for t in read([s.path for s in parts])] == keys
+    assert (
+        [key for key, _, _ in ours] == [t["__key__"] for t in read([s.path for s in parts])] == keys
+    )
     assert [(data, label) for _, data, label in ours] == chosen
 
 
-def test_training_on_shards_does_not_depend_on_the_number_of_loader_workers(shards: Path, tmp_path: Path) -> None:
+def test_training_on_shards_does_not_depend_on_the_number_of_loader_workers(
+    shards: Path, tmp_path: Path
+) -> None:
     none = train(_cnn(), dataset=f"shards:{shards}", out=str(tmp_path / "w0"), **QUICK)
-    two = train(_cnn(), dataset=f"shards:{shards}", out=str(tmp_path / "w2"), **QUICK | {"loader_workers": 2})
+    two = train(
+        _cnn(),
+        dataset=f"shards:{shards}",
+        out=str(tmp_path / "w2"),
+        **QUICK | {"loader_workers": 2},
+    )
     assert none["dataset"]["data_path"] == "stream" and none["dataset"]["test_images"] == 12
     a, b = weights_of(tmp_path / "w0" / "last.pt"), weights_of(tmp_path / "w2" / "last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert none["final_train_loss"] == two["final_train_loss"]
 
 
-def test_mid_epoch_resume_on_shards_equals_an_uninterrupted_run(shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mid_epoch_resume_on_shards_equals_an_uninterrupted_run(
+    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     recipe = QUICK | {"dataset": f"shards:{shards}", "checkpoint_every": 2}
     train(_cnn(), **recipe, out=str(tmp_path / "ref"))
     original = ShardFeed.train_batches
@@ -154,6 +185,11 @@ def test_damaged_shards_and_indexes_are_one_line_errors(shards: Path, tmp_path: 
     with pytest.raises(DataError, match=r"a\.cls is class 7, outside 0\.\.2"):
         train(_cnn(), dataset=f"shards:{shards}", out=str(tmp_path / "b"), **QUICK)
     with pytest.raises(DataError, match=r"shards are read as a stream"):
-        train(_cnn(), dataset=f"shards:{shards}", out=str(tmp_path / "c"), **QUICK | {"data_path": "memory"})
+        train(
+            _cnn(),
+            dataset=f"shards:{shards}",
+            out=str(tmp_path / "c"),
+            **QUICK | {"data_path": "memory"},
+        )
     with pytest.raises(DataError, match=r"cannot read .*index\.json"):
         train(_cnn(), dataset=f"shards:{tmp_path / 'nowhere'}", out=str(tmp_path / "d"), **QUICK)

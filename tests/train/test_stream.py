@@ -26,7 +26,15 @@ from tests.conftest import REPO, archc_here, clean_env, run_archc
 from tests.fake_datasets import write_imagefolder
 from tests.train.conftest import spec_file, weights_of
 
-QUICK = {"epochs": 2, "batch_size": 8, "lr": 0.05, "log": "quiet", "workers": 1, "loader_workers": 0, "resize": (8, 8)}
+QUICK = {
+    "epochs": 2,
+    "batch_size": 8,
+    "lr": 0.05,
+    "log": "quiet",
+    "workers": 1,
+    "loader_workers": 0,
+    "resize": (8, 8),
+}
 
 STREAM_SPEC = """
 name: streamer
@@ -49,7 +57,12 @@ train:
 def _cnn(classes: int = 3) -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Dropout(0.2), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128, classes)
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(128, classes),
     )
 
 
@@ -60,22 +73,43 @@ def folder(tmp_path: Path) -> Path:
     return root
 
 
-def test_auto_streams_a_folder_over_the_memory_limit_and_keeps_one_that_fits_in_memory(folder: Path, tmp_path: Path) -> None:
-    streamed = train(_cnn(), dataset=f"imagefolder:{folder}", memory_limit="1K", out=str(tmp_path / "s"), **QUICK)
-    held = train(_cnn(), dataset=f"imagefolder:{folder}", memory_limit="1G", out=str(tmp_path / "m"), **QUICK)
+def test_auto_streams_a_folder_over_the_memory_limit_and_keeps_one_that_fits_in_memory(
+    folder: Path, tmp_path: Path
+) -> None:
+    streamed = train(
+        _cnn(), dataset=f"imagefolder:{folder}", memory_limit="1K", out=str(tmp_path / "s"), **QUICK
+    )
+    held = train(
+        _cnn(), dataset=f"imagefolder:{folder}", memory_limit="1G", out=str(tmp_path / "m"), **QUICK
+    )
     assert streamed["dataset"]["data_path"] == "stream" and held["dataset"]["data_path"] == "memory"
     for record in (streamed, held):
-        assert record["dataset"]["train_images"] == 22 and record["dataset"]["val_images"] == 2 and record["dataset"]["test_images"] == 12
+        assert (
+            record["dataset"]["train_images"] == 22
+            and record["dataset"]["val_images"] == 2
+            and record["dataset"]["test_images"] == 12
+        )
         assert record["dataset"]["input_shape"] == [3, 8, 8] and record["epochs_completed"] == 2
     assert streamed["final_test_acc"] > 0.6  # the colours separate the classes on both paths
     assert held["final_test_acc"] > 0.6
 
 
-def test_streaming_is_for_image_folders_and_the_imagenet_recipe_needs_it(folder: Path, tmp_path: Path) -> None:
+def test_streaming_is_for_image_folders_and_the_imagenet_recipe_needs_it(
+    folder: Path, tmp_path: Path
+) -> None:
     with pytest.raises(DataError, match=r"--data-path stream reads image folders"):
         train(_cnn(), dataset="digits", data_path="stream", out=str(tmp_path / "a"), **QUICK)
-    with pytest.raises(DataError, match=r"imagenet crops each image at random .* --data-path stream or auto"):
-        train(_cnn(), dataset=f"imagefolder:{folder}", recipe="imagenet", data_path="memory", out=str(tmp_path / "b"), **QUICK)
+    with pytest.raises(
+        DataError, match=r"imagenet crops each image at random .* --data-path stream or auto"
+    ):
+        train(
+            _cnn(),
+            dataset=f"imagefolder:{folder}",
+            recipe="imagenet",
+            data_path="memory",
+            out=str(tmp_path / "b"),
+            **QUICK,
+        )
 
 
 def test_sampler_ranks_split_each_global_batch_and_resume_skips_trained_samples() -> None:
@@ -85,7 +119,9 @@ def test_sampler_ranks_split_each_global_batch_and_resume_skips_trained_samples(
     for step in range(n // batch):  # global batch `step` of 2 ranks x 4 = that of one process x 8
         merged = {i for r in ranks for i in r[step * 4 : step * 4 + 4]}
         assert merged == {i for i in one[step * batch : (step + 1) * batch]}
-    assert dict(one)[one[0][0]] == dict(ranks[0] + ranks[1])[one[0][0]]  # a sample's seed is the same anywhere
+    assert (
+        dict(one)[one[0][0]] == dict(ranks[0] + ranks[1])[one[0][0]]
+    )  # a sample's seed is the same anywhere
     later = EpochSampler(n, 0, 1, seed=3)
     later.set_position(0, 16)
     assert list(later) == one[16:] and len(later) == n - 16
@@ -97,7 +133,11 @@ def test_a_sample_is_decoded_and_augmented_identically_from_its_seed(folder: Pat
     from torchvision.transforms import v2
 
     listing = list_imagefolder(str(folder))
-    files = ImageFiles(listing.train, 3, v2.Compose([v2.RandomResizedCrop((6, 6), antialias=True), v2.RandomHorizontalFlip()]))
+    files = ImageFiles(
+        listing.train,
+        3,
+        v2.Compose([v2.RandomResizedCrop((6, 6), antialias=True), v2.RandomHorizontalFlip()]),
+    )
     a, b, c = files[(5, 123)], files[(5, 123)], files[(5, 124)]
     assert a[0].dtype == torch.uint8 and a[0].shape == (3, 6, 6) and a[1] == listing.train[5][1]
     assert torch.equal(a[0], b[0]) and not torch.equal(a[0], c[0])
@@ -107,12 +147,26 @@ def test_a_broken_image_is_one_line_naming_the_file(folder: Path, tmp_path: Path
     bad = next((folder / "train").rglob("*.png"))
     bad.write_bytes(b"not an image")
     with pytest.raises(DataError, match=r"^imagefolder: cannot read .*\.png: "):
-        train(_cnn(), dataset=f"imagefolder:{folder}", data_path="stream", out=str(tmp_path / "r"), **QUICK | {"loader_workers": 1})
+        train(
+            _cnn(),
+            dataset=f"imagefolder:{folder}",
+            data_path="stream",
+            out=str(tmp_path / "r"),
+            **QUICK | {"loader_workers": 1},
+        )
 
 
-def test_mid_epoch_resume_on_the_streaming_path_equals_an_uninterrupted_run(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    recipe = QUICK | {"epochs": 2, "deterministic": True, "data_path": "stream", "checkpoint_every": 1, "dataset": f"imagefolder:{folder}",
-                      "val_split": 0}  # 24 images, 3 steps an epoch
+def test_mid_epoch_resume_on_the_streaming_path_equals_an_uninterrupted_run(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = QUICK | {
+        "epochs": 2,
+        "deterministic": True,
+        "data_path": "stream",
+        "checkpoint_every": 1,
+        "dataset": f"imagefolder:{folder}",
+        "val_split": 0,
+    }  # 24 images, 3 steps an epoch
     train(_cnn(), **recipe, out=str(tmp_path / "ref"))
     original = StreamFeed.train_batches
     calls = 0
@@ -141,10 +195,20 @@ def test_mid_epoch_resume_on_the_streaming_path_equals_an_uninterrupted_run(fold
 
 def test_the_imagenet_recipe_sets_torchvisions_reference_hyperparameters() -> None:
     cfg = TrainConfig(recipe="imagenet")
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay) == (90, 256, 0.1, 0.9, 1e-4)
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay) == (
+        90,
+        256,
+        0.1,
+        0.9,
+        1e-4,
+    )
     assert (cfg.schedule, cfg.step_size, cfg.gamma) == ("step", 30, 0.1)
-    assert TrainConfig(recipe="imagenet", batch_size=1024).lr == pytest.approx(0.4)  # 0.1 per 256 images
-    assert TrainConfig(recipe="imagenet", batch_size=1024, lr=0.2, epochs=5).model_dump()["lr"] == 0.2  # given values win
+    assert TrainConfig(recipe="imagenet", batch_size=1024).lr == pytest.approx(
+        0.4
+    )  # 0.1 per 256 images
+    assert (
+        TrainConfig(recipe="imagenet", batch_size=1024, lr=0.2, epochs=5).model_dump()["lr"] == 0.2
+    )  # given values win
     assert TrainConfig(recipe="imagenet", memory_limit="1.5G").memory_limit == 1536 * 2**20
 
 
@@ -158,30 +222,77 @@ def test_imagenet_recipe_trains_and_evaluates_with_its_crops(tmp_path: Path) -> 
                         "--loader-workers", "1", "--out", str(out), "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(result.stdout)
-    assert record["config"]["lr"] == pytest.approx(0.1 * 8 / 256) and record["config"]["schedule"] == "step"
-    assert record["dataset"]["data_path"] == "stream" and record["dataset"]["input_shape"] == [3, 8, 8]
+    assert (
+        record["config"]["lr"] == pytest.approx(0.1 * 8 / 256)
+        and record["config"]["schedule"] == "step"
+    )
+    assert record["dataset"]["data_path"] == "stream" and record["dataset"]["input_shape"] == [
+        3,
+        8,
+        8,
+    ]
     assert "imagenet recipe" in result.stderr
     state = load_checkpoint(out / "last.pt")
-    assert state["normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])  # ImageNet's constants
+    assert state["normalization"]["mean"] == pytest.approx(
+        [0.485, 0.456, 0.406]
+    )  # ImageNet's constants
     # Plain weights on the val folder alone: every image is a test image,
     # through Resize 9 + CenterCrop 8.
     torch.save(state["model"], tmp_path / "weights.pt")
-    report = evaluate(spec, str(tmp_path / "weights.pt"), dataset=f"imagefolder:{root / 'val'}", recipe="imagenet", device="cpu", loader_workers=0)
-    assert report["test_images"] == 9 and report["classes"] == ["n00000000", "n00000001", "n00000002"]
-    checkpoint_report = evaluate(spec, str(out / "last.pt"), device="cpu", loader_workers=0)  # the recipe and folder it was trained on
-    assert checkpoint_report["test_images"] == 9 and checkpoint_report["dataset"] == (f"imagefolder:{root}")
+    report = evaluate(
+        spec,
+        str(tmp_path / "weights.pt"),
+        dataset=f"imagefolder:{root / 'val'}",
+        recipe="imagenet",
+        device="cpu",
+        loader_workers=0,
+    )
+    assert report["test_images"] == 9 and report["classes"] == [
+        "n00000000",
+        "n00000001",
+        "n00000002",
+    ]
+    checkpoint_report = evaluate(
+        spec, str(out / "last.pt"), device="cpu", loader_workers=0
+    )  # the recipe and folder it was trained on
+    assert checkpoint_report["test_images"] == 9 and checkpoint_report["dataset"] == (
+        f"imagefolder:{root}"
+    )
 
 
 def test_memory_format_is_measured_reported_and_kept_on_resume(tmp_path: Path) -> None:
-    recipe = {"dataset": "synthetic", "synthetic_size": (64, 16), "synthetic_shape": (3, 8, 8), "synthetic_classes": 3, "log": "quiet", "workers": 1, "batch_size": 16, "epochs": 1}
+    recipe = {
+        "dataset": "synthetic",
+        "synthetic_size": (64, 16),
+        "synthetic_shape": (3, 8, 8),
+        "synthetic_classes": 3,
+        "log": "quiet",
+        "workers": 1,
+        "batch_size": 16,
+        "epochs": 1,
+    }
     measured = train(_cnn(), **recipe, out=str(tmp_path / "a"))
     assert measured["memory_format"] in ("channels_last", "contiguous")
-    assert train(_cnn(), **recipe, deterministic=True, out=str(tmp_path / "b"))["memory_format"] == "contiguous"
-    assert train(_cnn(), **recipe, channels_last=True, out=str(tmp_path / "c"))["memory_format"] == "channels_last"
+    assert (
+        train(_cnn(), **recipe, deterministic=True, out=str(tmp_path / "b"))["memory_format"]
+        == "contiguous"
+    )
+    assert (
+        train(_cnn(), **recipe, channels_last=True, out=str(tmp_path / "c"))["memory_format"]
+        == "channels_last"
+    )
     assert load_checkpoint(tmp_path / "a" / "last.pt")["memory_format"] == measured["memory_format"]
     no_feed = None  # a resumed run keeps its checkpoint's choice: no trial, nothing measured
-    assert choose_memory_format(TrainConfig(), _cnn(), no_feed, DistInfo(), "channels_last") == ("channels_last", "")
-    assert choose_memory_format(TrainConfig(channels_last=False), _cnn(), no_feed, DistInfo(), "channels_last")[0] == "contiguous"
+    assert choose_memory_format(TrainConfig(), _cnn(), no_feed, DistInfo(), "channels_last") == (
+        "channels_last",
+        "",
+    )
+    assert (
+        choose_memory_format(
+            TrainConfig(channels_last=False), _cnn(), no_feed, DistInfo(), "channels_last"
+        )[0]
+        == "contiguous"
+    )
 
 
 def test_the_trial_line_is_in_the_run_log(tiny_spec: Path, tmp_path: Path) -> None:
@@ -198,11 +309,22 @@ def test_nnodes_needs_an_endpoint_and_a_run_directory(tiny_spec: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterrupted_run(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / "inet"
     write_imagefolder(root, classes=3, train=32, val=4, size=(16, 16))
     spec = spec_file(tmp_path, STREAM_SPEC, "streamer")
-    flags = ["--dataset", f"imagefolder:{root}", "--data-path", "stream", "--loader-workers", "2", "--checkpoint-every", "1"]
+    flags = [
+        "--dataset",
+        f"imagefolder:{root}",
+        "--data-path",
+        "stream",
+        "--loader-workers",
+        "2",
+        "--checkpoint-every",
+        "1",
+    ]
     reference = run_archc("train", str(spec), *flags, "--out", str(tmp_path / "ref"), timeout=300)
     assert reference.returncode == 0, reference.stderr[-3000:]
     run = tmp_path / "run"
@@ -215,7 +337,11 @@ def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterru
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
-            if (run / "last.pt").is_file() and load_checkpoint(run / "last.pt")["epoch"] >= 1 and load_checkpoint(run / "last.pt")["step"]:
+            if (
+                (run / "last.pt").is_file()
+                and load_checkpoint(run / "last.pt")["epoch"] >= 1
+                and load_checkpoint(run / "last.pt")["step"]
+            ):
                 break  # in the middle of epoch 2
             time.sleep(0.05)
         import os
@@ -249,8 +375,13 @@ def test_streaming_peak_memory_does_not_grow_with_the_number_of_images(tmp_path:
                            "--json", timeout=600)  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         record = json.loads(result.stdout)
-        assert record["dataset"]["data_path"] == "stream" and "over the memory budget of 4.0 MiB" in result.stderr
-        assert record["epochs_completed"] == 1 and record["dataset"]["test_images"] == 3 * (count // 4)
+        assert (
+            record["dataset"]["data_path"] == "stream"
+            and "over the memory budget of 4.0 MiB" in result.stderr
+        )
+        assert record["epochs_completed"] == 1 and record["dataset"]["test_images"] == 3 * (
+            count // 4
+        )
         peaks[count] = (record["peak_memory_bytes"], record["peak_loader_workers_rss_bytes"])
     decoded_growth = 3 * 180 * 96 * 96 * 3 * 1.25  # the extra train and test pixels
     for small, large in zip(peaks[60], peaks[240], strict=True):
@@ -275,13 +406,22 @@ class _Sample:
 
 
 def test_the_trial_declines_channels_last_for_a_model_it_breaks() -> None:
-    choice, line = choose_memory_format(TrainConfig(batch_size=4), _Viewer(), _Sample(), DistInfo(), None)
+    choice, line = choose_memory_format(
+        TrainConfig(batch_size=4), _Viewer(), _Sample(), DistInfo(), None
+    )
     assert choice == "contiguous" and "channels_last fails in this model" in line
-    choice, line = choose_memory_format(TrainConfig(batch_size=4), _cnn(), _Sample(), DistInfo(), None)
-    assert choice in ("contiguous", "channels_last") and "measured a forward+backward of 4 images" in line
+    choice, line = choose_memory_format(
+        TrainConfig(batch_size=4), _cnn(), _Sample(), DistInfo(), None
+    )
+    assert (
+        choice in ("contiguous", "channels_last")
+        and "measured a forward+backward of 4 images" in line
+    )
 
 
-def test_a_step_checkpoint_of_the_first_epoch_resumes_exactly_on_the_memory_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_step_checkpoint_of_the_first_epoch_resumes_exactly_on_the_memory_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Before any evaluation (no best accuracy yet), and with the batched in-memory augmentation."""
     from archc.trainer.feed import MemoryFeed
 

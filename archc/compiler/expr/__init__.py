@@ -15,4 +15,14 @@ from archc.compiler.expr.errors import ExprError
 from archc.compiler.expr.template import render
 from archc.compiler.expr.values import MAX_EXPR_CHARS, MAX_INT, MAX_VALUE, MAX_WORK, work_budget
 
-__all__ = ["MAX_EXPR_CHARS", "MAX_INT", "MAX_VALUE", "MAX_WORK", "ExprError", "evaluate", "names_in", "render", "work_budget"]
+__all__ = [
+    "MAX_EXPR_CHARS",
+    "MAX_INT",
+    "MAX_VALUE",
+    "MAX_WORK",
+    "ExprError",
+    "evaluate",
+    "names_in",
+    "render",
+    "work_budget",
+]

@@ -243,7 +243,10 @@ class _Compiler:
             for (sym, fn), comp in steps:
                 b = comp(env)
                 if isinstance(a, (list, dict, str)) and isinstance(b, (list, dict, str)):
-                    value_size(a), value_size(b)  # comparing containers costs their size: charged to the budget
+                    (
+                        value_size(a),
+                        value_size(b),
+                    )  # comparing containers costs their size: charged to the budget
                 try:
                     ok = bool(fn(a, b))
                 except TypeError:
@@ -270,7 +273,9 @@ class _Compiler:
         return subscript
 
     def c_Slice(self, node: ast.Slice) -> Fn:
-        bounds = [self.compile(b) if b is not None else None for b in (node.lower, node.upper, node.step)]
+        bounds = [
+            self.compile(b) if b is not None else None for b in (node.lower, node.upper, node.step)
+        ]
         off = self.offset(node)
 
         def make(env: Env) -> object:
@@ -294,7 +299,9 @@ class _Compiler:
 
         def build(env: Env) -> object:
             value = [f(env) for f in items]
-            return _guarded(off, lambda: bounded(value))  # `[d, d, d]` must not multiply a large d unseen
+            return _guarded(
+                off, lambda: bounded(value)
+            )  # `[d, d, d]` must not multiply a large d unseen
 
         return build
 

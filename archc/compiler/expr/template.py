@@ -73,8 +73,12 @@ def _to_text(value: object) -> str:
         return "true"
     if value is False:
         return "false"
-    if value_size(value, MAX_STR) > MAX_STR:  # before str(): a nested list would print far more than it weighs
-        raise ExprError(f"value too large to interpolate into a string (limit is {MAX_STR} characters)")
+    if (
+        value_size(value, MAX_STR) > MAX_STR
+    ):  # before str(): a nested list would print far more than it weighs
+        raise ExprError(
+            f"value too large to interpolate into a string (limit is {MAX_STR} characters)"
+        )
     return str(value)
 
 
@@ -88,8 +92,10 @@ class _Budget:
     def charge(self, value: object) -> object:
         self.used += value_size(value, MAX_VALUE)
         if self.used > MAX_VALUE:
-            raise ExprError(f"rendered values too large (limit is {MAX_VALUE:,} "
-                            "elements and characters in one value)")
+            raise ExprError(
+                f"rendered values too large (limit is {MAX_VALUE:,} "
+                "elements and characters in one value)"
+            )
         return value
 
 

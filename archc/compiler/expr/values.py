@@ -20,7 +20,9 @@ MAX_STR = 10_000  # longest string an expression may build (and most interpolati
 MAX_LIST = 10_000  # longest list an expression may build
 MAX_VALUE = 100_000  # largest value an expression may produce: one unit per scalar and container,
 # plus a string's characters, nested contents included (so nesting cannot multiply it unseen)
-MAX_WORK = 5_000_000  # units of values walked, built or compared while one spec expands (see work_budget)
+MAX_WORK = (
+    5_000_000  # units of values walked, built or compared while one spec expands (see work_budget)
+)
 MAX_POW_EXP = 64  # largest |exponent| for ``**``
 MAX_DEPTH = 100  # deepest expression nesting; keeps the closure recursion far from the limit
 
@@ -89,7 +91,9 @@ def value_size(value: object, limit: int = MAX_VALUE) -> int:
             for key, inner in item.items():
                 total += len(key) if isinstance(key, str) else 1
                 stack.append(inner)
-    if not stack and isinstance(value, (list, dict)) and total > 64:  # complete, and worth remembering
+    if (
+        not stack and isinstance(value, (list, dict)) and total > 64
+    ):  # complete, and worth remembering
         if len(_SIZES) >= _MAX_CACHED:
             _SIZES.clear()
         _SIZES[id(value)] = (value, total)
@@ -101,8 +105,10 @@ def bounded(value: object) -> object:
     """`value` if it is within MAX_VALUE, else a failure: checked before
     anything renders or compares it."""
     if value_size(value) > MAX_VALUE:
-        raise Fail(f"value too large (limit is {MAX_VALUE:,} elements "
-                   "and characters, nested contents included)")
+        raise Fail(
+            f"value too large (limit is {MAX_VALUE:,} elements "
+            "and characters, nested contents included)"
+        )
     return value
 
 
