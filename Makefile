@@ -37,7 +37,8 @@ fuzz: setup
 	@echo "figures (fuzz-report.txt):" && cat fuzz-report.txt
 
 lint: setup
-	$(VENV)/bin/ruff check archc tests benchmarks examples
+	$(VENV)/bin/ruff format --check archc tests benchmarks examples scripts
+	$(VENV)/bin/ruff check archc tests benchmarks examples scripts
 	$(VENV)/bin/mypy
 
 bench: setup
