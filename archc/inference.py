@@ -130,14 +130,14 @@ def load_predictor(
         spec = spec_path(spec)
     try:
         torch_device = resolve_device(device)
-        if pretrained:
+        if checkpoint is None:  # so --pretrained (checked above)
             if spec is None:
                 raise PredictError("--pretrained needs a zoo spec or name, e.g. resnet18")
             predictor = _pretrained(spec, spec_overrides, input_shape, plugins)
         else:
             predictor = _from_checkpoint(
                 spec, Path(checkpoint), spec_overrides, input_shape, plugins
-            )  # type: ignore[arg-type]
+            )
     except TrainError as exc:
         raise PredictError(str(exc)) from None
     predictor.model.to(torch_device).eval()

@@ -1133,6 +1133,20 @@ def test_reading_several_outputs_wrongly_is_a_positioned_error(item: str, messag
     assert ":5:" in str(info.value) or ":6:" in str(info.value) or "ends in" in str(info.value)
 
 
+@pytest.mark.parametrize("reader", ["relu", "{seq: [relu]}", "{chunk: 2}", "{linear: 3}"])
+def test_after_an_error_a_split_read_whole_reports_only_that_error(reader: str) -> None:
+    """Once an item has failed, the compile goes on to find more errors: a split's outputs read as
+    one tensor then continue from its first output instead of crashing on the split's own name."""
+    text = (
+        "input: [4, 8, 8]\nlayers:\n  - {conv: {out: 4, kernel: 99}}\n"
+        f"  - {{chunk: 2, name: h}}\n  - {reader}\n  - relu\n"
+    )
+    with pytest.raises(SpecError) as info:
+        api.compile_graph(text)
+    assert str(info.value).count("error") <= 1 and ":3:" in str(info.value)
+    assert "does not fit the 8x8 feature map" in str(info.value)
+
+
 def test_a_block_may_return_a_split_and_reports_name_each_output(tmp_path: Path) -> None:
     """A block whose last item is a split returns its outputs as a tuple; `from: h.1` reads one of
     them. Reports, diagrams and the memory estimate see each output as the view it is."""

@@ -649,7 +649,7 @@ class Expander:
                 if op.multi_input:  # a merge reads every output of a split it is given
                     inputs = [p for v in inputs for p in (v.pieces or (v,))]
                 else:
-                    self.single_input(inputs, kind, kpos)
+                    inputs = [self.single_input(inputs, kind, kpos)]
                 out = self.op_node(kind, body, name, kpos, scope, inputs, env)
         if "then" in meta:
             then = meta["then"]
@@ -692,7 +692,11 @@ class Expander:
     def single_input(self, inputs: list[Value], kind: str, pos: Pos | None) -> Value:
         if len(inputs) != 1:
             raise SpecError(f"'{kind}' takes one input, but 'from' names {len(inputs)}", pos)
-        if inputs[0].pieces and not inputs[0].tainted:
+        if inputs[0].pieces:
+            if inputs[
+                0
+            ].tainted:  # after an earlier error: go on from a real node, say nothing more
+                return inputs[0].pieces[0]
             first = self.display(inputs[0].pieces[0].node)
             raise SpecError(
                 f"'{kind}' reads {self.several(inputs[0])}; pick one with 'from: {first}' "
