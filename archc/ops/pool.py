@@ -161,6 +161,19 @@ class AvgPool(WindowPool[AvgPoolArgs]):
     fresh_output = True
     doc = "Average pooling; stride defaults to the kernel."
 
+    def infer(self, args: AvgPoolArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+        out = super().infer(args, inputs, labels)
+        _, sp = spatial(inputs[0], self.name)
+        k = self.window(args, inputs[0])[0]
+        # nn.AvgPool3d (alone of the window pools) wants every dimension at least the kernel,
+        # padding not counted, even where ceil_mode would give an output
+        if len(sp) == 3 and any(size < kk for size, kk in zip(sp, k, strict=True)):
+            raise OpError(
+                f"window {'x'.join(map(str, k))} does not fit the {fmt_shape(sp)} volume it "
+                "receives (3-d average pooling needs every dimension at least the kernel)"
+            )
+        return out
+
     def emit(self, args: AvgPoolArgs, inputs: list[Shape], out: Shape, inplace: bool) -> Call:
         kw = self.common_kwargs(args, inputs[0])
         if not args.count_include_pad:
