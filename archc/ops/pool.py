@@ -161,7 +161,9 @@ class AvgPool(WindowPool[AvgPoolArgs]):
     fresh_output = True
     doc = "Average pooling; stride defaults to the kernel."
 
-    def infer(self, args: AvgPoolArgs, inputs: list[Shape], labels: list[str]) -> Shape:
+    def infer(
+        self, args: MaxPoolArgs | AvgPoolArgs, inputs: list[Shape], labels: list[str]
+    ) -> Shape:
         out = super().infer(args, inputs, labels)
         _, sp = spatial(inputs[0], self.name)
         k = self.window(args, inputs[0])[0]
