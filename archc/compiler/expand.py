@@ -531,32 +531,22 @@ class Expander:
                 pos = position_of(raw, "each")
             raw = raw.get("each", raw.get("count"))
         value = render(raw, env, pos)
-        if isinstance(
-            value, dict
-        ):  # a table keyed by name: one repetition per entry, `key` its name
-            entries = [(k, v) for k, v in value.items()]
+        if isinstance(value, dict | list):  # a table keyed by name also gives each entry's `key`
+            table = isinstance(value, dict)
+            entries = list(value.items()) if table else list(enumerate(value))
+            kind, things = ("mapping", "entries") if table else ("list", "elements")
             if not entries:
-                raise SpecError("repeat over an empty mapping; to drop the item, use 'when:'", pos)
+                raise SpecError(f"repeat over an empty {kind}; to drop the item, use 'when:'", pos)
             if len(entries) > self.limits.max_repeat:
                 raise SpecError(
-                    f"repeat over {len(entries)} entries exceeds the "
+                    f"repeat over {len(entries)} {things} exceeds the "
                     f"limit of {self.limits.max_repeat} (--max-repeat)",
                     pos,
                 )
             return [
-                {**self.element_vars(v, element, var, i), "key": k}
+                {**self.element_vars(v, element, var, i), **({"key": k} if table else {})}
                 for i, (k, v) in enumerate(entries)
             ]
-        if isinstance(value, list):
-            if not value:
-                raise SpecError("repeat over an empty list; to drop the item, use 'when:'", pos)
-            if len(value) > self.limits.max_repeat:
-                raise SpecError(
-                    f"repeat over {len(value)} elements exceeds the "
-                    f"limit of {self.limits.max_repeat} (--max-repeat)",
-                    pos,
-                )
-            return [self.element_vars(elem, element, var, i) for i, elem in enumerate(value)]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             hint = (
                 "; to drop the item, write 'when: false' (or 'when: ${n > 0}')"
