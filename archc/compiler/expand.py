@@ -533,7 +533,7 @@ class Expander:
         value = render(raw, env, pos)
         if isinstance(value, dict | list):  # a table keyed by name also gives each entry's `key`
             table = isinstance(value, dict)
-            entries = list(value.items()) if table else list(enumerate(value))
+            entries = list(value.items() if isinstance(value, dict) else enumerate(value))
             kind, things = ("mapping", "entries") if table else ("list", "elements")
             if not entries:
                 raise SpecError(f"repeat over an empty {kind}; to drop the item, use 'when:'", pos)
