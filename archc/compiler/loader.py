@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,9 +123,8 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
     source = Source(path, text)
     if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
         raise SpecError(f"spec is larger than {MAX_FILE_BYTES:,} bytes", Pos(source, 1, 1))
-    yaml = _counting_yaml(max_nodes)
     try:
-        tree = yaml.load(text)
+        tree = _parse(text, max_nodes)
     except _NodeLimit as exc:
         raise SpecError(
             exc.message or f"spec has more than {max_nodes:,} YAML nodes",
@@ -190,6 +190,33 @@ def load_text(text: str, path: str = "<string>", max_nodes: int = MAX_YAML_NODES
 
 
 _FLOW_CLOSE = re.compile(r"expected ',' or '([\]}])', but got (.*)$")
+
+
+# A family spec (resnet.yaml's five depths) is read once per variant, and the zoo once per name:
+# parsing is most of a compile, so the last trees parsed are kept. Only successful parses of small
+# texts (the zoo's largest is 7 KB; a 16 KB tree takes at most about 2 MB, so the cache at most
+# about 128 MB); `_convert` copies a tree into fresh containers, so a cached tree is never changed.
+_PARSE_CACHE_TEXT = 16_384
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_small(text: str, max_nodes: int) -> Any:
+    return _parse_uncached(text, max_nodes)
+
+
+def _parse(text: str, max_nodes: int) -> Any:
+    """ruamel's round-trip tree of `text` (positions kept), or its exception."""
+    if len(text) <= _PARSE_CACHE_TEXT:
+        return _parse_small(text, max_nodes)
+    return _parse_uncached(text, max_nodes)
+
+
+def _parse_uncached(text: str, max_nodes: int) -> Any:
+    from ruamel.yaml.error import ReusedAnchorWarning
+
+    with warnings.catch_warnings():  # YAML lets a later anchor reuse a name; aliases read the last
+        warnings.simplefilter("ignore", ReusedAnchorWarning)
+        return _counting_yaml(max_nodes).load(text)
 
 
 def yaml_advice(exc: MarkedYAMLError, lines: list[str]) -> tuple[str, tuple[int, int]] | None:
