@@ -12,16 +12,25 @@ specs/, examples/ and docs/, so later examples see what earlier ones wrote (a ru
 Training commands run for real with every documented flag, shrunk by appending
 `--train-subset/--test-subset/--batch-size/--epochs` (argparse keeps the last value) and pointed
 at small datasets written here in the real on-disk formats (`--data-dir`; nothing is downloaded).
+A command that resizes images past 64 pixels for a spec that takes `image_size` runs at 64x64
+(`--resize 64 --set image_size=64`; the last --set wins): the same flags, the same code path, a
+twelfth of VGG-11's work at 224.
 `make demo` runs through make with the same caps (DEMO_ARGS); `make test` is the command that runs
 this suite, so it is only checked to be what CI runs.
+
+`archc` commands run through `archc.cli.main` in this process; a document's Python examples (and
+its `python -c`, `python -m` commands) each run in a process of their own forked from one
+interpreter that has imported torch and archc (tests/example_runner.py).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import json
 import re
+import select
 import shlex
 import shutil
 import subprocess
@@ -45,6 +54,7 @@ FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
 TRAINING = {"train", "sweep", "compare"}
 CAPS = ["--test-subset", "4", "--batch-size", "4", "--epochs", "1"]
 TRAIN_IMAGES = 4  # or the largest batch size a grid asks for: training needs one whole batch
+RESOLUTION = 64  # pixels: the largest image size a documented training command runs at here
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -110,6 +120,17 @@ def train_images(words: list[str]) -> int:
     return 2 * max([TRAIN_IMAGES, *batches])  # a whole batch left after the validation split
 
 
+def resolution_cap(words: list[str], work: Path) -> list[str]:
+    """`--resize 64 --set image_size=64` for `archc train SPEC --resize N` with N past 64 on a spec
+    that takes `image_size`; nothing otherwise."""
+    if "--resize" not in words or words[:2] != ["archc", "train"]:
+        return []
+    size = int(words[words.index("--resize") + 1])
+    if size <= RESOLUTION or "image_size" not in api.load(work / words[2]).model.params:
+        return []
+    return ["--resize", str(RESOLUTION), "--set", f"image_size={RESOLUTION}"]
+
+
 def write_datasets(root: Path) -> None:
     """CIFAR-10, MNIST and Fashion-MNIST in torchvision's layouts, a few dozen images each."""
     write_cifar10(root, per_batch=8)
@@ -134,7 +155,10 @@ def doc_env() -> dict[str, str]:
     return clean_env(PATH=f"{VENV_BIN}:{clean_env()['PATH']}", OMP_NUM_THREADS="1")
 
 
-def run_shell(example: Example, work: Path, data: Path) -> subprocess.CompletedProcess[str]:
+def run_shell(
+    example: Example, runner: ExampleRunner, data: Path
+) -> subprocess.CompletedProcess[str]:
+    work = runner.work
     words = shlex.split(example.text, comments=True)
     caps = [
         *CAPS,
@@ -148,11 +172,13 @@ def run_shell(example: Example, work: Path, data: Path) -> subprocess.CompletedP
         return run_make(example, words, caps, work)
     if not is_training(words):
         caps = []
+    else:
+        caps += resolution_cap(words, work)
     if words[0] == "archc":
         return run_archc_here([*words[1:], *caps], work)
     if words[0] == "python":
-        argv = [sys.executable, *words[1:]]
-    elif words[0] == "torchrun":
+        return runner.run(words[1:])
+    if words[0] == "torchrun":
         argv = [str(VENV_BIN / "torchrun"), *words[1:], *caps]
     else:
         pytest.fail(
@@ -205,17 +231,61 @@ def run_make(
     )
 
 
-def run_python(example: Example, work: Path) -> subprocess.CompletedProcess[str]:
-    script = work / f"example_{example.doc.stem}_{example.line}.py"
+def imported(code: str) -> set[str]:
+    """The modules a script imports at its top level, outside this repository's scratch copy."""
+    found = set()
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return {m for m in found if m.split(".")[0] not in ("specs", "examples", "docs")}
+
+
+def run_python(example: Example, runner: ExampleRunner) -> subprocess.CompletedProcess[str]:
+    script = runner.work / f"example_{example.doc.stem}_{example.line}.py"
     script.write_text(example.text)
-    return subprocess.run(
-        [sys.executable, str(script)],
-        cwd=work,
-        env=doc_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return runner.run([script.name])
+
+
+class ExampleRunner:
+    """tests/example_runner.py for one document, started at its first Python example: each
+    example runs in a fork of an interpreter that has imported what the examples import."""
+
+    def __init__(self, work: Path, examples: list[Example]) -> None:
+        self.work, self.process = work, None
+        self.preload = sorted(
+            {module for e in examples if e.kind == "python" for module in imported(e.text)}
+        )
+
+    def run(self, argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """`python ARGV` (a script, `-c CODE`, `-m MODULE`) in `work`, as a subprocess gives it."""
+        if self.process is None:
+            self.process = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("example_runner.py")), *self.preload],
+                cwd=self.work,
+                env=doc_env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        streams = {name: self.work / f".example.{name}" for name in ("stdout", "stderr")}
+        request = {"argv": argv, **{name: str(path) for name, path in streams.items()}}
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        reply = json.loads(self.process.stdout.readline()) if ready else {"returncode": -9}
+        if not ready:
+            self.close()
+        out, err = (path.read_text() if path.exists() else "" for path in streams.values())
+        return subprocess.CompletedProcess(["python", *argv], reply["returncode"], out, err)
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.communicate()
+            self.process = None
 
 
 def check_data(example: Example) -> None:
@@ -240,20 +310,23 @@ def doc_param(doc: Path) -> object:
 
 @pytest.mark.parametrize("doc", [doc_param(d) for d in DOCS if examples(d)])
 def test_documented_examples_run(doc: Path, tmp_path: Path) -> None:
-    work = scratch_directory(tmp_path)
-    for example in examples(doc):
-        if example.kind in {"yaml", "json"}:
-            check_data(example)
-            continue
-        result = (
-            run_shell(example, work, tmp_path / "data")
-            if example.kind == "shell"
-            else run_python(example, work)
-        )
-        assert result.returncode == 0, (
-            f"{example.where()}: exit {result.returncode}\n{example.text}\n"
-            f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
-        )
+    runner = ExampleRunner(scratch_directory(tmp_path), examples(doc))
+    try:
+        for example in examples(doc):
+            if example.kind in {"yaml", "json"}:
+                check_data(example)
+                continue
+            result = (
+                run_shell(example, runner, tmp_path / "data")
+                if example.kind == "shell"
+                else run_python(example, runner)
+            )
+            assert result.returncode == 0, (
+                f"{example.where()}: exit {result.returncode}\n{example.text}\n"
+                f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
+            )
+    finally:
+        runner.close()
 
 
 def test_every_command_has_an_example_in_the_cli_reference() -> None:

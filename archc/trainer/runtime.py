@@ -107,6 +107,10 @@ TRIAL_BATCH = 64
 CHANNELS_LAST_MARGIN = (
     0.95  # channels_last must be 5% faster: a tie is noise, and contiguous converts nothing
 )
+# The trial runs only when the run trains at least this many times the trial's images: channels_last
+# saves at most about a quarter of a step on a CPU (1.3x for the benchmark's VGG), so a shorter run
+# cannot win back the trial's passes.
+TRIAL_PAYBACK = 4
 
 
 def choose_memory_format(
@@ -115,9 +119,9 @@ def choose_memory_format(
     """("channels_last" or "contiguous", a line for the run log).
 
     --channels-last/--no-channels-last decide; a resumed run keeps its checkpoint's choice; under
-    --deterministic it is contiguous (a timing must not choose the numbers); otherwise a short trial
-    times forward+backward of a copy of the model in both formats (rank 0's choice for every rank);
-    channels_last wins only when clearly faster.
+    --deterministic it is contiguous (a timing must not choose the numbers), and so is a run too
+    short to repay a trial; otherwise a short trial times forward+backward of a copy of the model
+    in both formats (rank 0's choice for every rank); channels_last wins only when clearly faster.
     """
     if cfg.channels_last is not None:
         return ("channels_last" if cfg.channels_last else "contiguous"), ""
@@ -127,8 +131,16 @@ def choose_memory_format(
         return "contiguous", "memory format: contiguous (--deterministic: no timed trial)"
     if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
         return "contiguous", ""
+    rank_batch = max(1, cfg.batch_size // max(1, dist.world))
+    batch = min(TRIAL_BATCH, rank_batch)
+    steps = cfg.epochs * (feed.train_images // max(1, cfg.batch_size))
+    trial_images = 2 * (MEMORY_FORMAT_TRIALS + 1) * batch
+    if steps * rank_batch < TRIAL_PAYBACK * trial_images:
+        return "contiguous", (
+            f"memory format: contiguous (a run of {steps} steps is too short to repay a timed "
+            "trial; --channels-last to choose)"
+        )
     sample = feed.sample()
-    batch = min(TRIAL_BATCH, max(1, cfg.batch_size // max(1, dist.world)))
     seconds = {"contiguous": 0.0, "channels_last": 0.0}
     declined = ""
     if dist.main:

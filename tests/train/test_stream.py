@@ -260,7 +260,9 @@ def test_imagenet_recipe_trains_and_evaluates_with_its_crops(tmp_path: Path) -> 
     )
 
 
-def test_memory_format_is_measured_reported_and_kept_on_resume(tmp_path: Path) -> None:
+def test_memory_format_is_measured_reported_and_kept_on_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = {
         "dataset": "synthetic",
         "synthetic_size": (64, 16),
@@ -271,8 +273,10 @@ def test_memory_format_is_measured_reported_and_kept_on_resume(tmp_path: Path) -
         "batch_size": 16,
         "epochs": 1,
     }
-    measured = train(_cnn(), **recipe, out=str(tmp_path / "a"))
+    long_enough = {"epochs": 12, "log": "plain"}  # trains past 4x the trial's images
+    measured = train(_cnn(), **recipe | long_enough, out=str(tmp_path / "a"))
     assert measured["memory_format"] in ("channels_last", "contiguous")
+    assert "measured a forward+backward of 16 images" in capsys.readouterr().err
     assert (
         train(_cnn(), **recipe, deterministic=True, out=str(tmp_path / "b"))["memory_format"]
         == "contiguous"
@@ -296,9 +300,17 @@ def test_memory_format_is_measured_reported_and_kept_on_resume(tmp_path: Path) -
 
 
 def test_the_trial_line_is_in_the_run_log(tiny_spec: Path, tmp_path: Path) -> None:
-    result = archc_here("train", str(tiny_spec), "--epochs", "1", "--out", str(tmp_path / "r"))
+    """Steps of 32 of the 224 training images (7 an epoch) against 4x the trial's 8 passes of 32
+    (1,024 images): 5 epochs repay a trial, 4 do not."""
+    result = archc_here("train", str(tiny_spec), "--epochs", "5", "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert "memory format: " in result.stderr and "measured a forward+backward" in result.stderr
+    result = archc_here("train", str(tiny_spec), "--epochs", "4", "--out", str(tmp_path / "s"))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "memory format: contiguous (a run of 28 steps is too short to repay a timed trial"
+        in result.stderr
+    )
 
 
 def test_nnodes_needs_an_endpoint_and_a_run_directory(tiny_spec: Path) -> None:
@@ -401,6 +413,8 @@ class _Viewer(nn.Module):
 
 
 class _Sample:
+    train_images = 4096
+
     def sample(self) -> torch.Tensor:
         return torch.zeros(2, 3, 8, 8)
 
