@@ -5,11 +5,15 @@ For each name: `archc.load(name)` works; state_dict keys and shapes equal torchv
 `num_params` and GMACs their `_ops`, and 2 x MACs equals FlopCounterMode on torchvision's model.
 For the smallest model of each family a real forward at a small resolution loads torchvision's
 state_dict strictly (BN statistics randomised) and computes the same outputs.
+
+The quick loop (`-m "not slow"`) checks one variant per (family, choices) group (QUICK); CI
+checks all 80.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -102,13 +106,70 @@ def published(name: str) -> dict[str, Any]:
     return next(iter(torchvision.models.get_model_weights(name))).meta
 
 
+def quick_variants(names: list[str]) -> set[str]:
+    """The variants the quick loop checks: variants of a family that differ only in sizes
+    (depths, widths, channel lists) run the same spec code, while a parameter that chooses a part
+    (a string or a boolean: ResNet's basic block, VGG's BN; a number set to 0 that switches a part
+    off: RegNetX's squeeze-excitation) takes another path. So: the variant with the fewest
+    published GMACs of each (family, choices) group, a stand-alone spec being its own family."""
+
+    def choices(params: dict[str, Any]) -> frozenset[tuple[str, Any]]:
+        return frozenset(
+            (key, value)
+            for key, value in params.items()
+            if isinstance(value, (str, bool)) or (isinstance(value, (int, float)) and value == 0)
+        )
+
+    smallest: dict[tuple[str, frozenset[tuple[str, Any]]], str] = {}
+    for name in sorted(names, key=lambda n: (published(n)["_ops"], n)):
+        model = zoo.resolve(name)
+        smallest.setdefault((model.family or model.name, choices(model.params)), name)
+    return set(smallest.values())
+
+
+QUICK = quick_variants(COVERED)
+
+
+@pytest.fixture
+def gc_paused() -> Iterator[None]:
+    """No garbage collection while a test builds two models of thousands of modules: the
+    collector would walk the whole heap many times over (a fifth of the test's CPU), and what
+    the test leaves is collected after it."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
 def test_every_torchvision_classifier_is_covered_and_in_the_zoo() -> None:
     classifiers = set(torchvision.models.list_models(module=torchvision.models))
     assert set(COVERED) == classifiers and len(COVERED) == len(classifiers) == 80
     assert set(COVERED) <= set(zoo.names())
 
 
-@pytest.mark.parametrize("name", COVERED)
+def test_the_quick_variants_cover_every_family_and_every_choice() -> None:
+    """The rule keeps the smallest variant of each family and both sides of each choice."""
+    assert {
+        "resnet18",
+        "resnet50",
+        "vgg11",
+        "vgg11_bn",
+        "regnet_x_400mf",
+        "regnet_y_400mf",
+    } <= QUICK
+    assert {zoo.resolve(n).family or n for n in QUICK} == {
+        zoo.resolve(n).family or n for n in COVERED
+    }
+    assert not {"resnet34", "vgg13", "vit_h_14", "regnet_y_128gf"} & QUICK
+
+
+@pytest.mark.usefixtures("gc_paused")
+@pytest.mark.parametrize(
+    "name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in COVERED]
+)
 def test_keys_shapes_params_and_macs_equal_torchvision(name: str) -> None:
     graph = api.compile_graph(name)
     assert graph.name == name
@@ -121,7 +182,8 @@ def test_keys_shapes_params_and_macs_equal_torchvision(name: str) -> None:
     meta = published(name)
     assert graph.total_params == meta["num_params"]
     assert round(graph.total_macs / 1e9, 3) == meta["_ops"]
-    with FlopCounterMode(display=False) as counter:
+    # without autograd's bookkeeping (a third of the count's CPU): the same forward ops counted
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         theirs(torch.zeros(1, *graph.input_shape, device="meta"))
     assert counter.get_total_flops() == 2 * graph.total_macs
 
