@@ -61,13 +61,22 @@ def torchvision_model(entry: dict[str, Any], **extra: Any) -> nn.Module:
     return getattr(torchvision.models, constructor.rsplit(".", 1)[1])(**entry["kwargs"], **extra)
 
 
-def compiled(spec: str, overrides: dict[str, Any], device: str | None = None) -> CompiledModel:
-    """Our model without the spec's init (its weights are about to be overwritten)."""
+def compiled(spec: str, overrides: dict[str, Any], *, meta: bool = False) -> CompiledModel:
+    """Our model, its tensors allocated but not initialised: every test that runs it first loads
+    torchvision's state_dict strictly, which overwrites each one (initialising VGG-11's 133M
+    parameters would cost more CPU than its forward). With `meta`: shapes only, no memory."""
     graph = api.compile_graph(SPECS / f"{spec}.yaml", **overrides)
-    if device is None:
+    return on_meta(graph) if meta else uninitialised(graph)
+
+
+def on_meta(graph: Any) -> CompiledModel:
+    with torch.device("meta"):
         return build_module(graph, None)
-    with torch.device(device):
-        return build_module(graph, None)
+
+
+def uninitialised(graph: Any) -> CompiledModel:
+    """The module of `graph` with uninitialised tensors (memory allocated, not written)."""
+    return on_meta(graph).to_empty(device="cpu")
 
 
 @torch.no_grad()
@@ -128,7 +137,7 @@ def test_static_figures_match_the_reference(case: str) -> None:
 @pytest.mark.parametrize("case", list(CASES))
 def test_state_dict_keys_and_shapes_match_the_reference(case: str) -> None:
     spec, overrides = CASES[case]
-    model = compiled(spec, overrides, device="meta")  # shapes only: no memory, no init
+    model = compiled(spec, overrides, meta=True)  # shapes only: no memory, no init
     ours = [[k, list(v.shape)] for k, v in model.state_dict().items()]
     assert ours == REFERENCE[case]["state_dict"]
 
@@ -234,7 +243,7 @@ def test_wide_resnet50_2_is_resnet50_with_width_128() -> None:
     width_per_group (keys and shapes on meta)."""
     with torch.device("meta"):
         theirs = torchvision.models.wide_resnet50_2()
-    ours = compiled("resnet50", {"width": 128}, device="meta")
+    ours = compiled("resnet50", {"width": 128}, meta=True)
     assert [(k, v.shape) for k, v in ours.state_dict().items()] == [
         (k, v.shape) for k, v in theirs.state_dict().items()
     ]
@@ -248,8 +257,8 @@ def test_num_classes_changes_only_the_classifier(case: str) -> None:
     """Fine-tuning setup: --set num_classes=10 keeps every key, only
     the last layer's shapes change."""
     spec, overrides = CASES[case]
-    base = compiled(spec, overrides, device="meta").state_dict()
-    small = compiled(spec, {**overrides, "num_classes": 10}, device="meta").state_dict()
+    base = compiled(spec, overrides, meta=True).state_dict()
+    small = compiled(spec, {**overrides, "num_classes": 10}, meta=True).state_dict()
     assert list(base) == list(small)
     changed = [k for k in base if base[k].shape != small[k].shape]
     assert changed and all(k.endswith((".weight", ".bias")) for k in changed) and len(changed) == 2

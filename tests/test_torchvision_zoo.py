@@ -26,7 +26,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from archc import api, zoo
 from archc.compiler.emit import build_module
-from tests.test_torchvision_parity import assert_close_outputs, assert_same_layers, perturb_norms
+from tests.test_torchvision_parity import (
+    assert_close_outputs,
+    assert_same_layers,
+    perturb_norms,
+    uninitialised,
+)
 
 # The torchvision names the zoo covers: every classifier of torchvision.models.
 COVERED = [
@@ -194,7 +199,7 @@ def test_loads_torchvision_weights_and_computes_the_same(name: str) -> None:
     torch.manual_seed(0)
     theirs = torchvision_model(name).eval()
     perturb_norms(theirs)
-    ours = build_module(api.compile_graph(name, image_size=size), None).eval()
+    ours = uninitialised(api.compile_graph(name, image_size=size)).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
     assert_same_layers(ours, theirs)
     x = torch.randn(2, 3, size, size)
@@ -210,7 +215,7 @@ def test_vit_loads_torchvisions_weights_and_computes_the_same() -> None:
     with torch.no_grad():
         theirs.class_token.normal_()
         theirs.encoder.pos_embedding.normal_()
-    ours = build_module(api.compile_graph("vit_b_16", image_size=32), None).eval()
+    ours = uninitialised(api.compile_graph("vit_b_16", image_size=32)).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
     assert_same_layers(ours, theirs)
     x = torch.randn(2, 3, 32, 32)
@@ -224,7 +229,7 @@ def test_convnext_trains_as_torchvisions_same_stochastic_depth_draws() -> None:
     torch.manual_seed(0)
     theirs = torchvision_model("convnext_tiny").train()
     perturb_norms(theirs)
-    ours = build_module(api.compile_graph("convnext_tiny", image_size=32), None).train()
+    ours = uninitialised(api.compile_graph("convnext_tiny", image_size=32)).train()
     ours.load_state_dict(theirs.state_dict(), strict=True)
     x = torch.randn(4, 3, 32, 32)
     torch.manual_seed(1)
@@ -259,7 +264,7 @@ def small_maxvits() -> tuple[nn.Module, nn.Module]:
         for name, table in theirs.named_parameters():
             if name.endswith("relative_position_bias_table"):
                 table.normal_()
-    ours = build_module(api.compile_graph("maxvit_t", image_size=64, **SMALL_MAXVIT), None)
+    ours = uninitialised(api.compile_graph("maxvit_t", image_size=64, **SMALL_MAXVIT))
     ours.load_state_dict(theirs.state_dict(), strict=True)
     assert_same_layers(ours, theirs)
     return ours, theirs
@@ -303,7 +308,7 @@ def test_maxvit_t_computes_torchvisions_outputs_at_224() -> None:
         for name, table in theirs.named_parameters():
             if name.endswith("relative_position_bias_table"):
                 table.normal_()
-    ours = build_module(api.compile_graph("maxvit_t"), None).eval()
+    ours = uninitialised(api.compile_graph("maxvit_t")).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
@@ -361,7 +366,7 @@ def test_swin_loads_torchvisions_weights_and_computes_the_same(name: str, size: 
             if isinstance(module, torchvision.models.swin_transformer.ShiftedWindowAttention):
                 getattr(module, "relative_position_bias_table", torch.empty(0)).normal_()
                 getattr(module, "logit_scale", torch.empty(0)).uniform_(0.0, 5.0)
-    ours = build_module(api.compile_graph(name, image_size=size), None).eval()
+    ours = uninitialised(api.compile_graph(name, image_size=size)).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
     assert_same_layers(ours, theirs)
     x = torch.randn(2, 3, size, size)
