@@ -36,13 +36,15 @@ ZOO = sorted((REPO / "specs").glob("*.yaml"))
 HEAVY = 10**8  # MACs: the big ImageNet models are built with real weights only in slow tests
 
 
-def _zoo(heavy_slow: bool) -> list[object]:
-    out = []
-    for path in ZOO:
-        heavy = spec_size(path)[0] > HEAVY
-        marks = [pytest.mark.slow] if heavy and heavy_slow else []
-        out.append(pytest.param(path, id=path.stem, marks=marks))
-    return out
+def _zoo() -> list[object]:
+    """Every zoo spec; the big ImageNet ones marked slow (the quick loop checks the light specs,
+    `make test` all of them)."""
+    return [
+        pytest.param(
+            path, id=path.stem, marks=[pytest.mark.slow] if spec_size(path)[0] > HEAVY else []
+        )
+        for path in ZOO
+    ]
 
 
 def test_exported_zoo_sources_are_ruff_clean(tmp_path: Path) -> None:
@@ -85,7 +87,7 @@ def test_exported_googlenet_reads_like_torchvision_s() -> None:
     )  # no synthetic container locals
 
 
-@pytest.mark.parametrize("path", _zoo(heavy_slow=False))
+@pytest.mark.parametrize("path", _zoo())
 def test_build_and_export_give_identical_tensors_under_one_seed(path: Path) -> None:
     """The exported source is the built model's own source, for every spec; run under one seed it
     gives identical tensors (the big ImageNet models on the meta device: the source equality and
@@ -107,7 +109,7 @@ def test_build_and_export_give_identical_tensors_under_one_seed(path: Path) -> N
         assert not real or torch.equal(value, theirs[key]), key
 
 
-@pytest.mark.parametrize("path", _zoo(heavy_slow=False))
+@pytest.mark.parametrize("path", _zoo())
 def test_every_zoo_spec_is_scriptable(path: Path) -> None:
     with torch.device("meta"):
         model = api.build(path, force=True)

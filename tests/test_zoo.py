@@ -538,11 +538,27 @@ def test_option_a_resnets_have_no_shortcut_weights() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_zoo_json_lists_every_spec(capsys: pytest.CaptureFixture[str]) -> None:
+def test_zoo_json_lists_every_spec_without_importing_torch() -> None:
     """One row per zoo name: each spec file, and each variant of a family spec (which takes the name
-    over a stand-alone file of the same stem); torchvision's published figures beside its models."""
-    assert main(["zoo", "--format", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    over a stand-alone file of the same stem); torchvision's published figures beside its models.
+    The command runs in a fresh interpreter, which it leaves without torch, torchvision or numpy."""
+    code = (
+        "import sys, io, contextlib\nfrom archc.cli import main\nout = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    rc = main(['zoo', '--format', 'json'])\nassert rc == 0, rc\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'torchvision', 'numpy'))\nassert not heavy, heavy\nprint(out.getvalue())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
     assert [r["name"] for r in rows] == zoo.names()
     assert set(NAMES) <= set(zoo.names())
     published = zoo.published()
@@ -565,7 +581,7 @@ def test_zoo_json_lists_every_spec(capsys: pytest.CaptureFixture[str]) -> None:
 @functools.cache
 def zoo_collection() -> tuple[list[Any], list[SpecError]]:
     """The zoo command's compile of every name, once, for the tests that only read it
-    (test_zoo_json_lists_every_spec runs the command's own collection and checks it)."""
+    (test_zoo_json_lists_every_spec_without_importing_torch runs the command and checks it)."""
     return collect(default_specs_dir())
 
 
@@ -593,25 +609,6 @@ def test_docs_zoo_md_is_the_commands_output() -> None:
     assert (REPO / "docs" / "zoo.md").read_text() == render_markdown(entries), (
         "regenerate with: archc zoo --format markdown > docs/zoo.md"
     )
-
-
-def test_zoo_does_not_import_torch() -> None:
-    code = (
-        "import sys, io, contextlib\nfrom archc.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    rc = main(['zoo', '--format', 'json'])\nassert rc == 0, rc\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('torch', 'torchvision', 'numpy'))\nassert not heavy, heavy\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
 
 
 def test_zoo_reports_a_broken_spec_and_lists_the_rest(
