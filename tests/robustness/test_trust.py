@@ -104,7 +104,9 @@ raise SystemExit("imported from the working directory")
 @pytest.mark.slow
 def test_a_module_beside_the_spec_never_runs_in_the_workers(tmp_path: Path) -> None:
     """The reproducer: `pydantic.py` beside the spec, `archc train --nproc 2`
-    started in that directory."""
+    started in that directory. The same launch shows what `--nproc` does for a user (one torchrun
+    launch costs four interpreters, so tests/train/test_distributed.py leaves it to this test):
+    the run has world size 2 and its launcher prints the one result row, nothing else."""
     spec = tmp_path / "spec.yaml"
     spec.write_text(HEAD.replace("input: [1, 8, 8]", "input: [3, 8, 8]")
                     + "  dataset: synthetic\n  synthetic_size: [64, 16]\n"
@@ -120,6 +122,7 @@ def test_a_module_beside_the_spec_never_runs_in_the_workers(tmp_path: Path) -> N
     )  # fmt: skip
     assert not (tmp_path / "PWNED").exists(), result.stderr[-2000:]
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("t  synthetic  epochs 1  ") and result.stdout.count("\n") == 1
     assert json.loads((tmp_path / "run" / "result.json").read_text())["world_size"] == 2
 
 
