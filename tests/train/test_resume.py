@@ -18,7 +18,7 @@ from torch import nn
 from archc.trainer.api import train
 from archc.trainer.augment import BatchPipeline
 from archc.trainer.checkpoint import load_checkpoint
-from tests.conftest import REPO, clean_env, run_archc
+from tests.conftest import REPO, archc_here, clean_env
 from tests.train.conftest import FAST, spec_file, weights_of
 
 RECIPE = FAST | {"epochs": 3, "deterministic": True}
@@ -94,7 +94,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
     train(spec, out=str(tmp_path / "ref"), log="quiet")
     run = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "archc", "train", str(spec), "--out", str(run), "--log", "plain"],
+        [sys.executable, "-m", "archc", "train", str(spec), "--out", str(run), "--log", "plain",
+         "--no-pages"],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=REPO, env=clean_env(),
     )  # fmt: skip
     try:
@@ -110,7 +111,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
     finally:
         proc.kill()
     assert load_checkpoint(run / "last.pt")["epoch"] < 3  # the kill interrupted the run
-    result = run_archc("train", str(spec), "--out", str(run), "--resume", timeout=300)
+    # The kill needs a process of its own; the resume runs in this one.
+    result = archc_here("train", str(spec), "--out", str(run), "--resume", "--no-pages")
     assert result.returncode == 0, result.stderr
     ref, got = weights_of(tmp_path / "ref" / "last.pt"), weights_of(run / "last.pt")
     assert all(torch.equal(ref[k], got[k]) for k in ref)
