@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, campaign_size, clean_env
+from tests.conftest import REPO, archc_here, campaign_size, clean_env
 from tests.robustness import harness as h
 from tests.robustness.conftest import note
 
@@ -145,7 +145,8 @@ def test_many_random_sigkills_never_lose_a_run(
 def test_real_archc_train_process_killed_and_resumed(
     reference: tuple[Path, float], tmp_path: Path
 ) -> None:
-    """The same through `python -m archc train` processes, as a user runs them."""
+    """The same with a `python -m archc train` process, as a user runs it, killed at a moment of
+    its own choosing; the resume needs no process of its own and runs through archc.cli.main."""
     out = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -161,6 +162,7 @@ def test_real_archc_train_process_killed_and_resumed(
         "plain",
         "--epochs",
         "30",
+        "--no-pages",
     ]
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -177,15 +179,7 @@ def test_real_archc_train_process_killed_and_resumed(
         proc.kill()
     epoch = h.check_interrupted(out, epochs=30)
     assert epoch >= 2
-    result = subprocess.run(
-        [*cmd, "--resume"],
-        cwd=REPO,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = archc_here(*cmd[3:], "--resume")
     assert result.returncode == 0, result.stderr
     record = h.check_completed(out, None, epochs=30)
     assert record["resumed_from_epoch"] == epoch

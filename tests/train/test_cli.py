@@ -57,6 +57,8 @@ def test_train_prints_the_result_row_and_evaluate_reports(
         and result.stdout.count("\n") == 1
     )
     assert "epoch 1/1  train loss" in result.stderr  # plain progress lines when not on a terminal
+    pages = {"diagram.svg", "report.md", "report.html"}  # the runs elsewhere mostly skip them
+    assert pages <= {p.name for p in out.iterdir()} and f"the run is in {out}" in result.stderr
     record = json.loads((out / "result.json").read_text())
     assert record["overrides"] == {
         "spec": {"num_classes": 4},
