@@ -320,6 +320,24 @@ def test_nnodes_needs_an_endpoint_and_a_run_directory(tiny_spec: Path) -> None:
         train(tiny_spec, nnodes=2, rdzv_endpoint="127.0.0.1:29400")
 
 
+def _wait_until_gone(group: int, timeout: float = 60) -> None:
+    """Until no thread of the process group is left running: a process's files close with its
+    last thread, and its first one may be a zombie before."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+            try:
+                state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            except (OSError, ValueError):
+                continue
+            states += [state] if int(pgrp) == group else []
+        if all(state == "Z" for state in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process group {group} still running {timeout} s after SIGKILL")
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterrupted_run(
     tmp_path: Path,
@@ -364,6 +382,7 @@ def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterru
         proc.wait(timeout=60)
     finally:
         proc.kill()
+    _wait_until_gone(proc.pid)  # the forked workers share the run lock and die a moment later
     state = load_checkpoint(run / "last.pt")
     assert state["step"] > 0 and state["epoch"] < 3, "the kill came after the run ended"
     result = archc_here("train", str(spec), *flags, "--out", str(run), "--resume")
