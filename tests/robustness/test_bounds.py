@@ -111,15 +111,25 @@ WORK["when_false_blocks"] = (
 
 @pytest.mark.parametrize("text", WORK.values(), ids=WORK.keys())
 def test_expansion_work_is_budgeted_even_when_it_makes_no_node(text: str) -> None:
+    """Each form is refused once it has spent the budget: 600 visits at --max-nodes 100, the
+    same check as the default's 120,000 (below), which takes a third of a CPU-second to spend."""
+    exc = spec_error(api.compile_graph, text, limits=api.Limits(max_nodes=100))
+    assert_positioned(exc, text)
+    assert "visits more than 600 items and lists" in exc.message, exc.render()
+
+
+def test_the_default_work_budget_is_six_visits_per_node_of_the_node_cap() -> None:
+    text = WORK["empty_seqs"]  # 4096 x 4096 empty repeats
     exc = spec_error(api.compile_graph, text)
     assert_positioned(exc, text)
     assert "visits more than 120,000 items and lists" in exc.message, exc.render()
 
 
 def test_the_work_budget_follows_max_nodes() -> None:
-    text = HEAD + "  - seq: [{seq: [], repeat: 400}]\n    repeat: 400\n  - relu\n"  # 320,000 visits
-    assert spec_error(api.compile_graph, text).line == 4
-    assert len(api.compile_graph(text, limits=api.Limits(max_nodes=60_000)).nodes) == 1
+    text = HEAD + "  - seq: [{seq: [], repeat: 20}]\n    repeat: 20\n  - relu\n"  # ~860 visits
+    exc = spec_error(api.compile_graph, text, limits=api.Limits(max_nodes=100))
+    assert exc.line == 4 and "visits more than 600 items" in exc.message, exc.render()
+    assert len(api.compile_graph(text, limits=api.Limits(max_nodes=200)).nodes) == 1
 
 
 # -------------------------------------------------------------------- names and generated paths
