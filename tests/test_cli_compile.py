@@ -251,6 +251,7 @@ def test_check_of_a_bad_spec_does_not_import_torch(write_spec) -> None:
     assert result.stdout.strip() == "rc 1" and "does not fit the 8x8 feature map" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_entry_point_runs_check_and_build_json() -> None:
     result = run_archc("check", str(RESNET))
     assert result.returncode == 0 and result.stdout.startswith(f"{RESNET}: ok")

@@ -47,6 +47,7 @@ def _zoo() -> list[object]:
     ]
 
 
+@pytest.mark.slow
 def test_exported_zoo_sources_are_ruff_clean(tmp_path: Path) -> None:
     for path in ZOO:
         loaded = api.load(path)

@@ -71,6 +71,7 @@ def test_schema_rejects_misspelled_op_argument(validator) -> None:
     assert validator.is_valid(data)
 
 
+@pytest.mark.slow
 def test_plugin_example() -> None:
     spec = str(PLUGIN_DIR / "scaled.yaml")
     env = clean_env(PYTHONPATH=str(PLUGIN_DIR))
@@ -90,6 +91,7 @@ def test_plugin_example() -> None:
     assert "unknown op" in missing.stderr + missing.stdout
 
 
+@pytest.mark.slow
 def test_api_tour_runs() -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "examples" / "api_tour.py")],
@@ -140,6 +142,7 @@ def _install_metadata(site: Path, entry_points: str) -> None:
     (info / "entry_points.txt").write_text(entry_points)
 
 
+@pytest.mark.slow
 def test_plugin_package_entry_point_registers_the_op(tmp_path: Path) -> None:
     import tomllib
 

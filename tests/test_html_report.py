@@ -125,6 +125,7 @@ def test_inline_svg_prefixes_ids_and_references() -> None:
     assert 'href="#elsewhere"' in out  # not an id of this SVG: left alone
 
 
+@pytest.mark.slow
 def test_page_renders_in_a_headless_browser(sweep_dir: Path, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing; scripts/system-deps.sh installs chromium")

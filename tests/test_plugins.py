@@ -74,6 +74,7 @@ def test_plugin_parameters_are_counted_keyed_and_computed(plugin: None) -> None:
     assert "class Affine(nn.Module):" in model.code and "import archc" not in model.code
 
 
+@pytest.mark.slow
 def test_the_exported_file_runs_without_archc_or_the_plugin(plugin: None, tmp_path: Path) -> None:
     """The file, run by a fresh interpreter that can import neither archc nor the plugin, loads the
     built model's state_dict strictly and computes the same output."""
