@@ -1118,6 +1118,10 @@ def test_uneven_pieces_follow_torch_split_and_chunk() -> None:
         ("{split: {sizes: [2, 2], dim: 3}, from: h.0}", "dim=3 is out of range for a 4x5x5 input"),
         ("{chunk: 0, from: h.0}", "chunks"),
         ("{chunk: 2, from: h.0, name: h2}", "the network ends in the 2 outputs of chunk 'h2'"),
+        (
+            "{chunk: 1, from: h.0, name: h1}",
+            "the network ends in the 1 output of chunk 'h1' (h1.0)",
+        ),
         ("{chunk: 2, from: h.1, name: aux, head: true}", "an output head is one tensor"),
     ],
 )

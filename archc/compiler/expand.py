@@ -700,7 +700,8 @@ class Expander:
         names = [self.display(p.node) for p in value.pieces]
         base = self.display(value.node)
         op = self.graph.nodes[value.pieces[0].node].label.split()[0]
-        return f"the {len(names)} outputs of {op} '{base}' ({', '.join(names)})"
+        outputs = "output" if len(names) == 1 else "outputs"
+        return f"the {len(names)} {outputs} of {op} '{base}' ({', '.join(names)})"
 
     def split_nodes(
         self,

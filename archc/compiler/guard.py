@@ -97,13 +97,13 @@ def check_fits(graph: Graph, batch: int = 1, available: int | None = None) -> No
             key=lambda n: n.params + n.buffers + (numel(n.shape) + workspace(graph, n)) * batch,
             default=None,
         )
-        where = (
-            f"; the largest layer is '{largest.id}' ({largest.params:,} params)"
-            if largest is not None
-            else ""
-        )
+        where = ""
+        if largest is not None:
+            held = f", {largest.buffers:,} buffer values" if largest.buffers else ""
+            where = f"; the largest layer is '{largest.id}' ({largest.params:,} params{held})"
+        stored = "weights and buffers" if graph.total_buffers else "weights"
         raise SpecError(
-            f"'{graph.name}' needs about {_gb(weights)} of weights and {_gb(activations)} "
+            f"'{graph.name}' needs about {_gb(weights)} of {stored} and {_gb(activations)} "
             f"of activations (batch {batch}), but only {_gb(available)} of memory is "
             f"available{where}; refusing to allocate (use --force to try anyway)",
             largest.pos if largest is not None else None,

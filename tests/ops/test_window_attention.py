@@ -210,3 +210,12 @@ def test_a_window_attention_whose_scores_cannot_fit_is_refused_at_its_line() -> 
     with pytest.raises(SpecError, match="refusing to allocate") as info:
         check_fits(graph, available=64 * 2**30)
     assert ":3:" in str(info.value)
+
+
+def test_a_refusal_for_buffers_names_them() -> None:
+    """A 256x256 window keeps a (65536, 65536) relative-position index: 4.3e9 buffer values the
+    guard's message counts as buffers, not weights."""
+    graph = api.compile_graph(one_layer([8, 8, 8], f"{{{ATTENTION}: {{heads: 2, window: 256}}}}"))
+    with pytest.raises(SpecError, match="of weights and buffers and") as info:
+        check_fits(graph, available=8 * 2**30)
+    assert "(522,530 params, 4,294,967,296 buffer values)" in str(info.value)
