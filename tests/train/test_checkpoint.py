@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import errno
+import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
@@ -72,38 +72,34 @@ def test_disk_full_is_a_clear_error_and_keeps_the_previous(
     assert ck.load_checkpoint(path)["epoch"] == 1
 
 
-WRITER = """
-import sys, torch
-from pathlib import Path
-from archc.atomic import process_token
-from archc.trainer.checkpoint import save_checkpoint, REQUIRED
-path = Path(sys.argv[1])
-print(process_token(), flush=True)
-big = torch.randn(8_000_000)
-epoch = 0
-while True:
-    epoch += 1
-    save_checkpoint(path, {**{k: 0 for k in REQUIRED}, "epoch": epoch, "model": {"w": big}})
-    print(epoch, flush=True)
-"""
+def _writer(path: Path, report: Connection) -> None:
+    """Save a 32 MB checkpoint over and over; report the temp-file token, then each epoch."""
+    from archc.atomic import process_token
+
+    report.send(process_token())
+    big = torch.randn(8_000_000)
+    epoch = 0
+    while True:
+        epoch += 1
+        ck.save_checkpoint(path, {**STATE, "epoch": epoch, "model": {"w": big}})
+        report.send(epoch)
 
 
 def test_sigkill_during_writes_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
-    )
+    receive, send = multiprocessing.Pipe(duplex=False)
+    context = multiprocessing.get_context("fork")  # a copy of this process: no torch import again
+    writer = context.Process(target=_writer, args=(path, send), daemon=True)
+    writer.start()
     try:
-        assert proc.stdout is not None
-        token = (
-            proc.stdout.readline().strip()
-        )  # the writer's temp-file token, as its run lock records it
-        proc.stdout.readline()  # one complete checkpoint exists
+        token = receive.recv()  # the writer's temp-file token, as its run lock records it
+        receive.recv()  # one complete checkpoint exists
         time.sleep(0.15)  # now somewhere inside a later write
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        writer.kill()  # SIGKILL
+        writer.join(timeout=30)
     finally:
-        proc.kill()
+        writer.kill()
+    assert writer.exitcode == -signal.SIGKILL
     assert ck.load_checkpoint(path)["epoch"] >= 1
     (tmp_path / ".last.pt.tmp-123").write_text("a user's file that only looks like a temp file")
     ck.remove_stale_temps(tmp_path, token)
