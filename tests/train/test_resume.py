@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,8 @@ from torch import nn
 from archc.trainer.api import train
 from archc.trainer.augment import BatchPipeline
 from archc.trainer.checkpoint import load_checkpoint
-from tests.conftest import REPO, archc_here, clean_env
+from tests.conftest import archc_here
+from tests.robustness import harness as h
 from tests.train.conftest import FAST, spec_file, weights_of
 
 RECIPE = FAST | {"epochs": 3, "deterministic": True}
@@ -93,25 +92,27 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
     spec = spec_file(tmp_path, KILL_SPEC, "killable")
     train(spec, out=str(tmp_path / "ref"), log="quiet")
     run = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "archc", "train", str(spec), "--out", str(run), "--log", "plain",
-         "--no-pages"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=REPO, env=clean_env(),
-    )  # fmt: skip
+    # `archc train` in a child of the harness's forkserver (torch already imported), killed at
+    # a moment of the clock's choosing: half an epoch after epoch 1 ends; the resume runs here.
+    child = h.start(["train", str(spec), "--out", str(run), "--log", "plain", "--no-pages"],
+                    tmp_path / "run.log")  # fmt: skip
     try:
-        assert proc.stderr is not None
-        line = ""
-        while not line.startswith("epoch 1/3"):
-            line = proc.stderr.readline()
-            assert line, "training ended before its first epoch"
+        deadline, line = time.monotonic() + 240, None
+        while line is None:
+            alive = child.process.is_alive()
+            line = next((x for x in child.output().splitlines() if x.startswith("epoch 1/3")), None)
+            assert line is not None or alive, (
+                f"training ended before its first epoch:\n{child.output()}"
+            )
+            assert time.monotonic() < deadline, child.output()
+            time.sleep(0.01)
         epoch_seconds = float(re.search(r"([\d.]+)s$", line.strip()).group(1))  # type: ignore[union-attr]
         time.sleep(epoch_seconds / 2)  # into the middle of epoch 2
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=60) == -signal.SIGKILL
+        child.kill()
+        assert child.process.exitcode == -signal.SIGKILL, child.output()
     finally:
-        proc.kill()
+        child.kill()
     assert load_checkpoint(run / "last.pt")["epoch"] < 3  # the kill interrupted the run
-    # The kill needs a process of its own; the resume runs in this one.
     result = archc_here("train", str(spec), "--out", str(run), "--resume", "--no-pages")
     assert result.returncode == 0, result.stderr
     ref, got = weights_of(tmp_path / "ref" / "last.pt"), weights_of(run / "last.pt")
