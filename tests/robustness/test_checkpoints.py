@@ -300,9 +300,8 @@ def test_init_from_refuses_a_bad_file(
     out, marker, _ = _install(case, runs, tmp_path)
     expected = CASES[case][3]
     new = tmp_path / "new"
-    rc = main(
-        h.train_argv(new, "--init-from", str(out / "last.pt"), "--epochs", "1", "--log", "quiet")
-    )
+    argv = ["--init-from", str(out / "last.pt"), "--epochs", "1", "--log", "quiet", "--no-pages"]
+    rc = main(h.train_argv(new, *argv))
     captured = capsys.readouterr()
     if expected is None:
         assert rc == 0, captured.err
