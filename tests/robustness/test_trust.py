@@ -116,7 +116,8 @@ def test_a_module_beside_the_spec_never_runs_in_the_workers(tmp_path: Path) -> N
     archc_exe = shutil.which("archc", path=str(Path(sys.executable).parent))
     assert archc_exe is not None
     result = subprocess.run(
-        [archc_exe, "train", "spec.yaml", "--nproc", "2", "--out", "run", "--log", "plain"],
+        [archc_exe, "train", "spec.yaml", "--nproc", "2", "--out", "run", "--log", "plain",
+         "--no-pages"],  # pages after --nproc: docs/trainer.md example
         cwd=tmp_path, env=clean_env(OMP_NUM_THREADS="1"), capture_output=True, text=True,
         timeout=600, check=False,
     )  # fmt: skip
