@@ -145,8 +145,8 @@ def test_many_random_sigkills_never_lose_a_run(
 def test_real_archc_train_process_killed_and_resumed(
     reference: tuple[Path, float], tmp_path: Path
 ) -> None:
-    """The same with a `python -m archc train` process, as a user runs it, killed at a moment of
-    its own choosing; the resume needs no process of its own and runs through archc.cli.main."""
+    """The same with a `python -m archc train` process, as a user runs it, SIGKILLed at a random
+    moment after its second epoch; the resume needs no process of its own (archc.cli.main here)."""
     out = tmp_path / "run"
     cmd = [
         sys.executable,

@@ -92,8 +92,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
     spec = spec_file(tmp_path, KILL_SPEC, "killable")
     train(spec, out=str(tmp_path / "ref"), log="quiet")
     run = tmp_path / "run"
-    # `archc train` in a child of the harness's forkserver (torch already imported), killed at
-    # a moment of the clock's choosing: half an epoch after epoch 1 ends; the resume runs here.
+    # `archc train` in a child of the harness's forkserver (torch already imported), killed by
+    # the clock rather than at a hook: half an epoch after epoch 1 ends; the resume runs here.
     child = h.start(["train", str(spec), "--out", str(run), "--log", "plain", "--no-pages"],
                     tmp_path / "run.log")  # fmt: skip
     try:
