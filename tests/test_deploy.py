@@ -90,10 +90,10 @@ def test_exported_googlenet_reads_like_torchvision_s() -> None:
 
 @pytest.mark.parametrize("path", _zoo())
 def test_build_and_export_give_identical_tensors_under_one_seed(path: Path) -> None:
-    """The exported source is the built model's own source, for every spec; run under one seed it
-    gives identical tensors (the big ImageNet models on the meta device: the source equality and
-    the light specs' tensors already prove their values, and initialising 100M+ weights twice
-    would cost the suite seconds per spec)."""
+    """The exported source is the built model's own source (the path it names aside), for every
+    spec; run under one seed it gives identical tensors. The big ImageNet models are built on the
+    meta device and stop at the source: the same text executes to the same model, and
+    initialising 100M+ weights twice would cost the suite seconds per spec."""
     loaded = api.load(path)
     real = spec_size(path)[0] <= HEAVY
     torch.manual_seed(0)
@@ -101,13 +101,14 @@ def test_build_and_export_give_identical_tensors_under_one_seed(path: Path) -> N
         built = api.build(loaded, force=True)
     source = export_python(built.archc_graph, loaded.model.init, str(path))
     assert source == built.code.replace(str(loaded.path), str(path))
+    if not real:
+        return
     torch.manual_seed(0)
-    with torch.device("cpu" if real else "meta"):
-        exported = execute(source, f"{path.stem}_export.py")[class_name(built.archc_graph.name)]()
+    exported = execute(source, f"{path.stem}_export.py")[class_name(built.archc_graph.name)]()
     ours, theirs = built.state_dict(), exported.state_dict()
     assert [(k, v.shape) for k, v in ours.items()] == [(k, v.shape) for k, v in theirs.items()]
     for key, value in ours.items():
-        assert not real or torch.equal(value, theirs[key]), key
+        assert torch.equal(value, theirs[key]), key
 
 
 @pytest.mark.parametrize("path", _zoo())
@@ -194,7 +195,7 @@ T = TypeVar("T")
 QUICK_EXPORTS = ("inception_block_v3",)
 EXPORTED = sorted({*op_covering_specs(ZOO), *(p for p in ZOO if p.stem in QUICK_EXPORTS)})
 ALL_EXPORTS = ZOO if os.environ.get("ARCHC_ZOO_EXPORTS") == "all" else EXPORTED
-SMALL_SWIN = {"embed_dim": 32, "num_heads": [1, 2], "depths": [2, 2]}
+SMALL_SWIN = {"embed_dim": 32, "num_heads": [1, 2], "depths": [2, 1]}
 SMALL: dict[str, dict[str, object]] = {
     "maxvit": {
         "partition_size": 2,

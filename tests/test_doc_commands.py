@@ -14,7 +14,9 @@ Training commands run for real with every documented flag, shrunk by appending
 at small datasets written here in the real on-disk formats (`--data-dir`; nothing is downloaded).
 A command that resizes images past 64 pixels for a spec that takes `image_size` runs at 64x64
 (`--resize 64 --set image_size=64`; the last --set wins): the same flags, the same code path, a
-twelfth of VGG-11's work at 224.
+twelfth of VGG-11's work at 224. `--nproc N` runs as one process: tests/robustness/test_trust.py
+launches `archc train --nproc 2` through torchrun, and tests/train/test_distributed.py checks two
+ranks against one process.
 `make demo` runs through make with the same caps (DEMO_ARGS); `make test` is the command that runs
 this suite, so it is only checked to be what CI runs.
 
@@ -173,7 +175,7 @@ def run_shell(
     if not is_training(words):
         caps = []
     else:
-        caps += resolution_cap(words, work)
+        caps += resolution_cap(words, work) + (["--nproc", "1"] if "--nproc" in words else [])
     if words[0] == "archc":
         return run_archc_here([*words[1:], *caps], work)
     if words[0] == "python":
