@@ -57,7 +57,7 @@ SLOW = settings.get_profile("robustness-slow")
 
 # Default run: 10 mutations per zoo spec, 300 text cases of each other kind, 40 bombs (5 of each
 # class). Full slow campaign: 150 per zoo spec plus 2,000 + 2,000 + 1,050 text cases and 1,000
-# bombs (of classes drawn at random).
+# bombs (125 of each class; `make test`: 6 of each).
 ZOO_CASES = {"default": 10, "slow": campaign_size(150, floor=10)}
 TEXT_CASES = {
     "default": {"bombs": 40, "windows": 300, "soup": 300, "unicode": 300},
@@ -769,11 +769,10 @@ BOMBS = ["nested", "compare", "empty", "dropped", "names", "pool", "numbers", "i
 
 
 @st.composite
-def bombs(draw: Any, kind: str | None = None) -> str:
+def bombs(draw: Any, kind: str) -> str:
     """The attack classes of the second security round, with random sizes: values that nest,
     work that makes no nodes, long names, huge feature maps and numbers. Each must end, in budget,
-    in a compiled graph or a positioned error. `kind`: one class (else drawn)."""
-    kind = kind or draw(st.sampled_from(BOMBS))
+    in a compiled graph or a positioned error."""
     head = "name: b\ninput: [3, 8, 8]\n"
     if kind in ("nested", "compare", "interpolate"):
         width, levels = draw(st.integers(2, 400)), draw(st.integers(1, 5))
@@ -819,18 +818,17 @@ def bombs(draw: Any, kind: str | None = None) -> str:
 
 
 TEXTS: dict[str, Callable[[], st.SearchStrategy[str]]] = {
-    "bombs": bombs,
     "windows": zoo_windows,
     "soup": token_soup,
     "unicode": lambda: st.text(max_size=200),
 }
 
 
-def run_text(kind: str, config: settings, texts: st.SearchStrategy[str] | None = None) -> int:
+def run_text(what: str, texts: st.SearchStrategy[str], config: settings) -> int:
     count = 0
 
     @config
-    @given(TEXTS[kind]() if texts is None else texts)
+    @given(texts)
     def case(text: str) -> None:
         nonlocal count
         compile_or_positioned_error(text)
@@ -838,34 +836,41 @@ def run_text(kind: str, config: settings, texts: st.SearchStrategy[str] | None =
 
     before = STATS.copy()
     case()
-    report(kind, count, before)
+    report(what, count, before)
     return count
 
 
-@pytest.mark.parametrize("kind", sorted(set(TEXTS) - {"bombs"}))
+@pytest.mark.parametrize("kind", sorted(TEXTS))
 def test_raw_text(kind: str) -> None:
     assert (
-        run_text(kind, settings(DEFAULT, max_examples=TEXT_CASES["default"][kind]))
+        run_text(kind, TEXTS[kind](), settings(DEFAULT, max_examples=TEXT_CASES["default"][kind]))
         >= TEXT_CASES["default"][kind]
     )
 
 
 @pytest.mark.parametrize("kind", BOMBS)
 def test_raw_text_bombs(kind: str) -> None:
-    """The default run's bombs, as many of each class: drawn, the classes came out uneven (in the
-    whole suite half the cases were the two that spend all of the 120,000-visit work budget,
-    a third of a CPU-second each, and proved the same refusal over and over)."""
+    """The bombs, as many of each class: drawn, the classes came out uneven (in the whole suite
+    half the default run's cases were the two that spend all of the 120,000-visit work budget, a
+    third of a CPU-second each, proving the same refusal over and over)."""
     each = TEXT_CASES["default"]["bombs"] // len(BOMBS)
-    assert run_text(f"bombs ({kind})", settings(DEFAULT, max_examples=each), bombs(kind)) >= each
+    assert run_text(f"bombs ({kind})", bombs(kind), settings(DEFAULT, max_examples=each)) >= each
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(TEXTS))
 def test_raw_text_many(kind: str) -> None:
     assert (
-        run_text(kind, settings(SLOW, max_examples=TEXT_CASES["slow"][kind]))
+        run_text(kind, TEXTS[kind](), settings(SLOW, max_examples=TEXT_CASES["slow"][kind]))
         >= TEXT_CASES["slow"][kind]
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", BOMBS)
+def test_raw_text_bombs_many(kind: str) -> None:
+    each = TEXT_CASES["slow"]["bombs"] // len(BOMBS)
+    assert run_text(f"bombs ({kind})", bombs(kind), settings(SLOW, max_examples=each)) >= each
 
 
 # ---------------------------------------------------------------- escapes found by the fuzz, pinned
