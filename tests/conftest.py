@@ -214,3 +214,13 @@ def assert_node_tensor_counts(model: Any, graph: Any) -> None:
             sub = model.get_submodule(node.module)
             assert sum(p.numel() for p in sub.parameters()) == node.params, node.id
             assert sum(b.numel() for b in sub.buffers()) == node.buffers, node.id
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop multiprocessing's forkserver if a test started one (tests/robustness/harness.py's, with
+    torch imported) and wait for it. Its CPU, and that of the runs it forked and reaped, then
+    counts in this process's children, so `/usr/bin/time make test` reports the suite's whole
+    cost; a forkserver left to exit on its own is reaped by init and its CPU is counted nowhere."""
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()  # type: ignore[attr-defined]
