@@ -311,11 +311,15 @@ def start(
     return Child(proc, log)
 
 
-def train_argv(out: Path, *extra: str, spec: Path = TINY) -> list[str]:
-    """`archc train` on one CPU thread (a spec may not choose threads: the runner's flag does)."""
+def train_argv(out: Path, *extra: str, spec: Path = TINY, pages: bool = False) -> list[str]:
+    """`archc train` on one CPU thread (a spec may not choose threads: the runner's flag does).
+
+    Without its pages (diagram, report, HTML: half a tiny run's CPU) unless `pages`: the random
+    kills keep them, so that a kill may land while they are written."""
     # The memory format is pinned: a start-up trial could choose differently for the reference run
     # and for a run restarted from scratch, and the comparison is bitwise.
-    return ["train", str(spec), "--out", str(out), "--workers", "1", "--no-channels-last", *extra]
+    argv = ["train", str(spec), "--out", str(out), "--workers", "1", "--no-channels-last"]
+    return argv + ([] if pages else ["--no-pages"]) + list(extra)
 
 
 def run(

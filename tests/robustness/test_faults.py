@@ -42,7 +42,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
         h.run(["--version"], out.parent / "warm-up.log")[0] == 0
     )  # start the forkserver outside the timing
     start = time.perf_counter()
-    rc, output = h.run(h.train_argv(out), out.parent / "log")
+    rc, output = h.run(h.train_argv(out, pages=True), out.parent / "log")  # the kill window
     seconds = time.perf_counter() - start
     assert rc == 0, output
     h.check_completed(out, None)
@@ -105,7 +105,7 @@ def random_kills(
     run_no = 0
     out = base / f"run{run_no}"
     while stats["kills"] < count:
-        child = h.start(h.train_argv(out, "--resume"), base / f"run{run_no}.log")
+        child = h.start(h.train_argv(out, "--resume", pages=True), base / f"run{run_no}.log")
         time.sleep(rng.uniform(0, window))
         if child.process.is_alive():
             child.kill()
