@@ -27,13 +27,13 @@ demo: setup
 		--batch-size 64 --epochs 10 $(DEMO_ARGS)
 
 test: setup
-	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
 
 # The whole randomized campaign (10,000 fuzz cases, 3,500 property cases, 40 random kills);
 # `make test` runs a twentieth of it.
 fuzz: setup
 	@rm -f fuzz-report.txt
-	ARCHC_FUZZ_SCALE=1 ARCHC_FUZZ_BUDGET=1 ARCHC_ROBUSTNESS_LOG=fuzz-report.txt $(PY) -m pytest -n 2 -q -m slow tests/robustness tests/test_properties.py
+	ARCHC_FUZZ_SCALE=1 ARCHC_FUZZ_BUDGET=1 ARCHC_ROBUSTNESS_LOG=fuzz-report.txt $(PY) -m pytest -n 2 --dist loadgroup -q -m slow tests/robustness tests/test_properties.py
 	@echo "figures (fuzz-report.txt):" && cat fuzz-report.txt
 
 lint: setup

@@ -46,6 +46,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         fh.write(f"{cpu() - start:.3f}\t{item.nodeid}\n")
 
 
+# multiprocessing's forkserver (the robustness harness's, the sweeps' process pools) is started
+# once per test process, importing torch and the trainer: the modules that use it run in one
+# xdist worker (`make test` passes --dist loadgroup), so the suite starts it once.
+FORKSERVER = pytest.mark.xdist_group("forkserver")
+
+
 def campaign_size(full: int, floor: int = 1) -> int:
     """How many cases a slow randomized test runs: `full` x ARCHC_FUZZ_SCALE (default 0.05).
 

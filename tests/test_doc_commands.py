@@ -47,8 +47,10 @@ from ruamel.yaml import YAML
 from archc import api
 from archc.compiler.loader import load_text
 from archc.compiler.validate import validate
-from tests.conftest import REPO, clean_env
+from tests.conftest import FORKSERVER, REPO, clean_env
 from tests.fake_datasets import write_cifar10, write_fashion_mnist, write_idx
+
+pytestmark = FORKSERVER
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 SHELL = {"bash", "sh"}

@@ -10,6 +10,9 @@ import pytest
 
 from archc.experiments import compare, sweep, write_html_report
 from archc.experiments.compare import collect_runs
+from tests.conftest import FORKSERVER
+
+pytestmark = FORKSERVER
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "specs" / "exp_tiny.yaml"

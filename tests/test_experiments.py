@@ -30,7 +30,9 @@ from archc.experiments import Variant, grid_axes, make_plan, sweep
 from archc.experiments.errors import ExperimentError
 from archc.experiments.grid import parse_axis, run_id, split_values
 from archc.experiments.results import RunResult, Stat, render, results_csv, table_rows
-from tests.conftest import clean_env
+from tests.conftest import FORKSERVER, clean_env
+
+pytestmark = FORKSERVER
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = str(REPO / "tests" / "specs" / "exp_tiny.yaml")

@@ -17,6 +17,9 @@ import pytest
 from archc.cli import main
 from archc.experiments import sweep, write_html_report
 from archc.experiments.html import inline_svg
+from tests.conftest import FORKSERVER
+
+pytestmark = FORKSERVER
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = str(REPO / "tests" / "specs" / "exp_tiny.yaml")

@@ -22,8 +22,10 @@ import pytest
 import torch
 
 from archc.cli import main
-from tests.conftest import REPO
+from tests.conftest import FORKSERVER, REPO
 from tests.robustness import harness as h
+
+pytestmark = FORKSERVER
 
 OTHER = h.SPECS / "other.yaml"
 

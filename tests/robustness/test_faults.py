@@ -25,13 +25,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, archc_here, campaign_size, clean_env
+from tests.conftest import FORKSERVER, REPO, archc_here, campaign_size, clean_env
 from tests.robustness import harness as h
 from tests.robustness.conftest import note
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="forkserver children and /proc are Linux's"
-)
+pytestmark = [
+    FORKSERVER,
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="forkserver children and /proc are Linux's"
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -56,11 +56,11 @@ DEFAULT = settings.get_profile("robustness-default")
 SLOW = settings.get_profile("robustness-slow")
 
 # Default run: 10 mutations per zoo spec of a distinct tree shape (one_per_tree_shape), 300 text
-# cases of each other kind, 40 bombs (5 of each class). Full slow campaign: 150 per zoo spec plus
+# cases of each other kind, 16 bombs (2 of each class). Full slow campaign: 150 per zoo spec plus
 # 2,000 + 2,000 + 1,050 text cases and 1,000 bombs (125 of each class; `make test`: 6 of each).
 ZOO_CASES = {"default": 10, "slow": campaign_size(150, floor=10)}
 TEXT_CASES = {
-    "default": {"bombs": 40, "windows": 300, "soup": 300, "unicode": 300},
+    "default": {"bombs": 16, "windows": 300, "soup": 300, "unicode": 300},
     "slow": {
         kind: campaign_size(n, floor=50)
         for kind, n in {"bombs": 1_000, "windows": 2_000, "soup": 2_000, "unicode": 1_050}.items()

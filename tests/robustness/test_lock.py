@@ -15,11 +15,15 @@ import pytest
 
 from archc.cli import main
 from archc.trainer.lock import LOCK_NAME
+from tests.conftest import FORKSERVER
 from tests.robustness import harness as h
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="forkserver children and /proc are Linux's"
-)
+pytestmark = [
+    FORKSERVER,
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="forkserver children and /proc are Linux's"
+    ),
+]
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:

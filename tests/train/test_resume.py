@@ -16,9 +16,11 @@ from torch import nn
 from archc.trainer.api import train
 from archc.trainer.augment import BatchPipeline
 from archc.trainer.checkpoint import load_checkpoint
-from tests.conftest import archc_here
+from tests.conftest import FORKSERVER, archc_here
 from tests.robustness import harness as h
 from tests.train.conftest import FAST, spec_file, weights_of
+
+pytestmark = FORKSERVER
 
 RECIPE = FAST | {"epochs": 3, "deterministic": True}
 
