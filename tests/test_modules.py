@@ -233,6 +233,11 @@ def test_any_name_add_module_accepts_compiles_exports_and_round_trips(
 
 
 def test_the_reserved_names_are_torch_s_module_attributes() -> None:
+    """What nn.Module and nn.Sequential hold once torch.compile has run in the process (dynamo
+    marks nn.Module as patched; a test before this one may have compiled, or not)."""
+    from torch._dynamo.mutation_guard import install_generation_tagging_init
+
+    install_generation_tagging_init()
     live = set(dir(nn.Sequential)) | set(dir(nn.Module)) | set(vars(nn.Sequential()))
     assert live <= MODULE_ATTRIBUTES | {"__firstlineno__", "__static_attributes__"}
 

@@ -14,11 +14,13 @@ import keyword
 
 INPUT = "input"  # refers to a list's input in `from:`
 
-# dir(nn.Sequential) | dir(nn.Module) | vars(nn.Sequential()): every scope may be
-# emitted as an nn.Sequential subclass, so its methods (append, pop...) are taken too.
+# dir(nn.Sequential) | dir(nn.Module) | vars(nn.Sequential()), once torch.compile has patched
+# nn.Module: every scope may be emitted as an nn.Sequential subclass, so its methods (append,
+# pop...) are taken too.
 MODULE_ATTRIBUTES = frozenset(
     {
         "T_destination",
+        "___needs_generation_tag_patch",
         "_apply",
         "_backward_hooks",
         "_backward_pre_hooks",
