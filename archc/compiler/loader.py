@@ -204,6 +204,11 @@ def _parse_small(text: str, max_nodes: int) -> Any:
     return _parse_uncached(text, max_nodes)
 
 
+def clear_parse_cache() -> None:
+    """Forget the kept trees: the next load of any text parses it anew."""
+    _parse_small.cache_clear()
+
+
 def _parse(text: str, max_nodes: int) -> Any:
     """ruamel's round-trip tree of `text` (positions kept), or its exception."""
     if len(text) <= _PARSE_CACHE_TEXT:
