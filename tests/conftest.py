@@ -167,12 +167,12 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_archc(
+def run_python(
     *args: str, cwd: Path | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m archc ARGS` in a subprocess, as a user would run it."""
+    """`python ARGS` in a fresh interpreter of this venv, in the repository, environment cleaned."""
     return subprocess.run(
-        [sys.executable, "-m", "archc", *args],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         cwd=cwd or REPO,
@@ -180,6 +180,13 @@ def run_archc(
         timeout=timeout,
         check=False,
     )
+
+
+def run_archc(
+    *args: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`python -m archc ARGS` in a subprocess, as a user would run it."""
+    return run_python("-m", "archc", *args, cwd=cwd, timeout=timeout)
 
 
 def archc_here(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

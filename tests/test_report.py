@@ -12,15 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from archc.analysis.report import CONVENTIONS, render, report_rows, si, totals
 from archc.api import compile_graph
-from tests.conftest import REPO, TEST_SPECS, archc_here, clean_env, spec_size
+from tests.conftest import REPO, TEST_SPECS, archc_here, run_python, spec_size
 
 ZOO = REPO / "specs"
 
@@ -459,15 +457,7 @@ def test_report_never_imports_torch(fmt: str) -> None:
         f"'tests/specs/report_alexnet.yaml', '--format', '{fmt}'])\n"
         "assert 'torch' not in sys.modules, 'torch was imported by the comparison'\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=120,
-        check=False,
-    )
+    done = run_python("-c", code)
     assert done.returncode == 0, done.stderr
 
 

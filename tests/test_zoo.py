@@ -34,7 +34,7 @@ from archc.compiler.emit import count_tensors, probe_shapes
 from archc.compiler.export import export_python
 from archc.errors import SpecError
 from tests import reference_models as ref
-from tests.conftest import assert_node_tensor_counts
+from tests.conftest import assert_node_tensor_counts, run_python
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
@@ -553,14 +553,7 @@ def test_zoo_json_lists_every_spec_without_importing_torch() -> None:
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('torch', 'torchvision', 'numpy'))\nassert not heavy, heavy\nprint(out.getvalue())\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [r["name"] for r in rows] == zoo.names()
