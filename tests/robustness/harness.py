@@ -258,10 +258,11 @@ def context() -> Any:
     """The forkserver context, started once per test process with torch and the trainer imported."""
     if not _CONTEXT:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([
-            "torch", "torch._dynamo", "torch.optim", "archc.cli", "archc.trainer.cli",
-            "archc.trainer.api", "archc.trainer.loop", "archc.trainer.data",
-            "archc.trainer.augment", "archc.compiler.emit", "tests.robustness.harness",
+        ctx.set_forkserver_preload([  # everything a run imports, so that no child imports again
+            "torch", "torch._dynamo", "torch.optim", "torch.utils.tensorboard", "torchvision",
+            "PIL.Image", "ruamel.yaml", "archc.cli", "archc.trainer.cli", "archc.trainer.api",
+            "archc.trainer.loop", "archc.trainer.data", "archc.trainer.augment",
+            "archc.compiler.emit", "tests.robustness.harness",
         ])  # fmt: skip
         _CONTEXT.append(ctx)
     return _CONTEXT[0]
