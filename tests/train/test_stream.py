@@ -3,7 +3,9 @@ bounded memory, and data-parallel agreement with one process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from archc.compiler.train_config import TrainConfig
 from archc.trainer.api import train
 from archc.trainer.checkpoint import load_checkpoint
 from archc.trainer.distributed import DistInfo
-from archc.trainer.errors import DataError, TrainError
+from archc.trainer.errors import CheckpointError, DataError, TrainError
 from archc.trainer.evaluate import evaluate
 from archc.trainer.runtime import choose_memory_format
 from archc.trainer.stream import EpochSampler, ImageFiles, StreamFeed, list_imagefolder
@@ -343,7 +345,8 @@ def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterru
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "inet"
-    write_imagefolder(root, classes=3, train=32, val=4, size=(16, 16))
+    # 60 steps an epoch: epoch 2's mid-epoch checkpoints stay on disk long enough to be seen
+    write_imagefolder(root, classes=3, train=160, val=4, size=(16, 16))
     spec = spec_file(tmp_path, STREAM_SPEC, "streamer")
     flags = [
         "--dataset",
@@ -369,15 +372,12 @@ def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterru
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
-            if (
-                (run / "last.pt").is_file()
-                and load_checkpoint(run / "last.pt")["epoch"] >= 1
-                and load_checkpoint(run / "last.pt")["step"]
-            ):
-                break  # in the middle of epoch 2
-            time.sleep(0.05)
-        import os
-
+            with contextlib.suppress(CheckpointError):  # a checkpoint replaced while read
+                state = load_checkpoint(run / "last.pt") if (run / "last.pt").is_file() else {}
+                if state.get("epoch", 0) >= 1 and state.get("step"):
+                    break  # in the middle of epoch 2
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before a checkpoint of epoch 2 was seen"
         os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its loader workers at once
         proc.wait(timeout=60)
     finally:
