@@ -24,6 +24,22 @@ from archc.atomic import process_token
 from archc.trainer.errors import LockError, TrainError
 
 LOCK_NAME = "archc.lock"
+
+# A forked child (a DataLoader worker) inherits the held descriptor, and the kernel releases a
+# flock only when its last descriptor closes: workers outliving a killed trainer would keep the
+# directory locked until their watchdog ends them, and an immediate --resume would be refused.
+# Every fork closes the held descriptors in the child, so the lock lives and dies with the trainer.
+_HELD: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
 MAX_RECORD = (
     4096  # bytes of the lock file read for the message; a planted huge file is not read whole
 )
@@ -35,6 +51,7 @@ class RunLock:
     def __init__(self, directory: Path) -> None:
         self.path = directory / LOCK_NAME
         self.fd: int | None = None
+        self.owner = 0  # the pid that acquired: a fork's copy of this object never releases
         self.previous: dict[
             str, object
         ] = {}  # what the last holder wrote: its token names its temp files
@@ -86,7 +103,8 @@ class RunLock:
             raise TrainError(
                 f"cannot use {self.path} as the run lock: it is not a plain file of its own"
             )
-        self.fd = fd
+        self.fd, self.owner = fd, os.getpid()
+        _HELD.add(fd)
         self.previous = _read_record(fd)
         record = {
             "pid": os.getpid(),
@@ -135,9 +153,10 @@ class RunLock:
         )
 
     def release(self) -> None:
-        if self.fd is None:
+        if self.fd is None or self.owner != os.getpid():
             return
         fd, self.fd = self.fd, None
+        _HELD.discard(fd)
         # Remove the file while still holding the lock (a waiter that opened it re-checks the
         # inode); a directory gone read-only keeps it, which is harmless:
         # only the kernel's lock counts.

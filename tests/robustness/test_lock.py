@@ -3,6 +3,7 @@ and writes nothing; a lock left by a dead process is taken over."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from archc.cli import main
+from archc.trainer.errors import LockError
 from archc.trainer.lock import LOCK_NAME
 from tests.conftest import FORKSERVER
 from tests.robustness import harness as h
@@ -183,3 +185,40 @@ def test_stale_temp_cleanup_removes_only_what_a_killed_run_left(tmp_path: Path) 
     assert rc == 0, output
     remaining = sorted(p.name for p in out.iterdir() if ".tmp-" in p.name)
     assert remaining == sorted(lookalikes)
+
+
+def test_the_lock_dies_with_its_holder_while_a_forked_child_lives_on(tmp_path: Path) -> None:
+    """A trainer's forked children (DataLoader workers) do not hold its lock: SIGKILL the holder
+    and the directory is free at once, though the child it forked still runs."""
+    from archc.trainer.lock import RunLock
+
+    ready_r, ready_w = os.pipe()
+    holder = os.fork()
+    if holder == 0:  # the trainer: take the lock, fork a long-lived worker, report, wait
+        try:
+            RunLock(tmp_path).acquire()
+            worker = os.fork()
+            if worker == 0:
+                time.sleep(60)
+                os._exit(0)
+            os.write(ready_w, str(worker).encode())
+            time.sleep(60)
+        finally:
+            os._exit(1)
+    os.close(ready_w)
+    worker = int(os.read(ready_r, 32) or b"0")
+    os.close(ready_r)
+    try:
+        assert worker > 0
+        with pytest.raises(LockError, match="in use by another archc train"):
+            RunLock(tmp_path).acquire()  # the holder is alive: refused
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+        os.kill(worker, 0)  # the worker is still running
+        lock = RunLock(tmp_path)
+        lock.acquire()  # free at once
+        lock.release()
+    finally:
+        for pid in (holder, worker):
+            with contextlib.suppress(ProcessLookupError, ChildProcessError, ValueError):
+                os.kill(pid, signal.SIGKILL)
