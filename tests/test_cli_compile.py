@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ import archc.compiler.expand
 from archc import api
 from archc.cli import main
 from archc.commands.compile import verify
-from tests.conftest import REPO, TEST_SPECS, clean_env, run_archc
+from tests.conftest import TEST_SPECS, run_archc, run_python
 
 RESNET = TEST_SPECS / "lang_resnet.yaml"
 AUX = TEST_SPECS / "lang_aux.yaml"
@@ -223,30 +221,14 @@ NO_TORCH = (
     ],
 )
 def test_check_does_not_import_torch(args: list[str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", NO_TORCH, *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=clean_env(),
-        timeout=120,
-        check=False,
-    )
+    result = run_python("-c", NO_TORCH, *args)
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip().endswith("rc 0")
 
 
 def test_check_of_a_bad_spec_does_not_import_torch(write_spec) -> None:
     path = write_spec("input: [3, 8, 8]\nlayers:\n  - conv: {out: 4, kernel: 9}\n")
-    result = subprocess.run(
-        [sys.executable, "-c", NO_TORCH, str(path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=clean_env(),
-        timeout=120,
-        check=False,
-    )
+    result = run_python("-c", NO_TORCH, str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "rc 1" and "does not fit the 8x8 feature map" in result.stderr
 

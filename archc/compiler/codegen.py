@@ -674,6 +674,13 @@ class SourceWriter:
                     base + "".join(class_name(n) for n in extra), self.taken_classes
                 )
 
+    def _absorb(self, keep: ClassGroup, group: ClassGroup) -> None:
+        """Merge `group` into `keep`: its scopes are emitted with keep's class."""
+        keep.instances += group.instances
+        for instance in group.instances:
+            instance.group = keep
+        self.groups.remove(group)
+
     def _merge_layer_lists(self, groups: list[ClassGroup]) -> None:
         """Variants of a sequential block with indexed layers that still differ (a stage of two
         blocks and one of three, a first block that downsamples): one nn.Sequential class that
@@ -690,11 +697,8 @@ class SourceWriter:
         keep = numbered[0]
         keep.varargs = True
         for group in numbered[1:]:
-            keep.instances += group.instances
-            for instance in group.instances:
-                instance.group = keep
+            self._absorb(keep, group)
             groups.remove(group)
-            self.groups.remove(group)
 
     def _merge_behaviours(self, groups: list[ClassGroup]) -> None:
         """Variants of a block with the same children that run them differently (MBConv with and
@@ -715,11 +719,8 @@ class SourceWriter:
             keep.sequential = False
             keep.literals = self._literal_holes_of(keep)
             for group in alike[1:]:
-                keep.instances += group.instances
-                for instance in group.instances:
-                    instance.group = keep
+                self._absorb(keep, group)
                 groups.remove(group)
-                self.groups.remove(group)
 
     def class_forward(
         self,
@@ -776,11 +777,7 @@ class SourceWriter:
             if key not in seen:
                 seen[key] = group
                 continue
-            keep = seen[key]
-            keep.instances += group.instances
-            for instance in group.instances:
-                instance.group = keep
-            self.groups.remove(group)
+            self._absorb(seen[key], group)
             variants[base].remove(group)
 
     def _role(self, group: ClassGroup, index: str) -> str:

@@ -32,6 +32,21 @@ class BatchPipeline:
         self.mean = mean.float().view(1, -1, 1, 1).to(device)
         self.std = std.float().view(1, -1, 1, 1).to(device)
 
+    @classmethod
+    def normalising(
+        cls, mean: torch.Tensor, std: torch.Tensor, *, channels_last: bool, device: torch.device
+    ) -> BatchPipeline:
+        """For feeds whose loader workers crop, flip and resize: batches are only normalised."""
+        return cls(
+            mean,
+            std,
+            crop_padding=0,
+            hflip=False,
+            resize=None,
+            channels_last=channels_last,
+            device=device,
+        )
+
     def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Crop offsets (n, 2) in [0, 2 * padding] and flip flags (n,) for n consecutive samples."""
         offsets = torch.randint(0, 2 * self.crop_padding + 1, (n, 2), generator=generator)

@@ -404,14 +404,8 @@ def open_shards(
             )
         pixels = torch.cat(values, dim=1)
         mean, std = pixels.mean(1).float(), pixels.std(1, unbiased=False).clamp_min(1e-3).float()
-    pipeline = BatchPipeline(
-        mean,
-        std,
-        crop_padding=0,
-        hflip=False,
-        resize=None,
-        channels_last=bool(cfg.channels_last),
-        device=device,
+    pipeline = BatchPipeline.normalising(
+        mean, std, channels_last=bool(cfg.channels_last), device=device
     )
     return ShardFeed(
         path="stream",

@@ -528,14 +528,8 @@ def open_stream(
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     else:
         mean, std = estimate_stats(ImageFiles(train or test, channels, eval_transform(cfg, size)))
-    pipeline = BatchPipeline(
-        mean,
-        std,
-        crop_padding=0,
-        hflip=False,
-        resize=None,
-        channels_last=bool(cfg.channels_last),
-        device=device,
+    pipeline = BatchPipeline.normalising(
+        mean, std, channels_last=bool(cfg.channels_last), device=device
     )
     return StreamFeed(
         path="stream",
