@@ -15,8 +15,7 @@ at small datasets written here in the real on-disk formats (`--data-dir`; nothin
 A command that resizes images past 64 pixels for a spec that takes `image_size` runs at 64x64
 (`--resize 64 --set image_size=64`; the last --set wins): the same flags, the same code path, a
 twelfth of VGG-11's work at 224. `--nproc N` runs as one process: tests/robustness/test_trust.py
-launches `archc train --nproc 2` through torchrun, and tests/train/test_distributed.py checks two
-ranks against one process.
+launches `archc train --nproc 2` through torchrun and checks it against one process.
 `make demo` runs through make with the same caps (DEMO_ARGS); `make test` is the command that runs
 this suite, so it is only checked to be what CI runs.
 

@@ -103,10 +103,18 @@ raise SystemExit("imported from the working directory")
 
 @pytest.mark.slow
 def test_a_module_beside_the_spec_never_runs_in_the_workers(tmp_path: Path) -> None:
-    """The reproducer: `pydantic.py` beside the spec, `archc train --nproc 2`
-    started in that directory. The same launch shows what `--nproc` does for a user (one torchrun
-    launch costs four interpreters, so tests/train/test_distributed.py leaves it to this test):
-    the run has world size 2 and its launcher prints the one result row, nothing else."""
+    """The reproducer: `pydantic.py` beside the spec, `archc train --nproc 2` started in that
+    directory. The same launch is the test of `--nproc` itself (one launch costs four interpreters
+    importing torch, so no other test starts one): the run has world size 2, its launcher prints
+    the one result row and nothing else, and, each rank training on its half of every global batch
+    while DDP averages the gradients, the weights rank 0 wrote are allclose to those of one process
+    with the whole batch (trained here), far from where both started."""
+    import torch
+
+    from archc.api import build
+    from archc.trainer.checkpoint import load_checkpoint
+    from tests.conftest import archc_here
+
     spec = tmp_path / "spec.yaml"
     spec.write_text(HEAD.replace("input: [1, 8, 8]", "input: [3, 8, 8]")
                     + "  dataset: synthetic\n  synthetic_size: [64, 16]\n"
@@ -115,16 +123,31 @@ def test_a_module_beside_the_spec_never_runs_in_the_workers(tmp_path: Path) -> N
         (tmp_path / f"{name}.py").write_text(EVIL)
     archc_exe = shutil.which("archc", path=str(Path(sys.executable).parent))
     assert archc_exe is not None
+    quiet = ["--no-pages", "--no-tensorboard"]  # pages after --nproc: docs/trainer.md example
     result = subprocess.run(
         [archc_exe, "train", "spec.yaml", "--nproc", "2", "--out", "run", "--log", "plain",
-         "--no-pages"],  # pages after --nproc: docs/trainer.md example
+         *quiet],
         cwd=tmp_path, env=clean_env(OMP_NUM_THREADS="1"), capture_output=True, text=True,
         timeout=600, check=False,
     )  # fmt: skip
     assert not (tmp_path / "PWNED").exists(), result.stderr[-2000:]
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("t  synthetic  epochs 1  ") and result.stdout.count("\n") == 1
-    assert json.loads((tmp_path / "run" / "result.json").read_text())["world_size"] == 2
+
+    single = archc_here("train", str(spec), "--out", str(tmp_path / "single"), "--log", "quiet",
+                        *quiet)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    records = [json.loads((tmp_path / d / "result.json").read_text()) for d in ("run", "single")]
+    assert [r["world_size"] for r in records] == [2, 1]
+    assert [r["dataset"]["test_images"] for r in records] == [16, 16]  # the shards summed
+    assert abs(records[0]["final_test_acc"] - records[1]["final_test_acc"]) <= 1 / 16
+    two, one = (load_checkpoint(tmp_path / d / "last.pt")["model"] for d in ("run", "single"))
+    torch.manual_seed(TrainConfig().seed)  # the trainer builds the model under the run's seed
+    initial = build(load(spec)).state_dict()
+    assert one.keys() == two.keys() == initial.keys()
+    for key in one:
+        assert torch.allclose(one[key], two[key], atol=1e-5, rtol=1e-4), key
+        assert not torch.allclose(initial[key], one[key], atol=1e-3), key
 
 
 def test_synthetic_data_that_cannot_fit_is_refused_before_allocating(
