@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,8 +23,9 @@ from archc.trainer.errors import CheckpointError, DataError, TrainError
 from archc.trainer.evaluate import evaluate
 from archc.trainer.runtime import choose_memory_format
 from archc.trainer.stream import EpochSampler, ImageFiles, StreamFeed, list_imagefolder
-from tests.conftest import REPO, archc_here, clean_env, run_archc
+from tests.conftest import FORKSERVER, archc_here
 from tests.fake_datasets import write_imagefolder
+from tests.robustness import harness as h
 from tests.train.conftest import spec_file, weights_of
 
 QUICK = {
@@ -322,24 +322,56 @@ def test_nnodes_needs_an_endpoint_and_a_run_directory(tiny_spec: Path) -> None:
         train(tiny_spec, nnodes=2, rdzv_endpoint="127.0.0.1:29400")
 
 
-def _wait_until_gone(group: int, timeout: float = 60) -> None:
-    """Until no thread of the process group is left running: a process's files close with its
-    last thread, and its first one may be a zombie before."""
+def _start(argv: list[str], log: Path) -> h.Child:
+    """`archc <argv>` in a child of the robustness harness's forkserver (torch and the trainer
+    imported), as h.start does, but as a process of its own runs it on Linux: not daemonic (a
+    daemonic process may not start processes) and forking its loader workers, which a forkserver's
+    child would otherwise start from the forkserver, as children of another process."""
+    process = h.context().Process(target=_forking_child, args=(argv, str(log)))
+    process.start()
+    return h.Child(process, log)
+
+
+def _forking_child(argv: list[str], log: str) -> None:
+    multiprocessing.set_start_method("fork", force=True)
+    h._child(argv, log, None, None)
+
+
+def _kill_tree(pid: int) -> list[int]:
+    """SIGKILL a process and all its descendants (a trainer and its loader workers) at once."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    todo, doomed = [pid], []
+    while todo:
+        doomed.append(todo.pop())
+        todo += children.get(doomed[-1], [])
+    for victim in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+    return doomed
+
+
+def _wait_until_gone(pids: list[int], timeout: float = 60) -> None:
+    """Until no thread of those processes is left running: a process's files (the run lock the
+    forked loader workers share) close with its last thread, and its first one may be a zombie
+    before."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         states = []
-        for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
-            try:
-                state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            except (OSError, ValueError):
-                continue
-            states += [state] if int(pgrp) == group else []
+        for pid in pids:
+            for stat in Path(f"/proc/{pid}/task").glob("[0-9]*/stat"):
+                with contextlib.suppress(OSError, ValueError):
+                    states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
         if all(state == "Z" for state in states):
             return
         time.sleep(0.01)
-    raise AssertionError(f"process group {group} still running {timeout} s after SIGKILL")
+    raise AssertionError(f"processes {pids} still running {timeout} s after SIGKILL")
 
 
+@FORKSERVER
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterrupted_run(
     tmp_path: Path,
@@ -359,30 +391,31 @@ def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterru
         "1",
         "--no-pages",
     ]
-    # Only the killed run needs a process of its own: the reference and the resume run in this one.
+    # Only the killed run needs a process of its own: a child of the robustness harness's
+    # forkserver (torch and the trainer imported), whose loader workers are its children. The
+    # reference and the resume run in this one.
     reference = archc_here("train", str(spec), *flags, "--out", str(tmp_path / "ref"))
     assert reference.returncode == 0, reference.stderr[-3000:]
     run = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "archc", "train", str(spec), *flags, "--out", str(run), "--log",
-         "plain"],
-        stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=REPO, env=clean_env(),
-        start_new_session=True,
-    )  # fmt: skip
+    child = _start(["train", str(spec), *flags, "--out", str(run), "--log", "plain"],
+                   tmp_path / "run.log")  # fmt: skip
     try:
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
+        while time.monotonic() < deadline and child.process.is_alive():
             with contextlib.suppress(CheckpointError):  # a checkpoint replaced while read
                 state = load_checkpoint(run / "last.pt") if (run / "last.pt").is_file() else {}
                 if state.get("epoch", 0) >= 1 and state.get("step"):
                     break  # in the middle of epoch 2
             time.sleep(0.01)
-        assert proc.poll() is None, "the run ended before a checkpoint of epoch 2 was seen"
-        os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its loader workers at once
-        proc.wait(timeout=60)
+        assert child.process.is_alive(), (
+            f"the run ended before a checkpoint of epoch 2 was seen:\n{child.output()}"
+        )
+        doomed = _kill_tree(child.pid)  # the trainer and its loader workers at once
+        child.process.join(60)
     finally:
-        proc.kill()
-    _wait_until_gone(proc.pid)  # the forked workers share the run lock and die a moment later
+        child.kill()
+    assert child.process.exitcode == -signal.SIGKILL, child.output()
+    _wait_until_gone(doomed)  # the forked workers share the run lock
     state = load_checkpoint(run / "last.pt")
     assert state["step"] > 0 and state["epoch"] < 3, "the kill came after the run ended"
     result = archc_here("train", str(spec), *flags, "--out", str(run), "--resume")
@@ -393,24 +426,30 @@ def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterru
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+@FORKSERVER
 @pytest.mark.slow
 def test_streaming_peak_memory_does_not_grow_with_the_number_of_images(tmp_path: Path) -> None:
     """A folder whose decoded size is over the run's memory limit trains and evaluates one epoch;
-    four times the images leave the peak resident memory (trainer and workers) where it was."""
+    four times the images leave the peak resident memory (trainer and workers) where it was.
+
+    Each run is `archc train` in a child of the robustness harness's forkserver: it starts where
+    a trainer stands after its imports, without paying them, and its peak memory (and its loader
+    workers') is its own."""
     spec = spec_file(tmp_path, STREAM_SPEC, "streamer")
     peaks = {}
     for count in (60, 240):  # per class, 3 classes of 96x96 RGB: 5.0 MiB and 19.9 MiB decoded
-        root = tmp_path / f"inet{count}"
+        root, out = tmp_path / f"inet{count}", tmp_path / f"run{count}"
         write_imagefolder(root, classes=3, train=count, val=count // 4, size=(96, 96))
-        result = run_archc("train", str(spec), "--dataset", f"imagefolder:{root}",
-                           "--memory-limit", "4M", "--epochs", "1", "--batch-size", "32",
-                           "--loader-workers", "2", "--out", str(tmp_path / f"run{count}"),
-                           "--json", "--no-pages", timeout=600)  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
-        record = json.loads(result.stdout)
+        child = _start(["train", str(spec), "--dataset", f"imagefolder:{root}",
+                        "--memory-limit", "4M", "--epochs", "1", "--batch-size", "32",
+                        "--loader-workers", "2", "--out", str(out), "--no-pages"],
+                       tmp_path / f"run{count}.log")  # fmt: skip
+        rc, output = child.wait(600), child.output()
+        assert rc == 0, output[-3000:]
+        record = json.loads((out / "result.json").read_text())
         assert (
             record["dataset"]["data_path"] == "stream"
-            and "over the memory budget of 4.0 MiB" in result.stderr
+            and "over the memory budget of 4.0 MiB" in output
         )
         assert record["epochs_completed"] == 1 and record["dataset"]["test_images"] == 3 * (
             count // 4
