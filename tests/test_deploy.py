@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -25,7 +26,7 @@ import torch
 from archc import api
 from archc.cli import main
 from archc.compiler.codegen import class_name
-from archc.compiler.deploy import FORMATS, ExportError, export_artifact
+from archc.compiler.deploy import FORMATS, ExportError, export_artifact, export_artifacts
 from archc.compiler.emit import execute
 from archc.compiler.export import export_python
 from archc.errors import SpecError
@@ -139,11 +140,14 @@ def test_scripted_model_computes_the_eager_outputs(spec: str) -> None:
     assert isinstance(got, tuple) == isinstance(want, tuple)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_deployable_exports_round_trip(fmt: str, tmp_path: Path) -> None:
+def test_deployable_exports_round_trip(tmp_path: Path) -> None:
+    """Every format from one call (ONNX and the ExportedProgram from one trace), each verified."""
     model = api.build(TEST_SPECS / "lang_resnet.yaml")
-    report = export_artifact(model, fmt, tmp_path / f"net.{fmt}")
-    assert report["verified"] and (tmp_path / f"net.{fmt}").stat().st_size > 1000
+    reports = export_artifacts(model, {fmt: tmp_path / f"net.{fmt}" for fmt in FORMATS})
+    assert [report["format"] for report in reports] == list(FORMATS)
+    for fmt, report in zip(FORMATS, reports, strict=True):
+        assert report["verified"], fmt
+        assert (tmp_path / f"net.{fmt}").stat().st_size > 1000, fmt
 
 
 def test_export_command_writes_verified_artifacts(
@@ -161,25 +165,57 @@ def test_export_command_writes_verified_artifacts(
     assert program.module()(torch.randn(5, 1, 32, 32)).shape == (5, 10)
 
 
+def test_export_command_writes_several_formats_under_one_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--to repeated or as a comma list; -o names every file, each with its format's suffix."""
+    stem = tmp_path / "deep" / "lenet.pt2"  # a format's own suffix is dropped, then re-added
+    argv = ["export", str(REPO / "specs/lenet5.yaml"), "-o", str(stem), "--format", "json"]
+    assert main([*argv, "--to", "exported-program,torchscript", "--to", "python"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [(r["format"], Path(r["path"]).name, r.get("verified")) for r in reports] == [
+        ("exported-program", "lenet.pt2", True),
+        ("torchscript", "lenet.pt", True),
+        ("python", "lenet.py", None),
+    ]
+    assert all(stem.with_suffix(suffix).stat().st_size > 1000 for suffix in (".pt", ".pt2"))
+    assert "class Lenet5(" in stem.with_suffix(".py").read_text()
+    with pytest.raises(SystemExit):
+        main(["export", str(REPO / "specs/lenet5.yaml"), "--to", "onnx,tflite"])
+    assert "invalid format 'tflite'" in capsys.readouterr().err
+
+
 def test_unexportable_models_are_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The failing step's format is named: the shared trace names both formats it serves."""
     model = api.build(TEST_SPECS / "lang_resnet.yaml")
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("Unsupported: data-dependent control flow\nlong trace")
 
-    monkeypatch.setattr(torch.export, "export", refuse)
-    with pytest.raises(
-        ExportError,
-        match="cannot export lang_resnet to exported-program: RuntimeError: Unsupported",
-    ):
-        export_artifact(model, "exported-program", tmp_path / "x.pt2")
-    monkeypatch.setattr(torch.onnx, "export", refuse)
+    with monkeypatch.context() as patched:
+        patched.setattr(torch.export, "export", refuse)
+        with pytest.raises(
+            ExportError,
+            match="cannot export lang_resnet to exported-program: RuntimeError: Unsupported",
+        ):
+            export_artifact(model, "exported-program", tmp_path / "x.pt2")
+        with pytest.raises(
+            ExportError,
+            match="cannot export lang_resnet to exported-program and onnx: RuntimeError",
+        ):
+            export_artifacts(
+                model, {"exported-program": tmp_path / "x.pt2", "onnx": tmp_path / "x.onnx"}
+            )
+    monkeypatch.setattr(torch.onnx, "export", refuse)  # the trace succeeds, ONNX fails
     with pytest.raises(
         ExportError, match="cannot export lang_resnet to onnx: RuntimeError: Unsupported"
     ):
-        export_artifact(model, "onnx", tmp_path / "x.onnx")
+        export_artifacts(
+            model, {"exported-program": tmp_path / "x.pt2", "onnx": tmp_path / "x.onnx"}
+        )
+    assert (tmp_path / "x.pt2").stat().st_size > 1000  # written and verified before ONNX failed
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     with pytest.raises(ExportError, match=r"pip install 'archc\[onnx\]'"):
         export_artifact(model, "onnx", tmp_path / "x.onnx")
@@ -246,13 +282,17 @@ def test_the_exported_specs_use_every_op_of_the_zoo() -> None:
         for p in ALL_EXPORTS
     ],
 )
-@pytest.mark.parametrize("fmt", ["exported-program", "onnx"])
-def test_every_zoo_op_exports(path: Path, fmt: str, tmp_path: Path) -> None:
-    """Written, loaded back (ONNX into onnxruntime) and equal to eager on another batch size."""
+def test_every_zoo_op_exports(path: Path, tmp_path: Path) -> None:
+    """Both formats from one trace, each written, loaded back (ONNX into onnxruntime) and equal to
+    eager on another batch size (an ExportError names the format that failed)."""
     model = _small(path, functools.partial(api.build, force=True))
-    report = export_artifact(model, fmt, tmp_path / f"model.{fmt}")
-    checker = "onnxruntime" if fmt == "onnx" else fmt
-    assert report["verified"] and report["checked_with"] == checker
+    formats = ("exported-program", "onnx")
+    reports = export_artifacts(model, {fmt: tmp_path / f"model.{fmt}" for fmt in formats})
+    checked = [(report["format"], report["verified"], report["checked_with"]) for report in reports]
+    assert checked == [
+        ("exported-program", True, "exported-program"),
+        ("onnx", True, "onnxruntime"),
+    ]
 
 
 @pytest.mark.slow

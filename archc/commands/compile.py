@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archc.commands.common import (
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from archc.compiler.emit import CompiledModel
     from archc.compiler.ir import Graph
     from archc.compiler.validate import LoadedSpec
+
+EXPORT_TO = ("python", "torchscript", "onnx", "exported-program")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,12 +79,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.add_argument("spec", metavar="SPEC")
     export.add_argument(
-        "--to", choices=["python", "torchscript", "onnx", "exported-program"], default="python"
+        "--to",
+        type=export_formats,
+        action="extend",
+        metavar="FORMAT",
+        help=f"{' | '.join(EXPORT_TO)} (default python); repeat it or give a comma list for "
+        "several: onnx and exported-program then share one trace",
     )
     add_output_option(
         export,
         "write to FILE (missing folders are created); default: stdout for python, "
-        "NAME.pt / NAME.onnx / NAME.pt2 in the current directory for the others",
+        "NAME.pt / NAME.onnx / NAME.pt2 in the current directory for the others; with several "
+        "formats, FILE names them all, each with its format's suffix (.py .pt .onnx .pt2)",
     )
     export.add_argument(
         "--init-from", metavar="PATH", help="load a state_dict first (deployable formats)"
@@ -215,16 +224,66 @@ def print_table(graph: Graph, columns: list[str] | None) -> None:
     )
 
 
+def export_formats(text: str) -> list[str]:
+    """`--to` values: one format or a comma list of them."""
+    formats = [item.strip() for item in text.split(",")]
+    for fmt in formats:
+        if fmt not in EXPORT_TO:
+            raise argparse.ArgumentTypeError(
+                f"invalid format {fmt!r} (choose from {', '.join(EXPORT_TO)})"
+            )
+    return formats
+
+
 def run_export(args: argparse.Namespace) -> int:
     from archc.compiler.expand import expand
 
+    formats = list(dict.fromkeys(args.to or ["python"]))
     spec = load_spec(args.spec, args)
     graph = expand(spec, limits_of(args))
-    if args.to == "python":
+    if formats == ["python"]:
         from archc.compiler.export import export_python
 
         emit_text(export_python(graph, spec.model.init, args.spec), args.output)
         return 0
+    from archc.compiler.deploy import SUFFIX, export_artifacts
+    from archc.compiler.emit import build_module
+    from archc.compiler.guard import check_fits
+
+    suffixes = {"python": ".py", **SUFFIX}
+    if len(formats) == 1:
+        outputs = {formats[0]: output_file(args.output or f"{graph.name}{suffixes[formats[0]]}")}
+    else:  # one name for all: FILE (its own format suffix dropped) plus each format's suffix
+        base = output_file(args.output) if args.output else Path(graph.name)  # not a folder
+        if base.suffix in suffixes.values():
+            base = base.with_suffix("")
+        outputs = {fmt: output_file(f"{base}{suffixes[fmt]}") for fmt in formats}
+    reports: list[dict[str, Any]] = []
+    if "python" in outputs:
+        from archc.compiler.export import export_python
+
+        write_output(outputs["python"], export_python(graph, spec.model.init, args.spec))
+        reports.append({"format": "python", "path": str(outputs.pop("python"))})
+    if not args.force:
+        check_fits(graph)
+    model = build_module(graph, spec.model.init, args.spec)
+    if args.init_from:
+        from archc.weights import WeightsError, load_weights
+
+        try:
+            load_weights(model, args.init_from)
+        except WeightsError as exc:
+            raise WeightsError(f"--init-from: {exc}") from None
+    reports += export_artifacts(model, outputs)
+    reports.sort(key=lambda report: formats.index(report["format"]))  # in the order asked
+    if args.format == "json":
+        print_json(reports[0] if len(reports) == 1 else reports)
+        return 0
+    checked = "outputs equal the eager model's on a batch of 3"
+    for report in reports:
+        detail = f"{report['format']}, {checked}" if "verified" in report else report["format"]
+        print(f"wrote {report['path']} ({detail})", file=sys.stderr)
+    return 0
     from archc.compiler.deploy import SUFFIX, export_artifact
     from archc.compiler.emit import build_module
     from archc.compiler.guard import check_fits
