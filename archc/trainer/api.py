@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,14 +39,35 @@ TORCHVISION_PREFIX = "torchvision:"
 
 class TrainResult(dict[str, Any]):
     """What `archc.train` returns: the result record (this dict, as in OUT/result.json) plus the
-    trained `model` (after its last epoch) and the per-epoch `history` (the rows of metrics.csv)."""
+    trained `model` (after its last epoch) and the per-epoch `history` (the rows of metrics.csv).
+
+    A run launched under torchrun reads both from its last.pt when first asked for (`load`): the
+    launcher of `archc train --nproc N` prints only the record, and so never imports torch."""
 
     def __init__(
-        self, record: dict[str, Any], model: nn.Module | None, history: list[dict[str, Any]]
+        self,
+        record: dict[str, Any],
+        model: nn.Module | None,
+        history: list[dict[str, Any]],
+        load: Callable[[], tuple[nn.Module, list[dict[str, Any]]]] | None = None,
     ) -> None:
         super().__init__(record)
-        self.model = model
-        self.history = history
+        self._model, self._history, self._load = model, history, load
+
+    @property
+    def model(self) -> nn.Module | None:
+        self._loaded()
+        return self._model
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        self._loaded()
+        return self._history
+
+    def _loaded(self) -> None:
+        if self._load is not None:
+            self._model, self._history = self._load()
+            self._load = None
 
     @property
     def record(self) -> dict[str, Any]:
@@ -160,11 +182,15 @@ def _launch(
     result = out / "result.json"
     record = json.loads(result.read_text()) if result.is_file() else None
     if rc == 0 and record is not None:
-        from archc.trainer.checkpoint import load_checkpoint, load_weights
 
-        model = source.build()
-        load_weights(model, out / "last.pt")  # the workers' model after the last epoch
-        return TrainResult(record, model, load_checkpoint(out / "last.pt")["history"])
+        def load() -> tuple[nn.Module, list[dict[str, Any]]]:
+            from archc.trainer.checkpoint import load_checkpoint, load_weights
+
+            model = source.build()
+            load_weights(model, out / "last.pt")  # the workers' model after the last epoch
+            return model, load_checkpoint(out / "last.pt")["history"]
+
+        return TrainResult(record, None, [], load)
     if rc == 0 and cfg.nnodes > 1:  # rank 0 ran on another machine and wrote the record there
         return TrainResult({"status": "completed", "out": str(out), "elsewhere": True}, None, [])
     if record is not None and record.get("status") == "diverged":

@@ -2,6 +2,9 @@
 
 Every rank holds the whole dataset and the same per-epoch plan; rank r trains on slice r of each
 global batch, so N processes with batch B/N each see exactly the batches of one process with B.
+
+The launcher only starts torchrun and reads rank 0's record, so this module imports torch where a
+process group is used, not when it is imported.
 """
 
 from __future__ import annotations
@@ -12,13 +15,13 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-import torch.distributed as dist
+from typing import TYPE_CHECKING, Any
 
 from archc.compiler.train_config import TrainConfig, default_threads
 from archc.trainer.errors import TrainError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ def from_env() -> DistInfo:
 
 def init(info: DistInfo, device: torch.device) -> bool:
     """Join the process group (nccl on CUDA, gloo otherwise); True if this call created it."""
+    import torch
+    import torch.distributed as dist
+
     if not info.active or dist.is_initialized():
         return False
     if device.type == "cuda":
@@ -63,18 +69,24 @@ def init(info: DistInfo, device: torch.device) -> bool:
 
 
 def shutdown(created: bool) -> None:
+    import torch.distributed as dist
+
     if created and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.active:
+        import torch.distributed as dist
+
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
 def barrier(info: DistInfo) -> None:
     if info.active:
+        import torch.distributed as dist
+
         dist.barrier()
 
 

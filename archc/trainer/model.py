@@ -1,25 +1,28 @@
 """What the trainer needs to know about the thing it trains, whether a spec or a plain nn.Module.
 
 The compiler is reached only here (archc.api.load / archc.api.build), keeping the trainer's
-dependency on it to two calls and a few attributes.
+dependency on it to two calls and a few attributes. Resolving a spec needs no torch: `--nproc`'s
+launcher resolves one and starts torchrun without importing it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import torch
-from torch import nn
 
 from archc.compiler.train_config import TrainConfig
 from archc.trainer.errors import DataError
 from archc.trainer.fit import hint
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from typing_extensions import TypeIs
+
     from archc.compiler.validate import LoadedSpec
 
     SpecOrModule = str | Path | LoadedSpec | nn.Module  # what archc.train trains
@@ -87,7 +90,7 @@ def resolve_source(
     """
     overrides = dict(spec_overrides or {})
     shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
-    if isinstance(spec_or_module, nn.Module):
+    if _is_module(spec_or_module):
         if overrides or shape:
             raise DataError("spec overrides (--set, --input) need a spec, not an nn.Module")
         graph = getattr(spec_or_module, "archc_graph", None)
@@ -113,6 +116,12 @@ def resolve_source(
         "train() takes a spec path, a loaded spec or an "
         f"nn.Module, not {type(spec_or_module).__name__}"
     )
+
+
+def _is_module(value: object) -> TypeIs[nn.Module]:
+    """Whether value is an nn.Module, without importing torch: none exists before torch is."""
+    loaded = sys.modules.get("torch")
+    return loaded is not None and isinstance(value, loaded.nn.Module)
 
 
 def checkpoint_source(
@@ -217,6 +226,8 @@ def check_fit(
 
     sample is one normalised batch of the dataset as the model will see it.
     """
+    import torch
+
     actual = tuple(int(d) for d in sample.shape[1:])
     expected = source.input_shape
     if expected is not None and tuple(expected) != actual:

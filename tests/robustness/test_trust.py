@@ -104,11 +104,12 @@ raise SystemExit("imported from the working directory")
 @pytest.mark.slow
 def test_a_module_beside_the_spec_never_runs_in_the_workers(tmp_path: Path) -> None:
     """The reproducer: `pydantic.py` beside the spec, `archc train --nproc 2` started in that
-    directory. The same launch is the test of `--nproc` itself (one launch costs four interpreters
-    importing torch, so no other test starts one): the run has world size 2, its launcher prints
-    the one result row and nothing else, and, each rank training on its half of every global batch
-    while DDP averages the gradients, the weights rank 0 wrote are allclose to those of one process
-    with the whole batch (trained here), far from where both started."""
+    directory. The same launch is the test of `--nproc` itself (four interpreters, three of them
+    importing torch, so no other test starts one): the run has world size 2; its launcher, which
+    never imports torch (its workers do), prints the one result row and nothing else; and, each
+    rank training on its half of every global batch while DDP averages the gradients, the weights
+    rank 0 wrote are allclose to those of one process with the whole batch (trained here), far
+    from where both started."""
     import torch
 
     from archc.api import build
@@ -124,15 +125,18 @@ def test_a_module_beside_the_spec_never_runs_in_the_workers(tmp_path: Path) -> N
     archc_exe = shutil.which("archc", path=str(Path(sys.executable).parent))
     assert archc_exe is not None
     quiet = ["--no-pages", "--no-tensorboard"]  # pages after --nproc: docs/trainer.md example
-    result = subprocess.run(
-        [archc_exe, "train", "spec.yaml", "--nproc", "2", "--out", "run", "--log", "plain",
-         *quiet],
+    result = subprocess.run(  # -X importtime: the launcher's imports (its children's are not shown)
+        [sys.executable, "-X", "importtime", archc_exe, "train", "spec.yaml", "--nproc", "2",
+         "--out", "run", "--log", "plain", *quiet],
         cwd=tmp_path, env=clean_env(OMP_NUM_THREADS="1"), capture_output=True, text=True,
         timeout=600, check=False,
     )  # fmt: skip
     assert not (tmp_path / "PWNED").exists(), result.stderr[-2000:]
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("t  synthetic  epochs 1  ") and result.stdout.count("\n") == 1
+    imported = [line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")]  # fmt: skip
+    assert "archc.trainer.api" in imported and "torch" not in imported  # torch is the workers'
 
     single = archc_here("train", str(spec), "--out", str(tmp_path / "single"), "--log", "quiet",
                         *quiet)  # fmt: skip
