@@ -388,7 +388,7 @@ def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterru
         "--loader-workers",
         "2",
         "--checkpoint-every",
-        "1",
+        "5",  # mid-epoch checkpoints, a kill between two of them redoing up to four steps
         "--no-pages",
     ]
     # Only the killed run needs a process of its own: a child of the robustness harness's
@@ -437,9 +437,15 @@ def test_streaming_peak_memory_does_not_grow_with_the_number_of_images(tmp_path:
     workers') is its own."""
     spec = spec_file(tmp_path, STREAM_SPEC, "streamer")
     peaks = {}
+    small = tmp_path / "inet60"
+    write_imagefolder(small, classes=3, train=60, val=15, size=(96, 96))
+    for image in small.glob("*/*/*"):  # four times the files: each linked under four names
+        folder = tmp_path / "inet240" / image.parent.relative_to(small)
+        folder.mkdir(parents=True, exist_ok=True)
+        for copy in range(4):
+            os.link(image, folder / f"{copy}_{image.name}")
     for count in (60, 240):  # per class, 3 classes of 96x96 RGB: 5.0 MiB and 19.9 MiB decoded
         root, out = tmp_path / f"inet{count}", tmp_path / f"run{count}"
-        write_imagefolder(root, classes=3, train=count, val=count // 4, size=(96, 96))
         child = _start(["train", str(spec), "--dataset", f"imagefolder:{root}",
                         "--memory-limit", "4M", "--epochs", "1", "--batch-size", "32",
                         "--loader-workers", "2", "--out", str(out), "--no-pages"],
