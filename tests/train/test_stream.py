@@ -355,9 +355,8 @@ def _kill_tree(pid: int) -> list[int]:
 
 
 def _wait_until_gone(pids: list[int], timeout: float = 60) -> None:
-    """Until no thread of those processes is left running: a process's files (the run lock the
-    forked loader workers share) close with its last thread, and its first one may be a zombie
-    before."""
+    """Until no thread of those processes is left running, so that nothing of a killed run still
+    runs when it is resumed: a process's first thread may be a zombie before its last ends."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         states = []
@@ -415,7 +414,7 @@ def test_sigkill_mid_epoch_then_resume_on_the_streaming_path_equals_an_uninterru
     finally:
         child.kill()
     assert child.process.exitcode == -signal.SIGKILL, child.output()
-    _wait_until_gone(doomed)  # the forked workers share the run lock
+    _wait_until_gone(doomed)
     state = load_checkpoint(run / "last.pt")
     assert state["step"] > 0 and state["epoch"] < 3, "the kill came after the run ended"
     result = archc_here("train", str(spec), *flags, "--out", str(run), "--resume")
