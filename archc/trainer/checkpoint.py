@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -46,6 +47,32 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         with contextlib.suppress(
             OSError
         ):  # a read-only directory refuses even this; the error below says why
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise CheckpointError(
+                f"cannot write checkpoint {path}: "
+                f"{exc.strerror or exc}; the previous checkpoint is kept"
+            ) from None
+        raise
+
+
+def link_checkpoint(source: Path, path: Path) -> None:
+    """Make `path` the checkpoint just saved at `source` without serializing it again: a hard link
+    renamed over `path`, as atomic as save_checkpoint. The next save of `source` renames a new
+    file over its name and leaves this one intact. A file system without hard links gets a copy."""
+    tmp = temp_path(path)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            shutil.copyfile(source, tmp)
+            with tmp.open("rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise CheckpointError(

@@ -24,6 +24,7 @@ from archc.compiler.train_config import TrainConfig
 from archc.trainer.checkpoint import (
     check_compatible,
     check_training_state,
+    link_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -268,8 +269,8 @@ def fit(run: Run, resume_state: dict[str, Any] | None) -> Outcome:
         if dist.main:
             checkpoint = state(epoch + 1, 0, None)
             save_checkpoint(run.out / "last.pt", checkpoint)
-            if improved:
-                save_checkpoint(run.out / "best.pt", checkpoint)
+            if improved:  # the same state: best.pt becomes a link to last.pt's file
+                link_checkpoint(run.out / "last.pt", run.out / "best.pt")
             write_metrics(run.out, outcome.history)
             if tensorboard is not None:
                 tensorboard.epoch(row)

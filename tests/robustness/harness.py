@@ -62,7 +62,7 @@ KILL_POINTS = [
     KillPoint("last.pt of epoch 2 written, before fsync", "fsync", "last.pt", 2),
     KillPoint("last.pt of epoch 2 synced, before the rename", "replace_before", "last.pt", 2),
     KillPoint("last.pt of epoch 2 renamed, metrics not yet", "replace_after", "last.pt", 2),
-    KillPoint("best.pt of epoch 1 half written", "save_mid", "best.pt", 1),
+    KillPoint("best.pt of epoch 1 linked, before its rename", "replace_before", "best.pt", 1),
     KillPoint("metrics.csv of epoch 2 before its rename", "replace_before", "metrics.csv", 2),
     KillPoint(
         "between metrics.csv and metrics.jsonl of epoch 2", "replace_after", "metrics.csv", 2

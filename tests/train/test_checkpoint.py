@@ -72,6 +72,59 @@ def test_disk_full_is_a_clear_error_and_keeps_the_previous(
     assert ck.load_checkpoint(path)["epoch"] == 1
 
 
+def test_best_is_a_link_to_the_saved_file_that_the_next_save_leaves_intact(
+    tmp_path: Path,
+) -> None:
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    ck.save_checkpoint(last, _state(1))
+    ck.link_checkpoint(last, best)
+    assert best.stat().st_ino == last.stat().st_ino  # written once
+    ck.save_checkpoint(last, _state(2))
+    assert ck.load_checkpoint(best)["epoch"] == 1 and ck.load_checkpoint(last)["epoch"] == 2
+    ck.link_checkpoint(last, best)
+    assert ck.load_checkpoint(best)["epoch"] == 2
+    assert sorted(tmp_path.iterdir()) == [best, last]  # no temp file left
+
+
+def test_best_is_a_copy_where_the_file_system_has_no_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    ck.save_checkpoint(last, _state(1))
+
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(ck.os, "link", no_links)
+    ck.link_checkpoint(last, best)
+    assert best.stat().st_ino != last.stat().st_ino
+    assert ck.load_checkpoint(best)["epoch"] == 1
+    assert sorted(tmp_path.iterdir()) == [best, last]
+
+
+def test_a_failed_link_is_a_clear_error_and_keeps_the_previous_best(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    ck.save_checkpoint(last, _state(1))
+    ck.link_checkpoint(last, best)
+    ck.save_checkpoint(last, _state(2))
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ck.os, "link", full)
+    monkeypatch.setattr(ck.shutil, "copyfile", full)
+    with pytest.raises(
+        CheckpointError,
+        match=r"cannot write checkpoint .*best.pt: No space left on device; the previous",
+    ):
+        ck.link_checkpoint(last, best)
+    monkeypatch.undo()
+    assert ck.load_checkpoint(best)["epoch"] == 1
+    assert sorted(tmp_path.iterdir()) == [best, last]
+
+
 def _writer(path: Path, report: Connection) -> None:
     """Save a 32 MB checkpoint over and over; report the temp-file token, then each epoch."""
     from archc.atomic import process_token

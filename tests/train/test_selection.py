@@ -50,12 +50,15 @@ def test_best_checkpoint_is_chosen_on_validation_never_on_test(tmp_path: Path) -
     assert load_checkpoint(out / "best.pt")["epoch"] == best_epoch
     assert result["dataset"]["val_images"] == 26 and result["dataset"]["train_images"] == 230
     # without a validation split nothing chooses: best.pt is the last epoch
-    result = train(tiny_cnn(), **FAST | {"epochs": 2, "val_split": 0}, out=str(tmp_path / "noval"))
+    noval = tmp_path / "noval"
+    result = train(tiny_cnn(), **FAST | {"epochs": 2, "val_split": 0}, out=str(noval))
     assert (
         result["best_epoch"] == 2
         and result["best_val_acc"] is None
         and "val_acc" not in result.history[0]
     )
+    # the same state is written once: best.pt is a hard link to last.pt's file
+    assert (noval / "best.pt").stat().st_ino == (noval / "last.pt").stat().st_ino
 
 
 def test_patience_stops_early_and_resume_keeps_stopping(
