@@ -32,18 +32,18 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if not target:
         yield
         return
-    import resource
-
-    def cpu() -> float:
-        usage = [
-            resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-        ]
-        return sum(u.ru_utime + u.ru_stime for u in usage)
-
-    start = cpu()
+    start = _cpu()
     yield
     with open(target, "a") as fh:
-        fh.write(f"{cpu() - start:.3f}\t{item.nodeid}\n")
+        fh.write(f"{_cpu() - start:.3f}\t{item.nodeid}\n")
+
+
+def _cpu() -> float:
+    """This process's CPU seconds (user+sys) and its reaped children's."""
+    import resource
+
+    usage = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
 # multiprocessing's forkserver (the robustness harness's, the sweeps' process pools) is started
@@ -236,4 +236,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     cost; a forkserver left to exit on its own is reaped by init and its CPU is counted nowhere."""
     from multiprocessing import forkserver
 
+    before = _cpu()
     forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    target = os.environ.get("ARCHC_CPU_PROFILE")
+    if target:  # the CPU that no test accounts for, so that the profile adds up to the total
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with open(target, "a") as fh:
+            fh.write(f"{_COLLECTED.get('cpu', 0.0):.3f}\tCOLLECTION {worker}\n")
+            fh.write(f"{_cpu() - before:.3f}\tFORKSERVER {worker}\n")
+            fh.write(f"{_cpu():.3f}\tSESSION {worker}\n")
+
+
+_COLLECTED: dict[str, float] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _COLLECTED["cpu"] = _cpu()
