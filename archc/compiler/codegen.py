@@ -17,6 +17,7 @@ file once.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import inspect
 import io
@@ -311,26 +312,35 @@ def _call_text(target: str, parts: list[str], indent: int) -> str:
 def _argument_names(target: str) -> list[str]:
     """Positional parameter names of a constructor (`nn.Conv2d` ->
     in_channels, out_channels, ...)."""
-    cls = _resolve(target)
-    if cls is None:
-        return []
-    try:
-        params = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [
+        p.name
+        for p in _parameters(target)
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
 
 
 def _signature(target: str) -> dict[str, Any]:
     """Constructor parameters (positional-or-keyword and keyword-only) -> default, in order."""
-    cls = _resolve(target)
-    try:
-        params = inspect.signature(cls).parameters.values() if cls is not None else []
-    except (TypeError, ValueError):
-        return {}
     return {
-        p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        p.name: p.default
+        for p in _parameters(target)
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
+
+
+def _parameters(target: str) -> tuple[inspect.Parameter, ...]:
+    cls = _resolve(target)
+    return _class_parameters(cls) if cls is not None else ()
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_parameters(cls: Callable[..., object]) -> tuple[inspect.Parameter, ...]:
+    """A constructor's parameters: inspect.signature is slow and a model asks for the same few
+    classes thousands of times (once per layer and per candidate class of the code generator)."""
+    try:
+        return tuple(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):
+        return ()
 
 
 def _resolve(target: str) -> Callable[..., object] | None:
@@ -1237,22 +1247,32 @@ class SourceWriter:
         return f"{head}\n\n" + "\n".join(self.imports(body)) + f"\n\n\n{body}\n\n\n{main}\n"
 
 
-def _number_tokens(code: str) -> Iterator[tokenize.TokenInfo]:
+@functools.lru_cache(maxsize=4096)
+def _number_spans(code: str) -> tuple[tuple[tuple[int, int], tuple[int, int], str], ...]:
+    """Where the number literals of `code` are (start, end, text): the code generator compares
+    and rewrites the same forward texts many times, and tokenizing is its costliest step."""
     tokens = tokenize.generate_tokens(io.StringIO(code).readline)
-    return (t for t in tokens if t.type == tokenize.NUMBER)
+    return tuple((t.start, t.end, t.string) for t in tokens if t.type == tokenize.NUMBER)
 
 
 def _template(code: str) -> tuple[str, list[tuple[str, object]]]:
     """Forward code with its numbers blanked (what calls of one class share), and the numbers with
     the variable of the line each appears on (a parameter's name when it varies)."""
+    blanked, values = _cached_template(code)
+    return blanked, list(values)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_template(code: str) -> tuple[str, tuple[tuple[str, object], ...]]:
     lines = code.splitlines()
     values = []
-    for token in _number_tokens(code):
-        line = lines[token.start[0] - 1].strip()
+    for (row, _), _, text in _number_spans(code):
+        line = lines[row - 1].strip()
         target = _local(line.partition(" = ")[0], "value")
         hint = "variant" if line.startswith(("if ", "elif ")) else f"{target}_value"
-        values.append((hint, ast.literal_eval(token.string)))
-    return re.sub(r"#.*", "", _substitute(code, dict.fromkeys(range(len(values)), "#"))), values
+        values.append((hint, ast.literal_eval(text)))
+    blanked = _substitute(code, dict.fromkeys(range(len(values)), "#"))
+    return re.sub(r"#.*", "", blanked), tuple(values)
 
 
 def _substitute(code: str, names: dict[int, str]) -> str:
@@ -1260,7 +1280,11 @@ def _substitute(code: str, names: dict[int, str]) -> str:
     if not names:
         return code
     lines = code.splitlines()
-    edits = [(t.start, t.end, names[k]) for k, t in enumerate(_number_tokens(code)) if k in names]
+    edits = [
+        (start, end, names[k])
+        for k, (start, end, _) in enumerate(_number_spans(code))
+        if k in names
+    ]
     for (row, col), (_, end), name in reversed(edits):
         line = lines[row - 1]
         lines[row - 1] = f"{line[:col]}self.{name}{line[end:]}"
