@@ -39,11 +39,25 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 def _cpu() -> float:
-    """This process's CPU seconds (user+sys) and its reaped children's."""
+    """This process's CPU seconds (user+sys), its reaped children's, and multiprocessing's
+    forkserver's with the runs it forked and reaped (which this process counts only once it
+    reaps the forkserver at the end of the session)."""
     import resource
 
     usage = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    return sum(u.ru_utime + u.ru_stime for u in usage)
+    return sum(u.ru_utime + u.ru_stime for u in usage) + _forkserver_cpu()
+
+
+def _forkserver_cpu() -> float:
+    from multiprocessing import forkserver
+
+    pid = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # utime, stime, cutime, cstime: fields 14 to 17 of proc(5), counted after the command name
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 # multiprocessing's forkserver (the robustness harness's, the sweeps' process pools) is started
@@ -236,14 +250,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     cost; a forkserver left to exit on its own is reaped by init and its CPU is counted nowhere."""
     from multiprocessing import forkserver
 
-    before = _cpu()
     forkserver._forkserver._stop()  # type: ignore[attr-defined]
     target = os.environ.get("ARCHC_CPU_PROFILE")
-    if target:  # the CPU that no test accounts for, so that the profile adds up to the total
+    if target:  # what no test accounts for, so that the profile adds up to the total
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         with open(target, "a") as fh:
             fh.write(f"{_COLLECTED.get('cpu', 0.0):.3f}\tCOLLECTION {worker}\n")
-            fh.write(f"{_cpu() - before:.3f}\tFORKSERVER {worker}\n")
             fh.write(f"{_cpu():.3f}\tSESSION {worker}\n")
 
 
