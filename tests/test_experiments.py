@@ -426,6 +426,7 @@ def test_compare_runs_tabulates_existing_runs(
 
 
 # failures, divergence, crashes and interruptions --------------------------------------------------
+@pytest.mark.slow
 def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     # batch_size 1000 exceeds the training split: a failure only the trainer finds (the plan cannot)
     out = tmp_path / "s"
@@ -541,6 +542,7 @@ def test_dry_run_finds_a_dataset_that_does_not_fit_before_anything_trains(tmp_pa
     assert not out.exists()  # nothing trained, nothing written
 
 
+@pytest.mark.slow
 def test_a_crashed_training_process_is_a_failed_run_not_a_crashed_sweep(tmp_path: Path) -> None:
     out = tmp_path / "s"
     outcome: list[Any] = []
@@ -635,6 +637,7 @@ def test_an_interrupted_sweep_resumes_and_trains_only_what_is_missing(tmp_path: 
 
 
 # comparisons --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_compare_trains_each_spec_with_the_same_recipe_and_averages_seeds(tmp_path: Path) -> None:
     out = tmp_path / "c"
     rc, stdout, err = run_cli(

@@ -44,6 +44,7 @@ def test_help_lists_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
         assert flag in text, flag
 
 
+@pytest.mark.slow  # a real `archc train` process; the in-process tests cover its parts
 def test_train_prints_the_result_row_and_evaluate_reports(
     cli, tiny_spec: Path, tmp_path: Path
 ) -> None:
