@@ -18,7 +18,23 @@ PAGES = (("diagram", "diagram.svg"), ("report", "report.md"), ("page", "report.h
 
 
 def write_pages(record: dict[str, Any]) -> tuple[list[tuple[str, Path]], list[str]]:
-    """([(kind, file) written], [notes]) for the run of `record` (a result.json)."""
+    """([(kind, file) written], [notes]) for the run of `record` (a result.json).
+
+    Written holding the run's lock, like everything else in the directory: a kill while a page
+    is written leaves its temporary file named by the token the lock records, which the next
+    run of the directory removes."""
+    from archc.trainer.errors import TrainError
+    from archc.trainer.lock import RunLock
+
+    try:
+        with RunLock(Path(record["out"])):
+            return _write_pages(record)
+    except TrainError as exc:  # another `archc train` took the directory meanwhile
+        return [], [f"no pages: {exc}"]
+
+
+def _write_pages(record: dict[str, Any]) -> tuple[list[tuple[str, Path]], list[str]]:
+    from archc.atomic import atomic_write_bytes
     from archc.cli import main
 
     out = Path(record["out"])
@@ -47,7 +63,7 @@ def write_pages(record: dict[str, Any]) -> tuple[list[tuple[str, Path]], list[st
                 rc, stderr = 1, io.StringIO(str(exc))
         if kind == "report" and rc == 0:
             try:
-                (out / name).write_text(stdout.getvalue())
+                atomic_write_bytes(out / name, stdout.getvalue().encode())
             except OSError as exc:
                 rc, stderr = 1, io.StringIO(f"cannot write {out / name}: {exc.strerror or exc}")
         if rc == 0 and (out / name).is_file():

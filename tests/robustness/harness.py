@@ -51,6 +51,7 @@ class KillPoint:
     hook: str  # step | save_mid | fsync | replace_before | replace_after | lock_write
     target: str = ""
     nth: int = 1
+    pages: bool = False  # the run writes its pages (`archc train` does unless --no-pages)
 
 
 KILL_POINTS = [
@@ -70,6 +71,9 @@ KILL_POINTS = [
     KillPoint("last epoch's checkpoint renamed", "replace_after", "last.pt", EPOCHS),
     KillPoint("before result.json", "replace_before", "result.json", 1),
     KillPoint("result.json written, lock not yet released", "replace_after", "result.json", 1),
+    KillPoint(
+        "report.html written, before its rename", "replace_before", "report.html", pages=True
+    ),
 ]
 
 

@@ -78,7 +78,7 @@ def test_sigkill_at_a_point_then_resume(
     point: h.KillPoint, reference: tuple[Path, float], tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    rc, output = h.run(h.train_argv(out), tmp_path / "killed.log", point)
+    rc, output = h.run(h.train_argv(out, pages=point.pages), tmp_path / "killed.log", point)
     assert rc == -signal.SIGKILL, f"the kill point never fired:\n{output}"
     epoch = h.check_interrupted(out)
     record = resume_to_completion(out, reference[0], tmp_path / "resume.log")
