@@ -46,7 +46,7 @@ from ruamel.yaml import YAML
 from archc import api
 from archc.compiler.loader import load_text
 from archc.compiler.validate import validate
-from tests.conftest import FORKSERVER, REPO, clean_env
+from tests.conftest import FORKSERVER, REPO, clean_env, cpu_profiled
 from tests.fake_datasets import write_cifar10, write_fashion_mnist, write_idx
 
 pytestmark = FORKSERVER
@@ -319,11 +319,12 @@ def test_documented_examples_run(doc: Path, tmp_path: Path) -> None:
             if example.kind in {"yaml", "json"}:
                 check_data(example)
                 continue
-            result = (
-                run_shell(example, runner, tmp_path / "data")
-                if example.kind == "shell"
-                else run_python(example, runner)
-            )
+            with cpu_profiled(f"{example.where()}: {example.text[:60]}"):
+                result = (
+                    run_shell(example, runner, tmp_path / "data")
+                    if example.kind == "shell"
+                    else run_python(example, runner)
+                )
             assert result.returncode == 0, (
                 f"{example.where()}: exit {result.returncode}\n{example.text}\n"
                 f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
