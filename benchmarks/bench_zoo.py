@@ -1,5 +1,8 @@
 """Compiling the whole zoo (what `archc zoo` does: every name, each family variant from its file)
-with the loader's parse cache against parsing every file anew.
+with the loader's parse cache against parsing every file anew; and building torchvision's
+classifiers from their compiled graphs (code generation and module construction) against
+torchvision's own constructors, both on the meta device (no weight values, so construction is
+what is timed).
 
     python benchmarks/bench_zoo.py [--quick]
 
@@ -40,6 +43,7 @@ def main() -> None:
 
     rounds = 3 if args.quick else 9
     times = interleaved({"cached": cached, "uncached": uncached}, rounds=rounds, warmup=1)
+    built, build_times = _build_times(names, rounds)
     result = {
         "names": len(names),
         "cached_s": median(times["cached"]),
@@ -47,6 +51,11 @@ def main() -> None:
         "ratio_cached_over_uncached": ratio(times, "cached", "uncached"),
         "rounds": rounds,
     }
+    print(
+        f"  build {built} torchvision classifiers on meta: archc "
+        f"{median(build_times['archc']):.2f} s, torchvision "
+        f"{median(build_times['torchvision']):.2f} s"
+    )
     print(
         f"  {len(names)} zoo names: {result['cached_s']:.2f} s with the parse cache, "
         f"{result['uncached_s']:.2f} s parsing each file anew "
@@ -69,10 +78,62 @@ def main() -> None:
                     "unit": "s",
                     "target": "",
                 },
+                {
+                    "metric": f"build {built} torchvision classifiers on meta, archc / torchvision",
+                    "value": round(ratio(build_times, "archc", "torchvision"), 2),
+                    "unit": "x time",
+                    "target": "(info)",
+                },
+                {
+                    "metric": f"build {built} torchvision classifiers on meta (archc)",
+                    "value": round(median(build_times["archc"]), 2),
+                    "unit": "s",
+                    "target": "",
+                },
             ],
-            "timing": result,
+            "timing": {
+                **result,
+                "build_archc_s": median(build_times["archc"]),
+                "build_torchvision_s": median(build_times["torchvision"]),
+            },
         },
     )
+
+
+def _build_times(names: list[str], rounds: int) -> tuple[int, dict[str, list[float]]]:
+    """archc's build of each torchvision classifier in the zoo (its graph compiled beforehand)
+    and torchvision's constructor of the same model, on the meta device; the few constructors
+    that need real tensors (RegNet's width rule) are left out of both."""
+    import warnings
+
+    import torch
+    import torchvision
+
+    from archc import api
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # inception's init_weights notice
+    from archc.compiler.emit import build_module
+
+    graphs = {}
+    for name in sorted(set(names) & set(torchvision.models.list_models(torchvision.models))):
+        try:
+            with torch.device("meta"):
+                torchvision.models.get_model(name)
+        except Exception:  # a constructor that cannot run on meta is left out
+            continue
+        graphs[name] = api.compile_graph(name)
+
+    def ours() -> None:
+        with torch.device("meta"):
+            for graph in graphs.values():
+                build_module(graph, None)
+
+    def theirs() -> None:
+        with torch.device("meta"):
+            for name in graphs:
+                torchvision.models.get_model(name)
+
+    return len(graphs), interleaved({"archc": ours, "torchvision": theirs}, rounds=rounds, warmup=1)
 
 
 if __name__ == "__main__":
