@@ -149,22 +149,11 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from archc.compiler.emit import build_module
     from archc.compiler.expand import expand
-    from archc.compiler.guard import check_fits
 
     spec = load_spec(args.spec, args)
     graph = expand(spec, limits_of(args))
-    if not args.force:
-        check_fits(graph)
-    model = build_module(graph, spec.model.init, args.spec)
-    if args.init_from:
-        from archc.weights import WeightsError, load_weights
-
-        try:
-            load_weights(model, args.init_from)
-        except WeightsError as exc:
-            raise WeightsError(f"--init-from: {exc}") from None
+    model = built(graph, spec, args)
     verify(model)
     if args.save:
         save_model(model, spec, args.save)
@@ -178,6 +167,25 @@ def run_build(args: argparse.Namespace) -> int:
     if args.save and args.format != "json":
         print(f"saved {args.save}")
     return 0
+
+
+def built(graph: Graph, spec: LoadedSpec, args: argparse.Namespace) -> CompiledModel:
+    """The module `build` and `export` emit: refused if it would not fit in memory (unless
+    --force), with --init-from's weights loaded (every mismatch named)."""
+    from archc.compiler.emit import build_module
+    from archc.compiler.guard import check_fits
+
+    if not args.force:
+        check_fits(graph)
+    model = build_module(graph, spec.model.init, args.spec)
+    if args.init_from:
+        from archc.weights import WeightsError, load_weights
+
+        try:
+            load_weights(model, args.init_from)
+        except WeightsError as exc:
+            raise WeightsError(f"--init-from: {exc}") from None
+    return model
 
 
 def verify(model: CompiledModel) -> None:
@@ -247,8 +255,6 @@ def run_export(args: argparse.Namespace) -> int:
         emit_text(export_python(graph, spec.model.init, args.spec), args.output)
         return 0
     from archc.compiler.deploy import SUFFIX, export_artifacts
-    from archc.compiler.emit import build_module
-    from archc.compiler.guard import check_fits
 
     suffixes = {"python": ".py", **SUFFIX}
     if len(formats) == 1:
@@ -264,16 +270,7 @@ def run_export(args: argparse.Namespace) -> int:
 
         write_output(outputs["python"], export_python(graph, spec.model.init, args.spec))
         reports.append({"format": "python", "path": str(outputs.pop("python"))})
-    if not args.force:
-        check_fits(graph)
-    model = build_module(graph, spec.model.init, args.spec)
-    if args.init_from:
-        from archc.weights import WeightsError, load_weights
-
-        try:
-            load_weights(model, args.init_from)
-        except WeightsError as exc:
-            raise WeightsError(f"--init-from: {exc}") from None
+    model = built(graph, spec, args)
     reports += export_artifacts(model, outputs)
     reports.sort(key=lambda report: formats.index(report["format"]))  # in the order asked
     if args.format == "json":
@@ -283,28 +280,4 @@ def run_export(args: argparse.Namespace) -> int:
     for report in reports:
         detail = f"{report['format']}, {checked}" if "verified" in report else report["format"]
         print(f"wrote {report['path']} ({detail})", file=sys.stderr)
-    return 0
-    from archc.compiler.deploy import SUFFIX, export_artifact
-    from archc.compiler.emit import build_module
-    from archc.compiler.guard import check_fits
-
-    if not args.force:
-        check_fits(graph)
-    model = build_module(graph, spec.model.init, args.spec)
-    if args.init_from:
-        from archc.weights import WeightsError, load_weights
-
-        try:
-            load_weights(model, args.init_from)
-        except WeightsError as exc:
-            raise WeightsError(f"--init-from: {exc}") from None
-    output = output_file(args.output or f"{graph.name}{SUFFIX[args.to]}")
-    report = export_artifact(model, args.to, output)
-    if args.format == "json":
-        print_json(report)
-    else:
-        print(
-            f"wrote {output} ({args.to}, outputs equal the eager model's on a batch of 3)",
-            file=sys.stderr,
-        )
     return 0

@@ -35,33 +35,17 @@ RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "metrics.jsonl", "result.json"
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write state to path atomically; on failure the previous file at path is untouched."""
-    tmp = temp_path(path)
-    try:
-        with tmp.open("wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException as exc:
-        with contextlib.suppress(
-            OSError
-        ):  # a read-only directory refuses even this; the error below says why
-            tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CheckpointError(
-                f"cannot write checkpoint {path}: "
-                f"{exc.strerror or exc}; the previous checkpoint is kept"
-            ) from None
-        raise
+    with _replacing(path) as tmp, tmp.open("wb") as f:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def link_checkpoint(source: Path, path: Path) -> None:
     """Make `path` the checkpoint just saved at `source` without serializing it again: a hard link
     renamed over `path`, as atomic as save_checkpoint. The next save of `source` renames a new
     file over its name and leaves this one intact. A file system without hard links gets a copy."""
-    tmp = temp_path(path)
-    try:
+    with _replacing(path) as tmp:
         try:
             os.link(source, tmp)
         except OSError:
@@ -69,10 +53,21 @@ def link_checkpoint(source: Path, path: Path) -> None:
             shutil.copyfile(source, tmp)
             with tmp.open("rb+") as f:
                 os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """The temporary file that the block writes, then renamed over `path` and the rename synced;
+    on failure it is removed and `path` is untouched (an OSError becomes a CheckpointError)."""
+    tmp = temp_path(path)
+    try:
+        yield tmp
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(
+            OSError
+        ):  # a read-only directory refuses even this; the error below says why
             tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise CheckpointError(
