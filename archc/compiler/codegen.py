@@ -1255,15 +1255,11 @@ def _number_spans(code: str) -> tuple[tuple[tuple[int, int], tuple[int, int], st
     return tuple((t.start, t.end, t.string) for t in tokens if t.type == tokenize.NUMBER)
 
 
-def _template(code: str) -> tuple[str, list[tuple[str, object]]]:
-    """Forward code with its numbers blanked (what calls of one class share), and the numbers with
-    the variable of the line each appears on (a parameter's name when it varies)."""
-    blanked, values = _cached_template(code)
-    return blanked, list(values)
-
-
 @functools.lru_cache(maxsize=4096)
-def _cached_template(code: str) -> tuple[str, tuple[tuple[str, object], ...]]:
+def _template(code: str) -> tuple[str, tuple[tuple[str, object], ...]]:
+    """Forward code with its numbers blanked (what calls of one class share), and the numbers with
+    the variable of the line each appears on (a parameter's name when it varies). Cached: the
+    generator compares the same forward texts many times."""
     lines = code.splitlines()
     values = []
     for (row, _), _, text in _number_spans(code):
